@@ -1,0 +1,72 @@
+/**
+ * The one registry of hookd's errors: every error a client can see has a code, an HTTP status and a
+ * message template here (the pattern of fastify's lib/errors.js). Throw with `new HookdError(E.X, …args)`.
+ */
+export interface ErrorSpec {
+  readonly code: string;
+  readonly status: number;
+  /** `%s` placeholders are filled in order from the args given to HookdError. */
+  readonly message: string;
+}
+
+function spec<const C extends string>(code: C, status: number, message: string): ErrorSpec & { code: C } {
+  return { code, status, message };
+}
+
+export const E = {
+  FLOW_NOT_FOUND: spec('FLOW_NOT_FOUND', 404, 'Flow %s either does not exist or is inactive.'),
+  NOT_FOUND: spec('NOT_FOUND', 404, '%s not found'),
+  UNSUPPORTED_MEDIA_TYPE: spec('UNSUPPORTED_MEDIA_TYPE', 415, '%s'),
+  INVALID_BODY: spec('INVALID_BODY', 400, 'Invalid %s body: %s'),
+  PAYLOAD_TOO_LARGE: spec('PAYLOAD_TOO_LARGE', 413, 'Payload exceeds the limit of %s bytes'),
+  VALIDATION_FAILED: spec('VALIDATION_FAILED', 400, '%s'),
+  UNAUTHORIZED: spec('UNAUTHORIZED', 401, '%s'),
+  FORBIDDEN: spec('FORBIDDEN', 403, '%s'),
+  CONFLICT: spec('CONFLICT', 409, '%s'),
+  REQUEST_ID_CONFLICT: spec('REQUEST_ID_CONFLICT', 409, 'Request id %s is already used by another flow'),
+  RATE_LIMITED: spec('RATE_LIMITED', 429, 'Too many requests'),
+  STORE_UNAVAILABLE: spec('STORE_UNAVAILABLE', 503, 'Storage is unavailable: %s'),
+  QUEUE_UNAVAILABLE: spec('QUEUE_UNAVAILABLE', 503, 'Queue is unavailable: %s'),
+  SHUTTING_DOWN: spec('SHUTTING_DOWN', 503, 'hookd is shutting down'),
+  INTERNAL: spec('INTERNAL', 500, 'Internal error'),
+} as const;
+
+export type ErrorCode = keyof typeof E;
+
+export class HookdError extends Error {
+  readonly code: string;
+  readonly statusCode: number;
+  /** Seconds a client should wait before retrying (503, 429). */
+  retryAfter?: number;
+  details?: unknown;
+
+  constructor(spec: ErrorSpec, ...args: Array<string | number>) {
+    let i = 0;
+    super(spec.message.replace(/%s/g, () => String(args[i++] ?? '')));
+    this.name = 'HookdError';
+    this.code = spec.code;
+    this.statusCode = spec.status;
+  }
+
+  withRetryAfter(seconds: number): this {
+    this.retryAfter = seconds;
+    return this;
+  }
+
+  withDetails(details: unknown): this {
+    this.details = details;
+    return this;
+  }
+}
+
+export function isHookdError(err: unknown): err is HookdError {
+  return err instanceof HookdError;
+}
+
+/** Storage/queue failure: always a 503 with Retry-After, never a 2xx. */
+export function unavailable(kind: 'store' | 'queue', cause: unknown, retryAfterSeconds = 1): HookdError {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  return new HookdError(kind === 'store' ? E.STORE_UNAVAILABLE : E.QUEUE_UNAVAILABLE, reason).withRetryAfter(
+    retryAfterSeconds,
+  );
+}

@@ -1,0 +1,48 @@
+/**
+ * An execution is one run of a flow for one received request (unique per request: a redelivered
+ * queue message continues the same execution, it never starts a second one).
+ *
+ *   running ──► completed | filtered
+ *      │  ▲
+ *      ▼  │ (retry after backoff)
+ *   retrying ──► dead (max attempts reached)
+ */
+export type ExecutionStatus = 'running' | 'retrying' | 'completed' | 'filtered' | 'dead';
+
+export const FINAL_STATUSES: ReadonlySet<ExecutionStatus> = new Set(['completed', 'filtered', 'dead']);
+
+export type StepStatus = 'completed' | 'failed' | 'filtered';
+
+export interface StepRecord {
+  stepId: string;
+  type: string;
+  status: StepStatus;
+  /** Delivery attempt of the queue message during which the step ran (1-based). */
+  attempt: number;
+  startedAt: number;
+  finishedAt: number;
+  /** JSON, truncated to EXECUTION_DATA_LIMIT. */
+  input?: string;
+  output?: string;
+  error?: string;
+}
+
+export interface Execution {
+  id: string;
+  requestId: string;
+  flowId: string;
+  status: ExecutionStatus;
+  attempts: number;
+  createdAt: number;
+  updatedAt: number;
+  finishedAt?: number;
+  /** Request received → first step started, in ms (sub-ms precision). */
+  queueDelayMs?: number;
+  error?: string;
+  steps: StepRecord[];
+  /**
+   * Where a redelivered message resumes: the index of the next step and its full input.
+   * Kept apart from the (truncated) step records so resumption never sees truncated data.
+   */
+  cursor?: { nextStep: number; input: unknown };
+}

@@ -1,0 +1,147 @@
+import Type, { type Static } from 'typebox';
+
+/** Ids that are safe in URLs, file names, AMQP routing keys and log lines. */
+export const IdPattern = '^[A-Za-z0-9._-]{1,128}$';
+export const Id = Type.String({ pattern: IdPattern });
+
+const StepBase = {
+  /** Stable id: used in execution records, idempotency keys and resumption. Defaults to `step-<n>`. */
+  id: Type.Optional(Id),
+  name: Type.Optional(Type.String({ maxLength: 200 })),
+};
+
+export const TransformStep = Type.Object(
+  { ...StepBase, type: Type.Literal('transform'), expression: Type.String({ minLength: 1 }) },
+  { additionalProperties: false },
+);
+export const FilterStep = Type.Object(
+  { ...StepBase, type: Type.Literal('filter'), expression: Type.String({ minLength: 1 }) },
+  { additionalProperties: false },
+);
+export const HttpStep = Type.Object(
+  {
+    ...StepBase,
+    type: Type.Literal('http'),
+    url: Type.String({ minLength: 1 }),
+    method: Type.Optional(
+      Type.Union([
+        Type.Literal('GET'),
+        Type.Literal('POST'),
+        Type.Literal('PUT'),
+        Type.Literal('PATCH'),
+        Type.Literal('DELETE'),
+      ]),
+    ),
+    headers: Type.Optional(Type.Record(Type.String(), Type.String())),
+    /** JSONata expression evaluated over the step input; its result is the request body. Default: the input. */
+    body: Type.Optional(Type.String({ minLength: 1 })),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 300_000 })),
+  },
+  { additionalProperties: false },
+);
+export const LogStep = Type.Object(
+  {
+    ...StepBase,
+    type: Type.Literal('log'),
+    level: Type.Optional(
+      Type.Union([Type.Literal('debug'), Type.Literal('info'), Type.Literal('warn'), Type.Literal('error')]),
+    ),
+    message: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+);
+
+export const Step = Type.Union([TransformStep, FilterStep, HttpStep, LogStep]);
+
+/** "Pre-configured feedback": what the sender gets back once its request is committed. */
+export const WebhookResponse = Type.Object(
+  {
+    status: Type.Optional(Type.Integer({ minimum: 200, maximum: 299 })),
+    headers: Type.Optional(Type.Record(Type.String(), Type.String())),
+    body: Type.Optional(Type.Unknown()),
+  },
+  { additionalProperties: false },
+);
+
+export const WebhookTrigger = Type.Object(
+  {
+    type: Type.Literal('webhook'),
+    response: Type.Optional(WebhookResponse),
+  },
+  { additionalProperties: true },
+);
+
+export const RetryPolicy = Type.Object(
+  {
+    /** Deliveries before the message goes to the dead letters (default MAX_ATTEMPTS). */
+    maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })),
+    /** First retry delay; doubles per attempt, with jitter, up to maxBackoffMs. */
+    backoffMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400_000 })),
+    maxBackoffMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400_000 })),
+  },
+  { additionalProperties: false },
+);
+
+export const FlowStatus = Type.Union([Type.Literal('started'), Type.Literal('stopped')]);
+
+/** What a user writes (API body, YAML/JSON file). */
+export const FlowInput = Type.Object(
+  {
+    id: Type.Optional(Id),
+    name: Type.Optional(Type.String({ maxLength: 200 })),
+    status: Type.Optional(FlowStatus),
+    trigger: Type.Optional(WebhookTrigger),
+    steps: Type.Optional(Type.Array(Step, { maxItems: 100 })),
+    retry: Type.Optional(RetryPolicy),
+  },
+  { additionalProperties: false },
+);
+
+export type StepDef = Static<typeof Step> & { id: string };
+export type TransformStepDef = Static<typeof TransformStep> & { id: string };
+export type FilterStepDef = Static<typeof FilterStep> & { id: string };
+export type HttpStepDef = Static<typeof HttpStep> & { id: string };
+export type LogStepDef = Static<typeof LogStep> & { id: string };
+export type WebhookResponseDef = Static<typeof WebhookResponse>;
+export type WebhookTriggerDef = Static<typeof WebhookTrigger>;
+export type RetryPolicyDef = Static<typeof RetryPolicy>;
+export type FlowInputDef = Static<typeof FlowInput>;
+export type FlowStatusDef = Static<typeof FlowStatus>;
+
+/** A stored flow: defaults applied, every step has an id. */
+export interface Flow {
+  id: string;
+  name: string;
+  status: FlowStatusDef;
+  trigger: WebhookTriggerDef;
+  steps: StepDef[];
+  retry?: RetryPolicyDef;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** Apply defaults to a validated input. Step ids default to `step-<n>` (1-based). */
+export function normalizeFlow(input: FlowInputDef, id: string, now: Date, existing?: Flow): Flow {
+  const steps = (input.steps ?? []).map((s, i) => ({ ...s, id: s.id ?? `step-${i + 1}` }) as StepDef);
+  const flow: Flow = {
+    id,
+    name: input.name ?? existing?.name ?? id,
+    status: input.status ?? 'started',
+    trigger: input.trigger ?? { type: 'webhook' },
+    steps,
+    createdAt: existing?.createdAt ?? now.toISOString(),
+    updatedAt: now.toISOString(),
+  };
+  if (input.retry) flow.retry = input.retry;
+  return flow;
+}
+
+/** Duplicate step ids would make resumption and idempotency keys ambiguous. */
+export function duplicateStepId(flow: Flow): string | undefined {
+  const seen = new Set<string>();
+  for (const s of flow.steps) {
+    if (seen.has(s.id)) return s.id;
+    seen.add(s.id);
+  }
+  return undefined;
+}

@@ -1,0 +1,63 @@
+/** A webhook call as hookd stored it: everything a step, a replay or a signature check needs. */
+export interface ReceivedMessage {
+  /** x-request-id when sane, else a UUIDv7 (sortable by time). */
+  id: string;
+  flowId: string;
+  /** Epoch milliseconds with sub-millisecond precision. */
+  receivedAt: number;
+  method: string;
+  /** Path after /hook/{flowId}, '' when none, else starting with '/'. */
+  path: string;
+  query: Record<string, string | string[]>;
+  /** Lower-cased names, hop-by-hop headers dropped. */
+  headers: Record<string, string | string[]>;
+  contentType: string | null;
+  /** Parsed body (JSON value, text, form object…); null when there was no body. */
+  body: unknown;
+  /** The body bytes exactly as received (signatures and replay need them). */
+  rawBody: Buffer;
+  clientIp: string;
+  /** Files streamed to the attachment store (multipart parts, binary bodies). */
+  attachments?: AttachmentRef[];
+}
+
+export interface AttachmentRef {
+  id: string;
+  field?: string;
+  filename?: string;
+  contentType: string;
+  size: number;
+  sha256: string;
+}
+
+/** The JSON form of a message that steps see and the API returns (raw bytes as base64). */
+export interface MessageView {
+  id: string;
+  flowId: string;
+  receivedAt: string;
+  method: string;
+  path: string;
+  query: Record<string, string | string[]>;
+  headers: Record<string, string | string[]>;
+  contentType: string | null;
+  body: unknown;
+  clientIp: string;
+  attachments?: AttachmentRef[];
+}
+
+export function toMessageView(m: ReceivedMessage): MessageView {
+  const view: MessageView = {
+    id: m.id,
+    flowId: m.flowId,
+    receivedAt: new Date(m.receivedAt).toISOString(),
+    method: m.method,
+    path: m.path,
+    query: m.query,
+    headers: m.headers,
+    contentType: m.contentType,
+    body: m.body,
+    clientIp: m.clientIp,
+  };
+  if (m.attachments && m.attachments.length > 0) view.attachments = m.attachments;
+  return view;
+}

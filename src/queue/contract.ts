@@ -1,0 +1,56 @@
+import type { DeadLetter, Job, NewJob } from '../core/job.js';
+
+/**
+ * Queue contract: at-least-once delivery of jobs ("run flow X for request Y"). Implemented by the
+ * embedded queue (same SQLite file as the requests) and rabbitmq/. One conformance suite runs
+ * against both (test/conformance/queue.suite.ts).
+ *
+ * Jobs are normally enqueued by RequestStore.accept, atomically with their request; enqueue() here
+ * is for re-queueing (replay, dead-letter retry).
+ */
+export interface Delivery {
+  readonly job: Job;
+  /** Done: the job is removed. */
+  ack(): Promise<void>;
+  /**
+   * Failed: deliver again after delayMs, or move to the dead letters when job.attempts has reached
+   * job.maxAttempts. Returns which happened.
+   */
+  nack(options: { delayMs: number; error: string }): Promise<'retry' | 'dead'>;
+  /** Failed for good (not retryable): straight to the dead letters. */
+  deadLetter(error: string): Promise<void>;
+}
+
+export type JobHandler = (delivery: Delivery) => Promise<void>;
+
+export interface ConsumeOptions {
+  /** Jobs handled at once by this consumer (prefetch). */
+  concurrency: number;
+}
+
+export interface Consumer {
+  /** Jobs being handled right now. */
+  readonly inFlight: number;
+  /**
+   * Stop taking jobs; wait up to graceMs for running handlers, then give back (release) the jobs of
+   * handlers still running so another consumer gets them at once. Never acks on its own.
+   */
+  stop(options?: { graceMs?: number }): Promise<void>;
+}
+
+export interface QueueStats {
+  ready: number;
+  inFlight: number;
+  delayed: number;
+  dead: number;
+}
+
+export interface Queue {
+  enqueue(job: NewJob): Promise<void>;
+  /** Start delivering jobs to handler. A handler that throws counts as nack(delay 1 s). */
+  consume(handler: JobHandler, options: ConsumeOptions): Consumer;
+  deadLetters(query: { flowId?: string; limit: number }): Promise<DeadLetter[]>;
+  /** Move a dead letter back to the queue with attempts reset; false when not found. */
+  retryDead(jobId: string): Promise<boolean>;
+  stats(): Promise<QueueStats>;
+}

@@ -1,0 +1,78 @@
+import type { Execution, ExecutionStatus, StepRecord } from '../core/execution.js';
+import type { Flow } from '../core/flow.js';
+import type { ReceivedMessage } from '../core/message.js';
+
+/**
+ * Storage contracts. Every backend (sqlite/, postgres/) implements these and passes the same
+ * conformance suite (test/conformance/). Methods reject with a HookdError 503 (STORE_UNAVAILABLE,
+ * retryAfter set) when the backend cannot be reached or cannot write.
+ */
+export interface FlowStore {
+  list(): Promise<Flow[]>;
+  get(id: string): Promise<Flow | undefined>;
+  /** Insert or replace. */
+  put(flow: Flow): Promise<void>;
+  delete(id: string): Promise<boolean>;
+}
+
+export type AcceptOutcome =
+  /** Newly committed (and its job enqueued). */
+  | { kind: 'stored' }
+  /** A message with this id was already committed for the same flow: nothing written again. */
+  | { kind: 'duplicate' };
+
+export interface AcceptOptions {
+  /** Deliveries before the job is dead-lettered. */
+  maxAttempts: number;
+}
+
+export interface RequestListQuery {
+  flowId?: string;
+  limit: number;
+  /** Keyset pagination: ids sort by time (UUIDv7), newest first; return ids < before. */
+  before?: string;
+}
+
+export interface RequestStore {
+  /**
+   * Commit the message and enqueue its job as one atomic unit. Resolves only once both are durable
+   * (fsync, or broker confirm), so the caller may answer 2xx. Rejects with REQUEST_ID_CONFLICT when
+   * the id is taken by another flow, with a 503 HookdError when storage is unavailable.
+   */
+  accept(message: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome>;
+  get(id: string): Promise<ReceivedMessage | undefined>;
+  list(query: RequestListQuery): Promise<ReceivedMessage[]>;
+}
+
+export interface BeginExecution {
+  requestId: string;
+  flowId: string;
+  /** The queue delivery attempt (1-based). */
+  attempt: number;
+  now: number;
+  /** Request received → first step start; recorded only when the execution is created. */
+  queueDelayMs?: number;
+}
+
+export interface ExecutionListQuery {
+  flowId?: string;
+  status?: ExecutionStatus;
+  limit: number;
+  /** Keyset pagination on execution id (UUIDv7, newest first). */
+  before?: string;
+}
+
+export interface ExecutionStore {
+  /**
+   * Get-or-create the one execution of a request (unique per requestId). Sets status running and
+   * attempts = attempt. Returns it with its steps and cursor so a redelivery can resume.
+   */
+  begin(args: BeginExecution): Promise<Execution>;
+  /** Append a step record; when cursor is given, also store where a redelivery resumes. */
+  recordStep(executionId: string, record: StepRecord, cursor?: Execution['cursor']): Promise<void>;
+  /** Change status; final statuses (completed, filtered, dead) set finishedAt. */
+  setStatus(executionId: string, status: ExecutionStatus, now: number, error?: string): Promise<void>;
+  get(id: string): Promise<Execution | undefined>;
+  getByRequest(requestId: string): Promise<Execution | undefined>;
+  list(query: ExecutionListQuery): Promise<Execution[]>;
+}
