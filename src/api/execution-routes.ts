@@ -1,0 +1,40 @@
+import type { FastifyInstance } from 'fastify';
+import Type, { type Static } from 'typebox';
+import { E, HookdError } from '../core/errors.js';
+import type { ExecutionStore, RequestStore } from '../store/contracts.js';
+import { PageQuery, page } from './pagination.js';
+import { executionView, requestView } from './views.js';
+
+const ExecutionQuery = Type.Object({
+  flowId: Type.Optional(Type.String()),
+  status: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('retrying'), Type.Literal('completed'), Type.Literal('filtered'), Type.Literal('dead')])),
+  ...PageQuery,
+});
+const RequestQuery = Type.Object({ flowId: Type.Optional(Type.String()), ...PageQuery });
+
+export async function executionRoutes(app: FastifyInstance, deps: { executions: ExecutionStore; requests: RequestStore }): Promise<void> {
+  app.get<{ Querystring: Static<typeof ExecutionQuery> }>('/executions', { schema: { querystring: ExecutionQuery } }, async (request) => {
+    const limit = request.query.limit ?? 100;
+    const items = await deps.executions.list({ ...request.query, limit });
+    return page(items, limit, executionView);
+  });
+
+  app.get<{ Params: { id: string } }>('/executions/:id', async (request) => {
+    const execution = await deps.executions.get(request.params.id);
+    if (!execution) throw new HookdError(E.NOT_FOUND, `Execution ${request.params.id}`);
+    return executionView(execution);
+  });
+
+  app.get<{ Querystring: Static<typeof RequestQuery> }>('/requests', { schema: { querystring: RequestQuery } }, async (request) => {
+    const limit = request.query.limit ?? 100;
+    const items = await deps.requests.list({ ...request.query, limit });
+    return page(items, limit, requestView);
+  });
+
+  app.get<{ Params: { id: string } }>('/requests/:id', async (request) => {
+    const message = await deps.requests.get(request.params.id);
+    if (!message) throw new HookdError(E.NOT_FOUND, `Request ${request.params.id}`);
+    const execution = await deps.executions.getByRequest(message.id);
+    return { ...requestView(message), executionId: execution?.id };
+  });
+}

@@ -1,0 +1,106 @@
+import { randomBytes } from 'node:crypto';
+import jsonata from 'jsonata';
+import Type, { type TSchema } from 'typebox';
+import { Compile } from 'typebox/compile';
+import { E, HookdError } from '../core/errors.js';
+import {
+  duplicateStepId,
+  FilterStep,
+  type Flow,
+  FlowInput,
+  type FlowInputDef,
+  HttpStep,
+  LogStep,
+  normalizeFlow,
+  TransformStep,
+} from '../core/flow.js';
+
+/**
+ * Validation of flow definitions (API bodies and FLOWS_DIR files): the schema, then what a schema
+ * cannot say (step ids unique, JSONata expressions compile). Errors name the path and the rule.
+ */
+const STEP_SCHEMAS: Record<string, TSchema> = {
+  transform: TransformStep,
+  filter: FilterStep,
+  http: HttpStep,
+  log: LogStep,
+};
+const stepCheckers = Object.fromEntries(Object.entries(STEP_SCHEMAS).map(([k, s]) => [k, Compile(s)]));
+// The envelope is checked with steps as plain objects; each step is then checked against its type's
+// schema, which gives "steps/1: must have property expression" instead of a wall of anyOf errors.
+const envelope = Compile(
+  Type.Object({ ...FlowInput.properties, steps: Type.Optional(Type.Array(Type.Object({ type: Type.String() }), { maxItems: 100 })) }, { additionalProperties: false }),
+);
+
+interface SchemaError {
+  instancePath: string;
+  message: string;
+  keyword: string;
+  params: Record<string, unknown>;
+}
+
+function describe(errors: Iterable<SchemaError>, prefix = ''): string[] {
+  const byPath = new Map<string, SchemaError[]>();
+  for (const e of errors) {
+    const list = byPath.get(e.instancePath) ?? [];
+    list.push(e);
+    byPath.set(e.instancePath, list);
+  }
+  const out: string[] = [];
+  for (const [p, list] of byPath) {
+    const where = `${prefix}${p}` || '/';
+    const allowed = list.filter((e) => e.keyword === 'const').map((e) => JSON.stringify(e.params.allowedValue));
+    if (allowed.length > 0) out.push(`${where}: must be one of ${allowed.join(', ')}`);
+    else {
+      const e = list.find((x) => x.keyword !== 'anyOf') ?? list[0]!;
+      const extra = e.keyword === 'additionalProperties' ? ` (${String(e.params.additionalProperty ?? '')})` : '';
+      out.push(`${where}: ${e.message}${extra}`);
+    }
+  }
+  return out;
+}
+
+function fail(problems: string[]): never {
+  throw new HookdError(E.VALIDATION_FAILED, `Invalid flow definition: ${problems.join('; ')}`).withDetails(problems);
+}
+
+/** Validate user input; returns it typed or throws VALIDATION_FAILED (400) listing every problem. */
+export function validateFlowInput(input: unknown): FlowInputDef {
+  if (!envelope.Check(input)) fail(describe(envelope.Errors(input) as Iterable<SchemaError>));
+  const steps = (input as { steps?: Array<{ type: string }> }).steps ?? [];
+  const problems: string[] = [];
+  steps.forEach((step, i) => {
+    const checker = stepCheckers[step.type];
+    if (!checker) {
+      problems.push(`/steps/${i}/type: unknown step type "${step.type}" (one of ${Object.keys(STEP_SCHEMAS).join(', ')})`);
+      return;
+    }
+    if (!checker.Check(step)) problems.push(...describe(checker.Errors(step) as Iterable<SchemaError>, `/steps/${i}`));
+    for (const key of ['expression', 'body'] as const) {
+      const expr = (step as Record<string, unknown>)[key];
+      if (typeof expr !== 'string') continue;
+      try {
+        jsonata(expr);
+      } catch (err) {
+        problems.push(`/steps/${i}/${key}: invalid JSONata: ${(err as Error).message}`);
+      }
+    }
+  });
+  if (problems.length > 0) fail(problems);
+  return input as FlowInputDef;
+}
+
+/** Unguessable by default: a flow id is part of a public URL. */
+export function newFlowId(): string {
+  return randomBytes(12).toString('base64url');
+}
+
+/** Validate + apply defaults; throws VALIDATION_FAILED on duplicate step ids. */
+export function buildFlow(input: unknown, id: string, existing?: Flow): Flow {
+  const valid = validateFlowInput(input);
+  if (valid.id !== undefined && valid.id !== id) fail([`/id: "${valid.id}" does not match the URL's flow id "${id}"`]);
+  const flow = normalizeFlow(valid, id, new Date(), existing);
+  const dup = duplicateStepId(flow);
+  if (dup !== undefined) fail([`/steps: step id "${dup}" is used twice`]);
+  return flow;
+}

@@ -1,0 +1,35 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import type { Flow } from '../core/flow.js';
+import { buildFlow } from './flow-definition.js';
+
+/**
+ * Flow definitions from FLOWS_DIR (*.yaml, *.yml, *.json; one flow per file, or a list). A file's
+ * flow without an id takes the file name. Any invalid file stops the start with its path and reason:
+ * silently skipping a flow would drop its webhooks.
+ */
+export function readFlowsDir(dir: string, existing: (id: string) => Flow | undefined): Flow[] {
+  const flows: Flow[] = [];
+  const files = readdirSync(dir)
+    .filter((f) => /\.(ya?ml|json)$/i.test(f))
+    .sort();
+  for (const file of files) {
+    const full = path.join(dir, file);
+    try {
+      const text = readFileSync(full, 'utf8');
+      const data: unknown = file.toLowerCase().endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
+      const items = Array.isArray(data) ? data : [data];
+      for (const item of items) {
+        const base = path.basename(file).replace(/\.(ya?ml|json)$/i, '');
+        const id = (item as { id?: unknown })?.id;
+        const flowId = typeof id === 'string' ? id : items.length === 1 ? base : undefined;
+        if (flowId === undefined) throw new Error('each flow in a list needs an id');
+        flows.push(buildFlow(item, flowId, existing(flowId)));
+      }
+    } catch (err) {
+      throw new Error(`${full}: ${(err as Error).message}`);
+    }
+  }
+  return flows;
+}

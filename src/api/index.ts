@@ -1,0 +1,22 @@
+import type { FastifyInstance } from 'fastify';
+import type { Backend } from '../store/backend.js';
+import type { FlowRegistry } from '../store/flow-registry.js';
+import { requireAdminToken } from './admin-auth.js';
+import { executionRoutes } from './execution-routes.js';
+import { flowRoutes } from './flow-routes.js';
+import { queueRoutes } from './queue-routes.js';
+
+interface Deps {
+  token: string;
+  registry: FlowRegistry;
+  backend: Backend;
+  publicUrl: string;
+}
+
+/** The management REST API under /api; every route requires the admin token. */
+export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> {
+  app.addHook('onRequest', requireAdminToken(deps.token));
+  await app.register(flowRoutes, { registry: deps.registry, publicUrl: deps.publicUrl });
+  await app.register(executionRoutes, { executions: deps.backend.executions, requests: deps.backend.requests });
+  await app.register(queueRoutes, { queue: deps.backend.queue });
+}

@@ -1,0 +1,12 @@
+import Type from 'typebox';
+
+export const PageQuery = {
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  before: Type.Optional(Type.String({ maxLength: 200 })),
+};
+
+/** `{items, next}`: next is the `before` value for the following page, absent on the last page. */
+export function page<T extends { id: string }, V>(items: T[], limit: number, view: (t: T) => V) {
+  const last = items[items.length - 1];
+  return { items: items.map(view), ...(items.length === limit && last ? { next: last.id } : {}) };
+}

@@ -1,0 +1,35 @@
+import type { Execution } from '../core/execution.js';
+import type { Flow } from '../core/flow.js';
+import type { ReceivedMessage } from '../core/message.js';
+import { toMessageView } from '../core/message.js';
+
+const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
+
+export function flowView(flow: Flow, publicUrl: string) {
+  return { ...flow, webhookUrl: `${publicUrl}/hook/${encodeURIComponent(flow.id)}` };
+}
+
+export function executionView(e: Execution) {
+  return {
+    id: e.id,
+    requestId: e.requestId,
+    flowId: e.flowId,
+    status: e.status,
+    attempts: e.attempts,
+    createdAt: iso(e.createdAt),
+    updatedAt: iso(e.updatedAt),
+    finishedAt: iso(e.finishedAt),
+    queueDelayMs: e.queueDelayMs,
+    error: e.error,
+    steps: e.steps.map((s) => ({
+      ...s,
+      startedAt: iso(s.startedAt),
+      finishedAt: iso(s.finishedAt),
+      durationMs: Math.round((s.finishedAt - s.startedAt) * 1000) / 1000,
+    })),
+  };
+}
+
+export function requestView(m: ReceivedMessage) {
+  return { ...toMessageView(m), rawBody: m.rawBody.toString('base64'), size: m.rawBody.length };
+}

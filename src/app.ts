@@ -1,0 +1,123 @@
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import { adminApi } from './api/index.js';
+import { readFlowsDir } from './api/flows-dir.js';
+import type { Config } from './config/config.js';
+import { loadOrCreateAdminToken } from './config/admin-token.js';
+import { createFlowRunner } from './flow/runner.js';
+import { installErrorHandling } from './http/error-handler.js';
+import { createMetrics } from './http/metrics.js';
+import { opsRoutes } from './http/ops-routes.js';
+import { hookRoutes } from './ingress/hook-routes.js';
+import type { Backend } from './store/backend.js';
+import { FlowRegistry } from './store/flow-registry.js';
+import { openSqliteBackend } from './store/sqlite/index.js';
+
+export interface App {
+  server: FastifyInstance;
+  backend: Backend;
+  registry: FlowRegistry;
+  logger: Logger;
+  adminToken: string;
+  /** Listen on config.listenHost:listenPort; resolves with the bound address (http://host:port). */
+  listen(): Promise<string>;
+  /** Graceful stop: no new requests, in-flight ones finish, running steps finish or release. */
+  close(): Promise<void>;
+}
+
+/** The composition root: the only place that picks concrete backends. */
+export async function createApp(config: Config, options: { logger?: Logger } = {}): Promise<App> {
+  const logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'hookd' } });
+  mkdirSync(config.dataDir, { recursive: true });
+
+  const backend = await openBackend(config, logger);
+  const registry = new FlowRegistry(backend.flows);
+  await registry.load();
+  if (config.flowsDir) {
+    const flows = readFlowsDir(config.flowsDir, (id) => registry.get(id));
+    for (const flow of flows) await registry.put(flow);
+    logger.info({ dir: config.flowsDir, count: flows.length }, 'flows loaded from FLOWS_DIR');
+  }
+
+  const admin = loadOrCreateAdminToken(config.dataDir, config.adminToken);
+  if (admin.generated) {
+    // Printed once, at the start that created it; afterwards it lives only in the 0600 file.
+    process.stdout.write(`\nhookd admin token (saved to ${admin.file}, shown once):\n  ${admin.token}\n\n`);
+  }
+
+  const metrics = createMetrics();
+  let shuttingDown = false;
+
+  const server = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    // fastify accepts a hop count too; its typings lag behind.
+    trustProxy: config.trustProxy as boolean | string,
+    exposeHeadRoutes: false,
+    return503OnClosing: true,
+    // API bodies (flow definitions) are small; /hook bodies are read by the ingress itself.
+    bodyLimit: 1024 * 1024,
+  });
+  installErrorHandling(server);
+  server.addHook('onResponse', async (request, reply) => {
+    if (request.url.startsWith('/hook/')) metrics.responses.inc({ status: String(reply.statusCode) });
+  });
+
+  await server.register(hookRoutes, {
+    activeFlow: (id: string) => registry.active(id),
+    requests: backend.requests,
+    payloadSizeLimit: config.payloadSizeLimit,
+    defaultMaxAttempts: config.maxAttempts,
+    onAccepted: (_flowId: string, ms: number) => metrics.commitSeconds.observe(ms / 1000),
+  });
+  await server.register(adminApi, { prefix: '/api', token: admin.token, registry, backend, publicUrl: config.publicUrl });
+  await server.register(opsRoutes, {
+    checkWritable: () => backend.checkWritable(),
+    isShuttingDown: () => shuttingDown,
+    metrics: metrics.registry,
+  });
+
+  const runner = createFlowRunner({
+    requests: backend.requests,
+    executions: backend.executions,
+    queue: backend.queue,
+    getFlow: (id: string) => registry.get(id),
+    logger,
+    concurrency: config.workerConcurrency,
+    executionDataLimit: config.executionDataLimit,
+    defaultMaxAttempts: config.maxAttempts,
+    defaultBackoffMs: config.backoffMs,
+    maxBackoffMs: config.maxBackoffMs,
+  });
+  if (config.workerConcurrency > 0) runner.start();
+
+  let closing: Promise<void> | undefined;
+  return {
+    server,
+    backend,
+    registry,
+    logger,
+    adminToken: admin.token,
+    async listen() {
+      return server.listen({ host: config.listenHost, port: config.listenPort });
+    },
+    close() {
+      closing ??= (async () => {
+        shuttingDown = true;
+        await server.close();
+        await runner.stop({ graceMs: config.shutdownGraceMs });
+        await backend.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+async function openBackend(config: Config, logger: Logger): Promise<Backend> {
+  if (config.databaseUrl || config.rabbitmqUri) {
+    throw new Error('DATABASE_URL / RABBITMQ_URI: the distributed backends are not available in this build');
+  }
+  return openSqliteBackend({ path: path.join(config.dataDir, 'hookd.db'), leaseMs: config.leaseMs, logger });
+}

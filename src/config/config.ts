@@ -1,0 +1,106 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { parseBoolean, parseDuration, parseInteger, parseSize } from './parse.js';
+
+/**
+ * hookd's configuration: the one documented place (docs/configuration.md mirrors this table).
+ * Layers, later wins: built-in defaults < config file (HOOKD_CONFIG, YAML or JSON, same keys as the
+ * environment variables) < environment variables.
+ */
+export interface Config {
+  listenHost: string;
+  listenPort: number;
+  /** Base URL printed in webhookUrl fields (default http://localhost:<port>). */
+  publicUrl: string;
+  dataDir: string;
+  /** Folder of flow definitions (*.yaml, *.yml, *.json) loaded at start. */
+  flowsDir: string | undefined;
+  logLevel: string;
+  /** Admin token for /api; generated into DATA_DIR when unset. */
+  adminToken: string | undefined;
+  /** Largest body that is buffered and parsed (OIH's variable name). */
+  payloadSizeLimit: number;
+  /** Trust X-Forwarded-For from these proxies (fastify trustProxy: true, a CIDR list or a hop count). */
+  trustProxy: boolean | string | number;
+  workerConcurrency: number;
+  leaseMs: number;
+  maxAttempts: number;
+  backoffMs: number;
+  maxBackoffMs: number;
+  shutdownGraceMs: number;
+  /** JSON bytes kept per step input/output in execution records. */
+  executionDataLimit: number;
+  /** postgres://… selects the PostgreSQL store (distributed mode). */
+  databaseUrl: string | undefined;
+  /** amqp://… selects the RabbitMQ queue (distributed mode). */
+  rabbitmqUri: string | undefined;
+}
+
+type Source = Record<string, string | number | boolean | undefined>;
+
+interface Field<K extends keyof Config> {
+  key: K;
+  env: string;
+  doc: string;
+  default: (c: Partial<Config>) => Config[K];
+  parse: (v: string | number | boolean, name: string) => Config[K];
+}
+
+const str = (v: string | number | boolean) => String(v);
+const optStr = (v: string | number | boolean) => (String(v) === '' ? undefined : String(v));
+
+function field<K extends keyof Config>(f: Field<K>): Field<K> {
+  return f;
+}
+
+/** Every setting: environment variable, meaning, default. */
+export const CONFIG_FIELDS = [
+  field({ key: 'listenHost', env: 'LISTEN_HOST', doc: 'Interface to listen on', default: () => '0.0.0.0', parse: str }),
+  field({ key: 'listenPort', env: 'LISTEN_PORT', doc: 'HTTP port', default: () => 3000, parse: (v, n) => parseInteger(v as string, n, 0, 65535) }),
+  field({ key: 'publicUrl', env: 'PUBLIC_URL', doc: 'Base URL used in webhookUrl', default: (c) => `http://localhost:${c.listenPort ?? 3000}`, parse: (v) => str(v).replace(/\/+$/, '') }),
+  field({ key: 'dataDir', env: 'DATA_DIR', doc: 'Where the SQLite file, keys and attachments live', default: () => path.resolve('data'), parse: (v) => path.resolve(str(v)) }),
+  field({ key: 'flowsDir', env: 'FLOWS_DIR', doc: 'Folder of flow files (YAML/JSON) loaded at start', default: () => undefined, parse: (v) => (optStr(v) ? path.resolve(str(v)) : undefined) }),
+  field({ key: 'logLevel', env: 'LOG_LEVEL', doc: 'pino level: trace, debug, info, warn, error, fatal, silent', default: () => 'info', parse: str }),
+  field({ key: 'adminToken', env: 'HOOKD_ADMIN_TOKEN', doc: 'Bearer token for /api (generated into DATA_DIR/admin-token when unset)', default: () => undefined, parse: optStr }),
+  field({ key: 'payloadSizeLimit', env: 'PAYLOAD_SIZE_LIMIT', doc: 'Largest parsed body (413 beyond)', default: () => 10 * 1024 * 1024, parse: (v, n) => parseSize(v as string, n) }),
+  field({ key: 'trustProxy', env: 'TRUST_PROXY', doc: 'Proxies trusted for X-Forwarded-For: true, a hop count or a comma-separated CIDR list', default: () => false, parse: (v) => parseTrustProxy(v) }),
+  field({ key: 'workerConcurrency', env: 'WORKER_CONCURRENCY', doc: 'Flow executions run at once by this process', default: () => 16, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
+  field({ key: 'leaseMs', env: 'QUEUE_LEASE', doc: 'Lease of a claimed job (renewed while it runs)', default: () => 30_000, parse: (v, n) => parseDuration(v as string, n) }),
+  field({ key: 'maxAttempts', env: 'MAX_ATTEMPTS', doc: 'Deliveries before a job is dead-lettered (flow.retry overrides)', default: () => 5, parse: (v, n) => parseInteger(v as string, n, 1, 100) }),
+  field({ key: 'backoffMs', env: 'RETRY_BACKOFF', doc: 'First retry delay, doubled per attempt', default: () => 1000, parse: (v, n) => parseDuration(v as string, n) }),
+  field({ key: 'maxBackoffMs', env: 'RETRY_BACKOFF_MAX', doc: 'Longest retry delay', default: () => 3_600_000, parse: (v, n) => parseDuration(v as string, n) }),
+  field({ key: 'shutdownGraceMs', env: 'SHUTDOWN_GRACE', doc: 'On SIGTERM, how long running steps may finish before their jobs are released', default: () => 10_000, parse: (v, n) => parseDuration(v as string, n) }),
+  field({ key: 'executionDataLimit', env: 'EXECUTION_DATA_LIMIT', doc: 'JSON kept per step input/output in execution records', default: () => 16 * 1024, parse: (v, n) => parseSize(v as string, n) }),
+  field({ key: 'databaseUrl', env: 'DATABASE_URL', doc: 'postgres://… to store in PostgreSQL (distributed mode)', default: () => undefined, parse: optStr }),
+  field({ key: 'rabbitmqUri', env: 'RABBITMQ_URI', doc: 'amqp://… to queue through RabbitMQ (distributed mode)', default: () => undefined, parse: optStr }),
+] as const;
+
+function parseTrustProxy(v: string | number | boolean): boolean | string | number {
+  if (typeof v === 'boolean' || typeof v === 'number') return v;
+  if (/^(true|false)$/i.test(v)) return parseBoolean(v, 'TRUST_PROXY');
+  if (/^\d+$/.test(v)) return Number(v);
+  return v;
+}
+
+function readConfigFile(file: string): Source {
+  const text = readFileSync(file, 'utf8');
+  const data: unknown = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new Error(`${file}: expected a map of settings`);
+  return data as Source;
+}
+
+/** Build the configuration from defaults, an optional file and the environment. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const file = env.HOOKD_CONFIG ? readConfigFile(env.HOOKD_CONFIG) : {};
+  const out: Partial<Config> = {};
+  const known = new Set<string>(CONFIG_FIELDS.map((f) => f.env));
+  for (const key of Object.keys(file)) {
+    if (!known.has(key)) throw new Error(`${env.HOOKD_CONFIG}: unknown setting "${key}"`);
+  }
+  for (const f of CONFIG_FIELDS) {
+    const raw = env[f.env] ?? file[f.env];
+    (out as Record<string, unknown>)[f.key] = raw === undefined || raw === '' ? f.default(out) : f.parse(raw, f.env);
+  }
+  return out as Config;
+}

@@ -1,0 +1,35 @@
+/** Parsers for configuration values given as strings (env) or numbers (files). */
+
+const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
+
+/** "10mb", "512kb", "1048576" → bytes. */
+export function parseSize(value: string | number, name: string): number {
+  if (typeof value === 'number') return value;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+  const unit = SIZE_UNITS[(m?.[2] || 'b').toLowerCase()];
+  if (!m || unit === undefined) throw new Error(`${name}: cannot read size "${value}" (use e.g. 10mb, 512kb, 1048576)`);
+  return Math.floor(Number(m[1]) * unit);
+}
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** "30s", "5m", "30d", "250" (ms) → milliseconds. */
+export function parseDuration(value: string | number, name: string): number {
+  if (typeof value === 'number') return value;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(value);
+  if (!m) throw new Error(`${name}: cannot read duration "${value}" (use e.g. 250ms, 30s, 5m, 30d)`);
+  return Math.floor(Number(m[1]) * (DURATION_UNITS[(m[2] ?? 'ms').toLowerCase()] ?? 1));
+}
+
+export function parseInteger(value: string | number, name: string, min: number, max: number): number {
+  const n = typeof value === 'number' ? value : Number(value);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}: expected an integer in [${min}, ${max}], got "${value}"`);
+  return n;
+}
+
+export function parseBoolean(value: string | boolean, name: string): boolean {
+  if (typeof value === 'boolean') return value;
+  if (/^(1|true|yes|on)$/i.test(value)) return true;
+  if (/^(0|false|no|off)$/i.test(value)) return false;
+  throw new Error(`${name}: expected true or false, got "${value}"`);
+}

@@ -1,0 +1,37 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import { E, isHookdError } from '../core/errors.js';
+
+/**
+ * One error shape for every route: `{"error": CODE, "message": …}` — except the ingress 404, which
+ * keeps Open Integration Hub's `{"error": "Flow <id> either does not exist or is inactive."}` so
+ * OIH senders and tests see what they know.
+ */
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (isHookdError(err)) {
+      if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter));
+      // Past the limit the rest of the upload is not worth reading: close after answering.
+      if (err.statusCode === 413) reply.header('connection', 'close');
+      if (err.statusCode >= 500) request.log.warn({ err, code: err.code }, err.message);
+      const body =
+        err.code === E.FLOW_NOT_FOUND.code
+          ? { error: err.message }
+          : { error: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) };
+      return reply.code(err.statusCode).send(body);
+    }
+    if (err.validation) {
+      return reply.code(400).send({ error: E.VALIDATION_FAILED.code, message: err.message });
+    }
+    const status = err.statusCode ?? 500;
+    if (status < 500) {
+      if (status === 413) reply.header('connection', 'close');
+      return reply.code(status).send({ error: err.code ?? 'BAD_REQUEST', message: err.message });
+    }
+    request.log.error({ err }, 'unhandled error');
+    return reply.code(500).send({ error: E.INTERNAL.code, message: E.INTERNAL.message });
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: E.NOT_FOUND.code, message: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
+  );
+}

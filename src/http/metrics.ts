@@ -1,0 +1,22 @@
+import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+
+/** Prometheus metrics of one hookd process. Labels stay low-cardinality (no flow ids). */
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'hookd_' });
+  const responses = new Counter({
+    name: 'hookd_ingress_responses_total',
+    help: 'Webhook calls answered, by HTTP status',
+    labelNames: ['status'] as const,
+    registers: [registry],
+  });
+  const commitSeconds = new Histogram({
+    name: 'hookd_ingress_commit_seconds',
+    help: 'Request received → committed (durable) and ready to answer',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registers: [registry],
+  });
+  return { registry, responses, commitSeconds };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+import { createApp } from './app.js';
+import { loadConfig } from './config/config.js';
+
+/** `npm start`: one process, everything embedded unless DATABASE_URL / RABBITMQ_URI say otherwise. */
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const app = await createApp(config);
+  const address = await app.listen();
+  app.logger.info({ address, dataDir: config.dataDir, backend: app.backend.name }, 'hookd listening');
+
+  let signals = 0;
+  const shutdown = (signal: string) => {
+    if (++signals > 1) {
+      app.logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    app.logger.info({ signal }, 'shutting down: finishing in-flight requests and running steps');
+    app.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        app.logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`hookd failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

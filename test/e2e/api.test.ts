@@ -1,0 +1,110 @@
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminCall, type RunningHookd, startHookd, tempDir } from '../helpers/hookd.js';
+
+let h: RunningHookd;
+beforeAll(async () => {
+  h = await startHookd({ WORKER_CONCURRENCY: '0', PUBLIC_URL: 'https://hooks.example.com/' });
+});
+afterAll(() => h.close());
+
+describe('admin token', () => {
+  it('every /api route needs Authorization: Bearer <token>', async () => {
+    const none = await fetch(`${h.url}/api/flows`);
+    expect(none.status).toBe(401);
+    expect(none.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    expect((await adminCall(h.url, 'wrong', 'GET', '/api/flows')).status).toBe(403);
+    expect((await adminCall(h.url, 'wrong', 'GET', '/api/executions')).status).toBe(403);
+    expect((await h.api('GET', '/api/flows')).status).toBe(200);
+  });
+
+  it('is generated at first start into DATA_DIR with mode 0600 and reused after', async () => {
+    const dir = tempDir();
+    const first = await startHookd({ DATA_DIR: dir, HOOKD_ADMIN_TOKEN: '', WORKER_CONCURRENCY: '0' });
+    const file = path.join(dir, 'admin-token');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(readFileSync(file, 'utf8').trim()).toBe(first.token);
+    await first.close();
+    const second = await startHookd({ DATA_DIR: dir, HOOKD_ADMIN_TOKEN: '', WORKER_CONCURRENCY: '0' });
+    expect(second.token).toBe(first.token);
+    await second.close();
+  });
+});
+
+describe('flows', () => {
+  it('create, read, replace, start/stop, delete — with webhookUrl', async () => {
+    const created = await h.api('POST', '/api/flows', { name: 'n', steps: [{ type: 'log' }] });
+    expect(created.status).toBe(201);
+    const id = created.body.id as string;
+    expect(id).toMatch(/^[A-Za-z0-9_-]{16}$/);
+    expect(created.body).toMatchObject({ name: 'n', status: 'started', trigger: { type: 'webhook' }, steps: [{ id: 'step-1', type: 'log' }] });
+    expect(created.body.webhookUrl).toBe(`https://hooks.example.com/hook/${id}`);
+
+    expect((await h.api('GET', `/api/flows/${id}`)).body.name).toBe('n');
+    expect((await h.api('GET', '/api/flows')).body.items.map((f: any) => f.id)).toContain(id);
+
+    const replaced = await h.api('PUT', `/api/flows/${id}`, { name: 'm', steps: [] });
+    expect(replaced.status).toBe(200);
+    expect(replaced.body).toMatchObject({ name: 'm', steps: [], createdAt: created.body.createdAt });
+
+    expect((await h.api('POST', `/api/flows/${id}/stop`)).body.status).toBe('stopped');
+    expect((await fetch(`${h.url}/hook/${id}`, { method: 'HEAD' })).status).toBe(404);
+    expect((await h.api('POST', `/api/flows/${id}/start`)).body.status).toBe('started');
+    expect((await fetch(`${h.url}/hook/${id}`, { method: 'HEAD' })).status).toBe(200);
+
+    expect((await h.api('DELETE', `/api/flows/${id}`)).status).toBe(204);
+    expect((await h.api('GET', `/api/flows/${id}`)).status).toBe(404);
+    expect((await fetch(`${h.url}/hook/${id}`, { method: 'HEAD' })).status).toBe(404);
+  });
+
+  it('PUT creates under the given id; POST with a taken id is a 409', async () => {
+    expect((await h.api('PUT', '/api/flows/fixed-id', { steps: [] })).status).toBe(201);
+    expect((await h.api('POST', '/api/flows', { id: 'fixed-id' })).status).toBe(409);
+  });
+
+  it('rejects invalid definitions with 400 and a reason naming the place', async () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [{ status: 'running' }, /\/status: must be one of "started", "stopped"/],
+      [{ steps: [{ type: 'teleport' }] }, /\/steps\/0\/type: unknown step type "teleport"/],
+      [{ steps: [{ type: 'transform' }] }, /\/steps\/0.*expression/],
+      [{ steps: [{ type: 'filter', expression: 'a +' }] }, /\/steps\/0\/expression: invalid JSONata/],
+      [{ steps: [{ type: 'log', id: 'a' }, { type: 'log', id: 'a' }] }, /step id "a" is used twice/],
+      [{ id: 'bad id!' }, /\/id/],
+      [{ color: 'red' }, /color/],
+      [{ trigger: { type: 'webhook', response: { status: 500 } } }, /\/trigger\/response\/status/],
+    ];
+    for (const [body, reason] of cases) {
+      const res = await h.api('POST', '/api/flows', body);
+      expect(res.status, JSON.stringify(body)).toBe(400);
+      expect(res.body.error).toBe('VALIDATION_FAILED');
+      expect(res.body.message).toMatch(reason);
+    }
+    const mismatch = await h.api('PUT', '/api/flows/a', { id: 'b' });
+    expect(mismatch.status).toBe(400);
+  });
+
+  it('loads flows from FLOWS_DIR at start (YAML and JSON) and refuses an invalid file', async () => {
+    const dir = tempDir();
+    const flows = path.join(dir, 'flows');
+    mkdirSync(flows);
+    writeFileSync(path.join(flows, 'from-yaml.yaml'), 'name: Y\nsteps:\n  - type: transform\n    expression: body\n');
+    writeFileSync(path.join(flows, 'b.json'), JSON.stringify({ id: 'from-json', status: 'stopped' }));
+    const app = await startHookd({ DATA_DIR: path.join(dir, 'data'), FLOWS_DIR: flows, WORKER_CONCURRENCY: '0' });
+    expect((await app.api('GET', '/api/flows/from-yaml')).body).toMatchObject({ name: 'Y', status: 'started' });
+    expect((await app.api('GET', '/api/flows/from-json')).body.status).toBe('stopped');
+    await app.close();
+    writeFileSync(path.join(flows, 'broken.yaml'), 'steps:\n  - type: nope\n');
+    await expect(startHookd({ DATA_DIR: path.join(dir, 'data2'), FLOWS_DIR: flows, WORKER_CONCURRENCY: '0' })).rejects.toThrow(/broken\.yaml.*unknown step type/);
+  });
+});
+
+describe('operations', () => {
+  it('healthz, readyz, metrics', async () => {
+    expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
+    const ready = await fetch(`${h.url}/readyz`);
+    expect(ready.status).toBe(200);
+    const metrics = await (await fetch(`${h.url}/metrics`)).text();
+    expect(metrics).toContain('hookd_ingress_commit_seconds');
+  });
+});

@@ -1,0 +1,230 @@
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningHookd, startHookd } from '../helpers/hookd.js';
+
+let h: RunningHookd;
+
+beforeAll(async () => {
+  h = await startHookd({ PAYLOAD_SIZE_LIMIT: '1mb', WORKER_CONCURRENCY: '0' });
+  expect((await h.api('POST', '/api/flows', { id: 'orders' })).status).toBe(201);
+  expect((await h.api('POST', '/api/flows', { id: 'other' })).status).toBe(201);
+  expect((await h.api('POST', '/api/flows', { id: 'paused', status: 'stopped' })).status).toBe(201);
+  expect(
+    (await h.api('POST', '/api/flows', { id: 'custom', trigger: { type: 'webhook', response: { status: 202, headers: { 'x-hello': 'world' }, body: { ok: true } } } })).status,
+  ).toBe(201);
+});
+afterAll(() => h.close());
+
+const stored = async (id: string) => (await h.api('GET', `/api/requests/${id}`)).body;
+
+/** Raw HTTP so headers, framing and timing are exactly what the test says. */
+function raw(
+  options: http.RequestOptions & { body?: Buffer | string },
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  const u = new URL(h.url);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: u.hostname, port: u.port, ...options }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+describe('HEAD /hook/:flowId', () => {
+  it('is 200 and empty for a started flow, 404 for unknown or stopped, and stores nothing', async () => {
+    const ok = await fetch(`${h.url}/hook/orders`, { method: 'HEAD' });
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toBe('');
+    expect((await fetch(`${h.url}/hook/nope`, { method: 'HEAD' })).status).toBe(404);
+    expect((await fetch(`${h.url}/hook/paused`, { method: 'HEAD' })).status).toBe(404);
+    const list = await h.api('GET', '/api/requests?flowId=orders');
+    expect(list.body.items.filter((m: any) => m.method === 'HEAD')).toEqual([]);
+  });
+});
+
+describe('GET /hook/:flowId', () => {
+  it('makes a message from query and headers, with a path suffix', async () => {
+    const res = await fetch(`${h.url}/hook/orders/eu/retail?a=1&b=x&b=y`, { headers: { 'x-custom': 'yes' } });
+    expect(res.status).toBe(200);
+    const { requestId, message } = (await res.json()) as any;
+    expect(message).toBe('thank you');
+    const m = await stored(requestId);
+    expect(m).toMatchObject({ flowId: 'orders', method: 'GET', path: '/eu/retail', query: { a: '1', b: ['x', 'y'] }, body: null, size: 0 });
+    expect(m.headers['x-custom']).toBe('yes');
+    expect(m.clientIp).toBe('127.0.0.1');
+  });
+});
+
+describe('POST, PUT, PATCH /hook/:flowId', () => {
+  it('stores the parsed body, the exact raw bytes, query, headers without hop-by-hop ones', async () => {
+    const body = '{ "b": 2,\r\n  "a": "ü€" }';
+    const res = await raw({
+      method: 'POST',
+      path: '/hook/orders?x=1',
+      headers: { 'content-type': 'application/json', connection: 'keep-alive, x-hop', 'x-hop': 'drop me', 'keep-alive': 'timeout=5', 'x-keep': 'kept' },
+      body,
+    });
+    expect(res.status).toBe(200);
+    const { requestId } = JSON.parse(res.body);
+    expect(res.headers['x-request-id']).toBe(requestId);
+    const m = await stored(requestId);
+    expect(m.body).toEqual({ b: 2, a: 'ü€' });
+    expect(Buffer.from(m.rawBody, 'base64').toString('utf8')).toBe(body);
+    expect(m.query).toEqual({ x: '1' });
+    expect(m.headers['x-keep']).toBe('kept');
+    for (const hop of ['connection', 'keep-alive', 'x-hop', 'transfer-encoding']) expect(m.headers[hop]).toBeUndefined();
+    expect(Date.parse(m.receivedAt)).toBeGreaterThan(Date.now() - 60_000);
+  });
+
+  it.each(['PUT', 'PATCH'])('%s delivers a message like POST', async (method) => {
+    const res = await fetch(`${h.url}/hook/orders`, { method, headers: { 'content-type': 'application/json' }, body: '[1,2]' });
+    expect(res.status).toBe(200);
+    const m = await stored(((await res.json()) as any).requestId);
+    expect(m).toMatchObject({ method, body: [1, 2] });
+  });
+
+  it('parses */*+json as JSON and text/plain as a string (declared charset honoured)', async () => {
+    const a = await fetch(`${h.url}/hook/orders`, { method: 'POST', headers: { 'content-type': 'application/vnd.api+json' }, body: '{"data":{}}' });
+    expect((await stored(((await a.json()) as any).requestId)).body).toEqual({ data: {} });
+    const b = await fetch(`${h.url}/hook/orders`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hello\nworld' });
+    expect((await stored(((await b.json()) as any).requestId)).body).toBe('hello\nworld');
+    const c = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': 'text/plain; charset=iso-8859-1' }, body: Buffer.from([0x63, 0x61, 0x66, 0xe9]) });
+    expect((await stored(JSON.parse(c.body).requestId)).body).toBe('café');
+  });
+
+  it('keeps a body of an unknown type as raw bytes (never an error)', async () => {
+    const bytes = Buffer.from([0, 1, 2, 255, 254]);
+    const res = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': 'application/octet-stream' }, body: bytes });
+    expect(res.status).toBe(200);
+    const m = await stored(JSON.parse(res.body).requestId);
+    expect(Buffer.from(m.rawBody, 'base64')).toEqual(bytes);
+  });
+});
+
+describe('errors', () => {
+  it('404 for unknown and stopped flows: identical body and headers', async () => {
+    const a = await raw({ method: 'POST', path: '/hook/nope', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const b = await raw({ method: 'POST', path: '/hook/paused', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(a.status).toBe(404);
+    expect(b.status).toBe(404);
+    expect(JSON.parse(a.body)).toEqual({ error: 'Flow nope either does not exist or is inactive.' });
+    expect(JSON.parse(b.body)).toEqual({ error: 'Flow paused either does not exist or is inactive.' });
+    // Same length when the ids have the same length: nothing else differs.
+    const c = await raw({ method: 'POST', path: '/hook/pausex', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(c.body.length).toBe(b.body.length);
+    const strip = (hd: http.IncomingHttpHeaders) => Object.keys(hd).filter((k) => k !== 'date').sort();
+    expect(strip(a.headers)).toEqual(strip(b.headers));
+  });
+
+  it('404 timing does not tell an unknown flow from a stopped one', async () => {
+    const time = async (id: string) => {
+      const t = performance.now();
+      await raw({ method: 'GET', path: `/hook/${id}` });
+      return performance.now() - t;
+    };
+    const unknown: number[] = [];
+    const stopped: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      // Interleaved, so machine noise hits both alike.
+      unknown.push(await time('pausex'));
+      stopped.push(await time('paused'));
+    }
+    const median = (xs: number[]) => xs.sort((x, y) => x - y)[xs.length >> 1]!;
+    const mu = median(unknown);
+    const ms = median(stopped);
+    expect(Math.abs(mu - ms)).toBeLessThan(Math.max(0.25, 0.2 * Math.min(mu, ms)));
+  });
+
+  it('415 for a body without Content-Type; a bodiless POST is fine', async () => {
+    const res = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-length': '7' }, body: 'abcdefg' });
+    expect(res.status).toBe(415);
+    expect(JSON.parse(res.body).error).toBe('UNSUPPORTED_MEDIA_TYPE');
+    const ping = await raw({ method: 'POST', path: '/hook/orders' });
+    expect(ping.status).toBe(200);
+  });
+
+  it('400 with the reason for invalid or empty JSON', async () => {
+    const res = await fetch(`${h.url}/hook/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":' });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as any;
+    expect(body.error).toBe('INVALID_BODY');
+    expect(body.message).toMatch(/^Invalid JSON body: .*(JSON|end)/i);
+    const empty = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': 'application/json', 'content-length': '0' } });
+    expect(empty.status).toBe(400);
+    expect(JSON.parse(empty.body).message).toMatch(/empty/);
+  });
+
+  it('413 when Content-Length announces too much, before reading anything', async () => {
+    const res = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': 'application/json', 'content-length': String(2 * 1024 * 1024) } });
+    expect(res.status).toBe(413);
+    expect(JSON.parse(res.body).error).toBe('PAYLOAD_TOO_LARGE');
+  });
+
+  it('413 while streaming a chunked body: answered long before the sender is done', async () => {
+    const u = new URL(h.url);
+    const chunk = Buffer.alloc(64 * 1024, 'a');
+    const result = await new Promise<{ status: number; sentWhenAnswered: number }>((resolve, reject) => {
+      let sent = 0;
+      let answered = false;
+      const req = http.request({ host: u.hostname, port: u.port, method: 'POST', path: '/hook/orders', headers: { 'content-type': 'application/json' } }, (res) => {
+        answered = true;
+        resolve({ status: res.statusCode!, sentWhenAnswered: sent });
+        res.resume();
+      });
+      req.on('error', (err) => (answered ? undefined : reject(err)));
+      const pump = () => {
+        // Up to 64 MB: a server that buffered everything would only answer at the end.
+        while (!answered && sent < 64 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!req.write(chunk)) return void req.once('drain', pump);
+        }
+        if (!answered) req.end();
+      };
+      pump();
+    });
+    expect(result.status).toBe(413);
+    expect(result.sentWhenAnswered).toBeLessThan(16 * 1024 * 1024);
+    const list = await h.api('GET', '/api/requests?flowId=orders&limit=1000');
+    expect(list.body.items.every((m: any) => m.size <= 1024 * 1024)).toBe(true);
+  });
+});
+
+describe('request ids', () => {
+  it('honours a sane x-request-id and replaces an insane one with a UUIDv7', async () => {
+    const sane = `order-1.2_${Date.now()}`;
+    const a = await fetch(`${h.url}/hook/orders`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': sane }, body: '{}' });
+    expect(((await a.json()) as any).requestId).toBe(sane);
+    for (const bad of ['has space', 'x'.repeat(129), 'semi;colon']) {
+      const b = await fetch(`${h.url}/hook/orders`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': bad }, body: '{}' });
+      expect(((await b.json()) as any).requestId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    }
+  });
+
+  it('a repeated x-request-id is stored once; the same id for another flow is a 409', async () => {
+    const id = `dup-${Date.now()}`;
+    const send = (flow: string) =>
+      fetch(`${h.url}/hook/${flow}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': id }, body: '{"n":1}' });
+    expect((await send('orders')).status).toBe(200);
+    expect((await send('orders')).status).toBe(200);
+    const list = await h.api('GET', '/api/requests?flowId=orders&limit=1000');
+    expect(list.body.items.filter((m: any) => m.id === id)).toHaveLength(1);
+    const other = await send('other');
+    expect(other.status).toBe(409);
+    expect(((await other.json()) as any).error).toBe('REQUEST_ID_CONFLICT');
+  });
+});
+
+describe('pre-configured feedback', () => {
+  it('answers with the flow\'s status, headers and body after committing', async () => {
+    const res = await fetch(`${h.url}/hook/custom`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(res.status).toBe(202);
+    expect(res.headers.get('x-hello')).toBe('world');
+    expect(await res.json()).toEqual({ ok: true });
+    const id = res.headers.get('x-request-id')!;
+    expect((await stored(id)).flowId).toBe('custom');
+  });
+});
