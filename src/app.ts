@@ -1,8 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { adminApi } from './api/index.js';
+import { flowSecretCodec } from './auth/flow-secrets.js';
+import { loadOrCreateMasterKey, SecretBox } from './auth/secret-box.js';
 import { readFlowsDir } from './api/flows-dir.js';
 import type { Config } from './config/config.js';
 import { loadOrCreateAdminToken } from './config/admin-token.js';
@@ -33,7 +35,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   mkdirSync(config.dataDir, { recursive: true });
 
   const backend = await openBackend(config, logger);
-  const registry = new FlowRegistry(backend.flows);
+  const secretBox = new SecretBox(loadOrCreateMasterKey(config.dataDir, config.secretKey));
+  const registry = new FlowRegistry(backend.flows, flowSecretCodec(secretBox));
   await registry.load();
   if (config.flowsDir) {
     const flows = readFlowsDir(config.flowsDir, (id) => registry.get(id));
@@ -52,7 +55,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
 
   const server = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // No per-request log lines: at thousands of webhooks a second they cost more than they tell.
+    logController: new LogController({ disableRequestLogging: true }),
     // fastify accepts a hop count too; its typings lag behind.
     trustProxy: config.trustProxy as boolean | string,
     exposeHeadRoutes: false,
@@ -71,6 +75,10 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     payloadSizeLimit: config.payloadSizeLimit,
     defaultMaxAttempts: config.maxAttempts,
     onAccepted: (_flowId: string, ms: number) => metrics.commitSeconds.observe(ms / 1000),
+    onAuthFailure: (flowId: string, reason: string, ip: string) => {
+      metrics.authFailures.inc({ reason });
+      logger.info({ flowId, reason, ip }, 'webhook call refused');
+    },
   });
   await server.register(adminApi, { prefix: '/api', token: admin.token, registry, backend, publicUrl: config.publicUrl });
   await server.register(opsRoutes, {
@@ -90,6 +98,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     defaultMaxAttempts: config.maxAttempts,
     defaultBackoffMs: config.backoffMs,
     maxBackoffMs: config.maxBackoffMs,
+    // The SQLite writer applies writes in call order, so an execution's records can be sent together.
+    orderedWrites: backend.name === 'sqlite',
   });
   if (config.workerConcurrency > 0) runner.start();
 

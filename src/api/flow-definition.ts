@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import jsonata from 'jsonata';
 import Type, { type TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
+import { triggerSecurityProblems } from '../auth/validate.js';
 import { E, HookdError } from '../core/errors.js';
+import { flowProblems } from '../flow/compile.js';
 import {
   duplicateStepId,
   FilterStep,
@@ -102,5 +104,8 @@ export function buildFlow(input: unknown, id: string, existing?: Flow): Flow {
   const flow = normalizeFlow(valid, id, new Date(), existing);
   const dup = duplicateStepId(flow);
   if (dup !== undefined) fail([`/steps: step id "${dup}" is used twice`]);
+  // What only running code can tell: URLs, step options; credential configs that cannot work.
+  const problems = [...flowProblems(flow), ...triggerSecurityProblems(flow.trigger).map((p) => `/trigger/${p}`)];
+  if (problems.length > 0) fail(problems);
   return flow;
 }

@@ -1,4 +1,7 @@
 import type { FastifyInstance } from 'fastify';
+import { resolveMaskedSecrets } from '../auth/flow-secrets.js';
+import { generateSecret } from '../auth/secret-box.js';
+import { hasSecrets, mapSecrets, secretValues } from '../core/credentials.js';
 import { E, HookdError } from '../core/errors.js';
 import type { Flow } from '../core/flow.js';
 import type { FlowRegistry } from '../store/flow-registry.js';
@@ -12,38 +15,77 @@ interface Deps {
 
 type IdParams = { Params: { id: string } };
 
+/** A stored flow as input again (for edits made by the API itself). */
+function flowInput(flow: Flow) {
+  const { createdAt: _c, updatedAt: _u, ...input } = flow;
+  return input;
+}
+
 export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: Deps): Promise<void> {
   const find = (id: string): Flow => {
     const flow = registry.get(id);
     if (!flow) throw new HookdError(E.NOT_FOUND, `Flow ${id}`);
     return flow;
   };
-  const view = (f: Flow) => flowView(f, publicUrl);
+  const view = (f: Flow, reveal?: ReadonlySet<string>) => flowView(f, publicUrl, reveal);
 
-  app.get('/flows', async () => ({ items: registry.list().map(view) }));
+  app.get('/flows', async () => ({ items: registry.list().map((f) => view(f)) }));
 
   app.post('/flows', async (request, reply) => {
     const body = (request.body ?? {}) as { id?: unknown };
     const id = typeof body.id === 'string' ? body.id : newFlowId();
     if (registry.get(id)) throw new HookdError(E.CONFLICT, `Flow ${id} already exists (use PUT /api/flows/${id} to replace it)`);
-    const flow = buildFlow(body, id);
+    const { flow, added } = resolveMaskedSecrets(buildFlow(body, id), undefined);
     await registry.put(flow);
-    return reply.code(201).header('location', `/api/flows/${encodeURIComponent(id)}`).send(view(flow));
+    return reply.code(201).header('location', `/api/flows/${encodeURIComponent(id)}`).send(view(flow, added));
   });
 
   app.get<IdParams>('/flows/:id', async (request) => view(find(request.params.id)));
 
   app.put<IdParams>('/flows/:id', async (request, reply) => {
     const existing = registry.get(request.params.id);
-    const flow = buildFlow(request.body ?? {}, request.params.id, existing);
+    const { flow, added } = resolveMaskedSecrets(buildFlow(request.body ?? {}, request.params.id, existing), existing);
     await registry.put(flow);
-    return reply.code(existing ? 200 : 201).send(view(flow));
+    return reply.code(existing ? 200 : 201).send(view(flow, added));
   });
 
   app.delete<IdParams>('/flows/:id', async (request, reply) => {
     find(request.params.id);
     await registry.delete(request.params.id);
     return reply.code(204).send();
+  });
+
+  // Rotation: add a second secret (given, or generated), move senders over, delete the old one.
+  app.post<IdParams & { Body: { secret?: string } | undefined }>('/flows/:id/secrets', async (request, reply) => {
+    const flow = find(request.params.id);
+    const auth = flow.trigger.auth;
+    if (!hasSecrets(auth)) throw new HookdError(E.CONFLICT, `Flow ${flow.id} has no credential with secrets`);
+    const current = secretValues(auth);
+    if (current.length >= 2) throw new HookdError(E.CONFLICT, 'A credential holds at most two secrets: delete the old one first');
+    const given = request.body?.secret;
+    if (given !== undefined && (typeof given !== 'string' || given.length < 8 || given.length > 512)) {
+      throw new HookdError(E.VALIDATION_FAILED, '/secret: a string of 8 to 512 characters');
+    }
+    const secret = given ?? generateSecret(auth.type);
+    const createdAt = new Date().toISOString();
+    const next = { ...auth, secrets: [...mapSecrets(auth, (v) => v).secrets, { value: secret, createdAt }] } as typeof auth;
+    const updated = buildFlow({ ...flowInput(flow), trigger: { ...flow.trigger, auth: next } }, flow.id, flow);
+    await registry.put(updated);
+    return reply.code(201).send(view(updated, new Set([secret])));
+  });
+
+  app.delete<{ Params: { id: string; index: string } }>('/flows/:id/secrets/:index', async (request) => {
+    const flow = find(request.params.id);
+    const auth = flow.trigger.auth;
+    const index = Number(request.params.index);
+    if (!hasSecrets(auth) || !Number.isInteger(index) || index < 0 || index >= auth.secrets.length) {
+      throw new HookdError(E.NOT_FOUND, `Secret ${request.params.index} of flow ${flow.id}`);
+    }
+    if (auth.secrets.length === 1) throw new HookdError(E.CONFLICT, 'The last secret cannot be deleted: add its successor first');
+    const next = { ...auth, secrets: auth.secrets.filter((_, i) => i !== index) } as typeof auth;
+    const updated = buildFlow({ ...flowInput(flow), trigger: { ...flow.trigger, auth: next } }, flow.id, flow);
+    await registry.put(updated);
+    return view(updated);
   });
 
   for (const status of ['started', 'stopped'] as const) {

@@ -1,3 +1,4 @@
+import { maskFlowSecrets } from '../auth/flow-secrets.js';
 import type { Execution } from '../core/execution.js';
 import type { Flow } from '../core/flow.js';
 import type { ReceivedMessage } from '../core/message.js';
@@ -5,8 +6,9 @@ import { toMessageView } from '../core/message.js';
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
-export function flowView(flow: Flow, publicUrl: string) {
-  return { ...flow, webhookUrl: `${publicUrl}/hook/${encodeURIComponent(flow.id)}` };
+/** A flow for API answers: secrets masked (except `reveal`: just created, shown this once). */
+export function flowView(flow: Flow, publicUrl: string, reveal?: ReadonlySet<string>) {
+  return { ...maskFlowSecrets(flow, reveal), webhookUrl: `${publicUrl}/hook/${encodeURIComponent(flow.id)}` };
 }
 
 export function executionView(e: Execution) {

@@ -19,6 +19,8 @@ export interface Config {
   logLevel: string;
   /** Admin token for /api; generated into DATA_DIR when unset. */
   adminToken: string | undefined;
+  /** Master key for secrets at rest (64 hex chars or base64 of 32 bytes); generated into DATA_DIR when unset. */
+  secretKey: string | undefined;
   /** Largest body that is buffered and parsed (OIH's variable name). */
   payloadSizeLimit: number;
   /** Trust X-Forwarded-For from these proxies (fastify trustProxy: true, a CIDR list or a hop count). */
@@ -63,6 +65,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'flowsDir', env: 'FLOWS_DIR', doc: 'Folder of flow files (YAML/JSON) loaded at start', default: () => undefined, parse: (v) => (optStr(v) ? path.resolve(str(v)) : undefined) }),
   field({ key: 'logLevel', env: 'LOG_LEVEL', doc: 'pino level: trace, debug, info, warn, error, fatal, silent', default: () => 'info', parse: str }),
   field({ key: 'adminToken', env: 'HOOKD_ADMIN_TOKEN', doc: 'Bearer token for /api (generated into DATA_DIR/admin-token when unset)', default: () => undefined, parse: optStr }),
+  field({ key: 'secretKey', env: 'HOOKD_SECRET_KEY', doc: 'Master key sealing credential secrets at rest (generated into DATA_DIR/secret.key when unset)', default: () => undefined, parse: optStr }),
   field({ key: 'payloadSizeLimit', env: 'PAYLOAD_SIZE_LIMIT', doc: 'Largest parsed body (413 beyond)', default: () => 10 * 1024 * 1024, parse: (v, n) => parseSize(v as string, n) }),
   field({ key: 'trustProxy', env: 'TRUST_PROXY', doc: 'Proxies trusted for X-Forwarded-For: true, a hop count or a comma-separated CIDR list', default: () => false, parse: (v) => parseTrustProxy(v) }),
   field({ key: 'workerConcurrency', env: 'WORKER_CONCURRENCY', doc: 'Flow executions run at once by this process', default: () => 16, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),

@@ -24,6 +24,7 @@ export const E = {
   FORBIDDEN: spec('FORBIDDEN', 403, '%s'),
   CONFLICT: spec('CONFLICT', 409, '%s'),
   REQUEST_ID_CONFLICT: spec('REQUEST_ID_CONFLICT', 409, 'Request id %s is already used by another flow'),
+  IP_NOT_ALLOWED: spec('IP_NOT_ALLOWED', 403, 'Client address is not allowed'),
   RATE_LIMITED: spec('RATE_LIMITED', 429, 'Too many requests'),
   STORE_UNAVAILABLE: spec('STORE_UNAVAILABLE', 503, 'Storage is unavailable: %s'),
   QUEUE_UNAVAILABLE: spec('QUEUE_UNAVAILABLE', 503, 'Queue is unavailable: %s'),
@@ -39,6 +40,8 @@ export class HookdError extends Error {
   /** Seconds a client should wait before retrying (503, 429). */
   retryAfter?: number;
   details?: unknown;
+  /** Extra response headers (e.g. WWW-Authenticate). */
+  headers?: Record<string, string>;
 
   constructor(spec: ErrorSpec, ...args: Array<string | number>) {
     let i = 0;
@@ -50,6 +53,11 @@ export class HookdError extends Error {
 
   withRetryAfter(seconds: number): this {
     this.retryAfter = seconds;
+    return this;
+  }
+
+  withHeaders(headers: Record<string, string> | undefined): this {
+    if (headers) this.headers = { ...this.headers, ...headers };
     return this;
   }
 

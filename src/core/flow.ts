@@ -1,4 +1,5 @@
 import Type, { type Static } from 'typebox';
+import { authTriggerFields } from './credentials.js';
 
 /** Ids that are safe in URLs, file names, AMQP routing keys and log lines. */
 export const IdPattern = '^[A-Za-z0-9._-]{1,128}$';
@@ -67,8 +68,10 @@ export const WebhookTrigger = Type.Object(
   {
     type: Type.Literal('webhook'),
     response: Type.Optional(WebhookResponse),
+    /** Credentials (none, basic, apiKey, token, hmac, provider presets), IP allowlist, rate limit, CORS. */
+    ...authTriggerFields,
   },
-  { additionalProperties: true },
+  { additionalProperties: false },
 );
 
 export const RetryPolicy = Type.Object(

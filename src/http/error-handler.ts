@@ -10,6 +10,7 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (isHookdError(err)) {
       if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter));
+      if (err.headers) reply.headers(err.headers);
       // Past the limit the rest of the upload is not worth reading: close after answering.
       if (err.statusCode === 413) reply.header('connection', 'close');
       if (err.statusCode >= 500) request.log.warn({ err, code: err.code }, err.message);

@@ -16,7 +16,13 @@ export function createMetrics() {
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [registry],
   });
-  return { registry, responses, commitSeconds };
+  const authFailures = new Counter({
+    name: 'hookd_ingress_auth_failures_total',
+    help: 'Webhook calls refused by credentials, IP allowlist or rate limit, by reason',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  return { registry, responses, commitSeconds, authFailures };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

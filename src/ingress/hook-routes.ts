@@ -1,4 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { corsPreflight, corsResponseHeaders } from '../auth/cors.js';
+import type { AuthFailure, AuthFailureReason } from '../auth/result.js';
+import { createBodyVerifier, probeMayReveal, redactBody, redactHeaders, redactQuery } from '../auth/verify.js';
 import { E, HookdError } from '../core/errors.js';
 import type { Flow } from '../core/flow.js';
 import type { ReceivedMessage } from '../core/message.js';
@@ -8,6 +11,7 @@ import type { ParsedPayload, PayloadParser } from './parsers/contract.js';
 import { DEFAULT_PARSERS, parserFor } from './parsers/index.js';
 import { parseMediaType } from './parsers/media-type.js';
 import { requestIdFrom } from './request-id.js';
+import { SenderGuard } from './sender-guard.js';
 
 export interface IngressDeps {
   /** The flow when it exists and is started, else undefined (never tells which). */
@@ -18,6 +22,8 @@ export interface IngressDeps {
   parsers?: readonly PayloadParser[];
   /** Called once per request that was committed (metrics). */
   onAccepted?(flowId: string, commitMs: number): void;
+  /** Called for every rejected credential (metrics, logs); never given the secret. */
+  onAuthFailure?(flowId: string, reason: AuthFailureReason | 'ip' | 'rate', clientIp: string): void;
 }
 
 interface HookParams {
@@ -40,27 +46,58 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
 
+  const guard = new SenderGuard();
+  const notFound = (flowId: string) => new HookdError(E.FLOW_NOT_FOUND, flowId);
+  const rejected = (flowId: string, ip: string, failure: AuthFailure) => {
+    deps.onAuthFailure?.(flowId, failure.reason, ip);
+    const spec = failure.status === 401 ? E.UNAUTHORIZED : E.FORBIDDEN;
+    return new HookdError(spec, failure.message).withHeaders(failure.headers);
+  };
+
   const receive = async (request: FastifyRequest<{ Params: HookParams }>, reply: FastifyReply) => {
     const receivedAt = now();
     const { flowId } = request.params;
     const flow = deps.activeFlow(flowId);
     // Unknown and stopped flows take the same path: same body, same timing.
-    if (flow === undefined) throw new HookdError(E.FLOW_NOT_FOUND, flowId);
-    if (request.method === 'HEAD') return reply.code(200).send();
+    if (flow === undefined) throw notFound(flowId);
+    const { auth, cors } = flow.trigger;
+    const isHead = request.method === 'HEAD';
+    if (cors) reply.headers(corsResponseHeaders(cors, request.headers.origin));
+    try {
+      guard.admit(flow, request.ip, Date.now());
+    } catch (err) {
+      deps.onAuthFailure?.(flowId, (err as HookdError).statusCode === 429 ? 'rate' : 'ip', request.ip);
+      throw isHead ? notFound(flowId) : err;
+    }
+    if (isHead) {
+      // A protected flow answers HEAD like an unknown one unless the probe carries valid credentials.
+      const probe = { method: 'HEAD', headers: request.headers, query: request.query as Record<string, string>, rawBody: EMPTY, body: null, now: Date.now() };
+      if (!probeMayReveal(auth, probe)) throw notFound(flowId);
+      return reply.code(200).send();
+    }
 
+    const verifier = createBodyVerifier(auth, request.headers);
+    if (verifier.early) throw rejected(flowId, request.ip, verifier.early);
+    const onChunk = verifier.needsBody ? (chunk: Buffer) => verifier.update(chunk) : undefined;
     const payload =
-      request.method === 'GET' ? { body: null, rawBody: EMPTY } : await readPayload(request, parsers, deps.payloadSizeLimit);
+      request.method === 'GET' ? { body: null, rawBody: EMPTY } : await readPayload(request, parsers, deps.payloadSizeLimit, onChunk);
+    const query = request.query as Record<string, string | string[]>;
+    const verdict = verifier.finish({ method: request.method, headers: request.headers, query, body: payload.body, now: Date.now() });
+    if (!verdict.ok) throw rejected(flowId, request.ip, verdict);
+
     const suffix = request.params['*'];
+    // Credentials that travel in headers, query or body fields are not kept: steps, execution
+    // records and logs see `[redacted]`. (The raw bytes stay exact: signatures need them.)
     const message: ReceivedMessage = {
       id: requestIdFrom(request.headers['x-request-id']),
       flowId,
       receivedAt,
       method: request.method,
       path: suffix ? `/${suffix}` : '',
-      query: request.query as Record<string, string | string[]>,
-      headers: storableHeaders(request.headers),
+      query: auth ? redactQuery(auth, query) : query,
+      headers: storableHeaders(auth ? redactHeaders(auth, request.headers) : request.headers),
       contentType: request.headers['content-type'] ?? null,
-      body: payload.body,
+      body: auth ? redactBody(auth, payload.body) : payload.body,
       rawBody: payload.rawBody,
       clientIp: request.ip,
     };
@@ -71,8 +108,22 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     return sendFeedback(reply, flow, message.id);
   };
 
+  // CORS preflight: answered only for flows whose CORS config allows the origin and method;
+  // anything else looks exactly like an unknown flow.
+  const preflight = async (request: FastifyRequest<{ Params: HookParams }>, reply: FastifyReply) => {
+    const { flowId } = request.params;
+    const flow = deps.activeFlow(flowId);
+    const method = request.headers['access-control-request-method'];
+    const result = flow
+      ? corsPreflight(flow.trigger.cors, flow.trigger.auth, { origin: request.headers.origin, requestMethod: Array.isArray(method) ? method[0] : method })
+      : { ok: false as const };
+    if (!result.ok) throw notFound(flowId);
+    return reply.code(result.status).headers(result.headers).send();
+  };
+
   for (const url of ['/hook/:flowId', '/hook/:flowId/*']) {
     app.route<{ Params: HookParams }>({ method: ['HEAD', 'GET', 'POST', 'PUT', 'PATCH'], url, handler: receive });
+    app.route<{ Params: HookParams }>({ method: 'OPTIONS', url, handler: preflight });
   }
 }
 
@@ -80,6 +131,7 @@ async function readPayload(
   request: FastifyRequest,
   parsers: readonly PayloadParser[],
   limit: number,
+  onChunk: ((chunk: Buffer) => void) | undefined,
 ): Promise<ParsedPayload> {
   const contentType = request.headers['content-type'];
   const length = request.headers['content-length'];
@@ -91,7 +143,7 @@ async function readPayload(
   }
   if (length !== undefined && Number(length) > limit) throw new HookdError(E.PAYLOAD_TOO_LARGE, limit);
   const media = parseMediaType(contentType);
-  return parserFor(media, parsers).read({ stream: request.raw, contentType, media, payloadSizeLimit: limit });
+  return parserFor(media, parsers).read({ stream: request.raw, contentType, media, payloadSizeLimit: limit, ...(onChunk ? { onChunk } : {}) });
 }
 
 /** 200 {requestId, message: "thank you"}, or the flow's pre-configured feedback. */

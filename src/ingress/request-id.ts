@@ -1,4 +1,4 @@
-import { v7 as uuidv7 } from 'uuid';
+import { uuidv7 } from '../core/ids.js';
 
 const SANE = /^[A-Za-z0-9._-]{1,128}$/;
 

@@ -6,15 +6,26 @@ import type { FlowStore } from './contracts.js';
  * (same cost for an unknown and a stopped flow) and the runner without a read. Writes go through
  * here so the cache and the store never disagree in this process.
  */
+export interface SecretCodec {
+  seal(flow: Flow): Flow;
+  open(flow: Flow): Flow;
+}
+
+const plain: SecretCodec = { seal: (f) => f, open: (f) => f };
+
 export class FlowRegistry {
   private readonly flows = new Map<string, Flow>();
 
-  constructor(private readonly store: FlowStore) {}
+  /** `codec` seals credential secrets on the way to the store and opens them on the way back. */
+  constructor(
+    private readonly store: FlowStore,
+    private readonly codec: SecretCodec = plain,
+  ) {}
 
   async load(): Promise<void> {
     const all = await this.store.list();
     this.flows.clear();
-    for (const f of all) this.flows.set(f.id, f);
+    for (const f of all) this.flows.set(f.id, this.codec.open(f));
   }
 
   get(id: string): Flow | undefined {
@@ -32,7 +43,7 @@ export class FlowRegistry {
   }
 
   async put(flow: Flow): Promise<void> {
-    await this.store.put(flow);
+    await this.store.put(this.codec.seal(flow));
     this.flows.set(flow.id, flow);
   }
 

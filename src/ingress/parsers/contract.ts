@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { AttachmentStore } from '../../attachments/contract.js';
 import type { AttachmentRef } from '../../core/message.js';
 import type { MediaType } from './media-type.js';
 
@@ -15,17 +16,66 @@ export interface PayloadContext {
   media: MediaType;
   payloadSizeLimit: number;
   onChunk?: (chunk: Buffer) => void;
+  /** The request headers (node's lower-cased names): ce-* for CloudEvents binary mode, Content-Disposition. */
+  headers?: Readonly<Record<string, string | string[] | undefined>>;
+  /**
+   * Where multipart files and binary bodies go. Without a store, binary bodies are buffered in
+   * memory (up to payloadSizeLimit, body null) and multipart/form-data is refused with 415.
+   */
+  attachments?: AttachmentStore;
+  /** ATTACHMENT_SIZE_LIMIT: total bytes of files per request (default 100 MB). */
+  attachmentSizeLimit?: number;
 }
 
 export interface ParsedPayload {
   body: unknown;
-  /** The body bytes exactly as received. */
+  /** The body bytes exactly as received; empty when they went to the store (see rawAttachment). */
   rawBody: Buffer;
   attachments?: AttachmentRef[];
+  /**
+   * The body bytes exactly as received, kept in the attachment store instead of memory (multipart
+   * bodies past 256 KiB, every binary body — then the same ref as attachments[0]). rawBody is empty
+   * whenever this is set. Signatures were computed over these bytes while they streamed.
+   */
+  rawAttachment?: AttachmentRef;
+  /** CloudEvents (structured or binary mode): the event's attributes and data. */
+  cloudEvent?: CloudEvent;
+  /** CloudEvents batch mode (application/cloudevents-batch+json): every event of the batch. */
+  cloudEvents?: CloudEvent[];
+}
+
+/** A CloudEvent (spec v1.0): required and optional context attributes, extensions, data. */
+export interface CloudEvent {
+  specversion: string;
+  id: string;
+  source: string;
+  type: string;
+  subject?: string;
+  time?: string;
+  datacontenttype?: string;
+  dataschema?: string;
+  /** Extension attributes (every other attribute / ce-* header). */
+  extensions?: Record<string, unknown>;
+  /** The event data: JSON value, string, or in binary mode the parsed body (null when it went to the store). */
+  data?: unknown;
+  /** Structured mode: binary data as sent, base64. */
+  data_base64?: string;
+}
+
+/** The limits a parser is run with (maxBytes). */
+export interface PayloadLimits {
+  payloadSizeLimit: number;
+  attachmentSizeLimit?: number;
+  attachments?: AttachmentStore;
 }
 
 export interface PayloadParser {
   readonly name: string;
   accepts(media: MediaType): boolean;
   read(ctx: PayloadContext): Promise<ParsedPayload>;
+  /**
+   * The largest request body this parser takes with these limits (default payloadSizeLimit): the
+   * ingress may answer 413 at once for a larger Content-Length.
+   */
+  maxBytes?(limits: PayloadLimits): number;
 }

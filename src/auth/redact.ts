@@ -1,0 +1,79 @@
+import type { WebhookAuth } from './schema.js';
+import { apiKeyLocations } from './schemes/api-key.js';
+import { TOKEN_BODY_FIELD, TOKEN_HEADER, TOKEN_QUERY_PARAMS } from './schemes/token.js';
+
+export const REDACTED = '[redacted]';
+
+/** Where a config's credentials travel, so stored messages and logs can drop them. */
+export interface CredentialLocations {
+  /** Lower-cased header names. */
+  headers: string[];
+  query: string[];
+  /** Top-level fields of a JSON or form body. */
+  bodyFields: string[];
+}
+
+/**
+ * Signature headers (X-Hub-Signature-256, Stripe-Signature…) are not listed: a MAC reveals nothing
+ * of its key, and keeping it lets a stored message be re-verified later.
+ */
+export function credentialLocations(auth: WebhookAuth | undefined): CredentialLocations {
+  const out: CredentialLocations = { headers: [], query: [], bodyFields: [] };
+  switch (auth?.type) {
+    case 'basic':
+      out.headers.push('authorization');
+      break;
+    case 'apiKey': {
+      const where = apiKeyLocations(auth);
+      if (where.header) out.headers.push(where.header);
+      if (where.query) out.query.push(where.query);
+      break;
+    }
+    case 'token':
+      out.headers.push(TOKEN_HEADER, 'authorization');
+      out.query.push(...TOKEN_QUERY_PARAMS);
+      out.bodyFields.push(TOKEN_BODY_FIELD);
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+/** A copy of the headers with the credential-bearing values replaced by `[redacted]`. */
+export function redactHeaders<V extends string | string[] | undefined>(
+  auth: WebhookAuth | undefined,
+  headers: Record<string, V>,
+): Record<string, V> {
+  return redactKeys(headers, credentialLocations(auth).headers, (k) => k.toLowerCase());
+}
+
+/** A copy of the query with credential parameters replaced by `[redacted]`. */
+export function redactQuery<V extends string | string[]>(
+  auth: WebhookAuth | undefined,
+  query: Record<string, V>,
+): Record<string, V> {
+  return redactKeys(query, credentialLocations(auth).query, (k) => k);
+}
+
+/**
+ * A copy of a parsed JSON/form body with top-level credential fields replaced; other bodies are
+ * returned as they are. The raw bytes still hold the token: a caller storing rawBody for a
+ * token-authenticated flow must rebuild or drop it.
+ */
+export function redactBody(auth: WebhookAuth | undefined, body: unknown): unknown {
+  const fields = credentialLocations(auth).bodyFields;
+  if (fields.length === 0 || body === null || typeof body !== 'object' || Array.isArray(body)) return body;
+  return redactKeys(body as Record<string, unknown>, fields, (k) => k);
+}
+
+function redactKeys<V>(obj: Record<string, V>, names: string[], norm: (k: string) => string): Record<string, V> {
+  if (names.length === 0) return obj;
+  const drop = new Set(names);
+  const out: Record<string, V> = {};
+  for (const [k, v] of Object.entries(obj)) {
+    if (!drop.has(norm(k)) || v === undefined) out[k] = v;
+    else out[k] = (Array.isArray(v) ? v.map(() => REDACTED) : REDACTED) as V;
+  }
+  return out;
+}

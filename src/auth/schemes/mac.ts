@@ -1,0 +1,90 @@
+import { createHmac, type Hmac } from 'node:crypto';
+import type { HmacAlgorithmDef } from '../schema.js';
+import { type AuthFailure, type AuthResult, OK, mismatch, staleTimestamp } from '../result.js';
+import { anyEqual } from '../timing-safe.js';
+import { type BodyVerifier, rejectedVerifier } from './scheme.js';
+
+/** What a signature scheme reads from the headers before the body arrives. */
+export interface SignedParts {
+  /** Bytes authenticated before the body, e.g. `${t}.` for Stripe; '' for body-only schemes. */
+  prefix: string;
+  /** The signatures the sender supplied, decoded to bytes (several during a sender-side rotation). */
+  signatures: Buffer[];
+  /** Epoch seconds, for timestamped schemes. */
+  timestamp?: number;
+}
+
+export interface MacSpec {
+  algorithm: HmacAlgorithmDef;
+  /** HMAC keys, one per configured secret (old + new while rotating). */
+  keys: Buffer[];
+  /** Required for timestamped schemes: allowed distance from now, both directions. */
+  toleranceSeconds?: number;
+}
+
+export const DIGEST_BYTES: Record<HmacAlgorithmDef, number> = { sha1: 20, sha256: 32, sha512: 64 };
+
+/** Most signatures accepted in one header; more is treated as malformed (bounds the work per request). */
+export const MAX_SIGNATURES = 8;
+
+/**
+ * Streams the body into one HMAC per key, seeded with the header-derived prefix, and compares every
+ * resulting digest with every supplied signature in constant time. The signature is checked before
+ * the timestamp, so only a correctly signed request learns that its timestamp was the problem.
+ */
+export function macVerifier(spec: MacSpec, parsed: SignedParts | AuthFailure): BodyVerifier {
+  if ('ok' in parsed) return rejectedVerifier(parsed);
+  // An empty key would let anyone sign; such secrets never verify.
+  const macs: Hmac[] = spec.keys
+    .filter((k) => k.length > 0)
+    .map((k) => createHmac(spec.algorithm, k).update(parsed.prefix, 'utf8'));
+  let verdict: AuthResult | undefined;
+  return {
+    early: undefined,
+    needsBody: true,
+    update(chunk) {
+      if (verdict) throw new Error('BodyVerifier.update() called after finish()');
+      for (const m of macs) m.update(chunk);
+    },
+    finish(req) {
+      if (verdict) return verdict;
+      const digests = macs.map((m) => m.digest());
+      if (!anyEqual(parsed.signatures, digests)) {
+        verdict = mismatch('Signature does not match');
+      } else if (parsed.timestamp !== undefined && !withinTolerance(parsed.timestamp, req.now, spec)) {
+        verdict = staleTimestamp(spec.toleranceSeconds ?? 0);
+      } else {
+        verdict = OK;
+      }
+      return verdict;
+    },
+  };
+}
+
+function withinTolerance(timestampSeconds: number, nowMs: number, spec: MacSpec): boolean {
+  const tolerance = spec.toleranceSeconds ?? 0;
+  return Math.abs(nowMs / 1000 - timestampSeconds) <= tolerance;
+}
+
+/** Strict hex: even length, hex digits only (either case). */
+export function decodeHex(s: string): Buffer | undefined {
+  if (s.length === 0 || s.length % 2 !== 0 || !/^[0-9a-fA-F]+$/.test(s)) return undefined;
+  return Buffer.from(s, 'hex');
+}
+
+/** Standard or URL-safe base64, padding optional. */
+export function decodeBase64(s: string): Buffer | undefined {
+  if (s.length === 0 || !/^[A-Za-z0-9+/_-]+={0,2}$/.test(s)) return undefined;
+  const unpadded = s.replace(/=+$/, '');
+  if (unpadded.length % 4 === 1) return undefined;
+  return Buffer.from(unpadded, 'base64');
+}
+
+/** Unix seconds as sent by Stripe, Slack and Standard Webhooks. */
+export function parseUnixSeconds(s: string): number | undefined {
+  return /^\d{1,12}$/.test(s) ? Number(s) : undefined;
+}
+
+export function utf8Keys(secrets: string[]): Buffer[] {
+  return secrets.map((s) => Buffer.from(s, 'utf8'));
+}

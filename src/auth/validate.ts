@@ -1,0 +1,37 @@
+import type { CorsDef, IpAllowlistDef, WebhookAuth } from './schema.js';
+import { secretValues } from './schema.js';
+import { invalidCidrs } from './ip-allowlist.js';
+import { standardWebhooksKey } from './schemes/standard-webhooks.js';
+
+/**
+ * Checks the schema cannot express; run after schema validation, before storing a flow. Returns one
+ * message per problem (never echoing a secret), empty when the config is usable.
+ */
+export function triggerSecurityProblems(fields: {
+  auth?: WebhookAuth;
+  ipAllowlist?: IpAllowlistDef;
+  cors?: CorsDef;
+}): string[] {
+  const problems: string[] = [];
+  const { auth } = fields;
+  const secrets = secretValues(auth);
+  if (new Set(secrets).size !== secrets.length) problems.push('auth.secrets holds the same secret twice');
+  if (auth?.type === 'standard-webhooks') {
+    secrets.forEach((s, i) => {
+      if (standardWebhooksKey(s).length === 0) problems.push(`auth.secrets[${i}] is not a whsec_<base64> key`);
+    });
+  }
+  for (const bad of invalidCidrs(fields.ipAllowlist ?? [])) {
+    problems.push(`ipAllowlist: invalid address or CIDR ${bad}`);
+  }
+  for (const o of fields.cors?.origins ?? []) {
+    if (o === '*') continue;
+    try {
+      const u = new URL(o);
+      if (u.origin === 'null' || u.pathname !== '/' || u.search || u.hash) throw new Error();
+    } catch {
+      problems.push(`cors.origins: ${o} is not an origin (scheme://host[:port])`);
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,225 @@
+/**
+ * Credential and sender-policy configuration of a webhook trigger (auth, IP allowlist, rate limit,
+ * CORS): domain types, so they live in core; the verifiers are in src/auth/.
+ */
+import Type, { type Static } from 'typebox';
+
+/**
+ * Schemas for the inbound security of a webhook trigger: `auth` (who may call), `ipAllowlist`,
+ * `rateLimit` and `cors`. `authTriggerFields` is meant to be spread into the flow's WebhookTrigger.
+ */
+
+const HeaderName = Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$" });
+const QueryName = Type.String({ minLength: 1, maxLength: 128 });
+
+/**
+ * One secret of a rotation set. A bare string is accepted for hand-written configs; the object form
+ * carries `createdAt` so the API can show "whsec_…a1b2, added 2024-05-01" next to a masked hint.
+ * `value` is the plain secret in memory; at rest the store may keep it sealed (see secret-box.ts).
+ */
+function secretEntry(pattern?: string) {
+  const value = Type.String({ minLength: 1, maxLength: 1024, ...(pattern ? { pattern } : {}) });
+  return Type.Union([
+    value,
+    Type.Object(
+      { value, createdAt: Type.Optional(Type.String({ maxLength: 64 })) },
+      { additionalProperties: false },
+    ),
+  ]);
+}
+
+/** 1 secret, or 2 while rotating (old + new): both verify until one is removed. */
+function secretList(pattern?: string) {
+  return Type.Array(secretEntry(pattern), { minItems: 1, maxItems: 2 });
+}
+
+export const SecretEntry = secretEntry();
+const Secrets = secretList();
+/** Standard Webhooks secrets are base64 keys, optionally prefixed `whsec_`. */
+const StandardWebhooksSecrets = secretList('^(whsec_)?[A-Za-z0-9+/]+={0,2}$');
+const ToleranceSeconds = Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 }));
+
+export const NoneAuth = Type.Object({ type: Type.Literal('none') }, { additionalProperties: false });
+
+/** HTTP Basic; `secrets` are the accepted passwords. */
+export const BasicAuth = Type.Object(
+  {
+    type: Type.Literal('basic'),
+    username: Type.String({ minLength: 1, maxLength: 256, pattern: '^[^:]*$' }),
+    secrets: Secrets,
+  },
+  { additionalProperties: false },
+);
+
+/** A key in a header (default `x-api-key`) or, when `query` is set, in that query parameter. */
+export const ApiKeyAuth = Type.Object(
+  {
+    type: Type.Literal('apiKey'),
+    header: Type.Optional(HeaderName),
+    query: Type.Optional(QueryName),
+    secrets: Secrets,
+  },
+  { additionalProperties: false },
+);
+
+/** A shared token: `?token=`/`?secret=`, `x-webhook-token`, `Authorization: Bearer`, or body field `token`. */
+export const TokenAuth = Type.Object(
+  { type: Type.Literal('token'), secrets: Secrets },
+  { additionalProperties: false },
+);
+
+export const HmacAlgorithm = Type.Union([Type.Literal('sha1'), Type.Literal('sha256'), Type.Literal('sha512')]);
+export const HmacEncoding = Type.Union([Type.Literal('hex'), Type.Literal('base64')]);
+
+/** Generic HMAC over the raw body bytes; the header holds `${prefix}${encoded digest}`. */
+export const HmacAuth = Type.Object(
+  {
+    type: Type.Literal('hmac'),
+    /** Default sha256. */
+    algorithm: Type.Optional(HmacAlgorithm),
+    /** Default hex. */
+    encoding: Type.Optional(HmacEncoding),
+    header: HeaderName,
+    /** e.g. `sha256=`; compared case-insensitively. */
+    prefix: Type.Optional(Type.String({ maxLength: 64 })),
+    secrets: Secrets,
+  },
+  { additionalProperties: false },
+);
+
+/** X-Hub-Signature-256: `sha256=` + hex HMAC-SHA256 of the body. */
+export const GithubAuth = Type.Object(
+  { type: Type.Literal('github'), secrets: Secrets },
+  { additionalProperties: false },
+);
+
+/** Stripe-Signature: `t=…,v1=…[,v1=…]` over `${t}.${body}`; default tolerance 300 s. */
+export const StripeAuth = Type.Object(
+  { type: Type.Literal('stripe'), secrets: Secrets, toleranceSeconds: ToleranceSeconds },
+  { additionalProperties: false },
+);
+
+/** webhook-id / webhook-timestamp / webhook-signature (or svix-*) over `${id}.${ts}.${body}`; 300 s. */
+export const StandardWebhooksAuth = Type.Object(
+  {
+    type: Type.Literal('standard-webhooks'),
+    secrets: StandardWebhooksSecrets,
+    toleranceSeconds: ToleranceSeconds,
+  },
+  { additionalProperties: false },
+);
+
+/** X-Shopify-Hmac-Sha256: base64 HMAC-SHA256 of the body. */
+export const ShopifyAuth = Type.Object(
+  { type: Type.Literal('shopify'), secrets: Secrets },
+  { additionalProperties: false },
+);
+
+/** X-Slack-Signature `v0=` hex over `v0:${ts}:${body}`, X-Slack-Request-Timestamp; 300 s. */
+export const SlackAuth = Type.Object(
+  { type: Type.Literal('slack'), secrets: Secrets, toleranceSeconds: ToleranceSeconds },
+  { additionalProperties: false },
+);
+
+/** `flow.trigger.auth`, discriminated on `type`. Absent means `none`. */
+export const WebhookAuth = Type.Union([
+  NoneAuth,
+  BasicAuth,
+  ApiKeyAuth,
+  TokenAuth,
+  HmacAuth,
+  GithubAuth,
+  StripeAuth,
+  StandardWebhooksAuth,
+  ShopifyAuth,
+  SlackAuth,
+]);
+
+/** Client addresses allowed to call: IPv4/IPv6 addresses or CIDRs (see ip-allowlist.ts). */
+export const IpAllowlist = Type.Array(Type.String({ minLength: 2, maxLength: 64 }), { maxItems: 1000 });
+
+/** Token bucket per flow: refills `perSecond`, holds at most `burst`. */
+export const RateLimit = Type.Object(
+  {
+    perSecond: Type.Number({ exclusiveMinimum: 0, maximum: 1_000_000 }),
+    burst: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+  },
+  { additionalProperties: false },
+);
+
+/** An origin (`https://app.example.com`, no path) or `*`. */
+export const CorsOrigin = Type.String({ pattern: '^(\\*|[A-Za-z][A-Za-z0-9+.-]*://[^/?#\\s]+)$', maxLength: 256 });
+
+export const Cors = Type.Object(
+  {
+    origins: Type.Array(CorsOrigin, { minItems: 1, maxItems: 100 }),
+    /** Extra request headers browsers may send (the auth scheme's headers are always allowed). */
+    headers: Type.Optional(Type.Array(HeaderName, { maxItems: 50 })),
+    /** Preflight cache lifetime; default 600. */
+    maxAgeSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400 })),
+  },
+  { additionalProperties: false },
+);
+
+/** Spread into the flow trigger schema: `{ type: 'webhook', ...authTriggerFields, … }`. */
+export const authTriggerFields = {
+  auth: Type.Optional(WebhookAuth),
+  ipAllowlist: Type.Optional(IpAllowlist),
+  rateLimit: Type.Optional(RateLimit),
+  cors: Type.Optional(Cors),
+};
+
+export type WebhookAuth = Static<typeof WebhookAuth>;
+export type WebhookAuthType = WebhookAuth['type'];
+export type SecretEntryDef = Static<typeof SecretEntry>;
+export type NoneAuthDef = Static<typeof NoneAuth>;
+export type BasicAuthDef = Static<typeof BasicAuth>;
+export type ApiKeyAuthDef = Static<typeof ApiKeyAuth>;
+export type TokenAuthDef = Static<typeof TokenAuth>;
+export type HmacAuthDef = Static<typeof HmacAuth>;
+export type GithubAuthDef = Static<typeof GithubAuth>;
+export type StripeAuthDef = Static<typeof StripeAuth>;
+export type StandardWebhooksAuthDef = Static<typeof StandardWebhooksAuth>;
+export type ShopifyAuthDef = Static<typeof ShopifyAuth>;
+export type SlackAuthDef = Static<typeof SlackAuth>;
+export type HmacAlgorithmDef = Static<typeof HmacAlgorithm>;
+export type HmacEncodingDef = Static<typeof HmacEncoding>;
+export type IpAllowlistDef = Static<typeof IpAllowlist>;
+export type RateLimitDef = Static<typeof RateLimit>;
+export type CorsDef = Static<typeof Cors>;
+
+/** A secret in object form. */
+export interface SecretRecord {
+  value: string;
+  createdAt?: string;
+}
+
+/** Auth configs that carry secrets (every type but `none`). */
+export type SecretBearingAuth = Exclude<WebhookAuth, NoneAuthDef>;
+
+export function hasSecrets(auth: WebhookAuth | undefined): auth is SecretBearingAuth {
+  return auth !== undefined && auth.type !== 'none';
+}
+
+/** The plain secret values of an auth config (empty for none/undefined). */
+export function secretValues(auth: WebhookAuth | undefined): string[] {
+  if (!hasSecrets(auth)) return [];
+  return auth.secrets.map((s) => (typeof s === 'string' ? s : s.value));
+}
+
+/**
+ * A copy of the config with every secret in object form and its value passed through `fn` — to
+ * seal before storing, open after loading, or mask for the API. Strings get `createdAt` if given.
+ */
+export function mapSecrets<A extends WebhookAuth | undefined>(
+  auth: A,
+  fn: (value: string) => string,
+  createdAt?: string,
+): A {
+  if (!hasSecrets(auth)) return auth;
+  const secrets = auth.secrets.map((s): SecretRecord => {
+    if (typeof s === 'string') return createdAt ? { value: fn(s), createdAt } : { value: fn(s) };
+    return { ...s, value: fn(s.value) };
+  });
+  return { ...auth, secrets } as A;
+}

@@ -1,0 +1,107 @@
+import jsonata from 'jsonata';
+
+/**
+ * JSONata compilation and evaluation for steps.
+ *
+ * Compiling parses the expression into an AST, which costs far more than most evaluations, so compiled
+ * expressions are cached by source text (bounded, least recently used out first). Sharing one
+ * compiled expression between concurrent evaluations is safe: jsonata 2.x evaluates each call in a
+ * fresh frame. Guardrails stop runaway expressions (infinite recursion, endless loops) instead of
+ * letting them block the event loop.
+ */
+
+export interface ExpressionLimits {
+  /** Evaluation time limit (ms). */
+  timeoutMs: number;
+  /** Nesting depth limit (recursion). */
+  stack: number;
+}
+
+export const DEFAULT_EXPRESSION_LIMITS: ExpressionLimits = { timeoutMs: 1_000, stack: 1_000 };
+
+/** A JSONata syntax or evaluation error, with its code (S0201, T2001, D3030…) and position. */
+export class ExpressionError extends Error {
+  readonly code: string | undefined;
+  readonly position: number | undefined;
+
+  constructor(message: string, code?: string, position?: number) {
+    super(message);
+    this.name = 'ExpressionError';
+    this.code = code;
+    this.position = position;
+  }
+}
+
+export interface CompiledExpression {
+  readonly source: string;
+  evaluate(input: unknown): Promise<unknown>;
+}
+
+const CACHE_SIZE = 1_000;
+const cache = new Map<string, jsonata.Expression>();
+
+/** Compile (or fetch from the cache) an expression. Throws ExpressionError on a syntax error. */
+export function compileExpression(
+  source: string,
+  limits: ExpressionLimits = DEFAULT_EXPRESSION_LIMITS,
+): CompiledExpression {
+  const key = `${limits.timeoutMs}:${limits.stack}:${source}`;
+  let expr = cache.get(key);
+  if (expr === undefined) {
+    try {
+      expr = jsonata(source, { timeout: limits.timeoutMs, stack: limits.stack });
+    } catch (err) {
+      throw toExpressionError(err, 'Invalid JSONata expression');
+    }
+    if (cache.size >= CACHE_SIZE) {
+      const oldest = cache.keys().next();
+      if (!oldest.done) cache.delete(oldest.value);
+    }
+  } else {
+    cache.delete(key); // re-insert: most recently used last
+  }
+  cache.set(key, expr);
+  const compiled = expr;
+  return {
+    source,
+    async evaluate(input: unknown): Promise<unknown> {
+      try {
+        // Bindings given (even empty) → jsonata evaluates in its own frame; keep it that way.
+        return await compiled.evaluate(input, {});
+      } catch (err) {
+        throw toExpressionError(err, 'JSONata evaluation failed');
+      }
+    },
+  };
+}
+
+/** Number of cached compiled expressions (tests). */
+export function expressionCacheSize(): number {
+  return cache.size;
+}
+
+/** jsonata throws plain objects `{code, position, token, message}`; make them readable Errors. */
+function toExpressionError(err: unknown, prefix: string): ExpressionError {
+  if (err instanceof ExpressionError) return err;
+  if (typeof err === 'object' && err !== null) {
+    const e = err as { code?: unknown; position?: unknown; token?: unknown; message?: unknown };
+    const code = typeof e.code === 'string' ? e.code : undefined;
+    const position = typeof e.position === 'number' ? e.position : undefined;
+    const message = typeof e.message === 'string' && e.message !== '' ? e.message : String(err);
+    const where: string[] = [];
+    if (code !== undefined) where.push(code);
+    if (position !== undefined) where.push(`position ${position}`);
+    if (typeof e.token === 'string' && e.token !== '') where.push(`token "${e.token}"`);
+    const suffix = where.length > 0 ? ` (${where.join(', ')})` : '';
+    return new ExpressionError(`${prefix}: ${message}${suffix}`, code, position);
+  }
+  return new ExpressionError(`${prefix}: ${String(err)}`);
+}
+
+/**
+ * JSONata results are JSON-like but `undefined` means "nothing matched"; steps hand `null` on so the
+ * next input, the cursor and the records always hold a JSON value.
+ */
+export function orNull(value: unknown): unknown {
+  return value === undefined ? null : value;
+}

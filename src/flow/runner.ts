@@ -1,0 +1,588 @@
+/**
+ * The flow runner: consumes the job queue and runs each request through its flow's steps.
+ *
+ * Guarantees
+ * - One execution per request: `executions.begin` is get-or-create, so a redelivered job continues
+ *   the same execution. It resumes at the stored cursor (next step index + its full input); steps
+ *   recorded as completed are not run again.
+ * - Side effects of steps are AT-LEAST-ONCE. The cursor moves only after a step's record is
+ *   written, so a crash (or a lost ack, or a lease that expires) after an http call but before its
+ *   record re-runs that call on redelivery. Every http call carries
+ *   `Idempotency-Key: <requestId>:<stepId>`, stable across retries, so receivers can drop repeats.
+ * - Nothing is acknowledged before the execution is final in the store: records and status are
+ *   written (in order) before ack/nack/deadLetter.
+ *
+ * Failures
+ * - A step that fails retryably (http non-2xx, network error, timeout) is recorded as failed, the
+ *   execution goes `retrying` and the job is nacked with backoff; once the queue reports the job dead
+ *   (attempts exhausted) the execution is `dead`. Failures that cannot heal by waiting (JSONata syntax
+ *   or evaluation errors, an invalid step definition) dead-letter at once.
+ * - Deleted flow or missing request → dead letter with the reason. A stopped flow keeps its
+ *   messages: they are delayed (nack with backoff, capped) until the flow is started again.
+ *
+ * Latency
+ * - No reads beyond the request itself (flows come from the in-memory registry, compiled JSONata is
+ *   cached per flow version). When the first step is pure (transform, filter, log) and this is the
+ *   job's first delivery, it starts while `begin` is still being written; its result is used only if
+ *   `begin` confirms the execution starts at step 0 with the message as input, which is exactly what
+ *   the speculative run computed. Steps with side effects (http) always wait for `begin`.
+ * - Step records are written behind the steps (one ordered write chain per execution); the chain is
+ *   flushed before anything is acknowledged.
+ */
+import {
+  FINAL_STATUSES,
+  type Execution,
+  type ExecutionStatus,
+  type StepRecord,
+  type StepStatus,
+} from '../core/execution.js';
+import type { Flow } from '../core/flow.js';
+import { toMessageView } from '../core/message.js';
+import type { Consumer, Delivery, Queue } from '../queue/contract.js';
+import type { ExecutionStore, RequestStore } from '../store/contracts.js';
+import { backoffDelay, type BackoffPolicy } from './backoff.js';
+import { preciseNow } from './clock.js';
+import { CompiledFlowCache, describeCompileError } from './compile.js';
+import type { ExpressionLimits } from './expression.js';
+import type { RunnerLogger } from './logger.js';
+import type { CompiledStep, StepContext, StepOutcome } from './step.js';
+import { isStepFailure, StepFailure } from './step-failure.js';
+import { recordJson } from './truncate.js';
+
+export interface StepStartedEvent {
+  flowId: string;
+  requestId: string;
+  stepId: string;
+  stepType: string;
+  stepIndex: number;
+  attempt: number;
+  /** When the request was received (epoch ms). */
+  receivedAt: number;
+  startedAt: number;
+}
+
+export interface StepFinishedEvent extends StepStartedEvent {
+  finishedAt: number;
+  status: StepStatus;
+  error?: string;
+}
+
+export interface ExecutionFinishedEvent {
+  flowId: string;
+  requestId: string;
+  executionId: string;
+  status: ExecutionStatus;
+  attempt: number;
+  finishedAt: number;
+  error?: string;
+}
+
+/** Optional observation points (metrics, benchmarks). Called synchronously; errors are ignored. */
+export interface FlowRunnerHooks {
+  onStepStarted?(event: StepStartedEvent): void;
+  onStepFinished?(event: StepFinishedEvent): void;
+  /** A delivery ended the execution: completed, filtered or dead. */
+  onExecutionFinished?(event: ExecutionFinishedEvent): void;
+}
+
+export interface FlowRunnerOptions extends FlowRunnerHooks {
+  requests: RequestStore;
+  executions: ExecutionStore;
+  queue: Queue;
+  /** In-memory registry lookup, kept current by the API. */
+  getFlow(id: string): Flow | undefined;
+  logger: RunnerLogger;
+  /** Jobs handled at once. */
+  concurrency: number;
+  /** UTF-8 bytes of JSON kept per step input/output in execution records. */
+  executionDataLimit: number;
+  /** Used when a stopped flow's job has to be queued again (flow.retry.maxAttempts overrides). */
+  defaultMaxAttempts: number;
+  defaultBackoffMs: number;
+  maxBackoffMs: number;
+  /** Longest delay before a stopped flow's job is looked at again (default 60 s). */
+  stoppedFlowRecheckMs?: number;
+  /** JSONata guardrails (default 1 s, depth 1000). */
+  expressionLimits?: ExpressionLimits;
+  /** Largest http step response body read (default 10 MiB). */
+  maxResponseBytes?: number;
+  /**
+   * The execution store applies writes in the order they are called, even when several are in
+   * flight (true of the embedded SQLite backend: one writer thread, FIFO, group commit). The runner
+   * then issues a step's record without waiting for the previous one, so an execution's records and
+   * final status share one commit instead of one round trip each. Leave false for stores that may
+   * reorder concurrent calls (a connection pool). Acknowledgements always wait for the writes.
+   */
+  orderedWrites?: boolean;
+  /** Jitter source, [0, 1) (tests). */
+  random?: () => number;
+}
+
+export interface FlowRunner {
+  /** Start consuming the queue (no-op when already running). */
+  start(): void;
+  /**
+   * Stop taking jobs. Running executions get graceMs to finish; the jobs of those still running are
+   * released by the consumer (redelivered elsewhere, resuming at their cursor), and their handlers
+   * are aborted without writing anything more.
+   */
+  stop(options?: { graceMs?: number }): Promise<void>;
+  /** Jobs being handled now. */
+  readonly inFlight: number;
+}
+
+interface StepRun {
+  startedAt: number;
+  finishedAt: number;
+  outcome?: StepOutcome;
+  failure?: StepFailure;
+}
+
+/** One start()…stop() period. Handlers check `released` before every write once stop gave their jobs back. */
+interface Session {
+  consumer: Consumer | undefined;
+  controller: AbortController;
+  released: boolean;
+  active: Set<Promise<void>>;
+}
+
+const DEFAULT_STOPPED_RECHECK_MS = 60_000;
+/** How long stop() waits for aborted handlers to unwind once their jobs were released. */
+const UNWIND_MS = 2_000;
+
+export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
+  const compiled = new CompiledFlowCache({
+    ...(o.expressionLimits ? { limits: o.expressionLimits } : {}),
+    ...(o.maxResponseBytes !== undefined ? { http: { maxResponseBytes: o.maxResponseBytes } } : {}),
+  });
+  const random = o.random ?? Math.random;
+  const stoppedRecheckMs = o.stoppedFlowRecheckMs ?? DEFAULT_STOPPED_RECHECK_MS;
+  let session: Session | undefined;
+
+  const policyOf = (flow: Flow | undefined): BackoffPolicy => ({
+    backoffMs: flow?.retry?.backoffMs ?? o.defaultBackoffMs,
+    maxBackoffMs: flow?.retry?.maxBackoffMs ?? o.maxBackoffMs,
+  });
+
+  function hook<E>(fn: ((e: E) => void) | undefined, event: E): void {
+    if (fn === undefined) return;
+    try {
+      fn.call(o, event);
+    } catch (err) {
+      o.logger.warn({ err }, 'flow runner hook threw');
+    }
+  }
+
+  /** Runs one step; never rejects (unexpected errors become retryable failures). */
+  async function runStep(
+    step: CompiledStep,
+    index: number,
+    input: unknown,
+    ctx: StepContext,
+    receivedAt: number,
+    startedAt: number = preciseNow(),
+  ): Promise<StepRun> {
+    const started: StepStartedEvent = {
+      flowId: ctx.flowId,
+      requestId: ctx.requestId,
+      stepId: step.def.id,
+      stepType: step.def.type,
+      stepIndex: index,
+      attempt: ctx.attempt,
+      receivedAt,
+      startedAt,
+    };
+    hook(o.onStepStarted, started);
+    const run: StepRun = { startedAt, finishedAt: startedAt };
+    try {
+      run.outcome = await step.run(input, ctx);
+    } catch (err) {
+      run.failure = isStepFailure(err)
+        ? err
+        : new StepFailure(`unexpected error: ${err instanceof Error ? err.message : String(err)}`, {
+            retryable: true,
+            cause: err,
+          });
+    }
+    run.finishedAt = preciseNow();
+    const finished: StepFinishedEvent = {
+      ...started,
+      finishedAt: run.finishedAt,
+      status: run.failure ? 'failed' : (run.outcome?.status ?? 'completed'),
+    };
+    if (run.failure) finished.error = run.failure.message;
+    hook(o.onStepFinished, finished);
+    return run;
+  }
+
+  async function handle(s: Session, d: Delivery): Promise<void> {
+    const job = d.job;
+    const log = { flowId: job.flowId, requestId: job.requestId, jobId: job.id, attempt: job.attempts };
+    let executionId: string | undefined;
+    let flow: Flow | undefined;
+    try {
+      flow = o.getFlow(job.flowId);
+      if (flow === undefined) {
+        await abandon(s, d, `flow ${job.flowId} does not exist (deleted); job dead-lettered`);
+        return;
+      }
+      if (flow.status !== 'started') {
+        await park(s, d, flow);
+        return;
+      }
+      const plan = compiled.get(flow);
+      const message = await o.requests.get(job.requestId);
+      if (s.released) return;
+      if (message === undefined) {
+        await abandon(s, d, `request ${job.requestId} is not in the request store; job dead-lettered`);
+        return;
+      }
+
+      const t0 = preciseNow();
+      const beginning = o.executions.begin({
+        requestId: job.requestId,
+        flowId: job.flowId,
+        attempt: job.attempts,
+        now: t0,
+        queueDelayMs: t0 - message.receivedAt,
+      });
+      const view = toMessageView(message);
+      const ctxFor = (step: CompiledStep): StepContext => ({
+        flowId: job.flowId,
+        requestId: job.requestId,
+        stepId: step.def.id,
+        attempt: job.attempts,
+        logger: o.logger,
+        signal: s.controller.signal,
+      });
+
+      // Speculative first step: see "Latency" above.
+      const first = plan.ok ? plan.steps[0] : undefined;
+      const speculative =
+        first !== undefined && first.pure && job.attempts === 1
+          ? runStep(first, 0, view, ctxFor(first), message.receivedAt, t0)
+          : undefined;
+
+      const exec: Execution = await beginning;
+      executionId = exec.id;
+      if (s.released) return;
+
+      const done = finishedAs(exec, flow.steps.length);
+      if (done !== undefined) {
+        // A repeat delivery of a finished execution (ack lost, job re-queued): nothing left to run.
+        // begin() may have flipped the status back to running: put the final one back first.
+        if (exec.status !== done) await o.executions.setStatus(exec.id, done, preciseNow());
+        if (s.released) return;
+        await d.ack();
+        return;
+      }
+      // A `dead` execution delivered again was put back on purpose (queue.retryDead): resume it.
+
+      const writer = new ExecutionWriter(o.executions, exec.id, o.orderedWrites === true);
+      const finish = (status: ExecutionStatus, error?: string): void => {
+        const event: ExecutionFinishedEvent = {
+          flowId: job.flowId,
+          requestId: job.requestId,
+          executionId: exec.id,
+          status,
+          attempt: job.attempts,
+          finishedAt: preciseNow(),
+        };
+        if (error !== undefined) event.error = error;
+        hook(o.onExecutionFinished, event);
+      };
+
+      if (!plan.ok) {
+        const error = `flow ${flow.id} cannot run: ${plan.errors.map(describeCompileError).join('; ')}`;
+        const bad = plan.errors[0]!;
+        const at = preciseNow();
+        writer.record({
+          stepId: bad.stepId,
+          type: bad.type,
+          status: 'failed',
+          attempt: job.attempts,
+          startedAt: at,
+          finishedAt: at,
+          error,
+        });
+        await deadNow(s, d, writer, error, log);
+        if (!s.released) finish('dead', error);
+        return;
+      }
+
+      const steps = plan.steps;
+      let index = 0;
+      let input: unknown = view;
+      // The speculative run computed step 0 over the message view: valid only without a cursor.
+      const useSpeculative = speculative !== undefined && exec.cursor === undefined;
+      if (exec.cursor !== undefined) {
+        index = exec.cursor.nextStep;
+        input = exec.cursor.input;
+      }
+      let inputJson = recordJson(input, o.executionDataLimit);
+
+      for (let i = index; i < steps.length; i++) {
+        const step = steps[i]!;
+        const run =
+          i === 0 && useSpeculative && speculative !== undefined
+            ? await speculative
+            : await runStep(step, i, input, ctxFor(step), message.receivedAt);
+        if (s.released) {
+          // The job was given back: keep what is recorded so far (the redelivery resumes there), no more.
+          await writer.settle();
+          return;
+        }
+        const record: StepRecord = {
+          stepId: step.def.id,
+          type: step.def.type,
+          status: 'completed',
+          attempt: job.attempts,
+          startedAt: run.startedAt,
+          finishedAt: run.finishedAt,
+        };
+        if (inputJson !== undefined) record.input = inputJson;
+
+        if (run.failure !== undefined || run.outcome === undefined) {
+          const failure = run.failure ?? new StepFailure('step produced no outcome', { retryable: true });
+          const error = `step "${step.def.id}" (${step.def.type}): ${failure.message}`;
+          record.status = 'failed';
+          record.error = error;
+          writer.record(record);
+          if (!failure.retryable) {
+            await deadNow(s, d, writer, error, log);
+            if (!s.released) finish('dead', error);
+            return;
+          }
+          const outcome = await retryLater(s, d, writer, flow, failure, error, log);
+          if (outcome === 'dead') finish('dead', error);
+          return;
+        }
+
+        if (run.outcome.status === 'filtered') {
+          record.status = 'filtered';
+          writer.record(record);
+          writer.status('filtered', preciseNow());
+          await writer.flush();
+          if (s.released) return;
+          await d.ack();
+          finish('filtered');
+          return;
+        }
+
+        const output = run.outcome.output;
+        const outputJson = recordJson(output, o.executionDataLimit);
+        if (outputJson !== undefined) record.output = outputJson;
+        writer.record(record, { nextStep: i + 1, input: output });
+        input = output;
+        inputJson = outputJson;
+      }
+
+      writer.status('completed', preciseNow());
+      await writer.flush();
+      if (s.released) return;
+      await d.ack();
+      finish('completed');
+    } catch (err) {
+      // Store or queue trouble (or a bug): give the job back with backoff; it resumes at its cursor.
+      if (s.released) return;
+      const reason = err instanceof Error ? err.message : String(err);
+      const error = `runner error: ${reason}`;
+      o.logger.error({ ...log, err }, 'flow runner could not handle a job');
+      try {
+        const retryAfter = (err as { retryAfter?: unknown } | null)?.retryAfter;
+        let delayMs = backoffDelay(job.attempts, policyOf(flow), random);
+        if (typeof retryAfter === 'number') delayMs = Math.max(delayMs, retryAfter * 1000);
+        const outcome = await d.nack({ delayMs, error });
+        if (outcome === 'dead' && executionId !== undefined) {
+          await o.executions.setStatus(executionId, 'dead', preciseNow(), error);
+        }
+      } catch (nackErr) {
+        // The lease will expire and the job come back on its own.
+        o.logger.error({ ...log, err: nackErr }, 'flow runner could not nack a job');
+      }
+    }
+  }
+
+  /** Retryable failure: status first (dead when this was the last attempt), then nack. */
+  async function retryLater(
+    s: Session,
+    d: Delivery,
+    writer: ExecutionWriter,
+    flow: Flow,
+    failure: StepFailure,
+    error: string,
+    log: object,
+  ): Promise<'retry' | 'dead' | undefined> {
+    const job = d.job;
+    const policy = policyOf(flow);
+    let delayMs = backoffDelay(job.attempts, policy, random);
+    if (failure.retryAfterMs !== undefined) {
+      delayMs = Math.max(delayMs, Math.min(failure.retryAfterMs, policy.maxBackoffMs));
+    }
+    // The queue dead-letters once attempts reach maxAttempts; writing `dead` before the nack means a
+    // crash in between never leaves a dead-lettered job with a `retrying` execution.
+    const expectDead = job.attempts >= job.maxAttempts;
+    writer.status(expectDead ? 'dead' : 'retrying', preciseNow(), error);
+    await writer.flush();
+    if (s.released) return undefined;
+    const outcome = await d.nack({ delayMs, error });
+    if ((outcome === 'dead') !== expectDead) {
+      await o.executions.setStatus(writer.executionId, outcome === 'dead' ? 'dead' : 'retrying', preciseNow(), error);
+    }
+    if (outcome === 'dead') o.logger.warn({ ...log, error }, 'execution dead: attempts exhausted');
+    else o.logger.info({ ...log, error, delayMs }, 'step failed; retrying');
+    return outcome;
+  }
+
+  /** Non-retryable failure: execution dead, job straight to the dead letters. */
+  async function deadNow(s: Session, d: Delivery, writer: ExecutionWriter, error: string, log: object): Promise<void> {
+    writer.status('dead', preciseNow(), error);
+    await writer.flush();
+    if (s.released) return;
+    await d.deadLetter(error);
+    o.logger.warn({ ...log, error }, 'execution dead: failure will not heal by retrying');
+  }
+
+  /** The job cannot run (flow deleted, request gone): dead-letter it and close its execution if any. */
+  async function abandon(s: Session, d: Delivery, error: string): Promise<void> {
+    if (s.released) return;
+    await d.deadLetter(error);
+    o.logger.warn({ flowId: d.job.flowId, requestId: d.job.requestId, jobId: d.job.id, error }, 'job dead-lettered');
+    const exec = await o.executions.getByRequest(d.job.requestId);
+    if (exec !== undefined && !FINAL_STATUSES.has(exec.status)) {
+      await o.executions.setStatus(exec.id, 'dead', preciseNow(), error);
+    }
+  }
+
+  /**
+   * Stopped flow: keep the message, look again later. A nack counts as a delivery attempt, so on
+   * the last attempt (where a nack would dead-letter a message that never failed) a fresh job is
+   * queued before this one is acked.
+   */
+  async function park(s: Session, d: Delivery, flow: Flow): Promise<void> {
+    if (s.released) return;
+    const job = d.job;
+    const delayMs = Math.min(backoffDelay(job.attempts, policyOf(flow), random), stoppedRecheckMs);
+    const note = `flow ${flow.id} is stopped; the job waits until it is started`;
+    if (job.attempts < job.maxAttempts) {
+      const outcome = await d.nack({ delayMs, error: note });
+      if (outcome === 'dead') {
+        o.logger.warn({ flowId: flow.id, requestId: job.requestId, jobId: job.id }, 'stopped flow job dead-lettered');
+      }
+      return;
+    }
+    await o.queue.enqueue({
+      flowId: job.flowId,
+      requestId: job.requestId,
+      maxAttempts: flow.retry?.maxAttempts ?? o.defaultMaxAttempts,
+      runAt: Date.now() + delayMs,
+    });
+    await d.ack();
+  }
+
+  return {
+    start(): void {
+      if (session !== undefined) return;
+      const s: Session = { consumer: undefined, controller: new AbortController(), released: false, active: new Set() };
+      session = s;
+      s.consumer = o.queue.consume(
+        (d) => {
+          const p = handle(s, d);
+          s.active.add(p);
+          void p.finally(() => s.active.delete(p));
+          return p;
+        },
+        { concurrency: o.concurrency },
+      );
+    },
+
+    async stop(options?: { graceMs?: number }): Promise<void> {
+      const s = session;
+      if (s === undefined) return;
+      session = undefined;
+      await s.consumer?.stop(options);
+      // Handlers still running had their jobs released: they must not write or ack any more.
+      s.released = true;
+      s.controller.abort();
+      if (s.active.size > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.allSettled([...s.active]),
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, UNWIND_MS);
+            timer.unref();
+          }),
+        ]);
+        clearTimeout(timer);
+      }
+    },
+
+    get inFlight(): number {
+      return session?.active.size ?? 0;
+    },
+  };
+}
+
+/**
+ * The final status of an execution that has nothing left to run, else undefined. Judged from its
+ * records as well as its status: the store's begin() sets `running` even on a finished execution, so
+ * a filtered step record or a cursor past the last step is what proves the work was done.
+ */
+export function finishedAs(exec: Execution, stepCount: number): 'completed' | 'filtered' | undefined {
+  if (exec.status === 'completed' || exec.status === 'filtered') return exec.status;
+  const last = exec.steps[exec.steps.length - 1];
+  if (last?.status === 'filtered') return 'filtered';
+  if (stepCount > 0 && exec.cursor !== undefined && exec.cursor.nextStep >= stepCount) return 'completed';
+  return undefined;
+}
+
+/**
+ * The writes of one execution, applied strictly in order while the steps run ahead. The first failed
+ * write stops the chain; flush() rethrows it so nothing is acknowledged over a missing record.
+ */
+class ExecutionWriter {
+  private chain: Promise<void> = Promise.resolve();
+  private failed = false;
+  private failure: unknown;
+
+  constructor(
+    private readonly store: ExecutionStore,
+    readonly executionId: string,
+    /** The store applies writes in call order: issue each at once (they share a group commit). */
+    private readonly ordered: boolean,
+  ) {}
+
+  record(record: StepRecord, cursor?: Execution['cursor']): void {
+    this.push(() => this.store.recordStep(this.executionId, record, cursor));
+  }
+
+  status(status: ExecutionStatus, at: number, error?: string): void {
+    this.push(() => this.store.setStatus(this.executionId, status, at, error));
+  }
+
+  async flush(): Promise<void> {
+    await this.chain;
+    if (this.failed) throw this.failure;
+  }
+
+  /** Wait for the queued writes, whatever their outcome. */
+  async settle(): Promise<void> {
+    await this.chain;
+  }
+
+  private push(write: () => Promise<void>): void {
+    const fail = (err: unknown): void => {
+      if (!this.failed) {
+        this.failed = true;
+        this.failure = err;
+      }
+    };
+    if (this.ordered) {
+      if (this.failed) return;
+      const issued = write().catch(fail);
+      this.chain = this.chain.then(() => issued);
+    } else {
+      this.chain = this.chain.then(() => (this.failed ? undefined : write())).catch(fail);
+    }
+  }
+}

@@ -1,0 +1,34 @@
+import type { StepDef } from '../core/flow.js';
+import type { RunnerLogger } from './logger.js';
+
+/** What a step sees besides its input. */
+export interface StepContext {
+  flowId: string;
+  requestId: string;
+  stepId: string;
+  /** Delivery attempt of the queue message (1-based). */
+  attempt: number;
+  logger: RunnerLogger;
+  /** Aborted when the runner stops and gives the job back; long steps (http) should end early. */
+  signal?: AbortSignal;
+}
+
+export type StepOutcome =
+  /** Continue: `output` is the next step's input. */
+  | { status: 'completed'; output: unknown }
+  /** The execution ends here as `filtered`. */
+  | { status: 'filtered' };
+
+/**
+ * A step definition compiled once per flow version (JSONata parsed, URL checked). `run` resolves
+ * with an outcome or rejects with a StepFailure.
+ */
+export interface CompiledStep {
+  readonly def: StepDef;
+  /**
+   * No effect outside this process: the runner may start it before the execution record is
+   * confirmed (and throw the result away if the execution turns out to be further along).
+   */
+  readonly pure: boolean;
+  run(input: unknown, ctx: StepContext): Promise<StepOutcome>;
+}

@@ -1,0 +1,21 @@
+import type { TransformStepDef } from '../../core/flow.js';
+import { compileExpression, orNull, type ExpressionLimits } from '../expression.js';
+import type { CompiledStep, StepContext, StepOutcome } from '../step.js';
+import { expressionFailure } from '../step-failure.js';
+
+/** `transform`: the JSONata expression's result over the input is the next step's input. */
+export function compileTransformStep(def: TransformStepDef, limits?: ExpressionLimits): CompiledStep {
+  const expression = compileExpression(def.expression, limits);
+  return {
+    def,
+    pure: true,
+    async run(input: unknown, _ctx: StepContext): Promise<StepOutcome> {
+      try {
+        return { status: 'completed', output: orNull(await expression.evaluate(input)) };
+      } catch (err) {
+        throw expressionFailure(err);
+      }
+    },
+  };
+}
+

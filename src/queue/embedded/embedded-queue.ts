@@ -1,0 +1,188 @@
+import { E, HookdError } from '../../core/errors.js';
+import type { DeadLetter, NewJob } from '../../core/job.js';
+import { storeClosed } from '../../store/sqlite/errors.js';
+import type { HandoffSlot, JobHandoff } from '../../store/sqlite/handoff.js';
+import type { BackendLogger } from '../../store/sqlite/logger.js';
+import type { ClaimJobsResult } from '../../store/sqlite/ops/claim-jobs.js';
+import type { Reader } from '../../store/sqlite/reader.js';
+import { toDeadLetter, type JobRow } from '../../store/sqlite/rows.js';
+import type { WriterClient } from '../../store/sqlite/writer/writer-client.js';
+import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../contract.js';
+import { EmbeddedConsumer, type ConsumerHost } from './consumer.js';
+
+export interface EmbeddedQueueOptions {
+  writer: WriterClient;
+  reader: Reader;
+  leaseMs: number;
+  logger: BackendLogger;
+}
+
+/**
+ * Safety sweep: even with nothing known to be due, look this often for jobs that became claimable
+ * without this process hearing of it (leases of a crashed process, jobs queued by another process).
+ */
+export const SWEEP_MS = 1_000;
+
+/**
+ * The queue in the SQLite file, next to the requests. Consumers are woken in-process: right after an
+ * accept commits (or the job is handed straight to a free consumer), after a nack/release/enqueue,
+ * and by one timer armed at the earliest future run_at or lease expiry (at most SWEEP_MS away).
+ * The timer only reads; claims (writes) happen when something is due.
+ */
+export class EmbeddedQueue implements Queue, JobHandoff {
+  private readonly consumers: EmbeddedConsumer[] = [];
+  private next = 0;
+  /** Claimable jobs may exist: true until a claim gets fewer jobs than it asked for. */
+  private work = true;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Number.POSITIVE_INFINITY;
+  private closed = false;
+  private readonly host: ConsumerHost;
+
+  constructor(private readonly opts: EmbeddedQueueOptions) {
+    this.host = {
+      writer: opts.writer,
+      logger: opts.logger,
+      leaseMs: opts.leaseMs,
+      hasWork: () => this.work,
+      claimed: (result, limit) => this.claimed(result, limit),
+      requeued: (runAt) => this.requeued(runAt),
+      detach: (c) => this.detach(c),
+    };
+  }
+
+  async enqueue(job: NewJob): Promise<void> {
+    const { runAt } = await this.opts.writer.call('enqueueJob', {
+      flowId: job.flowId,
+      requestId: job.requestId,
+      maxAttempts: job.maxAttempts,
+      runAt: job.runAt ?? null,
+    });
+    this.requeued(runAt);
+  }
+
+  consume(handler: JobHandler, options: ConsumeOptions): Consumer {
+    if (this.closed) throw storeClosed();
+    if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
+      throw new HookdError(E.VALIDATION_FAILED, 'consumer concurrency must be a positive integer');
+    }
+    const consumer = new EmbeddedConsumer(handler, options.concurrency, this.host);
+    this.consumers.push(consumer);
+    this.work = true; // a backlog may be waiting
+    consumer.pump();
+    this.arm(Date.now() + SWEEP_MS);
+    return consumer;
+  }
+
+  async deadLetters(query: { flowId?: string; limit: number }): Promise<DeadLetter[]> {
+    const cols = 'id, flow_id, request_id, attempts, max_attempts, enqueued_at, last_error, dead_at';
+    const rows =
+      query.flowId === undefined
+        ? this.opts.reader.read(
+            `SELECT ${cols} FROM jobs WHERE state = 'dead' ORDER BY dead_at DESC LIMIT ?`,
+            (s) => s.all(query.limit) as JobRow[],
+          )
+        : this.opts.reader.read(
+            `SELECT ${cols} FROM jobs WHERE state = 'dead' AND flow_id = ? ORDER BY dead_at DESC LIMIT ?`,
+            (s) => s.all(query.flowId, query.limit) as JobRow[],
+          );
+    return rows.map(toDeadLetter);
+  }
+
+  async retryDead(jobId: string): Promise<boolean> {
+    const revived = await this.opts.writer.call('retryDeadJob', { jobId });
+    if (revived) this.wake();
+    return revived;
+  }
+
+  async stats(): Promise<QueueStats> {
+    const now = Date.now();
+    return this.opts.reader.read(
+      `SELECT (SELECT count(*) FROM jobs WHERE state = 'ready' AND run_at <= ?) AS ready,
+              (SELECT count(*) FROM jobs WHERE state = 'leased') AS inFlight,
+              (SELECT count(*) FROM jobs WHERE state = 'ready' AND run_at > ?) AS delayed,
+              (SELECT count(*) FROM jobs WHERE state = 'dead') AS dead`,
+      (s) => s.get(now, now) as QueueStats,
+    );
+  }
+
+  /** JobHandoff: a free slot of a local consumer, round-robin over consumers. */
+  reserve(): HandoffSlot | undefined {
+    const n = this.consumers.length;
+    for (let i = 0; i < n; i++) {
+      const slot = this.consumers[(this.next + i) % n]!.reserve();
+      if (slot !== undefined) {
+        this.next = (this.next + i + 1) % n;
+        return slot;
+      }
+    }
+    return undefined;
+  }
+
+  /** JobHandoff: something became claimable now. */
+  wake(): void {
+    this.work = true;
+    for (const c of this.consumers) c.pump();
+  }
+
+  /** Backend closing: halt consumers without releasing their leases, stop the timer. */
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const c of this.consumers.splice(0)) c.halt();
+  }
+
+  private requeued(runAt: number): void {
+    if (runAt <= Date.now()) this.wake();
+    else this.arm(runAt);
+  }
+
+  private claimed(result: ClaimJobsResult, limit: number): void {
+    if (result.jobs.length >= limit) return;
+    this.work = false;
+    if (result.nextDueAt !== null) this.arm(result.nextDueAt);
+  }
+
+  private detach(consumer: EmbeddedConsumer): void {
+    const i = this.consumers.indexOf(consumer);
+    if (i >= 0) this.consumers.splice(i, 1);
+    if (this.consumers.length === 0 && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timerAt = Number.POSITIVE_INFINITY;
+    }
+  }
+
+  /** Arm the one timer for `at` (capped at one sweep from now) unless it already fires earlier. */
+  private arm(at: number): void {
+    if (this.closed || this.consumers.length === 0) return;
+    const now = Date.now();
+    const when = Math.min(at, now + SWEEP_MS);
+    if (this.timer !== undefined && this.timerAt <= when) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timerAt = when;
+    // +1: timers are ms-granular, never wake before the job is due.
+    this.timer = setTimeout(() => this.tick(), Math.max(0, when - now) + 1);
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    this.timerAt = Number.POSITIVE_INFINITY;
+    if (this.closed || this.consumers.length === 0) return;
+    let due: number | null = null;
+    try {
+      due = this.opts.reader.read(
+        `SELECT min(coalesce((SELECT min(run_at) FROM jobs WHERE state = 'ready'), 1e300),
+                    coalesce((SELECT min(lease_until) FROM jobs WHERE state = 'leased'), 1e300))`,
+        (s) => s.pluck().get() as number,
+      );
+      if (due >= 1e300) due = null;
+    } catch (err) {
+      this.opts.logger.warn({ err }, 'embedded queue: sweep failed');
+    }
+    const now = Date.now();
+    if (due !== null && due <= now) this.wake();
+    this.arm(due !== null && due > now ? due : now + SWEEP_MS);
+  }
+}

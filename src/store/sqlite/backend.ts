@@ -1,0 +1,91 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { unavailable } from '../../core/errors.js';
+import { EmbeddedQueue } from '../../queue/embedded/embedded-queue.js';
+import type { Backend } from '../backend.js';
+import { DEFAULT_BUSY_TIMEOUT_MS } from './connection.js';
+import { SqliteExecutionStore } from './execution-store.js';
+import { SqliteFlowStore } from './flow-store.js';
+import { stderrLogger, type BackendLogger } from './logger.js';
+import { Reader } from './reader.js';
+import { SqliteRequestStore } from './request-store.js';
+import { WriterClient } from './writer/writer-client.js';
+
+export interface SqliteBackendOptions {
+  /** Database file; its directory is created when missing. */
+  path: string;
+  /** Lease of a claimed job before another consumer may take it (crash recovery). Default 30 s. */
+  leaseMs?: number;
+  logger?: BackendLogger;
+  /** How long a write waits for a lock held by another connection. Default 5 s. */
+  busyTimeoutMs?: number;
+  /**
+   * Extra PRAGMAs for the writer connection, run after the defaults and migrations
+   * (tests use `max_page_count = N` to provoke a real SQLITE_FULL).
+   */
+  writerPragmas?: string[];
+}
+
+export const DEFAULT_LEASE_MS = 30_000;
+
+export class SqliteBackend implements Backend {
+  readonly name = 'sqlite';
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    /** Exposed for tests (crash hooks) and benchmarks. */
+    readonly writer: WriterClient,
+    private readonly reader: Reader,
+    readonly flows: SqliteFlowStore,
+    readonly requests: SqliteRequestStore,
+    readonly executions: SqliteExecutionStore,
+    readonly queue: EmbeddedQueue,
+  ) {}
+
+  async checkWritable(): Promise<void> {
+    await this.writer.call('touchHeartbeat', null);
+  }
+
+  /** Halt consumers (leases are kept, as after a crash: stop consumers first to hand jobs back). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.queue.close();
+      this.reader.close();
+      await this.writer.close();
+    })();
+    return this.closing;
+  }
+}
+
+export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<SqliteBackend> {
+  if (opts.path === '' || opts.path === ':memory:') {
+    throw new Error('the SQLite backend needs a file path (a writer thread and readers share it)');
+  }
+  const path = resolve(opts.path);
+  const leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
+  const busyTimeoutMs = opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
+  const logger = opts.logger ?? stderrLogger;
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+  } catch (err) {
+    throw unavailable('store', err);
+  }
+  // The writer creates and migrates the file before the readers open it.
+  const writer = await WriterClient.open({ path, leaseMs, busyTimeoutMs, pragmas: opts.writerPragmas ?? [], logger });
+  let reader: Reader;
+  try {
+    reader = new Reader(path, busyTimeoutMs);
+  } catch (err) {
+    await writer.close();
+    throw unavailable('store', err);
+  }
+  const queue = new EmbeddedQueue({ writer, reader, leaseMs, logger });
+  return new SqliteBackend(
+    writer,
+    reader,
+    new SqliteFlowStore(writer, reader),
+    new SqliteRequestStore(writer, reader, queue),
+    new SqliteExecutionStore(writer, reader),
+    queue,
+  );
+}

@@ -1,0 +1,38 @@
+import BetterSqlite3 from 'better-sqlite3';
+
+export const DEFAULT_BUSY_TIMEOUT_MS = 5_000;
+
+/**
+ * The writer connection: WAL (readers never block the writer nor each other) and synchronous=FULL
+ * (every COMMIT is fsynced to the WAL, so a resolved write survives a power cut).
+ */
+export function openWriterConnection(
+  path: string,
+  busyTimeoutMs = DEFAULT_BUSY_TIMEOUT_MS,
+): BetterSqlite3.Database {
+  const db = new BetterSqlite3(path, { timeout: busyTimeoutMs });
+  try {
+    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    if (String(mode).toLowerCase() !== 'wal') throw new Error(`cannot switch ${path} to WAL (got ${String(mode)})`);
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = OFF');
+    db.pragma('temp_store = MEMORY');
+    db.pragma('cache_size = -32000'); // KiB
+    // Keep the WAL from growing without bound after bursts (bytes kept after a checkpoint).
+    db.pragma('journal_size_limit = 67108864');
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** The main thread's read-only connection: WAL readers see every commit finished before they start. */
+export function openReaderConnection(
+  path: string,
+  busyTimeoutMs = DEFAULT_BUSY_TIMEOUT_MS,
+): BetterSqlite3.Database {
+  const db = new BetterSqlite3(path, { readonly: true, fileMustExist: true, timeout: busyTimeoutMs });
+  db.pragma('cache_size = -16000');
+  return db;
+}

@@ -1,0 +1,50 @@
+import type { JobRow } from '../rows.js';
+import type { Op } from './define-op.js';
+
+export interface ClaimJobsArgs {
+  owner: string;
+  limit: number;
+}
+
+export interface ClaimJobsResult {
+  jobs: JobRow[];
+  /** When fewer than limit were due: the earliest run_at / lease expiry still ahead, if any. */
+  nextDueAt: number | null;
+}
+
+export const LEASE_LOST_ERROR = 'lease expired: the consumer was lost before it settled the job';
+
+/**
+ * Lease up to `limit` due jobs to `owner`, oldest run_at first. Expired leases (a consumer that
+ * crashed or hung) are first turned back into ready jobs, or into dead letters when that lost
+ * delivery was the last attempt: at-least-once, but a job that keeps killing its consumer stops.
+ */
+export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) => {
+  const expire = db.prepare(
+    `UPDATE jobs SET
+       state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'ready' END,
+       dead_at = CASE WHEN attempts >= max_attempts THEN @now END,
+       last_error = CASE WHEN attempts >= max_attempts THEN @error ELSE last_error END,
+       run_at = @now, lease_until = NULL, lease_owner = NULL
+     WHERE state = 'leased' AND lease_until <= @now`,
+  );
+  const claim = db.prepare(
+    `UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_until = ?, lease_owner = ?
+     WHERE id IN (SELECT id FROM jobs WHERE state = 'ready' AND run_at <= ? ORDER BY run_at LIMIT ?)
+     RETURNING id, flow_id, request_id, attempts, max_attempts, enqueued_at, last_error`,
+  );
+  const nextDue = db
+    .prepare(
+      `SELECT min(coalesce((SELECT min(run_at) FROM jobs WHERE state = 'ready'), 1e300),
+                  coalesce((SELECT min(lease_until) FROM jobs WHERE state = 'leased'), 1e300))`,
+    )
+    .pluck();
+  return (a) => {
+    const now = Date.now();
+    expire.run({ now, error: LEASE_LOST_ERROR });
+    const jobs = claim.all(now + leaseMs, a.owner, now, a.limit) as JobRow[];
+    if (jobs.length >= a.limit) return { jobs, nextDueAt: null };
+    const next = nextDue.get() as number;
+    return { jobs, nextDueAt: next >= 1e300 ? null : next };
+  };
+};

@@ -1,0 +1,30 @@
+import { clip, type Op } from './define-op.js';
+import type { LeaseToken } from './lease-token.js';
+
+export interface NackJobArgs extends LeaseToken {
+  delayMs: number;
+  error: string;
+}
+
+export type NackJobResult = { outcome: 'retry'; runAt: number } | { outcome: 'dead' } | { outcome: 'lost' };
+
+/** Failed: ready again at now + delay, or dead when this delivery was the last attempt. */
+export const nackJob: Op<NackJobArgs, NackJobResult> = ({ db }) => {
+  const nack = db.prepare(
+    `UPDATE jobs SET
+       state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'ready' END,
+       dead_at = CASE WHEN attempts >= max_attempts THEN @now END,
+       run_at = @runAt, last_error = @error, lease_until = NULL, lease_owner = NULL
+     WHERE id = @jobId AND attempts = @attempts AND lease_owner = @owner AND state = 'leased'
+     RETURNING state`,
+  ).pluck();
+  return (a) => {
+    const now = Date.now();
+    const runAt = now + Math.max(0, a.delayMs);
+    const state = nack.get({ now, runAt, error: clip(a.error), jobId: a.jobId, attempts: a.attempts, owner: a.owner }) as
+      | string
+      | undefined;
+    if (state === undefined) return { outcome: 'lost' };
+    return state === 'dead' ? { outcome: 'dead' } : { outcome: 'retry', runAt };
+  };
+};

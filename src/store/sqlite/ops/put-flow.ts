@@ -1,0 +1,15 @@
+import type { Op } from './define-op.js';
+
+export interface PutFlowArgs {
+  id: string;
+  /** The Flow as JSON text. */
+  doc: string;
+}
+
+export const putFlow: Op<PutFlowArgs, null> = ({ db }) => {
+  const upsert = db.prepare('INSERT INTO flows (id, doc) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc');
+  return (a) => {
+    upsert.run(a.id, a.doc);
+    return null;
+  };
+};

@@ -1,0 +1,46 @@
+import type { Op } from './define-op.js';
+
+export interface RecordStepArgs {
+  executionId: string;
+  stepId: string;
+  type: string;
+  status: string;
+  attempt: number;
+  startedAt: number;
+  finishedAt: number;
+  input: string | null;
+  output: string | null;
+  error: string | null;
+  /** JSON of {nextStep, input}; null keeps the stored cursor. */
+  cursor: string | null;
+}
+
+/** Append a step record (seq = last + 1) and move the cursor. False when the execution is unknown. */
+export const recordStep: Op<RecordStepArgs, boolean> = ({ db }) => {
+  const touch = db.prepare(
+    'UPDATE executions SET updated_at = max(updated_at, ?), cursor = coalesce(?, cursor) WHERE id = ?',
+  );
+  const append = db.prepare(
+    `INSERT INTO execution_steps (execution_id, seq, step_id, type, status, attempt, started_at, finished_at,
+                                  input, output, error)
+     SELECT ?, coalesce(max(seq), 0) + 1, ?, ?, ?, ?, ?, ?, ?, ?, ?
+     FROM execution_steps WHERE execution_id = ?`,
+  );
+  return (a) => {
+    if (touch.run(a.finishedAt, a.cursor, a.executionId).changes === 0) return false;
+    append.run(
+      a.executionId,
+      a.stepId,
+      a.type,
+      a.status,
+      a.attempt,
+      a.startedAt,
+      a.finishedAt,
+      a.input,
+      a.output,
+      a.error,
+      a.executionId,
+    );
+    return true;
+  };
+};

@@ -1,0 +1,9 @@
+import type { Op } from './define-op.js';
+
+/** Dead letter back to ready with attempts reset (last_error kept for context). False when not dead. */
+export const retryDeadJob: Op<{ jobId: string }, boolean> = ({ db }) => {
+  const revive = db.prepare(
+    "UPDATE jobs SET state = 'ready', attempts = 0, run_at = ?, dead_at = NULL WHERE id = ? AND state = 'dead'",
+  );
+  return (a) => revive.run(Date.now(), a.jobId).changes > 0;
+};

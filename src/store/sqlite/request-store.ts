@@ -1,0 +1,126 @@
+import { E, HookdError } from '../../core/errors.js';
+import type { ReceivedMessage } from '../../core/message.js';
+import type { AcceptOptions, AcceptOutcome, RequestListQuery, RequestStore } from '../contracts.js';
+import type { HandoffSlot, JobHandoff } from './handoff.js';
+import type { AcceptRequestArgs } from './ops/accept-request.js';
+import type { Reader } from './reader.js';
+import { toMessage, type RequestRow } from './rows.js';
+import type { WriterClient } from './writer/writer-client.js';
+
+const STORED: AcceptOutcome = Object.freeze({ kind: 'stored' });
+const DUPLICATE: AcceptOutcome = Object.freeze({ kind: 'duplicate' });
+
+/**
+ * Raw bytes cross to the writer thread as their own exact-size copy: a Buffer is often a view into
+ * a shared 8 KiB pool (cloning the view would clone the pool) and the caller keeps using it. Large
+ * copies are then transferred (moved, not copied again); small ones are cloned, which measured
+ * cheaper than transferring 64 small ArrayBuffers per message.
+ */
+const TRANSFER_FROM_BYTES = 64 * 1024;
+
+function ownCopy(buf: Buffer): Uint8Array {
+  return new Uint8Array(buf);
+}
+
+/**
+ * The JSON text of the parsed body, unless it is byte for byte the raw body (compact JSON senders):
+ * then the body is stored once, as raw_body, and parsed from it on read — the same value, since
+ * what is stored either way is JSON.stringify(body).
+ */
+function bodyColumns(body: unknown, raw: Buffer): { body: string | null; bodyIsRaw: boolean } {
+  if (body === null || body === undefined) return { body: null, bodyIsRaw: false };
+  const json = JSON.stringify(body);
+  // A UTF-8 encoding has at least one byte per UTF-16 unit: cheap length test before decoding.
+  if (raw.length >= json.length && raw.length <= json.length * 3 && raw.toString('utf8') === json) {
+    return { body: null, bodyIsRaw: true };
+  }
+  return { body: json, bodyIsRaw: false };
+}
+
+export class SqliteRequestStore implements RequestStore {
+  constructor(
+    private readonly writer: WriterClient,
+    private readonly reader: Reader,
+    private readonly handoff?: JobHandoff,
+  ) {}
+
+  async accept(m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> {
+    const rawBody = ownCopy(m.rawBody);
+    const { body, bodyIsRaw } = bodyColumns(m.body, m.rawBody);
+    const args: AcceptRequestArgs = {
+      id: m.id,
+      flowId: m.flowId,
+      receivedAt: m.receivedAt,
+      method: m.method,
+      path: m.path,
+      query: JSON.stringify(m.query),
+      headers: JSON.stringify(m.headers),
+      body,
+      bodyIsRaw,
+      rawBody,
+      contentType: m.contentType,
+      clientIp: m.clientIp,
+      attachments: m.attachments === undefined ? null : JSON.stringify(m.attachments),
+      maxAttempts: options.maxAttempts,
+    };
+    let slot: HandoffSlot | undefined;
+    const handoff = this.handoff;
+    let result;
+    try {
+      result = await this.writer.call('acceptRequest', args, {
+        transfer: rawBody.byteLength >= TRANSFER_FROM_BYTES ? [rawBody.buffer as ArrayBuffer] : undefined,
+        // Reserved when the batch is formed, so a slot is never held across an idle turn.
+        beforeSend: handoff
+          ? (a) => {
+              slot = handoff.reserve();
+              if (slot !== undefined) a.leaseOwner = slot.owner;
+            }
+          : undefined,
+      });
+    } catch (err) {
+      slot?.cancel();
+      throw err;
+    }
+    if (result.kind !== 'stored') {
+      slot?.cancel();
+      if (result.kind === 'conflict') throw new HookdError(E.REQUEST_ID_CONFLICT, m.id);
+      return DUPLICATE;
+    }
+    if (slot !== undefined && result.leased) {
+      slot.deliver({
+        id: result.jobId,
+        flowId: m.flowId,
+        requestId: m.id,
+        attempts: 1,
+        maxAttempts: options.maxAttempts,
+        enqueuedAt: result.enqueuedAt,
+      });
+    } else {
+      slot?.cancel();
+      handoff?.wake();
+    }
+    return STORED;
+  }
+
+  async get(id: string): Promise<ReceivedMessage | undefined> {
+    const row = this.reader.read('SELECT * FROM requests WHERE id = ?', (s) => s.get(id) as RequestRow | undefined);
+    return row === undefined ? undefined : toMessage(row);
+  }
+
+  async list(q: RequestListQuery): Promise<ReceivedMessage[]> {
+    const where: string[] = [];
+    const params: Array<string | number> = [];
+    if (q.flowId !== undefined) {
+      where.push('flow_id = ?');
+      params.push(q.flowId);
+    }
+    if (q.before !== undefined) {
+      where.push('id < ?');
+      params.push(q.before);
+    }
+    params.push(q.limit);
+    const sql = `SELECT * FROM requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
+    const rows = this.reader.read(sql, (s) => s.all(...params) as RequestRow[]);
+    return rows.map(toMessage);
+  }
+}

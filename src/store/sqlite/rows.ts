@@ -1,0 +1,129 @@
+import type { Execution, ExecutionStatus, StepRecord, StepStatus } from '../../core/execution.js';
+import type { DeadLetter, Job } from '../../core/job.js';
+import type { AttachmentRef, ReceivedMessage } from '../../core/message.js';
+
+/** Row shapes of the SQLite schema (migrations/) and their mapping to domain objects. */
+
+export interface RequestRow {
+  id: string;
+  flow_id: string;
+  received_at: number;
+  method: string;
+  path: string;
+  query: string;
+  headers: string;
+  body: string | null;
+  body_is_raw: number;
+  raw_body: Buffer;
+  content_type: string | null;
+  client_ip: string;
+  attachments: string | null;
+}
+
+export function toMessage(r: RequestRow): ReceivedMessage {
+  const m: ReceivedMessage = {
+    id: r.id,
+    flowId: r.flow_id,
+    receivedAt: r.received_at,
+    method: r.method,
+    path: r.path,
+    query: JSON.parse(r.query) as ReceivedMessage['query'],
+    headers: JSON.parse(r.headers) as ReceivedMessage['headers'],
+    contentType: r.content_type,
+    body: r.body_is_raw ? (JSON.parse(r.raw_body.toString('utf8')) as unknown) : r.body === null ? null : (JSON.parse(r.body) as unknown),
+    rawBody: r.raw_body,
+    clientIp: r.client_ip,
+  };
+  if (r.attachments !== null) m.attachments = JSON.parse(r.attachments) as AttachmentRef[];
+  return m;
+}
+
+export interface ExecutionRow {
+  id: string;
+  request_id: string;
+  flow_id: string;
+  status: string;
+  attempts: number;
+  created_at: number;
+  updated_at: number;
+  finished_at: number | null;
+  queue_delay_ms: number | null;
+  error: string | null;
+  cursor: string | null;
+}
+
+export interface StepRow {
+  execution_id: string;
+  seq: number;
+  step_id: string;
+  type: string;
+  status: string;
+  attempt: number;
+  started_at: number;
+  finished_at: number;
+  input: string | null;
+  output: string | null;
+  error: string | null;
+}
+
+export function toStepRecord(r: StepRow): StepRecord {
+  const s: StepRecord = {
+    stepId: r.step_id,
+    type: r.type,
+    status: r.status as StepStatus,
+    attempt: r.attempt,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+  };
+  if (r.input !== null) s.input = r.input;
+  if (r.output !== null) s.output = r.output;
+  if (r.error !== null) s.error = r.error;
+  return s;
+}
+
+export function toExecution(r: ExecutionRow, steps: readonly StepRow[]): Execution {
+  const e: Execution = {
+    id: r.id,
+    requestId: r.request_id,
+    flowId: r.flow_id,
+    status: r.status as ExecutionStatus,
+    attempts: r.attempts,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    steps: steps.map(toStepRecord),
+  };
+  if (r.finished_at !== null) e.finishedAt = r.finished_at;
+  if (r.queue_delay_ms !== null) e.queueDelayMs = r.queue_delay_ms;
+  if (r.error !== null) e.error = r.error;
+  if (r.cursor !== null) e.cursor = JSON.parse(r.cursor) as Execution['cursor'];
+  return e;
+}
+
+/** Columns of a job as claim and dead-letter queries return them. */
+export interface JobRow {
+  id: string;
+  flow_id: string;
+  request_id: string;
+  attempts: number;
+  max_attempts: number;
+  enqueued_at: number;
+  last_error: string | null;
+  dead_at?: number | null;
+}
+
+export function toJob(r: JobRow): Job {
+  const j: Job = {
+    id: r.id,
+    flowId: r.flow_id,
+    requestId: r.request_id,
+    attempts: r.attempts,
+    maxAttempts: r.max_attempts,
+    enqueuedAt: r.enqueued_at,
+  };
+  if (r.last_error !== null) j.lastError = r.last_error;
+  return j;
+}
+
+export function toDeadLetter(r: JobRow): DeadLetter {
+  return { ...toJob(r), deadAt: r.dead_at ?? 0 };
+}

@@ -1,0 +1,48 @@
+import type { MessagePort } from 'node:worker_threads';
+
+/**
+ * Messages between the main thread (WriterClient) and the SQLite writer thread. One `ops` message
+ * carries every op the main thread collected in one event-loop turn; one `results` message carries
+ * the outcome of every op of one transaction (a group commit may span several `ops` messages).
+ */
+export interface WriterInit {
+  path: string;
+  leaseMs: number;
+  busyTimeoutMs: number;
+  /** Extra PRAGMAs for the writer connection, run after the defaults and migrations. */
+  pragmas: string[];
+  port: MessagePort;
+}
+
+export type OpCall = [id: number, name: string, args: unknown];
+
+export interface WriterErrorInfo {
+  /** better-sqlite3's SqliteError code (SQLITE_FULL, SQLITE_BUSY, …) or the JS error name. */
+  code: string;
+  message: string;
+}
+
+export type OpOutcome = [id: number, ok: true, value: unknown] | [id: number, ok: false, error: WriterErrorInfo];
+
+export type ToWriter =
+  | {
+      t: 'ops';
+      ops: OpCall[];
+      /** Test hook: the writer throws on receipt, dying with these ops unanswered. */
+      crash?: true;
+    }
+  | { t: 'close' };
+
+export type FromWriter =
+  | { t: 'ready' }
+  | { t: 'fatal'; error: WriterErrorInfo }
+  | { t: 'results'; r: OpOutcome[] }
+  | { t: 'closed' };
+
+export function errorInfo(err: unknown): WriterErrorInfo {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return { code: typeof code === 'string' ? code : err.name, message: err.message };
+  }
+  return { code: 'ERROR', message: String(err) };
+}

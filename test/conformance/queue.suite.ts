@@ -1,0 +1,335 @@
+import { v7 as uuidv7 } from 'uuid';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Backend } from '../../src/store/backend.js';
+import type { Consumer, Delivery, JobHandler } from '../../src/queue/contract.js';
+import { deferred, makeMessage, median, sleep, waitFor, type Deferred } from './helpers.js';
+
+/**
+ * Queue conformance: every queue (embedded SQLite, RabbitMQ, …) runs this unchanged, through the
+ * Backend it belongs to (jobs come from RequestStore.accept, atomically with their request).
+ *
+ * `open()`: fresh storage per test, the same storage when called again within a test; close()
+ * idempotent. Timing assertions are loose (CI), but each one can fail.
+ */
+export function describeQueueConformance(name: string, open: () => Promise<Backend>): void {
+  describe(`${name}: queue conformance`, () => {
+    const opened: Backend[] = [];
+    const consumers: Consumer[] = [];
+    let backend: Backend;
+
+    beforeEach(async () => {
+      backend = await open();
+      opened.push(backend);
+    });
+
+    afterEach(async () => {
+      await Promise.allSettled(consumers.splice(0).map((c) => c.stop({ graceMs: 0 })));
+      await Promise.allSettled(opened.splice(0).map((b) => b.close()));
+    });
+
+    const consume = (handler: JobHandler, concurrency = 1): Consumer => {
+      const c = backend.queue.consume(handler, { concurrency });
+      consumers.push(c);
+      return c;
+    };
+
+    /** Accept a message; returns its request id. */
+    const accept = async (opts: { flowId?: string; maxAttempts?: number } = {}): Promise<string> => {
+      const m = makeMessage({ flowId: opts.flowId ?? 'flow-q' });
+      const outcome = await backend.requests.accept(m, { maxAttempts: opts.maxAttempts ?? 5 });
+      expect(outcome.kind).toBe('stored');
+      return m.id;
+    };
+
+    const zeroStats = { ready: 0, inFlight: 0, delayed: 0, dead: 0 };
+
+    it('delivers every accepted job exactly once, with its fields', async () => {
+      const before = await Promise.all(Array.from({ length: 15 }, () => accept({ maxAttempts: 4 })));
+      const seen: Delivery[] = [];
+      const t0 = Date.now();
+      consume(async (d) => {
+        seen.push(d);
+        await sleep(1);
+        await d.ack();
+      }, 4);
+      const after: string[] = [];
+      for (let i = 0; i < 15; i++) after.push(await accept({ maxAttempts: 4 }));
+      const all = [...before, ...after];
+      await waitFor(() => seen.length >= all.length, `${all.length} deliveries`);
+      await sleep(300); // nothing delivered twice after the fact
+      expect(seen.map((d) => d.job.requestId).sort()).toEqual([...all].sort());
+      expect(new Set(seen.map((d) => d.job.id)).size).toBe(all.length);
+      for (const d of seen) {
+        expect(d.job).toMatchObject({ flowId: 'flow-q', attempts: 1, maxAttempts: 4 });
+        expect(typeof d.job.id).toBe('string');
+        expect(d.job.enqueuedAt).toBeGreaterThanOrEqual(t0 - 60_000);
+        expect(d.job.enqueuedAt).toBeLessThanOrEqual(Date.now());
+      }
+      expect(await backend.queue.stats()).toEqual(zeroStats);
+    });
+
+    it('ack removes the job for good', async () => {
+      const id = await accept();
+      const seen: string[] = [];
+      const c1 = consume(async (d) => {
+        seen.push(d.job.requestId);
+        await d.ack();
+      });
+      await waitFor(() => seen.length === 1, 'first delivery');
+      await c1.stop({ graceMs: 1000 });
+      expect(await backend.queue.stats()).toEqual(zeroStats);
+      consume(async (d) => {
+        seen.push(d.job.requestId);
+        await d.ack();
+      });
+      await sleep(400);
+      expect(seen).toEqual([id]);
+    });
+
+    it('treats a handler that returns without settling as done (ack)', async () => {
+      await accept();
+      let calls = 0;
+      consume(async () => {
+        calls++;
+      });
+      await waitFor(() => calls === 1, 'delivery');
+      await sleep(300);
+      expect(calls).toBe(1);
+      expect(await backend.queue.stats()).toEqual(zeroStats);
+    });
+
+    it('nack with a delay redelivers, not before the delay, with attempts and lastError', async () => {
+      const id = await accept({ maxAttempts: 3 });
+      const deliveries: Array<{ d: Delivery; at: number }> = [];
+      let nackedAt = 0;
+      let outcome: string | undefined;
+      consume(async (d) => {
+        deliveries.push({ d, at: Date.now() });
+        if (deliveries.length === 1) {
+          nackedAt = Date.now();
+          outcome = await d.nack({ delayMs: 400, error: 'boom: upstream 503' });
+        } else {
+          await d.ack();
+        }
+      });
+      await waitFor(() => outcome !== undefined, 'the nack');
+      expect(outcome).toBe('retry');
+      expect(await backend.queue.stats()).toMatchObject({ delayed: 1, ready: 0, inFlight: 0 });
+      await waitFor(() => deliveries.length === 2, 'redelivery', 5_000);
+      const second = deliveries[1]!;
+      expect(second.at - nackedAt).toBeGreaterThanOrEqual(400);
+      expect(second.at - nackedAt).toBeLessThan(400 + 2_000);
+      expect(second.d.job).toMatchObject({ requestId: id, attempts: 2, maxAttempts: 3, lastError: 'boom: upstream 503' });
+      expect(second.d.job.id).toBe(deliveries[0]!.d.job.id);
+    });
+
+    it('dead-letters after maxAttempts, lists dead letters, and retryDead re-queues with attempts reset', async () => {
+      const id = await accept({ flowId: 'flow-dl', maxAttempts: 2 });
+      const outcomes: string[] = [];
+      const seen: Delivery[] = [];
+      const c = consume(async (d) => {
+        seen.push(d);
+        if (seen.length <= 2) outcomes.push(await d.nack({ delayMs: 0, error: `fail ${seen.length}` }));
+        else await d.ack();
+      });
+      await waitFor(() => outcomes.length === 2, 'two nacks');
+      expect(outcomes).toEqual(['retry', 'dead']);
+      expect(seen.map((d) => d.job.attempts)).toEqual([1, 2]);
+      await sleep(300);
+      expect(seen).toHaveLength(2); // not delivered again once dead
+      expect(await backend.queue.stats()).toEqual({ ...zeroStats, dead: 1 });
+
+      const dead = await backend.queue.deadLetters({ limit: 10 });
+      expect(dead).toHaveLength(1);
+      expect(dead[0]).toMatchObject({ requestId: id, flowId: 'flow-dl', attempts: 2, maxAttempts: 2, lastError: 'fail 2' });
+      expect(dead[0]!.deadAt).toBeGreaterThan(0);
+      expect(await backend.queue.deadLetters({ flowId: 'flow-dl', limit: 10 })).toHaveLength(1);
+      expect(await backend.queue.deadLetters({ flowId: 'flow-other', limit: 10 })).toEqual([]);
+
+      expect(await backend.queue.retryDead(uuidv7())).toBe(false);
+      expect(await backend.queue.retryDead(dead[0]!.id)).toBe(true);
+      await waitFor(() => seen.length === 3, 'delivery after retryDead');
+      expect(seen[2]!.job).toMatchObject({ requestId: id, attempts: 1, maxAttempts: 2 });
+      await c.stop({ graceMs: 1000 });
+      expect(await backend.queue.stats()).toEqual(zeroStats);
+      expect(await backend.queue.deadLetters({ limit: 10 })).toEqual([]);
+      expect(await backend.queue.retryDead(dead[0]!.id)).toBe(false);
+    });
+
+    it('deadLetter() sends a job straight to the dead letters', async () => {
+      const id = await accept({ maxAttempts: 10 });
+      let done = false;
+      consume(async (d) => {
+        await d.deadLetter('not retryable: schema mismatch');
+        done = true;
+      });
+      await waitFor(() => done, 'deadLetter');
+      const dead = await backend.queue.deadLetters({ limit: 10 });
+      expect(dead).toHaveLength(1);
+      expect(dead[0]).toMatchObject({ requestId: id, attempts: 1, lastError: 'not retryable: schema mismatch' });
+      expect(await backend.queue.stats()).toEqual({ ...zeroStats, dead: 1 });
+    });
+
+    it('a handler that throws counts as a nack with a 1 s delay', async () => {
+      const id = await accept({ maxAttempts: 3 });
+      const at: number[] = [];
+      const seen: Delivery[] = [];
+      consume(async (d) => {
+        seen.push(d);
+        at.push(Date.now());
+        if (seen.length === 1) throw new Error('handler exploded');
+        await d.ack();
+      });
+      await waitFor(() => seen.length === 2, 'redelivery after throw', 5_000);
+      expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(950);
+      expect(seen[1]!.job).toMatchObject({ requestId: id, attempts: 2, lastError: 'handler exploded' });
+    });
+
+    it('a consumer stopped while its handler hangs gives the job back for redelivery', async () => {
+      const id = await accept({ maxAttempts: 3 });
+      const hang = deferred();
+      let firstSeen: Delivery | undefined;
+      const c1 = consume(async (d) => {
+        firstSeen = d;
+        await hang.promise; // never settles by itself: a stuck or crashed worker
+      });
+      await waitFor(() => firstSeen !== undefined, 'first delivery');
+      expect(c1.inFlight).toBe(1);
+      const t0 = Date.now();
+      await c1.stop({ graceMs: 0 });
+      expect(Date.now() - t0).toBeLessThan(2_000);
+
+      const again: Delivery[] = [];
+      consume(async (d) => {
+        again.push(d);
+        await d.ack();
+      });
+      await waitFor(() => again.length === 1, 'redelivery to another consumer', 10_000);
+      expect(again[0]!.job.requestId).toBe(id);
+      expect(again[0]!.job.id).toBe(firstSeen!.job.id);
+      hang.resolve();
+    });
+
+    it('stop() waits for running handlers within the grace period', async () => {
+      await accept();
+      let finished = false;
+      let started = false;
+      const c = consume(async (d) => {
+        started = true;
+        await sleep(150);
+        await d.ack();
+        finished = true;
+      });
+      await waitFor(() => started, 'delivery');
+      await c.stop({ graceMs: 5_000 });
+      expect(finished).toBe(true);
+      expect(c.inFlight).toBe(0);
+      expect(await backend.queue.stats()).toEqual(zeroStats);
+    });
+
+    it('never runs more handlers than its concurrency, and does use it', async () => {
+      let running = 0;
+      let max = 0;
+      let maxInFlight = 0;
+      let done = 0;
+      const c = consume(async (d) => {
+        running++;
+        max = Math.max(max, running);
+        maxInFlight = Math.max(maxInFlight, c.inFlight);
+        await sleep(15);
+        running--;
+        await d.ack();
+        done++;
+      }, 3);
+      // Jobs arrive while handlers run (hand-off and claim paths both in play).
+      const waves = [];
+      for (let w = 0; w < 4; w++) {
+        waves.push(Promise.all(Array.from({ length: 6 }, () => accept())));
+        await sleep(10);
+      }
+      await Promise.all(waves);
+      await waitFor(() => done === 24, '24 jobs done', 10_000);
+      expect(max).toBe(3);
+      expect(maxInFlight).toBe(3);
+    });
+
+    it('shares jobs between consumers, each job once', async () => {
+      const byConsumer = [0, 0];
+      const seen: string[] = [];
+      for (const k of [0, 1]) {
+        consume(async (d) => {
+          byConsumer[k]!++;
+          seen.push(d.job.requestId);
+          await sleep(10);
+          await d.ack();
+        }, 2);
+      }
+      const ids = await Promise.all(Array.from({ length: 20 }, () => accept()));
+      await waitFor(() => seen.length >= 20, '20 deliveries');
+      await sleep(200);
+      expect([...seen].sort()).toEqual([...ids].sort());
+      expect(byConsumer[0]).toBeGreaterThan(0);
+      expect(byConsumer[1]).toBeGreaterThan(0);
+    });
+
+    it('wakes an idle consumer right after accept (median latency < 50 ms)', async () => {
+      let waiting: Deferred<number> | undefined;
+      consume(async (d) => {
+        waiting?.resolve(performance.now());
+        await d.ack();
+      }, 4);
+      await sleep(50);
+      const latencies: number[] = [];
+      for (let i = 0; i < 50; i++) {
+        waiting = deferred<number>();
+        const t0 = performance.now();
+        await accept();
+        const t1 = await waiting.promise;
+        latencies.push(t1 - t0);
+      }
+      expect(median(latencies)).toBeLessThan(50);
+    });
+
+    it('enqueue() delivers a job, not before its runAt', async () => {
+      const seen: Array<{ d: Delivery; at: number }> = [];
+      consume(async (d) => {
+        seen.push({ d, at: Date.now() });
+        await d.ack();
+      }, 2);
+      const requestId = uuidv7();
+      const runAt = Date.now() + 400;
+      await backend.queue.enqueue({ flowId: 'flow-e', requestId, maxAttempts: 2, runAt });
+      await backend.queue.enqueue({ flowId: 'flow-e', requestId: 'now-job', maxAttempts: 1 });
+      await waitFor(() => seen.length === 1, 'the immediate job');
+      expect(seen[0]!.d.job).toMatchObject({ requestId: 'now-job', attempts: 1, maxAttempts: 1 });
+      await waitFor(() => seen.length === 2, 'the delayed job', 5_000);
+      expect(seen[1]!.at).toBeGreaterThanOrEqual(runAt);
+      expect(seen[1]!.d.job).toMatchObject({ requestId, flowId: 'flow-e', attempts: 1, maxAttempts: 2 });
+    });
+
+    it('stats count ready, in-flight, delayed and dead jobs', async () => {
+      expect(await backend.queue.stats()).toEqual(zeroStats);
+      for (let i = 0; i < 3; i++) await accept();
+      expect(await backend.queue.stats()).toEqual({ ...zeroStats, ready: 3 });
+
+      const hold = deferred();
+      let n = 0;
+      const c = consume(async (d) => {
+        n++;
+        if (n === 1) await d.nack({ delayMs: 60_000, error: 'later' });
+        else if (n === 2) await d.deadLetter('never');
+        else {
+          await hold.promise;
+          await d.ack();
+        }
+      });
+      await waitFor(() => n === 3, 'three deliveries');
+      await waitFor(() => c.inFlight === 1, 'one in flight');
+      expect(await backend.queue.stats()).toEqual({ ready: 0, inFlight: 1, delayed: 1, dead: 1 });
+      hold.resolve();
+      await waitFor(() => c.inFlight === 0, 'handler done');
+      await c.stop({ graceMs: 1_000 });
+      expect(await backend.queue.stats()).toEqual({ ...zeroStats, delayed: 1, dead: 1 });
+    });
+  });
+}

@@ -1,0 +1,297 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HookdError } from '../../src/core/errors.js';
+import type { Delivery } from '../../src/queue/contract.js';
+import { openSqliteBackend, type SqliteBackend, type SqliteBackendOptions } from '../../src/store/sqlite/index.js';
+import { deferred, makeMessage, sleep, waitFor } from './helpers.js';
+import { describeQueueConformance } from './queue.suite.js';
+import { describeStoreConformance } from './store.suite.js';
+
+let dir: string;
+let dbPath: string;
+const opened: SqliteBackend[] = [];
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'hookd-sqlite-'));
+  dbPath = join(dir, 'data', 'hookd.db');
+});
+
+afterEach(async () => {
+  await Promise.allSettled(opened.splice(0).map((b) => b.close()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const quietLogger = { warn: () => {}, error: () => {}, info: () => {} };
+
+async function open(extra: Partial<SqliteBackendOptions> = {}): Promise<SqliteBackend> {
+  const b = await openSqliteBackend({ path: dbPath, logger: quietLogger, ...extra });
+  opened.push(b);
+  return b;
+}
+
+describeStoreConformance('sqlite', () => open());
+describeQueueConformance('sqlite', () => open());
+
+async function rejection(p: Promise<unknown>): Promise<HookdError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(HookdError);
+  return err as HookdError;
+}
+
+describe('sqlite: leases and crashes', () => {
+  it('redelivers the job of a process that died (closed without stop) once its lease expires', async () => {
+    const b1 = await open({ leaseMs: 300 });
+    const m = makeMessage();
+    let firstAt = 0;
+    b1.queue.consume(async () => {
+      firstAt = Date.now();
+      await new Promise(() => {}); // hangs forever
+    }, { concurrency: 1 });
+    await b1.requests.accept(m, { maxAttempts: 3 });
+    await waitFor(() => firstAt > 0, 'first delivery');
+    await b1.close(); // no stop(): the lease stays, as after a crash
+
+    const b2 = await open({ leaseMs: 300 });
+    const seen: Delivery[] = [];
+    let at = 0;
+    b2.queue.consume(async (d) => {
+      seen.push(d);
+      at = Date.now();
+      await d.ack();
+    }, { concurrency: 1 });
+    await waitFor(() => seen.length === 1, 'redelivery after lease expiry', 5_000);
+    expect(at - firstAt).toBeGreaterThanOrEqual(300);
+    expect(seen[0]!.job).toMatchObject({ requestId: m.id, attempts: 2 });
+  });
+
+  it('dead-letters an expired lease that was the last attempt', async () => {
+    const b1 = await open({ leaseMs: 200 });
+    let delivered = false;
+    b1.queue.consume(async () => {
+      delivered = true;
+      await new Promise(() => {});
+    }, { concurrency: 1 });
+    const m = makeMessage();
+    await b1.requests.accept(m, { maxAttempts: 1 });
+    await waitFor(() => delivered, 'delivery');
+    await b1.close();
+
+    const b2 = await open({ leaseMs: 200 });
+    let redelivered = 0;
+    b2.queue.consume(async () => {
+      redelivered++;
+    }, { concurrency: 1 });
+    await sleep(1_500);
+    expect(redelivered).toBe(0);
+    const dead = await b2.queue.deadLetters({ limit: 5 });
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ requestId: m.id, attempts: 1 });
+    expect(dead[0]!.lastError).toMatch(/lease expired/);
+  });
+
+  it('a heartbeat keeps the lease of a long-running handler', async () => {
+    const b1 = await open({ leaseMs: 300 });
+    const b2 = await open({ leaseMs: 300 }); // a second process on the same file
+    const m = makeMessage();
+    let started = false;
+    let finished = false;
+    b1.queue.consume(async (d) => {
+      started = true;
+      await sleep(1_200); // four leases long
+      await d.ack();
+      finished = true;
+    }, { concurrency: 1 });
+    await b1.requests.accept(m, { maxAttempts: 3 });
+    await waitFor(() => started, 'delivery to the first process');
+    let stolen = 0;
+    b2.queue.consume(async () => {
+      stolen++;
+    }, { concurrency: 1 });
+    await waitFor(() => finished, 'the long handler', 5_000);
+    await sleep(400);
+    expect(stolen).toBe(0);
+    expect(await b1.queue.stats()).toEqual({ ready: 0, inFlight: 0, delayed: 0, dead: 0 });
+  });
+
+  it('stop() hands running jobs back without spending an attempt', async () => {
+    const b = await open();
+    const m = makeMessage();
+    let first: Delivery | undefined;
+    const c1 = b.queue.consume(async (d) => {
+      first = d;
+      await new Promise(() => {});
+    }, { concurrency: 1 });
+    await b.requests.accept(m, { maxAttempts: 2 });
+    await waitFor(() => first !== undefined, 'delivery');
+    await c1.stop({ graceMs: 0 });
+    expect(await b.queue.stats()).toMatchObject({ ready: 1, inFlight: 0 });
+    // The stopped handler settling late changes nothing.
+    await first!.ack();
+    expect(await b.queue.stats()).toMatchObject({ ready: 1 });
+
+    const seen: Delivery[] = [];
+    b.queue.consume(async (d) => {
+      seen.push(d);
+      await d.ack();
+    }, { concurrency: 1 });
+    await waitFor(() => seen.length === 1, 'redelivery');
+    expect(seen[0]!.job.attempts).toBe(1);
+  });
+
+  it('hands a job to an idle consumer in the accept transaction (no claim round trip)', async () => {
+    const b = await open();
+    let n = 0;
+    b.queue.consume(async (d) => {
+      n++;
+      await d.ack();
+    }, { concurrency: 2 });
+    await sleep(50); // the initial claim (empty queue) has landed
+    const before = b.writer.counters.ops;
+    for (let i = 0; i < 10; i++) {
+      await b.requests.accept(makeMessage(), { maxAttempts: 3 });
+      await waitFor(() => n === i + 1, `delivery ${i + 1}`);
+    }
+    await waitFor(() => b.writer.counters.ops - before >= 20, 'acks');
+    await sleep(50);
+    // Exactly accept + ack per job: no claim was needed.
+    expect(b.writer.counters.ops - before).toBe(20);
+  });
+});
+
+describe('sqlite: writer thread and storage failures', () => {
+  it('fails the ops of a dead writer thread with 503, then recovers with a new thread', async () => {
+    const b = await open();
+    await b.requests.accept(makeMessage(), { maxAttempts: 1 });
+    b.writer.crashOnNextBatch();
+    const lost = makeMessage();
+    const err = await rejection(b.requests.accept(lost, { maxAttempts: 1 }));
+    expect(err.statusCode).toBe(503);
+    expect(err.code).toBe('STORE_UNAVAILABLE');
+    expect(err.retryAfter).toBeGreaterThan(0);
+    expect(err.message).toMatch(/writer thread exited/);
+
+    // A new writer takes over: the retry of the same request is stored.
+    expect(await b.requests.accept(lost, { maxAttempts: 1 })).toEqual({ kind: 'stored' });
+    await b.checkWritable();
+    expect(await b.requests.get(lost.id)).toEqual(lost);
+
+    // Killed while idle: the next write simply goes to the next thread.
+    await b.writer.terminate();
+    const m = makeMessage();
+    expect(await b.requests.accept(m, { maxAttempts: 1 })).toEqual({ kind: 'stored' });
+  });
+
+  it('turns a lock held too long by another connection (SQLITE_BUSY) into 503', async () => {
+    const b = await open({ busyTimeoutMs: 100 });
+    const other = new BetterSqlite3(dbPath);
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      const err = await rejection(b.requests.accept(makeMessage(), { maxAttempts: 1 }));
+      expect(err.statusCode).toBe(503);
+      expect(err.message).toMatch(/SQLITE_BUSY/);
+      other.exec('ROLLBACK');
+      expect(await b.requests.accept(makeMessage(), { maxAttempts: 1 })).toEqual({ kind: 'stored' });
+    } finally {
+      other.close();
+    }
+  });
+
+  it('turns a full database (SQLITE_FULL) into 503 and keeps what was committed', async () => {
+    const b = await open({ writerPragmas: ['max_page_count = 80'] });
+    const stored: string[] = [];
+    let failure: HookdError | undefined;
+    for (let i = 0; i < 100 && failure === undefined; i++) {
+      const m = makeMessage({ rawBody: Buffer.alloc(32 * 1024, i) });
+      try {
+        await b.requests.accept(m, { maxAttempts: 1 });
+        stored.push(m.id);
+      } catch (err) {
+        failure = err as HookdError;
+        expect(await b.requests.get(m.id)).toBeUndefined();
+      }
+    }
+    expect(failure).toBeInstanceOf(HookdError);
+    expect(failure!.statusCode).toBe(503);
+    expect(failure!.message).toMatch(/SQLITE_FULL/);
+    expect(stored.length).toBeGreaterThan(0);
+    for (const id of stored) expect((await b.requests.get(id))!.rawBody.length).toBe(32 * 1024);
+  });
+
+  it('isolates a failing op in its savepoint: the rest of the group commit is kept', async () => {
+    const b = await open();
+    const ok1 = makeMessage();
+    const ok2 = makeMessage();
+    const before = b.writer.counters.transactions;
+    const results = await Promise.allSettled([
+      b.requests.accept(ok1, { maxAttempts: 1 }),
+      // doc is NOT NULL: a constraint error inside the same transaction.
+      b.writer.call('putFlow', { id: 'broken', doc: null as unknown as string }),
+      b.requests.accept(ok2, { maxAttempts: 1 }),
+    ]);
+    expect(b.writer.counters.transactions - before).toBe(1);
+    expect(results[0]).toMatchObject({ status: 'fulfilled', value: { kind: 'stored' } });
+    expect(results[1]).toMatchObject({ status: 'rejected', reason: { code: 'INTERNAL', statusCode: 500 } });
+    expect(results[2]).toMatchObject({ status: 'fulfilled', value: { kind: 'stored' } });
+    expect(await b.requests.get(ok1.id)).toEqual(ok1);
+    expect(await b.requests.get(ok2.id)).toEqual(ok2);
+    expect(await b.flows.get('broken')).toBeUndefined();
+  });
+
+  it('commits concurrent writes in groups', async () => {
+    const b = await open();
+    const before = { ...b.writer.counters };
+    const outcomes = await Promise.all(Array.from({ length: 200 }, () => b.requests.accept(makeMessage(), { maxAttempts: 1 })));
+    expect(outcomes.every((o) => o.kind === 'stored')).toBe(true);
+    const transactions = b.writer.counters.transactions - before.transactions;
+    expect(b.writer.counters.ops - before.ops).toBe(200);
+    expect(transactions).toBeLessThanOrEqual(10);
+  });
+});
+
+describe('sqlite: storage layout', () => {
+  it('stores a compact JSON body once (as raw_body) and any other body as JSON text', async () => {
+    const b = await open();
+    const compact = makeMessage({ body: { n: 1 }, rawBody: Buffer.from('{"n":1}') });
+    const pretty = makeMessage({ body: { n: 1 }, rawBody: Buffer.from('{ "n": 1 }') });
+    const none = makeMessage({ body: null, rawBody: Buffer.alloc(0), contentType: null });
+    for (const m of [compact, pretty, none]) await b.requests.accept(m, { maxAttempts: 1 });
+    const db = new BetterSqlite3(dbPath, { readonly: true });
+    try {
+      const row = db.prepare('SELECT body, body_is_raw FROM requests WHERE id = ?');
+      expect(row.get(compact.id)).toEqual({ body: null, body_is_raw: 1 });
+      expect(row.get(pretty.id)).toEqual({ body: '{"n":1}', body_is_raw: 0 });
+      expect(row.get(none.id)).toEqual({ body: null, body_is_raw: 0 });
+    } finally {
+      db.close();
+    }
+    expect((await b.requests.get(compact.id))!.body).toEqual({ n: 1 });
+    expect((await b.requests.get(none.id))!.body).toBeNull();
+  });
+});
+
+describe('sqlite: schema', () => {
+  it('runs numbered migrations once and refuses an unknown (newer) schema', async () => {
+    const b = await open();
+    await b.close();
+    await (await open()).close();
+    const db = new BetterSqlite3(dbPath);
+    try {
+      expect(db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all()).toEqual([
+        { version: 1, name: 'init' },
+      ]);
+      expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+      db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'x')").run();
+    } finally {
+      db.close();
+    }
+    const err = await rejection(openSqliteBackend({ path: dbPath, logger: quietLogger }));
+    expect(err.statusCode).toBe(503);
+    expect(err.message).toMatch(/999/);
+  });
+});

@@ -1,0 +1,356 @@
+import { v7 as uuidv7 } from 'uuid';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HookdError } from '../../src/core/errors.js';
+import type { StepRecord } from '../../src/core/execution.js';
+import { normalizeFlow } from '../../src/core/flow.js';
+import type { ReceivedMessage } from '../../src/core/message.js';
+import type { Backend } from '../../src/store/backend.js';
+import { makeMessage } from './helpers.js';
+
+/**
+ * Storage conformance: every backend (sqlite, postgres, …) runs this unchanged.
+ *
+ * `open()` must return a backend on storage that is empty at the start of each test and the SAME
+ * storage when called again within a test (durability checks close and reopen). close() must be
+ * idempotent: the suite closes every backend it opened after each test.
+ */
+export function describeStoreConformance(name: string, open: () => Promise<Backend>): void {
+  describe(`${name}: store conformance`, () => {
+    const opened: Backend[] = [];
+    let backend: Backend;
+
+    const reopen = async (): Promise<Backend> => {
+      const b = await open();
+      opened.push(b);
+      return b;
+    };
+
+    beforeEach(async () => {
+      backend = await reopen();
+    });
+
+    afterEach(async () => {
+      await Promise.allSettled(opened.splice(0).map((b) => b.close()));
+    });
+
+    const expect503 = async (p: Promise<unknown>): Promise<void> => {
+      const err = await p.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(HookdError);
+      expect((err as HookdError).statusCode).toBe(503);
+      expect((err as HookdError).retryAfter).toBeGreaterThan(0);
+    };
+
+    describe('flows', () => {
+      it('puts, gets, lists, replaces and deletes flows', async () => {
+        const t0 = new Date('2024-01-02T03:04:05.678Z');
+        const a = normalizeFlow(
+          {
+            name: 'Orders',
+            steps: [
+              { type: 'transform', expression: '$.order' },
+              { type: 'http', url: 'http://127.0.0.1:9/x', method: 'POST', headers: { 'x-k': 'v' } },
+            ],
+            retry: { maxAttempts: 7, backoffMs: 100 },
+          },
+          'orders',
+          t0,
+        );
+        const b = normalizeFlow({ status: 'stopped' }, 'billing', t0);
+        expect(await backend.flows.get('orders')).toBeUndefined();
+        expect(await backend.flows.list()).toEqual([]);
+
+        await backend.flows.put(a);
+        await backend.flows.put(b);
+        expect(await backend.flows.get('orders')).toEqual(a);
+        expect(await backend.flows.get('billing')).toEqual(b);
+        const listed = await backend.flows.list();
+        expect([...listed].sort((x, y) => x.id.localeCompare(y.id))).toEqual([b, a]);
+
+        const a2 = normalizeFlow({ name: 'Orders v2', steps: [] }, 'orders', new Date(t0.getTime() + 1000), a);
+        await backend.flows.put(a2);
+        const got = await backend.flows.get('orders');
+        expect(got).toEqual(a2);
+        expect(got?.createdAt).toBe(a.createdAt);
+        expect(got?.steps).toEqual([]);
+        expect(await backend.flows.list()).toHaveLength(2);
+
+        expect(await backend.flows.delete('orders')).toBe(true);
+        expect(await backend.flows.delete('orders')).toBe(false);
+        expect(await backend.flows.get('orders')).toBeUndefined();
+        expect((await backend.flows.list()).map((f) => f.id)).toEqual(['billing']);
+      });
+    });
+
+    describe('requests', () => {
+      it('stores every field exactly: raw bytes, sub-ms receivedAt, multi-valued query and headers', async () => {
+        // Not UTF-8 (lone 0xff/0xfe/0x80, NUL) and CRLF: raw bytes must round-trip byte for byte.
+        const raw = Buffer.concat([
+          Buffer.from([0x00, 0xff, 0xfe, 0x80, 0x0d, 0x0a]),
+          Buffer.from('line1\r\nline2\r\n', 'latin1'),
+          Buffer.from('ünï€😀', 'utf8'),
+        ]);
+        const msg = makeMessage({
+          flowId: 'flow-exact',
+          receivedAt: 1712345678901.123,
+          method: 'PUT',
+          path: '/sub/path',
+          query: { a: '1', list: ['x', 'y'], empty: '' },
+          headers: { 'content-type': 'application/octet-stream', 'x-multi': ['1', '2'], 'x-crlf': 'a b' },
+          contentType: 'application/octet-stream',
+          body: { nested: { arr: [1, 'two', null, true, 3.5] }, unicode: 'ünï€😀', crlf: 'a\r\nb' },
+          rawBody: raw,
+          clientIp: '2001:db8::1',
+          attachments: [
+            { id: 'att-1', field: 'file', filename: 'a.bin', contentType: 'application/pdf', size: 3, sha256: 'ab'.repeat(32) },
+          ],
+        });
+        const copyOfRaw = Buffer.from(raw);
+        expect(await backend.requests.accept(msg, { maxAttempts: 3 })).toEqual({ kind: 'stored' });
+        // The caller's buffer is untouched (not detached, not modified).
+        expect(Buffer.compare(msg.rawBody, copyOfRaw)).toBe(0);
+
+        const got = await backend.requests.get(msg.id);
+        expect(got).toBeDefined();
+        expect(Buffer.isBuffer(got!.rawBody)).toBe(true);
+        expect(got!.rawBody.equals(copyOfRaw)).toBe(true);
+        expect(got!.receivedAt).toBe(1712345678901.123);
+        expect(got).toEqual(msg);
+      });
+
+      it('stores a message without body, content type or attachments', async () => {
+        const msg = makeMessage({ method: 'GET', contentType: null, body: null, rawBody: Buffer.alloc(0), headers: {} });
+        await backend.requests.accept(msg, { maxAttempts: 1 });
+        const got = await backend.requests.get(msg.id);
+        expect(got).toBeDefined();
+        expect(got!.body).toBeNull();
+        expect(got!.contentType).toBeNull();
+        expect(got!.rawBody.length).toBe(0);
+        expect(got!.attachments).toBeUndefined();
+        expect(got).toEqual(msg);
+        // A text body (JSON string) is not confused with "no body".
+        const text = makeMessage({ contentType: 'text/plain', body: 'null', rawBody: Buffer.from('null') });
+        await backend.requests.accept(text, { maxAttempts: 1 });
+        expect((await backend.requests.get(text.id))!.body).toBe('null');
+      });
+
+      it('stores large bodies exactly and leaves the caller\'s buffer usable', async () => {
+        const raw = Buffer.alloc(1024 * 1024);
+        for (let i = 0; i < raw.length; i++) raw[i] = (i * 7919 + (i >> 8)) & 0xff;
+        const copy = Buffer.from(raw);
+        const msg = makeMessage({ contentType: 'application/octet-stream', body: null, rawBody: raw });
+        await backend.requests.accept(msg, { maxAttempts: 1 });
+        expect(raw.length).toBe(copy.length);
+        expect(raw.equals(copy)).toBe(true);
+        const got = await backend.requests.get(msg.id);
+        expect(got!.rawBody.equals(copy)).toBe(true);
+
+        // A compact JSON body equal to its raw bytes, and a pretty-printed one: both read back as sent.
+        const compact = makeMessage({ body: { a: [1, 2, { b: 'ü' }] }, rawBody: Buffer.from('{"a":[1,2,{"b":"ü"}]}') });
+        const pretty = makeMessage({ body: { a: [1, 2] }, rawBody: Buffer.from('{\n  "a": [1, 2]\n}\r\n') });
+        await backend.requests.accept(compact, { maxAttempts: 1 });
+        await backend.requests.accept(pretty, { maxAttempts: 1 });
+        expect(await backend.requests.get(compact.id)).toEqual(compact);
+        expect(await backend.requests.get(pretty.id)).toEqual(pretty);
+      });
+
+      it('treats the same id for the same flow as a duplicate and writes nothing', async () => {
+        const msg = makeMessage({ id: 'req-dup-1' });
+        expect(await backend.requests.accept(msg, { maxAttempts: 3 })).toEqual({ kind: 'stored' });
+        const again = { ...msg, body: { changed: true }, rawBody: Buffer.from('changed'), receivedAt: msg.receivedAt + 5 };
+        expect(await backend.requests.accept(again, { maxAttempts: 3 })).toEqual({ kind: 'duplicate' });
+        expect(await backend.requests.get(msg.id)).toEqual(msg);
+        // No second job for the duplicate.
+        const stats = await backend.queue.stats();
+        expect(stats.ready + stats.inFlight + stats.delayed).toBe(1);
+      });
+
+      it('rejects the same id for another flow with REQUEST_ID_CONFLICT', async () => {
+        const msg = makeMessage({ id: 'req-conflict-1', flowId: 'flow-a' });
+        await backend.requests.accept(msg, { maxAttempts: 3 });
+        const err = await backend.requests
+          .accept({ ...msg, flowId: 'flow-b' }, { maxAttempts: 3 })
+          .then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+        expect(err).toBeInstanceOf(HookdError);
+        expect((err as HookdError).code).toBe('REQUEST_ID_CONFLICT');
+        expect((err as HookdError).statusCode).toBe(409);
+        expect((await backend.requests.get(msg.id))!.flowId).toBe('flow-a');
+      });
+
+      it('gets undefined for an unknown id', async () => {
+        expect(await backend.requests.get(uuidv7())).toBeUndefined();
+      });
+
+      it('lists newest first with keyset pagination and a flow filter', async () => {
+        const msgs: ReceivedMessage[] = [];
+        for (let i = 0; i < 7; i++) {
+          // UUIDv7 ids sort by creation time.
+          msgs.push(makeMessage({ flowId: i % 2 === 0 ? 'flow-even' : 'flow-odd' }));
+        }
+        for (const m of msgs) await backend.requests.accept(m, { maxAttempts: 1 });
+        const newestFirst = [...msgs].reverse().map((m) => m.id);
+
+        expect((await backend.requests.list({ limit: 100 })).map((m) => m.id)).toEqual(newestFirst);
+        const page1 = await backend.requests.list({ limit: 3 });
+        expect(page1.map((m) => m.id)).toEqual(newestFirst.slice(0, 3));
+        const page2 = await backend.requests.list({ limit: 3, before: page1[2]!.id });
+        expect(page2.map((m) => m.id)).toEqual(newestFirst.slice(3, 6));
+        const page3 = await backend.requests.list({ limit: 3, before: page2[2]!.id });
+        expect(page3.map((m) => m.id)).toEqual(newestFirst.slice(6));
+
+        const even = await backend.requests.list({ flowId: 'flow-even', limit: 100 });
+        expect(even.map((m) => m.id)).toEqual(newestFirst.filter((id) => msgs.find((m) => m.id === id)!.flowId === 'flow-even'));
+        const evenPage = await backend.requests.list({ flowId: 'flow-even', limit: 2, before: even[1]!.id });
+        expect(evenPage.map((m) => m.id)).toEqual(even.slice(2, 4).map((m) => m.id));
+        expect(await backend.requests.list({ flowId: 'flow-none', limit: 10 })).toEqual([]);
+        // Listed messages are complete.
+        expect(page1[0]).toEqual(msgs[6]);
+      });
+
+      it('keeps 64 concurrent accepts durable across a reopen', async () => {
+        const msgs = Array.from({ length: 64 }, (_, i) =>
+          makeMessage({ flowId: `flow-${i % 4}`, rawBody: Buffer.from([i, 0xff, i]) }),
+        );
+        const outcomes = await Promise.all(msgs.map((m) => backend.requests.accept(m, { maxAttempts: 2 })));
+        expect(outcomes.every((o) => o.kind === 'stored')).toBe(true);
+        await backend.close();
+
+        const again = await reopen();
+        for (const m of msgs) expect(await again.requests.get(m.id)).toEqual(m);
+        expect(await again.requests.list({ limit: 1000 })).toHaveLength(64);
+        const stats = await again.queue.stats();
+        expect(stats.ready + stats.delayed + stats.inFlight).toBe(64);
+      });
+    });
+
+    describe('executions', () => {
+      const step = (stepId: string, attempt: number, extra: Partial<StepRecord> = {}): StepRecord => ({
+        stepId,
+        type: 'transform',
+        status: 'completed',
+        attempt,
+        startedAt: 1_700_000_000_000.5,
+        finishedAt: 1_700_000_000_002.25,
+        input: '{"a":1}',
+        output: '{"b":2}',
+        ...extra,
+      });
+
+      it('begins once per request: a second begin continues the same execution', async () => {
+        const requestId = uuidv7();
+        const first = await backend.executions.begin({ requestId, flowId: 'flow-x', attempt: 1, now: 1000.5, queueDelayMs: 1.25 });
+        expect(first).toMatchObject({
+          requestId,
+          flowId: 'flow-x',
+          status: 'running',
+          attempts: 1,
+          createdAt: 1000.5,
+          queueDelayMs: 1.25,
+          steps: [],
+        });
+        expect(first.cursor).toBeUndefined();
+        expect(first.finishedAt).toBeUndefined();
+
+        await backend.executions.recordStep(first.id, step('s1', 1), { nextStep: 1, input: { deep: { list: [1, 2] } } });
+        await backend.executions.setStatus(first.id, 'retrying', 1500, 'HTTP 503 from upstream');
+        const retrying = await backend.executions.get(first.id);
+        expect(retrying).toMatchObject({ status: 'retrying', error: 'HTTP 503 from upstream', updatedAt: 1500 });
+        expect(retrying!.finishedAt).toBeUndefined();
+
+        const second = await backend.executions.begin({ requestId, flowId: 'flow-x', attempt: 2, now: 2000, queueDelayMs: 99 });
+        expect(second.id).toBe(first.id);
+        expect(second.status).toBe('running');
+        expect(second.attempts).toBe(2);
+        expect(second.createdAt).toBe(1000.5);
+        expect(second.queueDelayMs).toBe(1.25); // recorded on create only
+        expect(second.steps).toEqual([step('s1', 1)]);
+        expect(second.cursor).toEqual({ nextStep: 1, input: { deep: { list: [1, 2] } } });
+        expect(await backend.executions.getByRequest(requestId)).toMatchObject({ id: first.id, attempts: 2 });
+      });
+
+      it('appends steps in order, keeps the cursor unless given, and finalises status', async () => {
+        const exec = await backend.executions.begin({ requestId: uuidv7(), flowId: 'flow-y', attempt: 1, now: 10 });
+        expect(exec.queueDelayMs).toBeUndefined();
+        const s1 = step('s1', 1);
+        const s2 = step('s2', 1, { type: 'http', status: 'failed', error: 'timeout', output: undefined });
+        const s3 = step('s2', 2, { type: 'http' });
+        await backend.executions.recordStep(exec.id, s1, { nextStep: 1, input: { v: 1 } });
+        await backend.executions.recordStep(exec.id, s2); // no cursor: the stored one stays
+        let got = await backend.executions.get(exec.id);
+        expect(got!.steps).toEqual([s1, s2]);
+        expect(got!.steps[1]!.output).toBeUndefined();
+        expect(got!.cursor).toEqual({ nextStep: 1, input: { v: 1 } });
+        await backend.executions.recordStep(exec.id, s3, { nextStep: 2, input: 'text input' });
+        await backend.executions.setStatus(exec.id, 'completed', 5000);
+        got = await backend.executions.get(exec.id);
+        expect(got!.steps).toEqual([s1, s2, s3]);
+        expect(got!.cursor).toEqual({ nextStep: 2, input: 'text input' });
+        expect(got).toMatchObject({ status: 'completed', finishedAt: 5000, updatedAt: 5000 });
+        expect(got!.error).toBeUndefined();
+
+        for (const status of ['filtered', 'dead'] as const) {
+          const e = await backend.executions.begin({ requestId: uuidv7(), flowId: 'flow-y', attempt: 1, now: 10 });
+          await backend.executions.setStatus(e.id, status, 777, status === 'dead' ? 'gave up' : undefined);
+          expect(await backend.executions.get(e.id)).toMatchObject({ status, finishedAt: 777 });
+        }
+      });
+
+      it('rejects steps and status changes of an unknown execution with NOT_FOUND', async () => {
+        const id = uuidv7();
+        await expect(backend.executions.recordStep(id, step('s1', 1))).rejects.toMatchObject({ code: 'NOT_FOUND', statusCode: 404 });
+        await expect(backend.executions.setStatus(id, 'completed', 1)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+        expect(await backend.executions.get(id)).toBeUndefined();
+        expect(await backend.executions.getByRequest(id)).toBeUndefined();
+      });
+
+      it('lists newest first, filtered by flow and status, with keyset pagination', async () => {
+        const ids: string[] = [];
+        for (let i = 0; i < 6; i++) {
+          const e = await backend.executions.begin({
+            requestId: uuidv7(),
+            flowId: i < 4 ? 'flow-p' : 'flow-q',
+            attempt: 1,
+            now: 100 + i,
+          });
+          ids.push(e.id);
+          if (i % 2 === 0) await backend.executions.setStatus(e.id, 'completed', 200 + i);
+          await backend.executions.recordStep(e.id, step(`only-${i}`, 1));
+        }
+        const newest = [...ids].reverse();
+        const all = await backend.executions.list({ limit: 100 });
+        expect(all.map((e) => e.id)).toEqual(newest);
+        expect(all[0]!.steps.map((s) => s.stepId)).toEqual(['only-5']);
+
+        const page1 = await backend.executions.list({ limit: 4 });
+        const page2 = await backend.executions.list({ limit: 4, before: page1[3]!.id });
+        expect([...page1, ...page2].map((e) => e.id)).toEqual(newest);
+
+        const p = await backend.executions.list({ flowId: 'flow-p', limit: 100 });
+        expect(p.map((e) => e.id)).toEqual(newest.slice(2));
+        const done = await backend.executions.list({ status: 'completed', limit: 100 });
+        expect(done.map((e) => e.id)).toEqual([ids[4], ids[2], ids[0]]);
+        const doneP = await backend.executions.list({ flowId: 'flow-p', status: 'completed', limit: 1, before: ids[2] });
+        expect(doneP.map((e) => e.id)).toEqual([ids[0]]);
+        expect(await backend.executions.list({ status: 'dead', limit: 10 })).toEqual([]);
+      });
+    });
+
+    describe('availability', () => {
+      it('checkWritable resolves on a healthy backend', async () => {
+        await expect(backend.checkWritable()).resolves.toBeUndefined();
+      });
+
+      it('rejects with 503 once closed, never pretends to store', async () => {
+        await backend.close();
+        await backend.close(); // idempotent
+        await expect503(backend.requests.accept(makeMessage(), { maxAttempts: 1 }));
+        await expect503(backend.checkWritable());
+      });
+    });
+  });
+}

@@ -1,0 +1,577 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { v7 as uuidv7 } from 'uuid';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { FINAL_STATUSES, type Execution } from '../../src/core/execution.js';
+import type { Flow, StepDef } from '../../src/core/flow.js';
+import type { ReceivedMessage } from '../../src/core/message.js';
+import { preciseNow } from '../../src/flow/clock.js';
+import { createFlowRunner, type FlowRunner, type FlowRunnerOptions, type StepStartedEvent } from '../../src/flow/runner.js';
+import { isTruncated } from '../../src/flow/truncate.js';
+import type { Backend } from '../../src/store/backend.js';
+import { openSqliteBackend } from '../../src/store/sqlite/index.js';
+
+// ---------------------------------------------------------------------------------------------
+// A real receiver on loopback: each path has its own behaviour; every call is recorded.
+
+interface Call {
+  path: string;
+  method: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+  at: number;
+}
+
+type Behaviour = (call: Call, res: ServerResponse, nth: number) => void;
+
+let receiver: Server;
+let base: string;
+const calls = new Map<string, Call[]>();
+const behaviours = new Map<string, Behaviour>();
+
+const ok: Behaviour = (call, res) => {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  res.end(JSON.stringify({ received: call.body.length }));
+};
+const failTimes =
+  (n: number): Behaviour =>
+  (call, res, nth) => {
+    if (nth <= n) {
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end(`failure ${nth}`);
+    } else ok(call, res, nth);
+  };
+const slow =
+  (ms: number): Behaviour =>
+  (call, res, nth) => {
+    setTimeout(() => ok(call, res, nth), ms);
+  };
+
+beforeAll(async () => {
+  receiver = createServer((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const path = req.url ?? '/';
+      const call: Call = { path, method: req.method ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), at: preciseNow() };
+      const list = calls.get(path) ?? [];
+      list.push(call);
+      calls.set(path, list);
+      (behaviours.get(path) ?? ok)(call, res, list.length);
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  receiver.closeAllConnections();
+  await new Promise<void>((resolve) => receiver.close(() => resolve()));
+});
+
+// ---------------------------------------------------------------------------------------------
+// One backend (SQLite file in a temp dir) and one runner per test.
+
+interface Harness {
+  backend: Backend;
+  flows: Map<string, Flow>;
+  runner: FlowRunner;
+  started: StepStartedEvent[];
+  newRunner(overrides?: Partial<FlowRunnerOptions>): FlowRunner;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+let pathSeq = 0;
+/** A receiver path unique to the calling test. */
+function receiverPath(name: string, behaviour: Behaviour = ok): { url: string; path: string; calls: () => Call[] } {
+  const path = `/${name}-${++pathSeq}`;
+  behaviours.set(path, behaviour);
+  return { url: `${base}${path}`, path, calls: () => calls.get(path) ?? [] };
+}
+
+async function setupBackend(overrides: Partial<FlowRunnerOptions> = {}): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), 'hookd-runner-'));
+  const backend = await openSqliteBackend({ path: join(dir, 'hookd.db'), leaseMs: 5_000 });
+  const flows = new Map<string, Flow>();
+  const started: StepStartedEvent[] = [];
+  const runners: FlowRunner[] = [];
+  const newRunner = (more: Partial<FlowRunnerOptions> = {}): FlowRunner => {
+    const runner = createFlowRunner({
+      requests: backend.requests,
+      executions: backend.executions,
+      queue: backend.queue,
+      getFlow: (id) => flows.get(id),
+      logger: pino({ level: process.env.LOG_LEVEL ?? 'silent' }),
+      concurrency: 4,
+      executionDataLimit: 16_384,
+      defaultMaxAttempts: 5,
+      defaultBackoffMs: 50,
+      maxBackoffMs: 1_000,
+      onStepStarted: (e) => started.push(e),
+      ...overrides,
+      ...more,
+    });
+    runners.push(runner);
+    return runner;
+  };
+  const runner = newRunner();
+  cleanups.push(async () => {
+    for (const r of runners) await r.stop({ graceMs: 0 });
+    await backend.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { backend, flows, runner, started, newRunner };
+}
+
+function flow(
+  id: string,
+  steps: Array<{ type: StepDef['type']; id?: string; [key: string]: unknown }>,
+  extra: Partial<Flow> = {},
+): Flow {
+  const now = new Date().toISOString();
+  return {
+    id,
+    name: id,
+    status: 'started',
+    trigger: { type: 'webhook' },
+    steps: steps.map((s, i) => ({ ...s, id: s.id ?? `step-${i + 1}` }) as StepDef),
+    createdAt: now,
+    updatedAt: now,
+    ...extra,
+  };
+}
+
+function message(flowId: string, body: unknown): ReceivedMessage {
+  const raw = Buffer.from(JSON.stringify(body));
+  return {
+    id: uuidv7(),
+    flowId,
+    receivedAt: preciseNow(),
+    method: 'POST',
+    path: '',
+    query: {},
+    headers: { 'content-type': 'application/json' },
+    contentType: 'application/json',
+    body,
+    rawBody: raw,
+    clientIp: '127.0.0.1',
+  };
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function finalExecution(h: Harness, requestId: string, timeoutMs?: number): Promise<Execution> {
+  return waitFor(
+    `a final execution of ${requestId}`,
+    async () => {
+      const e = await h.backend.executions.getByRequest(requestId);
+      return e !== undefined && FINAL_STATUSES.has(e.status) ? e : undefined;
+    },
+    timeoutMs,
+  );
+}
+
+/** The flow's dead letters, once there are some. */
+function deadLetters(h: Harness, flowId: string) {
+  return waitFor(`dead letters of ${flowId}`, async () => {
+    const list = await h.backend.queue.deadLetters({ flowId, limit: 10 });
+    return list.length > 0 ? list : undefined;
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------
+
+describe.each([
+  { writes: 'chained', orderedWrites: false },
+  { writes: 'pipelined', orderedWrites: true },
+])('flow runner on the SQLite backend ($writes writes)', ({ orderedWrites }) => {
+  const setup = (overrides: Partial<FlowRunnerOptions> = {}) => setupBackend({ orderedWrites, ...overrides });
+
+  it('runs transform → http → log and records every step', async () => {
+    const h = await setup({ executionDataLimit: 4_096 });
+    const target = receiverPath('orders');
+    h.flows.set(
+      'orders',
+      flow('orders', [
+        { id: 'shape', type: 'transform', expression: '{ "orderId": body.order.id, "total": $sum(body.order.items.price), "note": body.note }' },
+        { id: 'send', type: 'http', url: target.url, headers: { 'x-shop': 'demo' } },
+        { id: 'audit', type: 'log', message: 'order forwarded' },
+      ]),
+    );
+    const note = 'n'.repeat(10_000); // larger than executionDataLimit
+    const m = message('orders', { order: { id: 42, items: [{ price: 5 }, { price: 7.5 }] }, note });
+    await expect(h.backend.requests.accept(m, { maxAttempts: 5 })).resolves.toEqual({ kind: 'stored' });
+    h.runner.start();
+
+    const e = await finalExecution(h, m.id);
+    expect(e.status).toBe('completed');
+    expect(e.flowId).toBe('orders');
+    expect(e.attempts).toBe(1);
+    expect(e.error).toBeUndefined();
+    expect(e.finishedAt).toBeGreaterThanOrEqual(e.createdAt);
+    expect(e.queueDelayMs).toBeGreaterThanOrEqual(0);
+    expect(e.queueDelayMs).toBeLessThan(5_000);
+    expect(e.steps.map((s) => [s.stepId, s.type, s.status, s.attempt])).toEqual([
+      ['shape', 'transform', 'completed', 1],
+      ['send', 'http', 'completed', 1],
+      ['audit', 'log', 'completed', 1],
+    ]);
+    for (const s of e.steps) {
+      expect(s.finishedAt).toBeGreaterThanOrEqual(s.startedAt);
+      expect(s.startedAt % 1).not.toBe(0); // sub-millisecond precision survives the store (almost surely)
+    }
+    expect(e.steps[1]!.startedAt).toBeGreaterThanOrEqual(e.steps[0]!.finishedAt);
+
+    // Records are truncated to the limit (marked), the receiver still got the full value.
+    const [shape, send, audit] = e.steps as [Execution['steps'][number], Execution['steps'][number], Execution['steps'][number]];
+    expect(isTruncated(shape.input)).toBe(true);
+    expect(Buffer.byteLength(shape.input!)).toBeLessThanOrEqual(4_096);
+    expect(JSON.parse(shape.input!)).toMatchObject({ $truncated: true, preview: expect.stringContaining(`"id":"${m.id}"`) });
+    expect(isTruncated(shape.output)).toBe(true);
+    expect(JSON.parse(send.output!)).toMatchObject({ status: 200, body: { received: expect.any(Number) } });
+    expect(audit.input).toBe(send.output);
+
+    const received = target.calls();
+    expect(received).toHaveLength(1);
+    expect(received[0]!.method).toBe('POST');
+    expect(received[0]!.headers['idempotency-key']).toBe(`${m.id}:send`);
+    expect(received[0]!.headers['content-type']).toBe('application/json');
+    expect(received[0]!.headers['x-shop']).toBe('demo');
+    expect(JSON.parse(received[0]!.body)).toEqual({ orderId: 42, total: 12.5, note });
+
+    // The step-start hook saw the first step, with the request's receive time.
+    const first = h.started.find((s) => s.requestId === m.id && s.stepIndex === 0)!;
+    expect(first.stepId).toBe('shape');
+    expect(first.receivedAt).toBe(m.receivedAt);
+    expect(first.startedAt - first.receivedAt).toBeCloseTo(e.queueDelayMs!, 6);
+
+    await waitFor('an empty queue', async () => {
+      const st = await h.backend.queue.stats();
+      return st.ready + st.inFlight + st.delayed === 0 ? st : undefined;
+    });
+  });
+
+  it('ends a filtered message as filtered and lets a matching one through', async () => {
+    const h = await setup();
+    const target = receiverPath('filtered');
+    h.flows.set(
+      'only-paid',
+      flow('only-paid', [
+        { id: 'paid?', type: 'filter', expression: 'body.status = "paid"' },
+        { id: 'send', type: 'http', url: target.url, body: 'body' },
+      ]),
+    );
+    const dropped = message('only-paid', { status: 'pending' });
+    const kept = message('only-paid', { status: 'paid', amount: 3 });
+    await h.backend.requests.accept(dropped, { maxAttempts: 5 });
+    await h.backend.requests.accept(kept, { maxAttempts: 5 });
+    h.runner.start();
+
+    const d = await finalExecution(h, dropped.id);
+    expect(d.status).toBe('filtered');
+    expect(d.steps.map((s) => [s.stepId, s.status])).toEqual([['paid?', 'filtered']]);
+    expect(d.steps[0]!.output).toBeUndefined();
+    expect(d.finishedAt).toBeDefined();
+
+    const k = await finalExecution(h, kept.id);
+    expect(k.status).toBe('completed');
+    expect(k.steps.map((s) => [s.stepId, s.status])).toEqual([
+      ['paid?', 'completed'],
+      ['send', 'completed'],
+    ]);
+    expect(target.calls().map((c) => JSON.parse(c.body) as unknown)).toEqual([{ status: 'paid', amount: 3 }]);
+    expect(await h.backend.queue.deadLetters({ limit: 10 })).toEqual([]);
+  });
+
+  it('retries a failing http step with growing backoff and resumes after the completed steps', async () => {
+    const h = await setup({ random: () => 0.5 }); // no jitter: delays of exactly 100 and 200 ms
+    const target = receiverPath('flaky', failTimes(2));
+    h.flows.set(
+      'flaky',
+      flow(
+        'flaky',
+        [
+          { id: 'shape', type: 'transform', expression: '{ "n": body.n }' },
+          { id: 'send', type: 'http', url: target.url },
+        ],
+        { retry: { backoffMs: 100, maxBackoffMs: 5_000 } },
+      ),
+    );
+    const m = message('flaky', { n: 1 });
+    await h.backend.requests.accept(m, { maxAttempts: 5 });
+    h.runner.start();
+
+    const e = await finalExecution(h, m.id);
+    expect(e.status).toBe('completed');
+    expect(e.attempts).toBe(3);
+    expect(e.error).toBeUndefined();
+    // The transform ran once: redeliveries resumed at the cursor (the http step).
+    expect(e.steps.map((s) => [s.stepId, s.status, s.attempt])).toEqual([
+      ['shape', 'completed', 1],
+      ['send', 'failed', 1],
+      ['send', 'failed', 2],
+      ['send', 'completed', 3],
+    ]);
+    expect(e.steps[1]!.error).toMatch(/^step "send" \(http\): POST .* answered 500 .*failure 1$/);
+    expect(e.steps[2]!.error).toMatch(/failure 2$/);
+
+    const received = target.calls();
+    expect(received).toHaveLength(3);
+    expect(new Set(received.map((c) => c.headers['idempotency-key']))).toEqual(new Set([`${m.id}:send`]));
+    expect(received.every((c) => c.body === '{"n":1}')).toBe(true);
+    const gap1 = received[1]!.at - received[0]!.at;
+    const gap2 = received[2]!.at - received[1]!.at;
+    expect(gap1).toBeGreaterThanOrEqual(99);
+    expect(gap2).toBeGreaterThanOrEqual(199);
+    expect(gap2).toBeGreaterThan(gap1);
+    expect(await h.backend.queue.deadLetters({ limit: 10 })).toEqual([]);
+  });
+
+  it('dead-letters after maxAttempts and marks the execution dead', async () => {
+    const h = await setup();
+    const target = receiverPath('down', failTimes(Infinity));
+    h.flows.set('down', flow('down', [{ id: 'send', type: 'http', url: target.url }], { retry: { backoffMs: 20 } }));
+    const m = message('down', { n: 2 });
+    await h.backend.requests.accept(m, { maxAttempts: 3 });
+    h.runner.start();
+
+    const e = await finalExecution(h, m.id);
+    expect(e.status).toBe('dead');
+    expect(e.attempts).toBe(3);
+    expect(e.error).toMatch(/^step "send" \(http\): POST .* answered 500 .*failure 3$/);
+    expect(e.finishedAt).toBeDefined();
+    expect(e.steps.map((s) => [s.status, s.attempt])).toEqual([
+      ['failed', 1],
+      ['failed', 2],
+      ['failed', 3],
+    ]);
+    expect(target.calls()).toHaveLength(3);
+
+    const dead = await deadLetters(h, 'down');
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ flowId: 'down', requestId: m.id, attempts: 3, maxAttempts: 3 });
+    expect(dead[0]!.lastError).toMatch(/failure 3/);
+    await sleep(150);
+    expect(target.calls()).toHaveLength(3); // nothing more after death
+  });
+
+  it('dead-letters at once on an expression error (no retry can fix it)', async () => {
+    const h = await setup();
+    const target = receiverPath('never');
+    h.flows.set(
+      'broken',
+      flow('broken', [
+        { id: 'math', type: 'transform', expression: 'body.name + 1' },
+        { id: 'send', type: 'http', url: target.url },
+      ]),
+    );
+    const m = message('broken', { name: 'ada' });
+    await h.backend.requests.accept(m, { maxAttempts: 5 });
+    h.runner.start();
+
+    const e = await finalExecution(h, m.id);
+    expect(e.status).toBe('dead');
+    expect(e.attempts).toBe(1);
+    expect(e.error).toMatch(/^step "math" \(transform\): JSONata evaluation failed: .*T2001/);
+    expect(e.steps.map((s) => [s.stepId, s.status])).toEqual([['math', 'failed']]);
+    // The execution is marked dead first, then the job is dead-lettered.
+    const dead = await deadLetters(h, 'broken');
+    expect(dead.map((d) => [d.requestId, d.attempts])).toEqual([[m.id, 1]]);
+    expect(target.calls()).toHaveLength(0);
+  });
+
+  it('dead-letters at once when a step does not compile, naming the step', async () => {
+    const h = await setup();
+    h.flows.set('syntax', flow('syntax', [{ id: 'log', type: 'log' }, { id: 'bad', type: 'transform', expression: '{ "a": ' }]));
+    const m = message('syntax', {});
+    await h.backend.requests.accept(m, { maxAttempts: 5 });
+    h.runner.start();
+    const e = await finalExecution(h, m.id);
+    expect(e.status).toBe('dead');
+    expect(e.error).toMatch(/^flow syntax cannot run: step "bad" \(transform\): Invalid JSONata expression/);
+    expect(e.steps.map((s) => [s.stepId, s.status])).toEqual([['bad', 'failed']]);
+    expect(await deadLetters(h, 'syntax')).toHaveLength(1);
+  });
+
+  it('dead-letters the jobs of a deleted flow with a clear error', async () => {
+    const h = await setup();
+    const m = message('gone', { a: 1 });
+    await h.backend.requests.accept(m, { maxAttempts: 5 });
+    h.runner.start();
+    const dead = await deadLetters(h, 'gone');
+    expect(dead[0]).toMatchObject({ requestId: m.id });
+    expect(dead[0]!.lastError).toMatch(/flow gone does not exist/);
+    expect(await h.backend.executions.getByRequest(m.id)).toBeUndefined();
+  });
+
+  it('keeps the messages of a stopped flow, past maxAttempts, and runs them once it is started', async () => {
+    const h = await setup({ stoppedFlowRecheckMs: 30 });
+    const target = receiverPath('paused');
+    const def = flow('paused', [{ id: 'send', type: 'http', url: target.url }], { status: 'stopped', retry: { backoffMs: 10 } });
+    h.flows.set('paused', def);
+    const m = message('paused', { later: true });
+    await h.backend.requests.accept(m, { maxAttempts: 2 });
+    h.runner.start();
+
+    await sleep(400); // many recheck cycles: more deliveries than maxAttempts
+    expect(target.calls()).toHaveLength(0);
+    expect(await h.backend.executions.getByRequest(m.id)).toBeUndefined();
+    expect(await h.backend.queue.deadLetters({ limit: 10 })).toEqual([]);
+    const st = await h.backend.queue.stats();
+    expect(st.ready + st.delayed + st.inFlight).toBe(1);
+
+    h.flows.set('paused', { ...def, status: 'started', updatedAt: new Date().toISOString() });
+    const e = await finalExecution(h, m.id);
+    expect(e.status).toBe('completed');
+    expect(target.calls()).toHaveLength(1);
+  });
+
+  it('resumes a redelivered job at its cursor and never creates a second execution', async () => {
+    const h = await setup();
+    const target = receiverPath('slow', slow(400));
+    h.flows.set(
+      'resume',
+      flow('resume', [
+        { id: 'shape', type: 'transform', expression: '{ "v": body.v * 2 }' },
+        { id: 'send', type: 'http', url: target.url },
+        { id: 'done', type: 'log' },
+      ]),
+    );
+    const m = message('resume', { v: 21 });
+    await h.backend.requests.accept(m, { maxAttempts: 5 });
+    h.runner.start();
+
+    // The http call is in flight: stop without grace, the job is released mid-step.
+    await waitFor('the first call', async () => (target.calls().length > 0 ? true : undefined));
+    await h.runner.stop({ graceMs: 0 });
+    const mid = await h.backend.executions.getByRequest(m.id);
+    expect(mid?.status).toBe('running');
+    expect(mid?.steps.map((s) => [s.stepId, s.status])).toEqual([['shape', 'completed']]);
+    expect(mid?.cursor).toEqual({ nextStep: 1, input: { v: 42 } });
+
+    // A second runner (another process, after a restart) gets the job again.
+    const second = h.newRunner();
+    second.start();
+    const e = await finalExecution(h, m.id);
+    expect(e.status).toBe('completed');
+    expect(e.id).toBe(mid!.id);
+    expect(e.steps.map((s) => s.stepId)).toEqual(['shape', 'send', 'done']); // shape not re-run
+    expect(e.steps[1]!.attempt).toBeGreaterThanOrEqual(1);
+    // At-least-once: the interrupted call was made again, with the same idempotency key.
+    const received = target.calls();
+    expect(received).toHaveLength(2);
+    expect(received.map((c) => c.headers['idempotency-key'])).toEqual([`${m.id}:send`, `${m.id}:send`]);
+    expect(received.map((c) => c.body)).toEqual(['{"v":42}', '{"v":42}']);
+
+    // A repeat delivery of the finished request (replayed job) is acknowledged without a new run.
+    await h.backend.queue.enqueue({ flowId: 'resume', requestId: m.id, maxAttempts: 5 });
+    await waitFor('the repeat to be consumed', async () => {
+      const st = await h.backend.queue.stats();
+      return st.ready + st.inFlight + st.delayed === 0 ? st : undefined;
+    });
+    const executions = await h.backend.executions.list({ flowId: 'resume', limit: 10 });
+    expect(executions.map((x) => x.id)).toEqual([e.id]);
+    expect((await h.backend.executions.getByRequest(m.id))?.status).toBe('completed');
+    expect(target.calls()).toHaveLength(2);
+  });
+
+  it('lets running executions finish within the stop grace period', async () => {
+    const h = await setup();
+    const target = receiverPath('graceful', slow(200));
+    h.flows.set('graceful', flow('graceful', [{ id: 'send', type: 'http', url: target.url }]));
+    const m = message('graceful', { a: 1 });
+    await h.backend.requests.accept(m, { maxAttempts: 5 });
+    h.runner.start();
+    await waitFor('the call', async () => (target.calls().length > 0 ? true : undefined));
+    await h.runner.stop({ graceMs: 5_000 });
+    const e = await h.backend.executions.getByRequest(m.id);
+    expect(e?.status).toBe('completed');
+    const st = await h.backend.queue.stats();
+    expect(st.ready + st.inFlight + st.delayed + st.dead).toBe(0);
+    expect(target.calls()).toHaveLength(1);
+  });
+
+  it('resumes a dead execution at its cursor when its dead letter is retried', async () => {
+    const h = await setup();
+    let healthy = false;
+    const target = receiverPath('revive', (call, res, nth) => {
+      if (healthy) ok(call, res, nth);
+      else failTimes(Infinity)(call, res, nth);
+    });
+    h.flows.set(
+      'revive',
+      flow(
+        'revive',
+        [
+          { id: 'shape', type: 'transform', expression: '{ "x": body.x }' },
+          { id: 'send', type: 'http', url: target.url },
+        ],
+        { retry: { backoffMs: 10 } },
+      ),
+    );
+    const m = message('revive', { x: 'y' });
+    await h.backend.requests.accept(m, { maxAttempts: 2 });
+    h.runner.start();
+    const dead = await finalExecution(h, m.id);
+    expect(dead.status).toBe('dead');
+    const [letter] = await deadLetters(h, 'revive');
+
+    healthy = true;
+    await expect(h.backend.queue.retryDead(letter!.id)).resolves.toBe(true);
+    const e = await waitFor('the revived execution', async () => {
+      const x = await h.backend.executions.getByRequest(m.id);
+      return x?.status === 'completed' ? x : undefined;
+    });
+    expect(e.id).toBe(dead.id);
+    expect(e.error).toBeUndefined();
+    expect(e.steps.map((s) => [s.stepId, s.status, s.attempt])).toEqual([
+      ['shape', 'completed', 1],
+      ['send', 'failed', 1],
+      ['send', 'failed', 2],
+      ['send', 'completed', 1], // attempts start again after retryDead
+    ]);
+    expect(target.calls()).toHaveLength(3);
+  });
+
+  it('runs many requests concurrently (up to the concurrency), each once', async () => {
+    const h = await setup({ concurrency: 8 });
+    let open = 0;
+    let peak = 0;
+    const target = receiverPath('many', (call, res, nth) => {
+      open++;
+      peak = Math.max(peak, open);
+      setTimeout(() => {
+        open--;
+        ok(call, res, nth);
+      }, 50);
+    });
+    h.flows.set('many', flow('many', [{ id: 'send', type: 'http', url: target.url, body: '{ "i": body.i }' }]));
+    const ms = Array.from({ length: 40 }, (_, i) => message('many', { i }));
+    await Promise.all(ms.map((m) => h.backend.requests.accept(m, { maxAttempts: 5 })));
+    h.runner.start();
+    for (const m of ms) expect((await finalExecution(h, m.id)).status).toBe('completed');
+    expect(peak).toBeGreaterThan(1);
+    expect(peak).toBeLessThanOrEqual(8);
+    const seenIs = target.calls().map((c) => (JSON.parse(c.body) as { i: number }).i);
+    expect(seenIs.sort((a, b) => a - b)).toEqual(ms.map((_, i) => i));
+  });
+});

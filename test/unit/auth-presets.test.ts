@@ -1,0 +1,371 @@
+import { createHmac } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { Webhook } from 'standardwebhooks';
+import Stripe from 'stripe';
+import { sign as githubSign } from '@octokit/webhooks-methods';
+import { type AuthRequest, type AuthResult, createBodyVerifier, verifyRequest } from '../../src/auth/verify.js';
+import type { WebhookAuth } from '../../src/auth/schema.js';
+import { generateSecret } from '../../src/auth/secret-box.js';
+
+const stripe = new Stripe('sk_test_not_used_for_network');
+
+function req(over: Partial<AuthRequest> = {}): AuthRequest {
+  return { method: 'POST', headers: {}, query: {}, rawBody: Buffer.alloc(0), body: null, now: Date.now(), ...over };
+}
+
+function expectFail(r: AuthResult, status: 401 | 403, reason: string): void {
+  expect(r).toMatchObject({ ok: false, status, reason });
+}
+
+/** Bodies whose bytes a parse + re-serialise round trip would change: verification must use the raw bytes. */
+const BODIES: Record<string, string> = {
+  'non-ASCII text': '{"name":"Zoë Ünïcødé","city":"Zürich","emoji":"🚀👍","cjk":"東京"}',
+  'odd whitespace': '{ "b" :1,\t"a" :  [ 1 ,2 ]\n\n,"c":"  spaced  " }\n\n',
+  CRLF: '{"lines":"one"}\r\n{"lines":"two"}\r\n',
+  'key order re-serialisation changes': '{"b":1,"10":2,"2":3,"a":{"z":0,"1":1}}',
+  'duplicate keys and number forms': '{"a":1,"a":2,"n":1.0,"e":1e3,"u":"\\u00e9"}',
+  'form body': 'token=x&text=caf%C3%A9+au+lait&empty=&a=1&a=2',
+  empty: '',
+};
+
+it('the sample bodies really change when re-serialised', () => {
+  for (const key of ['odd whitespace', 'key order re-serialisation changes', 'duplicate keys and number forms']) {
+    const body = BODIES[key] ?? '';
+    expect(JSON.stringify(JSON.parse(body))).not.toBe(body);
+  }
+});
+
+/** Feeds the body in odd chunk sizes, splitting multi-byte characters. */
+function streamVerify(auth: WebhookAuth, r: AuthRequest, sizes: number[]): AuthResult {
+  const v = createBodyVerifier(auth, r.headers);
+  if (v.early) return v.early;
+  let off = 0;
+  let i = 0;
+  while (off < r.rawBody.length) {
+    const n = sizes[i++ % sizes.length] ?? 1;
+    v.update(r.rawBody.subarray(off, off + n));
+    off += n;
+  }
+  const { rawBody: _raw, ...rest } = r;
+  return v.finish(rest);
+}
+
+const CHUNKINGS = [[1], [3], [7, 1, 13], [64], [1000]];
+
+function expectStreamingAgrees(auth: WebhookAuth, r: AuthRequest): void {
+  const whole = verifyRequest(auth, r);
+  for (const sizes of CHUNKINGS) expect(streamVerify(auth, r, sizes)).toEqual(whole);
+}
+
+describe('github (X-Hub-Signature-256, signed with @octokit/webhooks-methods)', () => {
+  const secret = "It's a Secret to Everybody";
+  const auth: WebhookAuth = { type: 'github', secrets: [secret] };
+
+  // @octokit/webhooks-methods refuses to sign an empty payload (GitHub never sends one).
+  for (const [name, body] of Object.entries(BODIES).filter(([, b]) => b !== '')) {
+    it(`verifies the raw bytes: ${name}`, async () => {
+      const r = req({ headers: { 'x-hub-signature-256': await githubSign(secret, body) }, rawBody: Buffer.from(body, 'utf8'), body: { parsed: true } });
+      expect(verifyRequest(auth, r)).toEqual({ ok: true });
+      expectStreamingAgrees(auth, r);
+    });
+  }
+
+  it('GitHub documented test vector', () => {
+    // docs.github.com "Validating webhook deliveries": secret "It's a Secret to Everybody", payload "Hello, World!"
+    const r = req({
+      headers: { 'x-hub-signature-256': 'sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17' },
+      rawBody: Buffer.from('Hello, World!'),
+    });
+    expect(verifyRequest(auth, r).ok).toBe(true);
+  });
+
+  it('missing 401, malformed 401, wrong secret 403, tampered 403', async () => {
+    const body = '{"action":"opened"}';
+    expectFail(verifyRequest(auth, req({ rawBody: Buffer.from(body) })), 401, 'missing');
+    // The legacy SHA-1 header alone is not accepted.
+    expectFail(verifyRequest(auth, req({ headers: { 'x-hub-signature': 'sha1=' + 'a'.repeat(40) }, rawBody: Buffer.from(body) })), 401, 'missing');
+    expectFail(verifyRequest(auth, req({ headers: { 'x-hub-signature-256': 'sha1=abc' }, rawBody: Buffer.from(body) })), 401, 'malformed');
+    expectFail(verifyRequest(auth, req({ headers: { 'x-hub-signature-256': 'sha256=nothex' }, rawBody: Buffer.from(body) })), 401, 'malformed');
+    const wrong = await githubSign('another secret', body);
+    const r = req({ headers: { 'x-hub-signature-256': wrong }, rawBody: Buffer.from(body) });
+    expectFail(verifyRequest(auth, r), 403, 'mismatch');
+    expectStreamingAgrees(auth, r);
+    const good = await githubSign(secret, body);
+    expectFail(verifyRequest(auth, req({ headers: { 'x-hub-signature-256': good }, rawBody: Buffer.from(body + ' ') })), 403, 'mismatch');
+  });
+
+  it('rotation: old and new verify; a removed one fails', async () => {
+    const body = '{"zen":"Keep it logically awesome."}';
+    const rotating: WebhookAuth = { type: 'github', secrets: ['old-secret', 'new-secret'] };
+    for (const s of ['old-secret', 'new-secret']) {
+      const r = req({ headers: { 'x-hub-signature-256': await githubSign(s, body) }, rawBody: Buffer.from(body) });
+      expect(verifyRequest(rotating, r).ok).toBe(true);
+    }
+    const r = req({ headers: { 'x-hub-signature-256': await githubSign('old-secret', body) }, rawBody: Buffer.from(body) });
+    expectFail(verifyRequest({ type: 'github', secrets: ['new-secret'] }, r), 403, 'mismatch');
+  });
+});
+
+describe('stripe (Stripe-Signature, signed with stripe.webhooks.generateTestHeaderString)', () => {
+  const secret = 'whsec_test_secret_0123456789abcdef';
+  const auth: WebhookAuth = { type: 'stripe', secrets: [secret] };
+  const t = 1_700_000_000;
+  const header = (payload: string, s = secret, timestamp = t) =>
+    stripe.webhooks.generateTestHeaderString({ payload, secret: s, timestamp });
+
+  for (const [name, body] of Object.entries(BODIES)) {
+    it(`verifies the raw bytes: ${name}`, () => {
+      const r = req({ headers: { 'stripe-signature': header(body) }, rawBody: Buffer.from(body), now: t * 1000 + 1234 });
+      expect(verifyRequest(auth, r)).toEqual({ ok: true });
+      expectStreamingAgrees(auth, r);
+    });
+  }
+
+  it('rejects timestamps outside the tolerance in both directions (300 s default)', () => {
+    const body = '{"id":"evt_1","object":"event"}';
+    const r = (now: number) => req({ headers: { 'stripe-signature': header(body) }, rawBody: Buffer.from(body), now });
+    expect(verifyRequest(auth, r(t * 1000 + 300_000)).ok).toBe(true);
+    expect(verifyRequest(auth, r(t * 1000 - 300_000)).ok).toBe(true);
+    expectFail(verifyRequest(auth, r(t * 1000 + 301_000)), 403, 'timestamp');
+    expectFail(verifyRequest(auth, r(t * 1000 - 301_000)), 403, 'timestamp');
+    const strict: WebhookAuth = { type: 'stripe', secrets: [secret], toleranceSeconds: 10 };
+    expectFail(verifyRequest(strict, r(t * 1000 + 11_000)), 403, 'timestamp');
+  });
+
+  it('a stale timestamp with a wrong signature is a signature mismatch (the timestamp is only reported to signers)', () => {
+    const body = '{}';
+    const r = req({ headers: { 'stripe-signature': header(body, 'whsec_wrong') }, rawBody: Buffer.from(body), now: t * 1000 + 9_999_000 });
+    expectFail(verifyRequest(auth, r), 403, 'mismatch');
+  });
+
+  it('accepts any of several v1 signatures (Stripe rolling its secret); ignores v0', () => {
+    const body = '{"id":"evt_2"}';
+    const a = header(body, 'whsec_other');
+    const b = header(body);
+    const v1a = a.split(',')[1];
+    const combined = `${b.split(',')[0]},${v1a},v0=${'0'.repeat(64)},${b.split(',')[1]}`;
+    const r = req({ headers: { 'stripe-signature': combined }, rawBody: Buffer.from(body), now: t * 1000 });
+    expect(verifyRequest(auth, r).ok).toBe(true);
+    expectStreamingAgrees(auth, r);
+  });
+
+  it('missing 401, malformed 401, wrong 403', () => {
+    const body = '{}';
+    const now = t * 1000;
+    expectFail(verifyRequest(auth, req({ rawBody: Buffer.from(body), now })), 401, 'missing');
+    expectFail(verifyRequest(auth, req({ headers: { 'stripe-signature': 'v1=' + 'a'.repeat(64) }, rawBody: Buffer.from(body), now })), 401, 'malformed');
+    expectFail(verifyRequest(auth, req({ headers: { 'stripe-signature': `t=${t}` }, rawBody: Buffer.from(body), now })), 401, 'malformed');
+    expectFail(verifyRequest(auth, req({ headers: { 'stripe-signature': `t=abc,v1=${'a'.repeat(64)}` }, rawBody: Buffer.from(body), now })), 401, 'malformed');
+    expectFail(verifyRequest(auth, req({ headers: { 'stripe-signature': `t=${t},v1=xyz` }, rawBody: Buffer.from(body), now })), 401, 'malformed');
+    expectFail(verifyRequest(auth, req({ headers: { 'stripe-signature': header(body, 'whsec_nope') }, rawBody: Buffer.from(body), now })), 403, 'mismatch');
+    // A signature for another timestamp does not verify with this one.
+    const other = header(body, secret, t + 1).replace(`t=${t + 1}`, `t=${t}`);
+    expectFail(verifyRequest(auth, req({ headers: { 'stripe-signature': other }, rawBody: Buffer.from(body), now })), 403, 'mismatch');
+  });
+
+  it('rotation', () => {
+    const body = '{"id":"evt_3"}';
+    const rotating: WebhookAuth = { type: 'stripe', secrets: ['whsec_old', 'whsec_new'] };
+    const r = (s: string) => req({ headers: { 'stripe-signature': header(body, s) }, rawBody: Buffer.from(body), now: t * 1000 });
+    expect(verifyRequest(rotating, r('whsec_old')).ok).toBe(true);
+    expect(verifyRequest(rotating, r('whsec_new')).ok).toBe(true);
+    expectFail(verifyRequest({ type: 'stripe', secrets: ['whsec_new'] }, r('whsec_old')), 403, 'mismatch');
+  });
+});
+
+describe('standard-webhooks (signed with standardwebhooks Webhook#sign)', () => {
+  const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+  const auth: WebhookAuth = { type: 'standard-webhooks', secrets: [secret] };
+  const t = 1_700_000_000;
+  const headers = (body: string, s = secret, id = 'msg_2Lk3Jc9', ts = t) => ({
+    'webhook-id': id,
+    'webhook-timestamp': String(ts),
+    'webhook-signature': new Webhook(s).sign(id, new Date(ts * 1000), body),
+  });
+
+  for (const [name, body] of Object.entries(BODIES)) {
+    it(`verifies the raw bytes: ${name}`, () => {
+      const r = req({ headers: headers(body), rawBody: Buffer.from(body), now: t * 1000 });
+      expect(verifyRequest(auth, r)).toEqual({ ok: true });
+      expectStreamingAgrees(auth, r);
+    });
+  }
+
+  it('published test vector', () => {
+    const r = req({
+      headers: {
+        'webhook-id': 'msg_p5jXN8AQM9LWM0D4loKWxJek',
+        'webhook-timestamp': '1614265330',
+        'webhook-signature': 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=',
+      },
+      rawBody: Buffer.from('{"test": 2432232314}'),
+      now: 1614265330 * 1000,
+    });
+    expect(verifyRequest(auth, r).ok).toBe(true);
+  });
+
+  it('several space-separated signatures in one header; unknown versions ignored', () => {
+    const body = '{"type":"invoice.paid"}';
+    const mine = headers(body);
+    const other = headers(body, 'whsec_' + Buffer.from('another key of 24 bytes!').toString('base64'));
+    const sig = `v1a,${'A'.repeat(86)}== ${other['webhook-signature']} ${mine['webhook-signature']}`;
+    const r = req({ headers: { ...mine, 'webhook-signature': sig }, rawBody: Buffer.from(body), now: t * 1000 });
+    expect(verifyRequest(auth, r).ok).toBe(true);
+    expectStreamingAgrees(auth, r);
+    const onlyOther = req({ headers: { ...mine, 'webhook-signature': other['webhook-signature'] }, rawBody: Buffer.from(body), now: t * 1000 });
+    expectFail(verifyRequest(auth, onlyOther), 403, 'mismatch');
+  });
+
+  it('accepts svix-* headers (same scheme, Svix branding)', () => {
+    const body = '{"a":1}';
+    const h = headers(body);
+    const r = req({
+      headers: { 'svix-id': h['webhook-id'], 'svix-timestamp': h['webhook-timestamp'], 'svix-signature': h['webhook-signature'] },
+      rawBody: Buffer.from(body),
+      now: t * 1000,
+    });
+    expect(verifyRequest(auth, r).ok).toBe(true);
+  });
+
+  it('expired and future timestamps (5 min) are rejected; the library agrees on a valid one', () => {
+    const body = '{"x":1}';
+    const r = (now: number) => req({ headers: headers(body), rawBody: Buffer.from(body), now });
+    expect(verifyRequest(auth, r(t * 1000 + 299_000)).ok).toBe(true);
+    expectFail(verifyRequest(auth, r(t * 1000 + 301_000)), 403, 'timestamp');
+    expectFail(verifyRequest(auth, r(t * 1000 - 301_000)), 403, 'timestamp');
+    // Cross-check with the reference verifier at the current time.
+    const nowTs = Math.floor(Date.now() / 1000);
+    const live = headers(body, secret, 'msg_live', nowTs);
+    expect(() => new Webhook(secret).verify(body, live)).not.toThrow();
+    expect(verifyRequest(auth, req({ headers: live, rawBody: Buffer.from(body) })).ok).toBe(true);
+  });
+
+  it('the id and timestamp are signed: changing either fails', () => {
+    const body = '{}';
+    const h = headers(body);
+    expectFail(verifyRequest(auth, req({ headers: { ...h, 'webhook-id': 'msg_other' }, rawBody: Buffer.from(body), now: t * 1000 })), 403, 'mismatch');
+    expectFail(verifyRequest(auth, req({ headers: { ...h, 'webhook-timestamp': String(t + 1) }, rawBody: Buffer.from(body), now: t * 1000 })), 403, 'mismatch');
+  });
+
+  it('missing 401, malformed 401, wrong 403', () => {
+    const body = '{}';
+    const h = headers(body);
+    const now = t * 1000;
+    expectFail(verifyRequest(auth, req({ rawBody: Buffer.from(body), now })), 401, 'missing');
+    expectFail(verifyRequest(auth, req({ headers: { ...h, 'webhook-id': undefined }, rawBody: Buffer.from(body), now })), 401, 'malformed');
+    expectFail(verifyRequest(auth, req({ headers: { ...h, 'webhook-timestamp': 'soon' }, rawBody: Buffer.from(body), now })), 401, 'malformed');
+    expectFail(verifyRequest(auth, req({ headers: { ...h, 'webhook-signature': 'v1' }, rawBody: Buffer.from(body), now })), 401, 'malformed');
+    expectFail(verifyRequest(auth, req({ headers: { ...h, 'webhook-signature': 'v1,@@@' }, rawBody: Buffer.from(body), now })), 401, 'malformed');
+    expectFail(verifyRequest(auth, req({ headers: { ...h, 'webhook-signature': 'v2,abcd' }, rawBody: Buffer.from(body), now })), 401, 'malformed');
+    expectFail(verifyRequest(auth, req({ headers: headers(body, generateSecret('standard-webhooks')), rawBody: Buffer.from(body), now })), 403, 'mismatch');
+  });
+
+  it('rotation with generated secrets', () => {
+    const oldS = generateSecret('standard-webhooks');
+    const newS = generateSecret('standard-webhooks');
+    const body = '{"rotate":true}';
+    const rotating: WebhookAuth = { type: 'standard-webhooks', secrets: [oldS, newS] };
+    expect(verifyRequest(rotating, req({ headers: headers(body, oldS), rawBody: Buffer.from(body), now: t * 1000 })).ok).toBe(true);
+    expect(verifyRequest(rotating, req({ headers: headers(body, newS), rawBody: Buffer.from(body), now: t * 1000 })).ok).toBe(true);
+    expectFail(
+      verifyRequest({ type: 'standard-webhooks', secrets: [newS] }, req({ headers: headers(body, oldS), rawBody: Buffer.from(body), now: t * 1000 })),
+      403,
+      'mismatch',
+    );
+  });
+});
+
+describe('shopify (X-Shopify-Hmac-Sha256, base64)', () => {
+  // Shopify publishes no signing library for Node; this follows its docs: base64(HMAC-SHA256(client secret, raw body)).
+  const secret = 'shpss_0123456789abcdef0123456789abcdef';
+  const auth: WebhookAuth = { type: 'shopify', secrets: [secret] };
+  const sign = (body: string | Buffer, s = secret) => createHmac('sha256', s).update(body).digest('base64');
+
+  for (const [name, body] of Object.entries(BODIES)) {
+    it(`verifies the raw bytes: ${name}`, () => {
+      const r = req({ headers: { 'x-shopify-hmac-sha256': sign(body) }, rawBody: Buffer.from(body) });
+      expect(verifyRequest(auth, r)).toEqual({ ok: true });
+      expectStreamingAgrees(auth, r);
+    });
+  }
+
+  it('missing 401, malformed 401, wrong 403, rotation', () => {
+    const body = '{"id":820982911946154508}';
+    expectFail(verifyRequest(auth, req({ rawBody: Buffer.from(body) })), 401, 'missing');
+    expectFail(verifyRequest(auth, req({ headers: { 'x-shopify-hmac-sha256': 'not base64!' }, rawBody: Buffer.from(body) })), 401, 'malformed');
+    expectFail(verifyRequest(auth, req({ headers: { 'x-shopify-hmac-sha256': sign(body).slice(0, 20) }, rawBody: Buffer.from(body) })), 401, 'malformed');
+    expectFail(verifyRequest(auth, req({ headers: { 'x-shopify-hmac-sha256': sign(body, 'other') }, rawBody: Buffer.from(body) })), 403, 'mismatch');
+    const rotating: WebhookAuth = { type: 'shopify', secrets: ['old', 'new'] };
+    expect(verifyRequest(rotating, req({ headers: { 'x-shopify-hmac-sha256': sign(body, 'old') }, rawBody: Buffer.from(body) })).ok).toBe(true);
+    expect(verifyRequest(rotating, req({ headers: { 'x-shopify-hmac-sha256': sign(body, 'new') }, rawBody: Buffer.from(body) })).ok).toBe(true);
+    expectFail(
+      verifyRequest({ type: 'shopify', secrets: ['new'] }, req({ headers: { 'x-shopify-hmac-sha256': sign(body, 'old') }, rawBody: Buffer.from(body) })),
+      403,
+      'mismatch',
+    );
+  });
+});
+
+describe('slack (X-Slack-Signature v0)', () => {
+  const secret = '8f742231b10e8888abcd99yyyzzz85a5';
+  const auth: WebhookAuth = { type: 'slack', secrets: [secret] };
+  const sign = (ts: number, body: string, s = secret) => `v0=${createHmac('sha256', s).update(`v0:${ts}:${body}`).digest('hex')}`;
+  const t = 1_531_420_618;
+
+  it("Slack's documented example request verifies", () => {
+    const body =
+      'token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c';
+    const r = req({
+      headers: {
+        'x-slack-signature': 'v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503',
+        'x-slack-request-timestamp': String(t),
+      },
+      rawBody: Buffer.from(body),
+      now: t * 1000,
+    });
+    expect(verifyRequest(auth, r)).toEqual({ ok: true });
+    expectStreamingAgrees(auth, r);
+  });
+
+  for (const [name, body] of Object.entries(BODIES)) {
+    it(`verifies the raw bytes: ${name}`, () => {
+      const r = req({ headers: { 'x-slack-signature': sign(t, body), 'x-slack-request-timestamp': String(t) }, rawBody: Buffer.from(body), now: t * 1000 });
+      expect(verifyRequest(auth, r)).toEqual({ ok: true });
+      expectStreamingAgrees(auth, r);
+    });
+  }
+
+  it('expired and future timestamps rejected; missing/malformed/wrong', () => {
+    const body = 'payload=%7B%7D';
+    const headers = { 'x-slack-signature': sign(t, body), 'x-slack-request-timestamp': String(t) };
+    expectFail(verifyRequest(auth, req({ headers, rawBody: Buffer.from(body), now: (t + 301) * 1000 })), 403, 'timestamp');
+    expectFail(verifyRequest(auth, req({ headers, rawBody: Buffer.from(body), now: (t - 301) * 1000 })), 403, 'timestamp');
+    expect(verifyRequest(auth, req({ headers, rawBody: Buffer.from(body), now: (t + 300) * 1000 })).ok).toBe(true);
+    expectFail(verifyRequest(auth, req({ rawBody: Buffer.from(body), now: t * 1000 })), 401, 'missing');
+    expectFail(verifyRequest(auth, req({ headers: { 'x-slack-signature': headers['x-slack-signature'] }, rawBody: Buffer.from(body), now: t * 1000 })), 401, 'malformed');
+    expectFail(verifyRequest(auth, req({ headers: { ...headers, 'x-slack-signature': 'v1=abc' }, rawBody: Buffer.from(body), now: t * 1000 })), 401, 'malformed');
+    expectFail(verifyRequest(auth, req({ headers: { ...headers, 'x-slack-signature': sign(t, body, 'wrong') }, rawBody: Buffer.from(body), now: t * 1000 })), 403, 'mismatch');
+  });
+
+  it('rotation', () => {
+    const body = 'a=1';
+    const rotating: WebhookAuth = { type: 'slack', secrets: ['old', 'new'] };
+    const r = (s: string) => req({ headers: { 'x-slack-signature': sign(t, body, s), 'x-slack-request-timestamp': String(t) }, rawBody: Buffer.from(body), now: t * 1000 });
+    expect(verifyRequest(rotating, r('old')).ok).toBe(true);
+    expect(verifyRequest(rotating, r('new')).ok).toBe(true);
+    expectFail(verifyRequest({ type: 'slack', secrets: ['new'] }, r('old')), 403, 'mismatch');
+  });
+});
+
+describe('streaming verifier', () => {
+  it('gives the same verdict for every chunking, accept and reject, on a large body', async () => {
+    const big = Buffer.from(JSON.stringify({ items: Array.from({ length: 5000 }, (_, i) => ({ i, s: 'é✓🚀'.repeat(i % 7) })) }));
+    const auth: WebhookAuth = { type: 'github', secrets: ['s'] };
+    const good = req({ headers: { 'x-hub-signature-256': await githubSign('s', big.toString('utf8')) }, rawBody: big });
+    const bad = req({ headers: { 'x-hub-signature-256': await githubSign('t', big.toString('utf8')) }, rawBody: big });
+    for (const sizes of [[1], [5, 17, 4093], [65536]]) {
+      expect(streamVerify(auth, good, sizes)).toEqual({ ok: true });
+      expectFail(streamVerify(auth, bad, sizes), 403, 'mismatch');
+    }
+  });
+});

@@ -1,0 +1,168 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { FilterStepDef, LogStepDef, TransformStepDef } from '../../src/core/flow.js';
+import { compileFlow, flowProblems } from '../../src/flow/compile.js';
+import { compileExpression, expressionCacheSize, ExpressionError } from '../../src/flow/expression.js';
+import type { StepContext } from '../../src/flow/step.js';
+import { StepFailure } from '../../src/flow/step-failure.js';
+import { compileFilterStep, jsonataBoolean } from '../../src/flow/steps/filter.js';
+import { compileLogStep } from '../../src/flow/steps/log.js';
+import { compileTransformStep } from '../../src/flow/steps/transform.js';
+
+function capturingLogger() {
+  const lines: Array<Record<string, unknown>> = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, stream), lines };
+}
+
+const silent = pino({ level: 'silent' });
+const ctx = (stepId: string): StepContext => ({ flowId: 'f1', requestId: 'r1', stepId, attempt: 1, logger: silent });
+const message = { id: 'r1', method: 'POST', body: { order: { id: 7, items: [{ sku: 'a', qty: 2 }, { sku: 'b', qty: 3 }] }, type: 'order.created' } };
+
+describe('transform step', () => {
+  const def = (expression: string): TransformStepDef => ({ id: 't', type: 'transform', expression });
+
+  it('returns the expression result as output', async () => {
+    const step = compileTransformStep(def('{ "orderId": body.order.id, "total": $sum(body.order.items.qty) }'));
+    expect(step.pure).toBe(true);
+    await expect(step.run(message, ctx('t'))).resolves.toEqual({ status: 'completed', output: { orderId: 7, total: 5 } });
+  });
+
+  it('turns "no match" into null', async () => {
+    const step = compileTransformStep(def('body.missing'));
+    await expect(step.run(message, ctx('t'))).resolves.toEqual({ status: 'completed', output: null });
+  });
+
+  it('maps arrays at the root as one input', async () => {
+    const step = compileTransformStep(def('$count($)'));
+    await expect(step.run([1, 2, 3], ctx('t'))).resolves.toEqual({ status: 'completed', output: 3 });
+  });
+
+  it('rejects a syntax error when compiled, with code and position', () => {
+    expect(() => compileTransformStep(def('{ "a": '))).toThrow(ExpressionError);
+    try {
+      compileTransformStep(def('body.('));
+    } catch (err) {
+      expect((err as ExpressionError).message).toMatch(/^Invalid JSONata expression: .+\(S0\d{3}, position \d+/);
+    }
+  });
+
+  it('fails non-retryably on an evaluation error', async () => {
+    const step = compileTransformStep(def('body.type + 1'));
+    const err = await step.run(message, ctx('t')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StepFailure);
+    expect((err as StepFailure).retryable).toBe(false);
+    expect((err as StepFailure).message).toMatch(/T2001/);
+  });
+
+  it('stops a runaway expression with the time limit', async () => {
+    const step = compileTransformStep(def('($f := function($n) { $f($n + 1) }; $f(0))'), { timeoutMs: 50, stack: 100_000 });
+    const err = await step.run({}, ctx('t')).catch((e: unknown) => e);
+    expect((err as StepFailure).retryable).toBe(false);
+    expect((err as StepFailure).message).toMatch(/D1011|D1012/);
+  });
+
+  it('evaluates one compiled expression concurrently without mixing inputs', async () => {
+    const expr = compileExpression('($wait := $; body.n)');
+    const results = await Promise.all(Array.from({ length: 50 }, (_, n) => expr.evaluate({ body: { n } })));
+    expect(results).toEqual(Array.from({ length: 50 }, (_, n) => n));
+  });
+
+  it('compiles each expression once (cached by source)', async () => {
+    const before = expressionCacheSize();
+    const a = compileExpression('$uppercase(body.type) & "-cached"');
+    const b = compileExpression('$uppercase(body.type) & "-cached"');
+    expect(expressionCacheSize()).toBe(before + 1);
+    await expect(b.evaluate(message)).resolves.toBe('ORDER.CREATED-cached');
+    await expect(a.evaluate(message)).resolves.toBe('ORDER.CREATED-cached');
+  });
+});
+
+describe('filter step', () => {
+  const def = (expression: string): FilterStepDef => ({ id: 'f', type: 'filter', expression });
+
+  it('passes the input through when true', async () => {
+    const step = compileFilterStep(def('body.type = "order.created"'));
+    await expect(step.run(message, ctx('f'))).resolves.toEqual({ status: 'completed', output: message });
+  });
+
+  it('filters when false', async () => {
+    const step = compileFilterStep(def('body.type = "order.deleted"'));
+    await expect(step.run(message, ctx('f'))).resolves.toEqual({ status: 'filtered' });
+  });
+
+  it('treats no match as false and casts like $boolean', async () => {
+    await expect(compileFilterStep(def('body.missing')).run(message, ctx('f'))).resolves.toEqual({ status: 'filtered' });
+    await expect(compileFilterStep(def('body.order.items')).run(message, ctx('f'))).resolves.toMatchObject({ status: 'completed' });
+    expect([0, '', null, [], {}, [0, false], 1, 'x', [0, 1], { a: 1 }].map(jsonataBoolean)).toEqual([
+      false, false, false, false, false, false, true, true, true, true,
+    ]);
+  });
+
+  it('fails non-retryably on an evaluation error', async () => {
+    const err = await compileFilterStep(def('$number("abc") > 1')).run(message, ctx('f')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StepFailure);
+    expect((err as StepFailure).retryable).toBe(false);
+  });
+});
+
+describe('log step', () => {
+  it('logs the input with flow, request and step ids at the chosen level and passes it on', async () => {
+    const { logger, lines } = capturingLogger();
+    const def: LogStepDef = { id: 'audit', type: 'log', level: 'warn', message: 'order seen' };
+    const step = compileLogStep(def);
+    const out = await step.run({ a: 1 }, { ...ctx('audit'), logger });
+    expect(out).toEqual({ status: 'completed', output: { a: 1 } });
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatchObject({ level: 40, msg: 'order seen', flowId: 'f1', requestId: 'r1', stepId: 'audit', input: { a: 1 } });
+  });
+
+  it('defaults to info', async () => {
+    const { logger, lines } = capturingLogger();
+    await compileLogStep({ id: 'l', type: 'log' }).run('x', { ...ctx('l'), logger });
+    expect(lines[0]).toMatchObject({ level: 30, input: 'x', stepId: 'l' });
+  });
+});
+
+describe('flow compilation', () => {
+  const flow = (steps: unknown[]) =>
+    ({ id: 'f1', name: 'f1', status: 'started', trigger: { type: 'webhook' }, steps, createdAt: '', updatedAt: '' }) as never;
+
+  it('compiles every step type', () => {
+    const compiled = compileFlow(
+      flow([
+        { id: 'a', type: 'transform', expression: 'body' },
+        { id: 'b', type: 'filter', expression: 'true' },
+        { id: 'c', type: 'http', url: 'http://127.0.0.1:1/x' },
+        { id: 'd', type: 'log' },
+      ]),
+    );
+    expect(compiled.ok).toBe(true);
+    if (compiled.ok) expect(compiled.steps.map((s) => [s.def.id, s.pure])).toEqual([['a', true], ['b', true], ['c', false], ['d', true]]);
+  });
+
+  it('lists every step that cannot run', () => {
+    const problems = flowProblems(
+      flow([
+        { id: 'a', type: 'transform', expression: '{' },
+        { id: 'b', type: 'http', url: 'ftp://x/y' },
+        { id: 'c', type: 'http', url: 'http://x/y', method: 'GET', body: 'body' },
+        { id: 'd', type: 'http', url: 'not a url' },
+        { id: 'e', type: 'http', url: 'http://x/y', body: '$$$(' },
+        { id: 'f', type: 'log' },
+      ]),
+    );
+    expect(problems).toHaveLength(5);
+    expect(problems[0]).toMatch(/^step "a" \(transform\): Invalid JSONata expression/);
+    expect(problems[1]).toMatch(/^step "b" \(http\): url must be http or https/);
+    expect(problems[2]).toMatch(/^step "c" \(http\): a GET request cannot have a body/);
+    expect(problems[3]).toMatch(/^step "d" \(http\): invalid url/);
+    expect(problems[4]).toMatch(/^step "e" \(http\): Invalid JSONata expression/);
+  });
+});
