@@ -67,6 +67,28 @@ export function redactBody(auth: WebhookAuth | undefined, body: unknown): unknow
   return redactKeys(body as Record<string, unknown>, fields, (k) => k);
 }
 
+/**
+ * The raw bytes to store with a redacted body. A credential field in a JSON or form body would
+ * otherwise stay readable in rawBody (and the database): when the parsed body holds one, the bytes
+ * are rebuilt from the redacted body (JSON, or urlencoded form); other types are dropped (empty).
+ * Schemes that put a credential in the body sign nothing, so no signature needs the original bytes.
+ * Without such a field the bytes are returned untouched.
+ */
+export function redactRawBody(auth: WebhookAuth | undefined, contentType: string | undefined, body: unknown, rawBody: Buffer): Buffer {
+  const fields = credentialLocations(auth).bodyFields;
+  if (fields.length === 0 || body === null || typeof body !== 'object' || Array.isArray(body)) return rawBody;
+  if (!fields.some((f) => Object.prototype.hasOwnProperty.call(body, f))) return rawBody;
+  const redacted = redactBody(auth, body) as Record<string, unknown>;
+  const type = (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type === 'application/json' || type.endsWith('+json')) return Buffer.from(JSON.stringify(redacted), 'utf8');
+  if (type === 'application/x-www-form-urlencoded') {
+    const form = new URLSearchParams();
+    for (const [k, v] of Object.entries(redacted)) for (const x of Array.isArray(v) ? v : [v]) form.append(k, String(x));
+    return Buffer.from(form.toString(), 'utf8');
+  }
+  return Buffer.alloc(0);
+}
+
 function redactKeys<V>(obj: Record<string, V>, names: string[], norm: (k: string) => string): Record<string, V> {
   if (names.length === 0) return obj;
   const drop = new Set(names);

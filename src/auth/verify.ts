@@ -14,7 +14,7 @@ import { slackVerifier } from './schemes/slack.js';
 
 export type { AuthRequest, AuthResult, AuthFailure, AuthFailureReason } from './result.js';
 export type { BodyVerifier, FinishRequest } from './schemes/scheme.js';
-export { redactHeaders, redactQuery, redactBody, credentialLocations, type CredentialLocations } from './redact.js';
+export { redactHeaders, redactQuery, redactBody, redactRawBody, credentialLocations, type CredentialLocations } from './redact.js';
 
 /**
  * Starts checking one request from its (lower-cased) headers, before the body is read. Feed the raw

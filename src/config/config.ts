@@ -68,7 +68,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'secretKey', env: 'HOOKD_SECRET_KEY', doc: 'Master key sealing credential secrets at rest (generated into DATA_DIR/secret.key when unset)', default: () => undefined, parse: optStr }),
   field({ key: 'payloadSizeLimit', env: 'PAYLOAD_SIZE_LIMIT', doc: 'Largest parsed body (413 beyond)', default: () => 10 * 1024 * 1024, parse: (v, n) => parseSize(v as string, n) }),
   field({ key: 'trustProxy', env: 'TRUST_PROXY', doc: 'Proxies trusted for X-Forwarded-For: true, a hop count or a comma-separated CIDR list', default: () => false, parse: (v) => parseTrustProxy(v) }),
-  field({ key: 'workerConcurrency', env: 'WORKER_CONCURRENCY', doc: 'Flow executions run at once by this process', default: () => 16, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
+  field({ key: 'workerConcurrency', env: 'WORKER_CONCURRENCY', doc: 'Flow executions run at once by this process', default: () => 64, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
   field({ key: 'leaseMs', env: 'QUEUE_LEASE', doc: 'Lease of a claimed job (renewed while it runs)', default: () => 30_000, parse: (v, n) => parseDuration(v as string, n) }),
   field({ key: 'maxAttempts', env: 'MAX_ATTEMPTS', doc: 'Deliveries before a job is dead-lettered (flow.retry overrides)', default: () => 5, parse: (v, n) => parseInteger(v as string, n, 1, 100) }),
   field({ key: 'backoffMs', env: 'RETRY_BACKOFF', doc: 'First retry delay, doubled per attempt', default: () => 1000, parse: (v, n) => parseDuration(v as string, n) }),

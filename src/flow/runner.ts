@@ -37,7 +37,7 @@ import {
   type StepStatus,
 } from '../core/execution.js';
 import type { Flow } from '../core/flow.js';
-import { toMessageView } from '../core/message.js';
+import { type ReceivedMessage, toMessageView } from '../core/message.js';
 import type { Consumer, Delivery, Queue } from '../queue/contract.js';
 import type { ExecutionStore, RequestStore } from '../store/contracts.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
@@ -238,6 +238,12 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         return;
       }
 
+      // Only pure steps, first delivery: run them all, then record the run and ack in one go.
+      if (plan.ok && job.attempts === 1 && plan.steps.every((st) => st.pure)) {
+        if (await runPure(s, d, plan.steps, message)) return;
+        // A step failed: the regular path below runs the flow again and records the failure.
+      }
+
       const t0 = preciseNow();
       const beginning = o.executions.begin({
         requestId: job.requestId,
@@ -362,9 +368,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
           record.status = 'filtered';
           writer.record(record);
           writer.status('filtered', preciseNow());
-          await writer.flush();
-          if (s.released) return;
-          await d.ack();
+          if (!(await ackAfterWrites(s, d, writer))) return;
           finish('filtered');
           return;
         }
@@ -378,9 +382,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       }
 
       writer.status('completed', preciseNow());
-      await writer.flush();
-      if (s.released) return;
-      await d.ack();
+      if (!(await ackAfterWrites(s, d, writer))) return;
       finish('completed');
     } catch (err) {
       // Store or queue trouble (or a bug): give the job back with backoff; it resumes at its cursor.
@@ -401,6 +403,99 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         o.logger.error({ ...log, err: nackErr }, 'flow runner could not nack a job');
       }
     }
+  }
+
+  /**
+   * The fast path for flows of pure steps (transform, filter, log) on a job's first delivery: no
+   * checkpoint is needed along the way — a repeat would compute the same — so the whole run is one
+   * write (saveRun) followed by the ack, which share a group commit when writes are ordered. Returns
+   * false, having written nothing, when a step fails (the caller then takes the regular path).
+   */
+  async function runPure(s: Session, d: Delivery, steps: readonly CompiledStep[], message: ReceivedMessage): Promise<boolean> {
+    const job = d.job;
+    const startedAt = preciseNow();
+    let input: unknown = toMessageView(message);
+    let inputJson = recordJson(input, o.executionDataLimit);
+    const records: StepRecord[] = [];
+    let status: 'completed' | 'filtered' = 'completed';
+    for (let i = 0; i < steps.length; i++) {
+      const step = steps[i]!;
+      const ctx: StepContext = {
+        flowId: job.flowId,
+        requestId: job.requestId,
+        stepId: step.def.id,
+        attempt: job.attempts,
+        logger: o.logger,
+        signal: s.controller.signal,
+      };
+      const run = await runStep(step, i, input, ctx, message.receivedAt, i === 0 ? startedAt : undefined);
+      if (s.released) return true; // given back: nothing written, the redelivery starts over
+      if (run.failure !== undefined || run.outcome === undefined) return false;
+      const record: StepRecord = {
+        stepId: step.def.id,
+        type: step.def.type,
+        status: 'completed',
+        attempt: job.attempts,
+        startedAt: run.startedAt,
+        finishedAt: run.finishedAt,
+      };
+      if (inputJson !== undefined) record.input = inputJson;
+      if (run.outcome.status === 'filtered') {
+        record.status = 'filtered';
+        records.push(record);
+        status = 'filtered';
+        break;
+      }
+      const outputJson = recordJson(run.outcome.output, o.executionDataLimit);
+      if (outputJson !== undefined) record.output = outputJson;
+      records.push(record);
+      input = run.outcome.output;
+      inputJson = outputJson;
+    }
+    const finishedAt = preciseNow();
+    const saved = o.executions.saveRun({
+      requestId: job.requestId,
+      flowId: job.flowId,
+      attempt: job.attempts,
+      startedAt,
+      finishedAt,
+      queueDelayMs: startedAt - message.receivedAt,
+      status,
+      steps: records,
+    });
+    let executionId: string;
+    if (o.orderedWrites === true) {
+      const acked = d.ack();
+      acked.catch(() => undefined); // awaited below, after the write it follows
+      executionId = await saved;
+      await acked;
+    } else {
+      executionId = await saved;
+      if (s.released) return true;
+      await d.ack();
+    }
+    hook(o.onExecutionFinished, { flowId: job.flowId, requestId: job.requestId, executionId, status, attempt: job.attempts, finishedAt });
+    return true;
+  }
+
+  /**
+   * Acknowledge once the execution's writes are stored. With ordered writes the ack is issued right
+   * behind them, so it shares their group commit (one commit per job instead of two); either both
+   * commit or the batch fails as a whole. Returns false when the job was released meanwhile.
+   */
+  async function ackAfterWrites(s: Session, d: Delivery, writer: ExecutionWriter): Promise<boolean> {
+    if (o.orderedWrites !== true) {
+      await writer.flush();
+      if (s.released) return false;
+      await d.ack();
+      return true;
+    }
+    if (s.released) return false;
+    const acked = d.ack();
+    acked.catch(() => undefined); // awaited below, after the writes it follows
+    await writer.flush();
+    await acked;
+    return true;
   }
 
   /** Retryable failure: status first (dead when this was the last attempt), then nack. */

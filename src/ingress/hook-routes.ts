@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { corsPreflight, corsResponseHeaders } from '../auth/cors.js';
 import type { AuthFailure, AuthFailureReason } from '../auth/result.js';
-import { createBodyVerifier, probeMayReveal, redactBody, redactHeaders, redactQuery } from '../auth/verify.js';
+import { createBodyVerifier, probeMayReveal, redactBody, redactHeaders, redactQuery, redactRawBody } from '../auth/verify.js';
 import { E, HookdError } from '../core/errors.js';
 import type { Flow } from '../core/flow.js';
 import type { ReceivedMessage } from '../core/message.js';
@@ -62,7 +62,9 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     if (flow === undefined) throw notFound(flowId);
     const { auth, cors } = flow.trigger;
     const isHead = request.method === 'HEAD';
-    if (cors) reply.headers(corsResponseHeaders(cors, request.headers.origin));
+    // HEAD gets CORS headers only once it may reveal the flow (an unknown flow has none).
+    const corsHeaders = cors ? corsResponseHeaders(cors, request.headers.origin) : undefined;
+    if (corsHeaders && !isHead) reply.headers(corsHeaders);
     try {
       guard.admit(flow, request.ip, Date.now());
     } catch (err) {
@@ -73,6 +75,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       // A protected flow answers HEAD like an unknown one unless the probe carries valid credentials.
       const probe = { method: 'HEAD', headers: request.headers, query: request.query as Record<string, string>, rawBody: EMPTY, body: null, now: Date.now() };
       if (!probeMayReveal(auth, probe)) throw notFound(flowId);
+      if (corsHeaders) reply.headers(corsHeaders);
       return reply.code(200).send();
     }
 
@@ -87,7 +90,8 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
 
     const suffix = request.params['*'];
     // Credentials that travel in headers, query or body fields are not kept: steps, execution
-    // records and logs see `[redacted]`. (The raw bytes stay exact: signatures need them.)
+    // records and logs see `[redacted]`. The raw bytes stay exact (signatures need them) unless
+    // they hold a body credential field: then they are rebuilt from the redacted body.
     const message: ReceivedMessage = {
       id: requestIdFrom(request.headers['x-request-id']),
       flowId,
@@ -98,7 +102,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       headers: storableHeaders(auth ? redactHeaders(auth, request.headers) : request.headers),
       contentType: request.headers['content-type'] ?? null,
       body: auth ? redactBody(auth, payload.body) : payload.body,
-      rawBody: payload.rawBody,
+      rawBody: auth ? redactRawBody(auth, request.headers['content-type'], payload.body, payload.rawBody) : payload.rawBody,
       clientIp: request.ip,
     };
     if (payload.attachments && payload.attachments.length > 0) message.attachments = payload.attachments;

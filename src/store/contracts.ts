@@ -54,6 +54,19 @@ export interface BeginExecution {
   queueDelayMs?: number;
 }
 
+/** A whole run of a flow, recorded in one write (see ExecutionStore.saveRun). */
+export interface RunRecord {
+  requestId: string;
+  flowId: string;
+  attempt: number;
+  startedAt: number;
+  finishedAt: number;
+  queueDelayMs?: number;
+  status: 'completed' | 'filtered' | 'dead';
+  error?: string;
+  steps: StepRecord[];
+}
+
 export interface ExecutionListQuery {
   flowId?: string;
   status?: ExecutionStatus;
@@ -68,6 +81,13 @@ export interface ExecutionStore {
    * attempts = attempt. Returns it with its steps and cursor so a redelivery can resume.
    */
   begin(args: BeginExecution): Promise<Execution>;
+  /**
+   * Record a finished run in one write, for runs that needed no checkpoint on the way (only pure
+   * steps: nothing to protect from a repeat). Creates the request's execution, or replaces status
+   * and steps of an unfinished one; an execution already completed or filtered is left untouched.
+   * Resolves with the execution id.
+   */
+  saveRun(run: RunRecord): Promise<string>;
   /** Append a step record; when cursor is given, also store where a redelivery resumes. */
   recordStep(executionId: string, record: StepRecord, cursor?: Execution['cursor']): Promise<void>;
   /** Change status; final statuses (completed, filtered, dead) set finishedAt. */

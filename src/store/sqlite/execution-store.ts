@@ -1,6 +1,6 @@
 import { E, HookdError } from '../../core/errors.js';
 import { FINAL_STATUSES, type Execution, type ExecutionStatus, type StepRecord } from '../../core/execution.js';
-import type { BeginExecution, ExecutionListQuery, ExecutionStore } from '../contracts.js';
+import type { BeginExecution, ExecutionListQuery, ExecutionStore, RunRecord } from '../contracts.js';
 import type { Reader } from './reader.js';
 import { toExecution, type ExecutionRow, type StepRow } from './rows.js';
 import type { WriterClient } from './writer/writer-client.js';
@@ -20,6 +20,30 @@ export class SqliteExecutionStore implements ExecutionStore {
       queueDelayMs: a.queueDelayMs ?? null,
     });
     return toExecution(row, steps);
+  }
+
+  saveRun(r: RunRecord): Promise<string> {
+    return this.writer.call('saveRun', {
+      requestId: r.requestId,
+      flowId: r.flowId,
+      attempt: r.attempt,
+      startedAt: r.startedAt,
+      finishedAt: r.finishedAt,
+      queueDelayMs: r.queueDelayMs ?? null,
+      status: r.status,
+      error: r.error ?? null,
+      steps: r.steps.map((s) => ({
+        stepId: s.stepId,
+        type: s.type,
+        status: s.status,
+        attempt: s.attempt,
+        startedAt: s.startedAt,
+        finishedAt: s.finishedAt,
+        input: s.input ?? null,
+        output: s.output ?? null,
+        error: s.error ?? null,
+      })),
+    });
   }
 
   async recordStep(executionId: string, record: StepRecord, cursor?: Execution['cursor']): Promise<void> {

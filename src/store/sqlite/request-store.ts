@@ -37,7 +37,14 @@ function bodyColumns(body: unknown, raw: Buffer): { body: string | null; bodyIsR
   return { body: json, bodyIsRaw: false };
 }
 
+/** Messages handed to a local consumer with their job, kept until it reads them (bounded). */
+const HANDED_OFF_MAX = 4096;
+
 export class SqliteRequestStore implements RequestStore {
+  // A job handed off at commit is read back by the runner a moment later: serve that read from
+  // memory (saves a query and three JSON parses per job on the hot path).
+  private readonly handedOff = new Map<string, ReceivedMessage>();
+
   constructor(
     private readonly writer: WriterClient,
     private readonly reader: Reader,
@@ -87,6 +94,8 @@ export class SqliteRequestStore implements RequestStore {
       return DUPLICATE;
     }
     if (slot !== undefined && result.leased) {
+      this.handedOff.set(m.id, m);
+      if (this.handedOff.size > HANDED_OFF_MAX) this.handedOff.delete(this.handedOff.keys().next().value!);
       slot.deliver({
         id: result.jobId,
         flowId: m.flowId,
@@ -103,6 +112,11 @@ export class SqliteRequestStore implements RequestStore {
   }
 
   async get(id: string): Promise<ReceivedMessage | undefined> {
+    const handed = this.handedOff.get(id);
+    if (handed !== undefined) {
+      this.handedOff.delete(id);
+      return handed;
+    }
     const row = this.reader.read('SELECT * FROM requests WHERE id = ?', (s) => s.get(id) as RequestRow | undefined);
     return row === undefined ? undefined : toMessage(row);
   }

@@ -11,6 +11,7 @@ import { putFlow } from './put-flow.js';
 import { recordStep } from './record-step.js';
 import { releaseJob } from './release-job.js';
 import { retryDeadJob } from './retry-dead-job.js';
+import { saveRun } from './save-run.js';
 import { setExecutionStatus } from './set-execution-status.js';
 import { touchHeartbeat } from './touch-heartbeat.js';
 import type { OpContext } from './define-op.js';
@@ -26,6 +27,7 @@ export const ops = {
   touchHeartbeat,
   beginExecution,
   recordStep,
+  saveRun,
   setExecutionStatus,
   claimJobs,
   ackJob,

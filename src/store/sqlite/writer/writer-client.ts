@@ -78,10 +78,16 @@ export class WriterClient {
         resolve: resolve as (value: never) => void,
         reject,
       });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(this.flushNow);
+      if (this.flushScheduled) return;
+      if (this.state === 'ready' && this.inflight.size === 0) {
+        // The writer is idle: hand it this op now rather than at the end of the event-loop turn.
+        // Under load this breaks the convoy where every connection waits on one commit while the
+        // writer idles through the parsing of the next requests: commits overlap with parsing.
+        this.flush();
+        return;
       }
+      this.flushScheduled = true;
+      setImmediate(this.flushNow);
     });
   }
 

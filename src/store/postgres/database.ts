@@ -1,0 +1,136 @@
+import pg from 'pg';
+import { storeClosed, toStoreError } from './errors.js';
+import { stderrLogger, type PgLogger } from './logger.js';
+
+export interface PgConnectionOptions {
+  /** postgres://user:pass@host:port/db?… (DATABASE_URL). */
+  connectionString: string;
+  /**
+   * Schema that holds hookd's tables; created when missing (needs CREATE on the database then).
+   * Default `public`. Several hookd deployments can share a database with one schema each.
+   */
+  schema?: string;
+  /** Pool size per process. Default 10. */
+  poolMax?: number;
+  /** Connecting fails (→ 503) after this long. Default 5 s. */
+  connectTimeoutMs?: number;
+  /**
+   * Server-side statement_timeout of every connection: a statement stuck behind a lock or a stalled
+   * server fails (→ 503) instead of holding the webhook sender. Default 15 s; 0 disables.
+   */
+  statementTimeoutMs?: number;
+  /** application_name, shown in pg_stat_activity. Default `hookd`. */
+  applicationName?: string;
+  logger?: PgLogger;
+}
+
+export const DEFAULT_SCHEMA = 'public';
+const DEFAULT_POOL_MAX = 10;
+const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+const DEFAULT_STATEMENT_TIMEOUT_MS = 15_000;
+/** Client-side guard on top of statement_timeout, for a server that stopped answering at all. */
+const QUERY_TIMEOUT_MARGIN_MS = 5_000;
+
+/** Plain identifiers only: they are interpolated into SQL and into a NOTIFY channel name. */
+const SCHEMA_PATTERN = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** Schema-qualified table names: SQL never depends on a connection's search_path. */
+export interface Tables {
+  readonly flows: string;
+  readonly requests: string;
+  readonly jobs: string;
+  readonly outbox: string;
+  readonly executions: string;
+  readonly steps: string;
+  readonly heartbeat: string;
+  readonly migrations: string;
+}
+
+/**
+ * Epoch milliseconds (sub-ms) on the database clock. `now()` is the start of the (single-statement)
+ * transaction: stable, so it can drive index scans. Queue times (run_at, lease_until) are always
+ * set and compared on this one clock, so hookd hosts with skewed clocks agree on what is due.
+ */
+export const NOW_MS = '(extract(epoch from now()) * 1000)::float8';
+
+export type Row = Record<string, unknown>;
+
+/**
+ * The pool and naming shared by the stores and the queue. Every query maps its failure to a
+ * HookdError (503 when PostgreSQL cannot be used, 500 for a statement error); after close() every
+ * call rejects with 503.
+ */
+export class PgDatabase {
+  readonly pool: pg.Pool;
+  readonly schema: string;
+  readonly t: Tables;
+  readonly logger: PgLogger;
+  /** For dedicated connections (migrations, LISTEN): same server, same settings. */
+  readonly clientConfig: pg.ClientConfig;
+  private closedFlag = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(opts: PgConnectionOptions) {
+    const schema = opts.schema ?? DEFAULT_SCHEMA;
+    if (!SCHEMA_PATTERN.test(schema)) {
+      throw new Error(`invalid PostgreSQL schema name ${JSON.stringify(schema)} (letters, digits, _; ≤ 63)`);
+    }
+    this.schema = schema;
+    this.logger = opts.logger ?? stderrLogger;
+    const s = quoteIdent(schema);
+    this.t = {
+      flows: `${s}.flows`,
+      requests: `${s}.requests`,
+      jobs: `${s}.jobs`,
+      outbox: `${s}.outbox`,
+      executions: `${s}.executions`,
+      steps: `${s}.execution_steps`,
+      heartbeat: `${s}.heartbeat`,
+      migrations: `${s}.schema_migrations`,
+    };
+    const statementTimeout = opts.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+    this.clientConfig = {
+      connectionString: opts.connectionString,
+      application_name: opts.applicationName ?? 'hookd',
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+      keepAlive: true,
+      ...(statementTimeout > 0
+        ? { statement_timeout: statementTimeout, query_timeout: statementTimeout + QUERY_TIMEOUT_MARGIN_MS }
+        : {}),
+    };
+    this.pool = new pg.Pool({ ...this.clientConfig, max: opts.poolMax ?? DEFAULT_POOL_MAX });
+    // An idle connection that the server or network drops emits here; without a listener the
+    // process would crash. The pool discards it and opens a new one on demand.
+    this.pool.on('error', (err) => this.logger.warn({ err }, 'postgres: idle connection lost'));
+  }
+
+  get closed(): boolean {
+    return this.closedFlag;
+  }
+
+  /**
+   * Run one statement (its own transaction unless the text says otherwise). `name` makes it a
+   * prepared statement, parsed once per connection: for fixed hot-path texts.
+   */
+  async query<R extends Row = Row>(text: string, values?: unknown[], name?: string): Promise<pg.QueryResult<R>> {
+    if (this.closedFlag) throw storeClosed();
+    try {
+      return await this.pool.query<R>(name === undefined ? { text, values } : { name, text, values });
+    } catch (err) {
+      throw this.closedFlag ? storeClosed() : toStoreError(err);
+    }
+  }
+
+  /** Close the pool: queries in flight finish first, later calls reject with 503. Idempotent. */
+  close(): Promise<void> {
+    this.closedFlag = true;
+    this.closing ??= this.pool.end().catch((err: unknown) => {
+      this.logger.warn({ err }, 'postgres: closing the pool failed');
+    });
+    return this.closing;
+  }
+}
