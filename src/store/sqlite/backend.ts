@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { unavailable } from '../../core/errors.js';
 import { EmbeddedQueue } from '../../queue/embedded/embedded-queue.js';
 import type { Backend } from '../backend.js';
+import { startCheckpointer, type Checkpointer } from './checkpointer.js';
 import { DEFAULT_BUSY_TIMEOUT_MS } from './connection.js';
 import { SqliteExecutionStore } from './execution-store.js';
 import { SqliteFlowStore } from './flow-store.js';
@@ -40,6 +41,7 @@ export class SqliteBackend implements Backend {
     readonly requests: SqliteRequestStore,
     readonly executions: SqliteExecutionStore,
     readonly queue: EmbeddedQueue,
+    private readonly checkpointer: Checkpointer,
   ) {}
 
   async checkWritable(): Promise<void> {
@@ -51,6 +53,7 @@ export class SqliteBackend implements Backend {
     this.closing ??= (async () => {
       this.queue.close();
       this.reader.close();
+      await this.checkpointer.close();
       await this.writer.close();
     })();
     return this.closing;
@@ -87,5 +90,6 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
     new SqliteRequestStore(writer, reader, queue),
     new SqliteExecutionStore(writer, reader),
     queue,
+    startCheckpointer(path, { busyTimeoutMs, onError: (message) => logger.warn({ message }, 'WAL checkpoint failed') }),
   );
 }
