@@ -86,30 +86,3 @@ export function isIpAllowed(allowlist: CidrList | undefined, clientIp: string): 
   if (!allowlist || allowlist.size === 0) return true;
   return allowlist.contains(clientIp);
 }
-
-/**
- * The client address of a request. X-Forwarded-For is only believed when the socket peer is a
- * trusted proxy; the chain is then walked right to left (nearest hop first), skipping trusted
- * proxies: the first untrusted hop is the client. If every hop is trusted, the leftmost is used; an
- * unparseable hop stops the walk at the last good one (only a client can have written it).
- */
-export function resolveClientIp(
-  remoteAddress: string | undefined,
-  forwardedFor: string | string[] | undefined,
-  trustedProxies: CidrList | undefined,
-): string {
-  const peer = parseIp(remoteAddress ?? '');
-  if (!peer) return remoteAddress ?? '';
-  if (!trustedProxies || !trustedProxies.contains(peer) || forwardedFor === undefined) return peer.toString();
-  const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
-  let client: Address = peer;
-  for (let i = hops.length - 1; i >= 0; i--) {
-    const text = (hops[i] ?? '').trim();
-    if (text === '') continue;
-    const hop = parseIp(text);
-    if (!hop) break;
-    client = hop;
-    if (!trustedProxies.contains(hop)) break;
-  }
-  return client.toString();
-}
