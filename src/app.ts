@@ -3,6 +3,8 @@ import path from 'node:path';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { adminApi } from './api/index.js';
+import type { AttachmentStore } from './attachments/contract.js';
+import { createFsAttachmentStore } from './attachments/fs-store.js';
 import { flowSecretCodec } from './auth/flow-secrets.js';
 import { loadOrCreateMasterKey, SecretBox } from './auth/secret-box.js';
 import { readFlowsDir } from './api/flows-dir.js';
@@ -15,12 +17,17 @@ import { opsRoutes } from './http/ops-routes.js';
 import { hookRoutes } from './ingress/hook-routes.js';
 import type { Backend } from './store/backend.js';
 import { FlowRegistry } from './store/flow-registry.js';
+import { createHousekeeping, type Housekeeping } from './store/housekeeping.js';
 import { openSqliteBackend } from './store/sqlite/index.js';
 
 export interface App {
   server: FastifyInstance;
   backend: Backend;
   registry: FlowRegistry;
+  /** Multipart files, binary bodies and large raw bodies (DATA_DIR/attachments). */
+  attachments: AttachmentStore;
+  /** Retention purge and attachment sweep (hourly; also callable, e.g. by tests and operators). */
+  housekeeping: Housekeeping;
   logger: Logger;
   adminToken: string;
   /** Listen on config.listenHost:listenPort; resolves with the bound address (http://host:port). */
@@ -35,6 +42,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   mkdirSync(config.dataDir, { recursive: true });
 
   const backend = await openBackend(config, logger);
+  const attachments = createFsAttachmentStore(config.dataDir);
   const secretBox = new SecretBox(loadOrCreateMasterKey(config.dataDir, config.secretKey));
   const registry = new FlowRegistry(backend.flows, flowSecretCodec(secretBox));
   await registry.load();
@@ -73,14 +81,17 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     activeFlow: (id: string) => registry.active(id),
     requests: backend.requests,
     payloadSizeLimit: config.payloadSizeLimit,
+    attachments,
+    attachmentSizeLimit: config.attachmentSizeLimit,
     defaultMaxAttempts: config.maxAttempts,
     onAccepted: (_flowId: string, ms: number) => metrics.commitSeconds.observe(ms / 1000),
     onAuthFailure: (flowId: string, reason: string, ip: string) => {
       metrics.authFailures.inc({ reason });
       logger.info({ flowId, reason, ip }, 'webhook call refused');
     },
+    onDiscardFailed: (ids: readonly string[], err: unknown) => logger.warn({ err, ids }, 'attachments of a refused request not deleted; the sweep will'),
   });
-  await server.register(adminApi, { prefix: '/api', token: admin.token, registry, backend, publicUrl: config.publicUrl });
+  await server.register(adminApi, { prefix: '/api', token: admin.token, registry, backend, publicUrl: config.publicUrl, attachments });
   await server.register(opsRoutes, {
     checkWritable: () => backend.checkWritable(),
     isShuttingDown: () => shuttingDown,
@@ -100,14 +111,20 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     maxBackoffMs: config.maxBackoffMs,
     // The SQLite writer applies writes in call order, so an execution's records can be sent together.
     orderedWrites: backend.name === 'sqlite',
+    attachments,
   });
   if (config.workerConcurrency > 0) runner.start();
+
+  const housekeeping = createHousekeeping({ requests: backend.requests, attachments, retentionMs: config.retentionMs, logger });
+  housekeeping.start();
 
   let closing: Promise<void> | undefined;
   return {
     server,
     backend,
     registry,
+    attachments,
+    housekeeping,
     logger,
     adminToken: admin.token,
     async listen() {
@@ -116,6 +133,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     close() {
       closing ??= (async () => {
         shuttingDown = true;
+        await housekeeping.stop();
         await server.close();
         await runner.stop({ graceMs: config.shutdownGraceMs });
         await backend.close();

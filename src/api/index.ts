@@ -1,7 +1,9 @@
 import type { FastifyInstance } from 'fastify';
+import type { AttachmentStore } from '../attachments/contract.js';
 import type { Backend } from '../store/backend.js';
 import type { FlowRegistry } from '../store/flow-registry.js';
 import { requireAdminToken } from './admin-auth.js';
+import { attachmentRoutes } from './attachment-routes.js';
 import { executionRoutes } from './execution-routes.js';
 import { flowRoutes } from './flow-routes.js';
 import { queueRoutes } from './queue-routes.js';
@@ -11,6 +13,8 @@ interface Deps {
   registry: FlowRegistry;
   backend: Backend;
   publicUrl: string;
+  /** Where requests' files and large raw bodies are (download routes). */
+  attachments?: AttachmentStore;
 }
 
 /** The management REST API under /api; every route requires the admin token. */
@@ -19,4 +23,5 @@ export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> 
   await app.register(flowRoutes, { registry: deps.registry, publicUrl: deps.publicUrl });
   await app.register(executionRoutes, { executions: deps.backend.executions, requests: deps.backend.requests });
   await app.register(queueRoutes, { queue: deps.backend.queue });
+  await app.register(attachmentRoutes, { requests: deps.backend.requests, ...(deps.attachments ? { attachments: deps.attachments } : {}) });
 }

@@ -33,5 +33,6 @@ export function executionView(e: Execution) {
 }
 
 export function requestView(m: ReceivedMessage) {
-  return { ...toMessageView(m), rawBody: m.rawBody.toString('base64'), size: m.rawBody.length };
+  // size: of the body as received, wherever its bytes are (rawBody, or the attachment store).
+  return { ...toMessageView(m), rawBody: m.rawBody.toString('base64'), size: m.rawAttachment?.size ?? m.rawBody.length };
 }

@@ -23,6 +23,10 @@ export interface Config {
   secretKey: string | undefined;
   /** Largest body that is buffered and parsed (OIH's variable name). */
   payloadSizeLimit: number;
+  /** Total bytes of the files of one request (multipart parts, or a binary body). */
+  attachmentSizeLimit: number;
+  /** Requests older than this are purged with their executions and files; 0 = kept forever. */
+  retentionMs: number;
   /** Trust X-Forwarded-For from these proxies (fastify trustProxy: true, a CIDR list or a hop count). */
   trustProxy: boolean | string | number;
   workerConcurrency: number;
@@ -67,6 +71,8 @@ export const CONFIG_FIELDS = [
   field({ key: 'adminToken', env: 'HOOKD_ADMIN_TOKEN', doc: 'Bearer token for /api (generated into DATA_DIR/admin-token when unset)', default: () => undefined, parse: optStr }),
   field({ key: 'secretKey', env: 'HOOKD_SECRET_KEY', doc: 'Master key sealing credential secrets at rest (generated into DATA_DIR/secret.key when unset)', default: () => undefined, parse: optStr }),
   field({ key: 'payloadSizeLimit', env: 'PAYLOAD_SIZE_LIMIT', doc: 'Largest parsed body (413 beyond)', default: () => 10 * 1024 * 1024, parse: (v, n) => parseSize(v as string, n) }),
+  field({ key: 'attachmentSizeLimit', env: 'ATTACHMENT_SIZE_LIMIT', doc: 'Largest total of files per request: multipart file parts, or a binary body (413 beyond)', default: () => 100 * 1024 * 1024, parse: (v, n) => parseSize(v as string, n) }),
+  field({ key: 'retentionMs', env: 'RETENTION', doc: 'Requests older than this are purged with their executions and files (hourly); off = keep forever', default: () => 30 * 86_400_000, parse: (v, n) => parseRetention(v, n) }),
   field({ key: 'trustProxy', env: 'TRUST_PROXY', doc: 'Proxies trusted for X-Forwarded-For: true, a hop count or a comma-separated CIDR list', default: () => false, parse: (v) => parseTrustProxy(v) }),
   field({ key: 'workerConcurrency', env: 'WORKER_CONCURRENCY', doc: 'Flow executions run at once by this process', default: () => 64, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
   field({ key: 'leaseMs', env: 'QUEUE_LEASE', doc: 'Lease of a claimed job (renewed while it runs)', default: () => 30_000, parse: (v, n) => parseDuration(v as string, n) }),
@@ -78,6 +84,13 @@ export const CONFIG_FIELDS = [
   field({ key: 'databaseUrl', env: 'DATABASE_URL', doc: 'postgres://… to store in PostgreSQL (distributed mode)', default: () => undefined, parse: optStr }),
   field({ key: 'rabbitmqUri', env: 'RABBITMQ_URI', doc: 'amqp://… to queue through RabbitMQ (distributed mode)', default: () => undefined, parse: optStr }),
 ] as const;
+
+/** A duration, or off / 0 / false / never: keep forever. */
+function parseRetention(v: string | number | boolean, name: string): number {
+  if (v === false || (typeof v === 'string' && /^\s*(off|false|never|0)\s*$/i.test(v))) return 0;
+  if (typeof v === 'boolean') throw new Error(`${name}: expected a duration (e.g. 30d) or off, got "${v}"`);
+  return parseDuration(v, name);
+}
 
 function parseTrustProxy(v: string | number | boolean): boolean | string | number {
   if (typeof v === 'boolean' || typeof v === 'number') return v;

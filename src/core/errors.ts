@@ -19,6 +19,7 @@ export const E = {
   UNSUPPORTED_MEDIA_TYPE: spec('UNSUPPORTED_MEDIA_TYPE', 415, '%s'),
   INVALID_BODY: spec('INVALID_BODY', 400, 'Invalid %s body: %s'),
   PAYLOAD_TOO_LARGE: spec('PAYLOAD_TOO_LARGE', 413, 'Payload exceeds the limit of %s bytes'),
+  RANGE_NOT_SATISFIABLE: spec('RANGE_NOT_SATISFIABLE', 416, 'Range %s is outside the %s bytes'),
   VALIDATION_FAILED: spec('VALIDATION_FAILED', 400, '%s'),
   UNAUTHORIZED: spec('UNAUTHORIZED', 401, '%s'),
   FORBIDDEN: spec('FORBIDDEN', 403, '%s'),

@@ -37,6 +37,19 @@ export const HttpStep = Type.Object(
     /** JSONata expression evaluated over the step input; its result is the request body. Default: the input. */
     body: Type.Optional(Type.String({ minLength: 1 })),
     timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 300_000 })),
+    /**
+     * Send the request's stored bytes instead of a JSON body: `raw` — the body exactly as received,
+     * with its Content-Type; `{field}` — the first attachment of that multipart field, with its
+     * content type; `multipart` — every attachment as a multipart/form-data file part (the `body`
+     * expression's result, an object, gives the text fields).
+     */
+    forwardAttachment: Type.Optional(
+      Type.Union([
+        Type.Literal('raw'),
+        Type.Literal('multipart'),
+        Type.Object({ field: Type.String({ minLength: 1 }) }, { additionalProperties: false }),
+      ]),
+    ),
   },
   { additionalProperties: false },
 );
@@ -64,10 +77,18 @@ export const WebhookResponse = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * What the flow gets as `body` (PIPEFORCE's option; docs/payloads.md): `raw` the parsed body
+ * (default), `base64` {origin: <the exact bytes, base64>}, `ignore` null. The raw bytes and
+ * attachments are stored in every case.
+ */
+export const PayloadTypeSchema = Type.Union([Type.Literal('raw'), Type.Literal('base64'), Type.Literal('ignore')]);
+
 export const WebhookTrigger = Type.Object(
   {
     type: Type.Literal('webhook'),
     response: Type.Optional(WebhookResponse),
+    payloadType: Type.Optional(PayloadTypeSchema),
     /** Credentials (none, basic, apiKey, token, hmac, provider presets), IP allowlist, rate limit, CORS. */
     ...authTriggerFields,
   },

@@ -19,6 +19,15 @@ export interface ReceivedMessage {
   clientIp: string;
   /** Files streamed to the attachment store (multipart parts, binary bodies). */
   attachments?: AttachmentRef[];
+  /**
+   * The body bytes exactly as received, kept in the attachment store instead of rawBody (binary
+   * bodies: the same ref as attachments[0]; multipart bodies over 256 KiB). rawBody is empty then.
+   */
+  rawAttachment?: AttachmentRef;
+  /** CloudEvents structured or binary mode: the event's attributes and data. */
+  cloudEvent?: CloudEvent;
+  /** CloudEvents batch mode: every event of the batch. */
+  cloudEvents?: CloudEvent[];
 }
 
 export interface AttachmentRef {
@@ -28,6 +37,24 @@ export interface AttachmentRef {
   contentType: string;
   size: number;
   sha256: string;
+}
+
+/** A CloudEvent (spec v1.0): required and optional context attributes, extensions, data. */
+export interface CloudEvent {
+  specversion: string;
+  id: string;
+  source: string;
+  type: string;
+  subject?: string;
+  time?: string;
+  datacontenttype?: string;
+  dataschema?: string;
+  /** Extension attributes (every other attribute / ce-* header). */
+  extensions?: Record<string, unknown>;
+  /** The event data: JSON value, string, or in binary mode the parsed body (null when it went to the store). */
+  data?: unknown;
+  /** Structured mode: binary data as sent, base64. */
+  data_base64?: string;
 }
 
 /** The JSON form of a message that steps see and the API returns (raw bytes as base64). */
@@ -43,6 +70,9 @@ export interface MessageView {
   body: unknown;
   clientIp: string;
   attachments?: AttachmentRef[];
+  rawAttachment?: AttachmentRef;
+  cloudEvent?: CloudEvent;
+  cloudEvents?: CloudEvent[];
 }
 
 export function toMessageView(m: ReceivedMessage): MessageView {
@@ -59,5 +89,8 @@ export function toMessageView(m: ReceivedMessage): MessageView {
     clientIp: m.clientIp,
   };
   if (m.attachments && m.attachments.length > 0) view.attachments = m.attachments;
+  if (m.rawAttachment) view.rawAttachment = m.rawAttachment;
+  if (m.cloudEvent) view.cloudEvent = m.cloudEvent;
+  if (m.cloudEvents) view.cloudEvents = m.cloudEvents;
   return view;
 }

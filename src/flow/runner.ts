@@ -36,6 +36,7 @@ import {
   type StepRecord,
   type StepStatus,
 } from '../core/execution.js';
+import type { AttachmentStore } from '../attachments/contract.js';
 import type { Flow } from '../core/flow.js';
 import { type ReceivedMessage, toMessageView } from '../core/message.js';
 import type { Consumer, Delivery, Queue } from '../queue/contract.js';
@@ -45,7 +46,7 @@ import { preciseNow } from './clock.js';
 import { CompiledFlowCache, describeCompileError } from './compile.js';
 import type { ExpressionLimits } from './expression.js';
 import type { RunnerLogger } from './logger.js';
-import type { CompiledStep, StepContext, StepOutcome } from './step.js';
+import type { CompiledStep, RequestPayload, StepContext, StepOutcome } from './step.js';
 import { isStepFailure, StepFailure } from './step-failure.js';
 import { recordJson } from './truncate.js';
 
@@ -106,6 +107,8 @@ export interface FlowRunnerOptions extends FlowRunnerHooks {
   expressionLimits?: ExpressionLimits;
   /** Largest http step response body read (default 10 MiB). */
   maxResponseBytes?: number;
+  /** Where requests' files and large raw bodies are: the http step's forwardAttachment reads them. */
+  attachments?: AttachmentStore;
   /**
    * The execution store applies writes in the order they are called, even when several are in
    * flight (true of the embedded SQLite backend: one writer thread, FIFO, group commit). The runner
@@ -253,6 +256,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         queueDelayMs: t0 - message.receivedAt,
       });
       const view = toMessageView(message);
+      const payload = payloadOf(message);
       const ctxFor = (step: CompiledStep): StepContext => ({
         flowId: job.flowId,
         requestId: job.requestId,
@@ -260,6 +264,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         attempt: job.attempts,
         logger: o.logger,
         signal: s.controller.signal,
+        payload,
       });
 
       // Speculative first step: see "Latency" above.
@@ -403,6 +408,18 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         o.logger.error({ ...log, err: nackErr }, 'flow runner could not nack a job');
       }
     }
+  }
+
+  function payloadOf(m: ReceivedMessage): RequestPayload {
+    const store = o.attachments;
+    const p: RequestPayload = {
+      contentType: m.contentType,
+      rawBody: m.rawBody,
+      attachments: m.attachments ?? [],
+      open: async (id) => (store === undefined ? undefined : store.open(id)),
+    };
+    if (m.rawAttachment !== undefined) p.rawAttachment = m.rawAttachment;
+    return p;
   }
 
   /**

@@ -1,4 +1,6 @@
+import type { OpenedAttachment } from '../attachments/contract.js';
 import type { StepDef } from '../core/flow.js';
+import type { AttachmentRef } from '../core/message.js';
 import type { RunnerLogger } from './logger.js';
 
 /** What a step sees besides its input. */
@@ -11,6 +13,19 @@ export interface StepContext {
   logger: RunnerLogger;
   /** Aborted when the runner stops and gives the job back; long steps (http) should end early. */
   signal?: AbortSignal;
+  /** The request's stored bytes (the http step's forwardAttachment). */
+  payload?: RequestPayload;
+}
+
+/** What a step may forward of the request being run: its raw body and files. */
+export interface RequestPayload {
+  contentType: string | null;
+  /** The body as received, when small enough to be stored inline (else rawAttachment). */
+  rawBody: Buffer;
+  rawAttachment?: AttachmentRef;
+  attachments: readonly AttachmentRef[];
+  /** An attachment's bytes; undefined when it is gone (purged) or no store is configured. */
+  open(id: string): Promise<OpenedAttachment | undefined>;
 }
 
 export type StepOutcome =

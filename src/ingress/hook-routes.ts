@@ -1,15 +1,27 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { corsPreflight, corsResponseHeaders } from '../auth/cors.js';
 import type { AuthFailure, AuthFailureReason } from '../auth/result.js';
-import { createBodyVerifier, probeMayReveal, redactBody, redactHeaders, redactQuery, redactRawBody } from '../auth/verify.js';
-import { E, HookdError } from '../core/errors.js';
+import type { WebhookAuth } from '../auth/schema.js';
+import {
+  createBodyVerifier,
+  credentialLocations,
+  probeMayReveal,
+  redactBody,
+  redactHeaders,
+  redactQuery,
+  redactRawBody,
+} from '../auth/verify.js';
+import type { AttachmentStore } from '../attachments/contract.js';
+import { DEFAULT_ATTACHMENT_SIZE_LIMIT } from '../attachments/contract.js';
+import { E, HookdError, isHookdError } from '../core/errors.js';
 import type { Flow } from '../core/flow.js';
-import type { ReceivedMessage } from '../core/message.js';
-import type { RequestStore } from '../store/contracts.js';
+import type { CloudEvent, ReceivedMessage } from '../core/message.js';
+import type { AcceptOutcome, RequestStore } from '../store/contracts.js';
 import { storableHeaders } from './headers.js';
-import type { ParsedPayload, PayloadParser } from './parsers/contract.js';
-import { DEFAULT_PARSERS, parserFor } from './parsers/index.js';
+import type { ParsedPayload, PayloadLimits, PayloadParser } from './parsers/contract.js';
+import { attachmentIdsOf, DEFAULT_PARSERS, maxBodyBytes, parsePayload, parserFor } from './parsers/index.js';
 import { parseMediaType } from './parsers/media-type.js';
+import { applyPayloadType } from './parsers/payload-type.js';
 import { requestIdFrom } from './request-id.js';
 import { SenderGuard } from './sender-guard.js';
 
@@ -18,12 +30,18 @@ export interface IngressDeps {
   activeFlow(id: string): Flow | undefined;
   requests: RequestStore;
   payloadSizeLimit: number;
+  /** Where multipart files and binary bodies go; without one, binary bodies stay in memory and multipart is refused (415). */
+  attachments?: AttachmentStore;
+  /** ATTACHMENT_SIZE_LIMIT: total bytes of files per request. */
+  attachmentSizeLimit?: number;
   defaultMaxAttempts: number;
   parsers?: readonly PayloadParser[];
   /** Called once per request that was committed (metrics). */
   onAccepted?(flowId: string, commitMs: number): void;
   /** Called for every rejected credential (metrics, logs); never given the secret. */
   onAuthFailure?(flowId: string, reason: AuthFailureReason | 'ip' | 'rate', clientIp: string): void;
+  /** Attachments that could not be deleted after a rejected request (the sweep takes them later). */
+  onDiscardFailed?(ids: readonly string[], err: unknown): void;
 }
 
 interface HookParams {
@@ -40,6 +58,20 @@ const now = () => performance.timeOrigin + performance.now();
  */
 export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promise<void> {
   const parsers = deps.parsers ?? DEFAULT_PARSERS;
+  const limits: PayloadLimits = {
+    payloadSizeLimit: deps.payloadSizeLimit,
+    attachmentSizeLimit: deps.attachmentSizeLimit ?? DEFAULT_ATTACHMENT_SIZE_LIMIT,
+    ...(deps.attachments ? { attachments: deps.attachments } : {}),
+  };
+  /** Remove files of a request that is not (and will not be) committed. Never throws. */
+  const discard = async (ids: readonly string[]): Promise<void> => {
+    if (ids.length === 0 || deps.attachments === undefined) return;
+    try {
+      await deps.attachments.delete(ids);
+    } catch (err) {
+      deps.onDiscardFailed?.(ids, err);
+    }
+  };
 
   // Bodies are read by the handler, after the flow lookup, through the parser seam: fastify must
   // leave the stream alone. '*' also catches requests without a Content-Type.
@@ -82,34 +114,69 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     const verifier = createBodyVerifier(auth, request.headers);
     if (verifier.early) throw rejected(flowId, request.ip, verifier.early);
     const onChunk = verifier.needsBody ? (chunk: Buffer) => verifier.update(chunk) : undefined;
-    const payload =
-      request.method === 'GET' ? { body: null, rawBody: EMPTY } : await readPayload(request, parsers, deps.payloadSizeLimit, onChunk);
-    const query = request.query as Record<string, string | string[]>;
-    const verdict = verifier.finish({ method: request.method, headers: request.headers, query, body: payload.body, now: Date.now() });
-    if (!verdict.ok) throw rejected(flowId, request.ip, verdict);
+    const payload: ParsedPayload =
+      request.method === 'GET' ? { body: null, rawBody: EMPTY } : await readPayload(request, parsers, limits, onChunk);
+    // From here on the request's files exist: they are removed unless the request is committed.
+    const files = attachmentIdsOf(payload);
+    let keepFiles = false;
+    let requestId: string;
+    try {
+      const query = request.query as Record<string, string | string[]>;
+      const verdict = verifier.finish({ method: request.method, headers: request.headers, query, body: payload.body, now: Date.now() });
+      if (!verdict.ok) throw rejected(flowId, request.ip, verdict);
 
-    const suffix = request.params['*'];
-    // Credentials that travel in headers, query or body fields are not kept: steps, execution
-    // records and logs see `[redacted]`. The raw bytes stay exact (signatures need them) unless
-    // they hold a body credential field: then they are rebuilt from the redacted body.
-    const message: ReceivedMessage = {
-      id: requestIdFrom(request.headers['x-request-id']),
-      flowId,
-      receivedAt,
-      method: request.method,
-      path: suffix ? `/${suffix}` : '',
-      query: auth ? redactQuery(auth, query) : query,
-      headers: storableHeaders(auth ? redactHeaders(auth, request.headers) : request.headers),
-      contentType: request.headers['content-type'] ?? null,
-      body: auth ? redactBody(auth, payload.body) : payload.body,
-      rawBody: auth ? redactRawBody(auth, request.headers['content-type'], payload.body, payload.rawBody) : payload.rawBody,
-      clientIp: request.ip,
-    };
-    if (payload.attachments && payload.attachments.length > 0) message.attachments = payload.attachments;
+      const suffix = request.params['*'];
+      // Credentials that travel in headers, query or body fields are not kept: steps, execution
+      // records and logs see `[redacted]`. The raw bytes stay exact (signatures need them) unless
+      // they hold a body credential field: then they are rebuilt from the redacted body, or — when
+      // they went to the attachment store (a large multipart form) — not kept at all.
+      const body = auth ? redactBody(auth, payload.body) : payload.body;
+      let rawBody = auth ? redactRawBody(auth, request.headers['content-type'], payload.body, payload.rawBody) : payload.rawBody;
+      let rawAttachment = payload.rawAttachment;
+      if (rawAttachment !== undefined && holdsBodyCredential(auth, payload.body)) {
+        const rawId = rawAttachment.id;
+        if (!payload.attachments?.some((a) => a.id === rawId)) await discard([rawId]);
+        rawAttachment = undefined;
+        rawBody = EMPTY;
+      }
+      // payloadType (PIPEFORCE): what the flow gets as body; raw bytes and files are stored as they are.
+      const shaped = applyPayloadType({ body, rawBody, ...(rawAttachment ? { rawAttachment } : {}) }, flow.trigger.payloadType);
+      const message: ReceivedMessage = {
+        id: requestIdFrom(request.headers['x-request-id']),
+        flowId,
+        receivedAt,
+        method: request.method,
+        path: suffix ? `/${suffix}` : '',
+        query: auth ? redactQuery(auth, query) : query,
+        headers: storableHeaders(auth ? redactHeaders(auth, request.headers) : request.headers),
+        contentType: request.headers['content-type'] ?? null,
+        body: shaped.body,
+        rawBody,
+        clientIp: request.ip,
+      };
+      if (payload.attachments && payload.attachments.length > 0) message.attachments = payload.attachments;
+      if (rawAttachment) message.rawAttachment = rawAttachment;
+      if (payload.cloudEvent) message.cloudEvent = redactEvent(auth, payload.cloudEvent, payload.body, body);
+      if (payload.cloudEvents) message.cloudEvents = payload.cloudEvents.map((e) => redactEvent(auth, e, payload.body, body));
 
-    await deps.requests.accept(message, { maxAttempts: flow.retry?.maxAttempts ?? deps.defaultMaxAttempts });
-    deps.onAccepted?.(flowId, now() - receivedAt);
-    return sendFeedback(reply, flow, message.id);
+      let outcome: AcceptOutcome;
+      try {
+        outcome = await deps.requests.accept(message, { maxAttempts: flow.retry?.maxAttempts ?? deps.defaultMaxAttempts });
+      } catch (err) {
+        // A 503 does not say the commit failed (the writer may have died right after it): the
+        // files stay, and the sweep removes them later if no request references them.
+        keepFiles = isHookdError(err) && err.statusCode === 503;
+        throw err;
+      }
+      // A duplicate: the first delivery's request (and its own files) is what is stored.
+      keepFiles = outcome.kind === 'stored';
+      deps.onAccepted?.(flowId, now() - receivedAt);
+      requestId = message.id;
+    } finally {
+      // Before answering: a sender that gets its answer finds no file of a refused request left.
+      if (!keepFiles) await discard(files);
+    }
+    return sendFeedback(reply, flow, requestId);
   };
 
   // CORS preflight: answered only for flows whose CORS config allows the origin and method;
@@ -134,7 +201,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
 async function readPayload(
   request: FastifyRequest,
   parsers: readonly PayloadParser[],
-  limit: number,
+  limits: PayloadLimits,
   onChunk: ((chunk: Buffer) => void) | undefined,
 ): Promise<ParsedPayload> {
   const contentType = request.headers['content-type'];
@@ -145,9 +212,49 @@ async function readPayload(
     if (!hasBody) return { body: null, rawBody: EMPTY };
     throw new HookdError(E.UNSUPPORTED_MEDIA_TYPE, 'A request with a body needs a Content-Type header');
   }
-  if (length !== undefined && Number(length) > limit) throw new HookdError(E.PAYLOAD_TOO_LARGE, limit);
   const media = parseMediaType(contentType);
-  return parserFor(media, parsers).read({ stream: request.raw, contentType, media, payloadSizeLimit: limit, ...(onChunk ? { onChunk } : {}) });
+  // What this type may take: PAYLOAD_SIZE_LIMIT for parsed bodies, ATTACHMENT_SIZE_LIMIT (+ the
+  // form fields) for files.
+  const max = maxBodyBytes(parserFor(media, parsers), limits);
+  if (length !== undefined && Number(length) > max) throw new HookdError(E.PAYLOAD_TOO_LARGE, max);
+  try {
+    return await parsePayload(
+      {
+        stream: request.raw,
+        contentType,
+        media,
+        headers: request.headers,
+        payloadSizeLimit: limits.payloadSizeLimit,
+        ...(limits.attachments ? { attachments: limits.attachments } : {}),
+        ...(limits.attachmentSizeLimit !== undefined ? { attachmentSizeLimit: limits.attachmentSizeLimit } : {}),
+        ...(onChunk ? { onChunk } : {}),
+      },
+      parsers,
+    );
+  } catch (err) {
+    // Refused before the body ended (a limit, a malformed part, ce-* headers missing): the rest of
+    // the upload is not worth reading, so the connection closes after the answer.
+    if (isHookdError(err) && !request.raw.complete) err.withHeaders({ connection: 'close' });
+    throw err;
+  }
+}
+
+/** Whether a parsed body holds a credential field of this flow's auth (token's `token`). */
+function holdsBodyCredential(auth: WebhookAuth | undefined, body: unknown): boolean {
+  if (auth === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) return false;
+  return credentialLocations(auth).bodyFields.some((f) => Object.prototype.hasOwnProperty.call(body, f));
+}
+
+/**
+ * A CloudEvent without the flow's body credentials: extension attributes are top-level event
+ * fields (structured mode), and binary-mode data is the parsed body (then its redacted form).
+ */
+function redactEvent(auth: WebhookAuth | undefined, event: CloudEvent, parsedBody: unknown, redactedBody: unknown): CloudEvent {
+  if (auth === undefined || credentialLocations(auth).bodyFields.length === 0) return event;
+  const out: CloudEvent = { ...event };
+  if (event.extensions) out.extensions = redactBody(auth, event.extensions) as Record<string, unknown>;
+  if (event.data !== undefined && event.data === parsedBody) out.data = redactedBody;
+  return out;
 }
 
 /** 200 {requestId, message: "thank you"}, or the flow's pre-configured feedback. */

@@ -33,6 +33,16 @@ export interface RequestListQuery {
   before?: string;
 }
 
+/** One step of a retention purge (RequestStore.purgeOlderThan). */
+export interface PurgeResult {
+  /** Requests deleted (with their executions, step records and dead-lettered jobs). */
+  requests: number;
+  /** Attachment ids those requests referenced: the caller deletes the files, after this resolved. */
+  attachmentIds: string[];
+  /** More requests are due: call again. */
+  more: boolean;
+}
+
 export interface RequestStore {
   /**
    * Commit the message and enqueue its job as one atomic unit. Resolves only once both are durable
@@ -42,6 +52,18 @@ export interface RequestStore {
   accept(message: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome>;
   get(id: string): Promise<ReceivedMessage | undefined>;
   list(query: RequestListQuery): Promise<ReceivedMessage[]>;
+  /**
+   * Whether a committed request references this attachment (as a file or as its raw body). The
+   * attachment sweep asks before it removes a file; must be an index lookup, not a scan.
+   */
+  referencesAttachment(attachmentId: string): Promise<boolean>;
+  /**
+   * Retention: delete up to `limit` of the oldest requests received before `before` (epoch ms),
+   * with their execution, step records and dead-lettered job, in one durable write. Requests whose
+   * job is still queued (ready or in flight) are kept until it is done. Resolves with the
+   * attachment ids to delete; `more` when a full batch was taken.
+   */
+  purgeOlderThan(before: number, limit: number): Promise<PurgeResult>;
 }
 
 export interface BeginExecution {

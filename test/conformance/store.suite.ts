@@ -3,9 +3,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HookdError } from '../../src/core/errors.js';
 import type { StepRecord } from '../../src/core/execution.js';
 import { normalizeFlow } from '../../src/core/flow.js';
-import type { ReceivedMessage } from '../../src/core/message.js';
+import type { AttachmentRef, CloudEvent, ReceivedMessage } from '../../src/core/message.js';
 import type { Backend } from '../../src/store/backend.js';
-import { makeMessage } from './helpers.js';
+import { makeMessage, waitFor } from './helpers.js';
 
 /**
  * Storage conformance: every backend (sqlite, postgres, …) runs this unchanged.
@@ -225,6 +225,101 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
         expect(await again.requests.list({ limit: 1000 })).toHaveLength(64);
         const stats = await again.queue.stats();
         expect(stats.ready + stats.delayed + stats.inFlight).toBe(64);
+      });
+    });
+
+    describe('payloads and retention', () => {
+      const ref = (id: string, extra: Partial<AttachmentRef> = {}): AttachmentRef => ({
+        id,
+        contentType: 'application/octet-stream',
+        size: 5,
+        sha256: 'cd'.repeat(32),
+        ...extra,
+      });
+
+      it('stores rawAttachment and CloudEvents exactly, and knows which attachments are referenced', async () => {
+        const raw = ref(uuidv7(), { contentType: 'multipart/form-data; boundary=x', size: 300_000 });
+        const file = ref(uuidv7(), { field: 'file', filename: 'a.pdf', contentType: 'application/pdf' });
+        const event: CloudEvent = {
+          specversion: '1.0',
+          id: 'e-1',
+          source: '/s',
+          type: 't',
+          time: '2024-01-01T00:00:00Z',
+          extensions: { traceparent: '00-ab' },
+          data: { n: [1, 'ü'] },
+        };
+        const msg = makeMessage({
+          contentType: 'multipart/form-data; boundary=x',
+          body: { note: 'hi' },
+          rawBody: Buffer.alloc(0),
+          attachments: [file],
+          rawAttachment: raw,
+          cloudEvent: event,
+          cloudEvents: [event, { ...event, id: 'e-2', data: null }],
+        });
+        await backend.requests.accept(msg, { maxAttempts: 1 });
+        expect(await backend.requests.get(msg.id)).toEqual(msg);
+        expect(await backend.requests.referencesAttachment(raw.id)).toBe(true);
+        expect(await backend.requests.referencesAttachment(file.id)).toBe(true);
+        expect(await backend.requests.referencesAttachment(uuidv7())).toBe(false);
+
+        // A binary body: the raw attachment is attachments[0] (referenced once, same ref).
+        const bin = ref(uuidv7());
+        const binary = makeMessage({ contentType: 'application/octet-stream', body: null, rawBody: Buffer.alloc(0), attachments: [bin], rawAttachment: bin });
+        await backend.requests.accept(binary, { maxAttempts: 1 });
+        expect(await backend.requests.get(binary.id)).toEqual(binary);
+        expect(await backend.requests.referencesAttachment(bin.id)).toBe(true);
+
+        // A duplicate's own files are not registered: the first delivery is what is stored.
+        const other = ref(uuidv7());
+        expect(await backend.requests.accept({ ...binary, attachments: [other], rawAttachment: other }, { maxAttempts: 1 })).toEqual({ kind: 'duplicate' });
+        expect(await backend.requests.referencesAttachment(other.id)).toBe(false);
+      });
+
+      it('purges old requests with their execution and dead letter, keeps queued work and newer requests', async () => {
+        const t = 1_700_000_000_000;
+        const fileA = ref(uuidv7());
+        const rawB = ref(uuidv7());
+        const done = makeMessage({ flowId: 'flow-p', receivedAt: t - 3000, attachments: [fileA] });
+        const dead = makeMessage({ flowId: 'flow-p', receivedAt: t - 2000, rawAttachment: rawB, rawBody: Buffer.alloc(0) });
+        const queued = makeMessage({ flowId: 'flow-p', receivedAt: t - 1000 });
+        const recent = makeMessage({ flowId: 'flow-p', receivedAt: t + 1000 });
+        for (const m of [done, dead]) await backend.requests.accept(m, { maxAttempts: 1 });
+        // Work the two oldest: one completes (executions + steps, ack), one is dead-lettered.
+        const handled = new Set<string>();
+        const consumer = backend.queue.consume(async (d) => {
+          const e = await backend.executions.begin({ requestId: d.job.requestId, flowId: d.job.flowId, attempt: 1, now: t });
+          await backend.executions.recordStep(e.id, { stepId: 's', type: 'transform', status: 'completed', attempt: 1, startedAt: t, finishedAt: t });
+          if (d.job.requestId === done.id) await d.ack();
+          else await d.deadLetter('gave up');
+          handled.add(d.job.requestId);
+        }, { concurrency: 2 });
+        await waitFor(() => handled.size === 2, 'both jobs handled');
+        await consumer.stop();
+        for (const m of [queued, recent]) await backend.requests.accept(m, { maxAttempts: 1 });
+        expect((await backend.queue.deadLetters({ flowId: 'flow-p', limit: 10 })).map((j) => j.requestId)).toEqual([dead.id]);
+        const doneExecution = await backend.executions.getByRequest(done.id);
+
+        // Batches of one: every call commits one request and says whether more are due.
+        const first = await backend.requests.purgeOlderThan(t, 1);
+        expect(first).toEqual({ requests: 1, attachmentIds: [fileA.id], more: true });
+        const second = await backend.requests.purgeOlderThan(t, 1);
+        expect(second).toEqual({ requests: 1, attachmentIds: [rawB.id], more: true });
+        expect(await backend.requests.purgeOlderThan(t, 1)).toEqual({ requests: 0, attachmentIds: [], more: false });
+
+        expect(await backend.requests.get(done.id)).toBeUndefined();
+        expect(await backend.requests.get(dead.id)).toBeUndefined();
+        expect(await backend.executions.getByRequest(done.id)).toBeUndefined();
+        expect(await backend.executions.get(doneExecution!.id)).toBeUndefined();
+        expect(await backend.executions.getByRequest(dead.id)).toBeUndefined();
+        expect(await backend.queue.deadLetters({ flowId: 'flow-p', limit: 10 })).toEqual([]);
+        expect(await backend.requests.referencesAttachment(fileA.id)).toBe(false);
+        expect(await backend.requests.referencesAttachment(rawB.id)).toBe(false);
+        // Still queued: kept until its job is done. Newer than the cutoff: kept.
+        expect(await backend.requests.get(queued.id)).toEqual(queued);
+        expect(await backend.requests.get(recent.id)).toEqual(recent);
+        expect((await backend.queue.stats()).ready).toBe(2);
       });
     });
 

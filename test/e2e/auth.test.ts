@@ -626,7 +626,10 @@ describe('raw bytes', () => {
       body: bytes,
     });
     expect(res.status, res.text).toBe(200);
-    expect(Buffer.from((await stored(res.json.requestId)).rawBody, 'base64').equals(bytes)).toBe(true);
+    // A binary body goes to the attachment store: the exact bytes come from the raw route.
+    expect((await stored(res.json.requestId)).rawAttachment.size).toBe(bytes.length);
+    const raw = await fetch(`${h.url}/api/requests/${res.json.requestId}/raw`, { headers: { authorization: `Bearer ${h.token}` } });
+    expect(Buffer.from(await raw.arrayBuffer()).equals(bytes)).toBe(true);
   });
 
   it('a chunked upload split inside a multi-byte character verifies', async () => {

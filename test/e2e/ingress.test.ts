@@ -96,12 +96,21 @@ describe('POST, PUT, PATCH /hook/:flowId', () => {
     expect((await stored(JSON.parse(c.body).requestId)).body).toBe('café');
   });
 
-  it('keeps a body of an unknown type as raw bytes (never an error)', async () => {
+  it('keeps a body of an unknown type as an attachment holding the exact bytes (never an error)', async () => {
     const bytes = Buffer.from([0, 1, 2, 255, 254]);
     const res = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': 'application/octet-stream' }, body: bytes });
     expect(res.status).toBe(200);
-    const m = await stored(JSON.parse(res.body).requestId);
-    expect(Buffer.from(m.rawBody, 'base64')).toEqual(bytes);
+    const id = JSON.parse(res.body).requestId;
+    const m = await stored(id);
+    expect(m.body).toBeNull();
+    expect(m.rawBody).toBe('');
+    expect(m.size).toBe(bytes.length);
+    expect(m.attachments).toHaveLength(1);
+    expect(m.rawAttachment).toEqual(m.attachments[0]);
+    expect(m.rawAttachment).toMatchObject({ contentType: 'application/octet-stream', size: bytes.length });
+    const download = await fetch(`${h.url}/api/requests/${id}/raw`, { headers: { authorization: `Bearer ${h.token}` } });
+    expect(download.status).toBe(200);
+    expect(Buffer.from(await download.arrayBuffer())).toEqual(bytes);
   });
 });
 

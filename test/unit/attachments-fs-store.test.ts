@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -134,6 +134,12 @@ describe('fs attachment store', () => {
     const live = await store.create({ contentType: 'text/plain' });
     await live.write(Buffer.from('still uploading'));
     const hour = 3_600_000;
+    // write() resolves once the stream took the bytes; wait until they reached the .part files, or
+    // a late write would set their mtime back to now after age() below.
+    for (const id of [stale.id, live.id]) {
+      const part = () => filesUnder(store.dir).find((f) => path.basename(f) === `${id}.part`)!;
+      while (statSync(part()).size === 0) await new Promise((r) => setTimeout(r, 2));
+    }
     age(referenced.id, 2 * hour);
     age(orphan.id, 2 * hour);
     age(stale.id, 2 * hour);

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { HttpStepDef } from '../../src/core/flow.js';
-import type { StepContext } from '../../src/flow/step.js';
+import type { RequestPayload, StepContext } from '../../src/flow/step.js';
 import { StepFailure } from '../../src/flow/step-failure.js';
 import { compileHttpStep, parseRetryAfter } from '../../src/flow/steps/http.js';
 
@@ -218,5 +218,29 @@ describe('http step', () => {
     const big = await failure(step({ url: `${base}/big` }, 1000).run({}, ctx('call')));
     expect(big.retryable).toBe(false);
     expect(big.message).toMatch(/exceeds the limit of 1000 bytes/);
+  });
+
+  it('forwardAttachment: inline raw bytes with their type; no GET; a missing field or store fails without retry', async () => {
+    expect(() => step({ url: `${base}/echo`, method: 'GET', forwardAttachment: 'raw' })).toThrow(/cannot forward an attachment/);
+    const payload: RequestPayload = {
+      contentType: 'text/csv',
+      rawBody: Buffer.from('a,b\n1,2\n'),
+      attachments: [{ id: 'x', field: 'doc', contentType: 'application/pdf', size: 3, sha256: '0'.repeat(64) }],
+      open: async () => undefined,
+    };
+    await step({ url: `${base}/echo`, forwardAttachment: 'raw' }).run({}, { ...ctx('call'), payload });
+    expect(seen[0]!.headers['content-type']).toBe('text/csv');
+    expect(seen[0]!.headers['content-length']).toBe('8');
+    expect(seen[0]!.body).toBe('a,b\n1,2\n');
+    const noField = await failure(step({ url: `${base}/echo`, forwardAttachment: { field: 'nope' } }).run({}, { ...ctx('call'), payload }));
+    expect(noField.retryable).toBe(false);
+    expect(noField.message).toMatch(/no file in field "nope"/);
+    const gone = await failure(step({ url: `${base}/echo`, forwardAttachment: { field: 'doc' } }).run({}, { ...ctx('call'), payload }));
+    expect(gone.retryable).toBe(false);
+    expect(gone.message).toMatch(/attachment x is gone/);
+    const noStore = await failure(step({ url: `${base}/echo`, forwardAttachment: 'raw' }).run({}, ctx('call')));
+    expect(noStore.retryable).toBe(false);
+    const notObject = await failure(step({ url: `${base}/echo`, forwardAttachment: 'multipart', body: '"text"' }).run({}, { ...ctx('call'), payload }));
+    expect(notObject.message).toMatch(/must give an object/);
   });
 });

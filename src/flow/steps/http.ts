@@ -1,6 +1,10 @@
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { contentDisposition, formDataDisposition } from '../../attachments/content-disposition.js';
 import type { HttpStepDef } from '../../core/flow.js';
+import type { AttachmentRef } from '../../core/message.js';
 import { compileExpression, type CompiledExpression, type ExpressionLimits } from '../expression.js';
-import type { CompiledStep, StepContext, StepOutcome } from '../step.js';
+import type { CompiledStep, RequestPayload, StepContext, StepOutcome } from '../step.js';
 import { expressionFailure, StepFailure } from '../step-failure.js';
 
 /**
@@ -13,6 +17,12 @@ import { expressionFailure, StepFailure } from '../step-failure.js';
  * - 2xx → output `{status, headers, body}` (body parsed when JSON, text when textual, base64 with
  *   `bodyEncoding: 'base64'` otherwise). Non-2xx, network errors and timeouts are retryable
  *   failures; Retry-After (429/503) is honoured as a lower bound for the next delay.
+ * - `forwardAttachment` sends the request's stored bytes instead, streamed from the attachment
+ *   store with their Content-Length: `raw` the body exactly as received (its Content-Type), `{field}`
+ *   the first file of that multipart field (its content type, Content-Disposition with its
+ *   filename), `multipart` every file as a multipart/form-data part (field and filename kept), with
+ *   the `body` expression's result (an object) as text fields. A file that is gone (purged) fails
+ *   the step without retry.
  */
 export interface HttpStepOptions {
   /** Largest response body read (bytes); larger responses fail the step. */
@@ -46,12 +56,14 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
     throw new Error(`url must be http or https, got ${url.protocol}`);
   }
   if (method === 'GET' && def.body !== undefined) throw new Error('a GET request cannot have a body');
+  const forward = def.forwardAttachment;
+  if (method === 'GET' && forward !== undefined) throw new Error('a GET request cannot forward an attachment');
   // Validates header names and values now rather than on every call.
   const baseHeaders = new Headers(def.headers ?? {});
   if (!baseHeaders.has('user-agent')) baseHeaders.set('user-agent', 'hookd');
   const bodyExpression: CompiledExpression | undefined =
     def.body === undefined ? undefined : compileExpression(def.body, options.limits);
-  const sendsBody = method !== 'GET' && (method !== 'DELETE' || bodyExpression !== undefined);
+  const sendsBody = method !== 'GET' && (method !== 'DELETE' || bodyExpression !== undefined || forward !== undefined);
   // Credentials in query strings stay out of error messages and execution records.
   const shownUrl = `${url.origin}${url.pathname}`;
   const target = `${method} ${shownUrl}`;
@@ -71,8 +83,17 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
 
       const headers = new Headers(baseHeaders);
       headers.set('idempotency-key', `${ctx.requestId}:${def.id}`);
-      let body: string | undefined;
-      if (sendsBody && payload !== undefined) {
+      let body: string | Buffer | AsyncIterable<Buffer> | undefined;
+      let missing: MissingAttachment | undefined;
+      if (forward !== undefined) {
+        const stored = ctx.payload;
+        if (stored === undefined) throw new StepFailure('forwardAttachment: the request\'s stored bytes are not available here', { retryable: false });
+        const fwd = forwarded(forward, stored, bodyExpression === undefined ? undefined : payload, (m) => (missing = m));
+        body = fwd.body;
+        if (forward === 'multipart' || !headers.has('content-type')) headers.set('content-type', fwd.contentType);
+        if (fwd.disposition !== undefined && !headers.has('content-disposition')) headers.set('content-disposition', fwd.disposition);
+        headers.set('content-length', String(fwd.length));
+      } else if (sendsBody && payload !== undefined) {
         if (typeof payload === 'string') {
           body = payload;
           if (!headers.has('content-type')) headers.set('content-type', 'text/plain; charset=utf-8');
@@ -100,8 +121,12 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
 
       let res: Response;
       try {
-        res = await fetch(url, { method, headers, body, signal });
+        const streamed = body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body);
+        // A streamed body (forwardAttachment) needs half-duplex; the typings lag behind undici.
+        const init = { method, headers, body, signal, ...(streamed ? { duplex: 'half' } : {}) } as RequestInit;
+        res = await fetch(url, init);
       } catch (err) {
+        if (missing !== undefined) throw new StepFailure(`forwardAttachment: attachment ${missing.id} is gone (purged or deleted)`, { retryable: false });
         throw describe(err);
       }
 
@@ -126,6 +151,88 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
       return { status: 'completed', output };
     },
   };
+}
+
+interface MissingAttachment {
+  id: string;
+}
+
+interface Forwarded {
+  body: Buffer | AsyncIterable<Buffer>;
+  contentType: string;
+  length: number;
+  disposition?: string;
+}
+
+/** The body of a forwardAttachment call: the request's stored bytes, streamed file by file. */
+function forwarded(
+  mode: NonNullable<HttpStepDef['forwardAttachment']>,
+  stored: RequestPayload,
+  fields: unknown,
+  onMissing: (m: MissingAttachment) => void,
+): Forwarded {
+  const file = (ref: AttachmentRef) => fileBytes(stored, ref, onMissing);
+  if (mode === 'raw') {
+    if (stored.rawAttachment !== undefined) {
+      return { body: file(stored.rawAttachment), contentType: stored.contentType ?? stored.rawAttachment.contentType, length: stored.rawAttachment.size };
+    }
+    return { body: stored.rawBody, contentType: stored.contentType ?? 'application/octet-stream', length: stored.rawBody.length };
+  }
+  if (mode !== 'multipart') {
+    const ref = stored.attachments.find((a) => a.field === mode.field);
+    if (ref === undefined) throw new StepFailure(`forwardAttachment: the request has no file in field "${mode.field}"`, { retryable: false });
+    return {
+      body: file(ref),
+      contentType: ref.contentType,
+      length: ref.size,
+      ...(ref.filename !== undefined ? { disposition: contentDisposition(ref.filename) } : {}),
+    };
+  }
+  if (fields !== undefined && (fields === null || typeof fields !== 'object' || Array.isArray(fields))) {
+    throw new StepFailure('forwardAttachment multipart: the body expression must give an object (its fields)', { retryable: false });
+  }
+  const boundary = `----hookd${randomBytes(12).toString('hex')}`;
+  const pieces: Array<Buffer | AttachmentRef> = [];
+  for (const [name, value] of Object.entries((fields ?? {}) as Record<string, unknown>)) {
+    for (const v of Array.isArray(value) ? value : [value]) {
+      const text = typeof v === 'string' ? v : JSON.stringify(v) ?? '';
+      pieces.push(Buffer.from(`--${boundary}\r\nContent-Disposition: ${formDataDisposition(name)}\r\n\r\n${text}\r\n`));
+    }
+  }
+  for (const ref of stored.attachments) {
+    pieces.push(
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: ${formDataDisposition(ref.field ?? 'file', ref.filename ?? ref.id)}\r\n` +
+          `Content-Type: ${ref.contentType.replace(/[\r\n]/g, '')}\r\n\r\n`,
+      ),
+      ref,
+      Buffer.from('\r\n'),
+    );
+  }
+  pieces.push(Buffer.from(`--${boundary}--\r\n`));
+  const length = pieces.reduce((n, p) => n + (Buffer.isBuffer(p) ? p.length : p.size), 0);
+  async function* body(): AsyncGenerator<Buffer> {
+    for (const p of pieces) {
+      if (Buffer.isBuffer(p)) yield p;
+      else yield* file(p);
+    }
+  }
+  return { body: body(), contentType: `multipart/form-data; boundary=${boundary}`, length };
+}
+
+/** An attachment's bytes, opened when the upload reaches them. */
+async function* fileBytes(stored: RequestPayload, ref: AttachmentRef, onMissing: (m: MissingAttachment) => void): AsyncGenerator<Buffer> {
+  const opened = await stored.open(ref.id);
+  if (opened === undefined) {
+    onMissing({ id: ref.id });
+    throw new Error(`attachment ${ref.id} is gone`);
+  }
+  const stream: Readable = opened.stream;
+  try {
+    for await (const chunk of stream) yield chunk as Buffer;
+  } finally {
+    stream.destroy();
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { AttachmentStore } from '../../attachments/contract.js';
-import type { AttachmentRef } from '../../core/message.js';
+import type { AttachmentRef, CloudEvent } from '../../core/message.js';
 import type { MediaType } from './media-type.js';
 
 /**
@@ -44,23 +44,8 @@ export interface ParsedPayload {
   cloudEvents?: CloudEvent[];
 }
 
-/** A CloudEvent (spec v1.0): required and optional context attributes, extensions, data. */
-export interface CloudEvent {
-  specversion: string;
-  id: string;
-  source: string;
-  type: string;
-  subject?: string;
-  time?: string;
-  datacontenttype?: string;
-  dataschema?: string;
-  /** Extension attributes (every other attribute / ce-* header). */
-  extensions?: Record<string, unknown>;
-  /** The event data: JSON value, string, or in binary mode the parsed body (null when it went to the store). */
-  data?: unknown;
-  /** Structured mode: binary data as sent, base64. */
-  data_base64?: string;
-}
+/** A CloudEvent (spec v1.0): a domain type (core/message.ts), re-exported for the parsers. */
+export type { CloudEvent } from '../../core/message.js';
 
 /** The limits a parser is run with (maxBytes). */
 export interface PayloadLimits {

@@ -1,6 +1,6 @@
 import { E, HookdError } from '../../core/errors.js';
 import type { ReceivedMessage } from '../../core/message.js';
-import type { AcceptOptions, AcceptOutcome, RequestListQuery, RequestStore } from '../contracts.js';
+import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore } from '../contracts.js';
 import type { HandoffSlot, JobHandoff } from './handoff.js';
 import type { AcceptRequestArgs } from './ops/accept-request.js';
 import type { Reader } from './reader.js';
@@ -37,6 +37,15 @@ function bodyColumns(body: unknown, raw: Buffer): { body: string | null; bodyIsR
   return { body: json, bodyIsRaw: false };
 }
 
+/** Every attachment id a message references (files and raw body), once each. */
+function attachmentIds(m: ReceivedMessage): string[] {
+  if (m.attachments === undefined && m.rawAttachment === undefined) return [];
+  const ids = new Set<string>();
+  for (const ref of m.attachments ?? []) ids.add(ref.id);
+  if (m.rawAttachment !== undefined) ids.add(m.rawAttachment.id);
+  return [...ids];
+}
+
 /** Messages handed to a local consumer with their job, kept until it reads them (bounded). */
 const HANDED_OFF_MAX = 4096;
 
@@ -68,6 +77,10 @@ export class SqliteRequestStore implements RequestStore {
       contentType: m.contentType,
       clientIp: m.clientIp,
       attachments: m.attachments === undefined ? null : JSON.stringify(m.attachments),
+      rawAttachment: m.rawAttachment === undefined ? null : JSON.stringify(m.rawAttachment),
+      cloudEvent: m.cloudEvent === undefined ? null : JSON.stringify(m.cloudEvent),
+      cloudEvents: m.cloudEvents === undefined ? null : JSON.stringify(m.cloudEvents),
+      attachmentIds: attachmentIds(m),
       maxAttempts: options.maxAttempts,
     };
     let slot: HandoffSlot | undefined;
@@ -119,6 +132,15 @@ export class SqliteRequestStore implements RequestStore {
     }
     const row = this.reader.read('SELECT * FROM requests WHERE id = ?', (s) => s.get(id) as RequestRow | undefined);
     return row === undefined ? undefined : toMessage(row);
+  }
+
+  async referencesAttachment(attachmentId: string): Promise<boolean> {
+    const hit = this.reader.read('SELECT 1 FROM request_attachments WHERE attachment_id = ?', (s) => s.pluck().get(attachmentId));
+    return hit !== undefined;
+  }
+
+  purgeOlderThan(before: number, limit: number): Promise<PurgeResult> {
+    return this.writer.call('purgeRequests', { before, limit });
   }
 
   async list(q: RequestListQuery): Promise<ReceivedMessage[]> {

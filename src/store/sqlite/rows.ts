@@ -1,6 +1,6 @@
 import type { Execution, ExecutionStatus, StepRecord, StepStatus } from '../../core/execution.js';
 import type { DeadLetter, Job } from '../../core/job.js';
-import type { AttachmentRef, ReceivedMessage } from '../../core/message.js';
+import type { AttachmentRef, CloudEvent, ReceivedMessage } from '../../core/message.js';
 
 /** Row shapes of the SQLite schema (migrations/) and their mapping to domain objects. */
 
@@ -18,6 +18,9 @@ export interface RequestRow {
   content_type: string | null;
   client_ip: string;
   attachments: string | null;
+  raw_attachment: string | null;
+  cloud_event: string | null;
+  cloud_events: string | null;
 }
 
 export function toMessage(r: RequestRow): ReceivedMessage {
@@ -35,6 +38,9 @@ export function toMessage(r: RequestRow): ReceivedMessage {
     clientIp: r.client_ip,
   };
   if (r.attachments !== null) m.attachments = JSON.parse(r.attachments) as AttachmentRef[];
+  if (r.raw_attachment !== null) m.rawAttachment = JSON.parse(r.raw_attachment) as AttachmentRef;
+  if (r.cloud_event !== null) m.cloudEvent = JSON.parse(r.cloud_event) as CloudEvent;
+  if (r.cloud_events !== null) m.cloudEvents = JSON.parse(r.cloud_events) as CloudEvent[];
   return m;
 }
 

@@ -18,6 +18,12 @@ export interface AcceptRequestArgs {
   contentType: string | null;
   clientIp: string;
   attachments: string | null;
+  /** JSON of the raw body's AttachmentRef (bytes in the attachment store), else null. */
+  rawAttachment: string | null;
+  cloudEvent: string | null;
+  cloudEvents: string | null;
+  /** Every attachment id the request references (files and raw body), for request_attachments. */
+  attachmentIds: string[];
   maxAttempts: number;
   /**
    * Hand-off: a local consumer reserved a slot for this job, so it is inserted already leased to
@@ -35,10 +41,11 @@ export type AcceptRequestResult =
 export const acceptRequest: Op<AcceptRequestArgs, AcceptRequestResult> = ({ db, leaseMs }) => {
   const insertRequest = db.prepare(
     `INSERT INTO requests (id, flow_id, received_at, method, path, query, headers, body, body_is_raw,
-                           raw_body, content_type, client_ip, attachments)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                           raw_body, content_type, client_ip, attachments, raw_attachment, cloud_event, cloud_events)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
      ON CONFLICT (id) DO NOTHING`,
   );
+  const insertAttachment = db.prepare('INSERT OR IGNORE INTO request_attachments (attachment_id, request_id) VALUES (?, ?)');
   const flowOf = db.prepare('SELECT flow_id FROM requests WHERE id = ?').pluck();
   const insertJob = db.prepare(
     `INSERT INTO jobs (id, flow_id, request_id, state, attempts, max_attempts, run_at, enqueued_at,
@@ -60,8 +67,12 @@ export const acceptRequest: Op<AcceptRequestArgs, AcceptRequestResult> = ({ db, 
       a.contentType,
       a.clientIp,
       a.attachments,
+      a.rawAttachment,
+      a.cloudEvent,
+      a.cloudEvents,
     );
     if (changes === 0) return flowOf.get(a.id) === a.flowId ? { kind: 'duplicate' } : { kind: 'conflict' };
+    for (const attachmentId of a.attachmentIds) insertAttachment.run(attachmentId, a.id);
     const now = Date.now();
     const jobId = newId();
     if (a.leaseOwner !== undefined) {

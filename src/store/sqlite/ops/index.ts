@@ -7,6 +7,7 @@ import { deleteFlow } from './delete-flow.js';
 import { enqueueJob } from './enqueue-job.js';
 import { extendLeases } from './extend-leases.js';
 import { nackJob } from './nack-job.js';
+import { purgeRequests } from './purge-requests.js';
 import { putFlow } from './put-flow.js';
 import { recordStep } from './record-step.js';
 import { releaseJob } from './release-job.js';
@@ -37,6 +38,7 @@ export const ops = {
   extendLeases,
   enqueueJob,
   retryDeadJob,
+  purgeRequests,
 };
 
 type Ops = typeof ops;
