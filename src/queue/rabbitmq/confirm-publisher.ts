@@ -1,0 +1,162 @@
+import type { Channel, Connection, Envelope, ReturnedMessage } from 'rabbitmq-client';
+import { unavailable, type HookdError } from '../../core/errors.js';
+import type { QueueLogger } from './logger.js';
+
+export interface ConfirmPublisherOptions {
+  /** Publishes awaiting their confirm at most; beyond that send() fails at once (503). */
+  maxUnconfirmed: number;
+  /** A publish not confirmed within this time fails (503); the broker may still have it. */
+  confirmTimeoutMs: number;
+  logger: QueueLogger;
+}
+
+interface Pending {
+  readonly id: string;
+  readonly at: number;
+  done: boolean;
+  resolve(): void;
+  reject(err: HookdError): void;
+}
+
+/**
+ * Pipelined publishing with publisher confirms on one channel: any number of publishes are on the
+ * wire at once, each promise settles on its own basic.ack / basic.nack, so callers waiting for a
+ * confirm (a 2xx after the broker has the job) never queue behind each other.
+ *
+ * Fails fast instead of buffering: while the connection is down or blocked (resource alarm), or
+ * when maxUnconfirmed publishes are already waiting, send() rejects at once with a 503 HookdError.
+ * Every publish is mandatory: a message no queue takes (work queue deleted) fails instead of
+ * being confirmed into the void.
+ */
+export class ConfirmPublisher {
+  private ch: Channel | undefined;
+  private opening: Promise<Channel> | undefined;
+  /** Insertion order is publish order: the timeout sweep stops at the first young entry. */
+  private readonly pending = new Set<Pending>();
+  /** messageId → returns not yet matched with their confirm. */
+  private readonly returned = new Map<string, number>();
+  private confirmedBatch: Pending[] = [];
+  private readonly sweeper: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly opts: ConfirmPublisherOptions,
+  ) {
+    this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(1_000, opts.confirmTimeoutMs / 4)));
+    this.sweeper.unref();
+  }
+
+  get unconfirmed(): number {
+    return this.pending.size;
+  }
+
+  send(envelope: Envelope & { messageId: string }, body: Buffer): Promise<void> {
+    if (this.closed) return Promise.reject(unavailable('queue', 'the RabbitMQ queue is closed'));
+    if (!this.conn.ready) return Promise.reject(unavailable('queue', 'RabbitMQ is unreachable or blocked (reconnecting)'));
+    if (this.pending.size >= this.opts.maxUnconfirmed) {
+      return Promise.reject(unavailable('queue', `${this.pending.size} publishes are waiting for a broker confirm`));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const p: Pending = { id: envelope.messageId, at: Date.now(), done: false, resolve, reject };
+      this.pending.add(p);
+      const publish = (ch: Channel): void => {
+        ch.basicPublish({ ...envelope, mandatory: true }, body).then(
+          () => this.confirmed(p),
+          (err: unknown) => this.fail(p, err),
+        );
+      };
+      const ch = this.ch;
+      if (ch?.active) publish(ch);
+      else this.channel().then(publish, (err: unknown) => this.fail(p, err));
+    });
+  }
+
+  /** Stop taking publishes, wait (up to the confirm timeout) for those in flight, close the channel. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const deadline = Date.now() + this.opts.confirmTimeoutMs;
+    while (this.pending.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    clearInterval(this.sweeper);
+    for (const p of this.pending) this.fail(p, 'the RabbitMQ queue is closed');
+    const ch = this.ch ?? (await this.opening?.catch(() => undefined));
+    this.ch = undefined;
+    await ch?.close().catch(() => {});
+  }
+
+  private channel(): Promise<Channel> {
+    this.opening ??= (async () => {
+      const ch = await this.conn.acquire();
+      try {
+        ch.on('basic.return', (msg: ReturnedMessage) => this.onReturn(msg));
+        ch.once('close', () => {
+          if (this.ch === ch) this.ch = undefined;
+        });
+        await ch.confirmSelect();
+      } catch (err) {
+        await ch.close().catch(() => {});
+        throw err;
+      }
+      if (this.closed) {
+        await ch.close().catch(() => {});
+        throw new Error('the RabbitMQ queue is closed');
+      }
+      this.ch = ch;
+      return ch;
+    })().finally(() => {
+      this.opening = undefined;
+    });
+    return this.opening;
+  }
+
+  private onReturn(msg: ReturnedMessage): void {
+    const id = msg.messageId ?? '';
+    this.returned.set(id, (this.returned.get(id) ?? 0) + 1);
+    this.opts.logger.warn(
+      { messageId: id, exchange: msg.exchange, routingKey: msg.routingKey, reply: msg.replyText },
+      'rabbitmq queue: a job was returned unroutable (is the topology missing?)',
+    );
+  }
+
+  /**
+   * The broker acks a returned (unroutable mandatory) message right after basic.return, which
+   * rabbitmq-client emits on setImmediate: look at confirms one turn later, after the returns.
+   */
+  private confirmed(p: Pending): void {
+    this.confirmedBatch.push(p);
+    if (this.confirmedBatch.length === 1) setImmediate(() => this.flushConfirmed());
+  }
+
+  private flushConfirmed(): void {
+    const batch = this.confirmedBatch;
+    this.confirmedBatch = [];
+    for (const p of batch) {
+      const r = this.returned.get(p.id);
+      if (r !== undefined) {
+        if (r <= 1) this.returned.delete(p.id);
+        else this.returned.set(p.id, r - 1);
+        this.fail(p, 'no queue took the message (unroutable)');
+        continue;
+      }
+      if (p.done) continue;
+      p.done = true;
+      this.pending.delete(p);
+      p.resolve();
+    }
+  }
+
+  private fail(p: Pending, cause: unknown): void {
+    if (p.done) return;
+    p.done = true;
+    this.pending.delete(p);
+    p.reject(unavailable('queue', cause));
+  }
+
+  private sweep(): void {
+    const limit = Date.now() - this.opts.confirmTimeoutMs;
+    for (const p of this.pending) {
+      if (p.at > limit) break;
+      this.fail(p, `no broker confirm within ${this.opts.confirmTimeoutMs} ms`);
+    }
+  }
+}

@@ -1,0 +1,280 @@
+import type { AsyncMessage, Channel, Connection } from 'rabbitmq-client';
+import type { Consumer, JobHandler } from '../contract.js';
+import { RabbitDelivery, type DeliveryHost } from './delivery.js';
+import { decodeJob, type JobMessage } from './job-message.js';
+import type { QueueLogger } from './logger.js';
+
+/** What a consumer needs from its queue. */
+export interface ConsumerHost {
+  readonly conn: Connection;
+  readonly workQueue: string;
+  readonly logger: QueueLogger;
+  publishRetry(job: JobMessage, delayMs: number): Promise<void>;
+  publishDead(job: JobMessage): Promise<void>;
+  /** The consumer has stopped (its messages are back in the queue). */
+  detach(consumer: RabbitConsumer): void;
+}
+
+export const DEFAULT_GRACE_MS = 10_000;
+/** Pause before trying again to open a consumer channel that failed (the broker may be restarting). */
+const REATTACH_MS = 250;
+
+/**
+ * One AMQP consumer on the work queue, on its own channel, with prefetch = concurrency and manual
+ * acks. Handlers are started only while fewer than `concurrency` run: after a reconnect, handlers of
+ * the old channel may still be running while the new channel already delivers, and those deliveries
+ * wait here instead of exceeding the limit.
+ *
+ * stop(): cancel the consumer, wait up to graceMs for running handlers, then hand every unsettled
+ * message back at once (basic.nack requeue on the channel, then close it).
+ */
+export class RabbitConsumer implements Consumer {
+  private state: 'active' | 'stopping' | 'stopped' = 'active';
+  private ch: Channel | undefined;
+  private consumerTag: string | undefined;
+  private attaching = false;
+  private reattachTimer: NodeJS.Timeout | undefined;
+  private readonly running = new Set<RabbitDelivery>();
+  /** Received but not started (all slots busy, or stopping). */
+  private waiting: RabbitDelivery[] = [];
+  /** Deliveries of the current channel not yet acked: what stats() reports as in flight. */
+  private readonly unackedSet = new Set<RabbitDelivery>();
+  private readonly settles = new Set<Promise<unknown>>();
+  private waiters: Array<() => boolean> = [];
+  private stopping: Promise<void> | undefined;
+  private readonly deliveryHost: DeliveryHost;
+
+  constructor(
+    private readonly handler: JobHandler,
+    private readonly concurrency: number,
+    private readonly host: ConsumerHost,
+  ) {
+    this.deliveryHost = {
+      logger: host.logger,
+      publishRetry: (job, delayMs) => host.publishRetry(job, delayMs),
+      publishDead: (job) => host.publishDead(job),
+      track: (p) => {
+        this.settles.add(p);
+        const forget = (): void => {
+          this.settles.delete(p);
+          this.changed();
+        };
+        p.then(forget, forget);
+      },
+      settled: (d) => {
+        this.unackedSet.delete(d);
+      },
+    };
+  }
+
+  get inFlight(): number {
+    return this.running.size;
+  }
+
+  /** Messages this consumer holds unacked (running, waiting for a slot, being settled). */
+  get unacked(): number {
+    return this.unackedSet.size;
+  }
+
+  /** Open the channel and start consuming, unless already done or under way. Safe to call any time. */
+  attach(): void {
+    if (this.state !== 'active' || this.attaching || this.ch?.active) return;
+    if (this.reattachTimer) clearTimeout(this.reattachTimer);
+    this.reattachTimer = undefined;
+    this.attaching = true;
+    this.open().then(
+      () => {
+        this.attaching = false;
+        this.changed();
+      },
+      (err: unknown) => {
+        this.attaching = false;
+        this.changed();
+        if (this.state !== 'active') return;
+        this.host.logger.warn({ err }, 'rabbitmq queue: consumer could not start; trying again');
+        this.scheduleAttach();
+      },
+    );
+  }
+
+  stop(options?: { graceMs?: number }): Promise<void> {
+    this.stopping ??= this.shutdown(options?.graceMs ?? DEFAULT_GRACE_MS);
+    return this.stopping;
+  }
+
+  /** Queue closing: stop at once; the broker requeues what this consumer held when the channel closes. */
+  halt(): void {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    if (this.reattachTimer) clearTimeout(this.reattachTimer);
+    for (const d of this.running) d.release();
+    for (const d of this.waiting) d.release();
+    this.waiting = [];
+    const ch = this.ch;
+    this.ch = undefined;
+    void ch?.close().catch(() => {});
+    this.changed();
+  }
+
+  /**
+   * The channel becomes this.ch only once consuming: a stop() meanwhile finds nothing to hand back,
+   * and the start closes its channel itself (the broker requeues what it delivered).
+   */
+  private async open(): Promise<void> {
+    const ch = await this.host.conn.acquire();
+    try {
+      ch.once('close', () => this.channelLost(ch));
+      ch.on('basic.cancel', () => {
+        // Cancelled by the broker (queue deleted, node down): start over on a new channel.
+        this.host.logger.warn({ queue: this.host.workQueue }, 'rabbitmq queue: consumer cancelled by the broker');
+        void ch.close().catch(() => {});
+      });
+      await ch.basicQos({ prefetchCount: this.concurrency });
+      if (this.state !== 'active') throw new Error('consumer stopped');
+      // Deliveries are dispatched on setImmediate, after this await resumes (rabbitmq-client).
+      const { consumerTag } = await ch.basicConsume({ queue: this.host.workQueue }, (msg) => this.onMessage(ch, msg));
+      if (this.state !== 'active') throw new Error('consumer stopped');
+      this.ch = ch;
+      this.consumerTag = consumerTag;
+    } catch (err) {
+      await ch.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  private scheduleAttach(): void {
+    if (this.state !== 'active' || this.reattachTimer) return;
+    this.reattachTimer = setTimeout(() => {
+      this.reattachTimer = undefined;
+      this.attach();
+    }, REATTACH_MS);
+    this.reattachTimer.unref();
+  }
+
+  private channelLost(ch: Channel): void {
+    if (this.ch !== ch) return;
+    this.ch = undefined;
+    this.consumerTag = undefined;
+    // The broker requeued everything unacked on that channel; running handlers finish, their settles
+    // are ignored (RabbitDelivery sees the closed channel).
+    this.waiting = this.waiting.filter((d) => d.channel !== ch);
+    for (const d of [...this.unackedSet]) if (d.channel === ch) this.unackedSet.delete(d);
+    this.changed();
+    // Connection lost: the queue calls attach() after reconnecting. Channel-only loss: retry here.
+    if (this.host.conn.ready) this.scheduleAttach();
+  }
+
+  private onMessage(ch: Channel, msg: AsyncMessage): void {
+    if (this.ch !== ch || !ch.active) return; // a late delivery of a channel being replaced
+    let job: JobMessage;
+    try {
+      job = decodeJob(msg.body);
+    } catch (err) {
+      // Not a hookd job (someone else published to the exchange): straight to the dead letters, by
+      // the broker (the work queue's dead-letter exchange), as it cannot be decoded into a Job.
+      this.host.logger.warn(
+        { err, messageId: msg.messageId, routingKey: msg.routingKey },
+        'rabbitmq queue: undecodable message dead-lettered',
+      );
+      ch.basicNack({ deliveryTag: msg.deliveryTag, requeue: false });
+      return;
+    }
+    const d = new RabbitDelivery(job, ch, msg.deliveryTag, this.deliveryHost);
+    this.unackedSet.add(d);
+    if (job.runAt !== undefined && job.runAt > Date.now()) {
+      d.park(job.runAt); // parked beyond the largest delay level and not due yet
+      return;
+    }
+    this.waiting.push(d);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.state === 'active' && this.running.size < this.concurrency && this.waiting.length > 0) {
+      const d = this.waiting.shift()!;
+      if (d.channel.active) this.start(d);
+    }
+  }
+
+  private start(d: RabbitDelivery): void {
+    this.running.add(d);
+    let done: Promise<void>;
+    try {
+      done = Promise.resolve(this.handler(d));
+    } catch (err) {
+      done = Promise.reject(err);
+    }
+    done.then(
+      () => {
+        this.running.delete(d);
+        d.autoAck();
+        this.changed();
+        this.pump();
+      },
+      (err: unknown) => {
+        this.running.delete(d);
+        d.autoNack(err);
+        this.changed();
+        this.pump();
+      },
+    );
+  }
+
+  private async shutdown(graceMs: number): Promise<void> {
+    if (this.state === 'active') this.state = 'stopping';
+    if (this.reattachTimer) clearTimeout(this.reattachTimer);
+    const ch = this.ch;
+    if (ch?.active && this.consumerTag !== undefined) {
+      await ch.basicCancel(this.consumerTag).catch(() => {});
+    }
+    if (graceMs > 0) await this.until(() => this.running.size === 0, graceMs);
+    for (const d of this.running) d.release();
+    for (const d of this.waiting) d.release();
+    this.waiting = [];
+    // Retry / dead-letter publishes under way finish and ack their message before the channel goes.
+    await this.until(() => this.settles.size === 0);
+    if (ch?.active) {
+      // Requeue everything still unacked now, and wait for the broker to have done it (a passive
+      // declare on the same channel is answered after the nack was processed), so another consumer
+      // gets the jobs at once and stats() counts them as ready when stop() resolves.
+      if (this.unackedSet.size > 0) {
+        try {
+          ch.basicNack({ deliveryTag: 0, multiple: true, requeue: true });
+          await ch.queueDeclare({ queue: this.host.workQueue, passive: true });
+        } catch {
+          // channel lost meanwhile: the broker requeues on close
+        }
+      }
+      await ch.close().catch(() => {});
+    }
+    this.ch = undefined;
+    this.unackedSet.clear();
+    this.state = 'stopped';
+    this.host.detach(this);
+    this.changed();
+  }
+
+  private until(cond: () => boolean, timeoutMs?: number): Promise<void> {
+    if (cond()) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const check = (): boolean => {
+        if (!cond()) return false;
+        if (timer) clearTimeout(timer);
+        resolve();
+        return true;
+      };
+      this.waiters.push(check);
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          this.waiters = this.waiters.filter((w) => w !== check);
+          resolve();
+        }, timeoutMs);
+      }
+    });
+  }
+
+  private changed(): void {
+    if (this.waiters.length > 0) this.waiters = this.waiters.filter((w) => !w());
+  }
+}

@@ -1,0 +1,107 @@
+import type { Channel, Connection, SyncMessage } from 'rabbitmq-client';
+import { isHookdError, unavailable } from '../../core/errors.js';
+import type { DeadLetter } from '../../core/job.js';
+import { decodeJob, toDeadLetter, type JobMessage } from './job-message.js';
+import type { QueueLogger } from './logger.js';
+
+export interface DeadLetterScanOptions {
+  conn: Connection;
+  deadQueue: string;
+  /** Messages looked at per scan at most. */
+  scanLimit: number;
+  deliveryLimit: number;
+  logger: QueueLogger;
+}
+
+/**
+ * Reads the dead-letter queue the only way AMQP allows: basic.get without ack, message by message,
+ * holding each one, then handing all of them back in one basic.nack(requeue). An admin action, O(n)
+ * in the queue length, capped at scanLimit messages. While a scan runs, the messages it holds are
+ * invisible to other scans (another process listing or retrying at the same moment may miss them);
+ * `held` lets stats() still count them.
+ */
+export class DeadLetterScanner {
+  /** Dead letters held by scans of this process right now. */
+  held = 0;
+
+  constructor(private readonly opts: DeadLetterScanOptions) {}
+
+  /** Newest first (by deadAt), optionally of one flow. */
+  async list(query: { flowId?: string; limit: number }): Promise<DeadLetter[]> {
+    const found: DeadLetter[] = [];
+    await this.scan((msg, job) => {
+      if (job !== undefined && (query.flowId === undefined || job.flowId === query.flowId)) {
+        found.push(toDeadLetter(job, msg.headers, this.opts.deliveryLimit));
+      }
+      return 'keep';
+    });
+    found.sort((a, b) => b.deadAt - a.deadAt);
+    return found.slice(0, Math.max(0, query.limit));
+  }
+
+  /**
+   * Find the dead letter with this job id; when found, `revive` publishes it again (confirmed)
+   * before it is removed from the dead letters. False when not found.
+   */
+  async take(jobId: string, revive: (job: JobMessage) => Promise<void>): Promise<boolean> {
+    let taken = false;
+    await this.scan(async (_msg, job) => {
+      if (job?.id !== jobId) return 'keep';
+      await revive(job);
+      taken = true;
+      return 'ack-and-stop';
+    });
+    return taken;
+  }
+
+  private async scan(
+    visit: (msg: SyncMessage, job: JobMessage | undefined) => 'keep' | 'ack-and-stop' | Promise<'keep' | 'ack-and-stop'>,
+  ): Promise<void> {
+    const { conn, deadQueue, scanLimit } = this.opts;
+    if (!conn.ready) throw unavailable('queue', 'RabbitMQ is unreachable (reconnecting)');
+    let ch: Channel;
+    try {
+      ch = await conn.acquire();
+    } catch (err) {
+      throw unavailable('queue', err);
+    }
+    let holding = 0;
+    let lastTag = 0;
+    try {
+      for (let seen = 0; seen < scanLimit; seen++) {
+        const msg = await ch.basicGet({ queue: deadQueue });
+        if (msg === undefined) break;
+        holding++;
+        this.held++;
+        lastTag = msg.deliveryTag;
+        let job: JobMessage | undefined;
+        try {
+          job = decodeJob(msg.body);
+        } catch (err) {
+          this.opts.logger.warn({ err, messageId: msg.messageId }, 'rabbitmq queue: undecodable dead letter skipped');
+        }
+        if ((await visit(msg, job)) === 'ack-and-stop') {
+          ch.basicAck({ deliveryTag: msg.deliveryTag });
+          holding--;
+          this.held--;
+          break;
+        }
+        if (seen === scanLimit - 1) {
+          this.opts.logger.warn({ scanLimit }, 'rabbitmq queue: dead-letter scan stopped at its limit');
+        }
+      }
+      if (holding > 0) {
+        // Everything still held goes back in one go; a passive declare on the same channel is
+        // answered after the broker processed the nack, so counts are right when we return.
+        ch.basicNack({ deliveryTag: lastTag, multiple: true, requeue: true });
+        await ch.queueDeclare({ queue: deadQueue, passive: true });
+      }
+    } catch (err) {
+      throw isHookdError(err) ? err : unavailable('queue', err);
+    } finally {
+      this.held -= holding;
+      // Closing also requeues whatever the nack above did not reach (error paths).
+      await ch.close().catch(() => {});
+    }
+  }
+}

@@ -1,0 +1,19 @@
+export {
+  RabbitMqQueue,
+  openRabbitMqQueue,
+  type RabbitMqQueueOptions,
+  type PublishableJob,
+} from './rabbitmq-queue.js';
+export {
+  Topology,
+  DEFAULT_DELAY_LEVELS_MS,
+  RETRY_KEY,
+  DEAD_KEY,
+  JOB_BINDING,
+  flowKey,
+  jobRoutingKey,
+} from './topology.js';
+export { encodeJob, decodeJob, JOB_TYPE, DEAD_LETTER_TYPE, type JobMessage } from './job-message.js';
+export { DEFAULT_GRACE_MS } from './consumer.js';
+export { THROW_RETRY_DELAY_MS } from './delivery.js';
+export type { QueueLogger } from './logger.js';

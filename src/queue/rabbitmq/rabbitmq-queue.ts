@@ -1,0 +1,338 @@
+import { Connection, type Channel } from 'rabbitmq-client';
+import { E, HookdError, unavailable } from '../../core/errors.js';
+import { uuidv7 } from '../../core/ids.js';
+import type { DeadLetter, Job, NewJob } from '../../core/job.js';
+import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../contract.js';
+import { ConfirmPublisher } from './confirm-publisher.js';
+import { RabbitConsumer, type ConsumerHost } from './consumer.js';
+import { DeadLetterScanner } from './dead-letters.js';
+import { encodeJob, type JobMessage } from './job-message.js';
+import { stderrLogger, type QueueLogger } from './logger.js';
+import { DEAD_KEY, DEFAULT_DELAY_LEVELS_MS, jobRoutingKey, RETRY_KEY, Topology } from './topology.js';
+
+export interface RabbitMqQueueOptions {
+  /** amqp://user:pass@host:port/vhost (amqps:// for TLS). */
+  url: string;
+  /** Exchange and queue names start with this (topology.ts). Default `hookd`. */
+  prefix?: string;
+  /** Delay levels of retries (ms). Default 1s 2s 5s 10s 30s 1m 2m 5m 10m 30m 1h. */
+  delayLevelsMs?: readonly number[];
+  /** Broker redeliveries of one message (crashes, releases) before it is dead-lettered. Default 20. */
+  deliveryLimit?: number;
+  /** Publishes awaiting a confirm at most; more fail at once with 503. Default 10 000. */
+  maxUnconfirmed?: number;
+  /** A publish without a confirm after this fails with 503. Default 10 s. */
+  confirmTimeoutMs?: number;
+  /** openRabbitMqQueue() fails (503) when the broker cannot be reached within this. Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Reconnect backoff: random delays growing from min to max. Default 250 ms … 2 s. */
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  /** AMQP heartbeat: a silent peer is dropped after about twice this. Default 10 s. */
+  heartbeatSeconds?: number;
+  /** Dead letters looked at per deadLetters() / retryDead() scan at most. Default 10 000. */
+  deadLetterScanLimit?: number;
+  /** Shown in the broker's connection list. Default `hookd`. */
+  connectionName?: string;
+  logger?: QueueLogger;
+}
+
+/**
+ * A job to publish: its id (the message id, UUIDv7), flow, request, maxAttempts and enqueuedAt;
+ * attempts defaults to 1 (a first delivery); optionally not before runAt (epoch ms). Other fields
+ * (e.g. an outbox row's `claims`) are ignored. PostgreSQL's OutboxJob fits as it is.
+ */
+export type PublishableJob = Omit<Job, 'attempts'> & { attempts?: number; runAt?: number };
+
+const CLOSE_TIMEOUT_MS = 5_000;
+
+/**
+ * The Queue contract on RabbitMQ (distributed mode). Topology, routing and message format:
+ * topology.ts, job-message.ts, docs/external-consumers.md.
+ *
+ * Jobs are not enqueued atomically with their request here (that is the embedded queue's trick):
+ * the PostgreSQL backend writes an outbox row with the request and hands the job to publish(), which
+ * resolves once the broker confirmed it. While the broker is unreachable everything that needs it
+ * rejects at once with a 503 HookdError (QUEUE_UNAVAILABLE); the connection comes back by itself
+ * (rabbitmq-client reconnects with backoff), then the topology is declared again and consumers
+ * resume.
+ */
+export class RabbitMqQueue implements Queue {
+  readonly topology: Topology;
+  private readonly conn: Connection;
+  private readonly publisher: ConfirmPublisher;
+  private readonly scanner: DeadLetterScanner;
+  private readonly consumers = new Set<RabbitConsumer>();
+  private readonly consumerHost: ConsumerHost;
+  private readonly logger: QueueLogger;
+  private readonly connectTimeoutMs: number;
+  private admin: Promise<Channel> | undefined;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+
+  constructor(options: RabbitMqQueueOptions) {
+    this.logger = options.logger ?? stderrLogger;
+    const deliveryLimit = options.deliveryLimit ?? 20;
+    this.topology = new Topology({
+      prefix: options.prefix ?? 'hookd',
+      delayLevelsMs: options.delayLevelsMs ?? DEFAULT_DELAY_LEVELS_MS,
+      deliveryLimit,
+    });
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.conn = new Connection({
+      url: options.url,
+      connectionName: options.connectionName ?? 'hookd',
+      retryLow: options.reconnectMinMs ?? 250,
+      retryHigh: options.reconnectMaxMs ?? 2_000,
+      heartbeat: options.heartbeatSeconds ?? 10,
+      connectionTimeout: this.connectTimeoutMs,
+      acquireTimeout: this.connectTimeoutMs,
+      noDelay: true,
+    });
+    // rabbitmq-client reports the first error of an outage (then reconnects quietly) and channel
+    // errors nobody awaited; without a listener an 'error' event would crash the process.
+    this.conn.on('error', (err: unknown) => this.logger.warn({ err }, 'rabbitmq queue: connection error'));
+    this.publisher = new ConfirmPublisher(this.conn, {
+      maxUnconfirmed: options.maxUnconfirmed ?? 10_000,
+      confirmTimeoutMs: options.confirmTimeoutMs ?? 10_000,
+      logger: this.logger,
+    });
+    this.scanner = new DeadLetterScanner({
+      conn: this.conn,
+      deadQueue: this.topology.deadQueue,
+      scanLimit: options.deadLetterScanLimit ?? 10_000,
+      deliveryLimit,
+      logger: this.logger,
+    });
+    this.consumerHost = {
+      conn: this.conn,
+      workQueue: this.topology.workQueue,
+      logger: this.logger,
+      publishRetry: (job, delayMs) => this.publishRetry(job, delayMs),
+      publishDead: (job) => this.send({ ...job, runAt: undefined }, this.topology.exchange, DEAD_KEY),
+      detach: (c) => this.consumers.delete(c),
+    };
+  }
+
+  /** Connect and declare the topology; rejects with 503 when the broker cannot be reached in time. */
+  async start(): Promise<void> {
+    try {
+      await this.conn.onConnect(this.connectTimeoutMs, true);
+      await this.declareTopology();
+    } catch (err) {
+      throw unavailable('queue', err);
+    }
+    this.conn.on('connection', () => this.reconnected());
+  }
+
+  /** True while connected and not blocked by a broker resource alarm. */
+  get connected(): boolean {
+    return this.conn.ready;
+  }
+
+  /**
+   * Publish jobs (their first delivery: routing key `flow-<flowKey>.job`, or a delay queue when
+   * runAt is ahead). Resolves once the broker confirmed every one of them; all are on the wire at
+   * once, and concurrent calls do not wait for each other. Rejects with a 503 HookdError when any
+   * failed (some may have been published: publishing again is safe, consumers are idempotent).
+   */
+  publish(jobs: readonly PublishableJob[]): Promise<void> {
+    if (jobs.length === 1) return this.publishJob(jobs[0]!);
+    return Promise.allSettled(jobs.map((j) => this.publishJob(j))).then((results) => {
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
+    });
+  }
+
+  /** publish(), one result per job (an outbox relay deletes exactly the confirmed rows). */
+  publishSettled(jobs: readonly PublishableJob[]): Promise<Array<PromiseSettledResult<void>>> {
+    return Promise.allSettled(jobs.map((j) => this.publishJob(j)));
+  }
+
+  async enqueue(job: NewJob): Promise<void> {
+    const now = Date.now();
+    const full: PublishableJob = {
+      id: uuidv7(now),
+      flowId: job.flowId,
+      requestId: job.requestId,
+      attempts: 1,
+      maxAttempts: job.maxAttempts,
+      enqueuedAt: now,
+    };
+    if (job.runAt !== undefined) full.runAt = job.runAt;
+    await this.publishJob(full);
+  }
+
+  consume(handler: JobHandler, options: ConsumeOptions): Consumer {
+    if (this.closed) throw unavailable('queue', 'the RabbitMQ queue is closed');
+    if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
+      throw new HookdError(E.VALIDATION_FAILED, 'consumer concurrency must be a positive integer');
+    }
+    if (options.concurrency > 65_535) {
+      throw new HookdError(E.VALIDATION_FAILED, 'consumer concurrency must be at most 65535 (AMQP prefetch)');
+    }
+    const consumer = new RabbitConsumer(handler, options.concurrency, this.consumerHost);
+    this.consumers.add(consumer);
+    consumer.attach();
+    return consumer;
+  }
+
+  deadLetters(query: { flowId?: string; limit: number }): Promise<DeadLetter[]> {
+    return this.scanner.list(query);
+  }
+
+  retryDead(jobId: string): Promise<boolean> {
+    return this.scanner.take(jobId, (dead) =>
+      this.send(
+        { ...dead, attempts: 1, deadAt: undefined, runAt: undefined },
+        this.topology.exchange,
+        RETRY_KEY,
+      ),
+    );
+  }
+
+  /**
+   * ready, delayed and dead are the broker's counts (every process sees the same); inFlight counts
+   * the unacked messages of this process's consumers only: AMQP does not report unacked counts
+   * (the management plugin does, and is not required).
+   */
+  async stats(): Promise<QueueStats> {
+    const { workQueue, deadQueue, delayLevels } = this.topology;
+    const counts = await this.passiveCounts([workQueue, deadQueue, ...delayLevels.map((l) => l.queue)]);
+    let inFlight = 0;
+    for (const c of this.consumers) inFlight += c.unacked;
+    const [ready = 0, dead = 0, ...delayed] = counts;
+    return { ready, inFlight, delayed: delayed.reduce((a, b) => a + b, 0), dead: dead + this.scanner.held };
+  }
+
+  /** Resolves when the broker is reachable and the work queue exists (readiness); rejects with 503. */
+  async checkWritable(): Promise<void> {
+    await this.passiveCounts([this.topology.workQueue]);
+  }
+
+  /** Delete the queues and the exchange of this prefix, messages included (tests, uninstall). */
+  async deleteTopology(): Promise<void> {
+    const ch = await this.conn.acquire();
+    try {
+      await this.topology.delete(ch);
+    } finally {
+      await ch.close().catch(() => {});
+    }
+  }
+
+  /**
+   * Halt consumers (the broker requeues what they held: stop them first for a graceful hand-back),
+   * wait for publishes in flight, close the connection.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.closed = true;
+      for (const c of this.consumers) c.halt();
+      this.consumers.clear();
+      await this.publisher.close();
+      const admin = await this.admin?.catch(() => undefined);
+      await admin?.close().catch(() => {});
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([
+        this.conn.close().then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), CLOSE_TIMEOUT_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (timedOut) this.conn.unsafeDestroy();
+    })();
+    return this.closing;
+  }
+
+  private publishJob(job: PublishableJob): Promise<void> {
+    const msg: JobMessage = { ...job, attempts: job.attempts ?? 1, runAt: undefined };
+    if (!(Number.isInteger(msg.attempts) && msg.attempts >= 1 && Number.isInteger(msg.maxAttempts) && msg.maxAttempts >= 1)) {
+      return Promise.reject(new HookdError(E.VALIDATION_FAILED, 'job attempts and maxAttempts must be integers ≥ 1'));
+    }
+    const delayMs = job.runAt === undefined ? 0 : job.runAt - Date.now();
+    if (delayMs > 0) return this.sendDelayed(msg, delayMs);
+    return this.send(msg, this.topology.exchange, jobRoutingKey(msg.flowId));
+  }
+
+  private publishRetry(job: JobMessage, delayMs: number): Promise<void> {
+    if (delayMs <= 0) return this.send({ ...job, runAt: undefined }, this.topology.exchange, RETRY_KEY);
+    return this.sendDelayed(job, delayMs);
+  }
+
+  /**
+   * Into the delay queue of the smallest level ≥ delayMs (straight through the default exchange);
+   * its TTL dead-letters the job back to the work queue. Longer than the largest level: runAt goes
+   * along and the consumer parks the job again until it is due.
+   */
+  private sendDelayed(job: JobMessage, delayMs: number): Promise<void> {
+    const level = this.topology.delayQueueFor(delayMs);
+    const runAt = delayMs > level.ms ? Date.now() + delayMs : undefined;
+    return this.send({ ...job, runAt }, '', level.queue);
+  }
+
+  private send(job: JobMessage, exchange: string, routingKey: string): Promise<void> {
+    const { envelope, body } = encodeJob(job);
+    return this.publisher.send({ ...envelope, exchange, routingKey }, body);
+  }
+
+  private async passiveCounts(queues: string[]): Promise<number[]> {
+    if (this.closed) throw unavailable('queue', 'the RabbitMQ queue is closed');
+    if (!this.conn.ready) throw unavailable('queue', 'RabbitMQ is unreachable or blocked (reconnecting)');
+    try {
+      const ch = await this.adminChannel();
+      const oks = await Promise.all(queues.map((queue) => ch.queueDeclare({ queue, passive: true })));
+      return oks.map((ok) => ok.messageCount);
+    } catch (err) {
+      throw unavailable('queue', err);
+    }
+  }
+
+  /** A channel for passive declares, opened again after an error closed it. */
+  private adminChannel(): Promise<Channel> {
+    const current = this.admin;
+    if (current) {
+      return current.then((ch) => {
+        if (ch.active) return ch;
+        if (this.admin === current) this.admin = undefined;
+        return this.adminChannel();
+      });
+    }
+    const opening = this.conn.acquire();
+    this.admin = opening;
+    opening.catch(() => {
+      if (this.admin === opening) this.admin = undefined;
+    });
+    return opening;
+  }
+
+  private async declareTopology(): Promise<void> {
+    const ch = await this.conn.acquire();
+    try {
+      await this.topology.declare(ch);
+    } finally {
+      await ch.close().catch(() => {});
+    }
+  }
+
+  private reconnected(): void {
+    if (this.closed) return;
+    this.logger.info({}, 'rabbitmq queue: reconnected');
+    this.declareTopology()
+      .catch((err: unknown) => this.logger.error({ err }, 'rabbitmq queue: declaring the topology failed'))
+      .finally(() => {
+        for (const c of this.consumers) c.attach();
+      });
+  }
+}
+
+/** Connect, declare the topology and return the queue; rejects with 503 when the broker cannot be reached. */
+export async function openRabbitMqQueue(options: RabbitMqQueueOptions): Promise<RabbitMqQueue> {
+  const queue = new RabbitMqQueue(options);
+  try {
+    await queue.start();
+  } catch (err) {
+    await queue.close().catch(() => {});
+    throw err;
+  }
+  return queue;
+}

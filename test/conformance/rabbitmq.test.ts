@@ -1,0 +1,462 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { Connection, type Channel } from 'rabbitmq-client';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { HookdError } from '../../src/core/errors.js';
+import { uuidv7 } from '../../src/core/ids.js';
+import type { Job } from '../../src/core/job.js';
+import type { Consumer, Delivery } from '../../src/queue/contract.js';
+import {
+  DEFAULT_DELAY_LEVELS_MS,
+  flowKey,
+  jobRoutingKey,
+  openRabbitMqQueue,
+  Topology,
+  type RabbitMqQueue,
+  type RabbitMqQueueOptions,
+} from '../../src/queue/rabbitmq/index.js';
+import type { Backend } from '../../src/store/backend.js';
+import type { RequestStore } from '../../src/store/contracts.js';
+import { openSqliteBackend } from '../../src/store/sqlite/index.js';
+import { makeMessage, sleep, waitFor } from './helpers.js';
+import { describeQueueConformance } from './queue.suite.js';
+
+/**
+ * RabbitMQ queue against a real broker (RABBITMQ_URL, default amqp://guest:guest@127.0.0.1:5672).
+ * No skip when the broker is down: every test fails. Each test declares its own topology under a
+ * unique prefix and deletes it afterwards; afterAll checks that nothing of this run is left.
+ * The outage test stops and restarts the broker app with rabbitmqctl (local broker only).
+ */
+const RABBITMQ_URL = process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+const RUN = `hookd-test-${process.pid}-${Date.now().toString(36)}`;
+
+const quietLogger = { warn: () => {}, error: () => {}, info: () => {} };
+
+let seq = 0;
+let prefix: string;
+let dir: string;
+let dbPath: string;
+/** prefix → its delay levels: what afterEach deletes. */
+const prefixesUsed = new Map<string, readonly number[]>();
+const opened: Backend[] = [];
+const queues: RabbitMqQueue[] = [];
+const consumers: Consumer[] = [];
+
+beforeEach(() => {
+  prefix = `${RUN}-${++seq}`;
+  dir = mkdtempSync(join(tmpdir(), 'hookd-rabbitmq-'));
+  dbPath = join(dir, 'data', 'hookd.db');
+});
+
+afterEach(async () => {
+  await Promise.allSettled(consumers.splice(0).map((c) => c.stop({ graceMs: 0 })));
+  await Promise.allSettled(opened.splice(0).map((b) => b.close()));
+  await Promise.allSettled(queues.splice(0).map((q) => q.close()));
+  if (prefixesUsed.size > 0) {
+    // Raw channel: re-declaring with other arguments than a test used would be refused.
+    const conn = await rawConnection();
+    try {
+      const ch = await conn.acquire();
+      const topologies = [...prefixesUsed].map(([p, delayLevelsMs]) => new Topology({ prefix: p, delayLevelsMs, deliveryLimit: 0 }));
+      if (brokerRestarted) await settleAfterRestart(ch, topologies);
+      for (const t of topologies) await t.delete(ch);
+      await ch.close();
+    } finally {
+      await conn.close();
+    }
+  }
+  brokerRestarted = false;
+  prefixesUsed.clear();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function openQueue(extra: Partial<RabbitMqQueueOptions> = {}): Promise<RabbitMqQueue> {
+  prefixesUsed.set(extra.prefix ?? prefix, extra.delayLevelsMs ?? DEFAULT_DELAY_LEVELS_MS);
+  const q = await openRabbitMqQueue({ url: RABBITMQ_URL, prefix, logger: quietLogger, connectTimeoutMs: 5_000, ...extra });
+  queues.push(q);
+  return q;
+}
+
+/**
+ * TEST SCAFFOLDING, not the distributed backend: the SQLite stores for flows, requests and
+ * executions, with accept() wrapped to publish the job to RabbitMQ after the SQLite commit (and to
+ * resolve only after the broker confirm). The real composition (PostgreSQL outbox → RabbitMQ) lives
+ * in the PostgreSQL backend. SQLite's own embedded job row is written too and simply never consumed.
+ */
+async function open(extra: Partial<RabbitMqQueueOptions> = {}): Promise<Backend & { queue: RabbitMqQueue }> {
+  const sqlite = await openSqliteBackend({ path: dbPath, logger: quietLogger });
+  let queue: RabbitMqQueue;
+  try {
+    queue = await openQueue(extra);
+  } catch (err) {
+    await sqlite.close();
+    throw err;
+  }
+  const accept: RequestStore['accept'] = async (m, options) => {
+    const outcome = await sqlite.requests.accept(m, options);
+    if (outcome.kind === 'stored') {
+      const now = Date.now();
+      await queue.publish([{ id: uuidv7(now), flowId: m.flowId, requestId: m.id, maxAttempts: options.maxAttempts, enqueuedAt: now }]);
+    }
+    return outcome;
+  };
+  // Everything else of the RequestStore is SQLite's own.
+  const requests: RequestStore = new Proxy(sqlite.requests, {
+    get(target, prop) {
+      if (prop === 'accept') return accept;
+      const v: unknown = Reflect.get(target, prop, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+  let closing: Promise<void> | undefined;
+  const backend = {
+    name: 'sqlite+rabbitmq (test scaffolding)',
+    flows: sqlite.flows,
+    requests,
+    executions: sqlite.executions,
+    queue,
+    async checkWritable() {
+      await sqlite.checkWritable();
+      await queue.checkWritable();
+    },
+    close() {
+      closing ??= (async () => {
+        await queue.close();
+        await sqlite.close();
+      })();
+      return closing;
+    },
+  };
+  opened.push(backend);
+  return backend;
+}
+
+describeQueueConformance('rabbitmq', () => open());
+
+function newJob(overrides: Partial<Job> = {}): Job {
+  const now = Date.now();
+  return { id: uuidv7(now), flowId: 'flow-r', requestId: uuidv7(now), attempts: 1, maxAttempts: 3, enqueuedAt: now, ...overrides };
+}
+
+async function rejection(p: Promise<unknown>): Promise<HookdError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(HookdError);
+  return err as HookdError;
+}
+
+function consume(q: RabbitMqQueue, handler: (d: Delivery) => Promise<void>, concurrency = 1): Consumer {
+  const c = q.consume(handler, { concurrency });
+  consumers.push(c);
+  return c;
+}
+
+const execFileAsync = promisify(execFile);
+/** Set by a test that stopped the broker app: cleanup then waits for the queues to have recovered. */
+let brokerRestarted = false;
+
+/**
+ * RabbitMQ 3.10 supervises the at-least-once dead-letter workers of quorum queues with a restart
+ * intensity of 1 per 5 s (later releases raised it): deleting such queues while their workers are
+ * still checking out (right after start_app) can kill the supervisor, and until the rabbit app
+ * restarts no such queue can be declared again (INTERNAL_ERROR). So after a restart, cleanup first
+ * waits until every queue has a leader (a confirmed publish into each), plus a margin.
+ */
+async function settleAfterRestart(ch: Channel, topologies: Topology[]): Promise<void> {
+  await ch.confirmSelect();
+  for (const t of topologies) {
+    for (const queue of t.allQueues) await ch.basicPublish({ routingKey: queue, durable: true }, 'probe');
+  }
+  await sleep(1_500);
+}
+
+const DLX_SUP_DOWN =
+  "RabbitMQ's quorum dead-letter supervisor (rabbit_fifo_dlx_sup) is not running: at-least-once queues " +
+  'cannot be declared; run `rabbitmqctl stop_app && rabbitmqctl start_app`';
+
+async function deadLetterSupervisorRunning(): Promise<boolean> {
+  const { stdout } = await execFileAsync('rabbitmqctl', ['eval', 'is_pid(whereis(rabbit_fifo_dlx_sup)).'], { timeout: 60_000 });
+  return stdout.trim() === 'true';
+}
+
+/** A raw AMQP client, as an external component would use. */
+async function rawConnection(): Promise<Connection> {
+  const conn = new Connection({ url: RABBITMQ_URL, retryLow: 100, retryHigh: 500 });
+  conn.on('error', () => {});
+  await conn.onConnect(5_000);
+  return conn;
+}
+
+describe('rabbitmq: connection', () => {
+  it('fails to open with a 503 when the broker cannot be reached', async () => {
+    const t0 = Date.now();
+    const err = await rejection(
+      openRabbitMqQueue({ url: 'amqp://guest:guest@127.0.0.1:1', prefix, logger: quietLogger, connectTimeoutMs: 1_000 }),
+    );
+    expect(err.statusCode).toBe(503);
+    expect(err.code).toBe('QUEUE_UNAVAILABLE');
+    expect(Date.now() - t0).toBeLessThan(3_000);
+  });
+});
+
+describe('rabbitmq: publishing', () => {
+  it('pipelines confirmed publishes: many in flight, every one delivered', async () => {
+    const q = await openQueue();
+    const jobs = Array.from({ length: 400 }, () => newJob());
+    // 400 single-job publishes at once plus one batch: all on the wire together.
+    await Promise.all([...jobs.slice(0, 300).map((j) => q.publish([j])), q.publish(jobs.slice(300))]);
+    expect((await q.stats()).ready).toBe(400);
+    const seen = new Set<string>();
+    consume(q, async (d) => {
+      seen.add(d.job.id);
+    }, 16);
+    await waitFor(() => seen.size === 400, '400 deliveries', 10_000);
+    expect([...seen].sort()).toEqual(jobs.map((j) => j.id).sort());
+  });
+
+  it('rejects at once with 503 beyond maxUnconfirmed instead of buffering', async () => {
+    const q = await openQueue({ maxUnconfirmed: 5 });
+    const results = await Promise.allSettled(Array.from({ length: 50 }, () => q.publish([newJob()])));
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(results.filter((r) => r.status === 'fulfilled').length).toBeGreaterThanOrEqual(5);
+    expect(failed.length).toBeGreaterThan(0);
+    for (const f of failed) expect(f.reason).toMatchObject({ statusCode: 503, code: 'QUEUE_UNAVAILABLE' });
+    // Once the confirms are in, publishing works again.
+    await q.publish([newJob()]);
+  });
+
+  it('fails a publish no queue takes (work queue deleted) instead of confirming it into the void', async () => {
+    const q = await openQueue();
+    const conn = await rawConnection();
+    try {
+      await conn.queueDelete({ queue: q.topology.workQueue });
+    } finally {
+      await conn.close();
+    }
+    const err = await rejection(q.publish([newJob()]));
+    expect(err.statusCode).toBe(503);
+    expect(err.message).toMatch(/unroutable/);
+  });
+
+  it('parks a job due after the largest delay level until its runAt', async () => {
+    const q = await openQueue({ delayLevelsMs: [100, 300] });
+    const seen: Array<{ d: Delivery; at: number }> = [];
+    consume(q, async (d) => {
+      seen.push({ d, at: Date.now() });
+    });
+    const runAt = Date.now() + 1_000;
+    await q.enqueue({ flowId: 'flow-p', requestId: 'parked', maxAttempts: 2, runAt });
+    expect(await q.stats()).toMatchObject({ delayed: 1, ready: 0 });
+    await waitFor(() => seen.length === 1, 'the parked job', 5_000);
+    expect(seen[0]!.at).toBeGreaterThanOrEqual(runAt);
+    expect(seen[0]!.at).toBeLessThan(runAt + 1_000);
+    expect(seen[0]!.d.job).toMatchObject({ requestId: 'parked', attempts: 1, maxAttempts: 2 });
+  });
+});
+
+describe('rabbitmq: external consumers (docs/external-consumers.md)', () => {
+  it('routes first deliveries by flow: a queue bound with flow-<flowKey>.# gets the documented message', async () => {
+    const q = await openQueue();
+    expect(flowKey('orders.eu-1')).toBe('flow-orders~eu-1');
+    expect(jobRoutingKey('orders.eu-1')).toBe('flow-orders~eu-1.job');
+    const conn = await rawConnection();
+    const tap = `${prefix}.tap`;
+    try {
+      // What a component does: its own durable queue, bound to the flow it serves.
+      await conn.queueDeclare({ queue: tap, durable: true, arguments: { 'x-queue-type': 'quorum' } });
+      await conn.queueBind({ queue: tap, exchange: q.topology.exchange, routingKey: `${flowKey('orders.eu-1')}.#` });
+      const mine = newJob({ flowId: 'orders.eu-1', maxAttempts: 4 });
+      // Other flows, including one whose id is a prefix of it, do not reach the tap.
+      await q.publish([mine, newJob({ flowId: 'orders' }), newJob({ flowId: 'orders.eu' })]);
+      const msg = await conn.basicGet({ queue: tap, noAck: true });
+      expect(msg).toBeDefined();
+      expect(msg!.routingKey).toBe('flow-orders~eu-1.job');
+      expect(msg!.messageId).toBe(mine.id);
+      expect(msg!.type).toBe('hookd.job');
+      expect(msg!.contentType).toBe('application/json');
+      expect(msg!.durable).toBe(true);
+      expect(msg!.headers).toMatchObject({
+        'hookd-flow-id': 'orders.eu-1',
+        'hookd-request-id': mine.requestId,
+        'hookd-attempts': 1,
+        'hookd-max-attempts': 4,
+      });
+      expect(msg!.body).toEqual({
+        id: mine.id,
+        flowId: 'orders.eu-1',
+        requestId: mine.requestId,
+        attempts: 1,
+        maxAttempts: 4,
+        enqueuedAt: mine.enqueuedAt,
+      });
+      expect(await conn.basicGet({ queue: tap, noAck: true })).toBeUndefined();
+      // hookd's own work queue got all three.
+      expect((await q.stats()).ready).toBe(3);
+    } finally {
+      await conn.queueDelete({ queue: tap }).catch(() => {});
+      await conn.close();
+    }
+  });
+
+  it('dead-letters a message that is not a hookd job without handing it to a handler', async () => {
+    const q = await openQueue();
+    const conn = await rawConnection();
+    try {
+      const ch = await conn.acquire();
+      await ch.confirmSelect();
+      await ch.basicPublish({ exchange: q.topology.exchange, routingKey: 'flow-x.job', durable: true }, 'not json');
+      await ch.close();
+    } finally {
+      await conn.close();
+    }
+    let calls = 0;
+    consume(q, async () => {
+      calls++;
+    });
+    const deadline = Date.now() + 5_000;
+    while ((await q.stats()).dead !== 1 && Date.now() < deadline) await sleep(20);
+    expect(await q.stats()).toMatchObject({ ready: 0, dead: 1 });
+    expect(calls).toBe(0);
+    expect(await q.deadLetters({ limit: 10 })).toEqual([]); // not a job: counted, not listed
+  });
+});
+
+describe('rabbitmq: redelivery guard', () => {
+  it('dead-letters a job released more often than the delivery limit (a job that keeps killing its worker)', async () => {
+    const q = await openQueue({ deliveryLimit: 2 });
+    const job = newJob({ maxAttempts: 10 });
+    await q.publish([job]);
+    let deliveries = 0;
+    for (let i = 0; i < 3; i++) {
+      let got = false;
+      const c = consume(q, async () => {
+        deliveries++;
+        got = true;
+        await new Promise(() => {}); // the worker "dies" holding it
+      });
+      await waitFor(() => got, `delivery ${i + 1}`);
+      await c.stop({ graceMs: 0 });
+    }
+    expect(deliveries).toBe(3);
+    const deadline = Date.now() + 5_000;
+    while ((await q.stats()).dead !== 1 && Date.now() < deadline) await sleep(20);
+    const dead = await q.deadLetters({ limit: 10 });
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ id: job.id, requestId: job.requestId, attempts: 1 });
+    expect(dead[0]!.lastError).toMatch(/delivered more than 2 times/);
+    expect(await q.retryDead(job.id)).toBe(true);
+    const again: Delivery[] = [];
+    consume(q, async (d) => {
+      again.push(d);
+    });
+    await waitFor(() => again.length === 1, 'delivery after retryDead');
+    expect(again[0]!.job).toMatchObject({ id: job.id, attempts: 1 });
+  });
+});
+
+let brokerStopped = false;
+
+async function rabbitmqctl(command: 'stop_app' | 'start_app'): Promise<void> {
+  if (command === 'stop_app') brokerStopped = brokerRestarted = true;
+  await execFileAsync('rabbitmqctl', [command], { timeout: 60_000 });
+  if (command === 'start_app') brokerStopped = false;
+}
+
+describe('rabbitmq: broker outage', () => {
+  beforeAll(async () => {
+    expect(await deadLetterSupervisorRunning(), DLX_SUP_DOWN).toBe(true);
+  });
+
+  afterAll(async () => {
+    if (brokerStopped) await rabbitmqctl('start_app'); // never leave the broker down
+  });
+
+  it('rejects publishes with 503 at once while the broker is down and resumes within 5 s of start_app', { timeout: 120_000 }, async () => {
+    const q = await openQueue();
+    const seen = new Set<string>();
+    consume(q, async (d) => {
+      seen.add(d.job.id);
+    }, 8);
+    const first = newJob();
+    await q.publish([first]);
+    await waitFor(() => seen.has(first.id), 'a delivery before the outage');
+
+    // Publishers keep going through the outage; every publish that resolved must be delivered.
+    let publishing = true;
+    const confirmed: string[] = [];
+    const failures: Array<{ err: unknown; ms: number }> = [];
+    const loops = Array.from({ length: 4 }, async () => {
+      while (publishing) {
+        const job = newJob();
+        const t0 = performance.now();
+        try {
+          await q.publish([job]);
+          confirmed.push(job.id);
+        } catch (err) {
+          failures.push({ err, ms: performance.now() - t0 });
+        }
+        await sleep(10);
+      }
+    });
+
+    let upAt = 0;
+    try {
+      await sleep(100);
+      await rabbitmqctl('stop_app');
+      await waitFor(() => !q.connected, 'the connection to drop', 10_000);
+      for (let i = 0; i < 20; i++) {
+        const t0 = performance.now();
+        const err = await rejection(q.publish([newJob()]));
+        expect(performance.now() - t0).toBeLessThan(50);
+        expect(err.statusCode).toBe(503);
+        expect(err.code).toBe('QUEUE_UNAVAILABLE');
+        expect(err.retryAfter).toBeGreaterThan(0);
+      }
+      const statsErr = await rejection(q.stats());
+      expect(statsErr.statusCode).toBe(503);
+      await sleep(300);
+    } finally {
+      await rabbitmqctl('start_app');
+      upAt = Date.now();
+    }
+
+    // Publishing resumes…
+    const after = newJob();
+    for (;;) {
+      try {
+        await q.publish([after]);
+        break;
+      } catch (err) {
+        expect(err).toMatchObject({ statusCode: 503 });
+        if (Date.now() - upAt > 5_000) throw err;
+        await sleep(20);
+      }
+    }
+    // …and so does consuming, within 5 s of start_app.
+    await waitFor(() => seen.has(after.id), 'a delivery after the restart', Math.max(0, 5_000 - (Date.now() - upAt)));
+    expect(Date.now() - upAt).toBeLessThan(5_000);
+
+    publishing = false;
+    await Promise.all(loops);
+    expect(failures.length).toBeGreaterThan(0);
+    for (const f of failures) {
+      expect(f.err).toMatchObject({ statusCode: 503, code: 'QUEUE_UNAVAILABLE' });
+      expect(f.ms).toBeLessThan(1_000); // in flight when the broker went away, or refused at once
+    }
+    // Never acknowledge what is not stored: every confirmed publish arrives.
+    await waitFor(() => confirmed.every((id) => seen.has(id)), 'every confirmed job', 10_000);
+  });
+});
+
+afterAll(async () => {
+  expect(await deadLetterSupervisorRunning(), DLX_SUP_DOWN).toBe(true);
+  const { stdout: qs } = await execFileAsync('rabbitmqctl', ['-q', 'list_queues', 'name'], { timeout: 60_000 });
+  const { stdout: xs } = await execFileAsync('rabbitmqctl', ['-q', 'list_exchanges', 'name'], { timeout: 60_000 });
+  const left = `${qs}\n${xs}`.split('\n').filter((l) => l.includes(RUN));
+  expect(left).toEqual([]);
+});
