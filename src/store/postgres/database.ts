@@ -42,6 +42,7 @@ export function quoteIdent(name: string): string {
 export interface Tables {
   readonly flows: string;
   readonly requests: string;
+  readonly requestAttachments: string;
   readonly jobs: string;
   readonly outbox: string;
   readonly executions: string;
@@ -56,8 +57,6 @@ export interface Tables {
  * set and compared on this one clock, so hookd hosts with skewed clocks agree on what is due.
  */
 export const NOW_MS = '(extract(epoch from now()) * 1000)::float8';
-
-export type Row = Record<string, unknown>;
 
 /**
  * The pool and naming shared by the stores and the queue. Every query maps its failure to a
@@ -85,6 +84,7 @@ export class PgDatabase {
     this.t = {
       flows: `${s}.flows`,
       requests: `${s}.requests`,
+      requestAttachments: `${s}.request_attachments`,
       jobs: `${s}.jobs`,
       outbox: `${s}.outbox`,
       executions: `${s}.executions`,
@@ -116,10 +116,15 @@ export class PgDatabase {
    * Run one statement (its own transaction unless the text says otherwise). `name` makes it a
    * prepared statement, parsed once per connection: for fixed hot-path texts.
    */
-  async query<R extends Row = Row>(text: string, values?: unknown[], name?: string): Promise<pg.QueryResult<R>> {
+  async query<R extends object = Record<string, unknown>>(
+    text: string,
+    values?: unknown[],
+    name?: string,
+  ): Promise<pg.QueryResult<R & pg.QueryResultRow>> {
     if (this.closedFlag) throw storeClosed();
     try {
-      return await this.pool.query<R>(name === undefined ? { text, values } : { name, text, values });
+      const config = name === undefined ? { text, values } : { name, text, values };
+      return await this.pool.query<R & pg.QueryResultRow>(config);
     } catch (err) {
       throw this.closedFlag ? storeClosed() : toStoreError(err);
     }

@@ -13,12 +13,6 @@ function sqlState(err: unknown): string | undefined {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
-/** True for errors of the statement itself (see STATEMENT_CLASSES): the batch can be split. */
-export function isStatementError(err: unknown): boolean {
-  const state = sqlState(err);
-  return state !== undefined && STATEMENT_CLASSES.has(state.slice(0, 2));
-}
-
 /**
  * A failed query as the caller sees it. Statement errors are 500 (details kept for the log).
  * Everything else means PostgreSQL cannot commit right now: connection refused or lost, pool

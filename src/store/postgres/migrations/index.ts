@@ -1,4 +1,5 @@
 import * as m0001 from './0001_init.js';
+import * as m0002 from './0002_payloads.js';
 
 export interface Migration {
   readonly version: number;
@@ -7,4 +8,4 @@ export interface Migration {
 }
 
 /** Every migration, in order. Append only: a shipped migration is never edited. */
-export const migrations: readonly Migration[] = [m0001];
+export const migrations: readonly Migration[] = [m0001, m0002];

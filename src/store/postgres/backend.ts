@@ -1,0 +1,56 @@
+import type { Backend } from '../backend.js';
+import type { PgExecutionStore } from './execution-store.js';
+import type { PgFlowStore } from './flow-store.js';
+import { PgQueue, type PgQueueOptions } from './pg-queue.js';
+import type { PgRequestStore } from './request-store.js';
+import { openPostgresStores, type PostgresStores, type PostgresStoresOptions } from './stores.js';
+
+export type PostgresBackendOptions = Omit<PostgresStoresOptions, 'dispatch'> & PgQueueOptions;
+
+/**
+ * PostgreSQL alone (DATABASE_URL without RABBITMQ_URI): the stores plus the PostgreSQL queue, jobs
+ * inserted by accept() in the request's transaction.
+ */
+export class PostgresBackend implements Backend {
+  readonly name = 'postgres';
+  readonly flows: PgFlowStore;
+  readonly requests: PgRequestStore;
+  readonly executions: PgExecutionStore;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    readonly stores: PostgresStores,
+    readonly queue: PgQueue,
+  ) {
+    this.flows = stores.flows;
+    this.requests = stores.requests;
+    this.executions = stores.executions;
+  }
+
+  checkWritable(): Promise<void> {
+    return this.stores.checkWritable();
+  }
+
+  /** Halt consumers (leases are kept, as after a crash: stop consumers first to hand jobs back). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.queue.close();
+      await this.stores.close();
+    })();
+    return this.closing;
+  }
+}
+
+export async function openPostgresBackend(opts: PostgresBackendOptions): Promise<PostgresBackend> {
+  const stores = await openPostgresStores({ ...opts, dispatch: 'pg-queue' });
+  const queue = new PgQueue(stores.db, opts);
+  stores.requests.onCommitted(() => queue.jobsCommitted());
+  try {
+    const adopted = await queue.sql.adoptOutbox();
+    if (adopted > 0) stores.db.logger.info({ count: adopted }, 'postgres queue: jobs moved over from the outbox');
+  } catch (err) {
+    await stores.close();
+    throw err;
+  }
+  return new PostgresBackend(stores, queue);
+}

@@ -1,0 +1,114 @@
+/** The result of one item of a batch. */
+export type Outcome<R> = { ok: true; value: R } | { ok: false; error: unknown };
+
+export interface GroupCommitOptions {
+  /** Items per batch at most. */
+  maxItems: number;
+  /** Payload bytes per batch at most; an item larger than this goes alone. */
+  maxBytes: number;
+  /**
+   * Batches in flight at once. 1: while a batch commits, the next one forms from everything that
+   * arrives meanwhile, which is what makes batches grow with load.
+   */
+  maxInflight: number;
+}
+
+interface Pending<I, R> {
+  item: I;
+  key: string;
+  bytes: number;
+  resolve(value: R): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Group commit: items submitted in one event-loop turn, or while the previous batch is in flight,
+ * are handed to `run` together (one statement, one transaction, one WAL flush). Each submitter
+ * resolves with its own item's outcome once `run` has resolved, i.e. after the batch's COMMIT; if
+ * `run` rejects, every item of the batch rejects with that error. Items with the same key never
+ * share a batch (the later one waits for the next), so `run` may assume distinct keys.
+ */
+export class GroupCommit<I, R> {
+  private queue: Array<Pending<I, R>> = [];
+  private inflight = 0;
+  private scheduled = false;
+  private idle: Array<() => void> = [];
+  private readonly flushNow = (): void => this.flush();
+  /** Batches run and items they carried (metrics, tests). */
+  readonly counters = { batches: 0, items: 0 };
+
+  constructor(
+    private readonly run: (items: readonly I[]) => Promise<Array<Outcome<R>>>,
+    private readonly opts: GroupCommitOptions,
+  ) {}
+
+  submit(item: I, key: string, bytes: number): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      this.queue.push({ item, key, bytes, resolve, reject });
+      if (!this.scheduled && this.inflight < this.opts.maxInflight) {
+        this.scheduled = true;
+        setImmediate(this.flushNow);
+      }
+    });
+  }
+
+  /** Resolves once nothing is queued or in flight. */
+  drain(): Promise<void> {
+    if (this.queue.length === 0 && this.inflight === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.idle.push(resolve));
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    while (this.queue.length > 0 && this.inflight < this.opts.maxInflight) this.start(this.take());
+  }
+
+  private take(): Array<Pending<I, R>> {
+    const batch: Array<Pending<I, R>> = [];
+    const keys = new Set<string>();
+    const rest: Array<Pending<I, R>> = [];
+    let bytes = 0;
+    for (const p of this.queue) {
+      const fits =
+        batch.length < this.opts.maxItems &&
+        (batch.length === 0 || bytes + p.bytes <= this.opts.maxBytes) &&
+        !keys.has(p.key);
+      if (fits) {
+        batch.push(p);
+        keys.add(p.key);
+        bytes += p.bytes;
+      } else {
+        rest.push(p);
+      }
+    }
+    this.queue = rest;
+    return batch;
+  }
+
+  private start(batch: Array<Pending<I, R>>): void {
+    this.inflight++;
+    this.counters.batches++;
+    this.counters.items += batch.length;
+    Promise.resolve()
+      .then(() => this.run(batch.map((p) => p.item)))
+      .then(
+        (outcomes) => {
+          for (let i = 0; i < batch.length; i++) {
+            const o = outcomes[i];
+            const p = batch[i]!;
+            if (o === undefined) p.reject(new Error('group commit: no outcome for an item'));
+            else if (o.ok) p.resolve(o.value);
+            else p.reject(o.error);
+          }
+        },
+        (err: unknown) => {
+          for (const p of batch) p.reject(err);
+        },
+      )
+      .finally(() => {
+        this.inflight--;
+        if (this.queue.length > 0) this.flush();
+        else if (this.inflight === 0) for (const resolve of this.idle.splice(0)) resolve();
+      });
+  }
+}

@@ -1,0 +1,184 @@
+import { E, HookdError } from '../../core/errors.js';
+import type { DeadLetter, NewJob } from '../../core/job.js';
+import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../../queue/contract.js';
+import type { PgDatabase } from './database.js';
+import { storeClosed } from './errors.js';
+import { PgConsumer, type ConsumerHost } from './pg-consumer.js';
+import { QueueSql } from './queue-sql.js';
+import { WakeChannel } from './wake-channel.js';
+
+export interface PgQueueOptions {
+  /** Lease of a claimed job before another consumer may take it (crash recovery). Default 30 s. */
+  leaseMs?: number;
+}
+
+export const DEFAULT_LEASE_MS = 30_000;
+
+/**
+ * Safety sweep: even with nothing known to be due, look this often for jobs that became claimable
+ * without this process hearing of it (expired leases, a missed notification).
+ */
+export const SWEEP_MS = 1_000;
+
+/**
+ * The queue in PostgreSQL, next to the requests (dispatch 'pg-queue': accept() inserts the job in
+ * the request's transaction). For deployments with PostgreSQL and no RabbitMQ; any number of hookd
+ * processes share it.
+ *
+ * - Claims: UPDATE … WHERE id IN (SELECT … ORDER BY run_at LIMIT n FOR UPDATE SKIP LOCKED), leasing
+ *   jobs to a consumer until lease_until; a heartbeat extends the leases of running jobs; a lease
+ *   that runs out (crashed process) makes the job ready again, or dead after its last attempt.
+ * - Settling (ack, nack with delay, dead letter, release on stop) only applies while the lease is
+ *   still the consumer's (job id + attempts + owner).
+ * - Wake-up: consumers of this process are pumped right after an accept batch commits, after a
+ *   nack/release/enqueue; other processes hear a NOTIFY (wake-channel.ts); one timer per process is
+ *   armed at the earliest future run_at or lease end (at most SWEEP_MS away) as a fallback.
+ */
+export class PgQueue implements Queue {
+  readonly sql: QueueSql;
+  private readonly consumers: PgConsumer[] = [];
+  /** Claimable jobs may exist: true until a claim gets fewer jobs than it asked for. */
+  private work = true;
+  private gen = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Number.POSITIVE_INFINITY;
+  private ticking = false;
+  private closed = false;
+  private readonly channel: WakeChannel;
+  private readonly host: ConsumerHost;
+
+  constructor(
+    private readonly db: PgDatabase,
+    opts: PgQueueOptions = {},
+  ) {
+    this.sql = new QueueSql(db, opts.leaseMs ?? DEFAULT_LEASE_MS);
+    this.channel = new WakeChannel(db, () => this.wake());
+    this.host = {
+      sql: this.sql,
+      logger: db.logger,
+      hasWork: () => this.work,
+      generation: () => this.gen,
+      claimed: (count, limit, generation) => this.claimed(count, limit, generation),
+      requeued: (delayMs) => this.requeued(delayMs),
+      detach: (c) => this.detach(c),
+    };
+  }
+
+  /** accept() committed jobs (wired to PgRequestStore.onCommitted): wake local and remote consumers. */
+  jobsCommitted(): void {
+    this.wake();
+    this.channel.poke();
+  }
+
+  async enqueue(job: NewJob): Promise<void> {
+    if (this.closed) throw storeClosed();
+    const { delayMs } = await this.sql.enqueue(job);
+    this.requeued(delayMs);
+  }
+
+  consume(handler: JobHandler, options: ConsumeOptions): Consumer {
+    if (this.closed) throw storeClosed();
+    if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
+      throw new HookdError(E.VALIDATION_FAILED, 'consumer concurrency must be a positive integer');
+    }
+    const consumer = new PgConsumer(handler, options.concurrency, this.host);
+    this.consumers.push(consumer);
+    this.channel.listen();
+    this.work = true; // a backlog may be waiting
+    this.gen++;
+    consumer.pump();
+    this.arm(SWEEP_MS);
+    return consumer;
+  }
+
+  deadLetters(query: { flowId?: string; limit: number }): Promise<DeadLetter[]> {
+    return this.sql.deadLetters(query);
+  }
+
+  async retryDead(jobId: string): Promise<boolean> {
+    const revived = await this.sql.retryDead(jobId);
+    if (revived) this.requeued(0);
+    return revived;
+  }
+
+  stats(): Promise<QueueStats> {
+    return this.sql.stats();
+  }
+
+  /** Something became claimable now: pump this process's consumers. */
+  wake(): void {
+    this.work = true;
+    this.gen++;
+    for (const c of this.consumers) c.pump();
+  }
+
+  /** Backend closing: halt consumers without releasing their leases, stop timer and LISTEN. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    for (const c of this.consumers.splice(0)) c.halt();
+    await Promise.all([this.channel.close(), this.sql.drain()]);
+  }
+
+  private requeued(delayMs: number): void {
+    if (delayMs <= 0) {
+      this.wake();
+      this.channel.poke();
+    } else {
+      this.arm(delayMs);
+    }
+  }
+
+  private claimed(count: number, limit: number, generation: number): void {
+    // Delayed jobs of this process armed the timer when they were requeued; the sweep finds the rest.
+    if (count < limit && generation === this.gen) this.work = false;
+  }
+
+  private detach(consumer: PgConsumer): void {
+    const i = this.consumers.indexOf(consumer);
+    if (i >= 0) this.consumers.splice(i, 1);
+    if (this.consumers.length === 0 && this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timerAt = Number.POSITIVE_INFINITY;
+    }
+  }
+
+  /** Arm the one timer delayMs from now (capped at one sweep) unless it already fires earlier. */
+  private arm(delayMs: number): void {
+    if (this.closed || this.consumers.length === 0) return;
+    const now = Date.now();
+    const when = now + Math.min(Math.max(0, delayMs), SWEEP_MS);
+    if (this.timer !== undefined && this.timerAt <= when) return;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timerAt = when;
+    // +1: timers are ms-granular, never wake before the job is due.
+    this.timer = setTimeout(() => void this.tick(), when - now + 1);
+  }
+
+  /** Timer: expire lost leases, wake consumers if a job is due, re-arm for the next one. */
+  private async tick(): Promise<void> {
+    this.timer = undefined;
+    this.timerAt = Number.POSITIVE_INFINITY;
+    if (this.closed || this.consumers.length === 0 || this.ticking) return;
+    this.ticking = true;
+    let next = SWEEP_MS;
+    try {
+      let due = await this.sql.due();
+      if (due.nextLeaseEnd !== null && due.nextLeaseEnd <= due.now) {
+        await this.sql.expireLeases();
+        due = await this.sql.due();
+      }
+      if (due.nextRunAt !== null && due.nextRunAt <= due.now) this.wake();
+      for (const at of [due.nextRunAt, due.nextLeaseEnd]) {
+        if (at !== null && at > due.now) next = Math.min(next, at - due.now);
+      }
+    } catch (err) {
+      if (!this.closed) this.db.logger.warn({ err }, 'postgres queue: sweep failed');
+    } finally {
+      this.ticking = false;
+    }
+    this.arm(next);
+  }
+}

@@ -1,0 +1,243 @@
+import type { DeadLetter, NewJob } from '../../core/job.js';
+import type { QueueStats } from '../../queue/contract.js';
+import { NOW_MS, type PgDatabase } from './database.js';
+import { GroupCommit } from './group-commit.js';
+import { newId } from './ids.js';
+import { clip, JOB_COLUMNS, toDeadLetter, type JobRow } from './rows.js';
+
+export const LEASE_LOST_ERROR = 'lease expired: the consumer was lost before it settled the job';
+
+/**
+ * Identifies one delivery of a job: attempts grows with every claim, and the owner is the consumer
+ * the job is leased to. A consumer that lost its lease (expired and re-claimed, or released) cannot
+ * ack, nack or dead-letter the new delivery by mistake.
+ */
+export interface LeaseToken {
+  jobId: string;
+  attempts: number;
+  owner: string;
+}
+
+/** Condition matching a job still leased under a token; binds $1 jobId, $2 attempts, $3 owner. */
+const LEASE_MATCH = "id = $1 AND attempts = $2::integer AND lease_owner = $3 AND state = 'leased'";
+
+export type NackResult = { outcome: 'retry'; delayMs: number } | { outcome: 'dead' } | { outcome: 'lost' };
+
+/** When the next job becomes due, as seen on the database clock. */
+export interface DueInfo {
+  now: number;
+  nextRunAt: number | null;
+  nextLeaseEnd: number | null;
+}
+
+/**
+ * The statements of the PostgreSQL queue. Each is one autocommit statement; times are epoch ms on
+ * the database clock (NOW_MS), and delays are returned relative to it so a host whose clock is off
+ * still arms its timers right. Claims lock with FOR UPDATE SKIP LOCKED: consumers in any number of
+ * processes never wait for each other and never get the same job.
+ */
+export class QueueSql {
+  /**
+   * Acks of one event-loop turn (or arriving while the previous group commits) go out as one DELETE:
+   * a commit costs far more than the statement, and every job ends with an ack.
+   */
+  private readonly acks: GroupCommit<LeaseToken, boolean>;
+
+  constructor(
+    private readonly db: PgDatabase,
+    readonly leaseMs: number,
+  ) {
+    this.acks = new GroupCommit(async (tokens) => {
+      const { rows } = await this.db.query<{ id: string; attempts: number }>(
+        `DELETE FROM ${this.jobs} j USING unnest($1::text[], $2::integer[], $3::text[]) AS t(id, attempts, owner)
+         WHERE j.id = t.id AND j.attempts = t.attempts AND j.lease_owner = t.owner AND j.state = 'leased'
+         RETURNING j.id, j.attempts`,
+        [tokens.map((t) => t.jobId), tokens.map((t) => t.attempts), tokens.map((t) => t.owner)],
+        'hookd_queue_ack',
+      );
+      const acked = new Set(rows.map((r) => `${r.id}/${r.attempts}`));
+      return tokens.map((t) => ({ ok: true, value: acked.has(`${t.jobId}/${t.attempts}`) }));
+    }, { maxItems: 1_000, maxBytes: Number.POSITIVE_INFINITY, maxInflight: 1 });
+  }
+
+  private get jobs(): string {
+    return this.db.t.jobs;
+  }
+
+  /** Lease up to `limit` due jobs to `owner`, oldest run_at first. */
+  async claim(owner: string, limit: number): Promise<JobRow[]> {
+    const { rows } = await this.db.query<JobRow>(
+      `UPDATE ${this.jobs}
+       SET state = 'leased', attempts = attempts + 1, lease_until = ${NOW_MS} + $3::float8, lease_owner = $1
+       WHERE id IN (
+         SELECT id FROM ${this.jobs} WHERE state = 'ready' AND run_at <= ${NOW_MS}
+         ORDER BY run_at LIMIT $2::integer FOR UPDATE SKIP LOCKED)
+       RETURNING ${JOB_COLUMNS}`,
+      [owner, limit, this.leaseMs],
+      'hookd_queue_claim',
+    );
+    return rows;
+  }
+
+  async due(): Promise<DueInfo> {
+    const { rows } = await this.db.query<{ now: number; next_run: number | null; next_lease: number | null }>(
+      `SELECT ${NOW_MS} AS now,
+              (SELECT min(run_at) FROM ${this.jobs} WHERE state = 'ready') AS next_run,
+              (SELECT min(lease_until) FROM ${this.jobs} WHERE state = 'leased') AS next_lease`,
+      [],
+      'hookd_queue_due',
+    );
+    const r = rows[0]!;
+    return { now: r.now, nextRunAt: r.next_run, nextLeaseEnd: r.next_lease };
+  }
+
+  /**
+   * Leases that ran out (a consumer crashed or hung without heartbeat) become ready again, or dead
+   * letters when that lost delivery was the last attempt: at-least-once, but a job that keeps
+   * killing its consumer stops. Returns how many became ready.
+   */
+  async expireLeases(): Promise<number> {
+    const { rows } = await this.db.query<{ state: string }>(
+      `UPDATE ${this.jobs} SET
+         state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'ready' END,
+         dead_at = CASE WHEN attempts >= max_attempts THEN ${NOW_MS} END,
+         last_error = CASE WHEN attempts >= max_attempts THEN $1::text ELSE last_error END,
+         run_at = ${NOW_MS}, lease_until = NULL, lease_owner = NULL
+       WHERE id IN (
+         SELECT id FROM ${this.jobs} WHERE state = 'leased' AND lease_until <= ${NOW_MS}
+         FOR UPDATE SKIP LOCKED)
+       RETURNING state`,
+      [LEASE_LOST_ERROR],
+      'hookd_queue_expire',
+    );
+    return rows.filter((r) => r.state === 'ready').length;
+  }
+
+  /** Heartbeat: push back the lease of these jobs if still leased to `owner`. */
+  async extendLeases(owner: string, jobIds: readonly string[]): Promise<number> {
+    const { rowCount } = await this.db.query(
+      `UPDATE ${this.jobs} SET lease_until = ${NOW_MS} + $3::float8
+       WHERE id = ANY($2::text[]) AND lease_owner = $1 AND state = 'leased'`,
+      [owner, jobIds, this.leaseMs],
+      'hookd_queue_extend',
+    );
+    return rowCount ?? 0;
+  }
+
+  /** Wait for the acks in flight. */
+  drain(): Promise<void> {
+    return this.acks.drain();
+  }
+
+  /** Done: delete the job if the lease is still ours (group commit). False when the lease was lost. */
+  ack(t: LeaseToken): Promise<boolean> {
+    return this.acks.submit(t, t.jobId, 0);
+  }
+
+  /** Failed: ready again after the delay, or dead when this delivery was the last attempt. */
+  async nack(t: LeaseToken, delayMs: number, error: string): Promise<NackResult> {
+    const { rows } = await this.db.query<{ state: string }>(
+      `UPDATE ${this.jobs} SET
+         state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'ready' END,
+         dead_at = CASE WHEN attempts >= max_attempts THEN ${NOW_MS} END,
+         run_at = ${NOW_MS} + $4::float8, last_error = $5::text, lease_until = NULL, lease_owner = NULL
+       WHERE ${LEASE_MATCH}
+       RETURNING state`,
+      [t.jobId, t.attempts, t.owner, Math.max(0, delayMs), clip(error)],
+      'hookd_queue_nack',
+    );
+    const state = rows[0]?.state;
+    if (state === undefined) return { outcome: 'lost' };
+    return state === 'dead' ? { outcome: 'dead' } : { outcome: 'retry', delayMs: Math.max(0, delayMs) };
+  }
+
+  /** Failed for good: straight to the dead letters. False when the lease was lost. */
+  async deadLetter(t: LeaseToken, error: string): Promise<boolean> {
+    const { rowCount } = await this.db.query(
+      `UPDATE ${this.jobs}
+       SET state = 'dead', dead_at = ${NOW_MS}, last_error = $4::text, lease_until = NULL, lease_owner = NULL
+       WHERE ${LEASE_MATCH}`,
+      [t.jobId, t.attempts, t.owner, clip(error)],
+      'hookd_queue_dead_letter',
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  /**
+   * Give a leased job back (consumer shutting down): ready at once, and the delivery does not count
+   * as an attempt. False when the lease was already lost.
+   */
+  async release(t: LeaseToken): Promise<boolean> {
+    const { rowCount } = await this.db.query(
+      `UPDATE ${this.jobs}
+       SET state = 'ready', attempts = attempts - 1, run_at = ${NOW_MS}, lease_until = NULL, lease_owner = NULL
+       WHERE ${LEASE_MATCH}`,
+      [t.jobId, t.attempts, t.owner],
+      'hookd_queue_release',
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  /** A ready job (re-queue, replay). Returns how long until it is due (≤ 0: now). */
+  async enqueue(job: NewJob): Promise<{ jobId: string; delayMs: number }> {
+    const jobId = newId();
+    const { rows } = await this.db.query<{ delay: number }>(
+      `INSERT INTO ${this.jobs} (id, flow_id, request_id, state, attempts, max_attempts, run_at, enqueued_at)
+       VALUES ($1, $2, $3, 'ready', 0, $4::integer, coalesce($5::float8, ${NOW_MS}), ${NOW_MS})
+       RETURNING run_at - ${NOW_MS} AS delay`,
+      [jobId, job.flowId, job.requestId, job.maxAttempts, job.runAt ?? null],
+      'hookd_queue_enqueue',
+    );
+    return { jobId, delayMs: rows[0]!.delay };
+  }
+
+  /** Dead letter back to ready with attempts reset (last_error kept for context). False when not dead. */
+  async retryDead(jobId: string): Promise<boolean> {
+    const { rowCount } = await this.db.query(
+      `UPDATE ${this.jobs} SET state = 'ready', attempts = 0, run_at = ${NOW_MS}, dead_at = NULL
+       WHERE id = $1 AND state = 'dead'`,
+      [jobId],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  async deadLetters(query: { flowId?: string; limit: number }): Promise<DeadLetter[]> {
+    const cols = `${JOB_COLUMNS}, dead_at`;
+    const { rows } =
+      query.flowId === undefined
+        ? await this.db.query<JobRow>(
+            `SELECT ${cols} FROM ${this.jobs} WHERE state = 'dead' ORDER BY dead_at DESC LIMIT $1`,
+            [query.limit],
+          )
+        : await this.db.query<JobRow>(
+            `SELECT ${cols} FROM ${this.jobs} WHERE state = 'dead' AND flow_id = $1 ORDER BY dead_at DESC LIMIT $2`,
+            [query.flowId, query.limit],
+          );
+    return rows.map(toDeadLetter);
+  }
+
+  async stats(): Promise<QueueStats> {
+    const { rows } = await this.db.query<{ ready: number; in_flight: number; delayed: number; dead: number }>(
+      `SELECT (SELECT count(*) FROM ${this.jobs} WHERE state = 'ready' AND run_at <= ${NOW_MS})::integer AS ready,
+              (SELECT count(*) FROM ${this.jobs} WHERE state = 'leased')::integer AS in_flight,
+              (SELECT count(*) FROM ${this.jobs} WHERE state = 'ready' AND run_at > ${NOW_MS})::integer AS delayed,
+              (SELECT count(*) FROM ${this.jobs} WHERE state = 'dead')::integer AS dead`,
+    );
+    const r = rows[0]!;
+    return { ready: r.ready, inFlight: r.in_flight, delayed: r.delayed, dead: r.dead };
+  }
+
+  /**
+   * Move rows left in the outbox (written while hookd ran with RabbitMQ) into the queue, so switching
+   * to the PostgreSQL queue loses no job. Returns how many moved.
+   */
+  async adoptOutbox(): Promise<number> {
+    const { rowCount } = await this.db.query(
+      `WITH moved AS (DELETE FROM ${this.db.t.outbox} RETURNING id, flow_id, request_id, max_attempts, enqueued_at)
+       INSERT INTO ${this.jobs} (id, flow_id, request_id, state, attempts, max_attempts, run_at, enqueued_at)
+       SELECT id, flow_id, request_id, 'ready', 0, max_attempts, ${NOW_MS}, enqueued_at FROM moved
+       ON CONFLICT (id) DO NOTHING`,
+    );
+    return rowCount ?? 0;
+  }
+}

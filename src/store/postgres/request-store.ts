@@ -1,0 +1,200 @@
+import { E, HookdError } from '../../core/errors.js';
+import type { ReceivedMessage } from '../../core/message.js';
+import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore } from '../contracts.js';
+import { AcceptBatch, MAX_BATCH_ROWS, type AcceptResult, type AcceptRow, type Dispatch } from './accept-batch.js';
+import type { PgDatabase } from './database.js';
+import { storeClosed } from './errors.js';
+import { GroupCommit, type GroupCommitOptions } from './group-commit.js';
+import { newId } from './ids.js';
+import { attachmentIds, bodyColumns, toMessage, type RequestRow } from './rows.js';
+
+const STORED: AcceptOutcome = Object.freeze({ kind: 'stored' });
+const DUPLICATE: AcceptOutcome = Object.freeze({ kind: 'duplicate' });
+
+export const DEFAULT_GROUP_COMMIT: GroupCommitOptions = {
+  // 19 parameters a row: 512 rows (the largest statement size) stay far below the protocol's 65 535.
+  maxItems: MAX_BATCH_ROWS,
+  maxBytes: 4 * 1024 * 1024,
+  maxInflight: 1,
+};
+
+/** Called after a batch committed `count` new jobs (queue jobs or outbox rows). */
+export type CommittedListener = (count: number) => void;
+
+/**
+ * Requests on PostgreSQL. accept() goes through a group commit: the calls of one event-loop turn,
+ * and those arriving while the previous batch commits, become one INSERT statement (accept-batch.ts)
+ * — one transaction, one WAL flush with synchronous_commit as the server has it — and each caller
+ * resolves after that COMMIT. With the default one batch in flight, batches grow with the load.
+ */
+export class PgRequestStore implements RequestStore {
+  private closed = false;
+  private readonly committer: GroupCommit<AcceptRow, AcceptResult>;
+  private readonly listeners = new Set<CommittedListener>();
+
+  constructor(
+    private readonly db: PgDatabase,
+    readonly dispatch: Dispatch,
+    groupCommit: Partial<GroupCommitOptions> = {},
+  ) {
+    const batch = new AcceptBatch(db, dispatch);
+    this.committer = new GroupCommit<AcceptRow, AcceptResult>(async (rows) => {
+      const outcomes = await batch.run(rows);
+      let stored = 0;
+      for (const o of outcomes) if (o.ok && o.value === 'stored') stored++;
+      if (stored > 0) this.emit(stored);
+      return outcomes;
+    }, {
+      ...DEFAULT_GROUP_COMMIT,
+      ...groupCommit,
+      maxItems: Math.max(1, Math.min(MAX_BATCH_ROWS, groupCommit.maxItems ?? DEFAULT_GROUP_COMMIT.maxItems)),
+    });
+  }
+
+  /** Group commit at work: batches committed and the accepts they carried. */
+  get counters(): { readonly batches: number; readonly items: number } {
+    return this.committer.counters;
+  }
+
+  /** Listen for committed jobs (wakes local queue consumers or the outbox relay). Returns unsubscribe. */
+  onCommitted(listener: CommittedListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async accept(m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> {
+    if (this.closed) throw storeClosed();
+    const { body, bodyIsRaw } = bodyColumns(m.body, m.rawBody);
+    const row: AcceptRow = {
+      id: m.id,
+      flowId: m.flowId,
+      receivedAt: m.receivedAt,
+      method: m.method,
+      path: JSON.stringify(m.path),
+      query: JSON.stringify(m.query),
+      headers: JSON.stringify(m.headers),
+      body,
+      bodyIsRaw,
+      // Sent as a binary parameter straight from the caller's buffer: never modified or detached.
+      rawBody: m.rawBody,
+      contentType: m.contentType,
+      clientIp: m.clientIp,
+      attachments: m.attachments === undefined ? null : JSON.stringify(m.attachments),
+      rawAttachment: m.rawAttachment === undefined ? null : JSON.stringify(m.rawAttachment),
+      cloudEvent: m.cloudEvent === undefined ? null : JSON.stringify(m.cloudEvent),
+      cloudEvents: m.cloudEvents === undefined ? null : JSON.stringify(m.cloudEvents),
+      attachmentIds: attachmentIds(m),
+      jobId: newId(),
+      maxAttempts: options.maxAttempts,
+    };
+    const bytes = m.rawBody.length + row.headers.length + row.query.length + (body?.length ?? 0);
+    const result = await this.committer.submit(row, m.id, bytes);
+    if (result === 'stored') return STORED;
+    if (result === 'duplicate') return DUPLICATE;
+    throw new HookdError(E.REQUEST_ID_CONFLICT, m.id);
+  }
+
+  async get(id: string): Promise<ReceivedMessage | undefined> {
+    const { rows } = await this.db.query<RequestRow>(
+      `SELECT * FROM ${this.db.t.requests} WHERE id = $1`,
+      [id],
+      'hookd_request_get',
+    );
+    const row = rows[0];
+    return row === undefined ? undefined : toMessage(row);
+  }
+
+  async list(q: RequestListQuery): Promise<ReceivedMessage[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (q.flowId !== undefined) {
+      params.push(q.flowId);
+      where.push(`flow_id = $${params.length}`);
+    }
+    if (q.before !== undefined) {
+      params.push(q.before);
+      where.push(`id < $${params.length}`);
+    }
+    params.push(q.limit);
+    const { rows } = await this.db.query<RequestRow>(
+      `SELECT * FROM ${this.db.t.requests} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+       ORDER BY id DESC LIMIT $${params.length}`,
+      params,
+    );
+    return rows.map(toMessage);
+  }
+
+  async referencesAttachment(attachmentId: string): Promise<boolean> {
+    const { rowCount } = await this.db.query(
+      `SELECT 1 FROM ${this.db.t.requestAttachments} WHERE attachment_id = $1`,
+      [attachmentId],
+      'hookd_request_references_attachment',
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  /**
+   * Retention, in one statement (one transaction): take up to `limit` of the oldest requests received
+   * before `before` whose work is done, delete them with their execution, step records, dead-lettered
+   * job and attachment references, and return the attachment ids they referenced.
+   *
+   * "Work done" depends on where jobs live. 'pg-queue': no ready or leased job. 'outbox': no row
+   * waiting to be published and no execution still running or retrying (the broker's queue cannot
+   * be seen from here; a job that never started by the retention horizon finds its request gone).
+   * Rows are locked SKIP LOCKED, so instances purging at once take different requests.
+   */
+  async purgeOlderThan(before: number, limit: number): Promise<PurgeResult> {
+    const t = this.db.t;
+    const pending =
+      this.dispatch === 'pg-queue'
+        ? `NOT EXISTS (SELECT 1 FROM ${t.jobs} j WHERE j.request_id = r.id AND j.state IN ('ready', 'leased'))`
+        : `NOT EXISTS (SELECT 1 FROM ${t.outbox} o WHERE o.request_id = r.id)
+           AND NOT EXISTS (SELECT 1 FROM ${t.executions} e WHERE e.request_id = r.id AND e.status IN ('running', 'retrying'))`;
+    const { rows } = await this.db.query<{ taken: number; deleted: number; attachment_ids: string[] }>(
+      `WITH victims AS (
+         SELECT r.id, r.attachments, r.raw_attachment FROM ${t.requests} r
+         WHERE r.received_at < $1::float8 AND ${pending}
+         ORDER BY r.received_at LIMIT $2::integer
+         FOR UPDATE SKIP LOCKED
+       ), files AS (
+         SELECT DISTINCT f.id FROM victims v CROSS JOIN LATERAL (
+           SELECT a.value ->> 'id' AS id FROM json_array_elements(coalesce(v.attachments, '[]')::json) a
+           UNION ALL SELECT v.raw_attachment::json ->> 'id'
+         ) f WHERE f.id IS NOT NULL
+       ), steps AS (
+         DELETE FROM ${t.steps} WHERE execution_id IN (
+           SELECT e.id FROM ${t.executions} e WHERE e.request_id IN (SELECT id FROM victims))
+       ), executions AS (
+         DELETE FROM ${t.executions} WHERE request_id IN (SELECT id FROM victims)
+       ), dead AS (
+         DELETE FROM ${t.jobs} WHERE state = 'dead' AND request_id IN (SELECT id FROM victims)
+       ), refs AS (
+         DELETE FROM ${t.requestAttachments} WHERE attachment_id IN (SELECT id FROM files)
+       ), deleted AS (
+         DELETE FROM ${t.requests} WHERE id IN (SELECT id FROM victims) RETURNING 1
+       )
+       SELECT (SELECT count(*) FROM victims)::integer AS taken,
+              (SELECT count(*) FROM deleted)::integer AS deleted,
+              ARRAY(SELECT id FROM files ORDER BY id) AS attachment_ids`,
+      [before, limit],
+    );
+    const r = rows[0]!;
+    return { requests: r.deleted, attachmentIds: r.attachment_ids, more: r.taken === limit };
+  }
+
+  /** Refuse new accepts (503) and wait for the batches already submitted to commit or fail. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.committer.drain();
+  }
+
+  private emit(count: number): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(count);
+      } catch (err) {
+        this.db.logger.warn({ err }, 'postgres: commit listener failed');
+      }
+    }
+  }
+}

@@ -1,0 +1,74 @@
+import type { Dispatch } from './accept-batch.js';
+import { PgDatabase, type PgConnectionOptions } from './database.js';
+import { storeClosed } from './errors.js';
+import { PgExecutionStore } from './execution-store.js';
+import { PgFlowStore } from './flow-store.js';
+import type { GroupCommitOptions } from './group-commit.js';
+import { migrate } from './migrate.js';
+import { PgOutbox } from './outbox.js';
+import { PgRequestStore } from './request-store.js';
+
+export interface PostgresStoresOptions extends PgConnectionOptions {
+  /** Where accept() records jobs: 'outbox' (default, for a broker) or 'pg-queue'. */
+  dispatch?: Dispatch;
+  /** Group commit of accept(): batch caps and batches in flight (defaults in request-store.ts). */
+  groupCommit?: Partial<GroupCommitOptions>;
+}
+
+export interface PostgresStores {
+  readonly name: 'postgres';
+  /** The pool and table names, for the PostgreSQL queue (pg-queue.ts). */
+  readonly db: PgDatabase;
+  readonly flows: PgFlowStore;
+  readonly requests: PgRequestStore;
+  readonly executions: PgExecutionStore;
+  /** Relay side of the transactional outbox (empty unless dispatch is 'outbox'). */
+  readonly outbox: PgOutbox;
+  /** Resolves when PostgreSQL commits a write now (a heartbeat upsert); rejects with 503 otherwise. */
+  checkWritable(): Promise<void>;
+  /** Finish accept batches in flight, then close the pool. Idempotent; later calls reject with 503. */
+  close(): Promise<void>;
+}
+
+/**
+ * Open the PostgreSQL stores: connect, migrate the schema (advisory lock: safe when several
+ * instances start together), and build the flow, request and execution stores on one pool.
+ * Rejects with a 503 HookdError when PostgreSQL cannot be reached or migrated.
+ */
+export async function openPostgresStores(opts: PostgresStoresOptions): Promise<PostgresStores> {
+  const db = new PgDatabase(opts);
+  try {
+    await migrate(db);
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  const requests = new PgRequestStore(db, opts.dispatch ?? 'outbox', opts.groupCommit);
+  const executions = new PgExecutionStore(db);
+  let closing: Promise<void> | undefined;
+  return {
+    name: 'postgres',
+    db,
+    flows: new PgFlowStore(db),
+    requests,
+    executions,
+    outbox: new PgOutbox(db, requests),
+    async checkWritable() {
+      if (closing) throw storeClosed();
+      await db.query(
+        `INSERT INTO ${db.t.heartbeat} (id, at) VALUES (1, extract(epoch from clock_timestamp()) * 1000)
+         ON CONFLICT (id) DO UPDATE SET at = excluded.at`,
+        [],
+        'hookd_heartbeat',
+      );
+    },
+    close() {
+      closing ??= (async () => {
+        await requests.close();
+        await executions.close();
+        await db.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,772 @@
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import pg from 'pg';
+import { v7 as uuidv7 } from 'uuid';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HookdError } from '../../src/core/errors.js';
+import type { StepRecord } from '../../src/core/execution.js';
+import type { Delivery } from '../../src/queue/contract.js';
+import {
+  openPostgresBackend,
+  openPostgresStores,
+  startOutboxRelay,
+  type OutboxJob,
+  type PostgresBackend,
+  type PostgresBackendOptions,
+  type PostgresStores,
+  type PostgresStoresOptions,
+  migrate,
+  PgDatabase,
+} from '../../src/store/postgres/index.js';
+import { migrations } from '../../src/store/postgres/migrations/index.js';
+import { deferred, makeMessage, median, sleep, waitFor } from './helpers.js';
+import { describeQueueConformance } from './queue.suite.js';
+import { describeStoreConformance } from './store.suite.js';
+
+/**
+ * PostgreSQL backend against a real server (DATABASE_URL, default the local test database). Each
+ * test gets its own schema, dropped afterwards; an unreachable server fails the tests (no skip).
+ */
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const FILE_TAG = randomBytes(4).toString('hex');
+let schemaSeq = 0;
+let schema: string;
+
+const admin = new pg.Pool({ connectionString: DATABASE_URL, max: 3 });
+admin.on('error', () => {});
+const openedBackends: PostgresBackend[] = [];
+const openedStores: PostgresStores[] = [];
+const quietLogger = { warn: () => {}, error: () => {}, info: () => {} };
+
+beforeEach(() => {
+  schema = `hookd_test_${FILE_TAG}_${++schemaSeq}`;
+});
+
+afterEach(async () => {
+  await Promise.allSettled(openedBackends.splice(0).map((b) => b.close()));
+  await Promise.allSettled(openedStores.splice(0).map((s) => s.close()));
+  await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+});
+
+afterAll(async () => {
+  const { rows } = await admin.query<{ nspname: string }>(
+    'SELECT nspname FROM pg_namespace WHERE nspname LIKE $1',
+    [`hookd_test_${FILE_TAG}_%`],
+  );
+  for (const r of rows) await admin.query(`DROP SCHEMA IF EXISTS "${r.nspname}" CASCADE`);
+  await admin.end();
+});
+
+async function openBackend(extra: Partial<PostgresBackendOptions> = {}): Promise<PostgresBackend> {
+  const b = await openPostgresBackend({ connectionString: DATABASE_URL, schema, logger: quietLogger, ...extra });
+  openedBackends.push(b);
+  return b;
+}
+
+async function openStores(extra: Partial<PostgresStoresOptions> = {}): Promise<PostgresStores> {
+  const s = await openPostgresStores({ connectionString: DATABASE_URL, schema, logger: quietLogger, ...extra });
+  openedStores.push(s);
+  return s;
+}
+
+async function rejection(p: Promise<unknown>): Promise<HookdError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(HookdError);
+  return err as HookdError;
+}
+
+// No skip when the server is missing: this test, and every other one, fails.
+it('PostgreSQL is reachable at DATABASE_URL', async () => {
+  const { rows } = await admin.query<{ ok: number }>('SELECT 1 AS ok');
+  expect(rows).toEqual([{ ok: 1 }]);
+});
+
+describeStoreConformance('postgres', () => openBackend());
+describeQueueConformance('postgres', () => openBackend());
+
+describe('postgres: schema', () => {
+  it('migrates once when several instances start together, and refuses an unknown (newer) schema', async () => {
+    const all = await Promise.all(Array.from({ length: 5 }, () => openStores()));
+    expect(all).toHaveLength(5);
+    const { rows } = await admin.query(`SELECT version, name FROM "${schema}".schema_migrations ORDER BY version`);
+    expect(rows).toEqual(migrations.map((m) => ({ version: m.version, name: m.name })));
+    await admin.query(`INSERT INTO "${schema}".schema_migrations (version, name) VALUES (999, 'future')`);
+    const err = await rejection(openPostgresStores({ connectionString: DATABASE_URL, schema, logger: quietLogger }));
+    expect(err.statusCode).toBe(503);
+    expect(err.message).toMatch(/999/);
+  });
+
+  it('upgrades a schema step by step: 0002 indexes the attachments of requests stored under 0001', async () => {
+    const db = new PgDatabase({ connectionString: DATABASE_URL, schema, logger: quietLogger });
+    try {
+      expect(await migrate(db, migrations.slice(0, 1))).toEqual([1]);
+    } finally {
+      await db.close();
+    }
+    await admin.query(
+      `INSERT INTO "${schema}".requests (id, flow_id, received_at, method, path, query, headers, raw_body, client_ip, attachments)
+       VALUES ('old-1', 'f', 1, 'POST', '""', '{}', '{}', '\\x00', '::1', '[{"id":"f-1"},{"id":"f-2"}]')`,
+    );
+    const s = await openStores();
+    expect(await s.requests.referencesAttachment('f-2')).toBe(true);
+    expect((await s.requests.get('old-1'))!.rawBody).toEqual(Buffer.from([0]));
+  });
+
+  it('orders ids bytewise (keyset pagination), whatever the database collation', async () => {
+    const b = await openBackend();
+    const ids = ['A', 'a-b', 'a_c', 'b', 'a.b'];
+    for (const id of ids) await b.requests.accept(makeMessage({ id }), { maxAttempts: 1 });
+    const listed = (await b.requests.list({ limit: 10 })).map((m) => m.id);
+    expect(listed).toEqual([...ids].sort().reverse()); // JS sort is by UTF-16 unit: bytewise for ASCII
+    expect((await b.requests.list({ limit: 10, before: 'a_c' })).map((m) => m.id)).toEqual(['a.b', 'a-b', 'A']);
+  });
+
+  it('fails to open with 503 when PostgreSQL cannot be reached', async () => {
+    const url = new URL(DATABASE_URL);
+    url.host = '127.0.0.1:1';
+    const err = await rejection(openPostgresStores({ connectionString: url.toString(), schema, logger: quietLogger }));
+    expect(err.statusCode).toBe(503);
+    expect(err.retryAfter).toBeGreaterThan(0);
+  });
+});
+
+describe('postgres: requests', () => {
+  it('stores U+0000 in the path, query, headers and body exactly', async () => {
+    const b = await openBackend();
+    const msg = makeMessage({
+      path: '/a\u0000b',
+      query: { q: 'x\u0000y' },
+      headers: { 'x-h': 'v' },
+      contentType: 'text/plain',
+      body: 'nul:\u0000 end',
+      rawBody: Buffer.from('nul:\u0000 end'),
+    });
+    await b.requests.accept(msg, { maxAttempts: 1 });
+    expect(await b.requests.get(msg.id)).toEqual(msg);
+  });
+
+  it('stores the raw-body attachment and CloudEvents, and indexes attachment references', async () => {
+    const b = await openBackend();
+    const ref = (id: string) => ({ id, contentType: 'application/pdf', size: 3, sha256: 'cd'.repeat(32) });
+    const msg = makeMessage({
+      contentType: 'multipart/form-data; boundary=x',
+      body: { field: 'v' },
+      rawBody: Buffer.alloc(0),
+      attachments: [ref('att-1'), { ...ref('att-2'), field: 'f', filename: 'b.pdf' }],
+      rawAttachment: ref('att-raw'),
+      cloudEvent: { specversion: '1.0', id: 'e1', source: '/s', type: 't', extensions: { x: 1 }, data: { a: [1] } },
+      cloudEvents: [{ specversion: '1.0', id: 'e2', source: '/s', type: 't', data_base64: 'AAE=' }],
+    });
+    await b.requests.accept(msg, { maxAttempts: 1 });
+    expect(await b.requests.get(msg.id)).toEqual(msg);
+    for (const id of ['att-1', 'att-2', 'att-raw']) expect(await b.requests.referencesAttachment(id)).toBe(true);
+    expect(await b.requests.referencesAttachment('att-unknown')).toBe(false);
+    // A duplicate adds nothing; the references stay with the stored request.
+    expect((await b.requests.accept(msg, { maxAttempts: 1 })).kind).toBe('duplicate');
+    const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${schema}".request_attachments`);
+    expect(rows[0]).toEqual({ n: 3 });
+  });
+
+  it('purges old requests whose work is done, with executions, steps, dead jobs and references', async () => {
+    const b = await openBackend();
+    const old = Date.now() - 3_600_000;
+    const ref = (id: string) => ({ id, contentType: 'text/plain', size: 1, sha256: 'ab'.repeat(32) });
+    const done = makeMessage({ receivedAt: old, attachments: [ref('done-file')], rawAttachment: ref('done-raw') });
+    const dead = makeMessage({ receivedAt: old + 1 });
+    const waiting = makeMessage({ receivedAt: old + 2 }); // its job is still queued (delayed retry)
+    const recent = makeMessage();
+    for (const m of [done, dead, waiting, recent]) await b.requests.accept(m, { maxAttempts: 3 });
+    const exec = await b.executions.begin({ requestId: done.id, flowId: done.flowId, attempt: 1, now: old });
+    await b.executions.recordStep(exec.id, {
+      stepId: 's1', type: 'log', status: 'completed', attempt: 1, startedAt: old, finishedAt: old + 1,
+    });
+    await b.executions.setStatus(exec.id, 'completed', old + 2);
+    let settled = 0;
+    const c = b.queue.consume(async (d) => {
+      if (d.job.requestId === dead.id) await d.deadLetter('bad');
+      else if (d.job.requestId === waiting.id) await d.nack({ delayMs: 60_000, error: 'later' });
+      else await d.ack();
+      settled++;
+    }, { concurrency: 4 });
+    await waitFor(() => settled === 4, 'four settled jobs');
+    await c.stop({ graceMs: 1_000 });
+
+    const first = await b.requests.purgeOlderThan(Date.now() - 60_000, 1);
+    expect(first).toEqual({ requests: 1, attachmentIds: ['done-file', 'done-raw'], more: true });
+    const second = await b.requests.purgeOlderThan(Date.now() - 60_000, 10);
+    expect(second).toEqual({ requests: 1, attachmentIds: [], more: false });
+    expect(await b.requests.get(done.id)).toBeUndefined();
+    expect(await b.requests.get(dead.id)).toBeUndefined();
+    expect(await b.requests.get(waiting.id)).toEqual(waiting);
+    expect(await b.requests.get(recent.id)).toEqual(recent);
+    expect(await b.executions.get(exec.id)).toBeUndefined();
+    expect(await b.requests.referencesAttachment('done-file')).toBe(false);
+    expect(await b.queue.deadLetters({ limit: 10 })).toEqual([]);
+    expect(await b.queue.stats()).toEqual({ ready: 0, inFlight: 0, delayed: 1, dead: 0 });
+    const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${schema}".execution_steps`);
+    expect(rows[0]).toEqual({ n: 0 });
+  });
+
+  it('commits concurrent accepts in groups, one job each', async () => {
+    const b = await openBackend();
+    const before = { ...b.requests.counters };
+    const msgs = Array.from({ length: 200 }, (_, i) => makeMessage({ flowId: `flow-${i % 3}` }));
+    const outcomes = await Promise.all(msgs.map((m) => b.requests.accept(m, { maxAttempts: 2 })));
+    expect(outcomes.every((o) => o.kind === 'stored')).toBe(true);
+    expect(b.requests.counters.items - before.items).toBe(200);
+    expect(b.requests.counters.batches - before.batches).toBeLessThanOrEqual(10);
+    const { rows } = await admin.query(
+      `SELECT count(*)::int AS jobs, count(DISTINCT request_id)::int AS requests FROM "${schema}".jobs`,
+    );
+    expect(rows[0]).toEqual({ jobs: 200, requests: 200 });
+    // Batch statements come in padded sizes: every size in between stores exactly its rows.
+    for (const n of [1, 3, 5, 17, 33, 100]) {
+      const wave = Array.from({ length: n }, () => makeMessage({ flowId: `wave-${n}` }));
+      await Promise.all(wave.map((m) => b.requests.accept(m, { maxAttempts: 1 })));
+      expect((await b.requests.list({ flowId: `wave-${n}`, limit: 1000 })).map((m) => m.id).sort()).toEqual(
+        wave.map((m) => m.id).sort(),
+      );
+    }
+  });
+
+  it('resolves duplicates and conflicts within and across batches', async () => {
+    const b = await openBackend();
+    const m = makeMessage({ id: 'same-id', flowId: 'flow-a' });
+    const results = await Promise.allSettled([
+      b.requests.accept(m, { maxAttempts: 1 }),
+      b.requests.accept(m, { maxAttempts: 1 }),
+      b.requests.accept({ ...m, flowId: 'flow-b' }, { maxAttempts: 1 }),
+    ]);
+    expect(results[0]).toMatchObject({ status: 'fulfilled', value: { kind: 'stored' } });
+    expect(results[1]).toMatchObject({ status: 'fulfilled', value: { kind: 'duplicate' } });
+    expect(results[2]).toMatchObject({ status: 'rejected', reason: { code: 'REQUEST_ID_CONFLICT' } });
+    expect(await b.queue.stats()).toMatchObject({ ready: 1 });
+  });
+
+  it('isolates a row that fails inside a group commit: the rest of the batch is stored', async () => {
+    const b = await openBackend();
+    const ok1 = makeMessage();
+    const ok2 = makeMessage();
+    // A text column refuses U+0000 (the ingress never produces it in a header): a statement error.
+    const bad = makeMessage({ contentType: 'text/\u0000' });
+    const before = b.requests.counters.batches;
+    const results = await Promise.allSettled([
+      b.requests.accept(ok1, { maxAttempts: 1 }),
+      b.requests.accept(bad, { maxAttempts: 1 }),
+      b.requests.accept(ok2, { maxAttempts: 1 }),
+    ]);
+    expect(b.requests.counters.batches - before).toBe(1);
+    expect(results[0]).toMatchObject({ status: 'fulfilled', value: { kind: 'stored' } });
+    expect(results[1]).toMatchObject({ status: 'rejected', reason: { code: 'INTERNAL', statusCode: 500 } });
+    expect(results[2]).toMatchObject({ status: 'fulfilled', value: { kind: 'stored' } });
+    expect(await b.requests.get(ok1.id)).toEqual(ok1);
+    expect(await b.requests.get(ok2.id)).toEqual(ok2);
+    expect(await b.requests.get(bad.id)).toBeUndefined();
+    expect(await b.queue.stats()).toMatchObject({ ready: 2 });
+  });
+
+  it('answers 503 while PostgreSQL is unreachable, and recovers without a restart', async () => {
+    const proxy = await TcpProxy.start(new URL(DATABASE_URL));
+    try {
+      const b = await openBackend({ connectionString: proxy.url, connectTimeoutMs: 1_000 });
+      expect((await b.requests.accept(makeMessage(), { maxAttempts: 1 })).kind).toBe('stored');
+      await proxy.cut();
+      const lost = makeMessage();
+      const err = await rejection(b.requests.accept(lost, { maxAttempts: 1 }));
+      expect(err.statusCode).toBe(503);
+      expect(err.code).toBe('STORE_UNAVAILABLE');
+      expect(err.retryAfter).toBeGreaterThan(0);
+      expect((await rejection(b.checkWritable())).statusCode).toBe(503);
+      expect((await rejection(b.requests.get(lost.id))).statusCode).toBe(503);
+      await proxy.restore();
+      expect(await b.requests.accept(lost, { maxAttempts: 1 })).toEqual({ kind: 'stored' });
+      await b.checkWritable();
+      expect(await b.requests.get(lost.id)).toEqual(lost);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('turns a statement stuck behind a lock into 503 (statement_timeout)', async () => {
+    const b = await openBackend({ statementTimeoutMs: 200 });
+    const locker = await admin.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE "${schema}".requests IN ACCESS EXCLUSIVE MODE`);
+      const t0 = Date.now();
+      const err = await rejection(b.requests.accept(makeMessage(), { maxAttempts: 1 }));
+      expect(err.statusCode).toBe(503);
+      expect(err.message).toMatch(/57014|statement timeout/);
+      expect(Date.now() - t0).toBeLessThan(3_000);
+      await locker.query('ROLLBACK');
+      expect((await b.requests.accept(makeMessage(), { maxAttempts: 1 })).kind).toBe('stored');
+    } finally {
+      locker.release();
+    }
+  });
+});
+
+describe('postgres: executions', () => {
+  const step = (stepId: string, extra: Partial<StepRecord> = {}): StepRecord => ({
+    stepId,
+    type: 'transform',
+    status: 'completed',
+    attempt: 1,
+    startedAt: 1_700_000_000_000.5,
+    finishedAt: 1_700_000_000_001.75,
+    input: '{"a":"quote \\" and \\\\ backslash, {braces}"}',
+    output: '{"b":2}',
+    ...extra,
+  });
+
+  it('saveRun records a run in one write, replaces an unfinished one, leaves a finished one alone', async () => {
+    const b = await openBackend();
+    const requestId = uuidv7();
+    const id = await b.executions.saveRun({
+      requestId,
+      flowId: 'flow-r',
+      attempt: 1,
+      startedAt: 100.5,
+      finishedAt: 102.25,
+      queueDelayMs: 0.75,
+      status: 'completed',
+      steps: [step('s1'), step('s2', { output: undefined, error: 'e' })],
+    });
+    expect(await b.executions.get(id)).toEqual({
+      id,
+      requestId,
+      flowId: 'flow-r',
+      status: 'completed',
+      attempts: 1,
+      createdAt: 100.5,
+      updatedAt: 102.25,
+      finishedAt: 102.25,
+      queueDelayMs: 0.75,
+      steps: [step('s1'), step('s2', { output: undefined, error: 'e' })],
+    });
+    // Finished: a second save changes nothing and returns the same id.
+    const again = await b.executions.saveRun({
+      requestId, flowId: 'flow-r', attempt: 2, startedAt: 200, finishedAt: 201, status: 'filtered', steps: [],
+    });
+    expect(again).toBe(id);
+    expect((await b.executions.get(id))!.steps).toHaveLength(2);
+
+    // Unfinished (retrying with steps): replaced, steps renumbered from 1.
+    const other = uuidv7();
+    const begun = await b.executions.begin({ requestId: other, flowId: 'flow-r', attempt: 1, now: 10 });
+    await b.executions.recordStep(begun.id, step('old-1'));
+    await b.executions.recordStep(begun.id, step('old-2'));
+    await b.executions.setStatus(begun.id, 'retrying', 11, 'boom');
+    const replaced = await b.executions.saveRun({
+      requestId: other, flowId: 'flow-r', attempt: 2, startedAt: 20, finishedAt: 21, status: 'completed',
+      steps: [step('new-1', { attempt: 2 })],
+    });
+    expect(replaced).toBe(begun.id);
+    const got = await b.executions.get(begun.id);
+    expect(got).toMatchObject({ status: 'completed', attempts: 2, createdAt: 10, finishedAt: 21 });
+    expect(got!.error).toBeUndefined();
+    expect(got!.steps).toEqual([step('new-1', { attempt: 2 })]);
+    // The step counter follows: a later append does not collide.
+    await b.executions.recordStep(begun.id, step('after'));
+    expect((await b.executions.get(begun.id))!.steps.map((s) => s.stepId)).toEqual(['new-1', 'after']);
+  });
+
+  it('concurrent execution writes share a commit; a failing one fails alone', async () => {
+    const b = await openBackend();
+    const runs = await Promise.all(
+      Array.from({ length: 12 }, () => b.executions.begin({ requestId: uuidv7(), flowId: 'f', attempt: 1, now: 1 })),
+    );
+    const before = { ...b.executions.counters };
+    const results = await Promise.allSettled(
+      runs.map((e, i) => b.executions.recordStep(e.id, step(`s${i}`, i === 5 ? { error: 'NUL \u0000 is refused' } : {}))),
+    );
+    expect(b.executions.counters.items - before.items).toBe(12);
+    expect(b.executions.counters.batches - before.batches).toBeLessThan(12);
+    results.forEach((r, i) => {
+      if (i === 5) expect(r).toMatchObject({ status: 'rejected', reason: { statusCode: 500 } });
+      else expect(r.status).toBe('fulfilled');
+    });
+    for (const [i, e] of runs.entries()) {
+      expect((await b.executions.get(e.id))!.steps.map((s) => s.stepId)).toEqual(i === 5 ? [] : [`s${i}`]);
+    }
+  });
+
+  it('concurrent begins share one execution; concurrent recordStep calls never collide', async () => {
+    const b = await openBackend();
+    const requestId = uuidv7();
+    const begun = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => b.executions.begin({ requestId, flowId: 'f', attempt: i + 1, now: i })),
+    );
+    expect(new Set(begun.map((e) => e.id)).size).toBe(1);
+    const id = begun[0]!.id;
+    await Promise.all(Array.from({ length: 20 }, (_, i) => b.executions.recordStep(id, step(`s${i}`))));
+    const { rows } = await admin.query(
+      `SELECT seq FROM "${schema}".execution_steps WHERE execution_id = $1 ORDER BY seq`,
+      [id],
+    );
+    expect(rows.map((r: { seq: number }) => r.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(await rejection(b.executions.recordStep('nope', step('x')))).toMatchObject({ statusCode: 404 });
+  });
+});
+
+describe('postgres: transactional outbox', () => {
+  const outboxRows = async (): Promise<Array<{ request_id: string; flow_id: string; max_attempts: number }>> =>
+    (await admin.query(`SELECT request_id, flow_id, max_attempts FROM "${schema}".outbox ORDER BY request_id`)).rows;
+
+  it('accept writes one outbox row per stored request (no queue job), none for duplicates or conflicts', async () => {
+    const s = await openStores({ dispatch: 'outbox' });
+    const a = makeMessage({ flowId: 'flow-o' });
+    const c = makeMessage({ flowId: 'flow-o' });
+    await s.requests.accept(a, { maxAttempts: 4 });
+    await s.requests.accept(c, { maxAttempts: 2 });
+    expect(await s.requests.accept(a, { maxAttempts: 4 })).toEqual({ kind: 'duplicate' });
+    await rejection(s.requests.accept({ ...a, flowId: 'flow-x' }, { maxAttempts: 4 }));
+    expect(await outboxRows()).toEqual(
+      [
+        { request_id: a.id, flow_id: 'flow-o', max_attempts: 4 },
+        { request_id: c.id, flow_id: 'flow-o', max_attempts: 2 },
+      ].sort((x, y) => (x.request_id < y.request_id ? -1 : 1)),
+    );
+    expect((await admin.query(`SELECT count(*)::int AS n FROM "${schema}".jobs`)).rows[0]).toEqual({ n: 0 });
+    expect(await s.outbox.backlog()).toBe(2);
+  });
+
+  it('claimOutbox leases rows (disjoint between relays), markPublished deletes, release and expiry return them', async () => {
+    const s1 = await openStores({ dispatch: 'outbox' });
+    const s2 = await openStores({ dispatch: 'outbox' }); // a second instance
+    const ids = [];
+    for (let i = 0; i < 10; i++) {
+      const m = makeMessage();
+      await s1.requests.accept(m, { maxAttempts: 3 });
+      ids.push(m.id);
+    }
+    const [c1, c2] = await Promise.all([s1.outbox.claimOutbox(6), s2.outbox.claimOutbox(6)]);
+    expect(c1.length + c2.length).toBe(10);
+    const claimedIds = [...c1, ...c2].map((j) => j.requestId).sort();
+    expect(claimedIds).toEqual([...ids].sort());
+    const job: OutboxJob = c1[0]!;
+    expect(job).toMatchObject({ maxAttempts: 3, claims: 1, flowId: 'flow-a' });
+    expect(job.enqueuedAt).toBeGreaterThan(Date.now() - 60_000);
+    // Leased: nothing to claim.
+    expect(await s1.outbox.claimOutbox(100)).toEqual([]);
+
+    expect(await s1.outbox.markPublished(c1.map((j) => j.id))).toBe(c1.length);
+    expect(await s2.outbox.releaseOutbox(c2.slice(0, 2).map((j) => j.id))).toBe(2);
+    const back = await s1.outbox.claimOutbox(100);
+    expect(back.map((j) => j.id).sort()).toEqual(c2.slice(0, 2).map((j) => j.id).sort());
+    expect(back.every((j) => j.claims === 2)).toBe(true);
+
+    // A short lease runs out: the rows come back (the relay that held them is presumed dead).
+    const rest = c2.slice(2).map((j) => j.id);
+    await s1.outbox.markPublished(back.map((j) => j.id));
+    await admin.query(`UPDATE "${schema}".outbox SET available_at = 0`); // expire the remaining leases
+    const expired = await s2.outbox.claimOutbox(100, 50);
+    expect(expired.map((j) => j.id).sort()).toEqual([...rest].sort());
+    await sleep(80);
+    expect((await s1.outbox.claimOutbox(100)).map((j) => j.id).sort()).toEqual([...rest].sort());
+    expect(await s1.outbox.backlog()).toBe(rest.length);
+  });
+
+  it('the relay publishes every committed job, retries a failed publish, and wakes on local commits', async () => {
+    const s = await openStores({ dispatch: 'outbox' });
+    const published: OutboxJob[] = [];
+    let calls = 0;
+    const relay = startOutboxRelay({
+      outbox: s.outbox,
+      pollMs: 60_000, // only local commits (and retries) can wake it within the test
+      retryDelayMs: 100,
+      batchSize: 16,
+      logger: quietLogger,
+      publish: async (jobs) => {
+        calls++;
+        if (calls === 2) throw new Error('broker unavailable');
+        published.push(...jobs);
+      },
+    });
+    try {
+      const first = makeMessage();
+      const t0 = Date.now();
+      await s.requests.accept(first, { maxAttempts: 5 });
+      await waitFor(() => published.length === 1, 'the first publish');
+      expect(Date.now() - t0).toBeLessThan(1_000);
+      expect(published[0]).toMatchObject({ requestId: first.id, maxAttempts: 5 });
+
+      const ids = (
+        await Promise.all(
+          Array.from({ length: 50 }, async () => {
+            const m = makeMessage();
+            await s.requests.accept(m, { maxAttempts: 5 });
+            return m.id;
+          }),
+        )
+      ).concat(first.id);
+      await waitFor(() => new Set(published.map((j) => j.requestId)).size === 51, 'all jobs published', 10_000);
+      expect(new Set(published.map((j) => j.requestId))).toEqual(new Set(ids));
+      expect(relay.counters.failures).toBe(1);
+      await waitFor(() => relay.counters.published >= 51, 'markPublished');
+      expect(await s.outbox.backlog()).toBe(0);
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it('the relay deletes exactly the confirmed rows of a partly failed publish', async () => {
+    const s = await openStores({ dispatch: 'outbox' });
+    const msgs = Array.from({ length: 6 }, () => makeMessage());
+    for (const m of msgs) await s.requests.accept(m, { maxAttempts: 1 });
+    const unlucky = msgs[2]!.id;
+    const attempts = new Map<string, number>();
+    const relay = startOutboxRelay({
+      outbox: s.outbox,
+      retryDelayMs: 100,
+      logger: quietLogger,
+      publish: async (jobs) =>
+        jobs.map((j): PromiseSettledResult<void> => {
+          const n = (attempts.get(j.requestId) ?? 0) + 1;
+          attempts.set(j.requestId, n);
+          return j.requestId === unlucky && n === 1
+            ? { status: 'rejected', reason: new Error('nack from broker') }
+            : { status: 'fulfilled', value: undefined };
+        }),
+    });
+    try {
+      await waitFor(() => relay.counters.published === 6, 'six confirmed', 5_000);
+      expect(attempts.get(unlucky)).toBe(2);
+      for (const m of msgs) if (m.id !== unlucky) expect(attempts.get(m.id)).toBe(1);
+      expect(relay.counters.failures).toBe(1);
+      expect(await s.outbox.backlog()).toBe(0);
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it('purge keeps requests not yet published or still running, and takes them once done', async () => {
+    const s = await openStores({ dispatch: 'outbox' });
+    const old = Date.now() - 3_600_000;
+    const unpublished = makeMessage({ receivedAt: old });
+    const running = makeMessage({ receivedAt: old + 1 });
+    const finished = makeMessage({ receivedAt: old + 2 });
+    for (const m of [unpublished, running, finished]) await s.requests.accept(m, { maxAttempts: 1 });
+    const claimed = await s.outbox.claimOutbox(10);
+    await s.outbox.markPublished(claimed.filter((j) => j.requestId !== unpublished.id).map((j) => j.id));
+    const e1 = await s.executions.begin({ requestId: running.id, flowId: running.flowId, attempt: 1, now: old });
+    const e2 = await s.executions.begin({ requestId: finished.id, flowId: finished.flowId, attempt: 1, now: old });
+    await s.executions.setStatus(e2.id, 'completed', old + 5);
+    expect(await s.requests.purgeOlderThan(Date.now(), 10)).toEqual({ requests: 1, attachmentIds: [], more: false });
+    expect(await s.requests.get(finished.id)).toBeUndefined();
+    expect(await s.requests.get(unpublished.id)).toBeDefined();
+    await s.outbox.markPublished(claimed.map((j) => j.id));
+    await s.executions.setStatus(e1.id, 'dead', old + 6, 'gave up');
+    expect((await s.requests.purgeOlderThan(Date.now(), 10)).requests).toBe(2);
+  });
+
+  it('switching to the PostgreSQL queue adopts the jobs left in the outbox', async () => {
+    const s = await openStores({ dispatch: 'outbox' });
+    for (let i = 0; i < 3; i++) await s.requests.accept(makeMessage(), { maxAttempts: 2 });
+    await s.close();
+    const b = await openBackend();
+    expect(await b.queue.stats()).toEqual({ ready: 3, inFlight: 0, delayed: 0, dead: 0 });
+    expect(await b.stores.outbox.backlog()).toBe(0);
+  });
+});
+
+describe('postgres queue: leases, processes, notifications', () => {
+  it('redelivers the job of a process that died (closed without stop) once its lease expires', async () => {
+    const b1 = await openBackend({ leaseMs: 300 });
+    const m = makeMessage();
+    let firstAt = 0;
+    b1.queue.consume(async () => {
+      firstAt = Date.now();
+      await new Promise(() => {}); // hangs forever
+    }, { concurrency: 1 });
+    await b1.requests.accept(m, { maxAttempts: 3 });
+    await waitFor(() => firstAt > 0, 'first delivery');
+    await b1.close(); // no stop(): the lease stays, as after a crash
+
+    const b2 = await openBackend({ leaseMs: 300 });
+    const seen: Delivery[] = [];
+    let at = 0;
+    b2.queue.consume(async (d) => {
+      seen.push(d);
+      at = Date.now();
+      await d.ack();
+    }, { concurrency: 1 });
+    await waitFor(() => seen.length === 1, 'redelivery after lease expiry', 5_000);
+    expect(at - firstAt).toBeGreaterThanOrEqual(300);
+    expect(seen[0]!.job).toMatchObject({ requestId: m.id, attempts: 2 });
+  });
+
+  it('dead-letters an expired lease that was the last attempt', async () => {
+    const b1 = await openBackend({ leaseMs: 200 });
+    let delivered = false;
+    b1.queue.consume(async () => {
+      delivered = true;
+      await new Promise(() => {});
+    }, { concurrency: 1 });
+    const m = makeMessage();
+    await b1.requests.accept(m, { maxAttempts: 1 });
+    await waitFor(() => delivered, 'delivery');
+    await b1.close();
+
+    const b2 = await openBackend({ leaseMs: 200 });
+    let redelivered = 0;
+    b2.queue.consume(async () => {
+      redelivered++;
+    }, { concurrency: 1 });
+    await sleep(1_500);
+    expect(redelivered).toBe(0);
+    const dead = await b2.queue.deadLetters({ limit: 5 });
+    expect(dead).toHaveLength(1);
+    expect(dead[0]).toMatchObject({ requestId: m.id, attempts: 1 });
+    expect(dead[0]!.lastError).toMatch(/lease expired/);
+  });
+
+  it('a heartbeat keeps the lease of a long-running handler', async () => {
+    const b1 = await openBackend({ leaseMs: 300 });
+    const b2 = await openBackend({ leaseMs: 300 }); // a second process on the same schema
+    const m = makeMessage();
+    let started = false;
+    let finished = false;
+    b1.queue.consume(async (d) => {
+      started = true;
+      await sleep(1_200); // four leases long
+      await d.ack();
+      finished = true;
+    }, { concurrency: 1 });
+    await b1.requests.accept(m, { maxAttempts: 3 });
+    await waitFor(() => started, 'delivery to the first process');
+    let stolen = 0;
+    b2.queue.consume(async () => {
+      stolen++;
+    }, { concurrency: 1 });
+    await waitFor(() => finished, 'the long handler', 5_000);
+    await sleep(400);
+    expect(stolen).toBe(0);
+    expect(await b1.queue.stats()).toEqual({ ready: 0, inFlight: 0, delayed: 0, dead: 0 });
+  });
+
+  it('stop() hands running jobs back without spending an attempt', async () => {
+    const b = await openBackend();
+    const m = makeMessage();
+    let first: Delivery | undefined;
+    const c1 = b.queue.consume(async (d) => {
+      first = d;
+      await new Promise(() => {});
+    }, { concurrency: 1 });
+    await b.requests.accept(m, { maxAttempts: 2 });
+    await waitFor(() => first !== undefined, 'delivery');
+    await c1.stop({ graceMs: 0 });
+    expect(await b.queue.stats()).toMatchObject({ ready: 1, inFlight: 0 });
+    await first!.ack(); // the stopped handler settling late changes nothing
+    expect(await b.queue.stats()).toMatchObject({ ready: 1 });
+
+    const seen: Delivery[] = [];
+    b.queue.consume(async (d) => {
+      seen.push(d);
+      await d.ack();
+    }, { concurrency: 1 });
+    await waitFor(() => seen.length === 1, 'redelivery');
+    expect(seen[0]!.job.attempts).toBe(1);
+  });
+
+  it('wakes an idle consumer of another process through NOTIFY (well under the 1 s sweep)', async () => {
+    const worker = await openBackend();
+    const ingress = await openBackend();
+    let waiting = deferred<number>();
+    worker.queue.consume(async (d) => {
+      waiting.resolve(performance.now());
+      await d.ack();
+    }, { concurrency: 2 });
+    await sleep(200); // LISTEN is up
+    const latencies: number[] = [];
+    for (let i = 0; i < 15; i++) {
+      waiting = deferred<number>();
+      const t0 = performance.now();
+      await ingress.requests.accept(makeMessage(), { maxAttempts: 1 });
+      latencies.push((await waiting.promise) - t0);
+    }
+    expect(median(latencies)).toBeLessThan(100);
+  });
+
+  it('two processes share the jobs, each job delivered once (SKIP LOCKED)', async () => {
+    const b1 = await openBackend();
+    const b2 = await openBackend();
+    const seen: string[] = [];
+    const per = [0, 0];
+    for (const [k, b] of [b1, b2].entries()) {
+      b.queue.consume(async (d) => {
+        per[k]!++;
+        seen.push(d.job.requestId);
+        await sleep(2);
+        await d.ack();
+      }, { concurrency: 4 });
+    }
+    const ids = await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const m = makeMessage();
+        await (i % 2 ? b1 : b2).requests.accept(m, { maxAttempts: 1 });
+        return m.id;
+      }),
+    );
+    await waitFor(() => seen.length >= 100, '100 deliveries', 10_000);
+    await sleep(300);
+    expect([...seen].sort()).toEqual([...ids].sort());
+    expect(per[0]).toBeGreaterThan(0);
+    expect(per[1]).toBeGreaterThan(0);
+  });
+});
+
+/** A TCP proxy to PostgreSQL that can be cut (connections dropped, port refusing) and restored. */
+class TcpProxy {
+  private server: net.Server | undefined;
+  private readonly sockets = new Set<net.Socket>();
+
+  private constructor(
+    private readonly target: { host: string; port: number },
+    private port: number,
+    readonly url: string,
+  ) {}
+
+  static async start(db: URL): Promise<TcpProxy> {
+    const target = { host: db.hostname, port: Number(db.port || 5432) };
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const url = new URL(db.toString());
+    url.host = `127.0.0.1:${port}`;
+    const proxy = new TcpProxy(target, port, url.toString());
+    await proxy.restore();
+    return proxy;
+  }
+
+  async restore(): Promise<void> {
+    const server = net.createServer((client) => {
+      const upstream = net.connect(this.target.port, this.target.host);
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('close', () => this.sockets.delete(s));
+        s.on('error', () => {});
+      }
+      client.pipe(upstream).pipe(client);
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
+    this.server = server;
+  }
+
+  async cut(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    for (const s of this.sockets) s.destroy();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  close(): Promise<void> {
+    return this.cut();
+  }
+}
