@@ -1,8 +1,8 @@
 import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { adminApi } from './api/index.js';
+import { openBackend } from './backends.js';
 import type { AttachmentStore } from './attachments/contract.js';
 import { createFsAttachmentStore } from './attachments/fs-store.js';
 import { flowSecretCodec } from './auth/flow-secrets.js';
@@ -18,7 +18,6 @@ import { hookRoutes } from './ingress/hook-routes.js';
 import type { Backend } from './store/backend.js';
 import { FlowRegistry } from './store/flow-registry.js';
 import { createHousekeeping, type Housekeeping } from './store/housekeeping.js';
-import { openSqliteBackend } from './store/sqlite/index.js';
 
 export interface App {
   server: FastifyInstance;
@@ -45,7 +44,17 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   const attachments = createFsAttachmentStore(config.dataDir);
   const secretBox = new SecretBox(loadOrCreateMasterKey(config.dataDir, config.secretKey));
   const registry = new FlowRegistry(backend.flows, flowSecretCodec(secretBox));
-  await registry.load();
+  const unreadable = (flowId: string, err: unknown) =>
+    logger.error({ flowId, err: (err as Error).message }, 'flow left out: its credential secrets do not open with this HOOKD_SECRET_KEY');
+  await registry.load(unreadable);
+  // Several instances share one database: pick up flows the others created or changed.
+  const refresh = config.databaseUrl
+    ? setInterval(() => registry.load(unreadable).catch((err: unknown) => logger.warn({ err }, 'flow refresh failed')), config.flowRefreshMs)
+    : undefined;
+  refresh?.unref();
+  if (config.databaseUrl && !config.secretKey) {
+    logger.warn('distributed mode without HOOKD_SECRET_KEY: every instance must share the same key, or credential secrets sealed by one will not open on another');
+  }
   if (config.flowsDir) {
     const flows = readFlowsDir(config.flowsDir, (id) => registry.get(id));
     for (const flow of flows) await registry.put(flow);
@@ -133,6 +142,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     close() {
       closing ??= (async () => {
         shuttingDown = true;
+        clearInterval(refresh);
         await housekeeping.stop();
         await server.close();
         await runner.stop({ graceMs: config.shutdownGraceMs });
@@ -141,11 +151,4 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
       return closing;
     },
   };
-}
-
-async function openBackend(config: Config, logger: Logger): Promise<Backend> {
-  if (config.databaseUrl || config.rabbitmqUri) {
-    throw new Error('DATABASE_URL / RABBITMQ_URI: the distributed backends are not available in this build');
-  }
-  return openSqliteBackend({ path: path.join(config.dataDir, 'hookd.db'), leaseMs: config.leaseMs, logger });
 }

@@ -41,6 +41,12 @@ export interface Config {
   databaseUrl: string | undefined;
   /** amqp://… selects the RabbitMQ queue (distributed mode). */
   rabbitmqUri: string | undefined;
+  /** PostgreSQL schema for hookd's tables (default public). */
+  databaseSchema: string | undefined;
+  /** Exchange and queue names start with this (default hookd). */
+  rabbitmqPrefix: string | undefined;
+  /** How often an instance re-reads flows others may have changed (distributed mode). */
+  flowRefreshMs: number;
 }
 
 type Source = Record<string, string | number | boolean | undefined>;
@@ -82,6 +88,9 @@ export const CONFIG_FIELDS = [
   field({ key: 'shutdownGraceMs', env: 'SHUTDOWN_GRACE', doc: 'On SIGTERM, how long running steps may finish before their jobs are released', default: () => 10_000, parse: (v, n) => parseDuration(v as string, n) }),
   field({ key: 'executionDataLimit', env: 'EXECUTION_DATA_LIMIT', doc: 'JSON kept per step input/output in execution records', default: () => 16 * 1024, parse: (v, n) => parseSize(v as string, n) }),
   field({ key: 'databaseUrl', env: 'DATABASE_URL', doc: 'postgres://… to store in PostgreSQL (distributed mode)', default: () => undefined, parse: optStr }),
+  field({ key: 'databaseSchema', env: 'DATABASE_SCHEMA', doc: 'PostgreSQL schema for hookd tables (default public)', default: () => undefined, parse: optStr }),
+  field({ key: 'rabbitmqPrefix', env: 'RABBITMQ_PREFIX', doc: 'Prefix of hookd exchange and queue names (default hookd)', default: () => undefined, parse: optStr }),
+  field({ key: 'flowRefreshMs', env: 'FLOW_REFRESH', doc: 'Distributed mode: how often flows changed by other instances are picked up', default: () => 2000, parse: (v, n) => parseDuration(v as string, n) }),
   field({ key: 'rabbitmqUri', env: 'RABBITMQ_URI', doc: 'amqp://… to queue through RabbitMQ (distributed mode)', default: () => undefined, parse: optStr }),
 ] as const;
 

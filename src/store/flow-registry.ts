@@ -22,10 +22,28 @@ export class FlowRegistry {
     private readonly codec: SecretCodec = plain,
   ) {}
 
-  async load(): Promise<void> {
+  /**
+   * (Re)read every flow. Unchanged flows keep their object (compiled expressions and allowlists are
+   * cached per object); a flow whose secrets cannot be opened (another master key) is left out
+   * and reported, so one bad row never takes the others down.
+   */
+  async load(onError?: (flowId: string, err: unknown) => void): Promise<void> {
     const all = await this.store.list();
+    const next = new Map<string, Flow>();
+    for (const stored of all) {
+      const known = this.flows.get(stored.id);
+      if (known !== undefined && known.updatedAt === stored.updatedAt) {
+        next.set(stored.id, known);
+        continue;
+      }
+      try {
+        next.set(stored.id, this.codec.open(stored));
+      } catch (err) {
+        onError?.(stored.id, err);
+      }
+    }
     this.flows.clear();
-    for (const f of all) this.flows.set(f.id, this.codec.open(f));
+    for (const [id, f] of next) this.flows.set(id, f);
   }
 
   get(id: string): Flow | undefined {
