@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { benchRabbitMq } from './ingest-rabbitmq.js';
 import { arg, autocannon, fmt, type LoadResult, percentile, ROOT, startProcess } from './lib.js';
 
 /**
@@ -13,10 +14,14 @@ import { arg, autocannon, fmt, type LoadResult, percentile, ROOT, startProcess }
  *
  * --auth hmac: hookd with and without an HMAC-SHA256 credential on the flow, same run, 1 KB body
  * (issue 4's figure: within 10 %).
+ *
+ * --backend rabbitmq: distributed mode (PostgreSQL + RabbitMQ) vs. fastify publishing to RabbitMQ
+ * without confirms (bench/ingest-rabbitmq.ts).
  */
 const seconds = Number(arg('seconds', '10'));
 const connections = Number(arg('connections', '64'));
 const auth = arg('auth', 'none');
+const backend = arg('backend', 'sqlite');
 const TOKEN = 'bench-token';
 // 130 bytes of JSON, a typical small webhook.
 const BODY = JSON.stringify({ event: 'order.created', id: 'ord_0123456789', total: 129.95, currency: 'EUR', customer: { id: 'cus_42', tier: 'gold' }, x: 'abc' });
@@ -146,7 +151,16 @@ async function benchAuth(): Promise<void> {
   console.log(`\nratio hmac ÷ no auth: ${fmt(signed.rps / plain.rps, 2)}   (target ≥ 0.90)`);
 }
 
-(auth === 'hmac' ? benchAuth() : auth === 'none' ? benchIngest() : Promise.reject(new Error(`--auth ${auth}: only hmac is benchmarked`))).catch(
+(backend === 'rabbitmq'
+  ? benchRabbitMq({ seconds, connections, body: BODY })
+  : backend !== 'sqlite'
+    ? Promise.reject(new Error(`--backend ${backend}: sqlite (default) or rabbitmq`))
+    : auth === 'hmac'
+      ? benchAuth()
+      : auth === 'none'
+        ? benchIngest()
+        : Promise.reject(new Error(`--auth ${auth}: only hmac is benchmarked`))
+).catch(
   (err: unknown) => {
     console.error(err);
     process.exit(1);

@@ -112,6 +112,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     executions: backend.executions,
     queue: backend.queue,
     getFlow: (id: string) => registry.get(id),
+    loadFlow: (id: string) => registry.fetch(id),
     logger,
     concurrency: config.workerConcurrency,
     executionDataLimit: config.executionDataLimit,

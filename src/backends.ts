@@ -35,8 +35,17 @@ export async function openBackend(config: Config, logger: Logger): Promise<Backe
   return new OutboxRabbitBackend(stores, queue, logger);
 }
 
-/** How long an accept waits for its job's broker confirm before answering 503. */
+/** How long an accept waits for its job's broker confirm at most before answering 503. */
 const CONFIRM_WAIT_MS = 10_000;
+/** Waiters older than this are checked against the outbox (see sweep()). */
+const SWEEP_AFTER_MS = 1_000;
+const SWEEP_EVERY_MS = 500;
+
+interface Waiter {
+  since: number;
+  resolve(): void;
+  reject(err: unknown): void;
+}
 
 /**
  * PostgreSQL + RabbitMQ. Consistency by a transactional outbox: the request row and its job's outbox
@@ -52,8 +61,11 @@ class OutboxRabbitBackend implements Backend {
   readonly flows;
   readonly requests: RequestStore;
   readonly executions;
-  private readonly waiting = new Map<string, { resolve(): void; reject(err: unknown): void }>();
+  private readonly waiting = new Map<string, Waiter>();
   private readonly relay;
+  private readonly sweeper: NodeJS.Timeout;
+  private sweeping = false;
+  private relayFailures = 0;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -63,7 +75,9 @@ class OutboxRabbitBackend implements Backend {
   ) {
     this.flows = stores.flows;
     this.executions = stores.executions;
-    this.relay = startOutboxRelay({ outbox: stores.outbox, publish: (jobs) => this.publish(jobs), logger, pollMs: 250 });
+    this.relay = startOutboxRelay({ outbox: stores.outbox, publish: (jobs) => this.publish(jobs), logger });
+    this.sweeper = setInterval(() => void this.sweep(), SWEEP_EVERY_MS);
+    this.sweeper.unref();
     const inner = stores.requests;
     const confirmed = (m: ReceivedMessage) => this.confirmed(m.id);
     this.requests = {
@@ -88,20 +102,60 @@ class OutboxRabbitBackend implements Backend {
   /** The relay's publish: one settled result per job; waiting accepts learn theirs. */
   private async publish(jobs: readonly PublishableJob[]) {
     const results = await this.queue.publishSettled(jobs);
+    let failure: unknown;
     jobs.forEach((job, i) => {
+      const r = results[i]!;
+      if (r.status === 'rejected') failure ??= r.reason;
       const w = this.waiting.get(job.requestId);
       if (!w) return;
-      const r = results[i]!;
       if (r.status === 'fulfilled') w.resolve();
       else w.reject(r.reason);
     });
+    // The broker refuses: every request still waiting here would wait in vain — answer 503 now.
+    if (failure !== undefined) this.rejectAll(failure);
     return results;
+  }
+
+  private rejectAll(err: unknown): void {
+    for (const w of this.waiting.values()) w.reject(err);
+  }
+
+  /**
+   * Waiters that are not settled quickly: another instance's relay may have published their job
+   * (its confirm reached that process, not this one) — then the row is gone from the outbox and
+   * the answer is 200. Rows still pending while the broker is unreachable or the relay fails get
+   * their 503 now rather than at the timeout; an unreachable database gives 503 too.
+   */
+  private async sweep(): Promise<void> {
+    if (this.sweeping || this.waiting.size === 0) return;
+    this.sweeping = true;
+    try {
+      const now = Date.now();
+      const old = [...this.waiting].filter(([, w]) => now - w.since >= SWEEP_AFTER_MS);
+      if (old.length === 0) return;
+      let pending: Set<string>;
+      try {
+        pending = await this.stores.outbox.pendingRequests(old.map(([id]) => id));
+      } catch (err) {
+        for (const [, w] of old) w.reject(err);
+        return;
+      }
+      const failing = !this.queue.connected || this.relay.counters.failures > this.relayFailures;
+      this.relayFailures = this.relay.counters.failures;
+      for (const [id, w] of old) {
+        if (!pending.has(id)) w.resolve();
+        else if (failing) w.reject(new Error('RabbitMQ is not taking jobs'));
+      }
+    } finally {
+      this.sweeping = false;
+    }
   }
 
   private confirmed(requestId: string): { promise: Promise<void>; cancel(): void } {
     let timer: NodeJS.Timeout | undefined;
     const promise = new Promise<void>((resolve, reject) => {
       this.waiting.set(requestId, {
+        since: Date.now(),
         resolve,
         reject: (err) => reject(err instanceof HookdError ? err : unavailable('queue', err)),
       });
@@ -126,6 +180,7 @@ class OutboxRabbitBackend implements Backend {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      clearInterval(this.sweeper);
       await this.relay.stop();
       await this.queue.close();
       await this.stores.close();

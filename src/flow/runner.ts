@@ -92,6 +92,11 @@ export interface FlowRunnerOptions extends FlowRunnerHooks {
   queue: Queue;
   /** In-memory registry lookup, kept current by the API. */
   getFlow(id: string): Flow | undefined;
+  /**
+   * Read a flow the registry does not know yet from the store (another instance may have created it
+   * moments ago, before this one's refresh). Consulted before a job is dead-lettered as "deleted".
+   */
+  loadFlow?(id: string): Promise<Flow | undefined>;
   logger: RunnerLogger;
   /** Jobs handled at once. */
   concurrency: number;
@@ -224,7 +229,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
     let executionId: string | undefined;
     let flow: Flow | undefined;
     try {
-      flow = o.getFlow(job.flowId);
+      flow = o.getFlow(job.flowId) ?? (await o.loadFlow?.(job.flowId));
       if (flow === undefined) {
         await abandon(s, d, `flow ${job.flowId} does not exist (deleted); job dead-lettered`);
         return;

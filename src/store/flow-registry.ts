@@ -46,6 +46,15 @@ export class FlowRegistry {
     for (const [id, f] of next) this.flows.set(id, f);
   }
 
+  /** A flow this process does not know yet, read from the store (and remembered when found). */
+  async fetch(id: string): Promise<Flow | undefined> {
+    const stored = await this.store.get(id);
+    if (stored === undefined) return undefined;
+    const flow = this.codec.open(stored);
+    this.flows.set(id, flow);
+    return flow;
+  }
+
   get(id: string): Flow | undefined {
     return this.flows.get(id);
   }

@@ -29,7 +29,7 @@ describe('storage failure', () => {
       const r = await post(`back-${Date.now()}`);
       return r.status === 200 ? r : undefined;
     }, 10_000, 100);
-    const { requestId } = (await ok.json()) as { requestId: string };
+    const { requestId } = (await ok!.json()) as { requestId: string };
     expect((await h.api('GET', `/api/requests/${requestId}`)).status).toBe(200);
     expect((await fetch(`${h.url}/readyz`)).status).toBe(200);
   });

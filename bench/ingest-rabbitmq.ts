@@ -1,0 +1,172 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { Connection } from 'rabbitmq-client';
+import { DEFAULT_DELAY_LEVELS_MS, Topology } from '../src/queue/rabbitmq/index.js';
+import { autocannon, fmt, type LoadResult, ROOT, startProcess } from './lib.js';
+
+/**
+ * npm run bench:ingest -- --backend rabbitmq [--seconds 10 --connections 64]
+ *
+ * Distributed mode against its baseline, in one run, load from a separate process (autocannon):
+ * (a) a bare fastify server publishing each request to RabbitMQ without confirms (fire-and-forget,
+ *     as the Open Integration Hub's webhook component does: a 200 can still be lost);
+ * (b) hookd with DATABASE_URL + RABBITMQ_URI: request + outbox row committed in PostgreSQL, job
+ *     published with confirms, 200 only after the broker's confirm; workers running the flow;
+ * (c) the same hookd with its workers off (WORKER_CONCURRENCY=0): the ingest path alone.
+ * Prints req/s, p50/p99 and the ratios hookd ÷ baseline (target ≥ 0.80 for b).
+ *
+ * Uses DATABASE_URL (default the local `test` database) and RABBITMQ_URI (default local guest);
+ * each run works in its own PostgreSQL schema and RabbitMQ prefix and removes them afterwards.
+ */
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const RABBITMQ_URI = process.env.RABBITMQ_URI ?? 'amqp://guest:guest@127.0.0.1:5672';
+const TOKEN = 'bench-token';
+
+export interface RabbitMqBenchOptions {
+  seconds: number;
+  connections: number;
+  /** The request body (JSON). */
+  body: string;
+}
+
+function row(name: string, r: LoadResult): string {
+  return `${name.padEnd(34)} ${fmt(r.rps).padStart(8)} req/s   p50 ${fmt(r.p50, 1).padStart(6)} ms   p99 ${fmt(r.p99, 1).padStart(6)} ms   non-2xx ${r.non2xx}  errors ${r.errors}`;
+}
+
+async function api(base: string, method: string, p: string, body?: unknown): Promise<any> {
+  const res = await fetch(base + p, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${await res.text()}`);
+  return res.status === 204 ? undefined : res.json();
+}
+
+async function pgExec(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 5_000 });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Executions of a flow in a given status (paging through the API). */
+async function countExecutions(base: string, flowId: string, status: string): Promise<number> {
+  let n = 0;
+  let before: string | undefined;
+  for (;;) {
+    const page = await api(base, 'GET', `/api/executions?flowId=${flowId}&limit=1000${before ? `&before=${before}` : ''}`);
+    for (const e of page.items) if (e.status === status) n++;
+    if (!page.next) return n;
+    before = page.next;
+  }
+}
+
+/** Wait until the job backlog is gone (so a measured run does not pay for an earlier one). */
+async function drained(base: string, flowId: string, expected: number, timeoutMs = 180_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while ((await countExecutions(base, flowId, 'completed')) < expected) {
+    if (Date.now() > deadline) throw new Error(`${flowId}: executions not completed within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+async function startHookd(env: Record<string, string>): Promise<{ url: string; stop(): Promise<void> }> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'hookd-bench-'));
+  const p = await startProcess(
+    process.execPath,
+    [path.join(ROOT, 'dist/src/main.js')],
+    { DATA_DIR: dataDir, LISTEN_HOST: '127.0.0.1', LISTEN_PORT: '0', HOOKD_ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'info', ...env },
+    /"address":"(http:\/\/[^"]+)"/,
+  );
+  return {
+    url: p.match[1]!,
+    stop: async () => {
+      await p.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Remove a prefix's exchange and queues (the broker was not restarted meanwhile: safe on 3.10). */
+async function deleteRabbitMq(prefix: string, queues: readonly string[]): Promise<void> {
+  const conn = new Connection({ url: RABBITMQ_URI, retryLow: 100, retryHigh: 500 });
+  conn.on('error', () => {});
+  await conn.onConnect(5_000);
+  try {
+    for (const queue of queues) await conn.queueDelete({ queue });
+    await conn.exchangeDelete({ exchange: prefix });
+  } finally {
+    await conn.close();
+  }
+}
+
+export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
+  const { seconds, connections, body } = o;
+  const run = randomBytes(4).toString('hex');
+  const basePrefix = `hookd_bench_base_${run}`;
+  const schema = `hookd_bench_${run}`;
+  const prefix = `hookd_bench_${run}`;
+  console.log(
+    `bench:ingest --backend rabbitmq — ${connections} connections, ${seconds} s, ${Buffer.byteLength(body)}-byte JSON POST, load from a separate process (autocannon)\n` +
+      `PostgreSQL ${new URL(DATABASE_URL).host}, RabbitMQ ${new URL(RABBITMQ_URI).host}\n`,
+  );
+
+  // (a) The baseline.
+  let a: LoadResult;
+  const base = await startProcess(process.execPath, [path.join(ROOT, 'dist/bench/baseline-rabbitmq-server.js')], { RABBITMQ_URI, BASELINE_PREFIX: basePrefix }, /LISTENING (\d+)/);
+  try {
+    const baseUrl = `http://127.0.0.1:${base.match[1]}/hook/bench`;
+    await autocannon({ url: baseUrl, connections, seconds: 2, body }); // warm-up
+    a = await autocannon({ url: baseUrl, connections, seconds, body });
+  } finally {
+    await base.stop();
+    await deleteRabbitMq(basePrefix, [`${basePrefix}.work`]);
+  }
+
+  // (b) and (c): hookd, distributed mode.
+  await pgExec(`CREATE SCHEMA "${schema}"`);
+  const env = { DATABASE_URL, DATABASE_SCHEMA: schema, RABBITMQ_URI, RABBITMQ_PREFIX: prefix, HOOKD_SECRET_KEY: randomBytes(32).toString('hex') };
+  let b: LoadResult;
+  let c: LoadResult;
+  try {
+    const hookd = await startHookd(env);
+    try {
+      await api(hookd.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
+      await api(hookd.url, 'PUT', '/api/flows/warmup', { steps: [{ id: 'shape', type: 'transform', expression: 'body' }] });
+      const w = await autocannon({ url: `${hookd.url}/hook/warmup`, connections, seconds: 2, body });
+      await drained(hookd.url, 'warmup', w.total - w.non2xx);
+      b = await autocannon({ url: `${hookd.url}/hook/bench`, connections, seconds, body });
+    } finally {
+      await hookd.stop();
+    }
+    // Ingest alone: the same path without flow executions competing for the CPU.
+    const ingestOnly = await startHookd({ ...env, WORKER_CONCURRENCY: '0' });
+    try {
+      await autocannon({ url: `${ingestOnly.url}/hook/warmup`, connections, seconds: 2, body });
+      c = await autocannon({ url: `${ingestOnly.url}/hook/bench`, connections, seconds, body });
+    } finally {
+      await ingestOnly.stop();
+    }
+  } finally {
+    await pgExec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await deleteRabbitMq(prefix, new Topology({ prefix, delayLevelsMs: DEFAULT_DELAY_LEVELS_MS, deliveryLimit: 0 }).allQueues);
+  }
+
+  console.log(row('fastify → RabbitMQ, no confirms', a));
+  console.log(row('hookd (postgres + rabbitmq)', b));
+  console.log(row('hookd, ingest only (no workers)', c));
+  console.log(`\nratio hookd ÷ baseline: ${fmt(b.rps / a.rps, 2)}   (target ≥ 0.80)`);
+  console.log(`ratio hookd ingest only ÷ baseline: ${fmt(c.rps / a.rps, 2)}`);
+  console.log(
+    '\nThe baseline answers 200 once the message is written to its socket (fire-and-forget: lost if the broker or the\n' +
+      'connection fails before it is stored); hookd answers 200 after the PostgreSQL commit and the broker confirm.',
+  );
+  if (b.non2xx + c.non2xx > 0) console.log(`WARNING: hookd answered ${b.non2xx + c.non2xx} requests with a non-2xx status`);
+}
