@@ -10,6 +10,7 @@ import {
   redactHeaders,
   redactQuery,
   redactRawBody,
+  verifyRequest,
 } from '../auth/verify.js';
 import type { AttachmentStore } from '../attachments/contract.js';
 import { DEFAULT_ATTACHMENT_SIZE_LIMIT } from '../attachments/contract.js';
@@ -106,7 +107,12 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     if (isHead) {
       // A protected flow answers HEAD like an unknown one unless the probe carries valid credentials.
       const probe = { method: 'HEAD', headers: request.headers, query: request.query as Record<string, string>, rawBody: EMPTY, body: null, now: Date.now() };
-      if (!probeMayReveal(auth, probe)) throw notFound(flowId);
+      if (!probeMayReveal(auth, probe)) {
+        // Refused like any other bad credential (counted, logged), but answered as an unknown flow.
+        const verdict = verifyRequest(auth, probe);
+        if (!verdict.ok) deps.onAuthFailure?.(flowId, verdict.reason, request.ip);
+        throw notFound(flowId);
+      }
       if (corsHeaders) reply.headers(corsHeaders);
       return reply.code(200).send();
     }

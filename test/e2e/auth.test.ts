@@ -662,12 +662,13 @@ describe('rejected requests', () => {
     expectError(await call('x-stripe', 'POST', body, { 'stripe-signature': sig(`whsec_${rnd()}`) }), 403, 'FORBIDDEN'); // mismatch
     expectError(await call('x-stripe', 'PUT', body, { 'stripe-signature': sig(`whsec_${rnd()}`) }), 403, 'FORBIDDEN'); // mismatch
     expectError(await call('x-stripe', 'POST', body, { 'stripe-signature': sig(secret, nowSeconds() - 3600) }), 403, 'FORBIDDEN'); // timestamp
+    expect((await call('x-stripe', 'HEAD', '')).status).toBe(404); // missing: answered as unknown, counted all the same
 
     expect(await storedIds('x-stripe')).toEqual(ids);
     const after = await authFailures();
     const delta = (r: string) => (after[r] ?? 0) - (before[r] ?? 0);
     expect({ missing: delta('missing'), malformed: delta('malformed'), mismatch: delta('mismatch'), timestamp: delta('timestamp') }).toEqual({
-      missing: 1,
+      missing: 2,
       malformed: 1,
       mismatch: 2,
       timestamp: 1,
