@@ -3,7 +3,7 @@ import type { WriteStream } from 'node:fs';
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { v7 as uuidv7 } from 'uuid';
+import { uuidv7 } from '../core/ids.js';
 import { E, HookdError, isHookdError, unavailable } from '../core/errors.js';
 import type { AttachmentRef } from '../core/message.js';
 import type {
