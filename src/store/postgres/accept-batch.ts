@@ -68,6 +68,11 @@ export class AcceptBatch {
   constructor(
     private readonly db: PgDatabase,
     private readonly dispatch: Dispatch,
+    /**
+     * Outbox rows start held (not claimable) for this long: the accepting process publishes them
+     * itself right after the commit; relays only take rows whose hold ran out (it died, or failed).
+     */
+    private readonly outboxHoldMs = 0,
   ) {}
 
   async run(rows: readonly AcceptRow[]): Promise<Array<Outcome<AcceptResult>>> {
@@ -140,7 +145,7 @@ export class AcceptBatch {
            SELECT input.job_id, input.flow_id, input.id, 'ready', 0, input.max_attempts, ${NOW_MS}, ${NOW_MS}
            FROM input JOIN ins ON ins.id = input.id`
         : `INSERT INTO ${outbox} (id, flow_id, request_id, max_attempts, enqueued_at, available_at)
-           SELECT input.job_id, input.flow_id, input.id, input.max_attempts, ${NOW_MS}, ${NOW_MS}
+           SELECT input.job_id, input.flow_id, input.id, input.max_attempts, ${NOW_MS}, ${NOW_MS} + ${Math.max(0, Math.floor(this.outboxHoldMs))}
            FROM input JOIN ins ON ins.id = input.id`;
     text = `WITH input AS (
   SELECT * FROM (VALUES ${tuples.join(',\n         ')})

@@ -1,6 +1,7 @@
 import { E, HookdError } from '../../core/errors.js';
 import type { ReceivedMessage } from '../../core/message.js';
 import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore } from '../contracts.js';
+import type { OutboxJob } from './outbox.js';
 import { AcceptBatch, MAX_BATCH_ROWS, type AcceptResult, type AcceptRow, type Dispatch } from './accept-batch.js';
 import type { PgDatabase } from './database.js';
 import { storeClosed } from './errors.js';
@@ -36,8 +37,9 @@ export class PgRequestStore implements RequestStore {
     private readonly db: PgDatabase,
     readonly dispatch: Dispatch,
     groupCommit: Partial<GroupCommitOptions> = {},
+    outboxHoldMs = 0,
   ) {
-    const batch = new AcceptBatch(db, dispatch);
+    const batch = new AcceptBatch(db, dispatch, outboxHoldMs);
     this.committer = new GroupCommit<AcceptRow, AcceptResult>(async (rows) => {
       const outcomes = await batch.run(rows);
       let stored = 0;
@@ -63,6 +65,11 @@ export class PgRequestStore implements RequestStore {
   }
 
   async accept(m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> {
+    return (await this.acceptWithJob(m, options)).outcome;
+  }
+
+  /** accept(), also giving the job it committed (for a caller that publishes it itself). */
+  async acceptWithJob(m: ReceivedMessage, options: AcceptOptions): Promise<{ outcome: AcceptOutcome; job?: OutboxJob }> {
     if (this.closed) throw storeClosed();
     const { body, bodyIsRaw } = bodyColumns(m.body, m.rawBody);
     const row: AcceptRow = {
@@ -89,8 +96,11 @@ export class PgRequestStore implements RequestStore {
     };
     const bytes = m.rawBody.length + row.headers.length + row.query.length + (body?.length ?? 0);
     const result = await this.committer.submit(row, m.id, bytes);
-    if (result === 'stored') return STORED;
-    if (result === 'duplicate') return DUPLICATE;
+    if (result === 'stored') {
+      const job: OutboxJob = { id: row.jobId, flowId: m.flowId, requestId: m.id, maxAttempts: options.maxAttempts, enqueuedAt: Date.now(), claims: 0 };
+      return { outcome: STORED, job };
+    }
+    if (result === 'duplicate') return { outcome: DUPLICATE };
     throw new HookdError(E.REQUEST_ID_CONFLICT, m.id);
   }
 

@@ -11,6 +11,8 @@ import { PgRequestStore } from './request-store.js';
 export interface PostgresStoresOptions extends PgConnectionOptions {
   /** Where accept() records jobs: 'outbox' (default, for a broker) or 'pg-queue'. */
   dispatch?: Dispatch;
+  /** Outbox rows start held for this long for the process that accepted them (see AcceptBatch). */
+  outboxHoldMs?: number;
   /** Group commit of accept(): batch caps and batches in flight (defaults in request-store.ts). */
   groupCommit?: Partial<GroupCommitOptions>;
 }
@@ -43,7 +45,7 @@ export async function openPostgresStores(opts: PostgresStoresOptions): Promise<P
     await db.close();
     throw err;
   }
-  const requests = new PgRequestStore(db, opts.dispatch ?? 'outbox', opts.groupCommit);
+  const requests = new PgRequestStore(db, opts.dispatch ?? 'outbox', opts.groupCommit, opts.outboxHoldMs);
   const executions = new PgExecutionStore(db);
   let closing: Promise<void> | undefined;
   return {
