@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { Connection } from 'rabbitmq-client';
 import { DEFAULT_DELAY_LEVELS_MS, Topology } from '../src/queue/rabbitmq/index.js';
-import { autocannon, fmt, type LoadResult, ROOT, startProcess } from './lib.js';
+import { api, autocannon, fmt, type LoadResult, ROOT, row as rowOf, startHookd, startProcess } from './lib.js';
+
+const row = (name: string, r: LoadResult) => rowOf(name, r, 34);
 
 /**
  * npm run bench:ingest -- --backend rabbitmq [--seconds 10 --connections 64]
@@ -23,27 +23,12 @@ import { autocannon, fmt, type LoadResult, ROOT, startProcess } from './lib.js';
  */
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const RABBITMQ_URI = process.env.RABBITMQ_URI ?? 'amqp://guest:guest@127.0.0.1:5672';
-const TOKEN = 'bench-token';
 
 export interface RabbitMqBenchOptions {
   seconds: number;
   connections: number;
   /** The request body (JSON). */
   body: string;
-}
-
-function row(name: string, r: LoadResult): string {
-  return `${name.padEnd(34)} ${fmt(r.rps).padStart(8)} req/s   p50 ${fmt(r.p50, 1).padStart(6)} ms   p99 ${fmt(r.p99, 1).padStart(6)} ms   non-2xx ${r.non2xx}  errors ${r.errors}`;
-}
-
-async function api(base: string, method: string, p: string, body?: unknown): Promise<any> {
-  const res = await fetch(base + p, {
-    method,
-    headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${await res.text()}`);
-  return res.status === 204 ? undefined : res.json();
 }
 
 async function pgExec(sql: string): Promise<void> {
@@ -77,24 +62,6 @@ async function drained(base: string, flowId: string, expected: number, timeoutMs
   }
 }
 
-async function startHookd(env: Record<string, string>): Promise<{ url: string; stop(): Promise<void> }> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'hookd-bench-'));
-  const p = await startProcess(
-    process.execPath,
-    [path.join(ROOT, 'dist/src/main.js')],
-    { DATA_DIR: dataDir, LISTEN_HOST: '127.0.0.1', LISTEN_PORT: '0', HOOKD_ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'info', ...env },
-    /"address":"(http:\/\/[^"]+)"/,
-  );
-  return {
-    url: p.match[1]!,
-    stop: async () => {
-      await p.stop();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
-
-/** Remove a prefix's exchange and queues (the broker was not restarted meanwhile: safe on 3.10). */
 async function deleteRabbitMq(prefix: string, queues: readonly string[]): Promise<void> {
   const conn = new Connection({ url: RABBITMQ_URI, retryLow: 100, retryHigh: 500 });
   conn.on('error', () => {});

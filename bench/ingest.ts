@@ -1,9 +1,7 @@
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { benchRabbitMq } from './ingest-rabbitmq.js';
-import { arg, autocannon, fmt, type LoadResult, percentile, ROOT, startProcess } from './lib.js';
+import { api, arg, autocannon, fmt, type LoadResult, percentile, ROOT, row, startHookd, startProcess } from './lib.js';
 
 /**
  * npm run bench:ingest [-- --seconds 10 --connections 64] [--auth hmac]
@@ -22,19 +20,8 @@ const seconds = Number(arg('seconds', '10'));
 const connections = Number(arg('connections', '64'));
 const auth = arg('auth', 'none');
 const backend = arg('backend', 'sqlite');
-const TOKEN = 'bench-token';
 // 130 bytes of JSON, a typical small webhook.
 const BODY = JSON.stringify({ event: 'order.created', id: 'ord_0123456789', total: 129.95, currency: 'EUR', customer: { id: 'cus_42', tier: 'gold' }, x: 'abc' });
-
-async function api(base: string, method: string, p: string, body?: unknown): Promise<any> {
-  const res = await fetch(base + p, {
-    method,
-    headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${await res.text()}`);
-  return res.status === 204 ? undefined : res.json();
-}
 
 /** Queue delays (request received → first step started) of a flow's executions, once `expected` completed. */
 async function queueDelays(base: string, flowId: string, expected: number): Promise<number[]> {
@@ -57,10 +44,6 @@ async function queueDelays(base: string, flowId: string, expected: number): Prom
   }
 }
 
-function row(name: string, r: LoadResult): string {
-  return `${name.padEnd(22)} ${fmt(r.rps).padStart(8)} req/s   p50 ${fmt(r.p50, 1).padStart(6)} ms   p99 ${fmt(r.p99, 1).padStart(6)} ms   non-2xx ${r.non2xx}  errors ${r.errors}`;
-}
-
 const mean = (a: LoadResult, b: LoadResult): LoadResult => ({
   rps: (a.rps + b.rps) / 2,
   p50: (a.p50 + b.p50) / 2,
@@ -69,24 +52,6 @@ const mean = (a: LoadResult, b: LoadResult): LoadResult => ({
   errors: a.errors + b.errors,
   total: a.total + b.total,
 });
-
-async function startHookd(env: Record<string, string> = {}): Promise<{ url: string; stop(): Promise<void> }> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'hookd-bench-'));
-  // info: only the start-up lines (the address); request logging is off.
-  const p = await startProcess(
-    process.execPath,
-    [path.join(ROOT, 'dist/src/main.js')],
-    { DATA_DIR: dataDir, LISTEN_HOST: '127.0.0.1', LISTEN_PORT: '0', HOOKD_ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'info', ...env },
-    /"address":"(http:\/\/[^"]+)"/,
-  );
-  return {
-    url: p.match[1]!,
-    stop: async () => {
-      await p.stop();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
-}
 
 async function benchIngest(): Promise<void> {
   console.log(`bench:ingest — ${connections} connections, ${seconds} s, ${Buffer.byteLength(BODY)}-byte JSON POST, load from a separate process (autocannon)\n`);

@@ -1,4 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 
@@ -92,3 +94,41 @@ export function arg(name: string, fallback: string): string {
 }
 
 export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/** The admin token every benchmarked hookd is started with. */
+export const TOKEN = 'bench-token';
+
+/** Call hookd's admin API; throws on a non-2xx answer. */
+export async function api(base: string, method: string, p: string, body?: unknown): Promise<any> {
+  const res = await fetch(base + p, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${await res.text()}`);
+  return res.status === 204 ? undefined : res.json();
+}
+
+/** hookd as `npm start` runs it (dist/), in its own temp DATA_DIR, on a free loopback port. */
+export async function startHookd(env: Record<string, string> = {}): Promise<{ url: string; stop(): Promise<void> }> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'hookd-bench-'));
+  // info: only the start-up lines (the address); request logging is off.
+  const p = await startProcess(
+    process.execPath,
+    [path.join(ROOT, 'dist/src/main.js')],
+    { DATA_DIR: dataDir, LISTEN_HOST: '127.0.0.1', LISTEN_PORT: '0', HOOKD_ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'info', ...env },
+    /"address":"(http:\/\/[^"]+)"/,
+  );
+  return {
+    url: p.match[1]!,
+    stop: async () => {
+      await p.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** One result line: req/s, p50/p99 latency, refusals. */
+export function row(name: string, r: LoadResult, width = 22): string {
+  return `${name.padEnd(width)} ${fmt(r.rps).padStart(8)} req/s   p50 ${fmt(r.p50, 1).padStart(6)} ms   p99 ${fmt(r.p99, 1).padStart(6)} ms   non-2xx ${r.non2xx}  errors ${r.errors}`;
+}

@@ -94,3 +94,15 @@ export function toMessageView(m: ReceivedMessage): MessageView {
   if (m.cloudEvents) view.cloudEvents = m.cloudEvents;
   return view;
 }
+
+/**
+ * Every attachment id a payload or a stored message holds — its files and its raw body — once each:
+ * what to delete when a request is not committed, what the sweep must treat as referenced.
+ */
+export function attachmentIdsOf(p: { attachments?: readonly AttachmentRef[]; rawAttachment?: AttachmentRef }): string[] {
+  if (p.attachments === undefined && p.rawAttachment === undefined) return [];
+  const ids = new Set<string>();
+  for (const ref of p.attachments ?? []) ids.add(ref.id);
+  if (p.rawAttachment) ids.add(p.rawAttachment.id);
+  return [...ids];
+}

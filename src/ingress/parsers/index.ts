@@ -47,13 +47,4 @@ export async function parsePayload(ctx: PayloadContext, parsers: readonly Payloa
   return { ...parsed, cloudEvent: { ...binaryMode, datacontenttype: ctx.contentType, data: parsed.body } };
 }
 
-/**
- * Every attachment id a payload (or a stored message) holds — its files and its raw body — once
- * each: what to delete when the request is not committed, what the sweep must treat as referenced.
- */
-export function attachmentIdsOf(p: { attachments?: readonly AttachmentRef[]; rawAttachment?: AttachmentRef }): string[] {
-  const ids = new Set<string>();
-  for (const ref of p.attachments ?? []) ids.add(ref.id);
-  if (p.rawAttachment) ids.add(p.rawAttachment.id);
-  return [...ids];
-}
+export { attachmentIdsOf } from '../../core/message.js';

@@ -3,7 +3,7 @@ import type { Job } from '../../core/job.js';
 import type { HandoffSlot } from '../../store/sqlite/handoff.js';
 import type { BackendLogger } from '../../store/sqlite/logger.js';
 import type { ClaimJobsResult } from '../../store/sqlite/ops/claim-jobs.js';
-import { toJob } from '../../store/sqlite/rows.js';
+import { toJob } from '../../store/rows.js';
 import type { WriterClient } from '../../store/sqlite/writer/writer-client.js';
 import type { Consumer, JobHandler } from '../contract.js';
 import { LeasedDelivery, type DeliveryHost } from './delivery.js';

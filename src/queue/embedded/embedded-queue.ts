@@ -5,7 +5,7 @@ import type { HandoffSlot, JobHandoff } from '../../store/sqlite/handoff.js';
 import type { BackendLogger } from '../../store/sqlite/logger.js';
 import type { ClaimJobsResult } from '../../store/sqlite/ops/claim-jobs.js';
 import type { Reader } from '../../store/sqlite/reader.js';
-import { toDeadLetter, type JobRow } from '../../store/sqlite/rows.js';
+import { toDeadLetter, type JobRow } from '../../store/rows.js';
 import type { WriterClient } from '../../store/sqlite/writer/writer-client.js';
 import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../contract.js';
 import { EmbeddedConsumer, type ConsumerHost } from './consumer.js';

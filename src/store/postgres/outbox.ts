@@ -42,17 +42,6 @@ export class PgOutbox {
     private readonly requests: PgRequestStore,
   ) {}
 
-  /** Which of these requests still have a job waiting in the outbox (not yet confirmed by the broker). */
-  async pendingRequests(requestIds: readonly string[]): Promise<Set<string>> {
-    if (requestIds.length === 0) return new Set();
-    const { rows } = await this.db.query<{ request_id: string }>(
-      `SELECT request_id FROM ${this.db.t.outbox} WHERE request_id = ANY($1::text[])`,
-      [requestIds],
-      'hookd_outbox_pending',
-    );
-    return new Set(rows.map((r) => r.request_id));
-  }
-
   /**
    * Lease up to `limit` publishable rows (oldest first) for `leaseMs`: other relays skip them until
    * the lease ends. Never blocks on rows another relay is claiming (FOR UPDATE SKIP LOCKED).

@@ -2,7 +2,7 @@ import { E, HookdError } from '../../core/errors.js';
 import { FINAL_STATUSES, type Execution, type ExecutionStatus, type StepRecord } from '../../core/execution.js';
 import type { BeginExecution, ExecutionListQuery, ExecutionStore, RunRecord } from '../contracts.js';
 import type { Reader } from './reader.js';
-import { toExecution, type ExecutionRow, type StepRow } from './rows.js';
+import { toExecution, type ExecutionRow, type StepRow } from '../rows.js';
 import type { WriterClient } from './writer/writer-client.js';
 
 export class SqliteExecutionStore implements ExecutionStore {

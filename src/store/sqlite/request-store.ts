@@ -1,10 +1,10 @@
 import { E, HookdError } from '../../core/errors.js';
-import type { ReceivedMessage } from '../../core/message.js';
+import { attachmentIdsOf, type ReceivedMessage } from '../../core/message.js';
 import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore } from '../contracts.js';
 import type { HandoffSlot, JobHandoff } from './handoff.js';
 import type { AcceptRequestArgs } from './ops/accept-request.js';
 import type { Reader } from './reader.js';
-import { toMessage, type RequestRow } from './rows.js';
+import { bodyColumns, toMessage, type RequestRow } from '../rows.js';
 import type { WriterClient } from './writer/writer-client.js';
 
 const STORED: AcceptOutcome = Object.freeze({ kind: 'stored' });
@@ -20,30 +20,6 @@ const TRANSFER_FROM_BYTES = 64 * 1024;
 
 function ownCopy(buf: Buffer): Uint8Array {
   return new Uint8Array(buf);
-}
-
-/**
- * The JSON text of the parsed body, unless it is byte for byte the raw body (compact JSON senders):
- * then the body is stored once, as raw_body, and parsed from it on read — the same value, since
- * what is stored either way is JSON.stringify(body).
- */
-function bodyColumns(body: unknown, raw: Buffer): { body: string | null; bodyIsRaw: boolean } {
-  if (body === null || body === undefined) return { body: null, bodyIsRaw: false };
-  const json = JSON.stringify(body);
-  // A UTF-8 encoding has at least one byte per UTF-16 unit: cheap length test before decoding.
-  if (raw.length >= json.length && raw.length <= json.length * 3 && raw.toString('utf8') === json) {
-    return { body: null, bodyIsRaw: true };
-  }
-  return { body: json, bodyIsRaw: false };
-}
-
-/** Every attachment id a message references (files and raw body), once each. */
-function attachmentIds(m: ReceivedMessage): string[] {
-  if (m.attachments === undefined && m.rawAttachment === undefined) return [];
-  const ids = new Set<string>();
-  for (const ref of m.attachments ?? []) ids.add(ref.id);
-  if (m.rawAttachment !== undefined) ids.add(m.rawAttachment.id);
-  return [...ids];
 }
 
 /** Messages handed to a local consumer with their job, kept until it reads them (bounded). */
@@ -80,7 +56,7 @@ export class SqliteRequestStore implements RequestStore {
       rawAttachment: m.rawAttachment === undefined ? null : JSON.stringify(m.rawAttachment),
       cloudEvent: m.cloudEvent === undefined ? null : JSON.stringify(m.cloudEvent),
       cloudEvents: m.cloudEvents === undefined ? null : JSON.stringify(m.cloudEvents),
-      attachmentIds: attachmentIds(m),
+      attachmentIds: attachmentIdsOf(m),
       maxAttempts: options.maxAttempts,
     };
     let slot: HandoffSlot | undefined;

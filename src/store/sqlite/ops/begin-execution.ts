@@ -1,5 +1,5 @@
 import { newId } from '../ids.js';
-import type { ExecutionRow, StepRow } from '../rows.js';
+import type { ExecutionRow, StepRow } from '../../rows.js';
 import type { Op } from './define-op.js';
 
 export interface BeginExecutionArgs {

@@ -1,4 +1,4 @@
-import type { JobRow } from '../rows.js';
+import type { JobRow } from '../../rows.js';
 import type { Op } from './define-op.js';
 
 export interface ClaimJobsArgs {

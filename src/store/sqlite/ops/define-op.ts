@@ -14,7 +14,4 @@ export interface OpContext {
  */
 export type Op<A, R> = (ctx: OpContext) => (args: A) => R;
 
-/** Error texts can be long (stack traces); stored rows keep a bounded prefix. */
-export function clip(text: string, max = 8_192): string {
-  return text.length > max ? `${text.slice(0, max)}…` : text;
-}
+export { clip } from '../../rows.js';

@@ -1,8 +1,11 @@
-import type { Execution, ExecutionStatus, StepRecord, StepStatus } from '../../core/execution.js';
-import type { DeadLetter, Job } from '../../core/job.js';
-import type { AttachmentRef, CloudEvent, ReceivedMessage } from '../../core/message.js';
+import type { Execution, ExecutionStatus, StepRecord, StepStatus } from '../core/execution.js';
+import type { DeadLetter, Job } from '../core/job.js';
+import type { AttachmentRef, CloudEvent, ReceivedMessage } from '../core/message.js';
 
-/** Row shapes of the SQLite schema (migrations/) and their mapping to domain objects. */
+/**
+ * Row shapes shared by the SQL stores (SQLite and PostgreSQL have the same columns) and their
+ * mapping to domain objects; what differs per database stays in postgres/rows.ts.
+ */
 
 export interface RequestRow {
   id: string;
@@ -13,7 +16,8 @@ export interface RequestRow {
   query: string;
   headers: string;
   body: string | null;
-  body_is_raw: number;
+  /** 0/1 in SQLite, boolean in PostgreSQL. */
+  body_is_raw: number | boolean;
   raw_body: Buffer;
   content_type: string | null;
   client_ip: string;
@@ -132,4 +136,24 @@ export function toJob(r: JobRow): Job {
 
 export function toDeadLetter(r: JobRow): DeadLetter {
   return { ...toJob(r), deadAt: r.dead_at ?? 0 };
+}
+
+/**
+ * The JSON text of the parsed body, unless it is byte for byte the raw body (compact JSON senders):
+ * then the body is stored once, as raw_body, and parsed from it on read — the same value, since
+ * what is stored either way is JSON.stringify(body).
+ */
+export function bodyColumns(body: unknown, raw: Buffer): { body: string | null; bodyIsRaw: boolean } {
+  if (body === null || body === undefined) return { body: null, bodyIsRaw: false };
+  const json = JSON.stringify(body);
+  // A UTF-8 encoding has at least one byte per UTF-16 unit: cheap length test before decoding.
+  if (raw.length >= json.length && raw.length <= json.length * 3 && raw.toString('utf8') === json) {
+    return { body: null, bodyIsRaw: true };
+  }
+  return { body: json, bodyIsRaw: false };
+}
+
+/** Error texts can be long (stack traces); stored rows keep a bounded prefix. */
+export function clip(text: string, max = 8_192): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
 }
