@@ -82,8 +82,9 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     bodyLimit: 1024 * 1024,
   });
   installErrorHandling(server);
-  server.addHook('onResponse', async (request, reply) => {
-    if (request.url.startsWith('/hook/')) metrics.responses.inc({ status: String(reply.statusCode) });
+  server.addHook('onResponse', (request, reply, done) => {
+    if (request.url.startsWith('/hook/')) metrics.countResponse(reply.statusCode);
+    done();
   });
 
   await server.register(hookRoutes, {

@@ -22,7 +22,14 @@ export function createMetrics() {
     labelNames: ['reason'] as const,
     registers: [registry],
   });
-  return { registry, responses, commitSeconds, authFailures };
+  // One bound child per status seen: labels() hashes its arguments on every call.
+  const byStatus = new Map<number, Counter.Internal>();
+  const countResponse = (status: number): void => {
+    let child = byStatus.get(status);
+    if (child === undefined) byStatus.set(status, (child = responses.labels(String(status))));
+    child.inc();
+  };
+  return { registry, responses, countResponse, commitSeconds, authFailures };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -19,7 +19,9 @@ export function storableHeaders(headers: IncomingHttpHeaders): Record<string, st
     ? new Set(headers.connection.split(',').map((h) => h.trim().toLowerCase()))
     : undefined;
   const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(headers)) {
+  // for…in over node's header object (own, enumerable, no prototype keys): no entries array per request.
+  for (const name in headers) {
+    const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name)) continue;
     out[name] = value;
   }

@@ -5,6 +5,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HookdError } from '../../src/core/errors.js';
 import type { StepRecord } from '../../src/core/execution.js';
+import type { RunRecord } from '../../src/store/contracts.js';
 import type { Delivery } from '../../src/queue/contract.js';
 import {
   openPostgresBackend,
@@ -372,6 +373,49 @@ describe('postgres: executions', () => {
     // The step counter follows: a later append does not collide.
     await b.executions.recordStep(begun.id, step('after'));
     expect((await b.executions.get(begun.id))!.steps.map((s) => s.stepId)).toEqual(['new-1', 'after']);
+  });
+
+  it('concurrent whole runs share one statement; a failing one fails alone; finished ones stay', async () => {
+    const b = await openBackend();
+    const run = (requestId: string, i: number, extra: Partial<RunRecord> = {}): RunRecord => ({
+      requestId,
+      flowId: 'f',
+      attempt: 1,
+      startedAt: 10,
+      finishedAt: 20 + i,
+      queueDelayMs: i,
+      status: 'completed',
+      steps: [step(`a${i}`), step(`b${i}`)],
+      ...extra,
+    });
+    // One already completed (left as it was), one begun earlier with a step (its steps replaced).
+    const done = uuidv7();
+    const doneId = await b.executions.saveRun(run(done, 99));
+    const begun = await b.executions.begin({ requestId: uuidv7(), flowId: 'f', attempt: 1, now: 1 });
+    await b.executions.recordStep(begun.id, step('old'));
+    const ids = [done, begun.requestId, ...Array.from({ length: 10 }, () => uuidv7())];
+    const before = { ...b.executions.runCounters };
+    const results = await Promise.allSettled(
+      ids.map((id, i) => b.executions.saveRun(run(id, i, i === 5 ? { error: 'NUL \u0000 is refused', status: 'dead' } : {}))),
+    );
+    expect(b.executions.runCounters.items - before.items).toBe(12);
+    expect(b.executions.runCounters.batches - before.batches).toBeLessThan(12);
+    results.forEach((r, i) => {
+      if (i === 5) expect(r).toMatchObject({ status: 'rejected', reason: { statusCode: 500 } });
+      else expect(r.status).toBe('fulfilled');
+    });
+    expect(results[0]).toEqual({ status: 'fulfilled', value: doneId });
+    expect(results[1]).toEqual({ status: 'fulfilled', value: begun.id });
+    const kept = (await b.executions.get(doneId))!;
+    expect(kept.steps.map((s) => s.stepId)).toEqual(['a99', 'b99']);
+    expect(kept.finishedAt).toBe(119);
+    for (const [i, r] of results.entries()) {
+      if (i === 0 || i === 5 || r.status !== 'fulfilled') continue;
+      const e = (await b.executions.get(r.value))!;
+      expect(e).toMatchObject({ requestId: ids[i], status: 'completed', finishedAt: 20 + i });
+      expect(e.steps.map((s) => s.stepId)).toEqual([`a${i}`, `b${i}`]);
+    }
+    expect(await b.executions.list({ flowId: 'f', limit: 100 }).then((l) => l.some((e) => e.requestId === ids[5]))).toBe(false);
   });
 
   it('concurrent execution writes share a commit; a failing one fails alone', async () => {

@@ -225,7 +225,7 @@ describe('sqlite: writer thread and storage failures', () => {
     for (const id of stored) expect((await b.requests.get(id))!.rawBody.length).toBe(32 * 1024);
   });
 
-  it('isolates a failing op in its savepoint: the rest of the group commit is kept', async () => {
+  it('isolates a failing op: it is rolled back alone, the rest of the group commit is kept', async () => {
     const b = await open();
     const ok1 = makeMessage();
     const ok2 = makeMessage();

@@ -1,5 +1,5 @@
-import { isHookdError } from '../../core/errors.js';
 import { NOW_MS, type PgDatabase } from './database.js';
+import { isStatementError } from './errors.js';
 import type { Outcome } from './group-commit.js';
 
 /**
@@ -190,7 +190,3 @@ function bucket(n: number): number {
   throw new Error(`accept batch of ${n} rows exceeds ${BUCKETS[BUCKETS.length - 1]}`);
 }
 
-/** A HookdError from toStoreError for a statement error (see errors.ts) carries code INTERNAL. */
-function isStatementError(err: unknown): boolean {
-  return isHookdError(err) && err.code === 'INTERNAL';
-}

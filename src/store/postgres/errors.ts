@@ -32,3 +32,8 @@ export function toStoreError(err: unknown): HookdError {
 export function storeClosed(): HookdError {
   return unavailable('store', new Error('the PostgreSQL store is closed'));
 }
+
+/** A statement error (bad data, a bug: toStoreError maps it to INTERNAL), as opposed to the database being unavailable. */
+export function isStatementError(err: unknown): boolean {
+  return isHookdError(err) && err.code === 'INTERNAL';
+}

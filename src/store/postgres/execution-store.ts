@@ -2,7 +2,10 @@ import { E, HookdError } from '../../core/errors.js';
 import { FINAL_STATUSES, type Execution, type ExecutionStatus, type StepRecord } from '../../core/execution.js';
 import type { BeginExecution, ExecutionListQuery, ExecutionStore, RunRecord } from '../contracts.js';
 import type { PgDatabase } from './database.js';
+import { storeClosed } from './errors.js';
+import { GroupCommit } from './group-commit.js';
 import { newId } from './ids.js';
+import { SaveRuns } from './save-runs.js';
 import { WriteGroup } from './write-group.js';
 import { toExecution, type ExecutionRow, type StepRow } from './rows.js';
 
@@ -17,9 +20,13 @@ const EXECUTION_COLUMNS =
  */
 export class PgExecutionStore implements ExecutionStore {
   private readonly writes: WriteGroup;
+  /** Whole runs (one write per job on the hot path): one statement per batch (save-runs.ts). */
+  private readonly runs: GroupCommit<RunRecord, string>;
 
   constructor(private readonly db: PgDatabase) {
     this.writes = new WriteGroup(db);
+    const saveRuns = new SaveRuns(db);
+    this.runs = new GroupCommit((records) => saveRuns.run(records), { maxItems: 256, maxBytes: Number.POSITIVE_INFINITY, maxInflight: 1 });
   }
 
   /** Group commit at work: transactions and the writes they carried. */
@@ -27,9 +34,14 @@ export class PgExecutionStore implements ExecutionStore {
     return this.writes.counters;
   }
 
+  /** Group commit of whole runs: statements and the runs they carried. */
+  get runCounters(): { readonly batches: number; readonly items: number } {
+    return this.runs.counters;
+  }
+
   /** Wait for the writes in flight (before the pool closes). */
-  close(): Promise<void> {
-    return this.writes.drain();
+  async close(): Promise<void> {
+    await Promise.all([this.writes.drain(), this.runs.drain()]);
   }
 
   /**
@@ -55,69 +67,13 @@ export class PgExecutionStore implements ExecutionStore {
   }
 
   /**
-   * A whole run in one statement (one round trip, one transaction): upsert the request's execution
-   * as final and replace its step records. An execution already completed or filtered is left as it
-   * was (the ON CONFLICT … WHERE stops the update, so `up` is empty and nothing else is written).
-   * The old steps are deleted before the new ones go in: `ins` reads `cleared` first, and rows the
-   * same transaction deleted do not count as unique-key conflicts.
+   * A whole run: upsert the request's execution as final and replace its step records. Concurrent
+   * runs share one statement and its commit (save-runs.ts); an execution already completed or
+   * filtered is left as it was.
    */
   async saveRun(r: RunRecord): Promise<string> {
-    const fresh = newId();
-    const e = this.db.t.executions;
-    const col = <K extends keyof StepRecord>(k: K): Array<StepRecord[K] | null> => r.steps.map((s) => s[k] ?? null);
-    const { rows } = await this.writes.query<{ id: string }>(
-      `WITH up AS (
-         INSERT INTO ${e} AS cur (id, request_id, flow_id, status, attempts, created_at, updated_at, finished_at,
-                                 queue_delay_ms, error, cursor, step_count)
-         VALUES ($1, $2, $3, $4, $5::integer, $6::float8, $7::float8, $7::float8, $8::float8, $9::text, NULL, $10::integer)
-         ON CONFLICT (request_id) DO UPDATE SET
-           status = excluded.status, attempts = excluded.attempts, updated_at = excluded.updated_at,
-           finished_at = excluded.finished_at, error = excluded.error, cursor = NULL, step_count = excluded.step_count
-         WHERE cur.status NOT IN ('completed', 'filtered')
-         RETURNING id
-       ), cleared AS (
-         DELETE FROM ${this.db.t.steps} WHERE execution_id IN (SELECT id FROM up WHERE id <> $1) RETURNING 1
-       ), ins AS (
-         INSERT INTO ${this.db.t.steps}
-           (execution_id, seq, step_id, type, status, attempt, started_at, finished_at, input, output, error)
-         SELECT up.id, s.seq, s.step_id, s.type, s.status, s.attempt, s.started_at, s.finished_at, s.input, s.output, s.error
-         FROM up CROSS JOIN unnest($11::text[], $12::text[], $13::text[], $14::integer[], $15::float8[], $16::float8[],
-                                   $17::text[], $18::text[], $19::text[])
-              WITH ORDINALITY AS s(step_id, type, status, attempt, started_at, finished_at, input, output, error, seq)
-         WHERE (SELECT count(*) FROM cleared) >= 0
-       )
-       SELECT id FROM up
-       UNION ALL
-       SELECT id FROM ${e} WHERE request_id = $2 AND NOT EXISTS (SELECT 1 FROM up)`,
-      [
-        fresh,
-        r.requestId,
-        r.flowId,
-        r.status,
-        r.attempt,
-        r.startedAt,
-        r.finishedAt,
-        r.queueDelayMs ?? null,
-        r.error ?? null,
-        r.steps.length,
-        col('stepId'),
-        col('type'),
-        col('status'),
-        col('attempt'),
-        col('startedAt'),
-        col('finishedAt'),
-        col('input'),
-        col('output'),
-        col('error'),
-      ],
-      r.requestId,
-      'hookd_execution_save_run',
-    );
-    const id = rows[0]?.id;
-    if (id !== undefined) return id;
-    // Finished by a concurrent transaction that committed after this statement's snapshot.
-    const again = await this.db.query<{ id: string }>(`SELECT id FROM ${e} WHERE request_id = $1`, [r.requestId]);
-    return again.rows[0]!.id;
+    if (this.db.closed) throw storeClosed();
+    return this.runs.submit(r, r.requestId, 0);
   }
 
   async recordStep(executionId: string, record: StepRecord, cursor?: Execution['cursor']): Promise<void> {

@@ -19,6 +19,12 @@ export interface OutboxRelayOptions {
   pollMs?: number;
   /** Wait after a failed publish or database error. Default 1 s. */
   retryDelayMs?: number;
+  /**
+   * Look at once after every local commit (default true). False when the accepting process
+   * publishes its own rows (they start held for it): a look after each commit would only find
+   * them held, one wasted statement per accept batch; polling still finds expired holds.
+   */
+  wakeOnCommit?: boolean;
   logger?: PgLogger;
 }
 
@@ -133,7 +139,7 @@ export function startOutboxRelay(o: OutboxRelayOptions): OutboxRelay {
     });
   }
 
-  const unsubscribe = o.outbox.onCommitted(() => kick());
+  const unsubscribe = o.wakeOnCommit === false ? () => {} : o.outbox.onCommitted(() => kick());
   kick();
 
   return {

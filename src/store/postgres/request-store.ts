@@ -2,6 +2,7 @@ import { E, HookdError } from '../../core/errors.js';
 import type { ReceivedMessage } from '../../core/message.js';
 import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore } from '../contracts.js';
 import type { OutboxJob } from './outbox.js';
+import { BatchedLookup } from './batched-lookup.js';
 import { AcceptBatch, MAX_BATCH_ROWS, type AcceptResult, type AcceptRow, type Dispatch } from './accept-batch.js';
 import type { PgDatabase } from './database.js';
 import { storeClosed } from './errors.js';
@@ -105,14 +106,19 @@ export class PgRequestStore implements RequestStore {
   }
 
   async get(id: string): Promise<ReceivedMessage | undefined> {
-    const { rows } = await this.db.query<RequestRow>(
-      `SELECT * FROM ${this.db.t.requests} WHERE id = $1`,
-      [id],
-      'hookd_request_get',
-    );
-    const row = rows[0];
+    const row = await this.lookup.get(id);
     return row === undefined ? undefined : toMessage(row);
   }
+
+  /** Concurrent get()s (the runner reads one request per job) share one query. */
+  private readonly lookup = new BatchedLookup<string, RequestRow>(async (ids) => {
+    const { rows } = await this.db.query<RequestRow>(
+      `SELECT * FROM ${this.db.t.requests} WHERE id = ANY($1::text[])`,
+      [ids],
+      'hookd_request_get_many',
+    );
+    return new Map(rows.map((r) => [r.id, r]));
+  });
 
   async list(q: RequestListQuery): Promise<ReceivedMessage[]> {
     const where: string[] = [];

@@ -7,8 +7,8 @@ export interface BatchRunner {
 }
 
 /**
- * Group commit: all ops of a batch in ONE transaction (one fsync), each inside its own SAVEPOINT so
- * a failing op (constraint, bad args) is rolled back alone and the others still commit. When SQLite
+ * Group commit: all ops of a batch in ONE transaction (one fsync); a failing op (constraint, bad
+ * args) is rolled back alone and the others still commit. When SQLite
  * itself abandons the transaction (SQLITE_FULL, SQLITE_IOERR, …) or COMMIT fails, nothing of the
  * batch is durable and every op fails with that error.
  */
@@ -33,6 +33,58 @@ export function createBatchRunner(db: BetterSqlite3.Database, ops: CompiledOps):
     return batch.map(([id]) => [id, false, info]);
   };
 
+  /** Every op in its own savepoint: a failing op is rolled back alone. */
+  const runIsolated = (batch: readonly OpCall[]): OpOutcome[] => {
+    const out: OpOutcome[] = new Array(batch.length);
+    for (let i = 0; i < batch.length; i++) {
+      const [id, name, args] = batch[i]!;
+      const fn = table[name];
+      if (fn === undefined) {
+        out[i] = [id, false, { code: 'UNKNOWN_OP', message: `unknown writer op ${name}` }];
+        continue;
+      }
+      savepoint.run();
+      try {
+        const value = fn(args);
+        release.run();
+        out[i] = [id, true, value];
+      } catch (err) {
+        if (!db.inTransaction) return failAll(batch, err);
+        try {
+          rollbackTo.run();
+          release.run();
+        } catch (undoErr) {
+          return failAll(batch, undoErr);
+        }
+        out[i] = [id, false, errorInfo(err)];
+      }
+    }
+    return out;
+  };
+
+  /**
+   * Ops rarely fail (none throws on purpose), so a batch first runs without savepoints — they cost
+   * two statements per op. If one op throws, the transaction is rolled back and the batch runs
+   * again with a savepoint per op (runIsolated), so the error stays with that op.
+   */
+  const runOptimistic = (batch: readonly OpCall[]): OpOutcome[] | undefined => {
+    const out: OpOutcome[] = new Array(batch.length);
+    for (let i = 0; i < batch.length; i++) {
+      const [id, name, args] = batch[i]!;
+      const fn = table[name];
+      if (fn === undefined) {
+        out[i] = [id, false, { code: 'UNKNOWN_OP', message: `unknown writer op ${name}` }];
+        continue;
+      }
+      try {
+        out[i] = [id, true, fn(args)];
+      } catch {
+        return undefined;
+      }
+    }
+    return out;
+  };
+
   return {
     run(batch) {
       try {
@@ -40,29 +92,16 @@ export function createBatchRunner(db: BetterSqlite3.Database, ops: CompiledOps):
       } catch (err) {
         return failAll(batch, err);
       }
-      const out: OpOutcome[] = new Array(batch.length);
-      for (let i = 0; i < batch.length; i++) {
-        const [id, name, args] = batch[i]!;
-        const fn = table[name];
-        if (fn === undefined) {
-          out[i] = [id, false, { code: 'UNKNOWN_OP', message: `unknown writer op ${name}` }];
-          continue;
-        }
-        savepoint.run();
+      let out = runOptimistic(batch);
+      if (out === undefined) {
         try {
-          const value = fn(args);
-          release.run();
-          out[i] = [id, true, value];
+          if (db.inTransaction) rollback.run();
+          begin.run();
         } catch (err) {
-          if (!db.inTransaction) return failAll(batch, err);
-          try {
-            rollbackTo.run();
-            release.run();
-          } catch (undoErr) {
-            return failAll(batch, undoErr);
-          }
-          out[i] = [id, false, errorInfo(err)];
+          return failAll(batch, err);
         }
+        out = runIsolated(batch);
+        if (!db.inTransaction) return out; // failAll already rolled back
       }
       try {
         commit.run();
