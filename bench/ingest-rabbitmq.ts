@@ -3,7 +3,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { Connection } from 'rabbitmq-client';
 import { DEFAULT_DELAY_LEVELS_MS, Topology } from '../src/queue/rabbitmq/index.js';
-import { api, autocannon, fmt, type LoadResult, ROOT, row as rowOf, startHookd, startProcess } from './lib.js';
+import { api, autocannon, completedPerSecond, fmt, type LoadResult, ROOT, row as rowOf, startHookd, startProcess } from './lib.js';
 
 const row = (name: string, r: LoadResult) => rowOf(name, r, 34);
 
@@ -40,6 +40,9 @@ async function pgExec(sql: string): Promise<void> {
     await client.end();
   }
 }
+
+/** RabbitMQ's and PostgreSQL's processes: their CPU per request is reported with each run. */
+const SERVICES = ['beam.smp', 'postgres'] as const;
 
 /** Executions of a flow in a given status (paging through the API). */
 async function countExecutions(base: string, flowId: string, status: string): Promise<number> {
@@ -91,7 +94,7 @@ export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
   try {
     const baseUrl = `http://127.0.0.1:${base.match[1]}/hook/bench`;
     await autocannon({ url: baseUrl, connections, seconds: 2, body }); // warm-up
-    a = await autocannon({ url: baseUrl, connections, seconds, body });
+    a = await autocannon({ url: baseUrl, connections, seconds, body, alsoCpuOf: SERVICES, ...(base.proc.pid ? { pid: base.proc.pid } : {}) });
   } finally {
     await base.stop();
     await deleteRabbitMq(basePrefix, [`${basePrefix}.work`]);
@@ -102,6 +105,7 @@ export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
   const env = { DATABASE_URL, DATABASE_SCHEMA: schema, RABBITMQ_URI, RABBITMQ_PREFIX: prefix, HOOKD_SECRET_KEY: randomBytes(32).toString('hex') };
   let b: LoadResult;
   let c: LoadResult;
+  let executed = 0;
   try {
     const hookd = await startHookd(env);
     try {
@@ -109,7 +113,9 @@ export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
       await api(hookd.url, 'PUT', '/api/flows/warmup', { steps: [{ id: 'shape', type: 'transform', expression: 'body' }] });
       const w = await autocannon({ url: `${hookd.url}/hook/warmup`, connections, seconds: 2, body });
       await drained(hookd.url, 'warmup', w.total - w.non2xx);
-      b = await autocannon({ url: `${hookd.url}/hook/bench`, connections, seconds, body });
+      const from = Date.now();
+      b = await autocannon({ url: `${hookd.url}/hook/bench`, connections, seconds, body, alsoCpuOf: SERVICES, ...(hookd.pid ? { pid: hookd.pid } : {}) });
+      executed = await completedPerSecond(hookd.url, 'bench', from, Date.now());
     } finally {
       await hookd.stop();
     }
@@ -117,7 +123,7 @@ export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
     const ingestOnly = await startHookd({ ...env, WORKER_CONCURRENCY: '0' });
     try {
       await autocannon({ url: `${ingestOnly.url}/hook/warmup`, connections, seconds: 2, body });
-      c = await autocannon({ url: `${ingestOnly.url}/hook/bench`, connections, seconds, body });
+      c = await autocannon({ url: `${ingestOnly.url}/hook/bench`, connections, seconds, body, alsoCpuOf: SERVICES, ...(ingestOnly.pid ? { pid: ingestOnly.pid } : {}) });
     } finally {
       await ingestOnly.stop();
     }
@@ -131,6 +137,8 @@ export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
   console.log(row('hookd, ingest only (no workers)', c));
   console.log(`\nratio hookd ÷ baseline: ${fmt(b.rps / a.rps, 2)}   (target ≥ 0.80)`);
   console.log(`ratio hookd ingest only ÷ baseline: ${fmt(c.rps / a.rps, 2)}`);
+  console.log(`executions completed during the load: ${fmt(executed)}/s (workers in the same process; the queue absorbs the rest)`);
+  console.log('CPU per request: the server process; "services": RabbitMQ (beam.smp) + PostgreSQL, all on this machine.');
   console.log(
     '\nThe baseline answers 200 once the message is written to its socket (fire-and-forget: lost if the broker or the\n' +
       'connection fails before it is stored); hookd answers 200 after the PostgreSQL commit and the broker confirm.',

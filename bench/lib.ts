@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -14,6 +14,51 @@ export interface LoadResult {
   non2xx: number;
   errors: number;
   total: number;
+  /** CPU time (user + system, all threads) the server process spent per request, when measured. */
+  cpuUs?: number;
+  /** CPU time per request of the processes named in alsoCpuOf (broker, database), when measured. */
+  othersCpuUs?: number;
+}
+
+/**
+ * CPU seconds (user + system, every thread) a process has used so far, from /proc; undefined where
+ * there is no /proc. Throughput alone hides where the time goes on a shared 2-core machine.
+ */
+export function cpuSeconds(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime, stime: fields 14 and 15 of stat(5), counted from the state field (3) here.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU seconds used so far by every process whose command name (comm) is one of `names` — e.g. the
+ * broker (`beam.smp`) and the database (`postgres`), which share this machine with the server.
+ */
+export function cpuSecondsOf(names: readonly string[]): number | undefined {
+  let total = 0;
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return undefined;
+  }
+  for (const pid of entries) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (names.includes(comm)) total += cpuSeconds(Number(pid)) ?? 0;
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return total;
 }
 
 /** Load from a separate process: autocannon's CLI, JSON result. */
@@ -23,19 +68,34 @@ export async function autocannon(opts: {
   seconds: number;
   body: string;
   headers?: Record<string, string>;
+  /** The server's pid: its CPU time per request is measured too. */
+  pid?: number;
+  /** Other processes (by command name) whose CPU per request is measured too, e.g. ['beam.smp']. */
+  alsoCpuOf?: readonly string[];
 }): Promise<LoadResult> {
   const bin = require.resolve('autocannon/autocannon.js');
   const args = [bin, '-j', '-c', String(opts.connections), '-d', String(opts.seconds), '-m', 'POST', '-b', opts.body, '-H', 'content-type=application/json'];
   for (const [k, v] of Object.entries(opts.headers ?? {})) args.push('-H', `${k}=${v}`);
   args.push(opts.url);
+  const cpuBefore = cpuSeconds(opts.pid);
+  const othersBefore = opts.alsoCpuOf ? cpuSecondsOf(opts.alsoCpuOf) : undefined;
   const out = await run(process.execPath, args);
+  const cpuAfter = cpuSeconds(opts.pid);
+  const othersAfter = opts.alsoCpuOf ? cpuSecondsOf(opts.alsoCpuOf) : undefined;
   const r = JSON.parse(out) as {
     requests: { average: number; total: number };
     latency: { p50: number; p99: number };
     non2xx: number;
     errors: number;
   };
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors, total: r.requests.total };
+  const result: LoadResult = { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors, total: r.requests.total };
+  if (cpuBefore !== undefined && cpuAfter !== undefined && r.requests.total > 0) {
+    result.cpuUs = ((cpuAfter - cpuBefore) * 1e6) / r.requests.total;
+  }
+  if (othersBefore !== undefined && othersAfter !== undefined && r.requests.total > 0) {
+    result.othersCpuUs = ((othersAfter - othersBefore) * 1e6) / r.requests.total;
+  }
+  return result;
 }
 
 function run(cmd: string, args: string[]): Promise<string> {
@@ -110,7 +170,7 @@ export async function api(base: string, method: string, p: string, body?: unknow
 }
 
 /** hookd as `npm start` runs it (dist/), in its own temp DATA_DIR, on a free loopback port. */
-export async function startHookd(env: Record<string, string> = {}): Promise<{ url: string; stop(): Promise<void> }> {
+export async function startHookd(env: Record<string, string> = {}): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'hookd-bench-'));
   // info: only the start-up lines (the address); request logging is off.
   const p = await startProcess(
@@ -121,6 +181,7 @@ export async function startHookd(env: Record<string, string> = {}): Promise<{ ur
   );
   return {
     url: p.match[1]!,
+    pid: p.proc.pid,
     stop: async () => {
       await p.stop();
       rmSync(dataDir, { recursive: true, force: true });
@@ -130,5 +191,23 @@ export async function startHookd(env: Record<string, string> = {}): Promise<{ ur
 
 /** One result line: req/s, p50/p99 latency, refusals. */
 export function row(name: string, r: LoadResult, width = 22): string {
-  return `${name.padEnd(width)} ${fmt(r.rps).padStart(8)} req/s   p50 ${fmt(r.p50, 1).padStart(6)} ms   p99 ${fmt(r.p99, 1).padStart(6)} ms   non-2xx ${r.non2xx}  errors ${r.errors}`;
+  const cpu =
+    (r.cpuUs === undefined ? '' : `   CPU ${fmt(r.cpuUs).padStart(4)} µs/req`) +
+    (r.othersCpuUs === undefined ? '' : ` (+ services ${fmt(r.othersCpuUs).padStart(4)})`);
+  return `${name.padEnd(width)} ${fmt(r.rps).padStart(8)} req/s   p50 ${fmt(r.p50, 1).padStart(6)} ms   p99 ${fmt(r.p99, 1).padStart(6)} ms${cpu}   non-2xx ${r.non2xx}  errors ${r.errors}`;
+}
+
+/** Executions of a flow that completed within [from, to] (epoch ms), per second (paging through the API). */
+export async function completedPerSecond(base: string, flowId: string, from: number, to: number): Promise<number> {
+  let n = 0;
+  let before: string | undefined;
+  for (;;) {
+    const page = await api(base, 'GET', `/api/executions?flowId=${flowId}&limit=1000${before ? `&before=${before}` : ''}`);
+    for (const e of page.items) {
+      const at = Date.parse(e.finishedAt);
+      if (e.status === 'completed' && at >= from && at <= to) n++;
+    }
+    if (!page.next) return (n * 1000) / (to - from);
+    before = page.next;
+  }
 }
