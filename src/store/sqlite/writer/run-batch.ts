@@ -33,6 +33,8 @@ export function createBatchRunner(db: BetterSqlite3.Database, ops: CompiledOps):
     return batch.map(([id]) => [id, false, info]);
   };
 
+  const unknownOp = (name: string) => ({ code: 'UNKNOWN_OP', message: `unknown writer op ${name}` });
+
   /** Every op in its own savepoint: a failing op is rolled back alone. */
   const runIsolated = (batch: readonly OpCall[]): OpOutcome[] => {
     const out: OpOutcome[] = new Array(batch.length);
@@ -40,7 +42,7 @@ export function createBatchRunner(db: BetterSqlite3.Database, ops: CompiledOps):
       const [id, name, args] = batch[i]!;
       const fn = table[name];
       if (fn === undefined) {
-        out[i] = [id, false, { code: 'UNKNOWN_OP', message: `unknown writer op ${name}` }];
+        out[i] = [id, false, unknownOp(name)];
         continue;
       }
       savepoint.run();
@@ -64,20 +66,16 @@ export function createBatchRunner(db: BetterSqlite3.Database, ops: CompiledOps):
 
   /**
    * Ops rarely fail (none throws on purpose), so a batch first runs without savepoints — they cost
-   * two statements per op. If one op throws, the transaction is rolled back and the batch runs
-   * again with a savepoint per op (runIsolated), so the error stays with that op.
+   * two statements per op. Undefined if an op threw: the caller rolls back and runs the batch again
+   * with runIsolated, so the error stays with that op.
    */
   const runOptimistic = (batch: readonly OpCall[]): OpOutcome[] | undefined => {
     const out: OpOutcome[] = new Array(batch.length);
     for (let i = 0; i < batch.length; i++) {
       const [id, name, args] = batch[i]!;
       const fn = table[name];
-      if (fn === undefined) {
-        out[i] = [id, false, { code: 'UNKNOWN_OP', message: `unknown writer op ${name}` }];
-        continue;
-      }
       try {
-        out[i] = [id, true, fn(args)];
+        out[i] = fn === undefined ? [id, false, unknownOp(name)] : [id, true, fn(args)];
       } catch {
         return undefined;
       }
