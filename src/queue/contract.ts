@@ -21,7 +21,17 @@ export interface Delivery {
   deadLetter(error: string): Promise<void>;
 }
 
+/**
+ * A handler that returns without settling acks its delivery; one that throws nacks it with this
+ * delay (every queue).
+ */
 export type JobHandler = (delivery: Delivery) => Promise<void>;
+
+/** The retry delay of a job whose handler threw without settling it. */
+export const THROW_RETRY_DELAY_MS = 1_000;
+
+/** Consumer.stop()'s default grace for running handlers. */
+export const DEFAULT_GRACE_MS = 10_000;
 
 export interface ConsumeOptions {
   /** Jobs handled at once by this consumer (prefetch). */

@@ -1,5 +1,6 @@
 import type { AsyncMessage, Channel, Connection } from 'rabbitmq-client';
-import type { Consumer, JobHandler } from '../contract.js';
+import { Conditions } from '../conditions.js';
+import { DEFAULT_GRACE_MS, type Consumer, type JobHandler } from '../contract.js';
 import { RabbitDelivery, type DeliveryHost } from './delivery.js';
 import { decodeJob, type JobMessage } from './job-message.js';
 import type { QueueLogger } from './logger.js';
@@ -15,7 +16,6 @@ export interface ConsumerHost {
   detach(consumer: RabbitConsumer): void;
 }
 
-export const DEFAULT_GRACE_MS = 10_000;
 /** Pause before trying again to open a consumer channel that failed (the broker may be restarting). */
 const REATTACH_MS = 250;
 
@@ -40,7 +40,7 @@ export class RabbitConsumer implements Consumer {
   /** Deliveries of the current channel not yet acked: what stats() reports as in flight. */
   private readonly unackedSet = new Set<RabbitDelivery>();
   private readonly settles = new Set<Promise<unknown>>();
-  private waiters: Array<() => boolean> = [];
+  private readonly conditions = new Conditions();
   private stopping: Promise<void> | undefined;
   private readonly deliveryHost: DeliveryHost;
 
@@ -227,12 +227,12 @@ export class RabbitConsumer implements Consumer {
     if (ch?.active && this.consumerTag !== undefined) {
       await ch.basicCancel(this.consumerTag).catch(() => {});
     }
-    if (graceMs > 0) await this.until(() => this.running.size === 0, graceMs);
+    if (graceMs > 0) await this.conditions.until(() => this.running.size === 0, graceMs);
     for (const d of this.running) d.release();
     for (const d of this.waiting) d.release();
     this.waiting = [];
     // Retry / dead-letter publishes under way finish and ack their message before the channel goes.
-    await this.until(() => this.settles.size === 0);
+    await this.conditions.until(() => this.settles.size === 0);
     if (ch?.active) {
       // Requeue everything still unacked now, and wait for the broker to have done it (a passive
       // declare on the same channel is answered after the nack was processed), so another consumer
@@ -254,27 +254,7 @@ export class RabbitConsumer implements Consumer {
     this.changed();
   }
 
-  private until(cond: () => boolean, timeoutMs?: number): Promise<void> {
-    if (cond()) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
-      const check = (): boolean => {
-        if (!cond()) return false;
-        if (timer) clearTimeout(timer);
-        resolve();
-        return true;
-      };
-      this.waiters.push(check);
-      if (timeoutMs !== undefined) {
-        timer = setTimeout(() => {
-          this.waiters = this.waiters.filter((w) => w !== check);
-          resolve();
-        }, timeoutMs);
-      }
-    });
-  }
-
   private changed(): void {
-    if (this.waiters.length > 0) this.waiters = this.waiters.filter((w) => !w());
+    this.conditions.changed();
   }
 }

@@ -1,6 +1,6 @@
 import type { Channel } from 'rabbitmq-client';
 import type { Job } from '../../core/job.js';
-import type { Delivery } from '../contract.js';
+import { THROW_RETRY_DELAY_MS, type Delivery } from '../contract.js';
 import { toJob, type JobMessage } from './job-message.js';
 import type { QueueLogger } from './logger.js';
 
@@ -17,8 +17,6 @@ export interface DeliveryHost {
   settled(d: RabbitDelivery): void;
 }
 
-/** A handler that throws is retried after this delay (Queue contract; same as the embedded queue). */
-export const THROW_RETRY_DELAY_MS = 1_000;
 
 type State = 'open' | 'settling' | 'settled' | 'released';
 

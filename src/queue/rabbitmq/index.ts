@@ -14,6 +14,5 @@ export {
   jobRoutingKey,
 } from './topology.js';
 export { encodeJob, decodeJob, JOB_TYPE, DEAD_LETTER_TYPE, type JobMessage } from './job-message.js';
-export { DEFAULT_GRACE_MS } from './consumer.js';
-export { THROW_RETRY_DELAY_MS } from './delivery.js';
+export { DEFAULT_GRACE_MS, THROW_RETRY_DELAY_MS } from '../contract.js';
 export type { QueueLogger } from './logger.js';

@@ -1,0 +1,169 @@
+import { randomUUID } from 'node:crypto';
+import type { Job } from '../core/job.js';
+import { Conditions } from './conditions.js';
+import { DEFAULT_GRACE_MS, type Consumer, type JobHandler } from './contract.js';
+import type { LeaseDelivery, NackWrite } from './lease-delivery.js';
+
+export interface LeasingConsumerOptions {
+  handler: JobHandler;
+  /** Handlers at once. */
+  concurrency: number;
+  /** The heartbeat extends the leases of running jobs every leaseMs / 3. */
+  leaseMs: number;
+  logger: { warn(obj: object, msg: string): void };
+  /** Log prefix: 'embedded queue', 'postgres queue'. */
+  label: string;
+}
+
+/**
+ * A consumer of a database queue with leases (embedded SQLite, PostgreSQL): runs up to
+ * `concurrency` handlers. Slots are taken by running handlers and by reservations — a claim in
+ * flight reserves what it asks for (subclasses may reserve more, e.g. for a hand-off) — so the
+ * concurrency holds however jobs arrive. A heartbeat keeps the leases of running jobs.
+ *
+ * stop(): no new claims; claims in flight land (their jobs are released at once); running handlers
+ * get graceMs, then their jobs are released (another consumer gets them without an attempt spent);
+ * resolves once every settle write has finished. halt(): stop at once and keep the leases (they
+ * expire, as after a crash) — for a backend that is closing.
+ *
+ * Subclasses supply the claim, the deliveries, the lease extension and the wake-up bookkeeping.
+ */
+export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implements Consumer {
+  /** lease_owner of this consumer's jobs; unique per consumer instance. */
+  readonly owner = `consumer-${randomUUID()}`;
+  protected readonly running = new Set<D>();
+  protected reserved = 0;
+  protected state: 'active' | 'stopping' | 'stopped' = 'active';
+  private claiming = false;
+  private readonly heartbeat: NodeJS.Timeout;
+  private readonly settles = new Set<Promise<unknown>>();
+  private readonly conditions = new Conditions();
+  private stopping: Promise<void> | undefined;
+
+  constructor(private readonly o: LeasingConsumerOptions) {
+    this.heartbeat = setInterval(() => this.beat(), Math.max(10, Math.floor(o.leaseMs / 3)));
+    this.heartbeat.unref();
+  }
+
+  /** False when the last claim found fewer due jobs than it asked for and nothing new came since. */
+  protected abstract hasWork(): boolean;
+  /** Lease up to `limit` due jobs to this.owner (and record what the claim found). */
+  protected abstract claim(limit: number): Promise<Job[]>;
+  protected abstract delivery(job: Job): D;
+  /** Extend the leases of the jobs running here. */
+  protected abstract extendLeases(running: readonly D[]): Promise<unknown>;
+  /** The consumer is stopping: its queue stops waking it. */
+  protected abstract detach(): void;
+
+  /** Deliveries report their settle writes here: stop() waits for them. */
+  protected readonly track = (p: Promise<unknown>): void => {
+    this.settles.add(p);
+    const forget = (): void => {
+      this.settles.delete(p);
+      this.changed();
+    };
+    p.then(forget, forget);
+  };
+
+  get inFlight(): number {
+    return this.running.size;
+  }
+
+  protected get free(): number {
+    return this.state === 'active' ? this.o.concurrency - this.running.size - this.reserved : 0;
+  }
+
+  /** Claim due jobs for the free slots, if the queue may have some. */
+  pump(): void {
+    if (this.claiming || this.free <= 0 || !this.hasWork()) return;
+    const limit = this.free;
+    this.claiming = true;
+    this.reserved += limit;
+    this.claim(limit).then(
+      (jobs) => {
+        this.claiming = false;
+        this.reserved -= limit;
+        for (const job of jobs) this.start(job);
+        this.changed();
+        this.pump();
+      },
+      (err: unknown) => {
+        this.claiming = false;
+        this.reserved -= limit;
+        this.changed();
+        this.o.logger.warn({ err }, `${this.o.label}: claim failed; retrying on the next sweep`);
+      },
+    );
+  }
+
+  stop(options?: { graceMs?: number }): Promise<void> {
+    this.stopping ??= this.shutdown(options?.graceMs ?? DEFAULT_GRACE_MS);
+    return this.stopping;
+  }
+
+  /** Backend closing: stop at once, keep the leases (they expire: as after a crash). */
+  halt(): void {
+    this.state = 'stopped';
+    clearInterval(this.heartbeat);
+    this.changed();
+  }
+
+  /** Run a leased job's handler (or release the job at once when stopping). */
+  protected start(job: Job): void {
+    const d = this.delivery(job);
+    if (this.state !== 'active') {
+      void d.release();
+      return;
+    }
+    this.running.add(d);
+    let done: Promise<void>;
+    try {
+      done = Promise.resolve(this.o.handler(d));
+    } catch (err) {
+      done = Promise.reject(err);
+    }
+    // The slot frees when the handler returns; the settle write and the next claim then share a batch.
+    done.then(
+      () => {
+        this.finished(d);
+        d.autoAck();
+        this.pump();
+      },
+      (err: unknown) => {
+        this.finished(d);
+        d.autoNack(err);
+        this.pump();
+      },
+    );
+  }
+
+  /** Slots or reservations changed: re-check what stop() waits for. */
+  protected changed(): void {
+    this.conditions.changed();
+  }
+
+  private finished(d: D): void {
+    this.running.delete(d);
+    this.changed();
+  }
+
+  private beat(): void {
+    if (this.running.size === 0 || this.state === 'stopped') return;
+    this.extendLeases([...this.running]).catch((err: unknown) => {
+      this.o.logger.warn({ err }, `${this.o.label}: lease heartbeat failed`);
+    });
+  }
+
+  private async shutdown(graceMs: number): Promise<void> {
+    if (this.state === 'active') this.state = 'stopping';
+    this.detach();
+    this.changed();
+    // Claims and hand-offs in flight land first (start() releases them at once).
+    await this.conditions.until(() => this.reserved === 0);
+    if (graceMs > 0) await this.conditions.until(() => this.running.size === 0, graceMs);
+    await Promise.all([...this.running].map((d) => d.release()));
+    await this.conditions.until(() => this.settles.size === 0);
+    clearInterval(this.heartbeat);
+    this.state = 'stopped';
+  }
+}
