@@ -17,6 +17,7 @@ import { opsRoutes } from './http/ops-routes.js';
 import { hookRoutes } from './ingress/hook-routes.js';
 import type { Backend } from './store/backend.js';
 import { FlowRegistry } from './store/flow-registry.js';
+import { startMembership } from './store/membership.js';
 import { createHousekeeping, type Housekeeping } from './store/housekeeping.js';
 
 export interface App {
@@ -68,6 +69,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   }
 
   const metrics = createMetrics();
+  // Several instances: each enforces its share of every flow's rate limit.
+  const membership = await startMembership(backend.instances, config.flowRefreshMs, logger, (n) => metrics.instances.set(n));
   let shuttingDown = false;
 
   const server = Fastify({
@@ -91,6 +94,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     activeFlow: (id: string) => registry.active(id),
     requests: backend.requests,
     payloadSizeLimit: config.payloadSizeLimit,
+    rateLimitShare: membership.share,
     attachments,
     attachmentSizeLimit: config.attachmentSizeLimit,
     defaultMaxAttempts: config.maxAttempts,
@@ -148,6 +152,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
         await housekeeping.stop();
         await server.close();
         await runner.stop({ graceMs: config.shutdownGraceMs });
+        await membership.stop();
         await backend.close();
       })();
       return closing;

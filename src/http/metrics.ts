@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Prometheus metrics of one hookd process. Labels stay low-cardinality (no flow ids). */
 export function createMetrics() {
@@ -22,6 +22,12 @@ export function createMetrics() {
     labelNames: ['reason'] as const,
     registers: [registry],
   });
+  const instances = new Gauge({
+    name: 'hookd_cluster_instances',
+    help: 'hookd instances sharing this backend, this one included (each enforces 1/n of every flow rate limit)',
+    registers: [registry],
+  });
+  instances.set(1);
   // One bound child per status seen: labels() hashes its arguments on every call.
   const byStatus = new Map<number, Counter.Internal>();
   const countResponse = (status: number): void => {
@@ -29,7 +35,7 @@ export function createMetrics() {
     if (child === undefined) byStatus.set(status, (child = responses.labels(String(status))));
     child.inc();
   };
-  return { registry, responses, countResponse, commitSeconds, authFailures };
+  return { registry, responses, countResponse, commitSeconds, authFailures, instances };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -1,18 +1,26 @@
 import { CidrList, isIpAllowed } from '../auth/ip-allowlist.js';
 import { RateLimiter } from '../auth/rate-limit.js';
 import { E, HookdError } from '../core/errors.js';
+import type { RateLimitDef } from '../core/credentials.js';
 import type { Flow } from '../core/flow.js';
 
 /**
  * Per-flow sender policy checked before any byte of the body is read: IP allowlist (403) and rate
  * limit (429 + Retry-After). The client address is fastify's request.ip, which honours TRUST_PROXY
- * for X-Forwarded-For. Rate-limit buckets are per process (each instance of a scaled-out hookd
- * enforces its own share).
+ * for X-Forwarded-For.
+ *
+ * Rate-limit buckets live in this process. When several instances share the load (distributed
+ * mode), each enforces its `share` of the flow's limit — 1 / the live instances — so the cluster as
+ * a whole admits about the configured rate behind a load balancer that spreads evenly.
  */
 export class SenderGuard {
   private readonly limiter = new RateLimiter();
   // Compiled once per flow version (a flow object is replaced on every change).
   private readonly allowlists = new WeakMap<Flow, CidrList>();
+  private readonly shares = new WeakMap<Flow, { share: number; limit: RateLimitDef }>();
+
+  /** @param share this instance's part of every flow's rate limit, (0, 1]; read per request. */
+  constructor(private readonly share: () => number = () => 1) {}
 
   admit(flow: Flow, clientIp: string, now: number): void {
     const { ipAllowlist, rateLimit } = flow.trigger;
@@ -22,8 +30,20 @@ export class SenderGuard {
       if (!isIpAllowed(list, clientIp)) throw new HookdError(E.IP_NOT_ALLOWED);
     }
     if (rateLimit) {
-      const r = this.limiter.take(flow.id, now, rateLimit);
+      const r = this.limiter.take(flow.id, now, this.limitOf(flow, rateLimit));
       if (!r.ok) throw new HookdError(E.RATE_LIMITED).withRetryAfter(r.retryAfterSeconds);
     }
+  }
+
+  private limitOf(flow: Flow, limit: RateLimitDef): RateLimitDef {
+    const share = this.share();
+    if (!(share > 0 && share < 1)) return limit;
+    let scaled = this.shares.get(flow);
+    if (scaled === undefined || scaled.share !== share) {
+      // A burst below one token would refuse everything: every instance admits at least one.
+      scaled = { share, limit: { perSecond: limit.perSecond * share, burst: Math.max(1, limit.burst * share) } };
+      this.shares.set(flow, scaled);
+    }
+    return scaled.limit;
   }
 }

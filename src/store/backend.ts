@@ -12,7 +12,23 @@ export interface Backend {
   readonly requests: RequestStore;
   readonly executions: ExecutionStore;
   readonly queue: Queue;
+  /**
+   * Capability of backends several processes share (PostgreSQL): who is alive, so that per-flow
+   * limits can be enforced cluster-wide as each instance's share. Absent: this process is alone.
+   */
+  readonly instances?: InstanceRegistry;
   /** Resolves when the backend can commit a write now (used by /readyz); rejects otherwise. */
   checkWritable(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** The processes sharing one backend. */
+export interface InstanceRegistry {
+  /**
+   * Record this process as alive now and forget those not seen for `expireMs`; resolves with the
+   * number of live instances, this one included.
+   */
+  beat(expireMs: number): Promise<number>;
+  /** This process is leaving (shutdown): the others stop counting it at once. */
+  leave(): Promise<void>;
 }

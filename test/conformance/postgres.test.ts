@@ -134,6 +134,24 @@ describe('postgres: schema', () => {
   });
 });
 
+describe('postgres: instance registry', () => {
+  it('counts the live instances, forgets one that left at once and one that stopped beating once it expires', async () => {
+    const [a, b, c] = [await openStores(), await openStores(), await openStores()];
+    expect(await a.instances.beat(60_000)).toBe(1);
+    expect(await b.instances.beat(60_000)).toBe(2);
+    expect(await c.instances.beat(60_000)).toBe(3);
+    expect(await a.instances.beat(60_000)).toBe(3);
+    await b.instances.leave();
+    expect(await a.instances.beat(60_000)).toBe(2);
+    // C stops beating: after expireMs it no longer counts, and its row is dropped.
+    await sleep(300);
+    expect(await a.instances.beat(200)).toBe(1);
+    const { rows } = await admin.query(`SELECT count(*)::integer AS n FROM "${schema}".instances`);
+    expect(rows[0].n).toBe(1);
+    expect(await c.instances.beat(200)).toBe(2); // back: counted again
+  });
+});
+
 describe('postgres: requests', () => {
   it('stores U+0000 in the path, query, headers and body exactly', async () => {
     const b = await openBackend();

@@ -454,6 +454,32 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
     for (const i of [a, c]) await waitFor(async () => (await fetch(`${urlOf(i)}/hook/late`, { method: 'HEAD' })).status === 404, 5_000, 100);
   });
 
+  it("a flow's rate limit holds for the cluster: each instance enforces its share", { timeout: 30_000 }, async () => {
+    const [a, b, c] = instances as [Instance, Instance, Instance];
+    // Each instance has counted the three (its share is a third)…
+    for (const i of instances) {
+      await waitFor(async () => /^hookd_cluster_instances 3$/m.test(await (await fetch(`${urlOf(i)}/metrics`)).text()), 10_000, 200);
+    }
+    // …and serves the flow: 30 at once, then 1 every 10 s — 10 at once and 1 every 30 s per instance.
+    const trigger = { type: 'webhook', rateLimit: { perSecond: 0.1, burst: 30 } };
+    expect((await api(a, 'PUT', '/api/flows/limited', { steps: STEPS, trigger })).status).toBe(201);
+    // The HEAD that first finds the flow on B and C passes the sender guard: one token each.
+    for (const i of [b, c]) await waitFor(async () => (await fetch(`${urlOf(i)}/hook/limited`, { method: 'HEAD' })).status === 200, 5_000, 100);
+    const statuses: Record<string, number> = {};
+    await Promise.all(
+      instances.flatMap((i) =>
+        Array.from({ length: 30 }, async (_, n) => {
+          const res = await fetch(`${urlOf(i)}/hook/limited`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ order: n, total: 1 }) });
+          await res.arrayBuffer();
+          const key = `${i.name} ${res.status}`;
+          statuses[key] = (statuses[key] ?? 0) + 1;
+        }),
+      ),
+    );
+    // The cluster admits the configured burst (30, less the two probes), not three times it.
+    expect(statuses).toEqual({ 'a 200': 10, 'a 429': 20, 'b 200': 9, 'b 429': 21, 'c 200': 9, 'c 429': 21 });
+  });
+
   it('every 200 ends with exactly one completed execution when an instance is SIGKILLed under load', { timeout: 120_000 }, async () => {
     const TOTAL = 3000;
     const victim = 1;

@@ -3,6 +3,7 @@ import type { PgExecutionStore } from './execution-store.js';
 import type { PgFlowStore } from './flow-store.js';
 import { PgQueue, type PgQueueOptions } from './pg-queue.js';
 import type { PgRequestStore } from './request-store.js';
+import type { PgInstances } from './instances.js';
 import { openPostgresStores, type PostgresStores, type PostgresStoresOptions } from './stores.js';
 
 export type PostgresBackendOptions = Omit<PostgresStoresOptions, 'dispatch'> & PgQueueOptions;
@@ -16,6 +17,7 @@ export class PostgresBackend implements Backend {
   readonly flows: PgFlowStore;
   readonly requests: PgRequestStore;
   readonly executions: PgExecutionStore;
+  readonly instances: PgInstances;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -25,6 +27,7 @@ export class PostgresBackend implements Backend {
     this.flows = stores.flows;
     this.requests = stores.requests;
     this.executions = stores.executions;
+    this.instances = stores.instances;
   }
 
   checkWritable(): Promise<void> {

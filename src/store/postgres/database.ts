@@ -48,6 +48,7 @@ export interface Tables {
   readonly executions: string;
   readonly steps: string;
   readonly heartbeat: string;
+  readonly instances: string;
   readonly migrations: string;
 }
 
@@ -90,6 +91,7 @@ export class PgDatabase {
       executions: `${s}.executions`,
       steps: `${s}.execution_steps`,
       heartbeat: `${s}.heartbeat`,
+      instances: `${s}.instances`,
       migrations: `${s}.schema_migrations`,
     };
     const statementTimeout = opts.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;

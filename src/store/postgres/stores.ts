@@ -3,6 +3,7 @@ import { PgDatabase, type PgConnectionOptions } from './database.js';
 import { storeClosed } from './errors.js';
 import { PgExecutionStore } from './execution-store.js';
 import { PgFlowStore } from './flow-store.js';
+import { PgInstances } from './instances.js';
 import type { GroupCommitOptions } from './group-commit.js';
 import { migrate } from './migrate.js';
 import { PgOutbox } from './outbox.js';
@@ -26,6 +27,8 @@ export interface PostgresStores {
   readonly executions: PgExecutionStore;
   /** Relay side of the transactional outbox (empty unless dispatch is 'outbox'). */
   readonly outbox: PgOutbox;
+  /** The hookd processes sharing this database (cluster-wide limits). */
+  readonly instances: PgInstances;
   /** Resolves when PostgreSQL commits a write now (a heartbeat upsert); rejects with 503 otherwise. */
   checkWritable(): Promise<void>;
   /** Finish accept batches in flight, then close the pool. Idempotent; later calls reject with 503. */
@@ -55,6 +58,7 @@ export async function openPostgresStores(opts: PostgresStoresOptions): Promise<P
     requests,
     executions,
     outbox: new PgOutbox(db, requests),
+    instances: new PgInstances(db),
     async checkWritable() {
       if (closing) throw storeClosed();
       await db.query(

@@ -1,0 +1,48 @@
+import type { InstanceRegistry } from './backend.js';
+
+export interface Membership {
+  /** This instance's share of a cluster-wide limit: 1 / the live instances (1 when alone). */
+  share(): number;
+  /** Stop beating and leave the registry (shutdown). Never throws. */
+  stop(): Promise<void>;
+}
+
+interface MembershipLogger {
+  warn(obj: object, msg: string): void;
+}
+
+/**
+ * Keeps this process in its backend's instance registry (distributed mode): a beat every
+ * `intervalMs`, instances not seen for three intervals count as gone. The first beat is awaited,
+ * so limits are shared from the first request. Without a registry (embedded) the share is 1.
+ * When beats fail (database down) the last known count stays in force.
+ */
+export async function startMembership(
+  registry: InstanceRegistry | undefined,
+  intervalMs: number,
+  logger: MembershipLogger,
+  /** Called with the live instance count after every successful beat (a metric). */
+  onCount?: (n: number) => void,
+): Promise<Membership> {
+  if (registry === undefined) return { share: () => 1, stop: async () => {} };
+  const expireMs = Math.max(3 * intervalMs, 5_000);
+  let live = 1;
+  const beat = (): Promise<void> =>
+    registry.beat(expireMs).then(
+      (n) => {
+        live = Math.max(1, n);
+        onCount?.(live);
+      },
+      (err: unknown) => logger.warn({ err }, 'instance registry: beat failed; keeping the last instance count'),
+    );
+  await beat();
+  const timer = setInterval(() => void beat(), intervalMs);
+  timer.unref();
+  return {
+    share: () => 1 / live,
+    async stop() {
+      clearInterval(timer);
+      await registry.leave().catch((err: unknown) => logger.warn({ err }, 'instance registry: leaving failed; the others drop this instance when it expires'));
+    },
+  };
+}
