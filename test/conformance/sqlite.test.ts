@@ -7,6 +7,7 @@ import { HookdError } from '../../src/core/errors.js';
 import type { Delivery } from '../../src/queue/contract.js';
 import { openSqliteBackend, type SqliteBackend, type SqliteBackendOptions } from '../../src/store/sqlite/index.js';
 import { deferred, makeMessage, sleep, waitFor } from './helpers.js';
+import { describeLeaseConformance } from './lease.suite.js';
 import { describeQueueConformance } from './queue.suite.js';
 import { describeStoreConformance } from './store.suite.js';
 
@@ -34,6 +35,7 @@ async function open(extra: Partial<SqliteBackendOptions> = {}): Promise<SqliteBa
 
 describeStoreConformance('sqlite', () => open());
 describeQueueConformance('sqlite', () => open());
+describeLeaseConformance('sqlite', (o) => open(o ?? {}));
 
 async function rejection(p: Promise<unknown>): Promise<HookdError> {
   const err = await p.then(
@@ -44,108 +46,7 @@ async function rejection(p: Promise<unknown>): Promise<HookdError> {
   return err as HookdError;
 }
 
-describe('sqlite: leases and crashes', () => {
-  it('redelivers the job of a process that died (closed without stop) once its lease expires', async () => {
-    const b1 = await open({ leaseMs: 300 });
-    const m = makeMessage();
-    let firstAt = 0;
-    b1.queue.consume(async () => {
-      firstAt = Date.now();
-      await new Promise(() => {}); // hangs forever
-    }, { concurrency: 1 });
-    await b1.requests.accept(m, { maxAttempts: 3 });
-    await waitFor(() => firstAt > 0, 'first delivery');
-    await b1.close(); // no stop(): the lease stays, as after a crash
-
-    const b2 = await open({ leaseMs: 300 });
-    const seen: Delivery[] = [];
-    let at = 0;
-    b2.queue.consume(async (d) => {
-      seen.push(d);
-      at = Date.now();
-      await d.ack();
-    }, { concurrency: 1 });
-    await waitFor(() => seen.length === 1, 'redelivery after lease expiry', 5_000);
-    // The lease runs from the commit that inserted the job; the hand-off follows that commit's
-    // fsync, so the handler starts a few ms into it (up to ~10 ms on a loaded disk).
-    expect(at - firstAt).toBeGreaterThanOrEqual(300 - 50);
-    expect(seen[0]!.job).toMatchObject({ requestId: m.id, attempts: 2 });
-  });
-
-  it('dead-letters an expired lease that was the last attempt', async () => {
-    const b1 = await open({ leaseMs: 200 });
-    let delivered = false;
-    b1.queue.consume(async () => {
-      delivered = true;
-      await new Promise(() => {});
-    }, { concurrency: 1 });
-    const m = makeMessage();
-    await b1.requests.accept(m, { maxAttempts: 1 });
-    await waitFor(() => delivered, 'delivery');
-    await b1.close();
-
-    const b2 = await open({ leaseMs: 200 });
-    let redelivered = 0;
-    b2.queue.consume(async () => {
-      redelivered++;
-    }, { concurrency: 1 });
-    await sleep(1_500);
-    expect(redelivered).toBe(0);
-    const dead = await b2.queue.deadLetters({ limit: 5 });
-    expect(dead).toHaveLength(1);
-    expect(dead[0]).toMatchObject({ requestId: m.id, attempts: 1 });
-    expect(dead[0]!.lastError).toMatch(/lease expired/);
-  });
-
-  it('a heartbeat keeps the lease of a long-running handler', async () => {
-    const b1 = await open({ leaseMs: 300 });
-    const b2 = await open({ leaseMs: 300 }); // a second process on the same file
-    const m = makeMessage();
-    let started = false;
-    let finished = false;
-    b1.queue.consume(async (d) => {
-      started = true;
-      await sleep(1_200); // four leases long
-      await d.ack();
-      finished = true;
-    }, { concurrency: 1 });
-    await b1.requests.accept(m, { maxAttempts: 3 });
-    await waitFor(() => started, 'delivery to the first process');
-    let stolen = 0;
-    b2.queue.consume(async () => {
-      stolen++;
-    }, { concurrency: 1 });
-    await waitFor(() => finished, 'the long handler', 5_000);
-    await sleep(400);
-    expect(stolen).toBe(0);
-    expect(await b1.queue.stats()).toEqual({ ready: 0, inFlight: 0, delayed: 0, dead: 0 });
-  });
-
-  it('stop() hands running jobs back without spending an attempt', async () => {
-    const b = await open();
-    const m = makeMessage();
-    let first: Delivery | undefined;
-    const c1 = b.queue.consume(async (d) => {
-      first = d;
-      await new Promise(() => {});
-    }, { concurrency: 1 });
-    await b.requests.accept(m, { maxAttempts: 2 });
-    await waitFor(() => first !== undefined, 'delivery');
-    await c1.stop({ graceMs: 0 });
-    expect(await b.queue.stats()).toMatchObject({ ready: 1, inFlight: 0 });
-    // The stopped handler settling late changes nothing.
-    await first!.ack();
-    expect(await b.queue.stats()).toMatchObject({ ready: 1 });
-
-    const seen: Delivery[] = [];
-    b.queue.consume(async (d) => {
-      seen.push(d);
-      await d.ack();
-    }, { concurrency: 1 });
-    await waitFor(() => seen.length === 1, 'redelivery');
-    expect(seen[0]!.job.attempts).toBe(1);
-  });
-
+describe('sqlite: hand-off', () => {
   it('hands a job to an idle consumer in the accept transaction (no claim round trip)', async () => {
     const b = await open();
     let n = 0;
