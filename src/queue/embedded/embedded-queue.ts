@@ -8,6 +8,7 @@ import type { Reader } from '../../store/sqlite/reader.js';
 import { toDeadLetter, type JobRow } from '../../store/rows.js';
 import type { WriterClient } from '../../store/sqlite/writer/writer-client.js';
 import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../contract.js';
+import { WakeTimer } from '../wake-timer.js';
 import { EmbeddedConsumer, type ConsumerHost } from './consumer.js';
 
 export interface EmbeddedQueueOptions {
@@ -34,8 +35,7 @@ export class EmbeddedQueue implements Queue, JobHandoff {
   private next = 0;
   /** Claimable jobs may exist: true until a claim gets fewer jobs than it asked for. */
   private work = true;
-  private timer: NodeJS.Timeout | undefined;
-  private timerAt = Number.POSITIVE_INFINITY;
+  private readonly timer = new WakeTimer(() => void this.tick());
   private closed = false;
   private readonly host: ConsumerHost;
 
@@ -128,8 +128,7 @@ export class EmbeddedQueue implements Queue, JobHandoff {
   /** Backend closing: halt consumers without releasing their leases, stop the timer. */
   close(): void {
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.timer.clear();
     for (const c of this.consumers.splice(0)) c.halt();
   }
 
@@ -147,28 +146,16 @@ export class EmbeddedQueue implements Queue, JobHandoff {
   private detach(consumer: EmbeddedConsumer): void {
     const i = this.consumers.indexOf(consumer);
     if (i >= 0) this.consumers.splice(i, 1);
-    if (this.consumers.length === 0 && this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-      this.timerAt = Number.POSITIVE_INFINITY;
-    }
+    if (this.consumers.length === 0) this.timer.clear();
   }
 
   /** Arm the one timer for `at` (capped at one sweep from now) unless it already fires earlier. */
   private arm(at: number): void {
     if (this.closed || this.consumers.length === 0) return;
-    const now = Date.now();
-    const when = Math.min(at, now + SWEEP_MS);
-    if (this.timer !== undefined && this.timerAt <= when) return;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timerAt = when;
-    // +1: timers are ms-granular, never wake before the job is due.
-    this.timer = setTimeout(() => this.tick(), Math.max(0, when - now) + 1);
+    this.timer.armAt(Math.min(at, Date.now() + SWEEP_MS));
   }
 
   private tick(): void {
-    this.timer = undefined;
-    this.timerAt = Number.POSITIVE_INFINITY;
     if (this.closed || this.consumers.length === 0) return;
     let due: number | null = null;
     try {

@@ -3,6 +3,7 @@ import type { DeadLetter, NewJob } from '../../core/job.js';
 import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../../queue/contract.js';
 import type { PgDatabase } from './database.js';
 import { storeClosed } from './errors.js';
+import { WakeTimer } from '../../queue/wake-timer.js';
 import { PgConsumer, type ConsumerHost } from './pg-consumer.js';
 import { QueueSql } from './queue-sql.js';
 import { WakeChannel } from './wake-channel.js';
@@ -40,8 +41,7 @@ export class PgQueue implements Queue {
   /** Claimable jobs may exist: true until a claim gets fewer jobs than it asked for. */
   private work = true;
   private gen = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private timerAt = Number.POSITIVE_INFINITY;
+  private readonly timer = new WakeTimer(() => void this.tick());
   private ticking = false;
   private closed = false;
   private readonly channel: WakeChannel;
@@ -115,8 +115,7 @@ export class PgQueue implements Queue {
   /** Backend closing: halt consumers without releasing their leases, stop timer and LISTEN. */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.timer.clear();
     for (const c of this.consumers.splice(0)) c.halt();
     await Promise.all([this.channel.close(), this.sql.drain()]);
   }
@@ -138,29 +137,17 @@ export class PgQueue implements Queue {
   private detach(consumer: PgConsumer): void {
     const i = this.consumers.indexOf(consumer);
     if (i >= 0) this.consumers.splice(i, 1);
-    if (this.consumers.length === 0 && this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-      this.timerAt = Number.POSITIVE_INFINITY;
-    }
+    if (this.consumers.length === 0) this.timer.clear();
   }
 
   /** Arm the one timer delayMs from now (capped at one sweep) unless it already fires earlier. */
   private arm(delayMs: number): void {
     if (this.closed || this.consumers.length === 0) return;
-    const now = Date.now();
-    const when = now + Math.min(Math.max(0, delayMs), SWEEP_MS);
-    if (this.timer !== undefined && this.timerAt <= when) return;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timerAt = when;
-    // +1: timers are ms-granular, never wake before the job is due.
-    this.timer = setTimeout(() => void this.tick(), when - now + 1);
+    this.timer.armAt(Date.now() + Math.min(Math.max(0, delayMs), SWEEP_MS));
   }
 
   /** Timer: expire lost leases, wake consumers if a job is due, re-arm for the next one. */
   private async tick(): Promise<void> {
-    this.timer = undefined;
-    this.timerAt = Number.POSITIVE_INFINITY;
     if (this.closed || this.consumers.length === 0 || this.ticking) return;
     this.ticking = true;
     let next = SWEEP_MS;
