@@ -24,7 +24,7 @@ export interface App {
   server: FastifyInstance;
   backend: Backend;
   registry: FlowRegistry;
-  /** Multipart files, binary bodies and large raw bodies (DATA_DIR/attachments). */
+  /** Multipart files, binary bodies and large raw bodies (DATA_DIR/attachments, or PostgreSQL). */
   attachments: AttachmentStore;
   /** Retention purge and attachment sweep (hourly; also callable, e.g. by tests and operators). */
   housekeeping: Housekeeping;
@@ -42,7 +42,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   mkdirSync(config.dataDir, { recursive: true });
 
   const backend = await openBackend(config, logger);
-  const attachments = createFsAttachmentStore(config.dataDir);
+  // Shared by all instances when the backend offers it (PostgreSQL); else files in DATA_DIR.
+  const attachments = backend.attachments ?? createFsAttachmentStore(config.dataDir);
   const secretBox = new SecretBox(loadOrCreateMasterKey(config.dataDir, config.secretKey));
   const registry = new FlowRegistry(backend.flows, flowSecretCodec(secretBox));
   const unreadable = (flowId: string, err: unknown) =>

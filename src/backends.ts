@@ -64,6 +64,7 @@ class OutboxRabbitBackend implements Backend {
   readonly requests: RequestStore;
   readonly executions;
   readonly instances;
+  readonly attachments;
   private readonly relay;
   /** Rows confirmed by the broker, deleted from the outbox together every PUBLISHED_FLUSH_MS. */
   private published: string[] = [];
@@ -79,6 +80,7 @@ class OutboxRabbitBackend implements Backend {
     this.flows = stores.flows;
     this.executions = stores.executions;
     this.instances = stores.instances;
+    this.attachments = stores.attachments;
     // For rows whose hold ran out: instances that died after a commit, publishes that failed.
     // Only for rows whose hold ran out: this process publishes its own rows right after the commit.
     this.relay = startOutboxRelay({ outbox: stores.outbox, publish: (jobs) => queue.publishSettled(jobs), logger, wakeOnCommit: false });

@@ -1,3 +1,4 @@
+import type { AttachmentStore } from '../attachments/contract.js';
 import type { Queue } from '../queue/contract.js';
 import type { ExecutionStore, FlowStore, RequestStore } from './contracts.js';
 
@@ -17,6 +18,11 @@ export interface Backend {
    * limits can be enforced cluster-wide as each instance's share. Absent: this process is alone.
    */
   readonly instances?: InstanceRegistry;
+  /**
+   * Capability of backends several processes share: an attachment store every instance reads and
+   * writes (PostgreSQL). Absent: files go to this process's DATA_DIR.
+   */
+  readonly attachments?: AttachmentStore;
   /** Resolves when the backend can commit a write now (used by /readyz); rejects otherwise. */
   checkWritable(): Promise<void>;
   close(): Promise<void>;

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import http from 'node:http';
 import { promisify } from 'node:util';
@@ -478,6 +478,32 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
     );
     // The cluster admits the configured burst (30, less the two probes), not three times it.
     expect(statuses).toEqual({ 'a 200': 10, 'a 429': 20, 'b 200': 9, 'b 429': 21, 'c 200': 9, 'c 429': 21 });
+  });
+
+  it('a file received by one instance is served by the others (attachments in PostgreSQL)', { timeout: 30_000 }, async () => {
+    const [a, b, c] = instances as [Instance, Instance, Instance];
+    const file = randomBytes(3 * 1024 * 1024 + 17); // several chunks
+    const form = new FormData();
+    form.append('note', 'invoice attached');
+    form.append('invoice', new Blob([file], { type: 'application/pdf' }), 'invoice.pdf');
+    const res = await fetch(`${urlOf(a)}/hook/spread`, { method: 'POST', body: form });
+    expect(res.status).toBe(200);
+    const { requestId } = (await res.json()) as { requestId: string };
+    for (const i of [b, c]) {
+      const m = await api(i, 'GET', `/api/requests/${requestId}`);
+      expect(m.status).toBe(200);
+      const ref = (m.body.attachments as Array<{ id: string; filename: string; size: number; sha256: string }>)[0]!;
+      expect(ref).toMatchObject({ filename: 'invoice.pdf', size: file.length, sha256: createHash('sha256').update(file).digest('hex') });
+      const got = await fetch(`${urlOf(i)}/api/requests/${requestId}/attachments/${ref.id}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(got.status).toBe(200);
+      expect(Buffer.from(await got.arrayBuffer()).equals(file)).toBe(true);
+      // A range crossing a chunk boundary (1 MiB).
+      const part = await fetch(`${urlOf(i)}/api/requests/${requestId}/attachments/${ref.id}`, {
+        headers: { authorization: `Bearer ${TOKEN}`, range: 'bytes=1048570-1048585' },
+      });
+      expect(part.status).toBe(206);
+      expect(Buffer.from(await part.arrayBuffer()).equals(file.subarray(1048570, 1048586))).toBe(true);
+    }
   });
 
   it('every 200 ends with exactly one completed execution when an instance is SIGKILLed under load', { timeout: 120_000 }, async () => {

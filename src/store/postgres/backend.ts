@@ -3,6 +3,7 @@ import type { PgExecutionStore } from './execution-store.js';
 import type { PgFlowStore } from './flow-store.js';
 import { PgQueue, type PgQueueOptions } from './pg-queue.js';
 import type { PgRequestStore } from './request-store.js';
+import type { PgAttachmentStore } from './attachment-store.js';
 import type { PgInstances } from './instances.js';
 import { openPostgresStores, type PostgresStores, type PostgresStoresOptions } from './stores.js';
 
@@ -18,6 +19,7 @@ export class PostgresBackend implements Backend {
   readonly requests: PgRequestStore;
   readonly executions: PgExecutionStore;
   readonly instances: PgInstances;
+  readonly attachments: PgAttachmentStore;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -28,6 +30,7 @@ export class PostgresBackend implements Backend {
     this.requests = stores.requests;
     this.executions = stores.executions;
     this.instances = stores.instances;
+    this.attachments = stores.attachments;
   }
 
   checkWritable(): Promise<void> {

@@ -49,6 +49,8 @@ export interface Tables {
   readonly steps: string;
   readonly heartbeat: string;
   readonly instances: string;
+  readonly attachments: string;
+  readonly attachmentChunks: string;
   readonly migrations: string;
 }
 
@@ -92,6 +94,8 @@ export class PgDatabase {
       steps: `${s}.execution_steps`,
       heartbeat: `${s}.heartbeat`,
       instances: `${s}.instances`,
+      attachments: `${s}.attachments`,
+      attachmentChunks: `${s}.attachment_chunks`,
       migrations: `${s}.schema_migrations`,
     };
     const statementTimeout = opts.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;

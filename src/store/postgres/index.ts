@@ -15,6 +15,8 @@ export { PgDatabase, DEFAULT_SCHEMA, type PgConnectionOptions } from './database
 export { PgRequestStore, DEFAULT_GROUP_COMMIT } from './request-store.js';
 export { PgExecutionStore } from './execution-store.js';
 export { PgFlowStore } from './flow-store.js';
+export { PgAttachmentStore, DEFAULT_CHUNK_BYTES, type PgAttachmentStoreOptions } from './attachment-store.js';
+export { PgInstances } from './instances.js';
 export type { Dispatch } from './accept-batch.js';
 export type { GroupCommitOptions } from './group-commit.js';
 export type { PgLogger } from './logger.js';

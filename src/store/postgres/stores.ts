@@ -1,4 +1,5 @@
 import type { Dispatch } from './accept-batch.js';
+import { PgAttachmentStore } from './attachment-store.js';
 import { PgDatabase, type PgConnectionOptions } from './database.js';
 import { storeClosed } from './errors.js';
 import { PgExecutionStore } from './execution-store.js';
@@ -29,6 +30,8 @@ export interface PostgresStores {
   readonly outbox: PgOutbox;
   /** The hookd processes sharing this database (cluster-wide limits). */
   readonly instances: PgInstances;
+  /** Files of requests, shared by every instance. */
+  readonly attachments: PgAttachmentStore;
   /** Resolves when PostgreSQL commits a write now (a heartbeat upsert); rejects with 503 otherwise. */
   checkWritable(): Promise<void>;
   /** Finish accept batches in flight, then close the pool. Idempotent; later calls reject with 503. */
@@ -59,6 +62,7 @@ export async function openPostgresStores(opts: PostgresStoresOptions): Promise<P
     executions,
     outbox: new PgOutbox(db, requests),
     instances: new PgInstances(db),
+    attachments: new PgAttachmentStore(db),
     async checkWritable() {
       if (closing) throw storeClosed();
       await db.query(
