@@ -9,8 +9,9 @@ import { api, arg, autocannon, completedPerSecond, fmt, type LoadResult, percent
  * Default: in one run, from a separate load process (autocannon): (a) a bare node:http server
  * answering 200, (b) a hand-made group commit (node:http + a SQLite writer thread, FULL; no hookd
  * features: the price of durability alone), (c) hookd (SQLite, synchronous=FULL) with a started
- * flow. Prints req/s, p50/p99, the server's CPU per request, the ratios, executions completed per
- * second during the load, and request → first step started (p50), unloaded and under load.
+ * flow, (d) the same hookd with its workers off (the ingest path alone). Prints req/s, p50/p99, the
+ * server's CPU per request, the ratios, executions completed per second during the load, and
+ * request → first step started (p50), unloaded and under load.
  *
  * --auth hmac: hookd with and without an HMAC-SHA256 credential on the flow, same run, 1 KB body
  * (issue 4's figure: within 10 %).
@@ -91,11 +92,24 @@ async function benchIngest(): Promise<void> {
   const idle = await queueDelays(hookd.url, 'probe', 300);
   await hookd.stop();
 
+  // Ingest alone (workers off): what a burst meets while the queue absorbs it.
+  const ingestOnly = await startHookd({ WORKER_CONCURRENCY: '0' });
+  let c: LoadResult;
+  try {
+    await api(ingestOnly.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
+    await autocannon({ url: `${ingestOnly.url}/hook/bench`, connections, seconds: 2, body: BODY }); // warm-up
+    c = await autocannon({ url: `${ingestOnly.url}/hook/bench`, connections, seconds, body: BODY, ...(ingestOnly.pid ? { pid: ingestOnly.pid } : {}) });
+  } finally {
+    await ingestOnly.stop();
+  }
+
   const width = 36;
   console.log(row('node:http (baseline)', a, width));
   console.log(row('hand-made group commit (reference)', ref, width));
   console.log(row('hookd (sqlite, FULL)', b, width));
+  console.log(row('hookd, ingest only (no workers)', c, width));
   console.log(`\nratio hookd ÷ node:http: ${fmt(b.rps / a.rps, 2)}   (target ≥ 0.50)`);
+  console.log(`ratio hookd ingest only ÷ node:http: ${fmt(c.rps / a.rps, 2)}`);
   console.log(`ratio reference ÷ node:http: ${fmt(ref.rps / a.rps, 2)}   (the issue's hand-made group commit: 0.47)`);
   console.log(`ratio hookd ÷ reference: ${fmt(b.rps / ref.rps, 2)}   (what hookd's features cost on top of durability)`);
   console.log(`executions completed during the load: ${fmt(executed)}/s (the flow runs in the same process; the queue absorbs the rest)`);
