@@ -9,7 +9,7 @@ import { flowSecretCodec } from './auth/flow-secrets.js';
 import { loadOrCreateMasterKey, SecretBox } from './auth/secret-box.js';
 import { readFlowsDir } from './api/flows-dir.js';
 import type { Config } from './config/config.js';
-import { loadOrCreateAdminToken } from './config/admin-token.js';
+import { resolveAdminToken } from './config/admin-token.js';
 import { createFlowRunner } from './flow/runner.js';
 import { installErrorHandling } from './http/error-handler.js';
 import { createMetrics } from './http/metrics.js';
@@ -29,7 +29,8 @@ export interface App {
   /** Retention purge and attachment sweep (hourly; also callable, e.g. by tests and operators). */
   housekeeping: Housekeeping;
   logger: Logger;
-  adminToken: string;
+  /** Unknown to an instance whose cluster token was created by another instance (it has the hash). */
+  adminToken: string | undefined;
   /** Listen on config.listenHost:listenPort; resolves with the bound address (http://host:port). */
   listen(): Promise<string>;
   /** Graceful stop: no new requests, in-flight ones finish, running steps finish or release. */
@@ -63,8 +64,14 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     logger.info({ dir: config.flowsDir, count: flows.length }, 'flows loaded from FLOWS_DIR');
   }
 
-  const admin = loadOrCreateAdminToken(config.dataDir, config.adminToken);
-  if (admin.generated) {
+  // Several instances: one admin token for all of them (its hash is shared through the backend).
+  const admin = await resolveAdminToken(config.dataDir, config.adminToken, backend.settings);
+  if (admin.ignoredFile) {
+    logger.warn({ file: admin.ignoredFile }, 'this DATA_DIR/admin-token is not the cluster admin token: the token of the instance that started first is valid on every instance');
+  } else if (admin.token === undefined) {
+    logger.info('admin token: the cluster token set by the instance that started first (printed there once, kept in its DATA_DIR)');
+  }
+  if (admin.generated && admin.token !== undefined) {
     // Printed once, at the start that created it; afterwards it lives only in the 0600 file.
     process.stdout.write(`\nhookd admin token (saved to ${admin.file}, shown once):\n  ${admin.token}\n\n`);
   }
@@ -106,7 +113,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     },
     onDiscardFailed: (ids: readonly string[], err: unknown) => logger.warn({ err, ids }, 'attachments of a refused request not deleted; the sweep will'),
   });
-  await server.register(adminApi, { prefix: '/api', token: admin.token, registry, backend, publicUrl: config.publicUrl, attachments });
+  await server.register(adminApi, { prefix: '/api', tokenDigest: admin.digest, registry, backend, publicUrl: config.publicUrl, attachments });
   await server.register(opsRoutes, {
     checkWritable: () => backend.checkWritable(),
     isShuttingDown: () => shuttingDown,

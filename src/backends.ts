@@ -65,6 +65,7 @@ class OutboxRabbitBackend implements Backend {
   readonly executions;
   readonly instances;
   readonly attachments;
+  readonly settings;
   private readonly relay;
   /** Rows confirmed by the broker, deleted from the outbox together every PUBLISHED_FLUSH_MS. */
   private published: string[] = [];
@@ -81,6 +82,7 @@ class OutboxRabbitBackend implements Backend {
     this.executions = stores.executions;
     this.instances = stores.instances;
     this.attachments = stores.attachments;
+    this.settings = stores.settings;
     // For rows whose hold ran out: instances that died after a commit, publishes that failed.
     // Only for rows whose hold ran out: this process publishes its own rows right after the commit.
     this.relay = startOutboxRelay({ outbox: stores.outbox, publish: (jobs) => queue.publishSettled(jobs), logger, wakeOnCommit: false });

@@ -4,9 +4,11 @@ import { E, HookdError } from '../core/errors.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
-/** onRequest hook: `Authorization: Bearer <admin token>`, compared in constant time. */
-export function requireAdminToken(token: string) {
-  const expected = digest(token);
+/**
+ * onRequest hook: `Authorization: Bearer <admin token>`, compared in constant time with the
+ * token's SHA-256 (an instance of a cluster may know only the hash of the cluster's token).
+ */
+export function requireAdminToken(expected: Buffer) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const header = request.headers.authorization;
     const match = header === undefined ? null : /^Bearer\s+(.+)$/i.exec(header);

@@ -9,7 +9,8 @@ import { flowRoutes } from './flow-routes.js';
 import { queueRoutes } from './queue-routes.js';
 
 interface Deps {
-  token: string;
+  /** SHA-256 of the admin token. */
+  tokenDigest: Buffer;
   registry: FlowRegistry;
   backend: Backend;
   publicUrl: string;
@@ -19,7 +20,7 @@ interface Deps {
 
 /** The management REST API under /api; every route requires the admin token. */
 export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> {
-  app.addHook('onRequest', requireAdminToken(deps.token));
+  app.addHook('onRequest', requireAdminToken(deps.tokenDigest));
   await app.register(flowRoutes, { registry: deps.registry, publicUrl: deps.publicUrl });
   await app.register(executionRoutes, { executions: deps.backend.executions, requests: deps.backend.requests });
   await app.register(queueRoutes, { queue: deps.backend.queue });

@@ -1,22 +1,53 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 export interface AdminToken {
-  token: string;
+  /** The token itself, when this process knows it (configured, read from DATA_DIR, or made here). */
+  token?: string;
+  /** SHA-256 of the token: what requests are checked against. */
+  digest: Buffer;
   /** True when this start created it (the caller prints it once). */
   generated: boolean;
+  /** DATA_DIR/admin-token, when the token is kept there. */
   file?: string;
+  /** Set when this instance's own DATA_DIR/admin-token is not the cluster's token (the caller warns). */
+  ignoredFile?: string;
 }
 
-/** HOOKD_ADMIN_TOKEN wins; else DATA_DIR/admin-token, created with mode 0600 at first start. */
-export function loadOrCreateAdminToken(dataDir: string, configured: string | undefined): AdminToken {
-  if (configured) return { token: configured, generated: false };
+/** Values every instance of a cluster shares (Backend.settings), when there are several. */
+export interface SharedTokenStore {
+  getOrSet(key: string, value: string): Promise<string>;
+}
+
+/** Key of the admin token's SHA-256 (hex) in the shared settings. */
+export const ADMIN_TOKEN_SETTING = 'admin_token_sha256';
+
+const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
+const newToken = (): string => `hkd_${randomBytes(24).toString('base64url')}`;
+
+/**
+ * HOOKD_ADMIN_TOKEN wins. Else, one process alone: DATA_DIR/admin-token, created with mode 0600 at
+ * first start. Several instances sharing a backend (`shared`): the first one to start stores the
+ * SHA-256 of its token (the one in its DATA_DIR, or a new one it prints once) and every instance
+ * checks requests against that hash, so one token works on all of them behind a load balancer. The
+ * token itself is never stored in the database.
+ */
+export async function resolveAdminToken(dataDir: string, configured: string | undefined, shared?: SharedTokenStore): Promise<AdminToken> {
+  if (configured) return { token: configured, digest: sha256(configured), generated: false };
   const file = path.join(dataDir, 'admin-token');
-  if (existsSync(file)) return { token: readFileSync(file, 'utf8').trim(), generated: false, file };
+  const local = existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
+  const candidate = local ?? newToken();
+  if (shared !== undefined) {
+    const storedHex = await shared.getOrSet(ADMIN_TOKEN_SETTING, sha256(candidate).toString('hex'));
+    if (storedHex !== sha256(candidate).toString('hex')) {
+      // Another instance set the cluster's token first: this one only knows its hash.
+      return { digest: Buffer.from(storedHex, 'hex'), generated: false, ...(local !== undefined ? { ignoredFile: file } : {}) };
+    }
+  }
+  if (local !== undefined) return { token: local, digest: sha256(local), generated: false, file };
   mkdirSync(dataDir, { recursive: true });
-  const token = `hkd_${randomBytes(24).toString('base64url')}`;
-  writeFileSync(file, `${token}\n`, { mode: 0o600, flag: 'wx' });
+  writeFileSync(file, `${candidate}\n`, { mode: 0o600, flag: 'wx' });
   chmodSync(file, 0o600);
-  return { token, generated: true, file };
+  return { token: candidate, digest: sha256(candidate), generated: true, file };
 }

@@ -23,6 +23,8 @@ export interface Backend {
    * writes (PostgreSQL). Absent: files go to this process's DATA_DIR.
    */
   readonly attachments?: AttachmentStore;
+  /** Capability of backends several processes share: values they must agree on (admin token). */
+  readonly settings?: SharedSettings;
   /** Resolves when the backend can commit a write now (used by /readyz); rejects otherwise. */
   checkWritable(): Promise<void>;
   close(): Promise<void>;
@@ -37,4 +39,13 @@ export interface InstanceRegistry {
   beat(expireMs: number): Promise<number>;
   /** This process is leaving (shutdown): the others stop counting it at once. */
   leave(): Promise<void>;
+}
+
+/** Values every instance sharing a backend must agree on. */
+export interface SharedSettings {
+  /**
+   * The value stored under `key`; if there is none yet, `value` is stored and returned. When
+   * several instances race, exactly one value wins and all of them get it.
+   */
+  getOrSet(key: string, value: string): Promise<string>;
 }

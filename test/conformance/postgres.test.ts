@@ -154,6 +154,16 @@ describe('postgres: instance registry', () => {
   });
 });
 
+describe('postgres: shared settings', () => {
+  it('the first value stored for a key wins, also when instances race', async () => {
+    const [a, b] = [await openStores(), await openStores()];
+    const raced = await Promise.all(['v1', 'v2', 'v3', 'v4'].map((v, i) => (i % 2 ? a : b).settings.getOrSet('k', v)));
+    expect(new Set(raced).size).toBe(1);
+    expect(await a.settings.getOrSet('k', 'later')).toBe(raced[0]);
+    expect(await b.settings.getOrSet('other', 'x')).toBe('x');
+  });
+});
+
 describe('postgres: requests', () => {
   it('stores U+0000 in the path, query, headers and body exactly', async () => {
     const b = await openBackend();

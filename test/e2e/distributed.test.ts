@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { Connection } from 'rabbitmq-client';
@@ -503,6 +504,34 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
       });
       expect(part.status).toBe(206);
       expect(Buffer.from(await part.arrayBuffer()).equals(file.subarray(1048570, 1048586))).toBe(true);
+    }
+  });
+
+  it('instances started without HOOKD_ADMIN_TOKEN share one admin token: the first one makes it', { timeout: 60_000 }, async () => {
+    const schema = `${SCHEMA}_token`;
+    await pgQuery(`CREATE SCHEMA "${schema}"`);
+    const dirs = [tempDir('hookd-token-a-'), tempDir('hookd-token-b-')];
+    const started: ChildHookd[] = [];
+    try {
+      // PostgreSQL alone (its own queue): the token does not depend on the broker.
+      const env = (dataDir: string) => ({ DATA_DIR: dataDir, LISTEN_PORT: '0', HOOKD_SECRET_KEY: SECRET_KEY, DATABASE_URL, DATABASE_SCHEMA: schema, LOG_LEVEL: 'info' });
+      started.push(await spawnHookd(env(dirs[0]!)));
+      started.push(await spawnHookd(env(dirs[1]!)));
+      const token = readFileSync(path.join(dirs[0]!, 'admin-token'), 'utf8').trim();
+      expect(started[0]!.output()).toContain(token); // printed once by the instance that made it
+      expect(existsSync(path.join(dirs[1]!, 'admin-token'))).toBe(false);
+      expect(started[1]!.output()).not.toContain(token);
+      for (const child of started) {
+        expect((await adminCall(child.url, token, 'GET', '/api/flows')).status).toBe(200);
+        expect((await adminCall(child.url, 'hkd_wrong', 'GET', '/api/flows')).status).toBe(403);
+      }
+    } finally {
+      for (const child of started) {
+        child.proc.kill('SIGTERM');
+        await child.exited;
+      }
+      for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      await pgQuery(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
     }
   });
 

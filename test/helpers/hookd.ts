@@ -27,12 +27,14 @@ export async function startHookd(env: Record<string, string> = {}): Promise<Runn
   const config = loadConfig({ LISTEN_HOST: '127.0.0.1', LISTEN_PORT: '0', DATA_DIR: dataDir, HOOKD_ADMIN_TOKEN: 'test-token', ...env });
   const app = await createApp(config, { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
   const url = await app.listen();
+  // Alone (no cluster), an instance always knows its token.
+  const token = app.adminToken!;
   return {
     app,
     url,
-    token: app.adminToken,
+    token,
     config,
-    api: (method, p, body) => adminCall(url, app.adminToken, method, p, body),
+    api: (method, p, body) => adminCall(url, token, method, p, body),
     async close() {
       await app.close();
       if (!env.DATA_DIR) rmSync(dataDir, { recursive: true, force: true });

@@ -5,6 +5,7 @@ import { PgQueue, type PgQueueOptions } from './pg-queue.js';
 import type { PgRequestStore } from './request-store.js';
 import type { PgAttachmentStore } from './attachment-store.js';
 import type { PgInstances } from './instances.js';
+import type { PgSettings } from './settings.js';
 import { openPostgresStores, type PostgresStores, type PostgresStoresOptions } from './stores.js';
 
 export type PostgresBackendOptions = Omit<PostgresStoresOptions, 'dispatch'> & PgQueueOptions;
@@ -20,6 +21,7 @@ export class PostgresBackend implements Backend {
   readonly executions: PgExecutionStore;
   readonly instances: PgInstances;
   readonly attachments: PgAttachmentStore;
+  readonly settings: PgSettings;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -31,6 +33,7 @@ export class PostgresBackend implements Backend {
     this.executions = stores.executions;
     this.instances = stores.instances;
     this.attachments = stores.attachments;
+    this.settings = stores.settings;
   }
 
   checkWritable(): Promise<void> {

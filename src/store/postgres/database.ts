@@ -49,6 +49,7 @@ export interface Tables {
   readonly steps: string;
   readonly heartbeat: string;
   readonly instances: string;
+  readonly settings: string;
   readonly attachments: string;
   readonly attachmentChunks: string;
   readonly migrations: string;
@@ -94,6 +95,7 @@ export class PgDatabase {
       steps: `${s}.execution_steps`,
       heartbeat: `${s}.heartbeat`,
       instances: `${s}.instances`,
+      settings: `${s}.settings`,
       attachments: `${s}.attachments`,
       attachmentChunks: `${s}.attachment_chunks`,
       migrations: `${s}.schema_migrations`,

@@ -9,6 +9,7 @@ import type { GroupCommitOptions } from './group-commit.js';
 import { migrate } from './migrate.js';
 import { PgOutbox } from './outbox.js';
 import { PgRequestStore } from './request-store.js';
+import { PgSettings } from './settings.js';
 
 export interface PostgresStoresOptions extends PgConnectionOptions {
   /** Where accept() records jobs: 'outbox' (default, for a broker) or 'pg-queue'. */
@@ -32,6 +33,8 @@ export interface PostgresStores {
   readonly instances: PgInstances;
   /** Files of requests, shared by every instance. */
   readonly attachments: PgAttachmentStore;
+  /** Values every instance must agree on (the admin token's hash). */
+  readonly settings: PgSettings;
   /** Resolves when PostgreSQL commits a write now (a heartbeat upsert); rejects with 503 otherwise. */
   checkWritable(): Promise<void>;
   /** Finish accept batches in flight, then close the pool. Idempotent; later calls reject with 503. */
@@ -63,6 +66,7 @@ export async function openPostgresStores(opts: PostgresStoresOptions): Promise<P
     outbox: new PgOutbox(db, requests),
     instances: new PgInstances(db),
     attachments: new PgAttachmentStore(db),
+    settings: new PgSettings(db),
     async checkWritable() {
       if (closing) throw storeClosed();
       await db.query(
