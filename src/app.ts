@@ -20,6 +20,9 @@ import { FlowRegistry } from './store/flow-registry.js';
 import { startMembership } from './store/membership.js';
 import { createHousekeeping, type Housekeeping } from './store/housekeeping.js';
 
+/** Key of the master key's fingerprint in the shared settings (several instances, one database). */
+const MASTER_KEY_SETTING = 'master_key_fingerprint';
+
 export interface App {
   server: FastifyInstance;
   backend: Backend;
@@ -46,6 +49,19 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   // Shared by all instances when the backend offers it (PostgreSQL); else files in DATA_DIR.
   const attachments = backend.attachments ?? createFsAttachmentStore(config.dataDir);
   const secretBox = new SecretBox(loadOrCreateMasterKey(config.dataDir, config.secretKey));
+  if (backend.settings) {
+    // Instances sharing a database must seal credential secrets with one key: the first instance's
+    // key fingerprint is stored, and an instance with another key refuses to start.
+    const mine = secretBox.fingerprint();
+    const cluster = await backend.settings.getOrSet(MASTER_KEY_SETTING, mine);
+    if (cluster !== mine) {
+      await backend.close();
+      throw new Error(
+        'HOOKD_SECRET_KEY differs from the key of the other instances on this database: credential secrets they sealed would not open here. ' +
+          'Set HOOKD_SECRET_KEY to the same value on every instance (an instance that generated its key keeps it in DATA_DIR/secret.key).',
+      );
+    }
+  }
   const registry = new FlowRegistry(backend.flows, flowSecretCodec(secretBox));
   const unreadable = (flowId: string, err: unknown) =>
     logger.error({ flowId, err: (err as Error).message }, 'flow left out: its credential secrets do not open with this HOOKD_SECRET_KEY');
@@ -55,9 +71,6 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     ? setInterval(() => registry.load(unreadable).catch((err: unknown) => logger.warn({ err }, 'flow refresh failed')), config.flowRefreshMs)
     : undefined;
   refresh?.unref();
-  if (config.databaseUrl && !config.secretKey) {
-    logger.warn('distributed mode without HOOKD_SECRET_KEY: every instance must share the same key, or credential secrets sealed by one will not open on another');
-  }
   if (config.flowsDir) {
     const flows = readFlowsDir(config.flowsDir, (id) => registry.get(id));
     for (const flow of flows) await registry.put(flow);

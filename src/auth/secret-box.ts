@@ -1,6 +1,6 @@
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 
 /**
  * Secrets at rest: AES-256-GCM under a master key. Sealed form `v1:<iv>:<tag>:<ciphertext>`, each part
@@ -72,6 +72,14 @@ export class SecretBox {
     const ct = Buffer.concat([cipher.update(plain, 'utf8'), cipher.final()]);
     const parts = [iv, cipher.getAuthTag(), ct].map((b) => b.toString('base64url'));
     return [VERSION, ...parts].join(':');
+  }
+
+  /**
+   * Identifies the key without revealing it (HMAC of a fixed label): instances sharing a database
+   * compare fingerprints to find out they were given different keys before any secret fails to open.
+   */
+  fingerprint(): string {
+    return createHmac('sha256', this.#key).update('hookd:master-key-fingerprint:v1').digest('hex');
   }
 
   /** Decrypts a sealed secret; throws when it was tampered with, or sealed under another key or context. */

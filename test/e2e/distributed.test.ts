@@ -507,7 +507,7 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
     }
   });
 
-  it('instances started without HOOKD_ADMIN_TOKEN share one admin token: the first one makes it', { timeout: 60_000 }, async () => {
+  it('instances started without HOOKD_ADMIN_TOKEN share one admin token; one with another HOOKD_SECRET_KEY refuses to start', { timeout: 60_000 }, async () => {
     const schema = `${SCHEMA}_token`;
     await pgQuery(`CREATE SCHEMA "${schema}"`);
     const dirs = [tempDir('hookd-token-a-'), tempDir('hookd-token-b-')];
@@ -525,6 +525,17 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
         expect((await adminCall(child.url, token, 'GET', '/api/flows')).status).toBe(200);
         expect((await adminCall(child.url, 'hkd_wrong', 'GET', '/api/flows')).status).toBe(403);
       }
+      // An instance given another HOOKD_SECRET_KEY refuses to start (it could not open their secrets).
+      const stray = tempDir('hookd-token-c-');
+      dirs.push(stray);
+      const refused = await spawnHookd({ ...env(stray), HOOKD_SECRET_KEY: randomBytes(32).toString('hex') }).then(
+        (child) => {
+          child.proc.kill('SIGKILL');
+          return 'started';
+        },
+        (err: Error) => err.message,
+      );
+      expect(refused).toMatch(/HOOKD_SECRET_KEY differs from the key of the other instances/);
     } finally {
       for (const child of started) {
         child.proc.kill('SIGTERM');

@@ -127,3 +127,14 @@ describe('maskSecret / generateSecret', () => {
     expect(generateSecret('github')).not.toBe(hex);
   });
 });
+
+describe('SecretBox.fingerprint', () => {
+  it('is the same for the same key, differs for another, and does not contain the key', () => {
+    const key = Buffer.alloc(32, 7);
+    const a = new SecretBox(key).fingerprint();
+    expect(new SecretBox(Buffer.from(key)).fingerprint()).toBe(a);
+    expect(new SecretBox(Buffer.alloc(32, 8)).fingerprint()).not.toBe(a);
+    expect(a).toMatch(/^[0-9a-f]{64}$/);
+    expect(a).not.toContain(key.toString('hex'));
+  });
+});
