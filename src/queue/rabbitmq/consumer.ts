@@ -1,6 +1,7 @@
 import type { AsyncMessage, Channel, Connection } from 'rabbitmq-client';
 import { Conditions } from '../conditions.js';
 import { DEFAULT_GRACE_MS, type Consumer, type JobHandler } from '../contract.js';
+import { BatchedAcks } from './batched-acks.js';
 import { RabbitDelivery, type DeliveryHost } from './delivery.js';
 import { decodeJob, type JobMessage } from './job-message.js';
 import type { QueueLogger } from './logger.js';
@@ -41,6 +42,8 @@ export class RabbitConsumer implements Consumer {
   private readonly unackedSet = new Set<RabbitDelivery>();
   private readonly settles = new Set<Promise<unknown>>();
   private readonly conditions = new Conditions();
+  /** Acks are batched per channel (tags are per channel). */
+  private readonly acks = new WeakMap<Channel, BatchedAcks>();
   private stopping: Promise<void> | undefined;
   private readonly deliveryHost: DeliveryHost;
 
@@ -64,6 +67,8 @@ export class RabbitConsumer implements Consumer {
       settled: (d) => {
         this.unackedSet.delete(d);
       },
+      ack: (ch, tag) => this.acksOf(ch).ack(tag),
+      nacked: (ch, tag) => this.acksOf(ch).forget(tag),
     };
   }
 
@@ -112,6 +117,7 @@ export class RabbitConsumer implements Consumer {
     this.waiting = [];
     const ch = this.ch;
     this.ch = undefined;
+    if (ch) this.acksOf(ch).flush();
     void ch?.close().catch(() => {});
     this.changed();
   }
@@ -180,6 +186,7 @@ export class RabbitConsumer implements Consumer {
       return;
     }
     const d = new RabbitDelivery(job, ch, msg.deliveryTag, this.deliveryHost);
+    this.acksOf(ch).opened(msg.deliveryTag);
     this.unackedSet.add(d);
     if (job.runAt !== undefined && job.runAt > Date.now()) {
       d.park(job.runAt); // parked beyond the largest delay level and not due yet
@@ -234,6 +241,8 @@ export class RabbitConsumer implements Consumer {
     // Retry / dead-letter publishes under way finish and ack their message before the channel goes.
     await this.conditions.until(() => this.settles.size === 0);
     if (ch?.active) {
+      // Acks of finished jobs go out first: the nack below hands back everything still unacked.
+      this.acksOf(ch).flush();
       // Requeue everything still unacked now, and wait for the broker to have done it (a passive
       // declare on the same channel is answered after the nack was processed), so another consumer
       // gets the jobs at once and stats() counts them as ready when stop() resolves.
@@ -252,6 +261,12 @@ export class RabbitConsumer implements Consumer {
     this.state = 'stopped';
     this.host.detach(this);
     this.changed();
+  }
+
+  private acksOf(ch: Channel): BatchedAcks {
+    let acks = this.acks.get(ch);
+    if (acks === undefined) this.acks.set(ch, (acks = new BatchedAcks(ch)));
+    return acks;
   }
 
   private changed(): void {

@@ -15,6 +15,10 @@ export interface DeliveryHost {
   track(p: Promise<unknown>): void;
   /** The message was acked (or its channel is gone): no longer unacked on this consumer. */
   settled(d: RabbitDelivery): void;
+  /** Ack the delivery (batched per channel); false when its channel is already gone. */
+  ack(ch: Channel, deliveryTag: number): boolean;
+  /** The delivery was handed back with a nack: acks of its channel must not cover it. */
+  nacked(ch: Channel, deliveryTag: number): void;
 }
 
 
@@ -131,9 +135,7 @@ export class RabbitDelivery implements Delivery {
       this.lost(what);
       return;
     }
-    try {
-      this.ch.basicAck({ deliveryTag: this.deliveryTag });
-    } catch {
+    if (!this.host.ack(this.ch, this.deliveryTag)) {
       this.lost(what);
       return;
     }
@@ -159,6 +161,7 @@ export class RabbitDelivery implements Delivery {
     this.state = 'released';
     if (this.ch.active) {
       try {
+        this.host.nacked(this.ch, this.deliveryTag);
         this.ch.basicNack({ deliveryTag: this.deliveryTag, requeue: true });
       } catch {
         // channel closing: the broker requeues it anyway
