@@ -7,7 +7,7 @@ import { PgAttachmentStore, type PgAttachmentStoreOptions } from '../../src/stor
 import { PgDatabase, type PgConnectionOptions } from '../../src/store/postgres/database.js';
 import { migrate } from '../../src/store/postgres/migrate.js';
 import { describeAttachmentConformance, readAll, sha256 } from './attachments.suite.js';
-import { sleep } from './helpers.js';
+import { rejection, sleep } from './helpers.js';
 
 /**
  * The PostgreSQL attachment store against a real server (DATABASE_URL, default the local test
@@ -59,15 +59,6 @@ async function leftovers(): Promise<string[]> {
      UNION ALL SELECT 'chunk ' || attachment_id || '/' || seq FROM "${schema}".attachment_chunks`,
   );
   return rows.map((r) => r.what);
-}
-
-async function rejection(p: Promise<unknown>): Promise<HookdError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(HookdError);
-  return err as HookdError;
 }
 
 async function put(store: PgAttachmentStore, bytes: Buffer, piece = 64 * 1024) {

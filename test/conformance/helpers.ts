@@ -1,7 +1,9 @@
 import { v7 as uuidv7 } from 'uuid';
+import { expect } from 'vitest';
+import { HookdError } from '../../src/core/errors.js';
 import type { ReceivedMessage } from '../../src/core/message.js';
 
-/** Shared by the conformance suites: message factory, polling, deferreds. */
+/** Shared by the conformance suites: message factory, polling, deferreds, expected rejections. */
 
 let seq = 0;
 
@@ -57,4 +59,14 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** The HookdError a promise rejects with (the test fails if it resolves, or rejects otherwise). */
+export async function rejection(p: Promise<unknown>): Promise<HookdError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(HookdError);
+  return err as HookdError;
 }

@@ -3,7 +3,6 @@ import net from 'node:net';
 import pg from 'pg';
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { HookdError } from '../../src/core/errors.js';
 import type { StepRecord } from '../../src/core/execution.js';
 import type { RunRecord } from '../../src/store/contracts.js';
 import type { Delivery } from '../../src/queue/contract.js';
@@ -20,7 +19,7 @@ import {
   PgDatabase,
 } from '../../src/store/postgres/index.js';
 import { migrations } from '../../src/store/postgres/migrations/index.js';
-import { deferred, makeMessage, median, sleep, waitFor } from './helpers.js';
+import { deferred, makeMessage, median, rejection, sleep, waitFor } from './helpers.js';
 import { describeLeaseConformance } from './lease.suite.js';
 import { describeQueueConformance } from './queue.suite.js';
 import { describeStoreConformance } from './store.suite.js';
@@ -69,15 +68,6 @@ async function openStores(extra: Partial<PostgresStoresOptions> = {}): Promise<P
   const s = await openPostgresStores({ connectionString: DATABASE_URL, schema, logger: quietLogger, ...extra });
   openedStores.push(s);
   return s;
-}
-
-async function rejection(p: Promise<unknown>): Promise<HookdError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(HookdError);
-  return err as HookdError;
 }
 
 // No skip when the server is missing: this test, and every other one, fails.

@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Connection, type Channel } from 'rabbitmq-client';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { HookdError } from '../../src/core/errors.js';
 import { uuidv7 } from '../../src/core/ids.js';
 import type { Job } from '../../src/core/job.js';
 import type { Consumer, Delivery } from '../../src/queue/contract.js';
@@ -21,7 +20,7 @@ import {
 import type { Backend } from '../../src/store/backend.js';
 import type { RequestStore } from '../../src/store/contracts.js';
 import { openSqliteBackend } from '../../src/store/sqlite/index.js';
-import { makeMessage, sleep, waitFor } from './helpers.js';
+import { makeMessage, rejection, sleep, waitFor } from './helpers.js';
 import { describeQueueConformance } from './queue.suite.js';
 
 /**
@@ -139,15 +138,6 @@ describeQueueConformance('rabbitmq', () => open());
 function newJob(overrides: Partial<Job> = {}): Job {
   const now = Date.now();
   return { id: uuidv7(now), flowId: 'flow-r', requestId: uuidv7(now), attempts: 1, maxAttempts: 3, enqueuedAt: now, ...overrides };
-}
-
-async function rejection(p: Promise<unknown>): Promise<HookdError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(HookdError);
-  return err as HookdError;
 }
 
 function consume(q: RabbitMqQueue, handler: (d: Delivery) => Promise<void>, concurrency = 1): Consumer {

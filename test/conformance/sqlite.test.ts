@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HookdError } from '../../src/core/errors.js';
 import type { Delivery } from '../../src/queue/contract.js';
 import { openSqliteBackend, type SqliteBackend, type SqliteBackendOptions } from '../../src/store/sqlite/index.js';
-import { deferred, makeMessage, sleep, waitFor } from './helpers.js';
+import { deferred, makeMessage, rejection, sleep, waitFor } from './helpers.js';
 import { describeLeaseConformance } from './lease.suite.js';
 import { describeQueueConformance } from './queue.suite.js';
 import { describeStoreConformance } from './store.suite.js';
@@ -36,15 +36,6 @@ async function open(extra: Partial<SqliteBackendOptions> = {}): Promise<SqliteBa
 describeStoreConformance('sqlite', () => open());
 describeQueueConformance('sqlite', () => open());
 describeLeaseConformance('sqlite', (o) => open(o ?? {}));
-
-async function rejection(p: Promise<unknown>): Promise<HookdError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(HookdError);
-  return err as HookdError;
-}
 
 describe('sqlite: hand-off', () => {
   it('hands a job to an idle consumer in the accept transaction (no claim round trip)', async () => {
