@@ -146,6 +146,20 @@ interface StepRun {
   failure?: StepFailure;
 }
 
+/** The record of a step run that produced an outcome (status completed; callers adjust it). */
+function stepRecord(step: CompiledStep, attempt: number, run: StepRun, inputJson: string | undefined): StepRecord {
+  const record: StepRecord = {
+    stepId: step.def.id,
+    type: step.def.type,
+    status: 'completed',
+    attempt,
+    startedAt: run.startedAt,
+    finishedAt: run.finishedAt,
+  };
+  if (inputJson !== undefined) record.input = inputJson;
+  return record;
+}
+
 /** One start()…stop() period. Handlers check `released` before every write once stop gave their jobs back. */
 interface Session {
   consumer: Consumer | undefined;
@@ -348,15 +362,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
           await writer.settle();
           return;
         }
-        const record: StepRecord = {
-          stepId: step.def.id,
-          type: step.def.type,
-          status: 'completed',
-          attempt: job.attempts,
-          startedAt: run.startedAt,
-          finishedAt: run.finishedAt,
-        };
-        if (inputJson !== undefined) record.input = inputJson;
+        const record = stepRecord(step, job.attempts, run, inputJson);
 
         if (run.failure !== undefined || run.outcome === undefined) {
           const failure = run.failure ?? new StepFailure('step produced no outcome', { retryable: true });
@@ -453,15 +459,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       const run = await runStep(step, i, input, ctx, message.receivedAt, i === 0 ? startedAt : undefined);
       if (s.released) return true; // given back: nothing written, the redelivery starts over
       if (run.failure !== undefined || run.outcome === undefined) return false;
-      const record: StepRecord = {
-        stepId: step.def.id,
-        type: step.def.type,
-        status: 'completed',
-        attempt: job.attempts,
-        startedAt: run.startedAt,
-        finishedAt: run.finishedAt,
-      };
-      if (inputJson !== undefined) record.input = inputJson;
+      const record = stepRecord(step, job.attempts, run, inputJson);
       if (run.outcome.status === 'filtered') {
         record.status = 'filtered';
         records.push(record);

@@ -38,7 +38,7 @@ export interface IngressDeps {
   defaultMaxAttempts: number;
   parsers?: readonly PayloadParser[];
   /** This instance's share of every flow's rate limit, (0, 1] (distributed mode: 1 / live instances). */
-  rateLimitShare?(): number;
+  rateLimitShare?: () => number;
   /** Called once per request that was committed (metrics). */
   onAccepted?(flowId: string, commitMs: number): void;
   /** Called for every rejected credential (metrics, logs); never given the secret. */
@@ -81,7 +81,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
 
-  const guard = new SenderGuard(deps.rateLimitShare ? () => deps.rateLimitShare!() : undefined);
+  const guard = new SenderGuard(deps.rateLimitShare);
   const notFound = (flowId: string) => new HookdError(E.FLOW_NOT_FOUND, flowId);
   const rejected = (flowId: string, ip: string, failure: AuthFailure) => {
     deps.onAuthFailure?.(flowId, failure.reason, ip);

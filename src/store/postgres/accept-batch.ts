@@ -1,5 +1,5 @@
+import { batchOrEach } from './batch-or-each.js';
 import { NOW_MS, type PgDatabase } from './database.js';
-import { isStatementError } from './errors.js';
 import type { Outcome } from './group-commit.js';
 
 /**
@@ -75,24 +75,8 @@ export class AcceptBatch {
     private readonly outboxHoldMs = 0,
   ) {}
 
-  async run(rows: readonly AcceptRow[]): Promise<Array<Outcome<AcceptResult>>> {
-    try {
-      const results = await this.exec(rows);
-      return rows.map((r) => ({ ok: true, value: results.get(r.id)! }));
-    } catch (err) {
-      if (rows.length === 1 || !isStatementError(err)) throw err;
-    }
-    const outcomes: Array<Outcome<AcceptResult>> = [];
-    for (const r of rows) {
-      try {
-        const results = await this.exec([r]);
-        outcomes.push({ ok: true, value: results.get(r.id)! });
-      } catch (err) {
-        if (!isStatementError(err)) throw err;
-        outcomes.push({ ok: false, error: err });
-      }
-    }
-    return outcomes;
+  run(rows: readonly AcceptRow[]): Promise<Array<Outcome<AcceptResult>>> {
+    return batchOrEach(rows, (batch) => this.exec(batch), (r) => r.id);
   }
 
   private async exec(rows: readonly AcceptRow[]): Promise<Map<string, AcceptResult>> {

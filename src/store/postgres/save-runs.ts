@@ -1,7 +1,7 @@
 import type { StepRecord } from '../../core/execution.js';
 import type { RunRecord } from '../contracts.js';
+import { batchOrEach } from './batch-or-each.js';
 import type { PgDatabase } from './database.js';
-import { isStatementError } from './errors.js';
 import type { Outcome } from './group-commit.js';
 import { newId } from './ids.js';
 
@@ -22,23 +22,8 @@ import { newId } from './ids.js';
 export class SaveRuns {
   constructor(private readonly db: PgDatabase) {}
 
-  async run(records: readonly RunRecord[]): Promise<Array<Outcome<string>>> {
-    try {
-      const ids = await this.exec(records);
-      return records.map((r) => ({ ok: true, value: ids.get(r.requestId)! }));
-    } catch (err) {
-      if (records.length === 1 || !isStatementError(err)) throw err;
-    }
-    const outcomes: Array<Outcome<string>> = [];
-    for (const r of records) {
-      try {
-        outcomes.push({ ok: true, value: (await this.exec([r])).get(r.requestId)! });
-      } catch (err) {
-        if (!isStatementError(err)) throw err;
-        outcomes.push({ ok: false, error: err });
-      }
-    }
-    return outcomes;
+  run(records: readonly RunRecord[]): Promise<Array<Outcome<string>>> {
+    return batchOrEach(records, (batch) => this.exec(batch), (r) => r.requestId);
   }
 
   private async exec(records: readonly RunRecord[]): Promise<Map<string, string>> {
