@@ -20,9 +20,9 @@ export async function openBackend(config: Config, logger: Logger): Promise<Backe
     throw new Error('RABBITMQ_URI needs DATABASE_URL: requests and the outbox live in PostgreSQL');
   }
   if (!config.databaseUrl) {
-    return openSqliteBackend({ path: path.join(config.dataDir, 'hookd.db'), leaseMs: config.leaseMs, logger });
+    return openSqliteBackend({ path: path.join(config.dataDir, 'hookd.db'), leaseMs: config.leaseMs, messageCacheBytes: config.messageCacheBytes, logger });
   }
-  const pg = { connectionString: config.databaseUrl, schema: config.databaseSchema, logger };
+  const pg = { connectionString: config.databaseUrl, schema: config.databaseSchema, messageCacheBytes: config.messageCacheBytes, logger };
   if (!config.rabbitmqUri) return openPostgresBackend({ ...pg, leaseMs: config.leaseMs });
   const stores = await openPostgresStores({ ...pg, dispatch: 'outbox', outboxHoldMs: OUTBOX_HOLD_MS });
   let queue: RabbitMqQueue;

@@ -209,6 +209,26 @@ describe('rabbitmq: publishing', () => {
     expect([...seen].sort()).toEqual(jobs.map((j) => j.id).sort());
   });
 
+  it('sends the publishes of one tick in one socket write, every one confirmed', async () => {
+    const q = await openQueue();
+    await q.publish([newJob()]); // the publishing channel is open
+    const socket = (q as unknown as { conn: { _socket: { _write: (...a: unknown[]) => unknown; _writev: (...a: unknown[]) => unknown } } }).conn._socket;
+    let writes = 0;
+    for (const m of ['_write', '_writev'] as const) {
+      const original = socket[m];
+      socket[m] = function (this: unknown, ...args: unknown[]) {
+        writes++;
+        return original.apply(this, args);
+      };
+    }
+    const jobs = Array.from({ length: 20 }, () => newJob());
+    const published = Promise.all(jobs.map((j) => q.publish([j])));
+    await new Promise((r) => process.nextTick(r));
+    expect(writes).toBe(1); // 20 publishes ≈ 14 KB: within the socket's 16 KiB buffer
+    await published;
+    expect((await q.stats()).ready).toBe(21);
+  });
+
   it('rejects at once with 503 beyond maxUnconfirmed instead of buffering', async () => {
     const q = await openQueue({ maxUnconfirmed: 5 });
     const results = await Promise.allSettled(Array.from({ length: 50 }, () => q.publish([newJob()])));

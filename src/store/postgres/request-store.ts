@@ -1,6 +1,7 @@
 import { E, HookdError } from '../../core/errors.js';
 import type { ReceivedMessage } from '../../core/message.js';
 import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore } from '../contracts.js';
+import type { MessageCache } from '../message-cache.js';
 import type { OutboxJob } from './outbox.js';
 import { BatchedLookup } from './batched-lookup.js';
 import { AcceptBatch, MAX_BATCH_ROWS, type AcceptResult, type AcceptRow, type Dispatch } from './accept-batch.js';
@@ -39,6 +40,8 @@ export class PgRequestStore implements RequestStore {
     readonly dispatch: Dispatch,
     groupCommit: Partial<GroupCommitOptions> = {},
     outboxHoldMs = 0,
+    /** Committed messages kept until a worker of this instance reads them back (saves a query per execution). */
+    private readonly recent?: MessageCache,
   ) {
     const batch = new AcceptBatch(db, dispatch, outboxHoldMs);
     this.committer = new GroupCommit<AcceptRow, AcceptResult>(async (rows) => {
@@ -98,6 +101,7 @@ export class PgRequestStore implements RequestStore {
     const bytes = m.rawBody.length + row.headers.length + row.query.length + (body?.length ?? 0);
     const result = await this.committer.submit(row, m.id, bytes);
     if (result === 'stored') {
+      this.recent?.put(m);
       const job: OutboxJob = { id: row.jobId, flowId: m.flowId, requestId: m.id, maxAttempts: options.maxAttempts, enqueuedAt: Date.now(), claims: 0 };
       return { outcome: STORED, job };
     }
@@ -106,6 +110,8 @@ export class PgRequestStore implements RequestStore {
   }
 
   async get(id: string): Promise<ReceivedMessage | undefined> {
+    const recent = this.recent?.take(id);
+    if (recent !== undefined) return recent;
     const row = await this.lookup.get(id);
     return row === undefined ? undefined : toMessage(row);
   }
@@ -195,6 +201,7 @@ export class PgRequestStore implements RequestStore {
       [before, limit],
     );
     const r = rows[0]!;
+    if (r.deleted > 0) this.recent?.dropReceivedBefore(before);
     return { requests: r.deleted, attachmentIds: r.attachment_ids, more: r.taken === limit };
   }
 

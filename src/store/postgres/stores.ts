@@ -10,6 +10,7 @@ import { migrate } from './migrate.js';
 import { PgOutbox } from './outbox.js';
 import { PgRequestStore } from './request-store.js';
 import { PgSettings } from './settings.js';
+import { DEFAULT_MESSAGE_CACHE_BYTES, MessageCache } from '../message-cache.js';
 
 export interface PostgresStoresOptions extends PgConnectionOptions {
   /** Where accept() records jobs: 'outbox' (default, for a broker) or 'pg-queue'. */
@@ -18,6 +19,8 @@ export interface PostgresStoresOptions extends PgConnectionOptions {
   outboxHoldMs?: number;
   /** Group commit of accept(): batch caps and batches in flight (defaults in request-store.ts). */
   groupCommit?: Partial<GroupCommitOptions>;
+  /** Bytes of committed messages kept in memory until a worker here reads them (0: none). Default 32 MiB. */
+  messageCacheBytes?: number;
 }
 
 export interface PostgresStores {
@@ -54,7 +57,7 @@ export async function openPostgresStores(opts: PostgresStoresOptions): Promise<P
     await db.close();
     throw err;
   }
-  const requests = new PgRequestStore(db, opts.dispatch ?? 'outbox', opts.groupCommit, opts.outboxHoldMs);
+  const requests = new PgRequestStore(db, opts.dispatch ?? 'outbox', opts.groupCommit, opts.outboxHoldMs, new MessageCache(opts.messageCacheBytes ?? DEFAULT_MESSAGE_CACHE_BYTES));
   const executions = new PgExecutionStore(db);
   let closing: Promise<void> | undefined;
   return {

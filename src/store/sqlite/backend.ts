@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { unavailable } from '../../core/errors.js';
 import { EmbeddedQueue } from '../../queue/embedded/embedded-queue.js';
 import type { Backend } from '../backend.js';
+import { DEFAULT_MESSAGE_CACHE_BYTES, MessageCache } from '../message-cache.js';
 import { startCheckpointer, type Checkpointer } from './checkpointer.js';
 import { DEFAULT_BUSY_TIMEOUT_MS } from './connection.js';
 import { SqliteExecutionStore } from './execution-store.js';
@@ -25,6 +26,8 @@ export interface SqliteBackendOptions {
    * (tests use `max_page_count = N` to provoke a real SQLITE_FULL).
    */
   writerPragmas?: string[];
+  /** Bytes of committed messages kept in memory until the runner reads them (0: none). Default 32 MiB. */
+  messageCacheBytes?: number;
 }
 
 export const DEFAULT_LEASE_MS = 30_000;
@@ -87,7 +90,7 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
     writer,
     reader,
     new SqliteFlowStore(writer, reader),
-    new SqliteRequestStore(writer, reader, queue),
+    new SqliteRequestStore(writer, reader, queue, new MessageCache(opts.messageCacheBytes ?? DEFAULT_MESSAGE_CACHE_BYTES)),
     new SqliteExecutionStore(writer, reader),
     queue,
     startCheckpointer(path, { busyTimeoutMs, onError: (message) => logger.warn({ message }, 'WAL checkpoint failed') }),

@@ -4,6 +4,7 @@ import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, Reque
 import type { HandoffSlot, JobHandoff } from './handoff.js';
 import type { AcceptRequestArgs } from './ops/accept-request.js';
 import type { Reader } from './reader.js';
+import type { MessageCache } from '../message-cache.js';
 import { bodyColumns, toMessage, type RequestRow } from '../rows.js';
 import type { WriterClient } from './writer/writer-client.js';
 
@@ -22,18 +23,13 @@ function ownCopy(buf: Buffer): Uint8Array {
   return new Uint8Array(buf);
 }
 
-/** Messages handed to a local consumer with their job, kept until it reads them (bounded). */
-const HANDED_OFF_MAX = 4096;
-
 export class SqliteRequestStore implements RequestStore {
-  // A job handed off at commit is read back by the runner a moment later: serve that read from
-  // memory (saves a query and three JSON parses per job on the hot path).
-  private readonly handedOff = new Map<string, ReceivedMessage>();
-
   constructor(
     private readonly writer: WriterClient,
     private readonly reader: Reader,
     private readonly handoff?: JobHandoff,
+    /** Committed messages kept until the runner reads them back (saves a read per execution). */
+    private readonly recent?: MessageCache,
   ) {}
 
   async accept(m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> {
@@ -82,9 +78,9 @@ export class SqliteRequestStore implements RequestStore {
       if (result.kind === 'conflict') throw new HookdError(E.REQUEST_ID_CONFLICT, m.id);
       return DUPLICATE;
     }
+    // Before the hand-off: the consumer reads the message as soon as it gets the job.
+    this.recent?.put(m);
     if (slot !== undefined && result.leased) {
-      this.handedOff.set(m.id, m);
-      if (this.handedOff.size > HANDED_OFF_MAX) this.handedOff.delete(this.handedOff.keys().next().value!);
       slot.deliver({
         id: result.jobId,
         flowId: m.flowId,
@@ -101,11 +97,8 @@ export class SqliteRequestStore implements RequestStore {
   }
 
   async get(id: string): Promise<ReceivedMessage | undefined> {
-    const handed = this.handedOff.get(id);
-    if (handed !== undefined) {
-      this.handedOff.delete(id);
-      return handed;
-    }
+    const recent = this.recent?.take(id);
+    if (recent !== undefined) return recent;
     const row = this.reader.read('SELECT * FROM requests WHERE id = ?', (s) => s.get(id) as RequestRow | undefined);
     return row === undefined ? undefined : toMessage(row);
   }
@@ -115,8 +108,10 @@ export class SqliteRequestStore implements RequestStore {
     return hit !== undefined;
   }
 
-  purgeOlderThan(before: number, limit: number): Promise<PurgeResult> {
-    return this.writer.call('purgeRequests', { before, limit });
+  async purgeOlderThan(before: number, limit: number): Promise<PurgeResult> {
+    const result = await this.writer.call('purgeRequests', { before, limit });
+    if (result.requests > 0) this.recent?.dropReceivedBefore(before);
+    return result;
   }
 
   async list(q: RequestListQuery): Promise<ReceivedMessage[]> {

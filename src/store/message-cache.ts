@@ -1,0 +1,87 @@
+import type { ReceivedMessage } from '../core/message.js';
+
+/** MESSAGE_CACHE's default. */
+export const DEFAULT_MESSAGE_CACHE_BYTES = 32 * 1024 * 1024;
+
+/** Bookkeeping bytes counted per message on top of its payload (object headers, ids, map entry). */
+const OVERHEAD_BYTES = 1024;
+
+/**
+ * Messages this process committed, kept until a worker reads them back. A job's first delivery
+ * reads its request moments after the commit, usually in the process that accepted it: serving that
+ * read from memory saves a query and the parsing of the row per execution (on SQLite a read on the
+ * main thread, on PostgreSQL a round trip). A committed message never changes, so the one kept here
+ * is exactly what the store would return.
+ *
+ * Bounded by an estimate of the bytes held (raw body twice — bytes and parsed form —, header and
+ * query text, overhead); the oldest go first. A message leaves at its first read: a retry, the API,
+ * another instance, or this one after a restart read from the store.
+ */
+export class MessageCache {
+  private readonly messages = new Map<string, { message: ReceivedMessage; bytes: number }>();
+  private bytes = 0;
+  private hits = 0;
+  private misses = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  /** Keep a message that was just committed (call only for a stored outcome, never a duplicate). */
+  put(m: ReceivedMessage): void {
+    if (this.maxBytes <= 0) return;
+    const bytes = sizeOf(m);
+    if (bytes > this.maxBytes) return;
+    this.drop(m.id);
+    this.messages.set(m.id, { message: m, bytes });
+    this.bytes += bytes;
+    // Oldest first (a Map iterates in insertion order).
+    for (const [id] of this.messages) {
+      if (this.bytes <= this.maxBytes) break;
+      this.drop(id);
+    }
+  }
+
+  /** The message, removed from the cache; undefined when it is not (or no longer) here. */
+  take(id: string): ReceivedMessage | undefined {
+    const held = this.messages.get(id);
+    if (held === undefined) {
+      this.misses++;
+      return undefined;
+    }
+    this.hits++;
+    this.messages.delete(id);
+    this.bytes -= held.bytes;
+    return held.message;
+  }
+
+  /** Retention purged requests received before `before`: they are not served from here either. */
+  dropReceivedBefore(before: number): void {
+    for (const [id, held] of this.messages) if (held.message.receivedAt < before) this.drop(id);
+  }
+
+  stats(): { hits: number; misses: number; entries: number; bytes: number } {
+    return { hits: this.hits, misses: this.misses, entries: this.messages.size, bytes: this.bytes };
+  }
+
+  private drop(id: string): void {
+    const held = this.messages.get(id);
+    if (held === undefined) return;
+    this.messages.delete(id);
+    this.bytes -= held.bytes;
+  }
+}
+
+/** A cheap estimate: no serialisation (that is what the cache saves). */
+function sizeOf(m: ReceivedMessage): number {
+  let bytes = OVERHEAD_BYTES + m.rawBody.byteLength * 2;
+  bytes += textBytes(m.headers) + textBytes(m.query);
+  return bytes;
+}
+
+function textBytes(fields: Record<string, string | string[]>): number {
+  let n = 0;
+  for (const k in fields) {
+    const v = fields[k];
+    n += k.length + (typeof v === 'string' ? v.length : Array.isArray(v) ? v.reduce((s, x) => s + x.length, 0) : 0);
+  }
+  return n;
+}
