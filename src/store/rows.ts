@@ -1,6 +1,6 @@
 import type { Execution, ExecutionStatus, StepRecord, StepStatus } from '../core/execution.js';
 import type { DeadLetter, Job } from '../core/job.js';
-import type { AttachmentRef, CloudEvent, ReceivedMessage } from '../core/message.js';
+import { attachmentIdsOf, type AttachmentRef, type CloudEvent, type ReceivedMessage } from '../core/message.js';
 
 /**
  * Row shapes shared by the SQL stores (SQLite and PostgreSQL have the same columns) and their
@@ -151,6 +151,39 @@ export function bodyColumns(body: unknown, raw: Buffer): { body: string | null; 
     return { body: null, bodyIsRaw: true };
   }
   return { body: json, bodyIsRaw: false };
+}
+
+/** The columns of a request row that both backends compute alike (JSON text; the body stored once when it can be). */
+export interface RequestColumns {
+  query: string;
+  headers: string;
+  body: string | null;
+  bodyIsRaw: boolean;
+  contentType: string | null;
+  clientIp: string;
+  attachments: string | null;
+  rawAttachment: string | null;
+  cloudEvent: string | null;
+  cloudEvents: string | null;
+  /** Every attachment id the request references (files and raw body), for request_attachments. */
+  attachmentIds: string[];
+}
+
+export function requestColumns(m: ReceivedMessage): RequestColumns {
+  const { body, bodyIsRaw } = bodyColumns(m.body, m.rawBody);
+  return {
+    query: JSON.stringify(m.query),
+    headers: JSON.stringify(m.headers),
+    body,
+    bodyIsRaw,
+    contentType: m.contentType,
+    clientIp: m.clientIp,
+    attachments: m.attachments === undefined ? null : JSON.stringify(m.attachments),
+    rawAttachment: m.rawAttachment === undefined ? null : JSON.stringify(m.rawAttachment),
+    cloudEvent: m.cloudEvent === undefined ? null : JSON.stringify(m.cloudEvent),
+    cloudEvents: m.cloudEvents === undefined ? null : JSON.stringify(m.cloudEvents),
+    attachmentIds: attachmentIdsOf(m),
+  };
 }
 
 /** Error texts can be long (stack traces); stored rows keep a bounded prefix. */

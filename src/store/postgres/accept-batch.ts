@@ -1,6 +1,7 @@
 import { batchOrEach } from './batch-or-each.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 import type { Outcome } from './group-commit.js';
+import type { RequestColumns } from './rows.js';
 
 /**
  * Where accept() records the job of a stored request, in the same transaction:
@@ -10,26 +11,14 @@ import type { Outcome } from './group-commit.js';
 export type Dispatch = 'outbox' | 'pg-queue';
 
 /** One accept() call, ready for the batch statement. */
-export interface AcceptRow {
+export interface AcceptRow extends RequestColumns {
   id: string;
   flowId: string;
   receivedAt: number;
   method: string;
   /** JSON string (see the schema). */
   path: string;
-  query: string;
-  headers: string;
-  body: string | null;
-  bodyIsRaw: boolean;
   rawBody: Buffer;
-  contentType: string | null;
-  clientIp: string;
-  attachments: string | null;
-  rawAttachment: string | null;
-  cloudEvent: string | null;
-  cloudEvents: string | null;
-  /** Every attachment id the request references (files and raw body), for request_attachments. */
-  attachmentIds: string[];
   jobId: string;
   maxAttempts: number;
 }

@@ -9,7 +9,7 @@ import type { PgDatabase } from './database.js';
 import { storeClosed } from './errors.js';
 import { GroupCommit, type GroupCommitOptions } from './group-commit.js';
 import { newId } from './ids.js';
-import { attachmentIds, bodyColumns, toMessage, type RequestRow } from './rows.js';
+import { requestColumns, toMessage, type RequestRow } from './rows.js';
 
 const STORED: AcceptOutcome = Object.freeze({ kind: 'stored' });
 const DUPLICATE: AcceptOutcome = Object.freeze({ kind: 'duplicate' });
@@ -75,30 +75,20 @@ export class PgRequestStore implements RequestStore {
   /** accept(), also giving the job it committed (for a caller that publishes it itself). */
   async acceptWithJob(m: ReceivedMessage, options: AcceptOptions): Promise<{ outcome: AcceptOutcome; job?: OutboxJob }> {
     if (this.closed) throw storeClosed();
-    const { body, bodyIsRaw } = bodyColumns(m.body, m.rawBody);
+    const columns = requestColumns(m);
     const row: AcceptRow = {
       id: m.id,
       flowId: m.flowId,
       receivedAt: m.receivedAt,
       method: m.method,
       path: JSON.stringify(m.path),
-      query: JSON.stringify(m.query),
-      headers: JSON.stringify(m.headers),
-      body,
-      bodyIsRaw,
+      ...columns,
       // Sent as a binary parameter straight from the caller's buffer: never modified or detached.
       rawBody: m.rawBody,
-      contentType: m.contentType,
-      clientIp: m.clientIp,
-      attachments: m.attachments === undefined ? null : JSON.stringify(m.attachments),
-      rawAttachment: m.rawAttachment === undefined ? null : JSON.stringify(m.rawAttachment),
-      cloudEvent: m.cloudEvent === undefined ? null : JSON.stringify(m.cloudEvent),
-      cloudEvents: m.cloudEvents === undefined ? null : JSON.stringify(m.cloudEvents),
-      attachmentIds: attachmentIds(m),
       jobId: newId(),
       maxAttempts: options.maxAttempts,
     };
-    const bytes = m.rawBody.length + row.headers.length + row.query.length + (body?.length ?? 0);
+    const bytes = m.rawBody.length + row.headers.length + row.query.length + (columns.body?.length ?? 0);
     const result = await this.committer.submit(row, m.id, bytes);
     if (result === 'stored') {
       this.recent?.put(m);

@@ -6,7 +6,7 @@ import { toMessage as toMessageShared, type RequestRow } from '../rows.js';
  * returns double precision and integer as numbers, boolean as boolean, bytea as Buffer (bigint,
  * e.g. count(*), would be a string: such columns are cast to integer in the queries).
  */
-export { bodyColumns, clip, toDeadLetter, toExecution, toJob, type ExecutionRow, type JobRow, type StepRow } from '../rows.js';
+export { bodyColumns, clip, requestColumns, toDeadLetter, toExecution, toJob, type ExecutionRow, type JobRow, type RequestColumns, type StepRow } from '../rows.js';
 export { attachmentIdsOf as attachmentIds } from '../../core/message.js';
 export type { RequestRow };
 

@@ -1,11 +1,11 @@
 import { E, HookdError } from '../../core/errors.js';
-import { attachmentIdsOf, type ReceivedMessage } from '../../core/message.js';
+import type { ReceivedMessage } from '../../core/message.js';
 import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore } from '../contracts.js';
 import type { HandoffSlot, JobHandoff } from './handoff.js';
 import type { AcceptRequestArgs } from './ops/accept-request.js';
 import type { Reader } from './reader.js';
 import type { MessageCache } from '../message-cache.js';
-import { bodyColumns, toMessage, type RequestRow } from '../rows.js';
+import { requestColumns, toMessage, type RequestRow } from '../rows.js';
 import type { WriterClient } from './writer/writer-client.js';
 
 const STORED: AcceptOutcome = Object.freeze({ kind: 'stored' });
@@ -34,25 +34,14 @@ export class SqliteRequestStore implements RequestStore {
 
   async accept(m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> {
     const rawBody = ownCopy(m.rawBody);
-    const { body, bodyIsRaw } = bodyColumns(m.body, m.rawBody);
     const args: AcceptRequestArgs = {
       id: m.id,
       flowId: m.flowId,
       receivedAt: m.receivedAt,
       method: m.method,
       path: m.path,
-      query: JSON.stringify(m.query),
-      headers: JSON.stringify(m.headers),
-      body,
-      bodyIsRaw,
+      ...requestColumns(m),
       rawBody,
-      contentType: m.contentType,
-      clientIp: m.clientIp,
-      attachments: m.attachments === undefined ? null : JSON.stringify(m.attachments),
-      rawAttachment: m.rawAttachment === undefined ? null : JSON.stringify(m.rawAttachment),
-      cloudEvent: m.cloudEvent === undefined ? null : JSON.stringify(m.cloudEvent),
-      cloudEvents: m.cloudEvents === undefined ? null : JSON.stringify(m.cloudEvents),
-      attachmentIds: attachmentIdsOf(m),
       maxAttempts: options.maxAttempts,
     };
     let slot: HandoffSlot | undefined;

@@ -1,29 +1,15 @@
 import { newId } from '../ids.js';
+import type { RequestColumns } from '../../rows.js';
 import type { Op } from './define-op.js';
 
-export interface AcceptRequestArgs {
+export interface AcceptRequestArgs extends RequestColumns {
   id: string;
   flowId: string;
   receivedAt: number;
   method: string;
   path: string;
-  /** JSON text, serialised on the main thread (strings clone cheaply across threads). */
-  query: string;
-  headers: string;
-  /** null when there is no body, or when bodyIsRaw. */
-  body: string | null;
-  /** The body is JSON.parse(rawBody): stored once. */
-  bodyIsRaw: boolean;
+  /** The raw bytes (JSON columns are text, serialised on the main thread: strings clone cheaply across threads). */
   rawBody: Uint8Array;
-  contentType: string | null;
-  clientIp: string;
-  attachments: string | null;
-  /** JSON of the raw body's AttachmentRef (bytes in the attachment store), else null. */
-  rawAttachment: string | null;
-  cloudEvent: string | null;
-  cloudEvents: string | null;
-  /** Every attachment id the request references (files and raw body), for request_attachments. */
-  attachmentIds: string[];
   maxAttempts: number;
   /**
    * Hand-off: a local consumer reserved a slot for this job, so it is inserted already leased to
