@@ -8,6 +8,8 @@ export interface ConfirmPublisherOptions {
   /** A publish not confirmed within this time fails (503); the broker may still have it. */
   confirmTimeoutMs: number;
   logger: QueueLogger;
+  /** Send the publishes of one event-loop tick in one socket write (default true; see corkForTick). */
+  coalesceWrites?: boolean;
 }
 
 interface Pending {
@@ -78,13 +80,13 @@ export class ConfirmPublisher {
   /**
    * rabbitmq-client writes every publish (method, header and body frames) to the socket on its own;
    * a group commit resolves many requests in one tick, so their publishes are corked together and
-   * leave in one write on process.nextTick (before any I/O: no added latency). Measured: ≈ 10 % less
-   * client CPU per confirmed publish, +5–20 % publishes/s. The socket is the library's private field:
+   * leave in one write on process.nextTick (before any I/O: no added latency). `npm run bench:publish`
+   * compares both (docs/benchmarks.md). The socket is the library's private field:
    * without it (another version) publishing works as before, one write each.
    */
   private corked = false;
   private corkForTick(): void {
-    if (this.corked) return;
+    if (this.corked || this.opts.coalesceWrites === false) return;
     const socket = (this.conn as unknown as { _socket?: { cork?(): void; uncork?(): void } })._socket;
     if (typeof socket?.cork !== 'function' || typeof socket.uncork !== 'function') return;
     this.corked = true;
