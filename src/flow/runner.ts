@@ -38,6 +38,7 @@ import {
 } from '../core/execution.js';
 import type { AttachmentStore } from '../attachments/contract.js';
 import type { Flow } from '../core/flow.js';
+import type { Job } from '../core/job.js';
 import { type ReceivedMessage, toMessageView } from '../core/message.js';
 import type { Consumer, Delivery, Queue } from '../queue/contract.js';
 import type { ExecutionStore, RequestStore } from '../store/contracts.js';
@@ -276,15 +277,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       });
       const view = toMessageView(message);
       const payload = payloadOf(message);
-      const ctxFor = (step: CompiledStep): StepContext => ({
-        flowId: job.flowId,
-        requestId: job.requestId,
-        stepId: step.def.id,
-        attempt: job.attempts,
-        logger: o.logger,
-        signal: s.controller.signal,
-        payload,
-      });
+      const ctxFor = (step: CompiledStep): StepContext => stepContext(s, job, step, payload);
 
       // Speculative first step: see "Latency" above.
       const first = plan.ok ? plan.steps[0] : undefined;
@@ -421,6 +414,20 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
     }
   }
 
+  /** What a step sees of its job; pure steps get no payload (they never forward bytes). */
+  function stepContext(s: Session, job: Job, step: CompiledStep, payload?: RequestPayload): StepContext {
+    const ctx: StepContext = {
+      flowId: job.flowId,
+      requestId: job.requestId,
+      stepId: step.def.id,
+      attempt: job.attempts,
+      logger: o.logger,
+      signal: s.controller.signal,
+    };
+    if (payload !== undefined) ctx.payload = payload;
+    return ctx;
+  }
+
   function payloadOf(m: ReceivedMessage): RequestPayload {
     const store = o.attachments;
     const p: RequestPayload = {
@@ -448,15 +455,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
     let status: 'completed' | 'filtered' = 'completed';
     for (let i = 0; i < steps.length; i++) {
       const step = steps[i]!;
-      const ctx: StepContext = {
-        flowId: job.flowId,
-        requestId: job.requestId,
-        stepId: step.def.id,
-        attempt: job.attempts,
-        logger: o.logger,
-        signal: s.controller.signal,
-      };
-      const run = await runStep(step, i, input, ctx, message.receivedAt, i === 0 ? startedAt : undefined);
+      const run = await runStep(step, i, input, stepContext(s, job, step), message.receivedAt, i === 0 ? startedAt : undefined);
       if (s.released) return true; // given back: nothing written, the redelivery starts over
       if (run.failure !== undefined || run.outcome === undefined) return false;
       const record = stepRecord(step, job.attempts, run, inputJson);

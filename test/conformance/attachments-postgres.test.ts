@@ -1,46 +1,24 @@
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
-import pg from 'pg';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HookdError } from '../../src/core/errors.js';
 import { PgAttachmentStore, type PgAttachmentStoreOptions } from '../../src/store/postgres/attachment-store.js';
 import { PgDatabase, type PgConnectionOptions } from '../../src/store/postgres/database.js';
 import { migrate } from '../../src/store/postgres/migrate.js';
 import { describeAttachmentConformance, readAll, sha256 } from './attachments.suite.js';
 import { rejection, sleep } from './helpers.js';
+import { DATABASE_URL, pgSchemaPerTest } from './pg-schema.js';
 
 /**
  * The PostgreSQL attachment store against a real server (DATABASE_URL, default the local test
  * database). Each test gets its own schema, dropped afterwards; an unreachable server fails the
  * tests (no skip).
  */
-const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const FILE_TAG = randomBytes(4).toString('hex');
 const MiB = 1024 * 1024;
-let schemaSeq = 0;
 let schema: string;
-
-const admin = new pg.Pool({ connectionString: DATABASE_URL, max: 3 });
-admin.on('error', () => {});
 const opened: PgDatabase[] = [];
 const quietLogger = { warn: () => {}, error: () => {}, info: () => {} };
-
-beforeEach(() => {
-  schema = `hookd_test_${FILE_TAG}_${++schemaSeq}`;
-});
-
-afterEach(async () => {
-  await Promise.allSettled(opened.splice(0).map((db) => db.close()));
-  await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-});
-
-afterAll(async () => {
-  const { rows } = await admin.query<{ nspname: string }>('SELECT nspname FROM pg_namespace WHERE nspname LIKE $1', [
-    `hookd_test_${FILE_TAG}_%`,
-  ]);
-  for (const r of rows) await admin.query(`DROP SCHEMA IF EXISTS "${r.nspname}" CASCADE`);
-  await admin.end();
-});
+const admin = pgSchemaPerTest({ onSchema: (s) => (schema = s), close: () => Promise.allSettled(opened.splice(0).map((db) => db.close())) });
 
 /** A migrated schema of its own (the test's), and an attachment store on it. */
 async function openStore(

@@ -1,8 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import pg from 'pg';
 import { v7 as uuidv7 } from 'uuid';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { StepRecord } from '../../src/core/execution.js';
 import type { RunRecord } from '../../src/store/contracts.js';
 import type { Delivery } from '../../src/queue/contract.js';
@@ -19,6 +17,7 @@ import {
   PgDatabase,
 } from '../../src/store/postgres/index.js';
 import { migrations } from '../../src/store/postgres/migrations/index.js';
+import { DATABASE_URL, pgSchemaPerTest } from './pg-schema.js';
 import { deferred, makeMessage, median, rejection, sleep, waitFor } from './helpers.js';
 import { describeLeaseConformance } from './lease.suite.js';
 import { describeQueueConformance } from './queue.suite.js';
@@ -28,34 +27,13 @@ import { describeStoreConformance } from './store.suite.js';
  * PostgreSQL backend against a real server (DATABASE_URL, default the local test database). Each
  * test gets its own schema, dropped afterwards; an unreachable server fails the tests (no skip).
  */
-const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const FILE_TAG = randomBytes(4).toString('hex');
-let schemaSeq = 0;
 let schema: string;
-
-const admin = new pg.Pool({ connectionString: DATABASE_URL, max: 3 });
-admin.on('error', () => {});
 const openedBackends: PostgresBackend[] = [];
 const openedStores: PostgresStores[] = [];
 const quietLogger = { warn: () => {}, error: () => {}, info: () => {} };
-
-beforeEach(() => {
-  schema = `hookd_test_${FILE_TAG}_${++schemaSeq}`;
-});
-
-afterEach(async () => {
-  await Promise.allSettled(openedBackends.splice(0).map((b) => b.close()));
-  await Promise.allSettled(openedStores.splice(0).map((s) => s.close()));
-  await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-});
-
-afterAll(async () => {
-  const { rows } = await admin.query<{ nspname: string }>(
-    'SELECT nspname FROM pg_namespace WHERE nspname LIKE $1',
-    [`hookd_test_${FILE_TAG}_%`],
-  );
-  for (const r of rows) await admin.query(`DROP SCHEMA IF EXISTS "${r.nspname}" CASCADE`);
-  await admin.end();
+const admin = pgSchemaPerTest({
+  onSchema: (s) => (schema = s),
+  close: () => Promise.allSettled([...openedBackends.splice(0).map((b) => b.close()), ...openedStores.splice(0).map((s) => s.close())]),
 });
 
 async function openBackend(extra: Partial<PostgresBackendOptions> = {}): Promise<PostgresBackend> {
