@@ -3,6 +3,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import { pino, type Logger } from 'pino';
 import { adminApi } from './api/index.js';
 import { openBackend } from './backends.js';
+import { MessageCache } from './store/message-cache.js';
 import type { AttachmentStore } from './attachments/contract.js';
 import { createFsAttachmentStore } from './attachments/fs-store.js';
 import { flowSecretCodec } from './auth/flow-secrets.js';
@@ -45,7 +46,9 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   const logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'hookd' } });
   mkdirSync(config.dataDir, { recursive: true });
 
-  const backend = await openBackend(config, logger);
+  // Composition root: the cache the stores fill and the runner reads, watched by the metrics.
+  const messageCache = new MessageCache(config.messageCacheBytes);
+  const backend = await openBackend(config, logger, messageCache);
   // Shared by all instances when the backend offers it (PostgreSQL); else files in DATA_DIR.
   const attachments = backend.attachments ?? createFsAttachmentStore(config.dataDir);
   const secretBox = new SecretBox(loadOrCreateMasterKey(config.dataDir, config.secretKey));
@@ -89,7 +92,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     process.stdout.write(`\nhookd admin token (saved to ${admin.file}, shown once):\n  ${admin.token}\n\n`);
   }
 
-  const metrics = createMetrics();
+  const metrics = createMetrics({ messageCache });
   // Several instances: each enforces its share of every flow's rate limit.
   const membership = await startMembership(backend.instances, config.flowRefreshMs, logger, (n) => metrics.instances.set(n));
   let shuttingDown = false;

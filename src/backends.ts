@@ -5,6 +5,7 @@ import { isHookdError, unavailable } from './core/errors.js';
 import type { ReceivedMessage } from './core/message.js';
 import { openRabbitMqQueue, type RabbitMqQueue } from './queue/rabbitmq/index.js';
 import type { Backend } from './store/backend.js';
+import type { MessageCache } from './store/message-cache.js';
 import type { AcceptOptions, AcceptOutcome, RequestStore } from './store/contracts.js';
 import { openPostgresBackend, openPostgresStores, type PostgresStores, startOutboxRelay } from './store/postgres/index.js';
 import { openSqliteBackend } from './store/sqlite/index.js';
@@ -15,14 +16,14 @@ import { openSqliteBackend } from './store/sqlite/index.js';
  * - DATABASE_URL: PostgreSQL stores and the PostgreSQL queue;
  * - DATABASE_URL + RABBITMQ_URI: PostgreSQL stores, jobs through a transactional outbox to RabbitMQ.
  */
-export async function openBackend(config: Config, logger: Logger): Promise<Backend> {
+export async function openBackend(config: Config, logger: Logger, messageCache: MessageCache): Promise<Backend> {
   if (config.rabbitmqUri && !config.databaseUrl) {
     throw new Error('RABBITMQ_URI needs DATABASE_URL: requests and the outbox live in PostgreSQL');
   }
   if (!config.databaseUrl) {
-    return openSqliteBackend({ path: path.join(config.dataDir, 'hookd.db'), leaseMs: config.leaseMs, messageCacheBytes: config.messageCacheBytes, logger });
+    return openSqliteBackend({ path: path.join(config.dataDir, 'hookd.db'), leaseMs: config.leaseMs, messageCache, logger });
   }
-  const pg = { connectionString: config.databaseUrl, schema: config.databaseSchema, messageCacheBytes: config.messageCacheBytes, logger };
+  const pg = { connectionString: config.databaseUrl, schema: config.databaseSchema, messageCache, logger };
   if (!config.rabbitmqUri) return openPostgresBackend({ ...pg, leaseMs: config.leaseMs });
   const stores = await openPostgresStores({ ...pg, dispatch: 'outbox', outboxHoldMs: OUTBOX_HOLD_MS });
   let queue: RabbitMqQueue;

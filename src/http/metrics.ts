@@ -1,7 +1,8 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { MessageCacheStats } from '../store/message-cache.js';
 
 /** Prometheus metrics of one hookd process. Labels stay low-cardinality (no flow ids). */
-export function createMetrics() {
+export function createMetrics(sources: { messageCache?: { stats(): MessageCacheStats } } = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'hookd_' });
   const responses = new Counter({
@@ -28,6 +29,29 @@ export function createMetrics() {
     registers: [registry],
   });
   instances.set(1);
+  const cache = sources.messageCache;
+  if (cache !== undefined) {
+    new Counter({
+      name: 'hookd_message_cache_reads_total',
+      help: 'Reads of a request by its execution: served from memory (hit) or from the store (miss); many misses with workers in this process: raise MESSAGE_CACHE',
+      labelNames: ['result'] as const,
+      registers: [registry],
+      collect() {
+        const s = cache.stats();
+        this.reset();
+        this.inc({ result: 'hit' }, s.hits);
+        this.inc({ result: 'miss' }, s.misses);
+      },
+    });
+    new Gauge({
+      name: 'hookd_message_cache_bytes',
+      help: 'Estimated bytes of committed messages held in memory for their first execution (MESSAGE_CACHE bounds it)',
+      registers: [registry],
+      collect() {
+        this.set(cache.stats().bytes);
+      },
+    });
+  }
   // One bound child per status seen: labels() hashes its arguments on every call.
   const byStatus = new Map<number, Counter.Internal>();
   const countResponse = (status: number): void => {

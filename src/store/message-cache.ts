@@ -3,6 +3,13 @@ import type { ReceivedMessage } from '../core/message.js';
 /** MESSAGE_CACHE's default. */
 export const DEFAULT_MESSAGE_CACHE_BYTES = 32 * 1024 * 1024;
 
+export interface MessageCacheStats {
+  hits: number;
+  misses: number;
+  entries: number;
+  bytes: number;
+}
+
 /** Bookkeeping bytes counted per message on top of its payload (object headers, ids, map entry). */
 const OVERHEAD_BYTES = 1024;
 
@@ -58,7 +65,7 @@ export class MessageCache {
     for (const [id, held] of this.messages) if (held.message.receivedAt < before) this.drop(id);
   }
 
-  stats(): { hits: number; misses: number; entries: number; bytes: number } {
+  stats(): MessageCacheStats {
     return { hits: this.hits, misses: this.misses, entries: this.messages.size, bytes: this.bytes };
   }
 

@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminCall, type RunningHookd, startHookd, tempDir } from '../helpers/hookd.js';
+import { adminCall, type RunningHookd, startHookd, tempDir, waitFor } from '../helpers/hookd.js';
 
 let h: RunningHookd;
 beforeAll(async () => {
@@ -106,5 +106,26 @@ describe('operations', () => {
     expect(ready.status).toBe(200);
     const metrics = await (await fetch(`${h.url}/metrics`)).text();
     expect(metrics).toContain('hookd_ingress_commit_seconds');
+  });
+
+  it('a request this process committed is run from memory, and /metrics counts it (MESSAGE_CACHE)', async () => {
+    const app = await startHookd({});
+    try {
+      await app.api('PUT', '/api/flows/cached', { steps: [{ id: 's', type: 'transform', expression: 'body.n' }] });
+      const res = await fetch(`${app.url}/hook/cached`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":7}' });
+      expect(res.status).toBe(200);
+      const { requestId } = (await res.json()) as { requestId: string };
+      const execution = await waitFor(async () => {
+        const list = (await app.api('GET', '/api/executions?flowId=cached')).body as { items: Array<{ status: string; requestId: string }> };
+        return list.items.find((e) => e.requestId === requestId && e.status === 'completed');
+      });
+      expect(execution).toBeDefined();
+      const metrics = await (await fetch(`${app.url}/metrics`)).text();
+      expect(metrics).toMatch(/^hookd_message_cache_reads_total\{result="hit"\} 1$/m);
+      expect(metrics).toMatch(/^hookd_message_cache_reads_total\{result="miss"\} 0$/m);
+      expect(metrics).toMatch(/^hookd_message_cache_bytes 0$/m); // read once, then dropped
+    } finally {
+      await app.close();
+    }
   });
 });

@@ -19,8 +19,8 @@ export interface PostgresStoresOptions extends PgConnectionOptions {
   outboxHoldMs?: number;
   /** Group commit of accept(): batch caps and batches in flight (defaults in request-store.ts). */
   groupCommit?: Partial<GroupCommitOptions>;
-  /** Bytes of committed messages kept in memory until a worker here reads them (0: none). Default 32 MiB. */
-  messageCacheBytes?: number;
+  /** Committed messages kept in memory until a worker here reads them back. Default: 32 MiB of them. */
+  messageCache?: MessageCache;
 }
 
 export interface PostgresStores {
@@ -57,7 +57,7 @@ export async function openPostgresStores(opts: PostgresStoresOptions): Promise<P
     await db.close();
     throw err;
   }
-  const requests = new PgRequestStore(db, opts.dispatch ?? 'outbox', opts.groupCommit, opts.outboxHoldMs, new MessageCache(opts.messageCacheBytes ?? DEFAULT_MESSAGE_CACHE_BYTES));
+  const requests = new PgRequestStore(db, opts.dispatch ?? 'outbox', opts.groupCommit, opts.outboxHoldMs, opts.messageCache ?? new MessageCache(DEFAULT_MESSAGE_CACHE_BYTES));
   const executions = new PgExecutionStore(db);
   let closing: Promise<void> | undefined;
   return {

@@ -26,8 +26,8 @@ export interface SqliteBackendOptions {
    * (tests use `max_page_count = N` to provoke a real SQLITE_FULL).
    */
   writerPragmas?: string[];
-  /** Bytes of committed messages kept in memory until the runner reads them (0: none). Default 32 MiB. */
-  messageCacheBytes?: number;
+  /** Committed messages kept in memory until the runner reads them back. Default: 32 MiB of them. */
+  messageCache?: MessageCache;
 }
 
 export const DEFAULT_LEASE_MS = 30_000;
@@ -90,7 +90,7 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
     writer,
     reader,
     new SqliteFlowStore(writer, reader),
-    new SqliteRequestStore(writer, reader, queue, new MessageCache(opts.messageCacheBytes ?? DEFAULT_MESSAGE_CACHE_BYTES)),
+    new SqliteRequestStore(writer, reader, queue, opts.messageCache ?? new MessageCache(DEFAULT_MESSAGE_CACHE_BYTES)),
     new SqliteExecutionStore(writer, reader),
     queue,
     startCheckpointer(path, { busyTimeoutMs, onError: (message) => logger.warn({ message }, 'WAL checkpoint failed') }),
