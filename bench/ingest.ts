@@ -4,14 +4,15 @@ import { benchRabbitMq } from './ingest-rabbitmq.js';
 import { api, arg, autocannon, completedPerSecond, fmt, type LoadResult, percentile, ROOT, row, startHookd, startProcess } from './lib.js';
 
 /**
- * npm run bench:ingest [-- --seconds 10 --connections 64] [--auth hmac]
+ * npm run bench:ingest [-- --seconds 10 --connections 64 --rounds 1] [--auth hmac]
  *
  * Default: in one run, from a separate load process (autocannon): (a) a bare node:http server
  * answering 200, (b) a hand-made group commit (node:http + a SQLite writer thread, FULL; no hookd
  * features: the price of durability alone), (c) hookd (SQLite, synchronous=FULL) with a started
  * flow, (d) the same hookd with its workers off (the ingest path alone). Prints req/s, p50/p99, the
  * server's CPU per request, the ratios, executions completed per second during the load, and
- * request → first step started (p50), unloaded and under load.
+ * request → first step started (p50), unloaded and under load. --rounds N repeats (a)–(d) N times
+ * in turn and prints the median of each round's ratios: on a noisy machine, one round can mislead.
  *
  * --auth hmac: hookd with and without an HMAC-SHA256 credential on the flow, same run, 1 KB body
  * (issue 4's figure: within 10 %).
@@ -20,6 +21,7 @@ import { api, arg, autocannon, completedPerSecond, fmt, type LoadResult, percent
  * without confirms (bench/ingest-rabbitmq.ts).
  */
 const seconds = Number(arg('seconds', '10'));
+const rounds = Math.max(1, Number(arg('rounds', '1')));
 const connections = Number(arg('connections', '64'));
 const auth = arg('auth', 'none');
 const backend = arg('backend', 'sqlite');
@@ -56,8 +58,17 @@ const mean = (a: LoadResult, b: LoadResult): LoadResult => ({
   total: a.total + b.total,
 });
 
+interface Round {
+  node: LoadResult;
+  ref: LoadResult;
+  hookd: LoadResult;
+  ingestOnly: LoadResult;
+  executed: number;
+  loaded: number[];
+}
+
 async function benchIngest(): Promise<void> {
-  console.log(`bench:ingest — ${connections} connections, ${seconds} s, ${Buffer.byteLength(BODY)}-byte JSON POST, load from a separate process (autocannon)\n`);
+  console.log(`bench:ingest — ${connections} connections, ${seconds} s, ${Buffer.byteLength(BODY)}-byte JSON POST, load from a separate process (autocannon)${rounds > 1 ? `, ${rounds} rounds` : ''}\n`);
 
   const measure = async (script: string): Promise<LoadResult> => {
     const server = await startProcess(process.execPath, [path.join(ROOT, script)], {}, /LISTENING (\d+)/);
@@ -69,51 +80,84 @@ async function benchIngest(): Promise<void> {
       await server.stop();
     }
   };
-  const a = await measure('dist/bench/baseline-server.js');
-  const ref = await measure('dist/bench/reference-group-commit.js');
 
-  const hookd = await startHookd();
-  await api(hookd.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
-  await api(hookd.url, 'PUT', '/api/flows/warmup', { steps: [{ id: 'shape', type: 'transform', expression: 'body' }] });
-  const w = await autocannon({ url: `${hookd.url}/hook/warmup`, connections, seconds: 2, body: BODY });
-  await queueDelays(hookd.url, 'warmup', w.total - w.non2xx); // start the measured run with an empty queue
-  const from = Date.now();
-  const b = await autocannon({ url: `${hookd.url}/hook/bench`, connections, seconds, body: BODY, ...(hookd.pid ? { pid: hookd.pid } : {}) });
-  const to = Date.now();
-  const loaded = await queueDelays(hookd.url, 'bench', b.total - b.non2xx);
-  const executed = await completedPerSecond(hookd.url, 'bench', from, to);
+  /** One round: every server in turn, so drift of the machine weighs on all of them alike. */
+  const round = async (probeIdle: boolean): Promise<Round & { idle?: number[] }> => {
+    const node = await measure('dist/bench/baseline-server.js');
+    const ref = await measure('dist/bench/reference-group-commit.js');
 
-  // Unloaded: one request at a time, the latency a lone webhook sees.
-  await api(hookd.url, 'PUT', '/api/flows/probe', { steps: [{ id: 'shape', type: 'transform', expression: 'body' }] });
-  for (let i = 0; i < 300; i++) {
-    await fetch(`${hookd.url}/hook/probe`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY });
-    await new Promise((r) => setTimeout(r, 2));
+    const hookd = await startHookd();
+    let b: LoadResult;
+    let loaded: number[];
+    let executed: number;
+    let idle: number[] | undefined;
+    try {
+      await api(hookd.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
+      await api(hookd.url, 'PUT', '/api/flows/warmup', { steps: [{ id: 'shape', type: 'transform', expression: 'body' }] });
+      const w = await autocannon({ url: `${hookd.url}/hook/warmup`, connections, seconds: 2, body: BODY });
+      await queueDelays(hookd.url, 'warmup', w.total - w.non2xx); // start the measured run with an empty queue
+      const from = Date.now();
+      b = await autocannon({ url: `${hookd.url}/hook/bench`, connections, seconds, body: BODY, ...(hookd.pid ? { pid: hookd.pid } : {}) });
+      const to = Date.now();
+      loaded = await queueDelays(hookd.url, 'bench', b.total - b.non2xx);
+      executed = await completedPerSecond(hookd.url, 'bench', from, to);
+      if (probeIdle) {
+        // Unloaded: one request at a time, the latency a lone webhook sees.
+        await api(hookd.url, 'PUT', '/api/flows/probe', { steps: [{ id: 'shape', type: 'transform', expression: 'body' }] });
+        for (let i = 0; i < 300; i++) {
+          await fetch(`${hookd.url}/hook/probe`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY });
+          await new Promise((r) => setTimeout(r, 2));
+        }
+        idle = await queueDelays(hookd.url, 'probe', 300);
+      }
+    } finally {
+      await hookd.stop();
+    }
+
+    // Ingest alone (workers off): what a burst meets while the queue absorbs it.
+    const ingestOnly = await startHookd({ WORKER_CONCURRENCY: '0' });
+    let c: LoadResult;
+    try {
+      await api(ingestOnly.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
+      await autocannon({ url: `${ingestOnly.url}/hook/bench`, connections, seconds: 2, body: BODY }); // warm-up
+      c = await autocannon({ url: `${ingestOnly.url}/hook/bench`, connections, seconds, body: BODY, ...(ingestOnly.pid ? { pid: ingestOnly.pid } : {}) });
+    } finally {
+      await ingestOnly.stop();
+    }
+    return { node, ref, hookd: b, ingestOnly: c, executed, loaded, ...(idle ? { idle } : {}) };
+  };
+
+  const results: Round[] = [];
+  let idle: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const one = await round(r === 0);
+    if (one.idle) idle = one.idle;
+    results.push(one);
+    const width = 36;
+    if (rounds > 1) console.log(`round ${r + 1}`);
+    console.log(row('node:http (baseline)', one.node, width));
+    console.log(row('hand-made group commit (reference)', one.ref, width));
+    console.log(row('hookd (sqlite, FULL)', one.hookd, width));
+    console.log(row('hookd, ingest only (no workers)', one.ingestOnly, width));
+    console.log(`executions completed during the load: ${fmt(one.executed)}/s (the flow runs in the same process; the queue absorbs the rest)\n`);
   }
-  const idle = await queueDelays(hookd.url, 'probe', 300);
-  await hookd.stop();
 
-  // Ingest alone (workers off): what a burst meets while the queue absorbs it.
-  const ingestOnly = await startHookd({ WORKER_CONCURRENCY: '0' });
-  let c: LoadResult;
-  try {
-    await api(ingestOnly.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
-    await autocannon({ url: `${ingestOnly.url}/hook/bench`, connections, seconds: 2, body: BODY }); // warm-up
-    c = await autocannon({ url: `${ingestOnly.url}/hook/bench`, connections, seconds, body: BODY, ...(ingestOnly.pid ? { pid: ingestOnly.pid } : {}) });
-  } finally {
-    await ingestOnly.stop();
+  // With several rounds: the median of each round's ratio (each ratio's two sides ran minutes apart at most).
+  const med = (f: (r: Round) => number): number => {
+    const xs = results.map(f).sort((x, y) => x - y);
+    const mid = xs.length >> 1;
+    return xs.length % 2 === 1 ? xs[mid]! : (xs[mid - 1]! + xs[mid]!) / 2;
+  };
+  const label = rounds > 1 ? ` (median of ${rounds} rounds)` : '';
+  console.log(`ratio hookd ÷ node:http: ${fmt(med((r) => r.hookd.rps / r.node.rps), 2)}${label}   (target ≥ 0.50)`);
+  console.log(`ratio hookd ingest only ÷ node:http: ${fmt(med((r) => r.ingestOnly.rps / r.node.rps), 2)}`);
+  console.log(`ratio reference ÷ node:http: ${fmt(med((r) => r.ref.rps / r.node.rps), 2)}   (the issue's hand-made group commit: 0.47)`);
+  console.log(`ratio hookd ÷ reference: ${fmt(med((r) => r.hookd.rps / r.ref.rps), 2)}   (what hookd's features cost on top of durability)`);
+  if (results.every((r) => r.hookd.cpuUs !== undefined && r.node.cpuUs !== undefined)) {
+    console.log(`CPU per request, hookd ÷ node:http: ${fmt(med((r) => r.hookd.cpuUs! / r.node.cpuUs!), 1)}; ingest only ÷ node:http: ${fmt(med((r) => r.ingestOnly.cpuUs! / r.node.cpuUs!), 1)}; reference ÷ node:http: ${fmt(med((r) => r.ref.cpuUs! / r.node.cpuUs!), 1)}`);
   }
-
-  const width = 36;
-  console.log(row('node:http (baseline)', a, width));
-  console.log(row('hand-made group commit (reference)', ref, width));
-  console.log(row('hookd (sqlite, FULL)', b, width));
-  console.log(row('hookd, ingest only (no workers)', c, width));
-  console.log(`\nratio hookd ÷ node:http: ${fmt(b.rps / a.rps, 2)}   (target ≥ 0.50)`);
-  console.log(`ratio hookd ingest only ÷ node:http: ${fmt(c.rps / a.rps, 2)}`);
-  console.log(`ratio reference ÷ node:http: ${fmt(ref.rps / a.rps, 2)}   (the issue's hand-made group commit: 0.47)`);
-  console.log(`ratio hookd ÷ reference: ${fmt(b.rps / ref.rps, 2)}   (what hookd's features cost on top of durability)`);
-  console.log(`executions completed during the load: ${fmt(executed)}/s (the flow runs in the same process; the queue absorbs the rest)`);
   console.log(`request → first step started, p50: ${fmt(percentile(idle, 50), 2)} ms unloaded (p99 ${fmt(percentile(idle, 99), 2)} ms, n=${idle.length}; target ≤ 2 ms)`);
+  const loaded = results.flatMap((r) => r.loaded);
   console.log(`                                   ${fmt(percentile(loaded, 50), 0)} ms under the load above (n=${loaded.length})`);
 }
 
