@@ -46,8 +46,9 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   const logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'hookd' } });
   mkdirSync(config.dataDir, { recursive: true });
 
-  // Composition root: the cache the stores fill and the runner reads, watched by the metrics.
-  const messageCache = new MessageCache(config.messageCacheBytes);
+  // Composition root: the cache the stores fill and the runner reads, watched by the metrics. An
+  // instance that runs no flows (WORKER_CONCURRENCY=0) would only fill it: it keeps none.
+  const messageCache = new MessageCache(config.workerConcurrency > 0 ? config.messageCacheBytes : 0);
   const backend = await openBackend(config, logger, messageCache);
   // Shared by all instances when the backend offers it (PostgreSQL); else files in DATA_DIR.
   const attachments = backend.attachments ?? createFsAttachmentStore(config.dataDir);

@@ -128,4 +128,11 @@ describe('operations', () => {
       await app.close();
     }
   });
+
+  it('an instance that runs no flows (WORKER_CONCURRENCY=0) keeps no messages in memory', async () => {
+    await h.api('PUT', '/api/flows/ingest-only', { steps: [{ id: 's', type: 'transform', expression: 'body' }] });
+    const res = await fetch(`${h.url}/hook/ingest-only`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' });
+    expect(res.status).toBe(200);
+    expect(await (await fetch(`${h.url}/metrics`)).text()).toMatch(/^hookd_message_cache_bytes 0$/m);
+  });
 });
