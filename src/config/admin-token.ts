@@ -39,8 +39,9 @@ export async function resolveAdminToken(dataDir: string, configured: string | un
   const local = existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
   const candidate = local ?? newToken();
   if (shared !== undefined) {
-    const storedHex = await shared.getOrSet(ADMIN_TOKEN_SETTING, sha256(candidate).toString('hex'));
-    if (storedHex !== sha256(candidate).toString('hex')) {
+    const candidateHex = sha256(candidate).toString('hex');
+    const storedHex = await shared.getOrSet(ADMIN_TOKEN_SETTING, candidateHex);
+    if (storedHex !== candidateHex) {
       // Another instance set the cluster's token first: this one only knows its hash.
       return { digest: Buffer.from(storedHex, 'hex'), generated: false, ...(local !== undefined ? { ignoredFile: file } : {}) };
     }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
+import { DEFAULT_MESSAGE_CACHE_BYTES } from '../store/message-cache.js';
 import { parseBoolean, parseDuration, parseInteger, parseSize } from './parse.js';
 
 /**
@@ -83,7 +84,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'retentionMs', env: 'RETENTION', doc: 'Requests older than this are purged with their executions and files (hourly); off = keep forever', default: () => 30 * 86_400_000, parse: (v, n) => parseRetention(v, n) }),
   field({ key: 'trustProxy', env: 'TRUST_PROXY', doc: 'Proxies trusted for X-Forwarded-For: true, a hop count or a comma-separated CIDR list', default: () => false, parse: (v) => parseTrustProxy(v) }),
   field({ key: 'workerConcurrency', env: 'WORKER_CONCURRENCY', doc: 'Flow executions run at once by this process', default: () => 64, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
-  field({ key: 'messageCacheBytes', env: 'MESSAGE_CACHE', doc: 'Memory for committed messages waiting for their first execution (saves reading them back; 0 = off)', default: () => 32 * 1024 * 1024, parse: (v, n) => parseSize(v as string, n) }),
+  field({ key: 'messageCacheBytes', env: 'MESSAGE_CACHE', doc: 'Memory for committed messages waiting for their first execution (saves reading them back; 0 = off)', default: () => DEFAULT_MESSAGE_CACHE_BYTES, parse: (v, n) => parseSize(v as string, n) }),
   field({ key: 'leaseMs', env: 'QUEUE_LEASE', doc: 'Lease of a claimed job (renewed while it runs)', default: () => 30_000, parse: (v, n) => parseDuration(v as string, n) }),
   field({ key: 'maxAttempts', env: 'MAX_ATTEMPTS', doc: 'Deliveries before a job is dead-lettered (flow.retry overrides)', default: () => 5, parse: (v, n) => parseInteger(v as string, n, 1, 100) }),
   field({ key: 'backoffMs', env: 'RETRY_BACKOFF', doc: 'First retry delay, doubled per attempt', default: () => 1000, parse: (v, n) => parseDuration(v as string, n) }),

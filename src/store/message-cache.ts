@@ -55,8 +55,7 @@ export class MessageCache {
       return undefined;
     }
     this.hits++;
-    this.messages.delete(id);
-    this.bytes -= held.bytes;
+    this.drop(id);
     return held.message;
   }
 

@@ -40,6 +40,8 @@ export class ConfirmPublisher {
   private confirmedBatch: Pending[] = [];
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
+  /** The socket is corked until the end of this tick (corkForTick). */
+  private corked = false;
 
   constructor(
     private readonly conn: Connection,
@@ -84,7 +86,6 @@ export class ConfirmPublisher {
    * compares both (docs/benchmarks.md). The socket is the library's private field:
    * without it (another version) publishing works as before, one write each.
    */
-  private corked = false;
   private corkForTick(): void {
     if (this.corked || this.opts.coalesceWrites === false) return;
     const socket = (this.conn as unknown as { _socket?: { cork?(): void; uncork?(): void } })._socket;
