@@ -8,7 +8,7 @@ import { api, autocannon, completedPerSecond, fmt, type LoadResult, ROOT, row as
 const row = (name: string, r: LoadResult) => rowOf(name, r, 34);
 
 /**
- * npm run bench:ingest -- --backend rabbitmq [--seconds 10 --connections 64]
+ * npm run bench:ingest -- --backend rabbitmq [--seconds 10 --connections 64 --rounds 1]
  *
  * Distributed mode against its baseline, in one run, load from a separate process (autocannon):
  * (a) a bare fastify server publishing each request to RabbitMQ without confirms (fire-and-forget,
@@ -16,7 +16,9 @@ const row = (name: string, r: LoadResult) => rowOf(name, r, 34);
  * (b) hookd with DATABASE_URL + RABBITMQ_URI: request + outbox row committed in PostgreSQL, job
  *     published with confirms, 200 only after the broker's confirm; workers running the flow;
  * (c) the same hookd with its workers off (WORKER_CONCURRENCY=0): the ingest path alone.
- * Prints req/s, p50/p99 and the ratios hookd ÷ baseline (target ≥ 0.80 for b).
+ * Prints req/s, p50/p99 and the ratios hookd ÷ baseline (target ≥ 0.80 for b), and hookd's mean time
+ * from receipt to durable (its hookd_ingress_commit_seconds histogram). --rounds N repeats (a)–(c)
+ * N times in turn and prints the medians of the rounds' ratios.
  *
  * Uses DATABASE_URL (default the local `test` database) and RABBITMQ_URI (default local guest);
  * each run works in its own PostgreSQL schema and RabbitMQ prefix and removes them afterwards.
@@ -29,6 +31,8 @@ export interface RabbitMqBenchOptions {
   connections: number;
   /** The request body (JSON). */
   body: string;
+  /** Rounds of all three servers in turn; the ratios printed are the medians of the rounds'. */
+  rounds?: number;
 }
 
 async function pgExec(sql: string): Promise<void> {
@@ -77,16 +81,39 @@ async function deleteRabbitMq(prefix: string, queues: readonly string[]): Promis
   }
 }
 
-export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
+/** Mean of hookd_ingress_commit_seconds (received → durable: PostgreSQL commit and broker confirm), in ms. */
+async function durableMs(base: string): Promise<{ sum: number; count: number }> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const read = (name: string): number => Number(/^(\S+) (\S+)$/m.exec(text.split('\n').filter((l) => l.startsWith(name)).join('\n'))?.[2] ?? NaN);
+  return { sum: read('hookd_ingress_commit_seconds_sum') * 1000, count: read('hookd_ingress_commit_seconds_count') };
+}
+
+/** Load a hookd URL and read, from its own histogram, the mean time from receipt to durable. */
+async function loadHookd(url: string, flowUrl: string, o: RabbitMqBenchOptions, pid: number | undefined): Promise<Run> {
+  const before = await durableMs(url);
+  const r = await autocannon({ url: flowUrl, connections: o.connections, seconds: o.seconds, body: o.body, alsoCpuOf: SERVICES, ...(pid ? { pid } : {}) });
+  const after = await durableMs(url);
+  return { ...r, durableMs: (after.sum - before.sum) / (after.count - before.count) };
+}
+
+interface Run extends LoadResult {
+  /** Mean received → durable (commit + confirm), ms. */
+  durableMs?: number;
+}
+
+interface Round {
+  base: LoadResult;
+  hookd: Run;
+  ingestOnly: Run;
+  executed: number;
+}
+
+async function round(o: RabbitMqBenchOptions): Promise<Round> {
   const { seconds, connections, body } = o;
   const run = randomBytes(4).toString('hex');
   const basePrefix = `hookd_bench_base_${run}`;
   const schema = `hookd_bench_${run}`;
   const prefix = `hookd_bench_${run}`;
-  console.log(
-    `bench:ingest --backend rabbitmq — ${connections} connections, ${seconds} s, ${Buffer.byteLength(body)}-byte JSON POST, load from a separate process (autocannon)\n` +
-      `PostgreSQL ${new URL(DATABASE_URL).host}, RabbitMQ ${new URL(RABBITMQ_URI).host}\n`,
-  );
 
   // (a) The baseline.
   let a: LoadResult;
@@ -103,8 +130,8 @@ export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
   // (b) and (c): hookd, distributed mode.
   await pgExec(`CREATE SCHEMA "${schema}"`);
   const env = { DATABASE_URL, DATABASE_SCHEMA: schema, RABBITMQ_URI, RABBITMQ_PREFIX: prefix, HOOKD_SECRET_KEY: randomBytes(32).toString('hex') };
-  let b: LoadResult;
-  let c: LoadResult;
+  let b: Run;
+  let c: Run;
   let executed = 0;
   try {
     const hookd = await startHookd(env);
@@ -114,7 +141,7 @@ export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
       const w = await autocannon({ url: `${hookd.url}/hook/warmup`, connections, seconds: 2, body });
       await drained(hookd.url, 'warmup', w.total - w.non2xx);
       const from = Date.now();
-      b = await autocannon({ url: `${hookd.url}/hook/bench`, connections, seconds, body, alsoCpuOf: SERVICES, ...(hookd.pid ? { pid: hookd.pid } : {}) });
+      b = await loadHookd(hookd.url, `${hookd.url}/hook/bench`, o, hookd.pid);
       executed = await completedPerSecond(hookd.url, 'bench', from, Date.now());
     } finally {
       await hookd.stop();
@@ -123,7 +150,7 @@ export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
     const ingestOnly = await startHookd({ ...env, WORKER_CONCURRENCY: '0' });
     try {
       await autocannon({ url: `${ingestOnly.url}/hook/warmup`, connections, seconds: 2, body });
-      c = await autocannon({ url: `${ingestOnly.url}/hook/bench`, connections, seconds, body, alsoCpuOf: SERVICES, ...(ingestOnly.pid ? { pid: ingestOnly.pid } : {}) });
+      c = await loadHookd(ingestOnly.url, `${ingestOnly.url}/hook/bench`, o, ingestOnly.pid);
     } finally {
       await ingestOnly.stop();
     }
@@ -131,17 +158,45 @@ export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
     await pgExec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
     await deleteRabbitMq(prefix, new Topology({ prefix, delayLevelsMs: DEFAULT_DELAY_LEVELS_MS, deliveryLimit: 0 }).allQueues);
   }
+  return { base: a, hookd: b, ingestOnly: c, executed };
+}
 
-  console.log(row('fastify → RabbitMQ, no confirms', a));
-  console.log(row('hookd (postgres + rabbitmq)', b));
-  console.log(row('hookd, ingest only (no workers)', c));
-  console.log(`\nratio hookd ÷ baseline: ${fmt(b.rps / a.rps, 2)}   (target ≥ 0.80)`);
-  console.log(`ratio hookd ingest only ÷ baseline: ${fmt(c.rps / a.rps, 2)}`);
-  console.log(`executions completed during the load: ${fmt(executed)}/s (workers in the same process; the queue absorbs the rest)`);
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((x, y) => x - y);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
+  const rounds = Math.max(1, o.rounds ?? 1);
+  console.log(
+    `bench:ingest --backend rabbitmq — ${o.connections} connections, ${o.seconds} s, ${Buffer.byteLength(o.body)}-byte JSON POST, load from a separate process (autocannon)${rounds > 1 ? `, ${rounds} rounds` : ''}\n` +
+      `PostgreSQL ${new URL(DATABASE_URL).host}, RabbitMQ ${new URL(RABBITMQ_URI).host}\n`,
+  );
+  const results: Round[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const one = await round(o);
+    results.push(one);
+    if (rounds > 1) console.log(`round ${r + 1}`);
+    console.log(row('fastify → RabbitMQ, no confirms', one.base));
+    console.log(`${row('hookd (postgres + rabbitmq)', one.hookd)}   received → durable ${fmt(one.hookd.durableMs ?? NaN, 1)} ms`);
+    console.log(`${row('hookd, ingest only (no workers)', one.ingestOnly)}   received → durable ${fmt(one.ingestOnly.durableMs ?? NaN, 1)} ms`);
+    console.log(`executions completed during the load: ${fmt(one.executed)}/s (workers in the same process; the queue absorbs the rest)\n`);
+  }
+  const label = rounds > 1 ? ` (median of ${rounds} rounds)` : '';
+  console.log(`ratio hookd ÷ baseline: ${fmt(median(results.map((r) => r.hookd.rps / r.base.rps)), 2)}${label}   (target ≥ 0.80)`);
+  console.log(`ratio hookd ingest only ÷ baseline: ${fmt(median(results.map((r) => r.ingestOnly.rps / r.base.rps)), 2)}${label}`);
+  const durable = median(results.map((r) => r.ingestOnly.durableMs ?? NaN));
+  // Little's law: with every connection waiting for its answer, requests/s ≤ connections ÷ latency.
+  console.log(
+    `ingest only: received → durable ${fmt(durable, 1)} ms (median), so ${o.connections} connections can get at most ` +
+      `${fmt((o.connections * 1000) / durable)} answers/s from that wait alone`,
+  );
   console.log('CPU per request: the server process; "services": RabbitMQ (beam.smp) + PostgreSQL, all on this machine.');
   console.log(
     '\nThe baseline answers 200 once the message is written to its socket (fire-and-forget: lost if the broker or the\n' +
       'connection fails before it is stored); hookd answers 200 after the PostgreSQL commit and the broker confirm.',
   );
-  if (b.non2xx + c.non2xx > 0) console.log(`WARNING: hookd answered ${b.non2xx + c.non2xx} requests with a non-2xx status`);
+  const refused = results.reduce((n, r) => n + r.hookd.non2xx + r.ingestOnly.non2xx, 0);
+  if (refused > 0) console.log(`WARNING: hookd answered ${refused} requests with a non-2xx status`);
 }

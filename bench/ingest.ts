@@ -192,7 +192,7 @@ async function benchAuth(): Promise<void> {
 }
 
 (backend === 'rabbitmq'
-  ? benchRabbitMq({ seconds, connections, body: BODY })
+  ? benchRabbitMq({ seconds, connections, body: BODY, rounds })
   : backend !== 'sqlite'
     ? Promise.reject(new Error(`--backend ${backend}: sqlite (default) or rabbitmq`))
     : auth === 'hmac'
