@@ -72,10 +72,13 @@ export async function autocannon(opts: {
   pid?: number;
   /** Other processes (by command name) whose CPU per request is measured too, e.g. ['beam.smp']. */
   alsoCpuOf?: readonly string[];
+  /** Send this many requests, then stop (instead of `seconds`). */
+  amount?: number;
 }): Promise<LoadResult> {
   const bin = require.resolve('autocannon/autocannon.js');
   const args = [bin, '-j', '-c', String(opts.connections), '-d', String(opts.seconds), '-m', 'POST', '-b', opts.body, '-H', 'content-type=application/json'];
   for (const [k, v] of Object.entries(opts.headers ?? {})) args.push('-H', `${k}=${v}`);
+  if (opts.amount !== undefined) args.push('-a', String(opts.amount));
   args.push(opts.url);
   const cpuBefore = cpuSeconds(opts.pid);
   const othersBefore = opts.alsoCpuOf ? cpuSecondsOf(opts.alsoCpuOf) : undefined;

@@ -145,6 +145,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     loadFlow: (id: string) => registry.fetch(id),
     logger,
     concurrency: config.workerConcurrency,
+    prefetch: config.workerPrefetch ?? config.workerConcurrency,
     executionDataLimit: config.executionDataLimit,
     defaultMaxAttempts: config.maxAttempts,
     defaultBackoffMs: config.backoffMs,

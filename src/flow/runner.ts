@@ -101,6 +101,8 @@ export interface FlowRunnerOptions extends FlowRunnerHooks {
   logger: RunnerLogger;
   /** Jobs handled at once. */
   concurrency: number;
+  /** Jobs leased ahead of the free slots (queues that support it; see ConsumeOptions). Default 0. */
+  prefetch?: number;
   /** UTF-8 bytes of JSON kept per step input/output in execution records. */
   executionDataLimit: number;
   /** Used when a stopped flow's job has to be queued again (flow.retry.maxAttempts overrides). */
@@ -606,7 +608,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
           void p.finally(() => s.active.delete(p));
           return p;
         },
-        { concurrency: o.concurrency },
+        { concurrency: o.concurrency, prefetch: o.prefetch ?? 0 },
       );
     },
 

@@ -34,8 +34,15 @@ export const THROW_RETRY_DELAY_MS = 1_000;
 export const DEFAULT_GRACE_MS = 10_000;
 
 export interface ConsumeOptions {
-  /** Jobs handled at once by this consumer (prefetch). */
+  /** Jobs handled at once by this consumer. */
   concurrency: number;
+  /**
+   * Jobs leased ahead of the free slots and kept waiting in this process, so a slot that frees
+   * starts its next job without a round trip to the queue. Default 0. The embedded queue uses it;
+   * RabbitMQ's prefetch is the concurrency, and the PostgreSQL queue claims for free slots only (in
+   * a cluster, jobs held by one instance would wait while another has room).
+   */
+  prefetch?: number;
 }
 
 export interface Consumer {

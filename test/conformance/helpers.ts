@@ -31,9 +31,9 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Poll until cond() holds; fail with `what` after timeoutMs. */
-export async function waitFor(cond: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(2);
   }

@@ -31,9 +31,11 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
   constructor(
     handler: JobHandler,
     concurrency: number,
+    prefetch: number,
     private readonly host: ConsumerHost,
   ) {
-    super({ handler, concurrency, leaseMs: host.leaseMs, logger: host.logger, label: 'embedded queue' });
+    // The heartbeat (extendLeases by owner) covers prefetched jobs too.
+    super({ handler, concurrency, leaseMs: host.leaseMs, logger: host.logger, label: 'embedded queue', prefetch });
     this.deliveryHost = {
       writer: host.writer,
       logger: host.logger,

@@ -66,7 +66,11 @@ export class EmbeddedQueue implements Queue, JobHandoff {
     if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
       throw new HookdError(E.VALIDATION_FAILED, 'consumer concurrency must be a positive integer');
     }
-    const consumer = new EmbeddedConsumer(handler, options.concurrency, this.host);
+    const prefetch = options.prefetch ?? 0;
+    if (!Number.isInteger(prefetch) || prefetch < 0) {
+      throw new HookdError(E.VALIDATION_FAILED, 'consumer prefetch must be a non-negative integer');
+    }
+    const consumer = new EmbeddedConsumer(handler, options.concurrency, prefetch, this.host);
     this.consumers.push(consumer);
     this.work = true; // a backlog may be waiting
     consumer.pump();
