@@ -38,9 +38,8 @@ export interface ConsumeOptions {
   concurrency: number;
   /**
    * Jobs leased ahead of the free slots and kept waiting in this process, so a slot that frees
-   * starts its next job without a round trip to the queue. Default 0. The embedded queue uses it;
-   * RabbitMQ's prefetch is the concurrency, and the PostgreSQL queue claims for free slots only (in
-   * a cluster, jobs held by one instance would wait while another has room).
+   * starts its next job without a round trip to the queue. Default 0. The database queues
+   * (embedded, PostgreSQL) use it; RabbitMQ's prefetch is the concurrency (basic.qos).
    */
   prefetch?: number;
 }

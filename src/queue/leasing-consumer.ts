@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { E, HookdError } from '../core/errors.js';
 import type { Job } from '../core/job.js';
 import { Conditions } from './conditions.js';
 import { DEFAULT_GRACE_MS, type Consumer, type JobHandler } from './contract.js';
@@ -16,8 +17,8 @@ export interface LeasingConsumerOptions {
   /**
    * Jobs claimed ahead of the free slots, leased and waiting here, so that a slot that frees starts
    * its next job at once instead of after a claim round trip (a write and its commit), and claims
-   * come in fewer, larger batches. 0 (default): claim only for free slots. Only for a backend whose
-   * extendLeases() covers every job leased to this owner, not just the running ones.
+   * come in fewer, larger batches. 0 (default): claim only for free slots. The heartbeat extends
+   * their leases with those of the running jobs.
    */
   prefetch?: number;
 }
@@ -53,7 +54,11 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   private stopping: Promise<void> | undefined;
 
   constructor(private readonly o: LeasingConsumerOptions) {
-    this.prefetch = Math.max(0, Math.floor(o.prefetch ?? 0));
+    const prefetch = o.prefetch ?? 0;
+    if (!Number.isInteger(prefetch) || prefetch < 0) {
+      throw new HookdError(E.VALIDATION_FAILED, 'consumer prefetch must be a non-negative integer');
+    }
+    this.prefetch = prefetch;
     this.heartbeat = setInterval(() => this.beat(), Math.max(10, Math.floor(o.leaseMs / 3)));
     this.heartbeat.unref();
   }
@@ -63,8 +68,8 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   /** Lease up to `limit` due jobs to this.owner (and record what the claim found). */
   protected abstract claim(limit: number): Promise<Job[]>;
   protected abstract delivery(job: Job): D;
-  /** Extend the leases of the jobs running here. */
-  protected abstract extendLeases(running: readonly D[]): Promise<unknown>;
+  /** Extend the leases of the jobs held here: running, and prefetched ones waiting for a slot. */
+  protected abstract extendLeases(held: readonly Job[]): Promise<unknown>;
   /** The consumer is stopping: its queue stops waking it. */
   protected abstract detach(): void;
 
@@ -190,8 +195,8 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   }
 
   private beat(): void {
-    if (this.running.size === 0 || this.state === 'stopped') return;
-    this.extendLeases([...this.running]).catch((err: unknown) => {
+    if ((this.running.size === 0 && this.prefetched.length === 0) || this.state === 'stopped') return;
+    this.extendLeases([...[...this.running].map((d) => d.job), ...this.prefetched]).catch((err: unknown) => {
       this.o.logger.warn({ err }, `${this.o.label}: lease heartbeat failed`);
     });
   }

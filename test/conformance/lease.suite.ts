@@ -113,4 +113,87 @@ export function describeLeaseConformance(name: string, open: (options?: { leaseM
       expect(seen[0]!.job.attempts).toBe(1);
     });
   });
+
+  describe(`${name}: prefetch`, () => {
+    /** A backlog of n jobs committed while no consumer runs (so none is handed off). */
+    async function backlog(b: Backend, n: number): Promise<string[]> {
+      const ids: string[] = [];
+      for (let i = 0; i < n; i++) {
+        const m = makeMessage();
+        await b.requests.accept(m, { maxAttempts: 3 });
+        ids.push(m.id);
+      }
+      return ids;
+    }
+
+    it('leases a second round of jobs ahead of the free slots and runs each once, oldest first', async () => {
+      const b = await open();
+      const ids = await backlog(b, 12);
+      const gates: Array<() => void> = [];
+      const started: Delivery[] = [];
+      b.queue.consume(async (d) => {
+        started.push(d);
+        await new Promise<void>((r) => gates.push(r));
+        await d.ack();
+      }, { concurrency: 2, prefetch: 2 });
+      // (The commit of a claim can be seen before the claim's answer reaches the consumer.)
+      await waitFor(async () => started.length === 2 && (await b.queue.stats()).inFlight === 4, 'two running, two prefetched');
+      // Slots that free start the prefetched jobs; the consumer keeps at most 2 + 2 leased.
+      while (started.length < 12 || gates.length > 0) {
+        await waitFor(() => gates.length > 0, 'a running handler');
+        gates.shift()!();
+        expect((await b.queue.stats()).inFlight).toBeLessThanOrEqual(4);
+      }
+      await waitFor(async () => (await b.queue.stats()).inFlight === 0, 'all acked');
+      expect(started.map((d) => d.job.requestId)).toEqual(ids);
+      expect(started.every((d) => d.job.attempts === 1)).toBe(true);
+      expect(await b.queue.stats()).toEqual({ ready: 0, inFlight: 0, delayed: 0, dead: 0 });
+    });
+
+    it('refuses a prefetch that is not a non-negative integer', async () => {
+      const b = await open();
+      expect(() => b.queue.consume(async () => {}, { concurrency: 1, prefetch: -1 })).toThrow(/prefetch/);
+      expect(() => b.queue.consume(async () => {}, { concurrency: 1, prefetch: 1.5 })).toThrow(/prefetch/);
+    });
+
+    it('stop() hands the prefetched jobs back without spending an attempt', async () => {
+      const b = await open();
+      await backlog(b, 6);
+      const c1 = b.queue.consume(async () => {
+        await new Promise(() => {});
+      }, { concurrency: 2, prefetch: 2 });
+      await waitFor(async () => (await b.queue.stats()).inFlight === 4, 'two running, two prefetched');
+      await c1.stop({ graceMs: 0 });
+      expect(await b.queue.stats()).toMatchObject({ ready: 6, inFlight: 0 });
+
+      const seen: Delivery[] = [];
+      b.queue.consume(async (d) => {
+        seen.push(d);
+        await d.ack();
+      }, { concurrency: 2 });
+      await waitFor(() => seen.length === 6, 'all six again');
+      expect(seen.every((d) => d.job.attempts === 1)).toBe(true);
+    });
+
+    it('the heartbeat keeps the leases of prefetched jobs that wait longer than a lease', async () => {
+      const b1 = await open({ leaseMs: 300 });
+      const b2 = await open({ leaseMs: 300 }); // a second process on the same storage
+      await backlog(b1, 2);
+      const seen: Delivery[] = [];
+      b1.queue.consume(async (d) => {
+        seen.push(d);
+        await sleep(1_000); // the prefetched second job waits three leases long
+        await d.ack();
+      }, { concurrency: 1, prefetch: 1 });
+      await waitFor(async () => (await b1.queue.stats()).inFlight === 2, 'one running, one prefetched');
+      let stolen = 0;
+      b2.queue.consume(async () => {
+        stolen++;
+      }, { concurrency: 1 });
+      await waitFor(() => seen.length === 2, 'the prefetched job', 5_000);
+      await waitFor(async () => (await b1.queue.stats()).inFlight === 0, 'both acked', 5_000);
+      expect(stolen).toBe(0);
+      expect(seen.map((d) => d.job.attempts)).toEqual([1, 1]);
+    });
+  });
 }

@@ -34,7 +34,6 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
     prefetch: number,
     private readonly host: ConsumerHost,
   ) {
-    // The heartbeat (extendLeases by owner) covers prefetched jobs too.
     super({ handler, concurrency, leaseMs: host.leaseMs, logger: host.logger, label: 'embedded queue', prefetch });
     this.deliveryHost = {
       writer: host.writer,
@@ -82,6 +81,7 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
     return new LeasedDelivery(job, this.owner, this.deliveryHost);
   }
 
+  /** Every lease of this owner (running and prefetched jobs): one statement, no id list. */
   protected extendLeases(): Promise<unknown> {
     return this.host.writer.call('extendLeases', { owner: this.owner });
   }

@@ -66,11 +66,7 @@ export class EmbeddedQueue implements Queue, JobHandoff {
     if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
       throw new HookdError(E.VALIDATION_FAILED, 'consumer concurrency must be a positive integer');
     }
-    const prefetch = options.prefetch ?? 0;
-    if (!Number.isInteger(prefetch) || prefetch < 0) {
-      throw new HookdError(E.VALIDATION_FAILED, 'consumer prefetch must be a non-negative integer');
-    }
-    const consumer = new EmbeddedConsumer(handler, options.concurrency, prefetch, this.host);
+    const consumer = new EmbeddedConsumer(handler, options.concurrency, options.prefetch ?? 0, this.host);
     this.consumers.push(consumer);
     this.work = true; // a backlog may be waiting
     consumer.pump();

@@ -26,9 +26,10 @@ export class PgConsumer extends LeasingConsumer<PgDelivery> {
   constructor(
     handler: JobHandler,
     concurrency: number,
+    prefetch: number,
     private readonly host: ConsumerHost,
   ) {
-    super({ handler, concurrency, leaseMs: host.sql.leaseMs, logger: host.logger, label: 'postgres queue' });
+    super({ handler, concurrency, leaseMs: host.sql.leaseMs, logger: host.logger, label: 'postgres queue', prefetch });
     this.deliveryHost = {
       sql: host.sql,
       logger: host.logger,
@@ -52,10 +53,10 @@ export class PgConsumer extends LeasingConsumer<PgDelivery> {
     return new PgDelivery(job, this.owner, this.deliveryHost);
   }
 
-  protected extendLeases(running: readonly PgDelivery[]): Promise<unknown> {
+  protected extendLeases(held: readonly Job[]): Promise<unknown> {
     return this.host.sql.extendLeases(
       this.owner,
-      running.map((d) => d.job.id),
+      held.map((j) => j.id),
     );
   }
 

@@ -66,13 +66,17 @@ export class QueueSql {
 
   /** Lease up to `limit` due jobs to `owner`, oldest run_at first. */
   async claim(owner: string, limit: number): Promise<JobRow[]> {
+    // UPDATE … RETURNING yields rows in no particular order: they are sorted again, oldest first
+    // (a consumer with a prefetch starts them in this order).
     const { rows } = await this.db.query<JobRow>(
-      `UPDATE ${this.jobs}
-       SET state = 'leased', attempts = attempts + 1, lease_until = ${NOW_MS} + $3::float8, lease_owner = $1
-       WHERE id IN (
-         SELECT id FROM ${this.jobs} WHERE state = 'ready' AND run_at <= ${NOW_MS}
-         ORDER BY run_at LIMIT $2::integer FOR UPDATE SKIP LOCKED)
-       RETURNING ${JOB_COLUMNS}`,
+      `WITH claimed AS (
+         UPDATE ${this.jobs}
+         SET state = 'leased', attempts = attempts + 1, lease_until = ${NOW_MS} + $3::float8, lease_owner = $1
+         WHERE id IN (
+           SELECT id FROM ${this.jobs} WHERE state = 'ready' AND run_at <= ${NOW_MS}
+           ORDER BY run_at, id LIMIT $2::integer FOR UPDATE SKIP LOCKED)
+         RETURNING ${JOB_COLUMNS}, run_at)
+       SELECT ${JOB_COLUMNS} FROM claimed ORDER BY run_at, id`,
       [owner, limit, this.leaseMs],
       'hookd_queue_claim',
     );
