@@ -27,9 +27,11 @@ export interface LeasingConsumerOptions {
  * A consumer of a database queue with leases (embedded SQLite, PostgreSQL): runs up to
  * `concurrency` handlers. Slots are taken by running handlers and by reservations — a claim in
  * flight reserves what it asks for (subclasses may reserve more, e.g. for a hand-off) — so the
- * concurrency holds however jobs arrive. A heartbeat keeps the leases of running jobs.
+ * concurrency holds however jobs arrive. With a prefetch, claims also lease up to `prefetch` jobs
+ * beyond the slots; they wait here, oldest first, and take slots as they free. A heartbeat keeps
+ * the leases of running and waiting jobs.
  *
- * stop(): no new claims; claims in flight land (their jobs are released at once); running handlers
+ * stop(): no new claims; claims in flight land and waiting jobs are released at once; running handlers
  * get graceMs, then their jobs are released (another consumer gets them without an attempt spent);
  * resolves once every settle write has finished. halt(): stop at once and keep the leases (they
  * expire, as after a crash) — for a backend that is closing.
