@@ -84,7 +84,7 @@ async function deleteRabbitMq(prefix: string, queues: readonly string[]): Promis
 /** Mean of hookd_ingress_commit_seconds (received → durable: PostgreSQL commit and broker confirm), in ms. */
 async function durableMs(base: string): Promise<{ sum: number; count: number }> {
   const text = await (await fetch(`${base}/metrics`)).text();
-  const read = (name: string): number => Number(/^(\S+) (\S+)$/m.exec(text.split('\n').filter((l) => l.startsWith(name)).join('\n'))?.[2] ?? NaN);
+  const read = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
   return { sum: read('hookd_ingress_commit_seconds_sum') * 1000, count: read('hookd_ingress_commit_seconds_count') };
 }
 
