@@ -93,7 +93,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     process.stdout.write(`\nhookd admin token (saved to ${admin.file}, shown once):\n  ${admin.token}\n\n`);
   }
 
-  const metrics = createMetrics({ messageCache });
+  const metrics = createMetrics({ messageCache, queue: backend.queue });
   // Several instances: each enforces its share of every flow's rate limit.
   const membership = await startMembership(backend.instances, config.flowRefreshMs, logger, (n) => metrics.instances.set(n));
   let shuttingDown = false;
@@ -146,6 +146,11 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     logger,
     concurrency: config.workerConcurrency,
     prefetch: config.workerPrefetch ?? config.workerConcurrency,
+    onStepStarted: (e) => {
+      if (e.stepIndex === 0 && e.attempt === 1) metrics.queueDelaySeconds.observe(Math.max(0, e.startedAt - e.receivedAt) / 1000);
+    },
+    onStepFinished: (e) => metrics.observeStep(e.stepType, e.status, (e.finishedAt - e.startedAt) / 1000),
+    onExecutionFinished: (e) => metrics.countExecution(e.status),
     executionDataLimit: config.executionDataLimit,
     defaultMaxAttempts: config.maxAttempts,
     defaultBackoffMs: config.backoffMs,

@@ -1,8 +1,15 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { QueueStats } from '../queue/contract.js';
 import type { MessageCacheStats } from '../store/message-cache.js';
 
+export interface MetricSources {
+  messageCache?: { stats(): MessageCacheStats };
+  /** The queue's depth, read at each scrape. */
+  queue?: { stats(): Promise<QueueStats> };
+}
+
 /** Prometheus metrics of one hookd process. Labels stay low-cardinality (no flow ids). */
-export function createMetrics(sources: { messageCache?: { stats(): MessageCacheStats } } = {}) {
+export function createMetrics(sources: MetricSources = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'hookd_' });
   const responses = new Counter({
@@ -52,14 +59,68 @@ export function createMetrics(sources: { messageCache?: { stats(): MessageCacheS
       },
     });
   }
-  // One bound child per status seen: labels() hashes its arguments on every call.
-  const byStatus = new Map<number, Counter.Internal>();
-  const countResponse = (status: number): void => {
-    let child = byStatus.get(status);
-    if (child === undefined) byStatus.set(status, (child = responses.labels(String(status))));
-    child.inc();
-  };
-  return { registry, responses, countResponse, commitSeconds, authFailures, instances };
+  const queue = sources.queue;
+  if (queue !== undefined) {
+    new Gauge({
+      name: 'hookd_queue_jobs',
+      help: 'Jobs in the queue by state: ready (due now), in_flight (leased or delivered, running or waiting for a slot), delayed (retries not yet due), dead (dead letters)',
+      labelNames: ['state'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        let s: QueueStats;
+        try {
+          s = await queue.stats();
+        } catch {
+          return; // store or broker down: no figure rather than a stale one (/readyz tells why)
+        }
+        this.set({ state: 'ready' }, s.ready);
+        this.set({ state: 'in_flight' }, s.inFlight);
+        this.set({ state: 'delayed' }, s.delayed);
+        this.set({ state: 'dead' }, s.dead);
+      },
+    });
+  }
+  const executions = new Counter({
+    name: 'hookd_executions_finished_total',
+    help: 'Flow executions this process brought to an end, by status (completed, filtered, dead)',
+    labelNames: ['status'] as const,
+    registers: [registry],
+  });
+  const stepSeconds = new Histogram({
+    name: 'hookd_step_duration_seconds',
+    help: 'Step runs by step type and result (completed, filtered, failed)',
+    labelNames: ['type', 'status'] as const,
+    buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers: [registry],
+  });
+  const queueDelaySeconds = new Histogram({
+    name: 'hookd_queue_delay_seconds',
+    help: "Request received → its execution's first step started (first deliveries)",
+    buckets: [0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 300],
+    registers: [registry],
+  });
+
+  const responseOf = bound((status: number) => responses.labels(String(status)));
+  const executionOf = bound((status: string) => executions.labels(status));
+  const stepOf = bound((key: string) => {
+    const [type, status] = key.split('\0') as [string, string];
+    return stepSeconds.labels(type, status);
+  });
+  const countResponse = (status: number): void => responseOf(status).inc();
+  const countExecution = (status: string): void => executionOf(status).inc();
+  const observeStep = (type: string, status: string, seconds: number): void => stepOf(`${type}\0${status}`).observe(seconds);
+  return { registry, responses, countResponse, commitSeconds, authFailures, instances, countExecution, observeStep, queueDelaySeconds };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** One bound child per label value seen: a metric's labels() hashes its arguments on every call. */
+function bound<K, C>(make: (key: K) => C): (key: K) => C {
+  const children = new Map<K, C>();
+  return (key) => {
+    let child = children.get(key);
+    if (child === undefined) children.set(key, (child = make(key)));
+    return child;
+  };
+}

@@ -129,6 +129,38 @@ describe('operations', () => {
     }
   });
 
+  it('/metrics counts executions and step runs, times the queue delay and shows the queue depth', async () => {
+    const app = await startHookd({});
+    try {
+      await app.api('PUT', '/api/flows/counted', {
+        steps: [
+          { id: 'big', type: 'filter', expression: 'body.n > 5' },
+          { id: 'shape', type: 'transform', expression: '{ "n": body.n }' },
+        ],
+      });
+      // Nothing listens on port 9 (discard): connection refused, and with one attempt a dead letter.
+      await app.api('PUT', '/api/flows/doomed', { steps: [{ id: 'call', type: 'http', url: 'http://127.0.0.1:9/' }], retry: { maxAttempts: 1 } });
+      const post = (flow: string, n: number) =>
+        fetch(`${app.url}/hook/${flow}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ n }) });
+      for (const [flow, n] of [['counted', 7], ['counted', 1], ['doomed', 1]] as const) expect((await post(flow, n)).status).toBe(200);
+      const text = await waitFor(async () => {
+        const t = await (await fetch(`${app.url}/metrics`)).text();
+        return /^hookd_executions_finished_total\{status="dead"\} 1$/m.test(t) && /^hookd_queue_jobs\{state="dead"\} 1$/m.test(t) ? t : undefined;
+      });
+      expect(text).toMatch(/^hookd_executions_finished_total\{status="completed"\} 1$/m);
+      expect(text).toMatch(/^hookd_executions_finished_total\{status="filtered"\} 1$/m);
+      expect(text).toMatch(/^hookd_step_duration_seconds_count\{type="filter",status="completed"\} 1$/m);
+      expect(text).toMatch(/^hookd_step_duration_seconds_count\{type="filter",status="filtered"\} 1$/m);
+      expect(text).toMatch(/^hookd_step_duration_seconds_count\{type="transform",status="completed"\} 1$/m);
+      expect(text).toMatch(/^hookd_step_duration_seconds_count\{type="http",status="failed"\} 1$/m);
+      expect(text).toMatch(/^hookd_queue_delay_seconds_count 3$/m);
+      expect(text).toMatch(/^hookd_queue_jobs\{state="ready"\} 0$/m);
+      expect(text).toMatch(/^hookd_queue_jobs\{state="in_flight"\} 0$/m);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('an instance that runs no flows (WORKER_CONCURRENCY=0) keeps no messages in memory', async () => {
     await h.api('PUT', '/api/flows/ingest-only', { steps: [{ id: 's', type: 'transform', expression: 'body' }] });
     const res = await fetch(`${h.url}/hook/ingest-only`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' });
