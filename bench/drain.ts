@@ -2,8 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
-import { api, arg, autocannon, cpuSeconds, cpuSecondsOf, fmt, startHookd } from './lib.js';
+import { api, arg, autocannon, cpuSeconds, cpuSecondsOf, DATABASE_URL, fmt, median, pgExec, startHookd } from './lib.js';
 
 /**
  * npm run bench:drain [-- --jobs 30000 --rounds 3 --prefetch N --backend sqlite|postgres]
@@ -24,7 +23,6 @@ const rounds = Math.max(1, Number(arg('rounds', '3')));
 /** WORKER_PREFETCH of the measured side; empty: hookd's default. */
 const prefetch = arg('prefetch', '');
 const backend = arg('backend', 'sqlite');
-const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const BODY = JSON.stringify({ event: 'order.created', id: 'ord_0123456789', total: 129.95, currency: 'EUR', customer: { id: 'cus_42', tier: 'gold' }, x: 'abc' });
 
 interface Drain {
@@ -32,16 +30,6 @@ interface Drain {
   cpuUs: number;
   /** PostgreSQL's CPU per execution (--backend postgres). */
   dbCpuUs?: number;
-}
-
-async function pgExec(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 5_000 });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
 }
 
 /** Where one drain keeps its data: a DATA_DIR, and a PostgreSQL schema with --backend postgres. */
@@ -96,12 +84,6 @@ async function drain(env: Record<string, string>): Promise<Drain> {
     await where.remove();
   }
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((x, y) => x - y);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 
 async function main(): Promise<void> {
   if (backend !== 'sqlite' && backend !== 'postgres') throw new Error(`--backend ${backend}: sqlite (default) or postgres`);

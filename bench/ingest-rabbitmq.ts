@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import pg from 'pg';
 import { Connection } from 'rabbitmq-client';
 import { DEFAULT_DELAY_LEVELS_MS, Topology } from '../src/queue/rabbitmq/index.js';
-import { api, autocannon, completedPerSecond, fmt, type LoadResult, ROOT, row as rowOf, startHookd, startProcess } from './lib.js';
+import { api, autocannon, completedPerSecond, DATABASE_URL, fmt, type LoadResult, median, pgExec, ROOT, row as rowOf, startHookd, startProcess } from './lib.js';
 
 const row = (name: string, r: LoadResult) => rowOf(name, r, 34);
 
@@ -23,7 +22,6 @@ const row = (name: string, r: LoadResult) => rowOf(name, r, 34);
  * Uses DATABASE_URL (default the local `test` database) and RABBITMQ_URI (default local guest);
  * each run works in its own PostgreSQL schema and RabbitMQ prefix and removes them afterwards.
  */
-const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const RABBITMQ_URI = process.env.RABBITMQ_URI ?? 'amqp://guest:guest@127.0.0.1:5672';
 
 export interface RabbitMqBenchOptions {
@@ -33,16 +31,6 @@ export interface RabbitMqBenchOptions {
   body: string;
   /** Rounds of all three servers in turn; the ratios printed are the medians of the rounds'. */
   rounds?: number;
-}
-
-async function pgExec(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 5_000 });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
 }
 
 /** RabbitMQ's and PostgreSQL's processes: their CPU per request is reported with each run. */
@@ -160,12 +148,6 @@ async function round(o: RabbitMqBenchOptions): Promise<Round> {
   }
   return { base: a, hookd: b, ingestOnly: c, executed };
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((x, y) => x - y);
-  const mid = s.length >> 1;
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-};
 
 export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
   const rounds = Math.max(1, o.rounds ?? 1);

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import path from 'node:path';
 import { benchRabbitMq } from './ingest-rabbitmq.js';
-import { api, arg, autocannon, completedPerSecond, fmt, type LoadResult, percentile, ROOT, row, startHookd, startProcess } from './lib.js';
+import { api, arg, autocannon, completedPerSecond, fmt, type LoadResult, median, percentile, ROOT, row, startHookd, startProcess } from './lib.js';
 
 /**
  * npm run bench:ingest [-- --seconds 10 --connections 64 --rounds 1] [--auth hmac]
@@ -143,11 +143,7 @@ async function benchIngest(): Promise<void> {
   }
 
   // With several rounds: the median of each round's ratio (each ratio's two sides ran minutes apart at most).
-  const med = (f: (r: Round) => number): number => {
-    const xs = results.map(f).sort((x, y) => x - y);
-    const mid = xs.length >> 1;
-    return xs.length % 2 === 1 ? xs[mid]! : (xs[mid - 1]! + xs[mid]!) / 2;
-  };
+  const med = (f: (r: Round) => number): number => median(results.map(f));
   const label = rounds > 1 ? ` (median of ${rounds} rounds)` : '';
   console.log(`ratio hookd ÷ node:http: ${fmt(med((r) => r.hookd.rps / r.node.rps), 2)}${label}   (target ≥ 0.50)`);
   console.log(`ratio hookd ingest only ÷ node:http: ${fmt(med((r) => r.ingestOnly.rps / r.node.rps), 2)}`);
