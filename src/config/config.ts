@@ -31,7 +31,7 @@ export interface Config {
   /** Trust X-Forwarded-For from these proxies (fastify trustProxy: true, a CIDR list or a hop count). */
   trustProxy: boolean | string | number;
   workerConcurrency: number;
-  /** Jobs leased ahead of free worker slots (embedded queue); undefined: as many as workerConcurrency. */
+  /** Jobs leased ahead of free worker slots (embedded and PostgreSQL queues); undefined: as many as workerConcurrency. */
   workerPrefetch: number | undefined;
   /** Bytes of committed messages kept in memory until their first execution reads them. */
   messageCacheBytes: number;
@@ -86,7 +86,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'retentionMs', env: 'RETENTION', doc: 'Requests older than this are purged with their executions and files (hourly); off = keep forever', default: () => 30 * 86_400_000, parse: (v, n) => parseRetention(v, n) }),
   field({ key: 'trustProxy', env: 'TRUST_PROXY', doc: 'Proxies trusted for X-Forwarded-For: true, a hop count or a comma-separated CIDR list', default: () => false, parse: (v) => parseTrustProxy(v) }),
   field({ key: 'workerConcurrency', env: 'WORKER_CONCURRENCY', doc: 'Flow executions run at once by this process', default: () => 64, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
-  field({ key: 'workerPrefetch', env: 'WORKER_PREFETCH', doc: 'Jobs leased ahead of free worker slots, waiting in this process (embedded queue; default WORKER_CONCURRENCY)', default: () => undefined, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
+  field({ key: 'workerPrefetch', env: 'WORKER_PREFETCH', doc: 'Jobs leased ahead of free worker slots, waiting in this process (embedded and PostgreSQL queues; default WORKER_CONCURRENCY)', default: () => undefined, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
   field({ key: 'messageCacheBytes', env: 'MESSAGE_CACHE', doc: 'Memory for committed messages waiting for their first execution (saves reading them back; 0 = off)', default: () => DEFAULT_MESSAGE_CACHE_BYTES, parse: (v, n) => parseSize(v as string, n) }),
   field({ key: 'leaseMs', env: 'QUEUE_LEASE', doc: 'Lease of a claimed job (renewed while it runs)', default: () => 30_000, parse: (v, n) => parseDuration(v as string, n) }),
   field({ key: 'maxAttempts', env: 'MAX_ATTEMPTS', doc: 'Deliveries before a job is dead-lettered (flow.retry overrides)', default: () => 5, parse: (v, n) => parseInteger(v as string, n, 1, 100) }),

@@ -101,26 +101,24 @@ export function createMetrics(sources: MetricSources = {}) {
     registers: [registry],
   });
 
-  const responseOf = bound((status: number) => responses.labels(String(status)));
+  const responseOf = bound((status: string) => responses.labels(status));
   const executionOf = bound((status: string) => executions.labels(status));
-  const stepOf = bound((key: string) => {
-    const [type, status] = key.split('\0') as [string, string];
-    return stepSeconds.labels(type, status);
-  });
-  const countResponse = (status: number): void => responseOf(status).inc();
+  const stepOf = bound((type: string, status: string) => stepSeconds.labels(type, status));
+  const countResponse = (status: number): void => responseOf(String(status)).inc();
   const countExecution = (status: string): void => executionOf(status).inc();
-  const observeStep = (type: string, status: string, seconds: number): void => stepOf(`${type}\0${status}`).observe(seconds);
+  const observeStep = (type: string, status: string, seconds: number): void => stepOf(type, status).observe(seconds);
   return { registry, responses, countResponse, commitSeconds, authFailures, instances, countExecution, observeStep, queueDelaySeconds };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-/** One bound child per label value seen: a metric's labels() hashes its arguments on every call. */
-function bound<K, C>(make: (key: K) => C): (key: K) => C {
-  const children = new Map<K, C>();
-  return (key) => {
+/** One bound child per label values seen: a metric's labels() hashes its arguments on every call. */
+function bound<C>(make: (...values: string[]) => C): (...values: string[]) => C {
+  const children = new Map<string, C>();
+  return (...values) => {
+    const key = values.join('\0');
     let child = children.get(key);
-    if (child === undefined) children.set(key, (child = make(key)));
+    if (child === undefined) children.set(key, (child = make(...values)));
     return child;
   };
 }

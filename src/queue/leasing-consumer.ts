@@ -44,8 +44,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   protected readonly running = new Set<D>();
   protected reserved = 0;
   protected state: 'active' | 'stopping' | 'stopped' = 'active';
-  private claiming = false;
-  /** What the claim in flight reserved (part of `reserved`). */
+  /** What the claim in flight reserved (part of `reserved`); 0: no claim in flight. */
   private claimReserved = 0;
   /** Claimed (leased) jobs waiting for a slot, oldest first. */
   private readonly prefetched: Job[] = [];
@@ -101,11 +100,10 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
    */
   pump(): void {
     this.startPrefetched();
-    if (this.claiming || this.state !== 'active' || !this.hasWork()) return;
+    if (this.claimReserved > 0 || this.state !== 'active' || !this.hasWork()) return;
     const limit = this.free + this.prefetch;
     if (limit <= 0) return;
     if (this.prefetched.length > 0 && limit < Math.ceil(this.prefetch / 2)) return;
-    this.claiming = true;
     this.claimReserved = limit;
     this.reserved += limit;
     this.claim(limit).then(
@@ -124,7 +122,6 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   }
 
   private claimDone(limit: number): void {
-    this.claiming = false;
     this.claimReserved = 0;
     this.reserved -= limit;
   }
@@ -207,11 +204,10 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     if (this.state === 'active') this.state = 'stopping';
     this.detach();
     this.changed();
-    // Claims and hand-offs in flight land first (start() releases them at once), and so do the
-    // prefetched jobs, which never got a slot.
+    // Prefetched jobs never got a slot: released now. Claims and hand-offs in flight land first
+    // (start() releases their jobs at once; a claim's go through pump(), which releases them too).
     this.startPrefetched();
     await this.conditions.until(() => this.reserved === 0);
-    this.startPrefetched();
     if (graceMs > 0) await this.conditions.until(() => this.running.size === 0, graceMs);
     await Promise.all([...this.running].map((d) => d.release()));
     await this.conditions.until(() => this.settles.size === 0);

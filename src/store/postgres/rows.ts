@@ -6,8 +6,7 @@ import { toMessage as toMessageShared, type RequestRow } from '../rows.js';
  * returns double precision and integer as numbers, boolean as boolean, bytea as Buffer (bigint,
  * e.g. count(*), would be a string: such columns are cast to integer in the queries).
  */
-export { bodyColumns, clip, requestColumns, toDeadLetter, toExecution, toJob, type ExecutionRow, type JobRow, type RequestColumns, type StepRow } from '../rows.js';
-export { attachmentIdsOf as attachmentIds } from '../../core/message.js';
+export { clip, requestColumns, toDeadLetter, toExecution, toJob, type ExecutionRow, type JobRow, type RequestColumns, type StepRow } from '../rows.js';
 export type { RequestRow };
 
 /** Columns of a job as claim and dead-letter queries select them. */
