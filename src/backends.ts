@@ -21,7 +21,7 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
     throw new Error('RABBITMQ_URI needs DATABASE_URL: requests and the outbox live in PostgreSQL');
   }
   if (!config.databaseUrl) {
-    return openSqliteBackend({ path: path.join(config.dataDir, 'hookd.db'), leaseMs: config.leaseMs, messageCache, logger });
+    return openSqliteBackend({ path: path.join(config.dataDir, 'hookd.db'), leaseMs: config.leaseMs, messageCache, logger, exclusive: true });
   }
   const pg = { connectionString: config.databaseUrl, schema: config.databaseSchema, messageCache, logger };
   if (!config.rabbitmqUri) return openPostgresBackend({ ...pg, leaseMs: config.leaseMs });

@@ -58,6 +58,68 @@ describe('sqlite: hand-off', () => {
   });
 });
 
+describe('sqlite: one process per file (exclusive)', () => {
+  it('refuses a second process on the same file until the first closes', async () => {
+    const first = await open({ exclusive: true });
+    const err = await openSqliteBackend({ path: dbPath, logger: quietLogger, exclusive: true }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/in use by another hookd process/);
+    // The refused open left nothing behind: the first one still writes.
+    await first.requests.accept(makeMessage(), { maxAttempts: 1 });
+    await first.close();
+    const second = await open({ exclusive: true });
+    await second.checkWritable();
+  });
+
+  it('delivers the jobs a dead process held at once, not after their lease; a lost last attempt is a dead letter', async () => {
+    // The previous process: long leases, two jobs held (one running, one of a single attempt).
+    const old = await open({ leaseMs: 60_000 });
+    const again = makeMessage();
+    const last = makeMessage();
+    let held = 0;
+    old.queue.consume(async () => {
+      held++;
+      await new Promise(() => {});
+    }, { concurrency: 2 });
+    await old.requests.accept(again, { maxAttempts: 3 });
+    await old.requests.accept(last, { maxAttempts: 1 });
+    await waitFor(() => held === 2, 'both jobs leased');
+    await old.close(); // leases kept, as after a crash
+
+    const started = Date.now();
+    const b = await open({ leaseMs: 60_000, exclusive: true });
+    const seen: Delivery[] = [];
+    b.queue.consume(async (d) => {
+      seen.push(d);
+      await d.ack();
+    }, { concurrency: 2 });
+    await waitFor(() => seen.length === 1, 'redelivery', 5_000);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(seen[0]!.job).toMatchObject({ requestId: again.id, attempts: 2 });
+    const dead = await b.queue.deadLetters({ limit: 5 });
+    expect(dead.map((d) => d.requestId)).toEqual([last.id]);
+    expect(dead[0]!.lastError).toMatch(/lease expired/);
+    await sleep(200);
+    expect(seen).toHaveLength(1);
+  });
+
+  it('without the lock, leases of another process are left to run out', async () => {
+    const old = await open({ leaseMs: 60_000 });
+    let held = false;
+    old.queue.consume(async () => {
+      held = true;
+      await new Promise(() => {});
+    }, { concurrency: 1 });
+    await old.requests.accept(makeMessage(), { maxAttempts: 3 });
+    await waitFor(() => held, 'leased');
+    await old.close();
+    const b = await open({ leaseMs: 60_000 });
+    expect(await b.queue.stats()).toMatchObject({ ready: 0, inFlight: 1 });
+  });
+});
+
 describe('sqlite: writer thread and storage failures', () => {
   it('fails the ops of a dead writer thread with 503, then recovers with a new thread', async () => {
     const b = await open();

@@ -1,7 +1,9 @@
+import { spawn } from 'node:child_process';
 import http from 'node:http';
+import path from 'node:path';
 import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { adminCall, type ChildHookd, spawnHookd, tempDir, waitFor } from '../helpers/hookd.js';
+import { adminCall, type ChildHookd, ROOT, spawnHookd, tempDir, waitFor } from '../helpers/hookd.js';
 
 /**
  * The first non-negotiable: a 200 means committed. hookd runs as a child process, takes POSTs at
@@ -13,7 +15,9 @@ const PER_ROUND = 5000;
 const CONCURRENCY = 64;
 const TOKEN = 'crash-token';
 const dataDir = tempDir('hookd-crash-');
-const env = { DATA_DIR: dataDir, HOOKD_ADMIN_TOKEN: TOKEN, LISTEN_PORT: '0', LOG_LEVEL: 'info', QUEUE_LEASE: '2s' };
+// Leases far longer than the drain below may take: a restarted hookd must deliver the jobs the
+// killed one held at once (it holds DATA_DIR's lock, so their owner is gone), not after QUEUE_LEASE.
+const env = { DATA_DIR: dataDir, HOOKD_ADMIN_TOKEN: TOKEN, LISTEN_PORT: '0', LOG_LEVEL: 'info', QUEUE_LEASE: '10m' };
 
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
@@ -98,9 +102,19 @@ describe('crash safety (SIGKILL under load)', () => {
     expect(kills).toBe(ROUNDS);
     expect(allAcked.size).toBeGreaterThanOrEqual(5000);
 
-    // Restart once more and let the queue drain (expired leases are redelivered).
+    // Restart once more and let the queue drain (the killed processes' leases end at start-up).
     const final = await spawnHookd(env);
     try {
+      // One process per DATA_DIR: a second one refuses to start, and says why.
+      const second = spawn(process.execPath, [path.join(ROOT, 'dist/src/main.js')], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let said = '';
+      second.stderr.on('data', (d: Buffer) => (said += d.toString()));
+      const giveUp = setTimeout(() => second.kill('SIGKILL'), 15_000);
+      const code = await new Promise<number | null>((resolve) => second.on('exit', resolve));
+      clearTimeout(giveUp);
+      expect(code).toBe(1);
+      expect(said).toMatch(/in use by another hookd process/);
+
       const executions = new Map<string, Array<{ id: string; status: string }>>();
       const collect = async () => {
         executions.clear();

@@ -1,11 +1,12 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { unavailable } from '../../core/errors.js';
+import { isHookdError, unavailable } from '../../core/errors.js';
 import { EmbeddedQueue } from '../../queue/embedded/embedded-queue.js';
 import type { Backend } from '../backend.js';
 import { DEFAULT_MESSAGE_CACHE_BYTES, MessageCache } from '../message-cache.js';
 import { startCheckpointer, type Checkpointer } from './checkpointer.js';
 import { DEFAULT_BUSY_TIMEOUT_MS } from './connection.js';
+import { lockDatabaseFile, type FileLock } from './file-lock.js';
 import { SqliteExecutionStore } from './execution-store.js';
 import { SqliteFlowStore } from './flow-store.js';
 import { stderrLogger, type BackendLogger } from './logger.js';
@@ -28,6 +29,12 @@ export interface SqliteBackendOptions {
   writerPragmas?: string[];
   /** Committed messages kept in memory until the runner reads them back. Default: 32 MiB of them. */
   messageCache?: MessageCache;
+  /**
+   * Take the database file's lock (one process per file; a second one fails to open) and, holding
+   * it, end the leases a previous process left behind at once instead of after leaseMs. hookd's
+   * composition root sets it; tests that open the same file twice, as two processes would, do not.
+   */
+  exclusive?: boolean;
 }
 
 export const DEFAULT_LEASE_MS = 30_000;
@@ -45,6 +52,7 @@ export class SqliteBackend implements Backend {
     readonly executions: SqliteExecutionStore,
     readonly queue: EmbeddedQueue,
     private readonly checkpointer: Checkpointer,
+    private readonly lock?: FileLock,
   ) {}
 
   async checkWritable(): Promise<void> {
@@ -58,6 +66,7 @@ export class SqliteBackend implements Backend {
       this.reader.close();
       await this.checkpointer.close();
       await this.writer.close();
+      this.lock?.close();
     })();
     return this.closing;
   }
@@ -76,14 +85,27 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
   } catch (err) {
     throw unavailable('store', err);
   }
-  // The writer creates and migrates the file before the readers open it.
-  const writer = await WriterClient.open({ path, leaseMs, busyTimeoutMs, pragmas: opts.writerPragmas ?? [], logger });
+  // Not a 503: a second process on the same file is a configuration error, not an outage.
+  const lock = opts.exclusive ? lockDatabaseFile(path) : undefined;
+  let writer: WriterClient;
+  try {
+    // The writer creates and migrates the file before the readers open it.
+    writer = await WriterClient.open({ path, leaseMs, busyTimeoutMs, pragmas: opts.writerPragmas ?? [], logger });
+  } catch (err) {
+    lock?.close();
+    throw err;
+  }
   let reader: Reader;
   try {
+    if (lock) {
+      const ended = await writer.call('expireLeases', null);
+      if (ended > 0) logger.info({ jobs: ended }, 'jobs leased by a previous process are delivered again now (not after their lease)');
+    }
     reader = new Reader(path, busyTimeoutMs);
   } catch (err) {
     await writer.close();
-    throw unavailable('store', err);
+    lock?.close();
+    throw isHookdError(err) ? err : unavailable('store', err);
   }
   const queue = new EmbeddedQueue({ writer, reader, leaseMs, logger });
   return new SqliteBackend(
@@ -94,5 +116,6 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
     new SqliteExecutionStore(writer, reader),
     queue,
     startCheckpointer(path, { busyTimeoutMs, onError: (message) => logger.warn({ message }, 'WAL checkpoint failed') }),
+    lock,
   );
 }

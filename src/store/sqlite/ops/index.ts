@@ -5,6 +5,7 @@ import { claimJobs } from './claim-jobs.js';
 import { deadLetterJob } from './dead-letter-job.js';
 import { deleteFlow } from './delete-flow.js';
 import { enqueueJob } from './enqueue-job.js';
+import { expireLeases } from './expire-leases.js';
 import { extendLeases } from './extend-leases.js';
 import { nackJob } from './nack-job.js';
 import { purgeRequests } from './purge-requests.js';
@@ -36,6 +37,7 @@ export const ops = {
   deadLetterJob,
   releaseJob,
   extendLeases,
+  expireLeases,
   enqueueJob,
   retryDeadJob,
   purgeRequests,
