@@ -69,24 +69,33 @@ async function deleteRabbitMq(prefix: string, queues: readonly string[]): Promis
   }
 }
 
-/** Mean of hookd_ingress_commit_seconds (received → durable: PostgreSQL commit and broker confirm), in ms. */
-async function durableMs(base: string): Promise<{ sum: number; count: number }> {
+/**
+ * Sums and counts (ms) of hookd's hookd_ingress_commit_seconds (received → durable: PostgreSQL commit,
+ * then the broker's confirm) and hookd_broker_confirm_seconds (publish → confirm).
+ */
+async function histograms(base: string): Promise<{ durable: { sum: number; count: number }; confirm: { sum: number; count: number } }> {
   const text = await (await fetch(`${base}/metrics`)).text();
   const read = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
-  return { sum: read('hookd_ingress_commit_seconds_sum') * 1000, count: read('hookd_ingress_commit_seconds_count') };
+  return {
+    durable: { sum: read('hookd_ingress_commit_seconds_sum') * 1000, count: read('hookd_ingress_commit_seconds_count') },
+    confirm: { sum: read('hookd_broker_confirm_seconds_sum') * 1000, count: read('hookd_broker_confirm_seconds_count') },
+  };
 }
 
-/** Load a hookd URL and read, from its own histogram, the mean time from receipt to durable. */
+/** Load a hookd URL and read, from its own histograms, the mean times from receipt to durable and from publish to confirm. */
 async function loadHookd(url: string, flowUrl: string, o: RabbitMqBenchOptions, pid: number | undefined): Promise<Run> {
-  const before = await durableMs(url);
+  const before = await histograms(url);
   const r = await autocannon({ url: flowUrl, connections: o.connections, seconds: o.seconds, body: o.body, alsoCpuOf: SERVICES, ...(pid ? { pid } : {}) });
-  const after = await durableMs(url);
-  return { ...r, durableMs: (after.sum - before.sum) / (after.count - before.count) };
+  const after = await histograms(url);
+  const mean = (k: 'durable' | 'confirm') => (after[k].sum - before[k].sum) / (after[k].count - before[k].count);
+  return { ...r, durableMs: mean('durable'), confirmMs: mean('confirm') };
 }
 
 interface Run extends LoadResult {
   /** Mean received → durable (commit + confirm), ms. */
   durableMs?: number;
+  /** Mean publish → broker confirm, ms (the part of durableMs after the commit). */
+  confirmMs?: number;
 }
 
 interface Round {
@@ -161,17 +170,20 @@ export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
     results.push(one);
     if (rounds > 1) console.log(`round ${r + 1}`);
     console.log(row('fastify → RabbitMQ, no confirms', one.base));
-    console.log(`${row('hookd (postgres + rabbitmq)', one.hookd)}   received → durable ${fmt(one.hookd.durableMs ?? NaN, 1)} ms`);
-    console.log(`${row('hookd, ingest only (no workers)', one.ingestOnly)}   received → durable ${fmt(one.ingestOnly.durableMs ?? NaN, 1)} ms`);
+    const waits = (r: Run) => `   received → durable ${fmt(r.durableMs ?? NaN, 1)} ms (broker confirm ${fmt(r.confirmMs ?? NaN, 1)} of it)`;
+    console.log(`${row('hookd (postgres + rabbitmq)', one.hookd)}${waits(one.hookd)}`);
+    console.log(`${row('hookd, ingest only (no workers)', one.ingestOnly)}${waits(one.ingestOnly)}`);
     console.log(`executions completed during the load: ${fmt(one.executed)}/s (workers in the same process; the queue absorbs the rest)\n`);
   }
   const label = rounds > 1 ? ` (median of ${rounds} rounds)` : '';
   console.log(`ratio hookd ÷ baseline: ${fmt(median(results.map((r) => r.hookd.rps / r.base.rps)), 2)}${label}   (target ≥ 0.80)`);
   console.log(`ratio hookd ingest only ÷ baseline: ${fmt(median(results.map((r) => r.ingestOnly.rps / r.base.rps)), 2)}${label}`);
   const durable = median(results.map((r) => r.ingestOnly.durableMs ?? NaN));
+  const confirm = median(results.map((r) => r.ingestOnly.confirmMs ?? NaN));
   // Little's law: with every connection waiting for its answer, requests/s ≤ connections ÷ latency.
   console.log(
-    `ingest only: received → durable ${fmt(durable, 1)} ms (median), so ${o.connections} connections can get at most ` +
+    `ingest only: received → durable ${fmt(durable, 1)} ms (median; the broker's confirm ${fmt(confirm, 1)} ms of it, ` +
+      `the PostgreSQL commit and the wait for it the rest), so ${o.connections} connections can get at most ` +
       `${fmt((o.connections * 1000) / durable)} answers/s from that wait alone`,
   );
   console.log('CPU per request: the server process; "services": RabbitMQ (beam.smp) + PostgreSQL, all on this machine.');

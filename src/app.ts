@@ -49,7 +49,13 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   // Composition root: the cache the stores fill and the runner reads, watched by the metrics. An
   // instance that runs no flows (WORKER_CONCURRENCY=0) would only fill it: it keeps none.
   const messageCache = new MessageCache(config.workerConcurrency > 0 ? config.messageCacheBytes : 0);
-  const backend = await openBackend(config, logger, messageCache);
+  // Before the backend, which feeds them; the queue's depth is read from it at each scrape.
+  let opened: Backend | undefined;
+  const metrics = createMetrics({ messageCache, queue: () => opened?.queue, brokerConfirms: Boolean(config.rabbitmqUri && config.databaseUrl) });
+  const backend = await openBackend(config, logger, messageCache, {
+    onConfirmed: (ms) => metrics.confirmSeconds?.observe(ms / 1000),
+  });
+  opened = backend;
   // Shared by all instances when the backend offers it (PostgreSQL); else files in DATA_DIR.
   const attachments = backend.attachments ?? createFsAttachmentStore(config.dataDir);
   const secretBox = new SecretBox(loadOrCreateMasterKey(config.dataDir, config.secretKey));
@@ -93,7 +99,6 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     process.stdout.write(`\nhookd admin token (saved to ${admin.file}, shown once):\n  ${admin.token}\n\n`);
   }
 
-  const metrics = createMetrics({ messageCache, queue: backend.queue });
   // Several instances: each enforces its share of every flow's rate limit.
   const membership = await startMembership(backend.instances, config.flowRefreshMs, logger, (n) => metrics.instances.set(n));
   let shuttingDown = false;

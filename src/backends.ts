@@ -16,7 +16,12 @@ import { openSqliteBackend } from './store/sqlite/index.js';
  * - DATABASE_URL: PostgreSQL stores and the PostgreSQL queue;
  * - DATABASE_URL + RABBITMQ_URI: PostgreSQL stores, jobs through a transactional outbox to RabbitMQ.
  */
-export async function openBackend(config: Config, logger: Logger, messageCache: MessageCache): Promise<Backend> {
+export interface BackendObservers {
+  /** Distributed mode: ms from a job's publish to the broker's confirm. */
+  onConfirmed?: (ms: number) => void;
+}
+
+export async function openBackend(config: Config, logger: Logger, messageCache: MessageCache, observers: BackendObservers = {}): Promise<Backend> {
   if (config.rabbitmqUri && !config.databaseUrl) {
     throw new Error('RABBITMQ_URI needs DATABASE_URL: requests and the outbox live in PostgreSQL');
   }
@@ -28,7 +33,12 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
   const stores = await openPostgresStores({ ...pg, dispatch: 'outbox', outboxHoldMs: OUTBOX_HOLD_MS });
   let queue: RabbitMqQueue;
   try {
-    queue = await openRabbitMqQueue({ url: config.rabbitmqUri, prefix: config.rabbitmqPrefix, logger });
+    queue = await openRabbitMqQueue({
+      url: config.rabbitmqUri,
+      prefix: config.rabbitmqPrefix,
+      logger,
+      ...(observers.onConfirmed ? { onConfirmed: observers.onConfirmed } : {}),
+    });
   } catch (err) {
     await stores.close();
     throw err;

@@ -4,8 +4,10 @@ import type { MessageCacheStats } from '../store/message-cache.js';
 
 export interface MetricSources {
   messageCache?: { stats(): MessageCacheStats };
-  /** The queue's depth, read at each scrape. */
-  queue?: { stats(): Promise<QueueStats> };
+  /** The queue's depth, read at each scrape (the backend opens after the metrics: looked up then). */
+  queue?: () => { stats(): Promise<QueueStats> } | undefined;
+  /** Distributed mode with RabbitMQ: the hookd_broker_confirm_seconds histogram exists. */
+  brokerConfirms?: boolean;
 }
 
 /** Prometheus metrics of one hookd process. Labels stay low-cardinality (no flow ids). */
@@ -24,6 +26,14 @@ export function createMetrics(sources: MetricSources = {}) {
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [registry],
   });
+  const confirmSeconds = sources.brokerConfirms
+    ? new Histogram({
+        name: 'hookd_broker_confirm_seconds',
+        help: 'A job published to RabbitMQ → its publisher confirm (an accepted request spends this within hookd_ingress_commit_seconds, after the PostgreSQL commit)',
+        buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+        registers: [registry],
+      })
+    : undefined;
   const authFailures = new Counter({
     name: 'hookd_ingress_auth_failures_total',
     help: 'Webhook calls refused by credentials, IP allowlist or rate limit, by reason',
@@ -59,8 +69,8 @@ export function createMetrics(sources: MetricSources = {}) {
       },
     });
   }
-  const queue = sources.queue;
-  if (queue !== undefined) {
+  const queueOf = sources.queue;
+  if (queueOf !== undefined) {
     new Gauge({
       name: 'hookd_queue_jobs',
       help: 'Jobs in the queue by state: ready (due now), in_flight (leased or delivered, running or waiting for a slot), delayed (retries not yet due), dead (dead letters)',
@@ -68,6 +78,8 @@ export function createMetrics(sources: MetricSources = {}) {
       registers: [registry],
       async collect() {
         this.reset();
+        const queue = queueOf();
+        if (queue === undefined) return;
         let s: QueueStats;
         try {
           s = await queue.stats();
@@ -107,7 +119,7 @@ export function createMetrics(sources: MetricSources = {}) {
   const countResponse = (status: number): void => responseOf(String(status)).inc();
   const countExecution = (status: string): void => executionOf(status).inc();
   const observeStep = (type: string, status: string, seconds: number): void => stepOf(type, status).observe(seconds);
-  return { registry, responses, countResponse, commitSeconds, authFailures, instances, countExecution, observeStep, queueDelaySeconds };
+  return { registry, responses, countResponse, commitSeconds, confirmSeconds, authFailures, instances, countExecution, observeStep, queueDelaySeconds };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -106,6 +106,7 @@ describe('operations', () => {
     expect(ready.status).toBe(200);
     const metrics = await (await fetch(`${h.url}/metrics`)).text();
     expect(metrics).toContain('hookd_ingress_commit_seconds');
+    expect(metrics).not.toContain('hookd_broker_confirm_seconds'); // distributed mode only
   });
 
   it('a request this process committed is run from memory, and /metrics counts it (MESSAGE_CACHE)', async () => {

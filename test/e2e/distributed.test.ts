@@ -448,6 +448,11 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
       await Promise.all(Array.from({ length: 10 }, (_, n) => post(i, 100 + n)));
     }
     expect.soft(statuses).toEqual({ 'a 200': 30, 'b 200': 10, 'c 200': 10 });
+    // A published the jobs of its 30 requests itself and timed the broker's confirms.
+    const metricsA = await (await fetch(`${urlOf(a)}/metrics`)).text();
+    const confirms = Number(/^hookd_broker_confirm_seconds_count (\d+)$/m.exec(metricsA)?.[1]);
+    expect(confirms).toBeGreaterThanOrEqual(30);
+    expect(Number(/^hookd_broker_confirm_seconds_sum (\S+)$/m.exec(metricsA)?.[1])).toBeGreaterThan(0);
     // …and every request ran once, wherever its job was consumed.
     expect.soft(await unfinished('late', ids, 20_000)).toEqual([]);
     // Stopping it on B stops it everywhere.

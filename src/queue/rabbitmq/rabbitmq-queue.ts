@@ -35,6 +35,8 @@ export interface RabbitMqQueueOptions {
   /** Shown in the broker's connection list. Default `hookd`. */
   connectionName?: string;
   logger?: QueueLogger;
+  /** Called with the ms from each publish to its confirm (metrics); not for refused publishes. */
+  onConfirmed?: (ms: number) => void;
 }
 
 /**
@@ -66,6 +68,7 @@ export class RabbitMqQueue implements Queue {
   private readonly consumerHost: ConsumerHost;
   private readonly logger: QueueLogger;
   private readonly connectTimeoutMs: number;
+  private readonly onConfirmed: ((ms: number) => void) | undefined;
   private admin: Promise<Channel> | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -79,6 +82,7 @@ export class RabbitMqQueue implements Queue {
       deliveryLimit,
     });
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.onConfirmed = options.onConfirmed;
     this.conn = new Connection({
       url: options.url,
       connectionName: options.connectionName ?? 'hookd',
@@ -272,7 +276,11 @@ export class RabbitMqQueue implements Queue {
 
   private send(job: JobMessage, exchange: string, routingKey: string): Promise<void> {
     const { envelope, body } = encodeJob(job);
-    return this.publisher.send({ ...envelope, exchange, routingKey }, body);
+    const sent = this.publisher.send({ ...envelope, exchange, routingKey }, body);
+    const onConfirmed = this.onConfirmed;
+    if (onConfirmed === undefined) return sent;
+    const at = performance.now();
+    return sent.then(() => onConfirmed(performance.now() - at));
   }
 
   private async passiveCounts(queues: string[]): Promise<number[]> {
