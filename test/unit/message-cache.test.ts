@@ -56,4 +56,24 @@ describe('MessageCache', () => {
     expect(cache.take('old')).toBeUndefined();
     expect(cache.take('new')).toBeDefined();
   });
+  it('evicts in put order under churn: taken and replaced entries neither count nor shield others', () => {
+    // 3 messages of 3024 bytes fit in 10 000.
+    const cache = new MessageCache(10_000);
+    for (let i = 0; i < 5000; i++) {
+      cache.put(sized(`m${i}`, 1000));
+      if (i % 2 === 0) expect(cache.take(`m${i}`)).toBeDefined();
+    }
+    // Held now: the three newest odd ones; everything older is gone.
+    expect(cache.stats().entries).toBe(3);
+    expect(cache.stats().bytes).toBe(3 * 3024);
+    for (const id of ['m4995', 'm4997', 'm4999']) expect(cache.take(id)).toBeDefined();
+    expect(cache.take('m4993')).toBeUndefined();
+
+    // Put again, an entry moves to the newest place: its old place evicts nothing.
+    for (const id of ['a', 'b', 'c']) cache.put(sized(id, 1000));
+    cache.put(sized('a', 1000));
+    cache.put(sized('d', 1000)); // over budget: the oldest is now b
+    expect(cache.take('b')).toBeUndefined();
+    for (const id of ['a', 'c', 'd']) expect(cache.take(id)).toBeDefined();
+  });
 });
