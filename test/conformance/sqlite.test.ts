@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -255,4 +255,30 @@ describe('sqlite: schema', () => {
     expect(err.statusCode).toBe(503);
     expect(err.message).toMatch(/999/);
   });
+});
+
+describe('sqlite: WAL size under sustained writes', () => {
+  it('restarts the WAL once it passes walRestartBytes, so it stays bounded while writes never pause', async () => {
+    const b = await open({ walRestartBytes: 256 * 1024, checkpointIntervalMs: 50 });
+    const wal = `${dbPath}-wal`;
+    let largest = 0;
+    let stop = false;
+    // 32 writers back to back, 1 KiB bodies: the writer always has a transaction queued, and
+    // PASSIVE checkpoints alone never let the WAL start over (it grew past 64 MiB here).
+    const body = Buffer.from(JSON.stringify({ pad: 'x'.repeat(1000) }));
+    const lanes = Array.from({ length: 32 }, async () => {
+      while (!stop) await b.requests.accept(makeMessage({ rawBody: body, body: null }), { maxAttempts: 3 });
+    });
+    const deadline = Date.now() + 30_000;
+    // Until 64 MiB of bodies alone went through the WAL.
+    while (b.writer.counters.ops * body.length < 64 * 1024 * 1024 && Date.now() < deadline) {
+      await sleep(20);
+      largest = Math.max(largest, statSync(wal).size);
+    }
+    stop = true;
+    await Promise.all(lanes);
+    expect(b.writer.counters.ops * body.length).toBeGreaterThanOrEqual(64 * 1024 * 1024);
+    expect(b.checkpoints.restarts).toBeGreaterThan(0);
+    expect(largest).toBeLessThan(16 * 1024 * 1024);
+  }, 40_000);
 });

@@ -35,6 +35,10 @@ export interface SqliteBackendOptions {
    * composition root sets it; tests that open the same file twice, as two processes would, do not.
    */
   exclusive?: boolean;
+  /** WAL size past which the checkpointer restarts the WAL (checkpointer.ts). Default 16 MiB. */
+  walRestartBytes?: number;
+  /** How often the checkpointer runs. Default 250 ms. */
+  checkpointIntervalMs?: number;
 }
 
 export const DEFAULT_LEASE_MS = 30_000;
@@ -53,6 +57,8 @@ export class SqliteBackend implements Backend {
     readonly queue: EmbeddedQueue,
     private readonly checkpointer: Checkpointer,
     private readonly lock?: FileLock,
+    /** WAL restarts the checkpointer made (tests: the WAL stays bounded under sustained writes). */
+    readonly checkpoints: { readonly restarts: number } = { restarts: 0 },
   ) {}
 
   async checkWritable(): Promise<void> {
@@ -108,6 +114,7 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
     throw isHookdError(err) ? err : unavailable('store', err);
   }
   const queue = new EmbeddedQueue({ writer, reader, leaseMs, logger });
+  const checkpoints = { restarts: 0 };
   return new SqliteBackend(
     writer,
     reader,
@@ -115,7 +122,17 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
     new SqliteRequestStore(writer, reader, queue, opts.messageCache ?? new MessageCache(DEFAULT_MESSAGE_CACHE_BYTES)),
     new SqliteExecutionStore(writer, reader),
     queue,
-    startCheckpointer(path, { busyTimeoutMs, onError: (message) => logger.warn({ message }, 'WAL checkpoint failed') }),
+    startCheckpointer(path, {
+      busyTimeoutMs,
+      ...(opts.walRestartBytes !== undefined ? { restartBytes: opts.walRestartBytes } : {}),
+      ...(opts.checkpointIntervalMs !== undefined ? { intervalMs: opts.checkpointIntervalMs } : {}),
+      onError: (message) => logger.warn({ message }, 'WAL checkpoint failed'),
+      onRestart: (done) => {
+        if (done) checkpoints.restarts++;
+        else logger.warn({}, 'WAL restart checkpoint gave up waiting for a gap between writes; the next one retries');
+      },
+    }),
     lock,
+    checkpoints,
   );
 }

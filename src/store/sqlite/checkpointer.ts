@@ -8,13 +8,29 @@ import { Worker } from 'node:worker_threads';
  * connection turns auto-checkpoints off and this thread, on its own connection, runs PASSIVE
  * checkpoints (never blocking the writer or readers) every intervalMs. The thread's code is a few
  * lines of plain JS, evaluated, so it runs the same from sources and from dist.
+ *
+ * PASSIVE alone never lets the WAL start over under sustained writes: the file restarts from its
+ * beginning only when a write transaction begins after a checkpoint that copied every frame, and
+ * the writer appends new frames while each checkpoint runs. The WAL then grew without bound
+ * (1.6 GB after 44 s of bench:ingest load). So once the WAL holds more than restartBytes, the
+ * checkpoint after the PASSIVE one is a RESTART: it waits for a gap between the writer's
+ * transactions, copies the few frames appended meanwhile, and holds new writes back (the writer's
+ * busy handler waits, a few ms) until the next transaction can start the file over; the file keeps
+ * its size (up to journal_size_limit) and is overwritten from the start.
  */
 const CODE = `
 const { workerData, parentPort } = require('node:worker_threads');
 const Database = require(workerData.driver);
 const db = new Database(workerData.path, { timeout: workerData.busyTimeoutMs });
+const frameBytes = db.pragma('page_size', { simple: true }) + 24;
 const tick = () => {
-  try { db.pragma('wal_checkpoint(PASSIVE)'); } catch (err) { parentPort.postMessage({ error: String(err && err.message || err) }); }
+  try {
+    const [passive] = db.pragma('wal_checkpoint(PASSIVE)');
+    if (passive && passive.log * frameBytes > workerData.restartBytes) {
+      const [restart] = db.pragma('wal_checkpoint(RESTART)');
+      parentPort.postMessage({ restarted: restart ? restart.busy === 0 : false });
+    }
+  } catch (err) { parentPort.postMessage({ error: String(err && err.message || err) }); }
 };
 const timer = setInterval(tick, workerData.intervalMs);
 parentPort.on('message', () => {
@@ -29,18 +45,36 @@ export interface Checkpointer {
   close(): Promise<void>;
 }
 
-export function startCheckpointer(
-  path: string,
-  options: { intervalMs?: number; busyTimeoutMs?: number; onError?: (message: string) => void } = {},
-): Checkpointer {
+/** WAL bytes past which the checkpointer restarts the WAL (see above). */
+export const DEFAULT_WAL_RESTART_BYTES = 16 * 1024 * 1024;
+
+export interface CheckpointerOptions {
+  intervalMs?: number;
+  busyTimeoutMs?: number;
+  /** WAL size that makes the next checkpoint a RESTART. Default DEFAULT_WAL_RESTART_BYTES. */
+  restartBytes?: number;
+  onError?: (message: string) => void;
+  /** A RESTART checkpoint ran: `done` false when it gave up waiting (busy) and the next one retries. */
+  onRestart?: (done: boolean) => void;
+}
+
+export function startCheckpointer(path: string, options: CheckpointerOptions = {}): Checkpointer {
   const driver = createRequire(import.meta.url).resolve('better-sqlite3');
   const worker = new Worker(CODE, {
     eval: true,
-    workerData: { path, driver, intervalMs: options.intervalMs ?? 250, busyTimeoutMs: options.busyTimeoutMs ?? 5000 },
+    workerData: {
+      path,
+      driver,
+      intervalMs: options.intervalMs ?? 250,
+      busyTimeoutMs: options.busyTimeoutMs ?? 5000,
+      restartBytes: options.restartBytes ?? DEFAULT_WAL_RESTART_BYTES,
+    },
   });
   worker.unref();
-  worker.on('message', (m: { error?: string }) => {
+  worker.on('message', (m: { error?: string; restarted?: boolean; closed?: boolean }) => {
     if (m.error !== undefined) options.onError?.(m.error);
+    if (m.restarted !== undefined) options.onRestart?.(m.restarted);
+    if (m.closed) void worker.terminate();
   });
   worker.on('error', (err) => options.onError?.(err.message));
   let closing: Promise<void> | undefined;
@@ -48,7 +82,6 @@ export function startCheckpointer(
     close() {
       closing ??= new Promise<void>((resolve) => {
         worker.once('exit', () => resolve());
-        worker.once('message', () => void worker.terminate());
         worker.postMessage('close');
       });
       return closing;
