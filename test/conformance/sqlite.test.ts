@@ -282,3 +282,35 @@ describe('sqlite: WAL size under sustained writes', () => {
     expect(largest).toBeLessThan(16 * 1024 * 1024);
   }, 40_000);
 });
+
+describe('sqlite: a failed fsync of the WAL', () => {
+  it('answers 503 for what it covered, then makes the WAL durable in the database file before committing anything else', async () => {
+    const b = await open({ walRestartBytes: 1e12 }); // no RESTART checkpoint: the WAL keeps what it has
+    const wal = `${dbPath}-wal`;
+    const before = makeMessage();
+    await b.requests.accept(before, { maxAttempts: 3 });
+    expect(statSync(wal).size).toBeGreaterThan(0);
+
+    b.writer.failNextSync();
+    const failed = makeMessage();
+    const err = await rejection(b.requests.accept(failed, { maxAttempts: 3 }));
+    expect(err.statusCode).toBe(503);
+    expect(err.message).toMatch(/EIO/);
+
+    // The next write first checkpoints the whole WAL into the database file (TRUNCATE): the WAL
+    // then holds only that write's own transaction.
+    const sizeBefore = statSync(wal).size;
+    const after = makeMessage();
+    await b.requests.accept(after, { maxAttempts: 3 });
+    expect(statSync(wal).size).toBeLessThan(sizeBefore);
+    const db = new BetterSqlite3(dbPath, { readonly: true });
+    try {
+      // The failed write is kept too: a 503 never says "not stored" (a retry is a duplicate).
+      const ids = (db.prepare('SELECT id FROM requests').pluck().all() as string[]).sort();
+      expect(ids).toEqual([before.id, failed.id, after.id].sort());
+    } finally {
+      db.close();
+    }
+    expect(await b.requests.get(after.id)).toMatchObject({ id: after.id });
+  });
+});

@@ -30,6 +30,8 @@ export type ToWriter =
       ops: OpCall[];
       /** Test hook: the writer throws on receipt, dying with these ops unanswered. */
       crash?: true;
+      /** Test hook: the writer's next fsync of the WAL reports EIO. */
+      failNextSync?: true;
     }
   | { t: 'close' };
 

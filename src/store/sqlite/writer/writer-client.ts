@@ -52,6 +52,7 @@ export class WriterClient {
   private nextId = 1;
   private restartAt = 0;
   private crashNext = false;
+  private failSyncNext = false;
   private starting: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   private readonly flushNow = (): void => this.flush();
@@ -102,6 +103,11 @@ export class WriterClient {
     this.crashNext = true;
   }
 
+  /** Test hook: the writer's next fsync of the WAL fails (EIO), as a failing disk's would. */
+  failNextSync(): void {
+    this.failSyncNext = true;
+  }
+
   /** Test hook: kill the thread now. */
   async terminate(): Promise<void> {
     await this.worker?.terminate();
@@ -139,6 +145,10 @@ export class WriterClient {
     if (this.crashNext) {
       this.crashNext = false;
       msg.crash = true;
+    }
+    if (this.failSyncNext) {
+      this.failSyncNext = false;
+      msg.failNextSync = true;
     }
     // Keep the process alive while commits are pending; an idle writer does not.
     if (wasIdle) this.worker?.ref();

@@ -10,7 +10,7 @@ import { openWriterConnection } from '../connection.js';
 import { migrate } from '../migrate.js';
 import { compileOps } from '../ops/index.js';
 import { createBatchRunner, type BatchRunner } from './run-batch.js';
-import { errorInfo, type FromWriter, type OpCall, type OpOutcome, type ToWriter, type WriterInit } from './protocol.js';
+import { errorInfo, type FromWriter, type OpCall, type OpOutcome, type ToWriter, type WriterErrorInfo, type WriterInit } from './protocol.js';
 
 /** Bounds one transaction (and the latency of its first op) under a flood. */
 const MAX_OPS_PER_TRANSACTION = 4096;
@@ -51,6 +51,17 @@ const walPath = `${init.path}-wal`;
 let walFd: number | undefined;
 let committed: OpOutcome[] = [];
 let syncing = false;
+/**
+ * Set when an fsync of the WAL failed. Linux may then mark the pages that failed to reach the disk
+ * clean: they stay readable from the page cache but are never written again, and a later fsync
+ * that succeeds proves nothing about them. The WAL's checksums chain its frames, so a lost frame
+ * also voids every later one on recovery. Nothing is answered as committed again until a TRUNCATE
+ * checkpoint has copied the whole WAL (read back through the page cache, where it is intact) into
+ * the database file with fresh writes and fsynced that file (recoverWal).
+ */
+let unsynced: WriterErrorInfo | undefined;
+/** Test hook: the next fsync reports EIO. */
+let failNextSync = false;
 
 function syncCommitted(): void {
   if (syncing || committed.length === 0) return;
@@ -65,10 +76,36 @@ function syncCommitted(): void {
   syncing = true;
   fdatasync(walFd, (err) => {
     syncing = false;
-    post({ t: 'results', r: err ? covered.map(([id]) => [id, false, errorInfo(err)] as OpOutcome) : covered });
-    syncCommitted(); // batches committed while this fsync ran
+    if (failNextSync && !err) {
+      failNextSync = false;
+      err = Object.assign(new Error('EIO: i/o error, fdatasync (test hook)'), { code: 'EIO' });
+    }
+    if (err) {
+      // Batches committed while this fsync ran follow its frames in the WAL: they fail with it.
+      unsynced = errorInfo(err);
+      const failed = covered.concat(committed);
+      committed = [];
+      post({ t: 'results', r: failed.map(([id]) => [id, false, unsynced] as OpOutcome) });
+    } else {
+      post({ t: 'results', r: covered });
+      syncCommitted(); // batches committed while this fsync ran
+    }
     maybeClose();
   });
+}
+
+/** After a failed fsync: true once the whole WAL is durable in the database file again. */
+function recoverWal(): boolean {
+  try {
+    const [result] = db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number }>;
+    if (result?.busy === 0) {
+      unsynced = undefined;
+      return true;
+    }
+  } catch {
+    // The checkpoint's own fsync failed (the error is reported once per file); the next op retries.
+  }
+  return false;
 }
 
 function maybeClose(): void {
@@ -85,6 +122,7 @@ function take(m: ToWriter): void {
     return;
   }
   if (m.crash) throw new Error('writer crash requested (test hook)');
+  if (m.failNextSync) failNextSync = true;
   for (const op of m.ops) queue.push(op);
 }
 
@@ -94,6 +132,12 @@ function pump(): void {
     for (let r = receiveMessageOnPort(port); r !== undefined; r = receiveMessageOnPort(port)) take(r.message as ToWriter);
     if (queue.length === 0) break;
     const batch = queue.length > MAX_OPS_PER_TRANSACTION ? queue.splice(0, MAX_OPS_PER_TRANSACTION) : queue.splice(0);
+    if (unsynced !== undefined && !recoverWal()) {
+      // Nothing is committed until the WAL is safe again: this batch fails as the fsync did (503).
+      const info = unsynced;
+      post({ t: 'results', r: batch.map(([id]) => [id, false, info] as OpOutcome) });
+      continue;
+    }
     for (const outcome of runner.run(batch)) committed.push(outcome);
     syncCommitted();
   }
