@@ -147,6 +147,19 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
         expect((await stored(text.id))!.body).toBe('null');
       });
 
+      it('stores every byte value exactly, at sizes either side of how a backend may ship bodies', async () => {
+        for (const size of [256, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1]) {
+          const raw = Buffer.alloc(size);
+          for (let i = 0; i < size; i++) raw[i] = (i * 131 + (i >> 8)) & 0xff;
+          const copy = Buffer.from(raw);
+          const msg = makeMessage({ contentType: 'application/octet-stream', body: null, rawBody: raw });
+          await backend.requests.accept(msg, { maxAttempts: 1 });
+          expect(raw.equals(copy)).toBe(true);
+          const got = await stored(msg.id);
+          expect(got!.rawBody.equals(copy)).toBe(true);
+        }
+      });
+
       it('stores large bodies exactly and leaves the caller\'s buffer usable', async () => {
         const raw = Buffer.alloc(1024 * 1024);
         for (let i = 0; i < raw.length; i++) raw[i] = (i * 7919 + (i >> 8)) & 0xff;
