@@ -285,7 +285,10 @@ describe('sqlite: WAL size under sustained writes', () => {
 
 describe('sqlite: a failed fsync of the WAL', () => {
   it('answers 503 for what it covered, then makes the WAL durable in the database file before committing anything else', async () => {
-    const b = await open({ walRestartBytes: 1e12 }); // no RESTART checkpoint: the WAL keeps what it has
+    const logged: string[] = [];
+    const logger = { warn: () => {}, error: (_o: object, msg: string) => logged.push(`error: ${msg}`), info: (_o: object, msg: string) => logged.push(`info: ${msg}`) };
+    // No RESTART checkpoint: the WAL keeps what it has.
+    const b = await open({ walRestartBytes: 1e12, logger });
     const wal = `${dbPath}-wal`;
     const before = makeMessage();
     await b.requests.accept(before, { maxAttempts: 3 });
@@ -312,5 +315,6 @@ describe('sqlite: a failed fsync of the WAL', () => {
       db.close();
     }
     expect(await b.requests.get(after.id)).toMatchObject({ id: after.id });
+    expect(logged).toEqual([expect.stringMatching(/^error: fsync of the SQLite WAL failed/), expect.stringMatching(/^info: SQLite WAL durable again/)]);
   });
 });

@@ -39,6 +39,10 @@ export type FromWriter =
   | { t: 'ready' }
   | { t: 'fatal'; error: WriterErrorInfo }
   | { t: 'results'; r: OpOutcome[] }
+  /** An fsync of the WAL failed: writes fail until `syncRecovered` (writer-thread.ts). */
+  | { t: 'syncFailed'; error: WriterErrorInfo }
+  /** A checkpoint made the whole WAL durable in the database file after a failed fsync. */
+  | { t: 'syncRecovered' }
   | { t: 'closed' };
 
 export function errorInfo(err: unknown): WriterErrorInfo {

@@ -228,6 +228,15 @@ export class WriterClient {
             resolve();
             if (this.queued.length > 0) this.flush();
             return;
+          case 'syncFailed':
+            this.opts.logger.error(
+              { code: m.error.code, message: m.error.message },
+              'fsync of the SQLite WAL failed: writes answer 503 until a checkpoint has made the whole WAL durable in the database file',
+            );
+            return;
+          case 'syncRecovered':
+            this.opts.logger.info({}, 'SQLite WAL durable again after a failed fsync (checkpointed into the database file); writes resume');
+            return;
           case 'fatal':
             return reject(unavailable('store', new Error(`${m.error.code}: ${m.error.message}`)));
           case 'closed':

@@ -83,6 +83,7 @@ function syncCommitted(): void {
     if (err) {
       // Batches committed while this fsync ran follow its frames in the WAL: they fail with it.
       unsynced = errorInfo(err);
+      post({ t: 'syncFailed', error: unsynced });
       const failed = covered.concat(committed);
       committed = [];
       post({ t: 'results', r: failed.map(([id]) => [id, false, unsynced] as OpOutcome) });
@@ -100,6 +101,7 @@ function recoverWal(): boolean {
     const [result] = db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number }>;
     if (result?.busy === 0) {
       unsynced = undefined;
+      post({ t: 'syncRecovered' });
       return true;
     }
   } catch {
