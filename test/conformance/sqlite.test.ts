@@ -283,6 +283,41 @@ describe('sqlite: WAL size under sustained writes', () => {
   }, 40_000);
 });
 
+describe('sqlite: WAL restart and a long read', () => {
+  it('never holds writes back for a reader of an old snapshot, and restarts the WAL once it is gone', async () => {
+    const b = await open({ walRestartBytes: 64 * 1024, checkpointIntervalMs: 50 });
+    const body = Buffer.from(JSON.stringify({ pad: 'x'.repeat(1000) }));
+    let slowest = 0;
+    const writeFor = (ms: number) => {
+      const until = Date.now() + ms;
+      return Promise.all(
+        Array.from({ length: 8 }, async () => {
+          while (Date.now() < until) {
+            const t0 = performance.now();
+            await b.requests.accept(makeMessage({ rawBody: body, body: null }), { maxAttempts: 3 });
+            slowest = Math.max(slowest, performance.now() - t0);
+          }
+        }),
+      );
+    };
+    // A reader holding an old snapshot, as a long API read would.
+    const reader = new BetterSqlite3(dbPath, { readonly: true });
+    reader.exec('BEGIN');
+    reader.prepare('SELECT count(*) FROM requests').get();
+    try {
+      await writeFor(1_500);
+      // No RESTART waited on the reader while holding writes back (that took seconds).
+      expect(slowest).toBeLessThan(1_000);
+    } finally {
+      reader.exec('COMMIT');
+      reader.close();
+    }
+    const before = b.checkpoints.restarts;
+    await writeFor(1_000);
+    expect(b.checkpoints.restarts).toBeGreaterThan(before);
+  }, 20_000);
+});
+
 describe('sqlite: a failed fsync of the WAL', () => {
   it('answers 503 for what it covered, then makes the WAL durable in the database file before committing anything else', async () => {
     const logged: string[] = [];

@@ -16,19 +16,27 @@ import { Worker } from 'node:worker_threads';
  * checkpoint after the PASSIVE one is a RESTART: it waits for a gap between the writer's
  * transactions, copies the few frames appended meanwhile, and holds new writes back (the writer's
  * busy handler waits, a few ms) until the next transaction can start the file over; the file keeps
- * its size (up to journal_size_limit) and is overwritten from the start.
+ * its size (up to journal_size_limit) and is overwritten from the start. A RESTART holds writes back
+ * while it waits for readers still reading WAL frames, so it is tried only when the PASSIVE one
+ * copied every frame (no old snapshot in the way), waits RESTART_WAIT_MS at most, and after giving
+ * up waits RESTART_BACKOFF_MS before the next try: a long read never stalls writes for long.
  */
 const CODE = `
 const { workerData, parentPort } = require('node:worker_threads');
 const Database = require(workerData.driver);
-const db = new Database(workerData.path, { timeout: workerData.busyTimeoutMs });
+const db = new Database(workerData.path, { timeout: Math.min(workerData.busyTimeoutMs, workerData.restartWaitMs) });
 const frameBytes = db.pragma('page_size', { simple: true }) + 24;
+let restartAfter = 0;
 const tick = () => {
   try {
     const [passive] = db.pragma('wal_checkpoint(PASSIVE)');
-    if (passive && passive.log * frameBytes > workerData.restartBytes) {
+    // Only when PASSIVE copied every frame it saw: otherwise a reader's old snapshot holds frames
+    // back, and a RESTART would hold writes back while it waits for that reader.
+    if (passive && passive.log * frameBytes > workerData.restartBytes && passive.checkpointed >= passive.log && Date.now() >= restartAfter) {
       const [restart] = db.pragma('wal_checkpoint(RESTART)');
-      parentPort.postMessage({ restarted: restart ? restart.busy === 0 : false });
+      const done = restart ? restart.busy === 0 : false;
+      if (!done) restartAfter = Date.now() + workerData.restartBackoffMs;
+      parentPort.postMessage({ restarted: done });
     }
   } catch (err) { parentPort.postMessage({ error: String(err && err.message || err) }); }
 };
@@ -45,6 +53,11 @@ export interface Checkpointer {
   close(): Promise<void>;
 }
 
+/** Longest wait of a RESTART checkpoint (for a gap between writes, then for readers). */
+const RESTART_WAIT_MS = 200;
+/** After a RESTART that gave up, the next one waits this long. */
+const RESTART_BACKOFF_MS = 1_000;
+
 /** WAL bytes past which the checkpointer restarts the WAL (see above). */
 export const DEFAULT_WAL_RESTART_BYTES = 16 * 1024 * 1024;
 
@@ -54,7 +67,7 @@ export interface CheckpointerOptions {
   /** WAL size that makes the next checkpoint a RESTART. Default DEFAULT_WAL_RESTART_BYTES. */
   restartBytes?: number;
   onError?: (message: string) => void;
-  /** A RESTART checkpoint ran: `done` false when it gave up waiting (busy) and the next one retries. */
+  /** A RESTART checkpoint ran: `done` false when it gave up waiting (busy); the next tick retries. */
   onRestart?: (done: boolean) => void;
 }
 
@@ -68,6 +81,8 @@ export function startCheckpointer(path: string, options: CheckpointerOptions = {
       intervalMs: options.intervalMs ?? 250,
       busyTimeoutMs: options.busyTimeoutMs ?? 5000,
       restartBytes: options.restartBytes ?? DEFAULT_WAL_RESTART_BYTES,
+      restartWaitMs: RESTART_WAIT_MS,
+      restartBackoffMs: RESTART_BACKOFF_MS,
     },
   });
   worker.unref();
