@@ -51,9 +51,16 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   const messageCache = new MessageCache(config.workerConcurrency > 0 ? config.messageCacheBytes : 0);
   // Before the backend, which feeds them; the queue's depth is read from it at each scrape.
   let opened: Backend | undefined;
-  const metrics = createMetrics({ messageCache, queue: () => opened?.queue, brokerConfirms: Boolean(config.rabbitmqUri && config.databaseUrl) });
+  const metrics = createMetrics({
+    messageCache,
+    queue: () => opened?.queue,
+    brokerConfirms: Boolean(config.rabbitmqUri && config.databaseUrl),
+    embeddedStore: !config.databaseUrl,
+  });
   const backend = await openBackend(config, logger, messageCache, {
     onConfirmed: (ms) => metrics.confirmSeconds?.observe(ms / 1000),
+    onWalSync: (ms) => metrics.walSyncSeconds?.observe(ms / 1000),
+    onWalRestart: () => metrics.walRestarts?.inc(),
   });
   opened = backend;
   // Shared by all instances when the backend offers it (PostgreSQL); else files in DATA_DIR.

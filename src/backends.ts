@@ -19,6 +19,10 @@ import { openSqliteBackend } from './store/sqlite/index.js';
 export interface BackendObservers {
   /** Distributed mode: ms from a job's publish to the broker's confirm. */
   onConfirmed?: (ms: number) => void;
+  /** Embedded mode: each fsync of the WAL that made commits durable, in ms. */
+  onWalSync?: (ms: number) => void;
+  /** Embedded mode: the checkpointer restarted the WAL. */
+  onWalRestart?: () => void;
 }
 
 export async function openBackend(config: Config, logger: Logger, messageCache: MessageCache, observers: BackendObservers = {}): Promise<Backend> {
@@ -26,7 +30,15 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
     throw new Error('RABBITMQ_URI needs DATABASE_URL: requests and the outbox live in PostgreSQL');
   }
   if (!config.databaseUrl) {
-    return openSqliteBackend({ path: path.join(config.dataDir, 'hookd.db'), leaseMs: config.leaseMs, messageCache, logger, exclusive: true });
+    return openSqliteBackend({
+      path: path.join(config.dataDir, 'hookd.db'),
+      leaseMs: config.leaseMs,
+      messageCache,
+      logger,
+      exclusive: true,
+      ...(observers.onWalSync ? { onWalSync: observers.onWalSync } : {}),
+      ...(observers.onWalRestart ? { onWalRestart: observers.onWalRestart } : {}),
+    });
   }
   const pg = { connectionString: config.databaseUrl, schema: config.databaseSchema, messageCache, logger };
   if (!config.rabbitmqUri) return openPostgresBackend({ ...pg, leaseMs: config.leaseMs });

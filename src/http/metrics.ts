@@ -8,6 +8,8 @@ export interface MetricSources {
   queue?: () => { stats(): Promise<QueueStats> } | undefined;
   /** Distributed mode with RabbitMQ: the hookd_broker_confirm_seconds histogram exists. */
   brokerConfirms?: boolean;
+  /** Embedded mode: the WAL metrics (hookd_store_wal_sync_seconds, hookd_store_wal_restarts_total) exist. */
+  embeddedStore?: boolean;
 }
 
 /** Prometheus metrics of one hookd process. Labels stay low-cardinality (no flow ids). */
@@ -31,6 +33,21 @@ export function createMetrics(sources: MetricSources = {}) {
         name: 'hookd_broker_confirm_seconds',
         help: 'A job published to RabbitMQ → its publisher confirm (an accepted request spends this within hookd_ingress_commit_seconds, after the PostgreSQL commit)',
         buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+        registers: [registry],
+      })
+    : undefined;
+  const walSyncSeconds = sources.embeddedStore
+    ? new Histogram({
+        name: 'hookd_store_wal_sync_seconds',
+        help: 'Embedded mode: each fsync of the SQLite WAL that made commits durable (one covers every commit before it); answers wait for it, so a slow disk shows here first',
+        buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+        registers: [registry],
+      })
+    : undefined;
+  const walRestarts = sources.embeddedStore
+    ? new Counter({
+        name: 'hookd_store_wal_restarts_total',
+        help: 'Embedded mode: times the checkpointer started the SQLite WAL over after it passed 16 MiB (a WAL that never restarts under steady writes grows without bound)',
         registers: [registry],
       })
     : undefined;
@@ -119,7 +136,7 @@ export function createMetrics(sources: MetricSources = {}) {
   const countResponse = (status: number): void => responseOf(String(status)).inc();
   const countExecution = (status: string): void => executionOf(status).inc();
   const observeStep = (type: string, status: string, seconds: number): void => stepOf(type, status).observe(seconds);
-  return { registry, responses, countResponse, commitSeconds, confirmSeconds, authFailures, instances, countExecution, observeStep, queueDelaySeconds };
+  return { registry, responses, countResponse, commitSeconds, confirmSeconds, walSyncSeconds, walRestarts, authFailures, instances, countExecution, observeStep, queueDelaySeconds };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

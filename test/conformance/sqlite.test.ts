@@ -259,7 +259,9 @@ describe('sqlite: schema', () => {
 
 describe('sqlite: WAL size under sustained writes', () => {
   it('restarts the WAL once it passes walRestartBytes, so it stays bounded while writes never pause', async () => {
-    const b = await open({ walRestartBytes: 256 * 1024, checkpointIntervalMs: 50 });
+    let reported = 0;
+    let syncs = 0;
+    const b = await open({ walRestartBytes: 256 * 1024, checkpointIntervalMs: 50, onWalRestart: () => reported++, onWalSync: () => syncs++ });
     const wal = `${dbPath}-wal`;
     let largest = 0;
     let stop = false;
@@ -279,6 +281,9 @@ describe('sqlite: WAL size under sustained writes', () => {
     await Promise.all(lanes);
     expect(b.writer.counters.ops * body.length).toBeGreaterThanOrEqual(64 * 1024 * 1024);
     expect(b.checkpoints.restarts).toBeGreaterThan(0);
+    expect(reported).toBe(b.checkpoints.restarts);
+    expect(syncs).toBeGreaterThan(0);
+    expect(syncs).toBeLessThanOrEqual(b.writer.counters.transactions);
     expect(largest).toBeLessThan(16 * 1024 * 1024);
   }, 40_000);
 });

@@ -107,6 +107,9 @@ describe('operations', () => {
     const metrics = await (await fetch(`${h.url}/metrics`)).text();
     expect(metrics).toContain('hookd_ingress_commit_seconds');
     expect(metrics).not.toContain('hookd_broker_confirm_seconds'); // distributed mode only
+    // Embedded mode: every answer above waited for an fsync of the WAL (readyz's heartbeat write too).
+    expect(Number(/^hookd_store_wal_sync_seconds_count (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+    expect(metrics).toMatch(/^hookd_store_wal_restarts_total \d+$/m);
   });
 
   it('a request this process committed is run from memory, and /metrics counts it (MESSAGE_CACHE)', async () => {

@@ -453,6 +453,7 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
     const confirms = Number(/^hookd_broker_confirm_seconds_count (\d+)$/m.exec(metricsA)?.[1]);
     expect(confirms).toBeGreaterThanOrEqual(30);
     expect(Number(/^hookd_broker_confirm_seconds_sum (\S+)$/m.exec(metricsA)?.[1])).toBeGreaterThan(0);
+    expect(metricsA).not.toContain('hookd_store_wal_sync_seconds'); // embedded mode only
     // …and every request ran once, wherever its job was consumed.
     expect.soft(await unfinished('late', ids, 20_000)).toEqual([]);
     // Stopping it on B stops it everywhere.

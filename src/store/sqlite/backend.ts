@@ -39,6 +39,10 @@ export interface SqliteBackendOptions {
   walRestartBytes?: number;
   /** How often the checkpointer runs. Default 250 ms. */
   checkpointIntervalMs?: number;
+  /** Each fsync of the WAL that made commits durable, in ms (metrics). */
+  onWalSync?: (ms: number) => void;
+  /** The checkpointer restarted the WAL (metrics). */
+  onWalRestart?: () => void;
 }
 
 export const DEFAULT_LEASE_MS = 30_000;
@@ -99,7 +103,7 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
   let writer: WriterClient;
   try {
     // The writer creates and migrates the file before the readers open it.
-    writer = await WriterClient.open({ path, leaseMs, busyTimeoutMs, pragmas: opts.writerPragmas ?? [], logger });
+    writer = await WriterClient.open({ path, leaseMs, busyTimeoutMs, pragmas: opts.writerPragmas ?? [], logger, ...(opts.onWalSync ? { onSync: opts.onWalSync } : {}) });
   } catch (err) {
     lock?.close();
     throw err;
@@ -131,8 +135,12 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
       ...(opts.checkpointIntervalMs !== undefined ? { intervalMs: opts.checkpointIntervalMs } : {}),
       onError: (message) => logger.warn({ message }, 'WAL checkpoint failed'),
       onRestart: (done) => {
-        if (done) checkpoints.restarts++;
-        else checkpoints.restartsGivenUp++;
+        if (!done) {
+          checkpoints.restartsGivenUp++;
+          return;
+        }
+        checkpoints.restarts++;
+        opts.onWalRestart?.();
       },
     }),
     lock,

@@ -38,7 +38,8 @@ export type ToWriter =
 export type FromWriter =
   | { t: 'ready' }
   | { t: 'fatal'; error: WriterErrorInfo }
-  | { t: 'results'; r: OpOutcome[] }
+  /** syncMs: how long the fsync that made these durable took (absent when results carry no fsync). */
+  | { t: 'results'; r: OpOutcome[]; syncMs?: number }
   /** An fsync of the WAL failed: writes fail until `syncRecovered` (writer-thread.ts). */
   | { t: 'syncFailed'; error: WriterErrorInfo }
   /** A checkpoint made the whole WAL durable in the database file after a failed fsync. */

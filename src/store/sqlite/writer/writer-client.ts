@@ -12,6 +12,8 @@ export interface WriterClientOptions {
   busyTimeoutMs: number;
   pragmas: string[];
   logger: BackendLogger;
+  /** Each fsync of the WAL that made commits durable, and how long it took (metrics). */
+  onSync?: (ms: number) => void;
 }
 
 export interface CallOptions<A> {
@@ -219,6 +221,7 @@ export class WriterClient {
       port1.on('message', (m: FromWriter) => {
         switch (m.t) {
           case 'results':
+            if (m.syncMs !== undefined) this.opts.onSync?.(m.syncMs);
             return this.settle(m.r);
           case 'ready':
             ready = true;

@@ -74,6 +74,7 @@ function syncCommitted(): void {
     return;
   }
   syncing = true;
+  const started = performance.now();
   fdatasync(walFd, (err) => {
     syncing = false;
     if (failNextSync && !err) {
@@ -88,7 +89,7 @@ function syncCommitted(): void {
       committed = [];
       post({ t: 'results', r: failed.map(([id]) => [id, false, unsynced] as OpOutcome) });
     } else {
-      post({ t: 'results', r: covered });
+      post({ t: 'results', r: covered, syncMs: performance.now() - started });
       syncCommitted(); // batches committed while this fsync ran
     }
     maybeClose();
