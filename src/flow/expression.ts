@@ -1,4 +1,5 @@
 import jsonata from 'jsonata';
+import { compileFastPath, FALLBACK, type FastEvaluator } from './expression-fast-path.js';
 
 /**
  * JSONata compilation and evaluation for steps.
@@ -7,7 +8,9 @@ import jsonata from 'jsonata';
  * expressions are cached by source text (bounded, least recently used out first). Sharing one
  * compiled expression between concurrent evaluations is safe: jsonata 2.x evaluates each call in a
  * fresh frame. Guardrails stop runaway expressions (infinite recursion, endless loops) instead of
- * letting them block the event loop.
+ * letting them block the event loop. Expressions of the plain subset most flows use (field paths,
+ * literals, object constructors, comparisons) are evaluated directly (expression-fast-path.ts),
+ * with jsonata as the fallback for every input the subset does not decide.
  */
 
 export interface ExpressionLimits {
@@ -38,7 +41,12 @@ export interface CompiledExpression {
 }
 
 const CACHE_SIZE = 1_000;
-const cache = new Map<string, jsonata.Expression>();
+interface Compiled {
+  expr: jsonata.Expression;
+  fast: FastEvaluator | undefined;
+}
+
+const cache = new Map<string, Compiled>();
 
 /** Compile (or fetch from the cache) an expression. Throws ExpressionError on a syntax error. */
 export function compileExpression(
@@ -46,13 +54,15 @@ export function compileExpression(
   limits: ExpressionLimits = DEFAULT_EXPRESSION_LIMITS,
 ): CompiledExpression {
   const key = `${limits.timeoutMs}:${limits.stack}:${source}`;
-  let expr = cache.get(key);
-  if (expr === undefined) {
+  let entry = cache.get(key);
+  if (entry === undefined) {
+    let expr: jsonata.Expression;
     try {
       expr = jsonata(source, { timeout: limits.timeoutMs, stack: limits.stack });
     } catch (err) {
       throw toExpressionError(err, 'Invalid JSONata expression');
     }
+    entry = { expr, fast: compileFastPath(expr.ast()) };
     if (cache.size >= CACHE_SIZE) {
       const oldest = cache.keys().next();
       if (!oldest.done) cache.delete(oldest.value);
@@ -60,11 +70,16 @@ export function compileExpression(
   } else {
     cache.delete(key); // re-insert: most recently used last
   }
-  cache.set(key, expr);
-  const compiled = expr;
+  cache.set(key, entry);
+  const compiled = entry.expr;
+  const fast = entry.fast;
   return {
     source,
     async evaluate(input: unknown): Promise<unknown> {
+      if (fast !== undefined) {
+        const value = fast(input);
+        if (value !== FALLBACK) return value;
+      }
       try {
         // Bindings given (even empty) → jsonata evaluates in its own frame; keep it that way.
         return await compiled.evaluate(input, {});
