@@ -142,7 +142,15 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     },
     onDiscardFailed: (ids: readonly string[], err: unknown) => logger.warn({ err, ids }, 'attachments of a refused request not deleted; the sweep will'),
   });
-  await server.register(adminApi, { prefix: '/api', tokenDigest: admin.digest, registry, backend, publicUrl: config.publicUrl, attachments });
+  await server.register(adminApi, {
+    prefix: '/api',
+    tokenDigest: admin.digest,
+    registry,
+    backend,
+    publicUrl: config.publicUrl,
+    attachments,
+    executionDataLimit: config.executionDataLimit,
+  });
   await server.register(opsRoutes, {
     checkWritable: () => backend.checkWritable(),
     isShuttingDown: () => shuttingDown,

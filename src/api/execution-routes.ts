@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { E, HookdError } from '../core/errors.js';
 import type { ExecutionStore, RequestStore } from '../store/contracts.js';
+import { withMessageInputs } from './message-inputs.js';
 import { PageQuery, page } from './pagination.js';
 import { executionView, requestView } from './views.js';
 
@@ -12,17 +13,21 @@ const ExecutionQuery = Type.Object({
 });
 const RequestQuery = Type.Object({ flowId: Type.Optional(Type.String()), ...PageQuery });
 
-export async function executionRoutes(app: FastifyInstance, deps: { executions: ExecutionStore; requests: RequestStore }): Promise<void> {
+export async function executionRoutes(
+  app: FastifyInstance,
+  deps: { executions: ExecutionStore; requests: RequestStore; /** EXECUTION_DATA_LIMIT */ executionDataLimit: number },
+): Promise<void> {
   app.get<{ Querystring: Static<typeof ExecutionQuery> }>('/executions', { schema: { querystring: ExecutionQuery } }, async (request) => {
     const limit = request.query.limit ?? 100;
     const items = await deps.executions.list({ ...request.query, limit });
-    return page(items, limit, executionView);
+    return page(await withMessageInputs(items, deps.requests, deps.executionDataLimit), limit, executionView);
   });
 
   app.get<{ Params: { id: string } }>('/executions/:id', async (request) => {
     const execution = await deps.executions.get(request.params.id);
     if (!execution) throw new HookdError(E.NOT_FOUND, `Execution ${request.params.id}`);
-    return executionView(execution);
+    const [shown] = await withMessageInputs([execution], deps.requests, deps.executionDataLimit);
+    return executionView(shown!);
   });
 
   app.get<{ Querystring: Static<typeof RequestQuery> }>('/requests', { schema: { querystring: RequestQuery } }, async (request) => {

@@ -16,13 +16,15 @@ interface Deps {
   publicUrl: string;
   /** Where requests' files and large raw bodies are (download routes). */
   attachments?: AttachmentStore;
+  /** EXECUTION_DATA_LIMIT: step inputs derived from the request are truncated like recorded ones. */
+  executionDataLimit: number;
 }
 
 /** The management REST API under /api; every route requires the admin token. */
 export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> {
   app.addHook('onRequest', requireAdminToken(deps.tokenDigest));
   await app.register(flowRoutes, { registry: deps.registry, publicUrl: deps.publicUrl });
-  await app.register(executionRoutes, { executions: deps.backend.executions, requests: deps.backend.requests });
+  await app.register(executionRoutes, { executions: deps.backend.executions, requests: deps.backend.requests, executionDataLimit: deps.executionDataLimit });
   await app.register(queueRoutes, { queue: deps.backend.queue });
   await app.register(attachmentRoutes, { requests: deps.backend.requests, ...(deps.attachments ? { attachments: deps.attachments } : {}) });
 }

@@ -13,6 +13,14 @@ export const FINAL_STATUSES: ReadonlySet<ExecutionStatus> = new Set(['completed'
 
 export type StepStatus = 'completed' | 'failed' | 'filtered';
 
+/**
+ * StepRecord.input of a step whose input was the received message itself (a first step, not resumed
+ * from a cursor): its JSON is not stored a second time next to the request. Readers derive it from
+ * the request (recordJson(toMessageView(message))), which is exactly what would have been stored.
+ * Never valid JSON, so never a real recorded input.
+ */
+export const MESSAGE_INPUT = '';
+
 export interface StepRecord {
   stepId: string;
   type: string;
@@ -21,7 +29,7 @@ export interface StepRecord {
   attempt: number;
   startedAt: number;
   finishedAt: number;
-  /** JSON, truncated to EXECUTION_DATA_LIMIT. */
+  /** JSON, truncated to EXECUTION_DATA_LIMIT; MESSAGE_INPUT when it was the received message. */
   input?: string;
   output?: string;
   error?: string;

@@ -31,6 +31,7 @@
  */
 import {
   FINAL_STATUSES,
+  MESSAGE_INPUT,
   type Execution,
   type ExecutionStatus,
   type StepRecord,
@@ -340,11 +341,12 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       let input: unknown = view;
       // The speculative run computed step 0 over the message view: valid only without a cursor.
       const useSpeculative = speculative !== undefined && exec.cursor === undefined;
+      let inputJson: string | undefined = MESSAGE_INPUT; // the message: not recorded again
       if (exec.cursor !== undefined) {
         index = exec.cursor.nextStep;
         input = exec.cursor.input;
+        inputJson = recordJson(input, o.executionDataLimit);
       }
-      let inputJson = recordJson(input, o.executionDataLimit);
 
       for (let i = index; i < steps.length; i++) {
         const step = steps[i]!;
@@ -452,7 +454,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
     const job = d.job;
     const startedAt = preciseNow();
     let input: unknown = toMessageView(message);
-    let inputJson = recordJson(input, o.executionDataLimit);
+    let inputJson: string | undefined = MESSAGE_INPUT; // the message: not recorded again
     const records: StepRecord[] = [];
     let status: 'completed' | 'filtered' = 'completed';
     for (let i = 0; i < steps.length; i++) {

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FINAL_STATUSES, type Execution } from '../../src/core/execution.js';
+import { FINAL_STATUSES, MESSAGE_INPUT, type Execution } from '../../src/core/execution.js';
+import { withMessageInputs } from '../../src/api/message-inputs.js';
 import type { Flow, StepDef } from '../../src/core/flow.js';
 import type { ReceivedMessage } from '../../src/core/message.js';
 import { preciseNow } from '../../src/flow/clock.js';
@@ -243,9 +244,15 @@ describe.each([
 
     // Records are truncated to the limit (marked), the receiver still got the full value.
     const [shape, send, audit] = e.steps as [Execution['steps'][number], Execution['steps'][number], Execution['steps'][number]];
-    expect(isTruncated(shape.input)).toBe(true);
-    expect(Buffer.byteLength(shape.input!)).toBeLessThanOrEqual(4_096);
-    expect(JSON.parse(shape.input!)).toMatchObject({ $truncated: true, preview: expect.stringContaining(`"id":"${m.id}"`) });
+    // The first input is the message itself: stored once, with the request, and derived for the
+    // API, truncated like any record.
+    expect(shape.input).toBe(MESSAGE_INPUT);
+    const [shown] = await withMessageInputs([e], h.backend.requests, 4_096);
+    const shownInput = shown!.steps[0]!.input;
+    expect(isTruncated(shownInput)).toBe(true);
+    expect(Buffer.byteLength(shownInput!)).toBeLessThanOrEqual(4_096);
+    expect(JSON.parse(shownInput!)).toMatchObject({ $truncated: true, preview: expect.stringContaining(`"id":"${m.id}"`) });
+    expect(shown!.steps.slice(1)).toEqual(e.steps.slice(1));
     expect(isTruncated(shape.output)).toBe(true);
     expect(JSON.parse(send.output!)).toMatchObject({ status: 200, body: { received: expect.any(Number) } });
     expect(audit.input).toBe(send.output);

@@ -1,0 +1,28 @@
+import { type Execution, MESSAGE_INPUT } from '../core/execution.js';
+import { toMessageView } from '../core/message.js';
+import { recordJson } from '../flow/truncate.js';
+import type { RequestStore } from '../store/contracts.js';
+
+/**
+ * Executions as the API shows them: a step input recorded as MESSAGE_INPUT (the received message,
+ * not stored twice) becomes the message's JSON, truncated to EXECUTION_DATA_LIMIT as the runner
+ * would have recorded it. The requests are read together (PostgreSQL batches concurrent reads). A
+ * request that is gone (deleted with its flow) leaves the input out.
+ */
+export async function withMessageInputs(executions: readonly Execution[], requests: RequestStore, limit: number): Promise<Execution[]> {
+  return Promise.all(
+    executions.map(async (e) => {
+      if (!e.steps.some((s) => s.input === MESSAGE_INPUT)) return e;
+      const message = await requests.get(e.requestId);
+      const json = message === undefined ? undefined : recordJson(toMessageView(message), limit);
+      return {
+        ...e,
+        steps: e.steps.map((s) => {
+          if (s.input !== MESSAGE_INPUT) return s;
+          const { input: _stored, ...rest } = s;
+          return json === undefined ? rest : { ...rest, input: json };
+        }),
+      };
+    }),
+  );
+}
