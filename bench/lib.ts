@@ -173,13 +173,16 @@ export async function api(base: string, method: string, p: string, body?: unknow
   return res.status === 204 ? undefined : res.json();
 }
 
-/** hookd as `npm start` runs it (dist/), in its own temp DATA_DIR, on a free loopback port. */
-export async function startHookd(env: Record<string, string> = {}): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
+/**
+ * hookd as `npm start` runs it (dist/), in its own temp DATA_DIR, on a free loopback port; `root`:
+ * another checkout's build (bench:ab compares two).
+ */
+export async function startHookd(env: Record<string, string> = {}, root = ROOT): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'hookd-bench-'));
   // info: only the start-up lines (the address); request logging is off.
   const p = await startProcess(
     process.execPath,
-    [path.join(ROOT, 'dist/src/main.js')],
+    [path.join(root, 'dist/src/main.js')],
     { DATA_DIR: dataDir, LISTEN_HOST: '127.0.0.1', LISTEN_PORT: '0', HOOKD_ADMIN_TOKEN: TOKEN, LOG_LEVEL: 'info', ...env },
     /"address":"(http:\/\/[^"]+)"/,
   );
