@@ -78,8 +78,10 @@ function compilePath(node: Node): FastEvaluator | undefined {
       if (!isObject(current) || !hasOwn(current, name)) return undefined;
       current = current[name];
     }
-    // A sequence result: jsonata decides whether it stays an array (singletons, flattening).
-    return Array.isArray(current) ? FALLBACK : current;
+    // A sequence result: jsonata decides whether it stays an array (singletons, flattening); a
+    // number JSON.parse made infinite (1e400): jsonata's range checks decide.
+    if (Array.isArray(current) || (typeof current === 'number' && !Number.isFinite(current))) return FALLBACK;
+    return current;
   };
 }
 

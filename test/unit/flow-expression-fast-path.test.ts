@@ -104,7 +104,7 @@ function object(next: () => number, depth: number): Record<string, unknown> {
 
 function inputs(count: number): unknown[] {
   const next = rng(42);
-  const out: unknown[] = [null, 5, 'scalar', [], [{ a: 1 }, { a: 2 }], {}];
+  const out: unknown[] = [null, 5, 'scalar', [], [{ a: 1 }, { a: 2 }], {}, JSON.parse('{"a":1e400,"b":{"c":-1e400}}')];
   for (let i = 0; i < count; i++) out.push(next() < 0.9 ? object(next, 0) : value(next, 0));
   return out;
 }
