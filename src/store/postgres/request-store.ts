@@ -3,7 +3,7 @@ import type { ReceivedMessage } from '../../core/message.js';
 import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore } from '../contracts.js';
 import type { MessageCache } from '../message-cache.js';
 import type { OutboxJob } from './outbox.js';
-import { BatchedLookup } from './batched-lookup.js';
+import { BatchedLookup } from '../batched-lookup.js';
 import { AcceptBatch, MAX_BATCH_ROWS, type AcceptResult, type AcceptRow, type Dispatch } from './accept-batch.js';
 import type { PgDatabase } from './database.js';
 import { storeClosed } from './errors.js';

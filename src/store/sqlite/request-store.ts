@@ -4,6 +4,7 @@ import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, Reque
 import type { HandoffSlot, JobHandoff } from './handoff.js';
 import type { AcceptRequestArgs } from './ops/accept-request.js';
 import type { Reader } from './reader.js';
+import { BatchedLookup } from '../batched-lookup.js';
 import type { MessageCache } from '../message-cache.js';
 import { requestColumns, toMessage, type RequestRow } from '../rows.js';
 import type { WriterClient } from './writer/writer-client.js';
@@ -92,9 +93,15 @@ export class SqliteRequestStore implements RequestStore {
   async get(id: string): Promise<ReceivedMessage | undefined> {
     const recent = this.recent?.take(id);
     if (recent !== undefined) return recent;
-    const row = this.reader.read('SELECT * FROM requests WHERE id = ?', (s) => s.get(id) as RequestRow | undefined);
+    const row = await this.lookup.get(id);
     return row === undefined ? undefined : toMessage(row);
   }
+
+  /** Concurrent get()s (the runner reads one request per job, a prefetch's worth at once) share one query. */
+  private readonly lookup = new BatchedLookup<string, RequestRow>(async (ids) => {
+    const rows = this.reader.read('SELECT * FROM requests WHERE id IN (SELECT value FROM json_each(?))', (s) => s.all(JSON.stringify(ids)) as RequestRow[]);
+    return new Map(rows.map((r) => [r.id, r]));
+  });
 
   async referencesAttachment(attachmentId: string): Promise<boolean> {
     const hit = this.reader.read('SELECT 1 FROM request_attachments WHERE attachment_id = ?', (s) => s.pluck().get(attachmentId));

@@ -1,7 +1,9 @@
 /**
- * Lookups by key made in one event-loop turn go to the database as one query (`WHERE id = ANY($1)`).
- * Under load the flow runner reads one request per job, many at once; one statement per read made
- * each a round trip and a socket write of its own, which measured as a tenth of the process's CPU.
+ * Lookups by key made in one event-loop turn go to the database as one query. Under load the flow
+ * runner reads one request per job, many at once. On PostgreSQL one statement per read made each a
+ * round trip and a socket write of its own (a tenth of the process's CPU); on SQLite every read
+ * transaction after a commit by the writer thread starts with an empty page cache, so one query
+ * for many keys walks the B-tree's upper pages once instead of once per key.
  * Each caller resolves with its own row (or undefined); a failed query rejects every caller of it.
  */
 export class BatchedLookup<K, V> {
