@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import path from 'node:path';
 import { benchRabbitMq } from './ingest-rabbitmq.js';
-import { api, arg, autocannon, completedPerSecond, fmt, type LoadResult, median, percentile, ROOT, row, startHookd, startProcess } from './lib.js';
+import { api, arg, autocannon, completedPerSecond, fmt, largestSizeDuring, type LoadResult, median, percentile, ROOT, row, startHookd, startProcess } from './lib.js';
 
 /**
  * npm run bench:ingest [-- --seconds 10 --connections 64 --rounds 1] [--auth hmac]
@@ -11,7 +11,8 @@ import { api, arg, autocannon, completedPerSecond, fmt, type LoadResult, median,
  * features: the price of durability alone), (c) hookd (SQLite, synchronous=FULL) with a started
  * flow, (d) the same hookd with its workers off (the ingest path alone). Prints req/s, p50/p99, the
  * server's CPU per request, the ratios, executions completed per second during the load, and
- * request → first step started (p50), unloaded and under load. --rounds N repeats (a)–(d) N times
+ * request → first step started (p50), unloaded and under load, and the largest hookd's WAL grew
+ * during the load (--seconds 60 shows it stays bounded). --rounds N repeats (a)–(d) N times
  * in turn and prints the median of each round's ratios: on a noisy machine, one round can mislead.
  *
  * --auth hmac: hookd with and without an HMAC-SHA256 credential on the flow, same run, 1 KB body
@@ -65,6 +66,8 @@ interface Round {
   ingestOnly: LoadResult;
   executed: number;
   loaded: number[];
+  /** The largest the WAL grew to during the measured load (flow running). */
+  walBytes: number;
 }
 
 async function benchIngest(): Promise<void> {
@@ -90,6 +93,7 @@ async function benchIngest(): Promise<void> {
     let b: LoadResult;
     let loaded: number[];
     let executed: number;
+    let walBytes: number;
     let idle: number[] | undefined;
     try {
       await api(hookd.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
@@ -97,7 +101,12 @@ async function benchIngest(): Promise<void> {
       const w = await autocannon({ url: `${hookd.url}/hook/warmup`, connections, seconds: 2, body: BODY });
       await queueDelays(hookd.url, 'warmup', w.total - w.non2xx); // start the measured run with an empty queue
       const from = Date.now();
-      b = await autocannon({ url: `${hookd.url}/hook/bench`, connections, seconds, body: BODY, ...(hookd.pid ? { pid: hookd.pid } : {}) });
+      const measured = await largestSizeDuring(
+        path.join(hookd.dataDir, 'hookd.db-wal'),
+        autocannon({ url: `${hookd.url}/hook/bench`, connections, seconds, body: BODY, ...(hookd.pid ? { pid: hookd.pid } : {}) }),
+      );
+      b = measured.result;
+      walBytes = measured.largest;
       const to = Date.now();
       loaded = await queueDelays(hookd.url, 'bench', b.total - b.non2xx);
       executed = await completedPerSecond(hookd.url, 'bench', from, to);
@@ -124,7 +133,7 @@ async function benchIngest(): Promise<void> {
     } finally {
       await ingestOnly.stop();
     }
-    return { node, ref, hookd: b, ingestOnly: c, executed, loaded, ...(idle ? { idle } : {}) };
+    return { node, ref, hookd: b, ingestOnly: c, executed, loaded, walBytes, ...(idle ? { idle } : {}) };
   };
 
   const results: Round[] = [];
@@ -139,7 +148,8 @@ async function benchIngest(): Promise<void> {
     console.log(row('hand-made group commit (reference)', one.ref, width));
     console.log(row('hookd (sqlite, FULL)', one.hookd, width));
     console.log(row('hookd, ingest only (no workers)', one.ingestOnly, width));
-    console.log(`executions completed during the load: ${fmt(one.executed)}/s (the flow runs in the same process; the queue absorbs the rest)\n`);
+    console.log(`executions completed during the load: ${fmt(one.executed)}/s (the flow runs in the same process; the queue absorbs the rest)`);
+    console.log(`hookd's WAL during the load: at most ${fmt(one.walBytes / 1024 / 1024, 1)} MiB (restarted past 16 MiB; try --seconds 60)\n`);
   }
 
   // With several rounds: the median of each round's ratio (each ratio's two sides ran minutes apart at most).

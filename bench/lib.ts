@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -177,7 +177,10 @@ export async function api(base: string, method: string, p: string, body?: unknow
  * hookd as `npm start` runs it (dist/), in its own temp DATA_DIR, on a free loopback port; `root`:
  * another checkout's build (bench:ab compares two).
  */
-export async function startHookd(env: Record<string, string> = {}, root = ROOT): Promise<{ url: string; pid: number | undefined; stop(): Promise<void> }> {
+export async function startHookd(
+  env: Record<string, string> = {},
+  root = ROOT,
+): Promise<{ url: string; pid: number | undefined; dataDir: string; stop(): Promise<void> }> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'hookd-bench-'));
   // info: only the start-up lines (the address); request logging is off.
   const p = await startProcess(
@@ -189,11 +192,35 @@ export async function startHookd(env: Record<string, string> = {}, root = ROOT):
   return {
     url: p.match[1]!,
     pid: p.proc.pid,
+    dataDir,
     stop: async () => {
       await p.stop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The largest size a file reaches while `during` runs, sampled every 250 ms (0 while it does not
+ * exist): the embedded store's WAL under load.
+ */
+export async function largestSizeDuring<T>(file: string, during: Promise<T>): Promise<{ result: T; largest: number }> {
+  let largest = 0;
+  const sample = (): void => {
+    try {
+      largest = Math.max(largest, statSync(file).size);
+    } catch {
+      // Not there (yet).
+    }
+  };
+  const timer = setInterval(sample, 250);
+  try {
+    const result = await during;
+    sample();
+    return { result, largest };
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 /** One result line: req/s, p50/p99 latency, refusals. */
