@@ -85,19 +85,14 @@ export class MessageCache {
     this.bytes -= held.bytes;
   }
 
-  /** Forget passed entries, and entries no longer held once they outnumber the held ones. */
+  /**
+   * Rebuild the order from the held entries once evicted, taken and replaced ones are most of it
+   * (every entry before `head` is one of those): at least 512 puts apart, so O(1) per put.
+   */
   private compact(): void {
-    const length = this.order.length;
-    if (this.messages.size === 0) {
-      this.order = [];
-      this.head = 0;
-    } else if (length >= 1024 && length > 4 * this.messages.size) {
-      this.order = this.order.filter((h, i) => i >= this.head && this.messages.get(h.message.id) === h);
-      this.head = 0;
-    } else if (this.head >= 1024 && this.head * 2 >= length) {
-      this.order = this.order.slice(this.head);
-      this.head = 0;
-    }
+    if (this.order.length < 1024 || this.order.length < 2 * this.messages.size) return;
+    this.order = this.order.filter((h) => this.messages.get(h.message.id) === h);
+    this.head = 0;
   }
 }
 

@@ -61,11 +61,6 @@ export class SqliteBackend implements Backend {
     readonly queue: EmbeddedQueue,
     private readonly checkpointer: Checkpointer,
     private readonly lock?: FileLock,
-    /**
-     * WAL restarts the checkpointer made, and those it gave up waiting for (a long read; retried
-     * at the next tick). Tests: the WAL stays bounded under sustained writes.
-     */
-    readonly checkpoints: { readonly restarts: number; readonly restartsGivenUp: number } = { restarts: 0, restartsGivenUp: 0 },
   ) {}
 
   async checkWritable(): Promise<void> {
@@ -121,7 +116,6 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
     throw isHookdError(err) ? err : unavailable('store', err);
   }
   const queue = new EmbeddedQueue({ writer, reader, leaseMs, logger });
-  const checkpoints = { restarts: 0, restartsGivenUp: 0 };
   return new SqliteBackend(
     writer,
     reader,
@@ -134,16 +128,8 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
       ...(opts.walRestartBytes !== undefined ? { restartBytes: opts.walRestartBytes } : {}),
       ...(opts.checkpointIntervalMs !== undefined ? { intervalMs: opts.checkpointIntervalMs } : {}),
       onError: (message) => logger.warn({ message }, 'WAL checkpoint failed'),
-      onRestart: (done) => {
-        if (!done) {
-          checkpoints.restartsGivenUp++;
-          return;
-        }
-        checkpoints.restarts++;
-        opts.onWalRestart?.();
-      },
+      ...(opts.onWalRestart ? { onRestart: opts.onWalRestart } : {}),
     }),
     lock,
-    checkpoints,
   );
 }

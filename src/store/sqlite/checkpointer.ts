@@ -34,9 +34,8 @@ const tick = () => {
     // back, and a RESTART would hold writes back while it waits for that reader.
     if (passive && passive.log * frameBytes > workerData.restartBytes && passive.checkpointed >= passive.log && Date.now() >= restartAfter) {
       const [restart] = db.pragma('wal_checkpoint(RESTART)');
-      const done = restart ? restart.busy === 0 : false;
-      if (!done) restartAfter = Date.now() + workerData.restartBackoffMs;
-      parentPort.postMessage({ restarted: done });
+      if (restart && restart.busy === 0) parentPort.postMessage({ restarted: true });
+      else restartAfter = Date.now() + workerData.restartBackoffMs;
     }
   } catch (err) { parentPort.postMessage({ error: String(err && err.message || err) }); }
 };
@@ -67,8 +66,8 @@ export interface CheckpointerOptions {
   /** WAL size that makes the next checkpoint a RESTART. Default DEFAULT_WAL_RESTART_BYTES. */
   restartBytes?: number;
   onError?: (message: string) => void;
-  /** A RESTART checkpoint ran: `done` false when it gave up waiting (busy); the next tick retries. */
-  onRestart?: (done: boolean) => void;
+  /** A RESTART checkpoint started the WAL over (one that gave up waiting is retried later, unreported). */
+  onRestart?: () => void;
 }
 
 export function startCheckpointer(path: string, options: CheckpointerOptions = {}): Checkpointer {
@@ -86,9 +85,9 @@ export function startCheckpointer(path: string, options: CheckpointerOptions = {
     },
   });
   worker.unref();
-  worker.on('message', (m: { error?: string; restarted?: boolean; closed?: boolean }) => {
+  worker.on('message', (m: { error?: string; restarted?: true; closed?: true }) => {
     if (m.error !== undefined) options.onError?.(m.error);
-    if (m.restarted !== undefined) options.onRestart?.(m.restarted);
+    if (m.restarted) options.onRestart?.();
     if (m.closed) void worker.terminate();
   });
   worker.on('error', (err) => options.onError?.(err.message));

@@ -22,12 +22,6 @@ const DUPLICATE: AcceptOutcome = Object.freeze({ kind: 'duplicate' });
  */
 const TRANSFER_FROM_BYTES = 64 * 1024;
 
-function forWriter(buf: Buffer): { bytes: Uint8Array | string; transfer?: ArrayBuffer[] } {
-  if (buf.byteLength < TRANSFER_FROM_BYTES) return { bytes: buf.toString('latin1') };
-  const copy = new Uint8Array(buf);
-  return { bytes: copy, transfer: [copy.buffer as ArrayBuffer] };
-}
-
 export class SqliteRequestStore implements RequestStore {
   constructor(
     private readonly writer: WriterClient,
@@ -38,7 +32,7 @@ export class SqliteRequestStore implements RequestStore {
   ) {}
 
   async accept(m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> {
-    const raw = forWriter(m.rawBody);
+    const rawBody = m.rawBody.byteLength < TRANSFER_FROM_BYTES ? m.rawBody.toString('latin1') : new Uint8Array(m.rawBody);
     const args: AcceptRequestArgs = {
       id: m.id,
       flowId: m.flowId,
@@ -46,7 +40,7 @@ export class SqliteRequestStore implements RequestStore {
       method: m.method,
       path: m.path,
       ...requestColumns(m),
-      rawBody: raw.bytes,
+      rawBody,
       maxAttempts: options.maxAttempts,
     };
     let slot: HandoffSlot | undefined;
@@ -54,7 +48,7 @@ export class SqliteRequestStore implements RequestStore {
     let result;
     try {
       result = await this.writer.call('acceptRequest', args, {
-        transfer: raw.transfer,
+        transfer: typeof rawBody === 'string' ? undefined : [rawBody.buffer as ArrayBuffer],
         // Reserved when the batch is formed, so a slot is never held across an idle turn.
         beforeSend: handoff
           ? (a) => {
