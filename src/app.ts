@@ -47,8 +47,12 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   mkdirSync(config.dataDir, { recursive: true });
 
   // Composition root: the cache the stores fill and the runner reads, watched by the metrics. An
-  // instance that runs no flows (WORKER_CONCURRENCY=0) would only fill it: it keeps none.
-  const messageCache = new MessageCache(config.workerConcurrency > 0 ? config.messageCacheBytes : 0);
+  // instance that runs no flows (WORKER_CONCURRENCY=0) would only fill it: it keeps none. Embedded,
+  // this process runs every job it accepts, in queue order, so a full cache keeps what it holds;
+  // distributed, other instances run many of them, so the oldest make room (message-cache.ts).
+  const messageCache = new MessageCache(config.workerConcurrency > 0 ? config.messageCacheBytes : 0, {
+    whenFull: config.databaseUrl ? 'drop-oldest' : 'keep-held',
+  });
   // Before the backend, which feeds them; the queue's depth is read from it at each scrape.
   let opened: Backend | undefined;
   const metrics = createMetrics({

@@ -77,6 +77,15 @@ export function createMetrics(sources: MetricSources = {}) {
         this.inc({ result: 'miss' }, s.misses);
       },
     });
+    new Counter({
+      name: 'hookd_message_cache_refused_total',
+      help: 'Committed messages not kept in memory because the cache was full of messages still waiting for their execution (embedded mode): those executions read them from the store',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(cache.stats().refused);
+      },
+    });
     new Gauge({
       name: 'hookd_message_cache_bytes',
       help: 'Estimated bytes of committed messages held in memory for their first execution (MESSAGE_CACHE bounds it)',

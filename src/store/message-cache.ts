@@ -6,9 +6,32 @@ export const DEFAULT_MESSAGE_CACHE_BYTES = 32 * 1024 * 1024;
 export interface MessageCacheStats {
   hits: number;
   misses: number;
+  /** Messages not kept because the cache was full (policy 'keep-held'). */
+  refused: number;
   entries: number;
   bytes: number;
 }
+
+/**
+ * What a full cache does with a new message:
+ * - 'keep-held': refuse it, and keep what it holds. Right when this process runs every job it
+ *   accepts, in queue order (embedded): the held messages are the next ones a backlog runs, so
+ *   dropping them for newer ones would make the reads miss in turn once a backlog outgrows the
+ *   cache. Held messages older than `staleAfterMs` (a flow stopped or deleted before its jobs
+ *   ran: never read) make room first.
+ * - 'drop-oldest': drop the oldest to make room. Right when other instances consume the queue too
+ *   (distributed): many held messages are never read here, and the oldest are the likeliest.
+ */
+export type WhenFull = 'keep-held' | 'drop-oldest';
+
+export interface MessageCacheOptions {
+  /** Default 'drop-oldest'; the composition root picks 'keep-held' for the embedded backend. */
+  whenFull?: WhenFull;
+  /** 'keep-held': a held message older than this (since its receipt) may make room. Default 5 min. */
+  staleAfterMs?: number;
+}
+
+const DEFAULT_STALE_AFTER_MS = 5 * 60_000;
 
 /** Bookkeeping bytes counted per message on top of its payload (object headers, ids, map entry). */
 const OVERHEAD_BYTES = 1024;
@@ -21,8 +44,8 @@ const OVERHEAD_BYTES = 1024;
  * is exactly what the store would return.
  *
  * Bounded by an estimate of the bytes held (raw body twice — bytes and parsed form —, header and
- * query text, overhead); the oldest go first. A message leaves at its first read: a retry, the API,
- * another instance, or this one after a restart read from the store.
+ * query text, overhead); when full, `whenFull` decides. A message leaves at its first read: a retry,
+ * the API, another instance, or this one after a restart read from the store.
  */
 export class MessageCache {
   private readonly messages = new Map<string, Held>();
@@ -37,8 +60,17 @@ export class MessageCache {
   private bytes = 0;
   private hits = 0;
   private misses = 0;
+  private refused = 0;
+  private readonly keepHeld: boolean;
+  private readonly staleAfterMs: number;
 
-  constructor(private readonly maxBytes: number) {}
+  constructor(
+    private readonly maxBytes: number,
+    options: MessageCacheOptions = {},
+  ) {
+    this.keepHeld = options.whenFull === 'keep-held';
+    this.staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
+  }
 
   /** Keep a message that was just committed (call only for a stored outcome, never a duplicate). */
   put(m: ReceivedMessage): void {
@@ -46,14 +78,19 @@ export class MessageCache {
     const bytes = sizeOf(m);
     if (bytes > this.maxBytes) return;
     this.drop(m.id);
+    if (this.bytes + bytes > this.maxBytes) {
+      // Stale ones first whatever the policy (they are the oldest, so only the front is looked at).
+      const staleBefore = m.receivedAt - this.staleAfterMs;
+      this.evictOldest(bytes, (oldest) => !this.keepHeld || oldest.message.receivedAt < staleBefore);
+      if (this.bytes + bytes > this.maxBytes) {
+        this.refused++;
+        return;
+      }
+    }
     const held: Held = { message: m, bytes };
     this.messages.set(m.id, held);
     this.order.push(held);
     this.bytes += bytes;
-    while (this.bytes > this.maxBytes && this.head < this.order.length) {
-      const oldest = this.order[this.head++]!;
-      if (this.messages.get(oldest.message.id) === oldest) this.drop(oldest.message.id);
-    }
     this.compact();
   }
 
@@ -75,7 +112,21 @@ export class MessageCache {
   }
 
   stats(): MessageCacheStats {
-    return { hits: this.hits, misses: this.misses, entries: this.messages.size, bytes: this.bytes };
+    return { hits: this.hits, misses: this.misses, refused: this.refused, entries: this.messages.size, bytes: this.bytes };
+  }
+
+  /** Drop held messages in put order while `room` more bytes do not fit and `may` allows the oldest. */
+  private evictOldest(room: number, may: (oldest: Held) => boolean): void {
+    while (this.bytes + room > this.maxBytes && this.head < this.order.length) {
+      const oldest = this.order[this.head]!;
+      if (this.messages.get(oldest.message.id) !== oldest) {
+        this.head++; // taken or replaced since
+        continue;
+      }
+      if (!may(oldest)) return;
+      this.head++;
+      this.drop(oldest.message.id);
+    }
   }
 
   private drop(id: string): void {

@@ -14,10 +14,10 @@ describe('MessageCache', () => {
     expect(cache.take('a')).toBe(m);
     expect(cache.take('a')).toBeUndefined();
     expect(cache.take('unknown')).toBeUndefined();
-    expect(cache.stats()).toEqual({ hits: 1, misses: 2, entries: 0, bytes: 0 });
+    expect(cache.stats()).toEqual({ hits: 1, misses: 2, refused: 0, entries: 0, bytes: 0 });
   });
 
-  it('stays within its byte budget by dropping the oldest messages first', () => {
+  it("'drop-oldest' (the default) stays within its byte budget by dropping the oldest messages first", () => {
     // Each message counts 1 KiB of overhead plus twice its raw bytes: 1024 + 2 * 1000 = 3024.
     const cache = new MessageCache(10_000);
     for (const id of ['m1', 'm2', 'm3', 'm4']) cache.put(sized(id, 1000));
@@ -75,5 +75,59 @@ describe('MessageCache', () => {
     cache.put(sized('d', 1000)); // over budget: the oldest is now b
     expect(cache.take('b')).toBeUndefined();
     for (const id of ['a', 'c', 'd']) expect(cache.take(id)).toBeDefined();
+  });
+
+  it("'keep-held' refuses new messages while full, and takes them again once reads make room", () => {
+    const now = Date.now();
+    const cache = new MessageCache(10_000, { whenFull: 'keep-held' });
+    for (const id of ['m1', 'm2', 'm3', 'm4']) cache.put(sized(id, 1000, now));
+    expect(cache.stats()).toMatchObject({ entries: 3, refused: 1 });
+    expect(cache.take('m4')).toBeUndefined(); // refused: its execution reads the store
+    expect(cache.take('m1')).toBeDefined();
+    cache.put(sized('m5', 1000, now));
+    for (const id of ['m2', 'm3', 'm5']) expect(cache.take(id)).toBeDefined();
+    expect(cache.stats()).toMatchObject({ entries: 0, bytes: 0, refused: 1 });
+  });
+
+  it("'keep-held' lets messages held longer than staleAfterMs make room (a stopped flow's are never read)", () => {
+    const t = 1_700_000_000_000;
+    const cache = new MessageCache(10_000, { whenFull: 'keep-held', staleAfterMs: 60_000 });
+    cache.put(sized('old', 1000, t));
+    cache.put(sized('mid', 1000, t + 30_000));
+    cache.put(sized('new', 1000, t + 50_000));
+    cache.put(sized('a', 1000, t + 70_000)); // 'old' is now 70 s old: it goes
+    expect(cache.take('old')).toBeUndefined();
+    cache.put(sized('b', 1000, t + 80_000)); // 'mid' is 50 s old: kept, 'b' refused
+    expect(cache.take('b')).toBeUndefined();
+    for (const id of ['mid', 'new', 'a']) expect(cache.take(id)).toBeDefined();
+    expect(cache.stats().refused).toBe(1);
+  });
+
+  it("'keep-held' keeps serving a FIFO backlog that outgrew it, where 'drop-oldest' ends up missing every read", () => {
+    // Each tick 10 messages are committed and 8 executions read the oldest waiting ones, in queue
+    // order (a backlog that grows by 2 a tick); the cache holds 100 messages.
+    const run = (whenFull: 'keep-held' | 'drop-oldest') => {
+      const cache = new MessageCache(100 * 3024, { whenFull });
+      let put = 0;
+      let read = 0;
+      let lateHits = 0;
+      for (let tick = 0; tick < 2000; tick++) {
+        for (let i = 0; i < 10; i++) cache.put(sized(`m${put++}`, 1000, 1_700_000_000_000 + tick));
+        for (let i = 0; i < 8; i++) {
+          const hit = cache.take(`m${read++}`) !== undefined;
+          if (tick >= 1000 && hit) lateHits++;
+        }
+      }
+      return { ...cache.stats(), lateHits };
+    };
+    const dropOldest = run('drop-oldest');
+    const keepHeld = run('keep-held');
+    // drop-oldest: once the backlog passes 100 / (10/8 - 1) = 400 messages, every read misses.
+    expect(dropOldest.lateHits).toBe(0);
+    // keep-held: a read hits while the cache is being refilled at the pace of the reads; a hit rate
+    // that decays slowly (by 8/10 each time the reads pass over the cache's contents).
+    expect(keepHeld.lateHits).toBeGreaterThan(50);
+    expect(keepHeld.hits).toBeGreaterThan(2 * dropOldest.hits);
+    expect(keepHeld.bytes).toBeLessThanOrEqual(100 * 3024);
   });
 });

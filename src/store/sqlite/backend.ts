@@ -120,7 +120,7 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
     writer,
     reader,
     new SqliteFlowStore(writer, reader),
-    new SqliteRequestStore(writer, reader, queue, opts.messageCache ?? new MessageCache(DEFAULT_MESSAGE_CACHE_BYTES)),
+    new SqliteRequestStore(writer, reader, queue, opts.messageCache ?? new MessageCache(DEFAULT_MESSAGE_CACHE_BYTES, { whenFull: 'keep-held' })),
     new SqliteExecutionStore(writer, reader),
     queue,
     startCheckpointer(path, {
