@@ -19,6 +19,7 @@ import {
 import { migrations } from '../../src/store/postgres/migrations/index.js';
 import { DATABASE_URL, pgSchemaPerTest } from './pg-schema.js';
 import { deferred, makeMessage, median, rejection, sleep, waitFor } from './helpers.js';
+import { BUCKETS, bucket } from '../../src/store/postgres/accept-batch.js';
 import { describeLeaseConformance } from './lease.suite.js';
 import { describeQueueConformance } from './queue.suite.js';
 import { describeStoreConformance } from './store.suite.js';
@@ -221,14 +222,25 @@ describe('postgres: requests', () => {
       `SELECT count(*)::int AS jobs, count(DISTINCT request_id)::int AS requests FROM "${schema}".jobs`,
     );
     expect(rows[0]).toEqual({ jobs: 200, requests: 200 });
-    // Batch statements come in padded sizes: every size in between stores exactly its rows.
-    for (const n of [1, 3, 5, 17, 33, 100]) {
+    // Batch statements come in padded sizes (buckets): each bucket's size and the size just past it
+    // store exactly their rows.
+    const sizes = new Set(BUCKETS.filter((n) => n <= 130).flatMap((n) => [n, n + 1]));
+    for (const n of sizes) {
       const wave = Array.from({ length: n }, () => makeMessage({ flowId: `wave-${n}` }));
       await Promise.all(wave.map((m) => b.requests.accept(m, { maxAttempts: 1 })));
       expect((await b.requests.list({ flowId: `wave-${n}`, limit: 1000 })).map((m) => m.id).sort()).toEqual(
         wave.map((m) => m.id).sort(),
       );
     }
+  });
+
+  it('pads a batch by at most 25 % (and at most to MAX_BATCH_ROWS)', () => {
+    for (let n = 1; n <= 512; n++) {
+      const b = bucket(n);
+      expect(b).toBeGreaterThanOrEqual(n);
+      expect(b).toBeLessThanOrEqual(Math.max(n + 1, Math.ceil(n * 1.25)));
+    }
+    expect(() => bucket(513)).toThrow();
   });
 
   it('resolves duplicates and conflicts within and across batches', async () => {

@@ -62,6 +62,8 @@ export class AcceptBatch {
      * itself right after the commit; relays only take rows whose hold ran out (it died, or failed).
      */
     private readonly outboxHoldMs = 0,
+    /** Statement sizes a batch is padded to, ascending, the last one MAX_BATCH_ROWS (bench:pg-accept compares sets). */
+    private readonly buckets: readonly number[] = BUCKETS,
   ) {}
 
   run(rows: readonly AcceptRow[]): Promise<Array<Outcome<AcceptResult>>> {
@@ -70,7 +72,7 @@ export class AcceptBatch {
 
   private async exec(rows: readonly AcceptRow[]): Promise<Map<string, AcceptResult>> {
     const ordered = [...rows].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-    const size = bucket(ordered.length);
+    const size = bucket(ordered.length, this.buckets);
     const values: unknown[] = [];
     for (const r of ordered) values.push(...params(r));
     // Padding rows: all NULL, filtered out by the statement.
@@ -149,17 +151,18 @@ FROM input LEFT JOIN ins ON ins.id = input.id`;
 }
 
 /**
- * Batch sizes are padded up to a power of two (all-NULL rows that the statement skips), so each
- * connection prepares at most ten statement texts, once each: parsing and planning a multi-row
+ * Batch sizes are padded up to the next bucket (all-NULL rows that the statement skips), so each
+ * connection prepares a bounded set of statement texts, once each: parsing and planning a multi-row
  * statement on every batch cost about a third of the server's CPU per accept (≈ 60 → 40 µs).
+ * Each bucket is the one before plus one, times 1.25, rounded up (powers of two padded a batch of
+ * 17 rows to 32, 19 parameters each): at most 25 % padding beyond n + 1, 20 statement texts.
  */
-const BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512];
+export const BUCKETS: readonly number[] = [1, 3, 5, 8, 12, 17, 23, 30, 39, 50, 64, 82, 104, 132, 167, 210, 264, 332, 417, 512];
 
 /** The most rows one accept statement takes. */
 export const MAX_BATCH_ROWS = 512;
 
-function bucket(n: number): number {
-  for (const b of BUCKETS) if (n <= b) return b;
-  throw new Error(`accept batch of ${n} rows exceeds ${BUCKETS[BUCKETS.length - 1]}`);
+export function bucket(n: number, buckets: readonly number[] = BUCKETS): number {
+  for (const b of buckets) if (n <= b) return b;
+  throw new Error(`accept batch of ${n} rows exceeds ${MAX_BATCH_ROWS}`);
 }
-
