@@ -79,9 +79,7 @@ export class MessageCache {
     if (bytes > this.maxBytes) return;
     this.drop(m.id);
     if (this.bytes + bytes > this.maxBytes) {
-      // Stale ones first whatever the policy (they are the oldest, so only the front is looked at).
-      const staleBefore = m.receivedAt - this.staleAfterMs;
-      this.evictOldest(bytes, (oldest) => !this.keepHeld || oldest.message.receivedAt < staleBefore);
+      this.evictOldest(bytes, m.receivedAt - this.staleAfterMs);
       if (this.bytes + bytes > this.maxBytes) {
         this.refused++;
         return;
@@ -115,15 +113,18 @@ export class MessageCache {
     return { hits: this.hits, misses: this.misses, refused: this.refused, entries: this.messages.size, bytes: this.bytes };
   }
 
-  /** Drop held messages in put order while `room` more bytes do not fit and `may` allows the oldest. */
-  private evictOldest(room: number, may: (oldest: Held) => boolean): void {
+  /**
+   * Drop held messages in put order until `room` more bytes fit; with 'keep-held', only those
+   * received before `staleBefore` (the oldest come first, so it stops at the first fresh one).
+   */
+  private evictOldest(room: number, staleBefore: number): void {
     while (this.bytes + room > this.maxBytes && this.head < this.order.length) {
       const oldest = this.order[this.head]!;
       if (this.messages.get(oldest.message.id) !== oldest) {
         this.head++; // taken or replaced since
         continue;
       }
-      if (!may(oldest)) return;
+      if (this.keepHeld && oldest.message.receivedAt >= staleBefore) return;
       this.head++;
       this.drop(oldest.message.id);
     }
