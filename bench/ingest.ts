@@ -15,6 +15,9 @@ import { api, arg, autocannon, completedPerSecond, fmt, largestSizeDuring, type 
  * during the load (--seconds 60 shows it stays bounded). --rounds N repeats (a)–(d) N times
  * in turn and prints the median of each round's ratios: on a noisy machine, one round can mislead.
  *
+ * --message-cache 8mb: MESSAGE_CACHE of hookd with the flow; the run prints how many of its request
+ * reads the cache served (a backlog larger than the cache reads the rest from SQLite).
+ *
  * --auth hmac: hookd with and without an HMAC-SHA256 credential on the flow, same run, 1 KB body
  * (issue 4's figure: within 10 %).
  *
@@ -26,6 +29,8 @@ const rounds = Math.max(1, Number(arg('rounds', '1')));
 const connections = Number(arg('connections', '64'));
 const auth = arg('auth', 'none');
 const backend = arg('backend', 'sqlite');
+/** MESSAGE_CACHE of the hookd with the flow ('' = its default): smaller, a 40 s run outgrows it. */
+const messageCache = arg('message-cache', '');
 // 130 bytes of JSON, a typical small webhook.
 const BODY = JSON.stringify({ event: 'order.created', id: 'ord_0123456789', total: 129.95, currency: 'EUR', customer: { id: 'cus_42', tier: 'gold' }, x: 'abc' });
 
@@ -68,6 +73,34 @@ interface Round {
   loaded: number[];
   /** The largest the WAL grew to during the measured load (flow running). */
   walBytes: number;
+  /** hookd_message_cache_* once the load's executions completed. */
+  cache: CacheReads;
+}
+
+interface CacheReads {
+  hit: number;
+  miss: number;
+  refused: number;
+}
+
+/** Resolves once hookd's queue holds no job (every execution of the load has finished). */
+async function queueEmpty(base: string): Promise<void> {
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    const q = await api(base, 'GET', '/api/queue');
+    if (q.ready + q.inFlight + q.delayed === 0 || Date.now() > deadline) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+async function cacheReads(base: string): Promise<CacheReads> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const value = (re: RegExp): number => Number(re.exec(text)?.[1] ?? NaN);
+  return {
+    hit: value(/^hookd_message_cache_reads_total\{result="hit"\} (\d+)$/m),
+    miss: value(/^hookd_message_cache_reads_total\{result="miss"\} (\d+)$/m),
+    refused: value(/^hookd_message_cache_refused_total (\d+)$/m),
+  };
 }
 
 async function benchIngest(): Promise<void> {
@@ -89,8 +122,9 @@ async function benchIngest(): Promise<void> {
     const node = await measure('dist/bench/baseline-server.js');
     const ref = await measure('dist/bench/reference-group-commit.js');
 
-    const hookd = await startHookd();
+    const hookd = await startHookd(messageCache ? { MESSAGE_CACHE: messageCache } : {});
     let b: LoadResult;
+    let cache: CacheReads;
     let loaded: number[];
     let executed: number;
     let walBytes: number;
@@ -108,6 +142,9 @@ async function benchIngest(): Promise<void> {
       b = measured.result;
       walBytes = measured.largest;
       const to = Date.now();
+      // The cache's counters before the API lists executions: listing reads each one's request.
+      await queueEmpty(hookd.url);
+      cache = await cacheReads(hookd.url);
       loaded = await queueDelays(hookd.url, 'bench', b.total - b.non2xx);
       executed = await completedPerSecond(hookd.url, 'bench', from, to);
       if (probeIdle) {
@@ -133,7 +170,7 @@ async function benchIngest(): Promise<void> {
     } finally {
       await ingestOnly.stop();
     }
-    return { node, ref, hookd: b, ingestOnly: c, executed, loaded, walBytes, ...(idle ? { idle } : {}) };
+    return { node, ref, hookd: b, ingestOnly: c, executed, loaded, walBytes, cache, ...(idle ? { idle } : {}) };
   };
 
   const results: Round[] = [];
@@ -149,7 +186,12 @@ async function benchIngest(): Promise<void> {
     console.log(row('hookd (sqlite, FULL)', one.hookd, width));
     console.log(row('hookd, ingest only (no workers)', one.ingestOnly, width));
     console.log(`executions completed during the load: ${fmt(one.executed)}/s (the flow runs in the same process; the queue absorbs the rest)`);
-    console.log(`hookd's WAL during the load: at most ${fmt(one.walBytes / 1024 / 1024, 1)} MiB (restarted past 16 MiB; try --seconds 60)\n`);
+    console.log(`hookd's WAL during the load: at most ${fmt(one.walBytes / 1024 / 1024, 1)} MiB (restarted past 16 MiB; try --seconds 60)`);
+    const reads = one.cache.hit + one.cache.miss;
+    console.log(
+      `message cache${messageCache ? ` (MESSAGE_CACHE=${messageCache})` : ''}: ${fmt((100 * one.cache.hit) / reads, 0)} % of ${fmt(reads)} request reads served from memory` +
+        `${one.cache.refused > 0 ? `, ${fmt(one.cache.refused)} messages not kept (full)` : ''}\n`,
+    );
   }
 
   // With several rounds: the median of each round's ratio (each ratio's two sides ran minutes apart at most).
