@@ -142,7 +142,7 @@ async function benchIngest(): Promise<void> {
       b = measured.result;
       walBytes = measured.largest;
       const to = Date.now();
-      // The cache's counters before the API lists executions: listing reads each one's request.
+      // The cache's counters once every execution of the load has read its request.
       await queueEmpty(hookd.url);
       cache = await cacheReads(hookd.url);
       loaded = await queueDelays(hookd.url, 'bench', b.total - b.non2xx);

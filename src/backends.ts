@@ -124,6 +124,7 @@ class OutboxRabbitBackend implements Backend {
         return outcome;
       },
       get: (id) => inner.get(id),
+      getForExecution: (id) => inner.getForExecution(id),
       list: (q) => inner.list(q),
       referencesAttachment: (id) => inner.referencesAttachment(id),
       purgeOlderThan: (before, limit) => inner.purgeOlderThan(before, limit),

@@ -67,7 +67,7 @@ export function createMetrics(sources: MetricSources = {}) {
   if (cache !== undefined) {
     new Counter({
       name: 'hookd_message_cache_reads_total',
-      help: 'Reads of a committed request (by its execution, or through the API): served from memory (hit) or from the store (miss); many misses with workers in this process: raise MESSAGE_CACHE',
+      help: 'Reads of a committed request by its execution: served from memory (hit) or from the store (miss); many misses with workers in this process: raise MESSAGE_CACHE (API reads go to the store and are not counted)',
       labelNames: ['result'] as const,
       registers: [registry],
       collect() {

@@ -50,7 +50,14 @@ export interface RequestStore {
    * the id is taken by another flow, with a 503 HookdError when storage is unavailable.
    */
   accept(message: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome>;
+  /** The stored request, read from the store (API, views). */
   get(id: string): Promise<ReceivedMessage | undefined>;
+  /**
+   * The request, for its job's execution: served from this process's message cache (and dropped
+   * from it) when this process committed it and still holds it, else read as get() does. Only
+   * these reads count as message cache hits and misses.
+   */
+  getForExecution(id: string): Promise<ReceivedMessage | undefined>;
   list(query: RequestListQuery): Promise<ReceivedMessage[]>;
   /**
    * Whether a committed request references this attachment (as a file or as its raw body). The

@@ -34,11 +34,11 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
     });
 
     /**
-     * A request as the store holds it: the first read of a message just accepted may come from the
-     * process's message cache (src/store/message-cache.ts), the second is the store's own; both agree.
+     * A request as the store holds it: an execution's read of a message just accepted may come from
+     * the process's message cache (src/store/message-cache.ts), get() is the store's own; both agree.
      */
     const stored = async (id: string): Promise<ReceivedMessage | undefined> => {
-      const first = await backend.requests.get(id);
+      const first = await backend.requests.getForExecution(id);
       const second = await backend.requests.get(id);
       expect(second).toEqual(first);
       return second;

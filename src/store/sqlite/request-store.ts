@@ -85,10 +85,12 @@ export class SqliteRequestStore implements RequestStore {
   }
 
   async get(id: string): Promise<ReceivedMessage | undefined> {
-    const recent = this.recent?.take(id);
-    if (recent !== undefined) return recent;
     const row = await this.lookup.get(id);
     return row === undefined ? undefined : toMessage(row);
+  }
+
+  async getForExecution(id: string): Promise<ReceivedMessage | undefined> {
+    return this.recent?.take(id) ?? this.get(id);
   }
 
   /** Concurrent get()s (the runner reads one request per job, a prefetch's worth at once) share one query. */
