@@ -1,8 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { Connection } from 'rabbitmq-client';
 import { DEFAULT_DELAY_LEVELS_MS, Topology } from '../src/queue/rabbitmq/index.js';
-import { api, autocannon, completedPerSecond, DATABASE_URL, fmt, type LoadResult, median, pgExec, ROOT, row as rowOf, startHookd, startProcess } from './lib.js';
+import { api, autocannon, completedPerSecond, DATABASE_URL, deleteRabbitMq, fmt, type LoadResult, median, pgExec, RABBITMQ_URI, ROOT, row as rowOf, startHookd, startProcess } from './lib.js';
 
 const row = (name: string, r: LoadResult) => rowOf(name, r, 34);
 
@@ -22,7 +21,6 @@ const row = (name: string, r: LoadResult) => rowOf(name, r, 34);
  * Uses DATABASE_URL (default the local `test` database) and RABBITMQ_URI (default local guest);
  * each run works in its own PostgreSQL schema and RabbitMQ prefix and removes them afterwards.
  */
-const RABBITMQ_URI = process.env.RABBITMQ_URI ?? 'amqp://guest:guest@127.0.0.1:5672';
 
 export interface RabbitMqBenchOptions {
   seconds: number;
@@ -54,18 +52,6 @@ async function drained(base: string, flowId: string, expected: number, timeoutMs
   while ((await countExecutions(base, flowId, 'completed')) < expected) {
     if (Date.now() > deadline) throw new Error(`${flowId}: executions not completed within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 500));
-  }
-}
-
-async function deleteRabbitMq(prefix: string, queues: readonly string[]): Promise<void> {
-  const conn = new Connection({ url: RABBITMQ_URI, retryLow: 100, retryHigh: 500 });
-  conn.on('error', () => {});
-  await conn.onConnect(5_000);
-  try {
-    for (const queue of queues) await conn.queueDelete({ queue });
-    await conn.exchangeDelete({ exchange: prefix });
-  } finally {
-    await conn.close();
   }
 }
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import pg from 'pg';
+import { Connection } from 'rabbitmq-client';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 const require = createRequire(import.meta.url);
@@ -248,6 +249,20 @@ export async function completedPerSecond(base: string, flowId: string, from: num
 
 /** The PostgreSQL the distributed benchmarks use: DATABASE_URL, or the local `test` database. */
 export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+export const RABBITMQ_URI = process.env.RABBITMQ_URI ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+/** Delete a run's RabbitMQ queues (messages and all) and its exchange. */
+export async function deleteRabbitMq(prefix: string, queues: readonly string[]): Promise<void> {
+  const conn = new Connection({ url: RABBITMQ_URI, retryLow: 100, retryHigh: 500 });
+  conn.on('error', () => {});
+  await conn.onConnect(5_000);
+  try {
+    for (const queue of queues) await conn.queueDelete({ queue });
+    await conn.exchangeDelete({ exchange: prefix });
+  } finally {
+    await conn.close();
+  }
+}
 
 /** Run one SQL statement on DATABASE_URL (schemas per run: create, drop). */
 export async function pgExec(sql: string): Promise<void> {

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
 import { isHookdError, unavailable } from './core/errors.js';
 import type { ReceivedMessage } from './core/message.js';
-import { openRabbitMqQueue, type RabbitMqQueue } from './queue/rabbitmq/index.js';
+import { openRabbitMqQueue, requestPayload, type RabbitMqQueue } from './queue/rabbitmq/index.js';
 import type { Backend } from './store/backend.js';
 import type { MessageCache } from './store/message-cache.js';
 import type { AcceptOptions, AcceptOutcome, RequestStore } from './store/contracts.js';
@@ -55,7 +55,7 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
     await stores.close();
     throw err;
   }
-  return new OutboxRabbitBackend(stores, queue, logger);
+  return new OutboxRabbitBackend(stores, queue, logger, config.jobPayloadBytes);
 }
 
 /**
@@ -100,6 +100,8 @@ class OutboxRabbitBackend implements Backend {
     private readonly stores: PostgresStores,
     readonly queue: RabbitMqQueue,
     private readonly logger: Logger,
+    /** RABBITMQ_JOB_PAYLOAD: the longest request JSON a job message carries (0: none). */
+    private readonly payloadLimit: number,
   ) {
     this.flows = stores.flows;
     this.executions = stores.executions;
@@ -115,8 +117,9 @@ class OutboxRabbitBackend implements Backend {
         if (!queue.connected) throw unavailable('queue', new Error('RabbitMQ is not connected'));
         const { outcome, job } = await inner.acceptWithJob(m, options);
         if (job === undefined) return outcome;
+        const payload = requestPayload(m, this.payloadLimit);
         try {
-          await queue.publish([job]);
+          await queue.publish([payload === undefined ? job : { ...job, payload }]);
         } catch (err) {
           throw isHookdError(err) ? err : unavailable('queue', err);
         }
@@ -166,3 +169,4 @@ class OutboxRabbitBackend implements Backend {
     return this.closing;
   }
 }
+

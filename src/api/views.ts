@@ -2,7 +2,7 @@ import { maskFlowSecrets } from '../auth/flow-secrets.js';
 import type { Execution } from '../core/execution.js';
 import type { Flow } from '../core/flow.js';
 import type { ReceivedMessage } from '../core/message.js';
-import { toMessageView } from '../core/message.js';
+import { toRequestView, type RequestView } from '../core/message.js';
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
@@ -32,7 +32,4 @@ export function executionView(e: Execution) {
   };
 }
 
-export function requestView(m: ReceivedMessage) {
-  // size: of the body as received, wherever its bytes are (rawBody, or the attachment store).
-  return { ...toMessageView(m), rawBody: m.rawBody.toString('base64'), size: m.rawAttachment?.size ?? m.rawBody.length };
-}
+export const requestView = (m: ReceivedMessage): RequestView => toRequestView(m);

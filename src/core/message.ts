@@ -75,6 +75,18 @@ export interface MessageView {
   cloudEvents?: CloudEvent[];
 }
 
+/** A message as GET /api/requests/{id} returns it (and job messages may carry it): the view, the raw body. */
+export interface RequestView extends MessageView {
+  /** The body bytes as received, base64 ('' when they went to the attachment store). */
+  rawBody: string;
+  /** Bytes of the body as received, wherever they are (rawBody, or the attachment store). */
+  size: number;
+}
+
+export function toRequestView(m: ReceivedMessage): RequestView {
+  return { ...toMessageView(m), rawBody: m.rawBody.toString('base64'), size: m.rawAttachment?.size ?? m.rawBody.length };
+}
+
 export function toMessageView(m: ReceivedMessage): MessageView {
   const view: MessageView = {
     id: m.id,

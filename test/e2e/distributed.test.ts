@@ -64,6 +64,8 @@ async function startInstance(i: Instance): Promise<void> {
     DATABASE_SCHEMA: SCHEMA,
     RABBITMQ_URI,
     RABBITMQ_PREFIX: PREFIX,
+    // Job messages carry their request (off by default): the failure tests below run with it too.
+    RABBITMQ_JOB_PAYLOAD: '64kb',
     LOG_LEVEL: 'info',
   });
   i.port = Number(new URL(i.child.url).port);
@@ -485,6 +487,55 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
     );
     // The cluster admits the configured burst (30, less the two probes), not three times it.
     expect(statuses).toEqual({ 'a 200': 10, 'a 429': 20, 'b 200': 9, 'b 429': 21, 'c 200': 9, 'c 429': 21 });
+  });
+
+  it('a component outside hookd gets each request in its job message, as the API returns it (RABBITMQ_JOB_PAYLOAD)', { timeout: 30_000 }, async () => {
+    const [a, b] = instances as [Instance, Instance, Instance];
+    expect((await api(a, 'PUT', '/api/flows/tap.eu', { steps: STEPS })).status).toBe(201);
+    const conn = await rawRabbit();
+    const tap = `${PREFIX}.component`;
+    try {
+      // What an external component does (docs/external-consumers.md): its own queue, bound to the flow.
+      await conn.queueDeclare({ queue: tap, durable: true, arguments: { 'x-queue-type': 'quorum' } });
+      await conn.queueBind({ queue: tap, exchange: PREFIX, routingKey: 'flow-tap~eu.#' });
+      const small = await fetch(`${urlOf(a)}/hook/tap.eu/orders?src=test`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-note': 'héllo' },
+        body: JSON.stringify({ order: 1, total: 5, text: 'ünïcode' }),
+      });
+      expect(small.status).toBe(200);
+      const smallId = ((await small.json()) as { requestId: string }).requestId;
+      // Over the 64 KiB limit: the job goes without it, and the component reads the API.
+      const large = await fetch(`${urlOf(a)}/hook/tap.eu`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ order: 2, total: 5, pad: 'x'.repeat(70 * 1024) }),
+      });
+      expect(large.status).toBe(200);
+      const largeId = ((await large.json()) as { requestId: string }).requestId;
+
+      const got = new Map<string, Record<string, unknown>>();
+      await waitFor(async () => {
+        const m = await conn.basicGet({ queue: tap, noAck: true });
+        if (m !== undefined) {
+          const body = m.body as Record<string, unknown>;
+          got.set(body.requestId as string, body);
+        }
+        return got.size === 2;
+      }, 10_000, 20);
+      const viaApi = (await api(b, 'GET', `/api/requests/${smallId}`)).body as Record<string, unknown>;
+      delete viaApi.executionId;
+      expect(got.get(smallId)!.message).toEqual(viaApi);
+      expect(got.get(smallId)!.message).toMatchObject({ path: '/orders', query: { src: 'test' }, body: { order: 1, total: 5, text: 'ünïcode' } });
+      expect((got.get(smallId)!.message as { headers: Record<string, string> }).headers['x-note']).toBe('héllo');
+      expect(got.get(largeId)).toBeDefined();
+      expect(got.get(largeId)!.message).toBeUndefined();
+      // hookd's own workers ran both, from the store.
+      expect.soft(await unfinished('tap.eu', [smallId, largeId], 20_000)).toEqual([]);
+    } finally {
+      await conn.queueDelete({ queue: tap }).catch(() => {});
+      await conn.close();
+    }
   });
 
   it('a file received by one instance is served by the others (attachments in PostgreSQL)', { timeout: 30_000 }, async () => {

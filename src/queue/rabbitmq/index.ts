@@ -13,6 +13,6 @@ export {
   flowKey,
   jobRoutingKey,
 } from './topology.js';
-export { encodeJob, decodeJob, JOB_TYPE, DEAD_LETTER_TYPE, type JobMessage } from './job-message.js';
+export { encodeJob, decodeJob, requestPayload, JOB_TYPE, DEAD_LETTER_TYPE, type JobMessage } from './job-message.js';
 export { DEFAULT_GRACE_MS, THROW_RETRY_DELAY_MS } from '../contract.js';
 export type { QueueLogger } from './logger.js';

@@ -1,4 +1,5 @@
 import type { DeadLetter, Job } from '../../core/job.js';
+import { toRequestView, type ReceivedMessage } from '../../core/message.js';
 
 /**
  * The wire format of a job message (documented for external consumers in
@@ -18,6 +19,12 @@ export const HEADER_MAX_ATTEMPTS = 'hookd-max-attempts';
 export interface JobMessage extends Job {
   runAt?: number;
   deadAt?: number;
+  /**
+   * JSON text of the request as GET /api/requests/{id} returns it, sent as the body's `message` on
+   * a first delivery, for consumers outside hookd. hookd's own workers read the request from the
+   * store (or the message cache); decodeJob leaves it out, so retries and dead letters go without.
+   */
+  payload?: string;
 }
 
 export interface EncodedMessage {
@@ -59,8 +66,13 @@ export function encodeJob(job: JobMessage): EncodedMessage {
         [HEADER_MAX_ATTEMPTS]: job.maxAttempts,
       },
     },
-    body: Buffer.from(JSON.stringify(body), 'utf8'),
+    body: Buffer.from(withPayload(JSON.stringify(body), job.payload), 'utf8'),
   };
+}
+
+/** The job's JSON with `"message": <payload>` as its last property (the payload is JSON already). */
+function withPayload(json: string, payload: string | undefined): string {
+  return payload === undefined ? json : `${json.slice(0, -1)},"message":${payload}}`;
 }
 
 function parseBody(body: unknown): unknown {
@@ -137,4 +149,15 @@ export function toDeadLetter(m: JobMessage, headers: Record<string, unknown> | u
       ? `delivered more than ${deliveryLimit} times without being settled (worker crashed or was stopped each time)`
       : `dead-lettered by the broker (${reason})`;
   return { ...job, lastError, deadAt };
+}
+
+/**
+ * The request's JSON for its job message (what GET /api/requests/{id} returns), or undefined when
+ * it is longer than `limit` characters: consumers outside hookd then read it through the API.
+ */
+export function requestPayload(m: ReceivedMessage, limit: number): string | undefined {
+  // base64 alone makes 4 characters of 3 bytes: too long already, whatever the rest.
+  if (limit <= 0 || m.rawBody.length * (4 / 3) > limit) return undefined;
+  const json = JSON.stringify(toRequestView(m));
+  return json.length <= limit ? json : undefined;
 }

@@ -44,7 +44,12 @@ export interface RabbitMqQueueOptions {
  * attempts defaults to 1 (a first delivery); optionally not before runAt (epoch ms). Other fields
  * (e.g. an outbox row's `claims`) are ignored. PostgreSQL's OutboxJob fits as it is.
  */
-export type PublishableJob = Omit<Job, 'attempts'> & { attempts?: number; runAt?: number };
+export type PublishableJob = Omit<Job, 'attempts'> & {
+  attempts?: number;
+  runAt?: number;
+  /** JSON text of the request (its API view) for consumers outside hookd: the body's `message`. */
+  payload?: string;
+};
 
 const CLOSE_TIMEOUT_MS = 5_000;
 

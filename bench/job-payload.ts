@@ -1,0 +1,65 @@
+import { randomBytes } from 'node:crypto';
+import { DEFAULT_DELAY_LEVELS_MS, Topology } from '../src/queue/rabbitmq/index.js';
+import { api, arg, autocannon, cpuSecondsOf, DATABASE_URL, deleteRabbitMq, fmt, median, pgExec, RABBITMQ_URI, startHookd } from './lib.js';
+
+/**
+ * npm run bench:job-payload [-- --workers 0 --rounds 3 --seconds 8]
+ *
+ * What RABBITMQ_JOB_PAYLOAD costs: hookd on PostgreSQL + RabbitMQ with job messages that carry
+ * their request (64kb) vs without (0), A-B then B-A, 64 connections, 130-byte JSON. Prints req/s
+ * and CPU per request of hookd and of the services (RabbitMQ, PostgreSQL), and the medians of the
+ * ratios. --workers 64: hookd's workers run the flow too (they parse the larger messages).
+ */
+const workers = arg('workers', '0');
+const rounds = Math.max(1, Number(arg('rounds', '3')));
+const seconds = Number(arg('seconds', '8'));
+const BODY = JSON.stringify({ event: 'order.created', id: 'ord_0123456789', total: 129.95, currency: 'EUR', customer: { id: 'cus_42', tier: 'gold' }, x: 'abc' });
+
+interface Run {
+  rps: number;
+  cpuUs: number;
+  servicesUs: number;
+}
+
+async function run(payload: string): Promise<Run> {
+  const schema = `hookd_bench_payload_${randomBytes(4).toString('hex')}`;
+  await pgExec(`CREATE SCHEMA "${schema}"`);
+  const h = await startHookd({
+    DATABASE_URL,
+    DATABASE_SCHEMA: schema,
+    RABBITMQ_URI,
+    RABBITMQ_PREFIX: schema,
+    HOOKD_SECRET_KEY: randomBytes(32).toString('hex'),
+    WORKER_CONCURRENCY: workers,
+    RABBITMQ_JOB_PAYLOAD: payload,
+  });
+  try {
+    await api(h.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
+    const url = `${h.url}/hook/bench`;
+    await autocannon({ url, connections: 64, seconds: 2, body: BODY }); // warm-up
+    const from = cpuSecondsOf(['beam.smp', 'postgres']) ?? NaN;
+    const r = await autocannon({ url, connections: 64, seconds, body: BODY, ...(h.pid ? { pid: h.pid } : {}) });
+    const to = cpuSecondsOf(['beam.smp', 'postgres']) ?? NaN;
+    if (r.non2xx + r.errors > 0) throw new Error(`${r.non2xx} non-2xx, ${r.errors} errors`);
+    return { rps: r.rps, cpuUs: r.cpuUs ?? NaN, servicesUs: ((to - from) * 1e6) / r.total };
+  } finally {
+    await h.stop();
+    await pgExec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await deleteRabbitMq(schema, new Topology({ prefix: schema, delayLevelsMs: DEFAULT_DELAY_LEVELS_MS, deliveryLimit: 0 }).allQueues);
+  }
+}
+
+const line = (name: string, r: Run) => `${name} ${fmt(r.rps).padStart(6)} req/s, ${fmt(r.cpuUs)} + ${fmt(r.servicesUs)} µs CPU per request`;
+console.log(`bench:job-payload — RABBITMQ_JOB_PAYLOAD 64kb vs 0, WORKER_CONCURRENCY=${workers}, ${rounds} A-B rounds of ${seconds} s\n`);
+const rps: number[] = [];
+const cpu: number[] = [];
+for (let i = 0; i < rounds; i++) {
+  const got: Record<string, Run> = {};
+  for (const p of i % 2 === 0 ? ['0', '64kb'] : ['64kb', '0']) got[p] = await run(p);
+  const off = got['0']!;
+  const on = got['64kb']!;
+  console.log(`round ${i + 1}: ${line('off', off)}   ${line('on', on)}`);
+  rps.push(on.rps / off.rps);
+  cpu.push((on.cpuUs + on.servicesUs) / (off.cpuUs + off.servicesUs));
+}
+console.log(`\non ÷ off (medians): req/s ${fmt(median(rps), 2)}, CPU per request (hookd + services) ${fmt(median(cpu), 2)}`);
