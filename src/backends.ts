@@ -169,4 +169,3 @@ class OutboxRabbitBackend implements Backend {
     return this.closing;
   }
 }
-

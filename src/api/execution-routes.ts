@@ -1,10 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { E, HookdError } from '../core/errors.js';
+import { toRequestView } from '../core/message.js';
 import type { ExecutionStore, RequestStore } from '../store/contracts.js';
 import { withMessageInputs } from './message-inputs.js';
 import { PageQuery, page } from './pagination.js';
-import { executionView, requestView } from './views.js';
+import { executionView } from './views.js';
 
 const ExecutionQuery = Type.Object({
   flowId: Type.Optional(Type.String()),
@@ -33,13 +34,13 @@ export async function executionRoutes(
   app.get<{ Querystring: Static<typeof RequestQuery> }>('/requests', { schema: { querystring: RequestQuery } }, async (request) => {
     const limit = request.query.limit ?? 100;
     const items = await deps.requests.list({ ...request.query, limit });
-    return page(items, limit, requestView);
+    return page(items, limit, toRequestView);
   });
 
   app.get<{ Params: { id: string } }>('/requests/:id', async (request) => {
     const message = await deps.requests.get(request.params.id);
     if (!message) throw new HookdError(E.NOT_FOUND, `Request ${request.params.id}`);
     const execution = await deps.executions.getByRequest(message.id);
-    return { ...requestView(message), executionId: execution?.id };
+    return { ...toRequestView(message), executionId: execution?.id };
   });
 }

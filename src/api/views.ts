@@ -1,8 +1,6 @@
 import { maskFlowSecrets } from '../auth/flow-secrets.js';
 import type { Execution } from '../core/execution.js';
 import type { Flow } from '../core/flow.js';
-import type { ReceivedMessage } from '../core/message.js';
-import { toRequestView, type RequestView } from '../core/message.js';
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
@@ -31,5 +29,3 @@ export function executionView(e: Execution) {
     })),
   };
 }
-
-export const requestView = (m: ReceivedMessage): RequestView => toRequestView(m);

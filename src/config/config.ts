@@ -50,6 +50,7 @@ export interface Config {
   databaseSchema: string | undefined;
   /** Exchange and queue names start with this (default hookd). */
   rabbitmqPrefix: string | undefined;
+  /** The longest request JSON a job message carries for consumers outside hookd (0: none). */
   jobPayloadBytes: number;
   /** How often an instance re-reads flows others may have changed (distributed mode). */
   flowRefreshMs: number;
