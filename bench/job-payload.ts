@@ -5,8 +5,8 @@ import { api, arg, autocannon, cpuSecondsOf, DATABASE_URL, deleteRabbitMq, fmt, 
 /**
  * npm run bench:job-payload [-- --workers 0 --rounds 3 --seconds 8]
  *
- * What RABBITMQ_JOB_PAYLOAD costs: hookd on PostgreSQL + RabbitMQ with job messages that carry
- * their request (64kb) vs without (0), A-B then B-A, 64 connections, 130-byte JSON. Prints req/s
+ * What a flow's jobMessage.includeRequest costs: hookd on PostgreSQL + RabbitMQ, the flow with job
+ * messages that carry their request vs without, A-B then B-A, 64 connections, 130-byte JSON. Prints req/s
  * and CPU per request of hookd and of the services (RabbitMQ, PostgreSQL), and the medians of the
  * ratios. --workers 64: hookd's workers run the flow too (they parse the larger messages).
  */
@@ -21,7 +21,7 @@ interface Run {
   servicesUs: number;
 }
 
-async function run(payload: string): Promise<Run> {
+async function run(includeRequest: boolean): Promise<Run> {
   const schema = `hookd_bench_payload_${randomBytes(4).toString('hex')}`;
   await pgExec(`CREATE SCHEMA "${schema}"`);
   const h = await startHookd({
@@ -31,10 +31,12 @@ async function run(payload: string): Promise<Run> {
     RABBITMQ_PREFIX: schema,
     HOOKD_SECRET_KEY: randomBytes(32).toString('hex'),
     WORKER_CONCURRENCY: workers,
-    RABBITMQ_JOB_PAYLOAD: payload,
   });
   try {
-    await api(h.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
+    await api(h.url, 'PUT', '/api/flows/bench', {
+      steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }],
+      ...(includeRequest ? { jobMessage: { includeRequest: true } } : {}),
+    });
     const url = `${h.url}/hook/bench`;
     await autocannon({ url, connections: 64, seconds: 2, body: BODY }); // warm-up
     const from = cpuSecondsOf(['beam.smp', 'postgres']) ?? NaN;
@@ -50,14 +52,14 @@ async function run(payload: string): Promise<Run> {
 }
 
 const line = (name: string, r: Run) => `${name} ${fmt(r.rps).padStart(6)} req/s, ${fmt(r.cpuUs)} + ${fmt(r.servicesUs)} µs CPU per request`;
-console.log(`bench:job-payload — RABBITMQ_JOB_PAYLOAD 64kb vs 0, WORKER_CONCURRENCY=${workers}, ${rounds} A-B rounds of ${seconds} s\n`);
+console.log(`bench:job-payload — jobMessage.includeRequest on vs off, WORKER_CONCURRENCY=${workers}, ${rounds} A-B rounds of ${seconds} s\n`);
 const rps: number[] = [];
 const cpu: number[] = [];
 for (let i = 0; i < rounds; i++) {
-  const got: Record<string, Run> = {};
-  for (const p of i % 2 === 0 ? ['0', '64kb'] : ['64kb', '0']) got[p] = await run(p);
-  const off = got['0']!;
-  const on = got['64kb']!;
+  const got: { on?: Run; off?: Run } = {};
+  for (const which of i % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) got[which] = await run(which === 'on');
+  const off = got.off!;
+  const on = got.on!;
   console.log(`round ${i + 1}: ${line('off', off)}   ${line('on', on)}`);
   rps.push(on.rps / off.rps);
   cpu.push((on.cpuUs + on.servicesUs) / (off.cpuUs + off.servicesUs));

@@ -100,7 +100,7 @@ class OutboxRabbitBackend implements Backend {
     private readonly stores: PostgresStores,
     readonly queue: RabbitMqQueue,
     private readonly logger: Logger,
-    /** RABBITMQ_JOB_PAYLOAD: the longest request JSON a job message carries (0: none). */
+    /** RABBITMQ_JOB_PAYLOAD: the longest request JSON a job message carries, for flows that ask (0: none). */
     private readonly payloadLimit: number,
   ) {
     this.flows = stores.flows;
@@ -117,7 +117,7 @@ class OutboxRabbitBackend implements Backend {
         if (!queue.connected) throw unavailable('queue', new Error('RabbitMQ is not connected'));
         const { outcome, job } = await inner.acceptWithJob(m, options);
         if (job === undefined) return outcome;
-        const payload = requestPayload(m, this.payloadLimit);
+        const payload = options.includeRequest === true ? requestPayload(m, this.payloadLimit) : undefined;
         try {
           await queue.publish([payload === undefined ? job : { ...job, payload }]);
         } catch (err) {

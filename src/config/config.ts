@@ -50,7 +50,7 @@ export interface Config {
   databaseSchema: string | undefined;
   /** Exchange and queue names start with this (default hookd). */
   rabbitmqPrefix: string | undefined;
-  /** The longest request JSON a job message carries for consumers outside hookd (0: none). */
+  /** The longest request JSON a job message carries, for flows with jobMessage.includeRequest (0: none). */
   jobPayloadBytes: number;
   /** How often an instance re-reads flows others may have changed (distributed mode). */
   flowRefreshMs: number;
@@ -99,7 +99,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'databaseUrl', env: 'DATABASE_URL', doc: 'postgres://… to store in PostgreSQL (distributed mode)', default: () => undefined, parse: optStr }),
   field({ key: 'databaseSchema', env: 'DATABASE_SCHEMA', doc: 'PostgreSQL schema for hookd tables (default public)', default: () => undefined, parse: optStr }),
   field({ key: 'rabbitmqPrefix', env: 'RABBITMQ_PREFIX', doc: 'Prefix of hookd exchange and queue names (default hookd)', default: () => undefined, parse: optStr }),
-  field({ key: 'jobPayloadBytes', env: 'RABBITMQ_JOB_PAYLOAD', doc: 'Distributed mode: a job message carries its request (as GET /api/requests/{id} returns it) when that JSON is at most this long, for consumers outside hookd; 0 (default) = never', default: () => 0, parse: (v, n) => parseSize(v as string, n) }),
+  field({ key: 'jobPayloadBytes', env: 'RABBITMQ_JOB_PAYLOAD', doc: 'Distributed mode: the longest request JSON (as GET /api/requests/{id} returns it) that a job message carries, for flows with jobMessage.includeRequest; 0 = never', default: () => 64 * 1024, parse: (v, n) => parseSize(v as string, n) }),
   field({ key: 'flowRefreshMs', env: 'FLOW_REFRESH', doc: 'Distributed mode: how often flows changed by other instances are picked up', default: () => 2000, parse: (v, n) => parseDuration(v as string, n) }),
   field({ key: 'rabbitmqUri', env: 'RABBITMQ_URI', doc: 'amqp://… to queue through RabbitMQ (distributed mode)', default: () => undefined, parse: optStr }),
 ] as const;

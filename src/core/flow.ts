@@ -106,6 +106,16 @@ export const RetryPolicy = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * Distributed mode, for components outside hookd that consume this flow's job messages
+ * (docs/external-consumers.md): `includeRequest` puts the request itself in the first delivery,
+ * up to RABBITMQ_JOB_PAYLOAD. Off by default: it costs every request of the flow CPU.
+ */
+export const JobMessageOptions = Type.Object(
+  { includeRequest: Type.Optional(Type.Boolean()) },
+  { additionalProperties: false },
+);
+
 export const FlowStatus = Type.Union([Type.Literal('started'), Type.Literal('stopped')]);
 
 /** What a user writes (API body, YAML/JSON file). */
@@ -117,6 +127,7 @@ export const FlowInput = Type.Object(
     trigger: Type.Optional(WebhookTrigger),
     steps: Type.Optional(Type.Array(Step, { maxItems: 100 })),
     retry: Type.Optional(RetryPolicy),
+    jobMessage: Type.Optional(JobMessageOptions),
   },
   { additionalProperties: false },
 );
@@ -129,6 +140,7 @@ export type LogStepDef = Static<typeof LogStep> & { id: string };
 export type WebhookResponseDef = Static<typeof WebhookResponse>;
 export type WebhookTriggerDef = Static<typeof WebhookTrigger>;
 export type RetryPolicyDef = Static<typeof RetryPolicy>;
+export type JobMessageOptionsDef = Static<typeof JobMessageOptions>;
 export type FlowInputDef = Static<typeof FlowInput>;
 export type FlowStatusDef = Static<typeof FlowStatus>;
 
@@ -140,6 +152,7 @@ export interface Flow {
   trigger: WebhookTriggerDef;
   steps: StepDef[];
   retry?: RetryPolicyDef;
+  jobMessage?: JobMessageOptionsDef;
   createdAt: string;
   updatedAt: string;
 }
@@ -157,6 +170,7 @@ export function normalizeFlow(input: FlowInputDef, id: string, now: Date, existi
     updatedAt: now.toISOString(),
   };
   if (input.retry) flow.retry = input.retry;
+  if (input.jobMessage) flow.jobMessage = input.jobMessage;
   return flow;
 }
 

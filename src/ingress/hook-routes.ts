@@ -169,7 +169,10 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
 
       let outcome: AcceptOutcome;
       try {
-        outcome = await deps.requests.accept(message, { maxAttempts: flow.retry?.maxAttempts ?? deps.defaultMaxAttempts });
+        outcome = await deps.requests.accept(message, {
+          maxAttempts: flow.retry?.maxAttempts ?? deps.defaultMaxAttempts,
+          includeRequest: flow.jobMessage?.includeRequest === true,
+        });
       } catch (err) {
         // A 503 does not say the commit failed (the writer may have died right after it): the
         // files stay, and the sweep removes them later if no request references them.

@@ -24,6 +24,8 @@ export type AcceptOutcome =
 export interface AcceptOptions {
   /** Deliveries before the job is dead-lettered. */
   maxAttempts: number;
+  /** Distributed mode: the job message carries the request too (the flow's jobMessage.includeRequest). */
+  includeRequest?: boolean;
 }
 
 export interface RequestListQuery {

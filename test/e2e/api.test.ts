@@ -60,6 +60,10 @@ describe('flows', () => {
 
   it('PUT creates under the given id; POST with a taken id is a 409', async () => {
     expect((await h.api('PUT', '/api/flows/fixed-id', { steps: [] })).status).toBe(201);
+    // Options kept as given (jobMessage matters in distributed mode only).
+    const withOptions = await h.api('PUT', '/api/flows/handed-off', { steps: [], jobMessage: { includeRequest: true } });
+    expect(withOptions.status).toBe(201);
+    expect((await h.api('GET', '/api/flows/handed-off')).body.jobMessage).toEqual({ includeRequest: true });
     expect((await h.api('POST', '/api/flows', { id: 'fixed-id' })).status).toBe(409);
   });
 
@@ -73,6 +77,8 @@ describe('flows', () => {
       [{ id: 'bad id!' }, /\/id/],
       [{ color: 'red' }, /color/],
       [{ trigger: { type: 'webhook', response: { status: 500 } } }, /\/trigger\/response\/status/],
+      [{ jobMessage: { includeRequest: 'yes' } }, /\/jobMessage\/includeRequest/],
+      [{ jobMessage: { payload: true } }, /jobMessage/],
     ];
     for (const [body, reason] of cases) {
       const res = await h.api('POST', '/api/flows', body);

@@ -64,8 +64,6 @@ async function startInstance(i: Instance): Promise<void> {
     DATABASE_SCHEMA: SCHEMA,
     RABBITMQ_URI,
     RABBITMQ_PREFIX: PREFIX,
-    // Job messages carry their request (off by default): the failure tests below run with it too.
-    RABBITMQ_JOB_PAYLOAD: '64kb',
     LOG_LEVEL: 'info',
   });
   i.port = Number(new URL(i.child.url).port);
@@ -489,15 +487,21 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
     expect(statuses).toEqual({ 'a 200': 10, 'a 429': 20, 'b 200': 9, 'b 429': 21, 'c 200': 9, 'c 429': 21 });
   });
 
-  it('a component outside hookd gets each request in its job message, as the API returns it (RABBITMQ_JOB_PAYLOAD)', { timeout: 30_000 }, async () => {
+  it('a component outside hookd gets each request in its job message, as the API returns it (jobMessage.includeRequest)', { timeout: 30_000 }, async () => {
     const [a, b] = instances as [Instance, Instance, Instance];
-    expect((await api(a, 'PUT', '/api/flows/tap.eu', { steps: STEPS })).status).toBe(201);
+    expect((await api(a, 'PUT', '/api/flows/tap.eu', { steps: STEPS, jobMessage: { includeRequest: true } })).status).toBe(201);
+    expect((await api(a, 'PUT', '/api/flows/tap.us', { steps: STEPS })).status).toBe(201);
     const conn = await rawRabbit();
     const tap = `${PREFIX}.component`;
     try {
-      // What an external component does (docs/external-consumers.md): its own queue, bound to the flow.
+      // What an external component does (docs/external-consumers.md): its own queue, bound to the flows.
       await conn.queueDeclare({ queue: tap, durable: true, arguments: { 'x-queue-type': 'quorum' } });
       await conn.queueBind({ queue: tap, exchange: PREFIX, routingKey: 'flow-tap~eu.#' });
+      await conn.queueBind({ queue: tap, exchange: PREFIX, routingKey: 'flow-tap~us.#' });
+      // A flow that does not ask for it: the job alone.
+      const plain = await fetch(`${urlOf(a)}/hook/tap.us`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"order":3,"total":5}' });
+      expect(plain.status).toBe(200);
+      const plainId = ((await plain.json()) as { requestId: string }).requestId;
       const small = await fetch(`${urlOf(a)}/hook/tap.eu/orders?src=test`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', 'x-note': 'héllo' },
@@ -505,7 +509,7 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
       });
       expect(small.status).toBe(200);
       const smallId = ((await small.json()) as { requestId: string }).requestId;
-      // Over the 64 KiB limit: the job goes without it, and the component reads the API.
+      // Over RABBITMQ_JOB_PAYLOAD (64 KiB by default): the job goes without it; the component reads the API.
       const large = await fetch(`${urlOf(a)}/hook/tap.eu`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -521,7 +525,7 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
           const body = m.body as Record<string, unknown>;
           got.set(body.requestId as string, body);
         }
-        return got.size === 2;
+        return got.size === 3;
       }, 10_000, 20);
       const viaApi = (await api(b, 'GET', `/api/requests/${smallId}`)).body as Record<string, unknown>;
       delete viaApi.executionId;
@@ -530,8 +534,11 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
       expect((got.get(smallId)!.message as { headers: Record<string, string> }).headers['x-note']).toBe('héllo');
       expect(got.get(largeId)).toBeDefined();
       expect(got.get(largeId)!.message).toBeUndefined();
-      // hookd's own workers ran both, from the store.
+      expect(got.get(plainId)).toBeDefined();
+      expect(got.get(plainId)!.message).toBeUndefined();
+      // hookd's own workers ran them all, from the store.
       expect.soft(await unfinished('tap.eu', [smallId, largeId], 20_000)).toEqual([]);
+      expect.soft(await unfinished('tap.us', [plainId], 20_000)).toEqual([]);
     } finally {
       await conn.queueDelete({ queue: tap }).catch(() => {});
       await conn.close();
