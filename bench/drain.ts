@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { api, arg, autocannon, cpuSeconds, cpuSecondsOf, DATABASE_URL, fmt, median, pgExec, startHookd } from './lib.js';
+import { api, arg, autocannon, cpuSeconds, cpuSecondsOf, DATABASE_URL, fmt, median, pgExec, queueEmpty, startHookd } from './lib.js';
 
 /**
  * npm run bench:drain [-- --jobs 30000 --rounds 3 --prefetch N --backend sqlite|postgres]
@@ -67,12 +67,8 @@ async function drain(env: Record<string, string>): Promise<Drain> {
       const cpuFrom = cpuSeconds(h.pid) ?? NaN;
       const dbFrom = backend === 'postgres' ? (cpuSecondsOf(['postgres']) ?? NaN) : NaN;
       const left = first.ready + first.inFlight;
-      for (;;) {
-        const q = await api(h.url, 'GET', '/api/queue');
-        if (q.dead > 0) throw new Error(`${q.dead} jobs dead-lettered while draining`);
-        if (q.ready + q.inFlight === 0) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      const last = await queueEmpty(h.url, 50);
+      if (last.dead > 0) throw new Error(`${last.dead} jobs dead-lettered while draining`);
       const seconds = (performance.now() - from) / 1000;
       const d: Drain = { perSecond: left / seconds, cpuUs: (((cpuSeconds(h.pid) ?? NaN) - cpuFrom) * 1e6) / left };
       if (backend === 'postgres') d.dbCpuUs = (((cpuSecondsOf(['postgres']) ?? NaN) - dbFrom) * 1e6) / left;

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { DEFAULT_DELAY_LEVELS_MS, Topology } from '../src/queue/rabbitmq/index.js';
-import { api, autocannon, completedPerSecond, DATABASE_URL, deleteRabbitMq, fmt, type LoadResult, median, pgExec, RABBITMQ_URI, ROOT, row as rowOf, startHookd, startProcess } from './lib.js';
+import { api, autocannon, completedPerSecond, DATABASE_URL, deleteRabbitMq, distributedStorage, fmt, type LoadResult, median, RABBITMQ_URI, ROOT, row as rowOf, startHookd, startProcess } from './lib.js';
 
 const row = (name: string, r: LoadResult) => rowOf(name, r, 34);
 
@@ -93,10 +92,7 @@ interface Round {
 
 async function round(o: RabbitMqBenchOptions): Promise<Round> {
   const { seconds, connections, body } = o;
-  const run = randomBytes(4).toString('hex');
-  const basePrefix = `hookd_bench_base_${run}`;
-  const schema = `hookd_bench_${run}`;
-  const prefix = `hookd_bench_${run}`;
+  const basePrefix = `hookd_bench_base_${randomBytes(4).toString('hex')}`;
 
   // (a) The baseline.
   let a: LoadResult;
@@ -111,8 +107,8 @@ async function round(o: RabbitMqBenchOptions): Promise<Round> {
   }
 
   // (b) and (c): hookd, distributed mode.
-  await pgExec(`CREATE SCHEMA "${schema}"`);
-  const env = { DATABASE_URL, DATABASE_SCHEMA: schema, RABBITMQ_URI, RABBITMQ_PREFIX: prefix, HOOKD_SECRET_KEY: randomBytes(32).toString('hex') };
+  const storage = await distributedStorage('ingest');
+  const env = storage.env;
   let b: Run;
   let c: Run;
   let executed = 0;
@@ -138,8 +134,7 @@ async function round(o: RabbitMqBenchOptions): Promise<Round> {
       await ingestOnly.stop();
     }
   } finally {
-    await pgExec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await deleteRabbitMq(prefix, new Topology({ prefix, delayLevelsMs: DEFAULT_DELAY_LEVELS_MS, deliveryLimit: 0 }).allQueues);
+    await storage.remove();
   }
   return { base: a, hookd: b, ingestOnly: c, executed };
 }

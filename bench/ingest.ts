@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import path from 'node:path';
 import { benchRabbitMq } from './ingest-rabbitmq.js';
-import { api, arg, autocannon, completedPerSecond, fmt, largestSizeDuring, type LoadResult, median, percentile, ROOT, row, startHookd, startProcess } from './lib.js';
+import { api, arg, autocannon, completedPerSecond, fmt, largestSizeDuring, type LoadResult, median, percentile, queueEmpty, ROOT, row, startHookd, startProcess } from './lib.js';
 
 /**
  * npm run bench:ingest [-- --seconds 10 --connections 64 --rounds 1] [--auth hmac]
@@ -81,16 +81,6 @@ interface CacheReads {
   hit: number;
   miss: number;
   refused: number;
-}
-
-/** Resolves once hookd's queue holds no job (every execution of the load has finished). */
-async function queueEmpty(base: string): Promise<void> {
-  const deadline = Date.now() + 180_000;
-  for (;;) {
-    const q = await api(base, 'GET', '/api/queue');
-    if (q.ready + q.inFlight + q.delayed === 0 || Date.now() > deadline) return;
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 async function cacheReads(base: string): Promise<CacheReads> {

@@ -1,6 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { DEFAULT_DELAY_LEVELS_MS, Topology } from '../src/queue/rabbitmq/index.js';
-import { api, arg, autocannon, cpuSecondsOf, DATABASE_URL, deleteRabbitMq, fmt, median, pgExec, RABBITMQ_URI, startHookd } from './lib.js';
+import { api, arg, autocannon, cpuSecondsOf, distributedStorage, fmt, median, startHookd } from './lib.js';
 
 /**
  * npm run bench:job-payload [-- --workers 0 --rounds 3 --seconds 8]
@@ -22,16 +20,8 @@ interface Run {
 }
 
 async function run(includeRequest: boolean): Promise<Run> {
-  const schema = `hookd_bench_payload_${randomBytes(4).toString('hex')}`;
-  await pgExec(`CREATE SCHEMA "${schema}"`);
-  const h = await startHookd({
-    DATABASE_URL,
-    DATABASE_SCHEMA: schema,
-    RABBITMQ_URI,
-    RABBITMQ_PREFIX: schema,
-    HOOKD_SECRET_KEY: randomBytes(32).toString('hex'),
-    WORKER_CONCURRENCY: workers,
-  });
+  const storage = await distributedStorage('payload');
+  const h = await startHookd({ ...storage.env, WORKER_CONCURRENCY: workers });
   try {
     await api(h.url, 'PUT', '/api/flows/bench', {
       steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }],
@@ -46,8 +36,7 @@ async function run(includeRequest: boolean): Promise<Run> {
     return { rps: r.rps, cpuUs: r.cpuUs ?? NaN, servicesUs: ((to - from) * 1e6) / r.total };
   } finally {
     await h.stop();
-    await pgExec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await deleteRabbitMq(schema, new Topology({ prefix: schema, delayLevelsMs: DEFAULT_DELAY_LEVELS_MS, deliveryLimit: 0 }).allQueues);
+    await storage.remove();
   }
 }
 

@@ -5,6 +5,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import pg from 'pg';
 import { Connection } from 'rabbitmq-client';
+import { randomBytes } from 'node:crypto';
+import { DEFAULT_DELAY_LEVELS_MS, Topology } from '../src/queue/rabbitmq/index.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 const require = createRequire(import.meta.url);
@@ -247,6 +249,19 @@ export async function completedPerSecond(base: string, flowId: string, from: num
   }
 }
 
+/**
+ * Poll hookd's queue until it holds no job (ready, in flight or delayed), every `everyMs`, for at
+ * most `timeoutMs`; resolves with the last stats (dead letters included).
+ */
+export async function queueEmpty(base: string, everyMs = 200, timeoutMs = 180_000): Promise<{ ready: number; inFlight: number; delayed: number; dead: number }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const q = await api(base, 'GET', '/api/queue');
+    if (q.ready + q.inFlight + q.delayed === 0 || Date.now() > deadline) return q;
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
 /** The PostgreSQL the distributed benchmarks use: DATABASE_URL, or the local `test` database. */
 export const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const RABBITMQ_URI = process.env.RABBITMQ_URI ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -262,6 +277,22 @@ export async function deleteRabbitMq(prefix: string, queues: readonly string[]):
   } finally {
     await conn.close();
   }
+}
+
+/**
+ * Where one distributed hookd run keeps its data: a fresh PostgreSQL schema and RabbitMQ prefix
+ * (`env` for startHookd, with a secret key of its own), and `remove()` to drop both afterwards.
+ */
+export async function distributedStorage(name: string): Promise<{ env: Record<string, string>; remove(): Promise<void> }> {
+  const schema = `hookd_bench_${name}_${randomBytes(4).toString('hex')}`;
+  await pgExec(`CREATE SCHEMA "${schema}"`);
+  return {
+    env: { DATABASE_URL, DATABASE_SCHEMA: schema, RABBITMQ_URI, RABBITMQ_PREFIX: schema, HOOKD_SECRET_KEY: randomBytes(32).toString('hex') },
+    remove: async () => {
+      await pgExec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await deleteRabbitMq(schema, new Topology({ prefix: schema, delayLevelsMs: DEFAULT_DELAY_LEVELS_MS, deliveryLimit: 0 }).allQueues);
+    },
+  };
 }
 
 /** Run one SQL statement on DATABASE_URL (schemas per run: create, drop). */

@@ -27,7 +27,7 @@ describe('job messages carry their request for consumers outside hookd (RABBITMQ
     const json = JSON.stringify(toRequestView(m));
     expect(requestPayload(m, json.length)).toBe(json);
     expect(requestPayload(m, json.length - 1)).toBeUndefined();
-    expect(requestPayload(m, 3000)).toBeUndefined(); // the base64 of the raw body alone is longer
+    expect(requestPayload(m, 3000)).toBeUndefined();
     expect(requestPayload(m, 0)).toBeUndefined();
   });
 });

@@ -150,6 +150,9 @@ FROM input LEFT JOIN ins ON ins.id = input.id`;
   }
 }
 
+/** The most rows one accept statement takes. */
+export const MAX_BATCH_ROWS = 512;
+
 /**
  * Batch sizes are padded up to the next bucket (all-NULL rows that the statement skips), so each
  * connection prepares a bounded set of statement texts, once each: parsing and planning a multi-row
@@ -157,10 +160,13 @@ FROM input LEFT JOIN ins ON ins.id = input.id`;
  * Each bucket is the one before plus one, times 1.25, rounded up (powers of two padded a batch of
  * 17 rows to 32, 19 parameters each): at most 25 % padding beyond n + 1, 20 statement texts.
  */
-export const BUCKETS: readonly number[] = [1, 3, 5, 8, 12, 17, 23, 30, 39, 50, 64, 82, 104, 132, 167, 210, 264, 332, 417, 512];
+export const BUCKETS: readonly number[] = bucketsUpTo(MAX_BATCH_ROWS);
 
-/** The most rows one accept statement takes. */
-export const MAX_BATCH_ROWS = 512;
+function bucketsUpTo(max: number): number[] {
+  const out = [1];
+  while (out[out.length - 1]! < max) out.push(Math.min(max, Math.ceil((out[out.length - 1]! + 1) * 1.25)));
+  return out;
+}
 
 export function bucket(n: number, buckets: readonly number[] = BUCKETS): number {
   for (const b of buckets) if (n <= b) return b;
