@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { pino, type Logger } from 'pino';
+import { tokenDigest } from './api/api-auth.js';
 import { adminApi } from './api/index.js';
 import { openBackend } from './backends.js';
 import { MessageCache } from './store/message-cache.js';
@@ -110,6 +111,13 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     process.stdout.write(`\nhookd admin token (saved to ${admin.file}, shown once):\n  ${admin.token}\n\n`);
   }
 
+  const apiTokens = { admin: admin.digest, readers: config.readTokens.map(tokenDigest) };
+  if (apiTokens.readers.some((d) => d.equals(admin.digest))) {
+    if (refresh) clearInterval(refresh);
+    await backend.close();
+    throw new Error('HOOKD_READ_TOKENS: a read token equals the admin token; give components their own token');
+  }
+
   // Several instances: each enforces its share of every flow's rate limit.
   const membership = await startMembership(backend.instances, config.flowRefreshMs, logger, (n) => metrics.instances.set(n));
   let shuttingDown = false;
@@ -148,7 +156,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   });
   await server.register(adminApi, {
     prefix: '/api',
-    tokenDigest: admin.digest,
+    tokens: apiTokens,
     registry,
     backend,
     publicUrl: config.publicUrl,

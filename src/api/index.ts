@@ -2,15 +2,15 @@ import type { FastifyInstance } from 'fastify';
 import type { AttachmentStore } from '../attachments/contract.js';
 import type { Backend } from '../store/backend.js';
 import type { FlowRegistry } from '../store/flow-registry.js';
-import { requireAdminToken } from './admin-auth.js';
+import { requireApiToken, type ApiTokens } from './api-auth.js';
 import { attachmentRoutes } from './attachment-routes.js';
 import { executionRoutes } from './execution-routes.js';
 import { flowRoutes } from './flow-routes.js';
 import { queueRoutes } from './queue-routes.js';
 
 interface Deps {
-  /** SHA-256 of the admin token. */
-  tokenDigest: Buffer;
+  /** SHA-256 of the admin token and of the read tokens. */
+  tokens: ApiTokens;
   registry: FlowRegistry;
   backend: Backend;
   publicUrl: string;
@@ -20,9 +20,9 @@ interface Deps {
   executionDataLimit: number;
 }
 
-/** The management REST API under /api; every route requires the admin token. */
+/** The management REST API under /api; every route requires the admin token (GET: or a read token). */
 export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> {
-  app.addHook('onRequest', requireAdminToken(deps.tokenDigest));
+  app.addHook('onRequest', requireApiToken(deps.tokens));
   await app.register(flowRoutes, { registry: deps.registry, publicUrl: deps.publicUrl });
   await app.register(executionRoutes, { executions: deps.backend.executions, requests: deps.backend.requests, executionDataLimit: deps.executionDataLimit });
   await app.register(queueRoutes, { queue: deps.backend.queue });

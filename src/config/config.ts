@@ -20,6 +20,8 @@ export interface Config {
   logLevel: string;
   /** Admin token for /api; generated into DATA_DIR when unset. */
   adminToken: string | undefined;
+  /** Bearer tokens that may only read /api (GET): for components outside hookd. */
+  readTokens: string[];
   /** Master key for secrets at rest (64 hex chars or base64 of 32 bytes); generated into DATA_DIR when unset. */
   secretKey: string | undefined;
   /** Largest body that is buffered and parsed (OIH's variable name). */
@@ -82,6 +84,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'flowsDir', env: 'FLOWS_DIR', doc: 'Folder of flow files (YAML/JSON) loaded at start', default: () => undefined, parse: (v) => (optStr(v) ? path.resolve(str(v)) : undefined) }),
   field({ key: 'logLevel', env: 'LOG_LEVEL', doc: 'pino level: trace, debug, info, warn, error, fatal, silent', default: () => 'info', parse: str }),
   field({ key: 'adminToken', env: 'HOOKD_ADMIN_TOKEN', doc: 'Bearer token for /api (generated into DATA_DIR/admin-token when unset)', default: () => undefined, parse: optStr }),
+  field({ key: 'readTokens', env: 'HOOKD_READ_TOKENS', doc: 'Comma-separated bearer tokens that may only read /api (GET): for components outside hookd that fetch requests and their files', default: () => [], parse: (v, n) => parseTokenList(str(v), n) }),
   field({ key: 'secretKey', env: 'HOOKD_SECRET_KEY', doc: 'Master key sealing credential secrets at rest (generated into DATA_DIR/secret.key when unset)', default: () => undefined, parse: optStr }),
   field({ key: 'payloadSizeLimit', env: 'PAYLOAD_SIZE_LIMIT', doc: 'Largest parsed body (413 beyond)', default: () => 10 * 1024 * 1024, parse: (v, n) => parseSize(v as string, n) }),
   field({ key: 'attachmentSizeLimit', env: 'ATTACHMENT_SIZE_LIMIT', doc: 'Largest total of files per request: multipart file parts, or a binary body (413 beyond)', default: () => 100 * 1024 * 1024, parse: (v, n) => parseSize(v as string, n) }),
@@ -103,6 +106,18 @@ export const CONFIG_FIELDS = [
   field({ key: 'flowRefreshMs', env: 'FLOW_REFRESH', doc: 'Distributed mode: how often flows changed by other instances are picked up', default: () => 2000, parse: (v, n) => parseDuration(v as string, n) }),
   field({ key: 'rabbitmqUri', env: 'RABBITMQ_URI', doc: 'amqp://… to queue through RabbitMQ (distributed mode)', default: () => undefined, parse: optStr }),
 ] as const;
+
+/** Tokens of 16 to 512 visible characters, comma-separated (several: one per component, or a rotation). */
+export function parseTokenList(v: string, name: string): string[] {
+  const tokens = v.split(',').map((t) => t.trim()).filter((t) => t !== '');
+  for (const t of tokens) {
+    if (!/^[\x21-\x7e]{16,512}$/.test(t)) {
+      throw new Error(`${name}: each token must be 16 to 512 visible ASCII characters without spaces (got one of ${t.length} characters)`);
+    }
+  }
+  if (new Set(tokens).size !== tokens.length) throw new Error(`${name}: a token is listed twice`);
+  return tokens;
+}
 
 /** A duration, or off / 0 / false / never: keep forever. */
 function parseRetention(v: string | number | boolean, name: string): number {

@@ -32,6 +32,61 @@ describe('admin token', () => {
   });
 });
 
+describe('read tokens (HOOKD_READ_TOKENS)', () => {
+  const reader = 'reader-token-0123456789';
+  const other = 'second-reader-abcdefghij';
+  let r: RunningHookd;
+  beforeAll(async () => {
+    r = await startHookd({ WORKER_CONCURRENCY: '0', HOOKD_READ_TOKENS: ` ${reader} , ${other}` });
+  });
+  afterAll(() => r.close());
+
+  it('read requests, their raw bytes, flows and executions, and change nothing', async () => {
+    expect((await r.api('PUT', '/api/flows/ext', { steps: [] })).status).toBe(201);
+    const body = '{"order":42}';
+    const sent = await fetch(`${r.url}/hook/ext`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(sent.status).toBe(200);
+    const { requestId } = (await sent.json()) as { requestId: string };
+
+    for (const token of [reader, other]) {
+      const got = await adminCall(r.url, token, 'GET', `/api/requests/${requestId}`);
+      expect(got.status).toBe(200);
+      expect(got.body).toMatchObject({ id: requestId, flowId: 'ext', body: { order: 42 } });
+      const raw = await fetch(`${r.url}/api/requests/${requestId}/raw`, { headers: { authorization: `Bearer ${token}` } });
+      expect(raw.status).toBe(200);
+      expect(await raw.text()).toBe(body);
+      expect((await adminCall(r.url, token, 'GET', '/api/flows/ext')).status).toBe(200);
+      expect((await adminCall(r.url, token, 'GET', '/api/executions?flowId=ext')).status).toBe(200);
+    }
+
+    // Every change is refused before its handler runs, whatever the route.
+    const writes: Array<[string, string, unknown?]> = [
+      ['POST', '/api/flows', { name: 'x', steps: [] }],
+      ['PUT', '/api/flows/ext', { steps: [{ type: 'log' }] }],
+      ['POST', '/api/flows/ext/stop'],
+      ['DELETE', '/api/flows/ext'],
+      ['POST', '/api/dead-letters/nope/retry'],
+    ];
+    for (const [method, p, payload] of writes) {
+      const res = await adminCall(r.url, reader, method, p, payload);
+      expect(res.status, `${method} ${p}`).toBe(403);
+      expect(res.body).toMatchObject({ error: 'FORBIDDEN', message: expect.stringMatching(/read token/) });
+    }
+    const flow = await r.api('GET', '/api/flows/ext');
+    expect(flow.body).toMatchObject({ status: 'started', steps: [] });
+
+    // Not a token: refused as before; the admin token still does everything.
+    expect((await adminCall(r.url, 'reader-token-012345678X', 'GET', '/api/flows')).status).toBe(403);
+    expect((await r.api('POST', '/api/flows/ext/stop')).status).toBe(200);
+  });
+
+  it('a read token equal to the admin token stops the start', async () => {
+    await expect(startHookd({ WORKER_CONCURRENCY: '0', HOOKD_ADMIN_TOKEN: 'same-token-0123456789', HOOKD_READ_TOKENS: 'same-token-0123456789' })).rejects.toThrow(
+      /HOOKD_READ_TOKENS: a read token equals the admin token/,
+    );
+  });
+});
+
 describe('flows', () => {
   it('create, read, replace, start/stop, delete — with webhookUrl', async () => {
     const created = await h.api('POST', '/api/flows', { name: 'n', steps: [{ type: 'log' }] });
