@@ -13,6 +13,8 @@
  *   written (in order) before ack/nack/deadLetter.
  *
  * Failures
+ * - The store or queue unavailable (503) while handling a job: the slot waits 1–5 s (Retry-After),
+ *   then gives the job back without spending an attempt (Delivery.requeue), however long the outage.
  * - A step that fails retryably (http non-2xx, network error, timeout) is recorded as failed, the
  *   execution goes `retrying` and the job is nacked with backoff; once the queue reports the job dead
  *   (attempts exhausted) the execution is `dead`. Failures that cannot heal by waiting (JSONata syntax
@@ -29,6 +31,8 @@
  * - Step records are written behind the steps (one ordered write chain per execution); the chain is
  *   flushed before anything is acknowledged.
  */
+import { setTimeout as delay } from 'node:timers/promises';
+import { isHookdError } from '../core/errors.js';
 import {
   FINAL_STATUSES,
   MESSAGE_INPUT,
@@ -398,10 +402,20 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       if (!(await ackAfterWrites(s, d, writer))) return;
       finish('completed');
     } catch (err) {
-      // Store or queue trouble (or a bug): give the job back with backoff; it resumes at its cursor.
       if (s.released) return;
       const reason = err instanceof Error ? err.message : String(err);
       const error = `runner error: ${reason}`;
+      if (isHookdError(err) && err.statusCode === 503) {
+        // The store (or queue) is down, not the job: hold the slot a moment, so that jobs do not
+        // spin through the queue during an outage, then give the job back without spending an
+        // attempt. A long outage (RabbitMQ up, PostgreSQL down) must not send every job to the
+        // dead letters; it resumes at its cursor once the store is back.
+        o.logger.warn({ ...log, err: reason }, 'store unavailable: job given back without spending an attempt');
+        await holdSlot(unavailableHoldMs(err), s.controller.signal);
+        if (!s.released) await d.requeue(error);
+        return;
+      }
+      // Anything else (a bug): give the job back with backoff; it resumes at its cursor.
       o.logger.error({ ...log, err }, 'flow runner could not handle a job');
       try {
         const retryAfter = (err as { retryAfter?: unknown } | null)?.retryAfter;
@@ -703,4 +717,16 @@ class ExecutionWriter {
       this.chain = this.chain.then(() => (this.failed ? undefined : write())).catch(fail);
     }
   }
+}
+
+/** How long a slot waits after a 503 before giving its job back: the error's Retry-After, 1–5 s. */
+export function unavailableHoldMs(err: unknown): number {
+  const retryAfter = (err as { retryAfter?: unknown } | null)?.retryAfter;
+  const seconds = typeof retryAfter === 'number' && Number.isFinite(retryAfter) ? retryAfter : 1;
+  return Math.min(5_000, Math.max(1_000, seconds * 1000));
+}
+
+/** Resolves after ms, or at once when the session is stopped (the consumer then releases the job). */
+function holdSlot(ms: number, signal: AbortSignal): Promise<void> {
+  return delay(ms, undefined, { signal }).catch(() => undefined);
 }

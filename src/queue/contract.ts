@@ -19,6 +19,13 @@ export interface Delivery {
   nack(options: { delayMs: number; error: string }): Promise<'retry' | 'dead'>;
   /** Failed for good (not retryable): straight to the dead letters. */
   deadLetter(error: string): Promise<void>;
+  /**
+   * Not the job's failure (the store was unavailable): deliver it again now, this delivery not
+   * counted as an attempt, so an outage does not use up a job's attempts. Never throws: when the
+   * queue cannot take it back either, the job comes back on its own (lease expiry, broker requeue).
+   * Callers wait before calling it, so that jobs do not spin through the queue during an outage.
+   */
+  requeue(error: string): Promise<void>;
 }
 
 /**

@@ -56,6 +56,11 @@ export abstract class LeaseDelivery<N extends NackWrite> implements Delivery {
     if (!buried) this.lost('deadLetter');
   }
 
+  /** Ready again now, the delivery not counted as an attempt (a release). Never throws. */
+  requeue(_error: string): Promise<void> {
+    return this.release();
+  }
+
   /** Shutdown: give the job back without spending an attempt. Never throws. */
   async release(): Promise<void> {
     if (this.state !== 'open') return;

@@ -185,6 +185,22 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       expect(seen[1]!.job).toMatchObject({ requestId: id, attempts: 2, lastError: 'handler exploded' });
     });
 
+    it('requeue() gives the job back at once without spending an attempt', async () => {
+      const id = await accept({ maxAttempts: 1 });
+      const deliveries: Delivery[] = [];
+      consume(async (d) => {
+        deliveries.push(d);
+        // An outage lasting longer than the job's attempts: a nack would dead-letter it at once.
+        if (deliveries.length <= 3) await d.requeue('store unavailable');
+        else await d.ack();
+      });
+      await waitFor(() => deliveries.length === 4, 'four deliveries', 10_000);
+      for (const d of deliveries) expect(d.job).toMatchObject({ requestId: id, attempts: 1, maxAttempts: 1 });
+      expect(new Set(deliveries.map((d) => d.job.id)).size).toBe(1);
+      await waitFor(async () => JSON.stringify(await backend.queue.stats()) === JSON.stringify(zeroStats), 'the ack');
+      expect(await backend.queue.deadLetters({ limit: 10 })).toEqual([]);
+    });
+
     it('a consumer stopped while its handler hangs gives the job back for redelivery', async () => {
       const id = await accept({ maxAttempts: 3 });
       const hang = deferred();

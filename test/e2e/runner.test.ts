@@ -14,6 +14,8 @@ import { preciseNow } from '../../src/flow/clock.js';
 import { createFlowRunner, type FlowRunner, type FlowRunnerOptions, type StepStartedEvent } from '../../src/flow/runner.js';
 import { isTruncated } from '../../src/flow/truncate.js';
 import type { Backend } from '../../src/store/backend.js';
+import type { RequestStore } from '../../src/store/contracts.js';
+import { unavailable } from '../../src/core/errors.js';
 import { openSqliteBackend } from '../../src/store/sqlite/index.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -450,6 +452,32 @@ describe.each([
     const e = await finalExecution(h, m.id);
     expect(e.status).toBe('completed');
     expect(target.calls()).toHaveLength(1);
+  });
+
+  it('gives a job back without spending an attempt while the store is unavailable', async () => {
+    const h = await setup();
+    await h.runner.stop({ graceMs: 0 });
+    // The store's reads fail with 503 twice (a database outage) for a job with one attempt.
+    let failures = 2;
+    const requests = Object.create(h.backend.requests) as RequestStore;
+    requests.getForExecution = async (id) => {
+      if (failures-- > 0) throw unavailable('store', new Error('connection refused'));
+      return h.backend.requests.getForExecution(id);
+    };
+    const target = receiverPath('outage');
+    h.flows.set('outage', flow('outage', [{ id: 'send', type: 'http', url: target.url }]));
+    const m = message('outage', { n: 1 });
+    await h.backend.requests.accept(m, { maxAttempts: 1 });
+    const t0 = Date.now();
+    h.newRunner({ requests }).start();
+
+    const e = await finalExecution(h, m.id, 15_000);
+    expect(e).toMatchObject({ status: 'completed', attempts: 1 });
+    expect(failures).toBeLessThan(0);
+    // Each 503 held its slot for the error's Retry-After (1 s) before giving the job back.
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2_000);
+    expect(target.calls()).toHaveLength(1);
+    expect(await h.backend.queue.deadLetters({ limit: 10 })).toEqual([]);
   });
 
   it('resumes a redelivered job at its cursor and never creates a second execution', async () => {

@@ -88,6 +88,25 @@ export class RabbitDelivery implements Delivery {
     );
   }
 
+  /**
+   * Back into the work queue with the same attempts (and the error as lastError). If that publish
+   * fails, the message is handed back to the broker instead (nack-requeue): either way it is never
+   * acked without a copy, and never throws.
+   */
+  async requeue(error: string): Promise<void> {
+    if (this.state !== 'open') return;
+    if (!this.ch.active) {
+      this.state = 'settled';
+      this.lost('requeue');
+      return;
+    }
+    try {
+      await this.settle(() => this.host.publishRetry({ ...this.message, runAt: undefined, lastError: error }, 0));
+    } catch (err) {
+      this.autoFailed(err);
+    }
+  }
+
   /** Park a job that is not due yet (runAt beyond the largest delay level) until runAt. */
   park(runAt: number): void {
     if (this.state !== 'open') return;
