@@ -81,9 +81,9 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
     return new LeasedDelivery(job, this.owner, this.deliveryHost);
   }
 
-  /** Every lease of this owner (running and prefetched jobs): one statement, no id list. */
-  protected extendLeases(): Promise<unknown> {
-    return this.host.writer.call('extendLeases', { owner: this.owner });
+  /** The leases of the jobs this consumer holds (running and prefetched), by id. */
+  protected extendLeases(held: readonly Job[]): Promise<unknown> {
+    return this.host.writer.call('extendLeases', { owner: this.owner, jobIds: held.map((j) => j.id) });
   }
 
   protected detach(): void {
