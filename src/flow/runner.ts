@@ -518,7 +518,9 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
   /**
    * Acknowledge once the execution's writes are stored. With ordered writes the ack is issued right
    * behind them, so it shares their group commit (one commit per job instead of two); either both
-   * commit or the batch fails as a whole. Returns false when the job was released meanwhile.
+   * commit or the batch fails as a whole (a database error fails every op of a batch, run-batch.ts).
+   * No ack is issued once one of the execution's writes is known to have failed. Returns false when
+   * the job was released meanwhile.
    */
   async function ackAfterWrites(s: Session, d: Delivery, writer: ExecutionWriter): Promise<boolean> {
     if (o.orderedWrites !== true) {
@@ -528,6 +530,8 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       return true;
     }
     if (s.released) return false;
+    // A write of this execution already failed: no ack (flush throws that failure to the caller).
+    if (writer.hasFailed) await writer.flush();
     const acked = d.ack();
     acked.catch(() => undefined); // awaited below, after the writes it follows
     await writer.flush();
@@ -690,6 +694,11 @@ class ExecutionWriter {
 
   status(status: ExecutionStatus, at: number, error?: string): void {
     this.push(() => this.store.setStatus(this.executionId, status, at, error));
+  }
+
+  /** A write failed (later ones were skipped); flush() throws its error. */
+  get hasFailed(): boolean {
+    return this.failed;
   }
 
   async flush(): Promise<void> {

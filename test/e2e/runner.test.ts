@@ -14,7 +14,7 @@ import { preciseNow } from '../../src/flow/clock.js';
 import { createFlowRunner, type FlowRunner, type FlowRunnerOptions, type StepStartedEvent } from '../../src/flow/runner.js';
 import { isTruncated } from '../../src/flow/truncate.js';
 import type { Backend } from '../../src/store/backend.js';
-import type { RequestStore } from '../../src/store/contracts.js';
+import type { ExecutionStore, RequestStore } from '../../src/store/contracts.js';
 import { unavailable } from '../../src/core/errors.js';
 import { openSqliteBackend } from '../../src/store/sqlite/index.js';
 
@@ -478,6 +478,28 @@ describe.each([
     expect(Date.now() - t0).toBeGreaterThanOrEqual(2_000);
     expect(target.calls()).toHaveLength(1);
     expect(await h.backend.queue.deadLetters({ limit: 10 })).toEqual([]);
+  });
+
+  it('does not ack a job once one of its execution writes failed; the redelivery completes it', async () => {
+    const h = await setup();
+    await h.runner.stop({ graceMs: 0 });
+    // The first step record fails (a disk error, say); the writes behind it are skipped.
+    let failures = 1;
+    const executions = Object.create(h.backend.executions) as ExecutionStore;
+    executions.recordStep = async (...args) => {
+      if (failures-- > 0) throw new Error('SQLITE_IOERR: disk I/O error');
+      return h.backend.executions.recordStep(...args);
+    };
+    const target = receiverPath('write-fails');
+    h.flows.set('write-fails', flow('write-fails', [{ id: 'send', type: 'http', url: target.url }, { id: 'note', type: 'log' }]));
+    const m = message('write-fails', { n: 1 });
+    await h.backend.requests.accept(m, { maxAttempts: 3 });
+    h.newRunner({ executions }).start();
+
+    const e = await finalExecution(h, m.id);
+    expect(e.status).toBe('completed');
+    expect(e.attempts).toBe(2);
+    expect(e.steps.map((st) => st.stepId)).toEqual(['send', 'note']);
   });
 
   it('resumes a redelivered job at its cursor and never creates a second execution', async () => {

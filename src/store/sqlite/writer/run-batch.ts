@@ -7,10 +7,23 @@ export interface BatchRunner {
 }
 
 /**
- * Group commit: all ops of a batch in ONE transaction (one fsync); a failing op (constraint, bad
- * args) is rolled back alone and the others still commit. When SQLite
- * itself abandons the transaction (SQLITE_FULL, SQLITE_IOERR, …) or COMMIT fails, nothing of the
- * batch is durable and every op fails with that error.
+ * Whether an op's error is its own (a constraint, a value SQLite refuses, a bug in the op), so the
+ * op is rolled back alone and the rest of its batch commits. Anything else (SQLITE_FULL,
+ * SQLITE_IOERR, SQLITE_NOMEM, …) is the database's trouble and fails the whole batch, even when
+ * SQLite only undid the statement: later ops of the batch may depend on the failed one (a runner
+ * issues a job's ack right behind its execution records), and must not commit without it.
+ */
+export function isOpOwnError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return true;
+  return /^SQLITE_(CONSTRAINT|TOOBIG|MISMATCH|RANGE)/.test(code);
+}
+
+/**
+ * Group commit: all ops of a batch in ONE transaction (one fsync); an op failing on its own
+ * (isOpOwnError: a constraint, bad args) is rolled back alone and the others still commit. When the
+ * database fails (SQLITE_FULL, SQLITE_IOERR, …) or COMMIT fails, nothing of the batch is durable
+ * and every op fails with that error.
  */
 export function createBatchRunner(db: BetterSqlite3.Database, ops: CompiledOps): BatchRunner {
   const begin = db.prepare('BEGIN IMMEDIATE');
@@ -51,7 +64,7 @@ export function createBatchRunner(db: BetterSqlite3.Database, ops: CompiledOps):
         release.run();
         out[i] = [id, true, value];
       } catch (err) {
-        if (!db.inTransaction) return failAll(batch, err);
+        if (!db.inTransaction || !isOpOwnError(err)) return failAll(batch, err);
         try {
           rollbackTo.run();
           release.run();
