@@ -47,7 +47,9 @@ let closing = false;
  * fdatasync, as SQLite itself syncs on Linux: the data and the metadata needed to read it back (a
  * grown file's size), not timestamps (no difference in cost was measured on this machine).
  */
-const walPath = `${init.path}-wal`;
+// Beside the file SQLite opened, symlinks resolved (as SQLite names its WAL): a database path that
+// is a symlink must not have a stale or missing file beside the link fsynced instead.
+const walPath = `${(db.pragma('database_list') as Array<{ name: string; file: string }>).find((d) => d.name === 'main')?.file ?? init.path}-wal`;
 let walFd: number | undefined;
 let committed: OpOutcome[] = [];
 let syncing = false;
