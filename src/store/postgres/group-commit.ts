@@ -11,6 +11,13 @@ export interface GroupCommitOptions {
    * arrives meanwhile, which is what makes batches grow with load.
    */
   maxInflight: number;
+  /**
+   * Bound on what waits for a batch (not counting batches in flight): past it, submit() rejects at
+   * once with `overloaded()`. Without it, a database that hangs (a partition, a stalled server:
+   * each batch takes its full timeout to fail) lets the waiting items, and whatever they hold,
+   * grow without limit.
+   */
+  maxQueued?: { items: number; bytes: number; overloaded(): unknown };
 }
 
 interface Pending<I, R> {
@@ -30,6 +37,7 @@ interface Pending<I, R> {
  */
 export class GroupCommit<I, R> {
   private queue: Array<Pending<I, R>> = [];
+  private queuedBytes = 0;
   private inflight = 0;
   private scheduled = false;
   private idle: Array<() => void> = [];
@@ -43,8 +51,13 @@ export class GroupCommit<I, R> {
   ) {}
 
   submit(item: I, key: string, bytes: number): Promise<R> {
+    const bound = this.opts.maxQueued;
+    if (bound !== undefined && this.queue.length > 0 && (this.queue.length >= bound.items || this.queuedBytes + bytes > bound.bytes)) {
+      return Promise.reject(bound.overloaded());
+    }
     return new Promise<R>((resolve, reject) => {
       this.queue.push({ item, key, bytes, resolve, reject });
+      this.queuedBytes += bytes;
       if (!this.scheduled && this.inflight < this.opts.maxInflight) {
         this.scheduled = true;
         setImmediate(this.flushNow);
@@ -82,6 +95,7 @@ export class GroupCommit<I, R> {
       }
     }
     this.queue = rest;
+    this.queuedBytes -= bytes;
     return batch;
   }
 

@@ -1,4 +1,4 @@
-import { E, HookdError } from '../../core/errors.js';
+import { E, HookdError, unavailable } from '../../core/errors.js';
 import type { ReceivedMessage } from '../../core/message.js';
 import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore } from '../contracts.js';
 import type { MessageCache } from '../message-cache.js';
@@ -19,6 +19,14 @@ export const DEFAULT_GROUP_COMMIT: GroupCommitOptions = {
   maxItems: MAX_BATCH_ROWS,
   maxBytes: 4 * 1024 * 1024,
   maxInflight: 1,
+  // A healthy database commits what arrives during one batch within milliseconds: this many
+  // requests waiting means it hangs or cannot keep up, and further ones get a 503 at once instead
+  // of holding their bodies (and their senders) until the batch before them times out.
+  maxQueued: {
+    items: 10_000,
+    bytes: 256 * 1024 * 1024,
+    overloaded: () => unavailable('store', new Error('the database is not keeping up: too many requests waiting for a commit')),
+  },
 };
 
 /** Called after a batch committed `count` new jobs (queue jobs or outbox rows). */
