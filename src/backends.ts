@@ -45,6 +45,15 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
   const stores = await openPostgresStores({ ...pg, dispatch: 'outbox', outboxHoldMs: OUTBOX_HOLD_MS });
   let queue: RabbitMqQueue;
   try {
+    // Jobs of an earlier run on the PostgreSQL queue alone: the outbox relay publishes them.
+    const adopted = await stores.outbox.adoptQueueJobs();
+    if (adopted.moved > 0) logger.info({ count: adopted.moved }, 'jobs of the PostgreSQL queue moved to the outbox, for RabbitMQ');
+    if (adopted.deadLeft > 0) {
+      logger.warn(
+        { count: adopted.deadLeft },
+        'dead jobs of the PostgreSQL queue stay in its table and are not listed with RabbitMQ: retry them with the PostgreSQL queue (without RABBITMQ_URI) to run them',
+      );
+    }
     queue = await openRabbitMqQueue({
       url: config.rabbitmqUri,
       prefix: config.rabbitmqPrefix,

@@ -625,6 +625,30 @@ describe('postgres: transactional outbox', () => {
     expect(await b.queue.stats()).toEqual({ ready: 3, inFlight: 0, delayed: 0, dead: 0 });
     expect(await b.stores.outbox.backlog()).toBe(0);
   });
+  it('switching to RabbitMQ moves the jobs of the PostgreSQL queue into the outbox, dead ones counted', async () => {
+    const b = await openBackend();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const m = makeMessage();
+      ids.push(m.id);
+      await b.requests.accept(m, { maxAttempts: 2 });
+    }
+    const buried = deferred<string>();
+    const c = b.queue.consume(async (d) => {
+      await d.deadLetter('given up');
+      buried.resolve(d.job.requestId);
+      await new Promise(() => {}); // keep the other jobs where they are
+    }, { concurrency: 1 });
+    const dead = await buried.promise;
+    await c.stop({ graceMs: 0 });
+    await b.close();
+
+    const s = await openStores({ dispatch: 'outbox' });
+    expect(await s.outbox.adoptQueueJobs()).toEqual({ moved: 2, deadLeft: 1 });
+    const claimed = await s.outbox.claimOutbox(10);
+    expect(claimed.map((j) => j.requestId).sort()).toEqual(ids.filter((id) => id !== dead).sort());
+    expect(await s.outbox.adoptQueueJobs()).toEqual({ moved: 0, deadLeft: 1 });
+  });
 });
 
 describe('postgres queue: processes, notifications', () => {

@@ -92,6 +92,24 @@ export class PgOutbox {
     return rowCount ?? 0;
   }
 
+  /**
+   * Switching from the PostgreSQL queue to RabbitMQ: move the jobs left in the queue's table into
+   * the outbox (publishable at once, by the relay), so no job is stranded in a table nothing reads
+   * any more. Ready and leased jobs move: a leased one may still be running on an instance of the
+   * old mode, and then runs twice (the second delivery resumes its execution); the attempts count
+   * starts again. Dead jobs stay where they are, and are counted: retry them before switching.
+   */
+  async adoptQueueJobs(): Promise<{ moved: number; deadLeft: number }> {
+    const { rowCount } = await this.db.query(
+      `WITH moved AS (DELETE FROM ${this.db.t.jobs} WHERE state <> 'dead' RETURNING id, flow_id, request_id, max_attempts, enqueued_at)
+       INSERT INTO ${this.db.t.outbox} (id, flow_id, request_id, max_attempts, enqueued_at, available_at)
+       SELECT id, flow_id, request_id, max_attempts, enqueued_at, ${NOW_MS} FROM moved
+       ON CONFLICT (id) DO NOTHING`,
+    );
+    const { rows } = await this.db.query<{ n: number }>(`SELECT count(*)::integer AS n FROM ${this.db.t.jobs} WHERE state = 'dead'`);
+    return { moved: rowCount ?? 0, deadLeft: rows[0]?.n ?? 0 };
+  }
+
   /** Rows not yet published (a gauge for metrics and /readyz). */
   async backlog(): Promise<number> {
     const { rows } = await this.db.query<{ n: number }>(`SELECT count(*)::integer AS n FROM ${this.db.t.outbox}`);
