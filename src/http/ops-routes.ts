@@ -7,17 +7,31 @@ interface Deps {
   metrics: Registry;
 }
 
+/**
+ * How long /readyz waits for the write check: a connection that died silently (no RST) answers
+ * nothing until a heartbeat or TCP timeout notices, and a probe should learn "not ready" sooner.
+ */
+export const READY_CHECK_TIMEOUT_MS = 2_000;
+
 /** /healthz: the process is alive. /readyz: it can commit a write now. /metrics: Prometheus. */
 export async function opsRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_request, reply) => {
     if (deps.isShuttingDown()) return reply.code(503).header('retry-after', '1').send({ status: 'shutting down' });
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await deps.checkWritable();
+      await Promise.race([
+        deps.checkWritable(),
+        new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer from the store or queue within ${READY_CHECK_TIMEOUT_MS} ms`)), READY_CHECK_TIMEOUT_MS);
+        }),
+      ]);
       return { status: 'ready' };
     } catch (err) {
       return reply.code(503).header('retry-after', '1').send({ status: 'unavailable', reason: (err as Error).message });
+    } finally {
+      clearTimeout(timer);
     }
   });
 
