@@ -426,8 +426,10 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
           await o.executions.setStatus(executionId, 'dead', preciseNow(), error);
         }
       } catch (nackErr) {
-        // The lease will expire and the job come back on its own.
+        // Unsettled: the handler must not return, which would ack the job. Thrown, the consumer
+        // nacks it once more and, failing that, leaves it to its lease (or hands it back to the broker).
         o.logger.error({ ...log, err: nackErr }, 'flow runner could not nack a job');
+        throw nackErr;
       }
     }
   }
@@ -625,7 +627,9 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         (d) => {
           const p = handle(s, d);
           s.active.add(p);
-          void p.finally(() => s.active.delete(p));
+          // Both ways, so a handler that throws (the consumer nacks it) is no unhandled rejection here.
+          const done = () => s.active.delete(p);
+          p.then(done, done);
           return p;
         },
         { concurrency: o.concurrency, prefetch: o.prefetch ?? 0 },

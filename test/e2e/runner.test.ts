@@ -15,6 +15,7 @@ import { createFlowRunner, type FlowRunner, type FlowRunnerOptions, type StepSta
 import { isTruncated } from '../../src/flow/truncate.js';
 import type { Backend } from '../../src/store/backend.js';
 import type { ExecutionStore, RequestStore } from '../../src/store/contracts.js';
+import type { Consumer, Delivery, JobHandler, Queue } from '../../src/queue/contract.js';
 import { unavailable } from '../../src/core/errors.js';
 import { openSqliteBackend } from '../../src/store/sqlite/index.js';
 
@@ -630,5 +631,50 @@ describe.each([
     expect(peak).toBeLessThanOrEqual(8);
     const seenIs = target.calls().map((c) => (JSON.parse(c.body) as { i: number }).i);
     expect(seenIs.sort((a, b) => a - b)).toEqual(ms.map((_, i) => i));
+  });
+});
+
+describe('flow runner: a job it could not settle', () => {
+  it('is not acked: the handler throws when its nack fails, so the queue retries or redelivers it', async () => {
+    // A queue that follows the Delivery contract (returned: ack; threw: nack), whose nacks fail.
+    const settled: string[] = [];
+    let handlerResult: Promise<void> | undefined;
+    const delivery: Delivery = {
+      job: { id: 'j1', flowId: 'f', requestId: 'r1', attempts: 1, maxAttempts: 3, enqueuedAt: Date.now() },
+      ack: async () => void settled.push('ack'),
+      nack: async () => {
+        settled.push('nack failed');
+        throw new Error('queue write failed');
+      },
+      deadLetter: async () => void settled.push('deadLetter'),
+      requeue: async () => void settled.push('requeue'),
+    };
+    const queue = {
+      consume: (handler: JobHandler) => {
+        handlerResult = handler(delivery);
+        return { inFlight: 0, stop: async () => {} } as unknown as Consumer;
+      },
+    } as unknown as Queue;
+    const requests = {
+      getForExecution: async () => {
+        throw new Error('a bug in a store'); // not a 503: the runner nacks with backoff
+      },
+    } as unknown as RequestStore;
+    const runner = createFlowRunner({
+      requests,
+      executions: {} as ExecutionStore,
+      queue,
+      getFlow: () => flow('f', [{ type: 'log' }]),
+      logger: pino({ level: 'silent' }),
+      concurrency: 1,
+      executionDataLimit: 1_000,
+      defaultMaxAttempts: 3,
+      defaultBackoffMs: 10,
+      maxBackoffMs: 100,
+    });
+    runner.start();
+    await expect(handlerResult).rejects.toThrow('queue write failed');
+    expect(settled).toEqual(['nack failed']);
+    await runner.stop({ graceMs: 0 });
   });
 });
