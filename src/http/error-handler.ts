@@ -10,9 +10,8 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (isHookdError(err)) {
       if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter));
+      // A 413 of the ingress says itself whether the connection closes (ingress/linger.ts).
       if (err.headers) reply.headers(err.headers);
-      // Past the limit the rest of the upload is not worth reading: close after answering.
-      if (err.statusCode === 413) reply.header('connection', 'close');
       if (err.statusCode >= 500) request.log.warn({ err, code: err.code }, err.message);
       const body =
         err.code === E.FLOW_NOT_FOUND.code

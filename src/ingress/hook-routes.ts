@@ -23,6 +23,7 @@ import type { ParsedPayload, PayloadLimits, PayloadParser } from './parsers/cont
 import { attachmentIdsOf, DEFAULT_PARSERS, maxBodyBytes, parsePayload, parserFor } from './parsers/index.js';
 import { parseMediaType } from './parsers/media-type.js';
 import { applyPayloadType } from './parsers/payload-type.js';
+import { lingerAfterRefusal } from './linger.js';
 import { requestIdFrom } from './request-id.js';
 import { SenderGuard } from './sender-guard.js';
 
@@ -227,8 +228,8 @@ async function readPayload(
   // What this type may take: PAYLOAD_SIZE_LIMIT for parsed bodies, ATTACHMENT_SIZE_LIMIT (+ the
   // form fields) for files.
   const max = maxBodyBytes(parserFor(media, parsers), limits);
-  if (length !== undefined && Number(length) > max) throw new HookdError(E.PAYLOAD_TOO_LARGE, max);
   try {
+    if (length !== undefined && Number(length) > max) throw new HookdError(E.PAYLOAD_TOO_LARGE, max);
     return await parsePayload(
       {
         stream: request.raw,
@@ -244,8 +245,11 @@ async function readPayload(
     );
   } catch (err) {
     // Refused before the body ended (a limit, a malformed part, ce-* headers missing): the rest of
-    // the upload is not worth reading, so the connection closes after the answer.
-    if (isHookdError(err) && !request.raw.complete) err.withHeaders({ connection: 'close' });
+    // the upload is read and dropped (bounded), so that the sender can read the answer.
+    if (isHookdError(err)) {
+      const headers = lingerAfterRefusal(request.raw);
+      if (headers) err.withHeaders(headers);
+    }
     throw err;
   }
 }

@@ -23,7 +23,9 @@ function raw(
 ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   const u = new URL(h.url);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: u.hostname, port: u.port, ...options }, (res) => {
+    // A connection of its own: a request that announces a body it never sends must not leave its
+    // socket to the next one (the server is still reading that body).
+    const req = http.request({ host: u.hostname, port: u.port, agent: false, ...options }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d) => (body += d));
@@ -171,6 +173,22 @@ describe('errors', () => {
     const res = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': 'application/json', 'content-length': String(2 * 1024 * 1024) } });
     expect(res.status).toBe(413);
     expect(JSON.parse(res.body).error).toBe('PAYLOAD_TOO_LARGE');
+  });
+
+  it('a sender writing all of a too-large body reads the 413, not a reset connection', async () => {
+    // A plain fetch sends its whole body before it reads the answer: closing the connection under it
+    // made it fail with EPIPE / ECONNRESET, which senders retry, instead of the final 413.
+    for (const size of [1.5 * 1024 * 1024, 3 * 1024 * 1024, 8 * 1024 * 1024]) {
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`${h.url}/hook/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.alloc(size, 97) });
+        expect(res.status, `${size} bytes, try ${i + 1}`).toBe(413);
+        expect(((await res.json()) as any).error).toBe('PAYLOAD_TOO_LARGE');
+      }
+    }
+    // Announced far beyond what is worth reading: answered at once, and the connection closes.
+    const huge = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': 'application/json', 'content-length': String(64 * 1024 * 1024) } });
+    expect(huge.status).toBe(413);
+    expect(huge.headers.connection).toBe('close');
   });
 
   it('413 while streaming a chunked body: answered long before the sender is done', async () => {
