@@ -109,7 +109,9 @@ export interface ExecutionListQuery {
 export interface ExecutionStore {
   /**
    * Get-or-create the one execution of a request (unique per requestId). Sets status running and
-   * attempts = attempt. Returns it with its steps and cursor so a redelivery can resume.
+   * attempts = attempt. Returns it with its steps and cursor so a redelivery can resume. An
+   * execution already completed or filtered is returned as it is (a repeat delivery after a lost
+   * ack must see that nothing is left to run).
    */
   begin(args: BeginExecution): Promise<Execution>;
   /**

@@ -392,6 +392,23 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
         expect(await backend.executions.getByRequest(requestId)).toMatchObject({ id: first.id, attempts: 2 });
       });
 
+      it('begin returns a completed or filtered execution as it is (a repeat delivery after a lost ack)', async () => {
+        for (const final of ['completed', 'filtered'] as const) {
+          const requestId = uuidv7();
+          const first = await backend.executions.begin({ requestId, flowId: 'flow-x', attempt: 1, now: 1000 });
+          await backend.executions.recordStep(first.id, step('s1', 1));
+          await backend.executions.setStatus(first.id, final, 1100);
+          const again = await backend.executions.begin({ requestId, flowId: 'flow-x', attempt: 2, now: 2000 });
+          expect(again).toMatchObject({ id: first.id, status: final, attempts: 1, finishedAt: 1100, steps: [step('s1', 1)] });
+          expect(await backend.executions.get(first.id)).toMatchObject({ status: final, attempts: 1 });
+        }
+        // A dead one is reopened: retryDead put its job back on purpose.
+        const requestId = uuidv7();
+        const dead = await backend.executions.begin({ requestId, flowId: 'flow-x', attempt: 1, now: 1000 });
+        await backend.executions.setStatus(dead.id, 'dead', 1100, 'gave up');
+        expect(await backend.executions.begin({ requestId, flowId: 'flow-x', attempt: 1, now: 3000 })).toMatchObject({ status: 'running' });
+      });
+
       it('appends steps in order, keeps the cursor unless given, and finalises status', async () => {
         const exec = await backend.executions.begin({ requestId: uuidv7(), flowId: 'flow-y', attempt: 1, now: 10 });
         expect(exec.queueDelayMs).toBeUndefined();

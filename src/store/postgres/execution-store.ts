@@ -51,17 +51,21 @@ export class PgExecutionStore implements ExecutionStore {
   async begin(a: BeginExecution): Promise<Execution> {
     const id = newId();
     const { rows } = await this.writes.query<ExecutionRow>(
-      `INSERT INTO ${this.db.t.executions}
+      `INSERT INTO ${this.db.t.executions} AS e
          (id, request_id, flow_id, status, attempts, created_at, updated_at, queue_delay_ms)
        VALUES ($1, $2, $3, 'running', $4, $5, $5, $6)
        ON CONFLICT (request_id) DO UPDATE SET
          status = 'running', attempts = excluded.attempts, updated_at = excluded.updated_at, finished_at = NULL
+       WHERE e.status NOT IN ('completed', 'filtered')
        RETURNING ${EXECUTION_COLUMNS}`,
       [id, a.requestId, a.flowId, a.attempt, a.now, a.queueDelayMs ?? null],
       a.requestId,
       'hookd_execution_begin',
     );
-    const row = rows[0]!;
+    // No row back: the execution exists and is completed or filtered, and stays as it is.
+    const row =
+      rows[0] ??
+      (await this.db.query<ExecutionRow>(`SELECT ${EXECUTION_COLUMNS} FROM ${this.db.t.executions} WHERE request_id = $1`, [a.requestId])).rows[0]!;
     // A new execution has no steps yet: skip the query on the hot path.
     return toExecution(row, row.id === id ? [] : await this.steps(row.id));
   }
