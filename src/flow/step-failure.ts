@@ -19,7 +19,16 @@ export function isStepFailure(err: unknown): err is StepFailure {
   return err instanceof StepFailure;
 }
 
-/** An expression that fails on this input fails again on a retry: dead-letter at once. */
+/** JSONata's evaluation time limit (D1012). */
+const EXPRESSION_TIMEOUT = 'D1012';
+
+/**
+ * An expression that fails on this input fails again on a retry: dead-letter at once. Except a
+ * timeout: the limit is wall-clock time, and concurrent evaluations share the event loop, so under
+ * load an ordinary expression can run out of it; retried with backoff (a runaway one still ends
+ * dead after its attempts).
+ */
 export function expressionFailure(err: unknown): StepFailure {
-  return new StepFailure(err instanceof Error ? err.message : String(err), { retryable: false, cause: err });
+  const timedOut = (err as { code?: unknown } | null)?.code === EXPRESSION_TIMEOUT;
+  return new StepFailure(err instanceof Error ? err.message : String(err), { retryable: timedOut, cause: err });
 }

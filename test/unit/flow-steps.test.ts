@@ -61,11 +61,18 @@ describe('transform step', () => {
     expect((err as StepFailure).message).toMatch(/T2001/);
   });
 
-  it('stops a runaway expression with the time limit', async () => {
-    const step = compileTransformStep(def('($f := function($n) { $f($n + 1) }; $f(0))'), { timeoutMs: 50, stack: 100_000 });
+  it('stops a runaway expression with the depth limit: not retryable', async () => {
+    const step = compileTransformStep(def('($f := function($n) { $n = 0 ? 0 : 1 + $f($n - 1) }; $f(100000))'), { timeoutMs: 10_000, stack: 100 });
     const err = await step.run({}, ctx('t')).catch((e: unknown) => e);
     expect((err as StepFailure).retryable).toBe(false);
-    expect((err as StepFailure).message).toMatch(/D1011|D1012/);
+    expect((err as StepFailure).message).toMatch(/D1011/);
+  });
+
+  it('stops a long expression with the time limit: retryable, since evaluations share the clock under load', async () => {
+    const step = compileTransformStep(def('($f := function($n) { $n > 0 ? $f($n - 1) + 1 : 0 }; [1..200000].($f(2)))'), { timeoutMs: 50, stack: 1_000 });
+    const err = await step.run({}, ctx('t')).catch((e: unknown) => e);
+    expect((err as StepFailure).retryable).toBe(true);
+    expect((err as StepFailure).message).toMatch(/D1012/);
   });
 
   it('evaluates one compiled expression concurrently without mixing inputs', async () => {
@@ -156,9 +163,12 @@ describe('flow compilation', () => {
         { id: 'd', type: 'http', url: 'not a url' },
         { id: 'e', type: 'http', url: 'http://x/y', body: '$$$(' },
         { id: 'f', type: 'log' },
+        { id: 'g', type: 'http', url: 'https://alice:s3cret@x/y?token=abc' },
       ]),
     );
-    expect(problems).toHaveLength(5);
+    expect(problems).toHaveLength(6);
+    expect(problems[5]).toMatch(/^step "g" \(http\): url must not contain credentials/);
+    expect(problems[5]).not.toMatch(/s3cret|alice/);
     expect(problems[0]).toMatch(/^step "a" \(transform\): Invalid JSONata expression/);
     expect(problems[1]).toMatch(/^step "b" \(http\): url must be http or https/);
     expect(problems[2]).toMatch(/^step "c" \(http\): a GET request cannot have a body/);

@@ -55,6 +55,10 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new Error(`url must be http or https, got ${url.protocol}`);
   }
+  // fetch refuses such URLs on every call, and its error would quote them, secrets included.
+  if (url.username !== '' || url.password !== '') {
+    throw new Error('url must not contain credentials (user:password@): send them in headers, e.g. Authorization');
+  }
   if (method === 'GET' && def.body !== undefined) throw new Error('a GET request cannot have a body');
   const forward = def.forwardAttachment;
   if (method === 'GET' && forward !== undefined) throw new Error('a GET request cannot forward an attachment');
