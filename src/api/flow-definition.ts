@@ -12,6 +12,7 @@ import {
   FlowInput,
   type FlowInputDef,
   HttpStep,
+  IdPattern,
   LogStep,
   normalizeFlow,
   TransformStep,
@@ -62,6 +63,8 @@ function describe(errors: Iterable<SchemaError>, prefix = ''): string[] {
   return out;
 }
 
+const ID_RE = new RegExp(IdPattern);
+
 function fail(problems: string[]): never {
   throw new HookdError(E.VALIDATION_FAILED, `Invalid flow definition: ${problems.join('; ')}`).withDetails(problems);
 }
@@ -99,6 +102,8 @@ export function newFlowId(): string {
 
 /** Validate + apply defaults; throws VALIDATION_FAILED on duplicate step ids. */
 export function buildFlow(input: unknown, id: string, existing?: Flow): Flow {
+  // The URL's id, on PUT, passes no schema: the same rule as a body id (URLs, file names, AMQP keys).
+  if (!ID_RE.test(id)) fail([`/id: "${id}" must be 1 to 128 characters of A-Z a-z 0-9 . _ -`]);
   const valid = validateFlowInput(input);
   if (valid.id !== undefined && valid.id !== id) fail([`/id: "${valid.id}" does not match the URL's flow id "${id}"`]);
   const flow = normalizeFlow(valid, id, new Date(), existing);

@@ -163,7 +163,9 @@ export function normalizeFlow(input: FlowInputDef, id: string, now: Date, existi
   const flow: Flow = {
     id,
     name: input.name ?? existing?.name ?? id,
-    status: input.status ?? 'started',
+    // Replacing a definition without a status keeps the flow's current one: editing a stopped
+    // flow's steps must not make its webhook live again.
+    status: input.status ?? existing?.status ?? 'started',
     trigger: input.trigger ?? { type: 'webhook' },
     steps,
     createdAt: existing?.createdAt ?? now.toISOString(),

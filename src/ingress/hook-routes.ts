@@ -282,10 +282,20 @@ function sendFeedback(reply: FastifyReply, flow: Flow, requestId: string) {
   reply.code(configured.status ?? 200);
   if (configured.headers) reply.headers(configured.headers);
   const body = configured.body;
-  if (body === undefined) return reply.send({ requestId, message: 'thank you' });
   if (typeof body === 'string') {
     if (!reply.hasHeader('content-type')) reply.type('text/plain; charset=utf-8');
     return reply.send(body);
   }
-  return reply.send(body);
+  return sendJson(reply, body === undefined ? { requestId, message: 'thank you' } : body);
+}
+
+/**
+ * A JSON value as the answer. fastify serialises objects only under a JSON content type and fails
+ * the request otherwise (a 500 after the commit, so the sender retries a stored request): under a
+ * configured other type, the JSON text is sent as it is.
+ */
+function sendJson(reply: FastifyReply, value: unknown) {
+  const type = reply.getHeader('content-type');
+  if (type !== undefined && !/json/i.test(String(type))) return reply.send(JSON.stringify(value));
+  return reply.send(value);
 }

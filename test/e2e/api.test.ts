@@ -88,6 +88,18 @@ describe('read tokens (HOOKD_READ_TOKENS)', () => {
 });
 
 describe('flows', () => {
+  it('PUT checks the id in the URL and keeps a stopped flow stopped unless given a status', async () => {
+    for (const bad of ['a%20b', 'a%2Fb', 'x'.repeat(129)]) {
+      const res = await h.api('PUT', `/api/flows/${bad}`, {});
+      expect(res.status, bad).toBe(400);
+      expect(res.body.message).toMatch(/\/id: .* must be 1 to 128 characters/);
+    }
+    expect((await h.api('PUT', '/api/flows/kept-stopped', { status: 'stopped', steps: [] })).status).toBe(201);
+    expect((await h.api('PUT', '/api/flows/kept-stopped', { steps: [{ type: 'log' }] })).body.status).toBe('stopped');
+    expect((await fetch(`${h.url}/hook/kept-stopped`, { method: 'HEAD' })).status).toBe(404);
+    expect((await h.api('PUT', '/api/flows/kept-stopped', { status: 'started', steps: [] })).body.status).toBe('started');
+  });
+
   it('create, read, replace, start/stop, delete — with webhookUrl', async () => {
     const created = await h.api('POST', '/api/flows', { name: 'n', steps: [{ type: 'log' }] });
     expect(created.status).toBe(201);

@@ -254,4 +254,33 @@ describe('pre-configured feedback', () => {
     const id = res.headers.get('x-request-id')!;
     expect((await stored(id)).flowId).toBe('custom');
   });
+
+  it('sends a JSON body under a configured non-JSON content type as its JSON text (not a 500 after the commit)', async () => {
+    const response = { headers: { 'content-type': 'text/plain' }, body: { ok: true } };
+    expect((await h.api('PUT', '/api/flows/plain-feedback', { trigger: { type: 'webhook', response } })).status).toBe(201);
+    const res = await fetch(`${h.url}/hook/plain-feedback`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+    expect(await res.text()).toBe('{"ok":true}');
+    // The default answer too, under a configured type and no body.
+    await h.api('PUT', '/api/flows/plain-feedback', { trigger: { type: 'webhook', response: { headers: { 'content-type': 'text/plain' } } } });
+    const res2 = await fetch(`${h.url}/hook/plain-feedback`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(res2.status).toBe(200);
+    expect(JSON.parse(await res2.text())).toMatchObject({ message: 'thank you' });
+  });
+});
+
+describe('ids of 128 characters (the longest allowed)', () => {
+  it('reach the hook, the flow and the request routes', async () => {
+    const flowId = 'f'.repeat(128);
+    expect((await h.api('PUT', `/api/flows/${flowId}`, { steps: [] })).status).toBe(201);
+    expect((await fetch(`${h.url}/hook/${flowId}`, { method: 'HEAD' })).status).toBe(200);
+    const requestId = 'r'.repeat(128);
+    const res = await fetch(`${h.url}/hook/${flowId}/a/b`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': requestId }, body: '{}' });
+    expect(res.status).toBe(200);
+    expect((await h.api('GET', `/api/requests/${requestId}`)).body).toMatchObject({ id: requestId, flowId, path: '/a/b' });
+    expect((await h.api('GET', `/api/flows/${flowId}`)).status).toBe(200);
+    expect((await fetch(`${h.url}/hook/${'u'.repeat(128)}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status).toBe(404);
+    expect((await h.api('DELETE', `/api/flows/${flowId}`)).status).toBe(204);
+  });
 });
