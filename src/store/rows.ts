@@ -1,3 +1,4 @@
+import { E, HookdError } from '../core/errors.js';
 import type { Execution, ExecutionStatus, StepRecord, StepStatus } from '../core/execution.js';
 import type { DeadLetter, Job } from '../core/job.js';
 import { attachmentIdsOf, type AttachmentRef, type CloudEvent, type ReceivedMessage } from '../core/message.js';
@@ -145,7 +146,14 @@ export function toDeadLetter(r: JobRow): DeadLetter {
  */
 export function bodyColumns(body: unknown, raw: Buffer): { body: string | null; bodyIsRaw: boolean } {
   if (body === null || body === undefined) return { body: null, bodyIsRaw: false };
-  const json = JSON.stringify(body);
+  let json: string;
+  try {
+    json = JSON.stringify(body);
+  } catch (err) {
+    // Valid JSON nested thousands deep parses, but does not serialise (the stack runs out).
+    if (err instanceof RangeError) throw new HookdError(E.INVALID_BODY, 'JSON', 'nested too deeply to store');
+    throw err;
+  }
   // A UTF-8 encoding has at least one byte per UTF-16 unit: cheap length test before decoding.
   if (raw.length >= json.length && raw.length <= json.length * 3 && raw.toString('utf8') === json) {
     return { body: null, bodyIsRaw: true };

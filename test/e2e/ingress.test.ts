@@ -169,6 +169,19 @@ describe('errors', () => {
     expect(JSON.parse(empty.body).message).toMatch(/empty/);
   });
 
+  it('JSON nested too deeply to store: 400 with the reason; a UTF-8 byte order mark is ignored', async () => {
+    const deep = await fetch(`${h.url}/hook/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '['.repeat(20_000) + ']'.repeat(20_000) });
+    expect(deep.status).toBe(400);
+    expect(((await deep.json()) as any).message).toMatch(/nested too deeply/);
+
+    const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"bom":true}')]);
+    const res = await fetch(`${h.url}/hook/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: bytes });
+    expect(res.status).toBe(200);
+    const m = await stored(((await res.json()) as any).requestId);
+    expect(m.body).toEqual({ bom: true });
+    expect(Buffer.from(m.rawBody, 'base64').equals(bytes)).toBe(true);
+  });
+
   it('413 when Content-Length announces too much, before reading anything', async () => {
     const res = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': 'application/json', 'content-length': String(2 * 1024 * 1024) } });
     expect(res.status).toBe(413);

@@ -8,7 +8,9 @@ export const jsonParser = bufferedParser(
   (raw, media) => {
     if (raw.length === 0) throw new HookdError(E.INVALID_BODY, 'JSON', 'the body is empty');
     try {
-      return JSON.parse(decodeText(raw, media));
+      const text = decodeText(raw, media);
+      // A UTF-8 byte order mark may be ignored (RFC 8259 §8.1); the raw bytes keep it.
+      return JSON.parse(text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
     } catch (err) {
       throw new HookdError(E.INVALID_BODY, 'JSON', (err as Error).message);
     }
