@@ -43,8 +43,8 @@ const OVERHEAD_BYTES = 1024;
  * main thread, on PostgreSQL a round trip). A committed message never changes, so the one kept here
  * is exactly what the store would return.
  *
- * Bounded by an estimate of the bytes held (raw body twice — bytes and parsed form —, header and
- * query text, overhead); when full, `whenFull` decides. A message leaves at its execution's first
+ * Bounded by an estimate of the bytes held (raw body twice — bytes and parsed form —, a body stored
+ * apart from the raw bytes twice its JSON length, header and query text, overhead); when full, `whenFull` decides. A message leaves at its execution's first
  * read; a retry, the API, another instance, or this one after a restart read from the store.
  */
 export class MessageCache {
@@ -72,10 +72,15 @@ export class MessageCache {
     this.staleAfterMs = options.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
   }
 
-  /** Keep a message that was just committed (call only for a stored outcome, never a duplicate). */
-  put(m: ReceivedMessage): void {
+  /**
+   * Keep a message that was just committed (call only for a stored outcome, never a duplicate).
+   * `bodyJsonBytes`: the length of the parsed body's JSON when it is stored apart from the raw bytes
+   * (a redacted body, or form fields whose bytes went to the attachment store): the estimate then
+   * counts it, as it counts the raw body when that is the body's source.
+   */
+  put(m: ReceivedMessage, bodyJsonBytes = 0): void {
     if (this.maxBytes <= 0) return;
-    const bytes = sizeOf(m);
+    const bytes = sizeOf(m) + 2 * bodyJsonBytes;
     if (bytes > this.maxBytes) return;
     this.drop(m.id);
     if (this.bytes + bytes > this.maxBytes) {

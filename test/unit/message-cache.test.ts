@@ -31,6 +31,18 @@ describe('MessageCache', () => {
     expect(cache.take('m2')).toBeDefined();
   });
 
+  it('counts a body stored apart from the raw bytes (form fields whose bytes went to the attachment store)', () => {
+    const cache = new MessageCache(10_000);
+    // No raw bytes, a 2,000-byte body JSON: 1024 + 2 * 2000 = 5024 each, so one fits, not two.
+    cache.put(sized('f1', 0), 2_000);
+    cache.put(sized('f2', 0), 2_000);
+    expect(cache.stats().entries).toBe(1);
+    expect(cache.stats().bytes).toBe(5_024);
+    // Without the hint each would count 1 KiB: the budget would not bound them.
+    cache.put(sized('g1', 0));
+    expect(cache.stats().bytes).toBe(5_024 + 1_024);
+  });
+
   it('holds nothing with a budget of 0 (MESSAGE_CACHE=0)', () => {
     const cache = new MessageCache(0);
     cache.put(sized('a', 10));

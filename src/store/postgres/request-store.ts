@@ -99,7 +99,7 @@ export class PgRequestStore implements RequestStore {
     const bytes = m.rawBody.length + row.headers.length + row.query.length + (columns.body?.length ?? 0);
     const result = await this.committer.submit(row, m.id, bytes);
     if (result === 'stored') {
-      this.recent?.put(m);
+      this.recent?.put(m, columns.body?.length ?? 0);
       const job: OutboxJob = { id: row.jobId, flowId: m.flowId, requestId: m.id, maxAttempts: options.maxAttempts, enqueuedAt: Date.now(), claims: 0 };
       return { outcome: STORED, job };
     }

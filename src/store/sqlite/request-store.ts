@@ -33,13 +33,14 @@ export class SqliteRequestStore implements RequestStore {
 
   async accept(m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> {
     const rawBody = m.rawBody.byteLength < TRANSFER_FROM_BYTES ? m.rawBody.toString('latin1') : new Uint8Array(m.rawBody);
+    const columns = requestColumns(m);
     const args: AcceptRequestArgs = {
       id: m.id,
       flowId: m.flowId,
       receivedAt: m.receivedAt,
       method: m.method,
       path: m.path,
-      ...requestColumns(m),
+      ...columns,
       rawBody,
       maxAttempts: options.maxAttempts,
     };
@@ -67,7 +68,7 @@ export class SqliteRequestStore implements RequestStore {
       return DUPLICATE;
     }
     // Before the hand-off: the consumer reads the message as soon as it gets the job.
-    this.recent?.put(m);
+    this.recent?.put(m, columns.body?.length ?? 0);
     if (slot !== undefined && result.leased) {
       slot.deliver({
         id: result.jobId,
