@@ -60,6 +60,15 @@ export function compileFastPath(ast: unknown): FastEvaluator | undefined {
   }
 }
 
+/**
+ * Objects jsonata does not treat as plain data: flagged as a function (`_jsonata_function`,
+ * `_jsonata_lambda`: no fields) or as a tuple stream (`tupleStream`: object constructors group
+ * differently). A sender's JSON may carry these keys; jsonata decides what they mean.
+ */
+function jsonataSpecial(o: Record<string, unknown>): boolean {
+  return o._jsonata_function === true || o._jsonata_lambda === true || Boolean(o.tupleStream);
+}
+
 /** `a.b.c`: plain field steps only (no predicates, stages, wildcards, functions). */
 function compilePath(node: Node): FastEvaluator | undefined {
   if (!only(node, ['steps']) || !Array.isArray(node.steps) || node.steps.length === 0) return undefined;
@@ -75,12 +84,15 @@ function compilePath(node: Node): FastEvaluator | undefined {
     for (const name of names) {
       if (Array.isArray(current)) return FALLBACK; // jsonata maps over arrays
       // jsonata reads own fields of objects only; anything else has no fields.
-      if (!isObject(current) || !hasOwn(current, name)) return undefined;
+      if (!isObject(current)) return undefined;
+      if (jsonataSpecial(current)) return FALLBACK;
+      if (!hasOwn(current, name)) return undefined;
       current = current[name];
     }
     // A sequence result: jsonata decides whether it stays an array (singletons, flattening); a
     // number JSON.parse made infinite (1e400): jsonata's range checks decide.
     if (Array.isArray(current) || (typeof current === 'number' && !Number.isFinite(current))) return FALLBACK;
+    if (isObject(current) && jsonataSpecial(current)) return FALLBACK;
     return current;
   };
 }
@@ -103,6 +115,7 @@ function compileObject(node: Node): FastEvaluator | undefined {
   }
   return (input) => {
     if (Array.isArray(input)) return FALLBACK; // jsonata groups over the items
+    if (isObject(input) && jsonataSpecial(input)) return FALLBACK;
     const out: Record<string, unknown> = {};
     for (let i = 0; i < keys.length; i++) {
       const value = values[i]!(input);

@@ -154,6 +154,21 @@ describe('JSONata fast path', () => {
     expect(compileFastPath(jsonata('body.items').ast())!(view)).toBe(FALLBACK);
   });
 
+  it('leaves objects jsonata treats specially to jsonata (flags a sender may put in its JSON)', async () => {
+    const cases: Array<[string, unknown]> = [
+      ['body.amount > 100', { body: { amount: 500, _jsonata_function: true } }],
+      ['body.amount > 100', { body: { amount: 500, _jsonata_lambda: true } }],
+      ['a = "x"', { a: 'x', _jsonata_function: true }],
+      ['{ "a": a }', { tupleStream: true, a: 1 }],
+      ['body', { body: { _jsonata_function: true, x: 1 } }],
+    ];
+    for (const [source, input] of cases) {
+      expect(compileFastPath(jsonata(source).ast())!(input), `${source} over ${JSON.stringify(input)}`).toBe(FALLBACK);
+      const got = await compileExpression(source).evaluate(input);
+      expect(got === undefined ? 'undefined' : JSON.stringify(got)).toBe(await viaJsonata(source, input));
+    }
+  });
+
   it('compiled expressions fall back to jsonata, errors included', async () => {
     const filter = compileExpression('a > 1');
     expect(await filter.evaluate({ a: 2 })).toBe(true);
