@@ -17,3 +17,10 @@ describe('HOOKD_READ_TOKENS', () => {
     expect(() => loadConfig({ HOOKD_READ_TOKENS: 'x'.repeat(513) })).toThrow(/HOOKD_READ_TOKENS/);
   });
 });
+
+describe('EXECUTION_DATA_LIMIT', () => {
+  it('is at least 256 bytes, so that a truncation marker fits', () => {
+    expect(loadConfig({ EXECUTION_DATA_LIMIT: '256' }).executionDataLimit).toBe(256);
+    expect(() => loadConfig({ EXECUTION_DATA_LIMIT: '0' })).toThrow(/EXECUTION_DATA_LIMIT: at least 256 bytes/);
+  });
+});
