@@ -45,6 +45,9 @@ interface SchemaError {
 function describe(errors: Iterable<SchemaError>, prefix = ''): string[] {
   const byPath = new Map<string, SchemaError[]>();
   for (const e of errors) {
+    // The property an additionalProperties error names is reported there; its own "schema is
+    // false" line says nothing more.
+    if (e.message === 'schema is false') continue;
     const list = byPath.get(e.instancePath) ?? [];
     list.push(e);
     byPath.set(e.instancePath, list);
@@ -56,7 +59,8 @@ function describe(errors: Iterable<SchemaError>, prefix = ''): string[] {
     if (allowed.length > 0) out.push(`${where}: must be one of ${allowed.join(', ')}`);
     else {
       const e = list.find((x) => x.keyword !== 'anyOf') ?? list[0]!;
-      const extra = e.keyword === 'additionalProperties' ? ` (${String(e.params.additionalProperty ?? '')})` : '';
+      const names = e.params.additionalProperty ?? e.params.additionalProperties; // typebox 1.x: a list
+      const extra = e.keyword === 'additionalProperties' ? `: ${(Array.isArray(names) ? names : [names]).map(String).join(', ')}` : '';
       out.push(`${where}: ${e.message}${extra}`);
     }
   }

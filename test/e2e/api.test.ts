@@ -142,7 +142,7 @@ describe('flows', () => {
       [{ steps: [{ type: 'filter', expression: 'a +' }] }, /\/steps\/0\/expression: invalid JSONata/],
       [{ steps: [{ type: 'log', id: 'a' }, { type: 'log', id: 'a' }] }, /step id "a" is used twice/],
       [{ id: 'bad id!' }, /\/id/],
-      [{ color: 'red' }, /color/],
+      [{ color: 'red' }, /^Invalid flow definition: \/: must not have additional properties: color$/],
       [{ trigger: { type: 'webhook', response: { status: 500 } } }, /\/trigger\/response\/status/],
       [{ jobMessage: { includeRequest: 'yes' } }, /\/jobMessage\/includeRequest/],
       [{ jobMessage: { payload: true } }, /jobMessage/],
