@@ -58,12 +58,7 @@ export class RabbitDelivery implements Delivery {
   }
 
   async nack(options: { delayMs: number; error: string }): Promise<'retry' | 'dead'> {
-    if (this.state !== 'open') return 'retry';
-    if (!this.ch.active) {
-      this.state = 'settled';
-      this.lost('nack');
-      return 'retry';
-    }
+    if (!this.settleable('nack')) return 'retry';
     const dead = this.job.attempts >= this.job.maxAttempts;
     await this.settle(() =>
       dead
@@ -77,12 +72,7 @@ export class RabbitDelivery implements Delivery {
   }
 
   async deadLetter(error: string): Promise<void> {
-    if (this.state !== 'open') return;
-    if (!this.ch.active) {
-      this.state = 'settled';
-      this.lost('deadLetter');
-      return;
-    }
+    if (!this.settleable('deadLetter')) return;
     await this.settle(() =>
       this.host.publishDead({ ...this.message, runAt: undefined, lastError: error, deadAt: Date.now() }),
     );
@@ -94,12 +84,7 @@ export class RabbitDelivery implements Delivery {
    * acked without a copy, and never throws.
    */
   async requeue(error: string): Promise<void> {
-    if (this.state !== 'open') return;
-    if (!this.ch.active) {
-      this.state = 'settled';
-      this.lost('requeue');
-      return;
-    }
+    if (!this.settleable('requeue')) return;
     try {
       await this.settle(() => this.host.publishRetry({ ...this.message, runAt: undefined, lastError: error }, 0));
     } catch (err) {
@@ -133,6 +118,18 @@ export class RabbitDelivery implements Delivery {
     if (this.state !== 'open') return;
     const error = cause instanceof Error ? cause.message : String(cause);
     this.nack({ delayMs: THROW_RETRY_DELAY_MS, error }).catch((err: unknown) => this.autoFailed(err));
+  }
+
+  /**
+   * Whether a settle can still go ahead: not when one already happened, nor when the channel is
+   * gone (the broker has requeued the message; the settle is logged and ignored).
+   */
+  private settleable(what: string): boolean {
+    if (this.state !== 'open') return false;
+    if (this.ch.active) return true;
+    this.state = 'settled';
+    this.lost(what);
+    return false;
   }
 
   private async settle(publish: () => Promise<void>): Promise<void> {
