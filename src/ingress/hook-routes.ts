@@ -82,6 +82,13 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
 
+  // Unknown and stopped flows are answered before fastify looks at the Content-Type, whose own
+  // check (a malformed header: 415) would otherwise answer first for a flow that does not exist.
+  app.addHook('onRequest', (request, _reply, done) => {
+    const flowId = (request.params as Partial<HookParams>).flowId;
+    done(flowId !== undefined && deps.activeFlow(flowId) === undefined ? notFound(flowId) : undefined);
+  });
+
   const guard = new SenderGuard(deps.rateLimitShare);
   const notFound = (flowId: string) => new HookdError(E.FLOW_NOT_FOUND, flowId);
   const rejected = (flowId: string, ip: string, failure: AuthFailure) => {

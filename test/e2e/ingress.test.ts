@@ -131,6 +131,18 @@ describe('errors', () => {
     expect(strip(a.headers)).toEqual(strip(b.headers));
   });
 
+  it('404 for unknown and stopped flows whatever the Content-Type, malformed ones included; 415 for a started flow', async () => {
+    for (const type of ['json', 'application/json, text/plain', '']) {
+      for (const id of ['nope', 'paused']) {
+        const res = await raw({ method: 'POST', path: `/hook/${id}`, headers: { 'content-type': type }, body: '{}' });
+        expect(res.status, `${id} with "${type}"`).toBe(404);
+        expect(JSON.parse(res.body)).toEqual({ error: `Flow ${id} either does not exist or is inactive.` });
+      }
+      const started = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': type }, body: '{}' });
+      expect(started.status, `orders with "${type}"`).toBe(415);
+    }
+  });
+
   it('404 timing does not tell an unknown flow from a stopped one', async () => {
     const time = async (id: string) => {
       const t = performance.now();
