@@ -1,4 +1,5 @@
 import jsonata from 'jsonata';
+import safeRegex from 'safe-regex2';
 import { compileFastPath, FALLBACK, type FastEvaluator } from './expression-fast-path.js';
 
 /**
@@ -62,6 +63,12 @@ export function compileExpression(
     } catch (err) {
       throw toExpressionError(err, 'Invalid JSONata expression');
     }
+    const risky = unsafeRegex(expr.ast());
+    if (risky !== undefined) {
+      throw new ExpressionError(
+        `Invalid JSONata expression: the regular expression /${risky.source}/ can take exponential time on some inputs (nested quantifiers); rewrite it without them`,
+      );
+    }
     entry = { expr, fast: compileFastPath(expr.ast()) };
     if (cache.size >= CACHE_SIZE) {
       const oldest = cache.keys().next();
@@ -88,6 +95,22 @@ export function compileExpression(
       }
     },
   };
+}
+
+/**
+ * The first regular expression literal of an expression that may backtrack catastrophically (star
+ * height > 1, safe-regex2), if any. The time limit cannot stop one: a regex match runs to its end
+ * without yielding, and `/(a+)+b/` over 30 characters a sender chose blocks the process for seconds.
+ */
+function unsafeRegex(node: unknown, seen = new Set<object>()): RegExp | undefined {
+  if (typeof node !== 'object' || node === null || seen.has(node)) return undefined;
+  seen.add(node);
+  if (node instanceof RegExp) return safeRegex(node) ? undefined : node;
+  for (const value of Object.values(node)) {
+    const found = unsafeRegex(value, seen);
+    if (found !== undefined) return found;
+  }
+  return undefined;
 }
 
 /** Number of cached compiled expressions (tests). */

@@ -75,6 +75,13 @@ describe('transform step', () => {
     expect((err as StepFailure).message).toMatch(/D1012/);
   });
 
+  it('refuses a regular expression that can backtrack catastrophically (the time limit cannot stop one)', async () => {
+    for (const source of ['$match(body.s, /(a+)+b/)', 'body.s ~> $replace(/(x+x+)+y/, "z")', '{ "m": $contains(body.s, /(\\w+\\s?)*$/) }']) {
+      expect(() => compileExpression(source), source).toThrow(/regular expression \/.+\/ can take exponential time/);
+    }
+    expect(await compileExpression('$contains(body.s, /ab+c/i)').evaluate({ body: { s: 'xABBC' } })).toBe(true);
+  });
+
   it('evaluates one compiled expression concurrently without mixing inputs', async () => {
     const expr = compileExpression('($wait := $; body.n)');
     const results = await Promise.all(Array.from({ length: 50 }, (_, n) => expr.evaluate({ body: { n } })));
