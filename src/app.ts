@@ -193,10 +193,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     orderedWrites: backend.name === 'sqlite',
     attachments,
   });
-  if (config.workerConcurrency > 0) runner.start();
-
   const housekeeping = createHousekeeping({ requests: backend.requests, attachments, retentionMs: config.retentionMs, logger });
-  housekeeping.start();
 
   let closing: Promise<void> | undefined;
   return {
@@ -208,7 +205,12 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     logger,
     adminToken: admin.token,
     async listen() {
-      return server.listen({ host: config.listenHost, port: config.listenPort });
+      const address = await server.listen({ host: config.listenHost, port: config.listenPort });
+      // Workers start once the process is sure to run: a start that fails before (a port in use)
+      // must not have leased jobs, whose leases would expire as spent attempts, start after start.
+      if (config.workerConcurrency > 0) runner.start();
+      housekeeping.start();
+      return address;
     },
     close() {
       closing ??= (async () => {

@@ -6,7 +6,14 @@ import { loadConfig } from './config/config.js';
 async function main(): Promise<void> {
   const config = loadConfig();
   const app = await createApp(config);
-  const address = await app.listen();
+  let address: string;
+  try {
+    address = await app.listen();
+  } catch (err) {
+    // Release what start-up took (the data directory's lock, connections, the instance's record).
+    await app.close().catch(() => {});
+    throw err;
+  }
   app.logger.info({ address, dataDir: config.dataDir, backend: app.backend.name }, 'hookd listening');
 
   let signals = 0;

@@ -70,3 +70,42 @@ describe('graceful shutdown', () => {
     expect(drainMs).toBeLessThan(20_000);
   }, 60_000);
 });
+
+describe('a start that fails', () => {
+  it('(a port in use) takes no job: repeated failed starts spend no attempt of a waiting job', async () => {
+    const dataDir = tempDir('hookd-failed-start-');
+    const env = { DATA_DIR: dataDir, HOOKD_ADMIN_TOKEN: TOKEN, LISTEN_PORT: '0', WORKER_CONCURRENCY: '0' };
+    const first = await spawnHookd(env);
+    await adminCall(first.url, TOKEN, 'PUT', '/api/flows/waiting', { steps: [{ id: 'call', type: 'http', url: receiverUrl }] });
+    const res = await fetch(`${first.url}/hook/waiting`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(res.status).toBe(200);
+    first.proc.kill('SIGTERM');
+    expect(await first.exited).toBe(0);
+
+    // Three starts with workers on, each failing to listen on a port that is taken.
+    const taken = http.createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+    const port = String((taken.address() as AddressInfo).port);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const failing = spawnHookd({ ...env, LISTEN_PORT: port, WORKER_CONCURRENCY: '4', QUEUE_LEASE: '1s' });
+        await expect(failing).rejects.toThrow(/EADDRINUSE/);
+      }
+    } finally {
+      await new Promise<void>((r) => taken.close(() => r()));
+    }
+    await new Promise((r) => setTimeout(r, 1_500)); // any lease taken would have expired by now
+
+    const after = await spawnHookd(env);
+    try {
+      const stats = await adminCall(after.url, TOKEN, 'GET', '/api/queue');
+      expect(stats.body).toMatchObject({ ready: 1, inFlight: 0, dead: 0 });
+      const list = await adminCall(after.url, TOKEN, 'GET', '/api/executions?flowId=waiting');
+      expect(list.body.items).toEqual([]);
+    } finally {
+      after.proc.kill('SIGTERM');
+      await after.exited;
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
