@@ -91,13 +91,16 @@ export function startCheckpointer(path: string, options: CheckpointerOptions = {
     if (m.closed) void worker.terminate();
   });
   worker.on('error', (err) => options.onError?.(err.message));
+  // Known from the start: a thread that already died (its database failed to open) must not leave
+  // close() waiting for an 'exit' that has been and gone.
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   let closing: Promise<void> | undefined;
   return {
     close() {
-      closing ??= new Promise<void>((resolve) => {
-        worker.once('exit', () => resolve());
+      closing ??= (async () => {
         worker.postMessage('close');
-      });
+        await exited;
+      })();
       return closing;
     },
   };
