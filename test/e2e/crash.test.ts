@@ -84,8 +84,10 @@ describe('crash safety (SIGKILL under load)', () => {
         });
         expect(res.status).toBe(201);
       }
-      // Kill somewhere in the middle of the round, while requests and executions are in flight.
-      const killAt = Math.floor(PER_ROUND * (0.3 + 0.4 * Math.random()));
+      // Kill somewhere in the middle of the round, while requests and executions are in flight; late
+      // enough that the rounds together acknowledge at least 5,000 requests (the minimum),
+      // whatever the random draws.
+      const killAt = Math.max(Math.floor(PER_ROUND * (0.3 + 0.4 * Math.random())), Math.ceil((5000 - allAcked.size) / (ROUNDS - round)));
       let killed = false;
       const result = await load(hookd.url, PER_ROUND, CONCURRENCY, (n) => {
         if (!killed && n >= killAt) {
