@@ -1,7 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { pino, type Logger } from 'pino';
-import { tokenDigest } from './api/api-auth.js';
 import { adminApi } from './api/index.js';
 import { openBackend } from './backends.js';
 import { MessageCache } from './store/message-cache.js';
@@ -11,7 +10,7 @@ import { flowSecretCodec } from './auth/flow-secrets.js';
 import { loadOrCreateMasterKey, SecretBox } from './auth/secret-box.js';
 import { readFlowsDir } from './api/flows-dir.js';
 import type { Config } from './config/config.js';
-import { resolveAdminToken } from './config/admin-token.js';
+import { resolveAdminToken, tokenDigest } from './config/admin-token.js';
 import { createFlowRunner } from './flow/runner.js';
 import { installErrorHandling } from './http/error-handler.js';
 import { createMetrics } from './http/metrics.js';

@@ -1,8 +1,7 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { tokenDigest } from '../config/admin-token.js';
 import { E, HookdError } from '../core/errors.js';
-
-export const tokenDigest = (s: string): Buffer => createHash('sha256').update(s).digest();
 
 export interface ApiTokens {
   /** SHA-256 of the admin token: every route. */

@@ -23,7 +23,8 @@ export interface SharedTokenStore {
 /** Key of the admin token's SHA-256 (hex) in the shared settings. */
 export const ADMIN_TOKEN_SETTING = 'admin_token_sha256';
 
-const sha256 = (s: string): Buffer => createHash('sha256').update(s).digest();
+/** What tokens are checked against: their SHA-256 (the admin token's, the read tokens'). */
+export const tokenDigest = (s: string): Buffer => createHash('sha256').update(s).digest();
 const newToken = (): string => `hkd_${randomBytes(24).toString('base64url')}`;
 
 /**
@@ -34,21 +35,21 @@ const newToken = (): string => `hkd_${randomBytes(24).toString('base64url')}`;
  * token itself is never stored in the database.
  */
 export async function resolveAdminToken(dataDir: string, configured: string | undefined, shared?: SharedTokenStore): Promise<AdminToken> {
-  if (configured) return { token: configured, digest: sha256(configured), generated: false };
+  if (configured) return { token: configured, digest: tokenDigest(configured), generated: false };
   const file = path.join(dataDir, 'admin-token');
   const local = existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
   const candidate = local ?? newToken();
   if (shared !== undefined) {
-    const candidateHex = sha256(candidate).toString('hex');
+    const candidateHex = tokenDigest(candidate).toString('hex');
     const storedHex = await shared.getOrSet(ADMIN_TOKEN_SETTING, candidateHex);
     if (storedHex !== candidateHex) {
       // Another instance set the cluster's token first: this one only knows its hash.
       return { digest: Buffer.from(storedHex, 'hex'), generated: false, ...(local !== undefined ? { ignoredFile: file } : {}) };
     }
   }
-  if (local !== undefined) return { token: local, digest: sha256(local), generated: false, file };
+  if (local !== undefined) return { token: local, digest: tokenDigest(local), generated: false, file };
   mkdirSync(dataDir, { recursive: true });
   writeFileSync(file, `${candidate}\n`, { mode: 0o600, flag: 'wx' });
   chmodSync(file, 0o600);
-  return { token: candidate, digest: sha256(candidate), generated: true, file };
+  return { token: candidate, digest: tokenDigest(candidate), generated: true, file };
 }

@@ -113,7 +113,7 @@ function atLeast(value: number, min: number, name: string): number {
 }
 
 /** Tokens of 16 to 512 visible characters, comma-separated (several: one per component, or a rotation). */
-export function parseTokenList(v: string, name: string): string[] {
+function parseTokenList(v: string, name: string): string[] {
   const tokens = v.split(',').map((t) => t.trim()).filter((t) => t !== '');
   for (const t of tokens) {
     if (!/^[\x21-\x7e]{16,512}$/.test(t)) {

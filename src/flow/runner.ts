@@ -411,17 +411,15 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         // attempt. A long outage (RabbitMQ up, PostgreSQL down) must not send every job to the
         // dead letters; it resumes at its cursor once the store is back.
         o.logger.warn({ ...log, err: reason }, 'store unavailable: job given back without spending an attempt');
-        await holdSlot(unavailableHoldMs(err), s.controller.signal);
+        // The error's Retry-After, 1–5 s.
+        await holdSlot(Math.min(5_000, Math.max(1_000, (err.retryAfter ?? 1) * 1000)), s.controller.signal);
         if (!s.released) await d.requeue(error);
         return;
       }
       // Anything else (a bug): give the job back with backoff; it resumes at its cursor.
       o.logger.error({ ...log, err }, 'flow runner could not handle a job');
       try {
-        const retryAfter = (err as { retryAfter?: unknown } | null)?.retryAfter;
-        let delayMs = backoffDelay(job.attempts, policyOf(flow), random);
-        if (typeof retryAfter === 'number') delayMs = Math.max(delayMs, retryAfter * 1000);
-        const outcome = await d.nack({ delayMs, error });
+        const outcome = await d.nack({ delayMs: backoffDelay(job.attempts, policyOf(flow), random), error });
         if (outcome === 'dead' && executionId !== undefined) {
           await o.executions.setStatus(executionId, 'dead', preciseNow(), error);
         }
@@ -730,13 +728,6 @@ class ExecutionWriter {
       this.chain = this.chain.then(() => (this.failed ? undefined : write())).catch(fail);
     }
   }
-}
-
-/** How long a slot waits after a 503 before giving its job back: the error's Retry-After, 1–5 s. */
-export function unavailableHoldMs(err: unknown): number {
-  const retryAfter = (err as { retryAfter?: unknown } | null)?.retryAfter;
-  const seconds = typeof retryAfter === 'number' && Number.isFinite(retryAfter) ? retryAfter : 1;
-  return Math.min(5_000, Math.max(1_000, seconds * 1000));
 }
 
 /** Resolves after ms, or at once when the session is stopped (the consumer then releases the job). */

@@ -44,8 +44,9 @@ const OVERHEAD_BYTES = 1024;
  * is exactly what the store would return.
  *
  * Bounded by an estimate of the bytes held (raw body twice — bytes and parsed form —, a body stored
- * apart from the raw bytes twice its JSON length, header and query text, overhead); when full, `whenFull` decides. A message leaves at its execution's first
- * read; a retry, the API, another instance, or this one after a restart read from the store.
+ * apart from the raw bytes twice its JSON length, header and query text, overhead); when full,
+ * `whenFull` decides. A message leaves at its execution's first read; a retry, the API, another
+ * instance, or this one after a restart read from the store.
  */
 export class MessageCache {
   private readonly messages = new Map<string, Held>();

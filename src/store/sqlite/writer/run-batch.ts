@@ -13,7 +13,7 @@ export interface BatchRunner {
  * SQLite only undid the statement: later ops of the batch may depend on the failed one (a runner
  * issues a job's ack right behind its execution records), and must not commit without it.
  */
-export function isOpOwnError(err: unknown): boolean {
+function isOpOwnError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string' || !code.startsWith('SQLITE_')) return true;
   return /^SQLITE_(CONSTRAINT|TOOBIG|MISMATCH|RANGE)/.test(code);
