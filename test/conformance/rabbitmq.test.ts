@@ -253,6 +253,42 @@ describe('rabbitmq: publishing', () => {
     expect(err.message).toMatch(/unroutable/);
   });
 
+  it('declares the topology again when a queue is deleted by hand: publishing and consuming resume by themselves', async () => {
+    const q = await openQueue({ delayLevelsMs: [100] });
+    const seen: string[] = [];
+    consume(q, async (d) => {
+      seen.push(d.job.requestId);
+    });
+    await q.enqueue({ flowId: 'flow-r', requestId: 'before', maxAttempts: 2 });
+    await waitFor(() => seen.length === 1, 'the first delivery', 5_000);
+    const conn = await rawConnection();
+    try {
+      // What an operator does in the management UI; the consumer is cancelled by the broker.
+      await conn.queueDelete({ queue: q.topology.workQueue });
+      await conn.queueDelete({ queue: q.topology.delayLevels[0]!.queue });
+    } finally {
+      await conn.close();
+    }
+    const t0 = Date.now();
+    let published = 0;
+    while (published === 0) {
+      expect(Date.now() - t0, 'publishing resumes within 5 s').toBeLessThan(5_000);
+      try {
+        await q.enqueue({ flowId: 'flow-r', requestId: 'after', maxAttempts: 2 });
+        published++;
+      } catch (err) {
+        expect(err).toMatchObject({ statusCode: 503 }); // unroutable until the queue is back
+        await sleep(100);
+      }
+    }
+    // The consumer was cancelled with the queue: it is back on the new one.
+    await waitFor(() => seen.includes('after'), 'a delivery from the declared-again queue', 5_000);
+    expect(await q.stats()).toMatchObject({ ready: 0, delayed: 0 });
+    // The delay level is back too: a retry through it arrives.
+    await q.enqueue({ flowId: 'flow-r', requestId: 'delayed', maxAttempts: 2, runAt: Date.now() + 50 });
+    await waitFor(() => seen.includes('delayed'), 'a delivery through the declared-again delay queue', 5_000);
+  });
+
   it('parks a job due after the largest delay level until its runAt', async () => {
     const q = await openQueue({ delayLevelsMs: [100, 300] });
     const seen: Array<{ d: Delivery; at: number }> = [];

@@ -10,6 +10,8 @@ export interface ConfirmPublisherOptions {
   logger: QueueLogger;
   /** Send the publishes of one event-loop tick in one socket write (default true; see corkForTick). */
   coalesceWrites?: boolean;
+  /** A publish came back unroutable: a queue of the topology is probably gone (deleted by hand). */
+  onReturned?: () => void;
 }
 
 interface Pending {
@@ -142,6 +144,7 @@ export class ConfirmPublisher {
       { messageId: id, exchange: msg.exchange, routingKey: msg.routingKey, reply: msg.replyText },
       'rabbitmq queue: a job was returned unroutable (is the topology missing?)',
     );
+    this.opts.onReturned?.();
   }
 
   /**

@@ -15,6 +15,8 @@ export interface ConsumerHost {
   publishDead(job: JobMessage): Promise<void>;
   /** The consumer has stopped (its messages are back in the queue). */
   detach(consumer: RabbitConsumer): void;
+  /** The work queue is gone (cancelled by the broker, or not found): declare the topology again. */
+  topologyLost(): void;
 }
 
 /** Pause before trying again to open a consumer channel that failed (the broker may be restarting). */
@@ -97,9 +99,22 @@ export class RabbitConsumer implements Consumer {
         this.changed();
         if (this.state !== 'active') return;
         this.host.logger.warn({ err }, 'rabbitmq queue: consumer could not start; trying again');
+        if ((err as { code?: unknown }).code === 'NOT_FOUND') this.host.topologyLost();
         this.scheduleAttach();
       },
     );
+  }
+
+  /**
+   * Start over on a new channel (its queue was deleted and declared again: the old consumer may be
+   * attached to nothing). The broker requeues what the old channel held; handlers still running on
+   * it finish, and their settles are ignored.
+   */
+  restart(): void {
+    if (this.state !== 'active') return;
+    const ch = this.ch;
+    if (ch === undefined) return this.attach();
+    void ch.close().catch(() => {}); // channelLost() attaches again
   }
 
   stop(options?: { graceMs?: number }): Promise<void> {
@@ -133,6 +148,7 @@ export class RabbitConsumer implements Consumer {
       ch.on('basic.cancel', () => {
         // Cancelled by the broker (queue deleted, node down): start over on a new channel.
         this.host.logger.warn({ queue: this.host.workQueue }, 'rabbitmq queue: consumer cancelled by the broker');
+        this.host.topologyLost();
         void ch.close().catch(() => {});
       });
       await ch.basicQos({ prefetchCount: this.concurrency });

@@ -52,6 +52,8 @@ export type PublishableJob = Omit<Job, 'attempts'> & {
 };
 
 const CLOSE_TIMEOUT_MS = 5_000;
+/** From a sign that a queue is missing to declaring the topology again (repairTopology). */
+const REPAIR_DELAY_MS = 1_000;
 
 /**
  * The Queue contract on RabbitMQ (distributed mode). Topology, routing and message format:
@@ -77,6 +79,10 @@ export class RabbitMqQueue implements Queue {
   private admin: Promise<Channel> | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
+  /** A repair of the topology is scheduled or running (repairTopology). */
+  private repairTimer: NodeJS.Timeout | undefined;
+  /** deleteTopology() ran: a missing queue is then no reason to declare it again. */
+  private topologyDeleted = false;
 
   constructor(options: RabbitMqQueueOptions) {
     this.logger = options.logger ?? stderrLogger;
@@ -105,6 +111,7 @@ export class RabbitMqQueue implements Queue {
       maxUnconfirmed: options.maxUnconfirmed ?? 10_000,
       confirmTimeoutMs: options.confirmTimeoutMs ?? 10_000,
       logger: this.logger,
+      onReturned: () => this.repairTopology(),
     });
     this.scanner = new DeadLetterScanner({
       conn: this.conn,
@@ -120,6 +127,7 @@ export class RabbitMqQueue implements Queue {
       publishRetry: (job, delayMs) => this.publishRetry(job, delayMs),
       publishDead: (job) => this.send({ ...job, runAt: undefined }, this.topology.exchange, DEAD_KEY),
       detach: (c) => this.consumers.delete(c),
+      topologyLost: () => this.repairTopology(),
     };
   }
 
@@ -220,6 +228,7 @@ export class RabbitMqQueue implements Queue {
 
   /** Delete the queues and the exchange of this prefix, messages included (tests, uninstall). */
   async deleteTopology(): Promise<void> {
+    this.topologyDeleted = true;
     const ch = await this.conn.acquire();
     try {
       await this.topology.delete(ch);
@@ -235,6 +244,7 @@ export class RabbitMqQueue implements Queue {
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.closed = true;
+      if (this.repairTimer) clearTimeout(this.repairTimer);
       for (const c of this.consumers) c.halt();
       this.consumers.clear();
       await this.publisher.close();
@@ -296,6 +306,7 @@ export class RabbitMqQueue implements Queue {
       const oks = await Promise.all(queues.map((queue) => ch.queueDeclare({ queue, passive: true })));
       return oks.map((ok) => ok.messageCount);
     } catch (err) {
+      if ((err as { code?: unknown }).code === 'NOT_FOUND') this.repairTopology();
       throw unavailable('queue', err);
     }
   }
@@ -324,6 +335,51 @@ export class RabbitMqQueue implements Queue {
       await this.topology.declare(ch);
     } finally {
       await ch.close().catch(() => {});
+    }
+  }
+
+  /**
+   * A queue of the topology is gone while connected: an operator deleted it (management UI,
+   * rabbitmqctl), or a policy expired it. Publishes come back unroutable (503) and consumers are
+   * cancelled until the topology is declared again; do that now instead of at the next reconnect
+   * or restart. Declaring is idempotent, and every instance that notices does it.
+   *
+   * After a pause: RabbitMQ (3.10) sends the cancel of a deleted quorum queue's consumers
+   * asynchronously, and a consumer whose queue is declared again before its cancel went out is
+   * never cancelled and never delivered to again. The pause lets the cancels of every instance's
+   * consumers arrive first; this instance's own consumers are restarted if the work queue was
+   * found missing, whether or not their cancel came.
+   */
+  private repairTopology(): void {
+    if (this.closed || this.topologyDeleted || this.repairTimer) return;
+    this.repairTimer = setTimeout(() => void this.repairNow(), REPAIR_DELAY_MS);
+    this.repairTimer.unref();
+  }
+
+  private async repairNow(): Promise<void> {
+    try {
+      if (this.closed || this.topologyDeleted) return;
+      const ch = await this.conn.acquire();
+      let workQueueLost = false;
+      try {
+        await ch.queueDeclare({ queue: this.topology.workQueue, passive: true });
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== 'NOT_FOUND') throw err;
+        workQueueLost = true;
+      } finally {
+        await ch.close().catch(() => {});
+      }
+      this.logger.warn({ exchange: this.topology.exchange, workQueueLost }, 'rabbitmq queue: a queue was missing; declaring the topology again');
+      await this.declareTopology();
+      if (this.closed) return;
+      for (const c of this.consumers) {
+        if (workQueueLost) c.restart();
+        else c.attach();
+      }
+    } catch (err) {
+      this.logger.error({ err }, 'rabbitmq queue: declaring the topology failed');
+    } finally {
+      this.repairTimer = undefined;
     }
   }
 
