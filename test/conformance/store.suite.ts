@@ -236,6 +236,29 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
         expect(page1[0]).toEqual(msgs[6]);
       });
 
+      it('lists by time of receipt, not by id: ids a sender chose page in the order they arrived', async () => {
+        // Random-looking ids (x-request-id from a proxy), two received in the same millisecond.
+        const t = Date.now();
+        const ids = ['m-7f3a', 'z-01', 'a-99', 'q-5', 'b-00', 'k-42'];
+        const at = [t, t + 1, t + 2, t + 2, t + 3, t + 4];
+        const msgs = ids.map((id, i) => makeMessage({ id, receivedAt: at[i]!, flowId: i === 2 ? 'flow-x' : 'flow-y' }));
+        for (const m of msgs) await backend.requests.accept(m, { maxAttempts: 1 });
+        // Newest first; the tie at t + 2 broken by id, descending.
+        const expected = ['k-42', 'b-00', 'q-5', 'a-99', 'z-01', 'm-7f3a'];
+        expect((await backend.requests.list({ limit: 100 })).map((m) => m.id)).toEqual(expected);
+        const pages: string[] = [];
+        let before: string | undefined;
+        for (;;) {
+          const page = await backend.requests.list({ limit: 2, ...(before === undefined ? {} : { before }) });
+          if (page.length === 0) break;
+          pages.push(...page.map((m) => m.id));
+          before = page[page.length - 1]!.id;
+        }
+        expect(pages).toEqual(expected);
+        expect((await backend.requests.list({ flowId: 'flow-y', limit: 2, before: 'q-5' })).map((m) => m.id)).toEqual(['z-01', 'm-7f3a']);
+        expect((await backend.requests.list({ flowId: 'flow-x', limit: 5 })).map((m) => m.id)).toEqual(['a-99']);
+      });
+
       it('keeps 64 concurrent accepts durable across a reopen', async () => {
         const msgs = Array.from({ length: 64 }, (_, i) =>
           makeMessage({ flowId: `flow-${i % 4}`, rawBody: Buffer.from([i, 0xff, i]) }),

@@ -135,12 +135,13 @@ export class PgRequestStore implements RequestStore {
     }
     if (q.before !== undefined) {
       params.push(q.before);
-      where.push(`id < $${params.length}`);
+      // Keyset on (received_at, id): the page after the request `before`, whatever its id looks like.
+      where.push(`(received_at, id) < (SELECT received_at, id FROM ${this.db.t.requests} WHERE id = $${params.length})`);
     }
     params.push(q.limit);
     const { rows } = await this.db.query<RequestRow>(
       `SELECT * FROM ${this.db.t.requests} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-       ORDER BY id DESC LIMIT $${params.length}`,
+       ORDER BY received_at DESC, id DESC LIMIT $${params.length}`,
       params,
     );
     return rows.map(toMessage);

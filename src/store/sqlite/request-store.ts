@@ -119,11 +119,12 @@ export class SqliteRequestStore implements RequestStore {
       params.push(q.flowId);
     }
     if (q.before !== undefined) {
-      where.push('id < ?');
+      // Keyset on (received_at, id): the page after the request `before`, whatever its id looks like.
+      where.push('(received_at, id) < (SELECT received_at, id FROM requests WHERE id = ?)');
       params.push(q.before);
     }
     params.push(q.limit);
-    const sql = `SELECT * FROM requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`;
+    const sql = `SELECT * FROM requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY received_at DESC, id DESC LIMIT ?`;
     const rows = this.reader.read(sql, (s) => s.all(...params) as RequestRow[]);
     return rows.map(toMessage);
   }

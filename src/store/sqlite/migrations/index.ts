@@ -1,5 +1,6 @@
 import * as m0001 from './0001_init.js';
 import * as m0002 from './0002_payloads.js';
+import * as m0003 from './0003_request_order.js';
 
 export interface Migration {
   readonly version: number;
@@ -8,4 +9,4 @@ export interface Migration {
 }
 
 /** Every migration, in order. Append only: a shipped migration is never edited. */
-export const migrations: readonly Migration[] = [m0001, m0002];
+export const migrations: readonly Migration[] = [m0001, m0002, m0003];
