@@ -1,6 +1,17 @@
+import v8 from 'node:v8';
 import jsonata from 'jsonata';
 import safeRegex from 'safe-regex2';
 import { compileFastPath, FALLBACK, type FastEvaluator } from './expression-fast-path.js';
+
+/*
+ * A regular expression that backtracks catastrophically (`/^(a|a)*b$/` over 40 characters a sender
+ * chose: 2^40 steps) blocks the process, and the expression time limit cannot interrupt a match.
+ * Star height > 1 is refused at compile time (unsafeRegex, below), but overlapping alternatives
+ * pass that check. V8 has a linear-time engine for regexes without backreferences or lookarounds;
+ * with this flag a match switches to it after 50,000 backtracks instead of running on. Set before
+ * any flow's regex is compiled (V8 reads it when it compiles a regex's code).
+ */
+v8.setFlagsFromString('--enable-experimental-regexp-engine-on-excessive-backtracks');
 
 /**
  * JSONata compilation and evaluation for steps.

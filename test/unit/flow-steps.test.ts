@@ -82,6 +82,18 @@ describe('transform step', () => {
     expect(await compileExpression('$contains(body.s, /ab+c/i)').evaluate({ body: { s: 'xABBC' } })).toBe(true);
   });
 
+  it('matches a regex with overlapping alternatives in linear time (V8 falls back from backtracking)', async () => {
+    // safe-regex2 passes these (star height 1), yet a backtracking match takes 2^n steps: 27
+    // characters took ≈ 7 s without the fallback on this machine.
+    const s = `${'a'.repeat(27)}c`;
+    for (const source of ['$match(body.s, /^(a|a)*b$/)', '$contains(body.s, /^(a|aa)*$/)']) {
+      const t0 = performance.now();
+      const result = await compileExpression(source).evaluate({ body: { s } });
+      expect(performance.now() - t0, source).toBeLessThan(1_000);
+      expect(result === undefined || result === false, source).toBe(true);
+    }
+  });
+
   it('evaluates one compiled expression concurrently without mixing inputs', async () => {
     const expr = compileExpression('($wait := $; body.n)');
     const results = await Promise.all(Array.from({ length: 50 }, (_, n) => expr.evaluate({ body: { n } })));
