@@ -3,6 +3,7 @@ import jsonata from 'jsonata';
 import Type, { type TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { triggerSecurityProblems } from '../auth/validate.js';
+import { WebhookAuth } from '../core/credentials.js';
 import { E, HookdError } from '../core/errors.js';
 import { flowProblems } from '../flow/compile.js';
 import {
@@ -35,6 +36,25 @@ const envelope = Compile(
   Type.Object({ ...FlowInput.properties, steps: Type.Optional(Type.Array(Type.Object({ type: Type.String() }), { maxItems: 100 })) }, { additionalProperties: false }),
 );
 
+// trigger.auth is a union discriminated on `type`: checked against its type's schema alone, so a
+// bad hmac credential is told what hmac needs, not that it is neither basic nor apiKey.
+const AUTH_PATH = '/trigger/auth';
+const authCheckers = new Map(
+  (WebhookAuth as unknown as { anyOf: Array<TSchema & { properties: { type: { const: string } } }> }).anyOf.map(
+    (member) => [member.properties.type.const, Compile(member)] as const,
+  ),
+);
+
+function authProblems(auth: unknown): string[] | undefined {
+  if (typeof auth !== 'object' || auth === null || Array.isArray(auth)) return undefined;
+  const type = (auth as { type?: unknown }).type;
+  const checker = typeof type === 'string' ? authCheckers.get(type) : undefined;
+  if (checker === undefined) {
+    return [`${AUTH_PATH}/type: ${type === undefined ? 'is required' : `unknown auth type ${JSON.stringify(type)}`} (one of ${[...authCheckers.keys()].join(', ')})`];
+  }
+  return checker.Check(auth) ? [] : describe(checker.Errors(auth) as Iterable<SchemaError>, AUTH_PATH);
+}
+
 interface SchemaError {
   instancePath: string;
   message: string;
@@ -58,10 +78,15 @@ function describe(errors: Iterable<SchemaError>, prefix = ''): string[] {
     const allowed = list.filter((e) => e.keyword === 'const').map((e) => JSON.stringify(e.params.allowedValue));
     if (allowed.length > 0) out.push(`${where}: must be one of ${allowed.join(', ')}`);
     else {
-      const e = list.find((x) => x.keyword !== 'anyOf') ?? list[0]!;
-      const names = e.params.additionalProperty ?? e.params.additionalProperties; // typebox 1.x: a list
-      const extra = e.keyword === 'additionalProperties' ? `: ${(Array.isArray(names) ? names : [names]).map(String).join(', ')}` : '';
-      out.push(`${where}: ${e.message}${extra}`);
+      // Every rule broken at this path (a missing and an unknown property are both worth saying),
+      // without the anyOf summary when there is something more precise.
+      const precise = list.filter((x) => x.keyword !== 'anyOf');
+      for (const e of precise.length > 0 ? precise : list) {
+        const names = e.params.additionalProperty ?? e.params.additionalProperties; // typebox 1.x: a list
+        const extra = e.keyword === 'additionalProperties' ? `: ${(Array.isArray(names) ? names : [names]).map(String).join(', ')}` : '';
+        const line = `${where}: ${e.message}${extra}`;
+        if (!out.includes(line)) out.push(line);
+      }
     }
   }
   return out;
@@ -75,7 +100,13 @@ function fail(problems: string[]): never {
 
 /** Validate user input; returns it typed or throws VALIDATION_FAILED (400) listing every problem. */
 export function validateFlowInput(input: unknown): FlowInputDef {
-  if (!envelope.Check(input)) fail(describe(envelope.Errors(input) as Iterable<SchemaError>));
+  if (!envelope.Check(input)) {
+    const errors = [...(envelope.Errors(input) as Iterable<SchemaError>)];
+    const auth = authProblems((input as { trigger?: { auth?: unknown } } | null)?.trigger?.auth);
+    if (auth === undefined) fail(describe(errors));
+    const inAuth = (e: SchemaError): boolean => e.instancePath === AUTH_PATH || e.instancePath.startsWith(`${AUTH_PATH}/`);
+    fail([...describe(errors.filter((e) => !inAuth(e))), ...auth]);
+  }
   const steps = (input as { steps?: Array<{ type: string }> }).steps ?? [];
   const problems: string[] = [];
   steps.forEach((step, i) => {

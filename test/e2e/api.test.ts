@@ -146,6 +146,13 @@ describe('flows', () => {
       [{ trigger: { type: 'webhook', response: { status: 500 } } }, /\/trigger\/response\/status/],
       [{ jobMessage: { includeRequest: 'yes' } }, /\/jobMessage\/includeRequest/],
       [{ jobMessage: { payload: true } }, /jobMessage/],
+      // A credential is checked against its own type only: what hmac needs, not that it is not basic.
+      [
+        { trigger: { type: 'webhook', auth: { type: 'hmac', secrets: [], extra: 1 } } },
+        /^Invalid flow definition: \/trigger\/auth: must have required properties header; \/trigger\/auth: must not have additional properties: extra; \/trigger\/auth\/secrets: must not have fewer than 1 items$/,
+      ],
+      [{ name: 7, trigger: { type: 'webhook', auth: { type: 'basic', username: 'u' } } }, /^Invalid flow definition: \/name: must be string; \/trigger\/auth: must have required properties secrets$/],
+      [{ trigger: { type: 'webhook', auth: { type: 'oauth' } } }, /\/trigger\/auth\/type: unknown auth type "oauth" \(one of none, basic, apiKey, token, hmac, github/],
     ];
     for (const [body, reason] of cases) {
       const res = await h.api('POST', '/api/flows', body);
