@@ -245,6 +245,7 @@ describe('sqlite: schema', () => {
       expect(db.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all()).toEqual([
         { version: 1, name: 'init' },
         { version: 2, name: 'payloads' },
+        { version: 3, name: 'request_order' },
       ]);
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'x')").run();
