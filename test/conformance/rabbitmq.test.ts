@@ -20,6 +20,7 @@ import {
 import type { Backend } from '../../src/store/backend.js';
 import type { RequestStore } from '../../src/store/contracts.js';
 import { openSqliteBackend } from '../../src/store/sqlite/index.js';
+import { ConfirmPublisher } from '../../src/queue/rabbitmq/confirm-publisher.js';
 import { makeMessage, rejection, sleep, waitFor } from './helpers.js';
 import { describeQueueConformance } from './queue.suite.js';
 
@@ -251,6 +252,33 @@ describe('rabbitmq: publishing', () => {
     const err = await rejection(q.publish([newJob()]));
     expect(err.statusCode).toBe(503);
     expect(err.message).toMatch(/unroutable/);
+  });
+
+  it('never counts a returned (unroutable) publish as confirmed, however acks and returns interleave', async () => {
+    const q = await openQueue();
+    const conn = await rawConnection();
+    const publisher = new ConfirmPublisher(conn, { maxUnconfirmed: 10_000, confirmTimeoutMs: 10_000, logger: quietLogger });
+    try {
+      // Routable and unroutable publishes alternate, many per socket read: the broker's answers come
+      // as [ack][return][ack]… in one chunk, where a return decoded after an earlier ack of the
+      // same turn used to miss its message's confirm.
+      for (let round = 0; round < 5; round++) {
+        const sent = Array.from({ length: 400 }, (_, i) => {
+          const routable = i % 2 === 0;
+          const envelope = { exchange: q.topology.exchange, routingKey: routable ? jobRoutingKey('flow-r') : 'nobody.binds.this', messageId: uuidv7(), durable: true };
+          return publisher.send(envelope, Buffer.from('{}')).then(
+            () => ({ routable, ok: true }),
+            () => ({ routable, ok: false }),
+          );
+        });
+        const results = await Promise.all(sent);
+        expect(results.filter((r) => !r.routable && r.ok), 'unroutable publishes confirmed').toEqual([]);
+        expect(results.filter((r) => r.routable && !r.ok), 'routable publishes failed').toEqual([]);
+      }
+    } finally {
+      await publisher.close();
+      await conn.close();
+    }
   });
 
   it('declares the topology again when a queue is deleted by hand: publishing and consuming resume by themselves', async () => {

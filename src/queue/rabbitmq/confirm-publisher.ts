@@ -39,7 +39,6 @@ export class ConfirmPublisher {
   private readonly pending = new Set<Pending>();
   /** messageId → returns not yet matched with their confirm. */
   private readonly returned = new Map<string, number>();
-  private confirmedBatch: Pending[] = [];
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
   /** The socket is corked until the end of this tick (corkForTick). */
@@ -149,30 +148,28 @@ export class ConfirmPublisher {
 
   /**
    * The broker acks a returned (unroutable mandatory) message right after basic.return, which
-   * rabbitmq-client emits on setImmediate: look at confirms one turn later, after the returns.
+   * rabbitmq-client emits on setImmediate, while the ack settles in a microtask: look at each
+   * confirm on a setImmediate of its own, queued behind the return of the same message. (One
+   * flush for every confirm of a turn would run before a return decoded after the turn's first
+   * ack, and count that message as confirmed: a 2xx for a job no queue took.)
    */
   private confirmed(p: Pending): void {
-    this.confirmedBatch.push(p);
-    if (this.confirmedBatch.length === 1) setImmediate(() => this.flushConfirmed());
+    setImmediate(this.settleConfirmed, p);
   }
 
-  private flushConfirmed(): void {
-    const batch = this.confirmedBatch;
-    this.confirmedBatch = [];
-    for (const p of batch) {
-      const r = this.returned.get(p.id);
-      if (r !== undefined) {
-        if (r <= 1) this.returned.delete(p.id);
-        else this.returned.set(p.id, r - 1);
-        this.fail(p, 'no queue took the message (unroutable)');
-        continue;
-      }
-      if (p.done) continue;
-      p.done = true;
-      this.pending.delete(p);
-      p.resolve();
+  private readonly settleConfirmed = (p: Pending): void => {
+    const r = this.returned.get(p.id);
+    if (r !== undefined) {
+      if (r <= 1) this.returned.delete(p.id);
+      else this.returned.set(p.id, r - 1);
+      this.fail(p, 'no queue took the message (unroutable)');
+      return;
     }
-  }
+    if (p.done) return;
+    p.done = true;
+    this.pending.delete(p);
+    p.resolve();
+  };
 
   private fail(p: Pending, cause: unknown): void {
     if (p.done) return;
