@@ -281,6 +281,32 @@ describe('rabbitmq: publishing', () => {
     }
   });
 
+  it('declares the topology again when the exchange is deleted by hand', async () => {
+    const q = await openQueue();
+    const seen: string[] = [];
+    consume(q, async (d) => {
+      seen.push(d.job.requestId);
+    });
+    const conn = await rawConnection();
+    try {
+      await conn.exchangeDelete({ exchange: q.topology.exchange });
+    } finally {
+      await conn.close();
+    }
+    const t0 = Date.now();
+    for (;;) {
+      expect(Date.now() - t0, 'publishing resumes within 5 s').toBeLessThan(5_000);
+      try {
+        await q.enqueue({ flowId: 'flow-r', requestId: 'after', maxAttempts: 2 });
+        break;
+      } catch (err) {
+        expect(err).toMatchObject({ statusCode: 503 }); // NOT_FOUND until the exchange is back
+        await sleep(100);
+      }
+    }
+    await waitFor(() => seen.includes('after'), 'a delivery through the declared-again exchange', 5_000);
+  });
+
   it('declares the topology again when a queue is deleted by hand: publishing and consuming resume by themselves', async () => {
     const q = await openQueue({ delayLevelsMs: [100] });
     const seen: string[] = [];

@@ -10,8 +10,11 @@ export interface ConfirmPublisherOptions {
   logger: QueueLogger;
   /** Send the publishes of one event-loop tick in one socket write (default true; see corkForTick). */
   coalesceWrites?: boolean;
-  /** A publish came back unroutable: a queue of the topology is probably gone (deleted by hand). */
-  onReturned?: () => void;
+  /**
+   * A publish came back unroutable (a queue of the topology is gone), or its exchange does not
+   * exist (the channel closed with NOT_FOUND): the topology was probably deleted by hand.
+   */
+  onTopologyMissing?: () => void;
 }
 
 interface Pending {
@@ -70,7 +73,10 @@ export class ConfirmPublisher {
       const publish = (ch: Channel): void => {
         ch.basicPublish({ ...envelope, mandatory: true }, body).then(
           () => this.confirmed(p),
-          (err: unknown) => this.fail(p, err),
+          (err: unknown) => {
+            if ((err as { code?: unknown }).code === 'NOT_FOUND') this.opts.onTopologyMissing?.();
+            this.fail(p, err);
+          },
         );
       };
       const ch = this.ch;
@@ -143,7 +149,7 @@ export class ConfirmPublisher {
       { messageId: id, exchange: msg.exchange, routingKey: msg.routingKey, reply: msg.replyText },
       'rabbitmq queue: a job was returned unroutable (is the topology missing?)',
     );
-    this.opts.onReturned?.();
+    this.opts.onTopologyMissing?.();
   }
 
   /**

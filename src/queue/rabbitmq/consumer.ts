@@ -168,6 +168,8 @@ export class RabbitConsumer implements Consumer {
     if (this.state !== 'active' || this.reattachTimer) return;
     this.reattachTimer = setTimeout(() => {
       this.reattachTimer = undefined;
+      // Down or blocked: look again later, quietly (reconnected() attaches at once when it is back).
+      if (!this.host.conn.ready) return this.scheduleAttach();
       this.attach();
     }, REATTACH_MS);
     this.reattachTimer.unref();
@@ -182,8 +184,10 @@ export class RabbitConsumer implements Consumer {
     this.waiting = this.waiting.filter((d) => d.channel !== ch);
     for (const d of [...this.unackedSet]) if (d.channel === ch) this.unackedSet.delete(d);
     this.changed();
-    // Connection lost: the queue calls attach() after reconnecting. Channel-only loss: retry here.
-    if (this.host.conn.ready) this.scheduleAttach();
+    // Channel-only loss: attach again here. Connection lost: the queue also calls attach() after
+    // reconnecting. (conn.ready also reads false while the connection is blocked by an alarm or
+    // corked for a tick by the publisher, when no reconnect will come: so always schedule.)
+    this.scheduleAttach();
   }
 
   private onMessage(ch: Channel, msg: AsyncMessage): void {

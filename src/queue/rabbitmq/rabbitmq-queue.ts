@@ -111,7 +111,7 @@ export class RabbitMqQueue implements Queue {
       maxUnconfirmed: options.maxUnconfirmed ?? 10_000,
       confirmTimeoutMs: options.confirmTimeoutMs ?? 10_000,
       logger: this.logger,
-      onReturned: () => this.repairTopology(),
+      onTopologyMissing: () => this.repairTopology(),
     });
     this.scanner = new DeadLetterScanner({
       conn: this.conn,
