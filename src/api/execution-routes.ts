@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { E, HookdError } from '../core/errors.js';
+import { IdPattern } from '../core/flow.js';
 import { toRequestView } from '../core/message.js';
 import type { ExecutionStore, RequestStore } from '../store/contracts.js';
 import { withMessageInputs } from './message-inputs.js';
@@ -8,11 +9,11 @@ import { PageQuery, page } from './pagination.js';
 import { executionView } from './views.js';
 
 const ExecutionQuery = Type.Object({
-  flowId: Type.Optional(Type.String()),
+  flowId: Type.Optional(Type.String({ pattern: IdPattern })),
   status: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('retrying'), Type.Literal('completed'), Type.Literal('filtered'), Type.Literal('dead')])),
   ...PageQuery,
 });
-const RequestQuery = Type.Object({ flowId: Type.Optional(Type.String()), ...PageQuery });
+const RequestQuery = Type.Object({ flowId: Type.Optional(Type.String({ pattern: IdPattern })), ...PageQuery });
 
 export async function executionRoutes(
   app: FastifyInstance,

@@ -77,8 +77,9 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
   app.delete<{ Params: { id: string; index: string } }>('/flows/:id/secrets/:index', async (request) => {
     const flow = find(request.params.id);
     const auth = flow.trigger.auth;
-    const index = Number(request.params.index);
-    if (!hasSecrets(auth) || !Number.isInteger(index) || index < 0 || index >= auth.secrets.length) {
+    // Digits only: Number('') is 0, and '0x1' or '1e0' would name secret 1.
+    const index = /^\d{1,4}$/.test(request.params.index) ? Number(request.params.index) : -1;
+    if (!hasSecrets(auth) || index < 0 || index >= auth.secrets.length) {
       throw new HookdError(E.NOT_FOUND, `Secret ${request.params.index} of flow ${flow.id}`);
     }
     if (auth.secrets.length === 1) throw new HookdError(E.CONFLICT, 'The last secret cannot be deleted: add its successor first');

@@ -1,4 +1,6 @@
 import type { FastifyInstance } from 'fastify';
+import { E, HookdError } from '../core/errors.js';
+import { IdPattern } from '../core/flow.js';
 import type { AttachmentStore } from '../attachments/contract.js';
 import type { Backend } from '../store/backend.js';
 import type { FlowRegistry } from '../store/flow-registry.js';
@@ -20,9 +22,27 @@ interface Deps {
   executionDataLimit: number;
 }
 
+const ID_RE = new RegExp(IdPattern);
+
 /** The management REST API under /api; every route requires the admin token (GET: or a read token). */
 export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> {
   app.addHook('onRequest', requireApiToken(deps.tokens));
+  // An id in a URL that hookd cannot have made (ids are 1-128 of A-Z a-z 0-9 . _ -) names nothing:
+  // 404 before a store is asked. PostgreSQL refuses U+0000 in text with an error (a 500), and a
+  // batched lookup would share that error with every read of its turn, the runner's included.
+  // (PUT /flows/:id says why an id is invalid: 400, from the flow's validation.)
+  app.addHook('preHandler', async (request) => {
+    const params = request.params as Record<string, string | undefined> | undefined;
+    if (params === undefined || request.method === 'PUT') return;
+    for (const key of ['id', 'attId']) {
+      const value = params[key];
+      if (value !== undefined && !ID_RE.test(value)) throw new HookdError(E.NOT_FOUND, JSON.stringify(value));
+    }
+  });
+  // Unknown routes under /api answer 404 only to a caller with a token (the hook above runs first).
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: E.NOT_FOUND.code, message: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
+  );
   await app.register(flowRoutes, { registry: deps.registry, publicUrl: deps.publicUrl });
   await app.register(executionRoutes, { executions: deps.backend.executions, requests: deps.backend.requests, executionDataLimit: deps.executionDataLimit });
   await app.register(queueRoutes, { queue: deps.backend.queue });

@@ -1,8 +1,9 @@
 import Type from 'typebox';
+import { IdPattern } from '../core/flow.js';
 
 export const PageQuery = {
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
-  before: Type.Optional(Type.String({ maxLength: 200 })),
+  before: Type.Optional(Type.String({ pattern: IdPattern })),
 };
 
 /** `{items, next}`: next is the `before` value for the following page, absent on the last page. */

@@ -1,13 +1,20 @@
 import type { FastifyInstance } from 'fastify';
+import Type, { type Static } from 'typebox';
 import { E, HookdError } from '../core/errors.js';
+import { IdPattern } from '../core/flow.js';
 import type { Queue } from '../queue/contract.js';
+
+const DeadLetterQuery = Type.Object({
+  flowId: Type.Optional(Type.String({ pattern: IdPattern })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+});
 
 export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queue }): Promise<void> {
   app.get('/queue', async () => queue.stats());
 
-  app.get<{ Querystring: { flowId?: string; limit?: string } }>('/dead-letters', async (request) => {
-    const limit = Math.min(1000, Math.max(1, Number(request.query.limit ?? 100) || 100));
-    const items = await queue.deadLetters({ ...(request.query.flowId ? { flowId: request.query.flowId } : {}), limit });
+  app.get<{ Querystring: Static<typeof DeadLetterQuery> }>('/dead-letters', { schema: { querystring: DeadLetterQuery } }, async (request) => {
+    const limit = request.query.limit ?? 100;
+    const items = await queue.deadLetters({ ...(request.query.flowId !== undefined ? { flowId: request.query.flowId } : {}), limit });
     return { items: items.map((d) => ({ ...d, enqueuedAt: new Date(d.enqueuedAt).toISOString(), deadAt: new Date(d.deadAt).toISOString() })) };
   });
 

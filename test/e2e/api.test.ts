@@ -17,6 +17,9 @@ describe('admin token', () => {
     expect((await adminCall(h.url, 'wrong', 'GET', '/api/flows')).status).toBe(403);
     expect((await adminCall(h.url, 'wrong', 'GET', '/api/executions')).status).toBe(403);
     expect((await h.api('GET', '/api/flows')).status).toBe(200);
+    // An unknown route under /api is no way around the token either.
+    expect((await fetch(`${h.url}/api/nothing-here`)).status).toBe(401);
+    expect((await h.api('GET', '/api/nothing-here')).status).toBe(404);
   });
 
   it('is generated at first start into DATA_DIR with mode 0600 and reused after', async () => {
@@ -176,6 +179,48 @@ describe('flows', () => {
     await app.close();
     writeFileSync(path.join(flows, 'broken.yaml'), 'steps:\n  - type: nope\n');
     await expect(startHookd({ DATA_DIR: path.join(dir, 'data2'), FLOWS_DIR: flows, WORKER_CONCURRENCY: '0' })).rejects.toThrow(/broken\.yaml.*unknown step type/);
+  });
+});
+
+describe('ids and queries', () => {
+  it('an id hookd cannot have made is a 404 before any store is asked; a bad query is a 400', async () => {
+    // U+0000 is refused by PostgreSQL with an error; an id like this names nothing anywhere.
+    for (const [method, url] of [
+      ['GET', '/api/requests/%00'],
+      ['GET', '/api/requests/a%20b/raw'],
+      ['GET', '/api/requests/x/attachments/%00'],
+      ['GET', '/api/executions/%00'],
+      ['POST', '/api/dead-letters/%00/retry'],
+      ['GET', '/api/flows/a%2Fb'],
+    ] as const) {
+      const res = await h.api(method, url);
+      expect(res.status, url).toBe(404);
+      expect(res.body.error, url).toBe('NOT_FOUND');
+    }
+    for (const url of [
+      '/api/requests?before=%00',
+      '/api/executions?flowId=a%20b',
+      '/api/dead-letters?limit=1.5',
+      '/api/dead-letters?limit=0',
+      '/api/dead-letters?flowId=%00',
+    ]) {
+      const res = await h.api('GET', url);
+      expect(res.status, url).toBe(400);
+      expect(res.body.error, url).toBe('VALIDATION_FAILED');
+    }
+    expect((await h.api('GET', '/api/dead-letters?limit=5')).status).toBe(200);
+  });
+
+  it('a secret is deleted only by its index in digits', async () => {
+    const auth = { type: 'token', secrets: [{ value: 'first-secret-0123456789' }, { value: 'second-secret-0123456789' }] };
+    expect((await h.api('PUT', '/api/flows/rotating', { trigger: { type: 'webhook', auth } })).status).toBe(201);
+    for (const index of ['', '%20', '0x1', '1e0', '-0']) {
+      expect((await h.api('DELETE', `/api/flows/rotating/secrets/${index}`)).status, JSON.stringify(index)).toBe(404);
+    }
+    const after = await h.api('GET', '/api/flows/rotating');
+    expect(after.body.trigger.auth.secrets).toHaveLength(2);
+    expect((await h.api('DELETE', '/api/flows/rotating/secrets/1')).status).toBe(200);
+    expect((await h.api('GET', '/api/flows/rotating')).body.trigger.auth.secrets).toHaveLength(1);
   });
 });
 

@@ -461,6 +461,16 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
     for (const i of [a, c]) await waitFor(async () => (await fetch(`${urlOf(i)}/hook/late`, { method: 'HEAD' })).status === 404, 5_000, 100);
   });
 
+  it('an id PostgreSQL cannot hold (U+0000) is a 404 from the API, not a 500', { timeout: 30_000 }, async () => {
+    const [a] = instances as [Instance, Instance, Instance];
+    for (const p of ['/api/requests/%00', '/api/executions/%00', '/api/requests/%00/raw']) {
+      const res = await api(a, 'GET', p);
+      expect(res.status, p).toBe(404);
+    }
+    expect((await api(a, 'GET', '/api/requests?before=%00')).status).toBe(400);
+    expect((await api(a, 'GET', '/api/requests?limit=1')).status).toBe(200);
+  });
+
   it("a flow's rate limit holds for the cluster: each instance enforces its share", { timeout: 30_000 }, async () => {
     const [a, b, c] = instances as [Instance, Instance, Instance];
     // Each instance has counted the three (its share is a third)…
