@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { resolveMaskedSecrets } from '../auth/flow-secrets.js';
+import { newSecrets, resolveMaskedInput } from '../auth/flow-secrets.js';
 import { generateSecret } from '../auth/secret-box.js';
 import { hasSecrets, mapSecrets, secretValues } from '../core/credentials.js';
 import { E, HookdError } from '../core/errors.js';
@@ -35,18 +35,18 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
     const body = (request.body ?? {}) as { id?: unknown };
     const id = typeof body.id === 'string' ? body.id : newFlowId();
     if (registry.get(id)) throw new HookdError(E.CONFLICT, `Flow ${id} already exists (use PUT /api/flows/${id} to replace it)`);
-    const { flow, added } = resolveMaskedSecrets(buildFlow(body, id), undefined);
+    const flow = buildFlow(resolveMaskedInput(body, undefined), id);
     await registry.put(flow);
-    return reply.code(201).header('location', `/api/flows/${encodeURIComponent(id)}`).send(view(flow, added));
+    return reply.code(201).header('location', `/api/flows/${encodeURIComponent(id)}`).send(view(flow, newSecrets(flow, undefined)));
   });
 
   app.get<IdParams>('/flows/:id', async (request) => view(find(request.params.id)));
 
   app.put<IdParams>('/flows/:id', async (request, reply) => {
     const existing = registry.get(request.params.id);
-    const { flow, added } = resolveMaskedSecrets(buildFlow(request.body ?? {}, request.params.id, existing), existing);
+    const flow = buildFlow(resolveMaskedInput(request.body ?? {}, existing), request.params.id, existing);
     await registry.put(flow);
-    return reply.code(existing ? 200 : 201).send(view(flow, added));
+    return reply.code(existing ? 200 : 201).send(view(flow, newSecrets(flow, existing)));
   });
 
   app.delete<IdParams>('/flows/:id', async (request, reply) => {

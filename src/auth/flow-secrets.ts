@@ -1,6 +1,7 @@
 import type { Flow } from '../core/flow.js';
 import { mapSecrets, secretValues } from '../core/credentials.js';
-import { isSealed, maskSecret, type SecretBox } from './secret-box.js';
+import { E, HookdError } from '../core/errors.js';
+import { isSealed, MASK_MARK, maskSecret, type SecretBox } from './secret-box.js';
 
 /**
  * Secrets of a flow's credential at rest: sealed (AES-256-GCM, bound to the flow id) in the store,
@@ -28,19 +29,40 @@ export function maskFlowSecrets(flow: Flow, reveal: ReadonlySet<string> = new Se
 }
 
 /**
- * PUT sends back what GET showed: a secret given as its masked hint means "keep the one I have".
- * Returns the flow with hints replaced by the existing plain secrets, and the secrets that are new.
+ * PUT sends back what GET showed: a secret given as its masked hint (`…a1b2`, `whsec_…LaSw`) means
+ * "keep the one I have". Hints are replaced in the request body, before it is validated (a hint
+ * does not match a key format such as Standard Webhooks'), each existing secret standing for one
+ * hint at most (two short secrets both show as `…`). A hint the flow does not hold is refused:
+ * stored, it would become the secret itself.
  */
-export function resolveMaskedSecrets(flow: Flow, existing: Flow | undefined): { flow: Flow; added: Set<string> } {
-  const auth = flow.trigger.auth;
-  const old = secretValues(existing?.trigger.auth);
-  const added = new Set<string>();
-  if (!auth) return { flow, added };
-  const resolved = mapSecrets(auth, (v) => {
-    const kept = old.find((o) => maskSecret(o) === v && o !== v);
-    if (kept !== undefined) return kept;
-    if (!old.includes(v)) added.add(v);
-    return v;
+export function resolveMaskedInput(input: unknown, existing: Flow | undefined): unknown {
+  const auth = (input as { trigger?: { auth?: { secrets?: unknown } } } | null)?.trigger?.auth;
+  if (!Array.isArray(auth?.secrets)) return input;
+  const unused = secretValues(existing?.trigger.auth);
+  const problems: string[] = [];
+  const resolve = (v: string, i: number): string => {
+    if (!v.includes(MASK_MARK)) return v;
+    const at = unused.findIndex((o) => maskSecret(o) === v);
+    if (at < 0) {
+      problems.push(`/trigger/auth/secrets/${i}: ${JSON.stringify(v)} is a masked secret this flow does not hold; send the secret itself`);
+      return v;
+    }
+    return unused.splice(at, 1)[0]!;
+  };
+  const secrets = (auth.secrets as unknown[]).map((s, i) => {
+    if (typeof s === 'string') return resolve(s, i);
+    if (typeof s === 'object' && s !== null && typeof (s as { value?: unknown }).value === 'string') {
+      return { ...s, value: resolve((s as { value: string }).value, i) };
+    }
+    return s;
   });
-  return { flow: { ...flow, trigger: { ...flow.trigger, auth: resolved } }, added };
+  if (problems.length > 0) throw new HookdError(E.VALIDATION_FAILED, `Invalid flow definition: ${problems.join('; ')}`).withDetails(problems);
+  const root = input as { trigger: { auth: object } };
+  return { ...root, trigger: { ...root.trigger, auth: { ...root.trigger.auth, secrets } } };
+}
+
+/** The secrets of `flow` that `existing` did not hold (shown once, in the answer that created them). */
+export function newSecrets(flow: Flow, existing: Flow | undefined): Set<string> {
+  const old = new Set(secretValues(existing?.trigger.auth));
+  return new Set(secretValues(flow.trigger.auth).filter((v) => !old.has(v)));
 }

@@ -117,8 +117,11 @@ const KNOWN_PREFIXES = ['whsec_', 'sk_live_', 'sk_test_', 'rk_live_', 'rk_test_'
 export function maskSecret(plain: string): string {
   const prefix = KNOWN_PREFIXES.find((p) => plain.startsWith(p)) ?? '';
   const rest = plain.slice(prefix.length);
-  return rest.length >= 16 ? `${prefix}…${rest.slice(-4)}` : `${prefix}…`;
+  return rest.length >= 16 ? `${prefix}${MASK_MARK}${rest.slice(-4)}` : `${prefix}${MASK_MARK}`;
 }
+
+/** What every masked secret holds (U+2026), and no secret hookd takes. */
+export const MASK_MARK = '…';
 
 /**
  * A new random secret for an auth type: `whsec_` + base64 of 24 bytes for Standard Webhooks (its

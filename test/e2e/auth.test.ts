@@ -782,6 +782,29 @@ describe('secrets at rest, masking, redaction, restart, rotation', () => {
     expect((await send(s.url, { method: 'GET', path: '/hook/s-put', headers: { 'x-api-key': `old-${key}` } })).status).toBe(403);
   });
 
+  it('GET then PUT of the same trigger keeps every secret, whatever its format or length', async () => {
+    // A Standard Webhooks key masks to `whsec_…abcd`, which is no key; two short secrets both mask to `…`.
+    const sw = [`whsec_${randomBytes(24).toString('base64')}`, `whsec_${randomBytes(24).toString('base64')}`];
+    await sx.flow('s-roundtrip-sw', { auth: { type: 'standard-webhooks', secrets: sw } });
+    await sx.flow('s-roundtrip-short', { auth: { type: 'apiKey', secrets: ['short-key-1', 'short-key-2'] } });
+    for (const [id, plain] of [['s-roundtrip-sw', sw], ['s-roundtrip-short', ['short-key-1', 'short-key-2']]] as const) {
+      const got = (await s.api('GET', `/api/flows/${id}`)).body;
+      const put = await s.api('PUT', `/api/flows/${id}`, { trigger: got.trigger });
+      expect(put.status, JSON.stringify(put.body)).toBe(200);
+      expect(JSON.stringify(put.body), 'kept secrets are not shown again').not.toContain(plain[0]);
+      expect((await s.api('GET', `/api/flows/${id}`)).body.trigger).toEqual(got.trigger);
+    }
+    for (const key of ['short-key-1', 'short-key-2']) {
+      expect((await send(s.url, { method: 'GET', path: '/hook/s-roundtrip-short', headers: { 'x-api-key': key } })).status, key).toBe(200);
+    }
+    // A hint this flow does not hold would become the secret itself: refused.
+    const copy = (await s.api('GET', '/api/flows/s-roundtrip-sw')).body;
+    const refused = await s.api('PUT', '/api/flows/s-roundtrip-copy', { trigger: copy.trigger });
+    expect(refused.status).toBe(400);
+    expect(refused.body.message).toMatch(/\/trigger\/auth\/secrets\/0: "whsec_….{4}" is a masked secret this flow does not hold/);
+    expect((await s.api('GET', '/api/flows/s-roundtrip-copy')).status).toBe(404);
+  });
+
   let rotated = '';
   let oldSw = '';
   it('rotation: a generated second secret (returned once), both verify, then the old is deleted', async () => {
