@@ -25,7 +25,7 @@ export function installErrorHandling(app: FastifyInstance): void {
     const status = err.statusCode ?? 500;
     if (status < 500) {
       if (status === 413) reply.header('connection', 'close');
-      return reply.code(status).send({ error: err.code ?? 'BAD_REQUEST', message: err.message });
+      return reply.code(status).send({ error: registryCode(err), message: err.message });
     }
     request.log.error({ err }, 'unhandled error');
     return reply.code(500).send({ error: E.INTERNAL.code, message: E.INTERNAL.message });
@@ -34,4 +34,25 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: E.NOT_FOUND.code, message: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
   );
+}
+
+/**
+ * fastify's own client errors (the API's body parsing) under the codes of hookd's registry, so a
+ * client sees one set of codes whichever layer refused the request.
+ */
+function registryCode(err: FastifyError): string {
+  switch (err.code) {
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return E.INVALID_BODY.code;
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_TYPE':
+      return E.UNSUPPORTED_MEDIA_TYPE.code;
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return E.PAYLOAD_TOO_LARGE.code;
+    default:
+      // A JSON syntax error from the parser has no code of its own.
+      return err.statusCode === 400 && err instanceof SyntaxError ? E.INVALID_BODY.code : (err.code ?? 'BAD_REQUEST');
+  }
 }

@@ -211,6 +211,14 @@ describe('ids and queries', () => {
     expect((await h.api('GET', '/api/dead-letters?limit=5')).status).toBe(200);
   });
 
+  it("a body the API cannot parse gets a code from hookd's registry", async () => {
+    const call = (headers: Record<string, string>, body?: string) =>
+      fetch(`${h.url}/api/flows`, { method: 'POST', headers: { authorization: `Bearer ${h.token}`, ...headers }, ...(body === undefined ? {} : { body }) }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error: string } }));
+    expect(await call({ 'content-type': 'application/json' }, '{"steps": [')).toMatchObject({ status: 400, body: { error: 'INVALID_BODY' } });
+    expect(await call({ 'content-type': 'application/json' }, '')).toMatchObject({ status: 400, body: { error: 'INVALID_BODY' } });
+    expect(await call({ 'content-type': 'application/xml' }, '<flow/>')).toMatchObject({ status: 415, body: { error: 'UNSUPPORTED_MEDIA_TYPE' } });
+  });
+
   it('a secret is deleted only by its index in digits', async () => {
     const auth = { type: 'token', secrets: [{ value: 'first-secret-0123456789' }, { value: 'second-secret-0123456789' }] };
     expect((await h.api('PUT', '/api/flows/rotating', { trigger: { type: 'webhook', auth } })).status).toBe(201);
