@@ -22,8 +22,10 @@ function flowInput(flow: Flow) {
 }
 
 export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: Deps): Promise<void> {
-  const find = (id: string): Flow => {
-    const flow = registry.get(id);
+  // Read from the store, not this process's copy: with several instances, a flow created, changed
+  // or deleted through another one in the last FLOW_REFRESH must not be overwritten or revived.
+  const find = async (id: string): Promise<Flow> => {
+    const flow = await registry.fetch(id);
     if (!flow) throw new HookdError(E.NOT_FOUND, `Flow ${id}`);
     return flow;
   };
@@ -34,30 +36,30 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
   app.post('/flows', async (request, reply) => {
     const body = (request.body ?? {}) as { id?: unknown };
     const id = typeof body.id === 'string' ? body.id : newFlowId();
-    if (registry.get(id)) throw new HookdError(E.CONFLICT, `Flow ${id} already exists (use PUT /api/flows/${id} to replace it)`);
+    if (await registry.fetch(id)) throw new HookdError(E.CONFLICT, `Flow ${id} already exists (use PUT /api/flows/${id} to replace it)`);
     const flow = buildFlow(resolveMaskedInput(body, undefined), id);
     await registry.put(flow);
     return reply.code(201).header('location', `/api/flows/${encodeURIComponent(id)}`).send(view(flow, newSecrets(flow, undefined)));
   });
 
-  app.get<IdParams>('/flows/:id', async (request) => view(find(request.params.id)));
+  app.get<IdParams>('/flows/:id', async (request) => view(await find(request.params.id)));
 
   app.put<IdParams>('/flows/:id', async (request, reply) => {
-    const existing = registry.get(request.params.id);
+    const existing = await registry.fetch(request.params.id);
     const flow = buildFlow(resolveMaskedInput(request.body ?? {}, existing), request.params.id, existing);
     await registry.put(flow);
     return reply.code(existing ? 200 : 201).send(view(flow, newSecrets(flow, existing)));
   });
 
   app.delete<IdParams>('/flows/:id', async (request, reply) => {
-    find(request.params.id);
+    await find(request.params.id);
     await registry.delete(request.params.id);
     return reply.code(204).send();
   });
 
   // Rotation: add a second secret (given, or generated), move senders over, delete the old one.
   app.post<IdParams & { Body: { secret?: string } | undefined }>('/flows/:id/secrets', async (request, reply) => {
-    const flow = find(request.params.id);
+    const flow = await find(request.params.id);
     const auth = flow.trigger.auth;
     if (!hasSecrets(auth)) throw new HookdError(E.CONFLICT, `Flow ${flow.id} has no credential with secrets`);
     const current = secretValues(auth);
@@ -75,7 +77,7 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
   });
 
   app.delete<{ Params: { id: string; index: string } }>('/flows/:id/secrets/:index', async (request) => {
-    const flow = find(request.params.id);
+    const flow = await find(request.params.id);
     const auth = flow.trigger.auth;
     // Digits only: Number('') is 0, and '0x1' or '1e0' would name secret 1.
     const index = /^\d{1,4}$/.test(request.params.index) ? Number(request.params.index) : -1;
@@ -92,7 +94,7 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
   for (const status of ['started', 'stopped'] as const) {
     const verb = status === 'started' ? 'start' : 'stop';
     app.post<IdParams>(`/flows/:id/${verb}`, async (request) => {
-      const flow = { ...find(request.params.id), status, updatedAt: new Date().toISOString() };
+      const flow = { ...(await find(request.params.id)), status, updatedAt: new Date().toISOString() };
       await registry.put(flow);
       return view(flow);
     });

@@ -46,10 +46,16 @@ export class FlowRegistry {
     for (const [id, f] of next) this.flows.set(id, f);
   }
 
-  /** A flow this process does not know yet, read from the store (and remembered when found). */
+  /**
+   * A flow as the store has it now (another instance may have changed it since the last refresh),
+   * remembered as such: also forgotten here when it is gone.
+   */
   async fetch(id: string): Promise<Flow | undefined> {
     const stored = await this.store.get(id);
-    if (stored === undefined) return undefined;
+    if (stored === undefined) {
+      this.flows.delete(id);
+      return undefined;
+    }
     const flow = this.codec.open(stored);
     this.flows.set(id, flow);
     return flow;

@@ -461,6 +461,22 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
     for (const i of [a, c]) await waitFor(async () => (await fetch(`${urlOf(i)}/hook/late`, { method: 'HEAD' })).status === 404, 5_000, 100);
   });
 
+  it('API writes through one instance see what another did a moment before (no stale copy overwritten)', { timeout: 30_000 }, async () => {
+    const [a, b] = instances as [Instance, Instance, Instance];
+    expect((await api(a, 'POST', '/api/flows', { id: 'raced', name: 'first', steps: STEPS })).status).toBe(201);
+    // At once on B, well within its FLOW_REFRESH: the flow exists there too.
+    const again = await api(b, 'POST', '/api/flows', { id: 'raced', name: 'second', steps: STEPS });
+    expect(again.status).toBe(409);
+    expect((await api(b, 'GET', '/api/flows/raced')).body.name).toBe('first');
+    // A rename on A, then a stop on B: the stop keeps the rename.
+    expect((await api(a, 'PUT', '/api/flows/raced', { name: 'renamed', steps: STEPS })).status).toBe(200);
+    expect((await api(b, 'POST', '/api/flows/raced/stop')).body).toMatchObject({ name: 'renamed', status: 'stopped' });
+    // Deleted on A, then started on B: not brought back.
+    expect((await api(a, 'DELETE', '/api/flows/raced')).status).toBe(204);
+    expect((await api(b, 'POST', '/api/flows/raced/start')).status).toBe(404);
+    expect((await api(a, 'GET', '/api/flows/raced')).status).toBe(404);
+  });
+
   it('an id PostgreSQL cannot hold (U+0000) is a 404 from the API, not a 500', { timeout: 30_000 }, async () => {
     const [a] = instances as [Instance, Instance, Instance];
     for (const p of ['/api/requests/%00', '/api/executions/%00', '/api/requests/%00/raw']) {
