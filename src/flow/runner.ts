@@ -411,9 +411,11 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         // attempt. A long outage (RabbitMQ up, PostgreSQL down) must not send every job to the
         // dead letters; it resumes at its cursor once the store is back.
         o.logger.warn({ ...log, err: reason }, 'store unavailable: job given back without spending an attempt');
-        // The error's Retry-After, 1–5 s.
-        await holdSlot(Math.min(5_000, Math.max(1_000, (err.retryAfter ?? 1) * 1000)), s.controller.signal);
-        if (!s.released) await d.requeue(error);
+        // The error's Retry-After, 1–5 s. A database queue in the same database cannot take the job
+        // back while it is down: the job stays held (its lease extended) and is given back later.
+        const holdMs = Math.min(5_000, Math.max(1_000, (err.retryAfter ?? 1) * 1000));
+        do await holdSlot(holdMs, s.controller.signal);
+        while (!s.released && !(await d.requeue(error)));
         return;
       }
       // Anything else (a bug): give the job back with backoff; it resumes at its cursor.

@@ -21,11 +21,13 @@ export interface Delivery {
   deadLetter(error: string): Promise<void>;
   /**
    * Not the job's failure (the store was unavailable): deliver it again now, this delivery not
-   * counted as an attempt, so an outage does not use up a job's attempts. Never throws: when the
-   * queue cannot take it back either, the job comes back on its own (lease expiry, broker requeue).
-   * Callers wait before calling it, so that jobs do not spin through the queue during an outage.
+   * counted as an attempt, so an outage does not use up a job's attempts. Callers wait before
+   * calling it, so that jobs do not spin through the queue during an outage. Never throws.
+   * Resolves false when the queue could not take the job back (a database queue whose database is
+   * the one that is down): the delivery is still held, its lease still extended, and the caller
+   * tries again later (returning would ack it). A lease found lost counts as given back (true).
    */
-  requeue(error: string): Promise<void>;
+  requeue(error: string): Promise<boolean>;
 }
 
 /**

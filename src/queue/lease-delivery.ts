@@ -56,9 +56,28 @@ export abstract class LeaseDelivery<N extends NackWrite> implements Delivery {
     if (!buried) this.lost('deadLetter');
   }
 
-  /** Ready again now, the delivery not counted as an attempt (a release). Never throws. */
-  requeue(_error: string): Promise<void> {
-    return this.release();
+  /**
+   * Ready again now, the delivery not counted as an attempt (a release). A failed write leaves the
+   * delivery open (false): the heartbeat keeps extending its lease while the caller holds it, so a
+   * short outage of the database does not cost the job an attempt by lease expiry. Never throws.
+   */
+  async requeue(_error: string): Promise<boolean> {
+    if (this.state !== 'open') return true;
+    this.state = 'settling';
+    const p = this.writeRelease();
+    this.consumer.track(p);
+    let released: boolean;
+    try {
+      released = await p;
+    } catch (err) {
+      this.state = 'open';
+      this.consumer.logger.warn({ err, jobId: this.job.id }, `${this.label}: giving the job back failed; it stays held`);
+      return false;
+    }
+    this.state = 'released';
+    if (released) this.requeued('released');
+    else this.lost('requeue');
+    return true;
   }
 
   /** Shutdown: give the job back without spending an attempt. Never throws. */

@@ -635,6 +635,56 @@ describe.each([
 });
 
 describe('flow runner: a job it could not settle', () => {
+  it('holds a job the queue could not take back during a store outage, and gives it back later (no attempt spent, never acked)', async () => {
+    const settled: string[] = [];
+    let handlerResult: Promise<void> | undefined;
+    let refusals = 2;
+    const delivery: Delivery = {
+      job: { id: 'j2', flowId: 'f', requestId: 'r2', attempts: 1, maxAttempts: 1, enqueuedAt: Date.now() },
+      ack: async () => void settled.push('ack'),
+      nack: async () => {
+        settled.push('nack');
+        return 'retry';
+      },
+      deadLetter: async () => void settled.push('deadLetter'),
+      // A database queue in the database that is down: the release write fails twice.
+      requeue: async () => {
+        const ok = refusals-- <= 0;
+        settled.push(ok ? 'requeue' : 'requeue refused');
+        return ok;
+      },
+    };
+    const queue = {
+      consume: (handler: JobHandler) => {
+        handlerResult = Promise.resolve(handler(delivery));
+        return { inFlight: 0, stop: async () => {} } as unknown as Consumer;
+      },
+    } as unknown as Queue;
+    const requests = {
+      getForExecution: async () => {
+        throw unavailable('store', 'down');
+      },
+    } as unknown as RequestStore;
+    const runner = createFlowRunner({
+      requests,
+      executions: {} as ExecutionStore,
+      queue,
+      getFlow: () => flow('f', [{ type: 'log' }]),
+      logger: pino({ level: 'silent' }),
+      concurrency: 1,
+      executionDataLimit: 1_000,
+      defaultMaxAttempts: 1,
+      defaultBackoffMs: 10,
+      maxBackoffMs: 100,
+    });
+    runner.start();
+    await handlerResult;
+    // Returned only once the job was given back; nothing else was settled.
+    expect(settled).toEqual(['requeue refused', 'requeue refused', 'requeue']);
+    await runner.stop({ graceMs: 0 });
+  }, 15_000);
+
+
   it('is not acked: the handler throws when its nack fails, so the queue retries or redelivers it', async () => {
     // A queue that follows the Delivery contract (returned: ack; threw: nack), whose nacks fail.
     const settled: string[] = [];
@@ -647,7 +697,10 @@ describe('flow runner: a job it could not settle', () => {
         throw new Error('queue write failed');
       },
       deadLetter: async () => void settled.push('deadLetter'),
-      requeue: async () => void settled.push('requeue'),
+      requeue: async () => {
+        settled.push('requeue');
+        return true;
+      },
     };
     const queue = {
       consume: (handler: JobHandler) => {

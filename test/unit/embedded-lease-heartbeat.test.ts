@@ -54,4 +54,38 @@ describe('embedded queue: the heartbeat extends only the leases a consumer holds
     // The busy job's lease is still extended by the heartbeat: it was never delivered again.
     expect(seen.filter((s) => s.startsWith('busy'))).toEqual(['busy#1']);
   });
+
+  it('a job whose give-back (requeue) failed stays held, and a later requeue gives it back without spending an attempt', async () => {
+    const { backend, file } = await open(300);
+    const seen: string[] = [];
+    const results: boolean[] = [];
+    const consumer = backend.queue.consume(
+      async (d) => {
+        seen.push(`${d.job.requestId}#${d.job.attempts}`);
+        if (seen.length > 1) return; // the redelivery: acked
+        // The database is "down" (another connection holds its write lock past the busy timeout):
+        // the requeue fails…
+        const other = new Database(file, { timeout: 0 });
+        other.exec('BEGIN IMMEDIATE');
+        setTimeout(() => {
+          other.exec('ROLLBACK');
+          other.close();
+        }, 500);
+        results.push(await d.requeue('store unavailable'));
+        // …the job stays held past its lease (300 ms) while the heartbeat extends it…
+        await new Promise((r) => setTimeout(r, 700));
+        // …and once the database is back it is given back, its attempt not spent.
+        results.push(await d.requeue('store unavailable'));
+      },
+      { concurrency: 2 },
+    );
+    cleanups.push(() => consumer.stop({ graceMs: 0 }));
+    await backend.queue.enqueue({ flowId: 'f', requestId: 'held', maxAttempts: 1 });
+    const until = Date.now() + 5_000;
+    while (seen.length < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 25));
+    expect(results).toEqual([false, true]);
+    // One attempt allowed, and delivered twice: the held delivery was never counted.
+    expect(seen).toEqual(['held#1', 'held#1']);
+    expect((await backend.queue.stats()).dead).toBe(0);
+  });
 });

@@ -81,15 +81,16 @@ export class RabbitDelivery implements Delivery {
   /**
    * Back into the work queue with the same attempts (and the error as lastError). If that publish
    * fails, the message is handed back to the broker instead (nack-requeue): either way it is never
-   * acked without a copy, and never throws.
+   * acked without a copy, and never throws: always given back (true).
    */
-  async requeue(error: string): Promise<void> {
-    if (!this.settleable('requeue')) return;
+  async requeue(error: string): Promise<boolean> {
+    if (!this.settleable('requeue')) return true;
     try {
       await this.settle(() => this.host.publishRetry({ ...this.message, runAt: undefined, lastError: error }, 0));
     } catch (err) {
       this.autoFailed(err);
     }
+    return true;
   }
 
   /** Park a job that is not due yet (runAt beyond the largest delay level) until runAt. */
