@@ -138,6 +138,7 @@ class OutboxRabbitBackend implements Backend {
       get: (id) => inner.get(id),
       getForExecution: (id) => inner.getForExecution(id),
       list: (q) => inner.list(q),
+      listSizes: (q) => inner.listSizes(q),
       referencesAttachment: (id) => inner.referencesAttachment(id),
       purgeOlderThan: (before, limit) => inner.purgeOlderThan(before, limit),
     };

@@ -8,6 +8,9 @@ import { withMessageInputs } from './message-inputs.js';
 import { PageQuery, page } from './pagination.js';
 import { executionView } from './views.js';
 
+/** Stored body bytes per page of GET /api/requests, at most (a page holds at least one request). */
+const LIST_PAGE_BYTES = 16 * 1024 * 1024;
+
 const ExecutionQuery = Type.Object({
   flowId: Type.Optional(Type.String({ pattern: IdPattern })),
   status: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('retrying'), Type.Literal('completed'), Type.Literal('filtered'), Type.Literal('dead')])),
@@ -34,8 +37,21 @@ export async function executionRoutes(
 
   app.get<{ Querystring: Static<typeof RequestQuery> }>('/requests', { schema: { querystring: RequestQuery } }, async (request) => {
     const limit = request.query.limit ?? 100;
-    const items = await deps.requests.list({ ...request.query, limit });
-    return page(items, limit, toRequestView);
+    // Bodies are stored inline up to PAYLOAD_SIZE_LIMIT: a page of 1,000 could be gigabytes. Sizes
+    // first, then only the rows that fit the budget (the first always), read by id.
+    const sizes = await deps.requests.listSizes({ ...request.query, limit });
+    const ids: string[] = [];
+    let bytes = 0;
+    for (const s of sizes) {
+      if (ids.length > 0 && bytes + s.bytes > LIST_PAGE_BYTES) break;
+      ids.push(s.id);
+      bytes += s.bytes;
+    }
+    // A request purged between the two reads is left out.
+    const items = (await Promise.all(ids.map((id) => deps.requests.get(id)))).filter((m) => m !== undefined);
+    const last = ids[ids.length - 1];
+    const more = sizes.length === limit || ids.length < sizes.length;
+    return { items: items.map(toRequestView), ...(more && last !== undefined ? { next: last } : {}) };
   });
 
   app.get<{ Params: { id: string } }>('/requests/:id', async (request) => {

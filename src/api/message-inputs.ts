@@ -11,6 +11,18 @@ import type { RequestStore } from '../store/contracts.js';
  * the input is left out.
  */
 export async function withMessageInputs(executions: readonly Execution[], requests: RequestStore, limit: number): Promise<Execution[]> {
+  // A few requests at a time: each is read whole (bodies up to PAYLOAD_SIZE_LIMIT) and kept only
+  // as its truncated JSON, so a page of 1,000 executions never holds 1,000 bodies at once.
+  const out: Execution[] = [];
+  for (let i = 0; i < executions.length; i += READ_AT_ONCE) {
+    out.push(...(await withInputs(executions.slice(i, i + READ_AT_ONCE), requests, limit)));
+  }
+  return out;
+}
+
+const READ_AT_ONCE = 16;
+
+function withInputs(executions: readonly Execution[], requests: RequestStore, limit: number): Promise<Execution[]> {
   return Promise.all(
     executions.map(async (e) => {
       if (!e.steps.some((s) => s.input === MESSAGE_INPUT)) return e;

@@ -31,7 +31,7 @@ export interface AcceptOptions {
 export interface RequestListQuery {
   flowId?: string;
   limit: number;
-  /** Keyset pagination: ids sort by time (UUIDv7), newest first; return ids < before. */
+  /** Keyset pagination, newest first by time of receipt (ties by id): the rows after this request. */
   before?: string;
 }
 
@@ -61,6 +61,11 @@ export interface RequestStore {
    */
   getForExecution(id: string): Promise<ReceivedMessage | undefined>;
   list(query: RequestListQuery): Promise<ReceivedMessage[]>;
+  /**
+   * What list() would return, as ids and the bytes each row's body takes in the store (raw and
+   * parsed), without reading the bodies: the API pages by a byte budget before it reads them.
+   */
+  listSizes(query: RequestListQuery): Promise<Array<{ id: string; bytes: number }>>;
   /**
    * Whether a committed request references this attachment (as a file or as its raw body). The
    * attachment sweep asks before it removes a file; must be an index lookup, not a scan.

@@ -257,6 +257,12 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
         expect(pages).toEqual(expected);
         expect((await backend.requests.list({ flowId: 'flow-y', limit: 2, before: 'q-5' })).map((m) => m.id)).toEqual(['z-01', 'm-7f3a']);
         expect((await backend.requests.list({ flowId: 'flow-x', limit: 5 })).map((m) => m.id)).toEqual(['a-99']);
+        // listSizes: the same rows in the same order, with the bytes their bodies take.
+        for (const q of [{ limit: 100 }, { limit: 2, before: 'q-5' }, { flowId: 'flow-y', limit: 3 }]) {
+          const sizes = await backend.requests.listSizes(q);
+          expect(sizes.map((r) => r.id), JSON.stringify(q)).toEqual((await backend.requests.list(q)).map((m) => m.id));
+          for (const r of sizes) expect(r.bytes).toBeGreaterThanOrEqual(msgs.find((m) => m.id === r.id)!.rawBody.length);
+        }
       });
 
       it('keeps 64 concurrent accepts durable across a reopen', async () => {

@@ -127,6 +127,28 @@ export class PgRequestStore implements RequestStore {
   });
 
   async list(q: RequestListQuery): Promise<ReceivedMessage[]> {
+    const { where, params } = this.listFilter(q);
+    params.push(q.limit);
+    const { rows } = await this.db.query<RequestRow>(
+      `SELECT * FROM ${this.db.t.requests} ${where} ORDER BY received_at DESC, id DESC LIMIT $${params.length}`,
+      params,
+    );
+    return rows.map(toMessage);
+  }
+
+  async listSizes(q: RequestListQuery): Promise<Array<{ id: string; bytes: number }>> {
+    const { where, params } = this.listFilter(q);
+    params.push(q.limit);
+    const { rows } = await this.db.query<{ id: string; bytes: string }>(
+      `SELECT id, octet_length(raw_body) + coalesce(octet_length(body), 0) AS bytes FROM ${this.db.t.requests} ${where}
+       ORDER BY received_at DESC, id DESC LIMIT $${params.length}`,
+      params,
+    );
+    return rows.map((r) => ({ id: r.id, bytes: Number(r.bytes) }));
+  }
+
+  /** WHERE of list() and listSizes(): the same rows in the same order. */
+  private listFilter(q: RequestListQuery): { where: string; params: unknown[] } {
     const where: string[] = [];
     const params: unknown[] = [];
     if (q.flowId !== undefined) {
@@ -138,14 +160,9 @@ export class PgRequestStore implements RequestStore {
       // Keyset on (received_at, id): the page after the request `before`, whatever its id looks like.
       where.push(`(received_at, id) < (SELECT received_at, id FROM ${this.db.t.requests} WHERE id = $${params.length})`);
     }
-    params.push(q.limit);
-    const { rows } = await this.db.query<RequestRow>(
-      `SELECT * FROM ${this.db.t.requests} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-       ORDER BY received_at DESC, id DESC LIMIT $${params.length}`,
-      params,
-    );
-    return rows.map(toMessage);
+    return { where: where.length ? `WHERE ${where.join(' AND ')}` : '', params };
   }
+
 
   async referencesAttachment(attachmentId: string): Promise<boolean> {
     const { rowCount } = await this.db.query(

@@ -112,20 +112,33 @@ export class SqliteRequestStore implements RequestStore {
   }
 
   async list(q: RequestListQuery): Promise<ReceivedMessage[]> {
-    const where: string[] = [];
-    const params: Array<string | number> = [];
-    if (q.flowId !== undefined) {
-      where.push('flow_id = ?');
-      params.push(q.flowId);
-    }
-    if (q.before !== undefined) {
-      // Keyset on (received_at, id): the page after the request `before`, whatever its id looks like.
-      where.push('(received_at, id) < (SELECT received_at, id FROM requests WHERE id = ?)');
-      params.push(q.before);
-    }
-    params.push(q.limit);
-    const sql = `SELECT * FROM requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY received_at DESC, id DESC LIMIT ?`;
-    const rows = this.reader.read(sql, (s) => s.all(...params) as RequestRow[]);
+    const { where, params } = listFilter(q);
+    const sql = `SELECT * FROM requests ${where} ORDER BY received_at DESC, id DESC LIMIT ?`;
+    const rows = this.reader.read(sql, (s) => s.all(...params, q.limit) as RequestRow[]);
     return rows.map(toMessage);
   }
+
+  async listSizes(q: RequestListQuery): Promise<Array<{ id: string; bytes: number }>> {
+    const { where, params } = listFilter(q);
+    const sql = `SELECT id, length(raw_body) + coalesce(length(CAST(body AS BLOB)), 0) AS bytes FROM requests ${where}
+                 ORDER BY received_at DESC, id DESC LIMIT ?`;
+    return this.reader.read(sql, (s) => s.all(...params, q.limit) as Array<{ id: string; bytes: number }>);
+  }
+
+}
+
+/** WHERE of list() and listSizes(): the same rows in the same order. */
+function listFilter(q: RequestListQuery): { where: string; params: Array<string | number> } {
+  const where: string[] = [];
+  const params: Array<string | number> = [];
+  if (q.flowId !== undefined) {
+    where.push('flow_id = ?');
+    params.push(q.flowId);
+  }
+  if (q.before !== undefined) {
+    // Keyset on (received_at, id): the page after the request `before`, whatever its id looks like.
+    where.push('(received_at, id) < (SELECT received_at, id FROM requests WHERE id = ?)');
+    params.push(q.before);
+  }
+  return { where: where.length ? `WHERE ${where.join(' AND ')}` : '', params };
 }
