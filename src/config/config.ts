@@ -58,7 +58,7 @@ export interface Config {
   flowRefreshMs: number;
 }
 
-type Source = Record<string, string | number | boolean | undefined>;
+type Source = Record<string, string | number | boolean | null | undefined>;
 
 interface Field<K extends keyof Config> {
   key: K;
@@ -83,7 +83,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'dataDir', env: 'DATA_DIR', doc: 'Where the SQLite file, keys and attachments live', default: () => path.resolve('data'), parse: (v) => path.resolve(str(v)) }),
   field({ key: 'flowsDir', env: 'FLOWS_DIR', doc: 'Folder of flow files (YAML/JSON) loaded at start', default: () => undefined, parse: (v) => (optStr(v) ? path.resolve(str(v)) : undefined) }),
   field({ key: 'logLevel', env: 'LOG_LEVEL', doc: 'pino level: trace, debug, info, warn, error, fatal, silent', default: () => 'info', parse: str }),
-  field({ key: 'adminToken', env: 'HOOKD_ADMIN_TOKEN', doc: 'Bearer token for /api (generated into DATA_DIR/admin-token when unset)', default: () => undefined, parse: optStr }),
+  field({ key: 'adminToken', env: 'HOOKD_ADMIN_TOKEN', doc: 'Bearer token for /api, up to 512 characters; surrounding whitespace is ignored (generated into DATA_DIR/admin-token when unset)', default: () => undefined, parse: (v, n) => parseAdminToken(str(v), n) }),
   field({ key: 'readTokens', env: 'HOOKD_READ_TOKENS', doc: 'Comma-separated bearer tokens that may only read /api (GET): for components outside hookd that fetch requests and their files', default: () => [], parse: (v, n) => parseTokenList(str(v), n) }),
   field({ key: 'secretKey', env: 'HOOKD_SECRET_KEY', doc: 'Master key sealing credential secrets at rest (generated into DATA_DIR/secret.key when unset)', default: () => undefined, parse: optStr }),
   field({ key: 'payloadSizeLimit', env: 'PAYLOAD_SIZE_LIMIT', doc: 'Largest parsed body (413 beyond)', default: () => 10 * 1024 * 1024, parse: (v, n) => parseSize(v as string, n) }),
@@ -93,17 +93,17 @@ export const CONFIG_FIELDS = [
   field({ key: 'workerConcurrency', env: 'WORKER_CONCURRENCY', doc: 'Flow executions run at once by this process', default: () => 64, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
   field({ key: 'workerPrefetch', env: 'WORKER_PREFETCH', doc: 'Jobs leased ahead of free worker slots, waiting in this process (embedded and PostgreSQL queues; default WORKER_CONCURRENCY)', default: () => undefined, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
   field({ key: 'messageCacheBytes', env: 'MESSAGE_CACHE', doc: 'Memory for committed messages waiting for their first execution (saves reading them back; 0 = off)', default: () => DEFAULT_MESSAGE_CACHE_BYTES, parse: (v, n) => parseSize(v as string, n) }),
-  field({ key: 'leaseMs', env: 'QUEUE_LEASE', doc: 'Lease of a claimed job (renewed while it runs)', default: () => 30_000, parse: (v, n) => parseDuration(v as string, n) }),
+  field({ key: 'leaseMs', env: 'QUEUE_LEASE', doc: 'Lease of a claimed job (renewed while it runs; 1s to 1h)', default: () => 30_000, parse: (v, n) => within(parseDuration(v as string, n), 1_000, 3_600_000, n) }),
   field({ key: 'maxAttempts', env: 'MAX_ATTEMPTS', doc: 'Deliveries before a job is dead-lettered (flow.retry overrides)', default: () => 5, parse: (v, n) => parseInteger(v as string, n, 1, 100) }),
-  field({ key: 'backoffMs', env: 'RETRY_BACKOFF', doc: 'First retry delay, doubled per attempt', default: () => 1000, parse: (v, n) => parseDuration(v as string, n) }),
-  field({ key: 'maxBackoffMs', env: 'RETRY_BACKOFF_MAX', doc: 'Longest retry delay', default: () => 3_600_000, parse: (v, n) => parseDuration(v as string, n) }),
-  field({ key: 'shutdownGraceMs', env: 'SHUTDOWN_GRACE', doc: 'On SIGTERM, how long running steps may finish before their jobs are released', default: () => 10_000, parse: (v, n) => parseDuration(v as string, n) }),
+  field({ key: 'backoffMs', env: 'RETRY_BACKOFF', doc: 'First retry delay, doubled per attempt', default: () => 1000, parse: (v, n) => within(parseDuration(v as string, n), 0, MAX_TIMER_MS, n) }),
+  field({ key: 'maxBackoffMs', env: 'RETRY_BACKOFF_MAX', doc: 'Longest retry delay', default: () => 3_600_000, parse: (v, n) => within(parseDuration(v as string, n), 0, MAX_TIMER_MS, n) }),
+  field({ key: 'shutdownGraceMs', env: 'SHUTDOWN_GRACE', doc: 'On SIGTERM, how long running steps may finish before their jobs are released', default: () => 10_000, parse: (v, n) => within(parseDuration(v as string, n), 0, MAX_TIMER_MS, n) }),
   field({ key: 'executionDataLimit', env: 'EXECUTION_DATA_LIMIT', doc: 'JSON kept per step input/output in execution records (at least 256 bytes: a truncated value is recorded as a marker of about 50 bytes with a preview)', default: () => 16 * 1024, parse: (v, n) => atLeast(parseSize(v as string, n), 256, n) }),
   field({ key: 'databaseUrl', env: 'DATABASE_URL', doc: 'postgres://… to store in PostgreSQL (distributed mode)', default: () => undefined, parse: optStr }),
   field({ key: 'databaseSchema', env: 'DATABASE_SCHEMA', doc: 'PostgreSQL schema for hookd tables (default public)', default: () => undefined, parse: optStr }),
   field({ key: 'rabbitmqPrefix', env: 'RABBITMQ_PREFIX', doc: 'Prefix of hookd exchange and queue names (default hookd)', default: () => undefined, parse: optStr }),
   field({ key: 'jobPayloadBytes', env: 'RABBITMQ_JOB_PAYLOAD', doc: 'Distributed mode: the longest request JSON (as GET /api/requests/{id} returns it) that a job message carries, for flows with jobMessage.includeRequest; 0 = never', default: () => 64 * 1024, parse: (v, n) => parseSize(v as string, n) }),
-  field({ key: 'flowRefreshMs', env: 'FLOW_REFRESH', doc: 'Distributed mode: how often flows changed by other instances are picked up', default: () => 2000, parse: (v, n) => parseDuration(v as string, n) }),
+  field({ key: 'flowRefreshMs', env: 'FLOW_REFRESH', doc: 'Distributed mode: how often flows changed by other instances are picked up (100ms to 1h)', default: () => 2000, parse: (v, n) => within(parseDuration(v as string, n), 100, 3_600_000, n) }),
   field({ key: 'rabbitmqUri', env: 'RABBITMQ_URI', doc: 'amqp://… to queue through RabbitMQ (distributed mode)', default: () => undefined, parse: optStr }),
 ] as const;
 
@@ -128,7 +128,22 @@ function parseTokenList(v: string, name: string): string[] {
 function parseRetention(v: string | number | boolean, name: string): number {
   if (v === false || (typeof v === 'string' && /^\s*(off|false|never|0)\s*$/i.test(v))) return 0;
   if (typeof v === 'boolean') throw new Error(`${name}: expected a duration (e.g. 30d) or off, got "${v}"`);
-  return parseDuration(v, name);
+  // RETENTION=30 meant as days is 30 ms, and would purge nearly everything: at least a minute.
+  return within(parseDuration(v, name), 60_000, Number.MAX_SAFE_INTEGER, name);
+}
+
+/** setTimeout's longest delay; Node fires longer ones after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function within(value: number, min: number, max: number, name: string): number {
+  if (!(value >= min && value <= max)) throw new Error(`${name}: ${value} ms is outside ${min} ms … ${max} ms`);
+  return value;
+}
+
+function parseAdminToken(v: string, name: string): string {
+  const token = v.trim(); // a secret mounted from a file often ends in a newline
+  if (token.length > 512 || /\s/.test(token)) throw new Error(`${name}: expected at most 512 characters without whitespace`);
+  return token;
 }
 
 function parseTrustProxy(v: string | number | boolean): boolean | string | number {
@@ -154,8 +169,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     if (!known.has(key)) throw new Error(`${env.HOOKD_CONFIG}: unknown setting "${key}"`);
   }
   for (const f of CONFIG_FIELDS) {
-    const raw = env[f.env] ?? file[f.env];
-    (out as Record<string, unknown>)[f.key] = raw === undefined || raw === '' ? f.default(out) : f.parse(raw, f.env);
+    // Unset, empty (`DATABASE_URL=` from a compose file) or a YAML key without a value (null): the
+    // next layer decides. A null once became the string "null" (an admin token anyone could send).
+    const given = (v: unknown): v is string | number | boolean => v !== undefined && v !== null && v !== '';
+    const fromEnv = env[f.env];
+    const fromFile = file[f.env];
+    const raw = given(fromEnv) ? fromEnv : given(fromFile) ? fromFile : undefined;
+    (out as Record<string, unknown>)[f.key] = raw === undefined ? f.default(out) : f.parse(raw, f.env);
   }
   return out as Config;
 }

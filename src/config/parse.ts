@@ -4,7 +4,10 @@ const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 *
 
 /** "10mb", "512kb", "1048576" → bytes. */
 export function parseSize(value: string | number, name: string): number {
-  if (typeof value === 'number') return value;
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value) || value < 0) throw new Error(`${name}: expected a whole number of bytes or a size such as 10mb, got ${value}`);
+    return value;
+  }
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
   const unit = SIZE_UNITS[(m?.[2] || 'b').toLowerCase()];
   if (!m || unit === undefined) throw new Error(`${name}: cannot read size "${value}" (use e.g. 10mb, 512kb, 1048576)`);
@@ -15,14 +18,18 @@ const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3
 
 /** "30s", "5m", "30d", "250" (ms) → milliseconds. */
 export function parseDuration(value: string | number, name: string): number {
-  if (typeof value === 'number') return value;
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value) || value < 0) throw new Error(`${name}: expected a whole number of ms or a duration such as 30s, got ${value}`);
+    return value;
+  }
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(value);
   if (!m) throw new Error(`${name}: cannot read duration "${value}" (use e.g. 250ms, 30s, 5m, 30d)`);
   return Math.floor(Number(m[1]) * (DURATION_UNITS[(m[2] ?? 'ms').toLowerCase()] ?? 1));
 }
 
 export function parseInteger(value: string | number, name: string, min: number, max: number): number {
-  const n = typeof value === 'number' ? value : Number(value);
+  // Digits only: Number(' ') is 0 and Number('0x10') is 16.
+  const n = typeof value === 'number' ? value : /^\s*-?\d+\s*$/.test(value) ? Number(value) : Number.NaN;
   if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name}: expected an integer in [${min}, ${max}], got "${value}"`);
   return n;
 }

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 
@@ -22,5 +25,54 @@ describe('EXECUTION_DATA_LIMIT', () => {
   it('is at least 256 bytes, so that a truncation marker fits', () => {
     expect(loadConfig({ EXECUTION_DATA_LIMIT: '256' }).executionDataLimit).toBe(256);
     expect(() => loadConfig({ EXECUTION_DATA_LIMIT: '0' })).toThrow(/EXECUTION_DATA_LIMIT: at least 256 bytes/);
+  });
+});
+
+describe('layers and values', () => {
+  const withFile = (yaml: string, env: Record<string, string> = {}) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'hookd-config-'));
+    const file = path.join(dir, 'hookd.yaml');
+    writeFileSync(file, yaml);
+    try {
+      return loadConfig({ HOOKD_CONFIG: file, ...env });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it('a file key without a value is unset, not the string "null"', () => {
+    const c = withFile('HOOKD_ADMIN_TOKEN:\nDATABASE_SCHEMA: ~\nPUBLIC_URL:\n');
+    expect(c.adminToken).toBeUndefined(); // generated at start, as when unset
+    expect(c.databaseSchema).toBeUndefined();
+    expect(c.publicUrl).toBe('http://localhost:3000');
+  });
+
+  it('an empty environment variable leaves the file value in place', () => {
+    expect(withFile('LISTEN_PORT: 4100\n', { LISTEN_PORT: '' }).listenPort).toBe(4100);
+    expect(withFile('LISTEN_PORT: 4100\n', { LISTEN_PORT: '4200' }).listenPort).toBe(4200);
+  });
+
+  it('the admin token is trimmed (a secret file ends in a newline) and has no inner whitespace', () => {
+    expect(loadConfig({ HOOKD_ADMIN_TOKEN: 'abcdefghijklmnop\n' }).adminToken).toBe('abcdefghijklmnop');
+    expect(() => loadConfig({ HOOKD_ADMIN_TOKEN: 'two words' })).toThrow(/HOOKD_ADMIN_TOKEN/);
+  });
+
+  it('refuses durations that would break leases, timers or retention', () => {
+    expect(() => loadConfig({ QUEUE_LEASE: '0' })).toThrow(/QUEUE_LEASE/);
+    expect(() => loadConfig({ QUEUE_LEASE: '30' })).toThrow(/QUEUE_LEASE/); // 30 ms, meant as seconds
+    expect(loadConfig({ QUEUE_LEASE: '30s' }).leaseMs).toBe(30_000);
+    expect(() => loadConfig({ FLOW_REFRESH: '0' })).toThrow(/FLOW_REFRESH/);
+    expect(() => loadConfig({ RETRY_BACKOFF_MAX: '30d' })).toThrow(/RETRY_BACKOFF_MAX/); // beyond a timer's range
+    expect(() => loadConfig({ RETENTION: '30' })).toThrow(/RETENTION/); // 30 ms, meant as days
+    expect(loadConfig({ RETENTION: 'off' }).retentionMs).toBe(0);
+    expect(loadConfig({ RETENTION: '1h' }).retentionMs).toBe(3_600_000);
+    expect(() => withFile('RETRY_BACKOFF: -5\n')).toThrow(/RETRY_BACKOFF/);
+    expect(() => withFile('PAYLOAD_SIZE_LIMIT: 1.5\n')).toThrow(/PAYLOAD_SIZE_LIMIT/);
+  });
+
+  it('integers are digits: a blank or hex value is refused, not read as 0 or 16', () => {
+    expect(() => loadConfig({ WORKER_CONCURRENCY: ' ' })).toThrow(/WORKER_CONCURRENCY/);
+    expect(() => loadConfig({ WORKER_CONCURRENCY: '0x10' })).toThrow(/WORKER_CONCURRENCY/);
+    expect(loadConfig({ WORKER_CONCURRENCY: '16' }).workerConcurrency).toBe(16);
   });
 });
