@@ -136,7 +136,7 @@ class OutboxRabbitBackend implements Backend {
         return outcome;
       },
       get: (id) => inner.get(id),
-      getForExecution: (id) => inner.getForExecution(id),
+      getForExecution: (id, job) => inner.getForExecution(id, job),
       list: (q) => inner.list(q),
       listSizes: (q) => inner.listSizes(q),
       referencesAttachment: (id) => inner.referencesAttachment(id),

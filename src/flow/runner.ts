@@ -261,7 +261,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         return;
       }
       const plan = compiled.get(flow);
-      const message = await o.requests.getForExecution(job.requestId);
+      const message = await o.requests.getForExecution(job.requestId, job);
       if (s.released) return;
       if (message === undefined) {
         await abandon(s, d, `request ${job.requestId} is not in the request store; job dead-lettered`);

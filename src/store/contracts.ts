@@ -28,6 +28,12 @@ export interface AcceptOptions {
   includeRequest?: boolean;
 }
 
+/** What getForExecution checks a cached message against. */
+export interface JobOfRequest {
+  flowId: string;
+  enqueuedAt: number;
+}
+
 export interface RequestListQuery {
   flowId?: string;
   limit: number;
@@ -57,9 +63,12 @@ export interface RequestStore {
   /**
    * The request, for its job's execution: served from this process's message cache (and dropped
    * from it) when this process committed it and still holds it, else read as get() does. Only
-   * these reads count as message cache hits and misses.
+   * these reads count as message cache hits and misses. With `job`, a cached copy is used only if it
+   * is that job's request: of its flow, received shortly before the job was enqueued (a sender's
+   * x-request-id reused after retention purged the first request, on another instance, must not
+   * run the first one's body).
    */
-  getForExecution(id: string): Promise<ReceivedMessage | undefined>;
+  getForExecution(id: string, job?: JobOfRequest): Promise<ReceivedMessage | undefined>;
   list(query: RequestListQuery): Promise<ReceivedMessage[]>;
   /**
    * What list() would return, as ids and the bytes each row's body takes in the store (raw and

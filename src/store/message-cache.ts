@@ -81,9 +81,9 @@ export class MessageCache {
    */
   put(m: ReceivedMessage, bodyJsonBytes = 0): void {
     if (this.maxBytes <= 0) return;
+    this.drop(m.id); // an earlier message under this id is stale, whether or not this one is kept
     const bytes = sizeOf(m) + 2 * bodyJsonBytes;
     if (bytes > this.maxBytes) return;
-    this.drop(m.id);
     if (this.bytes + bytes > this.maxBytes) {
       this.evictOldest(bytes, m.receivedAt - this.staleAfterMs);
       if (this.bytes + bytes > this.maxBytes) {
@@ -91,28 +91,37 @@ export class MessageCache {
         return;
       }
     }
-    const held: Held = { message: m, bytes };
+    const held: Held = { id: m.id, receivedAt: m.receivedAt, message: m, bytes };
     this.messages.set(m.id, held);
     this.order.push(held);
     this.bytes += bytes;
     this.compact();
   }
 
-  /** The message, removed from the cache; undefined when it is not (or no longer) here. */
-  take(id: string): ReceivedMessage | undefined {
+  /**
+   * The message, removed from the cache; undefined when it is not (or no longer) here. With `job`,
+   * only that job's request: of its flow, received at most SAME_REQUEST_WINDOW_MS before the job
+   * was enqueued (else it is an older request under a reused id, and is dropped).
+   */
+  take(id: string, job?: { flowId: string; enqueuedAt: number }): ReceivedMessage | undefined {
     const held = this.messages.get(id);
-    if (held === undefined) {
+    const message = held?.message;
+    if (message === undefined) {
+      this.misses++;
+      return undefined;
+    }
+    this.drop(id);
+    if (job !== undefined && (message.flowId !== job.flowId || message.receivedAt < job.enqueuedAt - SAME_REQUEST_WINDOW_MS)) {
       this.misses++;
       return undefined;
     }
     this.hits++;
-    this.drop(id);
-    return held.message;
+    return message;
   }
 
   /** Retention purged requests received before `before`: they are not served from here either. */
   dropReceivedBefore(before: number): void {
-    for (const [id, held] of this.messages) if (held.message.receivedAt < before) this.drop(id);
+    for (const [id, held] of this.messages) if (held.receivedAt < before) this.drop(id);
   }
 
   stats(): MessageCacheStats {
@@ -126,13 +135,13 @@ export class MessageCache {
   private evictOldest(room: number, staleBefore: number): void {
     while (this.bytes + room > this.maxBytes && this.head < this.order.length) {
       const oldest = this.order[this.head]!;
-      if (this.messages.get(oldest.message.id) !== oldest) {
-        this.head++; // taken or replaced since
+      if (oldest.message === undefined) {
+        this.head++; // taken, dropped or replaced since
         continue;
       }
-      if (this.keepHeld && oldest.message.receivedAt >= staleBefore) return;
+      if (this.keepHeld && oldest.receivedAt >= staleBefore) return;
       this.head++;
-      this.drop(oldest.message.id);
+      this.drop(oldest.id);
     }
   }
 
@@ -141,6 +150,9 @@ export class MessageCache {
     if (held === undefined) return;
     this.messages.delete(id);
     this.bytes -= held.bytes;
+    // `order` still lists the entry until compact() passes it: without its message, so that the
+    // bytes are freed now and not up to 1,023 messages later.
+    held.message = undefined;
   }
 
   /**
@@ -149,15 +161,25 @@ export class MessageCache {
    */
   private compact(): void {
     if (this.order.length < 1024 || this.order.length < 2 * this.messages.size) return;
-    this.order = this.order.filter((h) => this.messages.get(h.message.id) === h);
+    this.order = this.order.filter((h) => h.message !== undefined);
     this.head = 0;
   }
 }
 
 interface Held {
-  message: ReceivedMessage;
-  bytes: number;
+  readonly id: string;
+  readonly receivedAt: number;
+  /** Cleared when the entry leaves the cache. */
+  message: ReceivedMessage | undefined;
+  readonly bytes: number;
 }
+
+/**
+ * A job is enqueued as its request commits: a cached message received longer than this before
+ * the job was enqueued is another request under the same id (ids a sender chose can come back once
+ * retention, at least a minute, purged the first). Generous for clocks of different instances.
+ */
+const SAME_REQUEST_WINDOW_MS = 30_000;
 
 /** A cheap estimate: no serialisation (that is what the cache saves). */
 function sizeOf(m: ReceivedMessage): number {

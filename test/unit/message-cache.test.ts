@@ -142,4 +142,40 @@ describe('MessageCache', () => {
     expect(keepHeld.hits).toBeGreaterThan(2 * dropOldest.hits);
     expect(keepHeld.bytes).toBeLessThanOrEqual(100 * 3024);
   });
+
+  it('holds no message it has let go of (taken, dropped, replaced) until its list is compacted', () => {
+    const cache = new MessageCache(64 * 1024 * 1024);
+    // 500 put/take cycles of 64 KiB: fewer than the 1,024 entries that trigger a compaction.
+    for (let i = 0; i < 500; i++) {
+      cache.put(sized(`m${i}`, 64 * 1024));
+      expect(cache.take(`m${i}`)).toBeDefined();
+    }
+    cache.put(sized('kept', 10));
+    cache.put(sized('kept', 20)); // replaced
+    const order = (cache as unknown as { order: Array<{ message: unknown }> }).order;
+    // Only the live entry still references a message: the others' bytes can be collected.
+    expect(order.filter((h) => h.message !== undefined)).toHaveLength(1);
+    expect(cache.stats()).toMatchObject({ entries: 1 });
+  });
+
+  it("serves a job only its own request: same flow, received shortly before the job was enqueued", () => {
+    const cache = new MessageCache(1024 * 1024);
+    const at = 1_700_000_000_000;
+    cache.put(makeMessage({ id: 'x', flowId: 'orders', receivedAt: at }));
+    expect(cache.take('x', { flowId: 'billing', enqueuedAt: at })).toBeUndefined(); // another flow's id
+    cache.put(makeMessage({ id: 'y', flowId: 'orders', receivedAt: at }));
+    // A sender reused the id after retention purged the first request (elsewhere): this is the old one.
+    expect(cache.take('y', { flowId: 'orders', enqueuedAt: at + 2 * 60_000 })).toBeUndefined();
+    const z = makeMessage({ id: 'z', flowId: 'orders', receivedAt: at });
+    cache.put(z);
+    expect(cache.take('z', { flowId: 'orders', enqueuedAt: at + 5 })).toBe(z);
+    expect(cache.stats()).toMatchObject({ hits: 1, misses: 2, entries: 0 });
+  });
+
+  it('a message too large to keep still replaces the one held under its id', () => {
+    const cache = new MessageCache(10_000);
+    cache.put(sized('id', 100));
+    cache.put(sized('id', 50_000));
+    expect(cache.take('id')).toBeUndefined();
+  });
 });

@@ -1,6 +1,6 @@
 import { E, HookdError, unavailable } from '../../core/errors.js';
 import type { ReceivedMessage } from '../../core/message.js';
-import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore } from '../contracts.js';
+import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore, JobOfRequest } from '../contracts.js';
 import type { MessageCache } from '../message-cache.js';
 import type { OutboxJob } from './outbox.js';
 import { BatchedLookup } from '../batched-lookup.js';
@@ -112,8 +112,8 @@ export class PgRequestStore implements RequestStore {
     return row === undefined ? undefined : toMessage(row);
   }
 
-  async getForExecution(id: string): Promise<ReceivedMessage | undefined> {
-    return this.recent?.take(id) ?? this.get(id);
+  async getForExecution(id: string, job?: JobOfRequest): Promise<ReceivedMessage | undefined> {
+    return this.recent?.take(id, job) ?? this.get(id);
   }
 
   /** Concurrent get()s (the runner reads one request per job) share one query. */
@@ -219,7 +219,8 @@ export class PgRequestStore implements RequestStore {
       [before, limit],
     );
     const r = rows[0]!;
-    if (r.deleted > 0) this.recent?.dropReceivedBefore(before);
+    // Every pass, whatever this one deleted: another instance may have purged what this one holds.
+    this.recent?.dropReceivedBefore(before);
     return { requests: r.deleted, attachmentIds: r.attachment_ids, more: r.taken === limit };
   }
 

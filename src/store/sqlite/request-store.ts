@@ -1,6 +1,6 @@
 import { E, HookdError } from '../../core/errors.js';
 import type { ReceivedMessage } from '../../core/message.js';
-import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore } from '../contracts.js';
+import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore, JobOfRequest } from '../contracts.js';
 import type { HandoffSlot, JobHandoff } from './handoff.js';
 import type { AcceptRequestArgs } from './ops/accept-request.js';
 import type { Reader } from './reader.js';
@@ -90,8 +90,8 @@ export class SqliteRequestStore implements RequestStore {
     return row === undefined ? undefined : toMessage(row);
   }
 
-  async getForExecution(id: string): Promise<ReceivedMessage | undefined> {
-    return this.recent?.take(id) ?? this.get(id);
+  async getForExecution(id: string, job?: JobOfRequest): Promise<ReceivedMessage | undefined> {
+    return this.recent?.take(id, job) ?? this.get(id);
   }
 
   /** Concurrent get()s (the runner reads one request per job, a prefetch's worth at once) share one query. */
@@ -107,7 +107,8 @@ export class SqliteRequestStore implements RequestStore {
 
   async purgeOlderThan(before: number, limit: number): Promise<PurgeResult> {
     const result = await this.writer.call('purgeRequests', { before, limit });
-    if (result.requests > 0) this.recent?.dropReceivedBefore(before);
+    // Every pass, whatever this one deleted: another instance may have purged what this one holds.
+    this.recent?.dropReceivedBefore(before);
     return result;
   }
 
