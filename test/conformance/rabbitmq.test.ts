@@ -11,6 +11,7 @@ import type { Consumer, Delivery } from '../../src/queue/contract.js';
 import {
   DEFAULT_DELAY_LEVELS_MS,
   flowKey,
+  JOB_BINDING,
   jobRoutingKey,
   openRabbitMqQueue,
   Topology,
@@ -277,6 +278,54 @@ describe('rabbitmq: publishing', () => {
       }
     } finally {
       await publisher.close();
+      await conn.close();
+    }
+  });
+
+  it('a failed automatic settle is tried again after a pause, not requeued into a loop that burns the delivery limit', async () => {
+    const q = await openQueue({ delayLevelsMs: [100] });
+    const runs: number[] = [];
+    consume(q, async (d) => {
+      runs.push(d.job.attempts);
+      if (d.job.attempts === 1) throw new Error('fails once'); // autoNack: publish the retry through the delay queue
+    });
+    const conn = await rawConnection();
+    try {
+      await conn.queueDelete({ queue: q.topology.delayLevels[0]!.queue }); // the retry's publish comes back unroutable
+    } finally {
+      await conn.close();
+    }
+    await q.enqueue({ flowId: 'flow-r', requestId: 'held', maxAttempts: 5 });
+    await waitFor(() => runs.includes(2), 'the retry, once the delay queue is back', 10_000);
+    // Before: the failed nack requeued the message at once and the handler ran ~20 times in a
+    // second, until the queue's delivery limit dead-lettered it.
+    expect(runs).toEqual([1, 2]);
+    expect((await q.stats()).dead).toBe(0);
+  });
+
+  it('binds the work queue again, now and then, when its binding was deleted by hand (even with a tap bound: no returns)', async () => {
+    const q = await openQueue({ topologyRefreshMs: 300 });
+    const seen: string[] = [];
+    consume(q, async (d) => {
+      seen.push(d.job.requestId);
+    });
+    const conn = await rawConnection();
+    const tap = `${prefix}.tap-rebind`;
+    try {
+      // A component outside hookd listens to the flow: publishes stay routable, so no return tells
+      // hookd that its own binding is gone.
+      await conn.queueDeclare({ queue: tap, durable: true, arguments: { 'x-queue-type': 'quorum' } });
+      await conn.queueBind({ queue: tap, exchange: q.topology.exchange, routingKey: `${flowKey('flow-r')}.#` });
+      await conn.queueUnbind({ queue: q.topology.workQueue, exchange: q.topology.exchange, routingKey: JOB_BINDING });
+      // Published within the window reach only the tap (the documented limitation)…
+      await q.enqueue({ flowId: 'flow-r', requestId: 'in-the-window', maxAttempts: 2 });
+      // …and after a refresh, hookd's queue again.
+      await sleep(1_000);
+      await q.enqueue({ flowId: 'flow-r', requestId: 'rebound', maxAttempts: 2 });
+      await waitFor(() => seen.includes('rebound'), 'the delivery after the refresh', 5_000);
+      expect(seen).not.toContain('in-the-window');
+    } finally {
+      await conn.queueDelete({ queue: tap }).catch(() => {});
       await conn.close();
     }
   });

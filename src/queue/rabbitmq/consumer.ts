@@ -192,6 +192,10 @@ export class RabbitConsumer implements Consumer {
 
   private onMessage(ch: Channel, msg: AsyncMessage): void {
     if (this.ch !== ch || !ch.active) return; // a late delivery of a channel being replaced
+    // Stopping: a delivery sent before the cancel took effect stays unacked; the hand-back (nack of
+    // everything, or the channel's close) returns it. Parked or run now, it could be settled after
+    // the broker already took it back (a duplicate, or an unknown-tag channel error).
+    if (this.state !== 'active') return;
     let job: JobMessage;
     try {
       job = decodeJob(msg.body);
@@ -267,6 +271,8 @@ export class RabbitConsumer implements Consumer {
       // declare on the same channel is answered after the nack was processed), so another consumer
       // gets the jobs at once and stats() counts them as ready when stop() resolves.
       if (this.unackedSet.size > 0) {
+        // Including deliveries whose failed settle waits to be tried again: they are handed back here.
+        for (const d of this.unackedSet) d.release();
         try {
           ch.basicNack({ deliveryTag: 0, multiple: true, requeue: true });
           await ch.queueDeclare({ queue: this.host.workQueue, passive: true });

@@ -30,8 +30,8 @@ type State = 'open' | 'settling' | 'settled' | 'released';
  * job's next form (retry or dead letter) with a confirm before acking the original, so a crash in
  * between duplicates a job but never loses one. A settle whose publish fails (503) leaves the
  * delivery open for the caller to retry; after the handler, what is still open is settled as the
- * contract says (returned: ack, threw: nack), and an automatic settle that fails hands the message
- * back to the broker at once. When the channel is already gone, the broker has requeued the
+ * contract says (returned: ack, threw: nack), and an automatic settle that fails is tried again
+ * after a pause while the message stays held. When the channel is already gone, the broker has requeued the
  * message: settles are ignored (logged) and the job is delivered again.
  */
 export class RabbitDelivery implements Delivery {
@@ -79,26 +79,28 @@ export class RabbitDelivery implements Delivery {
   }
 
   /**
-   * Back into the work queue with the same attempts (and the error as lastError). If that publish
-   * fails, the message is handed back to the broker instead (nack-requeue): either way it is never
-   * acked without a copy, and never throws: always given back (true).
+   * Back into the work queue with the same attempts (and the error as lastError), by a confirmed
+   * copy: never acked without one. Never throws. False when that publish failed: the message is
+   * still held, for the caller to try again later (a nack-requeue would bring it straight back,
+   * and count towards the queue's delivery limit). True once given back, or when the channel is
+   * gone (the broker has requeued it).
    */
   async requeue(error: string): Promise<boolean> {
     if (!this.settleable('requeue')) return true;
     try {
       await this.settle(() => this.host.publishRetry({ ...this.message, runAt: undefined, lastError: error }, 0));
+      return true;
     } catch (err) {
-      this.autoFailed(err);
+      this.host.logger.warn({ err, jobId: this.job.id }, 'rabbitmq queue: giving the job back failed; it stays held');
+      return false;
     }
-    return true;
   }
 
   /** Park a job that is not due yet (runAt beyond the largest delay level) until runAt. */
   park(runAt: number): void {
     if (this.state !== 'open') return;
-    this.settle(() => this.host.publishRetry({ ...this.message, runAt }, Math.max(0, runAt - Date.now()))).catch(
-      (err: unknown) => this.autoFailed(err),
-    );
+    const parkIt = (): Promise<void> => this.settle(() => this.host.publishRetry({ ...this.message, runAt }, Math.max(0, runAt - Date.now())));
+    parkIt().catch((err: unknown) => this.autoFailed(err, parkIt));
   }
 
   /**
@@ -118,7 +120,8 @@ export class RabbitDelivery implements Delivery {
   autoNack(cause: unknown): void {
     if (this.state !== 'open') return;
     const error = cause instanceof Error ? cause.message : String(cause);
-    this.nack({ delayMs: THROW_RETRY_DELAY_MS, error }).catch((err: unknown) => this.autoFailed(err));
+    const nackIt = (): Promise<unknown> => this.nack({ delayMs: THROW_RETRY_DELAY_MS, error });
+    nackIt().catch((err: unknown) => this.autoFailed(err, nackIt));
   }
 
   /**
@@ -168,22 +171,30 @@ export class RabbitDelivery implements Delivery {
   }
 
   /**
-   * An automatic settle (handler returned or threw, park) failed and nobody will retry it: hand the
-   * message back to the broker now rather than holding a prefetch slot until the channel closes.
-   * It comes again with the same attempts; the queue's delivery limit bounds such loops.
+   * An automatic settle (the handler threw, park) failed: its publish of the retry copy found the
+   * broker refusing (a missing delay queue, too many unconfirmed, a confirm timeout). Keep the
+   * message and try the same settle again after a pause, longer each time (1, 2, 4, 5 s…). A
+   * nack-requeue instead brought it straight back: the handler ran again at once, in a loop, and
+   * every lap counted towards the queue's delivery limit (a job dead-lettered within a second as
+   * "a worker crashed"). If the channel goes meanwhile, the broker requeues the message; a stopping
+   * consumer hands back what it holds.
    */
-  private autoFailed(err: unknown): void {
-    this.host.logger.warn({ err, jobId: this.job.id }, 'rabbitmq queue: settling failed; the job is requeued');
+  private autoFailed(err: unknown, again: () => Promise<unknown>, attempt = 1): void {
     if (this.state !== 'open') return;
-    this.state = 'released';
-    if (this.ch.active) {
-      try {
-        this.host.nacked(this.ch, this.deliveryTag);
-        this.ch.basicNack({ deliveryTag: this.deliveryTag, requeue: true });
-      } catch {
-        // channel closing: the broker requeues it anyway
+    const delayMs = Math.min(AUTO_SETTLE_MAX_PAUSE_MS, 1_000 * 2 ** (attempt - 1));
+    this.host.logger.warn({ err, jobId: this.job.id, retryInMs: delayMs }, 'rabbitmq queue: settling failed; the job stays held and is settled again later');
+    const timer = setTimeout(() => {
+      if (this.state !== 'open') return;
+      if (!this.ch.active) {
+        this.state = 'settled';
+        this.lost('settle');
+        return;
       }
-    }
-    this.host.settled(this);
+      again().catch((e: unknown) => this.autoFailed(e, again, attempt + 1));
+    }, delayMs);
+    timer.unref();
   }
 }
+
+/** The longest pause between tries of a failed automatic settle. */
+const AUTO_SETTLE_MAX_PAUSE_MS = 5_000;

@@ -15,6 +15,8 @@ export interface RabbitMqQueueOptions {
   url: string;
   /** Exchange and queue names start with this (topology.ts). Default `hookd`. */
   prefix?: string;
+  /** How often the topology is declared again anyway, quietly (ms). Default 30 s. */
+  topologyRefreshMs?: number;
   /** Delay levels of retries (ms). Default 1s 2s 5s 10s 30s 1m 2m 5m 10m 30m 1h. */
   delayLevelsMs?: readonly number[];
   /** Broker redeliveries of one message (crashes, releases) before it is dead-lettered. Default 20. */
@@ -54,6 +56,8 @@ export type PublishableJob = Omit<Job, 'attempts'> & {
 const CLOSE_TIMEOUT_MS = 5_000;
 /** From a sign that a queue is missing to declaring the topology again (repairTopology). */
 const REPAIR_DELAY_MS = 1_000;
+/** How often the topology is declared again anyway (refreshTopology). */
+const TOPOLOGY_REFRESH_MS = 30_000;
 
 /**
  * The Queue contract on RabbitMQ (distributed mode). Topology, routing and message format:
@@ -83,6 +87,8 @@ export class RabbitMqQueue implements Queue {
   private repairTimer: NodeJS.Timeout | undefined;
   /** deleteTopology() ran: a missing queue is then no reason to declare it again. */
   private topologyDeleted = false;
+  private topologyTimer: NodeJS.Timeout | undefined;
+  private readonly topologyRefreshMs: number;
 
   constructor(options: RabbitMqQueueOptions) {
     this.logger = options.logger ?? stderrLogger;
@@ -93,6 +99,7 @@ export class RabbitMqQueue implements Queue {
       deliveryLimit,
     });
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
+    this.topologyRefreshMs = options.topologyRefreshMs ?? TOPOLOGY_REFRESH_MS;
     this.onConfirmed = options.onConfirmed;
     this.conn = new Connection({
       url: options.url,
@@ -140,6 +147,8 @@ export class RabbitMqQueue implements Queue {
       throw unavailable('queue', err);
     }
     this.conn.on('connection', () => this.reconnected());
+    this.topologyTimer = setInterval(() => void this.refreshTopology(), this.topologyRefreshMs);
+    this.topologyTimer.unref();
   }
 
   /** True while connected and not blocked by a broker resource alarm. */
@@ -245,6 +254,7 @@ export class RabbitMqQueue implements Queue {
     this.closing ??= (async () => {
       this.closed = true;
       if (this.repairTimer) clearTimeout(this.repairTimer);
+      clearInterval(this.topologyTimer);
       for (const c of this.consumers) c.halt();
       this.consumers.clear();
       await this.publisher.close();
@@ -380,6 +390,24 @@ export class RabbitMqQueue implements Queue {
       this.logger.error({ err }, 'rabbitmq queue: declaring the topology failed');
     } finally {
       this.repairTimer = undefined;
+    }
+  }
+
+  /**
+   * Declare the topology again now and then, quietly: what no publish or consumer notices when it
+   * goes (a binding deleted by hand, a delay or dead queue while nothing is retried) comes back
+   * within TOPOLOGY_REFRESH_MS. A missing work queue takes the repair path (consumers restart).
+   * A binding of the work queue deleted while a component outside hookd has its own queue bound
+   * to the same keys loses hookd its copies until then: publishes still reach that queue, so the
+   * broker confirms them without a return.
+   */
+  private async refreshTopology(): Promise<void> {
+    if (this.closed || this.topologyDeleted || this.repairTimer || !this.conn.ready) return;
+    try {
+      await this.passiveCounts([this.topology.workQueue]); // missing: passiveCounts schedules the repair
+      await this.declareTopology();
+    } catch {
+      // down, or being repaired: the next round or the reconnect declares it
     }
   }
 
