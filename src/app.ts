@@ -148,6 +148,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     attachments,
     attachmentSizeLimit: config.attachmentSizeLimit,
     defaultMaxAttempts: config.maxAttempts,
+    requestTimeoutMs: config.requestTimeoutMs,
     onAccepted: (_flowId: string, ms: number) => metrics.commitSeconds.observe(ms / 1000),
     onAuthFailure: (flowId: string, reason: string, ip: string) => {
       metrics.authFailures.inc({ reason });
@@ -216,7 +217,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
         shuttingDown = true;
         clearInterval(refresh);
         await housekeeping.stop();
-        await server.close();
+        await closeServer(server, config.shutdownGraceMs);
         await runner.stop({ graceMs: config.shutdownGraceMs });
         await membership.stop();
         await backend.close();
@@ -224,4 +225,24 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
       return closing;
     },
   };
+}
+
+/**
+ * Stop listening and let requests in flight finish (a body still arriving, a commit) for up to the
+ * grace period; then close what is left, so that a sender that stalls cannot hold the shutdown
+ * (an orchestrator's SIGKILL would follow, with every leased job's attempt spent).
+ */
+async function closeServer(server: FastifyInstance, graceMs: number): Promise<void> {
+  const closed = server.close();
+  let timer: NodeJS.Timeout | undefined;
+  const late = await Promise.race([
+    closed.then(() => false),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), Math.max(1_000, graceMs));
+      timer.unref();
+    }),
+  ]);
+  clearTimeout(timer);
+  if (late) server.server.closeAllConnections();
+  await closed;
 }

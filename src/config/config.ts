@@ -41,6 +41,8 @@ export interface Config {
   maxAttempts: number;
   backoffMs: number;
   maxBackoffMs: number;
+  /** A request must arrive whole within this (Node's requestTimeout); 408 after. */
+  requestTimeoutMs: number;
   shutdownGraceMs: number;
   /** JSON bytes kept per step input/output in execution records. */
   executionDataLimit: number;
@@ -97,6 +99,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'maxAttempts', env: 'MAX_ATTEMPTS', doc: 'Deliveries before a job is dead-lettered (flow.retry overrides)', default: () => 5, parse: (v, n) => parseInteger(v as string, n, 1, 100) }),
   field({ key: 'backoffMs', env: 'RETRY_BACKOFF', doc: 'First retry delay, doubled per attempt', default: () => 1000, parse: (v, n) => within(parseDuration(v as string, n), 0, MAX_TIMER_MS, n) }),
   field({ key: 'maxBackoffMs', env: 'RETRY_BACKOFF_MAX', doc: 'Longest retry delay', default: () => 3_600_000, parse: (v, n) => within(parseDuration(v as string, n), 0, MAX_TIMER_MS, n) }),
+  field({ key: 'requestTimeoutMs', env: 'REQUEST_TIMEOUT', doc: 'A webhook call\'s body must arrive whole within this, else its connection is closed (1s to 30m)', default: () => 300_000, parse: (v, n) => within(parseDuration(v as string, n), 1_000, 1_800_000, n) }),
   field({ key: 'shutdownGraceMs', env: 'SHUTDOWN_GRACE', doc: 'On SIGTERM, how long running steps may finish before their jobs are released', default: () => 10_000, parse: (v, n) => within(parseDuration(v as string, n), 0, MAX_TIMER_MS, n) }),
   field({ key: 'executionDataLimit', env: 'EXECUTION_DATA_LIMIT', doc: 'JSON kept per step input/output in execution records (at least 256 bytes: a truncated value is recorded as a marker of about 50 bytes with a preview)', default: () => 16 * 1024, parse: (v, n) => atLeast(parseSize(v as string, n), 256, n) }),
   field({ key: 'databaseUrl', env: 'DATABASE_URL', doc: 'postgres://… to store in PostgreSQL (distributed mode)', default: () => undefined, parse: optStr }),

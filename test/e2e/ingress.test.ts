@@ -327,3 +327,39 @@ describe('ids of 128 characters (the longest allowed)', () => {
     expect((await h.api('DELETE', `/api/flows/${flowId}`)).status).toBe(204);
   });
 });
+
+describe('REQUEST_TIMEOUT', () => {
+  it('closes the connection of a sender that stalls mid-body; a slow but steady one within the limit is stored', async () => {
+    const app = await startHookd({ REQUEST_TIMEOUT: '1s', WORKER_CONCURRENCY: '0' });
+    try {
+      await app.api('PUT', '/api/flows/slowpoke', { steps: [] });
+      const { port } = new URL(app.url);
+      const send = (chunks: string[], gapMs: number, length: number) =>
+        new Promise<{ status?: number; error?: string; ms: number }>((resolve) => {
+          const t0 = Date.now();
+          const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/hook/slowpoke', headers: { 'content-type': 'application/json', 'content-length': String(length) } }, (res) => {
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode!, ms: Date.now() - t0 }));
+          });
+          req.on('error', (e: NodeJS.ErrnoException) => resolve({ error: e.code ?? e.message, ms: Date.now() - t0 }));
+          let i = 0;
+          const next = () => {
+            if (i >= chunks.length) return;
+            req.write(chunks[i++]);
+            setTimeout(next, gapMs);
+          };
+          next();
+        });
+      // Half a body, then nothing: cut off after the limit.
+      const stalled = await send(['{"pad":"xxxx'], 10_000, 100);
+      expect(stalled.error).toBe('ECONNRESET');
+      expect(stalled.ms).toBeGreaterThanOrEqual(900);
+      expect(stalled.ms).toBeLessThan(5_000);
+      // Three pieces 200 ms apart: whole within the second.
+      const steady = await send(['{"a":', '1,"b":', '2}'], 200, 13);
+      expect(steady.status).toBe(200);
+    } finally {
+      await app.close();
+    }
+  }, 30_000);
+});

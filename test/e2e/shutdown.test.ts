@@ -71,6 +71,34 @@ describe('graceful shutdown', () => {
   }, 60_000);
 });
 
+describe('a sender that stalls mid-body', () => {
+  it('cannot hold a shutdown past the grace period (its connection is closed; exit 0)', async () => {
+    const dataDir = tempDir('hookd-stalled-');
+    const env = { DATA_DIR: dataDir, HOOKD_ADMIN_TOKEN: TOKEN, LISTEN_PORT: '0', SHUTDOWN_GRACE: '1s', WORKER_CONCURRENCY: '0' };
+    const child = await spawnHookd(env);
+    try {
+      await adminCall(child.url, TOKEN, 'PUT', '/api/flows/stalled', { steps: [] });
+      const { port } = new URL(child.url);
+      // Headers and half of the announced body, then nothing.
+      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/hook/stalled', headers: { 'content-type': 'application/json', 'content-length': '1000' } });
+      const ended = new Promise<void>((resolve) => {
+        req.on('error', () => resolve());
+        req.on('close', () => resolve());
+      });
+      req.write('{"pad":"'.padEnd(500, 'x'));
+      await new Promise((r) => setTimeout(r, 300));
+      const t0 = Date.now();
+      child.proc.kill('SIGTERM');
+      expect(await child.exited).toBe(0);
+      expect(Date.now() - t0).toBeLessThan(6_000);
+      await ended;
+    } finally {
+      if (child.proc.exitCode === null) child.proc.kill('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
 describe('a start that fails', () => {
   it('(a port in use) takes no job: repeated failed starts spend no attempt of a waiting job', async () => {
     const dataDir = tempDir('hookd-failed-start-');
