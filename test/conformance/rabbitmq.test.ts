@@ -225,6 +225,8 @@ describe('rabbitmq: publishing', () => {
     }
     const jobs = Array.from({ length: 20 }, () => newJob());
     const published = Promise.all(jobs.map((j) => q.publish([j])));
+    // Corked for this tick, the library reads the connection as not ready; hookd does not.
+    expect(q.connected).toBe(true);
     await new Promise((r) => process.nextTick(r));
     expect(writes).toBe(1); // 20 publishes ≈ 14 KB: within the socket's 16 KiB buffer
     await published;

@@ -55,6 +55,14 @@ export class ConfirmPublisher {
     this.sweeper.unref();
   }
 
+  /**
+   * The connection can take publishes: conn.ready, except that it reads false for the rest of a
+   * tick this publisher corked (the library corks to mean 'blocked').
+   */
+  get ready(): boolean {
+    return this.corked || this.conn.ready;
+  }
+
   get unconfirmed(): number {
     return this.pending.size;
   }
@@ -63,7 +71,7 @@ export class ConfirmPublisher {
     if (this.closed) return Promise.reject(unavailable('queue', 'the RabbitMQ queue is closed'));
     // While corked by corkForTick, conn.ready reads false (the library corks to mean 'blocked'):
     // the first send of this tick found it ready, and no frame (blocked, close) is read before the uncork.
-    if (!this.corked && !this.conn.ready) return Promise.reject(unavailable('queue', 'RabbitMQ is unreachable or blocked (reconnecting)'));
+    if (!this.ready) return Promise.reject(unavailable('queue', 'RabbitMQ is unreachable or blocked (reconnecting)'));
     if (this.pending.size >= this.opts.maxUnconfirmed) {
       return Promise.reject(unavailable('queue', `${this.pending.size} publishes are waiting for a broker confirm`));
     }
@@ -124,6 +132,9 @@ export class ConfirmPublisher {
         ch.on('basic.return', (msg: ReturnedMessage) => this.onReturn(msg));
         ch.once('close', () => {
           if (this.ch === ch) this.ch = undefined;
+          // Returns whose confirm never came (the channel went between the two): their publishes
+          // failed with the channel; kept, an entry would fail a later publish of the same job.
+          this.returned.clear();
         });
         await ch.confirmSelect();
       } catch (err) {

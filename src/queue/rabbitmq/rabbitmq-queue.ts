@@ -153,7 +153,7 @@ export class RabbitMqQueue implements Queue {
 
   /** True while connected and not blocked by a broker resource alarm. */
   get connected(): boolean {
-    return this.conn.ready;
+    return this.publisher.ready;
   }
 
   /**
@@ -310,7 +310,7 @@ export class RabbitMqQueue implements Queue {
 
   private async passiveCounts(queues: string[]): Promise<number[]> {
     if (this.closed) throw unavailable('queue', 'the RabbitMQ queue is closed');
-    if (!this.conn.ready) throw unavailable('queue', 'RabbitMQ is unreachable or blocked (reconnecting)');
+    if (!this.publisher.ready) throw unavailable('queue', 'RabbitMQ is unreachable or blocked (reconnecting)');
     try {
       const ch = await this.adminChannel();
       const oks = await Promise.all(queues.map((queue) => ch.queueDeclare({ queue, passive: true })));
@@ -402,7 +402,7 @@ export class RabbitMqQueue implements Queue {
    * broker confirms them without a return.
    */
   private async refreshTopology(): Promise<void> {
-    if (this.closed || this.topologyDeleted || this.repairTimer || !this.conn.ready) return;
+    if (this.closed || this.topologyDeleted || this.repairTimer || !this.publisher.ready) return;
     try {
       await this.passiveCounts([this.topology.workQueue]); // missing: passiveCounts schedules the repair
       await this.declareTopology();
