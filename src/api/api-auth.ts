@@ -33,5 +33,13 @@ export function requireApiToken(tokens: ApiTokens) {
     for (const digest of tokens.readers) if (timingSafeEqual(given, digest)) reader = true;
     if (!reader) throw new HookdError(E.FORBIDDEN, tokens.readers.length > 0 ? 'Invalid token' : 'Invalid admin token');
     if (!READS.has(request.method)) throw new HookdError(E.FORBIDDEN, 'This is a read token: it may only GET; changes need the admin token');
+    readTokenRequests.add(request);
   };
+}
+
+const readTokenRequests = new WeakSet<FastifyRequest>();
+
+/** The request came with a read token (not the admin token): answers hide what only admins need. */
+export function byReadToken(request: FastifyRequest): boolean {
+  return readTokenRequests.has(request);
 }

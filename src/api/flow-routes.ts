@@ -1,10 +1,11 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { newSecrets, resolveMaskedInput } from '../auth/flow-secrets.js';
 import { generateSecret } from '../auth/secret-box.js';
 import { hasSecrets, mapSecrets, secretValues } from '../core/credentials.js';
 import { E, HookdError } from '../core/errors.js';
 import type { Flow } from '../core/flow.js';
 import type { FlowRegistry } from '../store/flow-registry.js';
+import { byReadToken } from './api-auth.js';
 import { buildFlow, newFlowId } from './flow-definition.js';
 import { flowView } from './views.js';
 
@@ -30,8 +31,9 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
     return flow;
   };
   const view = (f: Flow, reveal?: ReadonlySet<string>) => flowView(f, publicUrl, reveal);
+  const readView = (request: FastifyRequest, f: Flow) => flowView(f, publicUrl, undefined, byReadToken(request));
 
-  app.get('/flows', async () => ({ items: registry.list().map((f) => view(f)) }));
+  app.get('/flows', async (request) => ({ items: registry.list().map((f) => readView(request, f)) }));
 
   app.post('/flows', async (request, reply) => {
     const body = (request.body ?? {}) as { id?: unknown };
@@ -42,7 +44,7 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
     return reply.code(201).header('location', `/api/flows/${encodeURIComponent(id)}`).send(view(flow, newSecrets(flow, undefined)));
   });
 
-  app.get<IdParams>('/flows/:id', async (request) => view(await find(request.params.id)));
+  app.get<IdParams>('/flows/:id', async (request) => readView(request, await find(request.params.id)));
 
   app.put<IdParams>('/flows/:id', async (request, reply) => {
     const existing = await registry.fetch(request.params.id);

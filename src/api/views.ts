@@ -1,12 +1,26 @@
 import { maskFlowSecrets } from '../auth/flow-secrets.js';
 import type { Execution } from '../core/execution.js';
-import type { Flow } from '../core/flow.js';
+import type { Flow, StepDef } from '../core/flow.js';
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
-/** A flow for API answers: secrets masked (except `reveal`: just created, shown this once). */
-export function flowView(flow: Flow, publicUrl: string, reveal?: ReadonlySet<string>) {
-  return { ...maskFlowSecrets(flow, reveal), webhookUrl: `${publicUrl}/hook/${encodeURIComponent(flow.id)}` };
+/**
+ * A flow for API answers: secrets masked (except `reveal`: just created, shown this once). For a
+ * read token (a component outside hookd) also the credentials of the flow's own calls: http step
+ * headers whose names say they carry one (an admin edits them, so admins see them).
+ */
+export function flowView(flow: Flow, publicUrl: string, reveal?: ReadonlySet<string>, forReader = false) {
+  const shown = maskFlowSecrets(flow, reveal);
+  const steps = forReader ? shown.steps.map(redactStepHeaders) : shown.steps;
+  return { ...shown, steps, webhookUrl: `${publicUrl}/hook/${encodeURIComponent(flow.id)}` };
+}
+
+const CREDENTIAL_HEADER = /^(authorization|proxy-authorization|cookie)$|api[-_]?key|token|secret|password|signature/i;
+
+function redactStepHeaders(step: StepDef): StepDef {
+  if (!('headers' in step) || step.headers === undefined) return step;
+  const headers = Object.fromEntries(Object.entries(step.headers).map(([k, v]) => [k, CREDENTIAL_HEADER.test(k) ? '[redacted]' : v]));
+  return { ...step, headers };
 }
 
 export function executionView(e: Execution) {

@@ -78,6 +78,17 @@ describe('read tokens (HOOKD_READ_TOKENS)', () => {
     const flow = await r.api('GET', '/api/flows/ext');
     expect(flow.body).toMatchObject({ status: 'started', steps: [] });
 
+    // The credentials of the flow's own calls are the admin's: a read token sees them redacted.
+    const secretFlow = { steps: [{ id: 'call', type: 'http', url: 'https://api.example.com/x', headers: { Authorization: 'Bearer downstream-secret', 'X-Api-Key': 'k-123', 'X-Trace': 'keep-me' } }] };
+    expect((await r.api('PUT', '/api/flows/with-creds', secretFlow)).status).toBe(201);
+    for (const p of ['/api/flows/with-creds', '/api/flows']) {
+      const got = await adminCall(r.url, reader, 'GET', p);
+      expect(JSON.stringify(got.body), p).not.toContain('downstream-secret');
+      expect(JSON.stringify(got.body), p).not.toContain('k-123');
+      expect(JSON.stringify(got.body), p).toContain('keep-me');
+    }
+    expect((await r.api('GET', '/api/flows/with-creds')).body.steps[0].headers).toEqual(secretFlow.steps[0]!.headers);
+
     // Not a token: refused as before; the admin token still does everything.
     expect((await adminCall(r.url, 'reader-token-012345678X', 'GET', '/api/flows')).status).toBe(403);
     expect((await r.api('POST', '/api/flows/ext/stop')).status).toBe(200);
