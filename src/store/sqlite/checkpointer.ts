@@ -50,7 +50,15 @@ parentPort.on('message', () => {
 
 export interface Checkpointer {
   close(): Promise<void>;
+  /** Threads started so far (1, plus one per restart after a thread died). */
+  readonly starts: number;
+  /** Test hook: end the current thread as if it had died. */
+  kill(): Promise<void>;
 }
+
+/** A thread that died is started again after this, doubling up to RESTART_THREAD_MAX_MS. */
+const RESTART_THREAD_MS = 1_000;
+const RESTART_THREAD_MAX_MS = 30_000;
 
 /** Longest wait of a RESTART checkpoint (for a gap between writes, then for readers). */
 const RESTART_WAIT_MS = 200;
@@ -72,34 +80,66 @@ export interface CheckpointerOptions {
 
 export function startCheckpointer(path: string, options: CheckpointerOptions = {}): Checkpointer {
   const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-  const worker = new Worker(CODE, {
-    eval: true,
-    workerData: {
-      path,
-      driver,
-      intervalMs: options.intervalMs ?? 250,
-      busyTimeoutMs: options.busyTimeoutMs ?? 5000,
-      restartBytes: options.restartBytes ?? DEFAULT_WAL_RESTART_BYTES,
-      restartWaitMs: RESTART_WAIT_MS,
-      restartBackoffMs: RESTART_BACKOFF_MS,
-    },
-  });
-  worker.unref();
-  worker.on('message', (m: { error?: string; restarted?: true; closed?: true }) => {
-    if (m.error !== undefined) options.onError?.(m.error);
-    if (m.restarted) options.onRestart?.();
-    if (m.closed) void worker.terminate();
-  });
-  worker.on('error', (err) => options.onError?.(err.message));
-  // Known from the start: a thread that already died (its database failed to open) must not leave
-  // close() waiting for an 'exit' that has been and gone.
-  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  const workerData = {
+    path,
+    driver,
+    intervalMs: options.intervalMs ?? 250,
+    busyTimeoutMs: options.busyTimeoutMs ?? 5000,
+    restartBytes: options.restartBytes ?? DEFAULT_WAL_RESTART_BYTES,
+    restartWaitMs: RESTART_WAIT_MS,
+    restartBackoffMs: RESTART_BACKOFF_MS,
+  };
   let closing: Promise<void> | undefined;
+  let starts = 0;
+  let current: { worker: Worker; exited: Promise<void> } | undefined;
+  let restartTimer: NodeJS.Timeout | undefined;
+  let pause = RESTART_THREAD_MS;
+
+  // The writer leaves checkpoints to this thread (wal_autocheckpoint off): a thread that died
+  // (its connection failed to open, a crash) must come back, or the WAL grows for good.
+  const start = (): void => {
+    starts++;
+    const worker = new Worker(CODE, { eval: true, workerData });
+    worker.unref();
+    worker.on('message', (m: { error?: string; restarted?: true; closed?: true }) => {
+      if (m.error !== undefined) options.onError?.(m.error);
+      if (m.restarted) options.onRestart?.();
+      if (m.closed) void worker.terminate();
+    });
+    worker.on('error', (err) => options.onError?.(err.message));
+    // Known from the start: a thread that already died must not leave close() waiting for an
+    // 'exit' that has been and gone.
+    const exited = new Promise<void>((resolve) =>
+      worker.once('exit', () => {
+        resolve();
+        if (closing !== undefined) return;
+        options.onError?.(`the checkpointer thread stopped; starting it again in ${pause} ms`);
+        restartTimer = setTimeout(() => {
+          restartTimer = undefined;
+          if (closing === undefined) start();
+        }, pause);
+        restartTimer.unref();
+        pause = Math.min(RESTART_THREAD_MAX_MS, pause * 2);
+      }),
+    );
+    current = { worker, exited };
+  };
+  start();
+
   return {
+    get starts() {
+      return starts;
+    },
+    async kill() {
+      await current?.worker.terminate();
+    },
     close() {
       closing ??= (async () => {
-        worker.postMessage('close');
-        await exited;
+        if (restartTimer) clearTimeout(restartTimer);
+        const c = current;
+        if (c === undefined) return;
+        c.worker.postMessage('close');
+        await c.exited;
       })();
       return closing;
     },
