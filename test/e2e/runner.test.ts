@@ -635,9 +635,41 @@ describe.each([
 });
 
 describe('flow runner: a job it could not settle', () => {
+  /**
+   * The runner alone, on a queue that hands it one delivery and follows the Delivery contract
+   * (returned: ack; threw: nack), with a request store whose read fails with `readError`.
+   */
+  function runOne(delivery: Delivery, readError: Error, maxAttempts: number): { runner: FlowRunner; handled: Promise<void> } {
+    let handled: Promise<void> | undefined;
+    const queue = {
+      consume: (handler: JobHandler) => {
+        handled = Promise.resolve(handler(delivery));
+        return { inFlight: 0, stop: async () => {} } as unknown as Consumer;
+      },
+    } as unknown as Queue;
+    const requests = {
+      getForExecution: async () => {
+        throw readError;
+      },
+    } as unknown as RequestStore;
+    const runner = createFlowRunner({
+      requests,
+      executions: {} as ExecutionStore,
+      queue,
+      getFlow: () => flow('f', [{ type: 'log' }]),
+      logger: pino({ level: 'silent' }),
+      concurrency: 1,
+      executionDataLimit: 1_000,
+      defaultMaxAttempts: maxAttempts,
+      defaultBackoffMs: 10,
+      maxBackoffMs: 100,
+    });
+    runner.start();
+    return { runner, handled: handled! };
+  }
+
   it('holds a job the queue could not take back during a store outage, and gives it back later (no attempt spent, never acked)', async () => {
     const settled: string[] = [];
-    let handlerResult: Promise<void> | undefined;
     let refusals = 2;
     const delivery: Delivery = {
       job: { id: 'j2', flowId: 'f', requestId: 'r2', attempts: 1, maxAttempts: 1, enqueuedAt: Date.now() },
@@ -654,41 +686,15 @@ describe('flow runner: a job it could not settle', () => {
         return ok;
       },
     };
-    const queue = {
-      consume: (handler: JobHandler) => {
-        handlerResult = Promise.resolve(handler(delivery));
-        return { inFlight: 0, stop: async () => {} } as unknown as Consumer;
-      },
-    } as unknown as Queue;
-    const requests = {
-      getForExecution: async () => {
-        throw unavailable('store', 'down');
-      },
-    } as unknown as RequestStore;
-    const runner = createFlowRunner({
-      requests,
-      executions: {} as ExecutionStore,
-      queue,
-      getFlow: () => flow('f', [{ type: 'log' }]),
-      logger: pino({ level: 'silent' }),
-      concurrency: 1,
-      executionDataLimit: 1_000,
-      defaultMaxAttempts: 1,
-      defaultBackoffMs: 10,
-      maxBackoffMs: 100,
-    });
-    runner.start();
-    await handlerResult;
+    const { runner, handled } = runOne(delivery, unavailable('store', 'down'), 1);
+    await handled;
     // Returned only once the job was given back; nothing else was settled.
     expect(settled).toEqual(['requeue refused', 'requeue refused', 'requeue']);
     await runner.stop({ graceMs: 0 });
   }, 15_000);
 
-
   it('is not acked: the handler throws when its nack fails, so the queue retries or redelivers it', async () => {
-    // A queue that follows the Delivery contract (returned: ack; threw: nack), whose nacks fail.
     const settled: string[] = [];
-    let handlerResult: Promise<void> | undefined;
     const delivery: Delivery = {
       job: { id: 'j1', flowId: 'f', requestId: 'r1', attempts: 1, maxAttempts: 3, enqueuedAt: Date.now() },
       ack: async () => void settled.push('ack'),
@@ -702,31 +708,9 @@ describe('flow runner: a job it could not settle', () => {
         return true;
       },
     };
-    const queue = {
-      consume: (handler: JobHandler) => {
-        handlerResult = handler(delivery);
-        return { inFlight: 0, stop: async () => {} } as unknown as Consumer;
-      },
-    } as unknown as Queue;
-    const requests = {
-      getForExecution: async () => {
-        throw new Error('a bug in a store'); // not a 503: the runner nacks with backoff
-      },
-    } as unknown as RequestStore;
-    const runner = createFlowRunner({
-      requests,
-      executions: {} as ExecutionStore,
-      queue,
-      getFlow: () => flow('f', [{ type: 'log' }]),
-      logger: pino({ level: 'silent' }),
-      concurrency: 1,
-      executionDataLimit: 1_000,
-      defaultMaxAttempts: 3,
-      defaultBackoffMs: 10,
-      maxBackoffMs: 100,
-    });
-    runner.start();
-    await expect(handlerResult).rejects.toThrow('queue write failed');
+    // Not a 503 (a bug in a store): the runner nacks with backoff, and that nack fails.
+    const { runner, handled } = runOne(delivery, new Error('a bug in a store'), 3);
+    await expect(handled).rejects.toThrow('queue write failed');
     expect(settled).toEqual(['nack failed']);
     await runner.stop({ graceMs: 0 });
   });
