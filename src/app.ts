@@ -120,6 +120,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   // Several instances: each enforces its share of every flow's rate limit.
   const membership = await startMembership(backend.instances, config.flowRefreshMs, logger, (n) => metrics.instances.set(n));
   let shuttingDown = false;
+  let publicUrl = config.publicUrl;
 
   const server = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
@@ -161,7 +162,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     tokens: apiTokens,
     registry,
     backend,
-    publicUrl: config.publicUrl,
+    publicUrl: () => publicUrl,
     attachments,
     executionDataLimit: config.executionDataLimit,
   });
@@ -206,6 +207,11 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     adminToken: admin.token,
     async listen() {
       const address = await server.listen({ host: config.listenHost, port: config.listenPort });
+      // LISTEN_PORT=0 without PUBLIC_URL: the default URL names the port actually bound, not 0.
+      const bound = server.server.address();
+      if (config.listenPort === 0 && publicUrl.endsWith(':0') && bound !== null && typeof bound === 'object') {
+        publicUrl = `${publicUrl.slice(0, -2)}:${bound.port}`;
+      }
       // Workers start once the process is sure to run: a start that fails before (a port in use)
       // must not have leased jobs, whose leases would expire as spent attempts, start after start.
       if (config.workerConcurrency > 0) runner.start();

@@ -11,7 +11,7 @@ import { flowView } from './views.js';
 
 interface Deps {
   registry: FlowRegistry;
-  publicUrl: string;
+  publicUrl: () => string;
 }
 
 type IdParams = { Params: { id: string } };
@@ -30,8 +30,8 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
     if (!flow) throw new HookdError(E.NOT_FOUND, `Flow ${id}`);
     return flow;
   };
-  const view = (f: Flow, reveal?: ReadonlySet<string>) => flowView(f, publicUrl, reveal);
-  const readView = (request: FastifyRequest, f: Flow) => flowView(f, publicUrl, undefined, byReadToken(request));
+  const view = (f: Flow, reveal?: ReadonlySet<string>) => flowView(f, publicUrl(), reveal);
+  const readView = (request: FastifyRequest, f: Flow) => flowView(f, publicUrl(), undefined, byReadToken(request));
 
   app.get('/flows', async (request) => ({ items: registry.list().map((f) => readView(request, f)) }));
 

@@ -15,7 +15,8 @@ interface Deps {
   tokens: ApiTokens;
   registry: FlowRegistry;
   backend: Backend;
-  publicUrl: string;
+  /** Base of webhook URLs (a function: with LISTEN_PORT=0 the port is known only once listening). */
+  publicUrl: () => string;
   /** Where requests' files and large raw bodies are (download routes). */
   attachments?: AttachmentStore;
   /** EXECUTION_DATA_LIMIT: step inputs derived from the request are truncated like recorded ones. */

@@ -139,6 +139,16 @@ describe('flows', () => {
     expect((await fetch(`${h.url}/hook/${id}`, { method: 'HEAD' })).status).toBe(404);
   });
 
+  it('webhookUrl names the port actually bound when LISTEN_PORT=0 and PUBLIC_URL is unset', async () => {
+    const app = await startHookd({ WORKER_CONCURRENCY: '0' }); // LISTEN_PORT 0, no PUBLIC_URL
+    try {
+      const created = await app.api('PUT', '/api/flows/where', { steps: [] });
+      expect(created.body.webhookUrl).toBe(`http://localhost:${new URL(app.url).port}/hook/where`);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('PUT creates under the given id; POST with a taken id is a 409', async () => {
     expect((await h.api('PUT', '/api/flows/fixed-id', { steps: [] })).status).toBe(201);
     // Options kept as given (jobMessage matters in distributed mode only).
