@@ -123,7 +123,7 @@ class OutboxRabbitBackend implements Backend {
     const inner = stores.requests;
     this.requests = {
       accept: async (m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> => {
-        if (!queue.connected) throw unavailable('queue', new Error('RabbitMQ is not connected'));
+        if (!queue.connected) throw unavailable('queue', new Error('RabbitMQ is not connected')).beforeAnyWrite();
         const { outcome, job } = await inner.acceptWithJob(m, options);
         if (job === undefined) return outcome;
         const payload = options.includeRequest === true ? requestPayload(m, this.payloadLimit) : undefined;

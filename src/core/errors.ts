@@ -43,6 +43,12 @@ export class HookdError extends Error {
   details?: unknown;
   /** Extra response headers (e.g. WWW-Authenticate). */
   headers?: Record<string, string>;
+  /**
+   * A 503 raised before anything was written (an overloaded or closed store, a broker known to be
+   * down): nothing of the request is stored. Other 503s may come after a commit whose answer was
+   * lost, so what the request references (its files) must stay.
+   */
+  nothingStored?: true;
 
   constructor(spec: ErrorSpec, ...args: Array<string | number>) {
     let i = 0;
@@ -65,6 +71,22 @@ export class HookdError extends Error {
   withDetails(details: unknown): this {
     this.details = details;
     return this;
+  }
+
+  /** See `nothingStored`. */
+  beforeAnyWrite(): this {
+    this.nothingStored = true;
+    return this;
+  }
+
+  /** The same error as a new object (one rejection may be marked without touching another's). */
+  copy(): HookdError {
+    const c = new HookdError({ code: this.code, status: this.statusCode, message: '%s' }, this.message);
+    if (this.retryAfter !== undefined) c.retryAfter = this.retryAfter;
+    if (this.details !== undefined) c.details = this.details;
+    if (this.headers !== undefined) c.headers = { ...this.headers };
+    if (this.nothingStored) c.nothingStored = true;
+    return c;
   }
 }
 

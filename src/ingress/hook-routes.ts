@@ -193,8 +193,10 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
         });
       } catch (err) {
         // A 503 does not say the commit failed (the writer may have died right after it): the
-        // files stay, and the sweep removes them later if no request references them.
-        keepFiles = isHookdError(err) && err.statusCode === 503;
+        // files stay, and the sweep removes them later if no request references them. Unless the
+        // store refused before writing anything (overloaded, closed): under an overload of large
+        // uploads, kept files would fill the disk for the sweep's hour.
+        keepFiles = isHookdError(err) && err.statusCode === 503 && err.nothingStored !== true;
         throw err;
       }
       // A duplicate: the first delivery's request (and its own files) is what is stored.

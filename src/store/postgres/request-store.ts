@@ -25,7 +25,7 @@ export const DEFAULT_GROUP_COMMIT: GroupCommitOptions = {
   maxQueued: {
     items: 10_000,
     bytes: 256 * 1024 * 1024,
-    overloaded: () => unavailable('store', new Error('the database is not keeping up: too many requests waiting for a commit')),
+    overloaded: () => unavailable('store', new Error('the database is not keeping up: too many requests waiting for a commit')).beforeAnyWrite(),
   },
 };
 

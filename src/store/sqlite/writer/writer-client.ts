@@ -1,5 +1,5 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
-import { E, HookdError, unavailable } from '../../../core/errors.js';
+import { E, HookdError, isHookdError, unavailable } from '../../../core/errors.js';
 import { storeClosed, toStoreError } from '../errors.js';
 import type { BackendLogger } from '../logger.js';
 import type { OpArgs, OpName, OpResult } from '../ops/index.js';
@@ -70,7 +70,7 @@ export class WriterClient {
   }
 
   call<K extends OpName>(name: K, args: OpArgs<K>, options?: CallOptions<OpArgs<K>>): Promise<OpResult<K>> {
-    if (this.state === 'closing' || this.state === 'closed') return Promise.reject(storeClosed());
+    if (this.state === 'closing' || this.state === 'closed') return Promise.reject(storeClosed().beforeAnyWrite());
     return new Promise<OpResult<K>>((resolve, reject) => {
       this.queued.push({
         id: this.nextId++,
@@ -178,8 +178,10 @@ export class WriterClient {
     if (this.inflight.size === 0 && this.state === 'ready') this.worker?.unref();
   }
 
+  /** Ops never posted to the thread: nothing of theirs was written (a copy: `err` may be shared with in-flight ops). */
   private failQueued(err: unknown): void {
-    for (const p of this.queued.splice(0)) p.reject(err);
+    const e = isHookdError(err) ? err.copy().beforeAnyWrite() : err;
+    for (const p of this.queued.splice(0)) p.reject(e);
   }
 
   private failInflight(err: unknown): void {
