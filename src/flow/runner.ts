@@ -177,7 +177,7 @@ interface Session {
 }
 
 const DEFAULT_STOPPED_RECHECK_MS = 60_000;
-/** How long stop() waits for aborted handlers to unwind once their jobs were released. */
+/** How long stop() waits for aborted handlers to unwind before their jobs are released. */
 const UNWIND_MS = 2_000;
 
 export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
@@ -640,11 +640,12 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       const s = session;
       if (s === undefined) return;
       session = undefined;
-      await s.consumer?.stop(options);
-      // Handlers still running had their jobs released: they must not write or ack any more.
-      s.released = true;
-      s.controller.abort();
-      if (s.active.size > 0) {
+      // Handlers still running after the grace: their jobs are about to be released, so they must
+      // not write any more; aborted (steps' HTTP calls too) before the jobs are given back.
+      const abortRunning = async (): Promise<void> => {
+        s.released = true;
+        s.controller.abort();
+        if (s.active.size === 0) return;
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
           Promise.allSettled([...s.active]),
@@ -654,7 +655,9 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
           }),
         ]);
         clearTimeout(timer);
-      }
+      };
+      await s.consumer?.stop({ ...options, beforeRelease: abortRunning });
+      if (!s.released) await abortRunning(); // a consumer that never called it (nothing was running)
     },
 
     get inFlight(): number {

@@ -59,8 +59,12 @@ export interface Consumer {
   /**
    * Stop taking jobs; wait up to graceMs for running handlers, then give back (release) the jobs of
    * handlers still running so another consumer gets them at once. Never acks on its own.
+   * `beforeRelease` runs once the grace is over and before those jobs are given back, when their
+   * settles have become no-ops: the caller aborts the handlers there (a handler may then return
+   * without its job being acked), so that no other consumer starts a job while its old handler
+   * still runs.
    */
-  stop(options?: { graceMs?: number }): Promise<void>;
+  stop(options?: { graceMs?: number; beforeRelease?: () => Promise<void> }): Promise<void>;
 }
 
 export interface QueueStats {

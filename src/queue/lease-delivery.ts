@@ -11,7 +11,7 @@ export interface LeaseDeliveryHost {
 /** The result of a nack write: retried (the backend says when), dead-lettered, or the lease was lost. */
 export type NackWrite = { outcome: 'retry' } | { outcome: 'dead' } | { outcome: 'lost' };
 
-type State = 'open' | 'settling' | 'settled' | 'released';
+type State = 'open' | 'settling' | 'settled' | 'releasing' | 'released';
 
 /**
  * One delivery of a job leased from a database queue (embedded SQLite, PostgreSQL). The first of
@@ -80,9 +80,14 @@ export abstract class LeaseDelivery<N extends NackWrite> implements Delivery {
     return true;
   }
 
+  /** Shutdown, before release(): settles are no-ops from now on (the handler is being aborted). */
+  holdForRelease(): void {
+    if (this.state === 'open') this.state = 'releasing';
+  }
+
   /** Shutdown: give the job back without spending an attempt. Never throws. */
   async release(): Promise<void> {
-    if (this.state !== 'open') return;
+    if (this.state !== 'open' && this.state !== 'releasing') return;
     this.state = 'released';
     const p = this.writeRelease();
     this.consumer.track(p);

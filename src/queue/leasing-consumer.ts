@@ -141,8 +141,8 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     for (const job of this.prefetched.splice(0, slots)) this.start(job);
   }
 
-  stop(options?: { graceMs?: number }): Promise<void> {
-    this.stopping ??= this.shutdown(options?.graceMs ?? DEFAULT_GRACE_MS);
+  stop(options?: { graceMs?: number; beforeRelease?: () => Promise<void> }): Promise<void> {
+    this.stopping ??= this.shutdown(options?.graceMs ?? DEFAULT_GRACE_MS, options?.beforeRelease);
     return this.stopping;
   }
 
@@ -200,7 +200,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     });
   }
 
-  private async shutdown(graceMs: number): Promise<void> {
+  private async shutdown(graceMs: number, beforeRelease?: () => Promise<void>): Promise<void> {
     if (this.state === 'active') this.state = 'stopping';
     this.detach();
     this.changed();
@@ -209,7 +209,12 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     this.startPrefetched();
     await this.conditions.until(() => this.reserved === 0);
     if (graceMs > 0) await this.conditions.until(() => this.running.size === 0, graceMs);
-    await Promise.all([...this.running].map((d) => d.release()));
+    // Handlers still running: their settles become no-ops, the caller aborts them, and only then
+    // are their jobs given back (another consumer must not start one while its old handler runs).
+    const left = [...this.running];
+    for (const d of left) d.holdForRelease();
+    if (left.length > 0) await beforeRelease?.().catch(() => {});
+    await Promise.all(left.map((d) => d.release()));
     await this.conditions.until(() => this.settles.size === 0);
     clearInterval(this.heartbeat);
     this.state = 'stopped';

@@ -226,6 +226,38 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       hang.resolve();
     });
 
+    it('stop() lets the caller abort handlers still running before their jobs are given back; their return acks nothing', async () => {
+      await accept({ maxAttempts: 3 });
+      const abort = deferred();
+      let started = false;
+      const c = consume(async () => {
+        started = true;
+        await abort.promise; // a step that runs past the grace period, until aborted
+        // returns: with its job being released, this must not ack it
+      });
+      await waitFor(() => started, 'delivery');
+      let readyWhileAborting = -1;
+      await c.stop({
+        graceMs: 0,
+        beforeRelease: async () => {
+          // Not yet given back: no other consumer can start the job while its handler still runs.
+          readyWhileAborting = (await backend.queue.stats()).ready;
+          abort.resolve();
+          await sleep(50); // the handler returns meanwhile
+        },
+      });
+      expect(readyWhileAborting).toBe(0);
+      // Given back after the abort, with its attempt unspent (not acked, not nacked).
+      await waitFor(async () => (await backend.queue.stats()).ready === 1, 'the job back in the queue', 10_000);
+      const again: Delivery[] = [];
+      consume(async (d) => {
+        again.push(d);
+        await d.ack();
+      });
+      await waitFor(() => again.length === 1, 'redelivery', 10_000);
+      expect(again[0]!.job.attempts).toBe(1);
+    });
+
     it('stop() waits for running handlers within the grace period', async () => {
       await accept();
       let finished = false;

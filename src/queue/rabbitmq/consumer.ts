@@ -117,8 +117,8 @@ export class RabbitConsumer implements Consumer {
     void ch.close().catch(() => {}); // channelLost() attaches again
   }
 
-  stop(options?: { graceMs?: number }): Promise<void> {
-    this.stopping ??= this.shutdown(options?.graceMs ?? DEFAULT_GRACE_MS);
+  stop(options?: { graceMs?: number; beforeRelease?: () => Promise<void> }): Promise<void> {
+    this.stopping ??= this.shutdown(options?.graceMs ?? DEFAULT_GRACE_MS, options?.beforeRelease);
     return this.stopping;
   }
 
@@ -251,7 +251,7 @@ export class RabbitConsumer implements Consumer {
     );
   }
 
-  private async shutdown(graceMs: number): Promise<void> {
+  private async shutdown(graceMs: number, beforeRelease?: () => Promise<void>): Promise<void> {
     if (this.state === 'active') this.state = 'stopping';
     if (this.reattachTimer) clearTimeout(this.reattachTimer);
     const ch = this.ch;
@@ -259,9 +259,13 @@ export class RabbitConsumer implements Consumer {
       await ch.basicCancel(this.consumerTag).catch(() => {});
     }
     if (graceMs > 0) await this.conditions.until(() => this.running.size === 0, graceMs);
-    for (const d of this.running) d.release();
+    // Settles of handlers still running become no-ops; the caller aborts them before the messages
+    // are handed back below.
+    const left = [...this.running];
+    for (const d of left) d.release();
     for (const d of this.waiting) d.release();
     this.waiting = [];
+    if (left.length > 0) await beforeRelease?.().catch(() => {});
     // Retry / dead-letter publishes under way finish and ack their message before the channel goes.
     await this.conditions.until(() => this.settles.size === 0);
     if (ch?.active) {
