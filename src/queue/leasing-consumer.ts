@@ -48,6 +48,12 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   private claimReserved = 0;
   /** Claimed (leased) jobs waiting for a slot, oldest first. */
   private readonly prefetched: Job[] = [];
+  /**
+   * Prefetched job id → until when its lease is known to hold (local clock: the claim's or the
+   * last extension's send time + leaseMs). One past it, or found lost by a heartbeat, is not
+   * started: another consumer may have it by now (a heartbeat that failed for most of a lease).
+   */
+  private readonly leasedUntil = new Map<string, number>();
   private readonly prefetch: number;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly settles = new Set<Promise<unknown>>();
@@ -69,8 +75,11 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   /** Lease up to `limit` due jobs to this.owner (and record what the claim found). */
   protected abstract claim(limit: number): Promise<Job[]>;
   protected abstract delivery(job: Job): D;
-  /** Extend the leases of the jobs held here: running, and prefetched ones waiting for a slot. */
-  protected abstract extendLeases(held: readonly Job[]): Promise<unknown>;
+  /**
+   * Extend the leases of the jobs held here (running, and prefetched ones waiting for a slot);
+   * resolves with the ids extended (any other lease was lost).
+   */
+  protected abstract extendLeases(held: readonly Job[]): Promise<readonly string[]>;
   /** The consumer is stopping: its queue stops waking it. */
   protected abstract detach(): void;
 
@@ -106,9 +115,11 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     if (this.prefetched.length > 0 && limit < Math.ceil(this.prefetch / 2)) return;
     this.claimReserved = limit;
     this.reserved += limit;
+    const claimedAt = Date.now();
     this.claim(limit).then(
       (jobs) => {
         this.claimDone(limit);
+        for (const job of jobs) this.leasedUntil.set(job.id, claimedAt + this.o.leaseMs);
         this.prefetched.push(...jobs);
         this.changed();
         this.pump();
@@ -133,12 +144,23 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   private startPrefetched(): void {
     if (this.prefetched.length === 0) return;
     if (this.state !== 'active') {
-      for (const job of this.prefetched.splice(0)) this.start(job);
+      for (const job of this.prefetched.splice(0)) {
+        this.leasedUntil.delete(job.id);
+        this.start(job);
+      }
       return;
     }
-    const slots = this.o.concurrency - this.running.size - (this.reserved - this.claimReserved);
-    if (slots <= 0) return;
-    for (const job of this.prefetched.splice(0, slots)) this.start(job);
+    const now = Date.now();
+    while (this.prefetched.length > 0 && this.o.concurrency - this.running.size - (this.reserved - this.claimReserved) > 0) {
+      const job = this.prefetched.shift()!;
+      const until = this.leasedUntil.get(job.id) ?? 0;
+      this.leasedUntil.delete(job.id);
+      if (until <= now) {
+        this.o.logger.warn({ jobId: job.id }, `${this.o.label}: a prefetched job's lease may have run out (no heartbeat got through); not started, it is delivered again`);
+        continue;
+      }
+      this.start(job);
+    }
   }
 
   stop(options?: { graceMs?: number; beforeRelease?: () => Promise<void> }): Promise<void> {
@@ -150,6 +172,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   halt(): void {
     this.state = 'stopped';
     this.prefetched.length = 0; // their leases expire, as after a crash
+    this.leasedUntil.clear();
     clearInterval(this.heartbeat);
     this.changed();
   }
@@ -195,7 +218,16 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
 
   private beat(): void {
     if ((this.running.size === 0 && this.prefetched.length === 0) || this.state === 'stopped') return;
-    this.extendLeases([...[...this.running].map((d) => d.job), ...this.prefetched]).catch((err: unknown) => {
+    const sentAt = Date.now();
+    const waiting = [...this.prefetched];
+    this.extendLeases([...[...this.running].map((d) => d.job), ...waiting]).then((extended) => {
+      const kept = new Set(extended);
+      for (const job of waiting) {
+        if (!this.leasedUntil.has(job.id)) continue; // started (or dropped) meanwhile
+        if (kept.has(job.id)) this.leasedUntil.set(job.id, sentAt + this.o.leaseMs);
+        else this.leasedUntil.set(job.id, 0); // lost: not started when its turn comes
+      }
+    }, (err: unknown) => {
       this.o.logger.warn({ err }, `${this.o.label}: lease heartbeat failed`);
     });
   }

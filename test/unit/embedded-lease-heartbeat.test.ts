@@ -88,4 +88,59 @@ describe('embedded queue: the heartbeat extends only the leases a consumer holds
     expect(seen).toEqual(['held#1', 'held#1']);
     expect((await backend.queue.stats()).dead).toBe(0);
   });
+
+  it('a prefetched job whose lease ran out while no heartbeat got through is not started (another consumer has it)', async () => {
+    const { backend, file } = await open(300);
+    const seen: string[] = [];
+    const releaseA = deferredVoid();
+    // C1: one slot, busy with A, and B prefetched behind it.
+    const c1 = backend.queue.consume(
+      async (d) => {
+        seen.push(`c1:${d.job.requestId}#${d.job.attempts}`);
+        if (d.job.requestId === 'A') await releaseA.promise;
+      },
+      { concurrency: 1, prefetch: 1 },
+    );
+    cleanups.push(() => c1.stop({ graceMs: 0 }));
+    await backend.queue.enqueue({ flowId: 'f', requestId: 'A', maxAttempts: 5 });
+    await waitUntil(() => seen.includes('c1:A#1'));
+    await backend.queue.enqueue({ flowId: 'f', requestId: 'B', maxAttempts: 5 });
+    await new Promise((r) => setTimeout(r, 100)); // C1 claims B ahead of its slot
+    // C1's heartbeats stop getting through (its connection, in a cluster) for longer than the
+    // lease, while C2's claims work: B's lease runs out and C2 takes it.
+    const beating = c1 as unknown as { extendLeases: (...a: unknown[]) => Promise<unknown> };
+    const extend = beating.extendLeases;
+    beating.extendLeases = () => Promise.reject(new Error('heartbeat lost'));
+    await new Promise((r) => setTimeout(r, 500));
+    const c2 = backend.queue.consume(
+      async (d) => {
+        seen.push(`c2:${d.job.requestId}#${d.job.attempts}`);
+        await new Promise((r) => setTimeout(r, 300));
+      },
+      { concurrency: 1 },
+    );
+    cleanups.push(() => c2.stop({ graceMs: 0 }));
+    await waitUntil(() => seen.some((x) => x.startsWith('c2:B')));
+    beating.extendLeases = extend;
+    // A ends: C1's slot frees, and its stale copy of B must not start.
+    releaseA.resolve();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(seen.filter((x) => x.includes(':B'))).toEqual(['c2:B#2']);
+  });
 });
+
+function deferredVoid(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+async function waitUntil(cond: () => boolean, ms = 5_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -82,7 +82,7 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
   }
 
   /** The leases of the jobs this consumer holds (running and prefetched), by id. */
-  protected extendLeases(held: readonly Job[]): Promise<unknown> {
+  protected extendLeases(held: readonly Job[]): Promise<readonly string[]> {
     return this.host.writer.call('extendLeases', { owner: this.owner, jobIds: held.map((j) => j.id) });
   }
 

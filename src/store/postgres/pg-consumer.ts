@@ -53,7 +53,7 @@ export class PgConsumer extends LeasingConsumer<PgDelivery> {
     return new PgDelivery(job, this.owner, this.deliveryHost);
   }
 
-  protected extendLeases(held: readonly Job[]): Promise<unknown> {
+  protected extendLeases(held: readonly Job[]): Promise<readonly string[]> {
     return this.host.sql.extendLeases(
       this.owner,
       held.map((j) => j.id),

@@ -118,14 +118,15 @@ export class QueueSql {
   }
 
   /** Heartbeat: push back the lease of these jobs if still leased to `owner`. */
-  async extendLeases(owner: string, jobIds: readonly string[]): Promise<number> {
-    const { rowCount } = await this.db.query(
+  /** The ids whose lease was extended: any other is no longer `owner`'s. */
+  async extendLeases(owner: string, jobIds: readonly string[]): Promise<string[]> {
+    const { rows } = await this.db.query<{ id: string }>(
       `UPDATE ${this.jobs} SET lease_until = ${NOW_MS} + $3::float8
-       WHERE id = ANY($2::text[]) AND lease_owner = $1 AND state = 'leased'`,
+       WHERE id = ANY($2::text[]) AND lease_owner = $1 AND state = 'leased' RETURNING id`,
       [owner, jobIds, this.leaseMs],
       'hookd_queue_extend',
     );
-    return rowCount ?? 0;
+    return rows.map((r) => r.id);
   }
 
   /** Wait for the acks in flight. */
