@@ -131,8 +131,10 @@ function parseTokenList(v: string, name: string): string[] {
 function parseRetention(v: string | number | boolean, name: string): number {
   if (v === false || (typeof v === 'string' && /^\s*(off|false|never|0)\s*$/i.test(v))) return 0;
   if (typeof v === 'boolean') throw new Error(`${name}: expected a duration (e.g. 30d) or off, got "${v}"`);
-  // RETENTION=30 meant as days is 30 ms, and would purge nearly everything: at least a minute.
-  return within(parseDuration(v, name), 60_000, Number.MAX_SAFE_INTEGER, name);
+  // 0 in any form (a YAML 0, "0s") is off; otherwise at least a minute: RETENTION=30 meant as days
+  // is 30 ms, and would purge nearly everything.
+  const ms = parseDuration(v, name);
+  return ms === 0 ? 0 : within(ms, 60_000, Number.MAX_SAFE_INTEGER, name);
 }
 
 /** setTimeout's longest delay; Node fires longer ones after 1 ms. */

@@ -22,6 +22,8 @@ type State = 'open' | 'settling' | 'settled' | 'releasing' | 'released';
  */
 export abstract class LeaseDelivery<N extends NackWrite> implements Delivery {
   private state: State = 'open';
+  /** Shutdown is giving this job back: a settle that fails from now on must not reopen it. */
+  private held = false;
 
   constructor(
     readonly job: Job,
@@ -70,7 +72,7 @@ export abstract class LeaseDelivery<N extends NackWrite> implements Delivery {
     try {
       released = await p;
     } catch (err) {
-      this.state = 'open';
+      this.state = this.reopened();
       this.consumer.logger.warn({ err, jobId: this.job.id }, `${this.label}: giving the job back failed; it stays held`);
       return false;
     }
@@ -82,6 +84,7 @@ export abstract class LeaseDelivery<N extends NackWrite> implements Delivery {
 
   /** Shutdown, before release(): settles are no-ops from now on (the handler is being aborted). */
   holdForRelease(): void {
+    this.held = true;
     if (this.state === 'open') this.state = 'releasing';
   }
 
@@ -120,9 +123,17 @@ export abstract class LeaseDelivery<N extends NackWrite> implements Delivery {
       this.state = 'settled';
       return v;
     } catch (err) {
-      this.state = 'open';
+      this.state = this.reopened();
       throw err;
     }
+  }
+
+  /**
+   * The state after a failed settle write: open again, for the caller to retry — unless shutdown
+   * holds the job for its release, when an open delivery would be acked by the handler's return.
+   */
+  private reopened(): State {
+    return this.held ? 'releasing' : 'open';
   }
 
   private lost(what: string): void {

@@ -156,7 +156,10 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
       const until = this.leasedUntil.get(job.id) ?? 0;
       this.leasedUntil.delete(job.id);
       if (until <= now) {
-        this.o.logger.warn({ jobId: job.id }, `${this.o.label}: a prefetched job's lease may have run out (no heartbeat got through); not started, it is delivered again`);
+        // Given back rather than left to expire: the release only applies while this consumer
+        // still holds the lease (then no attempt is spent); otherwise another consumer has the job.
+        this.o.logger.warn({ jobId: job.id }, `${this.o.label}: a prefetched job's lease may have run out (no heartbeat got through); not started, given back`);
+        void this.delivery(job).release();
         continue;
       }
       this.start(job);

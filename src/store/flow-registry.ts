@@ -56,6 +56,9 @@ export class FlowRegistry {
       this.flows.delete(id);
       return undefined;
     }
+    // Unchanged: keep the object (compiled steps, allowlists and rate limits are cached per object).
+    const known = this.flows.get(id);
+    if (known !== undefined && known.updatedAt === stored.updatedAt) return known;
     const flow = this.codec.open(stored);
     this.flows.set(id, flow);
     return flow;

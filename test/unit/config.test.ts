@@ -76,3 +76,17 @@ describe('layers and values', () => {
     expect(loadConfig({ WORKER_CONCURRENCY: '16' }).workerConcurrency).toBe(16);
   });
 });
+
+describe('RETENTION off', () => {
+  it('0 in any form is off (a YAML number, 0s), not a value below the minimum', () => {
+    for (const v of ['0', '0s', 'off']) expect(loadConfig({ RETENTION: v }).retentionMs, v).toBe(0);
+    const dir = mkdtempSync(path.join(tmpdir(), 'hookd-config-'));
+    try {
+      const file = path.join(dir, 'hookd.yaml');
+      writeFileSync(file, 'RETENTION: 0\n');
+      expect(loadConfig({ HOOKD_CONFIG: file }).retentionMs).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

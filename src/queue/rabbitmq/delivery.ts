@@ -37,6 +37,8 @@ type State = 'open' | 'settling' | 'settled' | 'released';
 export class RabbitDelivery implements Delivery {
   readonly job: Job;
   private state: State = 'open';
+  /** Shutdown is handing this message back: a settle that fails from now on must not reopen it. */
+  private held = false;
 
   constructor(
     private readonly message: JobMessage,
@@ -108,6 +110,7 @@ export class RabbitDelivery implements Delivery {
    * consumer (nack-requeue / channel close); this only makes later settles no-ops.
    */
   release(): void {
+    this.held = true;
     if (this.state === 'open') this.state = 'released';
   }
 
@@ -143,7 +146,9 @@ export class RabbitDelivery implements Delivery {
     try {
       await p;
     } catch (err) {
-      this.state = 'open';
+      // Open again for the caller to retry, unless shutdown is handing the message back (an open
+      // delivery would be acked by the handler's return, with no copy confirmed).
+      this.state = this.held ? 'released' : 'open';
       throw err;
     }
     this.state = 'settled';

@@ -121,7 +121,8 @@ export class SqliteRequestStore implements RequestStore {
 
   async listSizes(q: RequestListQuery): Promise<Array<{ id: string; bytes: number }>> {
     const { where, params } = listFilter(q);
-    const sql = `SELECT id, length(raw_body) + coalesce(length(CAST(body AS BLOB)), 0) AS bytes FROM requests ${where}
+    // octet_length reads a value's size from its header; length(CAST(… AS BLOB)) read every body.
+    const sql = `SELECT id, octet_length(raw_body) + coalesce(octet_length(body), 0) AS bytes FROM requests ${where}
                  ORDER BY received_at DESC, id DESC LIMIT ?`;
     return this.reader.read(sql, (s) => s.all(...params, q.limit) as Array<{ id: string; bytes: number }>);
   }
