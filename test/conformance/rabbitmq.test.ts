@@ -332,6 +332,18 @@ describe('rabbitmq: publishing', () => {
     }
   });
 
+  it("a repair leaves alone a consumer that attached after the queue was found missing (another instance's re-declare)", async () => {
+    const q = await openQueue();
+    const c = consume(q, async () => {}) as unknown as { restart(before?: number): void; ch: unknown };
+    await waitFor(() => c.ch !== undefined, 'attached', 5_000);
+    const ch = c.ch;
+    c.restart(Date.now() - 60_000); // found missing before this channel attached: healthy, kept
+    await sleep(300);
+    expect(c.ch).toBe(ch);
+    c.restart(Date.now() + 1); // attached before: restarted on a new channel
+    await waitFor(() => c.ch !== undefined && c.ch !== ch, 'a new channel', 5_000);
+  });
+
   it('declares the topology again when the exchange is deleted by hand', async () => {
     const q = await openQueue();
     const seen: string[] = [];

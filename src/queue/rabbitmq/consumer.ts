@@ -35,6 +35,8 @@ export class RabbitConsumer implements Consumer {
   private state: 'active' | 'stopping' | 'stopped' = 'active';
   private ch: Channel | undefined;
   private consumerTag: string | undefined;
+  /** When the current channel started consuming (restart() leaves a newer one alone). */
+  private attachedAt = 0;
   private attaching = false;
   private reattachTimer: NodeJS.Timeout | undefined;
   private readonly running = new Set<RabbitDelivery>();
@@ -107,13 +109,17 @@ export class RabbitConsumer implements Consumer {
 
   /**
    * Start over on a new channel (its queue was deleted and declared again: the old consumer may be
-   * attached to nothing). The broker requeues what the old channel held; handlers still running on
-   * it finish, and their settles are ignored.
+   * attached to nothing), unless the current channel started consuming at or after
+   * `attachedBefore`. The broker requeues what the old channel held; handlers still running on it
+   * finish, and their settles are ignored.
    */
-  restart(): void {
+  restart(attachedBefore = Number.POSITIVE_INFINITY): void {
     if (this.state !== 'active') return;
     const ch = this.ch;
     if (ch === undefined) return this.attach();
+    // Attached since the queue was found missing: on the queue declared again (by another
+    // instance), healthy; closing it would requeue its running jobs (run twice).
+    if (this.attachedAt >= attachedBefore) return;
     void ch.close().catch(() => {}); // channelLost() attaches again
   }
 
@@ -157,6 +163,7 @@ export class RabbitConsumer implements Consumer {
       const { consumerTag } = await ch.basicConsume({ queue: this.host.workQueue }, (msg) => this.onMessage(ch, msg));
       if (this.state !== 'active') throw new Error('consumer stopped');
       this.ch = ch;
+      this.attachedAt = Date.now();
       this.consumerTag = consumerTag;
     } catch (err) {
       await ch.close().catch(() => {});

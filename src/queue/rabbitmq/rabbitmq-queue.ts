@@ -371,6 +371,7 @@ export class RabbitMqQueue implements Queue {
       if (this.closed || this.topologyDeleted) return;
       const ch = await this.conn.acquire();
       let workQueueLost = false;
+      const checkedAt = Date.now();
       try {
         await ch.queueDeclare({ queue: this.topology.workQueue, passive: true });
       } catch (err) {
@@ -383,7 +384,7 @@ export class RabbitMqQueue implements Queue {
       await this.declareTopology();
       if (this.closed) return;
       for (const c of this.consumers) {
-        if (workQueueLost) c.restart();
+        if (workQueueLost) c.restart(checkedAt);
         else c.attach();
       }
     } catch (err) {
