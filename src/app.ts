@@ -10,6 +10,7 @@ import { flowSecretCodec } from './auth/flow-secrets.js';
 import { loadOrCreateMasterKey, SecretBox } from './auth/secret-box.js';
 import { readFlowsDir } from './api/flows-dir.js';
 import type { Config } from './config/config.js';
+import { finishesWithin } from './core/finishes-within.js';
 import { resolveAdminToken, tokenDigest } from './config/admin-token.js';
 import { createFlowRunner } from './flow/runner.js';
 import { installErrorHandling } from './http/error-handler.js';
@@ -240,15 +241,6 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
  */
 async function closeServer(server: FastifyInstance, graceMs: number): Promise<void> {
   const closed = server.close();
-  let timer: NodeJS.Timeout | undefined;
-  const late = await Promise.race([
-    closed.then(() => false),
-    new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), Math.max(1_000, graceMs));
-      timer.unref();
-    }),
-  ]);
-  clearTimeout(timer);
-  if (late) server.server.closeAllConnections();
+  if (!(await finishesWithin(closed, Math.max(1_000, graceMs)))) server.server.closeAllConnections();
   await closed;
 }

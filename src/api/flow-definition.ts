@@ -13,7 +13,7 @@ import {
   FlowInput,
   type FlowInputDef,
   HttpStep,
-  IdPattern,
+  ID_RE,
   LogStep,
   normalizeFlow,
   TransformStep,
@@ -91,8 +91,6 @@ function describe(errors: Iterable<SchemaError>, prefix = ''): string[] {
   }
   return out;
 }
-
-const ID_RE = new RegExp(IdPattern);
 
 function fail(problems: string[]): never {
   throw new HookdError(E.VALIDATION_FAILED, `Invalid flow definition: ${problems.join('; ')}`).withDetails(problems);

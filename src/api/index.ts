@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { E, HookdError } from '../core/errors.js';
-import { IdPattern } from '../core/flow.js';
+import { ID_RE } from '../core/flow.js';
 import type { AttachmentStore } from '../attachments/contract.js';
 import type { Backend } from '../store/backend.js';
 import type { FlowRegistry } from '../store/flow-registry.js';
@@ -22,8 +22,6 @@ interface Deps {
   /** EXECUTION_DATA_LIMIT: step inputs derived from the request are truncated like recorded ones. */
   executionDataLimit: number;
 }
-
-const ID_RE = new RegExp(IdPattern);
 
 /** The management REST API under /api; every route requires the admin token (GET: or a read token). */
 export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> {

@@ -1,4 +1,5 @@
 import { maskFlowSecrets } from '../auth/flow-secrets.js';
+import { REDACTED } from '../auth/redact.js';
 import type { Execution } from '../core/execution.js';
 import type { Flow, StepDef } from '../core/flow.js';
 
@@ -19,7 +20,7 @@ const CREDENTIAL_HEADER = /^(authorization|proxy-authorization|cookie)$|api[-_]?
 
 function redactStepHeaders(step: StepDef): StepDef {
   if (!('headers' in step) || step.headers === undefined) return step;
-  const headers = Object.fromEntries(Object.entries(step.headers).map(([k, v]) => [k, CREDENTIAL_HEADER.test(k) ? '[redacted]' : v]));
+  const headers = Object.fromEntries(Object.entries(step.headers).map(([k, v]) => [k, CREDENTIAL_HEADER.test(k) ? REDACTED : v]));
   return { ...step, headers };
 }
 

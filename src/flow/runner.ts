@@ -33,6 +33,7 @@
  */
 import { setTimeout as delay } from 'node:timers/promises';
 import { isHookdError } from '../core/errors.js';
+import { finishesWithin } from '../core/finishes-within.js';
 import {
   FINAL_STATUSES,
   MESSAGE_INPUT,
@@ -645,16 +646,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       const abortRunning = async (): Promise<void> => {
         s.released = true;
         s.controller.abort();
-        if (s.active.size === 0) return;
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          Promise.allSettled([...s.active]),
-          new Promise<void>((resolve) => {
-            timer = setTimeout(resolve, UNWIND_MS);
-            timer.unref();
-          }),
-        ]);
-        clearTimeout(timer);
+        if (s.active.size > 0) await finishesWithin(Promise.allSettled([...s.active]), UNWIND_MS);
       };
       await s.consumer?.stop({ ...options, beforeRelease: abortRunning });
       if (!s.released) await abortRunning(); // a consumer that never called it (nothing was running)

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
+import { finishesWithin } from '../core/finishes-within.js';
 
 interface Deps {
   checkWritable(): Promise<void>;
@@ -19,19 +20,13 @@ export async function opsRoutes(app: FastifyInstance, deps: Deps): Promise<void>
 
   app.get('/readyz', async (_request, reply) => {
     if (deps.isShuttingDown()) return reply.code(503).header('retry-after', '1').send({ status: 'shutting down' });
-    let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
-        deps.checkWritable(),
-        new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer from the store or queue within ${READY_CHECK_TIMEOUT_MS} ms`)), READY_CHECK_TIMEOUT_MS);
-        }),
-      ]);
+      if (!(await finishesWithin(deps.checkWritable(), READY_CHECK_TIMEOUT_MS))) {
+        throw new Error(`no answer from the store or queue within ${READY_CHECK_TIMEOUT_MS} ms`);
+      }
       return { status: 'ready' };
     } catch (err) {
       return reply.code(503).header('retry-after', '1').send({ status: 'unavailable', reason: (err as Error).message });
-    } finally {
-      clearTimeout(timer);
     }
   });
 

@@ -1,8 +1,7 @@
+import { ID_RE } from '../core/flow.js';
 import { uuidv7 } from '../core/ids.js';
-
-const SANE = /^[A-Za-z0-9._-]{1,128}$/;
 
 /** The sender's x-request-id when sane (≤ 128 chars of [A-Za-z0-9._-]), else a new UUIDv7. */
 export function requestIdFrom(header: string | string[] | undefined): string {
-  return typeof header === 'string' && SANE.test(header) ? header : uuidv7();
+  return typeof header === 'string' && ID_RE.test(header) ? header : uuidv7();
 }

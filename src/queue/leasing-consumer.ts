@@ -46,14 +46,13 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   protected state: 'active' | 'stopping' | 'stopped' = 'active';
   /** What the claim in flight reserved (part of `reserved`); 0: no claim in flight. */
   private claimReserved = 0;
-  /** Claimed (leased) jobs waiting for a slot, oldest first. */
-  private readonly prefetched: Job[] = [];
   /**
-   * Prefetched job id → until when its lease is known to hold (local clock: the claim's or the
-   * last extension's send time + leaseMs). One past it, or found lost by a heartbeat, is not
-   * started: another consumer may have it by now (a heartbeat that failed for most of a lease).
+   * Claimed (leased) jobs waiting for a slot, oldest first, each with until when its lease is known
+   * to hold (local clock: the claim's or the last extension's send time + leaseMs; 0 once a
+   * heartbeat found it lost). One past it is not started: another consumer may have it by now (a
+   * heartbeat that failed for most of a lease).
    */
-  private readonly leasedUntil = new Map<string, number>();
+  private readonly prefetched: Array<{ job: Job; leasedUntil: number }> = [];
   private readonly prefetch: number;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly settles = new Set<Promise<unknown>>();
@@ -119,8 +118,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     this.claim(limit).then(
       (jobs) => {
         this.claimDone(limit);
-        for (const job of jobs) this.leasedUntil.set(job.id, claimedAt + this.o.leaseMs);
-        this.prefetched.push(...jobs);
+        for (const job of jobs) this.prefetched.push({ job, leasedUntil: claimedAt + this.o.leaseMs });
         this.changed();
         this.pump();
       },
@@ -144,18 +142,13 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   private startPrefetched(): void {
     if (this.prefetched.length === 0) return;
     if (this.state !== 'active') {
-      for (const job of this.prefetched.splice(0)) {
-        this.leasedUntil.delete(job.id);
-        this.start(job);
-      }
+      for (const { job } of this.prefetched.splice(0)) this.start(job);
       return;
     }
     const now = Date.now();
     while (this.prefetched.length > 0 && this.o.concurrency - this.running.size - (this.reserved - this.claimReserved) > 0) {
-      const job = this.prefetched.shift()!;
-      const until = this.leasedUntil.get(job.id) ?? 0;
-      this.leasedUntil.delete(job.id);
-      if (until <= now) {
+      const { job, leasedUntil } = this.prefetched.shift()!;
+      if (leasedUntil <= now) {
         // Given back rather than left to expire: the release only applies while this consumer
         // still holds the lease (then no attempt is spent); otherwise another consumer has the job.
         this.o.logger.warn({ jobId: job.id }, `${this.o.label}: a prefetched job's lease may have run out (no heartbeat got through); not started, given back`);
@@ -175,7 +168,6 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   halt(): void {
     this.state = 'stopped';
     this.prefetched.length = 0; // their leases expire, as after a crash
-    this.leasedUntil.clear();
     clearInterval(this.heartbeat);
     this.changed();
   }
@@ -223,13 +215,10 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     if ((this.running.size === 0 && this.prefetched.length === 0) || this.state === 'stopped') return;
     const sentAt = Date.now();
     const waiting = [...this.prefetched];
-    this.extendLeases([...[...this.running].map((d) => d.job), ...waiting]).then((extended) => {
+    this.extendLeases([...[...this.running].map((d) => d.job), ...waiting.map((w) => w.job)]).then((extended) => {
+      // Entries started meanwhile are no longer read; a lost one is not started when its turn comes.
       const kept = new Set(extended);
-      for (const job of waiting) {
-        if (!this.leasedUntil.has(job.id)) continue; // started (or dropped) meanwhile
-        if (kept.has(job.id)) this.leasedUntil.set(job.id, sentAt + this.o.leaseMs);
-        else this.leasedUntil.set(job.id, 0); // lost: not started when its turn comes
-      }
+      for (const w of waiting) w.leasedUntil = kept.has(w.job.id) ? sentAt + this.o.leaseMs : 0;
     }, (err: unknown) => {
       this.o.logger.warn({ err }, `${this.o.label}: lease heartbeat failed`);
     });

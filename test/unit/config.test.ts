@@ -64,6 +64,8 @@ describe('layers and values', () => {
     expect(() => loadConfig({ FLOW_REFRESH: '0' })).toThrow(/FLOW_REFRESH/);
     expect(() => loadConfig({ RETRY_BACKOFF_MAX: '30d' })).toThrow(/RETRY_BACKOFF_MAX/); // beyond a timer's range
     expect(() => loadConfig({ RETENTION: '30' })).toThrow(/RETENTION/); // 30 ms, meant as days
+    expect(() => loadConfig({ REQUEST_TIMEOUT: '31m' })).toThrow(/REQUEST_TIMEOUT/); // must stay under the sweep's 1 h
+    expect(loadConfig({}).requestTimeoutMs).toBe(300_000);
     expect(loadConfig({ RETENTION: 'off' }).retentionMs).toBe(0);
     expect(loadConfig({ RETENTION: '1h' }).retentionMs).toBe(3_600_000);
     expect(() => withFile('RETRY_BACKOFF: -5\n')).toThrow(/RETRY_BACKOFF/);

@@ -1,6 +1,7 @@
 import type { Channel, Connection, Envelope, ReturnedMessage } from 'rabbitmq-client';
 import { unavailable, type HookdError } from '../../core/errors.js';
 import type { QueueLogger } from './logger.js';
+import { isNotFound } from './topology.js';
 
 export interface ConfirmPublisherOptions {
   /** Publishes awaiting their confirm at most; beyond that send() fails at once (503). */
@@ -82,7 +83,7 @@ export class ConfirmPublisher {
         ch.basicPublish({ ...envelope, mandatory: true }, body).then(
           () => this.confirmed(p),
           (err: unknown) => {
-            if ((err as { code?: unknown }).code === 'NOT_FOUND') this.opts.onTopologyMissing?.();
+            if (isNotFound(err)) this.opts.onTopologyMissing?.();
             this.fail(p, err);
           },
         );

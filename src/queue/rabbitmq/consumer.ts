@@ -5,6 +5,7 @@ import { BatchedAcks } from './batched-acks.js';
 import { RabbitDelivery, type DeliveryHost } from './delivery.js';
 import { decodeJob, type JobMessage } from './job-message.js';
 import type { QueueLogger } from './logger.js';
+import { isNotFound } from './topology.js';
 
 /** What a consumer needs from its queue. */
 export interface ConsumerHost {
@@ -101,7 +102,7 @@ export class RabbitConsumer implements Consumer {
         this.changed();
         if (this.state !== 'active') return;
         this.host.logger.warn({ err }, 'rabbitmq queue: consumer could not start; trying again');
-        if ((err as { code?: unknown }).code === 'NOT_FOUND') this.host.topologyLost();
+        if (isNotFound(err)) this.host.topologyLost();
         this.scheduleAttach();
       },
     );
@@ -113,7 +114,7 @@ export class RabbitConsumer implements Consumer {
    * `attachedBefore`. The broker requeues what the old channel held; handlers still running on it
    * finish, and their settles are ignored.
    */
-  restart(attachedBefore = Number.POSITIVE_INFINITY): void {
+  restart(attachedBefore: number): void {
     if (this.state !== 'active') return;
     const ch = this.ch;
     if (ch === undefined) return this.attach();

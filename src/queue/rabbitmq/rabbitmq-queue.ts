@@ -1,5 +1,6 @@
 import { Connection, type Channel } from 'rabbitmq-client';
 import { E, HookdError, unavailable } from '../../core/errors.js';
+import { finishesWithin } from '../../core/finishes-within.js';
 import { uuidv7 } from '../../core/ids.js';
 import type { DeadLetter, Job, NewJob } from '../../core/job.js';
 import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../contract.js';
@@ -8,7 +9,7 @@ import { RabbitConsumer, type ConsumerHost } from './consumer.js';
 import { DeadLetterScanner } from './dead-letters.js';
 import { encodeJob, type JobMessage } from './job-message.js';
 import { stderrLogger, type QueueLogger } from './logger.js';
-import { DEAD_KEY, DEFAULT_DELAY_LEVELS_MS, jobRoutingKey, RETRY_KEY, Topology } from './topology.js';
+import { DEAD_KEY, DEFAULT_DELAY_LEVELS_MS, isNotFound, jobRoutingKey, RETRY_KEY, Topology } from './topology.js';
 
 export interface RabbitMqQueueOptions {
   /** amqp://user:pass@host:port/vhost (amqps:// for TLS). */
@@ -260,15 +261,7 @@ export class RabbitMqQueue implements Queue {
       await this.publisher.close();
       const admin = await this.admin?.catch(() => undefined);
       await admin?.close().catch(() => {});
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = await Promise.race([
-        this.conn.close().then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), CLOSE_TIMEOUT_MS);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (timedOut) this.conn.unsafeDestroy();
+      if (!(await finishesWithin(this.conn.close(), CLOSE_TIMEOUT_MS))) this.conn.unsafeDestroy();
     })();
     return this.closing;
   }
@@ -316,7 +309,7 @@ export class RabbitMqQueue implements Queue {
       const oks = await Promise.all(queues.map((queue) => ch.queueDeclare({ queue, passive: true })));
       return oks.map((ok) => ok.messageCount);
     } catch (err) {
-      if ((err as { code?: unknown }).code === 'NOT_FOUND') this.repairTopology();
+      if (isNotFound(err)) this.repairTopology();
       throw unavailable('queue', err);
     }
   }
@@ -375,7 +368,7 @@ export class RabbitMqQueue implements Queue {
       try {
         await ch.queueDeclare({ queue: this.topology.workQueue, passive: true });
       } catch (err) {
-        if ((err as { code?: unknown }).code !== 'NOT_FOUND') throw err;
+        if (!isNotFound(err)) throw err;
         workQueueLost = true;
       } finally {
         await ch.close().catch(() => {});

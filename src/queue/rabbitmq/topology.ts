@@ -145,3 +145,8 @@ export class Topology {
     };
   }
 }
+
+/** A broker error for a queue or exchange that does not exist (AMQP 404 NOT_FOUND). */
+export function isNotFound(err: unknown): boolean {
+  return (err as { code?: unknown } | null)?.code === 'NOT_FOUND';
+}
