@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
@@ -6,7 +6,6 @@ import path from 'node:path';
 import pg from 'pg';
 import { Connection } from 'rabbitmq-client';
 import { randomBytes } from 'node:crypto';
-import { DEFAULT_DELAY_LEVELS_MS, Topology } from '../src/queue/rabbitmq/index.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 const require = createRequire(import.meta.url);
@@ -274,9 +273,19 @@ export async function deleteRabbitMq(prefix: string, queues: readonly string[]):
   try {
     for (const queue of queues) await conn.queueDelete({ queue });
     await conn.exchangeDelete({ exchange: prefix });
+    await conn.exchangeDelete({ exchange: `${prefix}.delay` });
   } finally {
     await conn.close();
   }
+}
+
+/**
+ * The queues of a hookd prefix on the local broker (flow queues included: AMQP cannot list them,
+ * rabbitmqctl can).
+ */
+export function hookdQueues(prefix: string): string[] {
+  const out = execFileSync('rabbitmqctl', ['-q', 'list_queues', 'name'], { encoding: 'utf8', timeout: 60_000 });
+  return out.split('\n').map((l) => l.trim()).filter((name) => name.startsWith(`${prefix}.`));
 }
 
 /**
@@ -290,7 +299,7 @@ export async function distributedStorage(name: string): Promise<{ env: Record<st
     env: { DATABASE_URL, DATABASE_SCHEMA: schema, RABBITMQ_URI, RABBITMQ_PREFIX: schema, HOOKD_SECRET_KEY: randomBytes(32).toString('hex') },
     remove: async () => {
       await pgExec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-      await deleteRabbitMq(schema, new Topology({ prefix: schema, delayLevelsMs: DEFAULT_DELAY_LEVELS_MS, deliveryLimit: 0 }).allQueues);
+      await deleteRabbitMq(schema, hookdQueues(schema));
     },
   };
 }

@@ -88,9 +88,18 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   const unreadable = (flowId: string, err: unknown) =>
     logger.error({ flowId, err: (err as Error).message }, 'flow left out: its credential secrets do not open with this HOOKD_SECRET_KEY');
   await registry.load(unreadable);
+  // A queue per flow (RabbitMQ) consumes the queues of the flows that exist.
+  const watchFlows = (): void => backend.queue.watchFlows?.(registry.ids());
   // Several instances share one database: pick up flows the others created or changed.
   const refresh = config.databaseUrl
-    ? setInterval(() => registry.load(unreadable).catch((err: unknown) => logger.warn({ err }, 'flow refresh failed')), config.flowRefreshMs)
+    ? setInterval(
+        () =>
+          registry
+            .load(unreadable)
+            .then(watchFlows)
+            .catch((err: unknown) => logger.warn({ err }, 'flow refresh failed')),
+        config.flowRefreshMs,
+      )
     : undefined;
   refresh?.unref();
   if (config.flowsDir) {
@@ -98,6 +107,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     for (const flow of flows) await registry.put(flow);
     logger.info({ dir: config.flowsDir, count: flows.length }, 'flows loaded from FLOWS_DIR');
   }
+  watchFlows();
 
   // Several instances: one admin token for all of them (its hash is shared through the backend).
   const admin = await resolveAdminToken(config.dataDir, config.adminToken, backend.settings);

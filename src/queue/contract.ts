@@ -82,4 +82,10 @@ export interface Queue {
   /** Move a dead letter back to the queue with attempts reset; false when not found. */
   retryDead(jobId: string): Promise<boolean>;
   stats(): Promise<QueueStats>;
+  /**
+   * Capability of queues that keep a queue per flow (RabbitMQ): the flows that exist, so that jobs
+   * of flows this process never published to are taken too. The composition root passes the flow
+   * registry's ids after every load. Absent: one queue holds every flow's jobs.
+   */
+  watchFlows?(flowIds: Iterable<string>): void;
 }

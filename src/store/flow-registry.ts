@@ -74,6 +74,11 @@ export class FlowRegistry {
     return flow !== undefined && flow.status === 'started' ? flow : undefined;
   }
 
+  /** The ids of every flow held, in no order. */
+  ids(): IterableIterator<string> {
+    return this.flows.keys();
+  }
+
   list(): Flow[] {
     return [...this.flows.values()].sort((a, b) => a.id.localeCompare(b.id));
   }

@@ -11,7 +11,7 @@ import type { Consumer, Delivery } from '../../src/queue/contract.js';
 import {
   DEFAULT_DELAY_LEVELS_MS,
   flowKey,
-  JOB_BINDING,
+  retryRoutingKey,
   jobRoutingKey,
   openRabbitMqQueue,
   Topology,
@@ -45,6 +45,8 @@ const prefixesUsed = new Map<string, readonly number[]>();
 const opened: Backend[] = [];
 const queues: RabbitMqQueue[] = [];
 const consumers: Consumer[] = [];
+/** Queues a test made by hand under its prefix (deleted afterwards). */
+const extraQueues: string[] = [];
 
 beforeEach(() => {
   prefix = `${RUN}-${++seq}`;
@@ -54,6 +56,8 @@ beforeEach(() => {
 
 afterEach(async () => {
   await Promise.allSettled(consumers.splice(0).map((c) => c.stop({ graceMs: 0 })));
+  // The flow queues the test's queues declared (AMQP cannot list them afterwards).
+  const flowQueues = [...new Set([...queues.flatMap((q) => q.flowQueueNames), ...extraQueues.splice(0)])];
   await Promise.allSettled(opened.splice(0).map((b) => b.close()));
   await Promise.allSettled(queues.splice(0).map((q) => q.close()));
   if (prefixesUsed.size > 0) {
@@ -62,7 +66,8 @@ afterEach(async () => {
     try {
       const ch = await conn.acquire();
       const topologies = [...prefixesUsed].map(([p, delayLevelsMs]) => new Topology({ prefix: p, delayLevelsMs, deliveryLimit: 0 }));
-      if (brokerRestarted) await settleAfterRestart(ch, topologies);
+      if (brokerRestarted) await settleAfterRestart(ch, topologies, flowQueues);
+      for (const queue of flowQueues) await ch.queueDelete({ queue });
       for (const t of topologies) await t.delete(ch);
       await ch.close();
     } finally {
@@ -159,10 +164,10 @@ let brokerRestarted = false;
  * restarts no such queue can be declared again (INTERNAL_ERROR). So after a restart, cleanup first
  * waits until every queue has a leader (a confirmed publish into each), plus a margin.
  */
-async function settleAfterRestart(ch: Channel, topologies: Topology[]): Promise<void> {
+async function settleAfterRestart(ch: Channel, topologies: Topology[], flowQueues: string[]): Promise<void> {
   await ch.confirmSelect();
-  for (const t of topologies) {
-    for (const queue of t.allQueues) await ch.basicPublish({ routingKey: queue, durable: true }, 'probe');
+  for (const queue of [...topologies.flatMap((t) => t.sharedQueues), ...flowQueues]) {
+    await ch.basicPublish({ routingKey: queue, durable: true }, 'probe');
   }
   await sleep(1_500);
 }
@@ -244,11 +249,12 @@ describe('rabbitmq: publishing', () => {
     await q.publish([newJob()]);
   });
 
-  it('fails a publish no queue takes (work queue deleted) instead of confirming it into the void', async () => {
+  it("fails a publish no queue takes (the flow's queue deleted) instead of confirming it into the void", async () => {
     const q = await openQueue();
+    await q.publish([newJob()]); // declares flow-r's queue
     const conn = await rawConnection();
     try {
-      await conn.queueDelete({ queue: q.topology.workQueue });
+      await conn.queueDelete({ queue: q.topology.flowQueue('flow-r') });
     } finally {
       await conn.close();
     }
@@ -261,6 +267,8 @@ describe('rabbitmq: publishing', () => {
     const q = await openQueue();
     const conn = await rawConnection();
     const publisher = new ConfirmPublisher(conn, { maxUnconfirmed: 10_000, confirmTimeoutMs: 10_000, logger: quietLogger });
+    q.watchFlows(['flow-r']); // its queue takes the routable ones
+    await waitFor(() => q.flowQueueNames.length === 1, "flow-r's queue declared", 5_000);
     try {
       // Routable and unroutable publishes alternate, many per socket read: the broker's answers come
       // as [ack][return][ack]… in one chunk, where a return decoded after an earlier ack of the
@@ -305,12 +313,14 @@ describe('rabbitmq: publishing', () => {
     expect((await q.stats()).dead).toBe(0);
   });
 
-  it('binds the work queue again, now and then, when its binding was deleted by hand (even with a tap bound: no returns)', async () => {
+  it("binds a flow's queue again, now and then, when its binding was deleted by hand (even with a tap bound: no returns)", async () => {
     const q = await openQueue({ topologyRefreshMs: 300 });
     const seen: string[] = [];
     consume(q, async (d) => {
       seen.push(d.job.requestId);
     });
+    await q.enqueue({ flowId: 'flow-r', requestId: 'first', maxAttempts: 2 });
+    await waitFor(() => seen.includes('first'), 'the first delivery', 5_000);
     const conn = await rawConnection();
     const tap = `${prefix}.tap-rebind`;
     try {
@@ -318,7 +328,7 @@ describe('rabbitmq: publishing', () => {
       // hookd that its own binding is gone.
       await conn.queueDeclare({ queue: tap, durable: true, arguments: { 'x-queue-type': 'quorum' } });
       await conn.queueBind({ queue: tap, exchange: q.topology.exchange, routingKey: `${flowKey('flow-r')}.#` });
-      await conn.queueUnbind({ queue: q.topology.workQueue, exchange: q.topology.exchange, routingKey: JOB_BINDING });
+      await conn.queueUnbind({ queue: q.topology.flowQueue('flow-r'), exchange: q.topology.exchange, routingKey: jobRoutingKey('flow-r') });
       // Published within the window reach only the tap (the documented limitation)…
       await q.enqueue({ flowId: 'flow-r', requestId: 'in-the-window', maxAttempts: 2 });
       // …and after a refresh, hookd's queue again.
@@ -334,14 +344,20 @@ describe('rabbitmq: publishing', () => {
 
   it("a repair leaves alone a consumer that attached after the queue was found missing (another instance's re-declare)", async () => {
     const q = await openQueue();
-    const c = consume(q, async () => {}) as unknown as { restart(before?: number): void; ch: unknown };
-    await waitFor(() => c.ch !== undefined, 'attached', 5_000);
+    await q.publish([newJob({ flowId: 'flow-a' }), newJob({ flowId: 'flow-b' })]);
+    type Lanes = { restart(queues: string[], before: number): void; lanes: Map<string, { tag?: string }>; ch: unknown };
+    const c = consume(q, async () => {}) as unknown as Lanes;
+    const [qa, qb] = [q.topology.flowQueue('flow-a'), q.topology.flowQueue('flow-b')];
+    await waitFor(() => c.lanes.get(qa)?.tag !== undefined && c.lanes.get(qb)?.tag !== undefined, 'both queues consumed', 5_000);
     const ch = c.ch;
-    c.restart(Date.now() - 60_000); // found missing before this channel attached: healthy, kept
+    const [ta, tb] = [c.lanes.get(qa)!.tag, c.lanes.get(qb)!.tag];
+    c.restart([qa], Date.now() - 60_000); // found missing before this consumer started: healthy, kept
     await sleep(300);
-    expect(c.ch).toBe(ch);
-    c.restart(Date.now() + 1); // attached before: restarted on a new channel
-    await waitFor(() => c.ch !== undefined && c.ch !== ch, 'a new channel', 5_000);
+    expect(c.lanes.get(qa)!.tag).toBe(ta);
+    c.restart([qa], Date.now() + 1); // started before: consumed again, the other queue's consumer untouched
+    await waitFor(() => c.lanes.get(qa)?.tag !== undefined && c.lanes.get(qa)?.tag !== ta, 'a new consumer', 5_000);
+    expect(c.lanes.get(qb)!.tag).toBe(tb);
+    expect(c.ch).toBe(ch); // on the same channel: the other flow's deliveries stay with it
   });
 
   it('declares the topology again when the exchange is deleted by hand', async () => {
@@ -381,7 +397,7 @@ describe('rabbitmq: publishing', () => {
     const conn = await rawConnection();
     try {
       // What an operator does in the management UI; the consumer is cancelled by the broker.
-      await conn.queueDelete({ queue: q.topology.workQueue });
+      await conn.queueDelete({ queue: q.topology.flowQueue('flow-r') });
       await conn.queueDelete({ queue: q.topology.delayLevels[0]!.queue });
     } finally {
       await conn.close();
@@ -422,6 +438,102 @@ describe('rabbitmq: publishing', () => {
   });
 });
 
+describe('rabbitmq: a queue per flow', () => {
+  it("a flow flooded with slow jobs does not hold up another flow's job behind its backlog", async () => {
+    const q = await openQueue();
+    await q.publish(Array.from({ length: 120 }, () => newJob({ flowId: 'flow-busy' })));
+    const started: Array<{ flowId: string; at: number }> = [];
+    consume(q, async (d) => {
+      started.push({ flowId: d.job.flowId, at: Date.now() });
+      if (d.job.flowId === 'flow-busy') await sleep(25);
+    }, 2);
+    await waitFor(() => started.length >= 4, 'the busy flow running', 5_000);
+    const t0 = Date.now();
+    await q.publish([newJob({ flowId: 'flow-quiet' })]);
+    await waitFor(() => started.some((s) => s.flowId === 'flow-quiet'), "the quiet flow's job", 5_000);
+    const quiet = started.findIndex((s) => s.flowId === 'flow-quiet');
+    // Behind at most a prefetch (2) of the busy flow's jobs per slot, not behind ~110 × 25 ms / 2.
+    expect(started[quiet]!.at - t0).toBeLessThan(500);
+    await waitFor(() => started.slice(quiet + 1).some((s) => s.flowId === 'flow-busy'), 'the busy flow going on after it', 5_000);
+    expect(q.flowQueueNames.sort()).toEqual([q.topology.flowQueue('flow-busy'), q.topology.flowQueue('flow-quiet')].sort());
+  });
+
+  it('retries come back to their own flow through the wait queues; a component bound to the flow sees first deliveries only', async () => {
+    const q = await openQueue({ delayLevelsMs: [100] });
+    const conn = await rawConnection();
+    const tap = `${prefix}.tap-retries`;
+    extraQueues.push(tap);
+    try {
+      await conn.queueDeclare({ queue: tap, durable: true, arguments: { 'x-queue-type': 'quorum' } });
+      await conn.queueBind({ queue: tap, exchange: q.topology.exchange, routingKey: `${flowKey('flow-x')}.#` });
+      const runs: Array<{ flowId: string; attempts: number }> = [];
+      consume(q, async (d) => {
+        runs.push({ flowId: d.job.flowId, attempts: d.job.attempts });
+        if (d.job.attempts < 3) await d.nack({ delayMs: 50, error: 'again' });
+      });
+      await q.publish([newJob({ flowId: 'flow-x', maxAttempts: 5 }), newJob({ flowId: 'flow-y', maxAttempts: 5 })]);
+      await waitFor(() => runs.filter((r) => r.attempts === 3).length === 2, 'both jobs on their third attempt', 10_000);
+      expect(runs.filter((r) => r.flowId === 'flow-x').map((r) => r.attempts)).toEqual([1, 2, 3]);
+      expect(runs.filter((r) => r.flowId === 'flow-y').map((r) => r.attempts)).toEqual([1, 2, 3]);
+      const first = await conn.basicGet({ queue: tap, noAck: true });
+      expect(first?.routingKey).toBe(jobRoutingKey('flow-x'));
+      expect(await conn.basicGet({ queue: tap, noAck: true })).toBeUndefined(); // no retry reached it
+      expect(retryRoutingKey('flow.x')).toBe('retry.flow-flow~x');
+    } finally {
+      await conn.close();
+    }
+  });
+
+  it("a process takes the jobs of flows it never published to once it is told they exist (watchFlows)", async () => {
+    const producer = await openQueue();
+    const worker = await openQueue();
+    const seen: string[] = [];
+    consume(worker, async (d) => {
+      seen.push(d.job.requestId);
+    });
+    const job = newJob({ flowId: 'flow-elsewhere' });
+    await producer.publish([job]);
+    await sleep(300);
+    expect(seen).toEqual([]); // the worker does not know the flow yet
+    worker.watchFlows(['flow-elsewhere']);
+    await waitFor(() => seen.includes(job.requestId), 'the job, once the flow is known', 5_000);
+  });
+
+  it('drains the single work queue of earlier releases and takes it off first deliveries', async () => {
+    const conn = await rawConnection();
+    const legacy = `${prefix}.work`;
+    const exchange = prefix;
+    try {
+      // The layout of earlier releases: one work queue bound `*.job` and `retry`, holding a job.
+      await conn.exchangeDeclare({ exchange, type: 'topic', durable: true });
+      await conn.queueDeclare({ queue: legacy, durable: true, arguments: { 'x-queue-type': 'quorum' } });
+      await conn.queueBind({ queue: legacy, exchange, routingKey: '*.job' });
+      await conn.queueBind({ queue: legacy, exchange, routingKey: 'retry' });
+      const old = newJob({ flowId: 'flow-old' });
+      const { encodeJob } = await import('../../src/queue/rabbitmq/job-message.js');
+      const { envelope, body } = encodeJob(old);
+      const pub = await conn.acquire();
+      await pub.confirmSelect();
+      await pub.basicPublish({ ...envelope, exchange, routingKey: jobRoutingKey('flow-old') }, body);
+      await pub.close();
+      const q = await openQueue();
+      const seen: string[] = [];
+      consume(q, async (d) => {
+        seen.push(d.job.requestId);
+      });
+      await waitFor(() => seen.includes(old.requestId), 'the job left in the old work queue', 5_000);
+      const fresh = newJob({ flowId: 'flow-old' });
+      await q.publish([fresh]);
+      await waitFor(() => seen.includes(fresh.requestId), 'a new job, through the flow queue', 5_000);
+      await sleep(300);
+      expect(seen.filter((id) => id === fresh.requestId)).toHaveLength(1); // not also through the old queue
+      expect((await conn.queueDeclare({ queue: legacy, passive: true })).messageCount).toBe(0);
+    } finally {
+      await conn.close();
+    }
+  });
+});
+
 describe('rabbitmq: external consumers (docs/external-consumers.md)', () => {
   it('routes first deliveries by flow: a queue bound with flow-<flowKey>.# gets the documented message', async () => {
     const q = await openQueue();
@@ -458,7 +570,7 @@ describe('rabbitmq: external consumers (docs/external-consumers.md)', () => {
         enqueuedAt: mine.enqueuedAt,
       });
       expect(await conn.basicGet({ queue: tap, noAck: true })).toBeUndefined();
-      // hookd's own work queue got all three.
+      // hookd's own flow queues got all three.
       expect((await q.stats()).ready).toBe(3);
     } finally {
       await conn.queueDelete({ queue: tap }).catch(() => {});
@@ -468,11 +580,13 @@ describe('rabbitmq: external consumers (docs/external-consumers.md)', () => {
 
   it('dead-letters a message that is not a hookd job without handing it to a handler', async () => {
     const q = await openQueue();
+    q.watchFlows(['flow-x']);
+    await waitFor(() => q.flowQueueNames.length === 1, "flow-x's queue declared", 5_000);
     const conn = await rawConnection();
     try {
       const ch = await conn.acquire();
       await ch.confirmSelect();
-      await ch.basicPublish({ exchange: q.topology.exchange, routingKey: 'flow-x.job', durable: true }, 'not json');
+      await ch.basicPublish({ exchange: q.topology.exchange, routingKey: jobRoutingKey('flow-x'), durable: true }, 'not json');
       await ch.close();
     } finally {
       await conn.close();

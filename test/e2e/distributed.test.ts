@@ -373,6 +373,7 @@ async function deleteTopology(): Promise<void> {
     }
     for (const queue of queues) await conn.queueDelete({ queue });
     await conn.exchangeDelete({ exchange: PREFIX });
+    await conn.exchangeDelete({ exchange: `${PREFIX}.delay` });
   } finally {
     await conn.close();
   }
@@ -456,6 +457,16 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
     expect(metricsA).not.toContain('hookd_store_wal_sync_seconds'); // embedded mode only
     // …and every request ran once, wherever its job was consumed.
     expect.soft(await unfinished('late', ids, 20_000)).toEqual([]);
+    // The flow has a queue of its own, and every instance's workers consume it (B and C learnt the
+    // flow from the database, not from a publish of their own).
+    const consumersOf = async (queue: string) =>
+      Number(
+        (await rabbitmqctl('-q', 'list_queues', 'name', 'consumers'))
+          .split('\n')
+          .map((l) => l.trim().split(/\s+/))
+          .find(([name]) => name === queue)?.[1],
+      );
+    await waitFor(async () => (await consumersOf(`${PREFIX}.flow.late`)) === 3, 10_000, 500);
     // Stopping it on B stops it everywhere.
     expect((await api(b, 'POST', '/api/flows/late/stop')).status).toBeLessThan(300);
     for (const i of [a, c]) await waitFor(async () => (await fetch(`${urlOf(i)}/hook/late`, { method: 'HEAD' })).status === 404, 5_000, 100);

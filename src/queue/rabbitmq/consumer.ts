@@ -10,34 +10,53 @@ import { isNotFound } from './topology.js';
 /** What a consumer needs from its queue. */
 export interface ConsumerHost {
   readonly conn: Connection;
-  readonly workQueue: string;
   readonly logger: QueueLogger;
+  /** The queues to consume now (every known flow's; the legacy work queue while it exists). */
+  queues(): Iterable<string>;
+  /**
+   * Make sure `queue` exists before consuming it, on the consumer's channel (declare, idempotent):
+   * consuming a missing queue would close the channel, and with it every other queue's deliveries.
+   */
+  prepare(ch: Channel, queue: string): Promise<void>;
   publishRetry(job: JobMessage, delayMs: number): Promise<void>;
   publishDead(job: JobMessage): Promise<void>;
   /** The consumer has stopped (its messages are back in the queue). */
   detach(consumer: RabbitConsumer): void;
-  /** The work queue is gone (cancelled by the broker, or not found): declare the topology again. */
+  /** A queue is gone (cancelled by the broker, or not found): declare the topology again. */
   topologyLost(): void;
 }
 
 /** Pause before trying again to open a consumer channel that failed (the broker may be restarting). */
 const REATTACH_MS = 250;
 
+/** One queue this consumer takes jobs from: its AMQP consumer on the channel, when consuming. */
+interface Lane {
+  tag: string | undefined;
+  /** basic.consume under way. */
+  starting: boolean;
+  /** When its consumer started (restart() leaves a newer one alone). */
+  attachedAt: number;
+  /**
+   * Cancelled by the broker (its queue deleted): consumed again only by the repair's restart(),
+   * after its pause, not by the next attach() (topologyLost explains the pause).
+   */
+  cancelled: boolean;
+}
+
 /**
- * One AMQP consumer on the work queue, on its own channel, with prefetch = concurrency and manual
- * acks. Handlers are started only while fewer than `concurrency` run: after a reconnect, handlers of
- * the old channel may still be running while the new channel already delivers, and those deliveries
- * wait here instead of exceeding the limit.
+ * One channel with an AMQP consumer per queue (every flow's queue: topology.ts), each with
+ * prefetch = concurrency and manual acks. Handlers are started only while fewer than `concurrency`
+ * run; deliveries beyond that wait here, in order of arrival, so a flow flooded with jobs delays a
+ * quiet flow's by at most its prefetch, never by its backlog. After a reconnect, handlers of the old
+ * channel may still be running while the new channel already delivers: those deliveries wait too.
  *
- * stop(): cancel the consumer, wait up to graceMs for running handlers, then hand every unsettled
+ * stop(): cancel the consumers, wait up to graceMs for running handlers, then hand every unsettled
  * message back at once (basic.nack requeue on the channel, then close it).
  */
 export class RabbitConsumer implements Consumer {
   private state: 'active' | 'stopping' | 'stopped' = 'active';
   private ch: Channel | undefined;
-  private consumerTag: string | undefined;
-  /** When the current channel started consuming (restart() leaves a newer one alone). */
-  private attachedAt = 0;
+  private readonly lanes = new Map<string, Lane>();
   private attaching = false;
   private reattachTimer: NodeJS.Timeout | undefined;
   private readonly running = new Set<RabbitDelivery>();
@@ -86,9 +105,28 @@ export class RabbitConsumer implements Consumer {
     return this.unackedSet.size;
   }
 
-  /** Open the channel and start consuming, unless already done or under way. Safe to call any time. */
+  /** Queues this consumer is consuming right now (tests, diagnostics). */
+  get consuming(): string[] {
+    return [...this.lanes].filter(([, lane]) => lane.tag !== undefined).map(([queue]) => queue);
+  }
+
+  /**
+   * Open the channel and consume every queue of the host that is not consumed yet, unless under
+   * way. Safe to call any time: a new flow's queue is picked up this way.
+   */
   attach(): void {
-    if (this.state !== 'active' || this.attaching || this.ch?.active) return;
+    if (this.state !== 'active') return;
+    for (const queue of this.host.queues()) {
+      if (!this.lanes.has(queue)) this.lanes.set(queue, { tag: undefined, starting: false, attachedAt: 0, cancelled: false });
+    }
+    const ch = this.ch;
+    if (ch?.active) {
+      for (const [queue, lane] of this.lanes) {
+        if (lane.tag === undefined && !lane.starting && !lane.cancelled) this.startLane(ch, queue, lane);
+      }
+      return;
+    }
+    if (this.attaching) return;
     if (this.reattachTimer) clearTimeout(this.reattachTimer);
     this.reattachTimer = undefined;
     this.attaching = true;
@@ -96,32 +134,46 @@ export class RabbitConsumer implements Consumer {
       () => {
         this.attaching = false;
         this.changed();
+        this.attach();
       },
       (err: unknown) => {
         this.attaching = false;
         this.changed();
         if (this.state !== 'active') return;
         this.host.logger.warn({ err }, 'rabbitmq queue: consumer could not start; trying again');
-        if (isNotFound(err)) this.host.topologyLost();
         this.scheduleAttach();
       },
     );
   }
 
+  /** Stop consuming a queue (the legacy work queue, once gone). What it delivered is settled as usual. */
+  forget(queue: string): void {
+    const lane = this.lanes.get(queue);
+    if (lane === undefined) return;
+    this.lanes.delete(queue);
+    if (lane.tag !== undefined && this.ch?.active) void this.ch.basicCancel(lane.tag).catch(() => {});
+  }
+
   /**
-   * Start over on a new channel (its queue was deleted and declared again: the old consumer may be
-   * attached to nothing), unless the current channel started consuming at or after
-   * `attachedBefore`. The broker requeues what the old channel held; handlers still running on it
-   * finish, and their settles are ignored.
+   * Consume these queues again (each was deleted and declared again: its old consumer may be
+   * attached to nothing), unless a queue's consumer started at or after `attachedBefore`; and the
+   * queues whose consumers the broker cancelled. Deliveries of the old consumer stay on the
+   * channel: their handlers finish and settle them.
    */
-  restart(attachedBefore: number): void {
+  restart(queues: Iterable<string>, attachedBefore: number): void {
     if (this.state !== 'active') return;
     const ch = this.ch;
-    if (ch === undefined) return this.attach();
-    // Attached since the queue was found missing: on the queue declared again (by another
-    // instance), healthy; closing it would requeue its running jobs (run twice).
-    if (this.attachedAt >= attachedBefore) return;
-    void ch.close().catch(() => {}); // channelLost() attaches again
+    for (const lane of this.lanes.values()) lane.cancelled = false;
+    for (const queue of queues) {
+      const lane = this.lanes.get(queue);
+      if (lane === undefined || lane.starting) continue;
+      // Attached since the queue was found missing: on the queue declared again (by another
+      // instance), healthy; starting over would only shuffle its prefetch.
+      if (lane.tag !== undefined && lane.attachedAt >= attachedBefore) continue;
+      if (lane.tag !== undefined && ch?.active) void ch.basicCancel(lane.tag).catch(() => {});
+      lane.tag = undefined;
+    }
+    this.attach();
   }
 
   stop(options?: { graceMs?: number; beforeRelease?: () => Promise<void> }): Promise<void> {
@@ -144,32 +196,64 @@ export class RabbitConsumer implements Consumer {
     this.changed();
   }
 
-  /**
-   * The channel becomes this.ch only once consuming: a stop() meanwhile finds nothing to hand back,
-   * and the start closes its channel itself (the broker requeues what it delivered).
-   */
+  /** Open the channel; the queues' consumers start afterwards (attach), one by one. */
   private async open(): Promise<void> {
     const ch = await this.host.conn.acquire();
     try {
       ch.once('close', () => this.channelLost(ch));
-      ch.on('basic.cancel', () => {
-        // Cancelled by the broker (queue deleted, node down): start over on a new channel.
-        this.host.logger.warn({ queue: this.host.workQueue }, 'rabbitmq queue: consumer cancelled by the broker');
-        this.host.topologyLost();
-        void ch.close().catch(() => {});
-      });
+      ch.on('basic.cancel', (consumerTag: string) => this.cancelled(ch, consumerTag));
+      // global=false: the limit applies to each queue's consumer on its own.
       await ch.basicQos({ prefetchCount: this.concurrency });
       if (this.state !== 'active') throw new Error('consumer stopped');
-      // Deliveries are dispatched on setImmediate, after this await resumes (rabbitmq-client).
-      const { consumerTag } = await ch.basicConsume({ queue: this.host.workQueue }, (msg) => this.onMessage(ch, msg));
-      if (this.state !== 'active') throw new Error('consumer stopped');
       this.ch = ch;
-      this.attachedAt = Date.now();
-      this.consumerTag = consumerTag;
     } catch (err) {
       await ch.close().catch(() => {});
       throw err;
     }
+  }
+
+  private startLane(ch: Channel, queue: string, lane: Lane): void {
+    lane.starting = true;
+    const consume = async (): Promise<void> => {
+      await this.host.prepare(ch, queue);
+      if (this.state !== 'active' || this.lanes.get(queue) !== lane) return;
+      // Deliveries are dispatched on setImmediate, after this await resumes (rabbitmq-client).
+      const { consumerTag } = await ch.basicConsume({ queue }, (msg) => this.onMessage(ch, msg));
+      if (this.state !== 'active' || this.lanes.get(queue) !== lane || this.ch !== ch) {
+        // Stopped or forgotten meanwhile: what it was sent stays unacked until the hand-back.
+        await ch.basicCancel(consumerTag).catch(() => {});
+        return;
+      }
+      lane.tag = consumerTag;
+      lane.attachedAt = Date.now();
+    };
+    consume().then(
+      () => {
+        lane.starting = false;
+        this.changed();
+      },
+      (err: unknown) => {
+        lane.starting = false;
+        this.changed();
+        if (this.state !== 'active') return;
+        // The channel is closed by the error (the broker refused the declare or the consume):
+        // channelLost() opens another one and starts every queue again.
+        this.host.logger.warn({ err, queue }, 'rabbitmq queue: consuming a queue failed; trying again');
+        if (isNotFound(err)) this.host.topologyLost();
+      },
+    );
+  }
+
+  /** Cancelled by the broker (queue deleted, node down): declared again by the repair, then consumed. */
+  private cancelled(ch: Channel, consumerTag: string): void {
+    if (this.ch !== ch) return;
+    for (const [queue, lane] of this.lanes) {
+      if (lane.tag !== consumerTag) continue;
+      lane.tag = undefined;
+      lane.cancelled = true;
+      this.host.logger.warn({ queue }, 'rabbitmq queue: consumer cancelled by the broker');
+    }
+    this.host.topologyLost();
   }
 
   private scheduleAttach(): void {
@@ -186,7 +270,10 @@ export class RabbitConsumer implements Consumer {
   private channelLost(ch: Channel): void {
     if (this.ch !== ch) return;
     this.ch = undefined;
-    this.consumerTag = undefined;
+    for (const lane of this.lanes.values()) {
+      lane.tag = undefined;
+      lane.cancelled = false; // a new channel starts every queue (the repair declared them, or will)
+    }
     // The broker requeued everything unacked on that channel; running handlers finish, their settles
     // are ignored (RabbitDelivery sees the closed channel).
     this.waiting = this.waiting.filter((d) => d.channel !== ch);
@@ -263,8 +350,9 @@ export class RabbitConsumer implements Consumer {
     if (this.state === 'active') this.state = 'stopping';
     if (this.reattachTimer) clearTimeout(this.reattachTimer);
     const ch = this.ch;
-    if (ch?.active && this.consumerTag !== undefined) {
-      await ch.basicCancel(this.consumerTag).catch(() => {});
+    if (ch?.active) {
+      const tags = [...this.lanes.values()].flatMap((lane) => (lane.tag === undefined ? [] : [lane.tag]));
+      await Promise.all(tags.map((tag) => ch.basicCancel(tag).catch(() => {})));
     }
     if (graceMs > 0) await this.conditions.until(() => this.running.size === 0, graceMs);
     // Settles of handlers still running become no-ops; the caller aborts them before the messages
@@ -279,15 +367,15 @@ export class RabbitConsumer implements Consumer {
     if (ch?.active) {
       // Acks of finished jobs go out first: the nack below hands back everything still unacked.
       this.acksOf(ch).flush();
-      // Requeue everything still unacked now, and wait for the broker to have done it (a passive
-      // declare on the same channel is answered after the nack was processed), so another consumer
-      // gets the jobs at once and stats() counts them as ready when stop() resolves.
+      // Requeue everything still unacked now, and wait for the broker to have done it (a
+      // synchronous method on the same channel is answered after the nack was processed), so
+      // another consumer gets the jobs at once and stats() counts them as ready when stop() resolves.
       if (this.unackedSet.size > 0) {
         // Including deliveries whose failed settle waits to be tried again: they are handed back here.
         for (const d of this.unackedSet) d.release();
         try {
           ch.basicNack({ deliveryTag: 0, multiple: true, requeue: true });
-          await ch.queueDeclare({ queue: this.host.workQueue, passive: true });
+          await ch.basicQos({ prefetchCount: this.concurrency });
         } catch {
           // channel lost meanwhile: the broker requeues on close
         }

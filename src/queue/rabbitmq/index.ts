@@ -7,11 +7,11 @@ export {
 export {
   Topology,
   DEFAULT_DELAY_LEVELS_MS,
-  RETRY_KEY,
   DEAD_KEY,
-  JOB_BINDING,
+  DELAY_HEADER,
   flowKey,
   jobRoutingKey,
+  retryRoutingKey,
 } from './topology.js';
 export { encodeJob, decodeJob, requestPayload, JOB_TYPE, DEAD_LETTER_TYPE, type JobMessage } from './job-message.js';
 export { DEFAULT_GRACE_MS, THROW_RETRY_DELAY_MS } from '../contract.js';

@@ -9,7 +9,15 @@ import { RabbitConsumer, type ConsumerHost } from './consumer.js';
 import { DeadLetterScanner } from './dead-letters.js';
 import { encodeJob, type JobMessage } from './job-message.js';
 import { stderrLogger, type QueueLogger } from './logger.js';
-import { DEAD_KEY, DEFAULT_DELAY_LEVELS_MS, isNotFound, jobRoutingKey, RETRY_KEY, Topology } from './topology.js';
+import {
+  DEAD_KEY,
+  DEFAULT_DELAY_LEVELS_MS,
+  DELAY_HEADER,
+  isNotFound,
+  jobRoutingKey,
+  retryRoutingKey,
+  Topology,
+} from './topology.js';
 
 export interface RabbitMqQueueOptions {
   /** amqp://user:pass@host:port/vhost (amqps:// for TLS). */
@@ -90,6 +98,14 @@ export class RabbitMqQueue implements Queue {
   private topologyDeleted = false;
   private topologyTimer: NodeJS.Timeout | undefined;
   private readonly topologyRefreshMs: number;
+  /** Queue name → flow id, for every flow in flowQueues. */
+  private readonly flowOfQueue = new Map<string, string>();
+  /** Flows whose queue this process declared (or is declaring): flow id → the declare. */
+  private readonly flowQueues = new Map<string, Promise<void>>();
+  /** Flows whose queue is known to be declared: publishes to them go out without waiting. */
+  private readonly declaredFlows = new Set<string>();
+  /** The legacy work queue exists and is drained alongside the flow queues (topology.ts). */
+  private legacyWorkQueue = false;
 
   constructor(options: RabbitMqQueueOptions) {
     this.logger = options.logger ?? stderrLogger;
@@ -130,8 +146,12 @@ export class RabbitMqQueue implements Queue {
     });
     this.consumerHost = {
       conn: this.conn,
-      workQueue: this.topology.workQueue,
       logger: this.logger,
+      queues: () => this.consumedQueues(),
+      prepare: async (ch, queue) => {
+        const flowId = this.flowOfQueue.get(queue);
+        if (flowId !== undefined) await this.topology.declareFlow(ch, flowId);
+      },
       publishRetry: (job, delayMs) => this.publishRetry(job, delayMs),
       publishDead: (job) => this.send({ ...job, runAt: undefined }, this.topology.exchange, DEAD_KEY),
       detach: (c) => this.consumers.delete(c),
@@ -144,6 +164,7 @@ export class RabbitMqQueue implements Queue {
     try {
       await this.conn.onConnect(this.connectTimeoutMs, true);
       await this.declareTopology();
+      await this.adoptLegacyWorkQueue();
     } catch (err) {
       throw unavailable('queue', err);
     }
@@ -158,8 +179,8 @@ export class RabbitMqQueue implements Queue {
   }
 
   /**
-   * Publish jobs (their first delivery: routing key `flow-<flowKey>.job`, or a delay queue when
-   * runAt is ahead). Resolves once the broker confirmed every one of them; all are on the wire at
+   * Publish jobs (their first delivery: routing key `flow-<flowKey>.job`, or a wait queue when
+   * runAt is ahead; a flow's queue is declared before its first publish). Resolves once the broker confirmed every one of them; all are on the wire at
    * once, and concurrent calls do not wait for each other. Rejects with a 503 HookdError when any
    * failed (some may have been published: publishing again is safe, consumers are idempotent).
    */
@@ -189,6 +210,18 @@ export class RabbitMqQueue implements Queue {
     await this.publishJob(full);
   }
 
+  /**
+   * The flows that exist (hookd's flow registry, after every load): their queues are declared and
+   * consumed, so that jobs another instance publishes are taken here too. Flows that left the
+   * list stay consumed until the process ends (their last jobs are dead-lettered by the runner).
+   */
+  watchFlows(flowIds: Iterable<string>): void {
+    for (const flowId of flowIds) {
+      if (this.flowQueues.has(flowId)) continue;
+      this.declareFlow(flowId).catch((err: unknown) => this.logger.warn({ err, flowId }, 'rabbitmq queue: declaring a flow queue failed'));
+    }
+  }
+
   consume(handler: JobHandler, options: ConsumeOptions): Consumer {
     if (this.closed) throw unavailable('queue', 'the RabbitMQ queue is closed');
     if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
@@ -208,13 +241,10 @@ export class RabbitMqQueue implements Queue {
   }
 
   retryDead(jobId: string): Promise<boolean> {
-    return this.scanner.take(jobId, (dead) =>
-      this.send(
-        { ...dead, attempts: 1, deadAt: undefined, runAt: undefined },
-        this.topology.exchange,
-        RETRY_KEY,
-      ),
-    );
+    return this.scanner.take(jobId, async (dead) => {
+      await this.declareFlow(dead.flowId);
+      await this.send({ ...dead, attempts: 1, deadAt: undefined, runAt: undefined }, this.topology.exchange, retryRoutingKey(dead.flowId));
+    });
   }
 
   /**
@@ -223,17 +253,26 @@ export class RabbitMqQueue implements Queue {
    * (the management plugin does, and is not required).
    */
   async stats(): Promise<QueueStats> {
-    const { workQueue, deadQueue, delayLevels } = this.topology;
-    const counts = await this.passiveCounts([workQueue, deadQueue, ...delayLevels.map((l) => l.queue)]);
+    const { deadQueue, delayLevels } = this.topology;
+    const work = [...this.consumedQueues()];
+    const counts = await this.passiveCounts([deadQueue, ...delayLevels.map((l) => l.queue), ...work]);
     let inFlight = 0;
     for (const c of this.consumers) inFlight += c.unacked;
-    const [ready = 0, dead = 0, ...delayed] = counts;
-    return { ready, inFlight, delayed: delayed.reduce((a, b) => a + b, 0), dead: dead + this.scanner.held };
+    const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+    const dead = counts[0] ?? 0;
+    const delayed = sum(counts.slice(1, 1 + delayLevels.length));
+    const ready = sum(counts.slice(1 + delayLevels.length));
+    return { ready, inFlight, delayed, dead: dead + this.scanner.held };
   }
 
-  /** Resolves when the broker is reachable and the work queue exists (readiness); rejects with 503. */
+  /** Resolves when the broker is reachable and the dead-letter queue exists (readiness); rejects with 503. */
   async checkWritable(): Promise<void> {
-    await this.passiveCounts([this.topology.workQueue]);
+    await this.passiveCounts([this.topology.deadQueue]);
+  }
+
+  /** Queue names of the flows this process knows (tests, cleanup). */
+  get flowQueueNames(): string[] {
+    return [...this.flowOfQueue.keys()];
   }
 
   /** Delete the queues and the exchange of this prefix, messages included (tests, uninstall). */
@@ -241,7 +280,7 @@ export class RabbitMqQueue implements Queue {
     this.topologyDeleted = true;
     const ch = await this.conn.acquire();
     try {
-      await this.topology.delete(ch);
+      await this.topology.delete(ch, this.flowQueues.keys());
     } finally {
       await ch.close().catch(() => {});
     }
@@ -271,29 +310,35 @@ export class RabbitMqQueue implements Queue {
     if (!(Number.isInteger(msg.attempts) && msg.attempts >= 1 && Number.isInteger(msg.maxAttempts) && msg.maxAttempts >= 1)) {
       return Promise.reject(new HookdError(E.VALIDATION_FAILED, 'job attempts and maxAttempts must be integers ≥ 1'));
     }
-    const delayMs = job.runAt === undefined ? 0 : job.runAt - Date.now();
-    if (delayMs > 0) return this.sendDelayed(msg, delayMs);
-    return this.send(msg, this.topology.exchange, jobRoutingKey(msg.flowId));
+    const go = (): Promise<void> => {
+      const delayMs = job.runAt === undefined ? 0 : job.runAt - Date.now();
+      if (delayMs > 0) return this.sendDelayed(msg, delayMs);
+      return this.send(msg, this.topology.exchange, jobRoutingKey(msg.flowId));
+    };
+    // The hot path: the flow's queue is known to exist.
+    if (this.declaredFlows.has(msg.flowId)) return go();
+    return this.declareFlow(msg.flowId).then(go);
   }
 
   private publishRetry(job: JobMessage, delayMs: number): Promise<void> {
-    if (delayMs <= 0) return this.send({ ...job, runAt: undefined }, this.topology.exchange, RETRY_KEY);
+    if (delayMs <= 0) return this.send({ ...job, runAt: undefined }, this.topology.exchange, retryRoutingKey(job.flowId));
     return this.sendDelayed(job, delayMs);
   }
 
   /**
-   * Into the delay queue of the smallest level ≥ delayMs (straight through the default exchange);
-   * its TTL dead-letters the job back to the work queue. Longer than the largest level: runAt goes
-   * along and the consumer parks the job again until it is due.
+   * Into the wait queue of the smallest level ≥ delayMs (through the delay exchange, by header),
+   * with the flow's retry key: the TTL dead-letters the job back to the flow's queue. Longer than
+   * the largest level: runAt goes along and the consumer parks the job again until it is due.
    */
   private sendDelayed(job: JobMessage, delayMs: number): Promise<void> {
     const level = this.topology.delayQueueFor(delayMs);
     const runAt = delayMs > level.ms ? Date.now() + delayMs : undefined;
-    return this.send({ ...job, runAt }, '', level.queue);
+    return this.send({ ...job, runAt }, this.topology.delayExchange, retryRoutingKey(job.flowId), level.label);
   }
 
-  private send(job: JobMessage, exchange: string, routingKey: string): Promise<void> {
+  private send(job: JobMessage, exchange: string, routingKey: string, delayLabel?: string): Promise<void> {
     const { envelope, body } = encodeJob(job);
+    if (delayLabel !== undefined) envelope.headers[DELAY_HEADER] = delayLabel;
     const sent = this.publisher.send({ ...envelope, exchange, routingKey }, body);
     const onConfirmed = this.onConfirmed;
     if (onConfirmed === undefined) return sent;
@@ -332,10 +377,65 @@ export class RabbitMqQueue implements Queue {
     return opening;
   }
 
+  /** The shared part of the topology and every known flow's queue. */
   private async declareTopology(): Promise<void> {
     const ch = await this.conn.acquire();
     try {
       await this.topology.declare(ch);
+      for (const flowId of this.flowQueues.keys()) await this.topology.declareFlow(ch, flowId);
+    } finally {
+      await ch.close().catch(() => {});
+    }
+  }
+
+  /**
+   * Declare a flow's queue once per process (again after a failure, and in every declareTopology),
+   * then have the consumers take from it. Rejects with 503 while the broker is unreachable.
+   */
+  private declareFlow(flowId: string): Promise<void> {
+    const known = this.flowQueues.get(flowId);
+    if (known !== undefined) return known;
+    const declaring = (async () => {
+      if (this.closed) throw unavailable('queue', 'the RabbitMQ queue is closed');
+      try {
+        const ch = await this.adminChannel();
+        await this.topology.declareFlow(ch, flowId);
+      } catch (err) {
+        if (isNotFound(err)) this.repairTopology(); // the exchange is gone
+        throw unavailable('queue', err);
+      }
+    })();
+    this.flowQueues.set(flowId, declaring);
+    declaring.then(
+      () => {
+        if (this.flowQueues.get(flowId) !== declaring) return;
+        this.declaredFlows.add(flowId);
+        this.flowOfQueue.set(this.topology.flowQueue(flowId), flowId);
+        for (const c of this.consumers) c.attach();
+      },
+      () => {
+        if (this.flowQueues.get(flowId) === declaring) this.flowQueues.delete(flowId);
+      },
+    );
+    return declaring;
+  }
+
+  /** What consumers take from: every declared flow's queue, and the legacy work queue while it exists. */
+  private *consumedQueues(): Iterable<string> {
+    yield* this.flowOfQueue.keys();
+    if (this.legacyWorkQueue) yield this.topology.legacyWorkQueue;
+  }
+
+  /** Drain the single work queue of earlier releases when it is still there (topology.ts). */
+  private async adoptLegacyWorkQueue(): Promise<void> {
+    const ch = await this.conn.acquire();
+    try {
+      const exists = await this.topology.adoptLegacyWorkQueue(ch);
+      if (exists && !this.legacyWorkQueue) {
+        this.logger.warn({ queue: this.topology.legacyWorkQueue }, 'rabbitmq queue: draining the work queue of an earlier release');
+      }
+      if (!exists && this.legacyWorkQueue) for (const c of this.consumers) c.forget(this.topology.legacyWorkQueue);
+      this.legacyWorkQueue = exists;
     } finally {
       await ch.close().catch(() => {});
     }
@@ -350,8 +450,8 @@ export class RabbitMqQueue implements Queue {
    * After a pause: RabbitMQ (3.10) sends the cancel of a deleted quorum queue's consumers
    * asynchronously, and a consumer whose queue is declared again before its cancel went out is
    * never cancelled and never delivered to again. The pause lets the cancels of every instance's
-   * consumers arrive first; this instance's own consumers are restarted if the work queue was
-   * found missing, whether or not their cancel came.
+   * consumers arrive first; this instance's consumers of a queue found missing start over on it,
+   * whether or not their cancel came.
    */
   private repairTopology(): void {
     if (this.closed || this.topologyDeleted || this.repairTimer) return;
@@ -362,24 +462,13 @@ export class RabbitMqQueue implements Queue {
   private async repairNow(): Promise<void> {
     try {
       if (this.closed || this.topologyDeleted) return;
-      const ch = await this.conn.acquire();
-      let workQueueLost = false;
       const checkedAt = Date.now();
-      try {
-        await ch.queueDeclare({ queue: this.topology.workQueue, passive: true });
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-        workQueueLost = true;
-      } finally {
-        await ch.close().catch(() => {});
-      }
-      this.logger.warn({ exchange: this.topology.exchange, workQueueLost }, 'rabbitmq queue: a queue was missing; declaring the topology again');
+      const lost = await this.missingQueues([...this.consumedQueues()]);
+      this.logger.warn({ exchange: this.topology.exchange, lost }, 'rabbitmq queue: a queue was missing; declaring the topology again');
       await this.declareTopology();
+      await this.adoptLegacyWorkQueue();
       if (this.closed) return;
-      for (const c of this.consumers) {
-        if (workQueueLost) c.restart(checkedAt);
-        else c.attach();
-      }
+      for (const c of this.consumers) c.restart(lost, checkedAt);
     } catch (err) {
       this.logger.error({ err }, 'rabbitmq queue: declaring the topology failed');
     } finally {
@@ -387,18 +476,39 @@ export class RabbitMqQueue implements Queue {
     }
   }
 
+  /** Which of these queues do not exist (a passive declare of a missing one closes its channel). */
+  private async missingQueues(queues: string[]): Promise<string[]> {
+    const missing: string[] = [];
+    let ch = await this.conn.acquire();
+    try {
+      for (const queue of queues) {
+        try {
+          await ch.queueDeclare({ queue, passive: true });
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+          missing.push(queue);
+          ch = await this.conn.acquire();
+        }
+      }
+    } finally {
+      await ch.close().catch(() => {});
+    }
+    return missing;
+  }
+
   /**
    * Declare the topology again now and then, quietly: what no publish or consumer notices when it
    * goes (a binding deleted by hand, a delay or dead queue while nothing is retried) comes back
-   * within TOPOLOGY_REFRESH_MS. A missing work queue takes the repair path (consumers restart).
-   * A binding of the work queue deleted while a component outside hookd has its own queue bound
-   * to the same keys loses hookd its copies until then: publishes still reach that queue, so the
+   * within TOPOLOGY_REFRESH_MS. A missing flow queue takes the repair path (consumers restart).
+   * A binding of a flow queue deleted while a component outside hookd has its own queue bound to
+   * the same keys loses hookd its copies until then: publishes still reach that queue, so the
    * broker confirms them without a return.
    */
   private async refreshTopology(): Promise<void> {
     if (this.closed || this.topologyDeleted || this.repairTimer || !this.publisher.ready) return;
     try {
-      await this.passiveCounts([this.topology.workQueue]); // missing: passiveCounts schedules the repair
+      // Missing: passiveCounts schedules the repair.
+      await this.passiveCounts([this.topology.deadQueue, ...this.consumedQueues()]);
       await this.declareTopology();
     } catch {
       // down, or being repaired: the next round or the reconnect declares it
