@@ -20,6 +20,10 @@ export interface DeadLetterScanOptions {
  * invisible to other scans (another process listing or retrying at the same moment may miss them);
  * `held` lets stats() still count them.
  */
+/** After a scan, how long to wait for the dead queue to count what it was handed back: 20 × 10 ms at most. */
+const RECOUNT_TRIES = 20;
+const RECOUNT_PAUSE_MS = 10;
+
 export class DeadLetterScanner {
   /** Dead letters held by scans of this process right now. */
   held = 0;
@@ -91,10 +95,16 @@ export class DeadLetterScanner {
         }
       }
       if (holding > 0) {
-        // Everything still held goes back in one go; a passive declare on the same channel is
-        // answered after the broker processed the nack, so counts are right when we return.
+        // Everything still held goes back in one go. A passive declare on the same channel is
+        // answered after the channel processed the nack, but a quorum queue counts the returned
+        // messages a moment later (its log applies the return on its own): wait, briefly, until it
+        // counts at least what was handed back, so that stats() right after a scan are right.
         ch.basicNack({ deliveryTag: lastTag, multiple: true, requeue: true });
-        await ch.queueDeclare({ queue: deadQueue, passive: true });
+        for (let i = 0; i < RECOUNT_TRIES; i++) {
+          const { messageCount } = await ch.queueDeclare({ queue: deadQueue, passive: true });
+          if (messageCount >= holding) break;
+          await new Promise((r) => setTimeout(r, RECOUNT_PAUSE_MS));
+        }
       }
     } catch (err) {
       throw isHookdError(err) ? err : unavailable('queue', err);
