@@ -11,6 +11,7 @@ import { loadOrCreateMasterKey, SecretBox } from './auth/secret-box.js';
 import { readFlowsDir } from './api/flows-dir.js';
 import type { Config } from './config/config.js';
 import { finishesWithin } from './core/finishes-within.js';
+import type { Flow } from './core/flow.js';
 import { resolveAdminToken, tokenDigest } from './config/admin-token.js';
 import { createFlowRunner } from './flow/runner.js';
 import { installErrorHandling } from './http/error-handler.js';
@@ -87,19 +88,15 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   const registry = new FlowRegistry(backend.flows, flowSecretCodec(secretBox));
   const unreadable = (flowId: string, err: unknown) =>
     logger.error({ flowId, err: (err as Error).message }, 'flow left out: its credential secrets do not open with this HOOKD_SECRET_KEY');
+  // A queue per flow (RabbitMQ) consumes the queues of the started flows.
+  const queue = backend.queue;
+  if (queue.watchFlows) {
+    registry.onChange = () => queue.watchFlows?.(flowStates(registry.values()));
+  }
   await registry.load(unreadable);
-  // A queue per flow (RabbitMQ) consumes the queues of the flows that exist.
-  const watchFlows = (): void => backend.queue.watchFlows?.(registry.ids());
   // Several instances share one database: pick up flows the others created or changed.
   const refresh = config.databaseUrl
-    ? setInterval(
-        () =>
-          registry
-            .load(unreadable)
-            .then(watchFlows)
-            .catch((err: unknown) => logger.warn({ err }, 'flow refresh failed')),
-        config.flowRefreshMs,
-      )
+    ? setInterval(() => registry.load(unreadable).catch((err: unknown) => logger.warn({ err }, 'flow refresh failed')), config.flowRefreshMs)
     : undefined;
   refresh?.unref();
   if (config.flowsDir) {
@@ -107,7 +104,6 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     for (const flow of flows) await registry.put(flow);
     logger.info({ dir: config.flowsDir, count: flows.length }, 'flows loaded from FLOWS_DIR');
   }
-  watchFlows();
 
   // Several instances: one admin token for all of them (its hash is shared through the backend).
   const admin = await resolveAdminToken(config.dataDir, config.adminToken, backend.settings);
@@ -253,4 +249,9 @@ async function closeServer(server: FastifyInstance, graceMs: number): Promise<vo
   const closed = server.close();
   if (!(await finishesWithin(closed, Math.max(1_000, graceMs)))) server.server.closeAllConnections();
   await closed;
+}
+
+/** What a queue per flow needs to know of each flow (Queue.watchFlows). */
+function* flowStates(flows: Iterable<Flow>): Iterable<{ id: string; started: boolean }> {
+  for (const f of flows) yield { id: f.id, started: f.status === 'started' };
 }

@@ -84,8 +84,10 @@ export interface Queue {
   stats(): Promise<QueueStats>;
   /**
    * Capability of queues that keep a queue per flow (RabbitMQ): the flows that exist, so that jobs
-   * of flows this process never published to are taken too. The composition root passes the flow
-   * registry's ids after every load. Absent: one queue holds every flow's jobs.
+   * of flows this process never published to are taken too, and whether each is started (a stopped
+   * flow's jobs wait in its queue, not consumed). The composition root passes the flow registry's
+   * flows after every load and change. Absent: one queue holds every flow's jobs (a stopped flow's
+   * jobs are delayed by the runner instead).
    */
-  watchFlows?(flowIds: Iterable<string>): void;
+  watchFlows?(flows: Iterable<{ id: string; started: boolean }>): void;
 }

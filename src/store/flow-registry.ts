@@ -15,6 +15,8 @@ const plain: SecretCodec = { seal: (f) => f, open: (f) => f };
 
 export class FlowRegistry {
   private readonly flows = new Map<string, Flow>();
+  /** Called after every change of what is held (loads included): the queue follows the flows. */
+  onChange: (() => void) | undefined;
 
   /** `codec` seals credential secrets on the way to the store and opens them on the way back. */
   constructor(
@@ -44,6 +46,7 @@ export class FlowRegistry {
     }
     this.flows.clear();
     for (const [id, f] of next) this.flows.set(id, f);
+    this.onChange?.();
   }
 
   /**
@@ -53,7 +56,7 @@ export class FlowRegistry {
   async fetch(id: string): Promise<Flow | undefined> {
     const stored = await this.store.get(id);
     if (stored === undefined) {
-      this.flows.delete(id);
+      if (this.flows.delete(id)) this.onChange?.();
       return undefined;
     }
     // Unchanged: keep the object (compiled steps, allowlists and rate limits are cached per object).
@@ -61,6 +64,7 @@ export class FlowRegistry {
     if (known !== undefined && known.updatedAt === stored.updatedAt) return known;
     const flow = this.codec.open(stored);
     this.flows.set(id, flow);
+    this.onChange?.();
     return flow;
   }
 
@@ -74,9 +78,9 @@ export class FlowRegistry {
     return flow !== undefined && flow.status === 'started' ? flow : undefined;
   }
 
-  /** The ids of every flow held, in no order. */
-  ids(): IterableIterator<string> {
-    return this.flows.keys();
+  /** Every flow held, in no order. */
+  values(): IterableIterator<Flow> {
+    return this.flows.values();
   }
 
   list(): Flow[] {
@@ -86,11 +90,13 @@ export class FlowRegistry {
   async put(flow: Flow): Promise<void> {
     await this.store.put(this.codec.seal(flow));
     this.flows.set(flow.id, flow);
+    this.onChange?.();
   }
 
   async delete(id: string): Promise<boolean> {
     const removed = await this.store.delete(id);
     this.flows.delete(id);
+    this.onChange?.();
     return removed;
   }
 }

@@ -267,7 +267,7 @@ describe('rabbitmq: publishing', () => {
     const q = await openQueue();
     const conn = await rawConnection();
     const publisher = new ConfirmPublisher(conn, { maxUnconfirmed: 10_000, confirmTimeoutMs: 10_000, logger: quietLogger });
-    q.watchFlows(['flow-r']); // its queue takes the routable ones
+    q.watchFlows([{ id: 'flow-r', started: true }]); // its queue takes the routable ones
     await waitFor(() => q.flowQueueNames.length === 1, "flow-r's queue declared", 5_000);
     try {
       // Routable and unroutable publishes alternate, many per socket read: the broker's answers come
@@ -495,8 +495,32 @@ describe('rabbitmq: a queue per flow', () => {
     await producer.publish([job]);
     await sleep(300);
     expect(seen).toEqual([]); // the worker does not know the flow yet
-    worker.watchFlows(['flow-elsewhere']);
+    worker.watchFlows([{ id: 'flow-elsewhere', started: true }]);
     await waitFor(() => seen.includes(job.requestId), 'the job, once the flow is known', 5_000);
+  });
+
+  it("a stopped flow's jobs wait in its queue, not consumed, until the flow is started again", async () => {
+    const q = await openQueue();
+    const seen: string[] = [];
+    consume(q, async (d) => {
+      seen.push(d.job.flowId);
+    }, 4);
+    q.watchFlows([{ id: 'flow-on', started: true }, { id: 'flow-off', started: false }]);
+    await q.publish([newJob({ flowId: 'flow-off' }), newJob({ flowId: 'flow-off' }), newJob({ flowId: 'flow-on' })]);
+    await waitFor(() => seen.includes('flow-on'), "the started flow's job", 5_000);
+    await sleep(300);
+    expect(seen).toEqual(['flow-on']);
+    expect(await q.stats()).toMatchObject({ ready: 2, inFlight: 0 });
+    // Started again: its jobs run.
+    q.watchFlows([{ id: 'flow-on', started: true }, { id: 'flow-off', started: true }]);
+    await waitFor(() => seen.filter((f) => f === 'flow-off').length === 2, "the stopped flow's jobs, once started", 5_000);
+    // Stopped while running: the queue is no longer consumed.
+    q.watchFlows([{ id: 'flow-off', started: false }]);
+    await sleep(200);
+    await q.publish([newJob({ flowId: 'flow-off' })]);
+    await sleep(300);
+    expect(seen.filter((f) => f === 'flow-off')).toHaveLength(2);
+    expect((await q.stats()).ready).toBe(1);
   });
 
   it('drains the single work queue of earlier releases and takes it off first deliveries', async () => {
@@ -580,7 +604,7 @@ describe('rabbitmq: external consumers (docs/external-consumers.md)', () => {
 
   it('dead-letters a message that is not a hookd job without handing it to a handler', async () => {
     const q = await openQueue();
-    q.watchFlows(['flow-x']);
+    q.watchFlows([{ id: 'flow-x', started: true }]);
     await waitFor(() => q.flowQueueNames.length === 1, "flow-x's queue declared", 5_000);
     const conn = await rawConnection();
     try {

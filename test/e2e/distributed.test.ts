@@ -470,6 +470,8 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
     // Stopping it on B stops it everywhere.
     expect((await api(b, 'POST', '/api/flows/late/stop')).status).toBeLessThan(300);
     for (const i of [a, c]) await waitFor(async () => (await fetch(`${urlOf(i)}/hook/late`, { method: 'HEAD' })).status === 404, 5_000, 100);
+    // …and no instance consumes its queue any more (jobs of a stopped flow wait there).
+    await waitFor(async () => (await consumersOf(`${PREFIX}.flow.late`)) === 0, 10_000, 500);
   });
 
   it('API writes through one instance see what another did a moment before (no stale copy overwritten)', { timeout: 30_000 }, async () => {

@@ -104,6 +104,8 @@ export class RabbitMqQueue implements Queue {
   private readonly flowQueues = new Map<string, Promise<void>>();
   /** Flows whose queue is known to be declared: publishes to them go out without waiting. */
   private readonly declaredFlows = new Set<string>();
+  /** Stopped flows (watchFlows): their queues keep their jobs, unconsumed, until the flow starts. */
+  private readonly pausedFlows = new Set<string>();
   /** The legacy work queue exists and is drained alongside the flow queues (topology.ts). */
   private legacyWorkQueue = false;
 
@@ -211,15 +213,27 @@ export class RabbitMqQueue implements Queue {
   }
 
   /**
-   * The flows that exist (hookd's flow registry, after every load): their queues are declared and
-   * consumed, so that jobs another instance publishes are taken here too. Flows that left the
-   * list stay consumed until the process ends (their last jobs are dead-lettered by the runner).
+   * The flows that exist (hookd's flow registry, after every load and change): their queues are
+   * declared and consumed, so that jobs another instance publishes are taken here too. A stopped
+   * flow's queue is not consumed: its jobs wait there, counted as ready, until the flow is started
+   * (without this, every one of them would go round through the wait queues each minute). Flows
+   * that left the list stay consumed until the process ends (the runner dead-letters their jobs).
    */
-  watchFlows(flowIds: Iterable<string>): void {
-    for (const flowId of flowIds) {
-      if (this.flowQueues.has(flowId)) continue;
-      this.declareFlow(flowId).catch((err: unknown) => this.logger.warn({ err, flowId }, 'rabbitmq queue: declaring a flow queue failed'));
+  watchFlows(flows: Iterable<{ id: string; started: boolean }>): void {
+    let changed = false;
+    for (const { id, started } of flows) {
+      if (started === this.pausedFlows.has(id)) {
+        changed = true;
+        if (started) this.pausedFlows.delete(id);
+        else this.pausedFlows.add(id);
+        const queue = this.topology.flowQueue(id);
+        if (!started) for (const c of this.consumers) c.forget(queue);
+      }
+      if (!this.flowQueues.has(id)) {
+        this.declareFlow(id).catch((err: unknown) => this.logger.warn({ err, flowId: id }, 'rabbitmq queue: declaring a flow queue failed'));
+      }
     }
+    if (changed) for (const c of this.consumers) c.attach();
   }
 
   consume(handler: JobHandler, options: ConsumeOptions): Consumer {
@@ -254,7 +268,8 @@ export class RabbitMqQueue implements Queue {
    */
   async stats(): Promise<QueueStats> {
     const { deadQueue, delayLevels } = this.topology;
-    const work = [...this.consumedQueues()];
+    const work = [...this.flowOfQueue.keys()];
+    if (this.legacyWorkQueue) work.push(this.topology.legacyWorkQueue);
     const counts = await this.passiveCounts([deadQueue, ...delayLevels.map((l) => l.queue), ...work]);
     let inFlight = 0;
     for (const c of this.consumers) inFlight += c.unacked;
@@ -420,9 +435,12 @@ export class RabbitMqQueue implements Queue {
     return declaring;
   }
 
-  /** What consumers take from: every declared flow's queue, and the legacy work queue while it exists. */
+  /**
+   * What consumers take from: the queue of every declared flow that is not stopped, and the legacy
+   * work queue while it exists.
+   */
   private *consumedQueues(): Iterable<string> {
-    yield* this.flowOfQueue.keys();
+    for (const [queue, flowId] of this.flowOfQueue) if (!this.pausedFlows.has(flowId)) yield queue;
     if (this.legacyWorkQueue) yield this.topology.legacyWorkQueue;
   }
 
@@ -508,7 +526,7 @@ export class RabbitMqQueue implements Queue {
     if (this.closed || this.topologyDeleted || this.repairTimer || !this.publisher.ready) return;
     try {
       // Missing: passiveCounts schedules the repair.
-      await this.passiveCounts([this.topology.deadQueue, ...this.consumedQueues()]);
+      await this.passiveCounts([this.topology.deadQueue, ...this.flowOfQueue.keys()]);
       await this.declareTopology();
     } catch {
       // down, or being repaired: the next round or the reconnect declares it
