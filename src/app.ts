@@ -140,7 +140,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     // API bodies (flow definitions) are small; /hook bodies are read by the ingress itself.
     bodyLimit: 1024 * 1024,
     // Flow and request ids go up to 128 characters (fastify's default stops params at 100: 414).
-    maxParamLength: 256,
+    routerOptions: { maxParamLength: 256 },
   });
   installErrorHandling(server);
   server.addHook('onResponse', (request, reply, done) => {

@@ -345,19 +345,34 @@ describe('rabbitmq: publishing', () => {
   it("a repair leaves alone a consumer that attached after the queue was found missing (another instance's re-declare)", async () => {
     const q = await openQueue();
     await q.publish([newJob({ flowId: 'flow-a' }), newJob({ flowId: 'flow-b' })]);
-    type Lanes = { restart(queues: string[], before: number): void; lanes: Map<string, { tag?: string }>; ch: unknown };
+    type Lanes = { restart(queues: string[], before: number, cancelled: boolean): void; lanes: Map<string, { tag?: string }>; ch: unknown };
     const c = consume(q, async () => {}) as unknown as Lanes;
     const [qa, qb] = [q.topology.flowQueue('flow-a'), q.topology.flowQueue('flow-b')];
     await waitFor(() => c.lanes.get(qa)?.tag !== undefined && c.lanes.get(qb)?.tag !== undefined, 'both queues consumed', 5_000);
     const ch = c.ch;
     const [ta, tb] = [c.lanes.get(qa)!.tag, c.lanes.get(qb)!.tag];
-    c.restart([qa], Date.now() - 60_000); // found missing before this consumer started: healthy, kept
+    c.restart([qa], Date.now() - 60_000, true); // found missing before this consumer started: healthy, kept
     await sleep(300);
     expect(c.lanes.get(qa)!.tag).toBe(ta);
-    c.restart([qa], Date.now() + 1); // started before: consumed again, the other queue's consumer untouched
+    c.restart([qa], Date.now() + 1, true); // started before: consumed again, the other queue's consumer untouched
     await waitFor(() => c.lanes.get(qa)?.tag !== undefined && c.lanes.get(qa)?.tag !== ta, 'a new consumer', 5_000);
     expect(c.lanes.get(qb)!.tag).toBe(tb);
     expect(c.ch).toBe(ch); // on the same channel: the other flow's deliveries stay with it
+  });
+
+  it('consumes a queue again when the broker reports no consumer on it (a consumer attached to nothing)', async () => {
+    const q = await openQueue({ topologyRefreshMs: 300 });
+    const seen: string[] = [];
+    const c = consume(q, async (d) => {
+      seen.push(d.job.requestId);
+    }) as unknown as { lanes: Map<string, { tag?: string }>; ch: Channel };
+    await q.enqueue({ flowId: 'flow-r', requestId: 'first', maxAttempts: 2 });
+    await waitFor(() => seen.includes('first'), 'the first delivery', 5_000);
+    // What RabbitMQ 3.10 leaves after a quorum queue is deleted and declared again before the
+    // consumer's cancel went out: the consumer believes it consumes, the broker delivers nothing.
+    await c.ch.basicCancel(c.lanes.get(q.topology.flowQueue('flow-r'))!.tag!);
+    await q.enqueue({ flowId: 'flow-r', requestId: 'second', maxAttempts: 2 });
+    await waitFor(() => seen.includes('second'), 'a delivery once the refresh found the queue without consumer', 5_000);
   });
 
   it('declares the topology again when the exchange is deleted by hand', async () => {
@@ -521,6 +536,9 @@ describe('rabbitmq: a queue per flow', () => {
     await sleep(300);
     expect(seen.filter((f) => f === 'flow-off')).toHaveLength(2);
     expect((await q.stats()).ready).toBe(1);
+    // Deleted while stopped (gone from the list): consumed again, so the runner can dead-letter its jobs.
+    q.watchFlows([{ id: 'flow-on', started: true }]);
+    await waitFor(() => seen.filter((f) => f === 'flow-off').length === 3, "the deleted flow's last job", 5_000);
   });
 
   it('drains the single work queue of earlier releases and takes it off first deliveries', async () => {
@@ -540,7 +558,7 @@ describe('rabbitmq: a queue per flow', () => {
       await pub.confirmSelect();
       await pub.basicPublish({ ...envelope, exchange, routingKey: jobRoutingKey('flow-old') }, body);
       await pub.close();
-      const q = await openQueue();
+      const q = await openQueue({ topologyRefreshMs: 300 });
       const seen: string[] = [];
       consume(q, async (d) => {
         seen.push(d.job.requestId);
@@ -551,6 +569,14 @@ describe('rabbitmq: a queue per flow', () => {
       await waitFor(() => seen.includes(fresh.requestId), 'a new job, through the flow queue', 5_000);
       await sleep(300);
       expect(seen.filter((id) => id === fresh.requestId)).toHaveLength(1); // not also through the old queue
+      // An instance of the earlier release (a rolling upgrade) binds it again: the next refresh undoes it.
+      await conn.queueBind({ queue: legacy, exchange, routingKey: '*.job' });
+      await sleep(1_000);
+      const later = newJob({ flowId: 'flow-old' });
+      await q.publish([later]);
+      await waitFor(() => seen.includes(later.requestId), 'a job after the rebind', 5_000);
+      await sleep(300);
+      expect(seen.filter((id) => id === later.requestId)).toHaveLength(1);
       expect((await conn.queueDeclare({ queue: legacy, passive: true })).messageCount).toBe(0);
     } finally {
       await conn.close();

@@ -31,7 +31,9 @@ const REATTACH_MS = 250;
 
 /** One queue this consumer takes jobs from: its AMQP consumer on the channel, when consuming. */
 interface Lane {
+  /** Its consumer's tag, on `ch`; a tag of another channel than the consumer's current one is stale. */
   tag: string | undefined;
+  ch: Channel | undefined;
   /** basic.consume under way. */
   starting: boolean;
   /** When its consumer started (restart() leaves a newer one alone). */
@@ -107,7 +109,7 @@ export class RabbitConsumer implements Consumer {
 
   /** Queues this consumer is consuming right now (tests, diagnostics). */
   get consuming(): string[] {
-    return [...this.lanes].filter(([, lane]) => lane.tag !== undefined).map(([queue]) => queue);
+    return [...this.lanes].filter(([, lane]) => lane.tag !== undefined && lane.ch === this.ch).map(([queue]) => queue);
   }
 
   /**
@@ -117,11 +119,13 @@ export class RabbitConsumer implements Consumer {
   attach(): void {
     if (this.state !== 'active') return;
     for (const queue of this.host.queues()) {
-      if (!this.lanes.has(queue)) this.lanes.set(queue, { tag: undefined, starting: false, attachedAt: 0, cancelled: false });
+      if (!this.lanes.has(queue)) this.lanes.set(queue, { tag: undefined, ch: undefined, starting: false, attachedAt: 0, cancelled: false });
     }
     const ch = this.ch;
     if (ch?.active) {
       for (const [queue, lane] of this.lanes) {
+        // A tag of an earlier channel (closed without its close event yet) consumes nothing.
+        if (lane.ch !== ch) lane.tag = undefined;
         if (lane.tag === undefined && !lane.starting && !lane.cancelled) this.startLane(ch, queue, lane);
       }
       return;
@@ -156,14 +160,15 @@ export class RabbitConsumer implements Consumer {
 
   /**
    * Consume these queues again (each was deleted and declared again: its old consumer may be
-   * attached to nothing), unless a queue's consumer started at or after `attachedBefore`; and the
-   * queues whose consumers the broker cancelled. Deliveries of the old consumer stay on the
-   * channel: their handlers finish and settle them.
+   * attached to nothing), unless a queue's consumer started at or after `attachedBefore`; with
+   * `cancelled` (the repair, after its pause), also the queues whose consumers the broker
+   * cancelled. Deliveries of the old consumer stay on the channel: their handlers finish and
+   * settle them.
    */
-  restart(queues: Iterable<string>, attachedBefore: number): void {
+  restart(queues: Iterable<string>, attachedBefore: number, cancelled: boolean): void {
     if (this.state !== 'active') return;
     const ch = this.ch;
-    for (const lane of this.lanes.values()) lane.cancelled = false;
+    if (cancelled) for (const lane of this.lanes.values()) lane.cancelled = false;
     for (const queue of queues) {
       const lane = this.lanes.get(queue);
       if (lane === undefined || lane.starting) continue;
@@ -225,6 +230,7 @@ export class RabbitConsumer implements Consumer {
         return;
       }
       lane.tag = consumerTag;
+      lane.ch = ch;
       lane.attachedAt = Date.now();
     };
     consume().then(

@@ -71,6 +71,8 @@ export class DeadLetterScanner {
     }
     let holding = 0;
     let lastTag = 0;
+    /** The dead queue's count after the last basic.get: what it holds besides this scan's messages. */
+    let remaining = 0;
     try {
       for (let seen = 0; seen < scanLimit; seen++) {
         const msg = await ch.basicGet({ queue: deadQueue });
@@ -78,6 +80,7 @@ export class DeadLetterScanner {
         holding++;
         this.held++;
         lastTag = msg.deliveryTag;
+        remaining = msg.messageCount ?? 0;
         let job: JobMessage | undefined;
         try {
           job = decodeJob(msg.body);
@@ -98,11 +101,12 @@ export class DeadLetterScanner {
         // Everything still held goes back in one go. A passive declare on the same channel is
         // answered after the channel processed the nack, but a quorum queue counts the returned
         // messages a moment later (its log applies the return on its own): wait, briefly, until it
-        // counts at least what was handed back, so that stats() right after a scan are right.
+        // counts what was handed back on top of what it still held, so that stats() right after a
+        // scan are right.
         ch.basicNack({ deliveryTag: lastTag, multiple: true, requeue: true });
         for (let i = 0; i < RECOUNT_TRIES; i++) {
           const { messageCount } = await ch.queueDeclare({ queue: deadQueue, passive: true });
-          if (messageCount >= holding) break;
+          if (messageCount >= remaining + holding) break;
           await new Promise((r) => setTimeout(r, RECOUNT_PAUSE_MS));
         }
       }

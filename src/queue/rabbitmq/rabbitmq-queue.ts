@@ -65,6 +65,8 @@ export type PublishableJob = Omit<Job, 'attempts'> & {
 const CLOSE_TIMEOUT_MS = 5_000;
 /** From a sign that a queue is missing to declaring the topology again (repairTopology). */
 const REPAIR_DELAY_MS = 1_000;
+/** A consumer younger than this is not taken for orphaned when its queue reports no consumer. */
+const ORPHAN_GRACE_MS = 5_000;
 /** How often the topology is declared again anyway (refreshTopology). */
 const TOPOLOGY_REFRESH_MS = 30_000;
 
@@ -94,6 +96,8 @@ export class RabbitMqQueue implements Queue {
   private closing: Promise<void> | undefined;
   /** A repair of the topology is scheduled or running (repairTopology). */
   private repairTimer: NodeJS.Timeout | undefined;
+  /** A loss was reported while a repair was scheduled or running: another one follows it. */
+  private repairAgain = false;
   /** deleteTopology() ran: a missing queue is then no reason to declare it again. */
   private topologyDeleted = false;
   private topologyTimer: NodeJS.Timeout | undefined;
@@ -166,7 +170,6 @@ export class RabbitMqQueue implements Queue {
     try {
       await this.conn.onConnect(this.connectTimeoutMs, true);
       await this.declareTopology();
-      await this.adoptLegacyWorkQueue();
     } catch (err) {
       throw unavailable('queue', err);
     }
@@ -221,7 +224,9 @@ export class RabbitMqQueue implements Queue {
    */
   watchFlows(flows: Iterable<{ id: string; started: boolean }>): void {
     let changed = false;
+    const listed = new Set<string>();
     for (const { id, started } of flows) {
+      listed.add(id);
       if (started === this.pausedFlows.has(id)) {
         changed = true;
         if (started) this.pausedFlows.delete(id);
@@ -232,6 +237,12 @@ export class RabbitMqQueue implements Queue {
       if (!this.flowQueues.has(id)) {
         this.declareFlow(id).catch((err: unknown) => this.logger.warn({ err, flowId: id }, 'rabbitmq queue: declaring a flow queue failed'));
       }
+    }
+    // Deleted while stopped: consumed again, so the runner dead-letters what is left of its jobs.
+    for (const id of this.pausedFlows) {
+      if (listed.has(id)) continue;
+      this.pausedFlows.delete(id);
+      changed = true;
     }
     if (changed) for (const c of this.consumers) c.attach();
   }
@@ -362,12 +373,16 @@ export class RabbitMqQueue implements Queue {
   }
 
   private async passiveCounts(queues: string[]): Promise<number[]> {
+    return (await this.passiveDeclares(queues)).map((ok) => ok.messageCount);
+  }
+
+  /** Each queue's message and consumer count; a missing queue schedules the repair (503). */
+  private async passiveDeclares(queues: string[]): Promise<Array<{ messageCount: number; consumerCount: number }>> {
     if (this.closed) throw unavailable('queue', 'the RabbitMQ queue is closed');
     if (!this.publisher.ready) throw unavailable('queue', 'RabbitMQ is unreachable or blocked (reconnecting)');
     try {
       const ch = await this.adminChannel();
-      const oks = await Promise.all(queues.map((queue) => ch.queueDeclare({ queue, passive: true })));
-      return oks.map((ok) => ok.messageCount);
+      return await Promise.all(queues.map((queue) => ch.queueDeclare({ queue, passive: true })));
     } catch (err) {
       if (isNotFound(err)) this.repairTopology();
       throw unavailable('queue', err);
@@ -392,7 +407,11 @@ export class RabbitMqQueue implements Queue {
     return opening;
   }
 
-  /** The shared part of the topology and every known flow's queue. */
+  /**
+   * The shared part of the topology and every known flow's queue; then the legacy work queue is
+   * taken off first deliveries again (an instance of an earlier release, during a rolling upgrade,
+   * binds it again each time it declares its topology).
+   */
   private async declareTopology(): Promise<void> {
     const ch = await this.conn.acquire();
     try {
@@ -401,6 +420,7 @@ export class RabbitMqQueue implements Queue {
     } finally {
       await ch.close().catch(() => {});
     }
+    await this.adoptLegacyWorkQueue();
   }
 
   /**
@@ -472,25 +492,34 @@ export class RabbitMqQueue implements Queue {
    * whether or not their cancel came.
    */
   private repairTopology(): void {
-    if (this.closed || this.topologyDeleted || this.repairTimer) return;
+    if (this.closed || this.topologyDeleted) return;
+    if (this.repairTimer) {
+      this.repairAgain = true;
+      return;
+    }
     this.repairTimer = setTimeout(() => void this.repairNow(), REPAIR_DELAY_MS);
     this.repairTimer.unref();
   }
 
   private async repairNow(): Promise<void> {
+    let failed = false;
     try {
       if (this.closed || this.topologyDeleted) return;
+      this.repairAgain = false;
       const checkedAt = Date.now();
       const lost = await this.missingQueues([...this.consumedQueues()]);
       this.logger.warn({ exchange: this.topology.exchange, lost }, 'rabbitmq queue: a queue was missing; declaring the topology again');
       await this.declareTopology();
-      await this.adoptLegacyWorkQueue();
       if (this.closed) return;
-      for (const c of this.consumers) c.restart(lost, checkedAt);
+      for (const c of this.consumers) c.restart(lost, checkedAt, true);
     } catch (err) {
-      this.logger.error({ err }, 'rabbitmq queue: declaring the topology failed');
+      failed = true;
+      this.logger.error({ err }, 'rabbitmq queue: declaring the topology failed; trying again');
     } finally {
       this.repairTimer = undefined;
+      // Another loss meanwhile, or this one failed (not while disconnected: the reconnect declares).
+      if ((this.repairAgain || failed) && this.publisher.ready) this.repairTopology();
+      else this.repairAgain = false;
     }
   }
 
@@ -525,8 +554,19 @@ export class RabbitMqQueue implements Queue {
   private async refreshTopology(): Promise<void> {
     if (this.closed || this.topologyDeleted || this.repairTimer || !this.publisher.ready) return;
     try {
-      // Missing: passiveCounts schedules the repair.
-      await this.passiveCounts([this.topology.deadQueue, ...this.flowOfQueue.keys()]);
+      const consumed = new Set(this.consumedQueues());
+      const queues = [...this.flowOfQueue.keys()];
+      // Missing: passiveDeclares schedules the repair.
+      const oks = await this.passiveDeclares([this.topology.deadQueue, ...queues]);
+      // A queue this process consumes that has no consumer at all: ours is attached to nothing
+      // (RabbitMQ 3.10, the queue deleted and declared again before the cancel went out, by
+      // another instance or within one repair). Consume it again.
+      const orphaned = queues.filter((q, i) => consumed.has(q) && oks[i + 1]?.consumerCount === 0);
+      if (orphaned.length > 0 && this.consumers.size > 0) {
+        this.logger.warn({ queues: orphaned }, 'rabbitmq queue: consuming queues again that had no consumer');
+        const grace = Math.min(ORPHAN_GRACE_MS, this.topologyRefreshMs);
+        for (const c of this.consumers) c.restart(orphaned, Date.now() - grace, false);
+      }
       await this.declareTopology();
     } catch {
       // down, or being repaired: the next round or the reconnect declares it
