@@ -473,6 +473,37 @@ describe('rabbitmq: a queue per flow', () => {
     expect(q.flowQueueNames.sort()).toEqual([q.topology.flowQueue('flow-busy'), q.topology.flowQueue('flow-quiet')].sort());
   });
 
+  it('holds about its share however many flows are busy, and a flow busy on its own grows to the full concurrency', async () => {
+    const q = await openQueue();
+    const flows = Array.from({ length: 20 }, (_, i) => `flow-m${i}`);
+    q.watchFlows(flows.map((id) => ({ id, started: true })));
+    await waitFor(() => q.flowQueueNames.length === 20, '20 flow queues', 5_000);
+    // Every flow busy: with a prefetch of the full concurrency per queue this process would hold
+    // 20 × 4 deliveries; it holds about a share each.
+    await q.publish(flows.flatMap((flowId) => Array.from({ length: 8 }, () => newJob({ flowId }))));
+    let done = 0;
+    let running = 0;
+    let maxRunning = 0;
+    const c = consume(q, async () => {
+      maxRunning = Math.max(maxRunning, ++running);
+      await sleep(20);
+      running--;
+      done++;
+    }, 4) as unknown as { unacked: number };
+    let maxHeld = 0;
+    while (done < 160) {
+      maxHeld = Math.max(maxHeld, c.unacked);
+      await sleep(5);
+    }
+    expect(maxHeld).toBeLessThanOrEqual(24); // max(2 × 4, 20 busy queues × 1) + margin; was 80
+    expect(maxRunning).toBe(4);
+    // One flow busy among twenty idle ones: its consumer grows to the whole concurrency.
+    await q.publish(Array.from({ length: 80 }, () => newJob({ flowId: 'flow-m7' })));
+    maxRunning = 0;
+    await waitFor(() => done === 240, 'the lone busy flow drained', 10_000);
+    expect(maxRunning).toBe(4);
+  });
+
   it('retries come back to their own flow through the wait queues; a component bound to the flow sees first deliveries only', async () => {
     const q = await openQueue({ delayLevelsMs: [100] });
     const conn = await rawConnection();

@@ -28,6 +28,8 @@ export interface ConsumerHost {
 
 /** Pause before trying again to open a consumer channel that failed (the broker may be restarting). */
 const REATTACH_MS = 250;
+/** How often, at most, the queues' prefetches are looked at again (rebalance). */
+const REBALANCE_MS = 50;
 
 /** One queue this consumer takes jobs from: its AMQP consumer on the channel, when consuming. */
 interface Lane {
@@ -38,6 +40,8 @@ interface Lane {
   starting: boolean;
   /** When its consumer started (restart() leaves a newer one alone). */
   attachedAt: number;
+  /** basic.qos of its consumer: deliveries the broker lets it hold unacked (see rebalance()). */
+  prefetch: number;
   /**
    * Cancelled by the broker (its queue deleted): consumed again only by the repair's restart(),
    * after its pause, not by the next attach() (topologyLost explains the pause).
@@ -46,11 +50,18 @@ interface Lane {
 }
 
 /**
- * One channel with an AMQP consumer per queue (every flow's queue: topology.ts), each with
- * prefetch = concurrency and manual acks. Handlers are started only while fewer than `concurrency`
- * run; deliveries beyond that wait here, in order of arrival, so a flow flooded with jobs delays a
- * quiet flow's by at most its prefetch, never by its backlog. After a reconnect, handlers of the old
- * channel may still be running while the new channel already delivers: those deliveries wait too.
+ * One channel with an AMQP consumer per queue (every flow's queue: topology.ts), with manual acks.
+ * Handlers are started only while fewer than `concurrency` run; deliveries beyond that wait here,
+ * in order of arrival, so a flow flooded with jobs delays a quiet flow's by at most its prefetch,
+ * never by its backlog. After a reconnect, handlers of the old channel may still be running while
+ * the new channel already delivers: those deliveries wait too.
+ *
+ * Each queue's consumer has a prefetch of its own (quorum queues have no channel-wide one), kept
+ * so that what this process holds stays near 2 × concurrency however many flows are busy
+ * (rebalance()): a busy queue alone grows to the full concurrency, many busy queues share it. A
+ * fixed prefetch of `concurrency` per queue would hold concurrency × busy flows; with slow steps,
+ * the last of those could wait past RabbitMQ's consumer_timeout (30 min), which closes the channel
+ * and hands every running job to another consumer while it still runs.
  *
  * stop(): cancel the consumers, wait up to graceMs for running handlers, then hand every unsettled
  * message back at once (basic.nack requeue on the channel, then close it).
@@ -64,8 +75,13 @@ export class RabbitConsumer implements Consumer {
   private readonly running = new Set<RabbitDelivery>();
   /** Received but not started (all slots busy, or stopping). */
   private waiting: RabbitDelivery[] = [];
-  /** Deliveries of the current channel not yet acked: what stats() reports as in flight. */
-  private readonly unackedSet = new Set<RabbitDelivery>();
+  /**
+   * Deliveries of the current channel not yet acked (what stats() reports as in flight), each with
+   * the tag of the consumer it came from; heldByTag counts them per consumer.
+   */
+  private readonly unackedSet = new Map<RabbitDelivery, string>();
+  private readonly heldByTag = new Map<string, number>();
+  private rebalanceTimer: NodeJS.Timeout | undefined;
   private readonly settles = new Set<Promise<unknown>>();
   private readonly conditions = new Conditions();
   /** Acks are batched per channel (tags are per channel). */
@@ -91,7 +107,8 @@ export class RabbitConsumer implements Consumer {
         p.then(forget, forget);
       },
       settled: (d) => {
-        this.unackedSet.delete(d);
+        this.drop(d);
+        this.scheduleRebalance();
       },
       ack: (ch, tag) => this.acksOf(ch).ack(tag),
       nacked: (ch, tag) => this.acksOf(ch).forget(tag),
@@ -118,15 +135,22 @@ export class RabbitConsumer implements Consumer {
    */
   attach(): void {
     if (this.state !== 'active') return;
+    const added: Lane[] = [];
     for (const queue of this.host.queues()) {
-      if (!this.lanes.has(queue)) this.lanes.set(queue, { tag: undefined, ch: undefined, starting: false, attachedAt: 0, cancelled: false });
+      if (this.lanes.has(queue)) continue;
+      const lane: Lane = { tag: undefined, ch: undefined, starting: false, attachedAt: 0, cancelled: false, prefetch: 1 };
+      this.lanes.set(queue, lane);
+      added.push(lane);
     }
+    // A share of the concurrency to start with; rebalance() grows the queues that turn out busy.
+    const share = Math.max(1, Math.floor(this.concurrency / Math.max(1, this.lanes.size)));
+    for (const lane of added) lane.prefetch = share;
     const ch = this.ch;
     if (ch?.active) {
       for (const [queue, lane] of this.lanes) {
         // A tag of an earlier channel (closed without its close event yet) consumes nothing.
         if (lane.ch !== ch) lane.tag = undefined;
-        if (lane.tag === undefined && !lane.starting && !lane.cancelled) this.startLane(ch, queue, lane);
+        if (lane.tag === undefined && !lane.starting && !lane.cancelled) this.startLane(ch, queue, lane, true);
       }
       return;
     }
@@ -207,8 +231,6 @@ export class RabbitConsumer implements Consumer {
     try {
       ch.once('close', () => this.channelLost(ch));
       ch.on('basic.cancel', (consumerTag: string) => this.cancelled(ch, consumerTag));
-      // global=false: the limit applies to each queue's consumer on its own.
-      await ch.basicQos({ prefetchCount: this.concurrency });
       if (this.state !== 'active') throw new Error('consumer stopped');
       this.ch = ch;
     } catch (err) {
@@ -217,13 +239,18 @@ export class RabbitConsumer implements Consumer {
     }
   }
 
-  private startLane(ch: Channel, queue: string, lane: Lane): void {
+  private startLane(ch: Channel, queue: string, lane: Lane, prepare: boolean): void {
     lane.starting = true;
     const consume = async (): Promise<void> => {
-      await this.host.prepare(ch, queue);
+      if (prepare) await this.host.prepare(ch, queue);
       if (this.state !== 'active' || this.lanes.get(queue) !== lane) return;
+      // basic.qos applies to the consumers started after it on the channel: the two are queued
+      // together (rabbitmq-client sends a channel's RPCs in call order), nothing in between.
       // Deliveries are dispatched on setImmediate, after this await resumes (rabbitmq-client).
-      const { consumerTag } = await ch.basicConsume({ queue }, (msg) => this.onMessage(ch, msg));
+      const [, { consumerTag }] = await Promise.all([
+        ch.basicQos({ prefetchCount: lane.prefetch }),
+        ch.basicConsume({ queue }, (msg) => this.onMessage(ch, msg)),
+      ]);
       if (this.state !== 'active' || this.lanes.get(queue) !== lane || this.ch !== ch) {
         // Stopped or forgotten meanwhile: what it was sent stays unacked until the hand-back.
         await ch.basicCancel(consumerTag).catch(() => {});
@@ -283,7 +310,7 @@ export class RabbitConsumer implements Consumer {
     // The broker requeued everything unacked on that channel; running handlers finish, their settles
     // are ignored (RabbitDelivery sees the closed channel).
     this.waiting = this.waiting.filter((d) => d.channel !== ch);
-    for (const d of [...this.unackedSet]) if (d.channel === ch) this.unackedSet.delete(d);
+    for (const d of [...this.unackedSet.keys()]) if (d.channel === ch) this.drop(d);
     this.changed();
     // Channel-only loss: attach again here. Connection lost: the queue also calls attach() after
     // reconnecting. (conn.ready also reads false while the connection is blocked by an alarm or
@@ -312,7 +339,9 @@ export class RabbitConsumer implements Consumer {
     }
     const d = new RabbitDelivery(job, ch, msg.deliveryTag, this.deliveryHost);
     this.acksOf(ch).opened(msg.deliveryTag);
-    this.unackedSet.add(d);
+    this.unackedSet.set(d, msg.consumerTag);
+    this.heldByTag.set(msg.consumerTag, (this.heldByTag.get(msg.consumerTag) ?? 0) + 1);
+    this.scheduleRebalance();
     if (job.runAt !== undefined && job.runAt > Date.now()) {
       d.park(job.runAt); // parked beyond the largest delay level and not due yet
       return;
@@ -378,7 +407,7 @@ export class RabbitConsumer implements Consumer {
       // another consumer gets the jobs at once and stats() counts them as ready when stop() resolves.
       if (this.unackedSet.size > 0) {
         // Including deliveries whose failed settle waits to be tried again: they are handed back here.
-        for (const d of this.unackedSet) d.release();
+        for (const d of this.unackedSet.keys()) d.release();
         try {
           ch.basicNack({ deliveryTag: 0, multiple: true, requeue: true });
           await ch.basicQos({ prefetchCount: this.concurrency });
@@ -390,9 +419,65 @@ export class RabbitConsumer implements Consumer {
     }
     this.ch = undefined;
     this.unackedSet.clear();
+    this.heldByTag.clear();
+    if (this.rebalanceTimer) clearTimeout(this.rebalanceTimer);
     this.state = 'stopped';
     this.host.detach(this);
     this.changed();
+  }
+
+  /** No longer unacked here (acked, or its channel gone). */
+  private drop(d: RabbitDelivery): void {
+    const tag = this.unackedSet.get(d);
+    if (tag === undefined) return;
+    this.unackedSet.delete(d);
+    const held = (this.heldByTag.get(tag) ?? 1) - 1;
+    if (held > 0) this.heldByTag.set(tag, held);
+    else this.heldByTag.delete(tag);
+  }
+
+  private scheduleRebalance(): void {
+    if (this.rebalanceTimer || this.state !== 'active') return;
+    this.rebalanceTimer = setTimeout(() => this.rebalance(), REBALANCE_MS);
+    this.rebalanceTimer.unref();
+  }
+
+  /**
+   * Keep what this process holds near 2 × concurrency: above that, every queue's prefetch goes
+   * down to its share (concurrency ÷ queues holding deliveries); below concurrency, the busy queue
+   * (holding as many as its prefetch) with the smallest prefetch doubles it, one per round, so
+   * that a queue busy on its own ends at the full concurrency. A new prefetch needs a new consumer:
+   * the old one is cancelled (what it holds is settled as usual) and another started.
+   */
+  private rebalance(): void {
+    this.rebalanceTimer = undefined;
+    const ch = this.ch;
+    if (this.state !== 'active' || !ch?.active) return;
+    const total = this.unackedSet.size;
+    const live: Array<[string, Lane]> = [];
+    for (const [queue, lane] of this.lanes) if (lane.tag !== undefined && lane.ch === ch && !lane.starting) live.push([queue, lane]);
+    const held = (lane: Lane): number => this.heldByTag.get(lane.tag!) ?? 0;
+    if (total > 2 * this.concurrency) {
+      const busy = live.filter(([, lane]) => held(lane) > 0).length;
+      const share = Math.max(1, Math.floor(this.concurrency / Math.max(1, busy)));
+      for (const [queue, lane] of live) if (lane.prefetch > share) this.resize(ch, queue, lane, share);
+    } else if (total < this.concurrency) {
+      let grow: [string, Lane] | undefined;
+      for (const entry of live) {
+        const lane = entry[1];
+        if (lane.prefetch >= this.concurrency || held(lane) < lane.prefetch) continue;
+        if (grow === undefined || lane.prefetch < grow[1].prefetch) grow = entry;
+      }
+      if (grow) this.resize(ch, grow[0], grow[1], Math.min(this.concurrency, grow[1].prefetch * 2));
+    }
+  }
+
+  private resize(ch: Channel, queue: string, lane: Lane, prefetch: number): void {
+    const old = lane.tag!;
+    lane.tag = undefined;
+    lane.prefetch = prefetch;
+    void ch.basicCancel(old).catch(() => {});
+    this.startLane(ch, queue, lane, false);
   }
 
   private acksOf(ch: Channel): BatchedAcks {
