@@ -30,6 +30,10 @@ export interface ConsumerHost {
 const REATTACH_MS = 250;
 /** How often, at most, the queues' prefetches are looked at again (rebalance). */
 const REBALANCE_MS = 50;
+/** stop(): how long to wait for consumers being started before handing messages back. */
+const STARTING_WAIT_MS = 2_000;
+/** A queue that held nothing for this long goes back to the base prefetch (rebalance). */
+const IDLE_MS = 1_000;
 
 /** One queue this consumer takes jobs from: its AMQP consumer on the channel, when consuming. */
 interface Lane {
@@ -42,6 +46,8 @@ interface Lane {
   attachedAt: number;
   /** basic.qos of its consumer: deliveries the broker lets it hold unacked (see rebalance()). */
   prefetch: number;
+  /** When it last held a delivery, as rebalance() saw it. */
+  busyAt: number;
   /**
    * Cancelled by the broker (its queue deleted): consumed again only by the repair's restart(),
    * after its pause, not by the next attach() (topologyLost explains the pause).
@@ -82,6 +88,8 @@ export class RabbitConsumer implements Consumer {
   private readonly unackedSet = new Map<RabbitDelivery, string>();
   private readonly heldByTag = new Map<string, number>();
   private rebalanceTimer: NodeJS.Timeout | undefined;
+  /** A rebalance once queues busy lately have been idle for IDLE_MS. */
+  private idleTimer: NodeJS.Timeout | undefined;
   private readonly settles = new Set<Promise<unknown>>();
   private readonly conditions = new Conditions();
   /** Acks are batched per channel (tags are per channel). */
@@ -138,13 +146,12 @@ export class RabbitConsumer implements Consumer {
     const added: Lane[] = [];
     for (const queue of this.host.queues()) {
       if (this.lanes.has(queue)) continue;
-      const lane: Lane = { tag: undefined, ch: undefined, starting: false, attachedAt: 0, cancelled: false, prefetch: 1 };
+      const lane: Lane = { tag: undefined, ch: undefined, starting: false, attachedAt: 0, cancelled: false, prefetch: 1, busyAt: 0 };
       this.lanes.set(queue, lane);
       added.push(lane);
     }
-    // A share of the concurrency to start with; rebalance() grows the queues that turn out busy.
-    const share = Math.max(1, Math.floor(this.concurrency / Math.max(1, this.lanes.size)));
-    for (const lane of added) lane.prefetch = share;
+    // The base share to start with; rebalance() grows the queues that turn out busy.
+    for (const lane of added) lane.prefetch = this.basePrefetch();
     const ch = this.ch;
     if (ch?.active) {
       for (const [queue, lane] of this.lanes) {
@@ -399,6 +406,9 @@ export class RabbitConsumer implements Consumer {
     if (left.length > 0) await beforeRelease?.().catch(() => {});
     // Retry / dead-letter publishes under way finish and ack their message before the channel goes.
     await this.conditions.until(() => this.settles.size === 0);
+    // A consumer being started (a resize) cancels itself once started; let it, so that nothing is
+    // delivered to it after the hand-back below.
+    await this.conditions.until(() => ![...this.lanes.values()].some((lane) => lane.starting), STARTING_WAIT_MS);
     if (ch?.active) {
       // Acks of finished jobs go out first: the nack below hands back everything still unacked.
       this.acksOf(ch).flush();
@@ -420,7 +430,8 @@ export class RabbitConsumer implements Consumer {
     this.ch = undefined;
     this.unackedSet.clear();
     this.heldByTag.clear();
-    if (this.rebalanceTimer) clearTimeout(this.rebalanceTimer);
+    clearTimeout(this.rebalanceTimer);
+    clearTimeout(this.idleTimer);
     this.state = 'stopped';
     this.host.detach(this);
     this.changed();
@@ -438,37 +449,82 @@ export class RabbitConsumer implements Consumer {
 
   private scheduleRebalance(): void {
     if (this.rebalanceTimer || this.state !== 'active') return;
-    this.rebalanceTimer = setTimeout(() => this.rebalance(), REBALANCE_MS);
+    this.rebalanceTimer = setTimeout(() => {
+      this.rebalanceTimer = undefined;
+      this.rebalance();
+    }, REBALANCE_MS);
     this.rebalanceTimer.unref();
   }
 
+  /** Every queue's prefetch when none is busy: together at most max(concurrency, queues). */
+  private basePrefetch(): number {
+    return Math.max(1, Math.floor(this.concurrency / Math.max(1, this.lanes.size)));
+  }
+
   /**
-   * Keep what this process holds near 2 × concurrency: above that, every queue's prefetch goes
-   * down to its share (concurrency ÷ queues holding deliveries); below concurrency, the busy queue
-   * (holding as many as its prefetch) with the smallest prefetch doubles it, one per round, so
-   * that a queue busy on its own ends at the full concurrency. A new prefetch needs a new consumer:
-   * the old one is cancelled (what it holds is settled as usual) and another started.
+   * Keep the queues' prefetches, summed, within every queue's base prefetch plus the concurrency
+   * (at most 2 × concurrency, or one per queue plus the concurrency when there are more queues):
+   * that sum bounds what the broker may have sent this process at any moment, a burst on every
+   * flow at once included.
+   * A queue idle for IDLE_MS goes back to the base prefetch; over the budget, busy queues go down to
+   * their share of the concurrency; while fewer than `concurrency` are held, the busy queue
+   * (holding as many as its prefetch) with the smallest prefetch doubles it, within the budget, one
+   * per round, so that a queue busy on its own ends at the whole concurrency. A new prefetch needs
+   * a new consumer: the old one is cancelled (what it holds is settled as usual) and another
+   * started.
    */
   private rebalance(): void {
-    this.rebalanceTimer = undefined;
     const ch = this.ch;
     if (this.state !== 'active' || !ch?.active) return;
-    const total = this.unackedSet.size;
+    const now = Date.now();
     const live: Array<[string, Lane]> = [];
-    for (const [queue, lane] of this.lanes) if (lane.tag !== undefined && lane.ch === ch && !lane.starting) live.push([queue, lane]);
-    const held = (lane: Lane): number => this.heldByTag.get(lane.tag!) ?? 0;
-    if (total > 2 * this.concurrency) {
-      const busy = live.filter(([, lane]) => held(lane) > 0).length;
-      const share = Math.max(1, Math.floor(this.concurrency / Math.max(1, busy)));
-      for (const [queue, lane] of live) if (lane.prefetch > share) this.resize(ch, queue, lane, share);
-    } else if (total < this.concurrency) {
+    let sum = 0;
+    for (const [queue, lane] of this.lanes) {
+      if (lane.tag === undefined || lane.ch !== ch || lane.starting) continue;
+      live.push([queue, lane]);
+      if ((this.heldByTag.get(lane.tag) ?? 0) > 0) lane.busyAt = now;
+      sum += lane.prefetch;
+    }
+    const base = this.basePrefetch();
+    // The base prefetch of every queue, plus the concurrency for the busy ones to grow into.
+    const budget = this.lanes.size * base + this.concurrency;
+    let lookAgain = false;
+    for (const [queue, lane] of live) {
+      if (lane.prefetch <= base) continue;
+      if (now - lane.busyAt < IDLE_MS) {
+        lookAgain = true; // busy lately: back to base once idle long enough
+        continue;
+      }
+      sum -= lane.prefetch - base;
+      this.resize(ch, queue, lane, base);
+    }
+    const busy = live.filter(([, lane]) => !lane.starting && now - lane.busyAt < IDLE_MS);
+    if (sum > budget) {
+      const share = Math.max(base, Math.floor(this.concurrency / Math.max(1, busy.length)));
+      for (const [queue, lane] of busy) {
+        if (lane.prefetch <= share) continue;
+        sum -= lane.prefetch - share;
+        this.resize(ch, queue, lane, share);
+      }
+    } else if (this.unackedSet.size < this.concurrency) {
       let grow: [string, Lane] | undefined;
-      for (const entry of live) {
+      for (const entry of busy) {
         const lane = entry[1];
-        if (lane.prefetch >= this.concurrency || held(lane) < lane.prefetch) continue;
+        if (lane.prefetch >= this.concurrency || (this.heldByTag.get(lane.tag!) ?? 0) < lane.prefetch) continue;
         if (grow === undefined || lane.prefetch < grow[1].prefetch) grow = entry;
       }
-      if (grow) this.resize(ch, grow[0], grow[1], Math.min(this.concurrency, grow[1].prefetch * 2));
+      if (grow) {
+        const [queue, lane] = grow;
+        const next = Math.min(this.concurrency, lane.prefetch * 2, lane.prefetch + budget - sum);
+        if (next > lane.prefetch) this.resize(ch, queue, lane, next);
+      }
+    }
+    if (lookAgain && this.idleTimer === undefined) {
+      this.idleTimer = setTimeout(() => {
+        this.idleTimer = undefined;
+        this.rebalance();
+      }, IDLE_MS);
+      this.idleTimer.unref();
     }
   }
 
@@ -477,7 +533,9 @@ export class RabbitConsumer implements Consumer {
     lane.tag = undefined;
     lane.prefetch = prefetch;
     void ch.basicCancel(old).catch(() => {});
-    this.startLane(ch, queue, lane, false);
+    // Declared again first (idempotent): consuming a queue deleted meanwhile would close the
+    // channel, and with it every other queue's deliveries.
+    this.startLane(ch, queue, lane, true);
   }
 
   private acksOf(ch: Channel): BatchedAcks {
