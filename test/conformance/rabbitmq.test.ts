@@ -375,6 +375,36 @@ describe('rabbitmq: publishing', () => {
     await waitFor(() => seen.includes('second'), 'a delivery once the refresh found the queue without consumer', 5_000);
   });
 
+  it("a flow queue the broker refuses to declare (replaced by hand with other arguments) does not hold up the other flows", async () => {
+    const q = await openQueue();
+    const seen: string[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const c = consume(q, async (d) => {
+      seen.push(d.job.requestId);
+      if (d.job.requestId === 'long') await held;
+    }, 4) as unknown as { ch: Channel };
+    await q.publish([newJob({ flowId: 'flow-good', requestId: 'long' }), newJob({ flowId: 'flow-bad', requestId: 'b1' })]);
+    await waitFor(() => seen.includes('long') && seen.includes('b1'), 'both flows consumed', 5_000);
+    const ch = c.ch;
+    const conn = await rawConnection();
+    try {
+      await conn.queueDelete({ queue: q.topology.flowQueue('flow-bad') });
+      // A classic queue without arguments: hookd's declare of it is refused (PRECONDITION_FAILED).
+      await conn.queueDeclare({ queue: q.topology.flowQueue('flow-bad'), durable: true });
+    } finally {
+      await conn.close();
+    }
+    await sleep(3_000); // the repair, its retries, the bad queue's consumer retrying its declare
+    // The channel carrying the other flows' deliveries was never closed: the running job is not
+    // handed back (it would run twice), and the good flow goes on.
+    expect(c.ch).toBe(ch);
+    release();
+    await q.publish([newJob({ flowId: 'flow-good', requestId: 'after' })]);
+    await waitFor(() => seen.includes('after'), "the good flow's next job", 5_000);
+    expect(seen.filter((id) => id === 'long')).toHaveLength(1);
+  });
+
   it('declares the topology again when the exchange is deleted by hand', async () => {
     const q = await openQueue();
     const seen: string[] = [];

@@ -14,10 +14,11 @@ export interface ConsumerHost {
   /** The queues to consume now (every known flow's; the legacy work queue while it exists). */
   queues(): Iterable<string>;
   /**
-   * Make sure `queue` exists before consuming it, on the consumer's channel (declare, idempotent):
-   * consuming a missing queue would close the channel, and with it every other queue's deliveries.
+   * Make sure `queue` exists before consuming it (declare, idempotent), on another channel than
+   * the consumer's: consuming a missing queue, or a declare the broker refuses, would close the
+   * consumer's channel, and with it every other queue's deliveries.
    */
-  prepare(ch: Channel, queue: string): Promise<void>;
+  prepare(queue: string): Promise<void>;
   publishRetry(job: JobMessage, delayMs: number): Promise<void>;
   publishDead(job: JobMessage): Promise<void>;
   /** The consumer has stopped (its messages are back in the queue). */
@@ -28,6 +29,8 @@ export interface ConsumerHost {
 
 /** Pause before trying again to open a consumer channel that failed (the broker may be restarting). */
 const REATTACH_MS = 250;
+/** Longest pause before declaring again a queue whose declare failed (startLane). */
+const LANE_RETRY_MAX_MS = 30_000;
 /** How often, at most, the queues' prefetches are looked at again (rebalance). */
 const REBALANCE_MS = 50;
 /** stop(): how long to wait for consumers being started before handing messages back. */
@@ -46,8 +49,11 @@ interface Lane {
   attachedAt: number;
   /** basic.qos of its consumer: deliveries the broker lets it hold unacked (see rebalance()). */
   prefetch: number;
-  /** When it last held a delivery, as rebalance() saw it. */
+  /** When it last received a delivery. */
   busyAt: number;
+  /** Failed declares in a row (startLane), and when to try again. */
+  failures: number;
+  retryAt: number;
   /**
    * Cancelled by the broker (its queue deleted): consumed again only by the repair's restart(),
    * after its pause, not by the next attach() (topologyLost explains the pause).
@@ -87,6 +93,8 @@ export class RabbitConsumer implements Consumer {
    */
   private readonly unackedSet = new Map<RabbitDelivery, string>();
   private readonly heldByTag = new Map<string, number>();
+  /** The lane of each consumer tag of the current channel that is consuming. */
+  private readonly laneOfTag = new Map<string, Lane>();
   private rebalanceTimer: NodeJS.Timeout | undefined;
   /** A rebalance once queues busy lately have been idle for IDLE_MS. */
   private idleTimer: NodeJS.Timeout | undefined;
@@ -146,7 +154,17 @@ export class RabbitConsumer implements Consumer {
     const added: Lane[] = [];
     for (const queue of this.host.queues()) {
       if (this.lanes.has(queue)) continue;
-      const lane: Lane = { tag: undefined, ch: undefined, starting: false, attachedAt: 0, cancelled: false, prefetch: 1, busyAt: 0 };
+      const lane: Lane = {
+        tag: undefined,
+        ch: undefined,
+        starting: false,
+        attachedAt: 0,
+        cancelled: false,
+        prefetch: 1,
+        busyAt: 0,
+        failures: 0,
+        retryAt: 0,
+      };
       this.lanes.set(queue, lane);
       added.push(lane);
     }
@@ -154,10 +172,11 @@ export class RabbitConsumer implements Consumer {
     for (const lane of added) lane.prefetch = this.basePrefetch();
     const ch = this.ch;
     if (ch?.active) {
+      const now = Date.now();
       for (const [queue, lane] of this.lanes) {
         // A tag of an earlier channel (closed without its close event yet) consumes nothing.
         if (lane.ch !== ch) lane.tag = undefined;
-        if (lane.tag === undefined && !lane.starting && !lane.cancelled) this.startLane(ch, queue, lane, true);
+        if (lane.tag === undefined && !lane.starting && !lane.cancelled && lane.retryAt <= now) this.startLane(ch, queue, lane);
       }
       return;
     }
@@ -186,6 +205,7 @@ export class RabbitConsumer implements Consumer {
     const lane = this.lanes.get(queue);
     if (lane === undefined) return;
     this.lanes.delete(queue);
+    if (lane.tag !== undefined) this.laneOfTag.delete(lane.tag);
     if (lane.tag !== undefined && this.ch?.active) void this.ch.basicCancel(lane.tag).catch(() => {});
   }
 
@@ -206,6 +226,7 @@ export class RabbitConsumer implements Consumer {
       // Attached since the queue was found missing: on the queue declared again (by another
       // instance), healthy; starting over would only shuffle its prefetch.
       if (lane.tag !== undefined && lane.attachedAt >= attachedBefore) continue;
+      if (lane.tag !== undefined) this.laneOfTag.delete(lane.tag);
       if (lane.tag !== undefined && ch?.active) void ch.basicCancel(lane.tag).catch(() => {});
       lane.tag = undefined;
     }
@@ -246,11 +267,15 @@ export class RabbitConsumer implements Consumer {
     }
   }
 
-  private startLane(ch: Channel, queue: string, lane: Lane, prepare: boolean): void {
+  private startLane(ch: Channel, queue: string, lane: Lane): void {
     lane.starting = true;
+    let prepared = false;
     const consume = async (): Promise<void> => {
-      if (prepare) await this.host.prepare(ch, queue);
-      if (this.state !== 'active' || this.lanes.get(queue) !== lane) return;
+      // Declared on a channel of its own (host.prepare): a declare the broker refuses closes its
+      // channel, and this one carries every flow's deliveries.
+      await this.host.prepare(queue);
+      prepared = true;
+      if (this.state !== 'active' || this.lanes.get(queue) !== lane || this.ch !== ch) return;
       // basic.qos applies to the consumers started after it on the channel: the two are queued
       // together (rabbitmq-client sends a channel's RPCs in call order), nothing in between.
       // Deliveries are dispatched on setImmediate, after this await resumes (rabbitmq-client).
@@ -266,6 +291,8 @@ export class RabbitConsumer implements Consumer {
       lane.tag = consumerTag;
       lane.ch = ch;
       lane.attachedAt = Date.now();
+      lane.failures = 0;
+      this.laneOfTag.set(consumerTag, lane);
     };
     consume().then(
       () => {
@@ -276,10 +303,22 @@ export class RabbitConsumer implements Consumer {
         lane.starting = false;
         this.changed();
         if (this.state !== 'active') return;
-        // The channel is closed by the error (the broker refused the declare or the consume):
-        // channelLost() opens another one and starts every queue again.
-        this.host.logger.warn({ err, queue }, 'rabbitmq queue: consuming a queue failed; trying again');
         if (isNotFound(err)) this.host.topologyLost();
+        if (prepared) {
+          // The consume itself was refused: that closed the channel, and channelLost() opens
+          // another one and starts every queue again.
+          this.host.logger.warn({ err, queue }, 'rabbitmq queue: consuming a queue failed; trying again');
+          return;
+        }
+        // The queue could not be declared (refused, or the broker is going away): this queue is
+        // tried again later, with backoff; the others go on.
+        lane.failures++;
+        const delayMs = Math.min(LANE_RETRY_MAX_MS, REATTACH_MS * 2 ** Math.min(lane.failures, 8));
+        lane.retryAt = Date.now() + delayMs;
+        if (lane.failures === 1 || lane.failures % 10 === 0) {
+          this.host.logger.warn({ err, queue, failures: lane.failures }, 'rabbitmq queue: declaring a queue to consume failed; trying again later');
+        }
+        setTimeout(() => this.attach(), delayMs).unref();
       },
     );
   }
@@ -310,6 +349,7 @@ export class RabbitConsumer implements Consumer {
   private channelLost(ch: Channel): void {
     if (this.ch !== ch) return;
     this.ch = undefined;
+    this.laneOfTag.clear();
     for (const lane of this.lanes.values()) {
       lane.tag = undefined;
       lane.cancelled = false; // a new channel starts every queue (the repair declared them, or will)
@@ -347,6 +387,8 @@ export class RabbitConsumer implements Consumer {
     const d = new RabbitDelivery(job, ch, msg.deliveryTag, this.deliveryHost);
     this.acksOf(ch).opened(msg.deliveryTag);
     this.unackedSet.set(d, msg.consumerTag);
+    const lane = this.laneOfTag.get(msg.consumerTag);
+    if (lane !== undefined) lane.busyAt = Date.now();
     this.heldByTag.set(msg.consumerTag, (this.heldByTag.get(msg.consumerTag) ?? 0) + 1);
     this.scheduleRebalance();
     if (job.runAt !== undefined && job.runAt > Date.now()) {
@@ -479,8 +521,15 @@ export class RabbitConsumer implements Consumer {
     const now = Date.now();
     const live: Array<[string, Lane]> = [];
     let sum = 0;
+    let starting = false;
     for (const [queue, lane] of this.lanes) {
-      if (lane.tag === undefined || lane.ch !== ch || lane.starting) continue;
+      if (lane.starting) {
+        // Counted at the prefetch it is being started with.
+        starting = true;
+        sum += lane.prefetch;
+        continue;
+      }
+      if (lane.tag === undefined || lane.ch !== ch) continue;
       live.push([queue, lane]);
       if ((this.heldByTag.get(lane.tag) ?? 0) > 0) lane.busyAt = now;
       sum += lane.prefetch;
@@ -506,7 +555,7 @@ export class RabbitConsumer implements Consumer {
         sum -= lane.prefetch - share;
         this.resize(ch, queue, lane, share);
       }
-    } else if (this.unackedSet.size < this.concurrency) {
+    } else if (this.unackedSet.size < this.concurrency && !starting) {
       let grow: [string, Lane] | undefined;
       for (const entry of busy) {
         const lane = entry[1];
@@ -531,11 +580,10 @@ export class RabbitConsumer implements Consumer {
   private resize(ch: Channel, queue: string, lane: Lane, prefetch: number): void {
     const old = lane.tag!;
     lane.tag = undefined;
+    this.laneOfTag.delete(old);
     lane.prefetch = prefetch;
     void ch.basicCancel(old).catch(() => {});
-    // Declared again first (idempotent): consuming a queue deleted meanwhile would close the
-    // channel, and with it every other queue's deliveries.
-    this.startLane(ch, queue, lane, true);
+    this.startLane(ch, queue, lane);
   }
 
   private acksOf(ch: Channel): BatchedAcks {

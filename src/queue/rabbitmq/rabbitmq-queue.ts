@@ -65,6 +65,8 @@ export type PublishableJob = Omit<Job, 'attempts'> & {
 const CLOSE_TIMEOUT_MS = 5_000;
 /** From a sign that a queue is missing to declaring the topology again (repairTopology). */
 const REPAIR_DELAY_MS = 1_000;
+/** Longest pause between repairs that keep failing. */
+const REPAIR_MAX_DELAY_MS = 30_000;
 /** A consumer younger than this is not taken for orphaned when its queue reports no consumer. */
 const ORPHAN_GRACE_MS = 5_000;
 /** How often the topology is declared again anyway (refreshTopology). */
@@ -98,6 +100,10 @@ export class RabbitMqQueue implements Queue {
   private repairTimer: NodeJS.Timeout | undefined;
   /** A loss was reported while a repair was scheduled or running: another one follows it. */
   private repairAgain = false;
+  /** Repairs that failed in a row: the next one waits longer (up to REPAIR_MAX_DELAY_MS). */
+  private repairFailures = 0;
+  /** Queues found without consumer but with messages by the previous refresh (orphan check). */
+  private orphanSuspects = new Set<string>();
   /** deleteTopology() ran: a missing queue is then no reason to declare it again. */
   private topologyDeleted = false;
   private topologyTimer: NodeJS.Timeout | undefined;
@@ -154,10 +160,7 @@ export class RabbitMqQueue implements Queue {
       conn: this.conn,
       logger: this.logger,
       queues: () => this.consumedQueues(),
-      prepare: async (ch, queue) => {
-        const flowId = this.flowOfQueue.get(queue);
-        if (flowId !== undefined) await this.topology.declareFlow(ch, flowId);
-      },
+      prepare: (queue) => this.prepareQueue(queue),
       publishRetry: (job, delayMs) => this.publishRetry(job, delayMs),
       publishDead: (job) => this.send({ ...job, runAt: undefined }, this.topology.exchange, DEAD_KEY),
       detach: (c) => this.consumers.delete(c),
@@ -410,17 +413,44 @@ export class RabbitMqQueue implements Queue {
   /**
    * The shared part of the topology and every known flow's queue; then the legacy work queue is
    * taken off first deliveries again (an instance of an earlier release, during a rolling upgrade,
-   * binds it again each time it declares its topology).
+   * binds it again each time it declares its topology). A flow whose queue the broker refuses
+   * (other arguments, permissions) does not keep the others from being declared: the failures are
+   * reported together at the end.
    */
   private async declareTopology(): Promise<void> {
-    const ch = await this.conn.acquire();
+    let ch = await this.conn.acquire();
+    const failed: string[] = [];
+    let lastError: unknown;
     try {
       await this.topology.declare(ch);
-      for (const flowId of this.flowQueues.keys()) await this.topology.declareFlow(ch, flowId);
+      for (const flowId of this.flowQueues.keys()) {
+        try {
+          await this.topology.declareFlow(ch, flowId);
+        } catch (err) {
+          failed.push(flowId);
+          lastError = err;
+          if (!ch.active) ch = await this.conn.acquire(); // the refusal closed it
+        }
+      }
     } finally {
       await ch.close().catch(() => {});
     }
     await this.adoptLegacyWorkQueue();
+    if (failed.length > 0) {
+      throw new Error(`declaring the queues of ${failed.length} flow(s) failed (${failed.slice(0, 5).join(', ')}): ${String((lastError as Error | undefined)?.message ?? lastError)}`);
+    }
+  }
+
+  /** What a consumer does before consuming a queue: declare it, on a channel of its own. */
+  private async prepareQueue(queue: string): Promise<void> {
+    const ch = await this.conn.acquire();
+    try {
+      const flowId = this.flowOfQueue.get(queue);
+      if (flowId !== undefined) await this.topology.declareFlow(ch, flowId);
+      else await ch.queueDeclare({ queue, passive: true }); // the legacy work queue: never declared
+    } finally {
+      await ch.close().catch(() => {});
+    }
   }
 
   /**
@@ -497,7 +527,9 @@ export class RabbitMqQueue implements Queue {
       this.repairAgain = true;
       return;
     }
-    this.repairTimer = setTimeout(() => void this.repairNow(), REPAIR_DELAY_MS);
+    // Failing again and again (a queue the broker refuses): 1 s, 2 s, 4 s … 30 s apart.
+    const delayMs = Math.min(REPAIR_MAX_DELAY_MS, REPAIR_DELAY_MS * 2 ** Math.min(this.repairFailures, 5));
+    this.repairTimer = setTimeout(() => void this.repairNow(), delayMs);
     this.repairTimer.unref();
   }
 
@@ -508,13 +540,26 @@ export class RabbitMqQueue implements Queue {
       this.repairAgain = false;
       const checkedAt = Date.now();
       const lost = await this.missingQueues([...this.consumedQueues()]);
-      this.logger.warn({ exchange: this.topology.exchange, lost }, 'rabbitmq queue: a queue was missing; declaring the topology again');
-      await this.declareTopology();
+      if (this.repairFailures === 0) {
+        this.logger.warn({ exchange: this.topology.exchange, lost }, 'rabbitmq queue: a queue was missing; declaring the topology again');
+      }
+      let declareError: unknown;
+      try {
+        await this.declareTopology();
+      } catch (err) {
+        declareError = err;
+      }
       if (this.closed) return;
+      // The queues declared again are consumed again, whatever failed besides.
       for (const c of this.consumers) c.restart(lost, checkedAt, true);
+      if (declareError !== undefined) throw declareError;
+      this.repairFailures = 0;
     } catch (err) {
       failed = true;
-      this.logger.error({ err }, 'rabbitmq queue: declaring the topology failed; trying again');
+      this.repairFailures++;
+      if (this.repairFailures === 1 || this.repairFailures % 10 === 0) {
+        this.logger.error({ err, failures: this.repairFailures }, 'rabbitmq queue: declaring the topology failed; trying again');
+      }
     } finally {
       this.repairTimer = undefined;
       // Another loss meanwhile, or this one failed (not while disconnected: the reconnect declares).
@@ -554,15 +599,21 @@ export class RabbitMqQueue implements Queue {
   private async refreshTopology(): Promise<void> {
     if (this.closed || this.topologyDeleted || this.repairTimer || !this.publisher.ready) return;
     try {
-      const consumed = new Set(this.consumedQueues());
+      const consuming = new Set([...this.consumers].flatMap((c) => c.consuming));
       const queues = [...this.flowOfQueue.keys()];
       // Missing: passiveDeclares schedules the repair.
       const oks = await this.passiveDeclares([this.topology.deadQueue, ...queues]);
-      // A queue this process consumes that has no consumer at all: ours is attached to nothing
-      // (RabbitMQ 3.10, the queue deleted and declared again before the cancel went out, by
-      // another instance or within one repair). Consume it again.
-      const orphaned = queues.filter((q, i) => consumed.has(q) && oks[i + 1]?.consumerCount === 0);
-      if (orphaned.length > 0 && this.consumers.size > 0) {
+      // A queue a consumer of this process believes it consumes, which the broker reports without
+      // any consumer while messages wait in it, twice in a row: that consumer is attached to
+      // nothing (RabbitMQ 3.10, the queue deleted and declared again before the cancel went out,
+      // by another instance or within one repair). Consume it again. (Twice, and only with
+      // messages: a quorum queue whose leader does not answer in time reports 0 and 0.)
+      const suspects = new Set(
+        queues.filter((q, i) => consuming.has(q) && oks[i + 1]?.consumerCount === 0 && (oks[i + 1]?.messageCount ?? 0) > 0),
+      );
+      const orphaned = [...suspects].filter((q) => this.orphanSuspects.has(q));
+      this.orphanSuspects = suspects;
+      if (orphaned.length > 0) {
         this.logger.warn({ queues: orphaned }, 'rabbitmq queue: consuming queues again that had no consumer');
         const grace = Math.min(ORPHAN_GRACE_MS, this.topologyRefreshMs);
         for (const c of this.consumers) c.restart(orphaned, Date.now() - grace, false);
