@@ -10,6 +10,14 @@ export interface Job {
   lastError?: string;
 }
 
+/**
+ * Database queues: deliveries lost before their job began (the process holding them crashed while
+ * they were prefetched or handed off) that are not counted as attempts, in a row; past it they
+ * count, so that a job that kills its consumer before it begins still stops. A delivery has begun
+ * once its execution was begun with its attempt number.
+ */
+export const LOST_DELIVERY_LIMIT = 20;
+
 export interface NewJob {
   flowId: string;
   requestId: string;

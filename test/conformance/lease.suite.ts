@@ -42,7 +42,9 @@ export function describeLeaseConformance(name: string, open: (options?: { leaseM
     it('dead-letters an expired lease that was the last attempt', async () => {
       const b1 = await open({ leaseMs: 200 });
       let delivered = false;
-      b1.queue.consume(async () => {
+      b1.queue.consume(async (d) => {
+        // Begun (its execution started with this attempt): the lost delivery counts.
+        await b1.executions.begin({ requestId: d.job.requestId, flowId: d.job.flowId, attempt: d.job.attempts, now: Date.now() });
         delivered = true;
         await new Promise(() => {});
       }, { concurrency: 1 });
@@ -62,6 +64,38 @@ export function describeLeaseConformance(name: string, open: (options?: { leaseM
       expect(dead).toHaveLength(1);
       expect(dead[0]).toMatchObject({ requestId: m.id, attempts: 1 });
       expect(dead[0]!.lastError).toMatch(/lease expired/);
+    });
+
+    it('a delivery lost before its job began spends no attempt (a last attempt still runs), up to 20 in a row', async () => {
+      const m = makeMessage();
+      let deliveries = 0;
+      let last: Delivery | undefined;
+      // Each "process" takes the job and dies before beginning its execution (prefetched, say).
+      for (let crash = 0; crash < 30; crash++) {
+        const b = await open({ leaseMs: 100 });
+        if (crash === 0) await b.requests.accept(m, { maxAttempts: 1 });
+        let got = false;
+        b.queue.consume(async (d) => {
+          deliveries++;
+          last = d;
+          got = true;
+          await new Promise(() => {});
+        }, { concurrency: 1 });
+        const dead = async () => (await b.queue.deadLetters({ limit: 5 })).length > 0;
+        await waitFor(async () => got || (await dead()), `delivery ${crash + 1} or the dead letter`, 5_000);
+        const isDead = await dead();
+        await b.close();
+        if (isDead) break;
+      }
+      // 1 + 20 uncounted deliveries, then the 21st loss counts: a job that keeps killing its
+      // consumer before it begins still stops.
+      expect(deliveries).toBe(21);
+      expect(last!.job).toMatchObject({ attempts: 21, maxAttempts: 21 });
+      const b = await open({ leaseMs: 100 });
+      const [dead] = await b.queue.deadLetters({ limit: 5 });
+      expect(dead).toMatchObject({ requestId: m.id });
+      expect(dead!.lastError).toMatch(/lease expired/);
+      await b.close();
     });
 
     it('a heartbeat keeps the lease of a long-running handler', async () => {

@@ -74,12 +74,13 @@ describe('sqlite: one process per file (exclusive)', () => {
   });
 
   it('delivers the jobs a dead process held at once, not after their lease; a lost last attempt is a dead letter', async () => {
-    // The previous process: long leases, two jobs held (one running, one of a single attempt).
+    // The previous process: long leases, two jobs held and begun (one of a single attempt).
     const old = await open({ leaseMs: 60_000 });
     const again = makeMessage();
     const last = makeMessage();
     let held = 0;
-    old.queue.consume(async () => {
+    old.queue.consume(async (d) => {
+      await old.executions.begin({ requestId: d.job.requestId, flowId: d.job.flowId, attempt: d.job.attempts, now: Date.now() });
       held++;
       await new Promise(() => {});
     }, { concurrency: 2 });
@@ -246,6 +247,7 @@ describe('sqlite: schema', () => {
         { version: 1, name: 'init' },
         { version: 2, name: 'payloads' },
         { version: 3, name: 'request_order' },
+        { version: 4, name: 'lost_deliveries' },
       ]);
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'x')").run();

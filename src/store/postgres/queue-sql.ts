@@ -1,4 +1,4 @@
-import type { DeadLetter, NewJob } from '../../core/job.js';
+import { LOST_DELIVERY_LIMIT, type DeadLetter, type NewJob } from '../../core/job.js';
 import type { QueueStats } from '../../queue/contract.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 import { GroupCommit } from './group-commit.js';
@@ -98,19 +98,28 @@ export class QueueSql {
   /**
    * Leases that ran out (a consumer crashed or hung without heartbeat) become ready again, or dead
    * letters when that lost delivery was the last attempt: at-least-once, but a job that keeps
-   * killing its consumer stops. Returns how many became ready.
+   * killing its consumer stops. A lost delivery that never began gives the job one more attempt
+   * instead of spending one, up to LOST_DELIVERY_LIMIT times in a row (SQLite's claim-jobs.ts says
+   * how). Returns how many became ready.
    */
   async expireLeases(): Promise<number> {
     const { rows } = await this.db.query<{ state: string }>(
-      `UPDATE ${this.jobs} SET
-         state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'ready' END,
-         dead_at = CASE WHEN attempts >= max_attempts THEN ${NOW_MS} END,
-         last_error = CASE WHEN attempts >= max_attempts THEN $1::text ELSE last_error END,
+      `WITH expired AS (
+         SELECT j.id,
+                CASE WHEN j.lost < ${LOST_DELIVERY_LIMIT} AND NOT EXISTS (
+                  SELECT 1 FROM ${this.db.t.executions} e WHERE e.request_id = j.request_id AND e.attempts >= j.attempts
+                ) THEN 1 ELSE 0 END AS unbegun
+         FROM ${this.jobs} j WHERE j.state = 'leased' AND j.lease_until <= ${NOW_MS}
+         FOR UPDATE OF j SKIP LOCKED)
+       UPDATE ${this.jobs} AS jobs SET
+         lost = jobs.lost + expired.unbegun,
+         max_attempts = jobs.max_attempts + expired.unbegun,
+         state = CASE WHEN jobs.attempts >= jobs.max_attempts + expired.unbegun THEN 'dead' ELSE 'ready' END,
+         dead_at = CASE WHEN jobs.attempts >= jobs.max_attempts + expired.unbegun THEN ${NOW_MS} END,
+         last_error = CASE WHEN jobs.attempts >= jobs.max_attempts + expired.unbegun THEN $1::text ELSE jobs.last_error END,
          run_at = ${NOW_MS}, lease_until = NULL, lease_owner = NULL
-       WHERE id IN (
-         SELECT id FROM ${this.jobs} WHERE state = 'leased' AND lease_until <= ${NOW_MS}
-         FOR UPDATE SKIP LOCKED)
-       RETURNING state`,
+       FROM expired WHERE jobs.id = expired.id
+       RETURNING jobs.state`,
       [LEASE_LOST_ERROR],
       'hookd_queue_expire',
     );

@@ -1,4 +1,5 @@
 import type { JobRow } from '../../rows.js';
+import { LOST_DELIVERY_LIMIT } from '../../../core/job.js';
 import type { Op } from './define-op.js';
 
 export interface ClaimJobsArgs {
@@ -18,15 +19,28 @@ export const LEASE_LOST_ERROR = 'lease expired: the consumer was lost before it 
  * Lease up to `limit` due jobs to `owner`, oldest run_at first. Expired leases (a consumer that
  * crashed or hung) are first turned back into ready jobs, or into dead letters when that lost
  * delivery was the last attempt: at-least-once, but a job that keeps killing its consumer stops.
+ * A lost delivery that never began (no execution begun with its attempt: the job was prefetched
+ * or handed off, not started) gives the job one more attempt instead of spending one, up to
+ * LOST_DELIVERY_LIMIT times in a row. The attempt number still grows (it is part of the lease
+ * token, which must never repeat); max_attempts grows with it.
  */
 export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) => {
   const expire = db.prepare(
     `UPDATE jobs SET
-       state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'ready' END,
-       dead_at = CASE WHEN attempts >= max_attempts THEN @now END,
-       last_error = CASE WHEN attempts >= max_attempts THEN @error ELSE last_error END,
+       lost = lost + x.unbegun,
+       max_attempts = max_attempts + x.unbegun,
+       state = CASE WHEN attempts >= max_attempts + x.unbegun THEN 'dead' ELSE 'ready' END,
+       dead_at = CASE WHEN attempts >= max_attempts + x.unbegun THEN @now END,
+       last_error = CASE WHEN attempts >= max_attempts + x.unbegun THEN @error ELSE last_error END,
        run_at = @now, lease_until = NULL, lease_owner = NULL
-     WHERE state = 'leased' AND lease_until <= @now`,
+     FROM (
+       SELECT j.id AS jid,
+              CASE WHEN j.lost < ${LOST_DELIVERY_LIMIT} AND NOT EXISTS (
+                SELECT 1 FROM executions e WHERE e.request_id = j.request_id AND e.attempts >= j.attempts
+              ) THEN 1 ELSE 0 END AS unbegun
+       FROM jobs j WHERE j.state = 'leased' AND j.lease_until <= @now
+     ) AS x
+     WHERE jobs.id = x.jid`,
   );
   const claim = db.prepare(
     `UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_until = ?, lease_owner = ?

@@ -5,7 +5,7 @@ import type { Op } from './define-op.js';
  * (file-lock.ts): the leases were given to a process that is gone, so waiting for them to expire
  * (QUEUE_LEASE) only delays the work. The next claim turns them back into ready jobs (or dead
  * letters, after a last attempt) exactly as if they had expired: a delivery lost in a crash counts
- * as an attempt. Returns how many leases it ended.
+ * as an attempt once its job had begun (claim-jobs.ts). Returns how many leases it ended.
  */
 export const expireLeases: Op<null, number> = ({ db }) => {
   const expire = db.prepare(`UPDATE jobs SET lease_until = ? WHERE state = 'leased'`);
