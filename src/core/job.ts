@@ -12,7 +12,8 @@ export interface Job {
 
 /**
  * Database queues: deliveries lost before their job began (the process holding them crashed while
- * they were prefetched or handed off) that are not counted as attempts, in a row; past it they
+ * they were prefetched or handed off) that are not counted as attempts, over a job's life (until
+ * a dead-letter retry starts it afresh); past it they
  * count, so that a job that kills its consumer before it begins still stops. A delivery has begun
  * once its execution was begun with its attempt number.
  */

@@ -66,7 +66,7 @@ export function describeLeaseConformance(name: string, open: (options?: { leaseM
       expect(dead[0]!.lastError).toMatch(/lease expired/);
     });
 
-    it('a delivery lost before its job began spends no attempt (a last attempt still runs), up to 20 in a row', async () => {
+    it('a delivery lost before its job began spends no attempt (a last attempt still runs), up to 20 times', async () => {
       const m = makeMessage();
       let deliveries = 0;
       let last: Delivery | undefined;
@@ -95,6 +95,14 @@ export function describeLeaseConformance(name: string, open: (options?: { leaseM
       const [dead] = await b.queue.deadLetters({ limit: 5 });
       expect(dead).toMatchObject({ requestId: m.id });
       expect(dead!.lastError).toMatch(/lease expired/);
+      // Retried, it starts afresh with the attempts it was given.
+      expect(await b.queue.retryDead(dead!.id)).toBe(true);
+      const again: Delivery[] = [];
+      b.queue.consume(async (d) => {
+        again.push(d);
+      }, { concurrency: 1 });
+      await waitFor(() => again.length === 1, 'the retried dead letter');
+      expect(again[0]!.job).toMatchObject({ requestId: m.id, attempts: 1, maxAttempts: 1 });
       await b.close();
     });
 

@@ -99,7 +99,7 @@ export class QueueSql {
    * Leases that ran out (a consumer crashed or hung without heartbeat) become ready again, or dead
    * letters when that lost delivery was the last attempt: at-least-once, but a job that keeps
    * killing its consumer stops. A lost delivery that never began gives the job one more attempt
-   * instead of spending one, up to LOST_DELIVERY_LIMIT times in a row (SQLite's claim-jobs.ts says
+   * instead of spending one, up to LOST_DELIVERY_LIMIT times (SQLite's claim-jobs.ts says
    * how). Returns how many became ready.
    */
   async expireLeases(): Promise<number> {
@@ -208,7 +208,8 @@ export class QueueSql {
   /** Dead letter back to ready with attempts reset (last_error kept for context). False when not dead. */
   async retryDead(jobId: string): Promise<boolean> {
     const { rowCount } = await this.db.query(
-      `UPDATE ${this.jobs} SET state = 'ready', attempts = 0, run_at = ${NOW_MS}, dead_at = NULL
+      `UPDATE ${this.jobs} SET state = 'ready', attempts = 0, max_attempts = max_attempts - lost, lost = 0,
+         run_at = ${NOW_MS}, dead_at = NULL
        WHERE id = $1 AND state = 'dead'`,
       [jobId],
     );

@@ -1,7 +1,7 @@
 /**
  * A delivery lost before its job began (a crash of the process holding it, prefetched or handed
  * off but never started) is not counted as an attempt: the expiry gives the job one more attempt
- * instead, at most LOST_DELIVERY_LIMIT times in a row (`lost` counts them), so that a job that
+ * instead, at most LOST_DELIVERY_LIMIT times (`lost` counts them; a dead-letter retry gives back the max_attempts they added and starts afresh), so that a job that
  * kills its consumer before it begins still stops (ops/claim-jobs.ts).
  */
 export const version = 4;

@@ -21,7 +21,7 @@ export const LEASE_LOST_ERROR = 'lease expired: the consumer was lost before it 
  * delivery was the last attempt: at-least-once, but a job that keeps killing its consumer stops.
  * A lost delivery that never began (no execution begun with its attempt: the job was prefetched
  * or handed off, not started) gives the job one more attempt instead of spending one, up to
- * LOST_DELIVERY_LIMIT times in a row. The attempt number still grows (it is part of the lease
+ * LOST_DELIVERY_LIMIT times. The attempt number still grows (it is part of the lease
  * token, which must never repeat); max_attempts grows with it.
  */
 export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) => {
