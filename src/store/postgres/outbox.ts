@@ -101,7 +101,9 @@ export class PgOutbox {
    */
   async adoptQueueJobs(): Promise<{ moved: number; deadLeft: number }> {
     const { rowCount } = await this.db.query(
-      `WITH moved AS (DELETE FROM ${this.db.t.jobs} WHERE state <> 'dead' RETURNING id, flow_id, request_id, max_attempts, enqueued_at)
+      // max_attempts - lost: the attempts lost deliveries added (queue-sql.ts, expireLeases) go;
+      // the attempts count starts again in the broker.
+      `WITH moved AS (DELETE FROM ${this.db.t.jobs} WHERE state <> 'dead' RETURNING id, flow_id, request_id, max_attempts - lost AS max_attempts, enqueued_at)
        INSERT INTO ${this.db.t.outbox} (id, flow_id, request_id, max_attempts, enqueued_at, available_at)
        SELECT id, flow_id, request_id, max_attempts, enqueued_at, ${NOW_MS} FROM moved
        ON CONFLICT (id) DO NOTHING`,
