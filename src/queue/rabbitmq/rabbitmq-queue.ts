@@ -108,7 +108,7 @@ export class RabbitMqQueue implements Queue {
   private topologyDeleted = false;
   private topologyTimer: NodeJS.Timeout | undefined;
   private readonly topologyRefreshMs: number;
-  /** Queue name → flow id, for every flow in flowQueues. */
+  /** Queue name → flow id, for every flow whose queue is known to be declared. */
   private readonly flowOfQueue = new Map<string, string>();
   /** Flows whose queue this process declared (or is declaring): flow id → the declare. */
   private readonly flowQueues = new Map<string, Promise<void>>();
@@ -188,7 +188,8 @@ export class RabbitMqQueue implements Queue {
 
   /**
    * Publish jobs (their first delivery: routing key `flow-<flowKey>.job`, or a wait queue when
-   * runAt is ahead; a flow's queue is declared before its first publish). Resolves once the broker confirmed every one of them; all are on the wire at
+   * runAt is ahead; a flow's queue is declared before its first publish). Resolves once the
+   * broker confirmed every one of them; all are on the wire at
    * once, and concurrent calls do not wait for each other. Rejects with a 503 HookdError when any
    * failed (some may have been published: publishing again is safe, consumers are idempotent).
    */
@@ -437,7 +438,8 @@ export class RabbitMqQueue implements Queue {
     }
     await this.adoptLegacyWorkQueue();
     if (failed.length > 0) {
-      throw new Error(`declaring the queues of ${failed.length} flow(s) failed (${failed.slice(0, 5).join(', ')}): ${String((lastError as Error | undefined)?.message ?? lastError)}`);
+      const reason = (lastError as Error | undefined)?.message ?? String(lastError);
+      throw new Error(`declaring the queues of ${failed.length} flow(s) failed (${failed.slice(0, 5).join(', ')}): ${reason}`);
     }
   }
 
