@@ -25,6 +25,11 @@ export async function executionRoutes(
   app.get<{ Querystring: Static<typeof ExecutionQuery> }>('/executions', { schema: { querystring: ExecutionQuery } }, async (request) => {
     const limit = request.query.limit ?? 100;
     const items = await deps.executions.list({ ...request.query, limit });
+    // An empty page after a cursor that is gone is not the end of the list: say so.
+    const { before } = request.query;
+    if (items.length === 0 && before !== undefined && (await deps.executions.get(before)) === undefined) {
+      throw new HookdError(E.CURSOR_GONE, 'Execution', before);
+    }
     return page(await withMessageInputs(items, deps.requests, deps.executionDataLimit), limit, executionView);
   });
 
@@ -40,6 +45,10 @@ export async function executionRoutes(
     // Bodies are stored inline up to PAYLOAD_SIZE_LIMIT: a page of 1,000 could be gigabytes. Sizes
     // first, then only the rows that fit the budget (the first always), read by id.
     const sizes = await deps.requests.listSizes({ ...request.query, limit });
+    const { before } = request.query;
+    if (sizes.length === 0 && before !== undefined && (await deps.requests.get(before)) === undefined) {
+      throw new HookdError(E.CURSOR_GONE, 'Request', before);
+    }
     const ids: string[] = [];
     let bytes = 0;
     for (const s of sizes) {

@@ -16,6 +16,7 @@ function spec<const C extends string>(code: C, status: number, message: string):
 export const E = {
   FLOW_NOT_FOUND: spec('FLOW_NOT_FOUND', 404, 'Flow %s either does not exist or is inactive.'),
   NOT_FOUND: spec('NOT_FOUND', 404, '%s not found'),
+  CURSOR_GONE: spec('CURSOR_GONE', 410, '%s %s, the page cursor (before), does not exist (any more: retention deletes old ones); list again from the first page'),
   UNSUPPORTED_MEDIA_TYPE: spec('UNSUPPORTED_MEDIA_TYPE', 415, '%s'),
   INVALID_BODY: spec('INVALID_BODY', 400, 'Invalid %s body: %s'),
   PAYLOAD_TOO_LARGE: spec('PAYLOAD_TOO_LARGE', 413, 'Payload exceeds the limit of %s bytes'),

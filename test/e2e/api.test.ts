@@ -232,6 +232,23 @@ describe('ids and queries', () => {
     expect((await h.api('GET', '/api/dead-letters?limit=5')).status).toBe(200);
   });
 
+  it('a page cursor (before) that names nothing any more is a 410, not an empty last page', async () => {
+    // What a client holds when retention deleted the last request of its previous page.
+    for (const url of ['/api/requests?before=purged-long-ago', '/api/executions?before=purged-long-ago']) {
+      const res = await h.api('GET', url);
+      expect(res.status, url).toBe(410);
+      expect(res.body.error, url).toBe('CURSOR_GONE');
+      expect(res.body.message, url).toMatch(/purged-long-ago.*first page/);
+    }
+    // An existing cursor at the end of the list is an empty page, as before.
+    expect((await h.api('PUT', '/api/flows/cursor', { steps: [] })).status).toBe(201);
+    const sent = await fetch(`${h.url}/hook/cursor`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const { requestId } = (await sent.json()) as { requestId: string };
+    const oldest = await h.api('GET', `/api/requests?flowId=cursor&before=${requestId}`);
+    expect(oldest.status).toBe(200);
+    expect(oldest.body).toEqual({ items: [] });
+  });
+
   it("a body the API cannot parse gets a code from hookd's registry", async () => {
     const call = (headers: Record<string, string>, body?: string) =>
       fetch(`${h.url}/api/flows`, { method: 'POST', headers: { authorization: `Bearer ${h.token}`, ...headers }, ...(body === undefined ? {} : { body }) }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error: string } }));
