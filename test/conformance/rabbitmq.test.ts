@@ -736,14 +736,17 @@ describe('rabbitmq: redelivery guard', () => {
     await q.publish([job]);
     let deliveries = 0;
     for (let i = 0; i < 3; i++) {
+      // A worker process that dies holding the job: its connection goes, no stop().
+      const worker = await openQueue({ deliveryLimit: 2 });
+      worker.watchFlows([{ id: job.flowId, started: true }]);
       let got = false;
-      const c = consume(q, async () => {
+      worker.consume(async () => {
         deliveries++;
         got = true;
-        await new Promise(() => {}); // the worker "dies" holding it
-      });
+        await new Promise(() => {});
+      }, { concurrency: 1 });
       await waitFor(() => got, `delivery ${i + 1}`);
-      await c.stop({ graceMs: 0 });
+      await worker.close();
     }
     expect(deliveries).toBe(3);
     const deadline = Date.now() + 5_000;
@@ -759,6 +762,28 @@ describe('rabbitmq: redelivery guard', () => {
     });
     await waitFor(() => again.length === 1, 'delivery after retryDead');
     expect(again[0]!.job).toMatchObject({ id: job.id, attempts: 1 });
+  });
+
+  it('graceful stops do not push a held job towards the delivery limit (rolling restarts)', async () => {
+    const q = await openQueue({ deliveryLimit: 4 });
+    const job = newJob({ maxAttempts: 10 });
+    await q.publish([job]);
+    const seen: Delivery[] = [];
+    for (let i = 0; i < 8; i++) {
+      let got = false;
+      const c = consume(q, async (d) => {
+        seen.push(d);
+        got = true;
+        await new Promise(() => {}); // still running when the instance stops
+      });
+      await waitFor(() => got, `delivery ${i + 1}`);
+      await c.stop({ graceMs: 0 });
+    }
+    // Eight stops against a limit of four: handed back with a requeue while the broker had taken
+    // it back fewer than two times, published again afresh after that; never dead.
+    expect(seen).toHaveLength(8);
+    for (const d of seen) expect(d.job).toMatchObject({ id: job.id, attempts: 1 });
+    expect(await q.stats()).toMatchObject({ ready: 1, dead: 0 });
   });
 });
 

@@ -1,4 +1,5 @@
 import type { AsyncMessage, Channel, Connection } from 'rabbitmq-client';
+import { finishesWithin } from '../../core/finishes-within.js';
 import { Conditions } from '../conditions.js';
 import { DEFAULT_GRACE_MS, type Consumer, type JobHandler } from '../contract.js';
 import { BatchedAcks } from './batched-acks.js';
@@ -21,6 +22,8 @@ export interface ConsumerHost {
   prepare(queue: string): Promise<void>;
   publishRetry(job: JobMessage, delayMs: number): Promise<void>;
   publishDead(job: JobMessage): Promise<void>;
+  /** Returns of one message after which the broker dead-letters it (the queues' x-delivery-limit). */
+  readonly deliveryLimit: number;
   /** The consumer has stopped (its messages are back in the queue). */
   detach(consumer: RabbitConsumer): void;
   /** A queue is gone (cancelled by the broker, or not found): declare the topology again. */
@@ -33,6 +36,8 @@ const REATTACH_MS = 250;
 const LANE_RETRY_MAX_MS = 30_000;
 /** How often, at most, the queues' prefetches are looked at again (rebalance). */
 const REBALANCE_MS = 50;
+/** stop(): how long to wait for the confirms of messages published again (republishWorn). */
+const REPUBLISH_WAIT_MS = 5_000;
 /** stop(): how long to wait for consumers being started before handing messages back. */
 const STARTING_WAIT_MS = 2_000;
 /** A queue that held nothing for this long goes back to the base prefetch (rebalance). */
@@ -384,7 +389,8 @@ export class RabbitConsumer implements Consumer {
       ch.basicNack({ deliveryTag: msg.deliveryTag, requeue: false });
       return;
     }
-    const d = new RabbitDelivery(job, ch, msg.deliveryTag, this.deliveryHost);
+    const returns = Number(msg.headers?.['x-delivery-count'] ?? 0);
+    const d = new RabbitDelivery(job, ch, msg.deliveryTag, this.deliveryHost, Number.isFinite(returns) ? returns : 0);
     this.acksOf(ch).opened(msg.deliveryTag);
     this.unackedSet.set(d, msg.consumerTag);
     const lane = this.laneOfTag.get(msg.consumerTag);
@@ -460,6 +466,7 @@ export class RabbitConsumer implements Consumer {
       if (this.unackedSet.size > 0) {
         // Including deliveries whose failed settle waits to be tried again: they are handed back here.
         for (const d of this.unackedSet.keys()) d.release();
+        await this.republishWorn(ch);
         try {
           ch.basicNack({ deliveryTag: 0, multiple: true, requeue: true });
           await ch.basicQos({ prefetchCount: this.concurrency });
@@ -477,6 +484,37 @@ export class RabbitConsumer implements Consumer {
     this.state = 'stopped';
     this.host.detach(this);
     this.changed();
+  }
+
+  /**
+   * stop(): the broker counts every message handed back toward the queues' delivery limit, which
+   * is there for jobs that kill their worker, not for graceful stops: a job held through enough
+   * rolling restarts would end in the dead letters. Those already taken back half the limit are
+   * published again instead (a new message, counted from 0; confirmed, attempts unchanged), then
+   * acked; the others, and any whose publish fails, go back with the requeue as before (which keeps
+   * their place in the queue).
+   */
+  private async republishWorn(ch: Channel): Promise<void> {
+    const worn = [...this.unackedSet.keys()].filter((d) => d.channel === ch && d.returns >= Math.floor(this.host.deliveryLimit / 2));
+    if (worn.length === 0) return;
+    const now = Date.now();
+    const moved = await Promise.all(
+      worn.map((d) =>
+        finishesWithin(
+          this.host.publishRetry(d.jobMessage, Math.max(0, (d.jobMessage.runAt ?? now) - now)).then(
+            () => true,
+            () => false,
+          ),
+          REPUBLISH_WAIT_MS,
+        ).then((done) => done && d),
+      ),
+    );
+    for (const d of moved) {
+      if (!d) continue;
+      this.acksOf(ch).ack(d.tag);
+      this.drop(d);
+    }
+    this.acksOf(ch).flush();
   }
 
   /** No longer unacked here (acked, or its channel gone). */

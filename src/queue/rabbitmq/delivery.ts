@@ -45,12 +45,23 @@ export class RabbitDelivery implements Delivery {
     private readonly ch: Channel,
     private readonly deliveryTag: number,
     private readonly host: DeliveryHost,
+    /** Times the broker took this message back before (x-delivery-count; quorum queues). */
+    readonly returns = 0,
   ) {
     this.job = toJob(message);
   }
 
   get channel(): Channel {
     return this.ch;
+  }
+
+  /** The message as it came (runAt included, for a parked one). */
+  get jobMessage(): JobMessage {
+    return this.message;
+  }
+
+  get tag(): number {
+    return this.deliveryTag;
   }
 
   async ack(): Promise<void> {

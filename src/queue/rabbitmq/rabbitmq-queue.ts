@@ -163,6 +163,7 @@ export class RabbitMqQueue implements Queue {
       prepare: (queue) => this.prepareQueue(queue),
       publishRetry: (job, delayMs) => this.publishRetry(job, delayMs),
       publishDead: (job) => this.send({ ...job, runAt: undefined }, this.topology.exchange, DEAD_KEY),
+      deliveryLimit,
       detach: (c) => this.consumers.delete(c),
       topologyLost: () => this.repairTopology(),
     };
