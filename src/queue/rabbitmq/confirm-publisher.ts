@@ -33,7 +33,7 @@ interface Pending {
  *
  * Fails fast instead of buffering: while the connection is down or blocked (resource alarm), or
  * when maxUnconfirmed publishes are already waiting, send() rejects at once with a 503 HookdError.
- * Every publish is mandatory: a message no queue takes (work queue deleted) fails instead of
+ * Every publish is mandatory: a message no queue takes (its flow queue deleted) fails instead of
  * being confirmed into the void.
  */
 export class ConfirmPublisher {

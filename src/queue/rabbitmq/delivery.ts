@@ -92,7 +92,7 @@ export class RabbitDelivery implements Delivery {
   }
 
   /**
-   * Back into the work queue with the same attempts (and the error as lastError), by a confirmed
+   * Back into its flow queue with the same attempts (and the error as lastError), by a confirmed
    * copy: never acked without one. Never throws. False when that publish failed: the message is
    * still held, for the caller to try again later (a nack-requeue would bring it straight back,
    * and count towards the queue's delivery limit). True once given back, or when the channel is
@@ -188,7 +188,7 @@ export class RabbitDelivery implements Delivery {
 
   /**
    * An automatic settle (the handler threw, park) failed: its publish of the retry copy found the
-   * broker refusing (a missing delay queue, too many unconfirmed, a confirm timeout). Keep the
+   * broker refusing (a missing wait queue, too many unconfirmed, a confirm timeout). Keep the
    * message and try the same settle again after a pause, longer each time (1, 2, 4, 5 s…). A
    * nack-requeue instead brought it straight back: the handler ran again at once, in a loop, and
    * every lap counted towards the queue's delivery limit (a job dead-lettered within a second as
