@@ -91,7 +91,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   // A queue per flow (RabbitMQ) consumes the queues of the started flows.
   const queue = backend.queue;
   if (queue.watchFlows) {
-    registry.onChange = () => queue.watchFlows?.(flowStates(registry.values()));
+    const watchFlows = queue.watchFlows.bind(queue);
+    registry.onChange = () => watchFlows(flowStates(registry.values()));
   }
   await registry.load(unreadable);
   // Several instances share one database: pick up flows the others created or changed.

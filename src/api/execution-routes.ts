@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { E, HookdError } from '../core/errors.js';
-import { IdPattern } from '../core/flow.js';
+import { Id } from '../core/flow.js';
 import { toRequestView } from '../core/message.js';
 import type { ExecutionStore, RequestStore } from '../store/contracts.js';
 import { withMessageInputs } from './message-inputs.js';
@@ -12,11 +12,11 @@ import { executionView } from './views.js';
 const LIST_PAGE_BYTES = 16 * 1024 * 1024;
 
 const ExecutionQuery = Type.Object({
-  flowId: Type.Optional(Type.String({ pattern: IdPattern })),
+  flowId: Type.Optional(Id),
   status: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('retrying'), Type.Literal('completed'), Type.Literal('filtered'), Type.Literal('dead')])),
   ...PageQuery,
 });
-const RequestQuery = Type.Object({ flowId: Type.Optional(Type.String({ pattern: IdPattern })), ...PageQuery });
+const RequestQuery = Type.Object({ flowId: Type.Optional(Id), ...PageQuery });
 
 export async function executionRoutes(
   app: FastifyInstance,
@@ -25,11 +25,7 @@ export async function executionRoutes(
   app.get<{ Querystring: Static<typeof ExecutionQuery> }>('/executions', { schema: { querystring: ExecutionQuery } }, async (request) => {
     const limit = request.query.limit ?? 100;
     const items = await deps.executions.list({ ...request.query, limit });
-    // An empty page after a cursor that is gone is not the end of the list: say so.
-    const { before } = request.query;
-    if (items.length === 0 && before !== undefined && (await deps.executions.get(before)) === undefined) {
-      throw new HookdError(E.CURSOR_GONE, 'Execution', before);
-    }
+    if (items.length === 0) await cursorExists('Execution', request.query.before, (id) => deps.executions.get(id));
     return page(await withMessageInputs(items, deps.requests, deps.executionDataLimit), limit, executionView);
   });
 
@@ -45,10 +41,7 @@ export async function executionRoutes(
     // Bodies are stored inline up to PAYLOAD_SIZE_LIMIT: a page of 1,000 could be gigabytes. Sizes
     // first, then only the rows that fit the budget (the first always), read by id.
     const sizes = await deps.requests.listSizes({ ...request.query, limit });
-    const { before } = request.query;
-    if (sizes.length === 0 && before !== undefined && (await deps.requests.get(before)) === undefined) {
-      throw new HookdError(E.CURSOR_GONE, 'Request', before);
-    }
+    if (sizes.length === 0) await cursorExists('Request', request.query.before, (id) => deps.requests.get(id));
     const ids: string[] = [];
     let bytes = 0;
     for (const s of sizes) {
@@ -69,4 +62,12 @@ export async function executionRoutes(
     const execution = await deps.executions.getByRequest(message.id);
     return { ...toRequestView(message), executionId: execution?.id };
   });
+}
+
+/**
+ * An empty page after a cursor (`before`) that names nothing any more is not the end of the list
+ * (retention deleted the last item of the previous page): a 410 says so.
+ */
+async function cursorExists(what: string, before: string | undefined, get: (id: string) => Promise<unknown>): Promise<void> {
+  if (before !== undefined && (await get(before)) === undefined) throw new HookdError(E.CURSOR_GONE, what, before);
 }

@@ -54,8 +54,7 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
   });
 
   app.delete<IdParams>('/flows/:id', async (request, reply) => {
-    await find(request.params.id);
-    await registry.delete(request.params.id);
+    if (!(await registry.delete(request.params.id))) throw new HookdError(E.NOT_FOUND, `Flow ${request.params.id}`);
     return reply.code(204).send();
   });
 

@@ -6,8 +6,9 @@ import type { RequestStore } from '../store/contracts.js';
 /**
  * Executions as the API shows them: a step input recorded as MESSAGE_INPUT (the received message,
  * not stored twice) becomes the message's JSON, truncated to EXECUTION_DATA_LIMIT as the runner
- * would have recorded it. The requests are read together (concurrent reads share one query). The
- * retention purge removes executions with their requests; should a request be gone all the same,
+ * would have recorded it. The requests are read a few at a time (READ_AT_ONCE; concurrent reads
+ * share one query): a round trip per few executions, so that a page never holds every body at
+ * once. The retention purge removes executions with their requests; should a request be gone all the same,
  * the input is left out.
  */
 export async function withMessageInputs(executions: readonly Execution[], requests: RequestStore, limit: number): Promise<Execution[]> {

@@ -1,9 +1,9 @@
 import Type from 'typebox';
-import { IdPattern } from '../core/flow.js';
+import { Id } from '../core/flow.js';
 
 export const PageQuery = {
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
-  before: Type.Optional(Type.String({ pattern: IdPattern })),
+  before: Type.Optional(Id),
 };
 
 /** `{items, next}`: next is the `before` value for the following page, absent on the last page. */

@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { E, HookdError } from '../core/errors.js';
-import { IdPattern } from '../core/flow.js';
+import { Id } from '../core/flow.js';
 import type { Queue } from '../queue/contract.js';
 
 const DeadLetterQuery = Type.Object({
-  flowId: Type.Optional(Type.String({ pattern: IdPattern })),
+  flowId: Type.Optional(Id),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
 });
 

@@ -20,6 +20,9 @@ export interface Job {
  */
 export const LOST_DELIVERY_LIMIT = 5;
 
+/** last_error of a job dead-lettered because its last delivery's lease ran out (database queues). */
+export const LEASE_LOST_ERROR = 'lease expired: the consumer was lost before it settled the job';
+
 export interface NewJob {
   flowId: string;
   requestId: string;

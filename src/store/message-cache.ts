@@ -59,6 +59,8 @@ export class MessageCache {
   private order: Held[] = [];
   private head = 0;
   private bytes = 0;
+  /** The latest cutoff dropReceivedBefore() walked the cache for. */
+  private droppedBefore = Number.NEGATIVE_INFINITY;
   private hits = 0;
   private misses = 0;
   private refused = 0;
@@ -119,8 +121,14 @@ export class MessageCache {
     return message;
   }
 
-  /** Retention purged requests received before `before`: they are not served from here either. */
+  /**
+   * Retention purged requests received before `before`: they are not served from here either. A
+   * purge calls this once per batch with the same cutoff; only the first call of a cutoff walks
+   * the cache (what is put afterwards was received now, long after any retention cutoff).
+   */
   dropReceivedBefore(before: number): void {
+    if (before <= this.droppedBefore) return;
+    this.droppedBefore = before;
     for (const [id, held] of this.messages) if (held.receivedAt < before) this.drop(id);
   }
 

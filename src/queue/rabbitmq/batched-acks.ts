@@ -5,7 +5,8 @@ import type { Channel } from 'rabbitmq-client';
  * open go as ONE basic.ack with `multiple` (a quorum queue logs every settlement, so fewer, larger
  * settlements cost the broker about half the CPU per message: `npm run bench:acks`); the others
  * go one by one. `multiple` acks every unacked tag up to it, so every tag delivered on the channel
- * must be known here (opened) until it is acked through this class or released with forget().
+ * must be known here (opened) until it is acked through this class; everything else is handed
+ * back with one nack of the whole channel (stop()) or by its close.
  */
 export class BatchedAcks {
   /** Delivered and not yet acked or handed back. */
@@ -19,11 +20,6 @@ export class BatchedAcks {
   /** A delivery of this channel that will be acked or forgotten later. */
   opened(tag: number): void {
     this.open.add(tag);
-  }
-
-  /** Handed back another way (nack, requeue): never covered by a multiple ack. */
-  forget(tag: number): void {
-    this.open.delete(tag);
   }
 
   /** Ack at the end of this turn. False when the channel is already gone (the broker requeued it). */

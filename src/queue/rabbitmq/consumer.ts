@@ -94,12 +94,9 @@ export class RabbitConsumer implements Consumer {
   private waiting: RabbitDelivery[] = [];
   /**
    * Deliveries of the current channel not yet acked (what stats() reports as in flight), each with
-   * the tag of the consumer it came from; heldByTag counts them per consumer.
+   * the tag of the consumer it came from.
    */
   private readonly unackedSet = new Map<RabbitDelivery, string>();
-  private readonly heldByTag = new Map<string, number>();
-  /** The lane of each consumer tag of the current channel that is consuming. */
-  private readonly laneOfTag = new Map<string, Lane>();
   private rebalanceTimer: NodeJS.Timeout | undefined;
   /** A rebalance once queues busy lately have been idle for IDLE_MS. */
   private idleTimer: NodeJS.Timeout | undefined;
@@ -132,7 +129,6 @@ export class RabbitConsumer implements Consumer {
         this.scheduleRebalance();
       },
       ack: (ch, tag) => this.acksOf(ch).ack(tag),
-      nacked: (ch, tag) => this.acksOf(ch).forget(tag),
     };
   }
 
@@ -205,13 +201,12 @@ export class RabbitConsumer implements Consumer {
     );
   }
 
-  /** Stop consuming a queue (the legacy work queue, once gone). What it delivered is settled as usual. */
+  /** Stop consuming a queue (a stopped flow's, the legacy work queue once gone). What it delivered is settled as usual. */
   forget(queue: string): void {
     const lane = this.lanes.get(queue);
     if (lane === undefined) return;
     this.lanes.delete(queue);
-    if (lane.tag !== undefined) this.laneOfTag.delete(lane.tag);
-    if (lane.tag !== undefined && this.ch?.active) void this.ch.basicCancel(lane.tag).catch(() => {});
+    this.cancelLane(lane);
   }
 
   /**
@@ -223,7 +218,6 @@ export class RabbitConsumer implements Consumer {
    */
   restart(queues: Iterable<string>, attachedBefore: number, cancelled: boolean): void {
     if (this.state !== 'active') return;
-    const ch = this.ch;
     if (cancelled) for (const lane of this.lanes.values()) lane.cancelled = false;
     for (const queue of queues) {
       const lane = this.lanes.get(queue);
@@ -231,9 +225,7 @@ export class RabbitConsumer implements Consumer {
       // Attached since the queue was found missing: on the queue declared again (by another
       // instance), healthy; starting over would only shuffle its prefetch.
       if (lane.tag !== undefined && lane.attachedAt >= attachedBefore) continue;
-      if (lane.tag !== undefined) this.laneOfTag.delete(lane.tag);
-      if (lane.tag !== undefined && ch?.active) void ch.basicCancel(lane.tag).catch(() => {});
-      lane.tag = undefined;
+      this.cancelLane(lane);
     }
     this.attach();
   }
@@ -272,13 +264,16 @@ export class RabbitConsumer implements Consumer {
     }
   }
 
-  private startLane(ch: Channel, queue: string, lane: Lane): void {
+  /**
+   * Start the lane's consumer. `prepare`: declare its queue first, on a channel of its own
+   * (host.prepare): a declare the broker refuses closes its channel, and this one carries every
+   * flow's deliveries. A resize skips it: the queue was consuming a moment ago.
+   */
+  private startLane(ch: Channel, queue: string, lane: Lane, prepare = true): void {
     lane.starting = true;
     let prepared = false;
     const consume = async (): Promise<void> => {
-      // Declared on a channel of its own (host.prepare): a declare the broker refuses closes its
-      // channel, and this one carries every flow's deliveries.
-      await this.host.prepare(queue);
+      if (prepare) await this.host.prepare(queue);
       prepared = true;
       if (this.state !== 'active' || this.lanes.get(queue) !== lane || this.ch !== ch) return;
       // basic.qos applies to the consumers started after it on the channel: the two are queued
@@ -286,7 +281,7 @@ export class RabbitConsumer implements Consumer {
       // Deliveries are dispatched on setImmediate, after this await resumes (rabbitmq-client).
       const [, { consumerTag }] = await Promise.all([
         ch.basicQos({ prefetchCount: lane.prefetch }),
-        ch.basicConsume({ queue }, (msg) => this.onMessage(ch, msg)),
+        ch.basicConsume({ queue }, (msg) => this.onMessage(ch, msg, lane)),
       ]);
       if (this.state !== 'active' || this.lanes.get(queue) !== lane || this.ch !== ch) {
         // Stopped or forgotten meanwhile: what it was sent stays unacked until the hand-back.
@@ -297,7 +292,6 @@ export class RabbitConsumer implements Consumer {
       lane.ch = ch;
       lane.attachedAt = Date.now();
       lane.failures = 0;
-      this.laneOfTag.set(consumerTag, lane);
     };
     consume().then(
       () => {
@@ -354,7 +348,6 @@ export class RabbitConsumer implements Consumer {
   private channelLost(ch: Channel): void {
     if (this.ch !== ch) return;
     this.ch = undefined;
-    this.laneOfTag.clear();
     for (const lane of this.lanes.values()) {
       lane.tag = undefined;
       lane.cancelled = false; // a new channel starts every queue (the repair declared them, or will)
@@ -370,7 +363,7 @@ export class RabbitConsumer implements Consumer {
     this.scheduleAttach();
   }
 
-  private onMessage(ch: Channel, msg: AsyncMessage): void {
+  private onMessage(ch: Channel, msg: AsyncMessage, lane: Lane): void {
     if (this.ch !== ch || !ch.active) return; // a late delivery of a channel being replaced
     // Stopping: a delivery sent before the cancel took effect stays unacked; the hand-back (nack of
     // everything, or the channel's close) returns it. Parked or run now, it could be settled after
@@ -381,7 +374,7 @@ export class RabbitConsumer implements Consumer {
       job = decodeJob(msg.body);
     } catch (err) {
       // Not a hookd job (someone else published to the exchange): straight to the dead letters, by
-      // the broker (the work queue's dead-letter exchange), as it cannot be decoded into a Job.
+      // the broker (the flow queue's dead-letter exchange), as it cannot be decoded into a Job.
       this.host.logger.warn(
         { err, messageId: msg.messageId, routingKey: msg.routingKey },
         'rabbitmq queue: undecodable message dead-lettered',
@@ -393,9 +386,7 @@ export class RabbitConsumer implements Consumer {
     const d = new RabbitDelivery(job, ch, msg.deliveryTag, this.deliveryHost, Number.isFinite(returns) ? returns : 0);
     this.acksOf(ch).opened(msg.deliveryTag);
     this.unackedSet.set(d, msg.consumerTag);
-    const lane = this.laneOfTag.get(msg.consumerTag);
-    if (lane !== undefined) lane.busyAt = Date.now();
-    this.heldByTag.set(msg.consumerTag, (this.heldByTag.get(msg.consumerTag) ?? 0) + 1);
+    lane.busyAt = Date.now();
     this.scheduleRebalance();
     if (job.runAt !== undefined && job.runAt > Date.now()) {
       d.park(job.runAt); // parked beyond the largest delay level and not due yet
@@ -478,7 +469,6 @@ export class RabbitConsumer implements Consumer {
     }
     this.ch = undefined;
     this.unackedSet.clear();
-    this.heldByTag.clear();
     clearTimeout(this.rebalanceTimer);
     clearTimeout(this.idleTimer);
     this.state = 'stopped';
@@ -519,12 +509,7 @@ export class RabbitConsumer implements Consumer {
 
   /** No longer unacked here (acked, or its channel gone). */
   private drop(d: RabbitDelivery): void {
-    const tag = this.unackedSet.get(d);
-    if (tag === undefined) return;
     this.unackedSet.delete(d);
-    const held = (this.heldByTag.get(tag) ?? 1) - 1;
-    if (held > 0) this.heldByTag.set(tag, held);
-    else this.heldByTag.delete(tag);
   }
 
   private scheduleRebalance(): void {
@@ -557,6 +542,10 @@ export class RabbitConsumer implements Consumer {
     const ch = this.ch;
     if (this.state !== 'active' || !ch?.active) return;
     const now = Date.now();
+    // Deliveries held per consumer tag (at most about 2 × concurrency to count).
+    const heldByTag = new Map<string, number>();
+    for (const tag of this.unackedSet.values()) heldByTag.set(tag, (heldByTag.get(tag) ?? 0) + 1);
+    const held = (lane: Lane): number => heldByTag.get(lane.tag!) ?? 0;
     const live: Array<[string, Lane]> = [];
     let sum = 0;
     let starting = false;
@@ -569,7 +558,7 @@ export class RabbitConsumer implements Consumer {
       }
       if (lane.tag === undefined || lane.ch !== ch) continue;
       live.push([queue, lane]);
-      if ((this.heldByTag.get(lane.tag) ?? 0) > 0) lane.busyAt = now;
+      if (held(lane) > 0) lane.busyAt = now;
       sum += lane.prefetch;
     }
     const base = this.basePrefetch();
@@ -597,7 +586,7 @@ export class RabbitConsumer implements Consumer {
       let grow: [string, Lane] | undefined;
       for (const entry of busy) {
         const lane = entry[1];
-        if (lane.prefetch >= this.concurrency || (this.heldByTag.get(lane.tag!) ?? 0) < lane.prefetch) continue;
+        if (lane.prefetch >= this.concurrency || held(lane) < lane.prefetch) continue;
         if (grow === undefined || lane.prefetch < grow[1].prefetch) grow = entry;
       }
       if (grow) {
@@ -616,12 +605,16 @@ export class RabbitConsumer implements Consumer {
   }
 
   private resize(ch: Channel, queue: string, lane: Lane, prefetch: number): void {
-    const old = lane.tag!;
-    lane.tag = undefined;
-    this.laneOfTag.delete(old);
+    this.cancelLane(lane);
     lane.prefetch = prefetch;
-    void ch.basicCancel(old).catch(() => {});
-    this.startLane(ch, queue, lane);
+    this.startLane(ch, queue, lane, false);
+  }
+
+  /** Cancel the lane's consumer, if it has one; what it delivered is settled as usual. */
+  private cancelLane(lane: Lane): void {
+    const { tag, ch } = lane;
+    lane.tag = undefined;
+    if (tag !== undefined && ch?.active) void ch.basicCancel(tag).catch(() => {});
   }
 
   private acksOf(ch: Channel): BatchedAcks {

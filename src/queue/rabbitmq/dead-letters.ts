@@ -13,6 +13,10 @@ export interface DeadLetterScanOptions {
   logger: QueueLogger;
 }
 
+/** After a scan, how long to wait for the dead queue to count what it was handed back: 20 × 10 ms at most. */
+const RECOUNT_TRIES = 20;
+const RECOUNT_PAUSE_MS = 10;
+
 /**
  * Reads the dead-letter queue the only way AMQP allows: basic.get without ack, message by message,
  * holding each one, then handing all of them back in one basic.nack(requeue). An admin action, O(n)
@@ -20,10 +24,6 @@ export interface DeadLetterScanOptions {
  * invisible to other scans (another process listing or retrying at the same moment may miss them);
  * `held` lets stats() still count them.
  */
-/** After a scan, how long to wait for the dead queue to count what it was handed back: 20 × 10 ms at most. */
-const RECOUNT_TRIES = 20;
-const RECOUNT_PAUSE_MS = 10;
-
 export class DeadLetterScanner {
   /** Dead letters held by scans of this process right now. */
   held = 0;

@@ -17,8 +17,6 @@ export interface DeliveryHost {
   settled(d: RabbitDelivery): void;
   /** Ack the delivery (batched per channel); false when its channel is already gone. */
   ack(ch: Channel, deliveryTag: number): boolean;
-  /** The delivery was handed back with a nack: acks of its channel must not cover it. */
-  nacked(ch: Channel, deliveryTag: number): void;
 }
 
 
@@ -200,12 +198,7 @@ export class RabbitDelivery implements Delivery {
     const delayMs = Math.min(AUTO_SETTLE_MAX_PAUSE_MS, 1_000 * 2 ** (attempt - 1));
     this.host.logger.warn({ err, jobId: this.job.id, retryInMs: delayMs }, 'rabbitmq queue: settling failed; the job stays held and is settled again later');
     const timer = setTimeout(() => {
-      if (this.state !== 'open') return;
-      if (!this.ch.active) {
-        this.state = 'settled';
-        this.lost('settle');
-        return;
-      }
+      if (!this.settleable('settle')) return;
       again().catch((e: unknown) => this.autoFailed(e, again, attempt + 1));
     }, delayMs);
     timer.unref();

@@ -108,8 +108,6 @@ export class RabbitMqQueue implements Queue {
   private topologyDeleted = false;
   private topologyTimer: NodeJS.Timeout | undefined;
   private readonly topologyRefreshMs: number;
-  /** Queue name → flow id, for every flow whose queue is known to be declared. */
-  private readonly flowOfQueue = new Map<string, string>();
   /** Flows whose queue this process declared (or is declaring): flow id → the declare. */
   private readonly flowQueues = new Map<string, Promise<void>>();
   /** Flows whose queue is known to be declared: publishes to them go out without waiting. */
@@ -284,7 +282,7 @@ export class RabbitMqQueue implements Queue {
    */
   async stats(): Promise<QueueStats> {
     const { deadQueue, delayLevels } = this.topology;
-    const work = [...this.flowOfQueue.keys()];
+    const work = this.flowQueueNames;
     if (this.legacyWorkQueue) work.push(this.topology.legacyWorkQueue);
     const counts = await this.passiveCounts([deadQueue, ...delayLevels.map((l) => l.queue), ...work]);
     let inFlight = 0;
@@ -303,7 +301,7 @@ export class RabbitMqQueue implements Queue {
 
   /** Queue names of the flows this process knows (tests, cleanup). */
   get flowQueueNames(): string[] {
-    return [...this.flowOfQueue.keys()];
+    return [...this.declaredFlows].map((flowId) => this.topology.flowQueue(flowId));
   }
 
   /** Delete the queues and the exchange of this prefix, messages included (tests, uninstall). */
@@ -448,7 +446,7 @@ export class RabbitMqQueue implements Queue {
   private async prepareQueue(queue: string): Promise<void> {
     const ch = await this.conn.acquire();
     try {
-      const flowId = this.flowOfQueue.get(queue);
+      const flowId = this.topology.flowOf(queue);
       if (flowId !== undefined) await this.topology.declareFlow(ch, flowId);
       else await ch.queueDeclare({ queue, passive: true }); // the legacy work queue: never declared
     } finally {
@@ -478,7 +476,6 @@ export class RabbitMqQueue implements Queue {
       () => {
         if (this.flowQueues.get(flowId) !== declaring) return;
         this.declaredFlows.add(flowId);
-        this.flowOfQueue.set(this.topology.flowQueue(flowId), flowId);
         for (const c of this.consumers) c.attach();
       },
       () => {
@@ -493,7 +490,7 @@ export class RabbitMqQueue implements Queue {
    * work queue while it exists.
    */
   private *consumedQueues(): Iterable<string> {
-    for (const [queue, flowId] of this.flowOfQueue) if (!this.pausedFlows.has(flowId)) yield queue;
+    for (const flowId of this.declaredFlows) if (!this.pausedFlows.has(flowId)) yield this.topology.flowQueue(flowId);
     if (this.legacyWorkQueue) yield this.topology.legacyWorkQueue;
   }
 
@@ -603,7 +600,7 @@ export class RabbitMqQueue implements Queue {
     if (this.closed || this.topologyDeleted || this.repairTimer || !this.publisher.ready) return;
     try {
       const consuming = new Set([...this.consumers].flatMap((c) => c.consuming));
-      const queues = [...this.flowOfQueue.keys()];
+      const queues = this.flowQueueNames;
       // Missing: passiveDeclares schedules the repair.
       const oks = await this.passiveDeclares([this.topology.deadQueue, ...queues]);
       // A queue a consumer of this process believes it consumes, which the broker reports without

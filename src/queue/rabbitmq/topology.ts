@@ -44,8 +44,6 @@ export const DEAD_KEY = 'dead';
 export const DELAY_HEADER = 'hookd-delay';
 /** The key the legacy work queue (`<prefix>.work`) was bound with for first deliveries. */
 export const LEGACY_JOB_BINDING = '*.job';
-/** The key of retries into the legacy work queue (what its old delay queues still dead-letter with). */
-export const LEGACY_RETRY_KEY = 'retry';
 
 /**
  * The routing-key word of a flow: `flow-` + the flow id with `.` replaced by `~` (ids are
@@ -112,6 +110,12 @@ export class Topology {
   /** The queue of a flow's jobs (flow ids are at most 128 characters: the name stays under 255). */
   flowQueue(flowId: string): string {
     return `${this.options.prefix}.flow.${flowId}`;
+  }
+
+  /** The flow of a flow queue's name; undefined for any other queue. */
+  flowOf(queue: string): string | undefined {
+    const head = `${this.options.prefix}.flow.`;
+    return queue.startsWith(head) ? queue.slice(head.length) : undefined;
   }
 
   get maxDelayMs(): number {

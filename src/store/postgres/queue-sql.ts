@@ -1,11 +1,10 @@
-import { LOST_DELIVERY_LIMIT, type DeadLetter, type NewJob } from '../../core/job.js';
+import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT, type DeadLetter, type NewJob } from '../../core/job.js';
 import type { QueueStats } from '../../queue/contract.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 import { GroupCommit } from './group-commit.js';
 import { newId } from './ids.js';
 import { clip, JOB_COLUMNS, toDeadLetter, type JobRow } from './rows.js';
 
-export const LEASE_LOST_ERROR = 'lease expired: the consumer was lost before it settled the job';
 
 /**
  * Identifies one delivery of a job: attempts grows with every claim, and the owner is the consumer
@@ -126,8 +125,10 @@ export class QueueSql {
     return rows.filter((r) => r.state === 'ready').length;
   }
 
-  /** Heartbeat: push back the lease of these jobs if still leased to `owner`. */
-  /** The ids whose lease was extended: any other is no longer `owner`'s. */
+  /**
+   * Heartbeat: push back the lease of these jobs if still leased to `owner`. Returns the ids whose
+   * lease was extended: any other is no longer `owner`'s.
+   */
   async extendLeases(owner: string, jobIds: readonly string[]): Promise<string[]> {
     const { rows } = await this.db.query<{ id: string }>(
       `UPDATE ${this.jobs} SET lease_until = ${NOW_MS} + $3::float8
@@ -205,7 +206,10 @@ export class QueueSql {
     return { jobId, delayMs: rows[0]!.delay };
   }
 
-  /** Dead letter back to ready with attempts reset (last_error kept for context). False when not dead. */
+  /**
+   * Dead letter back to ready with attempts reset (last_error kept for context), and the attempts
+   * lost deliveries added given back (expireLeases). False when not dead.
+   */
   async retryDead(jobId: string): Promise<boolean> {
     const { rowCount } = await this.db.query(
       `UPDATE ${this.jobs} SET state = 'ready', attempts = 0, max_attempts = max_attempts - lost, lost = 0,

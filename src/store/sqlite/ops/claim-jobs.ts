@@ -1,5 +1,5 @@
 import type { JobRow } from '../../rows.js';
-import { LOST_DELIVERY_LIMIT } from '../../../core/job.js';
+import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT } from '../../../core/job.js';
 import type { Op } from './define-op.js';
 
 export interface ClaimJobsArgs {
@@ -13,7 +13,6 @@ export interface ClaimJobsResult {
   nextDueAt: number | null;
 }
 
-export const LEASE_LOST_ERROR = 'lease expired: the consumer was lost before it settled the job';
 
 /**
  * Lease up to `limit` due jobs to `owner`, oldest run_at first. Expired leases (a consumer that
