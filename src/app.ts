@@ -142,6 +142,17 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     bodyLimit: 1024 * 1024,
     // Flow and request ids go up to 128 characters (fastify's default stops params at 100: 414).
     routerOptions: { maxParamLength: 256 },
+    // REQUEST_TIMEOUT: a request (its body included) must arrive whole within this, else 408 and
+    // the connection is closed. A sender that stalls mid-body would otherwise hold its files, a
+    // connection and a shutdown forever, and a file it finished more than the attachment sweep's
+    // horizon before the rest of the request would be swept. Node looks at open requests every
+    // connectionsCheckingInterval (30 s by default: too coarse for short timeouts), and only with a
+    // headersTimeout no longer than the requestTimeout (its default is 60 s).
+    requestTimeout: config.requestTimeoutMs,
+    http: {
+      headersTimeout: Math.min(60_000, config.requestTimeoutMs),
+      connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(config.requestTimeoutMs / 5))),
+    },
   });
   installErrorHandling(server);
   server.addHook('onResponse', (request, reply, done) => {
@@ -157,7 +168,6 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     attachments,
     attachmentSizeLimit: config.attachmentSizeLimit,
     defaultMaxAttempts: config.maxAttempts,
-    requestTimeoutMs: config.requestTimeoutMs,
     onAccepted: (_flowId: string, ms: number) => metrics.commitSeconds.observe(ms / 1000),
     onAuthFailure: (flowId: string, reason: string, ip: string) => {
       metrics.authFailures.inc({ reason });

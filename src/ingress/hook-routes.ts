@@ -37,14 +37,6 @@ export interface IngressDeps {
   /** ATTACHMENT_SIZE_LIMIT: total bytes of files per request. */
   attachmentSizeLimit?: number;
   defaultMaxAttempts: number;
-  /**
-   * REQUEST_TIMEOUT: a webhook call's body must have arrived whole within this, else its
-   * connection is closed. A sender that stalls mid-body would otherwise hold its files, a
-   * connection and a shutdown forever, and a file it finished more than the attachment sweep's
-   * horizon before the rest of the request would be swept. (Node's own requestTimeout stops
-   * watching a request once its headers are in.)
-   */
-  requestTimeoutMs?: number;
   parsers?: readonly PayloadParser[];
   /** This instance's share of every flow's rate limit, (0, 1] (distributed mode: 1 / live instances). */
   rateLimitShare?: () => number;
@@ -95,7 +87,6 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   app.addHook('onRequest', (request, _reply, done) => {
     const flowId = (request.params as Partial<HookParams>).flowId;
     if (flowId !== undefined && deps.activeFlow(flowId) === undefined) return done(notFound(flowId));
-    if (deps.requestTimeoutMs !== undefined && !request.raw.complete) deadline(request.raw, deps.requestTimeoutMs);
     done();
   });
 
@@ -319,11 +310,3 @@ function sendJson(reply: FastifyReply, value: unknown) {
   return reply.send(value);
 }
 
-/** Close the connection of a request whose body has not arrived whole within `ms` (requestTimeoutMs). */
-function deadline(raw: FastifyRequest['raw'], ms: number): void {
-  const timer = setTimeout(() => {
-    if (!raw.complete) raw.destroy(new Error(`the request did not arrive whole within ${ms} ms`));
-  }, ms);
-  timer.unref();
-  raw.once('close', () => clearTimeout(timer));
-}

@@ -350,9 +350,9 @@ describe('REQUEST_TIMEOUT', () => {
           };
           next();
         });
-      // Half a body, then nothing: cut off after the limit.
+      // Half a body, then nothing: cut off after the limit (Node answers 408 and closes).
       const stalled = await send(['{"pad":"xxxx'], 10_000, 100);
-      expect(stalled.error).toBe('ECONNRESET');
+      expect(stalled.status === 408 || stalled.error === 'ECONNRESET', JSON.stringify(stalled)).toBe(true);
       expect(stalled.ms).toBeGreaterThanOrEqual(900);
       expect(stalled.ms).toBeLessThan(5_000);
       // Three pieces 200 ms apart: whole within the second.
