@@ -320,6 +320,41 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       expect(byConsumer[1]).toBeGreaterThan(0);
     });
 
+    it('takes the flows with waiting jobs in turn: a backlog of one flow does not hold up the others', async () => {
+      // Accepted flow by flow: oldest first, all of a's jobs would run before b's and c's.
+      for (const flowId of ['fair-a', 'fair-b', 'fair-c']) {
+        for (let i = 0; i < 30; i++) await accept({ flowId });
+      }
+      const started: string[] = [];
+      consume(async (d) => {
+        started.push(d.job.flowId);
+        await sleep(2);
+        await d.ack();
+      }, 1);
+      await waitFor(() => started.length === 90, '90 deliveries', 15_000);
+      const first = started.slice(0, 12);
+      for (const flowId of ['fair-a', 'fair-b', 'fair-c']) {
+        expect(first.filter((f) => f === flowId).length, `${flowId} among the first 12: ${first.join(' ')}`).toBeGreaterThanOrEqual(2);
+      }
+    });
+
+    it("starts a quiet flow's job within a few jobs while another flow's backlog drains", async () => {
+      for (let i = 0; i < 150; i++) await accept({ flowId: 'busy' });
+      const started: string[] = [];
+      consume(async (d) => {
+        started.push(d.job.flowId);
+        await sleep(5);
+        await d.ack();
+      }, 2);
+      await waitFor(() => started.length >= 20, '20 of the backlog started');
+      const before = started.length;
+      await accept({ flowId: 'quiet' });
+      await waitFor(() => started.includes('quiet'), "the quiet flow's job", 10_000);
+      const after = started.indexOf('quiet') - before;
+      expect(after, `started ${after} jobs of the backlog first`).toBeLessThanOrEqual(8);
+      expect(started.length).toBeLessThan(151); // the backlog is not drained yet
+    });
+
     it('wakes an idle consumer right after accept (median latency < 50 ms)', async () => {
       let waiting: Deferred<number> | undefined;
       consume(async (d) => {

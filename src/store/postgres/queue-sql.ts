@@ -3,6 +3,7 @@ import type { QueueStats } from '../../queue/contract.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 import { GroupCommit } from './group-commit.js';
 import { newId } from './ids.js';
+import { MAX_FLOWS_SCANNED } from '../../queue/fair-claim.js';
 import { clip, JOB_COLUMNS, toDeadLetter, type JobRow } from './rows.js';
 
 
@@ -63,23 +64,83 @@ export class QueueSql {
     return this.db.t.jobs;
   }
 
-  /** Lease up to `limit` due jobs to `owner`, oldest run_at first. */
+  /** The flow the previous claim of this process served last: the next claim starts after it. */
+  private cursor = '';
+
+  /**
+   * Lease up to `limit` due jobs to `owner`, shared among the flows that have due jobs
+   * (queue/fair-claim.ts; SQLite's claim-jobs.ts does the same): one statement walks the flows
+   * with waiting jobs by id from just after the cursor, round the ring once (a loose index scan of
+   * jobs_ready_flow, at most MAX_FLOWS_SCANNED flows), keeps the first `limit` with a due job,
+   * and leases an equal share of each, oldest first. A second statement gives what the shares
+   * left (or what other consumers held locked) to the oldest due jobs of any flow, so that fewer
+   * than `limit` jobs come back only when no more are due. Jobs come back in the order to start
+   * them: the first of each flow, then the second of each, …
+   */
   async claim(owner: string, limit: number): Promise<JobRow[]> {
-    // UPDATE … RETURNING yields rows in no particular order: they are sorted again, oldest first
-    // (a consumer with a prefetch starts them in this order).
+    const jobs = this.jobs;
+    const next = (from: string) =>
+      `(SELECT j.flow_id FROM ${jobs} j WHERE j.state = 'ready' AND j.flow_id > ${from} ORDER BY j.flow_id LIMIT 1)`;
+    // UPDATE … RETURNING yields rows in no particular order: sorted again (rank in flow, then ring position).
     const { rows } = await this.db.query<JobRow>(
+      `WITH RECURSIVE
+       after_cursor(flow_id, n) AS (
+         SELECT ${next('$4::text')}, 1
+         UNION ALL
+         SELECT ${next('a.flow_id')}, a.n + 1 FROM after_cursor a WHERE a.flow_id IS NOT NULL AND a.n < $5::integer),
+       up_to_cursor(flow_id, n) AS (
+         SELECT ${next("''")}, 1
+         UNION ALL
+         SELECT ${next('u.flow_id')}, u.n + 1 FROM up_to_cursor u
+         WHERE u.flow_id IS NOT NULL AND u.flow_id < $4::text AND u.n < $5::integer),
+       ring AS (
+         SELECT flow_id, n AS pos FROM after_cursor WHERE flow_id IS NOT NULL
+         UNION ALL
+         SELECT flow_id, $5::integer + n FROM up_to_cursor WHERE flow_id IS NOT NULL AND flow_id <= $4::text),
+       due AS (
+         SELECT r.flow_id, r.pos FROM ring r
+         WHERE EXISTS (SELECT 1 FROM ${jobs} j WHERE j.state = 'ready' AND j.flow_id = r.flow_id AND j.run_at <= ${NOW_MS})
+         ORDER BY r.pos LIMIT $2::integer),
+       picked AS (
+         SELECT p.id, p.run_at, d.flow_id, d.pos FROM due d CROSS JOIN LATERAL (
+           SELECT j.id, j.run_at FROM ${jobs} j
+           WHERE j.state = 'ready' AND j.flow_id = d.flow_id AND j.run_at <= ${NOW_MS}
+           ORDER BY j.run_at, j.id
+           LIMIT ceil($2::float8 / (SELECT count(*) FROM due))::integer
+           FOR UPDATE SKIP LOCKED) p),
+       chosen AS (
+         SELECT id, pos, row_number() OVER (PARTITION BY flow_id ORDER BY run_at, id) AS rank FROM picked
+         ORDER BY rank, pos LIMIT $2::integer),
+       claimed AS (
+         UPDATE ${jobs} SET state = 'leased', attempts = attempts + 1, lease_until = ${NOW_MS} + $3::float8, lease_owner = $1
+         FROM chosen WHERE ${jobs}.id = chosen.id
+         RETURNING ${JOB_COLUMNS.split(', ').map((c) => `${jobs}.${c}`).join(', ')}, chosen.rank, chosen.pos)
+       SELECT ${JOB_COLUMNS} FROM claimed ORDER BY rank, pos`,
+      [owner, limit, this.leaseMs, this.cursor, MAX_FLOWS_SCANNED],
+      'hookd_queue_claim_fair',
+    );
+    // The cursor: the last flow, in ring order, that got a job (the first job of each flow comes
+    // first, in ring order).
+    const served = new Set<string>();
+    for (const r of rows) {
+      if (served.has(r.flow_id)) break;
+      served.add(r.flow_id);
+      this.cursor = r.flow_id;
+    }
+    if (rows.length >= limit) return rows;
+    const { rows: rest } = await this.db.query<JobRow>(
       `WITH claimed AS (
-         UPDATE ${this.jobs}
+         UPDATE ${jobs}
          SET state = 'leased', attempts = attempts + 1, lease_until = ${NOW_MS} + $3::float8, lease_owner = $1
          WHERE id IN (
-           SELECT id FROM ${this.jobs} WHERE state = 'ready' AND run_at <= ${NOW_MS}
+           SELECT id FROM ${jobs} WHERE state = 'ready' AND run_at <= ${NOW_MS}
            ORDER BY run_at, id LIMIT $2::integer FOR UPDATE SKIP LOCKED)
          RETURNING ${JOB_COLUMNS}, run_at)
        SELECT ${JOB_COLUMNS} FROM claimed ORDER BY run_at, id`,
-      [owner, limit, this.leaseMs],
+      [owner, limit - rows.length, this.leaseMs],
       'hookd_queue_claim',
     );
-    return rows;
+    return rest.length === 0 ? rows : [...rows, ...rest];
   }
 
   async due(): Promise<DueInfo> {

@@ -1,5 +1,6 @@
 import type { JobRow } from '../../rows.js';
 import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT } from '../../../core/job.js';
+import { interleaveByFlow, MAX_FLOWS_SCANNED } from '../../../queue/fair-claim.js';
 import type { Op } from './define-op.js';
 
 export interface ClaimJobsArgs {
@@ -13,15 +14,19 @@ export interface ClaimJobsResult {
   nextDueAt: number | null;
 }
 
-
 /**
- * Lease up to `limit` due jobs to `owner`, oldest run_at first. Expired leases (a consumer that
- * crashed or hung) are first turned back into ready jobs, or into dead letters when that lost
- * delivery was the last attempt: at-least-once, but a job that keeps killing its consumer stops.
- * A lost delivery that never began (no execution begun with its attempt: the job was prefetched
- * or handed off, not started) gives the job one more attempt instead of spending one, up to
- * LOST_DELIVERY_LIMIT times. The attempt number still grows (it is part of the lease
- * token, which must never repeat); max_attempts grows with it.
+ * Lease up to `limit` due jobs to `owner`, shared among the flows that have due jobs (fair-claim.ts):
+ * flows are taken in turn by id, starting after the last flow the previous claim served, each
+ * given an equal share of the claim, oldest run_at first within a flow; what the shares leave
+ * (flows with fewer due jobs than their share, flows past the scan) goes to the oldest due jobs of
+ * any flow. So a claim returns fewer than `limit` jobs only when no more are due.
+ *
+ * Expired leases (a consumer that crashed or hung) are first turned back into ready jobs, or into
+ * dead letters when that lost delivery was the last attempt: at-least-once, but a job that keeps
+ * killing its consumer stops. A lost delivery that never began (no execution begun with its
+ * attempt: the job was prefetched or handed off, not started) gives the job one more attempt
+ * instead of spending one, up to LOST_DELIVERY_LIMIT times. The attempt number still grows (it
+ * is part of the lease token, which must never repeat); max_attempts grows with it.
  */
 export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) => {
   const expire = db.prepare(
@@ -41,7 +46,15 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
      ) AS x
      WHERE jobs.id = x.jid`,
   );
-  const claim = db.prepare(
+  // Both walk jobs_ready_flow: the next flow with a waiting job, and whether that flow has a due one.
+  const nextFlow = db.prepare(`SELECT flow_id FROM jobs WHERE state = 'ready' AND flow_id > ? ORDER BY flow_id LIMIT 1`).pluck();
+  const firstRunAt = db.prepare(`SELECT min(run_at) FROM jobs WHERE state = 'ready' AND flow_id = ?`).pluck();
+  const claimOfFlow = db.prepare(
+    `UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_until = ?, lease_owner = ?
+     WHERE id IN (SELECT id FROM jobs WHERE state = 'ready' AND flow_id = ? AND run_at <= ? ORDER BY run_at LIMIT ?)
+     RETURNING id, flow_id, request_id, attempts, max_attempts, enqueued_at, last_error`,
+  );
+  const claimOldest = db.prepare(
     `UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_until = ?, lease_owner = ?
      WHERE id IN (SELECT id FROM jobs WHERE state = 'ready' AND run_at <= ? ORDER BY run_at LIMIT ?)
      RETURNING id, flow_id, request_id, attempts, max_attempts, enqueued_at, last_error`,
@@ -52,10 +65,48 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
                   coalesce((SELECT min(lease_until) FROM jobs WHERE state = 'leased'), 1e300))`,
     )
     .pluck();
+
+  /** The flow the previous claim served last: the next claim starts after it. */
+  let cursor = '';
+
+  /** Up to `limit` flows with due jobs, in id order from just after the cursor, round the ring once. */
+  const dueFlows = (limit: number, now: number): string[] => {
+    const flows: string[] = [];
+    const start = cursor;
+    let after = start;
+    let wrapped = false;
+    for (let scanned = 0; flows.length < limit && scanned < MAX_FLOWS_SCANNED; ) {
+      const flow = nextFlow.get(after) as string | undefined;
+      if (flow === undefined || (wrapped && flow > start)) {
+        if (wrapped || start === '') break;
+        wrapped = true;
+        after = '';
+        continue;
+      }
+      scanned++;
+      if ((firstRunAt.get(flow) as number) <= now) flows.push(flow);
+      after = flow;
+    }
+    return flows;
+  };
+
   return (a) => {
     const now = Date.now();
+    const leaseUntil = now + leaseMs;
     expire.run({ now, error: LEASE_LOST_ERROR });
-    const jobs = claim.all(now + leaseMs, a.owner, now, a.limit) as JobRow[];
+    const flows = dueFlows(a.limit, now);
+    const share = Math.ceil(a.limit / Math.max(1, flows.length));
+    const perFlow: JobRow[][] = [];
+    let claimed = 0;
+    for (const flow of flows) {
+      if (claimed >= a.limit) break;
+      const rows = claimOfFlow.all(leaseUntil, a.owner, flow, now, Math.min(share, a.limit - claimed)) as JobRow[];
+      claimed += rows.length;
+      perFlow.push(rows);
+      cursor = flow;
+    }
+    const jobs = interleaveByFlow(perFlow);
+    if (jobs.length < a.limit) jobs.push(...(claimOldest.all(leaseUntil, a.owner, now, a.limit - jobs.length) as JobRow[]));
     if (jobs.length >= a.limit) return { jobs, nextDueAt: null };
     const next = nextDue.get() as number;
     return { jobs, nextDueAt: next >= 1e300 ? null : next };

@@ -1,0 +1,37 @@
+/**
+ * Fair claims of the database queues (embedded SQLite, PostgreSQL). One table holds every flow's
+ * jobs; claimed oldest first, a flow flooded with requests (or whose steps fail and come back)
+ * would put its whole backlog in front of every other flow's jobs. Instead, a claim walks the flows
+ * that have due jobs in id order, starting after the flow the previous claim served last (a ring:
+ * every flow gets its turn), and gives each an equal share of the claim; within a flow, oldest
+ * first. What the shares leave goes to the oldest due jobs of any flow, so that a claim still
+ * returns fewer jobs than it asked for only when no more are due (consumers rely on that to go
+ * idle). RabbitMQ gets the same from a queue per flow (rabbitmq/topology.ts).
+ */
+
+/**
+ * Flows looked at per claim, due or not: bounds a claim's cost when many flows have only delayed
+ * jobs (retries waiting). Due jobs of flows past it are still claimed, oldest first, by the
+ * leftover pass.
+ */
+export const MAX_FLOWS_SCANNED = 256;
+
+/**
+ * One list of jobs claimed per flow (in the ring's order, oldest first in each) → the order to
+ * start them in: the first job of each flow, then the second of each, … A consumer with a prefetch
+ * starts its jobs in this order.
+ */
+export function interleaveByFlow<T>(perFlow: readonly (readonly T[])[]): T[] {
+  if (perFlow.length === 1) return [...perFlow[0]!];
+  const out: T[] = [];
+  for (let rank = 0; ; rank++) {
+    let any = false;
+    for (const jobs of perFlow) {
+      const job = jobs[rank];
+      if (job === undefined) continue;
+      out.push(job);
+      any = true;
+    }
+    if (!any) return out;
+  }
+}
