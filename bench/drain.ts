@@ -5,7 +5,7 @@ import path from 'node:path';
 import { api, arg, autocannon, cpuSeconds, cpuSecondsOf, DATABASE_URL, fmt, median, pgExec, queueEmpty, startHookd } from './lib.js';
 
 /**
- * npm run bench:drain [-- --jobs 30000 --rounds 3 --prefetch N --backend sqlite|postgres]
+ * npm run bench:drain [-- --jobs 30000 --rounds 3 --prefetch N --flows N --backend sqlite|postgres]
  *
  * How fast a backlog drains: what a queue meets after an outage or a burst. Per drain, a hookd with
  * its workers off receives `--jobs` webhooks for a one-step flow (autocannon, 64 connections); then
@@ -15,6 +15,12 @@ import { api, arg, autocannon, cpuSeconds, cpuSecondsOf, DATABASE_URL, fmt, medi
  * PostgreSQL's processes with --backend postgres), and the medians of the rounds' ratios. No HTTP
  * load while draining: this measures the queue and the runner alone.
  *
+ * --flows N: the backlog spread evenly over N one-step flows, their requests arriving interleaved
+ * (64 at once, flow after flow in turn), so that claims take turns among N flows with due jobs
+ * (queue/fair-claim.ts). --clustered: filled flow by flow instead (all of one flow's jobs, then
+ * the next's): the worst case for taking turns, whose claims and acks then touch pages all over
+ * the jobs table instead of a few at its start.
+ *
  * --backend postgres: DATABASE_URL (default the local `test` database), a schema per drain,
  * dropped afterwards; the PostgreSQL queue (no RabbitMQ).
  */
@@ -23,6 +29,23 @@ const rounds = Math.max(1, Number(arg('rounds', '3')));
 /** WORKER_PREFETCH of the measured side; empty: hookd's default. */
 const prefetch = arg('prefetch', '');
 const backend = arg('backend', 'sqlite');
+const flows = Math.max(1, Number(arg('flows', '1')));
+const clustered = process.argv.includes('--clustered');
+
+/** `jobs` POSTs, 64 at once, the i-th to flow i mod flows. */
+async function fillInterleaved(url: string, ids: readonly string[]): Promise<void> {
+  let next = 0;
+  let failed = 0;
+  const lane = async (): Promise<void> => {
+    for (let i = next++; i < jobs; i = next++) {
+      const res = await fetch(`${url}/hook/${ids[i % ids.length]}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY });
+      await res.arrayBuffer();
+      if (res.status !== 200) failed++;
+    }
+  };
+  await Promise.all(Array.from({ length: 64 }, lane));
+  if (failed > 0) throw new Error(`filling the backlog: ${failed} non-200`);
+}
 const BODY = JSON.stringify({ event: 'order.created', id: 'ord_0123456789', total: 129.95, currency: 'EUR', customer: { id: 'cus_42', tier: 'gold' }, x: 'abc' });
 
 interface Drain {
@@ -53,9 +76,18 @@ async function drain(env: Record<string, string>): Promise<Drain> {
   try {
     const filler = await startHookd({ ...where.env, WORKER_CONCURRENCY: '0' });
     try {
-      await api(filler.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
-      const r = await autocannon({ url: `${filler.url}/hook/bench`, connections: 64, seconds: 60, amount: jobs, body: BODY });
-      if (r.non2xx + r.errors > 0) throw new Error(`filling the backlog: ${r.non2xx} non-2xx, ${r.errors} errors`);
+      const ids = flows === 1 ? ['bench'] : Array.from({ length: flows }, (_, f) => `bench-${f}`);
+      for (const id of ids) {
+        await api(filler.url, 'PUT', `/api/flows/${id}`, { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
+      }
+      if (flows > 1 && !clustered) await fillInterleaved(filler.url, ids);
+      else {
+        for (const [f, id] of ids.entries()) {
+          const amount = Math.floor(jobs / flows) + (f < jobs % flows ? 1 : 0);
+          const r = await autocannon({ url: `${filler.url}/hook/${id}`, connections: Math.min(64, amount), seconds: 60, amount, body: BODY });
+          if (r.non2xx + r.errors > 0) throw new Error(`filling the backlog: ${r.non2xx} non-2xx, ${r.errors} errors`);
+        }
+      }
     } finally {
       await filler.stop();
     }
@@ -83,7 +115,7 @@ async function drain(env: Record<string, string>): Promise<Drain> {
 
 async function main(): Promise<void> {
   if (backend !== 'sqlite' && backend !== 'postgres') throw new Error(`--backend ${backend}: sqlite (default) or postgres`);
-  console.log(`bench:drain — ${backend}, a backlog of ${fmt(jobs)} jobs (one-step transform flow), drained ${rounds} times each way\n`);
+  console.log(`bench:drain — ${backend}, a backlog of ${fmt(jobs)} jobs (${flows === 1 ? 'one-step transform flow' : `${fmt(flows)} one-step transform flows, filled ${clustered ? 'flow by flow' : 'interleaved'}`}), drained ${rounds} times each way\n`);
   const row = (name: string, d: Drain) =>
     `${name.padEnd(34)} ${fmt(d.perSecond).padStart(7)} executions/s   CPU ${fmt(d.cpuUs).padStart(4)} µs per execution` +
     (d.dbCpuUs === undefined ? '' : ` (+ PostgreSQL ${fmt(d.dbCpuUs)})`);

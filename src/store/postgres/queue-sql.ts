@@ -3,7 +3,7 @@ import type { QueueStats } from '../../queue/contract.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 import { GroupCommit } from './group-commit.js';
 import { newId } from './ids.js';
-import { MAX_FLOWS_SCANNED } from '../../queue/fair-claim.js';
+import { flowsPerClaim, MAX_FLOWS_SCANNED } from '../../queue/fair-claim.js';
 import { clip, JOB_COLUMNS, toDeadLetter, type JobRow } from './rows.js';
 
 
@@ -71,8 +71,8 @@ export class QueueSql {
    * Lease up to `limit` due jobs to `owner`, shared among the flows that have due jobs
    * (queue/fair-claim.ts; SQLite's claim-jobs.ts does the same): one statement walks the flows
    * with waiting jobs by id from just after the cursor, round the ring once (a loose index scan of
-   * jobs_ready_flow, at most MAX_FLOWS_SCANNED flows), keeps the first `limit` with a due job,
-   * and leases an equal share of each, oldest first. A second statement gives what the shares
+   * jobs_ready_flow, at most MAX_FLOWS_SCANNED flows), keeps the first flowsPerClaim(limit) with a
+   * due job, and leases an equal share of each, oldest first. A second statement gives what the shares
    * left (or what other consumers held locked) to the oldest due jobs of any flow, so that fewer
    * than `limit` jobs come back only when no more are due. Jobs come back in the order to start
    * them: the first of each flow, then the second of each, …
@@ -100,7 +100,7 @@ export class QueueSql {
        due AS (
          SELECT r.flow_id, r.pos FROM ring r
          WHERE EXISTS (SELECT 1 FROM ${jobs} j WHERE j.state = 'ready' AND j.flow_id = r.flow_id AND j.run_at <= ${NOW_MS})
-         ORDER BY r.pos LIMIT $2::integer),
+         ORDER BY r.pos LIMIT $6::integer),
        picked AS (
          SELECT p.id, p.run_at, d.flow_id, d.pos FROM due d CROSS JOIN LATERAL (
            SELECT j.id, j.run_at FROM ${jobs} j
@@ -116,7 +116,7 @@ export class QueueSql {
          FROM chosen WHERE ${jobs}.id = chosen.id
          RETURNING ${JOB_COLUMNS.split(', ').map((c) => `${jobs}.${c}`).join(', ')}, chosen.rank, chosen.pos)
        SELECT ${JOB_COLUMNS} FROM claimed ORDER BY rank, pos`,
-      [owner, limit, this.leaseMs, this.cursor, MAX_FLOWS_SCANNED],
+      [owner, limit, this.leaseMs, this.cursor, MAX_FLOWS_SCANNED, flowsPerClaim(limit)],
       'hookd_queue_claim_fair',
     );
     // The cursor: the last flow, in ring order, that got a job (the first job of each flow comes

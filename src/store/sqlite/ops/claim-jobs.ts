@@ -1,6 +1,6 @@
 import type { JobRow } from '../../rows.js';
 import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT } from '../../../core/job.js';
-import { interleaveByFlow, MAX_FLOWS_SCANNED } from '../../../queue/fair-claim.js';
+import { flowsPerClaim, interleaveByFlow, MAX_FLOWS_SCANNED } from '../../../queue/fair-claim.js';
 import type { Op } from './define-op.js';
 
 export interface ClaimJobsArgs {
@@ -16,8 +16,8 @@ export interface ClaimJobsResult {
 
 /**
  * Lease up to `limit` due jobs to `owner`, shared among the flows that have due jobs (fair-claim.ts):
- * flows are taken in turn by id, starting after the last flow the previous claim served, each
- * given an equal share of the claim, oldest run_at first within a flow; what the shares leave
+ * flows are taken in turn by id, starting after the last flow the previous claim served, up to
+ * flowsPerClaim(limit) of them, each given an equal share of the claim, oldest run_at first within a flow; what the shares leave
  * (flows with fewer due jobs than their share, flows past the scan) goes to the oldest due jobs of
  * any flow. So a claim returns fewer than `limit` jobs only when no more are due.
  *
@@ -46,12 +46,14 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
      ) AS x
      WHERE jobs.id = x.jid`,
   );
-  // Both walk jobs_ready_flow: the next flow with a waiting job, and whether that flow has a due one.
-  const nextFlow = db.prepare(`SELECT flow_id FROM jobs WHERE state = 'ready' AND flow_id > ? ORDER BY flow_id LIMIT 1`).pluck();
-  const firstRunAt = db.prepare(`SELECT min(run_at) FROM jobs WHERE state = 'ready' AND flow_id = ?`).pluck();
-  const claimOfFlow = db.prepare(
+  // Walks jobs_ready_flow: the oldest waiting job of the next flow after a given one (one seek).
+  const nextFlow = db.prepare(
+    `SELECT flow_id, run_at, id FROM jobs WHERE state = 'ready' AND flow_id > ? ORDER BY flow_id, run_at LIMIT 1`,
+  ).raw();
+  const dueOfFlow = db.prepare(`SELECT id FROM jobs WHERE state = 'ready' AND flow_id = ? AND run_at <= ? ORDER BY run_at LIMIT ?`).pluck();
+  const claimIds = db.prepare(
     `UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_until = ?, lease_owner = ?
-     WHERE id IN (SELECT id FROM jobs WHERE state = 'ready' AND flow_id = ? AND run_at <= ? ORDER BY run_at LIMIT ?)
+     WHERE id IN (SELECT value FROM json_each(?)) AND state = 'ready'
      RETURNING id, flow_id, request_id, attempts, max_attempts, enqueued_at, last_error`,
   );
   const claimOldest = db.prepare(
@@ -69,23 +71,26 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
   /** The flow the previous claim served last: the next claim starts after it. */
   let cursor = '';
 
-  /** Up to `limit` flows with due jobs, in id order from just after the cursor, round the ring once. */
-  const dueFlows = (limit: number, now: number): string[] => {
-    const flows: string[] = [];
+  /**
+   * Up to `count` flows with due jobs, in id order from just after the cursor, round the ring once;
+   * each with its oldest job's id.
+   */
+  const dueFlows = (count: number, now: number): Array<[flow: string, oldest: string]> => {
+    const flows: Array<[string, string]> = [];
     const start = cursor;
     let after = start;
     let wrapped = false;
-    for (let scanned = 0; flows.length < limit && scanned < MAX_FLOWS_SCANNED; ) {
-      const flow = nextFlow.get(after) as string | undefined;
-      if (flow === undefined || (wrapped && flow > start)) {
+    for (let scanned = 0; flows.length < count && scanned < MAX_FLOWS_SCANNED; ) {
+      const first = nextFlow.get(after) as [string, number, string] | undefined;
+      if (first === undefined || (wrapped && first[0] > start)) {
         if (wrapped || start === '') break;
         wrapped = true;
         after = '';
         continue;
       }
       scanned++;
-      if ((firstRunAt.get(flow) as number) <= now) flows.push(flow);
-      after = flow;
+      if (first[1] <= now) flows.push([first[0], first[2]]);
+      after = first[0];
     }
     return flows;
   };
@@ -94,18 +99,26 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
     const now = Date.now();
     const leaseUntil = now + leaseMs;
     expire.run({ now, error: LEASE_LOST_ERROR });
-    const flows = dueFlows(a.limit, now);
-    const share = Math.ceil(a.limit / Math.max(1, flows.length));
-    const perFlow: JobRow[][] = [];
-    let claimed = 0;
-    for (const flow of flows) {
-      if (claimed >= a.limit) break;
-      const rows = claimOfFlow.all(leaseUntil, a.owner, flow, now, Math.min(share, a.limit - claimed)) as JobRow[];
-      claimed += rows.length;
-      perFlow.push(rows);
-      cursor = flow;
+    const flows = dueFlows(flowsPerClaim(a.limit), now);
+    let jobs: JobRow[] = [];
+    if (flows.length > 0) {
+      // A share of one (a claim of fewer jobs than JOBS_PER_TURN): the oldest, found by the scan.
+      const share = Math.ceil(a.limit / flows.length);
+      const perFlow: string[][] = [];
+      let picked = 0;
+      for (const [flow, oldest] of flows) {
+        if (picked >= a.limit) break;
+        const n = Math.min(share, a.limit - picked);
+        const ids = n === 1 ? [oldest] : (dueOfFlow.all(flow, now, n) as string[]);
+        picked += ids.length;
+        perFlow.push(ids);
+        cursor = flow;
+      }
+      const order = interleaveByFlow(perFlow);
+      const rows = claimIds.all(leaseUntil, a.owner, JSON.stringify(order)) as JobRow[];
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      jobs = order.map((id) => byId.get(id)!);
     }
-    const jobs = interleaveByFlow(perFlow);
     if (jobs.length < a.limit) jobs.push(...(claimOldest.all(leaseUntil, a.owner, now, a.limit - jobs.length) as JobRow[]));
     if (jobs.length >= a.limit) return { jobs, nextDueAt: null };
     const next = nextDue.get() as number;
