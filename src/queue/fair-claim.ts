@@ -4,7 +4,7 @@
  * would put its whole backlog in front of every other flow's jobs. Instead, a claim walks the flows
  * that have due jobs in id order, starting after the flow the previous claim served last (a ring:
  * every flow gets its turn), and gives each of up to ⌈limit / JOBS_PER_TURN⌉ flows an equal share
- * of the claim; within a flow, oldest first. What the shares leave goes to the oldest due jobs of any flow, so that a claim still
+ * of the claim (shareOf; a single due flow gets the whole claim); within a flow, oldest first. What the shares leave goes to the oldest due jobs of any flow, so that a claim still
  * returns fewer jobs than it asked for only when no more are due (consumers rely on that to go
  * idle). RabbitMQ gets the same from a queue per flow (rabbitmq/topology.ts).
  */
@@ -24,9 +24,18 @@ export function flowsPerClaim(limit: number): number {
 }
 
 /**
+ * The share of the flow at `index` (0-based, ring order) of a claim of `limit` jobs from `flows`
+ * flows: equal shares that add up to the limit, the first `limit mod flows` one job more.
+ */
+export function shareOf(limit: number, flows: number, index: number): number {
+  return Math.floor(limit / flows) + (index < limit % flows ? 1 : 0);
+}
+
+/**
  * Flows looked at per claim, due or not: bounds a claim's cost when many flows have only delayed
- * jobs (retries waiting). Due jobs of flows past it are still claimed, oldest first, by the
- * leftover pass.
+ * jobs (retries waiting). A scan that stops there moves the ring's cursor to the last flow it
+ * looked at, so the next claim goes on past them; due jobs beyond it meanwhile go oldest first to
+ * whatever the turns leave.
  */
 export const MAX_FLOWS_SCANNED = 256;
 

@@ -12,6 +12,32 @@ import { makeMessage, sleep, waitFor } from './helpers.js';
  */
 export function describeLeaseConformance(name: string, open: (options?: { leaseMs?: number }) => Promise<Backend>): void {
   describe(`${name}: leases and crashes`, () => {
+    it('takes turns past flows that have only delayed jobs, more of them than a claim looks at', async () => {
+      const b = await open();
+      try {
+        // 300 flows with a retry waiting (not due), between a busy flow and a quiet one in id order:
+        // a claim looks at 256 flows at most, and must go on past them at the next one.
+        const later = Date.now() + 60_000;
+        for (let i = 0; i < 300; i++) {
+          await b.queue.enqueue({ flowId: `m-${String(i).padStart(3, '0')}`, requestId: `waiting-${i}`, maxAttempts: 1, runAt: later });
+        }
+        for (let i = 0; i < 40; i++) await b.requests.accept(makeMessage({ flowId: 'a-busy' }), { maxAttempts: 1 });
+        await b.requests.accept(makeMessage({ flowId: 'z-quiet' }), { maxAttempts: 1 });
+        const started: string[] = [];
+        const c = b.queue.consume(async (d) => {
+          started.push(d.job.flowId);
+          await sleep(2);
+          await d.ack();
+        }, { concurrency: 1 });
+        await waitFor(() => started.includes('z-quiet'), "the quiet flow's job", 10_000);
+        // Oldest first, or a ring stuck before the waiting flows: after all 40 of a-busy.
+        expect(started.indexOf('z-quiet'), started.join(' ')).toBeLessThanOrEqual(10);
+        await c.stop({ graceMs: 1_000 });
+      } finally {
+        await b.close();
+      }
+    });
+
     it('redelivers the job of a process that died (closed without stop) once its lease expires', async () => {
       const b1 = await open({ leaseMs: 300 });
       const m = makeMessage();

@@ -347,8 +347,8 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
         await d.ack();
       }, 2);
       await waitFor(() => started.length >= 20, '20 of the backlog started');
-      const before = started.length;
       await accept({ flowId: 'quiet' });
+      const before = started.length;
       await waitFor(() => started.includes('quiet'), "the quiet flow's job", 10_000);
       const after = started.indexOf('quiet') - before;
       expect(after, `started ${after} jobs of the backlog first`).toBeLessThanOrEqual(8);

@@ -23,6 +23,9 @@ const LEASE_MATCH = "id = $1 AND attempts = $2::integer AND lease_owner = $3 AND
 
 export type NackResult = { outcome: 'retry'; delayMs: number } | { outcome: 'dead' } | { outcome: 'lost' };
 
+/** A row of the fair claim: a job (its columns null when none was claimed) and what the walk found. */
+type FairClaimRow = JobRow & { due_flows: number; last_turn: string | null; scanned_to: string | null };
+
 /** With a single flow due, one claim in this many is a fair one (QueueSql.claim). */
 export const FAIR_CLAIM_EVERY = 4;
 
@@ -86,7 +89,7 @@ export class QueueSql {
    *
    * The statement costs PostgreSQL more than an oldest-first claim (a drain of one flow's backlog:
    * 137 against 69 µs of its CPU per job, `npm run bench:drain -- --backend postgres`): while the
-   * last fair claim found a single flow due, only every FAIR_CLAIM_EVERY-th claim is a fair one
+   * last fair claim found at most one flow due, only every FAIR_CLAIM_EVERY-th claim is a fair one
    * (the others take the oldest, which is the same thing with one flow), so a flow whose jobs come
    * in behind another's backlog waits at most that many claims to be seen.
    */
@@ -97,28 +100,29 @@ export class QueueSql {
     // deleted jobs dead as it passes them, where an index-only scan walked them again each time.
     const next = (from: string) =>
       `SELECT j.flow_id, j.run_at, j.id FROM ${jobs} j WHERE j.state = 'ready' AND j.flow_id > ${from} ORDER BY j.flow_id, j.run_at LIMIT 1`;
-    // UPDATE … RETURNING yields rows in no particular order: sorted again (rank in flow, then ring position).
     if (this.oneFlowDue && ++this.sinceFair < FAIR_CLAIM_EVERY) return this.claimOldest(owner, limit);
     this.sinceFair = 0;
-    const { rows } = await this.db.query<JobRow & { due_flows?: number }>(
+    const { rows } = await this.db.query<FairClaimRow>(
       `WITH RECURSIVE
        after_cursor(flow_id, run_at, n) AS (
          SELECT f.flow_id, f.run_at, 1 FROM (${next('$4::text')}) f
          UNION ALL
          SELECT f.flow_id, f.run_at, a.n + 1 FROM after_cursor a CROSS JOIN LATERAL (${next('a.flow_id')}) f
          WHERE a.n < $5::integer),
+       -- Round the ring to the cursor, within what is left of the scan's bound.
        up_to_cursor(flow_id, run_at, n) AS (
          SELECT f.flow_id, f.run_at, 1 FROM (${next("''")}) f
+         WHERE (SELECT count(*) FROM after_cursor) < $5::integer
          UNION ALL
          SELECT f.flow_id, f.run_at, u.n + 1 FROM up_to_cursor u CROSS JOIN LATERAL (${next('u.flow_id')}) f
-         WHERE u.flow_id < $4::text AND u.n < $5::integer),
+         WHERE u.flow_id < $4::text AND u.n + (SELECT count(*) FROM after_cursor) < $5::integer),
        ring AS (
          SELECT flow_id, run_at, n AS pos FROM after_cursor
          UNION ALL
          SELECT flow_id, run_at, $5::integer + n FROM up_to_cursor WHERE flow_id <= $4::text),
        -- No ORDER BY: the ring comes in scan order, and the scan goes only as far as the LIMIT needs.
-       -- A flow is due when its oldest waiting job is.
-       -- One flow more than the claim takes its turns from: tells whether another flow is due.
+       -- A flow is due when its oldest waiting job is. One flow more than the claim takes its
+       -- turns from: tells whether another flow is due.
        due AS MATERIALIZED (
          SELECT flow_id, pos, row_number() OVER () AS k FROM ring WHERE run_at <= ${NOW_MS}
          LIMIT $6::integer + 1),
@@ -140,25 +144,29 @@ export class QueueSql {
        claimed AS (
          UPDATE ${jobs} SET state = 'leased', attempts = attempts + 1, lease_until = ${NOW_MS} + $3::float8, lease_owner = $1
          WHERE id = ANY(ARRAY(SELECT id FROM chosen))
-         RETURNING ${JOB_COLUMNS})
-       SELECT ${JOB_COLUMNS.split(', ').map((c) => `claimed.${c}`).join(', ')}, (SELECT count(*) FROM due)::integer AS due_flows
-       FROM claimed JOIN chosen ON chosen.id = claimed.id ORDER BY chosen.rank, chosen.pos`,
+         RETURNING ${JOB_COLUMNS}),
+       -- Always one row, jobs or not. scanned_to: the last flow looked at, when the scan used up
+       -- its bound (only read once the ring was walked to its end: CASE keeps it from walking it).
+       meta AS (
+         SELECT (SELECT count(*) FROM due)::integer AS due_flows,
+                (SELECT flow_id FROM turns ORDER BY k DESC LIMIT 1) AS last_turn,
+                CASE WHEN (SELECT count(*) FROM due) <= $6::integer THEN
+                  CASE WHEN (SELECT count(*) FROM ring) >= $5::integer THEN (SELECT flow_id FROM ring ORDER BY pos DESC LIMIT 1) END
+                END AS scanned_to)
+       SELECT ${JOB_COLUMNS.split(', ').map((c) => `claimed.${c}`).join(', ')}, meta.due_flows, meta.last_turn, meta.scanned_to
+       FROM meta LEFT JOIN (claimed JOIN chosen ON chosen.id = claimed.id) ON true
+       ORDER BY chosen.rank, chosen.pos`,
       [owner, limit, this.leaseMs, this.cursor, MAX_FLOWS_SCANNED, flowsPerClaim(limit)],
       'hookd_queue_claim_fair',
     );
-    // The cursor: the last flow, in ring order, that got a job (the first job of each flow comes
-    // first, in ring order).
-    this.oneFlowDue = (rows[0]?.due_flows ?? 0) <= 1;
-    for (const r of rows) delete r.due_flows;
-    const served = new Set<string>();
-    for (const r of rows) {
-      if (served.has(r.flow_id)) break;
-      served.add(r.flow_id);
-      this.cursor = r.flow_id;
-    }
-    if (rows.length >= limit) return rows;
-    const rest = await this.claimOldest(owner, limit - rows.length);
-    return rest.length === 0 ? rows : [...rows, ...rest];
+    const meta = rows[0]!;
+    this.oneFlowDue = meta.due_flows <= 1;
+    this.cursor = meta.scanned_to ?? meta.last_turn ?? this.cursor;
+    const claimed: JobRow[] = [];
+    for (const { due_flows: _d, last_turn: _l, scanned_to: _s, ...job } of rows) if (job.id !== null) claimed.push(job);
+    if (claimed.length >= limit) return claimed;
+    const rest = await this.claimOldest(owner, limit - claimed.length);
+    return rest.length === 0 ? claimed : [...claimed, ...rest];
   }
 
   /** Lease up to `limit` due jobs of any flow to `owner`, oldest run_at first. */

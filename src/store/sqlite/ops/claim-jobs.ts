@@ -1,6 +1,6 @@
 import type { JobRow } from '../../rows.js';
 import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT } from '../../../core/job.js';
-import { flowsPerClaim, interleaveByFlow, MAX_FLOWS_SCANNED } from '../../../queue/fair-claim.js';
+import { flowsPerClaim, interleaveByFlow, MAX_FLOWS_SCANNED, shareOf } from '../../../queue/fair-claim.js';
 import type { Op } from './define-op.js';
 
 export interface ClaimJobsArgs {
@@ -73,14 +73,17 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
 
   /**
    * Up to `count` flows with due jobs, in id order from just after the cursor, round the ring once;
-   * each with its oldest job's id.
+   * each with its oldest job's id; `scannedTo`: the last flow looked at when the scan stopped at
+   * MAX_FLOWS_SCANNED (the next claim then starts after it, past the flows found not due).
    */
-  const dueFlows = (count: number, now: number): Array<[flow: string, oldest: string]> => {
+  const dueFlows = (count: number, now: number): { flows: Array<[flow: string, oldest: string]>; scannedTo?: string } => {
     const flows: Array<[string, string]> = [];
     const start = cursor;
     let after = start;
     let wrapped = false;
-    for (let scanned = 0; flows.length < count && scanned < MAX_FLOWS_SCANNED; ) {
+    let scanned = 0;
+    while (flows.length < count) {
+      if (scanned >= MAX_FLOWS_SCANNED) return { flows, scannedTo: after };
       const first = nextFlow.get(after) as [string, number, string] | undefined;
       if (first === undefined || (wrapped && first[0] > start)) {
         if (wrapped || start === '') break;
@@ -92,33 +95,29 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
       if (first[1] <= now) flows.push([first[0], first[2]]);
       after = first[0];
     }
-    return flows;
+    return { flows };
   };
 
   return (a) => {
     const now = Date.now();
     const leaseUntil = now + leaseMs;
     expire.run({ now, error: LEASE_LOST_ERROR });
-    const flows = dueFlows(flowsPerClaim(a.limit), now);
+    const { flows, scannedTo } = dueFlows(flowsPerClaim(a.limit), now);
     let jobs: JobRow[] = [];
     if (flows.length > 0) {
-      // A share of one (a claim of fewer jobs than JOBS_PER_TURN): the oldest, found by the scan.
-      const share = Math.ceil(a.limit / flows.length);
       const perFlow: string[][] = [];
-      let picked = 0;
-      for (const [flow, oldest] of flows) {
-        if (picked >= a.limit) break;
-        const n = Math.min(share, a.limit - picked);
-        const ids = n === 1 ? [oldest] : (dueOfFlow.all(flow, now, n) as string[]);
-        picked += ids.length;
-        perFlow.push(ids);
-        cursor = flow;
+      for (const [i, [flow, oldest]] of flows.entries()) {
+        const n = shareOf(a.limit, flows.length, i);
+        // A share of one (a claim of fewer jobs than JOBS_PER_TURN): the oldest, found by the scan.
+        perFlow.push(n === 1 ? [oldest] : (dueOfFlow.all(flow, now, n) as string[]));
       }
+      cursor = flows[flows.length - 1]![0];
       const order = interleaveByFlow(perFlow);
       const rows = claimIds.all(leaseUntil, a.owner, JSON.stringify(order)) as JobRow[];
       const byId = new Map(rows.map((r) => [r.id, r]));
       jobs = order.map((id) => byId.get(id)!);
     }
+    if (scannedTo !== undefined) cursor = scannedTo;
     if (jobs.length < a.limit) jobs.push(...(claimOldest.all(leaseUntil, a.owner, now, a.limit - jobs.length) as JobRow[]));
     if (jobs.length >= a.limit) return { jobs, nextDueAt: null };
     const next = nextDue.get() as number;
