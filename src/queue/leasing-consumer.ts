@@ -28,7 +28,7 @@ export interface LeasingConsumerOptions {
  * `concurrency` handlers. Slots are taken by running handlers and by reservations — a claim in
  * flight reserves what it asks for (subclasses may reserve more, e.g. for a hand-off) — so the
  * concurrency holds however jobs arrive. With a prefetch, claims also lease up to `prefetch` jobs
- * beyond the slots; they wait here, oldest first, and take slots as they free. A heartbeat keeps
+ * beyond the slots; they wait here, in the order the claim gave them, and take slots as they free. A heartbeat keeps
  * the leases of running and waiting jobs.
  *
  * stop(): no new claims; claims in flight land and waiting jobs are released at once; running handlers
@@ -47,7 +47,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   /** What the claim in flight reserved (part of `reserved`); 0: no claim in flight. */
   private claimReserved = 0;
   /**
-   * Claimed (leased) jobs waiting for a slot, oldest first, each with until when its lease is known
+   * Claimed (leased) jobs waiting for a slot, in claim order, each with until when its lease is known
    * to hold (local clock: the claim's or the last extension's send time + leaseMs; 0 once a
    * heartbeat found it lost). One past it is not started: another consumer may have it by now (a
    * heartbeat that failed for most of a lease).
