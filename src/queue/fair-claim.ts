@@ -4,9 +4,9 @@
  * would put its whole backlog in front of every other flow's jobs. Instead, a claim walks the flows
  * that have due jobs in id order, starting after the flow the previous claim served last (a ring:
  * every flow gets its turn), and gives each of up to ⌈limit / JOBS_PER_TURN⌉ flows an equal share
- * of the claim (shareOf; a single due flow gets the whole claim); within a flow, oldest first. What the shares leave goes to the oldest due jobs of any flow, so that a claim still
- * returns fewer jobs than it asked for only when no more are due (consumers rely on that to go
- * idle). RabbitMQ gets the same from a queue per flow (rabbitmq/topology.ts).
+ * of the claim (shareOf; a single due flow gets the whole claim); within a flow, oldest first.
+ * What the shares leave goes to the oldest due jobs of any flow, so that a claim still returns
+ * fewer jobs than it asked for only when no more are due (consumers rely on that to go idle). RabbitMQ gets the same from a queue per flow (rabbitmq/topology.ts).
  */
 
 /**

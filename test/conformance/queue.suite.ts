@@ -33,6 +33,17 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       return c;
     };
 
+    /** Consume jobs that take `ms` each; returns the flow of each job, in the order they started. */
+    const consumeFlows = (concurrency: number, ms: number): string[] => {
+      const started: string[] = [];
+      consume(async (d) => {
+        started.push(d.job.flowId);
+        await sleep(ms);
+        await d.ack();
+      }, concurrency);
+      return started;
+    };
+
     /** Accept a message; returns its request id. */
     const accept = async (opts: { flowId?: string; maxAttempts?: number } = {}): Promise<string> => {
       const m = makeMessage({ flowId: opts.flowId ?? 'flow-q' });
@@ -325,12 +336,7 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       for (const flowId of ['fair-a', 'fair-b', 'fair-c']) {
         for (let i = 0; i < 30; i++) await accept({ flowId });
       }
-      const started: string[] = [];
-      consume(async (d) => {
-        started.push(d.job.flowId);
-        await sleep(2);
-        await d.ack();
-      }, 1);
+      const started = consumeFlows(1, 2);
       await waitFor(() => started.length === 90, '90 deliveries', 15_000);
       const first = started.slice(0, 12);
       for (const flowId of ['fair-a', 'fair-b', 'fair-c']) {
@@ -340,12 +346,7 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
 
     it("starts a quiet flow's job within a few jobs while another flow's backlog drains", async () => {
       for (let i = 0; i < 150; i++) await accept({ flowId: 'busy' });
-      const started: string[] = [];
-      consume(async (d) => {
-        started.push(d.job.flowId);
-        await sleep(5);
-        await d.ack();
-      }, 2);
+      const started = consumeFlows(2, 5);
       await waitFor(() => started.length >= 20, '20 of the backlog started');
       await accept({ flowId: 'quiet' });
       const before = started.length;

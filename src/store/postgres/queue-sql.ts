@@ -27,7 +27,7 @@ export type NackResult = { outcome: 'retry'; delayMs: number } | { outcome: 'dea
 type FairClaimRow = JobRow & { due_flows: number; last_turn: string | null; scanned_to: string | null };
 
 /** With a single flow due, one claim in this many is a fair one (QueueSql.claim). */
-export const FAIR_CLAIM_EVERY = 4;
+const FAIR_CLAIM_EVERY = 4;
 
 /** When the next job becomes due, as seen on the database clock. */
 export interface DueInfo {
@@ -82,8 +82,8 @@ export class QueueSql {
    * (queue/fair-claim.ts; SQLite's claim-jobs.ts does the same): one statement walks the flows
    * with waiting jobs by id from just after the cursor, round the ring once (a loose index scan of
    * jobs_ready_flow, at most MAX_FLOWS_SCANNED flows), keeps the first flowsPerClaim(limit) with a
-   * due job, and leases an equal share of each, oldest first. A second statement gives what the shares
-   * left (or what other consumers held locked) to the oldest due jobs of any flow, so that fewer
+   * due job, and leases an equal share of each, oldest first. A second statement gives what the
+   * shares left (or what other consumers held locked) to the oldest due jobs of any flow, so that fewer
    * than `limit` jobs come back only when no more are due. Jobs come back in the order to start
    * them: the first of each flow, then the second of each, …
    *
@@ -95,11 +95,9 @@ export class QueueSql {
    */
   async claim(owner: string, limit: number): Promise<JobRow[]> {
     const jobs = this.jobs;
-    // The oldest waiting job of the next flow after `from` (one seek of jobs_ready_flow). It reads
-    // the job's row, not only the index: a plain index scan marks the entries of claimed and
-    // deleted jobs dead as it passes them, where an index-only scan walked them again each time.
+    // The next flow after `from` with a waiting job, and its oldest job's run_at (one seek of jobs_ready_flow).
     const next = (from: string) =>
-      `SELECT j.flow_id, j.run_at, j.id FROM ${jobs} j WHERE j.state = 'ready' AND j.flow_id > ${from} ORDER BY j.flow_id, j.run_at LIMIT 1`;
+      `SELECT j.flow_id, j.run_at FROM ${jobs} j WHERE j.state = 'ready' AND j.flow_id > ${from} ORDER BY j.flow_id, j.run_at LIMIT 1`;
     if (this.oneFlowDue && ++this.sinceFair < FAIR_CLAIM_EVERY) return this.claimOldest(owner, limit);
     this.sinceFair = 0;
     const { rows } = await this.db.query<FairClaimRow>(

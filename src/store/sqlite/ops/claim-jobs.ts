@@ -15,11 +15,12 @@ export interface ClaimJobsResult {
 }
 
 /**
- * Lease up to `limit` due jobs to `owner`, shared among the flows that have due jobs (fair-claim.ts):
- * flows are taken in turn by id, starting after the last flow the previous claim served, up to
- * flowsPerClaim(limit) of them, each given an equal share of the claim, oldest run_at first within a flow; what the shares leave
- * (flows with fewer due jobs than their share, flows past the scan) goes to the oldest due jobs of
- * any flow. So a claim returns fewer than `limit` jobs only when no more are due.
+ * Lease up to `limit` due jobs to `owner`, shared among the flows that have due jobs
+ * (fair-claim.ts): flows are taken in turn by id, starting after the last flow the previous claim
+ * served, up to flowsPerClaim(limit) of them, each given an equal share of the claim, oldest run_at
+ * first within a flow; what the shares leave (flows with fewer due jobs than their share, flows
+ * past the scan) goes to the oldest due jobs of any flow. So a claim returns fewer than `limit`
+ * jobs only when no more are due.
  *
  * Expired leases (a consumer that crashed or hung) are first turned back into ready jobs, or into
  * dead letters when that lost delivery was the last attempt: at-least-once, but a job that keeps
