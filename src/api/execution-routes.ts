@@ -24,8 +24,8 @@ export async function executionRoutes(
 ): Promise<void> {
   app.get<{ Querystring: Static<typeof ExecutionQuery> }>('/executions', { schema: { querystring: ExecutionQuery } }, async (request) => {
     const limit = request.query.limit ?? 100;
+    // Paged by id alone (`id < before`): a cursor that names nothing any more still pages right.
     const items = await deps.executions.list({ ...request.query, limit });
-    if (items.length === 0) await cursorExists('Execution', request.query.before, (id) => deps.executions.get(id));
     return page(await withMessageInputs(items, deps.requests, deps.executionDataLimit), limit, executionView);
   });
 
@@ -41,7 +41,7 @@ export async function executionRoutes(
     // Bodies are stored inline up to PAYLOAD_SIZE_LIMIT: a page of 1,000 could be gigabytes. Sizes
     // first, then only the rows that fit the budget (the first always), read by id.
     const sizes = await deps.requests.listSizes({ ...request.query, limit });
-    if (sizes.length === 0) await cursorExists('Request', request.query.before, (id) => deps.requests.get(id));
+    if (sizes.length === 0) await requestCursorExists(request.query.before, (id) => deps.requests.get(id));
     const ids: string[] = [];
     let bytes = 0;
     for (const s of sizes) {
@@ -65,9 +65,10 @@ export async function executionRoutes(
 }
 
 /**
- * An empty page after a cursor (`before`) that names nothing any more is not the end of the list
- * (retention deleted the last item of the previous page): a 410 says so.
+ * Requests page from the cursor's row (time of receipt, then id): after a cursor (`before`) that
+ * names nothing any more (retention deleted the last request of the previous page) the page is
+ * empty whatever is older, which a client would take for the end of the list. A 410 says so.
  */
-async function cursorExists(what: string, before: string | undefined, get: (id: string) => Promise<unknown>): Promise<void> {
-  if (before !== undefined && (await get(before)) === undefined) throw new HookdError(E.CURSOR_GONE, what, before);
+async function requestCursorExists(before: string | undefined, get: (id: string) => Promise<unknown>): Promise<void> {
+  if (before !== undefined && (await get(before)) === undefined) throw new HookdError(E.CURSOR_GONE, 'Request', before);
 }

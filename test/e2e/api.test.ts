@@ -234,21 +234,39 @@ describe('ids and queries', () => {
     expect((await h.api('GET', '/api/dead-letters?limit=5')).status).toBe(200);
   });
 
-  it('a page cursor (before) that names nothing any more is a 410, not an empty last page', async () => {
-    // What a client holds when retention deleted the last request of its previous page.
-    for (const url of ['/api/requests?before=purged-long-ago', '/api/executions?before=purged-long-ago']) {
-      const res = await h.api('GET', url);
-      expect(res.status, url).toBe(410);
-      expect(res.body.error, url).toBe('CURSOR_GONE');
-      expect(res.body.message, url).toMatch(/purged-long-ago.*first page/);
-    }
-    // An existing cursor at the end of the list is an empty page, as before.
+  it('a request page cursor (before) that names nothing any more is a 410, not an empty last page', async () => {
     expect((await h.api('PUT', '/api/flows/cursor', { steps: [] })).status).toBe(201);
     const sent = await fetch(`${h.url}/hook/cursor`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     const { requestId } = (await sent.json()) as { requestId: string };
+    // What a client holds when retention deleted the last request of its previous page: requests
+    // page from the cursor's row, so without it the page would be empty whatever is older.
+    const res = await h.api('GET', '/api/requests?flowId=cursor&before=purged-long-ago');
+    expect(res.status).toBe(410);
+    expect(res.body.error).toBe('CURSOR_GONE');
+    expect(res.body.message).toMatch(/purged-long-ago.*first page/);
+    // An existing cursor at the end of the list is an empty page, as before.
     const oldest = await h.api('GET', `/api/requests?flowId=cursor&before=${requestId}`);
     expect(oldest.status).toBe(200);
     expect(oldest.body).toEqual({ items: [] });
+  });
+
+  it('an execution page cursor that names nothing any more still pages: executions page by id alone', async () => {
+    const app = await startHookd({});
+    try {
+      expect((await app.api('PUT', '/api/flows/cursor', { steps: [] })).status).toBe(201);
+      const sent = await fetch(`${app.url}/hook/cursor`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      const { requestId } = (await sent.json()) as { requestId: string };
+      await waitFor(async () => (await app.api('GET', '/api/executions?flowId=cursor')).body.items.length === 1);
+      // Every generated id sorts before 'purged-long-ago' and after '0-purged'.
+      const older = await app.api('GET', '/api/executions?flowId=cursor&before=purged-long-ago');
+      expect(older.status).toBe(200);
+      expect(older.body.items.map((e: { requestId: string }) => e.requestId)).toEqual([requestId]);
+      const end = await app.api('GET', '/api/executions?flowId=cursor&before=0-purged');
+      expect(end.status).toBe(200);
+      expect(end.body).toEqual({ items: [] });
+    } finally {
+      await app.close();
+    }
   });
 
   it("a body the API cannot parse gets a code from hookd's registry", async () => {
