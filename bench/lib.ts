@@ -283,7 +283,7 @@ export async function deleteRabbitMq(prefix: string, queues: readonly string[]):
  * The queues of a hookd prefix on the local broker (flow queues included: AMQP cannot list them,
  * rabbitmqctl can).
  */
-export function hookdQueues(prefix: string): string[] {
+function hookdQueues(prefix: string): string[] {
   const out = execFileSync('rabbitmqctl', ['-q', 'list_queues', 'name'], { encoding: 'utf8', timeout: 60_000 });
   return out.split('\n').map((l) => l.trim()).filter((name) => name.startsWith(`${prefix}.`));
 }

@@ -2,7 +2,7 @@ import Type, { type Static } from 'typebox';
 import { authTriggerFields } from './credentials.js';
 
 /** Ids that are safe in URLs, file names, AMQP routing keys and log lines. */
-export const IdPattern = '^[A-Za-z0-9._-]{1,128}$';
+const IdPattern = '^[A-Za-z0-9._-]{1,128}$';
 /** IdPattern compiled: flow ids, request ids (a sender's x-request-id included), ids in API paths. */
 export const ID_RE = new RegExp(IdPattern);
 export const Id = Type.String({ pattern: IdPattern });

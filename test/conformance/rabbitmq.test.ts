@@ -636,7 +636,7 @@ describe('rabbitmq: a queue per flow', () => {
       await pub.close();
       const q = await openQueue({ topologyRefreshMs: 300 });
       const seen: string[] = [];
-      consume(q, async (d) => {
+      const c = consume(q, async (d) => {
         seen.push(d.job.requestId);
       });
       await waitFor(() => seen.includes(old.requestId), 'the job left in the old work queue', 5_000);
@@ -654,6 +654,21 @@ describe('rabbitmq: a queue per flow', () => {
       await sleep(300);
       expect(seen.filter((id) => id === later.requestId)).toHaveLength(1);
       expect((await conn.queueDeclare({ queue: legacy, passive: true })).messageCount).toBe(0);
+      // The old delay queues still send their jobs back with key `retry`: that binding stays.
+      const waiting = newJob({ flowId: 'flow-old' });
+      const back = encodeJob(waiting);
+      const pub2 = await conn.acquire();
+      await pub2.confirmSelect();
+      await pub2.basicPublish({ ...back.envelope, exchange, routingKey: 'retry', mandatory: true }, back.body);
+      await pub2.close();
+      await waitFor(() => seen.includes(waiting.requestId), 'a job an old delay queue sent back', 5_000);
+      // Deleted once drained: no longer consumed, and not declared again.
+      const consuming = () => (c as unknown as { consuming: string[] }).consuming;
+      expect(consuming()).toContain(legacy);
+      await conn.queueDelete({ queue: legacy });
+      await waitFor(() => !consuming().includes(legacy), 'the work queue no longer consumed', 5_000);
+      await sleep(1_000); // three refreshes
+      await expect(conn.queueDeclare({ queue: legacy, passive: true })).rejects.toThrow(/NOT_FOUND/);
     } finally {
       await conn.close();
     }

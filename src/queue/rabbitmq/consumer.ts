@@ -1,5 +1,4 @@
 import type { AsyncMessage, Channel, Connection } from 'rabbitmq-client';
-import { finishesWithin } from '../../core/finishes-within.js';
 import { Conditions } from '../conditions.js';
 import { DEFAULT_GRACE_MS, type Consumer, type JobHandler } from '../contract.js';
 import { BatchedAcks } from './batched-acks.js';
@@ -148,9 +147,10 @@ export class RabbitConsumer implements Consumer {
 
   /**
    * Open the channel and consume every queue of the host that is not consumed yet, unless under
-   * way. Safe to call any time: a new flow's queue is picked up this way.
+   * way. Safe to call any time: a new flow's queue is picked up this way. `declared`: queues the
+   * caller has just declared, consumed without declaring them again (host.prepare) first.
    */
-  attach(): void {
+  attach(declared?: ReadonlySet<string>): void {
     if (this.state !== 'active') return;
     const added: Lane[] = [];
     for (const queue of this.host.queues()) {
@@ -177,7 +177,7 @@ export class RabbitConsumer implements Consumer {
       for (const [queue, lane] of this.lanes) {
         // A tag of an earlier channel (closed without its close event yet) consumes nothing.
         if (lane.ch !== ch) lane.tag = undefined;
-        if (lane.tag === undefined && !lane.starting && !lane.cancelled && lane.retryAt <= now) this.startLane(ch, queue, lane);
+        if (lane.tag === undefined && !lane.starting && !lane.cancelled && lane.retryAt <= now) this.startLane(ch, queue, lane, !declared?.has(queue));
       }
       return;
     }
@@ -189,7 +189,7 @@ export class RabbitConsumer implements Consumer {
       () => {
         this.attaching = false;
         this.changed();
-        this.attach();
+        this.attach(declared);
       },
       (err: unknown) => {
         this.attaching = false;
@@ -487,23 +487,7 @@ export class RabbitConsumer implements Consumer {
   private async republishWorn(ch: Channel): Promise<void> {
     const worn = [...this.unackedSet.keys()].filter((d) => d.channel === ch && d.returns >= Math.floor(this.host.deliveryLimit / 2));
     if (worn.length === 0) return;
-    const now = Date.now();
-    const moved = await Promise.all(
-      worn.map((d) =>
-        finishesWithin(
-          this.host.publishRetry(d.jobMessage, Math.max(0, (d.jobMessage.runAt ?? now) - now)).then(
-            () => true,
-            () => false,
-          ),
-          REPUBLISH_WAIT_MS,
-        ).then((done) => done && d),
-      ),
-    );
-    for (const d of moved) {
-      if (!d) continue;
-      this.acksOf(ch).ack(d.tag);
-      this.drop(d);
-    }
+    await Promise.all(worn.map((d) => d.republish(REPUBLISH_WAIT_MS)));
     this.acksOf(ch).flush();
   }
 
@@ -574,7 +558,7 @@ export class RabbitConsumer implements Consumer {
       sum -= lane.prefetch - base;
       this.resize(ch, queue, lane, base);
     }
-    const busy = live.filter(([, lane]) => !lane.starting && now - lane.busyAt < IDLE_MS);
+    const busy = live.filter(([, lane]) => now - lane.busyAt < IDLE_MS);
     if (sum > budget) {
       const share = Math.max(base, Math.floor(this.concurrency / Math.max(1, busy.length)));
       for (const [queue, lane] of busy) {

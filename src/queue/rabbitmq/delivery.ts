@@ -1,4 +1,5 @@
 import type { Channel } from 'rabbitmq-client';
+import { finishesWithin } from '../../core/finishes-within.js';
 import type { Job } from '../../core/job.js';
 import { THROW_RETRY_DELAY_MS, type Delivery } from '../contract.js';
 import { toJob, type JobMessage } from './job-message.js';
@@ -51,15 +52,6 @@ export class RabbitDelivery implements Delivery {
 
   get channel(): Channel {
     return this.ch;
-  }
-
-  /** The message as it came (runAt included, for a parked one). */
-  get jobMessage(): JobMessage {
-    return this.message;
-  }
-
-  get tag(): number {
-    return this.deliveryTag;
   }
 
   async ack(): Promise<void> {
@@ -121,6 +113,23 @@ export class RabbitDelivery implements Delivery {
   release(): void {
     this.held = true;
     if (this.state === 'open') this.state = 'released';
+  }
+
+  /**
+   * Shutdown, after release(): publish this message again as a new one (confirmed, attempts and
+   * runAt unchanged), then ack the old one, so that the broker's count of its returns starts over.
+   * False, with nothing acked, when the publish failed or was not confirmed within `waitMs`: the
+   * message then goes back with the requeue, as the others do.
+   */
+  async republish(waitMs: number): Promise<boolean> {
+    const now = Date.now();
+    const published = this.host.publishRetry(this.message, Math.max(0, (this.message.runAt ?? now) - now)).then(
+      () => true,
+      () => false,
+    );
+    if (!(await finishesWithin(published, waitMs)) || !(await published)) return false;
+    this.basicAck('republish');
+    return true;
   }
 
   /** The handler returned without settling: done. */

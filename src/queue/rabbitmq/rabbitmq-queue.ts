@@ -281,10 +281,11 @@ export class RabbitMqQueue implements Queue {
    * (the management plugin does, and is not required).
    */
   async stats(): Promise<QueueStats> {
-    const { deadQueue, delayLevels } = this.topology;
+    const { delayLevels } = this.topology;
     const work = this.flowQueueNames;
     if (this.legacyWorkQueue) work.push(this.topology.legacyWorkQueue);
-    const counts = await this.passiveCounts([deadQueue, ...delayLevels.map((l) => l.queue), ...work]);
+    // sharedQueues: the dead queue, then the wait queues.
+    const counts = await this.passiveCounts([...this.topology.sharedQueues, ...work]);
     let inFlight = 0;
     for (const c of this.consumers) inFlight += c.unacked;
     const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
@@ -476,7 +477,8 @@ export class RabbitMqQueue implements Queue {
       () => {
         if (this.flowQueues.get(flowId) !== declaring) return;
         this.declaredFlows.add(flowId);
-        for (const c of this.consumers) c.attach();
+        const declared = new Set([this.topology.flowQueue(flowId)]);
+        for (const c of this.consumers) c.attach(declared);
       },
       () => {
         if (this.flowQueues.get(flowId) === declaring) this.flowQueues.delete(flowId);
@@ -627,11 +629,17 @@ export class RabbitMqQueue implements Queue {
   private reconnected(): void {
     if (this.closed) return;
     this.logger.info({}, 'rabbitmq queue: reconnected');
-    this.declareTopology()
-      .catch((err: unknown) => this.logger.error({ err }, 'rabbitmq queue: declaring the topology failed'))
-      .finally(() => {
+    this.declareTopology().then(
+      // Every flow queue was just declared: consumed without declaring each again.
+      () => {
+        const declared = new Set(this.flowQueueNames);
+        for (const c of this.consumers) c.attach(declared);
+      },
+      (err: unknown) => {
+        this.logger.error({ err }, 'rabbitmq queue: declaring the topology failed');
         for (const c of this.consumers) c.attach();
-      });
+      },
+    );
   }
 }
 
