@@ -10,9 +10,24 @@ import type { ReceivedMessage } from '../core/message.js';
 export interface FlowStore {
   list(): Promise<Flow[]>;
   get(id: string): Promise<Flow | undefined>;
-  /** Insert or replace. */
+  /** Insert or replace; clears the flow's deletion record, if any. */
   put(flow: Flow): Promise<void>;
+  /**
+   * Delete a flow. When one was deleted, a deletion record (id, time) is kept in the same write,
+   * until forgetDeletion(): what a flow leaves behind outside the store (a RabbitMQ queue) is
+   * removed by any instance once every instance knows the flow is gone (src/flow-queue-cleanup.ts).
+   */
   delete(id: string): Promise<boolean>;
+  /** Deletion records, oldest first. */
+  deletions(): Promise<FlowDeletion[]>;
+  /** Drop a deletion record, only if it is still this one (same time): false otherwise. */
+  forgetDeletion(id: string, deletedAt: number): Promise<boolean>;
+}
+
+/** A flow deleted at `deletedAt` (epoch ms) and not created again since. */
+export interface FlowDeletion {
+  id: string;
+  deletedAt: number;
 }
 
 export type AcceptOutcome =

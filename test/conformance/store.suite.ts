@@ -93,6 +93,54 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
         expect(await backend.flows.get('orders')).toBeUndefined();
         expect((await backend.flows.list()).map((f) => f.id)).toEqual(['billing']);
       });
+
+      it('keeps a deletion record per deleted flow until forgotten; putting the flow again clears it', async () => {
+        const t0 = new Date('2024-01-02T03:04:05.678Z');
+        expect(await backend.flows.deletions()).toEqual([]);
+        expect(await backend.flows.delete('never-existed')).toBe(false);
+        expect(await backend.flows.deletions()).toEqual([]);
+
+        await backend.flows.put(normalizeFlow({}, 'a.1', t0));
+        await backend.flows.put(normalizeFlow({}, 'b', t0));
+        await backend.flows.put(normalizeFlow({}, 'c', t0));
+        const before = Date.now();
+        expect(await backend.flows.delete('a.1')).toBe(true);
+        await new Promise((r) => setTimeout(r, 5));
+        expect(await backend.flows.delete('b')).toBe(true);
+        expect(await backend.flows.delete('c')).toBe(true);
+        const after = Date.now();
+        const records = await backend.flows.deletions();
+        // Oldest first; times on the store's clock (the database's, for a server), close to ours.
+        expect(records.map((d) => d.id)).toEqual(['a.1', 'b', 'c']);
+        for (const d of records) {
+          expect(Number.isInteger(d.deletedAt)).toBe(true);
+          expect(d.deletedAt).toBeGreaterThanOrEqual(before - 2_000);
+          expect(d.deletedAt).toBeLessThanOrEqual(after + 2_000);
+        }
+        expect(records[0]!.deletedAt).toBeLessThan(records[1]!.deletedAt);
+
+        // Created again: no longer deleted. Deleted again: a new record (a later time).
+        await backend.flows.put(normalizeFlow({}, 'b', t0));
+        expect((await backend.flows.deletions()).map((d) => d.id)).toEqual(['a.1', 'c']);
+        const c = records[2]!;
+        await new Promise((r) => setTimeout(r, 5));
+        await backend.flows.put(normalizeFlow({}, 'c', t0));
+        expect(await backend.flows.delete('c')).toBe(true);
+        const cAgain = (await backend.flows.deletions()).find((d) => d.id === 'c');
+        expect(cAgain!.deletedAt).toBeGreaterThan(c.deletedAt);
+        // Forgetting names the record's time: the older one is not forgotten by mistake.
+        expect(await backend.flows.forgetDeletion('c', c.deletedAt)).toBe(false);
+        expect(await backend.flows.forgetDeletion('c', cAgain!.deletedAt)).toBe(true);
+        expect(await backend.flows.forgetDeletion('c', cAgain!.deletedAt)).toBe(false);
+        expect(await backend.flows.forgetDeletion('a.1', records[0]!.deletedAt)).toBe(true);
+        expect(await backend.flows.deletions()).toEqual([]);
+
+        // Durable: a record survives a reopen.
+        expect(await backend.flows.delete('b')).toBe(true);
+        await backend.close();
+        const again = await reopen();
+        expect((await again.flows.deletions()).map((d) => d.id)).toEqual(['b']);
+      });
     });
 
     describe('requests', () => {

@@ -41,6 +41,7 @@ export function quoteIdent(name: string): string {
 /** Schema-qualified table names: SQL never depends on a connection's search_path. */
 export interface Tables {
   readonly flows: string;
+  readonly flowDeletions: string;
   readonly requests: string;
   readonly requestAttachments: string;
   readonly jobs: string;
@@ -87,6 +88,7 @@ export class PgDatabase {
     const s = quoteIdent(schema);
     this.t = {
       flows: `${s}.flows`,
+      flowDeletions: `${s}.flow_deletions`,
       requests: `${s}.requests`,
       requestAttachments: `${s}.request_attachments`,
       jobs: `${s}.jobs`,

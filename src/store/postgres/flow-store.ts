@@ -1,6 +1,6 @@
 import type { Flow } from '../../core/flow.js';
-import type { FlowStore } from '../contracts.js';
-import type { PgDatabase } from './database.js';
+import type { FlowDeletion, FlowStore } from '../contracts.js';
+import { NOW_MS, type PgDatabase } from './database.js';
 
 export class PgFlowStore implements FlowStore {
   constructor(private readonly db: PgDatabase) {}
@@ -17,14 +17,33 @@ export class PgFlowStore implements FlowStore {
   }
 
   async put(flow: Flow): Promise<void> {
+    // One statement, one transaction: the flow and the end of its deletion record.
     await this.db.query(
-      `INSERT INTO ${this.db.t.flows} (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc`,
+      `WITH cleared AS (DELETE FROM ${this.db.t.flowDeletions} WHERE flow_id = $1)
+       INSERT INTO ${this.db.t.flows} (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc`,
       [flow.id, JSON.stringify(flow)],
     );
   }
 
   async delete(id: string): Promise<boolean> {
-    const { rowCount } = await this.db.query(`DELETE FROM ${this.db.t.flows} WHERE id = $1`, [id]);
+    const { rowCount } = await this.db.query(
+      `WITH gone AS (DELETE FROM ${this.db.t.flows} WHERE id = $1 RETURNING id)
+       INSERT INTO ${this.db.t.flowDeletions} (flow_id, deleted_at) SELECT id, floor(${NOW_MS})::bigint FROM gone
+       ON CONFLICT (flow_id) DO UPDATE SET deleted_at = excluded.deleted_at`,
+      [id],
+    );
+    return (rowCount ?? 0) > 0;
+  }
+
+  async deletions(): Promise<FlowDeletion[]> {
+    const { rows } = await this.db.query<{ flow_id: string; deleted_at: string }>(
+      `SELECT flow_id, deleted_at FROM ${this.db.t.flowDeletions} ORDER BY deleted_at, flow_id`,
+    );
+    return rows.map((r) => ({ id: r.flow_id, deletedAt: Number(r.deleted_at) }));
+  }
+
+  async forgetDeletion(id: string, deletedAt: number): Promise<boolean> {
+    const { rowCount } = await this.db.query(`DELETE FROM ${this.db.t.flowDeletions} WHERE flow_id = $1 AND deleted_at = $2`, [id, deletedAt]);
     return (rowCount ?? 0) > 0;
   }
 }

@@ -1,5 +1,5 @@
 import type { Flow } from '../../core/flow.js';
-import type { FlowStore } from '../contracts.js';
+import type { FlowDeletion, FlowStore } from '../contracts.js';
 import type { Reader } from './reader.js';
 import type { WriterClient } from './writer/writer-client.js';
 
@@ -24,6 +24,18 @@ export class SqliteFlowStore implements FlowStore {
   }
 
   delete(id: string): Promise<boolean> {
-    return this.writer.call('deleteFlow', { id });
+    return this.writer.call('deleteFlow', { id, deletedAt: Date.now() });
+  }
+
+  async deletions(): Promise<FlowDeletion[]> {
+    const rows = this.reader.read(
+      'SELECT flow_id AS id, deleted_at AS deletedAt FROM flow_deletions ORDER BY deleted_at, flow_id',
+      (s) => s.all() as FlowDeletion[],
+    );
+    return rows;
+  }
+
+  forgetDeletion(id: string, deletedAt: number): Promise<boolean> {
+    return this.writer.call('forgetFlowDeletion', { id, deletedAt });
   }
 }

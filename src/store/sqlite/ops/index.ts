@@ -7,6 +7,7 @@ import { deleteFlow } from './delete-flow.js';
 import { enqueueJob } from './enqueue-job.js';
 import { expireLeases } from './expire-leases.js';
 import { extendLeases } from './extend-leases.js';
+import { forgetFlowDeletion } from './forget-flow-deletion.js';
 import { nackJob } from './nack-job.js';
 import { purgeRequests } from './purge-requests.js';
 import { putFlow } from './put-flow.js';
@@ -26,6 +27,7 @@ export const ops = {
   acceptRequest,
   putFlow,
   deleteFlow,
+  forgetFlowDeletion,
   touchHeartbeat,
   beginExecution,
   recordStep,
