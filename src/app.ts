@@ -22,6 +22,7 @@ import type { Backend } from './store/backend.js';
 import { FlowRegistry } from './store/flow-registry.js';
 import { startMembership } from './store/membership.js';
 import { createHousekeeping, type Housekeeping } from './store/housekeeping.js';
+import { createFlowQueueCleanup, type FlowQueueCleanup } from './flow-queue-cleanup.js';
 
 /** Key of the master key's fingerprint in the shared settings (several instances, one database). */
 const MASTER_KEY_SETTING = 'master_key_fingerprint';
@@ -34,6 +35,8 @@ export interface App {
   attachments: AttachmentStore;
   /** Retention purge and attachment sweep (hourly; also callable, e.g. by tests and operators). */
   housekeeping: Housekeeping;
+  /** Removes what deleted flows leave in the queue (RabbitMQ: their queues) once it cannot be needed. */
+  flowQueueCleanup: FlowQueueCleanup;
   logger: Logger;
   /** Unknown to an instance whose cluster token was created by another instance (it has the hash). */
   adminToken: string | undefined;
@@ -213,6 +216,14 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     attachments,
   });
   const housekeeping = createHousekeeping({ requests: backend.requests, attachments, retentionMs: config.retentionMs, logger });
+  const flowQueueCleanup = createFlowQueueCleanup({
+    flows: backend.flows,
+    queue,
+    graceMs: config.deletedFlowGraceMs,
+    // Every instance learns of a delete as soon as of any flow change (embedded: one process, one queue).
+    everyMs: config.databaseUrl ? config.flowRefreshMs : 60_000,
+    logger,
+  });
 
   let closing: Promise<void> | undefined;
   return {
@@ -221,6 +232,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     registry,
     attachments,
     housekeeping,
+    flowQueueCleanup,
     logger,
     adminToken: admin.token,
     async listen() {
@@ -234,6 +246,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
       // must not have leased jobs, whose leases would expire as spent attempts, start after start.
       if (config.workerConcurrency > 0) runner.start();
       housekeeping.start();
+      flowQueueCleanup.start();
       return address;
     },
     close() {
@@ -241,6 +254,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
         shuttingDown = true;
         clearInterval(refresh);
         await housekeeping.stop();
+        await flowQueueCleanup.stop();
         await closeServer(server, config.shutdownGraceMs);
         await runner.stop({ graceMs: config.shutdownGraceMs });
         await membership.stop();

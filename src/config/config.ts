@@ -58,6 +58,8 @@ export interface Config {
   jobPayloadBytes: number;
   /** How often an instance re-reads flows others may have changed (distributed mode). */
   flowRefreshMs: number;
+  /** How long after a flow's delete its RabbitMQ queue is removed (once empty). */
+  deletedFlowGraceMs: number;
 }
 
 type Source = Record<string, string | number | boolean | null | undefined>;
@@ -107,6 +109,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'rabbitmqPrefix', env: 'RABBITMQ_PREFIX', doc: 'Prefix of hookd exchange and queue names (default hookd)', default: () => undefined, parse: optStr }),
   field({ key: 'jobPayloadBytes', env: 'RABBITMQ_JOB_PAYLOAD', doc: 'Distributed mode: the longest request JSON (as GET /api/requests/{id} returns it) that a job message carries, for flows with jobMessage.includeRequest; 0 = never', default: () => 64 * 1024, parse: (v, n) => parseSize(v as string, n) }),
   field({ key: 'flowRefreshMs', env: 'FLOW_REFRESH', doc: 'Distributed mode: how often flows changed by other instances are picked up (100ms to 1h)', default: () => 2000, parse: (v, n) => within(parseDuration(v as string, n), 100, 3_600_000, n) }),
+  field({ key: 'deletedFlowGraceMs', env: 'DELETED_FLOW_GRACE', doc: "RabbitMQ: how long after a flow's delete its queue is removed, once empty (1s to 30d; keep it above the longest retry delay level, 1h)", default: () => 65 * 60_000, parse: (v, n) => within(parseDuration(v as string, n), 1_000, 30 * 86_400_000, n) }),
   field({ key: 'rabbitmqUri', env: 'RABBITMQ_URI', doc: 'amqp://… to queue through RabbitMQ (distributed mode)', default: () => undefined, parse: optStr }),
 ] as const;
 

@@ -90,4 +90,18 @@ export interface Queue {
    * jobs are delayed by the runner instead).
    */
   watchFlows?(flows: Iterable<{ id: string; started: boolean }>): void;
+  /**
+   * Capability of queues that keep a queue per flow: the flows deleted and not created again (the
+   * store's deletion records; the composition root passes all of them every FLOW_REFRESH). Their
+   * queues are consumed without being declared again, so the runner dead-letters what is left in
+   * them; a job published for one goes straight to the dead letters.
+   */
+  retireFlows?(flowIds: Iterable<string>): void;
+  /**
+   * Capability of queues that keep a queue per flow: delete a retired flow's queue once it holds
+   * no ready job. True when it is gone (or never existed); false while jobs wait in it or when the
+   * flow exists again. Called only once every instance knows the flow is deleted and no delayed
+   * retry of it can still come back (src/flow-queue-cleanup.ts).
+   */
+  removeFlow?(flowId: string): Promise<boolean>;
 }

@@ -675,6 +675,129 @@ describe('rabbitmq: a queue per flow', () => {
   });
 });
 
+describe('rabbitmq: deleted flows (retireFlows, removeFlow)', () => {
+  /** Resolves whether the queue exists, on a channel of its own (a missing one closes it). */
+  async function queueExists(queue: string): Promise<boolean> {
+    const conn = await rawConnection();
+    try {
+      const ch = await conn.acquire();
+      try {
+        await ch.queueDeclare({ queue, passive: true });
+        return true;
+      } catch {
+        return false;
+      } finally {
+        await ch.close().catch(() => {});
+      }
+    } finally {
+      await conn.close();
+    }
+  }
+
+  it("a deleted flow's queue is drained, never declared again, removed once empty, and let go by every instance", async () => {
+    const a = await openQueue();
+    const b = await openQueue();
+    const queue = a.topology.flowQueue('flow-x');
+    for (const q of [a, b]) q.watchFlows([{ id: 'flow-x', started: true }]);
+    const left = [newJob({ flowId: 'flow-x' }), newJob({ flowId: 'flow-x' }), newJob({ flowId: 'flow-x' })];
+    await a.publish(left);
+
+    // Deleted: gone from the flows, then its deletion record reaches both instances.
+    for (const q of [a, b]) {
+      q.watchFlows([]);
+      q.retireFlows(['flow-x']);
+    }
+    expect(await a.removeFlow('flow-x')).toBe(false); // 3 jobs ready in it
+    // A job published for it now (an outbox row of a request accepted before the delete) goes to
+    // the dead letters at once, and is not retried into a queue that is about to go.
+    const late = newJob({ flowId: 'flow-x' });
+    await a.publish([late]);
+    const dead = await a.deadLetters({ flowId: 'flow-x', limit: 10 });
+    expect(dead.map((d) => d.id)).toEqual([late.id]);
+    expect(dead[0]!.lastError).toMatch(/flow-x does not exist \(deleted\)/);
+    const refused = await rejection(a.retryDead(late.id));
+    expect(refused.code).toBe('CONFLICT');
+    expect((await a.deadLetters({ flowId: 'flow-x', limit: 10 })).map((d) => d.id)).toEqual([late.id]);
+
+    // The other instance consumes what was left (the runner would dead-letter each).
+    const seen: string[] = [];
+    consume(b, async (d) => {
+      seen.push(d.job.id);
+    });
+    await waitFor(() => seen.length === 3, "the deleted flow's last jobs", 5_000);
+    expect(seen.sort()).toEqual(left.map((j) => j.id).sort());
+    let removed = false;
+    for (let i = 0; i < 50 && !removed; i++) {
+      removed = await a.removeFlow('flow-x');
+      if (!removed) await sleep(100);
+    }
+    expect(removed).toBe(true);
+    expect(await queueExists(queue)).toBe(false);
+    // b's consumer was cancelled by the broker: b does not declare the queue again (its repair
+    // runs 1 s after the cancel), and goes on with other flows.
+    await sleep(1_800);
+    expect(await queueExists(queue)).toBe(false);
+    b.watchFlows([{ id: 'flow-y', started: true }]);
+    const other = newJob({ flowId: 'flow-y' });
+    await a.publish([other]);
+    await waitFor(() => seen.includes(other.id), 'a job of another flow on the same consumer', 5_000);
+    await b.stats();
+    expect(await a.removeFlow('flow-x')).toBe(true); // already gone: done
+
+    // An instance started after the removal, told of the record: declares nothing.
+    const c = await openQueue();
+    consume(c, async () => {});
+    c.retireFlows(['flow-x']);
+    await sleep(500);
+    expect(await queueExists(queue)).toBe(false);
+    expect(await c.removeFlow('flow-x')).toBe(true);
+
+    // Created again: an ordinary flow once more.
+    a.watchFlows([{ id: 'flow-x', started: true }]);
+    a.retireFlows([]);
+    const again = newJob({ flowId: 'flow-x' });
+    await a.publish([again]);
+    expect(await queueExists(queue)).toBe(true);
+    expect(await a.removeFlow('flow-x')).toBe(false); // not retired
+    expect((await a.stats()).ready).toBe(1);
+  });
+
+  it('an instance started after the delete drains what is left in the queue, without declaring it', async () => {
+    const a = await openQueue();
+    a.watchFlows([{ id: 'flow-z', started: true }]);
+    const job = newJob({ flowId: 'flow-z' });
+    await a.publish([job]);
+    await a.close();
+    // Every instance that knew the flow is gone; a new one learns of its deletion record.
+    const b = await openQueue();
+    extraQueues.push(b.topology.flowQueue('flow-z'));
+    const seen: string[] = [];
+    consume(b, async (d) => {
+      seen.push(d.job.id);
+    });
+    b.retireFlows(['flow-z']);
+    await waitFor(() => seen.includes(job.id), 'the job left in the queue of the deleted flow', 5_000);
+    await waitFor(async () => b.removeFlow('flow-z'), 'the queue removed once empty', 5_000);
+    expect(await queueExists(b.topology.flowQueue('flow-z'))).toBe(false);
+  });
+
+  it("a deleted flow's job due after the largest delay level is handed over at once, not parked again", async () => {
+    const q = await openQueue({ delayLevelsMs: [100, 300] });
+    extraQueues.push(q.topology.flowQueue('flow-p'));
+    const seen: string[] = [];
+    consume(q, async (d) => {
+      seen.push(d.job.requestId);
+    });
+    q.watchFlows([{ id: 'flow-p', started: true }]);
+    await q.enqueue({ flowId: 'flow-p', requestId: 'parked-long', maxAttempts: 2, runAt: Date.now() + 60_000 });
+    q.watchFlows([]);
+    q.retireFlows(['flow-p']);
+    // Back from the 300 ms wait queue: not parked for another round, handed to the handler (whose
+    // runner dead-letters it: the flow does not exist).
+    await waitFor(() => seen.includes('parked-long'), 'the job of the deleted flow', 5_000);
+  });
+});
+
 describe('rabbitmq: external consumers (docs/external-consumers.md)', () => {
   it('routes first deliveries by flow: a queue bound with flow-<flowKey>.# gets the documented message', async () => {
     const q = await openQueue();

@@ -65,6 +65,8 @@ async function startInstance(i: Instance): Promise<void> {
     RABBITMQ_URI,
     RABBITMQ_PREFIX: PREFIX,
     LOG_LEVEL: 'info',
+    // Short, so the test sees a deleted flow's queue go (default 65 min: above the longest delay level).
+    DELETED_FLOW_GRACE: '8s',
   });
   i.port = Number(new URL(i.child.url).port);
 }
@@ -328,11 +330,11 @@ async function pgctl(action: 'start' | 'stop'): Promise<void> {
   if (action === 'start') pgStopped = false;
 }
 
-async function pgQuery(sql: string): Promise<void> {
+async function pgQuery<R extends object = Record<string, unknown>>(sql: string): Promise<R[]> {
   const client = new pg.Client({ connectionString: DATABASE_URL, connectionTimeoutMillis: 5_000 });
   await client.connect();
   try {
-    await client.query(sql);
+    return (await client.query<R>(sql)).rows;
   } finally {
     await client.end();
   }
@@ -488,6 +490,59 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
     expect((await api(a, 'DELETE', '/api/flows/raced')).status).toBe(204);
     expect((await api(b, 'POST', '/api/flows/raced/start')).status).toBe(404);
     expect((await api(a, 'GET', '/api/flows/raced')).status).toBe(404);
+  });
+
+  it("a deleted flow's jobs end as dead letters, its queue is removed after DELETED_FLOW_GRACE, and the flow can be created again", { timeout: 90_000 }, async () => {
+    const [a, b, c] = instances as [Instance, Instance, Instance];
+    const queue = `${PREFIX}.flow.doomed`;
+    const queueListed = async () => (await rabbitmqctl('-q', 'list_queues', 'name')).split('\n').some((l) => l.trim() === queue);
+    // Its one step fails (nothing listens on port 9): every job goes round the retry delay queues.
+    const failing = { steps: [{ id: 'call', type: 'http', url: 'http://127.0.0.1:9/refused', timeoutMs: 1_000 }], retry: { maxAttempts: 50, backoffMs: 500 } };
+    expect((await api(a, 'PUT', '/api/flows/doomed', failing)).status).toBe(201);
+    for (const i of [b, c]) await waitFor(async () => (await fetch(`${urlOf(i)}/hook/doomed`, { method: 'HEAD' })).status === 200, 5_000, 100);
+    const ids: string[] = [];
+    for (const [n, i] of [a, b, c, a, b, c].entries()) {
+      const res = await fetch(`${urlOf(i)}/hook/doomed`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ n }) });
+      expect(res.status).toBe(200);
+      ids.push(((await res.json()) as { requestId: string }).requestId);
+    }
+    await sleep(1_500); // failing and retrying
+    expect(await queueListed()).toBe(true);
+    expect((await api(b, 'DELETE', '/api/flows/doomed')).status).toBe(204);
+    const deletedAt = Date.now();
+
+    // Each job, coming back from its delay, is dead-lettered: the flow no longer exists.
+    const deadOf = async () => ((await api(c, 'GET', '/api/dead-letters?flowId=doomed&limit=100')).body as { items: Array<{ requestId: string; lastError: string }> }).items;
+    await waitFor(async () => (await deadOf()).length >= ids.length, 20_000, 500);
+    const dead = await deadOf();
+    expect(dead.map((d) => d.requestId).sort()).toEqual([...ids].sort());
+    for (const d of dead) expect(d.lastError).toMatch(/doomed does not exist \(deleted\)/);
+    // Retrying one while its flow is deleted is refused (it would only be dead-lettered again).
+    expect((await api(a, 'POST', `/api/dead-letters/${(dead[0] as unknown as { id: string }).id}/retry`)).status).toBe(409);
+
+    // The queue goes once the grace has passed, and its deletion record with it; no instance
+    // declares it again.
+    await waitFor(async () => !(await queueListed()), 30_000, 500);
+    expect(Date.now() - deletedAt).toBeGreaterThanOrEqual(8_000);
+    expect(await pgQuery(`SELECT flow_id FROM "${SCHEMA}".flow_deletions WHERE flow_id = 'doomed'`)).toEqual([]);
+    await sleep(3_000);
+    expect(await queueListed()).toBe(false);
+
+    // Created again: an ordinary flow, served and run by every instance.
+    expect((await api(c, 'PUT', '/api/flows/doomed', { steps: STEPS })).status).toBe(201);
+    for (const i of [a, b]) await waitFor(async () => (await fetch(`${urlOf(i)}/hook/doomed`, { method: 'HEAD' })).status === 200, 5_000, 100);
+    const again: string[] = [];
+    for (const i of [a, b, c]) {
+      const res = await fetch(`${urlOf(i)}/hook/doomed`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ order: 1, total: 5 }) });
+      expect(res.status).toBe(200);
+      again.push(((await res.json()) as { requestId: string }).requestId);
+    }
+    // (Its old dead letters stay: unfinished() would stop waiting at them, so wait here.)
+    await waitFor(async () => {
+      const ex = await executionsOf('doomed');
+      return again.every((id) => ex.get(id)?.some((e) => e.status === 'completed'));
+    }, 20_000, 500);
+    expect(await queueListed()).toBe(true);
   });
 
   it('an id PostgreSQL cannot hold (U+0000) is a 404 from the API, not a 500', { timeout: 30_000 }, async () => {

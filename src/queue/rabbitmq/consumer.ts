@@ -27,6 +27,8 @@ export interface ConsumerHost {
   detach(consumer: RabbitConsumer): void;
   /** A queue is gone (cancelled by the broker, or not found): declare the topology again. */
   topologyLost(): void;
+  /** The flow was deleted (RabbitMqQueue.retireFlows): its jobs are not parked. */
+  retired(flowId: string): boolean;
 }
 
 /** Pause before trying again to open a consumer channel that failed (the broker may be restarting). */
@@ -301,7 +303,8 @@ export class RabbitConsumer implements Consumer {
       (err: unknown) => {
         lane.starting = false;
         this.changed();
-        if (this.state !== 'active') return;
+        // Stopped, or the queue was forgotten meanwhile (a deleted flow's queue found gone).
+        if (this.state !== 'active' || this.lanes.get(queue) !== lane) return;
         if (isNotFound(err)) this.host.topologyLost();
         if (prepared) {
           // The consume itself was refused: that closed the channel, and channelLost() opens
@@ -388,7 +391,8 @@ export class RabbitConsumer implements Consumer {
     this.unackedSet.set(d, msg.consumerTag);
     lane.busyAt = Date.now();
     this.scheduleRebalance();
-    if (job.runAt !== undefined && job.runAt > Date.now()) {
+    // A deleted flow's job is not parked again: the runner dead-letters it now, and its queue can go.
+    if (job.runAt !== undefined && job.runAt > Date.now() && !this.host.retired(job.flowId)) {
       d.park(job.runAt); // parked beyond the largest delay level and not due yet
       return;
     }

@@ -72,6 +72,13 @@ const ORPHAN_GRACE_MS = 5_000;
 /** How often the topology is declared again anyway (refreshTopology). */
 const TOPOLOGY_REFRESH_MS = 30_000;
 
+/** prepareQueue(): the queue of a retired flow is gone; its consumers have forgotten it. */
+class RetiredQueueGone extends Error {
+  constructor(queue: string) {
+    super(`the queue ${queue} of a deleted flow is gone`);
+  }
+}
+
 /**
  * The Queue contract on RabbitMQ (distributed mode). Topology, routing and message format:
  * topology.ts, job-message.ts, docs/external-consumers.md.
@@ -114,6 +121,15 @@ export class RabbitMqQueue implements Queue {
   private readonly declaredFlows = new Set<string>();
   /** Stopped flows (watchFlows): their queues keep their jobs, unconsumed, until the flow starts. */
   private readonly pausedFlows = new Set<string>();
+  /** The flows of the last watchFlows(): existing flows, never retired. */
+  private listedFlows = new Set<string>();
+  /**
+   * Deleted flows (retireFlows): their queues are consumed, never declared (so that a queue
+   * removeFlow() deleted does not come back), and their new jobs go to the dead letters.
+   */
+  private readonly retiredFlows = new Set<string>();
+  /** Retired flows whose queue is known to be gone: not consumed. */
+  private readonly goneFlows = new Set<string>();
   /** The legacy work queue exists and is drained alongside the flow queues (topology.ts). */
   private legacyWorkQueue = false;
 
@@ -164,6 +180,7 @@ export class RabbitMqQueue implements Queue {
       deliveryLimit,
       detach: (c) => this.consumers.delete(c),
       topologyLost: () => this.repairTopology(),
+      retired: (flowId) => this.retiredFlows.has(flowId),
     };
   }
 
@@ -230,6 +247,8 @@ export class RabbitMqQueue implements Queue {
     const listed = new Set<string>();
     for (const { id, started } of flows) {
       listed.add(id);
+      // Created again after a delete: declared and consumed as any flow.
+      if (this.retiredFlows.delete(id)) this.goneFlows.delete(id);
       if (started === this.pausedFlows.has(id)) {
         changed = true;
         if (started) this.pausedFlows.delete(id);
@@ -247,7 +266,70 @@ export class RabbitMqQueue implements Queue {
       this.pausedFlows.delete(id);
       changed = true;
     }
+    this.listedFlows = listed;
     if (changed) for (const c of this.consumers) c.attach();
+  }
+
+  /**
+   * The deleted flows (the store's deletion records): from now on their queues are consumed but
+   * never declared, and a job published for one goes to the dead letters. A flow that is listed
+   * (watchFlows) is not retired: it was created again. A flow no longer in the list is no longer
+   * retired: its record was forgotten once its queue was removed.
+   */
+  retireFlows(flowIds: Iterable<string>): void {
+    const next = new Set<string>();
+    for (const id of flowIds) if (!this.listedFlows.has(id)) next.add(id);
+    for (const id of this.retiredFlows) {
+      if (next.has(id)) continue;
+      this.retiredFlows.delete(id);
+      this.goneFlows.delete(id);
+      if (!this.declaredFlows.has(id)) for (const c of this.consumers) c.forget(this.topology.flowQueue(id));
+    }
+    let added = false;
+    for (const id of next) {
+      if (this.retiredFlows.has(id)) continue;
+      this.retiredFlows.add(id);
+      this.flowQueues.delete(id);
+      this.declaredFlows.delete(id);
+      this.pausedFlows.delete(id);
+      added = true;
+    }
+    if (added) for (const c of this.consumers) c.attach();
+  }
+
+  /**
+   * Delete a retired flow's queue when no job is ready in it (the passive declare's count; jobs
+   * its consumers hold are settled as usual: the runner dead-letters them before its ack). Every
+   * consumer of it, on every instance, is cancelled by the broker; theirs are not declared again
+   * (the flow is retired there too). True when the queue is gone; false while jobs are ready in it
+   * or when the flow is not retired (it exists again). Rejects with 503 while the broker is away.
+   */
+  async removeFlow(flowId: string): Promise<boolean> {
+    if (!this.retiredFlows.has(flowId)) return false;
+    if (this.closed) throw unavailable('queue', 'the RabbitMQ queue is closed');
+    if (!this.publisher.ready) throw unavailable('queue', 'RabbitMQ is unreachable or blocked (reconnecting)');
+    const queue = this.topology.flowQueue(flowId);
+    let ch: Channel | undefined;
+    try {
+      ch = await this.conn.acquire();
+      try {
+        const { messageCount } = await ch.queueDeclare({ queue, passive: true });
+        if (messageCount > 0) return false;
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        this.flowQueueGone(flowId);
+        return true;
+      }
+      // This instance's consumers first: a cancel of its own, not the broker's.
+      this.flowQueueGone(flowId);
+      await ch.queueDelete({ queue });
+      this.logger.info({ flowId, queue }, 'rabbitmq queue: the queue of a deleted flow was removed');
+      return true;
+    } catch (err) {
+      throw unavailable('queue', err);
+    } finally {
+      await ch?.close().catch(() => {});
+    }
   }
 
   consume(handler: JobHandler, options: ConsumeOptions): Consumer {
@@ -270,6 +352,10 @@ export class RabbitMqQueue implements Queue {
 
   retryDead(jobId: string): Promise<boolean> {
     return this.scanner.take(jobId, async (dead) => {
+      // Its queue is being removed: declaring it again would leave it behind for good.
+      if (this.retiredFlows.has(dead.flowId)) {
+        throw new HookdError(E.CONFLICT, `Flow ${dead.flowId} was deleted: create it again to retry its dead letters`);
+      }
       await this.declareFlow(dead.flowId);
       await this.send({ ...dead, attempts: 1, deadAt: undefined, runAt: undefined }, this.topology.exchange, retryRoutingKey(dead.flowId));
     });
@@ -310,7 +396,7 @@ export class RabbitMqQueue implements Queue {
     this.topologyDeleted = true;
     const ch = await this.conn.acquire();
     try {
-      await this.topology.delete(ch, this.flowQueues.keys());
+      await this.topology.delete(ch, [...this.flowQueues.keys(), ...this.retiredFlows]);
     } finally {
       await ch.close().catch(() => {});
     }
@@ -339,6 +425,11 @@ export class RabbitMqQueue implements Queue {
     const msg: JobMessage = { ...job, attempts: job.attempts ?? 1, runAt: undefined };
     if (!(Number.isInteger(msg.attempts) && msg.attempts >= 1 && Number.isInteger(msg.maxAttempts) && msg.maxAttempts >= 1)) {
       return Promise.reject(new HookdError(E.VALIDATION_FAILED, 'job attempts and maxAttempts must be integers ≥ 1'));
+    }
+    if (this.retiredFlows.has(msg.flowId)) {
+      // What the runner would do with it (queues of deleted flows are removed, never declared).
+      const lastError = `flow ${msg.flowId} does not exist (deleted); job dead-lettered`;
+      return this.send({ ...msg, deadAt: Date.now(), lastError }, this.topology.exchange, DEAD_KEY);
     }
     const go = (): Promise<void> => {
       const delayMs = job.runAt === undefined ? 0 : job.runAt - Date.now();
@@ -448,7 +539,16 @@ export class RabbitMqQueue implements Queue {
     const ch = await this.conn.acquire();
     try {
       const flowId = this.topology.flowOf(queue);
-      if (flowId !== undefined) await this.topology.declareFlow(ch, flowId);
+      if (flowId !== undefined && this.retiredFlows.has(flowId)) {
+        // A deleted flow's queue: consumed while it exists, never declared again.
+        try {
+          await ch.queueDeclare({ queue, passive: true });
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+          this.flowQueueGone(flowId);
+          throw new RetiredQueueGone(queue);
+        }
+      } else if (flowId !== undefined) await this.topology.declareFlow(ch, flowId);
       else await ch.queueDeclare({ queue, passive: true }); // the legacy work queue: never declared
     } finally {
       await ch.close().catch(() => {});
@@ -493,7 +593,15 @@ export class RabbitMqQueue implements Queue {
    */
   private *consumedQueues(): Iterable<string> {
     for (const flowId of this.declaredFlows) if (!this.pausedFlows.has(flowId)) yield this.topology.flowQueue(flowId);
+    for (const flowId of this.retiredFlows) if (!this.goneFlows.has(flowId)) yield this.topology.flowQueue(flowId);
     if (this.legacyWorkQueue) yield this.topology.legacyWorkQueue;
+  }
+
+  /** A retired flow's queue is gone (removed here or by another instance): no longer consumed. */
+  private flowQueueGone(flowId: string): void {
+    this.goneFlows.add(flowId);
+    const queue = this.topology.flowQueue(flowId);
+    for (const c of this.consumers) c.forget(queue);
   }
 
   /** Drain the single work queue of earlier releases when it is still there (topology.ts). */
@@ -541,8 +649,16 @@ export class RabbitMqQueue implements Queue {
       if (this.closed || this.topologyDeleted) return;
       this.repairAgain = false;
       const checkedAt = Date.now();
-      const lost = await this.missingQueues([...this.consumedQueues()]);
-      if (this.repairFailures === 0) {
+      const missing = await this.missingQueues([...this.consumedQueues()]);
+      // A deleted flow's queue removed (by removeFlow here or on another instance): not a loss.
+      const lost: string[] = [];
+      for (const queue of missing) {
+        const flowId = this.topology.flowOf(queue);
+        if (flowId !== undefined && this.retiredFlows.has(flowId)) this.flowQueueGone(flowId);
+        else lost.push(queue);
+      }
+      // Declared again all the same (idempotent): what else went missing with it comes back.
+      if (this.repairFailures === 0 && (lost.length > 0 || missing.length === 0)) {
         this.logger.warn({ exchange: this.topology.exchange, lost }, 'rabbitmq queue: a queue was missing; declaring the topology again');
       }
       let declareError: unknown;

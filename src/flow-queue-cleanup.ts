@@ -1,0 +1,93 @@
+import type { Queue } from './queue/contract.js';
+import type { FlowStore } from './store/contracts.js';
+
+/**
+ * What a deleted flow leaves in a queue per flow (RabbitMQ: a quorum queue) is removed, by any
+ * instance, once it cannot be needed (part of the composition root: it joins the flow store and the
+ * queue). Each pass:
+ *
+ * 1. reads the store's deletion records and hands them to the queue (retireFlows): every instance
+ *    drains a deleted flow's queue without declaring it again, so the runner dead-letters what is
+ *    left in it, and a job published for it goes to the dead letters;
+ * 2. for each record older than `graceMs`, asks the queue to remove the flow's queue (removeFlow:
+ *    only once nothing is ready in it) and then forgets the record.
+ *
+ * The grace lets every instance learn of the delete (each pass, every FLOW_REFRESH) and every retry
+ * waiting in a delay queue come back (the longest level is 1 h) before the queue goes: a retry that
+ * came back later would find no queue and be dropped by the broker. A flow created again clears its
+ * record (FlowStore.put) and keeps its queue. Queues without removeFlow (embedded, PostgreSQL)
+ * keep nothing outside the store: their records are only forgotten.
+ */
+export interface FlowQueueCleanupOptions {
+  flows: FlowStore;
+  queue: Queue;
+  graceMs: number;
+  everyMs: number;
+  logger: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+}
+
+export interface FlowQueueCleanupReport {
+  /** Flows whose queue is gone and whose record was forgotten. */
+  removed: string[];
+  /** Flows past the grace whose queue still holds ready jobs (tried again next pass). */
+  waiting: string[];
+}
+
+export interface FlowQueueCleanup {
+  /** One pass now, then one every everyMs (no-op when started). */
+  start(): void;
+  /** One pass (waits for a pass already running, then runs its own). */
+  runOnce(now?: number): Promise<FlowQueueCleanupReport>;
+  /** Clear the timer and wait for a running pass. */
+  stop(): Promise<void>;
+}
+
+export function createFlowQueueCleanup(o: FlowQueueCleanupOptions): FlowQueueCleanup {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<unknown> = Promise.resolve();
+
+  const pass = async (now: number): Promise<FlowQueueCleanupReport> => {
+    const records = await o.flows.deletions();
+    o.queue.retireFlows?.(records.map((r) => r.id));
+    const report: FlowQueueCleanupReport = { removed: [], waiting: [] };
+    for (const r of records) {
+      if (now - r.deletedAt < o.graceMs) continue;
+      if (o.queue.removeFlow && !(await o.queue.removeFlow(r.id))) {
+        report.waiting.push(r.id);
+        continue;
+      }
+      // Only this record: the flow may have been created and deleted again meanwhile.
+      if (await o.flows.forgetDeletion(r.id, r.deletedAt)) report.removed.push(r.id);
+    }
+    if (report.removed.length > 0 && o.queue.removeFlow) o.logger.info({ flows: report.removed }, 'queues of deleted flows removed');
+    return report;
+  };
+
+  const runOnce = (now?: number): Promise<FlowQueueCleanupReport> => {
+    const next = running.then(
+      () => pass(now ?? Date.now()),
+      () => pass(now ?? Date.now()),
+    );
+    running = next.catch(() => {});
+    return next;
+  };
+
+  const tick = (): void => {
+    runOnce().catch((err: unknown) => o.logger.warn({ err }, 'cleaning up after deleted flows failed; trying again'));
+  };
+
+  return {
+    start() {
+      if (timer) return;
+      tick();
+      timer = setInterval(tick, o.everyMs);
+      timer.unref();
+    },
+    runOnce,
+    async stop() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      await running;
+    },
+  };
+}

@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import { createFlowQueueCleanup } from '../../src/flow-queue-cleanup.js';
+import type { Queue } from '../../src/queue/contract.js';
+import type { FlowDeletion, FlowStore } from '../../src/store/contracts.js';
+
+const logger = { info: () => {}, warn: () => {} };
+
+/** A flow store holding only deletion records (the rest is never called here). */
+function recordsStore(records: FlowDeletion[]): FlowStore & { records: FlowDeletion[] } {
+  return {
+    records,
+    list: () => Promise.reject(new Error('unused')),
+    get: () => Promise.reject(new Error('unused')),
+    put: () => Promise.reject(new Error('unused')),
+    delete: () => Promise.reject(new Error('unused')),
+    deletions: async () => [...records],
+    async forgetDeletion(id, deletedAt) {
+      const i = records.findIndex((r) => r.id === id && r.deletedAt === deletedAt);
+      if (i < 0) return false;
+      records.splice(i, 1);
+      return true;
+    },
+  };
+}
+
+type PerFlowQueue = Queue & { retired: string[][]; removals: string[]; removeFlow(id: string): Promise<boolean> };
+
+function perFlowQueue(ready: Map<string, number>): PerFlowQueue {
+  const q = {
+    retired: [] as string[][],
+    removals: [] as string[],
+    enqueue: () => Promise.reject(new Error('unused')),
+    consume: () => {
+      throw new Error('unused');
+    },
+    deadLetters: () => Promise.reject(new Error('unused')),
+    retryDead: () => Promise.reject(new Error('unused')),
+    stats: () => Promise.reject(new Error('unused')),
+    retireFlows(ids: Iterable<string>) {
+      q.retired.push([...ids]);
+    },
+    async removeFlow(id: string) {
+      q.removals.push(id);
+      return (ready.get(id) ?? 0) === 0;
+    },
+  };
+  return q;
+}
+
+describe('flow queue cleanup', () => {
+  it('retires every deleted flow at once, removes its queue only after the grace and once empty, then forgets the record', async () => {
+    const flows = recordsStore([
+      { id: 'old-empty', deletedAt: 1_000 },
+      { id: 'old-busy', deletedAt: 2_000 },
+      { id: 'recent', deletedAt: 9_500 },
+    ]);
+    const ready = new Map([['old-busy', 3]]);
+    const queue = perFlowQueue(ready);
+    const cleanup = createFlowQueueCleanup({ flows, queue, graceMs: 5_000, everyMs: 60_000, logger });
+
+    expect(await cleanup.runOnce(10_000)).toEqual({ removed: ['old-empty'], waiting: ['old-busy'] });
+    expect(queue.retired).toEqual([['old-empty', 'old-busy', 'recent']]);
+    expect(queue.removals).toEqual(['old-empty', 'old-busy']); // 'recent' is within its grace
+    expect(flows.records.map((r) => r.id)).toEqual(['old-busy', 'recent']);
+
+    // Drained meanwhile (the runner dead-lettered its jobs); the recent one's grace ran out.
+    ready.set('old-busy', 0);
+    expect(await cleanup.runOnce(14_500)).toEqual({ removed: ['old-busy', 'recent'], waiting: [] });
+    expect(queue.retired.at(-1)).toEqual(['old-busy', 'recent']);
+    expect(flows.records).toEqual([]);
+  });
+
+  it('does not forget a newer record of the same flow (deleted, created and deleted again meanwhile)', async () => {
+    const flows = recordsStore([{ id: 'f', deletedAt: 1_000 }]);
+    const queue = perFlowQueue(new Map());
+    const removeFlow = queue.removeFlow.bind(queue);
+    queue.removeFlow = async (id) => {
+      const done = await removeFlow(id);
+      flows.records.splice(0, 1, { id: 'f', deletedAt: 9_000 }); // another instance, meanwhile
+      return done;
+    };
+    const cleanup = createFlowQueueCleanup({ flows, queue, graceMs: 5_000, everyMs: 60_000, logger });
+    expect(await cleanup.runOnce(10_000)).toEqual({ removed: [], waiting: [] });
+    expect(flows.records).toEqual([{ id: 'f', deletedAt: 9_000 }]);
+  });
+
+  it('with a queue that keeps nothing per flow (embedded, PostgreSQL), records are only forgotten after the grace', async () => {
+    const flows = recordsStore([
+      { id: 'a', deletedAt: 1_000 },
+      { id: 'b', deletedAt: 8_000 },
+    ]);
+    const { retireFlows: _r, removeFlow: _m, retired: _x, removals: _y, ...plain } = perFlowQueue(new Map());
+    const cleanup = createFlowQueueCleanup({ flows, queue: plain, graceMs: 5_000, everyMs: 60_000, logger });
+    expect(await cleanup.runOnce(10_000)).toEqual({ removed: ['a'], waiting: [] });
+    expect(flows.records.map((r) => r.id)).toEqual(['b']);
+  });
+
+  it('a failed pass (store or broker away) rejects, and the next pass runs', async () => {
+    const flows = recordsStore([{ id: 'a', deletedAt: 0 }]);
+    const queue = perFlowQueue(new Map());
+    let down = true;
+    const removeFlow = queue.removeFlow.bind(queue);
+    queue.removeFlow = async (id) => {
+      if (down) throw new Error('broker away');
+      return removeFlow(id);
+    };
+    const cleanup = createFlowQueueCleanup({ flows, queue, graceMs: 5_000, everyMs: 60_000, logger });
+    await expect(cleanup.runOnce(10_000)).rejects.toThrow('broker away');
+    expect(flows.records).toHaveLength(1);
+    down = false;
+    expect(await cleanup.runOnce(10_000)).toEqual({ removed: ['a'], waiting: [] });
+    await cleanup.stop();
+  });
+});
