@@ -249,6 +249,7 @@ describe('sqlite: schema', () => {
         { version: 3, name: 'request_order' },
         { version: 4, name: 'lost_deliveries' },
         { version: 5, name: 'ready_by_flow' },
+        { version: 6, name: 'flow_deletions' },
       ]);
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'x')").run();
