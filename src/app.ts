@@ -255,8 +255,11 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
         clearInterval(refresh);
         await housekeeping.stop();
         await flowQueueCleanup.stop();
+        // One window for both: running steps go on while requests in flight finish, and get
+        // what is left of it (all of it when the server closed at once).
+        const deadline = Date.now() + config.shutdownGraceMs;
         await closeServer(server, config.shutdownGraceMs);
-        await runner.stop({ graceMs: config.shutdownGraceMs });
+        await runner.stop({ graceMs: Math.max(0, deadline - Date.now()) });
         await membership.stop();
         await backend.close();
       })();
