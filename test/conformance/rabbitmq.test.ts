@@ -342,6 +342,38 @@ describe('rabbitmq: publishing', () => {
     }
   });
 
+  it('with many flows, a refresh looks at a few flow queues, in turn, and still binds each one again', async () => {
+    const q = await openQueue({ topologyRefreshMs: 150, topologyRefreshFlows: 2 });
+    const flows = ['f1', 'f2', 'f3', 'f4', 'f5'];
+    await q.publish(flows.map((flowId) => newJob({ flowId })));
+    // Count the flow queues each refresh declares: declare() (the shared part) starts a refresh.
+    const rounds: string[][] = [];
+    const declare = q.topology.declare.bind(q.topology);
+    const declareFlow = q.topology.declareFlow.bind(q.topology);
+    q.topology.declare = async (ch) => {
+      rounds.push([]);
+      return declare(ch);
+    };
+    q.topology.declareFlow = async (ch, flowId) => {
+      rounds.at(-1)?.push(flowId);
+      return declareFlow(ch, flowId);
+    };
+    const conn = await rawConnection();
+    try {
+      await conn.queueUnbind({ queue: q.topology.flowQueue('f5'), exchange: q.topology.exchange, routingKey: jobRoutingKey('f5') });
+    } finally {
+      await conn.close();
+    }
+    await waitFor(() => rounds.flat().includes('f5'), 'f5 looked at by a refresh', 5_000);
+    await waitFor(() => rounds.length >= 5, 'five refreshes', 5_000);
+    for (const r of rounds) expect(r.length).toBeLessThanOrEqual(2);
+    // Over three rounds in a row, every flow's turn came.
+    expect(new Set(rounds.slice(1, 4).flat())).toEqual(new Set(flows));
+    // Bound again: a publish to f5 is routed (not returned as unroutable) and waits in its queue.
+    await q.publish([newJob({ flowId: 'f5' })]);
+    expect((await q.stats()).ready).toBe(6);
+  });
+
   it("a repair leaves alone a consumer that attached after the queue was found missing (another instance's re-declare)", async () => {
     const q = await openQueue();
     await q.publish([newJob({ flowId: 'flow-a' }), newJob({ flowId: 'flow-b' })]);
