@@ -20,8 +20,14 @@ export interface FlowStore {
   delete(id: string): Promise<boolean>;
   /** Deletion records, oldest first. */
   deletions(): Promise<FlowDeletion[]>;
-  /** Drop a deletion record, only if it is still this one (same time): false otherwise. */
-  forgetDeletion(id: string, deletedAt: number): Promise<boolean>;
+  /**
+   * Drop a deletion record, only if it is still this one (same time), once `cleanUp` (when given)
+   * resolved true: it removes what the flow left outside the store. While it runs the record is
+   * held: a put() of the same id waits until the end, so a flow created again meanwhile never has
+   * its new queue removed. False (record kept) when the record is not this one any more, or when
+   * cleanUp resolved false; cleanUp's rejection is this call's.
+   */
+  forgetDeletion(id: string, deletedAt: number, cleanUp?: () => Promise<boolean>): Promise<boolean>;
 }
 
 /** A flow deleted at `deletedAt` (epoch ms) and not created again since. */

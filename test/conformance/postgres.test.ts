@@ -107,6 +107,37 @@ describe('postgres: schema', () => {
   });
 });
 
+describe('postgres: flow deletion records', () => {
+  it('a put() racing a delete() of the same flow clears the record the delete committed while the put waited', async () => {
+    const b = await openBackend();
+    const t0 = new Date('2024-01-02T03:04:05.678Z');
+    const { normalizeFlow } = await import('../../src/core/flow.js');
+    const flow = normalizeFlow({}, 'raced', t0);
+    await b.flows.put(flow);
+    // A delete() in flight: its transaction holds the flow row and has written the record.
+    const other = await admin.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`DELETE FROM "${schema}".flows WHERE id = 'raced'`);
+      await other.query(`INSERT INTO "${schema}".flow_deletions (flow_id, deleted_at) VALUES ('raced', 1)`);
+      let putDone = false;
+      const putting = b.flows.put(flow).then(() => {
+        putDone = true;
+      });
+      await sleep(200);
+      expect(putDone).toBe(false); // the insert waits for the delete's row lock
+      await other.query('COMMIT');
+      await putting;
+    } finally {
+      other.release();
+    }
+    // The put came last: the flow exists and is not deleted (a statement whose snapshot predates
+    // the delete's commit would have left the record behind).
+    expect(await b.flows.get('raced')).toEqual(flow);
+    expect(await b.flows.deletions()).toEqual([]);
+  });
+});
+
 describe('postgres: instance registry', () => {
   it('counts the live instances, forgets one that left at once and one that stopped beating once it expires', async () => {
     const [a, b, c] = [await openStores(), await openStores(), await openStores()];

@@ -143,6 +143,61 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
       });
     });
 
+    describe('flow deletion records while cleaned up', () => {
+      it('holds the record while cleanUp runs: a put() of the same id waits for it; after a put, or when cleanUp says no, the record stays', async () => {
+        const t0 = new Date('2024-01-02T03:04:05.678Z');
+        const flow = normalizeFlow({}, 'f', t0);
+        await backend.flows.put(flow);
+        await backend.flows.delete('f');
+        const [r] = await backend.flows.deletions();
+        let release!: () => void;
+        const gate = new Promise<void>((resolve) => (release = resolve));
+        let started!: () => void;
+        const cleaning = new Promise<void>((resolve) => (started = resolve));
+        const forgetting = backend.flows.forgetDeletion('f', r!.deletedAt, async () => {
+          started();
+          await gate;
+          return true;
+        });
+        await cleaning;
+        let putDone = false;
+        const putting = backend.flows.put(flow).then(() => {
+          putDone = true;
+        });
+        await new Promise((res) => setTimeout(res, 200));
+        expect(putDone).toBe(false); // waits for the clean-up (the queue being removed)
+        expect(await backend.flows.get('f')).toBeUndefined();
+        release();
+        expect(await forgetting).toBe(true);
+        await putting;
+        expect(await backend.flows.get('f')).toEqual(flow);
+        expect(await backend.flows.deletions()).toEqual([]);
+
+        // Created again before the clean-up: the record is gone, cleanUp is not called.
+        await backend.flows.delete('f');
+        const [r2] = await backend.flows.deletions();
+        await backend.flows.put(flow);
+        let called = false;
+        expect(
+          await backend.flows.forgetDeletion('f', r2!.deletedAt, async () => {
+            called = true;
+            return true;
+          }),
+        ).toBe(false);
+        expect(called).toBe(false);
+
+        // cleanUp says not yet (jobs still in the queue), or fails: the record stays.
+        await backend.flows.delete('f');
+        const [r3] = await backend.flows.deletions();
+        expect(await backend.flows.forgetDeletion('f', r3!.deletedAt, async () => false)).toBe(false);
+        await expect(backend.flows.forgetDeletion('f', r3!.deletedAt, () => Promise.reject(new Error('broker away')))).rejects.toThrow('broker away');
+        expect(await backend.flows.deletions()).toEqual([r3]);
+        // …and a put() after a failed clean-up is not held up.
+        await backend.flows.put(flow);
+        expect(await backend.flows.deletions()).toEqual([]);
+      });
+    });
+
     describe('requests', () => {
       it('stores every field exactly: raw bytes, sub-ms receivedAt, multi-valued query and headers', async () => {
         // Not UTF-8 (lone 0xff/0xfe/0x80, NUL) and CRLF: raw bytes must round-trip byte for byte.

@@ -140,6 +140,48 @@ export class PgDatabase {
     }
   }
 
+  /**
+   * Run `fn` in one transaction on one connection: committed when it resolves, rolled back when it
+   * rejects (with its error). `query` runs a statement in it.
+   */
+  async transaction<T>(fn: (query: (text: string, values?: unknown[]) => Promise<pg.QueryResult>) => Promise<T>): Promise<T> {
+    if (this.closedFlag) throw storeClosed();
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw this.closedFlag ? storeClosed() : toStoreError(err);
+    }
+    let broken: unknown;
+    const onError = (err: Error): void => {
+      broken ??= err;
+    };
+    client.on('error', onError);
+    const query = async (text: string, values?: unknown[]): Promise<pg.QueryResult> => {
+      try {
+        return await client.query({ text, values });
+      } catch (err) {
+        throw toStoreError(err);
+      }
+    };
+    try {
+      await query('BEGIN');
+      let result: T;
+      try {
+        result = await fn(query);
+      } catch (err) {
+        if (broken === undefined) await client.query('ROLLBACK').catch((e: unknown) => (broken ??= e));
+        throw err;
+      }
+      await query('COMMIT');
+      return result;
+    } finally {
+      client.removeListener('error', onError);
+      // A connection that failed mid-transaction is not given back to the pool.
+      client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
+    }
+  }
+
   /** Close the pool: queries in flight finish first, later calls reject with 503. Idempotent. */
   close(): Promise<void> {
     this.closedFlag = true;

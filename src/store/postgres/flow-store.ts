@@ -17,12 +17,16 @@ export class PgFlowStore implements FlowStore {
   }
 
   async put(flow: Flow): Promise<void> {
-    // One statement, one transaction: the flow and the end of its deletion record.
-    await this.db.query(
-      `WITH cleared AS (DELETE FROM ${this.db.t.flowDeletions} WHERE flow_id = $1)
-       INSERT INTO ${this.db.t.flows} (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc`,
-      [flow.id, JSON.stringify(flow)],
-    );
+    // One transaction, two statements: the second takes a snapshot of its own (READ COMMITTED), so
+    // it sees a deletion record that a delete() the insert waited for has just committed, and it
+    // waits for a forgetDeletion() holding the record (its queue being removed).
+    await this.db.transaction(async (query) => {
+      await query(`INSERT INTO ${this.db.t.flows} (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc`, [
+        flow.id,
+        JSON.stringify(flow),
+      ]);
+      await query(`DELETE FROM ${this.db.t.flowDeletions} WHERE flow_id = $1`, [flow.id]);
+    });
   }
 
   async delete(id: string): Promise<boolean> {
@@ -42,8 +46,14 @@ export class PgFlowStore implements FlowStore {
     return rows.map((r) => ({ id: r.flow_id, deletedAt: Number(r.deleted_at) }));
   }
 
-  async forgetDeletion(id: string, deletedAt: number): Promise<boolean> {
-    const { rowCount } = await this.db.query(`DELETE FROM ${this.db.t.flowDeletions} WHERE flow_id = $1 AND deleted_at = $2`, [id, deletedAt]);
-    return (rowCount ?? 0) > 0;
+  async forgetDeletion(id: string, deletedAt: number, cleanUp?: () => Promise<boolean>): Promise<boolean> {
+    return this.db.transaction(async (query) => {
+      // Held (FOR UPDATE) while cleanUp runs: put() of this id deletes the record, so it waits.
+      const { rowCount } = await query(`SELECT 1 FROM ${this.db.t.flowDeletions} WHERE flow_id = $1 AND deleted_at = $2 FOR UPDATE`, [id, deletedAt]);
+      if ((rowCount ?? 0) === 0) return false;
+      if (cleanUp && !(await cleanUp())) return false;
+      await query(`DELETE FROM ${this.db.t.flowDeletions} WHERE flow_id = $1 AND deleted_at = $2`, [id, deletedAt]);
+      return true;
+    });
   }
 }

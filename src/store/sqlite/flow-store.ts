@@ -1,9 +1,13 @@
 import type { Flow } from '../../core/flow.js';
 import type { FlowDeletion, FlowStore } from '../contracts.js';
+import { KeyedLock } from './keyed-lock.js';
 import type { Reader } from './reader.js';
 import type { WriterClient } from './writer/writer-client.js';
 
 export class SqliteFlowStore implements FlowStore {
+  /** put() and forgetDeletion() of one flow id, one after the other (one process holds the file). */
+  private readonly byId = new KeyedLock();
+
   constructor(
     private readonly writer: WriterClient,
     private readonly reader: Reader,
@@ -19,8 +23,10 @@ export class SqliteFlowStore implements FlowStore {
     return doc === undefined ? undefined : (JSON.parse(doc) as Flow);
   }
 
-  async put(flow: Flow): Promise<void> {
-    await this.writer.call('putFlow', { id: flow.id, doc: JSON.stringify(flow) });
+  put(flow: Flow): Promise<void> {
+    return this.byId.run(flow.id, async () => {
+      await this.writer.call('putFlow', { id: flow.id, doc: JSON.stringify(flow) });
+    });
   }
 
   delete(id: string): Promise<boolean> {
@@ -35,7 +41,12 @@ export class SqliteFlowStore implements FlowStore {
     return rows;
   }
 
-  forgetDeletion(id: string, deletedAt: number): Promise<boolean> {
-    return this.writer.call('forgetFlowDeletion', { id, deletedAt });
+  forgetDeletion(id: string, deletedAt: number, cleanUp?: () => Promise<boolean>): Promise<boolean> {
+    return this.byId.run(id, async () => {
+      const held = this.reader.read('SELECT 1 FROM flow_deletions WHERE flow_id = ? AND deleted_at = ?', (s) => s.pluck().get(id, deletedAt));
+      if (held === undefined) return false;
+      if (cleanUp && !(await cleanUp())) return false;
+      return this.writer.call('forgetFlowDeletion', { id, deletedAt });
+    });
   }
 }
