@@ -23,6 +23,7 @@ import { FlowRegistry } from './store/flow-registry.js';
 import { startMembership } from './store/membership.js';
 import { createHousekeeping, type Housekeeping } from './store/housekeeping.js';
 import { createFlowQueueCleanup, type FlowQueueCleanup } from './flow-queue-cleanup.js';
+import { DEFAULT_DELAY_LEVELS_MS } from './queue/rabbitmq/index.js';
 
 /** Key of the master key's fingerprint in the shared settings (several instances, one database). */
 const MASTER_KEY_SETTING = 'master_key_fingerprint';
@@ -216,6 +217,14 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     attachments,
   });
   const housekeeping = createHousekeeping({ requests: backend.requests, attachments, retentionMs: config.retentionMs, logger });
+  // Shorter, and a retry still in a delay queue could come back to a removed queue (docs/distributed.md).
+  const safeGraceMs = Math.max(...DEFAULT_DELAY_LEVELS_MS) + 2 * config.flowRefreshMs;
+  if (config.rabbitmqUri && config.deletedFlowGraceMs < safeGraceMs) {
+    logger.warn(
+      { deletedFlowGraceMs: config.deletedFlowGraceMs, safeMs: safeGraceMs },
+      'DELETED_FLOW_GRACE is shorter than the longest retry delay (1 h) plus twice FLOW_REFRESH: a retry of a deleted flow may come back after its queue was removed and stay stuck in its delay queue',
+    );
+  }
   const flowQueueCleanup = createFlowQueueCleanup({
     flows: backend.flows,
     queue,

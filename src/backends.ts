@@ -59,6 +59,7 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
       prefix: config.rabbitmqPrefix,
       logger,
       ...(observers.onConfirmed ? { onConfirmed: observers.onConfirmed } : {}),
+      flowExists: async (flowId) => (await stores.flows.get(flowId)) !== undefined,
     });
   } catch (err) {
     await stores.close();

@@ -10,11 +10,15 @@ import type { FlowStore } from './store/contracts.js';
  *    drains a deleted flow's queue without declaring it again, so the runner dead-letters what is
  *    left in it, and a job published for it goes to the dead letters;
  * 2. for each record older than `graceMs`, asks the queue to remove the flow's queue (removeFlow:
- *    only once nothing is ready in it) and then forgets the record.
+ *    only once nothing is ready in it) and then forgets the record. The store holds the record
+ *    meanwhile (forgetDeletion's cleanUp): a flow created again with that id waits for the
+ *    removal, so its new queue is never the one removed.
  *
  * The grace lets every instance learn of the delete (each pass, every FLOW_REFRESH) and every retry
  * waiting in a delay queue come back (the longest level is 1 h) before the queue goes: a retry that
- * came back later would find no queue and be dropped by the broker. A flow created again clears its
+ * came back later would find no route, and the delay queue's at-least-once dead-lettering would
+ * keep it, trying again forever (and deliver it to the queue of a flow created later with that
+ * id). A flow created again clears its
  * record (FlowStore.put) and keeps its queue. Queues without removeFlow (embedded, PostgreSQL)
  * keep nothing outside the store: their records are only forgotten.
  */
@@ -31,12 +35,15 @@ export interface FlowQueueCleanupReport {
   removed: string[];
   /** Flows past the grace whose queue still holds ready jobs (tried again next pass). */
   waiting: string[];
+  /** Flows whose removal failed (broker or store away), with the first error; tried again next pass. */
+  failed: string[];
+  error?: unknown;
 }
 
 export interface FlowQueueCleanup {
   /** One pass now, then one every everyMs (no-op when started). */
   start(): void;
-  /** One pass (waits for a pass already running, then runs its own). */
+  /** One pass (waits for a pass already running, then runs its own); rejects when the records cannot be read. */
   runOnce(now?: number): Promise<FlowQueueCleanupReport>;
   /** Clear the timer and wait for a running pass. */
   stop(): Promise<void>;
@@ -45,21 +52,39 @@ export interface FlowQueueCleanup {
 export function createFlowQueueCleanup(o: FlowQueueCleanupOptions): FlowQueueCleanup {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> = Promise.resolve();
+  /** The flows reported waiting by the last pass: reported again only when that changes. */
+  let lastWaiting = '';
 
   const pass = async (now: number): Promise<FlowQueueCleanupReport> => {
     const records = await o.flows.deletions();
     o.queue.retireFlows?.(records.map((r) => r.id));
-    const report: FlowQueueCleanupReport = { removed: [], waiting: [] };
+    const report: FlowQueueCleanupReport = { removed: [], waiting: [], failed: [] };
+    const removeFlow = o.queue.removeFlow?.bind(o.queue);
     for (const r of records) {
       if (now - r.deletedAt < o.graceMs) continue;
-      if (o.queue.removeFlow && !(await o.queue.removeFlow(r.id))) {
-        report.waiting.push(r.id);
-        continue;
+      let waiting = false;
+      const cleanUp = removeFlow
+        ? async () => {
+            const removed = await removeFlow(r.id);
+            waiting = !removed;
+            return removed;
+          }
+        : undefined;
+      try {
+        // Only this record: the flow may have been created and deleted again meanwhile.
+        if (await o.flows.forgetDeletion(r.id, r.deletedAt, cleanUp)) report.removed.push(r.id);
+        else if (waiting) report.waiting.push(r.id);
+      } catch (err) {
+        report.failed.push(r.id);
+        report.error ??= err;
       }
-      // Only this record: the flow may have been created and deleted again meanwhile.
-      if (await o.flows.forgetDeletion(r.id, r.deletedAt)) report.removed.push(r.id);
     }
-    if (report.removed.length > 0 && o.queue.removeFlow) o.logger.info({ flows: report.removed }, 'queues of deleted flows removed');
+    if (report.removed.length > 0 && removeFlow) o.logger.info({ flows: report.removed }, 'queues of deleted flows removed');
+    const waitingNow = report.waiting.join(',');
+    if (waitingNow !== lastWaiting && report.waiting.length > 0) {
+      o.logger.info({ flows: report.waiting }, 'queues of deleted flows still hold jobs (the runner dead-letters them): removed once empty');
+    }
+    lastWaiting = waitingNow;
     return report;
   };
 
@@ -73,7 +98,14 @@ export function createFlowQueueCleanup(o: FlowQueueCleanupOptions): FlowQueueCle
   };
 
   const tick = (): void => {
-    runOnce().catch((err: unknown) => o.logger.warn({ err }, 'cleaning up after deleted flows failed; trying again'));
+    runOnce().then(
+      (report) => {
+        if (report.failed.length > 0) {
+          o.logger.warn({ err: report.error, flows: report.failed }, 'removing the queues of deleted flows failed; trying again');
+        }
+      },
+      (err: unknown) => o.logger.warn({ err }, 'reading the deleted flows failed; trying again'),
+    );
   };
 
   return {

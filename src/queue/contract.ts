@@ -94,7 +94,7 @@ export interface Queue {
    * Capability of queues that keep a queue per flow: the flows deleted and not created again (the
    * store's deletion records; the composition root passes all of them every FLOW_REFRESH). Their
    * queues are consumed without being declared again, so the runner dead-letters what is left in
-   * them; a job published for one goes straight to the dead letters.
+   * them; a job published for one goes straight to the dead letters (unless the flow exists again).
    */
   retireFlows?(flowIds: Iterable<string>): void;
   /**

@@ -794,6 +794,69 @@ describe('rabbitmq: deleted flows (retireFlows, removeFlow)', () => {
     expect((await a.stats()).ready).toBe(1);
   });
 
+  it("asks the store (flowExists): a flow retired here but created again elsewhere gets its jobs; a job or dead letter of a flow that does not exist goes nowhere else", async () => {
+    const exists = new Set(['flow-back']);
+    const q = await openQueue({ flowExists: async (flowId) => exists.has(flowId) });
+    q.watchFlows([{ id: 'flow-back', started: true }]);
+    await q.publish([newJob({ flowId: 'flow-back' })]);
+    // Deleted and created again on another instance between two looks of this one: still retired here.
+    q.watchFlows([]);
+    q.retireFlows(['flow-back']);
+    await q.publish([newJob({ flowId: 'flow-back' })]);
+    expect(await q.deadLetters({ flowId: 'flow-back', limit: 10 })).toEqual([]);
+    expect((await q.stats()).ready).toBe(2);
+    expect(await q.removeFlow('flow-back')).toBe(false); // no longer retired here
+    // A flow that does not exist: its job is dead-lettered, its queue never declared, and its
+    // dead letter not retried (409).
+    const orphan = newJob({ flowId: 'flow-never' });
+    await q.publish([orphan]);
+    expect((await q.deadLetters({ flowId: 'flow-never', limit: 10 })).map((d) => d.id)).toEqual([orphan.id]);
+    expect((await rejection(q.retryDead(orphan.id))).code).toBe('CONFLICT');
+    expect(await queueExists(q.topology.flowQueue('flow-never'))).toBe(false);
+    // Created: retried into its queue.
+    exists.add('flow-never');
+    expect(await q.retryDead(orphan.id)).toBe(true);
+    expect(await queueExists(q.topology.flowQueue('flow-never'))).toBe(true);
+  });
+
+  it("a removal the broker fails leaves the queue drained here as before", async () => {
+    const q = await openQueue();
+    const seen: string[] = [];
+    consume(q, async (d) => {
+      seen.push(d.job.id);
+    });
+    q.watchFlows([{ id: 'flow-d', started: true }]);
+    await q.publish([newJob({ flowId: 'flow-d' })]);
+    await waitFor(() => seen.length === 1, 'the first job', 5_000);
+    q.watchFlows([]);
+    q.retireFlows(['flow-d']);
+    extraQueues.push(q.topology.flowQueue('flow-d'));
+    // The next channel's queue.delete fails (a connection blip at that moment).
+    const conn = (q as unknown as { conn: Connection }).conn;
+    const acquire = conn.acquire.bind(conn);
+    conn.acquire = async (...args: Parameters<Connection['acquire']>) => {
+      const ch = await acquire(...args);
+      ch.queueDelete = () => Promise.reject(new Error('connection blip'));
+      conn.acquire = acquire;
+      return ch;
+    };
+    expect((await rejection(q.removeFlow('flow-d'))).code).toBe('QUEUE_UNAVAILABLE');
+    expect(await queueExists(q.topology.flowQueue('flow-d'))).toBe(true);
+    // A retry of the deleted flow comes back into its queue: still consumed here.
+    const raw = await rawConnection();
+    try {
+      const ch = await raw.acquire();
+      await ch.confirmSelect();
+      const late = newJob({ flowId: 'flow-d', attempts: 2 });
+      await ch.basicPublish({ exchange: q.topology.exchange, routingKey: retryRoutingKey('flow-d'), durable: true, messageId: late.id, contentType: 'application/json' }, Buffer.from(JSON.stringify(late)));
+      await ch.close();
+      await waitFor(() => seen.includes(late.id), 'the retry, consumed after the failed removal', 5_000);
+    } finally {
+      await raw.close();
+    }
+    await waitFor(async () => q.removeFlow('flow-d'), 'the queue removed on the next try', 5_000);
+  });
+
   it('an instance started after the delete drains what is left in the queue, without declaring it', async () => {
     const a = await openQueue();
     a.watchFlows([{ id: 'flow-z', started: true }]);

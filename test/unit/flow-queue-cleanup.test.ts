@@ -14,7 +14,9 @@ function recordsStore(records: FlowDeletion[]): FlowStore & { records: FlowDelet
     put: () => Promise.reject(new Error('unused')),
     delete: () => Promise.reject(new Error('unused')),
     deletions: async () => [...records],
-    async forgetDeletion(id, deletedAt) {
+    async forgetDeletion(id, deletedAt, cleanUp) {
+      if (!records.some((r) => r.id === id && r.deletedAt === deletedAt)) return false;
+      if (cleanUp && !(await cleanUp())) return false;
       const i = records.findIndex((r) => r.id === id && r.deletedAt === deletedAt);
       if (i < 0) return false;
       records.splice(i, 1);
@@ -58,14 +60,14 @@ describe('flow queue cleanup', () => {
     const queue = perFlowQueue(ready);
     const cleanup = createFlowQueueCleanup({ flows, queue, graceMs: 5_000, everyMs: 60_000, logger });
 
-    expect(await cleanup.runOnce(10_000)).toEqual({ removed: ['old-empty'], waiting: ['old-busy'] });
+    expect(await cleanup.runOnce(10_000)).toEqual({ removed: ['old-empty'], waiting: ['old-busy'], failed: [] });
     expect(queue.retired).toEqual([['old-empty', 'old-busy', 'recent']]);
     expect(queue.removals).toEqual(['old-empty', 'old-busy']); // 'recent' is within its grace
     expect(flows.records.map((r) => r.id)).toEqual(['old-busy', 'recent']);
 
     // Drained meanwhile (the runner dead-lettered its jobs); the recent one's grace ran out.
     ready.set('old-busy', 0);
-    expect(await cleanup.runOnce(14_500)).toEqual({ removed: ['old-busy', 'recent'], waiting: [] });
+    expect(await cleanup.runOnce(14_500)).toEqual({ removed: ['old-busy', 'recent'], waiting: [], failed: [] });
     expect(queue.retired.at(-1)).toEqual(['old-busy', 'recent']);
     expect(flows.records).toEqual([]);
   });
@@ -80,7 +82,7 @@ describe('flow queue cleanup', () => {
       return done;
     };
     const cleanup = createFlowQueueCleanup({ flows, queue, graceMs: 5_000, everyMs: 60_000, logger });
-    expect(await cleanup.runOnce(10_000)).toEqual({ removed: [], waiting: [] });
+    expect(await cleanup.runOnce(10_000)).toEqual({ removed: [], waiting: [], failed: [] });
     expect(flows.records).toEqual([{ id: 'f', deletedAt: 9_000 }]);
   });
 
@@ -91,24 +93,39 @@ describe('flow queue cleanup', () => {
     ]);
     const { retireFlows: _r, removeFlow: _m, retired: _x, removals: _y, ...plain } = perFlowQueue(new Map());
     const cleanup = createFlowQueueCleanup({ flows, queue: plain, graceMs: 5_000, everyMs: 60_000, logger });
-    expect(await cleanup.runOnce(10_000)).toEqual({ removed: ['a'], waiting: [] });
+    expect(await cleanup.runOnce(10_000)).toEqual({ removed: ['a'], waiting: [], failed: [] });
     expect(flows.records.map((r) => r.id)).toEqual(['b']);
   });
 
-  it('a failed pass (store or broker away) rejects, and the next pass runs', async () => {
-    const flows = recordsStore([{ id: 'a', deletedAt: 0 }]);
+  it('a removal that fails (broker away) is reported and tried again next pass; the other flows go on', async () => {
+    const flows = recordsStore([
+      { id: 'a', deletedAt: 0 },
+      { id: 'b', deletedAt: 0 },
+    ]);
     const queue = perFlowQueue(new Map());
     let down = true;
     const removeFlow = queue.removeFlow.bind(queue);
     queue.removeFlow = async (id) => {
-      if (down) throw new Error('broker away');
+      if (down && id === 'a') throw new Error('broker away');
       return removeFlow(id);
     };
     const cleanup = createFlowQueueCleanup({ flows, queue, graceMs: 5_000, everyMs: 60_000, logger });
-    await expect(cleanup.runOnce(10_000)).rejects.toThrow('broker away');
-    expect(flows.records).toHaveLength(1);
+    const first = await cleanup.runOnce(10_000);
+    expect(first).toMatchObject({ removed: ['b'], waiting: [], failed: ['a'] });
+    expect((first.error as Error).message).toBe('broker away');
+    expect(flows.records.map((r) => r.id)).toEqual(['a']);
     down = false;
-    expect(await cleanup.runOnce(10_000)).toEqual({ removed: ['a'], waiting: [] });
+    expect(await cleanup.runOnce(10_000)).toEqual({ removed: ['a'], waiting: [], failed: [] });
     await cleanup.stop();
+  });
+
+  it('a pass whose records cannot be read rejects; the next pass runs', async () => {
+    const flows = recordsStore([{ id: 'a', deletedAt: 0 }]);
+    const deletions = flows.deletions;
+    flows.deletions = () => Promise.reject(new Error('store away'));
+    const cleanup = createFlowQueueCleanup({ flows, queue: perFlowQueue(new Map()), graceMs: 5_000, everyMs: 60_000, logger });
+    await expect(cleanup.runOnce(10_000)).rejects.toThrow('store away');
+    flows.deletions = deletions;
+    expect(await cleanup.runOnce(10_000)).toEqual({ removed: ['a'], waiting: [], failed: [] });
   });
 });

@@ -29,6 +29,8 @@ export interface ConsumerHost {
   topologyLost(): void;
   /** The flow was deleted (RabbitMqQueue.retireFlows): its jobs are not parked. */
   retired(flowId: string): boolean;
+  /** A queue that may be deleted any moment (a deleted flow's): looked up before every consume. */
+  vanishing(queue: string): boolean;
 }
 
 /** Pause before trying again to open a consumer channel that failed (the broker may be restarting). */
@@ -328,13 +330,17 @@ export class RabbitConsumer implements Consumer {
   /** Cancelled by the broker (queue deleted, node down): declared again by the repair, then consumed. */
   private cancelled(ch: Channel, consumerTag: string): void {
     if (this.ch !== ch) return;
+    let known = false;
     for (const [queue, lane] of this.lanes) {
       if (lane.tag !== consumerTag) continue;
+      known = true;
       lane.tag = undefined;
       lane.cancelled = true;
-      this.host.logger.warn({ queue }, 'rabbitmq queue: consumer cancelled by the broker');
+      // A deleted flow's queue removed (here or by another instance) is expected to go.
+      if (!this.host.vanishing(queue)) this.host.logger.warn({ queue }, 'rabbitmq queue: consumer cancelled by the broker');
     }
-    this.host.topologyLost();
+    // A consumer this one had already let go of (a queue forgotten, a lane resized): nothing lost.
+    if (known) this.host.topologyLost();
   }
 
   private scheduleAttach(): void {
@@ -595,7 +601,8 @@ export class RabbitConsumer implements Consumer {
   private resize(ch: Channel, queue: string, lane: Lane, prefetch: number): void {
     this.cancelLane(lane);
     lane.prefetch = prefetch;
-    this.startLane(ch, queue, lane, false);
+    // Consuming a queue that is gone would close the channel every flow's deliveries share.
+    this.startLane(ch, queue, lane, this.host.vanishing(queue));
   }
 
   /** Cancel the lane's consumer, if it has one; what it delivered is settled as usual. */

@@ -50,6 +50,13 @@ export interface RabbitMqQueueOptions {
   logger?: QueueLogger;
   /** Called with the ms from each publish to its confirm (metrics); not for refused publishes. */
   onConfirmed?: (ms: number) => void;
+  /**
+   * Whether a flow exists now (the flow store): asked before the first publish of a flow's job in
+   * this process, and before retrying a dead letter, since what this process knows of deleted
+   * flows may be behind another instance's create. Without it, the jobs of retired flows go to
+   * the dead letters and those of any other flow to its queue.
+   */
+  flowExists?: (flowId: string) => Promise<boolean>;
 }
 
 /**
@@ -108,6 +115,7 @@ export class RabbitMqQueue implements Queue {
   private readonly logger: QueueLogger;
   private readonly connectTimeoutMs: number;
   private readonly onConfirmed: ((ms: number) => void) | undefined;
+  private readonly flowExists: ((flowId: string) => Promise<boolean>) | undefined;
   private admin: Promise<Channel> | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -156,6 +164,7 @@ export class RabbitMqQueue implements Queue {
     this.topologyRefreshMs = options.topologyRefreshMs ?? TOPOLOGY_REFRESH_MS;
     this.topologyRefreshFlows = options.topologyRefreshFlows ?? TOPOLOGY_REFRESH_FLOWS;
     this.onConfirmed = options.onConfirmed;
+    this.flowExists = options.flowExists;
     this.conn = new Connection({
       url: options.url,
       connectionName: options.connectionName ?? 'hookd',
@@ -193,6 +202,10 @@ export class RabbitMqQueue implements Queue {
       detach: (c) => this.consumers.delete(c),
       topologyLost: () => this.repairTopology(),
       retired: (flowId) => this.retiredFlows.has(flowId),
+      vanishing: (queue) => {
+        const flowId = this.topology.flowOf(queue);
+        return flowId !== undefined && this.retiredFlows.has(flowId);
+      },
     };
   }
 
@@ -284,9 +297,11 @@ export class RabbitMqQueue implements Queue {
 
   /**
    * The deleted flows (the store's deletion records): from now on their queues are consumed but
-   * never declared, and a job published for one goes to the dead letters. A flow that is listed
-   * (watchFlows) is not retired: it was created again. A flow no longer in the list is no longer
-   * retired: its record was forgotten once its queue was removed.
+   * never declared, and a job published for one goes to the dead letters unless the store says
+   * the flow exists (routeOf). A flow that is listed (watchFlows) is not retired: it was created
+   * again. A flow no longer in the list is no longer retired: its record was forgotten once its
+   * queue was removed, or it was created again (its jobs found the queue through routeOf, or
+   * will once watchFlows lists it).
    */
   retireFlows(flowIds: Iterable<string>): void {
     const next = new Set<string>();
@@ -335,7 +350,14 @@ export class RabbitMqQueue implements Queue {
       }
       // This instance's consumers first: a cancel of its own, not the broker's.
       this.flowQueueGone(flowId);
-      await ch.queueDelete({ queue });
+      try {
+        await ch.queueDelete({ queue });
+      } catch (err) {
+        // Still there: drained here again until the next try.
+        this.goneFlows.delete(flowId);
+        for (const c of this.consumers) c.attach();
+        throw err;
+      }
       this.logger.info({ flowId, queue }, 'rabbitmq queue: the queue of a deleted flow was removed');
       return true;
     } catch (err) {
@@ -365,11 +387,11 @@ export class RabbitMqQueue implements Queue {
 
   retryDead(jobId: string): Promise<boolean> {
     return this.scanner.take(jobId, async (dead) => {
-      // Its queue is being removed: declaring it again would leave it behind for good.
-      if (this.retiredFlows.has(dead.flowId)) {
-        throw new HookdError(E.CONFLICT, `Flow ${dead.flowId} was deleted: create it again to retry its dead letters`);
+      // A deleted flow's queue is removed, never declared again: it would stay behind for good
+      // (and the runner would only dead-letter the job again).
+      if ((await this.routeOf(dead.flowId)) === 'dead') {
+        throw new HookdError(E.CONFLICT, `Flow ${dead.flowId} does not exist (deleted): create it again to retry its dead letters`);
       }
-      await this.declareFlow(dead.flowId);
       await this.send({ ...dead, attempts: 1, deadAt: undefined, runAt: undefined }, this.topology.exchange, retryRoutingKey(dead.flowId));
     });
   }
@@ -439,11 +461,6 @@ export class RabbitMqQueue implements Queue {
     if (!(Number.isInteger(msg.attempts) && msg.attempts >= 1 && Number.isInteger(msg.maxAttempts) && msg.maxAttempts >= 1)) {
       return Promise.reject(new HookdError(E.VALIDATION_FAILED, 'job attempts and maxAttempts must be integers ≥ 1'));
     }
-    if (this.retiredFlows.has(msg.flowId)) {
-      // What the runner would do with it (queues of deleted flows are removed, never declared).
-      const lastError = `flow ${msg.flowId} does not exist (deleted); job dead-lettered`;
-      return this.send({ ...msg, deadAt: Date.now(), lastError }, this.topology.exchange, DEAD_KEY);
-    }
     const go = (): Promise<void> => {
       const delayMs = job.runAt === undefined ? 0 : job.runAt - Date.now();
       if (delayMs > 0) return this.sendDelayed(msg, delayMs);
@@ -451,7 +468,26 @@ export class RabbitMqQueue implements Queue {
     };
     // The hot path: the flow's queue is known to exist.
     if (this.declaredFlows.has(msg.flowId)) return go();
-    return this.declareFlow(msg.flowId).then(go);
+    return this.routeOf(msg.flowId).then((route) => {
+      if (route === 'queue') return go();
+      // What the runner would do with it (queues of deleted flows are removed, never declared).
+      const lastError = `flow ${msg.flowId} does not exist (deleted); job dead-lettered`;
+      return this.send({ ...msg, deadAt: Date.now(), lastError }, this.topology.exchange, DEAD_KEY);
+    });
+  }
+
+  /**
+   * Where a job of a flow whose queue this process has not declared goes: to its queue, declared
+   * first, when the flow exists; else to the dead letters. The store is asked (flowExists) when
+   * given: a retired flow may have been created again elsewhere since the last look at the
+   * deletion records (it is then no longer retired here).
+   */
+  private async routeOf(flowId: string): Promise<'queue' | 'dead'> {
+    const exists = this.flowExists ? await this.flowExists(flowId) : !this.retiredFlows.has(flowId);
+    if (!exists) return 'dead';
+    if (this.retiredFlows.delete(flowId)) this.goneFlows.delete(flowId);
+    await this.declareFlow(flowId);
+    return 'queue';
   }
 
   private publishRetry(job: JobMessage, delayMs: number): Promise<void> {
