@@ -622,6 +622,40 @@ describe('rabbitmq: a queue per flow', () => {
     await waitFor(() => seen.includes(job.requestId), 'the job, once the flow is known', 5_000);
   });
 
+  it('a consumer started after its flow queues were declared consumes them without declaring each again', async () => {
+    const q = await openQueue();
+    await q.publish([newJob({ flowId: 'flow-1' }), newJob({ flowId: 'flow-2' }), newJob({ flowId: 'flow-3' })]);
+    let declares = 0;
+    const declareFlow = q.topology.declareFlow.bind(q.topology);
+    q.topology.declareFlow = async (ch, flowId) => {
+      declares++;
+      return declareFlow(ch, flowId);
+    };
+    const seen: string[] = [];
+    const c = consume(q, async (d) => {
+      seen.push(d.job.flowId);
+    }) as unknown as { consuming: string[] };
+    await waitFor(() => seen.length === 3, 'the three jobs', 5_000);
+    expect(c.consuming).toHaveLength(3);
+    expect(declares).toBe(0); // 3 before: one declare, on a channel of its own, per queue
+
+    // A flow queue deleted by hand before the consumer starts: the failed consume closes the
+    // channel, and the consumer starts over, declaring what is missing.
+    const raw = await rawConnection();
+    try {
+      await raw.queueDelete({ queue: q.topology.flowQueue('flow-2') });
+    } finally {
+      await raw.close();
+    }
+    const again: string[] = [];
+    consume(q, async (d) => {
+      again.push(d.job.flowId);
+    });
+    await sleep(1_500);
+    await q.publish([newJob({ flowId: 'flow-1' }), newJob({ flowId: 'flow-2' })]);
+    await waitFor(() => [...seen, ...again].filter((f) => f === 'flow-2').length === 2, 'a job of the queue deleted by hand', 10_000);
+  });
+
   it("a stopped flow's jobs wait in its queue, not consumed, until the flow is started again", async () => {
     const q = await openQueue();
     const seen: string[] = [];

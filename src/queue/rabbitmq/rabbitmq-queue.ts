@@ -377,7 +377,9 @@ export class RabbitMqQueue implements Queue {
     }
     const consumer = new RabbitConsumer(handler, options.concurrency, this.consumerHost);
     this.consumers.add(consumer);
-    consumer.attach();
+    // The flow queues declared so far are consumed without being declared again (a queue deleted
+    // by hand meanwhile: its consume closes the channel, and the consumer starts over, declaring).
+    consumer.attach(new Set(this.flowQueueNames));
     return consumer;
   }
 
