@@ -82,8 +82,8 @@ const ORPHAN_GRACE_MS = 5_000;
 const TOPOLOGY_REFRESH_MS = 30_000;
 /**
  * Flow queues a refresh looks at, at most: with more flows, each in turn (1,000 flows: every
- * flow queue every 2.5 min). All of them each time cost the broker ≈ 0.6 s of CPU per instance
- * per refresh at 1,000 flows (a one-off measurement), growing with the flows.
+ * flow queue every 2.5 min). All of them each time cost the broker 3× the CPU at 500 flows
+ * (npm run bench:many-flows), growing with the flows.
  */
 const TOPOLOGY_REFRESH_FLOWS = 200;
 
