@@ -262,13 +262,13 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
       closing ??= (async () => {
         shuttingDown = true;
         clearInterval(refresh);
-        await housekeeping.stop();
-        await flowQueueCleanup.stop();
-        // One window for both: running steps go on while requests in flight finish, and get
-        // what is left of it (all of it when the server closed at once).
-        const deadline = Date.now() + config.shutdownGraceMs;
-        await closeServer(server, config.shutdownGraceMs);
-        await runner.stop({ graceMs: Math.max(0, deadline - Date.now()) });
+        // Background passes end at their next step (a batch, a deleted flow); not waited for
+        // before the window below.
+        const passesStopped = Promise.all([housekeeping.stop(), flowQueueCleanup.stop()]);
+        // One window for both, from now: the runner takes no new job, running steps finish while
+        // requests in flight do.
+        await Promise.all([closeServer(server, config.shutdownGraceMs), runner.stop({ graceMs: config.shutdownGraceMs })]);
+        await passesStopped;
         await membership.stop();
         await backend.close();
       })();

@@ -44,34 +44,40 @@ export interface FlowQueueCleanup {
   /** One pass now, then one every everyMs (no-op when started). */
   start(): void;
   /** One pass (waits for a pass already running, then runs its own); rejects when the records cannot be read. */
-  runOnce(now?: number): Promise<FlowQueueCleanupReport>;
-  /** Clear the timer and wait for a running pass. */
+  runOnce(): Promise<FlowQueueCleanupReport>;
+  /** Clear the timer; a running pass ends after the record it is at; resolves when it did. */
   stop(): Promise<void>;
 }
 
 export function createFlowQueueCleanup(o: FlowQueueCleanupOptions): FlowQueueCleanup {
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> = Promise.resolve();
+  let ticking = false;
+  /** stop() was called: a running pass ends after the record it is at. */
+  let stopped = false;
   /** The flows reported waiting by the last pass: reported again only when that changes. */
   let lastWaiting = '';
 
-  const pass = async (now: number): Promise<FlowQueueCleanupReport> => {
+  const pass = async (): Promise<FlowQueueCleanupReport> => {
     const records = await o.flows.deletions();
     o.queue.retireFlows?.(records.map((r) => r.id));
     const report: FlowQueueCleanupReport = { removed: [], waiting: [], failed: [] };
     const removeFlow = o.queue.removeFlow?.bind(o.queue);
     for (const r of records) {
-      if (now - r.deletedAt < o.graceMs) continue;
+      if (stopped) break;
+      // The record's age on the store's clock: this instance's may differ from the database's.
+      if (r.ageMs < o.graceMs) continue;
       let waiting = false;
       const cleanUp = removeFlow
-        ? async () => {
-            const removed = await removeFlow(r.id);
+        ? async (stillHeld: () => Promise<void>) => {
+            const removed = await removeFlow(r.id, stillHeld);
             waiting = !removed;
             return removed;
           }
         : undefined;
       try {
-        // Only this record: the flow may have been created and deleted again meanwhile.
+        // Only this record: the flow may have been created and deleted again meanwhile. Not one
+        // another instance is removing right now (it is held): reported as neither.
         if (await o.flows.forgetDeletion(r.id, r.deletedAt, cleanUp)) report.removed.push(r.id);
         else if (waiting) report.waiting.push(r.id);
       } catch (err) {
@@ -88,17 +94,22 @@ export function createFlowQueueCleanup(o: FlowQueueCleanupOptions): FlowQueueCle
     return report;
   };
 
-  const runOnce = (now?: number): Promise<FlowQueueCleanupReport> => {
-    const next = running.then(
-      () => pass(now ?? Date.now()),
-      () => pass(now ?? Date.now()),
-    );
+  const runOnce = (): Promise<FlowQueueCleanupReport> => {
+    const next = running.then(pass, pass);
     running = next.catch(() => {});
     return next;
   };
 
   const tick = (): void => {
-    runOnce().then(
+    // A pass still running (many flows deleted at once, a slow broker): this tick is skipped.
+    if (ticking) return;
+    ticking = true;
+    const done = (): void => {
+      ticking = false;
+    };
+    const passing = runOnce();
+    passing.then(done, done);
+    passing.then(
       (report) => {
         if (report.failed.length > 0) {
           o.logger.warn({ err: report.error, flows: report.failed }, 'removing the queues of deleted flows failed; trying again');
@@ -117,6 +128,7 @@ export function createFlowQueueCleanup(o: FlowQueueCleanupOptions): FlowQueueCle
     },
     runOnce,
     async stop() {
+      stopped = true;
       if (timer) clearInterval(timer);
       timer = undefined;
       await running;

@@ -101,7 +101,8 @@ export interface Queue {
    * Capability of queues that keep a queue per flow: delete a retired flow's queue once it holds
    * no ready job. True when it is gone (or never existed); false while jobs wait in it or when the
    * flow exists again. Called only once every instance knows the flow is deleted and no delayed
-   * retry of it can still come back (src/flow-queue-cleanup.ts).
+   * retry of it can still come back (src/flow-queue-cleanup.ts). `beforeDelete` runs right before
+   * the delete; its rejection cancels it (the store's hold on the deletion record was lost).
    */
-  removeFlow?(flowId: string): Promise<boolean>;
+  removeFlow?(flowId: string, beforeDelete?: () => Promise<void>): Promise<boolean>;
 }

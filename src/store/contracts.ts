@@ -24,16 +24,20 @@ export interface FlowStore {
    * Drop a deletion record, only if it is still this one (same time), once `cleanUp` (when given)
    * resolved true: it removes what the flow left outside the store. While it runs the record is
    * held: a put() of the same id waits until the end, so a flow created again meanwhile never has
-   * its new queue removed. False (record kept) when the record is not this one any more, or when
-   * cleanUp resolved false; cleanUp's rejection is this call's.
+   * its new queue removed; `stillHeld` rejects when the hold was lost (the database connection
+   * dropped), for cleanUp to call right before it removes anything. False (record kept) when the
+   * record is not this one any more, is being cleaned up by another instance, or when cleanUp
+   * resolved false; cleanUp's rejection is this call's.
    */
-  forgetDeletion(id: string, deletedAt: number, cleanUp?: () => Promise<boolean>): Promise<boolean>;
+  forgetDeletion(id: string, deletedAt: number, cleanUp?: (stillHeld: () => Promise<void>) => Promise<boolean>): Promise<boolean>;
 }
 
-/** A flow deleted at `deletedAt` (epoch ms) and not created again since. */
+/** A flow deleted at `deletedAt` (epoch ms, the store's clock) and not created again since. */
 export interface FlowDeletion {
   id: string;
   deletedAt: number;
+  /** How long ago, on the store's clock (instances' clocks may differ from the database's). */
+  ageMs: number;
 }
 
 export type AcceptOutcome =

@@ -792,6 +792,14 @@ describe('rabbitmq: deleted flows (retireFlows, removeFlow)', () => {
     });
     await waitFor(() => seen.length === 3, "the deleted flow's last jobs", 5_000);
     expect(seen.sort()).toEqual(left.map((j) => j.id).sort());
+    // b's topology declares from now on (a repair would be one).
+    let bDeclares = 0;
+    const bInternals = b as unknown as { declareTopology(flowIds?: Iterable<string>): Promise<void> };
+    const declareTopology = bInternals.declareTopology.bind(b);
+    bInternals.declareTopology = (flowIds) => {
+      bDeclares++;
+      return declareTopology(flowIds);
+    };
     let removed = false;
     for (let i = 0; i < 50 && !removed; i++) {
       removed = await a.removeFlow('flow-x');
@@ -799,10 +807,11 @@ describe('rabbitmq: deleted flows (retireFlows, removeFlow)', () => {
     }
     expect(removed).toBe(true);
     expect(await queueExists(queue)).toBe(false);
-    // b's consumer was cancelled by the broker: b does not declare the queue again (its repair
-    // runs 1 s after the cancel), and goes on with other flows.
+    // b's consumer was cancelled by the broker: b looks at that queue alone, lets it go, and
+    // neither declares it again nor repairs its whole topology (a repair runs 1 s after a loss).
     await sleep(1_800);
     expect(await queueExists(queue)).toBe(false);
+    expect(bDeclares).toBe(0);
     b.watchFlows([{ id: 'flow-y', started: true }]);
     const other = newJob({ flowId: 'flow-y' });
     await a.publish([other]);
@@ -889,6 +898,25 @@ describe('rabbitmq: deleted flows (retireFlows, removeFlow)', () => {
       await raw.close();
     }
     await waitFor(async () => q.removeFlow('flow-d'), 'the queue removed on the next try', 5_000);
+  });
+
+  it("a retry of a deleted flow's job goes to the dead letters, not into a delay queue its queue may not outlive", async () => {
+    const q = await openQueue();
+    extraQueues.push(q.topology.flowQueue('flow-r2'));
+    q.watchFlows([{ id: 'flow-r2', started: true }]);
+    const job = newJob({ flowId: 'flow-r2' });
+    await q.publish([job]);
+    q.watchFlows([]);
+    q.retireFlows(['flow-r2']);
+    // Its step failed; the runner asks for a retry in 10 minutes.
+    consume(q, async (d) => {
+      await d.nack({ delayMs: 600_000, error: 'step failed' });
+    });
+    await waitFor(async () => (await q.deadLetters({ flowId: 'flow-r2', limit: 10 })).length === 1, 'the dead letter', 5_000);
+    const [dead] = await q.deadLetters({ flowId: 'flow-r2', limit: 10 });
+    expect(dead).toMatchObject({ id: job.id, attempts: 2 });
+    expect(dead!.lastError).toMatch(/flow-r2 does not exist \(deleted\)/);
+    expect((await q.stats()).delayed).toBe(0);
   });
 
   it('an instance started after the delete drains what is left in the queue, without declaring it', async () => {

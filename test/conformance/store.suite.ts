@@ -118,6 +118,14 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
           expect(d.deletedAt).toBeLessThanOrEqual(after + 2_000);
         }
         expect(records[0]!.deletedAt).toBeLessThan(records[1]!.deletedAt);
+        // Ages on the store's clock: the oldest first, none negative, about what passed here.
+        expect(records[0]!.ageMs).toBeGreaterThanOrEqual(records[1]!.ageMs);
+        for (const d of records) {
+          expect(d.ageMs).toBeGreaterThanOrEqual(0);
+          expect(d.ageMs).toBeLessThanOrEqual(Date.now() - before + 2_000);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+        expect((await backend.flows.deletions())[0]!.ageMs).toBeGreaterThanOrEqual(records[0]!.ageMs + 40);
 
         // Created again: no longer deleted. Deleted again: a new record (a later time).
         await backend.flows.put(normalizeFlow({}, 'b', t0));
@@ -160,6 +168,13 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
           return true;
         });
         await cleaning;
+        // Another instance's pass meanwhile: not this record's cleaner (PostgreSQL skips it at once,
+        // SQLite's single process takes it after the first, when it is gone).
+        let secondCalled = false;
+        const second = backend.flows.forgetDeletion('f', r!.deletedAt, async () => {
+          secondCalled = true;
+          return true;
+        });
         let putDone = false;
         const putting = backend.flows.put(flow).then(() => {
           putDone = true;
@@ -169,6 +184,8 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
         expect(await backend.flows.get('f')).toBeUndefined();
         release();
         expect(await forgetting).toBe(true);
+        expect(await second).toBe(false);
+        expect(secondCalled).toBe(false);
         await putting;
         expect(await backend.flows.get('f')).toEqual(flow);
         expect(await backend.flows.deletions()).toEqual([]);
@@ -191,7 +208,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
         const [r3] = await backend.flows.deletions();
         expect(await backend.flows.forgetDeletion('f', r3!.deletedAt, async () => false)).toBe(false);
         await expect(backend.flows.forgetDeletion('f', r3!.deletedAt, () => Promise.reject(new Error('broker away')))).rejects.toThrow('broker away');
-        expect(await backend.flows.deletions()).toEqual([r3]);
+        expect((await backend.flows.deletions()).map(({ id, deletedAt }) => ({ id, deletedAt }))).toEqual([{ id: r3!.id, deletedAt: r3!.deletedAt }]);
         // …and a put() after a failed clean-up is not held up.
         await backend.flows.put(flow);
         expect(await backend.flows.deletions()).toEqual([]);

@@ -5,18 +5,22 @@ import type { FlowDeletion, FlowStore } from '../../src/store/contracts.js';
 
 const logger = { info: () => {}, warn: () => {} };
 
+type Record = Omit<FlowDeletion, 'ageMs'>;
+/** The store's clock (ms): records' ages are measured on it. */
+let clock = 0;
+
 /** A flow store holding only deletion records (the rest is never called here). */
-function recordsStore(records: FlowDeletion[]): FlowStore & { records: FlowDeletion[] } {
+function recordsStore(records: Record[]): FlowStore & { records: Record[] } {
   return {
     records,
     list: () => Promise.reject(new Error('unused')),
     get: () => Promise.reject(new Error('unused')),
     put: () => Promise.reject(new Error('unused')),
     delete: () => Promise.reject(new Error('unused')),
-    deletions: async () => [...records],
+    deletions: async () => records.map((r) => ({ ...r, ageMs: clock - r.deletedAt })),
     async forgetDeletion(id, deletedAt, cleanUp) {
       if (!records.some((r) => r.id === id && r.deletedAt === deletedAt)) return false;
-      if (cleanUp && !(await cleanUp())) return false;
+      if (cleanUp && !(await cleanUp(async () => {}))) return false;
       const i = records.findIndex((r) => r.id === id && r.deletedAt === deletedAt);
       if (i < 0) return false;
       records.splice(i, 1);
@@ -60,14 +64,16 @@ describe('flow queue cleanup', () => {
     const queue = perFlowQueue(ready);
     const cleanup = createFlowQueueCleanup({ flows, queue, graceMs: 5_000, everyMs: 60_000, logger });
 
-    expect(await cleanup.runOnce(10_000)).toEqual({ removed: ['old-empty'], waiting: ['old-busy'], failed: [] });
+    clock = 10_000;
+    expect(await cleanup.runOnce()).toEqual({ removed: ['old-empty'], waiting: ['old-busy'], failed: [] });
     expect(queue.retired).toEqual([['old-empty', 'old-busy', 'recent']]);
     expect(queue.removals).toEqual(['old-empty', 'old-busy']); // 'recent' is within its grace
     expect(flows.records.map((r) => r.id)).toEqual(['old-busy', 'recent']);
 
     // Drained meanwhile (the runner dead-lettered its jobs); the recent one's grace ran out.
     ready.set('old-busy', 0);
-    expect(await cleanup.runOnce(14_500)).toEqual({ removed: ['old-busy', 'recent'], waiting: [], failed: [] });
+    clock = 14_500;
+    expect(await cleanup.runOnce()).toEqual({ removed: ['old-busy', 'recent'], waiting: [], failed: [] });
     expect(queue.retired.at(-1)).toEqual(['old-busy', 'recent']);
     expect(flows.records).toEqual([]);
   });
@@ -82,7 +88,8 @@ describe('flow queue cleanup', () => {
       return done;
     };
     const cleanup = createFlowQueueCleanup({ flows, queue, graceMs: 5_000, everyMs: 60_000, logger });
-    expect(await cleanup.runOnce(10_000)).toEqual({ removed: [], waiting: [], failed: [] });
+    clock = 10_000;
+    expect(await cleanup.runOnce()).toEqual({ removed: [], waiting: [], failed: [] });
     expect(flows.records).toEqual([{ id: 'f', deletedAt: 9_000 }]);
   });
 
@@ -93,7 +100,8 @@ describe('flow queue cleanup', () => {
     ]);
     const { retireFlows: _r, removeFlow: _m, retired: _x, removals: _y, ...plain } = perFlowQueue(new Map());
     const cleanup = createFlowQueueCleanup({ flows, queue: plain, graceMs: 5_000, everyMs: 60_000, logger });
-    expect(await cleanup.runOnce(10_000)).toEqual({ removed: ['a'], waiting: [], failed: [] });
+    clock = 10_000;
+    expect(await cleanup.runOnce()).toEqual({ removed: ['a'], waiting: [], failed: [] });
     expect(flows.records.map((r) => r.id)).toEqual(['b']);
   });
 
@@ -110,13 +118,45 @@ describe('flow queue cleanup', () => {
       return removeFlow(id);
     };
     const cleanup = createFlowQueueCleanup({ flows, queue, graceMs: 5_000, everyMs: 60_000, logger });
-    const first = await cleanup.runOnce(10_000);
+    clock = 10_000;
+    const first = await cleanup.runOnce();
     expect(first).toMatchObject({ removed: ['b'], waiting: [], failed: ['a'] });
     expect((first.error as Error).message).toBe('broker away');
     expect(flows.records.map((r) => r.id)).toEqual(['a']);
     down = false;
-    expect(await cleanup.runOnce(10_000)).toEqual({ removed: ['a'], waiting: [], failed: [] });
+    clock = 10_000;
+    expect(await cleanup.runOnce()).toEqual({ removed: ['a'], waiting: [], failed: [] });
     await cleanup.stop();
+  });
+
+  it('stop() during a pass ends it after the flow it is at; start() skips a tick while a pass runs', async () => {
+    const flows = recordsStore([
+      { id: 'a', deletedAt: 0 },
+      { id: 'b', deletedAt: 0 },
+    ]);
+    const queue = perFlowQueue(new Map());
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const removeFlow = queue.removeFlow.bind(queue);
+    queue.removeFlow = async (id) => {
+      if (id === 'a') await gate;
+      return removeFlow(id);
+    };
+    clock = 10_000;
+    const cleanup = createFlowQueueCleanup({ flows, queue, graceMs: 5_000, everyMs: 10, logger });
+    cleanup.start(); // a pass at once, stuck at 'a'
+    await new Promise((r) => setTimeout(r, 60)); // ticks meanwhile: skipped, not queued
+    expect(queue.retired).toHaveLength(1);
+    let stopped = false;
+    const stopping = cleanup.stop().then(() => {
+      stopped = true;
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(stopped).toBe(false); // waits for the flow it is at
+    release();
+    await stopping;
+    expect(queue.removals).toEqual(['a']); // not 'b'
+    expect(flows.records.map((r) => r.id)).toEqual(['b']);
   });
 
   it('a pass whose records cannot be read rejects; the next pass runs', async () => {
@@ -124,8 +164,10 @@ describe('flow queue cleanup', () => {
     const deletions = flows.deletions;
     flows.deletions = () => Promise.reject(new Error('store away'));
     const cleanup = createFlowQueueCleanup({ flows, queue: perFlowQueue(new Map()), graceMs: 5_000, everyMs: 60_000, logger });
-    await expect(cleanup.runOnce(10_000)).rejects.toThrow('store away');
+    clock = 10_000;
+    await expect(cleanup.runOnce()).rejects.toThrow('store away');
     flows.deletions = deletions;
-    expect(await cleanup.runOnce(10_000)).toEqual({ removed: ['a'], waiting: [], failed: [] });
+    clock = 10_000;
+    expect(await cleanup.runOnce()).toEqual({ removed: ['a'], waiting: [], failed: [] });
   });
 });

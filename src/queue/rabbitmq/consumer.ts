@@ -29,8 +29,10 @@ export interface ConsumerHost {
   topologyLost(): void;
   /** The flow was deleted (RabbitMqQueue.retireFlows): its jobs are not parked. */
   retired(flowId: string): boolean;
-  /** A queue that may be deleted any moment (a deleted flow's): looked up before every consume. */
+  /** A queue that may be deleted any moment (a deleted flow's): looked up before every consume, never resized. */
   vanishing(queue: string): boolean;
+  /** The broker cancelled the consumer of a vanishing queue: look whether it is gone (not a topology loss). */
+  vanished(queue: string): void;
 }
 
 /** Pause before trying again to open a consumer channel that failed (the broker may be restarting). */
@@ -213,6 +215,14 @@ export class RabbitConsumer implements Consumer {
     this.cancelLane(lane);
   }
 
+  /** Consume this queue again after the broker cancelled its consumer (the queue is still there). */
+  reattach(queue: string): void {
+    const lane = this.lanes.get(queue);
+    if (lane === undefined || this.state !== 'active') return;
+    lane.cancelled = false;
+    this.attach();
+  }
+
   /**
    * Consume these queues again (each was deleted and declared again: its old consumer may be
    * attached to nothing), unless a queue's consumer started at or after `attachedBefore`; with
@@ -330,17 +340,21 @@ export class RabbitConsumer implements Consumer {
   /** Cancelled by the broker (queue deleted, node down): declared again by the repair, then consumed. */
   private cancelled(ch: Channel, consumerTag: string): void {
     if (this.ch !== ch) return;
-    let known = false;
+    let lost = false;
     for (const [queue, lane] of this.lanes) {
       if (lane.tag !== consumerTag) continue;
-      known = true;
       lane.tag = undefined;
       lane.cancelled = true;
       // A deleted flow's queue removed (here or by another instance) is expected to go.
-      if (!this.host.vanishing(queue)) this.host.logger.warn({ queue }, 'rabbitmq queue: consumer cancelled by the broker');
+      if (this.host.vanishing(queue)) {
+        this.host.vanished(queue);
+        continue;
+      }
+      lost = true;
+      this.host.logger.warn({ queue }, 'rabbitmq queue: consumer cancelled by the broker');
     }
     // A consumer this one had already let go of (a queue forgotten, a lane resized): nothing lost.
-    if (known) this.host.topologyLost();
+    if (lost) this.host.topologyLost();
   }
 
   private scheduleAttach(): void {
@@ -551,9 +565,11 @@ export class RabbitConsumer implements Consumer {
         continue;
       }
       if (lane.tag === undefined || lane.ch !== ch) continue;
-      live.push([queue, lane]);
       if (held(lane) > 0) lane.busyAt = now;
       sum += lane.prefetch;
+      // Never resized: a new consume of a queue deleted meanwhile would close the channel every
+      // flow's deliveries share (a deleted flow's queue is drained as it is, then removed).
+      if (!this.host.vanishing(queue)) live.push([queue, lane]);
     }
     const base = this.basePrefetch();
     // The base prefetch of every queue, plus the concurrency for the busy ones to grow into.
@@ -601,8 +617,7 @@ export class RabbitConsumer implements Consumer {
   private resize(ch: Channel, queue: string, lane: Lane, prefetch: number): void {
     this.cancelLane(lane);
     lane.prefetch = prefetch;
-    // Consuming a queue that is gone would close the channel every flow's deliveries share.
-    this.startLane(ch, queue, lane, this.host.vanishing(queue));
+    this.startLane(ch, queue, lane, false);
   }
 
   /** Cancel the lane's consumer, if it has one; what it delivered is settled as usual. */

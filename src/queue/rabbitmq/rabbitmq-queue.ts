@@ -132,8 +132,8 @@ export class RabbitMqQueue implements Queue {
   private topologyTimer: NodeJS.Timeout | undefined;
   private readonly topologyRefreshMs: number;
   private readonly topologyRefreshFlows: number;
-  /** Where the next refresh's turn of flow queues starts (an index into declaredFlows). */
-  private refreshCursor = 0;
+  /** The last flow of the previous refresh's turn: the next turn starts after it (by id). */
+  private refreshAfter: string | undefined;
   /** Flows whose queue this process declared (or is declaring): flow id → the declare. */
   private readonly flowQueues = new Map<string, Promise<void>>();
   /** Flows whose queue is known to be declared: publishes to them go out without waiting. */
@@ -149,6 +149,8 @@ export class RabbitMqQueue implements Queue {
   private readonly retiredFlows = new Set<string>();
   /** Retired flows whose queue is known to be gone: not consumed. */
   private readonly goneFlows = new Set<string>();
+  /** routeOf() under way, by flow. */
+  private readonly routing = new Map<string, Promise<'queue' | 'dead'>>();
   /** The legacy work queue exists and is drained alongside the flow queues (topology.ts). */
   private legacyWorkQueue = false;
 
@@ -163,6 +165,9 @@ export class RabbitMqQueue implements Queue {
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.topologyRefreshMs = options.topologyRefreshMs ?? TOPOLOGY_REFRESH_MS;
     this.topologyRefreshFlows = options.topologyRefreshFlows ?? TOPOLOGY_REFRESH_FLOWS;
+    if (!Number.isInteger(this.topologyRefreshFlows) || this.topologyRefreshFlows < 1) {
+      throw new Error('topologyRefreshFlows must be a positive integer');
+    }
     this.onConfirmed = options.onConfirmed;
     this.flowExists = options.flowExists;
     this.conn = new Connection({
@@ -206,6 +211,7 @@ export class RabbitMqQueue implements Queue {
         const flowId = this.topology.flowOf(queue);
         return flowId !== undefined && this.retiredFlows.has(flowId);
       },
+      vanished: (queue) => this.retiredQueueCancelled(queue),
     };
   }
 
@@ -332,7 +338,7 @@ export class RabbitMqQueue implements Queue {
    * (the flow is retired there too). True when the queue is gone; false while jobs are ready in it
    * or when the flow is not retired (it exists again). Rejects with 503 while the broker is away.
    */
-  async removeFlow(flowId: string): Promise<boolean> {
+  async removeFlow(flowId: string, beforeDelete?: () => Promise<void>): Promise<boolean> {
     if (!this.retiredFlows.has(flowId)) return false;
     if (this.closed) throw unavailable('queue', 'the RabbitMQ queue is closed');
     if (!this.publisher.ready) throw unavailable('queue', 'RabbitMQ is unreachable or blocked (reconnecting)');
@@ -348,6 +354,7 @@ export class RabbitMqQueue implements Queue {
         this.flowQueueGone(flowId);
         return true;
       }
+      await beforeDelete?.();
       // This instance's consumers first: a cancel of its own, not the broker's.
       this.flowQueueGone(flowId);
       try {
@@ -470,12 +477,8 @@ export class RabbitMqQueue implements Queue {
     };
     // The hot path: the flow's queue is known to exist.
     if (this.declaredFlows.has(msg.flowId)) return go();
-    return this.routeOf(msg.flowId).then((route) => {
-      if (route === 'queue') return go();
-      // What the runner would do with it (queues of deleted flows are removed, never declared).
-      const lastError = `flow ${msg.flowId} does not exist (deleted); job dead-lettered`;
-      return this.send({ ...msg, deadAt: Date.now(), lastError }, this.topology.exchange, DEAD_KEY);
-    });
+    // Queues of deleted flows are removed, never declared: their jobs go to the dead letters.
+    return this.routeOf(msg.flowId).then((route) => (route === 'queue' ? go() : this.sendDeadOfDeletedFlow(msg)));
   }
 
   /**
@@ -484,17 +487,44 @@ export class RabbitMqQueue implements Queue {
    * given: a retired flow may have been created again elsewhere since the last look at the
    * deletion records (it is then no longer retired here).
    */
-  private async routeOf(flowId: string): Promise<'queue' | 'dead'> {
-    const exists = this.flowExists ? await this.flowExists(flowId) : !this.retiredFlows.has(flowId);
-    if (!exists) return 'dead';
-    if (this.retiredFlows.delete(flowId)) this.goneFlows.delete(flowId);
-    await this.declareFlow(flowId);
-    return 'queue';
+  private routeOf(flowId: string): Promise<'queue' | 'dead'> {
+    // A burst of first publishes of one flow asks the store once.
+    let routing = this.routing.get(flowId);
+    if (routing === undefined) {
+      routing = (async () => {
+        const exists = this.flowExists ? await this.flowExists(flowId) : !this.retiredFlows.has(flowId);
+        if (!exists) return 'dead' as const;
+        if (this.retiredFlows.delete(flowId)) this.goneFlows.delete(flowId);
+        await this.declareFlow(flowId);
+        return 'queue' as const;
+      })();
+      this.routing.set(flowId, routing);
+      const done = (): void => {
+        if (this.routing.get(flowId) === routing) this.routing.delete(flowId);
+      };
+      routing.then(done, done);
+    }
+    return routing;
   }
 
+  /**
+   * A job back into its flow's queue: retries (through a wait queue when delayed), parks, jobs
+   * given back. A deleted flow's go to the dead letters instead (unless it exists again): a retry
+   * still waiting once its queue is removed would come back to no queue.
+   */
   private publishRetry(job: JobMessage, delayMs: number): Promise<void> {
-    if (delayMs <= 0) return this.send({ ...job, runAt: undefined }, this.topology.exchange, retryRoutingKey(job.flowId));
-    return this.sendDelayed(job, delayMs);
+    const go = (): Promise<void> => {
+      if (delayMs <= 0) return this.send({ ...job, runAt: undefined }, this.topology.exchange, retryRoutingKey(job.flowId));
+      return this.sendDelayed(job, delayMs);
+    };
+    if (!this.retiredFlows.has(job.flowId)) return go();
+    return this.routeOf(job.flowId).then((route) => (route === 'queue' ? go() : this.sendDeadOfDeletedFlow(job)));
+  }
+
+  /** What the runner does with a job of a flow that does not exist: to the dead letters. */
+  private sendDeadOfDeletedFlow(job: JobMessage): Promise<void> {
+    const lastError = `flow ${job.flowId} does not exist (deleted); job dead-lettered`;
+    return this.send({ ...job, runAt: undefined, deadAt: Date.now(), lastError }, this.topology.exchange, DEAD_KEY);
   }
 
   /**
@@ -646,6 +676,25 @@ export class RabbitMqQueue implements Queue {
     for (const flowId of this.declaredFlows) if (!this.pausedFlows.has(flowId)) yield this.topology.flowQueue(flowId);
     for (const flowId of this.retiredFlows) if (!this.goneFlows.has(flowId)) yield this.topology.flowQueue(flowId);
     if (this.legacyWorkQueue) yield this.topology.legacyWorkQueue;
+  }
+
+  /**
+   * The broker cancelled a consumer of a retired flow's queue: removed (by another instance,
+   * most likely), or the queue's leader moved. Only that queue is looked at: no repair of the
+   * whole topology for an expected removal.
+   */
+  private retiredQueueCancelled(queue: string): void {
+    const flowId = this.topology.flowOf(queue);
+    if (flowId === undefined) return;
+    this.missingQueues([queue]).then(
+      (missing) => {
+        if (missing.length > 0) this.flowQueueGone(flowId);
+        else for (const c of this.consumers) c.reattach(queue);
+      },
+      () => {
+        // Disconnected: the reconnect starts every consumer again.
+      },
+    );
   }
 
   /** A retired flow's queue is gone (removed here or by another instance): no longer consumed. */
@@ -803,10 +852,14 @@ export class RabbitMqQueue implements Queue {
     const all = [...this.declaredFlows];
     const n = this.topologyRefreshFlows;
     if (all.length <= n) return all;
-    const start = this.refreshCursor % all.length;
+    // By flow id, so that flows added or retired meanwhile do not shift anyone's turn.
+    all.sort();
+    const after = this.refreshAfter;
+    let start = after === undefined ? 0 : all.findIndex((id) => id > after);
+    if (start < 0) start = 0;
     const turn = all.slice(start, start + n);
     if (turn.length < n) turn.push(...all.slice(0, n - turn.length));
-    this.refreshCursor = (start + n) % all.length;
+    this.refreshAfter = turn[turn.length - 1];
     return turn;
   }
 

@@ -157,11 +157,15 @@ export class PgDatabase {
       broken ??= err;
     };
     client.on('error', onError);
+    const mapped = (err: unknown): unknown => (this.closedFlag ? storeClosed() : toStoreError(err));
     const query = async (text: string, values?: unknown[]): Promise<pg.QueryResult> => {
       try {
         return await client.query({ text, values });
       } catch (err) {
-        throw toStoreError(err);
+        // Not an error the server answered (a lost connection, a client-side timeout with the
+        // query still pending): the connection cannot be used again.
+        if (!(err instanceof pg.DatabaseError)) broken ??= err;
+        throw mapped(err);
       }
     };
     try {
@@ -173,12 +177,17 @@ export class PgDatabase {
         if (broken === undefined) await client.query('ROLLBACK').catch((e: unknown) => (broken ??= e));
         throw err;
       }
-      await query('COMMIT');
+      try {
+        await query('COMMIT');
+      } catch (err) {
+        broken ??= err; // committed or not, this connection's state is unknown: not reused
+        throw err;
+      }
       return result;
     } finally {
       client.removeListener('error', onError);
       // A connection that failed mid-transaction is not given back to the pool.
-      client.release(broken instanceof Error ? broken : broken === undefined ? undefined : true);
+      client.release(broken === undefined ? undefined : broken instanceof Error ? broken : true);
     }
   }
 

@@ -40,18 +40,28 @@ export class PgFlowStore implements FlowStore {
   }
 
   async deletions(): Promise<FlowDeletion[]> {
-    const { rows } = await this.db.query<{ flow_id: string; deleted_at: string }>(
-      `SELECT flow_id, deleted_at FROM ${this.db.t.flowDeletions} ORDER BY deleted_at, flow_id`,
+    const { rows } = await this.db.query<{ flow_id: string; deleted_at: string; age_ms: number }>(
+      `SELECT flow_id, deleted_at, ${NOW_MS} - deleted_at AS age_ms FROM ${this.db.t.flowDeletions} ORDER BY deleted_at, flow_id`,
     );
-    return rows.map((r) => ({ id: r.flow_id, deletedAt: Number(r.deleted_at) }));
+    return rows.map((r) => ({ id: r.flow_id, deletedAt: Number(r.deleted_at), ageMs: Math.max(0, Math.floor(Number(r.age_ms))) }));
   }
 
-  async forgetDeletion(id: string, deletedAt: number, cleanUp?: () => Promise<boolean>): Promise<boolean> {
+  async forgetDeletion(id: string, deletedAt: number, cleanUp?: (stillHeld: () => Promise<void>) => Promise<boolean>): Promise<boolean> {
     return this.db.transaction(async (query) => {
+      // The broker's calls run inside this transaction: a server-side idle timeout must not end it.
+      await query('SET LOCAL idle_in_transaction_session_timeout = 0');
       // Held (FOR UPDATE) while cleanUp runs: put() of this id deletes the record, so it waits.
-      const { rowCount } = await query(`SELECT 1 FROM ${this.db.t.flowDeletions} WHERE flow_id = $1 AND deleted_at = $2 FOR UPDATE`, [id, deletedAt]);
+      // SKIP LOCKED: another instance cleaning it up right now is left to it.
+      const { rowCount } = await query(
+        `SELECT 1 FROM ${this.db.t.flowDeletions} WHERE flow_id = $1 AND deleted_at = $2 FOR UPDATE SKIP LOCKED`,
+        [id, deletedAt],
+      );
       if ((rowCount ?? 0) === 0) return false;
-      if (cleanUp && !(await cleanUp())) return false;
+      // A statement on the transaction's connection: fails when that connection (and the lock) is gone.
+      const stillHeld = async (): Promise<void> => {
+        await query('SELECT 1');
+      };
+      if (cleanUp && !(await cleanUp(stillHeld))) return false;
       await query(`DELETE FROM ${this.db.t.flowDeletions} WHERE flow_id = $1 AND deleted_at = $2`, [id, deletedAt]);
       return true;
     });

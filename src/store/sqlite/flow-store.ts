@@ -36,16 +36,18 @@ export class SqliteFlowStore implements FlowStore {
   async deletions(): Promise<FlowDeletion[]> {
     const rows = this.reader.read(
       'SELECT flow_id AS id, deleted_at AS deletedAt FROM flow_deletions ORDER BY deleted_at, flow_id',
-      (s) => s.all() as FlowDeletion[],
+      (s) => s.all() as Array<{ id: string; deletedAt: number }>,
     );
-    return rows;
+    const now = Date.now();
+    return rows.map((r) => ({ ...r, ageMs: Math.max(0, now - r.deletedAt) }));
   }
 
-  forgetDeletion(id: string, deletedAt: number, cleanUp?: () => Promise<boolean>): Promise<boolean> {
+  forgetDeletion(id: string, deletedAt: number, cleanUp?: (stillHeld: () => Promise<void>) => Promise<boolean>): Promise<boolean> {
     return this.byId.run(id, async () => {
       const held = this.reader.read('SELECT 1 FROM flow_deletions WHERE flow_id = ? AND deleted_at = ?', (s) => s.pluck().get(id, deletedAt));
       if (held === undefined) return false;
-      if (cleanUp && !(await cleanUp())) return false;
+      // One process holds the file and the lock: the hold cannot be lost.
+      if (cleanUp && !(await cleanUp(() => Promise.resolve()))) return false;
       return this.writer.call('forgetFlowDeletion', { id, deletedAt });
     });
   }
