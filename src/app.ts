@@ -267,10 +267,11 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
         const passesStopped = Promise.all([housekeeping.stop(), flowQueueCleanup.stop()]);
         // One window for both, from now: the runner takes no new job, running steps finish while
         // requests in flight do.
-        await Promise.all([closeServer(server, config.shutdownGraceMs), runner.stop({ graceMs: config.shutdownGraceMs })]);
+        const stopped = await Promise.allSettled([closeServer(server, config.shutdownGraceMs), runner.stop({ graceMs: config.shutdownGraceMs })]);
         await passesStopped;
         await membership.stop();
         await backend.close();
+        for (const r of stopped) if (r.status === 'rejected') throw r.reason;
       })();
       return closing;
     },

@@ -41,7 +41,7 @@ export interface FlowQueueCleanupReport {
 }
 
 export interface FlowQueueCleanup {
-  /** One pass now, then one every everyMs (no-op when started). */
+  /** One pass now, then one every everyMs (no-op when started, or once stopped). */
   start(): void;
   /** One pass (waits for a pass already running, then runs its own); rejects when the records cannot be read. */
   runOnce(): Promise<FlowQueueCleanupReport>;
@@ -121,7 +121,7 @@ export function createFlowQueueCleanup(o: FlowQueueCleanupOptions): FlowQueueCle
 
   return {
     start() {
-      if (timer) return;
+      if (timer || stopped) return;
       tick();
       timer = setInterval(tick, o.everyMs);
       timer.unref();

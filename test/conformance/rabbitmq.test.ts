@@ -919,6 +919,36 @@ describe('rabbitmq: deleted flows (retireFlows, removeFlow)', () => {
     expect((await q.stats()).delayed).toBe(0);
   });
 
+  it("a flow deleted while its queue held the whole concurrency goes back to base once drained: the other flows grow again", async () => {
+    const q = await openQueue();
+    const flows = ['flow-big', 'flow-next', 'flow-x1', 'flow-x2'];
+    q.watchFlows(flows.map((id) => ({ id, started: true })));
+    await waitFor(() => q.flowQueueNames.length === 4, 'the flow queues', 5_000);
+    extraQueues.push(q.topology.flowQueue('flow-big'));
+    let running = 0;
+    let maxRunning = 0;
+    let done = 0;
+    const c = consume(q, async () => {
+      maxRunning = Math.max(maxRunning, ++running);
+      await sleep(10);
+      running--;
+      done++;
+    }, 8) as unknown as { lanes: Map<string, { prefetch: number }> };
+    // flow-big busy alone: its consumer grows to the whole concurrency…
+    await q.publish(Array.from({ length: 120 }, () => newJob({ flowId: 'flow-big' })));
+    await waitFor(() => (c.lanes.get(q.topology.flowQueue('flow-big'))?.prefetch ?? 0) === 8, 'flow-big at the whole concurrency', 10_000);
+    // …then it is deleted while busy, and drained.
+    q.watchFlows(flows.filter((f) => f !== 'flow-big').map((id) => ({ id, started: true })));
+    q.retireFlows(['flow-big']);
+    await waitFor(() => done === 120, 'flow-big drained', 10_000);
+    await waitFor(() => c.lanes.get(q.topology.flowQueue('flow-big'))?.prefetch === 2, 'flow-big back to base', 5_000);
+    // Another flow busy alone grows to the whole concurrency again (held at 2 + budget's remainder before).
+    maxRunning = 0;
+    await q.publish(Array.from({ length: 200 }, () => newJob({ flowId: 'flow-next' })));
+    await waitFor(() => done === 320, 'flow-next drained', 10_000);
+    expect(maxRunning).toBe(8);
+  });
+
   it('an instance started after the delete drains what is left in the queue, without declaring it', async () => {
     const a = await openQueue();
     a.watchFlows([{ id: 'flow-z', started: true }]);

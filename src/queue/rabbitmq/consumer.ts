@@ -567,9 +567,7 @@ export class RabbitConsumer implements Consumer {
       if (lane.tag === undefined || lane.ch !== ch) continue;
       if (held(lane) > 0) lane.busyAt = now;
       sum += lane.prefetch;
-      // Never resized: a new consume of a queue deleted meanwhile would close the channel every
-      // flow's deliveries share (a deleted flow's queue is drained as it is, then removed).
-      if (!this.host.vanishing(queue)) live.push([queue, lane]);
+      live.push([queue, lane]);
     }
     const base = this.basePrefetch();
     // The base prefetch of every queue, plus the concurrency for the busy ones to grow into.
@@ -582,9 +580,13 @@ export class RabbitConsumer implements Consumer {
         continue;
       }
       sum -= lane.prefetch - base;
-      this.resize(ch, queue, lane, base);
+      // A deleted flow's queue may be removed any moment: looked up first (a consume of a queue
+      // gone would close the channel every flow's deliveries share). Drained, it goes back to
+      // base long before its removal (DELETED_FLOW_GRACE).
+      this.resize(ch, queue, lane, base, this.host.vanishing(queue));
     }
-    const busy = live.filter(([, lane]) => now - lane.busyAt < IDLE_MS);
+    // A deleted flow's queue is drained at what it has: never grown nor shrunk to a share.
+    const busy = live.filter(([queue, lane]) => now - lane.busyAt < IDLE_MS && !this.host.vanishing(queue));
     if (sum > budget) {
       const share = Math.max(base, Math.floor(this.concurrency / Math.max(1, busy.length)));
       for (const [queue, lane] of busy) {
@@ -614,10 +616,10 @@ export class RabbitConsumer implements Consumer {
     }
   }
 
-  private resize(ch: Channel, queue: string, lane: Lane, prefetch: number): void {
+  private resize(ch: Channel, queue: string, lane: Lane, prefetch: number, prepare = false): void {
     this.cancelLane(lane);
     lane.prefetch = prefetch;
-    this.startLane(ch, queue, lane, false);
+    this.startLane(ch, queue, lane, prepare);
   }
 
   /** Cancel the lane's consumer, if it has one; what it delivered is settled as usual. */

@@ -322,6 +322,7 @@ export class RabbitMqQueue implements Queue {
     for (const id of next) {
       if (this.retiredFlows.has(id)) continue;
       this.retiredFlows.add(id);
+      this.goneFlows.delete(id); // a mark of an earlier deletion of the same id
       this.orphanSuspects.delete(this.topology.flowQueue(id));
       this.flowQueues.delete(id);
       this.declaredFlows.delete(id);
@@ -368,7 +369,8 @@ export class RabbitMqQueue implements Queue {
       this.logger.info({ flowId, queue }, 'rabbitmq queue: the queue of a deleted flow was removed');
       return true;
     } catch (err) {
-      throw unavailable('queue', err);
+      // The store's own error (its hold on the record lost) stays the store's.
+      throw err instanceof HookdError ? err : unavailable('queue', err);
     } finally {
       await ch?.close().catch(() => {});
     }
@@ -488,7 +490,14 @@ export class RabbitMqQueue implements Queue {
    * deletion records (it is then no longer retired here).
    */
   private routeOf(flowId: string): Promise<'queue' | 'dead'> {
-    // A burst of first publishes of one flow asks the store once.
+    // A burst of first publishes of one flow asks the store once; a 'dead' answer is not shared
+    // (the store may have been asked before the flow was created again): ask again then.
+    const shared = this.routing.get(flowId);
+    if (shared !== undefined) return shared.then((route) => (route === 'queue' ? route : this.routeOfNow(flowId)));
+    return this.routeOfNow(flowId);
+  }
+
+  private routeOfNow(flowId: string): Promise<'queue' | 'dead'> {
     let routing = this.routing.get(flowId);
     if (routing === undefined) {
       routing = (async () => {
@@ -523,7 +532,8 @@ export class RabbitMqQueue implements Queue {
 
   /** What the runner does with a job of a flow that does not exist: to the dead letters. */
   private sendDeadOfDeletedFlow(job: JobMessage): Promise<void> {
-    const lastError = `flow ${job.flowId} does not exist (deleted); job dead-lettered`;
+    const reason = `flow ${job.flowId} does not exist (deleted); job dead-lettered`;
+    const lastError = job.lastError === undefined ? reason : `${reason} (last error: ${job.lastError})`;
     return this.send({ ...job, runAt: undefined, deadAt: Date.now(), lastError }, this.topology.exchange, DEAD_KEY);
   }
 
@@ -688,11 +698,15 @@ export class RabbitMqQueue implements Queue {
     if (flowId === undefined) return;
     this.missingQueues([queue]).then(
       (missing) => {
+        // Created again meanwhile (routeOf, watchFlows): an ordinary flow's queue now.
+        if (!this.retiredFlows.has(flowId)) return;
         if (missing.length > 0) this.flowQueueGone(flowId);
         else for (const c of this.consumers) c.reattach(queue);
       },
       () => {
-        // Disconnected: the reconnect starts every consumer again.
+        // Disconnected, the reconnect starts every consumer again; else the repair (with its
+        // backoff) looks at every consumed queue, this one included.
+        if (this.publisher.ready) this.repairTopology();
       },
     );
   }

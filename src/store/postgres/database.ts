@@ -177,12 +177,7 @@ export class PgDatabase {
         if (broken === undefined) await client.query('ROLLBACK').catch((e: unknown) => (broken ??= e));
         throw err;
       }
-      try {
-        await query('COMMIT');
-      } catch (err) {
-        broken ??= err; // committed or not, this connection's state is unknown: not reused
-        throw err;
-      }
+      await query('COMMIT');
       return result;
     } finally {
       client.removeListener('error', onError);

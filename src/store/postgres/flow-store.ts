@@ -48,8 +48,10 @@ export class PgFlowStore implements FlowStore {
 
   async forgetDeletion(id: string, deletedAt: number, cleanUp?: (stillHeld: () => Promise<void>) => Promise<boolean>): Promise<boolean> {
     return this.db.transaction(async (query) => {
-      // The broker's calls run inside this transaction: a server-side idle timeout must not end it.
-      await query('SET LOCAL idle_in_transaction_session_timeout = 0');
+      // The broker's calls run inside this transaction: a shorter server-side idle timeout must
+      // not end it, and a longer one (or none) must not keep the lock for hours after this
+      // instance is gone (a frozen VM, a partition).
+      await query("SET LOCAL idle_in_transaction_session_timeout = '5min'");
       // Held (FOR UPDATE) while cleanUp runs: put() of this id deletes the record, so it waits.
       // SKIP LOCKED: another instance cleaning it up right now is left to it.
       const { rowCount } = await query(
