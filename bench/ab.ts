@@ -11,20 +11,28 @@ import { api, arg, autocannon, fmt, median, ROOT, startHookd } from './lib.js';
  * each run and the median of the pairs' ratios (this ÷ base): on a noisy machine, a pair measured a
  * minute apart says more than two runs an hour apart.
  * `--env` sets variables for this build's runs only; with `--base .` it compares two settings of one
- * build (e.g. `--env NODE_OPTIONS=--max-semi-space-size=32`).
+ * build (e.g. `--env NODE_OPTIONS=--max-semi-space-size=32`). `--base-env` sets the base's: for the
+ * distributed mode, give each its own schema and prefix (a newer build's migrations would stop the
+ * older one), e.g. `--env DATABASE_URL=…,RABBITMQ_URI=…,DATABASE_SCHEMA=ab_this,RABBITMQ_PREFIX=ab_this
+ * --base-env DATABASE_URL=…,RABBITMQ_URI=…,DATABASE_SCHEMA=ab_base,RABBITMQ_PREFIX=ab_base`.
  */
 const base = arg('base', '');
 if (base === '') throw new Error('--base <checkout of the build to compare against> is required');
 const rounds = Math.max(1, Number(arg('rounds', '4')));
 const seconds = Number(arg('seconds', '8'));
 const workers = arg('workers', '64');
-/** Variables for this build's runs only (K=V, comma-separated). */
-const thisEnv: Record<string, string> = Object.fromEntries(
-  arg('env', '')
-    .split(',')
-    .filter((kv) => kv.includes('='))
-    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
-);
+/** K=V,K=V as variables. */
+const envArg = (name: string): Record<string, string> =>
+  Object.fromEntries(
+    arg(name, '')
+      .split(',')
+      .filter((kv) => kv.includes('='))
+      .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+  );
+/** Variables for this build's runs only. */
+const thisEnv = envArg('env');
+/** Variables for the base's runs only. */
+const baseEnv = envArg('base-env');
 const BODY = JSON.stringify({ event: 'order.created', id: 'ord_0123456789', total: 129.95, currency: 'EUR', customer: { id: 'cus_42', tier: 'gold' }, x: 'abc' });
 
 async function run(root: string, env: Record<string, string> = {}): Promise<{ rps: number; cpuUs: number }> {
@@ -49,8 +57,8 @@ const cpu: number[] = [];
 const rps: number[] = [];
 for (let r = 0; r < rounds; r++) {
   const baseFirst = r % 2 === 0;
-  const a = baseFirst ? await run(other) : await run(self, thisEnv);
-  const b = baseFirst ? await run(self, thisEnv) : await run(other);
+  const a = baseFirst ? await run(other, baseEnv) : await run(self, thisEnv);
+  const b = baseFirst ? await run(self, thisEnv) : await run(other, baseEnv);
   const [mine, theirs] = baseFirst ? [b, a] : [a, b];
   cpu.push(mine.cpuUs / theirs.cpuUs);
   rps.push(mine.rps / theirs.rps);
