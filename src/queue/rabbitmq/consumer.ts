@@ -29,7 +29,10 @@ export interface ConsumerHost {
   topologyLost(): void;
   /** The flow was deleted (RabbitMqQueue.retireFlows): its jobs are not parked. */
   retired(flowId: string): boolean;
-  /** A queue that may be deleted any moment (a deleted flow's): looked up before every consume, never resized. */
+  /**
+   * A queue that may be deleted any moment (a deleted flow's): looked up before every consume,
+   * including the one that takes it back to base prefetch; never grown or shrunk to a share.
+   */
   vanishing(queue: string): boolean;
   /** The broker cancelled the consumer of a vanishing queue: look whether it is gone (not a topology loss). */
   vanished(queue: string): void;
@@ -281,7 +284,8 @@ export class RabbitConsumer implements Consumer {
   /**
    * Start the lane's consumer. `prepare`: declare its queue first, on a channel of its own
    * (host.prepare): a declare the broker refuses closes its channel, and this one carries every
-   * flow's deliveries. A resize skips it: the queue was consuming a moment ago.
+   * flow's deliveries. A resize skips it (the queue was consuming a moment ago), unless the queue
+   * may vanish (a deleted flow's: then only looked up, never declared).
    */
   private startLane(ch: Channel, queue: string, lane: Lane, prepare = true): void {
     lane.starting = true;

@@ -698,8 +698,12 @@ export class RabbitMqQueue implements Queue {
     if (flowId === undefined) return;
     this.missingQueues([queue]).then(
       (missing) => {
-        // Created again meanwhile (routeOf, watchFlows): an ordinary flow's queue now.
-        if (!this.retiredFlows.has(flowId)) return;
+        // Created again meanwhile (routeOf, watchFlows): an ordinary flow's queue now, declared
+        // before its consumer starts again (attach() leaves a cancelled lane alone).
+        if (!this.retiredFlows.has(flowId)) {
+          for (const c of this.consumers) c.reattach(queue);
+          return;
+        }
         if (missing.length > 0) this.flowQueueGone(flowId);
         else for (const c of this.consumers) c.reattach(queue);
       },
