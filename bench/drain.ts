@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { shareOf } from '../src/queue/fair-claim.js';
 import { api, arg, autocannon, cpuSeconds, cpuSecondsOf, DATABASE_URL, fmt, median, pgExec, queueEmpty, startHookd } from './lib.js';
 
 /**
@@ -83,7 +84,7 @@ async function drain(env: Record<string, string>): Promise<Drain> {
       if (flows > 1 && !clustered) await fillInterleaved(filler.url, ids);
       else {
         for (const [f, id] of ids.entries()) {
-          const amount = Math.floor(jobs / flows) + (f < jobs % flows ? 1 : 0);
+          const amount = shareOf(jobs, flows, f);
           const r = await autocannon({ url: `${filler.url}/hook/${id}`, connections: Math.min(64, amount), seconds: 60, amount, body: BODY });
           if (r.non2xx + r.errors > 0) throw new Error(`filling the backlog: ${r.non2xx} non-2xx, ${r.errors} errors`);
         }

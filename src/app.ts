@@ -22,7 +22,7 @@ import type { Backend } from './store/backend.js';
 import { FlowRegistry } from './store/flow-registry.js';
 import { startMembership } from './store/membership.js';
 import { createHousekeeping, type Housekeeping } from './store/housekeeping.js';
-import { createFlowQueueCleanup, type FlowQueueCleanup } from './flow-queue-cleanup.js';
+import { createFlowQueueCleanup } from './flow-queue-cleanup.js';
 import { DEFAULT_DELAY_LEVELS_MS } from './queue/rabbitmq/index.js';
 
 /** Key of the master key's fingerprint in the shared settings (several instances, one database). */
@@ -36,8 +36,6 @@ export interface App {
   attachments: AttachmentStore;
   /** Retention purge and attachment sweep (hourly; also callable, e.g. by tests and operators). */
   housekeeping: Housekeeping;
-  /** Removes what deleted flows leave in the queue (RabbitMQ: their queues) once it cannot be needed. */
-  flowQueueCleanup: FlowQueueCleanup;
   logger: Logger;
   /** Unknown to an instance whose cluster token was created by another instance (it has the hash). */
   adminToken: string | undefined;
@@ -229,8 +227,9 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     flows: backend.flows,
     queue,
     graceMs: config.deletedFlowGraceMs,
-    // Every instance learns of a delete as soon as of any flow change (embedded: one process, one queue).
-    everyMs: config.databaseUrl ? config.flowRefreshMs : 60_000,
+    // A queue per flow: every instance retires a deleted flow's queue as soon as it learns of any
+    // flow change. Otherwise the records are only forgotten once old.
+    everyMs: queue.retireFlows ? config.flowRefreshMs : 60_000,
     logger,
   });
 
@@ -241,7 +240,6 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     registry,
     attachments,
     housekeeping,
-    flowQueueCleanup,
     logger,
     adminToken: admin.token,
     async listen() {

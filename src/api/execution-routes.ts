@@ -41,7 +41,7 @@ export async function executionRoutes(
     // Bodies are stored inline up to PAYLOAD_SIZE_LIMIT: a page of 1,000 could be gigabytes. Sizes
     // first, then only the rows that fit the budget (the first always), read by id.
     const sizes = await deps.requests.listSizes({ ...request.query, limit });
-    if (sizes.length === 0) await requestCursorExists(request.query.before, (id) => deps.requests.get(id));
+    if (sizes.length === 0) await requestCursorExists(request.query.before, deps.requests);
     const ids: string[] = [];
     let bytes = 0;
     for (const s of sizes) {
@@ -69,6 +69,6 @@ export async function executionRoutes(
  * names nothing any more (retention deleted the last request of the previous page) the page is
  * empty whatever is older, which a client would take for the end of the list. A 410 says so.
  */
-async function requestCursorExists(before: string | undefined, get: (id: string) => Promise<unknown>): Promise<void> {
-  if (before !== undefined && (await get(before)) === undefined) throw new HookdError(E.CURSOR_GONE, 'Request', before);
+async function requestCursorExists(before: string | undefined, requests: RequestStore): Promise<void> {
+  if (before !== undefined && (await requests.get(before)) === undefined) throw new HookdError(E.CURSOR_GONE, 'Request', before);
 }

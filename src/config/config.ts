@@ -101,7 +101,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'maxAttempts', env: 'MAX_ATTEMPTS', doc: 'Deliveries before a job is dead-lettered (flow.retry overrides)', default: () => 5, parse: (v, n) => parseInteger(v as string, n, 1, 100) }),
   field({ key: 'backoffMs', env: 'RETRY_BACKOFF', doc: 'First retry delay, doubled per attempt', default: () => 1000, parse: (v, n) => within(parseDuration(v as string, n), 0, MAX_TIMER_MS, n) }),
   field({ key: 'maxBackoffMs', env: 'RETRY_BACKOFF_MAX', doc: 'Longest retry delay', default: () => 3_600_000, parse: (v, n) => within(parseDuration(v as string, n), 0, MAX_TIMER_MS, n) }),
-  field({ key: 'requestTimeoutMs', env: 'REQUEST_TIMEOUT', doc: 'A request, its body included, must arrive whole within this, else 408 and its connection is closed (1s to 30m)', default: () => 300_000, parse: (v, n) => within(parseDuration(v as string, n), 1_000, 1_800_000, n) }),
+  field({ key: 'requestTimeoutMs', env: 'REQUEST_TIMEOUT', doc: 'A request, its body included, must arrive whole within this, else 408 and its connection is closed, or (sender still writing) the connection is reset (1s to 30m)', default: () => 300_000, parse: (v, n) => within(parseDuration(v as string, n), 1_000, 1_800_000, n) }),
   field({ key: 'shutdownGraceMs', env: 'SHUTDOWN_GRACE', doc: 'On SIGTERM, how long running steps may finish before their jobs are released', default: () => 10_000, parse: (v, n) => within(parseDuration(v as string, n), 0, MAX_TIMER_MS, n) }),
   field({ key: 'executionDataLimit', env: 'EXECUTION_DATA_LIMIT', doc: 'JSON kept per step input/output in execution records (at least 256 bytes: a truncated value is recorded as a marker of about 50 bytes with a preview)', default: () => 16 * 1024, parse: (v, n) => atLeast(parseSize(v as string, n), 256, n) }),
   field({ key: 'databaseUrl', env: 'DATABASE_URL', doc: 'postgres://… to store in PostgreSQL (distributed mode)', default: () => undefined, parse: optStr }),
@@ -109,7 +109,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'rabbitmqPrefix', env: 'RABBITMQ_PREFIX', doc: 'Prefix of hookd exchange and queue names (default hookd)', default: () => undefined, parse: optStr }),
   field({ key: 'jobPayloadBytes', env: 'RABBITMQ_JOB_PAYLOAD', doc: 'Distributed mode: the longest request JSON (as GET /api/requests/{id} returns it) that a job message carries, for flows with jobMessage.includeRequest; 0 = never', default: () => 64 * 1024, parse: (v, n) => parseSize(v as string, n) }),
   field({ key: 'flowRefreshMs', env: 'FLOW_REFRESH', doc: 'Distributed mode: how often flows changed by other instances are picked up (100ms to 1h)', default: () => 2000, parse: (v, n) => within(parseDuration(v as string, n), 100, 3_600_000, n) }),
-  field({ key: 'deletedFlowGraceMs', env: 'DELETED_FLOW_GRACE', doc: "RabbitMQ: how long after a flow's delete its queue is removed, once empty (1s to 30d; keep it above the longest retry delay level, 1h)", default: () => 65 * 60_000, parse: (v, n) => within(parseDuration(v as string, n), 1_000, 30 * 86_400_000, n) }),
+  field({ key: 'deletedFlowGraceMs', env: 'DELETED_FLOW_GRACE', doc: "RabbitMQ: how long after a flow's delete its queue is removed, once empty (1s to 30d; keep it above the longest retry delay level, 1h, plus twice FLOW_REFRESH)", default: () => 65 * 60_000, parse: (v, n) => within(parseDuration(v as string, n), 1_000, 30 * 86_400_000, n) }),
   field({ key: 'rabbitmqUri', env: 'RABBITMQ_URI', doc: 'amqp://… to queue through RabbitMQ (distributed mode)', default: () => undefined, parse: optStr }),
 ] as const;
 

@@ -16,7 +16,7 @@
  * against 13,224 executions/s oldest first): its claims and acks then touch a page of the jobs
  * table per job; four in a row gave 12,891.
  */
-export const JOBS_PER_TURN = 4;
+const JOBS_PER_TURN = 4;
 
 /** How many flows a claim of `limit` jobs takes its turns from. */
 export function flowsPerClaim(limit: number): number {

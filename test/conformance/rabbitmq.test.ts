@@ -153,6 +153,18 @@ function consume(q: RabbitMqQueue, handler: (d: Delivery) => Promise<void>, conc
   return c;
 }
 
+/** A consumer whose jobs each take `ms`: counts those done, running now, and the most run at once. */
+function countingConsumer(q: RabbitMqQueue, concurrency: number, ms: number): { consumer: Consumer; counts: { done: number; running: number; maxRunning: number } } {
+  const counts = { done: 0, running: 0, maxRunning: 0 };
+  const consumer = consume(q, async () => {
+    counts.maxRunning = Math.max(counts.maxRunning, ++counts.running);
+    await sleep(ms);
+    counts.running--;
+    counts.done++;
+  }, concurrency);
+  return { consumer, counts };
+}
+
 const execFileAsync = promisify(execFile);
 /** Set by a test that stopped the broker app: cleanup then waits for the queues to have recovered. */
 let brokerRestarted = false;
@@ -543,38 +555,31 @@ describe('rabbitmq: a queue per flow', () => {
     // Every flow busy: with a prefetch of the full concurrency per queue this process would hold
     // 20 × 4 deliveries; it holds about a share each.
     await q.publish(flows.flatMap((flowId) => Array.from({ length: 8 }, () => newJob({ flowId }))));
-    let done = 0;
-    let running = 0;
-    let maxRunning = 0;
-    const c = consume(q, async () => {
-      maxRunning = Math.max(maxRunning, ++running);
-      await sleep(20);
-      running--;
-      done++;
-    }, 4) as unknown as { unacked: number };
+    const { consumer, counts } = countingConsumer(q, 4, 20);
+    const c = consumer as unknown as { unacked: number };
     let maxHeld = 0;
-    while (done < 160) {
+    while (counts.done < 160) {
       maxHeld = Math.max(maxHeld, c.unacked);
       await sleep(5);
     }
     expect(maxHeld).toBeLessThanOrEqual(24); // 20 queues × base 1 + concurrency 4; was 80
-    expect(maxRunning).toBe(4);
+    expect(counts.maxRunning).toBe(4);
     // One flow busy among twenty idle ones: its consumer grows to the whole concurrency.
     await q.publish(Array.from({ length: 80 }, () => newJob({ flowId: 'flow-m7' })));
-    maxRunning = 0;
-    await waitFor(() => done === 240, 'the lone busy flow drained', 10_000);
-    expect(maxRunning).toBe(4);
+    counts.maxRunning = 0;
+    await waitFor(() => counts.done === 240, 'the lone busy flow drained', 10_000);
+    expect(counts.maxRunning).toBe(4);
     // Flows busy in turn, then every flow at once: the ones that grew went back to their base
     // share once idle, so the burst is held within the same bound.
     for (const flowId of ['flow-m1', 'flow-m2', 'flow-m3']) {
       await q.publish(Array.from({ length: 40 }, () => newJob({ flowId })));
-      const target = done + 40;
-      await waitFor(() => done === target, `${flowId} drained`, 10_000);
+      const target = counts.done + 40;
+      await waitFor(() => counts.done === target, `${flowId} drained`, 10_000);
     }
     await sleep(1_500);
     await q.publish(flows.flatMap((flowId) => Array.from({ length: 8 }, () => newJob({ flowId }))));
     maxHeld = 0;
-    while (done < 520) {
+    while (counts.done < 520) {
       maxHeld = Math.max(maxHeld, c.unacked);
       await sleep(5);
     }
@@ -925,28 +930,21 @@ describe('rabbitmq: deleted flows (retireFlows, removeFlow)', () => {
     q.watchFlows(flows.map((id) => ({ id, started: true })));
     await waitFor(() => q.flowQueueNames.length === 4, 'the flow queues', 5_000);
     extraQueues.push(q.topology.flowQueue('flow-big'));
-    let running = 0;
-    let maxRunning = 0;
-    let done = 0;
-    const c = consume(q, async () => {
-      maxRunning = Math.max(maxRunning, ++running);
-      await sleep(10);
-      running--;
-      done++;
-    }, 8) as unknown as { lanes: Map<string, { prefetch: number }> };
+    const { consumer, counts } = countingConsumer(q, 8, 10);
+    const c = consumer as unknown as { lanes: Map<string, { prefetch: number }> };
     // flow-big busy alone: its consumer grows to the whole concurrency…
     await q.publish(Array.from({ length: 120 }, () => newJob({ flowId: 'flow-big' })));
     await waitFor(() => (c.lanes.get(q.topology.flowQueue('flow-big'))?.prefetch ?? 0) === 8, 'flow-big at the whole concurrency', 10_000);
     // …then it is deleted while busy, and drained.
     q.watchFlows(flows.filter((f) => f !== 'flow-big').map((id) => ({ id, started: true })));
     q.retireFlows(['flow-big']);
-    await waitFor(() => done === 120, 'flow-big drained', 10_000);
+    await waitFor(() => counts.done === 120, 'flow-big drained', 10_000);
     await waitFor(() => c.lanes.get(q.topology.flowQueue('flow-big'))?.prefetch === 2, 'flow-big back to base', 5_000);
     // Another flow busy alone grows to the whole concurrency again (held at 2 + budget's remainder before).
-    maxRunning = 0;
+    counts.maxRunning = 0;
     await q.publish(Array.from({ length: 200 }, () => newJob({ flowId: 'flow-next' })));
-    await waitFor(() => done === 320, 'flow-next drained', 10_000);
-    expect(maxRunning).toBe(8);
+    await waitFor(() => counts.done === 320, 'flow-next drained', 10_000);
+    expect(counts.maxRunning).toBe(8);
   });
 
   it('an instance started after the delete drains what is left in the queue, without declaring it', async () => {

@@ -494,6 +494,8 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
 
   it("a deleted flow's jobs end as dead letters, its queue is removed after DELETED_FLOW_GRACE, and the flow can be created again", { timeout: 90_000 }, async () => {
     const [a, b, c] = instances as [Instance, Instance, Instance];
+    // A grace this short lets a retry outlive the queue: every instance said so at start.
+    for (const i of instances) expect(i.child!.output()).toContain('DELETED_FLOW_GRACE is shorter than the longest retry delay');
     const queue = `${PREFIX}.flow.doomed`;
     const queueListed = async () => (await rabbitmqctl('-q', 'list_queues', 'name')).split('\n').some((l) => l.trim() === queue);
     // Its one step fails (nothing listens on port 9): every job goes round the retry delay queues.

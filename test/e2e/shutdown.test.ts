@@ -22,6 +22,22 @@ beforeAll(async () => {
 });
 afterAll(() => new Promise<void>((r) => receiver.close(() => r())));
 
+/**
+ * A POST whose headers announce 1000 bytes and whose body stops after 500: the server waits for
+ * the rest. `ended` resolves once the connection is closed (by the server's shutdown).
+ */
+async function stalledPost(url: string, path: string): Promise<{ req: http.ClientRequest; ended: Promise<void> }> {
+  const { port } = new URL(url);
+  const req = http.request({ host: '127.0.0.1', port, method: 'POST', path, headers: { 'content-type': 'application/json', 'content-length': '1000' } });
+  const ended = new Promise<void>((resolve) => {
+    req.on('error', () => resolve());
+    req.on('close', () => resolve());
+  });
+  req.write('{"pad":"'.padEnd(500, 'x'));
+  await new Promise((r) => setTimeout(r, 300));
+  return { req, ended };
+}
+
 async function run(grace: string, stepDelay: number) {
   const dataDir = tempDir('hookd-shutdown-');
   // A long lease: only an explicit release (not lease expiry) lets the restart pick jobs up quickly.
@@ -78,15 +94,7 @@ describe('a sender that stalls mid-body', () => {
     const child = await spawnHookd(env);
     try {
       await adminCall(child.url, TOKEN, 'PUT', '/api/flows/stalled', { steps: [] });
-      const { port } = new URL(child.url);
-      // Headers and half of the announced body, then nothing.
-      const req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/hook/stalled', headers: { 'content-type': 'application/json', 'content-length': '1000' } });
-      const ended = new Promise<void>((resolve) => {
-        req.on('error', () => resolve());
-        req.on('close', () => resolve());
-      });
-      req.write('{"pad":"'.padEnd(500, 'x'));
-      await new Promise((r) => setTimeout(r, 300));
+      const { ended } = await stalledPost(child.url, '/hook/stalled');
       const t0 = Date.now();
       child.proc.kill('SIGTERM');
       expect(await child.exited).toBe(0);
@@ -112,16 +120,12 @@ describe('one grace period for requests and steps', () => {
       const res = await fetch(`${child.url}/hook/both`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
       expect(res.status).toBe(200);
       await waitFor(() => calls > 0); // the step is running (its receiver answers in 30 s)
-      const { port } = new URL(child.url);
-      req = http.request({ host: '127.0.0.1', port, method: 'POST', path: '/hook/both', headers: { 'content-type': 'application/json', 'content-length': '1000' } });
-      req.on('error', () => {});
-      req.write('{"pad":"'.padEnd(500, 'x'));
-      await new Promise((r) => setTimeout(r, 300));
+      ({ req } = await stalledPost(child.url, '/hook/both'));
       const t0 = Date.now();
       child.proc.kill('SIGTERM');
       expect(await child.exited).toBe(0);
-      // The server waits its 2 s for the stalled body; the step gets what is left of the same
-      // 2 s, not 2 s more (it did before: 4 s and more).
+      // The server waits its 2 s for the stalled body while the step gets the same 2 s, not 2 s
+      // more after it (4 s and more before).
       expect(Date.now() - t0).toBeLessThan(3_800);
     } finally {
       req?.destroy();

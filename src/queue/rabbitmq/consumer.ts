@@ -584,10 +584,8 @@ export class RabbitConsumer implements Consumer {
         continue;
       }
       sum -= lane.prefetch - base;
-      // A deleted flow's queue may be removed any moment: looked up first (a consume of a queue
-      // gone would close the channel every flow's deliveries share). Drained, it goes back to
-      // base long before its removal (DELETED_FLOW_GRACE).
-      this.resize(ch, queue, lane, base, this.host.vanishing(queue));
+      // A deleted flow's too, once drained: long before its removal (DELETED_FLOW_GRACE).
+      this.resize(ch, queue, lane, base);
     }
     // A deleted flow's queue is drained at what it has: never grown nor shrunk to a share.
     const busy = live.filter(([queue, lane]) => now - lane.busyAt < IDLE_MS && !this.host.vanishing(queue));
@@ -620,10 +618,11 @@ export class RabbitConsumer implements Consumer {
     }
   }
 
-  private resize(ch: Channel, queue: string, lane: Lane, prefetch: number, prepare = false): void {
+  /** A vanishing queue is looked up first: consuming one that is gone would close the shared channel. */
+  private resize(ch: Channel, queue: string, lane: Lane, prefetch: number): void {
     this.cancelLane(lane);
     lane.prefetch = prefetch;
-    this.startLane(ch, queue, lane, prepare);
+    this.startLane(ch, queue, lane, this.host.vanishing(queue));
   }
 
   /** Cancel the lane's consumer, if it has one; what it delivered is settled as usual. */

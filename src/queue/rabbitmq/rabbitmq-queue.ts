@@ -87,13 +87,6 @@ const TOPOLOGY_REFRESH_MS = 30_000;
  */
 const TOPOLOGY_REFRESH_FLOWS = 200;
 
-/** prepareQueue(): the queue of a retired flow is gone; its consumers have forgotten it. */
-class RetiredQueueGone extends Error {
-  constructor(queue: string) {
-    super(`the queue ${queue} of a deleted flow is gone`);
-  }
-}
-
 /**
  * The Queue contract on RabbitMQ (distributed mode). Topology, routing and message format:
  * topology.ts, job-message.ts, docs/external-consumers.md.
@@ -143,12 +136,11 @@ export class RabbitMqQueue implements Queue {
   /** The flows of the last watchFlows(): existing flows, never retired. */
   private listedFlows = new Set<string>();
   /**
-   * Deleted flows (retireFlows): their queues are consumed, never declared (so that a queue
-   * removeFlow() deleted does not come back), and their new jobs go to the dead letters.
+   * Deleted flows (retireFlows): their queues are consumed while `draining`, never declared (so
+   * that a queue removeFlow() deleted does not come back), and their new jobs go to the dead
+   * letters; `gone`: the queue is known to be gone, not consumed.
    */
-  private readonly retiredFlows = new Set<string>();
-  /** Retired flows whose queue is known to be gone: not consumed. */
-  private readonly goneFlows = new Set<string>();
+  private readonly retiredFlows = new Map<string, 'draining' | 'gone'>();
   /** routeOf() under way, by flow. */
   private readonly routing = new Map<string, Promise<'queue' | 'dead'>>();
   /** The legacy work queue exists and is drained alongside the flow queues (topology.ts). */
@@ -202,7 +194,7 @@ export class RabbitMqQueue implements Queue {
       queues: () => this.consumedQueues(),
       prepare: (queue) => this.prepareQueue(queue),
       publishRetry: (job, delayMs) => this.publishRetry(job, delayMs),
-      publishDead: (job) => this.send({ ...job, runAt: undefined }, this.topology.exchange, DEAD_KEY),
+      publishDead: (job) => this.sendDead(job),
       deliveryLimit,
       detach: (c) => this.consumers.delete(c),
       topologyLost: () => this.repairTopology(),
@@ -211,7 +203,10 @@ export class RabbitMqQueue implements Queue {
         const flowId = this.topology.flowOf(queue);
         return flowId !== undefined && this.retiredFlows.has(flowId);
       },
-      vanished: (queue) => this.retiredQueueCancelled(queue),
+      vanished: (queue) => {
+        const flowId = this.topology.flowOf(queue);
+        if (flowId !== undefined) this.retiredQueueCancelled(queue, flowId);
+      },
     };
   }
 
@@ -279,7 +274,7 @@ export class RabbitMqQueue implements Queue {
     for (const { id, started } of flows) {
       listed.add(id);
       // Created again after a delete: declared and consumed as any flow.
-      if (this.retiredFlows.delete(id)) this.goneFlows.delete(id);
+      this.retiredFlows.delete(id);
       if (started === this.pausedFlows.has(id)) {
         changed = true;
         if (started) this.pausedFlows.delete(id);
@@ -312,17 +307,15 @@ export class RabbitMqQueue implements Queue {
   retireFlows(flowIds: Iterable<string>): void {
     const next = new Set<string>();
     for (const id of flowIds) if (!this.listedFlows.has(id)) next.add(id);
-    for (const id of this.retiredFlows) {
+    for (const id of this.retiredFlows.keys()) {
       if (next.has(id)) continue;
       this.retiredFlows.delete(id);
-      this.goneFlows.delete(id);
       if (!this.declaredFlows.has(id)) for (const c of this.consumers) c.forget(this.topology.flowQueue(id));
     }
     let added = false;
     for (const id of next) {
       if (this.retiredFlows.has(id)) continue;
-      this.retiredFlows.add(id);
-      this.goneFlows.delete(id); // a mark of an earlier deletion of the same id
+      this.retiredFlows.set(id, 'draining');
       this.orphanSuspects.delete(this.topology.flowQueue(id));
       this.flowQueues.delete(id);
       this.declaredFlows.delete(id);
@@ -362,7 +355,7 @@ export class RabbitMqQueue implements Queue {
         await ch.queueDelete({ queue });
       } catch (err) {
         // Still there: drained here again until the next try.
-        this.goneFlows.delete(flowId);
+        this.retiredFlows.set(flowId, 'draining');
         for (const c of this.consumers) c.attach();
         throw err;
       }
@@ -442,7 +435,7 @@ export class RabbitMqQueue implements Queue {
     this.topologyDeleted = true;
     const ch = await this.conn.acquire();
     try {
-      await this.topology.delete(ch, [...this.flowQueues.keys(), ...this.retiredFlows]);
+      await this.topology.delete(ch, [...this.flowQueues.keys(), ...this.retiredFlows.keys()]);
     } finally {
       await ch.close().catch(() => {});
     }
@@ -503,7 +496,7 @@ export class RabbitMqQueue implements Queue {
       routing = (async () => {
         const exists = this.flowExists ? await this.flowExists(flowId) : !this.retiredFlows.has(flowId);
         if (!exists) return 'dead' as const;
-        if (this.retiredFlows.delete(flowId)) this.goneFlows.delete(flowId);
+        this.retiredFlows.delete(flowId);
         await this.declareFlow(flowId);
         return 'queue' as const;
       })();
@@ -530,11 +523,15 @@ export class RabbitMqQueue implements Queue {
     return this.routeOf(job.flowId).then((route) => (route === 'queue' ? go() : this.sendDeadOfDeletedFlow(job)));
   }
 
+  private sendDead(job: JobMessage): Promise<void> {
+    return this.send({ ...job, runAt: undefined }, this.topology.exchange, DEAD_KEY);
+  }
+
   /** What the runner does with a job of a flow that does not exist: to the dead letters. */
   private sendDeadOfDeletedFlow(job: JobMessage): Promise<void> {
     const reason = `flow ${job.flowId} does not exist (deleted); job dead-lettered`;
     const lastError = job.lastError === undefined ? reason : `${reason} (last error: ${job.lastError})`;
-    return this.send({ ...job, runAt: undefined, deadAt: Date.now(), lastError }, this.topology.exchange, DEAD_KEY);
+    return this.sendDead({ ...job, deadAt: Date.now(), lastError });
   }
 
   /**
@@ -635,9 +632,9 @@ export class RabbitMqQueue implements Queue {
         try {
           await ch.queueDeclare({ queue, passive: true });
         } catch (err) {
-          if (!isNotFound(err)) throw err;
-          this.flowQueueGone(flowId);
-          throw new RetiredQueueGone(queue);
+          // Gone: its consumers forget it (their failed start is then not tried again).
+          if (isNotFound(err)) this.flowQueueGone(flowId);
+          throw err;
         }
       } else if (flowId !== undefined) await this.topology.declareFlow(ch, flowId);
       else await ch.queueDeclare({ queue, passive: true }); // the legacy work queue: never declared
@@ -684,7 +681,7 @@ export class RabbitMqQueue implements Queue {
    */
   private *consumedQueues(): Iterable<string> {
     for (const flowId of this.declaredFlows) if (!this.pausedFlows.has(flowId)) yield this.topology.flowQueue(flowId);
-    for (const flowId of this.retiredFlows) if (!this.goneFlows.has(flowId)) yield this.topology.flowQueue(flowId);
+    for (const [flowId, state] of this.retiredFlows) if (state === 'draining') yield this.topology.flowQueue(flowId);
     if (this.legacyWorkQueue) yield this.topology.legacyWorkQueue;
   }
 
@@ -693,18 +690,12 @@ export class RabbitMqQueue implements Queue {
    * most likely), or the queue's leader moved. Only that queue is looked at: no repair of the
    * whole topology for an expected removal.
    */
-  private retiredQueueCancelled(queue: string): void {
-    const flowId = this.topology.flowOf(queue);
-    if (flowId === undefined) return;
+  private retiredQueueCancelled(queue: string, flowId: string): void {
     this.missingQueues([queue]).then(
       (missing) => {
-        // Created again meanwhile (routeOf, watchFlows): an ordinary flow's queue now, declared
-        // before its consumer starts again (attach() leaves a cancelled lane alone).
-        if (!this.retiredFlows.has(flowId)) {
-          for (const c of this.consumers) c.reattach(queue);
-          return;
-        }
-        if (missing.length > 0) this.flowQueueGone(flowId);
+        // Still there, or created again meanwhile (routeOf, watchFlows: declared before its
+        // consumer starts again): consumed again (attach() leaves a cancelled lane alone).
+        if (missing.length > 0 && this.retiredFlows.has(flowId)) this.flowQueueGone(flowId);
         else for (const c of this.consumers) c.reattach(queue);
       },
       () => {
@@ -717,7 +708,7 @@ export class RabbitMqQueue implements Queue {
 
   /** A retired flow's queue is gone (removed here or by another instance): no longer consumed. */
   private flowQueueGone(flowId: string): void {
-    this.goneFlows.add(flowId);
+    this.retiredFlows.set(flowId, 'gone');
     const queue = this.topology.flowQueue(flowId);
     for (const c of this.consumers) c.forget(queue);
   }

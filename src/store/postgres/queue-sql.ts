@@ -29,79 +29,12 @@ type FairClaimRow = JobRow & { due_flows: number; last_turn: string | null; scan
 /** With a single flow due, one claim in this many is a fair one (QueueSql.claim). */
 const FAIR_CLAIM_EVERY = 4;
 
-/** When the next job becomes due, as seen on the database clock. */
-export interface DueInfo {
-  now: number;
-  nextRunAt: number | null;
-  nextLeaseEnd: number | null;
-}
-
-/**
- * The statements of the PostgreSQL queue. Each is one autocommit statement; times are epoch ms on
- * the database clock (NOW_MS), and delays are returned relative to it so a host whose clock is off
- * still arms its timers right. Claims lock with FOR UPDATE SKIP LOCKED: consumers in any number of
- * processes never wait for each other and never get the same job.
- */
-export class QueueSql {
-  /**
-   * Acks of one event-loop turn (or arriving while the previous group commits) go out as one DELETE:
-   * a commit costs far more than the statement, and every job ends with an ack.
-   */
-  private readonly acks: GroupCommit<LeaseToken, boolean>;
-
-  constructor(
-    private readonly db: PgDatabase,
-    readonly leaseMs: number,
-  ) {
-    this.acks = new GroupCommit(async (tokens) => {
-      const { rows } = await this.db.query<{ id: string; attempts: number }>(
-        `DELETE FROM ${this.jobs} j USING unnest($1::text[], $2::integer[], $3::text[]) AS t(id, attempts, owner)
-         WHERE j.id = t.id AND j.attempts = t.attempts AND j.lease_owner = t.owner AND j.state = 'leased'
-         RETURNING j.id, j.attempts`,
-        [tokens.map((t) => t.jobId), tokens.map((t) => t.attempts), tokens.map((t) => t.owner)],
-        'hookd_queue_ack',
-      );
-      const acked = new Set(rows.map((r) => `${r.id}/${r.attempts}`));
-      return tokens.map((t) => ({ ok: true, value: acked.has(`${t.jobId}/${t.attempts}`) }));
-    }, { maxItems: 1_000, maxBytes: Number.POSITIVE_INFINITY, maxInflight: 1 });
-  }
-
-  private get jobs(): string {
-    return this.db.t.jobs;
-  }
-
-  /** The flow the previous claim of this process served last: the next claim starts after it. */
-  private cursor = '';
-  /** The last fair claim found at most one flow with due jobs: claims take the oldest (cheaper) for a while. */
-  private oneFlowDue = false;
-  /** Claims since the last fair one. */
-  private sinceFair = 0;
-
-  /**
-   * Lease up to `limit` due jobs to `owner`, shared among the flows that have due jobs
-   * (queue/fair-claim.ts; SQLite's claim-jobs.ts does the same): one statement walks the flows
-   * with waiting jobs by id from just after the cursor, round the ring once (a loose index scan of
-   * jobs_ready_flow, at most MAX_FLOWS_SCANNED flows), keeps the first flowsPerClaim(limit) with a
-   * due job, and leases an equal share of each, oldest first. A second statement gives what the
-   * shares left (or what other consumers held locked) to the oldest due jobs of any flow, so that fewer
-   * than `limit` jobs come back only when no more are due. Jobs come back in the order to start
-   * them: the first of each flow, then the second of each, …
-   *
-   * The statement costs PostgreSQL more than an oldest-first claim (a drain of one flow's backlog:
-   * 137 against 69 µs of its CPU per job, `npm run bench:drain -- --backend postgres`): while the
-   * last fair claim found at most one flow due, only every FAIR_CLAIM_EVERY-th claim is a fair one
-   * (the others take the oldest, which is the same thing with one flow), so a flow whose jobs come
-   * in behind another's backlog waits at most that many claims to be seen.
-   */
-  async claim(owner: string, limit: number): Promise<JobRow[]> {
-    const jobs = this.jobs;
-    // The next flow after `from` with a waiting job, and its oldest job's run_at (one seek of jobs_ready_flow).
-    const next = (from: string) =>
-      `SELECT j.flow_id, j.run_at FROM ${jobs} j WHERE j.state = 'ready' AND j.flow_id > ${from} ORDER BY j.flow_id, j.run_at LIMIT 1`;
-    if (this.oneFlowDue && ++this.sinceFair < FAIR_CLAIM_EVERY) return this.claimOldest(owner, limit);
-    this.sinceFair = 0;
-    const { rows } = await this.db.query<FairClaimRow>(
-      `WITH RECURSIVE
+/** The fair claim (QueueSql.claim); binds $1 owner, $2 limit, $3 lease ms, $4 cursor, $5 MAX_FLOWS_SCANNED, $6 flowsPerClaim(limit). */
+function fairClaimSql(jobs: string): string {
+  // The next flow after `from` with a waiting job, and its oldest job's run_at (one seek of jobs_ready_flow).
+  const next = (from: string) =>
+    `SELECT j.flow_id, j.run_at FROM ${jobs} j WHERE j.state = 'ready' AND j.flow_id > ${from} ORDER BY j.flow_id, j.run_at LIMIT 1`;
+  return `WITH RECURSIVE
        after_cursor(flow_id, run_at, n) AS (
          SELECT f.flow_id, f.run_at, 1 FROM (${next('$4::text')}) f
          UNION ALL
@@ -153,16 +86,91 @@ export class QueueSql {
                 END AS scanned_to)
        SELECT ${JOB_COLUMNS.split(', ').map((c) => `claimed.${c}`).join(', ')}, meta.due_flows, meta.last_turn, meta.scanned_to
        FROM meta LEFT JOIN (claimed JOIN chosen ON chosen.id = claimed.id) ON true
-       ORDER BY chosen.rank, chosen.pos`,
+       ORDER BY chosen.rank, chosen.pos`;
+}
+
+/** When the next job becomes due, as seen on the database clock. */
+export interface DueInfo {
+  now: number;
+  nextRunAt: number | null;
+  nextLeaseEnd: number | null;
+}
+
+/**
+ * The statements of the PostgreSQL queue. Each is one autocommit statement; times are epoch ms on
+ * the database clock (NOW_MS), and delays are returned relative to it so a host whose clock is off
+ * still arms its timers right. Claims lock with FOR UPDATE SKIP LOCKED: consumers in any number of
+ * processes never wait for each other and never get the same job.
+ */
+export class QueueSql {
+  /**
+   * Acks of one event-loop turn (or arriving while the previous group commits) go out as one DELETE:
+   * a commit costs far more than the statement, and every job ends with an ack.
+   */
+  private readonly acks: GroupCommit<LeaseToken, boolean>;
+
+  constructor(
+    private readonly db: PgDatabase,
+    readonly leaseMs: number,
+  ) {
+    this.fairClaimText = fairClaimSql(db.t.jobs);
+    this.acks = new GroupCommit(async (tokens) => {
+      const { rows } = await this.db.query<{ id: string; attempts: number }>(
+        `DELETE FROM ${this.jobs} j USING unnest($1::text[], $2::integer[], $3::text[]) AS t(id, attempts, owner)
+         WHERE j.id = t.id AND j.attempts = t.attempts AND j.lease_owner = t.owner AND j.state = 'leased'
+         RETURNING j.id, j.attempts`,
+        [tokens.map((t) => t.jobId), tokens.map((t) => t.attempts), tokens.map((t) => t.owner)],
+        'hookd_queue_ack',
+      );
+      const acked = new Set(rows.map((r) => `${r.id}/${r.attempts}`));
+      return tokens.map((t) => ({ ok: true, value: acked.has(`${t.jobId}/${t.attempts}`) }));
+    }, { maxItems: 1_000, maxBytes: Number.POSITIVE_INFINITY, maxInflight: 1 });
+  }
+
+  private get jobs(): string {
+    return this.db.t.jobs;
+  }
+
+  /** The flow the previous claim of this process served last: the next claim starts after it. */
+  private cursor = '';
+  /** Claims that take the oldest (cheaper) before the next fair one: the last fair claim found at most one flow due. */
+  private oldestLeft = 0;
+  /** The fair claim's statement (built once: the table names are fixed). */
+  private readonly fairClaimText: string;
+
+  /**
+   * Lease up to `limit` due jobs to `owner`, shared among the flows that have due jobs
+   * (queue/fair-claim.ts; SQLite's claim-jobs.ts does the same): one statement walks the flows
+   * with waiting jobs by id from just after the cursor, round the ring once (a loose index scan of
+   * jobs_ready_flow, at most MAX_FLOWS_SCANNED flows), keeps the first flowsPerClaim(limit) with a
+   * due job, and leases an equal share of each, oldest first. A second statement gives what the
+   * shares left (or what other consumers held locked) to the oldest due jobs of any flow, so that fewer
+   * than `limit` jobs come back only when no more are due. Jobs come back in the order to start
+   * them: the first of each flow, then the second of each, …
+   *
+   * The statement costs PostgreSQL more than an oldest-first claim (a drain of one flow's backlog:
+   * 137 against 69 µs of its CPU per job, `npm run bench:drain -- --backend postgres`): while the
+   * last fair claim found at most one flow due, only every FAIR_CLAIM_EVERY-th claim is a fair one
+   * (the others take the oldest, which is the same thing with one flow), so a flow whose jobs come
+   * in behind another's backlog waits at most that many claims to be seen.
+   */
+  async claim(owner: string, limit: number): Promise<JobRow[]> {
+    if (this.oldestLeft > 0) {
+      this.oldestLeft--;
+      return this.claimOldest(owner, limit);
+    }
+    const { rows } = await this.db.query<FairClaimRow>(
+      this.fairClaimText,
       [owner, limit, this.leaseMs, this.cursor, MAX_FLOWS_SCANNED, flowsPerClaim(limit)],
       'hookd_queue_claim_fair',
     );
     const meta = rows[0]!;
-    this.oneFlowDue = meta.due_flows <= 1;
+    this.oldestLeft = meta.due_flows <= 1 ? FAIR_CLAIM_EVERY - 1 : 0;
     this.cursor = meta.scanned_to ?? meta.last_turn ?? this.cursor;
-    const claimed: JobRow[] = [];
-    for (const { due_flows: _d, last_turn: _l, scanned_to: _s, ...job } of rows) if (job.id !== null) claimed.push(job);
-    if (claimed.length >= limit) return claimed;
+    // The meta columns ride along unread (toJob picks its fields by name).
+    const claimed: JobRow[] = rows.filter((r) => r.id !== null);
+    // The whole ring walked and no flow due: no job is.
+    if (claimed.length >= limit || (meta.due_flows === 0 && meta.scanned_to === null)) return claimed;
     const rest = await this.claimOldest(owner, limit - claimed.length);
     return rest.length === 0 ? claimed : [...claimed, ...rest];
   }

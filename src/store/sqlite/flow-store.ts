@@ -43,11 +43,13 @@ export class SqliteFlowStore implements FlowStore {
   }
 
   forgetDeletion(id: string, deletedAt: number, cleanUp?: (stillHeld: () => Promise<void>) => Promise<boolean>): Promise<boolean> {
+    // The op deletes only that record: without a clean-up, nothing to hold.
+    if (cleanUp === undefined) return this.writer.call('forgetFlowDeletion', { id, deletedAt });
     return this.byId.run(id, async () => {
       const held = this.reader.read('SELECT 1 FROM flow_deletions WHERE flow_id = ? AND deleted_at = ?', (s) => s.pluck().get(id, deletedAt));
       if (held === undefined) return false;
       // One process holds the file and the lock: the hold cannot be lost.
-      if (cleanUp && !(await cleanUp(() => Promise.resolve()))) return false;
+      if (!(await cleanUp(() => Promise.resolve()))) return false;
       return this.writer.call('forgetFlowDeletion', { id, deletedAt });
     });
   }

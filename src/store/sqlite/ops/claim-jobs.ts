@@ -54,7 +54,7 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
   const dueOfFlow = db.prepare(`SELECT id FROM jobs WHERE state = 'ready' AND flow_id = ? AND run_at <= ? ORDER BY run_at LIMIT ?`).pluck();
   const claimIds = db.prepare(
     `UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_until = ?, lease_owner = ?
-     WHERE id IN (SELECT value FROM json_each(?)) AND state = 'ready'
+     WHERE id IN (SELECT value FROM json_each(?))
      RETURNING id, flow_id, request_id, attempts, max_attempts, enqueued_at, last_error`,
   );
   const claimOldest = db.prepare(
@@ -109,17 +109,19 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
       const perFlow: string[][] = [];
       for (const [i, [flow, oldest]] of flows.entries()) {
         const n = shareOf(a.limit, flows.length, i);
-        // A share of one (a claim of fewer jobs than JOBS_PER_TURN): the oldest, found by the scan.
+        // A share of one (a claim of one job): the oldest, found by the scan.
         perFlow.push(n === 1 ? [oldest] : (dueOfFlow.all(flow, now, n) as string[]));
       }
-      cursor = flows[flows.length - 1]![0];
       const order = interleaveByFlow(perFlow);
+      // Read as ready a moment ago in this transaction, on the only writer: every one comes back.
       const rows = claimIds.all(leaseUntil, a.owner, JSON.stringify(order)) as JobRow[];
       const byId = new Map(rows.map((r) => [r.id, r]));
       jobs = order.map((id) => byId.get(id)!);
     }
-    if (scannedTo !== undefined) cursor = scannedTo;
-    if (jobs.length < a.limit) jobs.push(...(claimOldest.all(leaseUntil, a.owner, now, a.limit - jobs.length) as JobRow[]));
+    cursor = scannedTo ?? flows.at(-1)?.[0] ?? cursor;
+    // The whole ring walked and no flow due: no job is (a flow is due when its oldest job is).
+    const noneDue = flows.length === 0 && scannedTo === undefined;
+    if (jobs.length < a.limit && !noneDue) jobs.push(...(claimOldest.all(leaseUntil, a.owner, now, a.limit - jobs.length) as JobRow[]));
     if (jobs.length >= a.limit) return { jobs, nextDueAt: null };
     const next = nextDue.get() as number;
     return { jobs, nextDueAt: next >= 1e300 ? null : next };
