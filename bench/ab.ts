@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { api, arg, autocannon, fmt, median, ROOT, startHookd } from './lib.js';
+import { api, arg, load, fmt, median, ROOT, startHookd } from './lib.js';
 
 /**
  * npm run bench:ab -- --base <checkout> [--rounds 4 --seconds 8 --workers 64 --env K=V,K=V]
@@ -40,8 +40,8 @@ async function run(root: string, env: Record<string, string> = {}): Promise<{ rp
   try {
     await api(hookd.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
     const url = `${hookd.url}/hook/bench`;
-    await autocannon({ url, connections: 64, seconds: 2, body: BODY });
-    const r = await autocannon({ url, connections: 64, seconds, body: BODY, ...(hookd.pid ? { pid: hookd.pid } : {}) });
+    await load({ url, connections: 64, seconds: 2, body: BODY });
+    const r = await load({ url, connections: 64, seconds, body: BODY, ...(hookd.pid ? { pid: hookd.pid } : {}) });
     if (r.non2xx + r.errors > 0) throw new Error(`${root}: ${r.non2xx} non-2xx, ${r.errors} errors`);
     return { rps: r.rps, cpuUs: r.cpuUs ?? NaN };
   } finally {

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { shareOf } from '../src/queue/fair-claim.js';
-import { api, arg, autocannon, cpuSeconds, cpuSecondsOf, DATABASE_URL, fmt, median, pgExec, queueEmpty, startHookd } from './lib.js';
+import { api, arg, load, cpuSeconds, cpuSecondsOf, DATABASE_URL, fmt, median, pgExec, queueEmpty, startHookd } from './lib.js';
 
 /**
  * npm run bench:drain [-- --jobs 30000 --rounds 3 --prefetch N --flows N --backend sqlite|postgres]
@@ -85,7 +85,7 @@ async function drain(env: Record<string, string>): Promise<Drain> {
       else {
         for (const [f, id] of ids.entries()) {
           const amount = shareOf(jobs, flows, f);
-          const r = await autocannon({ url: `${filler.url}/hook/${id}`, connections: Math.min(64, amount), seconds: 60, amount, body: BODY });
+          const r = await load({ url: `${filler.url}/hook/${id}`, connections: Math.min(64, amount), seconds: 60, amount, body: BODY });
           if (r.non2xx + r.errors > 0) throw new Error(`filling the backlog: ${r.non2xx} non-2xx, ${r.errors} errors`);
         }
       }

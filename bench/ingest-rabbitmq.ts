@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { api, autocannon, completedPerSecond, DATABASE_URL, deleteRabbitMq, distributedStorage, fmt, type LoadResult, median, RABBITMQ_URI, ROOT, row as rowOf, startHookd, startProcess } from './lib.js';
+import { api, load, LOAD_GENERATOR, completedPerSecond, DATABASE_URL, deleteRabbitMq, distributedStorage, fmt, type LoadResult, median, RABBITMQ_URI, ROOT, row as rowOf, startHookd, startProcess } from './lib.js';
 
 const row = (name: string, r: LoadResult) => rowOf(name, r, 34);
 
 /**
  * npm run bench:ingest -- --backend rabbitmq [--seconds 10 --connections 64 --rounds 1]
  *
- * Distributed mode against its baseline, in one run, load from a separate process (autocannon):
+ * Distributed mode against its baseline, in one run, load from a separate process (autocannon, or wrk with `--load wrk`):
  * (a) a bare fastify server publishing each request to RabbitMQ without confirms (fire-and-forget,
  *     as the Open Integration Hub's webhook component does: a 200 can still be lost);
  * (b) hookd with DATABASE_URL + RABBITMQ_URI: request + outbox row committed in PostgreSQL, job
@@ -70,7 +70,7 @@ async function histograms(base: string): Promise<{ durable: { sum: number; count
 /** Load a hookd URL and read, from its own histograms, the mean times from receipt to durable and from publish to confirm. */
 async function loadHookd(url: string, flowUrl: string, o: RabbitMqBenchOptions, pid: number | undefined): Promise<Run> {
   const before = await histograms(url);
-  const r = await autocannon({ url: flowUrl, connections: o.connections, seconds: o.seconds, body: o.body, alsoCpuOf: SERVICES, ...(pid ? { pid } : {}) });
+  const r = await load({ url: flowUrl, connections: o.connections, seconds: o.seconds, body: o.body, alsoCpuOf: SERVICES, ...(pid ? { pid } : {}) });
   const after = await histograms(url);
   const mean = (k: 'durable' | 'confirm') => (after[k].sum - before[k].sum) / (after[k].count - before[k].count);
   return { ...r, durableMs: mean('durable'), confirmMs: mean('confirm') };
@@ -99,8 +99,8 @@ async function round(o: RabbitMqBenchOptions): Promise<Round> {
   const base = await startProcess(process.execPath, [path.join(ROOT, 'dist/bench/baseline-rabbitmq-server.js')], { RABBITMQ_URI, BASELINE_PREFIX: basePrefix }, /LISTENING (\d+)/);
   try {
     const baseUrl = `http://127.0.0.1:${base.match[1]}/hook/bench`;
-    await autocannon({ url: baseUrl, connections, seconds: 2, body }); // warm-up
-    a = await autocannon({ url: baseUrl, connections, seconds, body, alsoCpuOf: SERVICES, ...(base.proc.pid ? { pid: base.proc.pid } : {}) });
+    await load({ url: baseUrl, connections, seconds: 2, body }); // warm-up
+    a = await load({ url: baseUrl, connections, seconds, body, alsoCpuOf: SERVICES, ...(base.proc.pid ? { pid: base.proc.pid } : {}) });
   } finally {
     await base.stop();
     await deleteRabbitMq(basePrefix, [`${basePrefix}.work`]);
@@ -117,7 +117,7 @@ async function round(o: RabbitMqBenchOptions): Promise<Round> {
     try {
       await api(hookd.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
       await api(hookd.url, 'PUT', '/api/flows/warmup', { steps: [{ id: 'shape', type: 'transform', expression: 'body' }] });
-      const w = await autocannon({ url: `${hookd.url}/hook/warmup`, connections, seconds: 2, body });
+      const w = await load({ url: `${hookd.url}/hook/warmup`, connections, seconds: 2, body });
       await drained(hookd.url, 'warmup', w.total - w.non2xx);
       const from = Date.now();
       b = await loadHookd(hookd.url, `${hookd.url}/hook/bench`, o, hookd.pid);
@@ -128,7 +128,7 @@ async function round(o: RabbitMqBenchOptions): Promise<Round> {
     // Ingest alone: the same path without flow executions competing for the CPU.
     const ingestOnly = await startHookd({ ...env, WORKER_CONCURRENCY: '0' });
     try {
-      await autocannon({ url: `${ingestOnly.url}/hook/warmup`, connections, seconds: 2, body });
+      await load({ url: `${ingestOnly.url}/hook/warmup`, connections, seconds: 2, body });
       c = await loadHookd(ingestOnly.url, `${ingestOnly.url}/hook/bench`, o, ingestOnly.pid);
     } finally {
       await ingestOnly.stop();
@@ -142,7 +142,7 @@ async function round(o: RabbitMqBenchOptions): Promise<Round> {
 export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
   const rounds = Math.max(1, o.rounds ?? 1);
   console.log(
-    `bench:ingest --backend rabbitmq — ${o.connections} connections, ${o.seconds} s, ${Buffer.byteLength(o.body)}-byte JSON POST, load from a separate process (autocannon)${rounds > 1 ? `, ${rounds} rounds` : ''}\n` +
+    `bench:ingest --backend rabbitmq — ${o.connections} connections, ${o.seconds} s, ${Buffer.byteLength(o.body)}-byte JSON POST, load from a separate process (${LOAD_GENERATOR})${rounds > 1 ? `, ${rounds} rounds` : ''}\n` +
       `PostgreSQL ${new URL(DATABASE_URL).host}, RabbitMQ ${new URL(RABBITMQ_URI).host}\n`,
   );
   const results: Round[] = [];

@@ -1,12 +1,12 @@
 import { createHmac } from 'node:crypto';
 import path from 'node:path';
 import { benchRabbitMq } from './ingest-rabbitmq.js';
-import { api, arg, autocannon, completedPerSecond, fmt, largestSizeDuring, type LoadResult, median, percentile, queueEmpty, ROOT, row, startHookd, startProcess } from './lib.js';
+import { api, arg, load, LOAD_GENERATOR, completedPerSecond, fmt, largestSizeDuring, type LoadResult, median, percentile, queueEmpty, ROOT, row, startHookd, startProcess } from './lib.js';
 
 /**
  * npm run bench:ingest [-- --seconds 10 --connections 64 --rounds 1] [--auth hmac]
  *
- * Default: in one run, from a separate load process (autocannon): (a) a bare node:http server
+ * Default: in one run, from a separate load process (autocannon, or wrk with `--load wrk`): (a) a bare node:http server
  * answering 200, (b) a hand-made group commit (node:http + a SQLite writer thread, FULL; no hookd
  * features: the price of durability alone), (c) hookd (SQLite, synchronous=FULL) with a started
  * flow, (d) the same hookd with its workers off (the ingest path alone). Prints req/s, p50/p99, the
@@ -94,14 +94,14 @@ async function cacheReads(base: string): Promise<CacheReads> {
 }
 
 async function benchIngest(): Promise<void> {
-  console.log(`bench:ingest — ${connections} connections, ${seconds} s, ${Buffer.byteLength(BODY)}-byte JSON POST, load from a separate process (autocannon)${rounds > 1 ? `, ${rounds} rounds` : ''}\n`);
+  console.log(`bench:ingest — ${connections} connections, ${seconds} s, ${Buffer.byteLength(BODY)}-byte JSON POST, load from a separate process (${LOAD_GENERATOR})${rounds > 1 ? `, ${rounds} rounds` : ''}\n`);
 
   const measure = async (script: string): Promise<LoadResult> => {
     const server = await startProcess(process.execPath, [path.join(ROOT, script)], {}, /LISTENING (\d+)/);
     try {
       const url = `http://127.0.0.1:${server.match[1]}/hook/bench`;
-      await autocannon({ url, connections, seconds: 2, body: BODY }); // warm-up
-      return await autocannon({ url, connections, seconds, body: BODY, ...(server.proc.pid ? { pid: server.proc.pid } : {}) });
+      await load({ url, connections, seconds: 2, body: BODY }); // warm-up
+      return await load({ url, connections, seconds, body: BODY, ...(server.proc.pid ? { pid: server.proc.pid } : {}) });
     } finally {
       await server.stop();
     }
@@ -122,12 +122,12 @@ async function benchIngest(): Promise<void> {
     try {
       await api(hookd.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
       await api(hookd.url, 'PUT', '/api/flows/warmup', { steps: [{ id: 'shape', type: 'transform', expression: 'body' }] });
-      const w = await autocannon({ url: `${hookd.url}/hook/warmup`, connections, seconds: 2, body: BODY });
+      const w = await load({ url: `${hookd.url}/hook/warmup`, connections, seconds: 2, body: BODY });
       await queueDelays(hookd.url, 'warmup', w.total - w.non2xx); // start the measured run with an empty queue
       const from = Date.now();
       const measured = await largestSizeDuring(
         path.join(hookd.dataDir, 'hookd.db-wal'),
-        autocannon({ url: `${hookd.url}/hook/bench`, connections, seconds, body: BODY, ...(hookd.pid ? { pid: hookd.pid } : {}) }),
+        load({ url: `${hookd.url}/hook/bench`, connections, seconds, body: BODY, ...(hookd.pid ? { pid: hookd.pid } : {}) }),
       );
       b = measured.result;
       walBytes = measured.largest;
@@ -155,8 +155,8 @@ async function benchIngest(): Promise<void> {
     let c: LoadResult;
     try {
       await api(ingestOnly.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
-      await autocannon({ url: `${ingestOnly.url}/hook/bench`, connections, seconds: 2, body: BODY }); // warm-up
-      c = await autocannon({ url: `${ingestOnly.url}/hook/bench`, connections, seconds, body: BODY, ...(ingestOnly.pid ? { pid: ingestOnly.pid } : {}) });
+      await load({ url: `${ingestOnly.url}/hook/bench`, connections, seconds: 2, body: BODY }); // warm-up
+      c = await load({ url: `${ingestOnly.url}/hook/bench`, connections, seconds, body: BODY, ...(ingestOnly.pid ? { pid: ingestOnly.pid } : {}) });
     } finally {
       await ingestOnly.stop();
     }
@@ -213,13 +213,13 @@ async function benchAuth(): Promise<void> {
     steps,
     trigger: { type: 'webhook', auth: { type: 'hmac', algorithm: 'sha256', encoding: 'hex', header: 'x-signature', prefix: 'sha256=', secrets: [secret] } },
   });
-  await autocannon({ url: `${h.url}/hook/plain`, connections, seconds: 2, body }); // warm-up
+  await load({ url: `${h.url}/hook/plain`, connections, seconds: 2, body }); // warm-up
   const signedHeaders = { 'x-signature': signature };
   // A-B-B-A, so drift (queue backlog, disk) weighs on both sides alike.
-  const plain1 = await autocannon({ url: `${h.url}/hook/plain`, connections, seconds: seconds / 2, body });
-  const signed1 = await autocannon({ url: `${h.url}/hook/signed`, connections, seconds: seconds / 2, body, headers: signedHeaders });
-  const signed2 = await autocannon({ url: `${h.url}/hook/signed`, connections, seconds: seconds / 2, body, headers: signedHeaders });
-  const plain2 = await autocannon({ url: `${h.url}/hook/plain`, connections, seconds: seconds / 2, body });
+  const plain1 = await load({ url: `${h.url}/hook/plain`, connections, seconds: seconds / 2, body });
+  const signed1 = await load({ url: `${h.url}/hook/signed`, connections, seconds: seconds / 2, body, headers: signedHeaders });
+  const signed2 = await load({ url: `${h.url}/hook/signed`, connections, seconds: seconds / 2, body, headers: signedHeaders });
+  const plain2 = await load({ url: `${h.url}/hook/plain`, connections, seconds: seconds / 2, body });
   await h.stop();
   const plain = mean(plain1, plain2);
   const signed = mean(signed1, signed2);

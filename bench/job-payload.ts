@@ -1,4 +1,4 @@
-import { api, arg, autocannon, cpuSecondsOf, distributedStorage, fmt, median, startHookd } from './lib.js';
+import { api, arg, load, cpuSecondsOf, distributedStorage, fmt, median, startHookd } from './lib.js';
 
 /**
  * npm run bench:job-payload [-- --workers 0 --rounds 3 --seconds 8]
@@ -28,9 +28,9 @@ async function run(includeRequest: boolean): Promise<Run> {
       ...(includeRequest ? { jobMessage: { includeRequest: true } } : {}),
     });
     const url = `${h.url}/hook/bench`;
-    await autocannon({ url, connections: 64, seconds: 2, body: BODY }); // warm-up
+    await load({ url, connections: 64, seconds: 2, body: BODY }); // warm-up
     const from = cpuSecondsOf(['beam.smp', 'postgres']) ?? NaN;
-    const r = await autocannon({ url, connections: 64, seconds, body: BODY, ...(h.pid ? { pid: h.pid } : {}) });
+    const r = await load({ url, connections: 64, seconds, body: BODY, ...(h.pid ? { pid: h.pid } : {}) });
     const to = cpuSecondsOf(['beam.smp', 'postgres']) ?? NaN;
     if (r.non2xx + r.errors > 0) throw new Error(`${r.non2xx} non-2xx, ${r.errors} errors`);
     return { rps: r.rps, cpuUs: r.cpuUs ?? NaN, servicesUs: ((to - from) * 1e6) / r.total };

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -64,8 +64,15 @@ export function cpuSecondsOf(names: readonly string[]): number | undefined {
   return total;
 }
 
-/** Load from a separate process: autocannon's CLI, JSON result. */
-export async function autocannon(opts: {
+/**
+ * The load generator (`--load autocannon|wrk`, default autocannon). wrk (Debian's package) is C:
+ * it takes a fraction of autocannon's CPU per request, which on this 2-core machine is CPU the
+ * server under test gets back; a single-threaded baseline (node:http) gains little from that, so
+ * a ratio can differ between the two. Say which one measured a figure.
+ */
+export const LOAD_GENERATOR = arg('load', 'autocannon') === 'wrk' ? 'wrk' : 'autocannon';
+
+export interface LoadOptions {
   url: string;
   connections: number;
   seconds: number;
@@ -75,42 +82,87 @@ export async function autocannon(opts: {
   pid?: number;
   /** Other processes (by command name) whose CPU per request is measured too, e.g. ['beam.smp']. */
   alsoCpuOf?: readonly string[];
-  /** Send this many requests, then stop (instead of `seconds`). */
+  /** Send this many requests, then stop (instead of `seconds`); always autocannon (wrk cannot). */
   amount?: number;
-}): Promise<LoadResult> {
+}
+
+/** POST load from a separate process (LOAD_GENERATOR), with the CPU the server (and others) spent per request. */
+export async function load(opts: LoadOptions): Promise<LoadResult> {
+  const cpuBefore = cpuSeconds(opts.pid);
+  const othersBefore = opts.alsoCpuOf ? cpuSecondsOf(opts.alsoCpuOf) : undefined;
+  const result = LOAD_GENERATOR === 'wrk' && opts.amount === undefined ? await wrk(opts) : await autocannon(opts);
+  const cpuAfter = cpuSeconds(opts.pid);
+  const othersAfter = opts.alsoCpuOf ? cpuSecondsOf(opts.alsoCpuOf) : undefined;
+  if (cpuBefore !== undefined && cpuAfter !== undefined && result.total > 0) {
+    result.cpuUs = ((cpuAfter - cpuBefore) * 1e6) / result.total;
+  }
+  if (othersBefore !== undefined && othersAfter !== undefined && result.total > 0) {
+    result.othersCpuUs = ((othersAfter - othersBefore) * 1e6) / result.total;
+  }
+  return result;
+}
+
+async function autocannon(opts: LoadOptions): Promise<LoadResult> {
   const bin = require.resolve('autocannon/autocannon.js');
   const args = [bin, '-j', '-c', String(opts.connections), '-d', String(opts.seconds), '-m', 'POST', '-b', opts.body, '-H', 'content-type=application/json'];
   for (const [k, v] of Object.entries(opts.headers ?? {})) args.push('-H', `${k}=${v}`);
   if (opts.amount !== undefined) args.push('-a', String(opts.amount));
   args.push(opts.url);
-  const cpuBefore = cpuSeconds(opts.pid);
-  const othersBefore = opts.alsoCpuOf ? cpuSecondsOf(opts.alsoCpuOf) : undefined;
-  const out = await run(process.execPath, args);
-  const cpuAfter = cpuSeconds(opts.pid);
-  const othersAfter = opts.alsoCpuOf ? cpuSecondsOf(opts.alsoCpuOf) : undefined;
-  const r = JSON.parse(out) as {
+  const r = JSON.parse(await run(process.execPath, args)) as {
     requests: { average: number; total: number };
     latency: { p50: number; p99: number };
     non2xx: number;
     errors: number;
   };
-  const result: LoadResult = { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors, total: r.requests.total };
-  if (cpuBefore !== undefined && cpuAfter !== undefined && r.requests.total > 0) {
-    result.cpuUs = ((cpuAfter - cpuBefore) * 1e6) / r.requests.total;
-  }
-  if (othersBefore !== undefined && othersAfter !== undefined && r.requests.total > 0) {
-    result.othersCpuUs = ((othersAfter - othersBefore) * 1e6) / r.requests.total;
-  }
-  return result;
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors, total: r.requests.total };
 }
 
-function run(cmd: string, args: string[]): Promise<string> {
+/**
+ * wrk, one thread, with a Lua script that sets the POST and prints its summary as JSON. Body and
+ * headers travel in the environment (no escaping into Lua source). wrk counts statuses ≥ 400 as
+ * errors of their own: those are the non-2xx here (hookd answers no 3xx).
+ */
+async function wrk(opts: LoadOptions): Promise<LoadResult> {
+  const headers = { 'content-type': 'application/json', ...opts.headers };
+  const env: Record<string, string> = { BENCH_BODY: opts.body, BENCH_HEADERS: Object.keys(headers).length.toString() };
+  Object.entries(headers).forEach(([k, v], i) => {
+    env[`BENCH_H${i}_NAME`] = k;
+    env[`BENCH_H${i}_VALUE`] = v;
+  });
+  const script = path.join(mkdtempSync(path.join(tmpdir(), 'hookd-wrk-')), 'post.lua');
+  writeFileSync(
+    script,
+    `wrk.method = "POST"
+wrk.body = os.getenv("BENCH_BODY")
+for i = 0, tonumber(os.getenv("BENCH_HEADERS")) - 1 do
+  wrk.headers[os.getenv("BENCH_H" .. i .. "_NAME")] = os.getenv("BENCH_H" .. i .. "_VALUE")
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('\\n{"requests":%d,"duration":%d,"p50":%d,"p99":%d,"status":%d,"errors":%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99), e.status, e.connect + e.read + e.write + e.timeout))
+end
+`,
+  );
+  try {
+    const out = await run('wrk', ['-t', '1', '-c', String(opts.connections), '-d', `${opts.seconds}s`, '-s', script, opts.url], env);
+    const line = /^\{"requests".*\}$/m.exec(out);
+    if (!line) throw new Error(`wrk printed no summary: ${out}`);
+    const r = JSON.parse(line[0]) as { requests: number; duration: number; p50: number; p99: number; status: number; errors: number };
+    return { rps: r.requests / (r.duration / 1e6), p50: r.p50 / 1000, p99: r.p99 / 1000, non2xx: r.status, errors: r.errors, total: r.requests };
+  } finally {
+    rmSync(path.dirname(script), { recursive: true, force: true });
+  }
+}
+
+function run(cmd: string, args: string[], env: Record<string, string> = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => (out += d));
     p.stderr.on('data', (d: Buffer) => (err += d));
+    p.on('error', (e) => reject(new Error(`${cmd} could not run (${e.message})${cmd === 'wrk' ? ': install it (Debian: apt-get install wrk) or use --load autocannon' : ''}`)));
     p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} exited ${code}: ${err}`))));
   });
 }
