@@ -31,7 +31,11 @@ export function requireApiToken(tokens: ApiTokens) {
     // Every read token is compared, so the time taken does not tell which one matched.
     let reader = false;
     for (const digest of tokens.readers) if (timingSafeEqual(given, digest)) reader = true;
-    if (!reader) throw new HookdError(E.FORBIDDEN, tokens.readers.length > 0 ? 'Invalid token' : 'Invalid admin token');
+    if (!reader) {
+      // RFC 6750: a token that is not valid is a 401 (403 is a valid token that may not do this).
+      reply.header('www-authenticate', 'Bearer realm="hookd", error="invalid_token"');
+      throw new HookdError(E.UNAUTHORIZED, tokens.readers.length > 0 ? 'Invalid token' : 'Invalid admin token');
+    }
     if (!READS.has(request.method)) throw new HookdError(E.FORBIDDEN, 'This is a read token: it may only GET; changes need the admin token');
     readTokenRequests.add(request);
   };

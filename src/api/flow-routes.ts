@@ -3,7 +3,7 @@ import { newSecrets, resolveMaskedInput } from '../auth/flow-secrets.js';
 import { generateSecret } from '../auth/secret-box.js';
 import { hasSecrets, mapSecrets, secretValues } from '../core/credentials.js';
 import { E, HookdError } from '../core/errors.js';
-import type { Flow } from '../core/flow.js';
+import { nextUpdatedAt, type Flow } from '../core/flow.js';
 import type { FlowRegistry } from '../store/flow-registry.js';
 import { byReadToken } from './api-auth.js';
 import { buildFlow, newFlowId } from './flow-definition.js';
@@ -15,6 +15,25 @@ interface Deps {
 }
 
 type IdParams = { Params: { id: string } };
+
+/** What GET shows and a definition cannot set: a flow read with GET may be sent back with PUT as it is. */
+const READ_ONLY = ['createdAt', 'updatedAt', 'webhookUrl'] as const;
+
+/**
+ * A POST/PUT body as a flow definition: no body is an empty definition (all defaults); read-only
+ * fields are dropped. Anything else (null, an array, a string) goes to validation as it is (400).
+ */
+function definitionOf(body: unknown): unknown {
+  if (body === undefined) return {};
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return body;
+  if (!READ_ONLY.some((k) => k in body)) return body;
+  const input = { ...(body as Record<string, unknown>) };
+  for (const k of READ_ONLY) delete input[k];
+  return input;
+}
+
+/** Read-modify-write rounds lost to other writers before giving up with 409. */
+const UPDATE_ATTEMPTS = 5;
 
 /** A stored flow as input again (for edits made by the API itself). */
 function flowInput(flow: Flow) {
@@ -30,27 +49,48 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
     if (!flow) throw new HookdError(E.NOT_FOUND, `Flow ${id}`);
     return flow;
   };
+  /**
+   * Read, change, write only if nobody wrote the flow in between (else read again): two admins
+   * adding a secret at once must not lose the one already shown to its caller. `change` may throw
+   * (404, 409, 400) from what it reads.
+   */
+  const update = async (id: string, change: (flow: Flow) => Flow): Promise<Flow> => {
+    for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
+      const flow = await find(id);
+      const next = change(flow);
+      if (await registry.put(next, { updatedAt: flow.updatedAt })) return next;
+    }
+    throw new HookdError(E.CONFLICT, `Flow ${id} is being changed by other requests; try again`);
+  };
   const view = (f: Flow, reveal?: ReadonlySet<string>) => flowView(f, publicUrl(), reveal);
   const readView = (request: FastifyRequest, f: Flow) => flowView(f, publicUrl(), undefined, byReadToken(request));
 
   app.get('/flows', async (request) => ({ items: registry.list().map((f) => readView(request, f)) }));
 
   app.post('/flows', async (request, reply) => {
-    const body = (request.body ?? {}) as { id?: unknown };
-    const id = typeof body.id === 'string' ? body.id : newFlowId();
-    if (await registry.fetch(id)) throw new HookdError(E.CONFLICT, `Flow ${id} already exists (use PUT /api/flows/${id} to replace it)`);
+    const body = definitionOf(request.body) as { id?: unknown } | null;
+    const id = typeof body?.id === 'string' ? body.id : newFlowId();
+    const exists = () => new HookdError(E.CONFLICT, `Flow ${id} already exists (use PUT /api/flows/${id} to replace it)`);
+    if (await registry.fetch(id)) throw exists();
     const flow = buildFlow(resolveMaskedInput(body, undefined), id);
-    await registry.put(flow);
+    if (!(await registry.put(flow, { absent: true }))) throw exists();
     return reply.code(201).header('location', `/api/flows/${encodeURIComponent(id)}`).send(view(flow, newSecrets(flow, undefined)));
   });
 
   app.get<IdParams>('/flows/:id', async (request) => readView(request, await find(request.params.id)));
 
   app.put<IdParams>('/flows/:id', async (request, reply) => {
-    const existing = await registry.fetch(request.params.id);
-    const flow = buildFlow(resolveMaskedInput(request.body ?? {}, existing), request.params.id, existing);
-    await registry.put(flow);
-    return reply.code(existing ? 200 : 201).send(view(flow, newSecrets(flow, existing)));
+    const { id } = request.params;
+    // A replacement, built again on what is stored when another write came first (masked
+    // secrets are resolved against the flow they replace).
+    for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
+      const existing = await registry.fetch(id);
+      const flow = buildFlow(resolveMaskedInput(definitionOf(request.body), existing), id, existing);
+      if (await registry.put(flow, existing ? { updatedAt: existing.updatedAt } : { absent: true })) {
+        return reply.code(existing ? 200 : 201).send(view(flow, newSecrets(flow, existing)));
+      }
+    }
+    throw new HookdError(E.CONFLICT, `Flow ${id} is being changed by other requests; try again`);
   });
 
   app.delete<IdParams>('/flows/:id', async (request, reply) => {
@@ -60,44 +100,41 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
 
   // Rotation: add a second secret (given, or generated), move senders over, delete the old one.
   app.post<IdParams & { Body: { secret?: string } | undefined }>('/flows/:id/secrets', async (request, reply) => {
-    const flow = await find(request.params.id);
-    const auth = flow.trigger.auth;
-    if (!hasSecrets(auth)) throw new HookdError(E.CONFLICT, `Flow ${flow.id} has no credential with secrets`);
-    const current = secretValues(auth);
-    if (current.length >= 2) throw new HookdError(E.CONFLICT, 'A credential holds at most two secrets: delete the old one first');
     const given = request.body?.secret;
     if (given !== undefined && (typeof given !== 'string' || given.length < 8 || given.length > 512)) {
       throw new HookdError(E.VALIDATION_FAILED, '/secret: a string of 8 to 512 characters');
     }
-    const secret = given ?? generateSecret(auth.type);
-    const createdAt = new Date().toISOString();
-    const next = { ...auth, secrets: [...mapSecrets(auth, (v) => v).secrets, { value: secret, createdAt }] } as typeof auth;
-    const updated = buildFlow({ ...flowInput(flow), trigger: { ...flow.trigger, auth: next } }, flow.id, flow);
-    await registry.put(updated);
+    let secret = '';
+    const updated = await update(request.params.id, (flow) => {
+      const auth = flow.trigger.auth;
+      if (!hasSecrets(auth)) throw new HookdError(E.CONFLICT, `Flow ${flow.id} has no credential with secrets`);
+      if (secretValues(auth).length >= 2) throw new HookdError(E.CONFLICT, 'A credential holds at most two secrets: delete the old one first');
+      secret = given ?? generateSecret(auth.type);
+      const next = { ...auth, secrets: [...mapSecrets(auth, (v) => v).secrets, { value: secret, createdAt: new Date().toISOString() }] } as typeof auth;
+      return buildFlow({ ...flowInput(flow), trigger: { ...flow.trigger, auth: next } }, flow.id, flow);
+    });
     return reply.code(201).send(view(updated, new Set([secret])));
   });
 
   app.delete<{ Params: { id: string; index: string } }>('/flows/:id/secrets/:index', async (request) => {
-    const flow = await find(request.params.id);
-    const auth = flow.trigger.auth;
     // Digits only: Number('') is 0, and '0x1' or '1e0' would name secret 1.
     const index = /^\d{1,4}$/.test(request.params.index) ? Number(request.params.index) : -1;
-    if (!hasSecrets(auth) || index < 0 || index >= auth.secrets.length) {
-      throw new HookdError(E.NOT_FOUND, `Secret ${request.params.index} of flow ${flow.id}`);
-    }
-    if (auth.secrets.length === 1) throw new HookdError(E.CONFLICT, 'The last secret cannot be deleted: add its successor first');
-    const next = { ...auth, secrets: auth.secrets.filter((_, i) => i !== index) } as typeof auth;
-    const updated = buildFlow({ ...flowInput(flow), trigger: { ...flow.trigger, auth: next } }, flow.id, flow);
-    await registry.put(updated);
+    const updated = await update(request.params.id, (flow) => {
+      const auth = flow.trigger.auth;
+      if (!hasSecrets(auth) || index < 0 || index >= auth.secrets.length) {
+        throw new HookdError(E.NOT_FOUND, `Secret ${request.params.index} of flow ${flow.id}`);
+      }
+      if (auth.secrets.length === 1) throw new HookdError(E.CONFLICT, 'The last secret cannot be deleted: add its successor first');
+      const next = { ...auth, secrets: auth.secrets.filter((_, i) => i !== index) } as typeof auth;
+      return buildFlow({ ...flowInput(flow), trigger: { ...flow.trigger, auth: next } }, flow.id, flow);
+    });
     return view(updated);
   });
 
   for (const status of ['started', 'stopped'] as const) {
     const verb = status === 'started' ? 'start' : 'stop';
-    app.post<IdParams>(`/flows/:id/${verb}`, async (request) => {
-      const flow = { ...(await find(request.params.id)), status, updatedAt: new Date().toISOString() };
-      await registry.put(flow);
-      return view(flow);
-    });
+    app.post<IdParams>(`/flows/:id/${verb}`, async (request) =>
+      view(await update(request.params.id, (flow) => ({ ...flow, status, updatedAt: nextUpdatedAt(flow) }))),
+    );
   }
 }

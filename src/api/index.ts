@@ -8,6 +8,7 @@ import { requireApiToken, type ApiTokens } from './api-auth.js';
 import { attachmentRoutes } from './attachment-routes.js';
 import { executionRoutes } from './execution-routes.js';
 import { flowRoutes } from './flow-routes.js';
+import { jsonBodies } from './json-body.js';
 import { queueRoutes } from './queue-routes.js';
 
 interface Deps {
@@ -23,9 +24,13 @@ interface Deps {
   executionDataLimit: number;
 }
 
+/** Flow definitions are small: a body over this is refused (413) while it streams. */
+const API_BODY_LIMIT = 1024 * 1024;
+
 /** The management REST API under /api; every route requires the admin token (GET: or a read token). */
 export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> {
   app.addHook('onRequest', requireApiToken(deps.tokens));
+  jsonBodies(app, API_BODY_LIMIT);
   // An id in a URL that hookd cannot have made (ids are 1-128 of A-Z a-z 0-9 . _ -) names nothing:
   // 404 before a store is asked. PostgreSQL refuses U+0000 in text with an error (a 500), and a
   // batched lookup would share that error with every read of its turn, the runner's included.

@@ -159,6 +159,16 @@ export interface Flow {
   updatedAt: string;
 }
 
+/**
+ * A changed flow's updatedAt: now, but always later than the one it replaces (two writes within a
+ * millisecond, or a clock set back). Stores compare it to detect a write in between (put's
+ * `expect`): a replacement carrying the same value would look like no change at all.
+ */
+export function nextUpdatedAt(existing: Pick<Flow, 'updatedAt'> | undefined, now = new Date()): string {
+  const before = existing === undefined ? Number.NaN : Date.parse(existing.updatedAt);
+  return new Date(before >= now.getTime() ? before + 1 : now.getTime()).toISOString();
+}
+
 /** Apply defaults to a validated input. Step ids default to `step-<n>` (1-based). */
 export function normalizeFlow(input: FlowInputDef, id: string, now: Date, existing?: Flow): Flow {
   const steps = (input.steps ?? []).map((s, i) => ({ ...s, id: s.id ?? `step-${i + 1}` }) as StepDef);
@@ -171,7 +181,7 @@ export function normalizeFlow(input: FlowInputDef, id: string, now: Date, existi
     trigger: input.trigger ?? { type: 'webhook' },
     steps,
     createdAt: existing?.createdAt ?? now.toISOString(),
-    updatedAt: now.toISOString(),
+    updatedAt: nextUpdatedAt(existing, now),
   };
   if (input.retry) flow.retry = input.retry;
   if (input.jobMessage) flow.jobMessage = input.jobMessage;

@@ -1,3 +1,4 @@
+import { E, HookdError } from './errors.js';
 /** A queue message: "run flow X for request Y". The payload stays in the request store. */
 export interface Job {
   id: string;
@@ -33,4 +34,16 @@ export interface NewJob {
 
 export interface DeadLetter extends Job {
   deadAt: number;
+}
+
+/** What retrying a dead letter found: done, no such dead letter, or its flow is gone (deleted). */
+export type RetryDeadOutcome = 'revived' | 'notDead' | 'noFlow';
+
+/**
+ * Queue.retryDead's answer: true when revived, false when there is no such dead letter; a 409
+ * when its flow does not exist (the runner would only dead-letter it again).
+ */
+export function revivedOrThrow(outcome: RetryDeadOutcome, jobId: string): boolean {
+  if (outcome === 'noFlow') throw new HookdError(E.CONFLICT, `The flow of dead letter ${jobId} does not exist (deleted): create it again to retry its dead letters`);
+  return outcome === 'revived';
 }

@@ -24,7 +24,11 @@ export function installErrorHandling(app: FastifyInstance): void {
     }
     const status = err.statusCode ?? 500;
     if (status < 500) {
-      if (status === 413) reply.header('connection', 'close');
+      if (status === 413) {
+        reply.header('connection', 'close');
+        const limit = request.routeOptions.bodyLimit;
+        if (limit !== undefined) return reply.code(413).send({ error: E.PAYLOAD_TOO_LARGE.code, message: `Payload exceeds the limit of ${limit} bytes` });
+      }
       return reply.code(status).send({ error: registryCode(err), message: err.message });
     }
     request.log.error({ err }, 'unhandled error');

@@ -10,8 +10,13 @@ import type { ReceivedMessage } from '../core/message.js';
 export interface FlowStore {
   list(): Promise<Flow[]>;
   get(id: string): Promise<Flow | undefined>;
-  /** Insert or replace; clears the flow's deletion record, if any. */
-  put(flow: Flow): Promise<void>;
+  /**
+   * Insert or replace; clears the flow's deletion record, if any. With `expect`, only if the stored
+   * flow is still as the caller read it — absent, or with that `updatedAt` — checked in the same
+   * write: false (nothing written) otherwise. Read-modify-write through the API (two admins, or
+   * two instances) then never loses a change, such as a secret already shown to its caller.
+   */
+  put(flow: Flow, expect?: PutExpectation): Promise<boolean>;
   /**
    * Delete a flow. When one was deleted, a deletion record (id, time) is kept in the same write,
    * until forgetDeletion(): what a flow leaves behind outside the store (a RabbitMQ queue) is
@@ -31,6 +36,9 @@ export interface FlowStore {
    */
   forgetDeletion(id: string, deletedAt: number, cleanUp?: (stillHeld: () => Promise<void>) => Promise<boolean>): Promise<boolean>;
 }
+
+/** What put() expects to replace: no flow with that id, or the flow last written with this updatedAt. */
+export type PutExpectation = { absent: true } | { updatedAt: string };
 
 /** A flow deleted at `deletedAt` (epoch ms, the store's clock) and not created again since. */
 export interface FlowDeletion {

@@ -1,5 +1,5 @@
 import type { Flow } from '../core/flow.js';
-import type { FlowStore } from './contracts.js';
+import type { FlowStore, PutExpectation } from './contracts.js';
 
 /**
  * The flows this process serves, kept in memory so the ingress resolves a flow id with a map lookup
@@ -87,10 +87,12 @@ export class FlowRegistry {
     return [...this.flows.values()].sort((a, b) => a.id.localeCompare(b.id));
   }
 
-  async put(flow: Flow): Promise<void> {
-    await this.store.put(this.codec.seal(flow));
+  /** The store's put(); false (nothing changed) when `expect` did not hold. */
+  async put(flow: Flow, expect?: PutExpectation): Promise<boolean> {
+    if (!(await this.store.put(this.codec.seal(flow), expect))) return false;
     this.flows.set(flow.id, flow);
     this.onChange?.();
+    return true;
   }
 
   async delete(id: string): Promise<boolean> {

@@ -2,6 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/store/backend.js';
 import type { Consumer, Delivery, JobHandler } from '../../src/queue/contract.js';
+import { normalizeFlow } from '../../src/core/flow.js';
 import { deferred, makeMessage, median, sleep, waitFor, type Deferred } from './helpers.js';
 
 /**
@@ -158,6 +159,7 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       expect(await backend.queue.deadLetters({ flowId: 'flow-other', limit: 10 })).toEqual([]);
 
       expect(await backend.queue.retryDead(uuidv7())).toBe(false);
+      await backend.flows.put(normalizeFlow({}, 'flow-dl', new Date())); // a dead letter is retried while its flow exists
       expect(await backend.queue.retryDead(dead[0]!.id)).toBe(true);
       await waitFor(() => seen.length === 3, 'delivery after retryDead');
       expect(seen[2]!.job).toMatchObject({ requestId: id, attempts: 1, maxAttempts: 2 });
@@ -165,6 +167,21 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       expect(await backend.queue.stats()).toEqual(zeroStats);
       expect(await backend.queue.deadLetters({ limit: 10 })).toEqual([]);
       expect(await backend.queue.retryDead(dead[0]!.id)).toBe(false);
+    });
+
+    it("retrying a dead letter of a deleted flow is a 409 and leaves it dead (the runner would only dead-letter it again)", async () => {
+      await backend.flows.put(normalizeFlow({}, 'flow-gone', new Date()));
+      await accept({ flowId: 'flow-gone', maxAttempts: 1 });
+      const c = consume(async (d) => void (await d.deadLetter('no')));
+      await waitFor(async () => (await backend.queue.deadLetters({ limit: 10 })).length === 1, 'the dead letter');
+      await c.stop({ graceMs: 1000 });
+      const [dead] = await backend.queue.deadLetters({ limit: 10 });
+      expect(await backend.flows.delete('flow-gone')).toBe(true);
+      backend.queue.retireFlows?.(['flow-gone']); // what the composition root does every FLOW_REFRESH
+      await expect(backend.queue.retryDead(dead!.id)).rejects.toMatchObject({ statusCode: 409, code: 'CONFLICT' });
+      expect((await backend.queue.deadLetters({ limit: 10 })).map((d) => d.id)).toEqual([dead!.id]);
+      // A queue per flow: removed as the clean-up would once the grace has passed.
+      if (backend.queue.removeFlow) expect(await backend.queue.removeFlow('flow-gone')).toBe(true);
     });
 
     it('deadLetter() sends a job straight to the dead letters', async () => {

@@ -94,6 +94,33 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
         expect((await backend.flows.list()).map((f) => f.id)).toEqual(['billing']);
       });
 
+      it('put with an expectation writes only over what the caller read (absent, or that updatedAt)', async () => {
+        const t0 = new Date('2024-01-02T03:04:05.678Z');
+        const first = normalizeFlow({ name: 'one' }, 'cas', t0);
+        expect(await backend.flows.put(first, { absent: true })).toBe(true);
+        expect(await backend.flows.put(normalizeFlow({ name: 'two' }, 'cas', t0), { absent: true })).toBe(false);
+        expect((await backend.flows.get('cas'))?.name).toBe('one');
+
+        // Two writers read `first`; the second one's write finds it changed and writes nothing.
+        const a = normalizeFlow({ name: 'by a' }, 'cas', t0, first);
+        const b = normalizeFlow({ name: 'by b' }, 'cas', t0, first);
+        expect(a.updatedAt > first.updatedAt).toBe(true); // same instant: still later than what it replaces
+        expect(await backend.flows.put(a, { updatedAt: first.updatedAt })).toBe(true);
+        expect(await backend.flows.put(b, { updatedAt: first.updatedAt })).toBe(false);
+        expect(await backend.flows.get('cas')).toEqual(a);
+        expect(await backend.flows.put(normalizeFlow({ name: 'gone' }, 'nothing-here', t0), { updatedAt: first.updatedAt })).toBe(false);
+        expect(await backend.flows.get('nothing-here')).toBeUndefined();
+
+        // A refused put leaves a deletion record alone; a written one clears it.
+        expect(await backend.flows.delete('cas')).toBe(true);
+        expect(await backend.flows.put(b, { updatedAt: a.updatedAt })).toBe(false);
+        expect((await backend.flows.deletions()).map((d) => d.id)).toContain('cas');
+        expect(await backend.flows.put(b, { absent: true })).toBe(true);
+        expect((await backend.flows.deletions()).map((d) => d.id)).not.toContain('cas');
+        expect(await backend.flows.put(first)).toBe(true); // unconditional: replaces whatever is there
+        expect(await backend.flows.get('cas')).toEqual(first);
+      });
+
       it('keeps a deletion record per deleted flow until forgotten; putting the flow again clears it', async () => {
         const t0 = new Date('2024-01-02T03:04:05.678Z');
         expect(await backend.flows.deletions()).toEqual([]);

@@ -14,8 +14,8 @@ describe('admin token', () => {
     const none = await fetch(`${h.url}/api/flows`);
     expect(none.status).toBe(401);
     expect(none.headers.get('www-authenticate')).toMatch(/^Bearer/);
-    expect((await adminCall(h.url, 'wrong', 'GET', '/api/flows')).status).toBe(403);
-    expect((await adminCall(h.url, 'wrong', 'GET', '/api/executions')).status).toBe(403);
+    expect((await adminCall(h.url, 'wrong', 'GET', '/api/flows')).status).toBe(401);
+    expect((await adminCall(h.url, 'wrong', 'GET', '/api/executions')).status).toBe(401);
     expect((await h.api('GET', '/api/flows')).status).toBe(200);
     // An unknown route under /api is no way around the token either.
     expect((await fetch(`${h.url}/api/nothing-here`)).status).toBe(401);
@@ -90,7 +90,7 @@ describe('read tokens (HOOKD_READ_TOKENS)', () => {
     expect((await r.api('GET', '/api/flows/with-creds')).body.steps[0].headers).toEqual(secretFlow.steps[0]!.headers);
 
     // Not a token: refused as before; the admin token still does everything.
-    expect((await adminCall(r.url, 'reader-token-012345678X', 'GET', '/api/flows')).status).toBe(403);
+    expect((await adminCall(r.url, 'reader-token-012345678X', 'GET', '/api/flows')).status).toBe(401);
     expect((await r.api('POST', '/api/flows/ext/stop')).status).toBe(200);
   });
 
@@ -147,6 +147,35 @@ describe('flows', () => {
     } finally {
       await app.close();
     }
+  });
+
+  it('a flow read with GET can be sent back with PUT as it is (read-only fields ignored)', async () => {
+    expect((await h.api('PUT', '/api/flows/round-trip', { name: 'before', steps: [{ id: 'a', type: 'log' }] })).status).toBe(201);
+    const read = (await h.api('GET', '/api/flows/round-trip')).body as Record<string, unknown>;
+    expect(read).toHaveProperty('webhookUrl');
+    const put = await h.api('PUT', '/api/flows/round-trip', { ...read, name: 'after', createdAt: '2000-01-01T00:00:00.000Z' });
+    expect(put.status).toBe(200);
+    expect(put.body).toMatchObject({ name: 'after', createdAt: read.createdAt, steps: [{ id: 'a', type: 'log' }] });
+    expect(Date.parse(put.body.updatedAt)).toBeGreaterThan(Date.parse(read.updatedAt as string));
+  });
+
+  it('concurrent changes of one flow: none lost (a create once, every added secret kept or refused)', async () => {
+    const creates = await Promise.all(Array.from({ length: 8 }, (_, i) => h.api('POST', '/api/flows', { id: 'raced', name: `n${i}` })));
+    expect(creates.map((r) => r.status).sort()).toEqual([201, 409, 409, 409, 409, 409, 409, 409]);
+    const winner = creates.find((r) => r.status === 201)!.body.name;
+    expect((await h.api('GET', '/api/flows/raced')).body.name).toBe(winner);
+
+    const auth = { type: 'token', secrets: ['first-secret-0123456789'] };
+    expect((await h.api('PUT', '/api/flows/rotated-at-once', { trigger: { type: 'webhook', auth } })).status).toBe(201);
+    const adds = await Promise.all(Array.from({ length: 4 }, (_, i) => h.api('POST', '/api/flows/rotated-at-once/secrets', { secret: `added-secret-${i}-0123456789` })));
+    // A credential holds two secrets: one add wins, the others see it and are refused, none is
+    // answered 201 and then lost.
+    expect(adds.map((r) => r.status).sort()).toEqual([201, 409, 409, 409]);
+    const added = adds.findIndex((r) => r.status === 201);
+    const sender = await fetch(`${h.url}/hook/rotated-at-once?token=added-secret-${added}-0123456789`, { method: 'POST' });
+    expect(sender.status).toBe(200);
+    const starts = await Promise.all([1, 2, 3, 4].map((i) => h.api('POST', `/api/flows/raced/${i % 2 === 0 ? 'start' : 'stop'}`)));
+    expect(starts.every((r) => r.status === 200)).toBe(true);
   });
 
   it('PUT creates under the given id; POST with a taken id is a 409', async () => {
@@ -273,8 +302,27 @@ describe('ids and queries', () => {
     const call = (headers: Record<string, string>, body?: string) =>
       fetch(`${h.url}/api/flows`, { method: 'POST', headers: { authorization: `Bearer ${h.token}`, ...headers }, ...(body === undefined ? {} : { body }) }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error: string } }));
     expect(await call({ 'content-type': 'application/json' }, '{"steps": [')).toMatchObject({ status: 400, body: { error: 'INVALID_BODY' } });
-    expect(await call({ 'content-type': 'application/json' }, '')).toMatchObject({ status: 400, body: { error: 'INVALID_BODY' } });
-    expect(await call({ 'content-type': 'application/xml' }, '<flow/>')).toMatchObject({ status: 415, body: { error: 'UNSUPPORTED_MEDIA_TYPE' } });
+    expect(await call({ 'content-type': 'application/json' }, '{"steps": [')).toMatchObject({ body: { message: expect.stringMatching(/^Invalid JSON body: .*JSON/) } });
+    expect(await call({ 'content-type': 'application/xml' }, '<flow/>')).toMatchObject({
+      status: 415,
+      body: { error: 'UNSUPPORTED_MEDIA_TYPE', message: 'The API takes JSON bodies (Content-Type: application/json), not application/xml' },
+    });
+    // A JSON text that is not an object is not a definition (null made a flow with defaults).
+    expect(await call({ 'content-type': 'application/json' }, 'null')).toMatchObject({ status: 400, body: { error: 'VALIDATION_FAILED' } });
+    expect(await call({ 'content-type': 'text/plain' }, '{"id":"as-text"}')).toMatchObject({ status: 415 });
+    const big = await call({ 'content-type': 'application/json' }, JSON.stringify({ name: 'x'.repeat(1_100_000) }));
+    expect(big).toEqual({ status: 413, body: { error: 'PAYLOAD_TOO_LARGE', message: 'Payload exceeds the limit of 1048576 bytes' } });
+  });
+
+  it('an empty body is no body, whatever its Content-Type (routes that take none)', async () => {
+    expect((await h.api('PUT', '/api/flows/empty-bodies', { steps: [] })).status).toBe(201);
+    for (const type of ['application/json', 'application/x-www-form-urlencoded', 'text/plain']) {
+      const res = await fetch(`${h.url}/api/flows/empty-bodies/stop`, { method: 'POST', headers: { authorization: `Bearer ${h.token}`, 'content-type': type }, body: '' });
+      expect(res.status, type).toBe(200);
+      expect(((await res.json()) as { status: string }).status).toBe('stopped');
+    }
+    const del = await fetch(`${h.url}/api/flows/empty-bodies`, { method: 'DELETE', headers: { authorization: `Bearer ${h.token}`, 'content-type': 'application/json' } });
+    expect(del.status).toBe(204);
   });
 
   it('GET /api/requests pages by a byte budget too: big bodies come a few at a time, none skipped', async () => {

@@ -1,5 +1,5 @@
 import { E, HookdError } from '../../core/errors.js';
-import type { DeadLetter, NewJob } from '../../core/job.js';
+import { revivedOrThrow, type DeadLetter, type NewJob } from '../../core/job.js';
 import { storeClosed } from '../../store/sqlite/errors.js';
 import type { HandoffSlot, JobHandoff } from '../../store/sqlite/handoff.js';
 import type { BackendLogger } from '../../store/sqlite/logger.js';
@@ -90,9 +90,9 @@ export class EmbeddedQueue implements Queue, JobHandoff {
   }
 
   async retryDead(jobId: string): Promise<boolean> {
-    const revived = await this.opts.writer.call('retryDeadJob', { jobId });
-    if (revived) this.wake();
-    return revived;
+    const outcome = await this.opts.writer.call('retryDeadJob', { jobId });
+    if (outcome === 'revived') this.wake();
+    return revivedOrThrow(outcome, jobId);
   }
 
   async stats(): Promise<QueueStats> {

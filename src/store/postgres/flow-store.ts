@@ -1,5 +1,5 @@
 import type { Flow } from '../../core/flow.js';
-import type { FlowDeletion, FlowStore } from '../contracts.js';
+import type { FlowDeletion, FlowStore, PutExpectation } from '../contracts.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 
 export class PgFlowStore implements FlowStore {
@@ -16,16 +16,24 @@ export class PgFlowStore implements FlowStore {
     return row === undefined ? undefined : (JSON.parse(row.doc) as Flow);
   }
 
-  async put(flow: Flow): Promise<void> {
+  async put(flow: Flow, expect?: PutExpectation): Promise<boolean> {
+    const flows = this.db.t.flows;
+    const doc = JSON.stringify(flow);
     // One transaction, two statements: the second takes a snapshot of its own (READ COMMITTED), so
     // it sees a deletion record that a delete() the insert waited for has just committed, and it
     // waits for a forgetDeletion() holding the record (its queue being removed).
-    await this.db.transaction(async (query) => {
-      await query(`INSERT INTO ${this.db.t.flows} (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc`, [
-        flow.id,
-        JSON.stringify(flow),
-      ]);
+    return this.db.transaction(async (query) => {
+      // The conditional forms lock the row they test (or the key they insert): a concurrent put of
+      // the same flow waits for this one's commit, then re-checks against what it wrote.
+      const { rowCount } =
+        expect === undefined
+          ? await query(`INSERT INTO ${flows} (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc`, [flow.id, doc])
+          : 'absent' in expect
+            ? await query(`INSERT INTO ${flows} (id, doc) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, [flow.id, doc])
+            : await query(`UPDATE ${flows} SET doc = $2 WHERE id = $1 AND (doc::json ->> 'updatedAt') = $3`, [flow.id, doc, expect.updatedAt]);
+      if ((rowCount ?? 0) === 0) return false;
       await query(`DELETE FROM ${this.db.t.flowDeletions} WHERE flow_id = $1`, [flow.id]);
+      return true;
     });
   }
 

@@ -1,5 +1,5 @@
 import { E, HookdError } from '../../core/errors.js';
-import type { DeadLetter, NewJob } from '../../core/job.js';
+import { revivedOrThrow, type DeadLetter, type NewJob } from '../../core/job.js';
 import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../../queue/contract.js';
 import type { PgDatabase } from './database.js';
 import { storeClosed } from './errors.js';
@@ -96,9 +96,9 @@ export class PgQueue implements Queue {
   }
 
   async retryDead(jobId: string): Promise<boolean> {
-    const revived = await this.sql.retryDead(jobId);
-    if (revived) this.requeued(0);
-    return revived;
+    const outcome = await this.sql.retryDead(jobId);
+    if (outcome === 'revived') this.requeued(0);
+    return revivedOrThrow(outcome, jobId);
   }
 
   stats(): Promise<QueueStats> {

@@ -1,4 +1,4 @@
-import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT, type DeadLetter, type NewJob } from '../../core/job.js';
+import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT, type DeadLetter, type NewJob, type RetryDeadOutcome } from '../../core/job.js';
 import type { QueueStats } from '../../queue/contract.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 import { GroupCommit } from './group-commit.js';
@@ -321,14 +321,20 @@ export class QueueSql {
    * Dead letter back to ready with attempts reset (last_error kept for context), and the attempts
    * lost deliveries added given back (expireLeases). False when not dead.
    */
-  async retryDead(jobId: string): Promise<boolean> {
-    const { rowCount } = await this.db.query(
-      `UPDATE ${this.jobs} SET state = 'ready', attempts = 0, max_attempts = max_attempts - lost, lost = 0,
-         run_at = ${NOW_MS}, dead_at = NULL
-       WHERE id = $1 AND state = 'dead'`,
+  /** As SQLite's retry-dead-job.ts: only while the job's flow exists. */
+  async retryDead(jobId: string): Promise<RetryDeadOutcome> {
+    const { rows } = await this.db.query<{ outcome: RetryDeadOutcome }>(
+      `WITH revived AS (
+         UPDATE ${this.jobs} j SET state = 'ready', attempts = 0, max_attempts = max_attempts - lost, lost = 0,
+           run_at = ${NOW_MS}, dead_at = NULL
+         WHERE j.id = $1 AND j.state = 'dead' AND EXISTS (SELECT 1 FROM ${this.db.t.flows} f WHERE f.id = j.flow_id)
+         RETURNING j.id)
+       SELECT CASE WHEN EXISTS (SELECT 1 FROM revived) THEN 'revived'
+                   WHEN EXISTS (SELECT 1 FROM ${this.jobs} WHERE id = $1 AND state = 'dead') THEN 'noFlow'
+                   ELSE 'notDead' END AS outcome`,
       [jobId],
     );
-    return (rowCount ?? 0) > 0;
+    return rows[0]?.outcome ?? 'notDead';
   }
 
   async deadLetters(query: { flowId?: string; limit: number }): Promise<DeadLetter[]> {

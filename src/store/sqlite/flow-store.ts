@@ -1,5 +1,5 @@
 import type { Flow } from '../../core/flow.js';
-import type { FlowDeletion, FlowStore } from '../contracts.js';
+import type { FlowDeletion, FlowStore, PutExpectation } from '../contracts.js';
 import { KeyedLock } from './keyed-lock.js';
 import type { Reader } from './reader.js';
 import type { WriterClient } from './writer/writer-client.js';
@@ -23,10 +23,9 @@ export class SqliteFlowStore implements FlowStore {
     return doc === undefined ? undefined : (JSON.parse(doc) as Flow);
   }
 
-  put(flow: Flow): Promise<void> {
-    return this.byId.run(flow.id, async () => {
-      await this.writer.call('putFlow', { id: flow.id, doc: JSON.stringify(flow) });
-    });
+  put(flow: Flow, expect?: PutExpectation): Promise<boolean> {
+    const condition = expect === undefined ? {} : { expect: 'absent' in expect ? (true as const) : expect.updatedAt };
+    return this.byId.run(flow.id, () => this.writer.call('putFlow', { id: flow.id, doc: JSON.stringify(flow), ...condition }));
   }
 
   delete(id: string): Promise<boolean> {

@@ -1,13 +1,16 @@
+import type { RetryDeadOutcome } from '../../../core/job.js';
 import type { Op } from './define-op.js';
 
 /**
  * Dead letter back to ready with attempts reset (last_error kept for context), and the attempts
- * lost deliveries added given back (claim-jobs.ts). False when not dead.
+ * lost deliveries added given back (claim-jobs.ts), only while its flow exists: the runner would
+ * only dead-letter it again. `revived`, `notDead` (no such dead letter) or `noFlow`.
  */
-export const retryDeadJob: Op<{ jobId: string }, boolean> = ({ db }) => {
+export const retryDeadJob: Op<{ jobId: string }, RetryDeadOutcome> = ({ db }) => {
   const revive = db.prepare(
     `UPDATE jobs SET state = 'ready', attempts = 0, max_attempts = max_attempts - lost, lost = 0, run_at = ?, dead_at = NULL
-     WHERE id = ? AND state = 'dead'`,
+     WHERE id = ? AND state = 'dead' AND EXISTS (SELECT 1 FROM flows WHERE flows.id = jobs.flow_id)`,
   );
-  return (a) => revive.run(Date.now(), a.jobId).changes > 0;
+  const dead = db.prepare(`SELECT 1 FROM jobs WHERE id = ? AND state = 'dead'`).pluck();
+  return (a) => (revive.run(Date.now(), a.jobId).changes > 0 ? 'revived' : dead.get(a.jobId) === undefined ? 'notDead' : 'noFlow');
 };
