@@ -23,6 +23,7 @@ import type { ParsedPayload, PayloadLimits, PayloadParser } from './parsers/cont
 import { attachmentIdsOf, DEFAULT_PARSERS, maxBodyBytes, parsePayload, parserFor } from './parsers/index.js';
 import { parseMediaType } from './parsers/media-type.js';
 import { applyPayloadType } from './parsers/payload-type.js';
+import { continueIfExpected, deferContinueOfWebhooks } from './expect-continue.js';
 import { lingerAfterRefusal } from './linger.js';
 import { requestIdFrom } from './request-id.js';
 import { SenderGuard } from './sender-guard.js';
@@ -81,6 +82,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   // leave the stream alone. '*' also catches requests without a Content-Type.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
+  deferContinueOfWebhooks(app.server);
 
   // Unknown and stopped flows are answered before fastify looks at the Content-Type, whose own
   // check (a malformed header: 415) would otherwise answer first for a flow that does not exist.
@@ -132,7 +134,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     if (verifier.early) throw rejected(flowId, request.ip, verifier.early);
     const onChunk = verifier.needsBody ? (chunk: Buffer) => verifier.update(chunk) : undefined;
     const payload: ParsedPayload =
-      request.method === 'GET' ? { body: null, rawBody: EMPTY } : await readPayload(request, parsers, limits, onChunk);
+      request.method === 'GET' ? { body: null, rawBody: EMPTY } : await readPayload(request, reply, parsers, limits, onChunk);
     // From here on the request's files exist: they are removed unless the request is committed.
     const files = attachmentIdsOf(payload);
     let keepFiles = false;
@@ -222,6 +224,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
 
 async function readPayload(
   request: FastifyRequest,
+  reply: FastifyReply,
   parsers: readonly PayloadParser[],
   limits: PayloadLimits,
   onChunk: ((chunk: Buffer) => void) | undefined,
@@ -235,11 +238,17 @@ async function readPayload(
     throw new HookdError(E.UNSUPPORTED_MEDIA_TYPE, 'A request with a body needs a Content-Type header');
   }
   const media = parseMediaType(contentType);
+  // No bytes at all (Content-Length: 0) is no body, whatever type it declares: pings often say
+  // JSON and send nothing. CloudEvents excepted: their parsers say what an empty event lacks.
+  if (!hasBody && request.headers['ce-specversion'] === undefined && !media.type.startsWith('application/cloudevents')) {
+    return { body: null, rawBody: EMPTY };
+  }
   // What this type may take: PAYLOAD_SIZE_LIMIT for parsed bodies, ATTACHMENT_SIZE_LIMIT (+ the
   // form fields) for files.
   const max = maxBodyBytes(parserFor(media, parsers), limits);
   try {
     if (length !== undefined && Number(length) > max) throw new HookdError(E.PAYLOAD_TOO_LARGE, max);
+    continueIfExpected(request.raw, reply.raw);
     return await parsePayload(
       {
         stream: request.raw,

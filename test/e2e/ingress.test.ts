@@ -1,4 +1,5 @@
 import http from 'node:http';
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
 import { adminCall, type RunningHookd, spawnHookd, startHookd, tempDir } from '../helpers/hookd.js';
@@ -171,15 +172,57 @@ describe('errors', () => {
     expect(ping.status).toBe(200);
   });
 
-  it('400 with the reason for invalid or empty JSON', async () => {
+  it('400 with the reason for invalid JSON; no bytes at all is no body, whatever the declared type', async () => {
     const res = await fetch(`${h.url}/hook/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":' });
     expect(res.status).toBe(400);
     const body = (await res.json()) as any;
     expect(body.error).toBe('INVALID_BODY');
     expect(body.message).toMatch(/^Invalid JSON body: .*(JSON|end)/i);
-    const empty = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': 'application/json', 'content-length': '0' } });
-    expect(empty.status).toBe(400);
-    expect(JSON.parse(empty.body).message).toMatch(/empty/);
+    // A ping that declares JSON and sends nothing is stored as a bodiless call, not refused.
+    for (const type of ['application/json', 'application/xml', 'multipart/form-data; boundary=x']) {
+      const empty = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': type, 'content-length': '0' } });
+      expect(empty.status, type).toBe(200);
+      const m = await stored(JSON.parse(empty.body).requestId);
+      expect(m).toMatchObject({ body: null, rawBody: '', contentType: type });
+    }
+    // Chunked framing that carries no byte is still an (empty) body the type must parse.
+    const chunked = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } });
+    expect(chunked.status).toBe(400);
+    expect(JSON.parse(chunked.body).message).toMatch(/empty/);
+  });
+
+  it('Expect: 100-continue is answered only once the body is wanted: a refusal comes instead of an invitation', async () => {
+    const u = new URL(h.url);
+    /** Send only the head; resolves with what the server sends first (before any body byte). */
+    const head = (path: string, headers: string, body?: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const socket = net.createConnection({ host: u.hostname, port: Number(u.port) });
+        let got = '';
+        socket.on('error', reject);
+        socket.on('data', (d) => {
+          got += d.toString('latin1');
+          if (got.startsWith('HTTP/1.1 100') && body !== undefined && got.endsWith('\r\n\r\n')) {
+            socket.write(body);
+            body = undefined;
+          }
+        });
+        socket.on('close', () => resolve(got));
+        socket.setTimeout(3_000, () => socket.destroy());
+        socket.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n${headers}\r\n`);
+      });
+    const tooLarge = await head('/hook/orders', `Content-Type: application/json\r\nContent-Length: ${2 * 1024 * 1024}\r\n`);
+    expect(tooLarge).toMatch(/^HTTP\/1\.1 413 /);
+    expect(tooLarge).not.toMatch(/100 Continue/);
+    const unknown = await head('/hook/nobody-here', 'Content-Type: application/json\r\nContent-Length: 2\r\n');
+    expect(unknown).toMatch(/^HTTP\/1\.1 404 /);
+    // Wanted: 100 first, then the body is read and stored.
+    const ok = await head('/hook/orders', 'Content-Type: application/json\r\nContent-Length: 11\r\n', '{"ok":true}');
+    expect(ok).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    expect(JSON.parse(ok.slice(ok.lastIndexOf('\r\n\r\n') + 4))).toMatchObject({ message: 'thank you' });
+    // The API still gets its 100 at once.
+    const api = await head('/api/flows/orders/stop', `Authorization: Bearer ${h.token}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n`, '{}');
+    expect(api).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    expect((await h.api('POST', '/api/flows/orders/start')).status).toBe(200);
   });
 
   it('JSON nested too deeply to store: 400 with the reason; a UTF-8 byte order mark is ignored', async () => {

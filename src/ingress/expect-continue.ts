@@ -1,0 +1,26 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+
+/** Requests whose `Expect: 100-continue` is still unanswered: the ingress answers once it reads the body. */
+const awaiting = new WeakSet<IncomingMessage>();
+
+/**
+ * `Expect: 100-continue` (curl sends it with any body over 1 MB): Node answers `100 Continue` at
+ * once unless the server handles `checkContinue`. A webhook refused before its body is read — an
+ * unknown flow, wrong credentials, a `Content-Length` over the limit — would first invite the
+ * sender to upload it all. Under /hook/ the `100 Continue` is sent when the ingress starts reading
+ * the body (continueIfExpected); a refusal before that is the only answer, and Node closes the
+ * connection after it (the body was never sent). Every other route gets it at once, as before.
+ */
+export function deferContinueOfWebhooks(server: Server): void {
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url?.startsWith('/hook/')) awaiting.add(req);
+    else res.writeContinue();
+    server.emit('request', req, res);
+  });
+}
+
+/** About to read a webhook's body: send the `100 Continue` its sender waits for, if it asked for one. */
+export function continueIfExpected(req: IncomingMessage, res: ServerResponse): void {
+  if (!awaiting.delete(req)) return;
+  res.writeContinue();
+}
