@@ -412,7 +412,7 @@ describe('operations', () => {
         ],
       });
       // Nothing listens on port 9 (discard): connection refused, and with one attempt a dead letter.
-      await app.api('PUT', '/api/flows/doomed', { steps: [{ id: 'call', type: 'http', url: 'http://127.0.0.1:9/' }], retry: { maxAttempts: 1 } });
+      await app.api('PUT', '/api/flows/doomed', { steps: [{ id: 'call', type: 'http', url: 'http://127.0.0.1:47/' }], retry: { maxAttempts: 1 } });
       const post = (flow: string, n: number) =>
         fetch(`${app.url}/hook/${flow}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ n }) });
       for (const [flow, n] of [['counted', 7], ['counted', 1], ['doomed', 1]] as const) expect((await post(flow, n)).status).toBe(200);

@@ -499,7 +499,7 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
     const queue = `${PREFIX}.flow.doomed`;
     const queueListed = async () => (await rabbitmqctl('-q', 'list_queues', 'name')).split('\n').some((l) => l.trim() === queue);
     // Its one step fails (nothing listens on port 9): every job goes round the retry delay queues.
-    const failing = { steps: [{ id: 'call', type: 'http', url: 'http://127.0.0.1:9/refused', timeoutMs: 1_000 }], retry: { maxAttempts: 50, backoffMs: 500 } };
+    const failing = { steps: [{ id: 'call', type: 'http', url: 'http://127.0.0.1:47/refused', timeoutMs: 1_000 }], retry: { maxAttempts: 50, backoffMs: 500 } };
     expect((await api(a, 'PUT', '/api/flows/doomed', failing)).status).toBe(201);
     for (const i of [b, c]) await waitFor(async () => (await fetch(`${urlOf(i)}/hook/doomed`, { method: 'HEAD' })).status === 200, 5_000, 100);
     const ids: string[] = [];

@@ -147,6 +147,12 @@ describe('stripe (Stripe-Signature, signed with stripe.webhooks.generateTestHead
     const r = req({ headers: { 'stripe-signature': combined }, rawBody: Buffer.from(body), now: t * 1000 });
     expect(verifyRequest(auth, r).ok).toBe(true);
     expectStreamingAgrees(auth, r);
+    // A v1 that is no digest at all does not void the valid one beside it.
+    const [ts, valid] = b.split(',');
+    for (const bad of ['v1=deadbeef', 'v1=xyz', 'v1=']) {
+      const mixed = req({ headers: { 'stripe-signature': `${ts},${bad},${valid}` }, rawBody: Buffer.from(body), now: t * 1000 });
+      expect(verifyRequest(auth, mixed).ok, bad).toBe(true);
+    }
   });
 
   it('missing 401, malformed 401, wrong 403', () => {
@@ -257,6 +263,11 @@ describe('standard-webhooks (signed with standardwebhooks Webhook#sign)', () => 
     expectFail(verifyRequest(auth, req({ headers: { ...h, 'webhook-signature': 'v1' }, rawBody: Buffer.from(body), now })), 401, 'malformed');
     expectFail(verifyRequest(auth, req({ headers: { ...h, 'webhook-signature': 'v1,@@@' }, rawBody: Buffer.from(body), now })), 401, 'malformed');
     expectFail(verifyRequest(auth, req({ headers: { ...h, 'webhook-signature': 'v2,abcd' }, rawBody: Buffer.from(body), now })), 401, 'malformed');
+    // Entries that cannot be a signature are passed over when a valid one is there.
+    for (const bad of ['v1,bogus', 'v1,@@@', 'garbage', `v1,${Buffer.alloc(20).toString('base64')}`]) {
+      const mixed = { ...h, 'webhook-signature': `${bad} ${h['webhook-signature']}` };
+      expect(verifyRequest(auth, req({ headers: mixed, rawBody: Buffer.from(body), now })).ok, bad).toBe(true);
+    }
     expectFail(verifyRequest(auth, req({ headers: headers(body, generateSecret('standard-webhooks')), rawBody: Buffer.from(body), now })), 403, 'mismatch');
   });
 

@@ -165,7 +165,7 @@ describe('flow compilation', () => {
       flow([
         { id: 'a', type: 'transform', expression: 'body' },
         { id: 'b', type: 'filter', expression: 'true' },
-        { id: 'c', type: 'http', url: 'http://127.0.0.1:1/x' },
+        { id: 'c', type: 'http', url: 'http://127.0.0.1:47/x' },
         { id: 'd', type: 'log' },
       ]),
     );
@@ -183,9 +183,12 @@ describe('flow compilation', () => {
         { id: 'e', type: 'http', url: 'http://x/y', body: '$$$(' },
         { id: 'f', type: 'log' },
         { id: 'g', type: 'http', url: 'https://alice:s3cret@x/y?token=abc' },
+        { id: 'h', type: 'http', url: 'http://127.0.0.1:10080/x' },
+        { id: 'i', type: 'http', url: 'http://127.0.0.1:8080/x' },
       ]),
     );
-    expect(problems).toHaveLength(6);
+    expect(problems).toHaveLength(7);
+    expect(problems[6]).toMatch(/^step "h" \(http\): url port 10080 is one that fetch refuses to call/);
     expect(problems[5]).toMatch(/^step "g" \(http\): url must not contain credentials/);
     expect(problems[5]).not.toMatch(/s3cret|alice/);
     expect(problems[0]).toMatch(/^step "a" \(transform\): Invalid JSONata expression/);

@@ -48,16 +48,20 @@ export function parseStandardWebhooksSignature(headers: AuthHeaders): SignedPart
   const timestamp = parseUnixSeconds(ts.trim());
   if (timestamp === undefined) return malformed(`Header ${tsName} is not a unix timestamp`);
   const signatures: Buffer[] = [];
+  // Entries that cannot be a v1 signature are passed over: one bad entry (a sender's bug, a proxy)
+  // does not void a valid one beside it. Only when none is left is the header malformed.
+  let unreadable = false;
   for (const entry of sigHeader.split(' ')) {
     if (entry === '') continue;
     const comma = entry.indexOf(',');
-    if (comma < 0) return malformed(`${sigName} entries must look like v1,<base64>`);
-    if (entry.slice(0, comma) !== 'v1') continue;
-    const sig = decodeBase64(entry.slice(comma + 1));
-    if (!sig || sig.length !== 32) return malformed(`${sigName} has a v1 that is not a base64 SHA-256 digest`);
-    signatures.push(sig);
+    if (comma >= 0 && entry.slice(0, comma) !== 'v1') continue; // another version (v1a…)
+    const sig = comma < 0 ? undefined : decodeBase64(entry.slice(comma + 1));
+    if (sig?.length === 32) signatures.push(sig);
+    else unreadable = true;
   }
-  if (signatures.length === 0) return malformed(`${sigName} lacks a v1 signature`);
+  if (signatures.length === 0) {
+    return malformed(unreadable ? `${sigName} has no entry like v1,<base64 SHA-256 digest>` : `${sigName} lacks a v1 signature`);
+  }
   if (signatures.length > MAX_SIGNATURES) return malformed(`${sigName} has too many signatures`);
   return { prefix: `${id}.${ts.trim()}.`, signatures, timestamp };
 }

@@ -28,6 +28,7 @@ export function parseStripeSignature(headers: AuthHeaders): SignedParts | AuthFa
   if (value === undefined) return missing('Signature header stripe-signature is required');
   if (value === null) return malformed('Signature header stripe-signature is repeated');
   let t: string | undefined;
+  let unreadable = false;
   const signatures: Buffer[] = [];
   for (const item of value.split(',')) {
     const eq = item.indexOf('=');
@@ -38,14 +39,15 @@ export function parseStripeSignature(headers: AuthHeaders): SignedParts | AuthFa
       if (t !== undefined) return malformed('stripe-signature has more than one timestamp');
       t = val;
     } else if (key === 'v1') {
+      // One entry that is no digest (a sender's bug, a proxy) does not void a valid one beside it.
       const sig = decodeHex(val);
-      if (!sig || sig.length !== 32) return malformed('stripe-signature has a v1 that is not a hex SHA-256 digest');
-      signatures.push(sig);
+      if (sig?.length === 32) signatures.push(sig);
+      else unreadable = true;
     }
   }
   const timestamp = t === undefined ? undefined : parseUnixSeconds(t);
   if (timestamp === undefined) return malformed('stripe-signature lacks a valid timestamp t=');
-  if (signatures.length === 0) return malformed('stripe-signature lacks a v1 signature');
+  if (signatures.length === 0) return malformed(unreadable ? 'stripe-signature has no v1 that is a hex SHA-256 digest' : 'stripe-signature lacks a v1 signature');
   if (signatures.length > MAX_SIGNATURES) return malformed('stripe-signature has too many signatures');
   return { prefix: `${t}.`, signatures, timestamp };
 }

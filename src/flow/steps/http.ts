@@ -41,6 +41,14 @@ export interface HttpStepOutput {
   bodyEncoding?: 'base64';
 }
 
+/** https://fetch.spec.whatwg.org/#port-blocking (Node's fetch, undici, applies it). */
+const FETCH_BAD_PORTS: ReadonlySet<number> = new Set([
+  0, 1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109, 110, 111, 113, 115,
+  117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587,
+  601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679,
+  6697, 10080,
+]);
+
 export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {}): CompiledStep {
   const method = def.method ?? 'POST';
   const timeoutMs = def.timeoutMs ?? DEFAULT_HTTP_TIMEOUT_MS;
@@ -54,6 +62,12 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new Error(`url must be http or https, got ${url.protocol}`);
+  }
+  // fetch (the Fetch standard) refuses these ports on every call: a flow that names one could never
+  // run, and each attempt would fail the same way until its job is dead.
+  const port = url.port === '' ? undefined : Number(url.port);
+  if (port !== undefined && FETCH_BAD_PORTS.has(port)) {
+    throw new Error(`url port ${port} is one that fetch refuses to call (the Fetch standard's "bad ports", e.g. 6000, 6665-6669, 10080): use another port`);
   }
   // fetch refuses such URLs on every call, and its error would quote them, secrets included.
   if (url.username !== '' || url.password !== '') {
