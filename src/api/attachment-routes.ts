@@ -84,7 +84,9 @@ function requestedRange(request: FastifyRequest, reply: FastifyReply, size: numb
   const header = request.headers.range;
   if (header === undefined) return undefined;
   const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!m || (m[1] === '' && m[2] === '')) return undefined;
+  // Not a range this route understands, or an invalid one (last before first): ignored, the whole
+  // body is the answer (RFC 9110 §14.2). Only a valid range outside the body is a 416.
+  if (!m || (m[1] === '' && m[2] === '') || (m[1] !== '' && m[2] !== '' && Number(m[2]) < Number(m[1]))) return undefined;
   let start: number;
   let end: number;
   if (m[1] === '') {

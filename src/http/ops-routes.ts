@@ -16,9 +16,10 @@ export const READY_CHECK_TIMEOUT_MS = 2_000;
 
 /** /healthz: the process is alive. /readyz: it can commit a write now. /metrics: Prometheus. */
 export async function opsRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  // HEAD too: some load balancers and probes check with it.
+  app.get('/healthz', { exposeHeadRoute: true }, async () => ({ status: 'ok' }));
 
-  app.get('/readyz', async (_request, reply) => {
+  app.get('/readyz', { exposeHeadRoute: true }, async (_request, reply) => {
     if (deps.isShuttingDown()) return reply.code(503).header('retry-after', '1').send({ status: 'shutting down' });
     try {
       if (!(await finishesWithin(deps.checkWritable(), READY_CHECK_TIMEOUT_MS))) {

@@ -365,6 +365,8 @@ describe('ids and queries', () => {
 describe('operations', () => {
   it('healthz, readyz, metrics', async () => {
     expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
+    expect((await fetch(`${h.url}/healthz`, { method: 'HEAD' })).status).toBe(200);
+    expect((await fetch(`${h.url}/readyz`, { method: 'HEAD' })).status).toBe(200);
     const ready = await fetch(`${h.url}/readyz`);
     expect(ready.status).toBe(200);
     const metrics = await (await fetch(`${h.url}/metrics`)).text();

@@ -282,6 +282,10 @@ describe('multipart/form-data', () => {
     const bad = await download(`/api/requests/${m.id}/attachments/${m.attachments[0].id}`, { range: 'bytes=50-' });
     expect(bad.status).toBe(416);
     expect(bad.headers['content-range']).toBe('bytes */10');
+    // An invalid range (last before first) is ignored: the whole file (RFC 9110 §14.2).
+    const invalid = await download(`/api/requests/${m.id}/attachments/${m.attachments[0].id}`, { range: 'bytes=5-2' });
+    expect(invalid.status).toBe(200);
+    expect(invalid.body.toString()).toBe('0123456789');
     const raw = await download(`/api/requests/${m.id}/raw`);
     expect(raw.body.equals(bytes)).toBe(true);
   });
