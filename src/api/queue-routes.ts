@@ -22,4 +22,10 @@ export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queu
     if (!(await queue.retryDead(request.params.id))) throw new HookdError(E.NOT_FOUND, `Dead letter ${request.params.id}`);
     return reply.code(202).send({ id: request.params.id, status: 'requeued' });
   });
+
+  // Dismissed: a dead letter nobody will retry (its flow is gone, the event is obsolete).
+  app.delete<{ Params: { id: string } }>('/dead-letters/:id', async (request, reply) => {
+    if (!(await queue.discardDead(request.params.id))) throw new HookdError(E.NOT_FOUND, `Dead letter ${request.params.id}`);
+    return reply.code(204).send();
+  });
 }

@@ -79,8 +79,13 @@ export interface Queue {
   /** Start delivering jobs to handler. A handler that throws counts as nack(delay 1 s). */
   consume(handler: JobHandler, options: ConsumeOptions): Consumer;
   deadLetters(query: { flowId?: string; limit: number }): Promise<DeadLetter[]>;
-  /** Move a dead letter back to the queue with attempts reset; false when not found. */
+  /**
+   * Move a dead letter back to the queue with attempts reset; false when not found; a 409
+   * (CONFLICT) when its flow does not exist (the runner would only dead-letter it again).
+   */
   retryDead(jobId: string): Promise<boolean>;
+  /** Remove a dead letter for good (its request and execution record stay); false when not found. */
+  discardDead(jobId: string): Promise<boolean>;
   stats(): Promise<QueueStats>;
   /**
    * Capability of queues that keep a queue per flow (RabbitMQ): the flows that exist, so that jobs

@@ -184,6 +184,31 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       if (backend.queue.removeFlow) expect(await backend.queue.removeFlow('flow-gone')).toBe(true);
     });
 
+    it('discardDead removes one dead letter for good, and only a dead one', async () => {
+      const ids = [await accept({ flowId: 'flow-discard', maxAttempts: 1 }), await accept({ flowId: 'flow-discard', maxAttempts: 1 })];
+      const c = consume(async (d) => {
+        await sleep(5); // distinct deadAt: newest first is well defined
+        await d.deadLetter('obsolete');
+      });
+      await waitFor(async () => (await backend.queue.deadLetters({ limit: 10 })).length === 2, 'two dead letters');
+      await c.stop({ graceMs: 1000 });
+      const dead = await backend.queue.deadLetters({ limit: 10 });
+      // The newest: behind the other one in a dead-letter queue (RabbitMQ), which is held meanwhile.
+      const gone = dead[0]!;
+      expect(gone.requestId).toBe(ids[1]);
+      expect(await backend.queue.discardDead(gone.id)).toBe(true);
+      expect(await backend.queue.discardDead(gone.id)).toBe(false);
+      expect(await backend.queue.discardDead(uuidv7())).toBe(false);
+      expect((await backend.queue.deadLetters({ limit: 10 })).map((d) => d.requestId)).toEqual([ids[0]]);
+      expect(await backend.queue.stats()).toEqual({ ...zeroStats, dead: 1 });
+      expect(await backend.queue.retryDead(gone.id)).toBe(false);
+      // Not a dead letter: a job waiting in the queue is not discarded.
+      await accept({ flowId: 'flow-discard' });
+      await waitFor(async () => (await backend.queue.stats()).ready === 1, 'a ready job');
+      expect(await backend.queue.discardDead((await backend.queue.deadLetters({ limit: 10 }))[0]!.id)).toBe(true);
+      expect(await backend.queue.stats()).toEqual({ ...zeroStats, ready: 1 });
+    });
+
     it('deadLetter() sends a job straight to the dead letters', async () => {
       const id = await accept({ maxAttempts: 10 });
       let done = false;

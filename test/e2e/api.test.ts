@@ -413,7 +413,7 @@ describe('operations', () => {
           { id: 'shape', type: 'transform', expression: '{ "n": body.n }' },
         ],
       });
-      // Nothing listens on port 9 (discard): connection refused, and with one attempt a dead letter.
+      // Nothing listens on port 47: connection refused, and with one attempt a dead letter.
       await app.api('PUT', '/api/flows/doomed', { steps: [{ id: 'call', type: 'http', url: 'http://127.0.0.1:47/' }], retry: { maxAttempts: 1 } });
       const post = (flow: string, n: number) =>
         fetch(`${app.url}/hook/${flow}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ n }) });
@@ -431,6 +431,13 @@ describe('operations', () => {
       expect(text).toMatch(/^hookd_queue_delay_seconds_count 3$/m);
       expect(text).toMatch(/^hookd_queue_jobs\{state="ready"\} 0$/m);
       expect(text).toMatch(/^hookd_queue_jobs\{state="in_flight"\} 0$/m);
+
+      // The dead letter, dismissed: gone from the list and the count; a second DELETE is a 404.
+      const [dead] = (await app.api('GET', '/api/dead-letters?flowId=doomed')).body.items;
+      expect((await app.api('DELETE', `/api/dead-letters/${dead.id}`)).status).toBe(204);
+      expect((await app.api('DELETE', `/api/dead-letters/${dead.id}`)).status).toBe(404);
+      expect((await app.api('GET', '/api/dead-letters?flowId=doomed')).body.items).toEqual([]);
+      expect((await app.api('GET', '/api/queue')).body.dead).toBe(0);
     } finally {
       await app.close();
     }

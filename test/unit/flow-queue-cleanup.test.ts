@@ -41,6 +41,7 @@ function perFlowQueue(ready: Map<string, number>): PerFlowQueue {
     },
     deadLetters: () => Promise.reject(new Error('unused')),
     retryDead: () => Promise.reject(new Error('unused')),
+    discardDead: () => Promise.reject(new Error('unused')),
     stats: () => Promise.reject(new Error('unused')),
     retireFlows(ids: Iterable<string>) {
       q.retired.push([...ids]);

@@ -95,6 +95,10 @@ export class EmbeddedQueue implements Queue, JobHandoff {
     return revivedOrThrow(outcome, jobId);
   }
 
+  discardDead(jobId: string): Promise<boolean> {
+    return this.opts.writer.call('discardDeadJob', { jobId });
+  }
+
   async stats(): Promise<QueueStats> {
     const now = Date.now();
     return this.opts.reader.read(

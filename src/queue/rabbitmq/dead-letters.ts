@@ -44,8 +44,9 @@ export class DeadLetterScanner {
   }
 
   /**
-   * Find the dead letter with this job id; when found, `revive` publishes it again (confirmed)
-   * before it is removed from the dead letters. False when not found.
+   * Find the dead letter with this job id; when found, `revive` publishes it again (confirmed) —
+   * or does nothing, to discard it — before it is removed from the dead letters. False when not
+   * found.
    */
   async take(jobId: string, revive: (job: JobMessage) => Promise<void>): Promise<boolean> {
     let taken = false;
@@ -79,7 +80,6 @@ export class DeadLetterScanner {
         if (msg === undefined) break;
         holding++;
         this.held++;
-        lastTag = msg.deliveryTag;
         remaining = msg.messageCount ?? 0;
         let job: JobMessage | undefined;
         try {
@@ -93,6 +93,9 @@ export class DeadLetterScanner {
           this.held--;
           break;
         }
+        // The hand-back below nacks up to this tag: never an acked one (the broker would close
+        // the channel on an unknown tag, after the ack: a retried job answered 503).
+        lastTag = msg.deliveryTag;
         if (seen === scanLimit - 1) {
           this.opts.logger.warn({ scanLimit }, 'rabbitmq queue: dead-letter scan stopped at its limit');
         }

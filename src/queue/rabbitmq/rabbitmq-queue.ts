@@ -400,6 +400,11 @@ export class RabbitMqQueue implements Queue {
     });
   }
 
+  /** Taken from the dead-letter queue and acked: gone. */
+  discardDead(jobId: string): Promise<boolean> {
+    return this.scanner.take(jobId, () => Promise.resolve());
+  }
+
   /**
    * ready, delayed and dead are the broker's counts (every process sees the same); inFlight counts
    * the unacked messages of this process's consumers only: AMQP does not report unacked counts

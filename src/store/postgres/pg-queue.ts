@@ -101,6 +101,10 @@ export class PgQueue implements Queue {
     return revivedOrThrow(outcome, jobId);
   }
 
+  discardDead(jobId: string): Promise<boolean> {
+    return this.sql.discardDead(jobId);
+  }
+
   stats(): Promise<QueueStats> {
     return this.sql.stats();
   }

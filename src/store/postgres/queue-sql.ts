@@ -337,6 +337,11 @@ export class QueueSql {
     return rows[0]?.outcome ?? 'notDead';
   }
 
+  async discardDead(jobId: string): Promise<boolean> {
+    const { rowCount } = await this.db.query(`DELETE FROM ${this.jobs} WHERE id = $1 AND state = 'dead'`, [jobId]);
+    return (rowCount ?? 0) > 0;
+  }
+
   async deadLetters(query: { flowId?: string; limit: number }): Promise<DeadLetter[]> {
     const cols = `${JOB_COLUMNS}, dead_at`;
     const { rows } =

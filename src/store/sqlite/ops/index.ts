@@ -14,6 +14,7 @@ import { putFlow } from './put-flow.js';
 import { recordStep } from './record-step.js';
 import { releaseJob } from './release-job.js';
 import { retryDeadJob } from './retry-dead-job.js';
+import { discardDeadJob } from './discard-dead-job.js';
 import { saveRun } from './save-run.js';
 import { setExecutionStatus } from './set-execution-status.js';
 import { touchHeartbeat } from './touch-heartbeat.js';
@@ -42,6 +43,7 @@ export const ops = {
   expireLeases,
   enqueueJob,
   retryDeadJob,
+  discardDeadJob,
   purgeRequests,
 };
 
