@@ -5,6 +5,7 @@ import { Compile } from 'typebox/compile';
 import { triggerSecurityProblems } from '../auth/validate.js';
 import { WebhookAuth } from '../core/credentials.js';
 import { E, HookdError } from '../core/errors.js';
+import { describeSchemaErrors as describe, type SchemaError } from '../core/schema-errors.js';
 import { flowProblems } from '../flow/compile.js';
 import {
   duplicateStepId,
@@ -53,43 +54,6 @@ function authProblems(auth: unknown): string[] | undefined {
     return [`${AUTH_PATH}/type: ${type === undefined ? 'is required' : `unknown auth type ${JSON.stringify(type)}`} (one of ${[...authCheckers.keys()].join(', ')})`];
   }
   return checker.Check(auth) ? [] : describe(checker.Errors(auth) as Iterable<SchemaError>, AUTH_PATH);
-}
-
-interface SchemaError {
-  instancePath: string;
-  message: string;
-  keyword: string;
-  params: Record<string, unknown>;
-}
-
-function describe(errors: Iterable<SchemaError>, prefix = ''): string[] {
-  const byPath = new Map<string, SchemaError[]>();
-  for (const e of errors) {
-    // The property an additionalProperties error names is reported there; its own "schema is
-    // false" line says nothing more.
-    if (e.message === 'schema is false') continue;
-    const list = byPath.get(e.instancePath) ?? [];
-    list.push(e);
-    byPath.set(e.instancePath, list);
-  }
-  const out: string[] = [];
-  for (const [p, list] of byPath) {
-    const where = `${prefix}${p}` || '/';
-    const allowed = list.filter((e) => e.keyword === 'const').map((e) => JSON.stringify(e.params.allowedValue));
-    if (allowed.length > 0) out.push(`${where}: must be one of ${allowed.join(', ')}`);
-    else {
-      // Every rule broken at this path (a missing and an unknown property are both worth saying),
-      // without the anyOf summary when there is something more precise.
-      const precise = list.filter((x) => x.keyword !== 'anyOf');
-      for (const e of precise.length > 0 ? precise : list) {
-        const names = e.params.additionalProperty ?? e.params.additionalProperties; // typebox 1.x: a list
-        const extra = e.keyword === 'additionalProperties' ? `: ${(Array.isArray(names) ? names : [names]).map(String).join(', ')}` : '';
-        const line = `${where}: ${e.message}${extra}`;
-        if (!out.includes(line)) out.push(line);
-      }
-    }
-  }
-  return out;
 }
 
 function fail(problems: string[]): never {

@@ -87,7 +87,8 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
       const existing = await registry.fetch(id);
       const flow = buildFlow(resolveMaskedInput(definitionOf(request.body), existing), id, existing);
       if (await registry.put(flow, existing ? { updatedAt: existing.updatedAt } : { absent: true })) {
-        return reply.code(existing ? 200 : 201).send(view(flow, newSecrets(flow, existing)));
+        if (existing === undefined) reply.code(201).header('location', `/api/flows/${encodeURIComponent(id)}`);
+        return reply.send(view(flow, newSecrets(flow, existing)));
       }
     }
     throw new HookdError(E.CONFLICT, `Flow ${id} is being changed by other requests; try again`);

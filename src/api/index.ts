@@ -24,6 +24,15 @@ interface Deps {
   executionDataLimit: number;
 }
 
+const RESOURCES: Record<string, string> = { flows: 'Flow', executions: 'Execution', requests: 'Request', 'dead-letters': 'Dead letter' };
+
+/** What an id in this route names, for a 404 that says what was not found ("Flow "a b" not found"). */
+function resourceOf(url: string | undefined, key: string): string {
+  if (key === 'attId') return 'Attachment';
+  const segment = url?.split('/')[2] ?? '';
+  return RESOURCES[segment] ?? 'Resource';
+}
+
 /** Flow definitions are small: a body over this is refused (413) while it streams. */
 const API_BODY_LIMIT = 1024 * 1024;
 
@@ -40,7 +49,7 @@ export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> 
     if (params === undefined || request.method === 'PUT') return;
     for (const key of ['id', 'attId']) {
       const value = params[key];
-      if (value !== undefined && !ID_RE.test(value)) throw new HookdError(E.NOT_FOUND, JSON.stringify(value));
+      if (value !== undefined && !ID_RE.test(value)) throw new HookdError(E.NOT_FOUND, `${resourceOf(request.routeOptions.url, key)} ${JSON.stringify(value)}`);
     }
   });
   // Unknown routes under /api answer 404 only to a caller with a token (the hook above runs first).

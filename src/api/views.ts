@@ -8,7 +8,8 @@ const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date
 /**
  * A flow for API answers: secrets masked (except `reveal`: just created, shown this once). For a
  * read token (a component outside hookd) also the credentials of the flow's own calls: http step
- * headers whose names say they carry one (an admin edits them, so admins see them).
+ * headers and URL query parameters whose names say they carry one (an admin edits them, so admins
+ * see them).
  */
 export function flowView(flow: Flow, publicUrl: string, reveal?: ReadonlySet<string>, forReader = false) {
   const shown = maskFlowSecrets(flow, reveal);
@@ -17,11 +18,33 @@ export function flowView(flow: Flow, publicUrl: string, reveal?: ReadonlySet<str
 }
 
 const CREDENTIAL_HEADER = /^(authorization|proxy-authorization|cookie)$|api[-_]?key|token|secret|password|signature/i;
+const CREDENTIAL_PARAM = /^(key|auth|code|sig)$|api[-_]?key|token|secret|password|signature|credential/i;
 
 function redactStepHeaders(step: StepDef): StepDef {
-  if (!('headers' in step) || step.headers === undefined) return step;
-  const headers = Object.fromEntries(Object.entries(step.headers).map(([k, v]) => [k, CREDENTIAL_HEADER.test(k) ? REDACTED : v]));
-  return { ...step, headers };
+  let out = step;
+  if ('headers' in step && step.headers !== undefined) {
+    const headers = Object.fromEntries(Object.entries(step.headers).map(([k, v]) => [k, CREDENTIAL_HEADER.test(k) ? REDACTED : v]));
+    out = { ...out, headers } as StepDef;
+  }
+  if ('url' in step && typeof step.url === 'string') out = { ...out, url: redactUrlQuery(step.url) } as StepDef;
+  return out;
+}
+
+/** `?api_key=abc&page=2` → `?api_key=[redacted]&page=2`; anything unparsable is left as it is. */
+function redactUrlQuery(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return url;
+  }
+  let changed = false;
+  for (const name of new Set(parsed.searchParams.keys())) {
+    if (!CREDENTIAL_PARAM.test(name)) continue;
+    parsed.searchParams.set(name, REDACTED);
+    changed = true;
+  }
+  return changed ? parsed.toString() : url;
 }
 
 export function executionView(e: Execution) {

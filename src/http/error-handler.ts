@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { E, isHookdError } from '../core/errors.js';
+import { describeSchemaErrors, type SchemaError } from '../core/schema-errors.js';
 
 /**
  * One error shape for every route: `{"error": CODE, "message": …}` — except the ingress 404, which
@@ -20,7 +21,9 @@ export function installErrorHandling(app: FastifyInstance): void {
       return reply.code(err.statusCode).send(body);
     }
     if (err.validation) {
-      return reply.code(400).send({ error: E.VALIDATION_FAILED.code, message: err.message });
+      // As flow definitions are described: one line per path, every rule, allowed values listed.
+      const problems = describeSchemaErrors(err.validation as unknown as SchemaError[], `/${err.validationContext ?? ''}`);
+      return reply.code(400).send({ error: E.VALIDATION_FAILED.code, message: `Invalid request: ${problems.join('; ')}`, details: problems });
     }
     const status = err.statusCode ?? 500;
     if (status < 500) {

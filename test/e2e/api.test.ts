@@ -79,13 +79,15 @@ describe('read tokens (HOOKD_READ_TOKENS)', () => {
     expect(flow.body).toMatchObject({ status: 'started', steps: [] });
 
     // The credentials of the flow's own calls are the admin's: a read token sees them redacted.
-    const secretFlow = { steps: [{ id: 'call', type: 'http', url: 'https://api.example.com/x', headers: { Authorization: 'Bearer downstream-secret', 'X-Api-Key': 'k-123', 'X-Trace': 'keep-me' } }] };
+    const secretFlow = { steps: [{ id: 'call', type: 'http', url: 'https://api.example.com/x?api_key=q-secret-77&page=2', headers: { Authorization: 'Bearer downstream-secret', 'X-Api-Key': 'k-123', 'X-Trace': 'keep-me' } }] };
     expect((await r.api('PUT', '/api/flows/with-creds', secretFlow)).status).toBe(201);
     for (const p of ['/api/flows/with-creds', '/api/flows']) {
       const got = await adminCall(r.url, reader, 'GET', p);
       expect(JSON.stringify(got.body), p).not.toContain('downstream-secret');
       expect(JSON.stringify(got.body), p).not.toContain('k-123');
       expect(JSON.stringify(got.body), p).toContain('keep-me');
+      expect(JSON.stringify(got.body), p).not.toContain('q-secret-77');
+      expect(JSON.stringify(got.body), p).toContain('page=2');
     }
     expect((await r.api('GET', '/api/flows/with-creds')).body.steps[0].headers).toEqual(secretFlow.steps[0]!.headers);
 
@@ -248,7 +250,10 @@ describe('ids and queries', () => {
       const res = await h.api(method, url);
       expect(res.status, url).toBe(404);
       expect(res.body.error, url).toBe('NOT_FOUND');
+      // Says what was not found.
+      expect(res.body.message, url).toMatch(/^(Request|Attachment|Execution|Dead letter|Flow) ".*" not found$/);
     }
+    expect((await h.api('GET', '/api/flows/a%2Fb')).body.message).toBe('Flow "a/b" not found');
     for (const url of [
       '/api/requests?before=%00',
       '/api/executions?flowId=a%20b',
@@ -259,7 +264,11 @@ describe('ids and queries', () => {
       const res = await h.api('GET', url);
       expect(res.status, url).toBe(400);
       expect(res.body.error, url).toBe('VALIDATION_FAILED');
+      expect(res.body.message, url).toMatch(/^Invalid request: \/querystring\/(before|flowId|limit): /);
     }
+    // An enum names its values, once.
+    const status = await h.api('GET', '/api/executions?status=bogus');
+    expect(status.body).toMatchObject({ error: 'VALIDATION_FAILED', details: ['/querystring/status: must be one of "running", "retrying", "completed", "filtered", "dead"'] });
     expect((await h.api('GET', '/api/dead-letters?limit=5')).status).toBe(200);
   });
 
