@@ -30,4 +30,15 @@ describe('job messages carry their request for consumers outside hookd (RABBITMQ
     expect(requestPayload(m, 3000)).toBeUndefined();
     expect(requestPayload(m, 0)).toBeUndefined();
   });
+
+  it('counts bytes, not characters: a body of non-ASCII text weighs its UTF-8', () => {
+    const text = JSON.stringify({ t: '€'.repeat(1000) });
+    const m = makeMessage({ rawBody: Buffer.from(text), body: JSON.parse(text) });
+    const json = JSON.stringify(toRequestView(m));
+    const bytes = Buffer.byteLength(json);
+    expect(bytes).toBeGreaterThan(json.length + 1500);
+    expect(requestPayload(m, bytes)).toBe(json);
+    expect(requestPayload(m, bytes - 1)).toBeUndefined();
+    expect(requestPayload(m, json.length)).toBeUndefined(); // enough characters, too few bytes
+  });
 });

@@ -153,11 +153,13 @@ export function toDeadLetter(m: JobMessage, headers: Record<string, unknown> | u
 
 /**
  * The request's JSON for its job message (what GET /api/requests/{id} returns), or undefined when
- * it is longer than `limit` characters: consumers outside hookd then read it through the API.
+ * its UTF-8 encoding is longer than `limit` bytes: consumers outside hookd then read it through
+ * the API.
  */
 export function requestPayload(m: ReceivedMessage, limit: number): string | undefined {
-  // base64 alone makes 4 characters of 3 bytes: too long already, whatever the rest.
+  // base64 alone makes 4 bytes of 3: too long already, whatever the rest.
   if (limit <= 0 || m.rawBody.length * (4 / 3) > limit) return undefined;
   const json = JSON.stringify(toRequestView(m));
-  return json.length <= limit ? json : undefined;
+  // Characters first (a UTF-8 byte or more each): the byte count only when it could be over.
+  return json.length <= limit && (json.length * 3 <= limit || Buffer.byteLength(json, 'utf8') <= limit) ? json : undefined;
 }
