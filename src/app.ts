@@ -46,6 +46,9 @@ export interface App {
 }
 
 /** The composition root: the only place that picks concrete backends. */
+/** Shorter admin tokens work (tests, local use) but are warned about at start. */
+const MIN_ADMIN_TOKEN_LENGTH = 16;
+
 export async function createApp(config: Config, options: { logger?: Logger } = {}): Promise<App> {
   const logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'hookd' } });
   mkdirSync(config.dataDir, { recursive: true });
@@ -114,6 +117,9 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     logger.warn({ file: admin.ignoredFile }, 'this DATA_DIR/admin-token is not the cluster admin token: the token of the instance that started first is valid on every instance');
   } else if (admin.token === undefined) {
     logger.info('admin token: the cluster token set by the instance that started first (printed there once, kept in its DATA_DIR)');
+  }
+  if (config.adminToken !== undefined && config.adminToken.length < MIN_ADMIN_TOKEN_LENGTH) {
+    logger.warn({ length: config.adminToken.length }, `HOOKD_ADMIN_TOKEN is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters: easy to guess (read tokens must have 16; leave it unset and one is generated)`);
   }
   if (admin.generated && admin.token !== undefined) {
     // Printed once, at the start that created it; afterwards it lives only in the 0600 file.

@@ -86,7 +86,7 @@ export function binaryModeAttributes(
   }
   // datacontenttype is the Content-Type header in binary mode, never a ce- header.
   delete attrs.datacontenttype;
-  return normalizeEvent(attrs, 'the ce-* headers');
+  return normalizeEvent(attrs, 'the set of ce-* headers');
 }
 
 function percentDecode(v: string): string {
