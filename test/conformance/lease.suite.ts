@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { normalizeFlow } from '../../src/core/flow.js';
 import type { Delivery } from '../../src/queue/contract.js';
 import type { Backend } from '../../src/store/backend.js';
 import { makeMessage, sleep, waitFor } from './helpers.js';
@@ -121,7 +122,8 @@ export function describeLeaseConformance(name: string, open: (options?: { leaseM
       const [dead] = await b.queue.deadLetters({ limit: 5 });
       expect(dead).toMatchObject({ requestId: m.id });
       expect(dead!.lastError).toMatch(/lease expired/);
-      // Retried, it starts afresh with the attempts it was given.
+      // Retried (its flow exists), it starts afresh with the attempts it was given.
+      await b.flows.put(normalizeFlow({}, m.flowId, new Date()));
       expect(await b.queue.retryDead(dead!.id)).toBe(true);
       const again: Delivery[] = [];
       b.queue.consume(async (d) => {

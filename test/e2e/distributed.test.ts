@@ -683,7 +683,7 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
       expect(started[1]!.output()).not.toContain(token);
       for (const child of started) {
         expect((await adminCall(child.url, token, 'GET', '/api/flows')).status).toBe(200);
-        expect((await adminCall(child.url, 'hkd_wrong', 'GET', '/api/flows')).status).toBe(403);
+        expect((await adminCall(child.url, 'hkd_wrong', 'GET', '/api/flows')).status).toBe(401);
       }
       // An instance given another HOOKD_SECRET_KEY refuses to start (it could not open their secrets).
       const stray = tempDir('hookd-token-c-');

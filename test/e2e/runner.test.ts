@@ -594,6 +594,7 @@ describe.each([
     const [letter] = await deadLetters(h, 'revive');
 
     healthy = true;
+    await h.backend.flows.put(h.flows.get('revive')!); // a dead letter is retried while its flow exists in the store
     await expect(h.backend.queue.retryDead(letter!.id)).resolves.toBe(true);
     const e = await waitFor('the revived execution', async () => {
       const x = await h.backend.executions.getByRequest(m.id);
