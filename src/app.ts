@@ -191,6 +191,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     publicUrl: () => publicUrl,
     attachments,
     executionDataLimit: config.executionDataLimit,
+    defaultMaxAttempts: config.maxAttempts,
   });
   await server.register(opsRoutes, {
     checkWritable: () => backend.checkWritable(),

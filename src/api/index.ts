@@ -10,6 +10,7 @@ import { executionRoutes } from './execution-routes.js';
 import { flowRoutes } from './flow-routes.js';
 import { jsonBodies } from './json-body.js';
 import { queueRoutes } from './queue-routes.js';
+import { replayRoutes } from './replay-routes.js';
 
 interface Deps {
   /** SHA-256 of the admin token and of the read tokens. */
@@ -22,6 +23,8 @@ interface Deps {
   attachments?: AttachmentStore;
   /** EXECUTION_DATA_LIMIT: step inputs derived from the request are truncated like recorded ones. */
   executionDataLimit: number;
+  /** MAX_ATTEMPTS: jobs of replayed requests, for flows without their own retry.maxAttempts. */
+  defaultMaxAttempts: number;
 }
 
 const RESOURCES: Record<string, string> = { flows: 'Flow', executions: 'Execution', requests: 'Request', 'dead-letters': 'Dead letter' };
@@ -59,5 +62,6 @@ export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> 
   await app.register(flowRoutes, { registry: deps.registry, publicUrl: deps.publicUrl });
   await app.register(executionRoutes, { executions: deps.backend.executions, requests: deps.backend.requests, executionDataLimit: deps.executionDataLimit });
   await app.register(queueRoutes, { queue: deps.backend.queue });
+  await app.register(replayRoutes, { requests: deps.backend.requests, registry: deps.registry, defaultMaxAttempts: deps.defaultMaxAttempts });
   await app.register(attachmentRoutes, { requests: deps.backend.requests, ...(deps.attachments ? { attachments: deps.attachments } : {}) });
 }

@@ -1,4 +1,6 @@
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall, type RunningHookd, startHookd, tempDir, waitFor } from '../helpers/hookd.js';
@@ -368,6 +370,70 @@ describe('ids and queries', () => {
     expect(after.body.trigger.auth.secrets).toHaveLength(2);
     expect((await h.api('DELETE', '/api/flows/rotating/secrets/1')).status).toBe(200);
     expect((await h.api('GET', '/api/flows/rotating')).body.trigger.auth.secrets).toHaveLength(1);
+  });
+});
+
+describe('replay (POST /api/requests/{id}/replay)', () => {
+  it('runs a stored request again as a new request, through its flow as defined now, or another flow', async () => {
+    const calls: Array<{ key: string | undefined; body: string }> = [];
+    let failing = true;
+    const receiver = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d));
+      req.on('end', () => {
+        calls.push({ key: req.headers['idempotency-key'] as string | undefined, body });
+        res.writeHead(failing ? 500 : 200).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/in`;
+    const app = await startHookd({});
+    try {
+      const flow = (expression: string) => ({ steps: [{ id: 'shape', type: 'transform', expression }, { id: 'send', type: 'http', url }], retry: { maxAttempts: 1 } });
+      expect((await app.api('PUT', '/api/flows/replayed', flow('{ "v": 1, "id": body.id }'))).status).toBe(201);
+      const raw = '{"id":"evt-1",  "spaced": true}';
+      const sent = await fetch(`${app.url}/hook/replayed/sub?x=1`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-sender': 's' }, body: raw });
+      const { requestId } = (await sent.json()) as { requestId: string };
+      const firstExecution = await waitFor(async () => {
+        const e = (await app.api('GET', `/api/requests/${requestId}`)).body.executionId;
+        return e ? ((await app.api('GET', `/api/executions/${e}`)).body.status === 'dead' ? e : undefined) : undefined;
+      });
+
+      // The receiver is fixed and the flow changed: the replay runs the flow as it is now.
+      failing = false;
+      expect((await app.api('PUT', '/api/flows/replayed', flow('{ "v": 2, "id": body.id }'))).status).toBe(200);
+      const replay = await app.api('POST', `/api/requests/${requestId}/replay`);
+      expect(replay.status).toBe(202);
+      expect(replay.body).toMatchObject({ replayOf: requestId, flowId: 'replayed', status: 'started' });
+      expect(replay.body.requestId).not.toBe(requestId);
+      const copy = await waitFor(async () => {
+        const r = (await app.api('GET', `/api/requests/${replay.body.requestId}`)).body;
+        return r.executionId && (await app.api('GET', `/api/executions/${r.executionId}`)).body.status === 'completed' ? r : undefined;
+      });
+      const original = (await app.api('GET', `/api/requests/${requestId}`)).body;
+      expect(copy).toMatchObject({ flowId: 'replayed', method: 'POST', path: '/sub', query: { x: '1' }, rawBody: original.rawBody, body: original.body });
+      expect(copy.headers).toMatchObject({ 'x-sender': 's', 'x-hookd-replay-of': requestId });
+      expect(copy.executionId).not.toBe(firstExecution);
+      expect(Date.parse(copy.receivedAt)).toBeGreaterThan(Date.parse(original.receivedAt));
+      expect((await app.api('GET', `/api/executions/${firstExecution}`)).body.status).toBe('dead'); // the original stays as it was
+      expect(calls.map((c) => JSON.parse(c.body))).toEqual([{ v: 1, id: 'evt-1' }, { v: 2, id: 'evt-1' }]);
+      expect(calls[1]!.key).toBe(`${replay.body.requestId}:send`); // its own idempotency key
+
+      // Into another flow; a flow that does not exist is a 409, an unknown request a 404.
+      expect((await app.api('PUT', '/api/flows/other-flow', { steps: [{ id: 'keep', type: 'transform', expression: 'body' }] })).status).toBe(201);
+      const elsewhere = await app.api('POST', `/api/requests/${requestId}/replay`, { flowId: 'other-flow' });
+      expect(elsewhere).toMatchObject({ status: 202, body: { flowId: 'other-flow' } });
+      await waitFor(async () => (await app.api('GET', '/api/executions?flowId=other-flow&status=completed')).body.items.length === 1);
+      expect((await app.api('POST', `/api/requests/${requestId}/replay`, { flowId: 'nope' })).status).toBe(409);
+      expect((await app.api('POST', '/api/requests/no-such-request/replay')).status).toBe(404);
+      // Files belong to one request: not replayed (yet), and said so.
+      const binary = await fetch(`${app.url}/hook/other-flow`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from([1, 2, 3]) });
+      const withFile = await app.api('POST', `/api/requests/${((await binary.json()) as { requestId: string }).requestId}/replay`);
+      expect(withFile).toMatchObject({ status: 409, body: { message: expect.stringMatching(/files in the attachment store/) } });
+    } finally {
+      await app.close();
+      receiver.close();
+    }
   });
 });
 

@@ -459,6 +459,10 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
     expect(metricsA).not.toContain('hookd_store_wal_sync_seconds'); // embedded mode only
     // …and every request ran once, wherever its job was consumed.
     expect.soft(await unfinished('late', ids, 20_000)).toEqual([]);
+    // A request received by A, replayed through B: a new request, confirmed and run once.
+    const replay = await api(b, 'POST', `/api/requests/${ids[0]}/replay`);
+    expect(replay).toMatchObject({ status: 202, body: { replayOf: ids[0], flowId: 'late' } });
+    expect.soft(await unfinished('late', [replay.body.requestId], 20_000)).toEqual([]);
     // The flow has a queue of its own, and every instance's workers consume it (B and C learnt the
     // flow from the database, not from a publish of their own).
     const consumersOf = async (queue: string) =>
