@@ -52,5 +52,14 @@ export interface Execution {
    * Where a redelivered message resumes: the index of the next step and its full input.
    * Kept apart from the (truncated) step records so resumption never sees truncated data.
    */
-  cursor?: { nextStep: number; input: unknown };
+  cursor?: {
+    nextStep: number;
+    input: unknown;
+    /**
+     * The id of the step to run next, null when none was left: a flow edited while the execution
+     * waits (a retry, a dead letter) resumes at that step wherever it moved, never at a position
+     * that now holds another step. Absent in cursors written before ids were kept (nextStep then).
+     */
+    nextStepId?: string | null;
+  };
 }

@@ -270,9 +270,13 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       }
 
       // Only pure steps, first delivery: run them all, then record the run and ack in one go.
+      let prerun: StepRun[] | undefined;
       if (plan.ok && job.attempts === 1 && plan.steps.every((st) => st.pure)) {
-        if (await runPure(s, d, plan.steps, message)) return;
-        // A step failed: the regular path below runs the flow again and records the failure.
+        const pure = await runPure(s, d, plan.steps, message);
+        if (pure === true) return;
+        // A step failed: the regular path below records these runs (the failed one last) without
+        // running them again — a slow expression is not evaluated twice, a log step not repeated.
+        prerun = pure;
       }
 
       const t0 = preciseNow();
@@ -290,7 +294,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       // Speculative first step: see "Latency" above.
       const first = plan.ok ? plan.steps[0] : undefined;
       const speculative =
-        first !== undefined && first.pure && job.attempts === 1
+        prerun === undefined && first !== undefined && first.pure && job.attempts === 1
           ? runStep(first, 0, view, ctxFor(first), message.receivedAt, t0)
           : undefined;
 
@@ -346,9 +350,19 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       let input: unknown = view;
       // The speculative run computed step 0 over the message view: valid only without a cursor.
       const useSpeculative = speculative !== undefined && exec.cursor === undefined;
+      const usePrerun = prerun !== undefined && exec.cursor === undefined;
       let inputJson: string | undefined = MESSAGE_INPUT; // the message: not recorded again
       if (exec.cursor !== undefined) {
-        index = exec.cursor.nextStep;
+        const at = resumeIndex(exec.cursor, steps);
+        if (at === undefined) {
+          // Edited since: the step to resume at is gone. Running whatever now sits at its position
+          // could repeat a done step or skip the undone one; an operator decides (dead letter).
+          const error = `flow ${flow.id} was changed: step "${exec.cursor.nextStepId}", where this execution was to resume, no longer exists (replay the request to run the flow as it is now)`;
+          await deadNow(s, d, writer, error, log);
+          if (!s.released) finish('dead', error);
+          return;
+        }
+        index = at;
         input = exec.cursor.input;
         inputJson = recordJson(input, o.executionDataLimit);
       }
@@ -356,9 +370,11 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       for (let i = index; i < steps.length; i++) {
         const step = steps[i]!;
         const run =
-          i === 0 && useSpeculative && speculative !== undefined
-            ? await speculative
-            : await runStep(step, i, input, ctxFor(step), message.receivedAt);
+          usePrerun && prerun !== undefined && i < prerun.length
+            ? prerun[i]!
+            : i === 0 && useSpeculative && speculative !== undefined
+              ? await speculative
+              : await runStep(step, i, input, ctxFor(step), message.receivedAt);
         if (s.released) {
           // The job was given back: keep what is recorded so far (the redelivery resumes there), no more.
           await writer.settle();
@@ -394,7 +410,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         const output = run.outcome.output;
         const outputJson = recordJson(output, o.executionDataLimit);
         if (outputJson !== undefined) record.output = outputJson;
-        writer.record(record, { nextStep: i + 1, input: output });
+        writer.record(record, { nextStep: i + 1, nextStepId: steps[i + 1]?.def.id ?? null, input: output });
         input = output;
         inputJson = outputJson;
       }
@@ -467,18 +483,24 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
    * write (saveRun) followed by the ack, which share a group commit when writes are ordered. Returns
    * false, having written nothing, when a step fails (the caller then takes the regular path).
    */
-  async function runPure(s: Session, d: Delivery, steps: readonly CompiledStep[], message: ReceivedMessage): Promise<boolean> {
+  /**
+   * True when done (recorded and acked, or given back); else the runs so far, the failed one last,
+   * for the regular path to record as they are.
+   */
+  async function runPure(s: Session, d: Delivery, steps: readonly CompiledStep[], message: ReceivedMessage): Promise<true | StepRun[]> {
     const job = d.job;
     const startedAt = preciseNow();
     let input: unknown = toMessageView(message);
     let inputJson: string | undefined = MESSAGE_INPUT; // the message: not recorded again
     const records: StepRecord[] = [];
+    const runs: StepRun[] = [];
     let status: 'completed' | 'filtered' = 'completed';
     for (let i = 0; i < steps.length; i++) {
       const step = steps[i]!;
       const run = await runStep(step, i, input, stepContext(s, job, step), message.receivedAt, i === 0 ? startedAt : undefined);
       if (s.released) return true; // given back: nothing written, the redelivery starts over
-      if (run.failure !== undefined || run.outcome === undefined) return false;
+      runs.push(run);
+      if (run.failure !== undefined || run.outcome === undefined) return runs;
       const record = stepRecord(step, job.attempts, run, inputJson);
       if (run.outcome.status === 'filtered') {
         record.status = 'filtered';
@@ -667,8 +689,19 @@ export function finishedAs(exec: Execution, stepCount: number): 'completed' | 'f
   if (exec.status === 'completed' || exec.status === 'filtered') return exec.status;
   const last = exec.steps[exec.steps.length - 1];
   if (last?.status === 'filtered') return 'filtered';
-  if (stepCount > 0 && exec.cursor !== undefined && exec.cursor.nextStep >= stepCount) return 'completed';
+  const cursor = exec.cursor;
+  if (cursor === undefined) return undefined;
+  if (cursor.nextStepId === null) return 'completed';
+  if (cursor.nextStepId === undefined && stepCount > 0 && cursor.nextStep >= stepCount) return 'completed';
   return undefined;
+}
+
+/** Where a cursor resumes in the flow's steps now: by step id (by position for old cursors); undefined when that step is gone. */
+export function resumeIndex(cursor: NonNullable<Execution['cursor']>, steps: readonly CompiledStep[]): number | undefined {
+  if (cursor.nextStepId === null) return steps.length;
+  if (cursor.nextStepId === undefined) return cursor.nextStep;
+  const at = steps.findIndex((st) => st.def.id === cursor.nextStepId);
+  return at < 0 ? undefined : at;
 }
 
 /**

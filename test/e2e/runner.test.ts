@@ -524,7 +524,7 @@ describe.each([
     const mid = await h.backend.executions.getByRequest(m.id);
     expect(mid?.status).toBe('running');
     expect(mid?.steps.map((s) => [s.stepId, s.status])).toEqual([['shape', 'completed']]);
-    expect(mid?.cursor).toEqual({ nextStep: 1, input: { v: 42 } });
+    expect(mid?.cursor).toEqual({ nextStep: 1, nextStepId: 'send', input: { v: 42 } });
 
     // A second runner (another process, after a restart) gets the job again.
     const second = h.newRunner();
@@ -566,6 +566,61 @@ describe.each([
     const st = await h.backend.queue.stats();
     expect(st.ready + st.inFlight + st.delayed + st.dead).toBe(0);
     expect(target.calls()).toHaveLength(1);
+  });
+
+  it('a flow edited while an execution waits resumes it at the same step by id; a removed step is a dead letter, never a skip', async () => {
+    const h = await setup();
+    const a = receiverPath('edit-a');
+    const b = receiverPath('edit-b', failTimes(1));
+    const steps = [
+      { id: 'A', type: 'http' as const, url: a.url },
+      { id: 'B', type: 'http' as const, url: b.url },
+    ];
+    h.flows.set('edited', flow('edited', steps, { retry: { backoffMs: 400 } }));
+    const m = message('edited', { n: 1 });
+    await h.backend.requests.accept(m, { maxAttempts: 5 });
+    h.runner.start();
+    await waitFor('the failed call of B', async () => (b.calls().length === 1 ? true : undefined));
+    // While B waits for its retry, a step is put in front: the retry runs B, not A again.
+    h.flows.set('edited', flow('edited', [{ id: 'X', type: 'transform', expression: '{ "x": true }' }, ...steps], { retry: { backoffMs: 400 } }));
+    const e = await finalExecution(h, m.id);
+    expect(e.status).toBe('completed');
+    expect(a.calls()).toHaveLength(1);
+    expect(b.calls()).toHaveLength(2);
+    expect(e.steps.map((st) => [st.stepId, st.status])).toEqual([['A', 'completed'], ['B', 'failed'], ['B', 'completed']]);
+
+    // Removed while it waits: the execution is a dead letter that says why (it was marked
+    // completed, B never delivered).
+    const c = receiverPath('edit-c', failTimes(1));
+    const two = [
+      { id: 'A', type: 'http' as const, url: a.url },
+      { id: 'C', type: 'http' as const, url: c.url },
+    ];
+    h.flows.set('shrunk', flow('shrunk', two, { retry: { backoffMs: 400 } }));
+    const m2 = message('shrunk', { n: 2 });
+    await h.backend.requests.accept(m2, { maxAttempts: 5 });
+    await waitFor('the failed call of C', async () => (c.calls().length === 1 ? true : undefined));
+    h.flows.set('shrunk', flow('shrunk', [two[0]!], { retry: { backoffMs: 400 } }));
+    const dead = await finalExecution(h, m2.id);
+    expect(dead.status).toBe('dead');
+    expect(dead.error).toMatch(/step "C", where this execution was to resume, no longer exists/);
+    expect(c.calls()).toHaveLength(1);
+  });
+
+  it('a first delivery whose pure steps fail runs each of them once (recorded as run, not run again)', async () => {
+    const h = await setup();
+    h.flows.set('fails-pure', flow('fails-pure', [
+      { id: 'shape', type: 'transform', expression: '{ "x": body.x }' },
+      { id: 'say', type: 'log', message: 'once' },
+      { id: 'boom', type: 'transform', expression: '$error("no")' },
+    ]));
+    const m = message('fails-pure', { x: 1 });
+    await h.backend.requests.accept(m, { maxAttempts: 1 });
+    h.runner.start();
+    const e = await finalExecution(h, m.id);
+    expect(e.status).toBe('dead');
+    expect(e.steps.map((st) => [st.stepId, st.status])).toEqual([['shape', 'completed'], ['say', 'completed'], ['boom', 'failed']]);
+    expect(h.started.filter((st) => st.requestId === m.id).map((st) => st.stepId)).toEqual(['shape', 'say', 'boom']);
   });
 
   it('resumes a dead execution at its cursor when its dead letter is retried', async () => {

@@ -36,6 +36,12 @@ describe('finishedAs (has a redelivered execution anything left to run?)', () =>
     );
   });
 
+  it('by step id: none left is done, whatever the flow has now; a step left to run is not', () => {
+    expect(finishedAs(exec({ steps: [step('a', 'completed')], cursor: { nextStep: 1, nextStepId: null, input: 1 } }), 3)).toBe('completed');
+    // A flow shrunk since: the position is past its end, the step to run is not done.
+    expect(finishedAs(exec({ steps: [step('a', 'completed')], cursor: { nextStep: 1, nextStepId: 'b', input: 1 } }), 1)).toBeUndefined();
+  });
+
   it('leaves unfinished and dead executions to run', () => {
     expect(finishedAs(exec({}), 2)).toBeUndefined();
     expect(finishedAs(exec({ steps: [step('a', 'completed')], cursor: { nextStep: 1, input: 1 } }), 2)).toBeUndefined();
