@@ -47,6 +47,18 @@ beforeAll(async () => {
           res.writeHead(200, { 'content-type': 'text/plain' });
           res.end('z'.repeat(5000));
           return;
+        case '/big-json':
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ pad: 'z'.repeat(5000) }));
+          return;
+        case '/latin1':
+          res.writeHead(200, { 'content-type': 'text/plain; charset=iso-8859-1' });
+          res.end(Buffer.from([0x63, 0x61, 0x66, 0xe9])); // "café"
+          return;
+        case '/moved':
+          res.writeHead(302, { location: '/echo?token=abc' });
+          res.end();
+          return;
         case '/slow':
           setTimeout(() => {
             res.writeHead(200, { 'content-type': 'application/json' });
@@ -211,13 +223,35 @@ describe('http step', () => {
     expect(err.message).toMatch(/failed: ECONNREFUSED/);
   });
 
-  it('fails non-retryably when the body expression fails or the response is too large', async () => {
+  it('fails non-retryably when the body expression fails', async () => {
     const bad = await failure(step({ url: `${base}/echo`, body: 'body.a + 1' }).run({ body: { a: 'x' } }, ctx('call')));
     expect(bad.retryable).toBe(false);
     expect(seen).toHaveLength(0); // nothing was sent
-    const big = await failure(step({ url: `${base}/big` }, 1000).run({}, ctx('call')));
-    expect(big.retryable).toBe(false);
-    expect(big.message).toMatch(/exceeds the limit of 1000 bytes/);
+  });
+
+  it('a 2xx answer longer than kept is a success with its beginning, marked truncated (the receiver took the call)', async () => {
+    const big = await step({ url: `${base}/big` }, 1000).run({}, ctx('call'));
+    expect(big.status).toBe('completed');
+    const out = (big as { output: { body: string; bodyTruncated?: boolean } }).output;
+    expect(out.body).toBe('z'.repeat(1000));
+    expect(out.bodyTruncated).toBe(true);
+    const json = (await step({ url: `${base}/big-json` }, 1000).run({}, ctx('call'))) as { output: { body: unknown; bodyTruncated?: boolean } };
+    expect(json.output).toMatchObject({ body: expect.stringMatching(/^\{"pad":"z+$/), bodyTruncated: true });
+    const whole = (await step({ url: `${base}/text` }).run({}, ctx('call'))) as { output: { bodyTruncated?: boolean } };
+    expect(whole.output.bodyTruncated).toBeUndefined();
+  });
+
+  it('decodes text by the charset the answer declares', async () => {
+    const out = (await step({ url: `${base}/latin1` }).run({}, ctx('call'))) as { output: { body: unknown } };
+    expect(out.output.body).toBe('café');
+  });
+
+  it('does not follow redirects: a 3xx is a failed delivery that names where it pointed (no query)', async () => {
+    const err = await failure(step({ url: `${base}/moved` }).run({ a: 1 }, ctx('call')));
+    expect(err.retryable).toBe(true);
+    expect(err.message).toMatch(/answered 302 Found \(a redirect to http:\/\/127\.0\.0\.1:\d+\/echo: redirects are not followed/);
+    expect(err.message).not.toMatch(/token=abc/);
+    expect(seen.map((s) => s.url)).toEqual(['/moved']); // the target was never called
   });
 
   it('forwardAttachment: inline raw bytes with their type; no GET; a missing field or store fails without retry', async () => {

@@ -149,6 +149,23 @@ describe('log step', () => {
     expect(lines[0]).toMatchObject({ level: 40, msg: 'order seen', flowId: 'f1', requestId: 'r1', stepId: 'audit', input: { a: 1 } });
   });
 
+  it('never logs credentials (any flow, any depth) nor an unbounded input; passes the input on as it is', async () => {
+    const { logger, lines } = capturingLogger();
+    const input = {
+      headers: { authorization: 'Bearer hdr-secret', cookie: 'session=c-secret', 'x-trace': 'keep' },
+      query: { token: 'q-secret', page: '2' },
+      body: { user: { password: 'pw-secret', name: 'ann' }, items: [{ api_key: 'k-secret' }] },
+    };
+    const out = await compileLogStep({ id: 'l', type: 'log' }).run(input, { ...ctx('l'), logger });
+    expect(out).toEqual({ status: 'completed', output: input });
+    const logged = JSON.stringify(lines[0]);
+    for (const secret of ['hdr-secret', 'c-secret', 'q-secret', 'pw-secret', 'k-secret']) expect(logged).not.toContain(secret);
+    expect(lines[0]).toMatchObject({ input: { headers: { 'x-trace': 'keep' }, query: { page: '2' }, body: { user: { name: 'ann' } } } });
+    await compileLogStep({ id: 'l', type: 'log' }).run({ big: 'x'.repeat(100_000) }, { ...ctx('l'), logger });
+    expect(lines[1]).toMatchObject({ input: { $truncated: true, bytes: 100_010 } });
+    expect(JSON.stringify(lines[1]).length).toBeLessThan(20_000);
+  });
+
   it('defaults to info', async () => {
     const { logger, lines } = capturingLogger();
     await compileLogStep({ id: 'l', type: 'log' }).run('x', { ...ctx('l'), logger });

@@ -39,6 +39,8 @@ export interface HttpStepOutput {
   headers: Record<string, string>;
   body: unknown;
   bodyEncoding?: 'base64';
+  /** The answer was longer than the step keeps (10 MiB): `body` holds its beginning (as text or base64, never parsed). */
+  bodyTruncated?: true;
 }
 
 /** https://fetch.spec.whatwg.org/#port-blocking (Node's fetch, undici, applies it). */
@@ -141,31 +143,37 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
       try {
         const streamed = body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body);
         // A streamed body (forwardAttachment) needs half-duplex; the typings lag behind undici.
-        const init = { method, headers, body, signal, ...(streamed ? { duplex: 'half' } : {}) } as RequestInit;
+        // Redirects are not followed: a 302/303 would turn the POST into a body-less GET (counted a
+        // success), and the step's headers (credentials) would go to whatever host Location names.
+        // A 3xx is a failed delivery, as with other webhook senders (Svix): fix the URL.
+        const init = { method, headers, body, signal, redirect: 'manual', ...(streamed ? { duplex: 'half' } : {}) } as RequestInit;
         res = await fetch(url, init);
       } catch (err) {
         if (missing !== undefined) throw new StepFailure(`forwardAttachment: attachment ${missing.id} is gone (purged or deleted)`, { retryable: false });
         throw describe(err);
       }
 
-      let bytes: Buffer;
+      let read: { bytes: Buffer; truncated: boolean };
       try {
-        bytes = await readBody(res, res.ok ? maxResponseBytes : ERROR_BODY_SNIPPET);
+        read = await readBody(res, res.ok ? maxResponseBytes : ERROR_BODY_SNIPPET);
       } catch (err) {
         if (err instanceof StepFailure) throw err;
         throw describe(err);
       }
 
       if (!res.ok) {
-        const snippet = bytes.toString('utf8').slice(0, ERROR_BODY_SNIPPET).trim();
+        const snippet = decodeText(read.bytes, res.headers.get('content-type')).slice(0, ERROR_BODY_SNIPPET).trim();
         const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
+        const location = res.status >= 300 && res.status < 400 ? res.headers.get('location') : null;
+        const redirected = location === null ? '' : ` (a redirect to ${shownLocation(location, url)}: redirects are not followed, fix the step's url)`;
         throw new StepFailure(
-          `${target} answered ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${snippet ? `: ${snippet}` : ''}`,
+          `${target} answered ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${redirected}${snippet ? `: ${snippet}` : ''}`,
           retryAfterMs === undefined ? { retryable: true } : { retryable: true, retryAfterMs },
         );
       }
       const output: HttpStepOutput = { status: res.status, headers: Object.fromEntries(res.headers), body: null };
-      decodeBody(bytes, res.headers.get('content-type'), output);
+      // Longer than kept: the receiver took the call (a 2xx), so the step succeeded; its answer is cut.
+      decodeBody(read.bytes, res.headers.get('content-type'), output, read.truncated);
       return { status: 'completed', output };
     },
   };
@@ -257,10 +265,12 @@ async function* fileBytes(stored: RequestPayload, ref: AttachmentRef, onMissing:
  * Reads at most `limit` bytes. For error responses the limit is a snippet size and the rest is
  * dropped; for 2xx a larger body fails the step (non-retryable: the response will not shrink).
  */
-async function readBody(res: Response, limit: number): Promise<Buffer> {
-  if (res.body === null) return Buffer.alloc(0);
+/** The answer's first `limit` bytes; `truncated` when there was more (the rest is not read). */
+async function readBody(res: Response, limit: number): Promise<{ bytes: Buffer; truncated: boolean }> {
+  if (res.body === null) return { bytes: Buffer.alloc(0), truncated: false };
   const chunks: Buffer[] = [];
   let size = 0;
+  let truncated = false;
   const reader = res.body.getReader();
   try {
     for (;;) {
@@ -268,11 +278,9 @@ async function readBody(res: Response, limit: number): Promise<Buffer> {
       if (done) break;
       const room = limit - size;
       if (value.byteLength > room) {
-        if (res.ok) {
-          throw new StepFailure(`response body exceeds the limit of ${limit} bytes`, { retryable: false });
-        }
         chunks.push(Buffer.from(value.buffer, value.byteOffset, room));
         size = limit;
+        truncated = true;
         break;
       }
       chunks.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength));
@@ -281,27 +289,52 @@ async function readBody(res: Response, limit: number): Promise<Buffer> {
   } finally {
     reader.cancel().catch(() => {});
   }
-  return Buffer.concat(chunks, size);
+  return { bytes: Buffer.concat(chunks, size), truncated };
+}
+
+/** A Location for an error message: resolved against the step's url, without its query (credentials). */
+function shownLocation(location: string, base: URL): string {
+  try {
+    const u = new URL(location, base);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return 'an invalid location';
+  }
+}
+
+/** Text in the charset the answer declares (UTF-8 when none, or one this runtime does not know). */
+function decodeText(bytes: Buffer, contentType: string | null): string {
+  const charset = /;\s*charset\s*=\s*"?([\w.:-]+)"?/i.exec(contentType ?? '')?.[1];
+  if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+    try {
+      return new TextDecoder(charset).decode(bytes);
+    } catch {
+      // An unknown label: UTF-8, as without one.
+    }
+  }
+  return bytes.toString('utf8');
 }
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\b/i;
 const TEXT_TYPE = /^(?:text\/|application\/(?:[\w.+-]+\+)?(?:xml|javascript|x-www-form-urlencoded)\b)/i;
 
-function decodeBody(bytes: Buffer, contentType: string | null, out: HttpStepOutput): void {
+function decodeBody(bytes: Buffer, contentType: string | null, out: HttpStepOutput, truncated = false): void {
+  if (truncated) out.bodyTruncated = true;
   if (bytes.length === 0) {
     out.body = null;
     return;
   }
   const type = contentType?.trim() ?? '';
   if (JSON_TYPE.test(type)) {
-    const text = bytes.toString('utf8');
+    const text = decodeText(bytes, type);
     try {
-      out.body = JSON.parse(text);
+      // Cut JSON does not parse (and a prefix that happens to parse is not the answer).
+      out.body = truncated ? text : JSON.parse(text);
     } catch {
       out.body = text; // says JSON, is not: keep what was sent
     }
   } else if (type === '' || TEXT_TYPE.test(type)) {
-    out.body = bytes.toString('utf8');
+    out.body = decodeText(bytes, type);
   } else {
     out.body = bytes.toString('base64');
     out.bodyEncoding = 'base64';
