@@ -174,6 +174,8 @@ interface Session {
   consumer: Consumer | undefined;
   controller: AbortController;
   released: boolean;
+  /** stop() was called: running steps finish, no further step starts (the job is handed back). */
+  stopping: boolean;
   active: Set<Promise<void>>;
 }
 
@@ -369,6 +371,13 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
 
       for (let i = index; i < steps.length; i++) {
         const step = steps[i]!;
+        if (s.stopping && i > index && !(usePrerun && prerun !== undefined && i < prerun.length)) {
+          // Shutting down: the running step finished, the next one does not start (it could be
+          // cut off by the grace and then run again). Its cursor is recorded: hand the job back
+          // without spending an attempt; the next process resumes at this step.
+          await writer.flush();
+          if (s.released || (await d.requeue(`handed back at step "${step.def.id}": the runner stopped`))) return;
+        }
         const run =
           usePrerun && prerun !== undefined && i < prerun.length
             ? prerun[i]!
@@ -644,7 +653,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
   return {
     start(): void {
       if (session !== undefined) return;
-      const s: Session = { consumer: undefined, controller: new AbortController(), released: false, active: new Set() };
+      const s: Session = { consumer: undefined, controller: new AbortController(), released: false, stopping: false, active: new Set() };
       session = s;
       s.consumer = o.queue.consume(
         (d) => {
@@ -663,6 +672,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       const s = session;
       if (s === undefined) return;
       session = undefined;
+      s.stopping = true;
       // Handlers still running after the grace: their jobs are about to be released, so they must
       // not write any more; aborted (steps' HTTP calls too) before the jobs are given back.
       const abortRunning = async (): Promise<void> => {

@@ -607,6 +607,33 @@ describe.each([
     expect(c.calls()).toHaveLength(1);
   });
 
+  it('stop() lets the running step finish and starts no further step: the job is handed back at the next one, no attempt spent', async () => {
+    const h = await setup();
+    const first = receiverPath('stop-first', slow(600));
+    const second = receiverPath('stop-second');
+    h.flows.set('stopping', flow('stopping', [
+      { id: 'one', type: 'http', url: first.url },
+      { id: 'two', type: 'http', url: second.url },
+    ]));
+    const m = message('stopping', { n: 1 });
+    await h.backend.requests.accept(m, { maxAttempts: 5 });
+    h.runner.start();
+    await waitFor('the first call', async () => (first.calls().length === 1 ? true : undefined));
+    await h.runner.stop({ graceMs: 5_000 });
+    expect(second.calls()).toHaveLength(0);
+    const mid = await h.backend.executions.getByRequest(m.id);
+    expect(mid?.steps.map((st) => [st.stepId, st.status])).toEqual([['one', 'completed']]);
+    expect(mid?.cursor?.nextStepId).toBe('two');
+    expect(await h.backend.queue.stats()).toMatchObject({ ready: 1, inFlight: 0, dead: 0 });
+
+    const next = h.newRunner();
+    next.start();
+    const e = await finalExecution(h, m.id);
+    expect(e.status).toBe('completed');
+    expect([first.calls().length, second.calls().length]).toEqual([1, 1]);
+    expect(e.steps.map((st) => [st.stepId, st.attempt])).toEqual([['one', 1], ['two', 1]]); // no attempt spent
+  });
+
   it('a first delivery whose pure steps fail runs each of them once (recorded as run, not run again)', async () => {
     const h = await setup();
     h.flows.set('fails-pure', flow('fails-pure', [
