@@ -51,7 +51,9 @@ const MIN_ADMIN_TOKEN_LENGTH = 16;
 
 export async function createApp(config: Config, options: { logger?: Logger } = {}): Promise<App> {
   const logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'hookd' } });
-  mkdirSync(config.dataDir, { recursive: true });
+  // Private when hookd creates it (whatever the umask): the database holds every request, headers
+  // and bodies included. An existing directory keeps the mode its operator gave it.
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
 
   // Composition root: the cache the stores fill and the runner reads, watched by the metrics. An
   // instance that runs no flows (WORKER_CONCURRENCY=0) would only fill it: it keeps none. Embedded,

@@ -57,7 +57,7 @@ export class FsAttachmentStore implements AttachmentStore {
     let ready = this.folders.get(folder);
     if (ready === undefined) {
       ready = (async () => {
-        const created = await mkdir(folder, { recursive: true });
+        const created = await mkdir(folder, { recursive: true, mode: 0o700 });
         // A new folder is an entry in its parent: make the chain durable before files in it are.
         if (created !== undefined) {
           for (let d = folder; ; d = path.dirname(d)) {

@@ -24,6 +24,18 @@ describe('admin token', () => {
     expect((await h.api('GET', '/api/nothing-here')).status).toBe(404);
   });
 
+  it('a DATA_DIR hookd creates is private (0700), and so is a new database (0600, its WAL too)', async () => {
+    const dir = path.join(tempDir(), 'fresh', 'data');
+    const app = await startHookd({ DATA_DIR: dir, WORKER_CONCURRENCY: '0' });
+    try {
+      expect((await app.api('PUT', '/api/flows/private', { steps: [] })).status).toBe(201);
+      expect(statSync(dir).mode & 0o777).toBe(0o700);
+      for (const f of ['hookd.db', 'hookd.db-wal']) expect(statSync(path.join(dir, f)).mode & 0o777, f).toBe(0o600);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('is generated at first start into DATA_DIR with mode 0600 and reused after', async () => {
     const dir = tempDir();
     const first = await startHookd({ DATA_DIR: dir, HOOKD_ADMIN_TOKEN: '', WORKER_CONCURRENCY: '0' });

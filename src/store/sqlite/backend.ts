@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { isHookdError, unavailable } from '../../core/errors.js';
 import { EmbeddedQueue } from '../../queue/embedded/embedded-queue.js';
@@ -89,7 +89,10 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
   const busyTimeoutMs = opts.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS;
   const logger = opts.logger ?? stderrLogger;
   try {
-    mkdirSync(dirname(path), { recursive: true });
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // A new database file is created 0600 (SQLite gives its -wal and -shm files the database's
+    // mode): every stored request is in it. An existing file keeps its mode.
+    closeSync(openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600));
   } catch (err) {
     throw unavailable('store', err);
   }
