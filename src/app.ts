@@ -53,7 +53,11 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   const logger = options.logger ?? pino({ level: config.logLevel, base: { service: 'hookd' } });
   // Private when hookd creates it (whatever the umask): the database holds every request, headers
   // and bodies included. An existing directory keeps the mode its operator gave it.
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  try {
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    throw new Error(`DATA_DIR: cannot use ${config.dataDir} as a directory (${(err as Error).message})`);
+  }
 
   // Composition root: the cache the stores fill and the runner reads, watched by the metrics. An
   // instance that runs no flows (WORKER_CONCURRENCY=0) would only fill it: it keeps none. Embedded,
@@ -108,7 +112,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     : undefined;
   refresh?.unref();
   if (config.flowsDir) {
-    const flows = readFlowsDir(config.flowsDir, (id) => registry.get(id));
+    const flows = readFlowsDir(config.flowsDir, (id) => registry.get(id)); // its errors name the file
     for (const flow of flows) await registry.put(flow);
     logger.info({ dir: config.flowsDir, count: flows.length }, 'flows loaded from FLOWS_DIR');
   }

@@ -30,14 +30,21 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
     throw new Error('RABBITMQ_URI needs DATABASE_URL: requests and the outbox live in PostgreSQL');
   }
   if (!config.databaseUrl) {
+    const file = path.join(config.dataDir, 'hookd.db');
     return openSqliteBackend({
-      path: path.join(config.dataDir, 'hookd.db'),
+      path: file,
       leaseMs: config.leaseMs,
       messageCache,
       logger,
       exclusive: true,
       ...(observers.onWalSync ? { onWalSync: observers.onWalSync } : {}),
       ...(observers.onWalRestart ? { onWalRestart: observers.onWalRestart } : {}),
+    }).catch((err: unknown) => {
+      // At start, an error of the file (permissions, a read-only disk) is the operator's to fix:
+      // say which file and which setting.
+      const e = err as Error;
+      if (/SQLITE_CANTOPEN|EACCES|EROFS|EPERM|readonly/i.test(e.message)) throw new Error(`DATA_DIR: cannot open the database ${file} (${e.message})`);
+      throw err;
     });
   }
   const pg = { connectionString: config.databaseUrl, schema: config.databaseSchema, messageCache, logger };

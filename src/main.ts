@@ -12,6 +12,12 @@ async function main(): Promise<void> {
   } catch (err) {
     // Release what start-up took (the data directory's lock, connections, the instance's record).
     await app.close().catch(() => {});
+    const code = (err as NodeJS.ErrnoException).code;
+    const where = `${config.listenHost}:${config.listenPort}`;
+    if (code === 'EADDRINUSE') throw new Error(`LISTEN_PORT: ${where} is already in use (another hookd, or another server)`);
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' || code === 'EACCES') {
+      throw new Error(`LISTEN_HOST/LISTEN_PORT: cannot listen on ${where} (${code}: ${(err as Error).message})`);
+    }
     throw err;
   }
   app.logger.info({ address, dataDir: config.dataDir, backend: app.backend.name }, 'hookd listening');
@@ -23,8 +29,12 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     app.logger.info({ signal }, 'shutting down: finishing in-flight requests and running steps');
+    const t0 = performance.now();
     app.close().then(
-      () => process.exit(0),
+      () => {
+        app.logger.info({ signal, ms: Math.round(performance.now() - t0) }, 'shut down');
+        process.exit(0);
+      },
       (err: unknown) => {
         app.logger.error({ err }, 'shutdown failed');
         process.exit(1);

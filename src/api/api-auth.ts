@@ -22,7 +22,10 @@ export function requireApiToken(tokens: ApiTokens) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const header = request.headers.authorization;
     const match = header === undefined ? null : /^Bearer\s+(.+)$/i.exec(header);
+    const refused = (reason: string) =>
+      request.log.warn({ ip: request.ip, method: request.method, url: request.url.split('?')[0], reason }, 'admin API call refused');
     if (!match) {
+      refused('no bearer token');
       reply.header('www-authenticate', 'Bearer realm="hookd"');
       throw new HookdError(E.UNAUTHORIZED, 'Authorization: Bearer <admin token> required');
     }
@@ -32,11 +35,15 @@ export function requireApiToken(tokens: ApiTokens) {
     let reader = false;
     for (const digest of tokens.readers) if (timingSafeEqual(given, digest)) reader = true;
     if (!reader) {
+      refused('unknown token');
       // RFC 6750: a token that is not valid is a 401 (403 is a valid token that may not do this).
       reply.header('www-authenticate', 'Bearer realm="hookd", error="invalid_token"');
       throw new HookdError(E.UNAUTHORIZED, tokens.readers.length > 0 ? 'Invalid token' : 'Invalid admin token');
     }
-    if (!READS.has(request.method)) throw new HookdError(E.FORBIDDEN, 'This is a read token: it may only GET; changes need the admin token');
+    if (!READS.has(request.method)) {
+      refused('read token on a change');
+      throw new HookdError(E.FORBIDDEN, 'This is a read token: it may only GET; changes need the admin token');
+    }
     readTokenRequests.add(request);
   };
 }

@@ -11,7 +11,13 @@ import { buildFlow } from './flow-definition.js';
  */
 export function readFlowsDir(dir: string, existing: (id: string) => Flow | undefined): Flow[] {
   const flows: Flow[] = [];
-  const files = readdirSync(dir)
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    throw new Error(`FLOWS_DIR: cannot read ${dir} (${(err as Error).message})`);
+  }
+  const files = names
     .filter((f) => /\.(ya?ml|json)$/i.test(f))
     .sort();
   for (const file of files) {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import YAML from 'yaml';
 import { DEFAULT_MESSAGE_CACHE_BYTES } from '../store/message-cache.js';
@@ -83,14 +84,14 @@ function field<K extends keyof Config>(f: Field<K>): Field<K> {
 export const CONFIG_FIELDS = [
   field({ key: 'listenHost', env: 'LISTEN_HOST', doc: 'Interface to listen on', default: () => '0.0.0.0', parse: str }),
   field({ key: 'listenPort', env: 'LISTEN_PORT', doc: 'HTTP port', default: () => 3000, parse: (v, n) => parseInteger(v as string, n, 0, 65535) }),
-  field({ key: 'publicUrl', env: 'PUBLIC_URL', doc: 'Base URL used in webhookUrl', default: (c) => `http://localhost:${c.listenPort ?? 3000}`, parse: (v) => str(v).replace(/\/+$/, '') }),
+  field({ key: 'publicUrl', env: 'PUBLIC_URL', doc: 'Base URL used in webhookUrl', default: (c) => `http://localhost:${c.listenPort ?? 3000}`, parse: (v, n) => parseBaseUrl(str(v), n) }),
   field({ key: 'dataDir', env: 'DATA_DIR', doc: 'Where the SQLite file, keys and attachments live', default: () => path.resolve('data'), parse: (v) => path.resolve(str(v)) }),
   field({ key: 'flowsDir', env: 'FLOWS_DIR', doc: 'Folder of flow files (YAML/JSON) loaded at start', default: () => undefined, parse: (v) => (optStr(v) ? path.resolve(str(v)) : undefined) }),
-  field({ key: 'logLevel', env: 'LOG_LEVEL', doc: 'pino level: trace, debug, info, warn, error, fatal, silent', default: () => 'info', parse: str }),
+  field({ key: 'logLevel', env: 'LOG_LEVEL', doc: 'pino level: trace, debug, info, warn, error, fatal, silent', default: () => 'info', parse: (v, n) => oneOf(str(v).toLowerCase(), LOG_LEVELS, n) }),
   field({ key: 'adminToken', env: 'HOOKD_ADMIN_TOKEN', doc: 'Bearer token for /api, up to 512 characters; surrounding whitespace is ignored (generated into DATA_DIR/admin-token when unset)', default: () => undefined, parse: (v, n) => parseAdminToken(str(v), n) }),
   field({ key: 'readTokens', env: 'HOOKD_READ_TOKENS', doc: 'Comma-separated bearer tokens that may only read /api (GET): for components outside hookd that fetch requests and their files', default: () => [], parse: (v, n) => parseTokenList(str(v), n) }),
   field({ key: 'secretKey', env: 'HOOKD_SECRET_KEY', doc: 'Master key sealing credential secrets at rest (generated into DATA_DIR/secret.key when unset)', default: () => undefined, parse: optStr }),
-  field({ key: 'payloadSizeLimit', env: 'PAYLOAD_SIZE_LIMIT', doc: 'Largest parsed body (413 beyond)', default: () => 10 * 1024 * 1024, parse: (v, n) => parseSize(v as string, n) }),
+  field({ key: 'payloadSizeLimit', env: 'PAYLOAD_SIZE_LIMIT', doc: 'Largest parsed body (413 beyond)', default: () => 10 * 1024 * 1024, parse: (v, n) => atLeast(parseSize(v as string, n), 1, n) }),
   field({ key: 'attachmentSizeLimit', env: 'ATTACHMENT_SIZE_LIMIT', doc: 'Largest total of files per request: multipart file parts, or a binary body (413 beyond)', default: () => 100 * 1024 * 1024, parse: (v, n) => parseSize(v as string, n) }),
   field({ key: 'retentionMs', env: 'RETENTION', doc: 'Requests older than this are purged with their executions and files (hourly); off = keep forever', default: () => 30 * 86_400_000, parse: (v, n) => parseRetention(v, n) }),
   field({ key: 'trustProxy', env: 'TRUST_PROXY', doc: 'Proxies trusted for X-Forwarded-For: true, a hop count or a comma-separated CIDR list', default: () => false, parse: (v) => parseTrustProxy(v) }),
@@ -104,16 +105,17 @@ export const CONFIG_FIELDS = [
   field({ key: 'requestTimeoutMs', env: 'REQUEST_TIMEOUT', doc: 'A request, its body included, must arrive whole within this, else 408 and its connection is closed, or (sender still writing) the connection is reset (1s to 30m)', default: () => 300_000, parse: (v, n) => within(parseDuration(v as string, n), 1_000, 1_800_000, n) }),
   field({ key: 'shutdownGraceMs', env: 'SHUTDOWN_GRACE', doc: 'On SIGTERM, how long running steps may finish before their jobs are released', default: () => 10_000, parse: (v, n) => within(parseDuration(v as string, n), 0, MAX_TIMER_MS, n) }),
   field({ key: 'executionDataLimit', env: 'EXECUTION_DATA_LIMIT', doc: 'JSON kept per step input/output in execution records (at least 256 bytes: a truncated value is recorded as a marker of about 50 bytes with a preview)', default: () => 16 * 1024, parse: (v, n) => atLeast(parseSize(v as string, n), 256, n) }),
-  field({ key: 'databaseUrl', env: 'DATABASE_URL', doc: 'postgres://… to store in PostgreSQL (distributed mode)', default: () => undefined, parse: optStr }),
+  field({ key: 'databaseUrl', env: 'DATABASE_URL', doc: 'postgres://… to store in PostgreSQL (distributed mode)', default: () => undefined, parse: (v, n) => withScheme(optStr(v), ['postgres:', 'postgresql:'], n) }),
   field({ key: 'databaseSchema', env: 'DATABASE_SCHEMA', doc: 'PostgreSQL schema for hookd tables (default public)', default: () => undefined, parse: optStr }),
   field({ key: 'rabbitmqPrefix', env: 'RABBITMQ_PREFIX', doc: 'Prefix of hookd exchange and queue names (default hookd)', default: () => undefined, parse: optStr }),
   field({ key: 'jobPayloadBytes', env: 'RABBITMQ_JOB_PAYLOAD', doc: 'Distributed mode: the longest request JSON (as GET /api/requests/{id} returns it) that a job message carries, for flows with jobMessage.includeRequest; 0 = never', default: () => 64 * 1024, parse: (v, n) => parseSize(v as string, n) }),
   field({ key: 'flowRefreshMs', env: 'FLOW_REFRESH', doc: 'Distributed mode: how often flows changed by other instances are picked up (100ms to 1h)', default: () => 2000, parse: (v, n) => within(parseDuration(v as string, n), 100, 3_600_000, n) }),
   field({ key: 'deletedFlowGraceMs', env: 'DELETED_FLOW_GRACE', doc: "RabbitMQ: how long after a flow's delete its queue is removed, once empty (1s to 30d; keep it above the longest retry delay level, 1h, plus twice FLOW_REFRESH)", default: () => 65 * 60_000, parse: (v, n) => within(parseDuration(v as string, n), 1_000, 30 * 86_400_000, n) }),
-  field({ key: 'rabbitmqUri', env: 'RABBITMQ_URI', doc: 'amqp://… to queue through RabbitMQ (distributed mode)', default: () => undefined, parse: optStr }),
+  field({ key: 'rabbitmqUri', env: 'RABBITMQ_URI', doc: 'amqp://… to queue through RabbitMQ (distributed mode)', default: () => undefined, parse: (v, n) => withScheme(optStr(v), ['amqp:', 'amqps:'], n) }),
 ] as const;
 
 function atLeast(value: number, min: number, name: string): number {
+  // min 1: a limit of 0 would refuse every body (413).
   if (value < min) throw new Error(`${name}: at least ${min} bytes, got ${value}`);
   return value;
 }
@@ -156,15 +158,60 @@ function parseAdminToken(v: string, name: string): string {
 
 function parseTrustProxy(v: string | number | boolean): boolean | string | number {
   if (typeof v === 'boolean' || typeof v === 'number') return v;
-  if (/^(true|false)$/i.test(v)) return parseBoolean(v, 'TRUST_PROXY');
+  if (/^(true|false|yes|no|on|off)$/i.test(v)) return parseBoolean(v, 'TRUST_PROXY');
   if (/^\d+$/.test(v)) return Number(v);
+  // Addresses and CIDRs, comma-separated (fastify's proxy-addr would fail later with "invalid IP address: …").
+  for (const part of v.split(',').map((p) => p.trim())) {
+    const [ip, bits, extra] = part.split('/');
+    const okBits = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (isIP(ip ?? '') === 6 ? 128 : 32));
+    if (extra !== undefined || isIP(ip ?? '') === 0 || !okBits) {
+      throw new Error(`TRUST_PROXY: expected true/false, a hop count or comma-separated addresses/CIDRs, got "${part}"`);
+    }
+  }
+  return v;
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+function oneOf<T extends string>(v: string, allowed: readonly T[], name: string): T {
+  if (!(allowed as readonly string[]).includes(v)) throw new Error(`${name}: expected one of ${allowed.join(', ')}, got "${v}"`);
+  return v as T;
+}
+
+/** PUBLIC_URL: an absolute http(s) URL; its trailing slashes dropped (webhookUrl appends /hook/…). */
+function parseBaseUrl(v: string, name: string): string {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new Error(`${name}: expected an absolute URL such as https://hooks.example.com, got "${v}"`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`${name}: expected an http or https URL, got "${v}"`);
+  return v.replace(/\/+$/, '');
+}
+
+/** A connection URL of one of these schemes (the backend follows from it); undefined stays unset. */
+function withScheme(v: string | undefined, schemes: readonly string[], name: string): string | undefined {
+  if (v === undefined) return undefined;
+  let scheme: string;
+  try {
+    scheme = new URL(v).protocol;
+  } catch {
+    throw new Error(`${name}: expected a URL such as ${schemes[0]}//host/…`);
+  }
+  if (!schemes.includes(scheme)) throw new Error(`${name}: expected a ${schemes.join(' or ')}// URL, got one starting ${scheme}//`);
   return v;
 }
 
 function readConfigFile(file: string): Source {
-  const text = readFileSync(file, 'utf8');
-  const data: unknown = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
-  if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new Error(`${file}: expected a map of settings`);
+  let data: unknown;
+  try {
+    const text = readFileSync(file, 'utf8');
+    data = file.endsWith('.json') ? JSON.parse(text) : YAML.parse(text);
+  } catch (err) {
+    throw new Error(`HOOKD_CONFIG ${file}: ${(err as Error).message}`);
+  }
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new Error(`HOOKD_CONFIG ${file}: expected a map of settings`);
   return data as Source;
 }
 

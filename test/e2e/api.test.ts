@@ -1,4 +1,5 @@
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -35,6 +36,36 @@ describe('admin token', () => {
       await app.close();
     }
   });
+
+  it('a start that cannot work says which setting to fix (exit 1, no stack trace)', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'a-file');
+    writeFileSync(file, 'x');
+    const busy = await startHookd({ WORKER_CONCURRENCY: '0' });
+    try {
+      const cases: Array<[Record<string, string>, RegExp]> = [
+        [{ DATA_DIR: file }, /^hookd failed to start: DATA_DIR: cannot use .*a-file as a directory/m],
+        [{ DATA_DIR: path.join(dir, 'd1'), FLOWS_DIR: path.join(dir, 'no-such-dir') }, /^hookd failed to start: FLOWS_DIR: cannot read .*no-such-dir/m],
+        [{ DATA_DIR: path.join(dir, 'd2'), LISTEN_PORT: new URL(busy.url).port }, /^hookd failed to start: LISTEN_PORT: 127\.0\.0\.1:\d+ is already in use/m],
+        [{ DATA_DIR: path.join(dir, 'd3'), LOG_LEVEL: 'verbose' }, /^hookd failed to start: LOG_LEVEL: expected one of/m],
+      ];
+      for (const [env, message] of cases) {
+        const child = spawn(process.execPath, [path.join(import.meta.dirname, '../../dist/src/main.js')], {
+          env: { ...process.env, LISTEN_HOST: '127.0.0.1', LISTEN_PORT: '0', HOOKD_ADMIN_TOKEN: 'start-errors-0123456789', ...env },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+        const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+        expect(code, JSON.stringify(env)).toBe(1);
+        expect(out, JSON.stringify(env)).toMatch(message);
+        expect(out).not.toMatch(/\n\s+at /); // no stack trace
+      }
+    } finally {
+      await busy.close();
+    }
+  }, 60_000);
 
   it('is generated at first start into DATA_DIR with mode 0600 and reused after', async () => {
     const dir = tempDir();

@@ -2,7 +2,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rmSync } from 'node:fs';
-import { adminCall, type RunningHookd, spawnHookd, startHookd, tempDir } from '../helpers/hookd.js';
+import { adminCall, type RunningHookd, spawnHookd, startHookd, tempDir, waitFor } from '../helpers/hookd.js';
 
 let h: RunningHookd;
 
@@ -254,6 +254,10 @@ describe('errors', () => {
     try {
       expect((await adminCall(child.url, 't', 'PUT', '/api/flows/big', { steps: [] })).status).toBe(201);
       expect(child.output()).toMatch(/HOOKD_ADMIN_TOKEN is shorter than 16 characters/); // works, with a warning
+      // A refused admin call is logged (who, what, why), never with the token it tried.
+      expect((await adminCall(child.url, 'guess-0123456789', 'GET', '/api/flows')).status).toBe(401);
+      await waitFor(() => /"reason":"unknown token".*"msg":"admin API call refused"|admin API call refused.*unknown token/.test(child.output()));
+      expect(child.output()).not.toContain('guess-0123456789');
       for (const size of [2.2e6, 4e6, 8e6]) {
         for (let i = 0; i < 4; i++) {
           const res = await fetch(`${child.url}/hook/big`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.alloc(size, 97) });
