@@ -44,6 +44,8 @@ export type FromWriter =
   | { t: 'syncFailed'; error: WriterErrorInfo }
   /** A checkpoint made the whole WAL durable in the database file after a failed fsync. */
   | { t: 'syncRecovered' }
+  /** The database file was deleted or replaced under hookd: every write fails until a restart. */
+  | { t: 'fileGone'; error: WriterErrorInfo }
   | { t: 'closed' };
 
 export function errorInfo(err: unknown): WriterErrorInfo {

@@ -239,6 +239,12 @@ export class WriterClient {
               'fsync of the SQLite WAL failed: writes answer 503 until a checkpoint has made the whole WAL durable in the database file',
             );
             return;
+          case 'fileGone':
+            this.opts.logger.error(
+              { code: m.error.code, message: m.error.message },
+              'the SQLite database file was deleted or replaced while hookd ran: nothing written since would survive a restart, so every write answers 503 (readyz too); restart hookd',
+            );
+            return;
           case 'syncRecovered':
             this.opts.logger.info({}, 'SQLite WAL durable again after a failed fsync (checkpointed into the database file); writes resume');
             return;

@@ -3,7 +3,7 @@
  * run here, off the main event loop. Group commit: every op that arrived while the previous
  * transaction was committing is drained (receiveMessageOnPort) into the next transaction.
  */
-import { closeSync, fdatasync, openSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, openSync } from 'node:fs';
 import { receiveMessageOnPort, workerData } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
 import { openWriterConnection } from '../connection.js';
@@ -49,8 +49,24 @@ let closing = false;
  */
 // Beside the file SQLite opened, symlinks resolved (as SQLite names its WAL): a database path that
 // is a symlink must not have a stale or missing file beside the link fsynced instead.
-const walPath = `${(db.pragma('database_list') as Array<{ name: string; file: string }>).find((d) => d.name === 'main')?.file ?? init.path}-wal`;
+const dbPath = (db.pragma('database_list') as Array<{ name: string; file: string }>).find((d) => d.name === 'main')?.file ?? init.path;
+const walPath = `${dbPath}-wal`;
 let walFd: number | undefined;
+/**
+ * The database file as opened. Deleted or replaced (renamed over) while hookd runs, it takes every
+ * commit made since with it at the next start: looked at after each fsync, before anything that
+ * fsync covers is answered. From then on every write fails (503) until hookd is restarted.
+ */
+const dbFd = openSync(dbPath, 'r');
+let fileGone: WriterErrorInfo | undefined;
+
+function stillLinked(): boolean {
+  try {
+    return fstatSync(dbFd).nlink > 0 && (walFd === undefined || fstatSync(walFd).nlink > 0);
+  } catch {
+    return false;
+  }
+}
 let committed: OpOutcome[] = [];
 let syncing = false;
 /**
@@ -90,6 +106,12 @@ function syncCommitted(): void {
       const failed = covered.concat(committed);
       committed = [];
       post({ t: 'results', r: failed.map(([id]) => [id, false, unsynced] as OpOutcome) });
+    } else if (fileGone !== undefined || !stillLinked()) {
+      const gone = (fileGone ??= { code: 'SQLITE_FILE_GONE', message: `${dbPath} was deleted or replaced while hookd ran: restart hookd` });
+      if (covered.length > 0) post({ t: 'fileGone', error: gone });
+      const failed = covered.concat(committed);
+      committed = [];
+      post({ t: 'results', r: failed.map(([id]) => [id, false, gone] as OpOutcome) });
     } else {
       post({ t: 'results', r: covered, syncMs: performance.now() - started });
       syncCommitted(); // batches committed while this fsync ran
@@ -116,6 +138,7 @@ function recoverWal(): boolean {
 function maybeClose(): void {
   if (!closing || syncing || committed.length > 0 || queue.length > 0) return;
   if (walFd !== undefined) closeSync(walFd);
+  closeSync(dbFd);
   db.close();
   post({ t: 'closed' });
   port.close();
@@ -137,6 +160,11 @@ function pump(): void {
     for (let r = receiveMessageOnPort(port); r !== undefined; r = receiveMessageOnPort(port)) take(r.message as ToWriter);
     if (queue.length === 0) break;
     const batch = queue.length > MAX_OPS_PER_TRANSACTION ? queue.splice(0, MAX_OPS_PER_TRANSACTION) : queue.splice(0);
+    if (fileGone !== undefined) {
+      const info = fileGone;
+      post({ t: 'results', r: batch.map(([id]) => [id, false, info] as OpOutcome) });
+      continue;
+    }
     if (unsynced !== undefined && !recoverWal()) {
       // Nothing is committed until the WAL is safe again: this batch fails as the fsync did (503).
       const info = unsynced;
