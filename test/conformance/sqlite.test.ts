@@ -159,8 +159,9 @@ describe('sqlite: writer thread and storage failures', () => {
     }
   });
 
-  it('turns a full database (SQLITE_FULL) into 503 and keeps what was committed', async () => {
-    const b = await open({ writerPragmas: ['max_page_count = 80'] });
+  it('turns a full database (SQLITE_FULL) into 503 and keeps what was committed; not ready until the disk has room again', async () => {
+    let free = 1024 * 1024; // bytes the disk has left, as statfs would say
+    const b = await open({ writerPragmas: ['max_page_count = 80'], freeBytes: () => free });
     const stored: string[] = [];
     let failure: HookdError | undefined;
     for (let i = 0; i < 100 && failure === undefined; i++) {
@@ -178,6 +179,10 @@ describe('sqlite: writer thread and storage failures', () => {
     expect(failure!.message).toMatch(/SQLITE_FULL/);
     expect(stored.length).toBeGreaterThan(0);
     for (const id of stored) expect((await b.requests.get(id))!.rawBody.length).toBe(32 * 1024);
+    // The readiness check's own write still fits: it must not say ready while requests are refused.
+    await expect(b.checkWritable()).rejects.toMatchObject({ statusCode: 503, message: expect.stringMatching(/disk of the database is full/) });
+    free = 1024 ** 3; // room again (a file was deleted)
+    await b.checkWritable();
   });
 
   it('isolates a failing op: it is rolled back alone, the rest of the group commit is kept', async () => {

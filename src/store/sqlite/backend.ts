@@ -1,4 +1,4 @@
-import { closeSync, constants, mkdirSync, openSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { isHookdError, unavailable } from '../../core/errors.js';
 import { EmbeddedQueue } from '../../queue/embedded/embedded-queue.js';
@@ -43,7 +43,15 @@ export interface SqliteBackendOptions {
   onWalSync?: (ms: number) => void;
   /** The checkpointer restarted the WAL (metrics). */
   onWalRestart?: () => void;
+  /** Bytes free on the database's disk (readiness after SQLITE_FULL); tests replace it. Default: statfs. */
+  freeBytes?: () => number;
 }
+
+/**
+ * After a write failed with SQLITE_FULL, not ready until the disk has this much free again: the
+ * readiness check's own small write may still fit in reused WAL pages while requests do not.
+ */
+export const DISK_FULL_MARGIN_BYTES = 64 * 1024 * 1024;
 
 export const DEFAULT_LEASE_MS = 30_000;
 
@@ -60,10 +68,18 @@ export class SqliteBackend implements Backend {
     readonly executions: SqliteExecutionStore,
     readonly queue: EmbeddedQueue,
     private readonly checkpointer: Checkpointer,
+    private readonly freeBytes: () => number,
     private readonly lock?: FileLock,
   ) {}
 
   async checkWritable(): Promise<void> {
+    if (this.writer.diskFullAt !== undefined) {
+      const free = this.freeBytes();
+      if (free < DISK_FULL_MARGIN_BYTES) {
+        throw unavailable('store', new Error(`the disk of the database is full (writes failed with SQLITE_FULL; ${free} bytes free, ready again from ${DISK_FULL_MARGIN_BYTES})`));
+      }
+      this.writer.diskFullAt = undefined;
+    }
     await this.writer.call('touchHeartbeat', null);
   }
 
@@ -133,6 +149,11 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
       onError: (message) => logger.warn({ message }, 'WAL checkpoint failed'),
       ...(opts.onWalRestart ? { onRestart: opts.onWalRestart } : {}),
     }),
+    opts.freeBytes ??
+      (() => {
+        const s = statfsSync(dirname(path));
+        return s.bavail * s.bsize;
+      }),
     lock,
   );
 }

@@ -60,6 +60,8 @@ export class WriterClient {
   private readonly flushNow = (): void => this.flush();
   /** Committed transactions and the ops they carried (metrics, tests: group commit at work). */
   readonly counters = { transactions: 0, ops: 0 };
+  /** When a write last failed for want of space (SQLITE_FULL); cleared by the backend's readiness check. */
+  diskFullAt: number | undefined;
 
   private constructor(private readonly opts: WriterClientOptions) {}
 
@@ -173,7 +175,10 @@ export class WriterClient {
       if (p === undefined) continue;
       this.inflight.delete(o[0]);
       if (o[1]) p.resolve(o[2] as never);
-      else p.reject(toStoreError(o[2]));
+      else {
+        if (o[2].code === 'SQLITE_FULL') this.diskFullAt = Date.now();
+        p.reject(toStoreError(o[2]));
+      }
     }
     if (this.inflight.size === 0 && this.state === 'ready') this.worker?.unref();
   }
