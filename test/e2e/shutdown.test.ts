@@ -164,7 +164,7 @@ describe('a start that fails', () => {
     try {
       for (let i = 0; i < 3; i++) {
         const failing = spawnHookd({ ...env, LISTEN_PORT: port, WORKER_CONCURRENCY: '4', QUEUE_LEASE: '1s' });
-        await expect(failing).rejects.toThrow(/EADDRINUSE/);
+        await expect(failing).rejects.toThrow(/LISTEN_PORT: 127\.0\.0\.1:\d+ is already in use/);
       }
     } finally {
       await new Promise<void>((r) => taken.close(() => r()));
