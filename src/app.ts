@@ -104,6 +104,18 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   if (queue.watchFlows) {
     const watchFlows = queue.watchFlows.bind(queue);
     registry.onChange = () => watchFlows(flowStates(registry.values()));
+  } else if (queue.wakeStopped) {
+    // The database queues: a flow started again (here, or by another instance: seen at the next
+    // refresh) has its waiting jobs made due at once, not at their next look (up to a minute).
+    const wakeStopped = queue.wakeStopped.bind(queue);
+    const wasStopped = new Set<string>();
+    registry.onChange = () => {
+      for (const id of wasStopped) if (registry.get(id) === undefined) wasStopped.delete(id);
+      for (const f of registry.values()) {
+        if (f.status === 'stopped') wasStopped.add(f.id);
+        else if (wasStopped.delete(f.id)) wakeStopped(f.id).catch((err: unknown) => logger.warn({ err, flowId: f.id }, 'waking the jobs of a started flow failed; they run at their next look'));
+      }
+    };
   }
   await registry.load(unreadable);
   // Several instances share one database: pick up flows the others created or changed.

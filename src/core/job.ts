@@ -47,3 +47,8 @@ export function revivedOrThrow(outcome: RetryDeadOutcome, jobId: string): boolea
   if (outcome === 'noFlow') throw new HookdError(E.CONFLICT, `The flow of dead letter ${jobId} does not exist (deleted): create it again to retry its dead letters`);
   return outcome === 'revived';
 }
+
+/** The error a job of a stopped flow carries while it waits (Queue.wakeStopped finds it by this). */
+export function stoppedFlowNote(flowId: string): string {
+  return `flow ${flowId} is stopped; the job waits until it is started`;
+}

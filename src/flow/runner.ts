@@ -44,7 +44,7 @@ import {
 } from '../core/execution.js';
 import type { AttachmentStore } from '../attachments/contract.js';
 import type { Flow } from '../core/flow.js';
-import type { Job } from '../core/job.js';
+import { stoppedFlowNote, type Job } from '../core/job.js';
 import { type ReceivedMessage, toMessageView } from '../core/message.js';
 import type { Consumer, Delivery, Queue } from '../queue/contract.js';
 import type { ExecutionStore, RequestStore } from '../store/contracts.js';
@@ -632,22 +632,9 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
   async function park(s: Session, d: Delivery, flow: Flow): Promise<void> {
     if (s.released) return;
     const job = d.job;
-    const delayMs = Math.min(backoffDelay(job.attempts, policyOf(flow), random), stoppedRecheckMs);
-    const note = `flow ${flow.id} is stopped; the job waits until it is started`;
-    if (job.attempts < job.maxAttempts) {
-      const outcome = await d.nack({ delayMs, error: note });
-      if (outcome === 'dead') {
-        o.logger.warn({ flowId: flow.id, requestId: job.requestId, jobId: job.id }, 'stopped flow job dead-lettered');
-      }
-      return;
-    }
-    await o.queue.enqueue({
-      flowId: job.flowId,
-      requestId: job.requestId,
-      maxAttempts: flow.retry?.maxAttempts ?? o.defaultMaxAttempts,
-      runAt: Date.now() + delayMs,
-    });
-    await d.ack();
+    // Waiting is not failing: no attempt is spent, however long the flow stays stopped, and
+    // starting it makes the job due at once (Queue.wakeStopped) rather than at its next look.
+    await d.nack({ delayMs: stoppedRecheckMs, error: stoppedFlowNote(flow.id), uncounted: true });
   }
 
   return {

@@ -14,9 +14,10 @@ export interface Delivery {
   ack(): Promise<void>;
   /**
    * Failed: deliver again after delayMs, or move to the dead letters when job.attempts has reached
-   * job.maxAttempts. Returns which happened.
+   * job.maxAttempts. Returns which happened. `uncounted`: not the job's failure (its flow is
+   * stopped): deliver again after delayMs without spending this delivery's attempt, never dead.
    */
-  nack(options: { delayMs: number; error: string }): Promise<'retry' | 'dead'>;
+  nack(options: { delayMs: number; error: string; uncounted?: boolean }): Promise<'retry' | 'dead'>;
   /** Failed for good (not retryable): straight to the dead letters. */
   deadLetter(error: string): Promise<void>;
   /**
@@ -86,6 +87,12 @@ export interface Queue {
   retryDead(jobId: string): Promise<boolean>;
   /** Remove a dead letter for good (its request and execution record stay); false when not found. */
   discardDead(jobId: string): Promise<boolean>;
+  /**
+   * Capability of the database queues, whose runner delays a stopped flow's jobs (nack uncounted,
+   * with `stoppedFlowNote(flowId)` as their error): the flow was started again, make them due now
+   * instead of at their next look. (RabbitMQ does not consume a stopped flow's queue at all.)
+   */
+  wakeStopped?(flowId: string): Promise<void>;
   stats(): Promise<QueueStats>;
   /**
    * Capability of queues that keep a queue per flow (RabbitMQ): the flows that exist, so that jobs

@@ -33,7 +33,8 @@ export abstract class LeaseDelivery<N extends NackWrite> implements Delivery {
   ) {}
 
   protected abstract writeAck(): Promise<boolean>;
-  protected abstract writeNack(delayMs: number, error: string): Promise<N>;
+  /** `uncounted`: the delivery gives its attempt back, and the job is never dead-lettered by it. */
+  protected abstract writeNack(delayMs: number, error: string, uncounted: boolean): Promise<N>;
   protected abstract writeDeadLetter(error: string): Promise<boolean>;
   protected abstract writeRelease(): Promise<boolean>;
   /** The job is ready again: after a nack that retries it (with the write's result), or a release. */
@@ -44,8 +45,8 @@ export abstract class LeaseDelivery<N extends NackWrite> implements Delivery {
     if (!acked) this.lost('ack');
   }
 
-  async nack(options: { delayMs: number; error: string }): Promise<'retry' | 'dead'> {
-    const r = await this.settle(() => this.writeNack(options.delayMs, options.error), undefined);
+  async nack(options: { delayMs: number; error: string; uncounted?: boolean }): Promise<'retry' | 'dead'> {
+    const r = await this.settle(() => this.writeNack(options.delayMs, options.error, options.uncounted === true), undefined);
     if (r === undefined) return 'retry'; // already settled
     if (r.outcome === 'dead') return 'dead';
     if (r.outcome === 'lost') this.lost('nack');

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/store/backend.js';
 import type { Consumer, Delivery, JobHandler } from '../../src/queue/contract.js';
 import { normalizeFlow } from '../../src/core/flow.js';
+import { stoppedFlowNote } from '../../src/core/job.js';
 import { deferred, makeMessage, median, sleep, waitFor, type Deferred } from './helpers.js';
 
 /**
@@ -207,6 +208,30 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       await waitFor(async () => (await backend.queue.stats()).ready === 1, 'a ready job');
       expect(await backend.queue.discardDead((await backend.queue.deadLetters({ limit: 10 }))[0]!.id)).toBe(true);
       expect(await backend.queue.stats()).toEqual({ ...zeroStats, ready: 1 });
+    });
+
+    it("nack uncounted (a stopped flow's job waits): no attempt spent, never dead; wakeStopped makes it due at once", async () => {
+      await accept({ flowId: 'flow-parked', maxAttempts: 1 });
+      const seen: Delivery[] = [];
+      const c = consume(async (d) => {
+        seen.push(d);
+        // The last attempt, twice over: waiting is not failing.
+        if (seen.length <= 2) expect(await d.nack({ delayMs: seen.length === 1 ? 0 : 30_000, error: stoppedFlowNote('flow-parked'), uncounted: true })).toBe('retry');
+        else await d.ack();
+      });
+      await waitFor(() => seen.length === 2, 'a second delivery');
+      expect(seen.map((d) => d.job.attempts)).toEqual([1, 1]);
+      if (backend.queue.wakeStopped) {
+        // Parked for 30 s: the flow is started again, the job is due now.
+        await waitFor(async () => (await backend.queue.stats()).delayed === 1, 'the parked job');
+        const woken = Date.now();
+        await backend.queue.wakeStopped('flow-parked');
+        await waitFor(() => seen.length === 3, 'the woken job', 5_000);
+        expect(Date.now() - woken).toBeLessThan(5_000);
+        expect(seen[2]!.job).toMatchObject({ attempts: 1, lastError: stoppedFlowNote('flow-parked') });
+        await c.stop({ graceMs: 1000 });
+        expect(await backend.queue.stats()).toEqual(zeroStats);
+      }
     });
 
     it('deadLetter() sends a job straight to the dead letters', async () => {

@@ -480,6 +480,37 @@ describe('replay (POST /api/requests/{id}/replay)', () => {
   });
 });
 
+describe('a stopped flow', () => {
+  it("keeps its jobs waiting without spending attempts, and runs them as soon as it is started", async () => {
+    const app = await startHookd({});
+    try {
+      expect((await app.api('PUT', '/api/flows/paused', { steps: [{ id: 'keep', type: 'transform', expression: 'body' }] })).status).toBe(201);
+      const sent = await fetch(`${app.url}/hook/paused`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":1}' });
+      const { requestId } = (await sent.json()) as { requestId: string };
+      await waitFor(async () => (await app.api('GET', `/api/requests/${requestId}`)).body.executionId);
+      expect((await app.api('POST', '/api/flows/paused/stop')).status).toBe(200);
+      // A job for the stopped flow (a replay): it waits.
+      const replay = await app.api('POST', `/api/requests/${requestId}/replay`);
+      expect(replay.body).toMatchObject({ status: 'stopped' });
+      await waitFor(async () => (await app.api('GET', '/api/queue')).body.delayed === 1);
+      await new Promise((r) => setTimeout(r, 500));
+      expect((await app.api('GET', `/api/requests/${replay.body.requestId}`)).body.executionId).toBeUndefined();
+      // Started: run at once (the next look would be a minute away), on its first attempt.
+      const started = Date.now();
+      expect((await app.api('POST', '/api/flows/paused/start')).status).toBe(200);
+      const executionId = await waitFor(async () => (await app.api('GET', `/api/requests/${replay.body.requestId}`)).body.executionId, 5_000);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      const e = await waitFor(async () => {
+        const x = (await app.api('GET', `/api/executions/${executionId}`)).body;
+        return x.status === 'completed' ? x : undefined;
+      });
+      expect(e.attempts).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('operations', () => {
   it('healthz, readyz, metrics', async () => {
     expect((await fetch(`${h.url}/healthz`)).status).toBe(200);

@@ -33,8 +33,8 @@ export class LeasedDelivery extends LeaseDelivery<NackJobResult> {
     return this.host.writer.call('ackJob', this.token);
   }
 
-  protected writeNack(delayMs: number, error: string): Promise<NackJobResult> {
-    return this.host.writer.call('nackJob', { ...this.token, delayMs, error });
+  protected writeNack(delayMs: number, error: string, uncounted: boolean): Promise<NackJobResult> {
+    return this.host.writer.call('nackJob', { ...this.token, delayMs, error, ...(uncounted ? { uncounted } : {}) });
   }
 
   protected writeDeadLetter(error: string): Promise<boolean> {

@@ -95,6 +95,10 @@ export class EmbeddedQueue implements Queue, JobHandoff {
     return revivedOrThrow(outcome, jobId);
   }
 
+  async wakeStopped(flowId: string): Promise<void> {
+    if ((await this.opts.writer.call('wakeStoppedJobs', { flowId })) > 0) this.wake();
+  }
+
   discardDead(jobId: string): Promise<boolean> {
     return this.opts.writer.call('discardDeadJob', { jobId });
   }

@@ -60,14 +60,15 @@ export class RabbitDelivery implements Delivery {
     this.basicAck('ack');
   }
 
-  async nack(options: { delayMs: number; error: string }): Promise<'retry' | 'dead'> {
+  async nack(options: { delayMs: number; error: string; uncounted?: boolean }): Promise<'retry' | 'dead'> {
     if (!this.settleable('nack')) return 'retry';
-    const dead = this.job.attempts >= this.job.maxAttempts;
+    const uncounted = options.uncounted === true;
+    const dead = !uncounted && this.job.attempts >= this.job.maxAttempts;
     await this.settle(() =>
       dead
         ? this.host.publishDead({ ...this.message, runAt: undefined, lastError: options.error, deadAt: Date.now() })
         : this.host.publishRetry(
-            { ...this.message, runAt: undefined, attempts: this.job.attempts + 1, lastError: options.error },
+            { ...this.message, runAt: undefined, attempts: uncounted ? this.job.attempts : this.job.attempts + 1, lastError: options.error },
             Math.max(0, options.delayMs),
           ),
     );

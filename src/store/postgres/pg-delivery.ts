@@ -31,8 +31,8 @@ export class PgDelivery extends LeaseDelivery<NackResult> {
     return this.host.sql.ack(this.token);
   }
 
-  protected writeNack(delayMs: number, error: string): Promise<NackResult> {
-    return this.host.sql.nack(this.token, delayMs, error);
+  protected writeNack(delayMs: number, error: string, uncounted: boolean): Promise<NackResult> {
+    return this.host.sql.nack(this.token, delayMs, error, uncounted);
   }
 
   protected writeDeadLetter(error: string): Promise<boolean> {

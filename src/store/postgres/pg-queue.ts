@@ -101,6 +101,10 @@ export class PgQueue implements Queue {
     return revivedOrThrow(outcome, jobId);
   }
 
+  async wakeStopped(flowId: string): Promise<void> {
+    if ((await this.sql.wakeStopped(flowId)) > 0) this.requeued(0);
+  }
+
   discardDead(jobId: string): Promise<boolean> {
     return this.sql.discardDead(jobId);
   }

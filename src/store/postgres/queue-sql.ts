@@ -1,4 +1,4 @@
-import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT, type DeadLetter, type NewJob, type RetryDeadOutcome } from '../../core/job.js';
+import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT, stoppedFlowNote, type DeadLetter, type NewJob, type RetryDeadOutcome } from '../../core/job.js';
 import type { QueueStats } from '../../queue/contract.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 import { GroupCommit } from './group-commit.js';
@@ -261,15 +261,17 @@ export class QueueSql {
   }
 
   /** Failed: ready again after the delay, or dead when this delivery was the last attempt. */
-  async nack(t: LeaseToken, delayMs: number, error: string): Promise<NackResult> {
+  /** `uncounted`: the delivery gives its attempt back and cannot make the job dead (its flow is stopped). */
+  async nack(t: LeaseToken, delayMs: number, error: string, uncounted = false): Promise<NackResult> {
     const { rows } = await this.db.query<{ state: string }>(
       `UPDATE ${this.jobs} SET
-         state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'ready' END,
-         dead_at = CASE WHEN attempts >= max_attempts THEN ${NOW_MS} END,
+         state = CASE WHEN NOT $6::boolean AND attempts >= max_attempts THEN 'dead' ELSE 'ready' END,
+         dead_at = CASE WHEN NOT $6::boolean AND attempts >= max_attempts THEN ${NOW_MS} END,
+         attempts = attempts - CASE WHEN $6::boolean THEN 1 ELSE 0 END,
          run_at = ${NOW_MS} + $4::float8, last_error = $5::text, lease_until = NULL, lease_owner = NULL
        WHERE ${LEASE_MATCH}
        RETURNING state`,
-      [t.jobId, t.attempts, t.owner, Math.max(0, delayMs), clip(error)],
+      [t.jobId, t.attempts, t.owner, Math.max(0, delayMs), clip(error), uncounted],
       'hookd_queue_nack',
     );
     const state = rows[0]?.state;
@@ -335,6 +337,15 @@ export class QueueSql {
       [jobId],
     );
     return rows[0]?.outcome ?? 'notDead';
+  }
+
+  /** As SQLite's wake-stopped-jobs.ts. */
+  async wakeStopped(flowId: string): Promise<number> {
+    const { rowCount } = await this.db.query(
+      `UPDATE ${this.jobs} SET run_at = ${NOW_MS} WHERE flow_id = $1 AND state = 'ready' AND run_at > ${NOW_MS} AND last_error = $2`,
+      [flowId, stoppedFlowNote(flowId)],
+    );
+    return rowCount ?? 0;
   }
 
   async discardDead(jobId: string): Promise<boolean> {

@@ -15,6 +15,7 @@ import { recordStep } from './record-step.js';
 import { releaseJob } from './release-job.js';
 import { retryDeadJob } from './retry-dead-job.js';
 import { discardDeadJob } from './discard-dead-job.js';
+import { wakeStoppedJobs } from './wake-stopped-jobs.js';
 import { saveRun } from './save-run.js';
 import { setExecutionStatus } from './set-execution-status.js';
 import { touchHeartbeat } from './touch-heartbeat.js';
@@ -44,6 +45,7 @@ export const ops = {
   enqueueJob,
   retryDeadJob,
   discardDeadJob,
+  wakeStoppedJobs,
   purgeRequests,
 };
 
