@@ -132,9 +132,24 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
 
     const verifier = createBodyVerifier(auth, request.headers);
     if (verifier.early) throw rejected(flowId, request.ip, verifier.early);
+    // Credentials are checked as early as they can be: from headers and query before the body is
+    // read (Basic, API keys, a token that cannot be in this body); a signature once the bytes are
+    // read, before they are parsed. A caller without valid credentials cannot make hookd parse
+    // megabytes of XML; only a token that may sit in a JSON or form body needs the parse first.
+    const headersOnly = { method: request.method, headers: request.headers, query: request.query as Record<string, string | string[]>, body: null, now: Date.now() };
+    if (!verifier.needsBody && !verifier.needsParsedBody) {
+      const verdict = verifier.finish(headersOnly);
+      if (!verdict.ok) throw rejected(flowId, request.ip, verdict);
+    }
     const onChunk = verifier.needsBody ? (chunk: Buffer) => verifier.update(chunk) : undefined;
+    const beforeParse = verifier.needsBody
+      ? () => {
+          const verdict = verifier.finish({ ...headersOnly, now: Date.now() });
+          if (!verdict.ok) throw rejected(flowId, request.ip, verdict);
+        }
+      : undefined;
     const payload: ParsedPayload =
-      request.method === 'GET' ? { body: null, rawBody: EMPTY } : await readPayload(request, reply, parsers, limits, onChunk);
+      request.method === 'GET' ? { body: null, rawBody: EMPTY } : await readPayload(request, reply, parsers, limits, onChunk, beforeParse);
     // From here on the request's files exist: they are removed unless the request is committed.
     const files = attachmentIdsOf(payload);
     let keepFiles = false;
@@ -228,6 +243,7 @@ async function readPayload(
   parsers: readonly PayloadParser[],
   limits: PayloadLimits,
   onChunk: ((chunk: Buffer) => void) | undefined,
+  beforeParse: (() => void) | undefined,
 ): Promise<ParsedPayload> {
   const contentType = request.headers['content-type'];
   const length = request.headers['content-length'];
@@ -259,6 +275,7 @@ async function readPayload(
         ...(limits.attachments ? { attachments: limits.attachments } : {}),
         ...(limits.attachmentSizeLimit !== undefined ? { attachmentSizeLimit: limits.attachmentSizeLimit } : {}),
         ...(onChunk ? { onChunk } : {}),
+        ...(beforeParse ? { beforeParse } : {}),
       },
       parsers,
     );

@@ -199,6 +199,10 @@ describe('auth types and presets', () => {
 
     it('403 for a wrong password or a wrong user', async () => {
       expectError(await call('a-basic', 'POST', '{}', { authorization: basic(user, `${pass}x`) }), 403, 'FORBIDDEN');
+      // Decided before the body is read: a malformed (or huge XML) body of a caller without valid
+      // credentials is never parsed (it was a 400: the body was parsed first).
+      expectError(await call('a-basic', 'POST', '{not json', { authorization: basic(user, `${pass}x`) }), 403, 'FORBIDDEN');
+      expectError(await hook({ method: 'POST', path: '/hook/a-basic', headers: { 'content-type': 'application/xml', authorization: basic(user, 'nope') }, body: '<a><unclosed>' }), 403, 'FORBIDDEN');
       expectError(await call('a-basic', 'GET', '', { authorization: basic('someone', pass) }), 403, 'FORBIDDEN');
     });
   });
@@ -339,6 +343,16 @@ describe('auth types and presets', () => {
       expectError(await call('a-github', 'POST', body, { 'x-hub-signature-256': await ghSig(body, `${secret}!`) }), 403, 'FORBIDDEN');
       expectError(await call('a-github', 'POST', body, { 'x-hub-signature': `sha1=${hmac('sha1', secret, body, 'hex')}` }), 401, 'UNAUTHORIZED');
       expectError(await call('a-github', 'POST', body), 401, 'UNAUTHORIZED');
+    });
+
+    it('checks the signature once the bytes are read, before they are parsed: a bad signature over a malformed body is a 403, not a 400', async () => {
+      for (const [type, body] of [['application/json', '{not json'], ['application/xml', '<a><unclosed>'], ['application/x-www-form-urlencoded', 'a=%zz']] as const) {
+        const res = await hook({ method: 'POST', path: '/hook/a-github', headers: { 'content-type': type, 'x-hub-signature-256': await ghSig(body, `${secret}!`) }, body });
+        expectError(res, 403, 'FORBIDDEN');
+      }
+      // Signed right, the same malformed body is a 400 with its reason.
+      const bad = '{not json';
+      expectError(await call('a-github', 'POST', bad, { 'x-hub-signature-256': await ghSig(bad) }), 400, 'INVALID_BODY');
     });
   });
 

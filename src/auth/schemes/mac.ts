@@ -42,6 +42,7 @@ export function macVerifier(spec: MacSpec, parsed: SignedParts | AuthFailure): B
   return {
     early: undefined,
     needsBody: true,
+    needsParsedBody: false,
     update(chunk) {
       if (verdict) throw new Error('BodyVerifier.update() called after finish()');
       for (const m of macs) m.update(chunk);

@@ -15,6 +15,13 @@ export interface BodyVerifier {
   readonly early: AuthFailure | undefined;
   /** False when the scheme never looks at the body bytes (update() is then a no-op). */
   readonly needsBody: boolean;
+  /**
+   * True when the verdict may depend on the parsed body (a token in a JSON or form field). False:
+   * finish() can decide from headers and query (and, with needsBody, the bytes) without a parse —
+   * the ingress then refuses before reading (or before parsing) the body of a caller without valid
+   * credentials, who could otherwise make it read and parse up to PAYLOAD_SIZE_LIMIT.
+   */
+  readonly needsParsedBody: boolean;
   update(chunk: Buffer): void;
   /** Idempotent: a second call returns the first verdict. */
   finish(req: FinishRequest): AuthResult;
@@ -24,11 +31,13 @@ export interface BodyVerifier {
 export function plainVerifier(
   check: (req: FinishRequest) => AuthResult,
   early?: AuthFailure,
+  needsParsedBody = false,
 ): BodyVerifier {
   let verdict: AuthResult | undefined;
   return {
     early,
     needsBody: false,
+    needsParsedBody,
     update() {},
     finish(req) {
       verdict ??= early ?? check(req);
@@ -39,5 +48,5 @@ export function plainVerifier(
 
 /** A verifier whose verdict the headers already decided. */
 export function rejectedVerifier(failure: AuthFailure): BodyVerifier {
-  return { early: failure, needsBody: false, update() {}, finish: () => failure };
+  return { early: failure, needsBody: false, needsParsedBody: false, update() {}, finish: () => failure };
 }

@@ -22,7 +22,7 @@ export function tokenVerifier(auth: TokenAuthDef, headers: AuthHeaders): BodyVer
     const candidates = sources.filter((v): v is string => typeof v === 'string');
     if (candidates.length === 0) return missing('A token is required');
     return anyEqual(candidates, secretValues(auth)) ? OK : mismatch();
-  });
+  }, undefined, isJsonOrForm(headers));
 }
 
 function bearer(headers: AuthHeaders): string | undefined | null {

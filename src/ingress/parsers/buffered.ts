@@ -13,6 +13,7 @@ export function bufferedParser(
     accepts,
     async read(ctx) {
       const rawBody = await readBody(ctx.stream, ctx.payloadSizeLimit, ctx.onChunk);
+      ctx.beforeParse?.();
       return { body: parse(rawBody, ctx.media), rawBody };
     },
   };

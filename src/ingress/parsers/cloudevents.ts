@@ -22,6 +22,7 @@ export const cloudEventParser: PayloadParser = {
   accepts: (m) => m.type === 'application/cloudevents+json',
   async read(ctx) {
     const rawBody = await readBody(ctx.stream, ctx.payloadSizeLimit, ctx.onChunk);
+    ctx.beforeParse?.();
     const body = parseJson(rawBody, ctx.media, 'CloudEvent');
     return { body, rawBody, cloudEvent: normalizeEvent(body, 'the event') };
   },
@@ -32,6 +33,7 @@ export const cloudEventBatchParser: PayloadParser = {
   accepts: (m) => m.type === 'application/cloudevents-batch+json',
   async read(ctx) {
     const rawBody = await readBody(ctx.stream, ctx.payloadSizeLimit, ctx.onChunk);
+    ctx.beforeParse?.();
     const body = parseJson(rawBody, ctx.media, 'CloudEvents batch');
     if (!Array.isArray(body)) throw invalid('CloudEvents batch', 'a batch is a JSON array of events');
     return { body, rawBody, cloudEvents: body.map((e, i) => normalizeEvent(e, `event ${i}`, 'CloudEvents batch')) };

@@ -16,6 +16,12 @@ export interface PayloadContext {
   media: MediaType;
   payloadSizeLimit: number;
   onChunk?: (chunk: Buffer) => void;
+  /**
+   * Called once every byte is read and before the bytes are parsed (parsers that buffer: JSON, XML,
+   * forms, text, CloudEvents): the signature is checked there, so a caller without valid credentials
+   * never has its body parsed. A throw refuses the request.
+   */
+  beforeParse?: () => void;
   /** The request headers (node's lower-cased names): ce-* for CloudEvents binary mode, Content-Disposition. */
   headers?: Readonly<Record<string, string | string[] | undefined>>;
   /**
