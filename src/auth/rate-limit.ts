@@ -37,8 +37,11 @@ export class RateLimiter {
     return this.#buckets.size;
   }
 
-  /** Takes one token (or `cost`) from the key's bucket at time `now` (epoch ms). */
-  take(key: string, now: number, limit: RateLimitDef | undefined = this.#limit, cost = 1): TakeResult {
+  /**
+   * Takes one token (or `cost`) from the key's bucket at time `now` (epoch ms). `commit` false only
+   * looks: would the take succeed (nothing is taken)?
+   */
+  take(key: string, now: number, limit: RateLimitDef | undefined = this.#limit, cost = 1, commit = true): TakeResult {
     if (!limit) throw new Error('RateLimiter.take() needs a limit (none given, no default)');
     let b = this.#buckets.get(key);
     if (b) {
@@ -55,7 +58,7 @@ export class RateLimiter {
     this.#buckets.set(key, b);
     let result: TakeResult;
     if (b.tokens >= cost) {
-      b.tokens -= cost;
+      if (commit) b.tokens -= cost;
       result = { ok: true, remaining: Math.floor(b.tokens) };
     } else {
       // A cost above the burst can never be met; say so with the longest sensible wait.

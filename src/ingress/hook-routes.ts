@@ -111,8 +111,10 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     // HEAD gets CORS headers only once it may reveal the flow (an unknown flow has none).
     const corsHeaders = cors ? corsResponseHeaders(cors, request.headers.origin) : undefined;
     if (corsHeaders && !isHead) reply.headers(corsHeaders);
+    // A protected flow's rate is charged once the credentials verified (below); HEAD never is.
+    const chargeLater = auth !== undefined && auth.type !== 'none';
     try {
-      guard.admit(flow, request.ip, Date.now());
+      guard.admit(flow, request.ip, Date.now(), !isHead && !chargeLater);
     } catch (err) {
       deps.onAuthFailure?.(flowId, (err as HookdError).statusCode === 429 ? 'rate' : 'ip', request.ip);
       throw isHead ? notFound(flowId) : err;
@@ -158,6 +160,14 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       const query = request.query as Record<string, string | string[]>;
       const verdict = verifier.finish({ method: request.method, headers: request.headers, query, body: payload.body, now: Date.now() });
       if (!verdict.ok) throw rejected(flowId, request.ip, verdict);
+      if (chargeLater) {
+        try {
+          guard.charge(flow, Date.now());
+        } catch (err) {
+          deps.onAuthFailure?.(flowId, 'rate', request.ip);
+          throw err;
+        }
+      }
 
       const suffix = request.params['*'];
       // Credentials that travel in headers, query or body fields are not kept: steps, execution

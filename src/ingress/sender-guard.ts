@@ -22,17 +22,30 @@ export class SenderGuard {
   /** @param share this instance's part of every flow's rate limit, (0, 1]; read per request. */
   constructor(private readonly share: () => number = () => 1) {}
 
-  admit(flow: Flow, clientIp: string, now: number): void {
+  /**
+   * Before the body: the allowlist, and the rate limit — taken now when `take`, else only looked at
+   * (an empty bucket still refuses): a protected flow's token is taken by charge() once the caller's
+   * credentials verified, so callers without them cannot use up the sender's rate (nor can probes).
+   */
+  admit(flow: Flow, clientIp: string, now: number, take = true): void {
     const { ipAllowlist, rateLimit } = flow.trigger;
     if (ipAllowlist && ipAllowlist.length > 0) {
       let list = this.allowlists.get(flow);
       if (!list) this.allowlists.set(flow, (list = new CidrList(ipAllowlist)));
       if (!isIpAllowed(list, clientIp)) throw new HookdError(E.IP_NOT_ALLOWED);
     }
-    if (rateLimit) {
-      const r = this.limiter.take(flow.id, now, this.limitOf(flow, rateLimit));
-      if (!r.ok) throw new HookdError(E.RATE_LIMITED).withRetryAfter(r.retryAfterSeconds);
-    }
+    if (rateLimit) this.takeToken(flow, rateLimit, now, take);
+  }
+
+  /** A caller whose credentials verified: takes its token of the flow's rate limit (429 when none is left). */
+  charge(flow: Flow, now: number): void {
+    const { rateLimit } = flow.trigger;
+    if (rateLimit) this.takeToken(flow, rateLimit, now, true);
+  }
+
+  private takeToken(flow: Flow, rateLimit: RateLimitDef, now: number, commit: boolean): void {
+    const r = this.limiter.take(flow.id, now, this.limitOf(flow, rateLimit), 1, commit);
+    if (!r.ok) throw new HookdError(E.RATE_LIMITED).withRetryAfter(r.retryAfterSeconds);
   }
 
   private limitOf(flow: Flow, limit: RateLimitDef): RateLimitDef {

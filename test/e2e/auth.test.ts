@@ -965,6 +965,21 @@ describe('rate limit', () => {
     expectError(await call('rl', 'POST', '{"i":5}'), 429, 'RATE_LIMITED');
     expect(((await authFailures()).rate ?? 0) - (before.rate ?? 0)).toBe(2);
   });
+
+  it("a protected flow's rate is spent only by callers whose credentials verify: nobody else (nor a HEAD probe) can lock the sender out", async () => {
+    const secret = `rl-${rnd()}`;
+    await flow('rl-gh', { auth: { type: 'github', secrets: [secret] }, rateLimit: { burst: 3, perSecond: 0.5 } });
+    for (let i = 0; i < 6; i++) expectError(await call('rl-gh', 'POST', '{}', { 'x-hub-signature-256': 'sha256=' + '0'.repeat(64) }), 403, 'FORBIDDEN');
+    for (let i = 0; i < 6; i++) expect((await hook({ method: 'HEAD', path: '/hook/rl-gh' })).status).toBe(404);
+    const signed = async (i: number) => {
+      const body = `{"i":${i}}`;
+      return call('rl-gh', 'POST', body, { 'x-hub-signature-256': `sha256=${hmac('sha256', secret, body, 'hex')}` });
+    };
+    for (let i = 0; i < 3; i++) expect((await signed(i)).status, `signed ${i}`).toBe(200);
+    expectError(await signed(3), 429, 'RATE_LIMITED'); // the sender's own burst, used up by itself
+    // Empty now: the others are refused by the limit too, before their body is read.
+    expectError(await call('rl-gh', 'POST', '{}'), 429, 'RATE_LIMITED');
+  });
 });
 
 describe('CORS', () => {
