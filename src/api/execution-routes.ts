@@ -2,7 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { E, HookdError } from '../core/errors.js';
 import { Id } from '../core/flow.js';
-import { toRequestView } from '../core/message.js';
+import { REDACTED } from '../auth/redact.js';
+import { toRequestView, type ReceivedMessage } from '../core/message.js';
+import { byReadToken } from './api-auth.js';
 import type { ExecutionStore, RequestStore } from '../store/contracts.js';
 import { withMessageInputs } from './message-inputs.js';
 import { PageQuery, page } from './pagination.js';
@@ -53,15 +55,31 @@ export async function executionRoutes(
     const items = (await Promise.all(ids.map((id) => deps.requests.get(id)))).filter((m) => m !== undefined);
     const last = ids[ids.length - 1];
     const more = sizes.length === limit || ids.length < sizes.length;
-    return { items: items.map(toRequestView), ...(more && last !== undefined ? { next: last } : {}) };
+    const view = byReadToken(request) ? readerRequestView : toRequestView;
+    return { items: items.map(view), ...(more && last !== undefined ? { next: last } : {}) };
   });
 
   app.get<{ Params: { id: string } }>('/requests/:id', async (request) => {
     const message = await deps.requests.get(request.params.id);
     if (!message) throw new HookdError(E.NOT_FOUND, `Request ${request.params.id}`);
     const execution = await deps.executions.getByRequest(message.id);
-    return { ...toRequestView(message), executionId: execution?.id };
+    return { ...(byReadToken(request) ? readerRequestView : toRequestView)(message), executionId: execution?.id };
   });
+}
+
+/** Header names that carry a sender's signature (the presets', and names hmac configs use). */
+const SIGNATURE_HEADER = /signature|hmac/i;
+
+/**
+ * A request as a read token sees it: signature headers redacted. With the raw bytes and their
+ * signature, whoever can read requests could send them again, as the sender (schemes without a
+ * timestamp verify forever), with a path, query and method of their choosing.
+ */
+function readerRequestView(m: ReceivedMessage) {
+  const view = toRequestView(m);
+  if (!Object.keys(view.headers).some((k) => SIGNATURE_HEADER.test(k))) return view;
+  const headers = Object.fromEntries(Object.entries(view.headers).map(([k, v]) => [k, SIGNATURE_HEADER.test(k) ? REDACTED : v]));
+  return { ...view, headers };
 }
 
 /**

@@ -1,3 +1,4 @@
+import { isSealed } from './secret-box.js';
 import type { CorsDef, IpAllowlistDef, WebhookAuth } from './schema.js';
 import { secretValues } from './schema.js';
 import { invalidCidrs } from './ip-allowlist.js';
@@ -16,6 +17,11 @@ export function triggerSecurityProblems(fields: {
   const { auth } = fields;
   const secrets = secretValues(auth);
   if (new Set(secrets).size !== secrets.length) problems.push('auth.secrets holds the same secret twice');
+  // At rest a secret is sealed as v1:…:…:…; one that looks sealed would be stored as it is and
+  // taken for sealed when read back (the flow would be left out after a restart).
+  secrets.forEach((s, i) => {
+    if (isSealed(s)) problems.push(`auth.secrets[${i}] has the form of a sealed secret (v1:…:…:…): choose another`);
+  });
   if (auth?.type === 'standard-webhooks') {
     secrets.forEach((s, i) => {
       if (standardWebhooksKey(s).length === 0) problems.push(`auth.secrets[${i}] is not a whsec_<base64> key`);

@@ -92,7 +92,7 @@ describe('read tokens (HOOKD_READ_TOKENS)', () => {
   it('read requests, their raw bytes, flows and executions, and change nothing', async () => {
     expect((await r.api('PUT', '/api/flows/ext', { steps: [] })).status).toBe(201);
     const body = '{"order":42}';
-    const sent = await fetch(`${r.url}/hook/ext`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const sent = await fetch(`${r.url}/hook/ext`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-hub-signature-256': 'sha256=abc123' }, body });
     expect(sent.status).toBe(200);
     const { requestId } = (await sent.json()) as { requestId: string };
 
@@ -100,6 +100,10 @@ describe('read tokens (HOOKD_READ_TOKENS)', () => {
       const got = await adminCall(r.url, token, 'GET', `/api/requests/${requestId}`);
       expect(got.status).toBe(200);
       expect(got.body).toMatchObject({ id: requestId, flowId: 'ext', body: { order: 42 } });
+      // A stored signature with the raw bytes would let a reader send the request again as the sender.
+      expect(got.body.headers['x-hub-signature-256']).toBe('[redacted]');
+      const listed = await adminCall(r.url, token, 'GET', '/api/requests?flowId=ext');
+      expect(listed.body.items[0].headers['x-hub-signature-256']).toBe('[redacted]');
       const raw = await fetch(`${r.url}/api/requests/${requestId}/raw`, { headers: { authorization: `Bearer ${token}` } });
       expect(raw.status).toBe(200);
       expect(await raw.text()).toBe(body);
@@ -122,6 +126,7 @@ describe('read tokens (HOOKD_READ_TOKENS)', () => {
     }
     const flow = await r.api('GET', '/api/flows/ext');
     expect(flow.body).toMatchObject({ status: 'started', steps: [] });
+    expect((await r.api('GET', `/api/requests/${requestId}`)).body.headers['x-hub-signature-256']).toBe('sha256=abc123'); // the admin sees it
 
     // The credentials of the flow's own calls are the admin's: a read token sees them redacted.
     const secretFlow = { steps: [{ id: 'call', type: 'http', url: 'https://api.example.com/x?api_key=q-secret-77&page=2', headers: { Authorization: 'Bearer downstream-secret', 'X-Api-Key': 'k-123', 'X-Trace': 'keep-me' } }] };
@@ -232,6 +237,12 @@ describe('flows', () => {
     expect(withOptions.status).toBe(201);
     expect((await h.api('GET', '/api/flows/handed-off')).body.jobMessage).toEqual({ includeRequest: true });
     expect((await h.api('POST', '/api/flows', { id: 'fixed-id' })).status).toBe(409);
+  });
+
+  it('refuses a secret that looks sealed (it would be taken for one when read back)', async () => {
+    const res = await h.api('PUT', '/api/flows/sealed-look', { trigger: { type: 'webhook', auth: { type: 'token', secrets: ['v1:abcd:efgh:ijkl'] } } });
+    expect(res.status).toBe(400);
+    expect(res.body.message).toMatch(/auth\.secrets\[0\] has the form of a sealed secret/);
   });
 
   it('rejects invalid definitions with 400 and a reason naming the place', async () => {
