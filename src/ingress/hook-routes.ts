@@ -25,7 +25,7 @@ import { parseMediaType } from './parsers/media-type.js';
 import { applyPayloadType } from './parsers/payload-type.js';
 import { continueIfExpected, deferContinueOfWebhooks } from './expect-continue.js';
 import { lingerAfterRefusal } from './linger.js';
-import { requestIdFrom } from './request-id.js';
+import { eventRequestId, requestIdFrom, signedEventId } from './request-id.js';
 import { SenderGuard } from './sender-guard.js';
 
 export interface IngressDeps {
@@ -185,8 +185,10 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       }
       // payloadType (PIPEFORCE): what the flow gets as body; raw bytes and files are stored as they are.
       const shaped = applyPayloadType({ body, rawBody, ...(rawAttachment ? { rawAttachment } : {}) }, flow.trigger.payloadType);
+      // A signed event id wins over x-request-id (which anyone replaying the request may change).
+      const eventId = signedEventId(auth, request.headers, payload.body);
       const message: ReceivedMessage = {
-        id: requestIdFrom(request.headers['x-request-id']),
+        id: eventId !== undefined ? eventRequestId(flowId, eventId) : requestIdFrom(request.headers['x-request-id']),
         flowId,
         receivedAt,
         method: request.method,

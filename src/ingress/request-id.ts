@@ -1,7 +1,36 @@
+import { createHash } from 'node:crypto';
+import type { WebhookAuth } from '../auth/schema.js';
 import { ID_RE } from '../core/flow.js';
 import { uuidv7 } from '../core/ids.js';
 
 /** The sender's x-request-id when sane (≤ 128 chars of [A-Za-z0-9._-]), else a new UUIDv7. */
 export function requestIdFrom(header: string | string[] | undefined): string {
   return typeof header === 'string' && ID_RE.test(header) ? header : uuidv7();
+}
+
+/**
+ * The event id a signature covers, for schemes whose senders give every event one: Standard
+ * Webhooks / Svix (`webhook-id`, signed with the body) and Stripe (the event's `id`, in the signed
+ * body). Undefined for other schemes, or when there is none.
+ */
+export function signedEventId(auth: WebhookAuth | undefined, headers: Record<string, string | string[] | undefined>, body: unknown): string | undefined {
+  if (auth?.type === 'standard-webhooks') {
+    const id = headers['webhook-id'] ?? headers['svix-id'];
+    return typeof id === 'string' && id !== '' ? id : undefined;
+  }
+  if (auth?.type === 'stripe' && body !== null && typeof body === 'object' && !Array.isArray(body)) {
+    const id = (body as { id?: unknown }).id;
+    return typeof id === 'string' && id !== '' ? id : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * The request id of a signed event: the same for every delivery of that event to this flow, so a
+ * repeat (the sender's retry, or a replay of the signed request within the tolerance) is stored
+ * once and runs once — what these senders ask receivers to do. Derived from flow and event id:
+ * one sender fans one event out to several endpoints (two flows) with the same id.
+ */
+export function eventRequestId(flowId: string, eventId: string): string {
+  return `evt-${createHash('sha256').update(`${flowId}\n${eventId}`).digest('base64url').slice(0, 32)}`;
 }

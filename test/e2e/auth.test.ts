@@ -390,6 +390,15 @@ describe('auth types and presets', () => {
       await expectAccepted(await call('a-stripe-60', 'POST', body, { 'stripe-signature': header(body, nowSeconds() - 30) }));
     });
 
+    it("Stripe's retries of one event (its id, in the signed body) are stored and run once", async () => {
+      const body = `{"id":"evt_${rnd()}","type":"charge.succeeded"}`;
+      const first = await call('a-stripe', 'POST', body, { 'stripe-signature': header(body, nowSeconds()) });
+      await expectAccepted(first);
+      const retry = await call('a-stripe', 'POST', body, { 'stripe-signature': header(body, nowSeconds() - 5) });
+      expect(retry.status).toBe(200);
+      expect(retry.json.requestId).toBe(first.json.requestId);
+    });
+
     it('rejects a wrong secret and a timestamp changed after signing', async () => {
       const body = '{"id":"evt_3"}';
       expectError(await call('a-stripe', 'POST', body, { 'stripe-signature': header(body, nowSeconds(), `whsec_${rnd()}`) }), 403, 'FORBIDDEN');
@@ -420,6 +429,24 @@ describe('auth types and presets', () => {
         await expectAccepted(await call('a-stdwh', method, body, headers(body)), method);
       }
       await expectAccepted(await call('a-stdwh', 'POST', '{"svix":true}', headers('{"svix":true}', new Date(), [wh], 'svix')));
+    });
+
+    it('one event, one request: a repeat of a signed event (a retry, a replay within the tolerance) is stored and run once', async () => {
+      const body = '{"type":"invoice.paid","n":1}';
+      const hd = headers(body);
+      const first = await call('a-stdwh', 'POST', body, hd);
+      await expectAccepted(first);
+      // Resent with another method, path, query and x-request-id: still that event.
+      const again = await hook({ method: 'PUT', path: '/hook/a-stdwh/admin?action=purge', headers: { 'content-type': 'application/json', 'x-request-id': 'chosen-by-replayer', ...hd }, body });
+      expect(again.status).toBe(200);
+      expect(again.json.requestId).toBe(first.json.requestId);
+      expect((await stored(first.json.requestId)).method).toBe('POST');
+      expect((await h.api('GET', '/api/requests/chosen-by-replayer')).status).toBe(404);
+      // The same event fanned out to another flow (another endpoint) is that flow's own request.
+      await flow('a-stdwh-2', { auth: { type: 'standard-webhooks', secrets: [secret] } });
+      const elsewhere = await call('a-stdwh-2', 'POST', body, hd);
+      await expectAccepted(elsewhere);
+      expect(elsewhere.json.requestId).not.toBe(first.json.requestId);
     });
 
     it('several signatures in one header: any v1 may match, other versions are ignored', async () => {
