@@ -25,7 +25,7 @@ import { parseMediaType } from './parsers/media-type.js';
 import { applyPayloadType } from './parsers/payload-type.js';
 import { continueIfExpected, deferContinueOfWebhooks } from './expect-continue.js';
 import { lingerAfterRefusal } from './linger.js';
-import { eventRequestId, requestIdFrom, signedEventId } from './request-id.js';
+import { eventRequestId, flowScopedRequestId, requestIdFrom, signedEventId } from './request-id.js';
 import { SenderGuard } from './sender-guard.js';
 
 export interface IngressDeps {
@@ -206,11 +206,16 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       if (payload.cloudEvents) message.cloudEvents = payload.cloudEvents.map((e) => redactEvent(auth, e, payload.body, body));
 
       let outcome: AcceptOutcome;
+      const acceptOptions = { maxAttempts: flow.retry?.maxAttempts ?? deps.defaultMaxAttempts, includeRequest: flow.jobMessage?.includeRequest === true };
       try {
-        outcome = await deps.requests.accept(message, {
-          maxAttempts: flow.retry?.maxAttempts ?? deps.defaultMaxAttempts,
-          includeRequest: flow.jobMessage?.includeRequest === true,
-        });
+        try {
+          outcome = await deps.requests.accept(message, acceptOptions);
+        } catch (err) {
+          if (!(isHookdError(err) && err.code === E.REQUEST_ID_CONFLICT.code)) throw err;
+          // The sender's id is another flow's: this flow's own id for it (request-id.ts).
+          message.id = flowScopedRequestId(flowId, message.id);
+          outcome = await deps.requests.accept(message, acceptOptions);
+        }
       } catch (err) {
         // A 503 does not say the commit failed (the writer may have died right after it): the
         // files stay, and the sweep removes them later if no request references them. Unless the

@@ -32,5 +32,18 @@ export function signedEventId(auth: WebhookAuth | undefined, headers: Record<str
  * one sender fans one event out to several endpoints (two flows) with the same id.
  */
 export function eventRequestId(flowId: string, eventId: string): string {
-  return `evt-${createHash('sha256').update(`${flowId}\n${eventId}`).digest('base64url').slice(0, 32)}`;
+  return scopedId('evt', flowId, eventId);
+}
+
+/**
+ * A sender's x-request-id that another flow's request already has: this flow's requests with that
+ * id get this one instead — the same for every retry (still stored once), and no 409 that would
+ * block an unrelated sender or tell it which ids other flows have seen.
+ */
+export function flowScopedRequestId(flowId: string, requestId: string): string {
+  return scopedId('rid', flowId, requestId);
+}
+
+function scopedId(prefix: string, flowId: string, id: string): string {
+  return `${prefix}-${createHash('sha256').update(`${flowId}\n${id}`).digest('base64url').slice(0, 32)}`;
 }

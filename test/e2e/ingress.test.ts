@@ -322,7 +322,7 @@ describe('request ids', () => {
     }
   });
 
-  it('a repeated x-request-id is stored once; the same id for another flow is a 409', async () => {
+  it("a repeated x-request-id is stored once; another flow's sender using the same id gets an id of that flow (stored once too), never a 409", async () => {
     const id = `dup-${Date.now()}`;
     const send = (flow: string) =>
       fetch(`${h.url}/hook/${flow}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': id }, body: '{"n":1}' });
@@ -330,9 +330,17 @@ describe('request ids', () => {
     expect((await send('orders')).status).toBe(200);
     const list = await h.api('GET', '/api/requests?flowId=orders&limit=1000');
     expect(list.body.items.filter((m: any) => m.id === id)).toHaveLength(1);
+    // An unrelated sender on another flow happens to use the same id: not refused (a 409 would
+    // block it for good, and tell it which ids other flows have seen), and its retries dedupe.
     const other = await send('other');
-    expect(other.status).toBe(409);
-    expect(((await other.json()) as any).error).toBe('REQUEST_ID_CONFLICT');
+    expect(other.status).toBe(200);
+    const otherId = ((await other.json()) as { requestId: string }).requestId;
+    expect(otherId).toMatch(/^rid-[A-Za-z0-9_-]{32}$/);
+    const retried = await send('other');
+    expect(((await retried.json()) as { requestId: string }).requestId).toBe(otherId);
+    const others = await h.api('GET', '/api/requests?flowId=other&limit=1000');
+    expect(others.body.items.filter((m: any) => m.id === otherId)).toHaveLength(1);
+    expect((await stored(otherId)).headers['x-request-id']).toBe(id);
   });
 });
 
