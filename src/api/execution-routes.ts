@@ -1,14 +1,13 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { E, HookdError } from '../core/errors.js';
 import { Id } from '../core/flow.js';
-import { REDACTED } from '../auth/redact.js';
-import { toRequestView, type ReceivedMessage } from '../core/message.js';
+import { toMessageView, toRequestView, type MessageView, type ReceivedMessage } from '../core/message.js';
 import { byReadToken } from './api-auth.js';
 import type { ExecutionStore, RequestStore } from '../store/contracts.js';
 import { withMessageInputs } from './message-inputs.js';
 import { PageQuery, page } from './pagination.js';
-import { executionView } from './views.js';
+import { executionView, readerHeaders } from './views.js';
 
 /** Stored body bytes per page of GET /api/requests, at most (a page holds at least one request). */
 const LIST_PAGE_BYTES = 16 * 1024 * 1024;
@@ -28,13 +27,13 @@ export async function executionRoutes(
     const limit = request.query.limit ?? 100;
     // Paged by id alone (`id < before`): a cursor that names nothing any more still pages right.
     const items = await deps.executions.list({ ...request.query, limit });
-    return page(await withMessageInputs(items, deps.requests, deps.executionDataLimit), limit, executionView);
+    return page(await withMessageInputs(items, deps.requests, deps.executionDataLimit, messageViewFor(request)), limit, executionView);
   });
 
   app.get<{ Params: { id: string } }>('/executions/:id', async (request) => {
     const execution = await deps.executions.get(request.params.id);
     if (!execution) throw new HookdError(E.NOT_FOUND, `Execution ${request.params.id}`);
-    const [shown] = await withMessageInputs([execution], deps.requests, deps.executionDataLimit);
+    const [shown] = await withMessageInputs([execution], deps.requests, deps.executionDataLimit, messageViewFor(request));
     return executionView(shown!);
   });
 
@@ -67,19 +66,19 @@ export async function executionRoutes(
   });
 }
 
-/** Header names that carry a sender's signature (the presets', and names hmac configs use). */
-const SIGNATURE_HEADER = /signature|hmac/i;
+/** The message view a first step's input is shown as: a read token's without signature headers. */
+function messageViewFor(request: FastifyRequest): (m: ReceivedMessage) => MessageView {
+  if (!byReadToken(request)) return toMessageView;
+  return (m) => {
+    const view = toMessageView(m);
+    return { ...view, headers: readerHeaders(view.headers) };
+  };
+}
 
-/**
- * A request as a read token sees it: signature headers redacted. With the raw bytes and their
- * signature, whoever can read requests could send them again, as the sender (schemes without a
- * timestamp verify forever), with a path, query and method of their choosing.
- */
+/** A request as a read token sees it: signature headers redacted (views.ts). */
 function readerRequestView(m: ReceivedMessage) {
   const view = toRequestView(m);
-  if (!Object.keys(view.headers).some((k) => SIGNATURE_HEADER.test(k))) return view;
-  const headers = Object.fromEntries(Object.entries(view.headers).map(([k, v]) => [k, SIGNATURE_HEADER.test(k) ? REDACTED : v]));
-  return { ...view, headers };
+  return { ...view, headers: readerHeaders(view.headers) };
 }
 
 /**

@@ -47,6 +47,19 @@ function redactUrlQuery(url: string): string {
   return changed ? parsed.toString() : url;
 }
 
+/** Header names that carry a sender's signature (the presets', and names hmac configs use). */
+const SIGNATURE_HEADER = /signature|hmac/i;
+
+/**
+ * Headers as a read token sees them: signature headers redacted. With the raw bytes and their
+ * signature, whoever can read requests could send them again, as the sender (schemes without a
+ * timestamp verify forever), with a path, query and method of their choosing.
+ */
+export function readerHeaders<H extends Record<string, unknown>>(headers: H): H {
+  if (!Object.keys(headers).some((k) => SIGNATURE_HEADER.test(k))) return headers;
+  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, SIGNATURE_HEADER.test(k) ? REDACTED : v])) as H;
+}
+
 export function executionView(e: Execution) {
   return {
     id: e.id,

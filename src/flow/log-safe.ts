@@ -2,7 +2,7 @@ import { REDACTED } from '../auth/redact.js';
 import { recordJson } from './truncate.js';
 
 /** Keys whose values are credentials wherever they appear (headers, query, body fields). */
-const CREDENTIAL_KEY = /^(authorization|proxy-authorization|cookie|set-cookie)$|api[-_]?key|token|secret|password|passwd|credential/i;
+const CREDENTIAL_KEY = /^(authorization|proxy-authorization|cookie|set-cookie)$|api[-_]?key|token|secret|password|passwd|credential|signature|hmac/i;
 
 /** What a log step writes of its input at most: larger inputs are logged as a truncated marker. */
 export const LOG_INPUT_LIMIT = 16 * 1024;

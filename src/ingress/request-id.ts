@@ -15,7 +15,10 @@ export function requestIdFrom(header: string | string[] | undefined): string {
  */
 export function signedEventId(auth: WebhookAuth | undefined, headers: Record<string, string | string[] | undefined>, body: unknown): string | undefined {
   if (auth?.type === 'standard-webhooks') {
-    const id = headers['webhook-id'] ?? headers['svix-id'];
+    // The id of the header set the signature was checked with (parseStandardWebhooksSignature):
+    // svix-* only when there is no webhook-signature. Another id header is not signed.
+    const svix = headers['webhook-signature'] === undefined && headers['svix-signature'] !== undefined;
+    const id = svix ? headers['svix-id'] : headers['webhook-id'];
     return typeof id === 'string' && id !== '' ? id : undefined;
   }
   if (auth?.type === 'stripe' && body !== null && typeof body === 'object' && !Array.isArray(body)) {

@@ -203,11 +203,18 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       expect((await backend.queue.deadLetters({ limit: 10 })).map((d) => d.requestId)).toEqual([ids[0]]);
       expect(await backend.queue.stats()).toEqual({ ...zeroStats, dead: 1 });
       expect(await backend.queue.retryDead(gone.id)).toBe(false);
-      // Not a dead letter: a job waiting in the queue is not discarded.
-      await accept({ flowId: 'flow-discard' });
-      await waitFor(async () => (await backend.queue.stats()).ready === 1, 'a ready job');
+      // Not a dead letter: a job waiting for its retry is not discarded by its id.
+      await accept({ flowId: 'flow-discard', maxAttempts: 5 });
+      let waiting: string | undefined;
+      const r = consume(async (d) => {
+        waiting = d.job.id;
+        await d.nack({ delayMs: 30_000, error: 'later' });
+      });
+      await waitFor(async () => waiting !== undefined && (await backend.queue.stats()).delayed === 1, 'a job waiting for its retry');
+      await r.stop({ graceMs: 1000 });
+      expect(await backend.queue.discardDead(waiting!)).toBe(false);
       expect(await backend.queue.discardDead((await backend.queue.deadLetters({ limit: 10 }))[0]!.id)).toBe(true);
-      expect(await backend.queue.stats()).toEqual({ ...zeroStats, ready: 1 });
+      expect(await backend.queue.stats()).toEqual({ ...zeroStats, delayed: 1 });
     });
 
     it("nack uncounted (a stopped flow's job waits): no attempt spent, never dead; wakeStopped makes it due at once", async () => {

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -26,7 +26,8 @@ describe('admin token', () => {
   });
 
   it('a DATA_DIR hookd creates is private (0700), and so is a new database (0600, its WAL too)', async () => {
-    const dir = path.join(tempDir(), 'fresh', 'data');
+    const parent = tempDir();
+    const dir = path.join(parent, 'fresh', 'data');
     const app = await startHookd({ DATA_DIR: dir, WORKER_CONCURRENCY: '0' });
     try {
       expect((await app.api('PUT', '/api/flows/private', { steps: [] })).status).toBe(201);
@@ -34,6 +35,7 @@ describe('admin token', () => {
       for (const f of ['hookd.db', 'hookd.db-wal']) expect(statSync(path.join(dir, f)).mode & 0o777, f).toBe(0o600);
     } finally {
       await app.close();
+      rmSync(parent, { recursive: true, force: true });
     }
   });
 
@@ -57,13 +59,17 @@ describe('admin token', () => {
         let out = '';
         child.stdout.on('data', (d: Buffer) => (out += d.toString()));
         child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+        // A start that wrongly succeeds is killed, not left holding a port.
+        const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
         const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+        clearTimeout(timer);
         expect(code, JSON.stringify(env)).toBe(1);
         expect(out, JSON.stringify(env)).toMatch(message);
         expect(out).not.toMatch(/\n\s+at /); // no stack trace
       }
     } finally {
       await busy.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   }, 60_000);
 
@@ -144,6 +150,25 @@ describe('read tokens (HOOKD_READ_TOKENS)', () => {
     // Not a token: refused as before; the admin token still does everything.
     expect((await adminCall(r.url, 'reader-token-012345678X', 'GET', '/api/flows')).status).toBe(401);
     expect((await r.api('POST', '/api/flows/ext/stop')).status).toBe(200);
+  });
+
+  it("signature headers are hidden from read tokens in executions too (the first step's input is the message)", async () => {
+    const app = await startHookd({ HOOKD_READ_TOKENS: reader });
+    try {
+      expect((await app.api('PUT', '/api/flows/signed', { steps: [{ id: 'keep', type: 'transform', expression: 'body' }] })).status).toBe(201);
+      const sent = await fetch(`${app.url}/hook/signed`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-hub-signature-256': 'sha256=abc123' }, body: '{}' });
+      const { requestId } = (await sent.json()) as { requestId: string };
+      const executionId = await waitFor(async () => (await app.api('GET', `/api/requests/${requestId}`)).body.executionId);
+      await waitFor(async () => (await app.api('GET', `/api/executions/${executionId}`)).body.status === 'completed');
+      expect(JSON.stringify((await app.api('GET', `/api/executions/${executionId}`)).body)).toContain('abc123'); // the admin's view
+      for (const p of [`/api/executions/${executionId}`, '/api/executions?flowId=signed']) {
+        const seen = await adminCall(app.url, reader, 'GET', p);
+        expect(seen.status).toBe(200);
+        expect(JSON.stringify(seen.body), p).not.toContain('abc123');
+      }
+    } finally {
+      await app.close();
+    }
   });
 
   it('a read token equal to the admin token stops the start', async () => {
@@ -295,19 +320,18 @@ describe('ids and queries', () => {
   // with a 500 (distributed.test.ts: "an id PostgreSQL cannot hold").
   it('an id hookd cannot have made is a 404; a bad query is a 400', async () => {
     // U+0000 is refused by PostgreSQL with an error; an id like this names nothing anywhere.
-    for (const [method, url] of [
-      ['GET', '/api/requests/%00'],
-      ['GET', '/api/requests/a%20b/raw'],
-      ['GET', '/api/requests/x/attachments/%00'],
-      ['GET', '/api/executions/%00'],
-      ['POST', '/api/dead-letters/%00/retry'],
-      ['GET', '/api/flows/a%2Fb'],
+    for (const [method, url, what] of [
+      ['GET', '/api/requests/%00', 'Request'],
+      ['GET', '/api/requests/a%20b/raw', 'Request'],
+      ['GET', '/api/requests/x/attachments/%00', 'Attachment'],
+      ['GET', '/api/executions/%00', 'Execution'],
+      ['POST', '/api/dead-letters/%00/retry', 'Dead letter'],
+      ['GET', '/api/flows/a%2Fb', 'Flow'],
     ] as const) {
       const res = await h.api(method, url);
       expect(res.status, url).toBe(404);
       expect(res.body.error, url).toBe('NOT_FOUND');
-      // Says what was not found.
-      expect(res.body.message, url).toMatch(/^(Request|Attachment|Execution|Dead letter|Flow) ".*" not found$/);
+      expect(res.body.message, url).toMatch(new RegExp(`^${what} ".*" not found$`)); // says what was not found
     }
     expect((await h.api('GET', '/api/flows/a%2Fb')).body.message).toBe('Flow "a/b" not found');
     for (const url of [
@@ -486,7 +510,8 @@ describe('replay (POST /api/requests/{id}/replay)', () => {
       expect(withFile).toMatchObject({ status: 409, body: { message: expect.stringMatching(/files in the attachment store/) } });
     } finally {
       await app.close();
-      receiver.close();
+      receiver.closeAllConnections();
+      await new Promise((r) => receiver.close(r));
     }
   });
 });

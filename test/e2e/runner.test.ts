@@ -49,6 +49,12 @@ const failTimes =
       res.end(`failure ${nth}`);
     } else ok(call, res, nth);
   };
+/** Answers as `then` does, once open() was called: the test acts while the call is in flight. */
+function held(then: Behaviour): { behaviour: Behaviour; open(): void } {
+  let release!: () => void;
+  const opened = new Promise<void>((r) => (release = r));
+  return { behaviour: (call, res, nth) => void opened.then(() => then(call, res, nth)), open: () => release() };
+}
 const slow =
   (ms: number): Behaviour =>
   (call, res, nth) => {
@@ -571,7 +577,8 @@ describe.each([
   it('a flow edited while an execution waits resumes it at the same step by id; a removed step is a dead letter, never a skip', async () => {
     const h = await setup();
     const a = receiverPath('edit-a');
-    const b = receiverPath('edit-b', failTimes(1));
+    const bHeld = held(failTimes(1));
+    const b = receiverPath('edit-b', bHeld.behaviour);
     const steps = [
       { id: 'A', type: 'http' as const, url: a.url },
       { id: 'B', type: 'http' as const, url: b.url },
@@ -580,9 +587,10 @@ describe.each([
     const m = message('edited', { n: 1 });
     await h.backend.requests.accept(m, { maxAttempts: 5 });
     h.runner.start();
-    await waitFor('the failed call of B', async () => (b.calls().length === 1 ? true : undefined));
-    // While B waits for its retry, a step is put in front: the retry runs B, not A again.
+    await waitFor('the call of B', async () => (b.calls().length === 1 ? true : undefined));
+    // Before B fails (and waits for its retry), a step is put in front: the retry runs B, not A again.
     h.flows.set('edited', flow('edited', [{ id: 'X', type: 'transform', expression: '{ "x": true }' }, ...steps], { retry: { backoffMs: 400 } }));
+    bHeld.open();
     const e = await finalExecution(h, m.id);
     expect(e.status).toBe('completed');
     expect(a.calls()).toHaveLength(1);
@@ -591,7 +599,8 @@ describe.each([
 
     // Removed while it waits: the execution is a dead letter that says why (it was marked
     // completed, B never delivered).
-    const c = receiverPath('edit-c', failTimes(1));
+    const cHeld = held(failTimes(1));
+    const c = receiverPath('edit-c', cHeld.behaviour);
     const two = [
       { id: 'A', type: 'http' as const, url: a.url },
       { id: 'C', type: 'http' as const, url: c.url },
@@ -599,8 +608,9 @@ describe.each([
     h.flows.set('shrunk', flow('shrunk', two, { retry: { backoffMs: 400 } }));
     const m2 = message('shrunk', { n: 2 });
     await h.backend.requests.accept(m2, { maxAttempts: 5 });
-    await waitFor('the failed call of C', async () => (c.calls().length === 1 ? true : undefined));
+    await waitFor('the call of C', async () => (c.calls().length === 1 ? true : undefined));
     h.flows.set('shrunk', flow('shrunk', [two[0]!], { retry: { backoffMs: 400 } }));
+    cHeld.open();
     const dead = await finalExecution(h, m2.id);
     expect(dead.status).toBe('dead');
     expect(dead.error).toMatch(/step "C", where this execution was to resume, no longer exists/);
@@ -609,7 +619,8 @@ describe.each([
 
   it('stop() lets the running step finish and starts no further step: the job is handed back at the next one, no attempt spent', async () => {
     const h = await setup();
-    const first = receiverPath('stop-first', slow(600));
+    const firstHeld = held(ok);
+    const first = receiverPath('stop-first', firstHeld.behaviour);
     const second = receiverPath('stop-second');
     h.flows.set('stopping', flow('stopping', [
       { id: 'one', type: 'http', url: first.url },
@@ -619,7 +630,10 @@ describe.each([
     await h.backend.requests.accept(m, { maxAttempts: 5 });
     h.runner.start();
     await waitFor('the first call', async () => (first.calls().length === 1 ? true : undefined));
-    await h.runner.stop({ graceMs: 5_000 });
+    // Stopping while step one is in flight; it finishes within the grace.
+    const stopping = h.runner.stop({ graceMs: 5_000 });
+    firstHeld.open();
+    await stopping;
     expect(second.calls()).toHaveLength(0);
     const mid = await h.backend.executions.getByRequest(m.id);
     expect(mid?.steps.map((st) => [st.stepId, st.status])).toEqual([['one', 'completed']]);
