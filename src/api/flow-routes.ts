@@ -120,13 +120,19 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
   app.delete<{ Params: { id: string; index: string } }>('/flows/:id/secrets/:index', async (request) => {
     // Digits only: Number('') is 0, and '0x1' or '1e0' would name secret 1.
     const index = /^\d{1,4}$/.test(request.params.index) ? Number(request.params.index) : -1;
+    // The secret the index named when first read: a write that came in between may have moved it
+    // (the old one deleted, a new one added); the retry deletes that secret, never its neighbour.
+    let named: string | undefined;
     const updated = await update(request.params.id, (flow) => {
       const auth = flow.trigger.auth;
-      if (!hasSecrets(auth) || index < 0 || index >= auth.secrets.length) {
+      const values = secretValues(auth);
+      if (named === undefined && index >= 0 && index < values.length) named = values[index];
+      const at = named === undefined ? -1 : values.indexOf(named);
+      if (!hasSecrets(auth) || at < 0) {
         throw new HookdError(E.NOT_FOUND, `Secret ${request.params.index} of flow ${flow.id}`);
       }
       if (auth.secrets.length === 1) throw new HookdError(E.CONFLICT, 'The last secret cannot be deleted: add its successor first');
-      const next = { ...auth, secrets: auth.secrets.filter((_, i) => i !== index) } as typeof auth;
+      const next = { ...auth, secrets: auth.secrets.filter((_, i) => i !== at) } as typeof auth;
       return buildFlow({ ...flowInput(flow), trigger: { ...flow.trigger, auth: next } }, flow.id, flow);
     });
     return view(updated);

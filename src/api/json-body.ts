@@ -7,13 +7,21 @@ import { E, HookdError } from '../core/errors.js';
  * body is no body, whatever its Content-Type: many clients send `Content-Type: application/json`
  * (or a form type) with nothing on routes that take no body (start, stop, retry, DELETE).
  */
+/** As fastify's own parser (secure-json-parse) does: no `__proto__`, no `constructor.prototype`. */
+function refusePrototypeKeys(key: string, value: unknown): unknown {
+  if (key === '__proto__' || (key === 'constructor' && value !== null && typeof value === 'object' && Object.prototype.hasOwnProperty.call(value, 'prototype'))) {
+    throw new Error(`the key "${key}" is not allowed`);
+  }
+  return value;
+}
+
 export function jsonBodies(app: FastifyInstance, bodyLimit: number): void {
   app.removeAllContentTypeParsers();
   app.addContentTypeParser(/^application\/([\w.+-]+\+)?json(\s*;.*)?$/i, { parseAs: 'string', bodyLimit }, (_request, text, done) => {
     const body = text as string;
     if (body.trim() === '') return done(null, undefined);
     try {
-      done(null, JSON.parse(body) as unknown);
+      done(null, JSON.parse(body, refusePrototypeKeys) as unknown);
     } catch (err) {
       done(new HookdError(E.INVALID_BODY, 'JSON', (err as Error).message), undefined);
     }

@@ -105,7 +105,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'requestTimeoutMs', env: 'REQUEST_TIMEOUT', doc: 'A request, its body included, must arrive whole within this, else 408 and its connection is closed, or (sender still writing) the connection is reset (1s to 30m)', default: () => 300_000, parse: (v, n) => within(parseDuration(v as string, n), 1_000, 1_800_000, n) }),
   field({ key: 'shutdownGraceMs', env: 'SHUTDOWN_GRACE', doc: 'On SIGTERM, how long running steps may finish before their jobs are released', default: () => 10_000, parse: (v, n) => within(parseDuration(v as string, n), 0, MAX_TIMER_MS, n) }),
   field({ key: 'executionDataLimit', env: 'EXECUTION_DATA_LIMIT', doc: 'JSON kept per step input/output in execution records (at least 256 bytes: a truncated value is recorded as a marker of about 50 bytes with a preview)', default: () => 16 * 1024, parse: (v, n) => atLeast(parseSize(v as string, n), 256, n) }),
-  field({ key: 'databaseUrl', env: 'DATABASE_URL', doc: 'postgres://… to store in PostgreSQL (distributed mode)', default: () => undefined, parse: (v, n) => withScheme(optStr(v), ['postgres:', 'postgresql:'], n) }),
+  field({ key: 'databaseUrl', env: 'DATABASE_URL', doc: 'postgres://… to store in PostgreSQL (distributed mode)', default: () => undefined, parse: (v, n) => withScheme(optStr(v), ['postgres:', 'postgresql:', 'socket:'], n) }),
   field({ key: 'databaseSchema', env: 'DATABASE_SCHEMA', doc: 'PostgreSQL schema for hookd tables (default public)', default: () => undefined, parse: optStr }),
   field({ key: 'rabbitmqPrefix', env: 'RABBITMQ_PREFIX', doc: 'Prefix of hookd exchange and queue names (default hookd)', default: () => undefined, parse: optStr }),
   field({ key: 'jobPayloadBytes', env: 'RABBITMQ_JOB_PAYLOAD', doc: 'Distributed mode: the longest request JSON (as GET /api/requests/{id} returns it) that a job message carries, for flows with jobMessage.includeRequest; 0 = never', default: () => 64 * 1024, parse: (v, n) => parseSize(v as string, n) }),
@@ -160,12 +160,14 @@ function parseTrustProxy(v: string | number | boolean): boolean | string | numbe
   if (typeof v === 'boolean' || typeof v === 'number') return v;
   if (/^(true|false|yes|no|on|off)$/i.test(v)) return parseBoolean(v, 'TRUST_PROXY');
   if (/^\d+$/.test(v)) return Number(v);
-  // Addresses and CIDRs, comma-separated (fastify's proxy-addr would fail later with "invalid IP address: …").
+  // What fastify's proxy-addr takes (it would fail later with "invalid IP address: …"): addresses,
+  // CIDRs, address/netmask, and its names loopback, linklocal, uniquelocal; comma-separated.
   for (const part of v.split(',').map((p) => p.trim())) {
-    const [ip, bits, extra] = part.split('/');
-    const okBits = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (isIP(ip ?? '') === 6 ? 128 : 32));
-    if (extra !== undefined || isIP(ip ?? '') === 0 || !okBits) {
-      throw new Error(`TRUST_PROXY: expected true/false, a hop count or comma-separated addresses/CIDRs, got "${part}"`);
+    if (/^(loopback|linklocal|uniquelocal)$/i.test(part)) continue;
+    const [ip, mask, extra] = part.split('/');
+    const okMask = mask === undefined || isIP(mask) !== 0 || (/^\d{1,3}$/.test(mask) && Number(mask) <= (isIP(ip ?? '') === 6 ? 128 : 32));
+    if (extra !== undefined || isIP(ip ?? '') === 0 || !okMask) {
+      throw new Error(`TRUST_PROXY: expected true/false, a hop count, or comma-separated addresses, CIDRs, address/netmask, loopback, linklocal, uniquelocal; got "${part}"`);
     }
   }
   return v;

@@ -376,7 +376,11 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
           // cut off by the grace and then run again). Its cursor is recorded: hand the job back
           // without spending an attempt; the next process resumes at this step.
           await writer.flush();
-          if (s.released || (await d.requeue(`handed back at step "${step.def.id}": the runner stopped`))) return;
+          // A database queue whose database is down cannot take it back yet: try again until it
+          // can or the grace is over (then the consumer releases it) — never run the next step.
+          const note = `handed back at step "${step.def.id}": the runner stopped`;
+          while (!s.released && !(await d.requeue(note))) await holdSlot(1_000, s.controller.signal);
+          return;
         }
         const run =
           usePrerun && prerun !== undefined && i < prerun.length
@@ -489,12 +493,9 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
   /**
    * The fast path for flows of pure steps (transform, filter, log) on a job's first delivery: no
    * checkpoint is needed along the way — a repeat would compute the same — so the whole run is one
-   * write (saveRun) followed by the ack, which share a group commit when writes are ordered. Returns
-   * false, having written nothing, when a step fails (the caller then takes the regular path).
-   */
-  /**
-   * True when done (recorded and acked, or given back); else the runs so far, the failed one last,
-   * for the regular path to record as they are.
+   * write (saveRun) followed by the ack, which share a group commit when writes are ordered. True
+   * when done (recorded and acked, or given back); when a step fails, nothing is written and the
+   * runs so far (the failed one last) are returned for the regular path to record as they are.
    */
   async function runPure(s: Session, d: Delivery, steps: readonly CompiledStep[], message: ReceivedMessage): Promise<true | StepRun[]> {
     const job = d.job;
@@ -625,9 +626,8 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
   }
 
   /**
-   * Stopped flow: keep the message, look again later. A nack counts as a delivery attempt, so on
-   * the last attempt (where a nack would dead-letter a message that never failed) a fresh job is
-   * queued before this one is acked.
+   * Stopped flow: keep the job, look again later (an uncounted nack: waiting spends no attempt and
+   * never dead-letters). Starting the flow makes it due at once (Queue.wakeStopped, app.ts).
    */
   async function park(s: Session, d: Delivery, flow: Flow): Promise<void> {
     if (s.released) return;

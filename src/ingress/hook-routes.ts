@@ -96,6 +96,8 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   const notFound = (flowId: string) => new HookdError(E.FLOW_NOT_FOUND, flowId);
   const rejected = (flowId: string, ip: string, failure: AuthFailure) => {
     deps.onAuthFailure?.(flowId, failure.reason, ip);
+    const flow = deps.activeFlow(flowId);
+    if (flow) guard.refused(flow, ip, Date.now());
     const spec = failure.status === 401 ? E.UNAUTHORIZED : E.FORBIDDEN;
     return new HookdError(spec, failure.message).withHeaders(failure.headers);
   };
@@ -125,7 +127,10 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       if (!probeMayReveal(auth, probe)) {
         // Refused like any other bad credential (counted, logged), but answered as an unknown flow.
         const verdict = verifyRequest(auth, probe);
-        if (!verdict.ok) deps.onAuthFailure?.(flowId, verdict.reason, request.ip);
+        if (!verdict.ok) {
+          deps.onAuthFailure?.(flowId, verdict.reason, request.ip);
+          guard.refused(flow, request.ip, Date.now());
+        }
         throw notFound(flowId);
       }
       if (corsHeaders) reply.headers(corsHeaders);

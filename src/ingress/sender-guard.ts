@@ -13,6 +13,9 @@ import type { Flow } from '../core/flow.js';
  * mode), each enforces its `share` of the flow's limit — 1 / the live instances — so the cluster as
  * a whole admits about the configured rate behind a load balancer that spreads evenly.
  */
+/** The bucket of one client's refused calls to one flow (flow ids have no NUL). */
+const failureKey = (flow: Flow, clientIp: string) => `${flow.id}\0${clientIp}`;
+
 export class SenderGuard {
   private readonly limiter = new RateLimiter();
   // Compiled once per flow version (a flow object is replaced on every change).
@@ -25,7 +28,9 @@ export class SenderGuard {
   /**
    * Before the body: the allowlist, and the rate limit — taken now when `take`, else only looked at
    * (an empty bucket still refuses): a protected flow's token is taken by charge() once the caller's
-   * credentials verified, so callers without them cannot use up the sender's rate (nor can probes).
+   * credentials verified, so callers without them cannot use up the sender's rate. Their own
+   * failures are limited apart, per client address (refused()): guessing credentials is throttled
+   * at the flow's rate without locking the sender out.
    */
   admit(flow: Flow, clientIp: string, now: number, take = true): void {
     const { ipAllowlist, rateLimit } = flow.trigger;
@@ -34,17 +39,25 @@ export class SenderGuard {
       if (!list) this.allowlists.set(flow, (list = new CidrList(ipAllowlist)));
       if (!isIpAllowed(list, clientIp)) throw new HookdError(E.IP_NOT_ALLOWED);
     }
-    if (rateLimit) this.takeToken(flow, rateLimit, now, take);
+    if (!rateLimit) return;
+    this.takeToken(failureKey(flow, clientIp), flow, rateLimit, now, false);
+    this.takeToken(flow.id, flow, rateLimit, now, take);
   }
 
   /** A caller whose credentials verified: takes its token of the flow's rate limit (429 when none is left). */
   charge(flow: Flow, now: number): void {
     const { rateLimit } = flow.trigger;
-    if (rateLimit) this.takeToken(flow, rateLimit, now, true);
+    if (rateLimit) this.takeToken(flow.id, flow, rateLimit, now, true);
   }
 
-  private takeToken(flow: Flow, rateLimit: RateLimitDef, now: number, commit: boolean): void {
-    const r = this.limiter.take(flow.id, now, this.limitOf(flow, rateLimit), 1, commit);
+  /** A caller refused for its credentials (a probe included): a token of its own failure bucket. Never throws. */
+  refused(flow: Flow, clientIp: string, now: number): void {
+    const { rateLimit } = flow.trigger;
+    if (rateLimit) this.limiter.take(failureKey(flow, clientIp), now, this.limitOf(flow, rateLimit));
+  }
+
+  private takeToken(key: string, flow: Flow, rateLimit: RateLimitDef, now: number, commit: boolean): void {
+    const r = this.limiter.take(key, now, this.limitOf(flow, rateLimit), 1, commit);
     if (!r.ok) throw new HookdError(E.RATE_LIMITED).withRetryAfter(r.retryAfterSeconds);
   }
 

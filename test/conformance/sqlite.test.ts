@@ -161,7 +161,7 @@ describe('sqlite: writer thread and storage failures', () => {
 
   it('turns a full database (SQLITE_FULL) into 503 and keeps what was committed; not ready until the disk has room again', async () => {
     let free = 1024 * 1024; // bytes the disk has left, as statfs would say
-    const b = await open({ writerPragmas: ['max_page_count = 80'], freeBytes: () => free });
+    const b = await open({ writerPragmas: ['max_page_count = 80'], diskSpace: () => ({ free, total: 1024 ** 4 }) });
     const stored: string[] = [];
     let failure: HookdError | undefined;
     for (let i = 0; i < 100 && failure === undefined; i++) {

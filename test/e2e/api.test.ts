@@ -396,6 +396,7 @@ describe('ids and queries', () => {
       status: 415,
       body: { error: 'UNSUPPORTED_MEDIA_TYPE', message: 'The API takes JSON bodies (Content-Type: application/json), not application/xml' },
     });
+    expect(await call({ 'content-type': 'application/json' }, '{"name":"x","__proto__":{"polluted":true}}')).toMatchObject({ status: 400, body: { error: 'INVALID_BODY', message: expect.stringMatching(/__proto__/) } });
     // A JSON text that is not an object is not a definition (null made a flow with defaults).
     expect(await call({ 'content-type': 'application/json' }, 'null')).toMatchObject({ status: 400, body: { error: 'VALIDATION_FAILED' } });
     expect(await call({ 'content-type': 'text/plain' }, '{"id":"as-text"}')).toMatchObject({ status: 415 });

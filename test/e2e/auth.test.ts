@@ -1000,19 +1000,31 @@ describe('rate limit', () => {
     expect(((await authFailures()).rate ?? 0) - (before.rate ?? 0)).toBe(2);
   });
 
-  it("a protected flow's rate is spent only by callers whose credentials verify: nobody else (nor a HEAD probe) can lock the sender out", async () => {
-    const secret = `rl-${rnd()}`;
-    await flow('rl-gh', { auth: { type: 'github', secrets: [secret] }, rateLimit: { burst: 3, perSecond: 0.001 } });
-    for (let i = 0; i < 6; i++) expectError(await call('rl-gh', 'POST', '{}', { 'x-hub-signature-256': 'sha256=' + '0'.repeat(64) }), 403, 'FORBIDDEN');
-    for (let i = 0; i < 6; i++) expect((await hook({ method: 'HEAD', path: '/hook/rl-gh' })).status).toBe(404);
-    const signed = async (i: number) => {
-      const body = `{"i":${i}}`;
-      return call('rl-gh', 'POST', body, { 'x-hub-signature-256': `sha256=${hmac('sha256', secret, body, 'hex')}` });
-    };
-    for (let i = 0; i < 3; i++) expect((await signed(i)).status, `signed ${i}`).toBe(200);
-    expectError(await signed(3), 429, 'RATE_LIMITED'); // the sender's own burst, used up by itself
-    // Empty now: the others are refused by the limit too, before their body is read.
-    expectError(await call('rl-gh', 'POST', '{}'), 429, 'RATE_LIMITED');
+  it("a protected flow's rate is spent by callers whose credentials verify; others (and probes) are limited per address, never locking the sender out", async () => {
+    // Two clients behind a trusted proxy: a guesser and the real sender.
+    const app = await startHookd({ WORKER_CONCURRENCY: '0', TRUST_PROXY: '127.0.0.1' });
+    try {
+      const secret = `rl-${rnd()}`;
+      const made = await app.api('PUT', '/api/flows/rl-gh', { trigger: { type: 'webhook', auth: { type: 'github', secrets: [secret] }, rateLimit: { burst: 3, perSecond: 0.001 } } });
+      expect(made.status).toBe(201);
+      const send = (from: string, body: string, sig: string, method = 'POST') =>
+        fetch(`${app.url}/hook/rl-gh`, { method, headers: { 'content-type': 'application/json', 'x-forwarded-for': from, 'x-hub-signature-256': sig }, ...(method === 'HEAD' ? {} : { body }) });
+      const wrong = 'sha256=' + '0'.repeat(64);
+      // The guesser: its failures take its own tokens; past the burst it is throttled (probes too).
+      const guesses = [];
+      for (let i = 0; i < 5; i++) guesses.push((await send('10.0.0.66', '{}', wrong)).status);
+      expect(guesses).toEqual([403, 403, 403, 429, 429]);
+      expect((await send('10.0.0.66', '', wrong, 'HEAD')).status).toBe(404); // a probe stays a 404
+      // The sender is untouched by all that: its burst is whole.
+      const signed = (i: number) => {
+        const body = `{"i":${i}}`;
+        return send('10.0.0.7', body, `sha256=${hmac('sha256', secret, body, 'hex')}`);
+      };
+      for (let i = 0; i < 3; i++) expect((await signed(i)).status, `signed ${i}`).toBe(200);
+      expect((await signed(3)).status).toBe(429); // its own burst, used up by itself
+    } finally {
+      await app.close();
+    }
   });
 });
 

@@ -101,13 +101,14 @@ describe('values refused at start, with the setting named', () => {
     expect(() => loadConfig({ PUBLIC_URL: 'ftp://x' })).toThrow(/^PUBLIC_URL: expected an http or https URL/);
     expect(loadConfig({ PUBLIC_URL: 'https://hooks.example.com//' }).publicUrl).toBe('https://hooks.example.com');
     expect(() => loadConfig({ PAYLOAD_SIZE_LIMIT: '0' })).toThrow(/^PAYLOAD_SIZE_LIMIT: at least 1 bytes/);
-    expect(() => loadConfig({ DATABASE_URL: 'mysql://x/y' })).toThrow(/^DATABASE_URL: expected a postgres: or postgresql:\/\/ URL/);
+    expect(() => loadConfig({ DATABASE_URL: 'mysql://x/y' })).toThrow(/^DATABASE_URL: expected a postgres: or postgresql: or socket:\/\/ URL/);
     expect(loadConfig({ DATABASE_URL: 'postgresql://u@h/db' }).databaseUrl).toBe('postgresql://u@h/db');
     expect(() => loadConfig({ RABBITMQ_URI: 'http://x' })).toThrow(/^RABBITMQ_URI: expected a amqp: or amqps:\/\/ URL/);
     expect(loadConfig({ TRUST_PROXY: 'yes' }).trustProxy).toBe(true);
     expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8, 127.0.0.1, ::1/128' }).trustProxy).toBe('10.0.0.0/8, 127.0.0.1, ::1/128');
     expect(() => loadConfig({ TRUST_PROXY: 'not-a-cidr' })).toThrow(/^TRUST_PROXY: expected .* got "not-a-cidr"$/);
     expect(() => loadConfig({ TRUST_PROXY: '10.0.0.0/33' })).toThrow(/^TRUST_PROXY/);
+    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/255.0.0.0' }).trustProxy).toBe('loopback, 10.0.0.0/255.0.0.0'); // proxy-addr's forms
     expect(() => loadConfig({ HOOKD_CONFIG: '/nonexistent/hookd.yaml' })).toThrow(/^HOOKD_CONFIG \/nonexistent\/hookd\.yaml: ENOENT/);
     const bad = path.join(mkdtempSync(path.join(tmpdir(), 'hookd-config-')), 'bad.json');
     writeFileSync(bad, '{"LOG_LEVEL": }');

@@ -15,8 +15,10 @@ import { expressionFailure, StepFailure } from '../step-failure.js';
  * - Every call carries `Idempotency-Key: <requestId>:<stepId>`: the runner is at-least-once, so a
  *   call may be repeated after a crash or a lost acknowledgement and the receiver can drop repeats.
  * - 2xx → output `{status, headers, body}` (body parsed when JSON, text when textual, base64 with
- *   `bodyEncoding: 'base64'` otherwise). Non-2xx, network errors and timeouts are retryable
- *   failures; Retry-After (429/503) is honoured as a lower bound for the next delay.
+ *   `bodyEncoding: 'base64'` otherwise; text in its declared charset; over maxResponseBytes cut,
+ *   `bodyTruncated`, never parsed). Non-2xx (3xx included: redirects are not followed), network
+ *   errors and timeouts are retryable failures; a Retry-After on any failed answer is a lower bound
+ *   for the next delay (at most maxBackoffMs).
  * - `forwardAttachment` sends the request's stored bytes instead, streamed from the attachment
  *   store with their Content-Length: `raw` the body exactly as received (its Content-Type), `{field}`
  *   the first file of that multipart field (its content type, Content-Disposition with its
@@ -25,7 +27,7 @@ import { expressionFailure, StepFailure } from '../step-failure.js';
  *   the step without retry.
  */
 export interface HttpStepOptions {
-  /** Largest response body read (bytes); larger responses fail the step. */
+  /** Largest response body kept (bytes); a larger 2xx answer is cut there (bodyTruncated), the step succeeds. */
   maxResponseBytes?: number;
   limits?: ExpressionLimits;
 }
@@ -262,10 +264,9 @@ async function* fileBytes(stored: RequestPayload, ref: AttachmentRef, onMissing:
 }
 
 /**
- * Reads at most `limit` bytes. For error responses the limit is a snippet size and the rest is
- * dropped; for 2xx a larger body fails the step (non-retryable: the response will not shrink).
+ * The answer's first `limit` bytes; `truncated` when there was more (the rest is not read). For
+ * error responses the limit is a snippet's size.
  */
-/** The answer's first `limit` bytes; `truncated` when there was more (the rest is not read). */
 async function readBody(res: Response, limit: number): Promise<{ bytes: Buffer; truncated: boolean }> {
   if (res.body === null) return { bytes: Buffer.alloc(0), truncated: false };
   const chunks: Buffer[] = [];

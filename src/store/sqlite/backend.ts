@@ -43,13 +43,14 @@ export interface SqliteBackendOptions {
   onWalSync?: (ms: number) => void;
   /** The checkpointer restarted the WAL (metrics). */
   onWalRestart?: () => void;
-  /** Bytes free on the database's disk (readiness after SQLITE_FULL); tests replace it. Default: statfs. */
-  freeBytes?: () => number;
+  /** Bytes free and in all on the database's disk (readiness after SQLITE_FULL); tests replace it. Default: statfs. */
+  diskSpace?: () => { free: number; total: number };
 }
 
 /**
- * After a write failed with SQLITE_FULL, not ready until the disk has this much free again: the
- * readiness check's own small write may still fit in reused WAL pages while requests do not.
+ * After a write failed with SQLITE_FULL, not ready until a request is stored again or the disk has
+ * this much free (a tenth of a smaller disk): the readiness check's own small write may still fit
+ * in reused WAL pages while requests do not.
  */
 export const DISK_FULL_MARGIN_BYTES = 64 * 1024 * 1024;
 
@@ -68,15 +69,16 @@ export class SqliteBackend implements Backend {
     readonly executions: SqliteExecutionStore,
     readonly queue: EmbeddedQueue,
     private readonly checkpointer: Checkpointer,
-    private readonly freeBytes: () => number,
+    private readonly diskSpace: () => { free: number; total: number },
     private readonly lock?: FileLock,
   ) {}
 
   async checkWritable(): Promise<void> {
     if (this.writer.diskFullAt !== undefined) {
-      const free = this.freeBytes();
-      if (free < DISK_FULL_MARGIN_BYTES) {
-        throw unavailable('store', new Error(`the disk of the database is full (writes failed with SQLITE_FULL; ${free} bytes free, ready again from ${DISK_FULL_MARGIN_BYTES})`));
+      const { free, total } = this.diskSpace();
+      const margin = Math.min(DISK_FULL_MARGIN_BYTES, Math.floor(total / 10));
+      if (free < margin) {
+        throw unavailable('store', new Error(`the disk of the database is full (writes failed with SQLITE_FULL; ${free} bytes free, ready again from ${margin})`));
       }
       this.writer.diskFullAt = undefined;
     }
@@ -149,10 +151,10 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
       onError: (message) => logger.warn({ message }, 'WAL checkpoint failed'),
       ...(opts.onWalRestart ? { onRestart: opts.onWalRestart } : {}),
     }),
-    opts.freeBytes ??
+    opts.diskSpace ??
       (() => {
         const s = statfsSync(dirname(path));
-        return s.bavail * s.bsize;
+        return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
       }),
     lock,
   );
