@@ -7,7 +7,7 @@ import { byReadToken } from './api-auth.js';
 import type { ExecutionStore, RequestStore } from '../store/contracts.js';
 import { withMessageInputs } from './message-inputs.js';
 import { PageQuery, page } from './pagination.js';
-import { executionView, readerHeaders } from './views.js';
+import { executionView, readerExecution, readerHeaders } from './views.js';
 
 /** Stored body bytes per page of GET /api/requests, at most (a page holds at least one request). */
 const LIST_PAGE_BYTES = 16 * 1024 * 1024;
@@ -27,14 +27,15 @@ export async function executionRoutes(
     const limit = request.query.limit ?? 100;
     // Paged by id alone (`id < before`): a cursor that names nothing any more still pages right.
     const items = await deps.executions.list({ ...request.query, limit });
-    return page(await withMessageInputs(items, deps.requests, deps.executionDataLimit, messageViewFor(request)), limit, executionView);
+    const shown = await withMessageInputs(items, deps.requests, deps.executionDataLimit, messageViewFor(request));
+    return page(byReadToken(request) ? shown.map(readerExecution) : shown, limit, executionView);
   });
 
   app.get<{ Params: { id: string } }>('/executions/:id', async (request) => {
     const execution = await deps.executions.get(request.params.id);
     if (!execution) throw new HookdError(E.NOT_FOUND, `Execution ${request.params.id}`);
     const [shown] = await withMessageInputs([execution], deps.requests, deps.executionDataLimit, messageViewFor(request));
-    return executionView(shown!);
+    return executionView(byReadToken(request) ? readerExecution(shown!) : shown!);
   });
 
   app.get<{ Querystring: Static<typeof RequestQuery> }>('/requests', { schema: { querystring: RequestQuery } }, async (request) => {

@@ -60,6 +60,33 @@ export function readerHeaders<H extends Record<string, unknown>>(headers: H): H 
   return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, SIGNATURE_HEADER.test(k) ? REDACTED : v])) as H;
 }
 
+/**
+ * Recorded step data (JSON text, or a truncation marker quoting JSON) as a read token sees it: the
+ * values of signature-named keys redacted — a log or filter step passes the message, headers and
+ * all, on as its output.
+ */
+export function readerJson(text: string | undefined): string | undefined {
+  if (text === undefined || !SIGNATURE_HEADER.test(text)) return text;
+  return text
+    .replace(/("[^"\\]*(?:signature|hmac)[^"\\]*"\s*:\s*)"(?:[^"\\]|\\.)*"/gi, `$1"${REDACTED}"`)
+    .replace(/(\\"[^"\\]*(?:signature|hmac)[^"\\]*\\"\s*:\s*)\\"(?:[^"\\]|\\[^"])*\\"/gi, `$1\\"${REDACTED}\\"`);
+}
+
+/** An execution as a read token sees it (readerJson on every step's input and output). */
+export function readerExecution(e: Execution): Execution {
+  return {
+    ...e,
+    steps: e.steps.map((s) => {
+      const out = { ...s };
+      const input = readerJson(s.input);
+      const output = readerJson(s.output);
+      if (input !== undefined) out.input = input;
+      if (output !== undefined) out.output = output;
+      return out;
+    }),
+  };
+}
+
 export function executionView(e: Execution) {
   return {
     id: e.id,

@@ -155,7 +155,7 @@ describe('read tokens (HOOKD_READ_TOKENS)', () => {
   it("signature headers are hidden from read tokens in executions too (the first step's input is the message)", async () => {
     const app = await startHookd({ HOOKD_READ_TOKENS: reader });
     try {
-      expect((await app.api('PUT', '/api/flows/signed', { steps: [{ id: 'keep', type: 'transform', expression: 'body' }] })).status).toBe(201);
+      expect((await app.api('PUT', '/api/flows/signed', { steps: [{ id: 'say', type: 'log' }, { id: 'keep', type: 'transform', expression: 'body' }] })).status).toBe(201); // the log step's output is the message, headers and all
       const sent = await fetch(`${app.url}/hook/signed`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-hub-signature-256': 'sha256=abc123' }, body: '{}' });
       const { requestId } = (await sent.json()) as { requestId: string };
       const executionId = await waitFor(async () => (await app.api('GET', `/api/requests/${requestId}`)).body.executionId);
