@@ -37,3 +37,18 @@ for (const [what, remove] of [
     }
   });
 }
+
+it('the one-process lock file deleted while hookd runs (a second process could now open the database): writes answer 503', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hookd-gone-'));
+  dirs.push(dir);
+  const file = path.join(dir, 'hookd.db');
+  const logger = { info: () => {}, warn: () => {}, error: () => {} };
+  const backend = await openSqliteBackend({ path: file, leaseMs: 30_000, logger, exclusive: true });
+  try {
+    expect(await backend.requests.accept(makeMessage({ flowId: 'f' }), { maxAttempts: 3 })).toEqual({ kind: 'stored' });
+    unlinkSync(`${file}.lock`);
+    await expect(backend.requests.accept(makeMessage({ flowId: 'f' }), { maxAttempts: 3 })).rejects.toMatchObject({ statusCode: 503, message: expect.stringMatching(/hookd\.db\.lock was deleted or replaced/) });
+  } finally {
+    await backend.close();
+  }
+});

@@ -119,7 +119,15 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
   let writer: WriterClient;
   try {
     // The writer creates and migrates the file before the readers open it.
-    writer = await WriterClient.open({ path, leaseMs, busyTimeoutMs, pragmas: opts.writerPragmas ?? [], logger, ...(opts.onWalSync ? { onSync: opts.onWalSync } : {}) });
+    writer = await WriterClient.open({
+      path,
+      leaseMs,
+      busyTimeoutMs,
+      pragmas: opts.writerPragmas ?? [],
+      logger,
+      ...(lock ? { lockPath: lock.path } : {}),
+      ...(opts.onWalSync ? { onSync: opts.onWalSync } : {}),
+    });
   } catch (err) {
     lock?.close();
     throw err;

@@ -11,6 +11,8 @@ export interface WriterInit {
   busyTimeoutMs: number;
   /** Extra PRAGMAs for the writer connection, run after the defaults and migrations. */
   pragmas: string[];
+  /** The one-process lock's file (file-lock.ts), watched like the database file: deleted, another process could open the database. */
+  lockPath?: string;
   port: MessagePort;
 }
 

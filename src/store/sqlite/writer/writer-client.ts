@@ -11,6 +11,8 @@ export interface WriterClientOptions {
   leaseMs: number;
   busyTimeoutMs: number;
   pragmas: string[];
+  /** See WriterInit.lockPath. */
+  lockPath?: string;
   logger: BackendLogger;
   /** Each fsync of the WAL that made commits durable, and how long it took (metrics). */
   onSync?: (ms: number) => void;
@@ -221,6 +223,7 @@ export class WriterClient {
       leaseMs: this.opts.leaseMs,
       busyTimeoutMs: this.opts.busyTimeoutMs,
       pragmas: this.opts.pragmas,
+      ...(this.opts.lockPath !== undefined ? { lockPath: this.opts.lockPath } : {}),
       port: port2,
     };
     const worker = new Worker(entry.entry, { eval: entry.eval, workerData: init, transferList: [port2] });

@@ -58,13 +58,19 @@ let walFd: number | undefined;
  * fsync covers is answered. From then on every write fails (503) until hookd is restarted.
  */
 const dbFd = openSync(dbPath, 'r');
+/** The one-process lock's file, when this process holds it: deleted, a second process could open the database and run its jobs too. */
+const lockFd = init.lockPath === undefined ? undefined : openSync(init.lockPath, 'r');
 let fileGone: WriterErrorInfo | undefined;
 
-function stillLinked(): boolean {
+/** The file that is gone, or undefined while all are there. */
+function goneFile(): string | undefined {
   try {
-    return fstatSync(dbFd).nlink > 0 && (walFd === undefined || fstatSync(walFd).nlink > 0);
+    if (fstatSync(dbFd).nlink === 0) return dbPath;
+    if (walFd !== undefined && fstatSync(walFd).nlink === 0) return walPath;
+    if (lockFd !== undefined && fstatSync(lockFd).nlink === 0) return init.lockPath;
+    return undefined;
   } catch {
-    return false;
+    return dbPath;
   }
 }
 let committed: OpOutcome[] = [];
@@ -106,8 +112,8 @@ function syncCommitted(): void {
       const failed = covered.concat(committed);
       committed = [];
       post({ t: 'results', r: failed.map(([id]) => [id, false, unsynced] as OpOutcome) });
-    } else if (fileGone !== undefined || !stillLinked()) {
-      const gone = (fileGone ??= { code: 'SQLITE_FILE_GONE', message: `${dbPath} was deleted or replaced while hookd ran: restart hookd` });
+    } else if (fileGone !== undefined || goneFile() !== undefined) {
+      const gone = (fileGone ??= { code: 'SQLITE_FILE_GONE', message: `${goneFile() ?? dbPath} was deleted or replaced while hookd ran: restart hookd` });
       if (covered.length > 0) post({ t: 'fileGone', error: gone });
       const failed = covered.concat(committed);
       committed = [];
@@ -139,6 +145,7 @@ function maybeClose(): void {
   if (!closing || syncing || committed.length > 0 || queue.length > 0) return;
   if (walFd !== undefined) closeSync(walFd);
   closeSync(dbFd);
+  if (lockFd !== undefined) closeSync(lockFd);
   db.close();
   post({ t: 'closed' });
   port.close();
