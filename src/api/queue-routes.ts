@@ -4,18 +4,33 @@ import { E, HookdError } from '../core/errors.js';
 import { Id } from '../core/flow.js';
 import type { Queue } from '../queue/contract.js';
 
-const DeadLetterQuery = Type.Object({
+/** A page's end as `next` gives it: the last dead letter's deadAt (ms, as stored) and id. */
+const CURSOR = /^(\d+(?:\.\d+)?)~([A-Za-z0-9._-]{1,128})$/;
+
+const DeadLetterQueryString = Type.Object({
   flowId: Type.Optional(Id),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  before: Type.Optional(Type.String({ pattern: CURSOR.source })),
 });
 
 export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queue }): Promise<void> {
   app.get('/queue', async () => queue.stats());
 
-  app.get<{ Querystring: Static<typeof DeadLetterQuery> }>('/dead-letters', { schema: { querystring: DeadLetterQuery } }, async (request) => {
+  // Paged like the other lists (`next` → `before`), by a cursor that needs no row: a dead letter
+  // retried or dismissed since does not end the paging.
+  app.get<{ Querystring: Static<typeof DeadLetterQueryString> }>('/dead-letters', { schema: { querystring: DeadLetterQueryString } }, async (request) => {
     const limit = request.query.limit ?? 100;
-    const items = await queue.deadLetters({ ...(request.query.flowId !== undefined ? { flowId: request.query.flowId } : {}), limit });
-    return { items: items.map((d) => ({ ...d, enqueuedAt: new Date(d.enqueuedAt).toISOString(), deadAt: new Date(d.deadAt).toISOString() })) };
+    const m = request.query.before === undefined ? null : CURSOR.exec(request.query.before);
+    const items = await queue.deadLetters({
+      ...(request.query.flowId !== undefined ? { flowId: request.query.flowId } : {}),
+      ...(m ? { before: { deadAt: Number(m[1]), id: m[2]! } } : {}),
+      limit,
+    });
+    const last = items[items.length - 1];
+    return {
+      items: items.map((d) => ({ ...d, enqueuedAt: new Date(d.enqueuedAt).toISOString(), deadAt: new Date(d.deadAt).toISOString() })),
+      ...(items.length === limit && last !== undefined ? { next: `${last.deadAt}~${last.id}` } : {}),
+    };
   });
 
   app.post<{ Params: { id: string } }>('/dead-letters/:id/retry', async (request, reply) => {

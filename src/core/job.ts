@@ -52,3 +52,21 @@ export function revivedOrThrow(outcome: RetryDeadOutcome, jobId: string): boolea
 export function stoppedFlowNote(flowId: string): string {
   return `flow ${flowId} is stopped; the job waits until it is started`;
 }
+
+/** Where a page of dead letters ended: newest first by deadAt, then id (DeadLetterQuery.before). */
+export interface DeadLetterCursor {
+  deadAt: number;
+  id: string;
+}
+
+export interface DeadLetterQuery {
+  flowId?: string;
+  limit: number;
+  /** Only dead letters after this one in the order newest first (deadAt, then id, descending). */
+  before?: DeadLetterCursor;
+}
+
+/** Whether `d` comes after `cursor` in the dead-letter order (deadAt desc, id desc). */
+export function afterCursor(d: { deadAt: number; id: string }, cursor: DeadLetterCursor | undefined): boolean {
+  return cursor === undefined || d.deadAt < cursor.deadAt || (d.deadAt === cursor.deadAt && d.id < cursor.id);
+}

@@ -1,4 +1,4 @@
-import type { DeadLetter, Job, NewJob } from '../core/job.js';
+import type { DeadLetter, DeadLetterQuery, Job, NewJob } from '../core/job.js';
 
 /**
  * Queue contract: at-least-once delivery of jobs ("run flow X for request Y"). Implemented by the
@@ -79,7 +79,8 @@ export interface Queue {
   enqueue(job: NewJob): Promise<void>;
   /** Start delivering jobs to handler. A handler that throws counts as nack(delay 1 s). */
   consume(handler: JobHandler, options: ConsumeOptions): Consumer;
-  deadLetters(query: { flowId?: string; limit: number }): Promise<DeadLetter[]>;
+  /** Newest first (deadAt, then id, descending), from after `before` when given. */
+  deadLetters(query: DeadLetterQuery): Promise<DeadLetter[]>;
   /**
    * Move a dead letter back to the queue with attempts reset; false when not found; a 409
    * (CONFLICT) when its flow does not exist (the runner would only dead-letter it again).

@@ -185,6 +185,27 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       if (backend.queue.removeFlow) expect(await backend.queue.removeFlow('flow-gone')).toBe(true);
     });
 
+    it('dead letters page newest first from a cursor (deadAt, id) that needs no row', async () => {
+      const ids = [];
+      for (let i = 0; i < 3; i++) ids.push(await accept({ flowId: 'flow-pages', maxAttempts: 1 }));
+      const c = consume(async (d) => {
+        await sleep(5); // distinct deadAt
+        await d.deadLetter('page me');
+      });
+      await waitFor(async () => (await backend.queue.deadLetters({ limit: 10 })).length === 3, 'three dead letters');
+      await c.stop({ graceMs: 1000 });
+      const all = await backend.queue.deadLetters({ limit: 10 });
+      expect(all.map((d) => d.requestId)).toEqual([...ids].reverse());
+      const first = await backend.queue.deadLetters({ flowId: 'flow-pages', limit: 2 });
+      expect(first.map((d) => d.id)).toEqual(all.slice(0, 2).map((d) => d.id));
+      const cursor = { deadAt: first[1]!.deadAt, id: first[1]!.id };
+      expect((await backend.queue.deadLetters({ limit: 2, before: cursor })).map((d) => d.id)).toEqual([all[2]!.id]);
+      // The cursor's own dead letter dismissed meanwhile: the paging goes on.
+      expect(await backend.queue.discardDead(cursor.id)).toBe(true);
+      expect((await backend.queue.deadLetters({ flowId: 'flow-pages', limit: 2, before: cursor })).map((d) => d.id)).toEqual([all[2]!.id]);
+      expect(await backend.queue.deadLetters({ limit: 2, before: { deadAt: all[2]!.deadAt, id: all[2]!.id } })).toEqual([]);
+    });
+
     it('discardDead removes one dead letter for good, and only a dead one', async () => {
       const ids = [await accept({ flowId: 'flow-discard', maxAttempts: 1 }), await accept({ flowId: 'flow-discard', maxAttempts: 1 })];
       const c = consume(async (d) => {

@@ -618,6 +618,12 @@ describe('operations', () => {
       expect(text).toMatch(/^hookd_queue_jobs\{state="ready"\} 0$/m);
       expect(text).toMatch(/^hookd_queue_jobs\{state="in_flight"\} 0$/m);
 
+      // Paged: a full page says where the next starts.
+      const page = await app.api('GET', '/api/dead-letters?limit=1');
+      expect(page.body.items).toHaveLength(1);
+      expect(page.body.next).toMatch(/^\d+(\.\d+)?~/);
+      expect((await app.api('GET', `/api/dead-letters?limit=1&before=${encodeURIComponent(page.body.next)}`)).body).toEqual({ items: [] });
+      expect((await app.api('GET', '/api/dead-letters?before=nope')).status).toBe(400);
       // The dead letter, dismissed: gone from the list and the count; a second DELETE is a 404.
       const [dead] = (await app.api('GET', '/api/dead-letters?flowId=doomed')).body.items;
       expect((await app.api('DELETE', `/api/dead-letters/${dead.id}`)).status).toBe(204);

@@ -1,5 +1,5 @@
 import { E, HookdError } from '../../core/errors.js';
-import { revivedOrThrow, type DeadLetter, type NewJob } from '../../core/job.js';
+import { revivedOrThrow, type DeadLetter, type DeadLetterQuery, type NewJob } from '../../core/job.js';
 import { storeClosed } from '../../store/sqlite/errors.js';
 import type { HandoffSlot, JobHandoff } from '../../store/sqlite/handoff.js';
 import type { BackendLogger } from '../../store/sqlite/logger.js';
@@ -74,18 +74,22 @@ export class EmbeddedQueue implements Queue, JobHandoff {
     return consumer;
   }
 
-  async deadLetters(query: { flowId?: string; limit: number }): Promise<DeadLetter[]> {
+  async deadLetters(query: DeadLetterQuery): Promise<DeadLetter[]> {
     const cols = 'id, flow_id, request_id, attempts, max_attempts, enqueued_at, last_error, dead_at';
-    const rows =
-      query.flowId === undefined
-        ? this.opts.reader.read(
-            `SELECT ${cols} FROM jobs WHERE state = 'dead' ORDER BY dead_at DESC LIMIT ?`,
-            (s) => s.all(query.limit) as JobRow[],
-          )
-        : this.opts.reader.read(
-            `SELECT ${cols} FROM jobs WHERE state = 'dead' AND flow_id = ? ORDER BY dead_at DESC LIMIT ?`,
-            (s) => s.all(query.flowId, query.limit) as JobRow[],
-          );
+    const where = [`state = 'dead'`];
+    const params: unknown[] = [];
+    if (query.flowId !== undefined) {
+      where.push('flow_id = ?');
+      params.push(query.flowId);
+    }
+    if (query.before !== undefined) {
+      where.push('(dead_at < ? OR (dead_at = ? AND id < ?))');
+      params.push(query.before.deadAt, query.before.deadAt, query.before.id);
+    }
+    const rows = this.opts.reader.read(
+      `SELECT ${cols} FROM jobs WHERE ${where.join(' AND ')} ORDER BY dead_at DESC, id DESC LIMIT ?`,
+      (s) => s.all(...params, query.limit) as JobRow[],
+    );
     return rows.map(toDeadLetter);
   }
 

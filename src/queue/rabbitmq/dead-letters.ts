@@ -1,6 +1,6 @@
 import type { Channel, Connection, SyncMessage } from 'rabbitmq-client';
 import { isHookdError, unavailable } from '../../core/errors.js';
-import type { DeadLetter } from '../../core/job.js';
+import { afterCursor, type DeadLetter, type DeadLetterQuery } from '../../core/job.js';
 import { decodeJob, toDeadLetter, type JobMessage } from './job-message.js';
 import type { QueueLogger } from './logger.js';
 
@@ -30,16 +30,17 @@ export class DeadLetterScanner {
 
   constructor(private readonly opts: DeadLetterScanOptions) {}
 
-  /** Newest first (by deadAt), optionally of one flow. */
-  async list(query: { flowId?: string; limit: number }): Promise<DeadLetter[]> {
+  /** Newest first (deadAt, then id), optionally of one flow, from after `before`. */
+  async list(query: DeadLetterQuery): Promise<DeadLetter[]> {
     const found: DeadLetter[] = [];
     await this.scan((msg, job) => {
       if (job !== undefined && (query.flowId === undefined || job.flowId === query.flowId)) {
-        found.push(toDeadLetter(job, msg.headers, this.opts.deliveryLimit));
+        const dead = toDeadLetter(job, msg.headers, this.opts.deliveryLimit);
+        if (afterCursor(dead, query.before)) found.push(dead);
       }
       return 'keep';
     });
-    found.sort((a, b) => b.deadAt - a.deadAt);
+    found.sort((a, b) => b.deadAt - a.deadAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
     return found.slice(0, Math.max(0, query.limit));
   }
 

@@ -2,7 +2,7 @@ import { Connection, type Channel } from 'rabbitmq-client';
 import { E, HookdError, unavailable } from '../../core/errors.js';
 import { finishesWithin } from '../../core/finishes-within.js';
 import { uuidv7 } from '../../core/ids.js';
-import type { DeadLetter, Job, NewJob } from '../../core/job.js';
+import type { DeadLetter, DeadLetterQuery, Job, NewJob } from '../../core/job.js';
 import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../contract.js';
 import { ConfirmPublisher } from './confirm-publisher.js';
 import { RabbitConsumer, type ConsumerHost } from './consumer.js';
@@ -385,7 +385,7 @@ export class RabbitMqQueue implements Queue {
     return consumer;
   }
 
-  deadLetters(query: { flowId?: string; limit: number }): Promise<DeadLetter[]> {
+  deadLetters(query: DeadLetterQuery): Promise<DeadLetter[]> {
     return this.scanner.list(query);
   }
 

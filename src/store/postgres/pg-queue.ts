@@ -1,5 +1,5 @@
 import { E, HookdError } from '../../core/errors.js';
-import { revivedOrThrow, type DeadLetter, type NewJob } from '../../core/job.js';
+import { revivedOrThrow, type DeadLetter, type DeadLetterQuery, type NewJob } from '../../core/job.js';
 import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../../queue/contract.js';
 import type { PgDatabase } from './database.js';
 import { storeClosed } from './errors.js';
@@ -91,7 +91,7 @@ export class PgQueue implements Queue {
     return consumer;
   }
 
-  deadLetters(query: { flowId?: string; limit: number }): Promise<DeadLetter[]> {
+  deadLetters(query: DeadLetterQuery): Promise<DeadLetter[]> {
     return this.sql.deadLetters(query);
   }
 

@@ -1,4 +1,4 @@
-import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT, stoppedFlowNote, type DeadLetter, type NewJob, type RetryDeadOutcome } from '../../core/job.js';
+import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT, stoppedFlowNote, type DeadLetter, type DeadLetterQuery, type NewJob, type RetryDeadOutcome } from '../../core/job.js';
 import type { QueueStats } from '../../queue/contract.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 import { GroupCommit } from './group-commit.js';
@@ -353,18 +353,23 @@ export class QueueSql {
     return (rowCount ?? 0) > 0;
   }
 
-  async deadLetters(query: { flowId?: string; limit: number }): Promise<DeadLetter[]> {
+  async deadLetters(query: DeadLetterQuery): Promise<DeadLetter[]> {
     const cols = `${JOB_COLUMNS}, dead_at`;
-    const { rows } =
-      query.flowId === undefined
-        ? await this.db.query<JobRow>(
-            `SELECT ${cols} FROM ${this.jobs} WHERE state = 'dead' ORDER BY dead_at DESC LIMIT $1`,
-            [query.limit],
-          )
-        : await this.db.query<JobRow>(
-            `SELECT ${cols} FROM ${this.jobs} WHERE state = 'dead' AND flow_id = $1 ORDER BY dead_at DESC LIMIT $2`,
-            [query.flowId, query.limit],
-          );
+    const where = [`state = 'dead'`];
+    const params: unknown[] = [];
+    if (query.flowId !== undefined) {
+      params.push(query.flowId);
+      where.push(`flow_id = $${params.length}`);
+    }
+    if (query.before !== undefined) {
+      params.push(query.before.deadAt, query.before.id);
+      where.push(`(dead_at, id) < ($${params.length - 1}::float8, $${params.length}::text)`);
+    }
+    params.push(query.limit);
+    const { rows } = await this.db.query<JobRow>(
+      `SELECT ${cols} FROM ${this.jobs} WHERE ${where.join(' AND ')} ORDER BY dead_at DESC, id DESC LIMIT $${params.length}`,
+      params,
+    );
     return rows.map(toDeadLetter);
   }
 
