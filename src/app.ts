@@ -160,8 +160,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     loggerInstance: logger as FastifyBaseLogger,
     // No per-request log lines: at thousands of webhooks a second they cost more than they tell.
     logController: new LogController({ disableRequestLogging: true }),
-    // fastify accepts a hop count too; its typings lag behind.
-    trustProxy: config.trustProxy as boolean | string,
+    trustProxy: config.trustProxy,
     exposeHeadRoutes: false,
     return503OnClosing: true,
     // API bodies (flow definitions) are small; /hook bodies are read by the ingress itself.

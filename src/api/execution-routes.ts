@@ -21,21 +21,37 @@ const RequestQuery = Type.Object({ flowId: Type.Optional(Id), ...PageQuery });
 
 export async function executionRoutes(
   app: FastifyInstance,
-  deps: { executions: ExecutionStore; requests: RequestStore; /** EXECUTION_DATA_LIMIT */ executionDataLimit: number },
+  deps: {
+    executions: ExecutionStore;
+    requests: RequestStore;
+    /** EXECUTION_DATA_LIMIT */
+    executionDataLimit: number;
+    /** A flow's own signature header name (an hmac config), lower case: hidden from read tokens too. */
+    signatureHeaderOf?: (flowId: string) => string | undefined;
+  },
 ): Promise<void> {
+  const headerOf = (flowId: string) => deps.signatureHeaderOf?.(flowId);
+  /** The message view a first step's input is shown as: a read token's without signature headers. */
+  const messageViewFor = (request: FastifyRequest): ((m: ReceivedMessage) => MessageView) => {
+    if (!byReadToken(request)) return toMessageView;
+    return (m) => {
+      const view = toMessageView(m);
+      return { ...view, headers: readerHeaders(view.headers, headerOf(m.flowId)) };
+    };
+  };
   app.get<{ Querystring: Static<typeof ExecutionQuery> }>('/executions', { schema: { querystring: ExecutionQuery } }, async (request) => {
     const limit = request.query.limit ?? 100;
     // Paged by id alone (`id < before`): a cursor that names nothing any more still pages right.
     const items = await deps.executions.list({ ...request.query, limit });
     const shown = await withMessageInputs(items, deps.requests, deps.executionDataLimit, messageViewFor(request));
-    return page(byReadToken(request) ? shown.map(readerExecution) : shown, limit, executionView);
+    return page(byReadToken(request) ? shown.map((e) => readerExecution(e, headerOf(e.flowId))) : shown, limit, executionView);
   });
 
   app.get<{ Params: { id: string } }>('/executions/:id', async (request) => {
     const execution = await deps.executions.get(request.params.id);
     if (!execution) throw new HookdError(E.NOT_FOUND, `Execution ${request.params.id}`);
     const [shown] = await withMessageInputs([execution], deps.requests, deps.executionDataLimit, messageViewFor(request));
-    return executionView(byReadToken(request) ? readerExecution(shown!) : shown!);
+    return executionView(byReadToken(request) ? readerExecution(shown!, headerOf(shown!.flowId)) : shown!);
   });
 
   app.get<{ Querystring: Static<typeof RequestQuery> }>('/requests', { schema: { querystring: RequestQuery } }, async (request) => {
@@ -55,7 +71,7 @@ export async function executionRoutes(
     const items = (await Promise.all(ids.map((id) => deps.requests.get(id)))).filter((m) => m !== undefined);
     const last = ids[ids.length - 1];
     const more = sizes.length === limit || ids.length < sizes.length;
-    const view = byReadToken(request) ? readerRequestView : toRequestView;
+    const view = byReadToken(request) ? (m: ReceivedMessage) => readerRequestView(m, headerOf(m.flowId)) : toRequestView;
     return { items: items.map(view), ...(more && last !== undefined ? { next: last } : {}) };
   });
 
@@ -63,23 +79,15 @@ export async function executionRoutes(
     const message = await deps.requests.get(request.params.id);
     if (!message) throw new HookdError(E.NOT_FOUND, `Request ${request.params.id}`);
     const execution = await deps.executions.getByRequest(message.id);
-    return { ...(byReadToken(request) ? readerRequestView : toRequestView)(message), executionId: execution?.id };
+    const shown = byReadToken(request) ? readerRequestView(message, headerOf(message.flowId)) : toRequestView(message);
+    return { ...shown, executionId: execution?.id };
   });
 }
 
-/** The message view a first step's input is shown as: a read token's without signature headers. */
-function messageViewFor(request: FastifyRequest): (m: ReceivedMessage) => MessageView {
-  if (!byReadToken(request)) return toMessageView;
-  return (m) => {
-    const view = toMessageView(m);
-    return { ...view, headers: readerHeaders(view.headers) };
-  };
-}
-
 /** A request as a read token sees it: signature headers redacted (views.ts). */
-function readerRequestView(m: ReceivedMessage) {
+function readerRequestView(m: ReceivedMessage, extra: string | undefined) {
   const view = toRequestView(m);
-  return { ...view, headers: readerHeaders(view.headers) };
+  return { ...view, headers: readerHeaders(view.headers, extra) };
 }
 
 /**

@@ -60,7 +60,15 @@ export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> 
     reply.code(404).send({ error: E.NOT_FOUND.code, message: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
   );
   await app.register(flowRoutes, { registry: deps.registry, publicUrl: deps.publicUrl });
-  await app.register(executionRoutes, { executions: deps.backend.executions, requests: deps.backend.requests, executionDataLimit: deps.executionDataLimit });
+  await app.register(executionRoutes, {
+    executions: deps.backend.executions,
+    requests: deps.backend.requests,
+    executionDataLimit: deps.executionDataLimit,
+    signatureHeaderOf: (flowId) => {
+      const auth = deps.registry.get(flowId)?.trigger.auth;
+      return auth?.type === 'hmac' ? auth.header.toLowerCase() : undefined;
+    },
+  });
   await app.register(queueRoutes, { queue: deps.backend.queue });
   await app.register(replayRoutes, { requests: deps.backend.requests, registry: deps.registry, defaultMaxAttempts: deps.defaultMaxAttempts });
   await app.register(attachmentRoutes, { requests: deps.backend.requests, ...(deps.attachments ? { attachments: deps.attachments } : {}) });

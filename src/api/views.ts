@@ -50,36 +50,69 @@ function redactUrlQuery(url: string): string {
 /** Header names that carry a sender's signature (the presets', and names hmac configs use). */
 const SIGNATURE_HEADER = /signature|hmac/i;
 
-/**
- * Headers as a read token sees them: signature headers redacted. With the raw bytes and their
- * signature, whoever can read requests could send them again, as the sender (schemes without a
- * timestamp verify forever), with a path, query and method of their choosing.
- */
-export function readerHeaders<H extends Record<string, unknown>>(headers: H): H {
-  if (!Object.keys(headers).some((k) => SIGNATURE_HEADER.test(k))) return headers;
-  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, SIGNATURE_HEADER.test(k) ? REDACTED : v])) as H;
+/** A signature header, or the flow's own (an hmac config may name it anything). */
+function isSignatureName(name: string, extra: string | undefined): boolean {
+  return SIGNATURE_HEADER.test(name) || (extra !== undefined && name.toLowerCase() === extra);
 }
 
 /**
- * Recorded step data (JSON text, or a truncation marker quoting JSON) as a read token sees it: the
- * values of signature-named keys redacted — a log or filter step passes the message, headers and
- * all, on as its output.
+ * Headers as a read token sees them: signature headers redacted (and `extra`, a flow's own
+ * signature header name, lower case). With the raw bytes and their signature, whoever can read
+ * requests could send them again, as the sender (schemes without a timestamp verify forever),
+ * with a path, query and method of their choosing.
  */
-export function readerJson(text: string | undefined): string | undefined {
-  if (text === undefined || !SIGNATURE_HEADER.test(text)) return text;
-  return text
-    .replace(/("[^"\\]*(?:signature|hmac)[^"\\]*"\s*:\s*)"(?:[^"\\]|\\.)*"/gi, `$1"${REDACTED}"`)
-    .replace(/(\\"[^"\\]*(?:signature|hmac)[^"\\]*\\"\s*:\s*)\\"(?:[^"\\]|\\[^"])*\\"/gi, `$1\\"${REDACTED}\\"`);
+export function readerHeaders<H extends Record<string, unknown>>(headers: H, extra?: string): H {
+  if (!Object.keys(headers).some((k) => isSignatureName(k, extra))) return headers;
+  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, isSignatureName(k, extra) ? REDACTED : v])) as H;
+}
+
+/** A JSON string token: linear (the two alternatives cannot match the same text). */
+const JSON_STRING = '"((?:[^"\\\\]|\\\\.)*)"';
+/** A key and its string value, the value possibly cut off at the end of a truncated preview. */
+const KEY_VALUE = new RegExp(`${JSON_STRING}(\\s*:\\s*)"(?:[^"\\\\]|\\\\.)*(?:"|$)`, 'g');
+
+/**
+ * Recorded step data (JSON text, or a truncation marker quoting the start of one) as a read token
+ * sees it: values under signature-named keys redacted — a log or filter step passes the message,
+ * headers and all, on as its output. Parsed and rewritten; a marker's preview (cut JSON) is
+ * scanned token by token.
+ */
+export function readerJson(text: string | undefined, extra?: string): string | undefined {
+  if (text === undefined || !(SIGNATURE_HEADER.test(text) || (extra !== undefined && text.toLowerCase().includes(extra)))) return text;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return text;
+  }
+  if (value !== null && typeof value === 'object' && (value as { $truncated?: unknown }).$truncated === true) {
+    const marker = value as { preview?: unknown };
+    if (typeof marker.preview === 'string') {
+      marker.preview = marker.preview.replace(KEY_VALUE, (whole, key: string, colon: string) =>
+        isSignatureName(key, extra) ? `"${key}"${colon}"${REDACTED}"` : whole,
+      );
+    }
+    return JSON.stringify(marker);
+  }
+  return JSON.stringify(redactSignatures(value, extra, 0));
+}
+
+function redactSignatures(value: unknown, extra: string | undefined, depth: number): unknown {
+  if (value === null || typeof value !== 'object' || depth > 32) return value;
+  if (Array.isArray(value)) return value.map((v) => redactSignatures(v, extra, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = isSignatureName(k, extra) ? REDACTED : redactSignatures(v, extra, depth + 1);
+  return out;
 }
 
 /** An execution as a read token sees it (readerJson on every step's input and output). */
-export function readerExecution(e: Execution): Execution {
+export function readerExecution(e: Execution, extra?: string): Execution {
   return {
     ...e,
     steps: e.steps.map((s) => {
       const out = { ...s };
-      const input = readerJson(s.input);
-      const output = readerJson(s.output);
+      const input = readerJson(s.input, extra);
+      const output = readerJson(s.output, extra);
       if (input !== undefined) out.input = input;
       if (output !== undefined) out.output = output;
       return out;

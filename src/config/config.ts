@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
+import proxyAddr from '@fastify/proxy-addr';
 import path from 'node:path';
 import YAML from 'yaml';
 import { DEFAULT_MESSAGE_CACHE_BYTES } from '../store/message-cache.js';
@@ -31,8 +31,8 @@ export interface Config {
   attachmentSizeLimit: number;
   /** Requests older than this are purged with their executions and files; 0 = kept forever. */
   retentionMs: number;
-  /** Trust X-Forwarded-For from these proxies (fastify trustProxy: true, a CIDR list or a hop count). */
-  trustProxy: boolean | string | number;
+  /** Trust X-Forwarded-For from these proxies (fastify trustProxy: true, or the proxies' addresses/CIDRs). */
+  trustProxy: boolean | string;
   workerConcurrency: number;
   /** Jobs leased ahead of free worker slots (embedded and PostgreSQL queues); undefined: as many as workerConcurrency. */
   workerPrefetch: number | undefined;
@@ -94,7 +94,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'payloadSizeLimit', env: 'PAYLOAD_SIZE_LIMIT', doc: 'Largest parsed body (413 beyond)', default: () => 10 * 1024 * 1024, parse: (v, n) => atLeast(parseSize(v as string, n), 1, n) }),
   field({ key: 'attachmentSizeLimit', env: 'ATTACHMENT_SIZE_LIMIT', doc: 'Largest total of files per request: multipart file parts, or a binary body (413 beyond)', default: () => 100 * 1024 * 1024, parse: (v, n) => parseSize(v as string, n) }),
   field({ key: 'retentionMs', env: 'RETENTION', doc: 'Requests older than this are purged with their executions and files (hourly); off = keep forever', default: () => 30 * 86_400_000, parse: (v, n) => parseRetention(v, n) }),
-  field({ key: 'trustProxy', env: 'TRUST_PROXY', doc: 'Proxies trusted for X-Forwarded-For: true, a hop count or a comma-separated CIDR list', default: () => false, parse: (v) => parseTrustProxy(v) }),
+  field({ key: 'trustProxy', env: 'TRUST_PROXY', doc: 'Proxies trusted for X-Forwarded-For: true, or a comma-separated list of addresses, CIDRs, loopback, linklocal, uniquelocal', default: () => false, parse: (v) => parseTrustProxy(v) }),
   field({ key: 'workerConcurrency', env: 'WORKER_CONCURRENCY', doc: 'Flow executions run at once by this process', default: () => 64, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
   field({ key: 'workerPrefetch', env: 'WORKER_PREFETCH', doc: 'Jobs leased ahead of free worker slots, waiting in this process (embedded and PostgreSQL queues; default WORKER_CONCURRENCY)', default: () => undefined, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
   field({ key: 'messageCacheBytes', env: 'MESSAGE_CACHE', doc: 'Memory for committed messages waiting for their first execution (saves reading them back; 0 = off)', default: () => DEFAULT_MESSAGE_CACHE_BYTES, parse: (v, n) => parseSize(v as string, n) }),
@@ -156,19 +156,19 @@ function parseAdminToken(v: string, name: string): string {
   return token;
 }
 
-function parseTrustProxy(v: string | number | boolean): boolean | string | number {
-  if (typeof v === 'boolean' || typeof v === 'number') return v;
-  if (/^(true|false|yes|no|on|off)$/i.test(v)) return parseBoolean(v, 'TRUST_PROXY');
-  if (/^\d+$/.test(v)) return Number(v);
-  // What fastify's proxy-addr takes (it would fail later with "invalid IP address: …"): addresses,
-  // CIDRs, address/netmask, and its names loopback, linklocal, uniquelocal; comma-separated.
-  for (const part of v.split(',').map((p) => p.trim())) {
-    if (/^(loopback|linklocal|uniquelocal)$/i.test(part)) continue;
-    const [ip, mask, extra] = part.split('/');
-    const okMask = mask === undefined || isIP(mask) !== 0 || (/^\d{1,3}$/.test(mask) && Number(mask) <= (isIP(ip ?? '') === 6 ? 128 : 32));
-    if (extra !== undefined || isIP(ip ?? '') === 0 || !okMask) {
-      throw new Error(`TRUST_PROXY: expected true/false, a hop count, or comma-separated addresses, CIDRs, address/netmask, loopback, linklocal, uniquelocal; got "${part}"`);
-    }
+function parseTrustProxy(v: string | number | boolean): boolean | string {
+  if (typeof v === 'boolean') return v;
+  if (typeof v === 'string' && /^(true|false|yes|no|on|off)$/i.test(v)) return parseBoolean(v, 'TRUST_PROXY');
+  // fastify 5 ignores a hop count (it cannot tell a proxy from a client that sends the header):
+  // refused, rather than silently taking every request for the proxy's.
+  if (typeof v === 'number' || /^\s*\d+\s*$/.test(v)) {
+    throw new Error('TRUST_PROXY: a hop count is not supported (fastify ignores it); name the proxies: addresses, CIDRs, loopback, linklocal, uniquelocal');
+  }
+  // What fastify's proxy-addr takes, checked by proxy-addr itself (else it fails at the first request).
+  try {
+    proxyAddr.compile(v.split(',').map((p) => p.trim()));
+  } catch (err) {
+    throw new Error(`TRUST_PROXY: ${(err as Error).message} (expected true/false or comma-separated addresses, CIDRs, address/netmask, loopback, linklocal, uniquelocal)`);
   }
   return v;
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { singleHeader } from '../auth/result.js';
 import type { WebhookAuth } from '../auth/schema.js';
 import { ID_RE } from '../core/flow.js';
 import { uuidv7 } from '../core/ids.js';
@@ -17,8 +18,9 @@ export function signedEventId(auth: WebhookAuth | undefined, headers: Record<str
   if (auth?.type === 'standard-webhooks') {
     // The id of the header set the signature was checked with (parseStandardWebhooksSignature):
     // svix-* only when there is no webhook-signature. Another id header is not signed.
-    const svix = headers['webhook-signature'] === undefined && headers['svix-signature'] !== undefined;
-    const id = svix ? headers['svix-id'] : headers['webhook-id'];
+    // singleHeader as the parser reads them: an empty or repeated header is no header.
+    const svix = singleHeader(headers, 'webhook-signature') === undefined && singleHeader(headers, 'svix-signature') !== undefined;
+    const id = singleHeader(headers, svix ? 'svix-id' : 'webhook-id');
     return typeof id === 'string' && id !== '' ? id : undefined;
   }
   if (auth?.type === 'stripe' && body !== null && typeof body === 'object' && !Array.isArray(body)) {

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { CidrList, isIpAllowed } from '../auth/ip-allowlist.js';
 import { RateLimiter } from '../auth/rate-limit.js';
 import { E, HookdError } from '../core/errors.js';
@@ -14,7 +15,33 @@ import type { Flow } from '../core/flow.js';
  * a whole admits about the configured rate behind a load balancer that spreads evenly.
  */
 /** The bucket of one client's refused calls to one flow (flow ids have no NUL). */
-const failureKey = (flow: Flow, clientIp: string) => `${flow.id}\0${clientIp}`;
+const failureKey = (flow: Flow, clientIp: string) => `${flow.id}\0${clientNetwork(clientIp)}`;
+
+/**
+ * A client for the failure limit: an IPv4 address, or an IPv6 /64 (one host commonly has a whole
+ * /64 to pick addresses from); IPv4-mapped IPv6 addresses are their IPv4 address.
+ */
+export function clientNetwork(ip: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1]!;
+  if (isIP(ip) !== 6) return ip;
+  const [head = '', tail] = ip.toLowerCase().split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
+
+/**
+ * Schemes whose credentials can be guessed one call at a time (a password, a key, a token): their
+ * refusals are limited per client. A signature cannot be guessed: a refused signed call costs its
+ * client nothing more — and a client behind an untrusted proxy (every caller one address) is
+ * never throttled for another's failures on such a flow.
+ */
+const guessable = (flow: Flow): boolean => {
+  const type = flow.trigger.auth?.type;
+  return type === 'basic' || type === 'apiKey' || type === 'token';
+};
 
 export class SenderGuard {
   private readonly limiter = new RateLimiter();
@@ -40,7 +67,7 @@ export class SenderGuard {
       if (!isIpAllowed(list, clientIp)) throw new HookdError(E.IP_NOT_ALLOWED);
     }
     if (!rateLimit) return;
-    this.takeToken(failureKey(flow, clientIp), flow, rateLimit, now, false);
+    if (guessable(flow)) this.takeToken(failureKey(flow, clientIp), flow, rateLimit, now, false);
     this.takeToken(flow.id, flow, rateLimit, now, take);
   }
 
@@ -53,7 +80,7 @@ export class SenderGuard {
   /** A caller refused for its credentials (a probe included): a token of its own failure bucket. Never throws. */
   refused(flow: Flow, clientIp: string, now: number): void {
     const { rateLimit } = flow.trigger;
-    if (rateLimit) this.limiter.take(failureKey(flow, clientIp), now, this.limitOf(flow, rateLimit));
+    if (rateLimit && guessable(flow)) this.limiter.take(failureKey(flow, clientIp), now, this.limitOf(flow, rateLimit));
   }
 
   private takeToken(key: string, flow: Flow, rateLimit: RateLimitDef, now: number, commit: boolean): void {

@@ -1000,31 +1000,41 @@ describe('rate limit', () => {
     expect(((await authFailures()).rate ?? 0) - (before.rate ?? 0)).toBe(2);
   });
 
-  it("a protected flow's rate is spent by callers whose credentials verify; others (and probes) are limited per address, never locking the sender out", async () => {
+  it("a protected flow's rate is spent by callers whose credentials verify; guessers (and probes) are limited per address, never locking the sender out", async () => {
     // Two clients behind a trusted proxy: a guesser and the real sender.
     const app = await startHookd({ WORKER_CONCURRENCY: '0', TRUST_PROXY: '127.0.0.1' });
     try {
-      const secret = `rl-${rnd()}`;
-      const made = await app.api('PUT', '/api/flows/rl-gh', { trigger: { type: 'webhook', auth: { type: 'github', secrets: [secret] }, rateLimit: { burst: 3, perSecond: 0.001 } } });
+      const made = await app.api('PUT', '/api/flows/rl-basic', { trigger: { type: 'webhook', auth: { type: 'basic', username: 'u', secrets: ['right-password'] }, rateLimit: { burst: 3, perSecond: 0.001 } } });
       expect(made.status).toBe(201);
-      const send = (from: string, body: string, sig: string, method = 'POST') =>
-        fetch(`${app.url}/hook/rl-gh`, { method, headers: { 'content-type': 'application/json', 'x-forwarded-for': from, 'x-hub-signature-256': sig }, ...(method === 'HEAD' ? {} : { body }) });
-      const wrong = 'sha256=' + '0'.repeat(64);
+      const send = (from: string, password: string, method = 'POST') =>
+        fetch(`${app.url}/hook/rl-basic`, {
+          method,
+          headers: { 'content-type': 'application/json', 'x-forwarded-for': from, authorization: `Basic ${Buffer.from(`u:${password}`).toString('base64')}` },
+          ...(method === 'HEAD' ? {} : { body: '{}' }),
+        });
       // The guesser: its failures take its own tokens; past the burst it is throttled (probes too).
       const guesses = [];
-      for (let i = 0; i < 5; i++) guesses.push((await send('10.0.0.66', '{}', wrong)).status);
+      for (let i = 0; i < 5; i++) guesses.push((await send('10.0.0.66', `guess-${i}`)).status);
       expect(guesses).toEqual([403, 403, 403, 429, 429]);
-      expect((await send('10.0.0.66', '', wrong, 'HEAD')).status).toBe(404); // a probe stays a 404
+      expect((await send('10.0.0.66', 'right-password', 'HEAD')).status).toBe(404); // a throttled probe stays a 404
+      // Another address of its /64 is the same client.
+      expect((await send('2001:db8:1:2::66', 'guess')).status).toBe(403);
+      for (let i = 0; i < 2; i++) await send(`2001:db8:1:2::${i + 1}`, 'guess');
+      expect((await send('2001:db8:1:2:ffff::9', 'guess')).status).toBe(429);
       // The sender is untouched by all that: its burst is whole.
-      const signed = (i: number) => {
-        const body = `{"i":${i}}`;
-        return send('10.0.0.7', body, `sha256=${hmac('sha256', secret, body, 'hex')}`);
-      };
-      for (let i = 0; i < 3; i++) expect((await signed(i)).status, `signed ${i}`).toBe(200);
-      expect((await signed(3)).status).toBe(429); // its own burst, used up by itself
+      for (let i = 0; i < 3; i++) expect((await send('10.0.0.7', 'right-password')).status, `call ${i}`).toBe(200);
+      expect((await send('10.0.0.7', 'right-password')).status).toBe(429); // its own burst, used up by itself
     } finally {
       await app.close();
     }
+  });
+
+  it('a refused signed call costs nothing to a later good one (a signature cannot be guessed): no per-address throttle on signature flows', async () => {
+    const secret = `rl-${rnd()}`;
+    await flow('rl-gh', { auth: { type: 'github', secrets: [secret] }, rateLimit: { burst: 3, perSecond: 0.001 } });
+    for (let i = 0; i < 6; i++) expectError(await call('rl-gh', 'POST', '{}', { 'x-hub-signature-256': 'sha256=' + '0'.repeat(64) }), 403, 'FORBIDDEN');
+    const body = '{"i":1}';
+    expect((await call('rl-gh', 'POST', body, { 'x-hub-signature-256': `sha256=${hmac('sha256', secret, body, 'hex')}` })).status).toBe(200);
   });
 });
 

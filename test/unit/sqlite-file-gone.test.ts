@@ -47,7 +47,11 @@ it('the one-process lock file deleted while hookd runs (a second process could n
   try {
     expect(await backend.requests.accept(makeMessage({ flowId: 'f' }), { maxAttempts: 3 })).toEqual({ kind: 'stored' });
     unlinkSync(`${file}.lock`);
+    // The commit that notices is in the database, durable: answered as stored; the next is refused.
+    const noticed = makeMessage({ flowId: 'f' });
+    expect(await backend.requests.accept(noticed, { maxAttempts: 3 })).toEqual({ kind: 'stored' });
     await expect(backend.requests.accept(makeMessage({ flowId: 'f' }), { maxAttempts: 3 })).rejects.toMatchObject({ statusCode: 503, message: expect.stringMatching(/hookd\.db\.lock was deleted or replaced/) });
+    expect((await backend.requests.get(noticed.id))?.id).toBe(noticed.id);
   } finally {
     await backend.close();
   }

@@ -48,9 +48,9 @@ export interface SqliteBackendOptions {
 }
 
 /**
- * After a write failed with SQLITE_FULL, not ready until a request is stored again or the disk has
- * this much free (a tenth of a smaller disk): the readiness check's own small write may still fit
- * in reused WAL pages while requests do not.
+ * After a write failed with SQLITE_FULL, not ready until the disk has this much free again (a tenth
+ * of a smaller disk, at least 1 MiB): the readiness check's own small write — or a small request —
+ * may still fit in reused WAL pages while larger requests do not.
  */
 export const DISK_FULL_MARGIN_BYTES = 64 * 1024 * 1024;
 
@@ -76,7 +76,7 @@ export class SqliteBackend implements Backend {
   async checkWritable(): Promise<void> {
     if (this.writer.diskFullAt !== undefined) {
       const { free, total } = this.diskSpace();
-      const margin = Math.min(DISK_FULL_MARGIN_BYTES, Math.floor(total / 10));
+      const margin = Math.max(1024 * 1024, Math.min(DISK_FULL_MARGIN_BYTES, Math.floor(total / 10)));
       if (free < margin) {
         throw unavailable('store', new Error(`the disk of the database is full (writes failed with SQLITE_FULL; ${free} bytes free, ready again from ${margin})`));
       }

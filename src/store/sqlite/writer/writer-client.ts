@@ -176,11 +176,8 @@ export class WriterClient {
       const p = this.inflight.get(o[0]);
       if (p === undefined) continue;
       this.inflight.delete(o[0]);
-      if (o[1]) {
-        // A request stored: there is room again (the readiness check's own write proves nothing).
-        if (p.name === 'acceptRequest') this.diskFullAt = undefined;
-        p.resolve(o[2] as never);
-      } else {
+      if (o[1]) p.resolve(o[2] as never);
+      else {
         if (o[2].code === 'SQLITE_FULL') this.diskFullAt = Date.now();
         p.reject(toStoreError(o[2]));
       }

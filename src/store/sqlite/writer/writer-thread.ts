@@ -3,7 +3,7 @@
  * run here, off the main event loop. Group commit: every op that arrived while the previous
  * transaction was committing is drained (receiveMessageOnPort) into the next transaction.
  */
-import { closeSync, fdatasync, fstatSync, openSync } from 'node:fs';
+import { closeSync, fdatasync, fstatSync, openSync, statSync } from 'node:fs';
 import { receiveMessageOnPort, workerData } from 'node:worker_threads';
 import type BetterSqlite3 from 'better-sqlite3';
 import { openWriterConnection } from '../connection.js';
@@ -53,25 +53,39 @@ const dbPath = (db.pragma('database_list') as Array<{ name: string; file: string
 const walPath = `${dbPath}-wal`;
 let walFd: number | undefined;
 /**
- * The database file as opened. Deleted or replaced (renamed over) while hookd runs, it takes every
- * commit made since with it at the next start: looked at after each fsync, before anything that
- * fsync covers is answered. From then on every write fails (503) until hookd is restarted.
+ * The database file as opened (its device and inode). Deleted or replaced (renamed over) while
+ * hookd runs, it takes every commit made since with it at the next start: looked at after each
+ * fsync, before anything that fsync covers is answered. From then on every write fails (503) until
+ * hookd is restarted. Looked at by path, not through a descriptor of its own: closing one would
+ * drop the POSIX locks this process holds on the file (SQLite's, the one-process lock's).
  */
-const dbFd = openSync(dbPath, 'r');
-/** The one-process lock's file, when this process holds it: deleted, a second process could open the database and run its jobs too. */
-const lockFd = init.lockPath === undefined ? undefined : openSync(init.lockPath, 'r');
+const identity = (path: string): string | undefined => {
+  try {
+    const s = statSync(path);
+    return `${s.dev}:${s.ino}`;
+  } catch {
+    return undefined;
+  }
+};
+const watched: Array<{ path: string; id: string | undefined; durable: boolean }> = [
+  { path: dbPath, id: identity(dbPath), durable: false },
+  // The one-process lock's file, when this process holds it: deleted, a second process could open
+  // the database and run its jobs too. What was committed is still in the database (durable).
+  ...(init.lockPath === undefined ? [] : [{ path: init.lockPath, id: identity(init.lockPath), durable: true }]),
+];
 let fileGone: WriterErrorInfo | undefined;
 
-/** The file that is gone, or undefined while all are there. */
-function goneFile(): string | undefined {
-  try {
-    if (fstatSync(dbFd).nlink === 0) return dbPath;
-    if (walFd !== undefined && fstatSync(walFd).nlink === 0) return walPath;
-    if (lockFd !== undefined && fstatSync(lockFd).nlink === 0) return init.lockPath;
-    return undefined;
-  } catch {
-    return dbPath;
+/** The first watched file that is gone or replaced, or undefined while all are there. */
+function goneFile(): { path: string; durable: boolean } | undefined {
+  for (const w of watched) if (identity(w.path) !== w.id) return w;
+  if (walFd !== undefined) {
+    try {
+      if (fstatSync(walFd).nlink === 0) return { path: walPath, durable: false };
+    } catch {
+      return { path: walPath, durable: false };
+    }
   }
+  return undefined;
 }
 let committed: OpOutcome[] = [];
 let syncing = false;
@@ -113,11 +127,16 @@ function syncCommitted(): void {
       committed = [];
       post({ t: 'results', r: failed.map(([id]) => [id, false, unsynced] as OpOutcome) });
     } else if (fileGone !== undefined || goneFile() !== undefined) {
-      const gone = (fileGone ??= { code: 'SQLITE_FILE_GONE', message: `${goneFile() ?? dbPath} was deleted or replaced while hookd ran: restart hookd` });
-      if (covered.length > 0) post({ t: 'fileGone', error: gone });
-      const failed = covered.concat(committed);
+      const file = fileGone === undefined ? goneFile() : undefined;
+      const gone = (fileGone ??= { code: 'SQLITE_FILE_GONE', message: `${file?.path ?? dbPath} was deleted or replaced while hookd ran: restart hookd` });
+      if (file !== undefined) post({ t: 'fileGone', error: gone });
+      // Only the lock is gone: what this fsync covered is in the database and durable: answered as
+      // such; what comes after is refused.
+      const durable = file?.durable === true;
+      if (durable) post({ t: 'results', r: covered, syncMs: performance.now() - started });
+      const failed = durable ? committed : covered.concat(committed);
       committed = [];
-      post({ t: 'results', r: failed.map(([id]) => [id, false, gone] as OpOutcome) });
+      if (failed.length > 0) post({ t: 'results', r: failed.map(([id]) => [id, false, gone] as OpOutcome) });
     } else {
       post({ t: 'results', r: covered, syncMs: performance.now() - started });
       syncCommitted(); // batches committed while this fsync ran
@@ -144,8 +163,6 @@ function recoverWal(): boolean {
 function maybeClose(): void {
   if (!closing || syncing || committed.length > 0 || queue.length > 0) return;
   if (walFd !== undefined) closeSync(walFd);
-  closeSync(dbFd);
-  if (lockFd !== undefined) closeSync(lockFd);
   db.close();
   post({ t: 'closed' });
   port.close();

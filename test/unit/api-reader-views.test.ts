@@ -1,0 +1,32 @@
+import { expect, it } from 'vitest';
+import { readerHeaders, readerJson } from '../../src/api/views.js';
+import { recordJson } from '../../src/flow/truncate.js';
+
+const message = { headers: { 'x-hub-signature-256': 'sha256=abc123', 'x-sig': 'custom-456', 'x-trace': 'keep' }, body: { note: 'a "quoted" hmac word' } };
+
+it('redacts signature-named values in recorded JSON, at any depth, and the flow’s own header name', () => {
+  const out = JSON.parse(readerJson(JSON.stringify({ out: message }), 'x-sig')!);
+  expect(out.out.headers).toEqual({ 'x-hub-signature-256': '[redacted]', 'x-sig': '[redacted]', 'x-trace': 'keep' });
+  expect(out.out.body.note).toBe('a "quoted" hmac word'); // values that merely mention the word stay
+  expect(readerHeaders({ 'X-Sig': 'v' } as Record<string, string>, 'x-sig')).toEqual({ 'X-Sig': '[redacted]' });
+  expect(readerJson('{"a":1}')).toBe('{"a":1}');
+});
+
+it('redacts inside a truncation marker’s preview, a value cut off at its end included', () => {
+  const long = { ...message, pad: 'x'.repeat(5000) };
+  const marker = recordJson(long, 400)!;
+  expect(marker).toMatch(/^\{"\$truncated":true/);
+  expect(readerJson(marker)).not.toContain('abc123');
+  // Cut right inside the signature's value.
+  const json = JSON.stringify(message);
+  const cut = JSON.stringify({ $truncated: true, bytes: json.length, preview: json.slice(0, json.indexOf('abc1') + 3) });
+  expect(readerJson(cut)).not.toMatch(/abc/);
+});
+
+it('takes linear time on values full of the trigger words (no backtracking blow-up)', () => {
+  const nasty = JSON.stringify({ $truncated: true, bytes: 1, preview: `{"k":"${'hmac signature '.repeat(1200)}` });
+  const t0 = performance.now();
+  readerJson(nasty);
+  readerJson(JSON.stringify({ v: 'hmac'.repeat(4000) }));
+  expect(performance.now() - t0).toBeLessThan(200);
+});
