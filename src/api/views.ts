@@ -66,10 +66,13 @@ export function readerHeaders<H extends Record<string, unknown>>(headers: H, ext
   return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, isSignatureName(k, extra) ? REDACTED : v])) as H;
 }
 
-/** A JSON string token: linear (the two alternatives cannot match the same text). */
-const JSON_STRING = '"((?:[^"\\\\]|\\\\.)*)"';
-/** A key and its string value, the value possibly cut off at the end of a truncated preview. */
-const KEY_VALUE = new RegExp(`${JSON_STRING}(\\s*:\\s*)"(?:[^"\\\\]|\\\\.)*(?:"|$)`, 'g');
+/**
+ * Every JSON string token of a (possibly cut) JSON text, and when it is a key with a string value,
+ * that value: each token is consumed whether or not a colon follows, so the scan is linear and a
+ * failed match never restarts inside a string. A string cut at the end of the text (after a
+ * backslash too) still counts.
+ */
+const STRING_TOKEN = /"((?:[^"\\]|\\.)*)(?:"|\\?$)(?:(\s*:\s*)"(?:[^"\\]|\\.)*(?:"|\\?$))?/g;
 
 /**
  * Recorded step data (JSON text, or a truncation marker quoting the start of one) as a read token
@@ -83,13 +86,13 @@ export function readerJson(text: string | undefined, extra?: string): string | u
   try {
     value = JSON.parse(text);
   } catch {
-    return text;
+    return JSON.stringify(REDACTED); // fail closed
   }
   if (value !== null && typeof value === 'object' && (value as { $truncated?: unknown }).$truncated === true) {
     const marker = value as { preview?: unknown };
     if (typeof marker.preview === 'string') {
-      marker.preview = marker.preview.replace(KEY_VALUE, (whole, key: string, colon: string) =>
-        isSignatureName(key, extra) ? `"${key}"${colon}"${REDACTED}"` : whole,
+      marker.preview = marker.preview.replace(STRING_TOKEN, (whole, key: string, colon: string | undefined) =>
+        colon !== undefined && isSignatureName(key, extra) ? `"${key}"${colon}"${REDACTED}"` : whole,
       );
     }
     return JSON.stringify(marker);

@@ -22,14 +22,29 @@ const failureKey = (flow: Flow, clientIp: string) => `${flow.id}\0${clientNetwor
  * /64 to pick addresses from); IPv4-mapped IPv6 addresses are their IPv4 address.
  */
 export function clientNetwork(ip: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  if (mapped) return mapped[1]!;
-  if (isIP(ip) !== 6) return ip;
-  const [head = '', tail] = ip.toLowerCase().split('::');
+  const address = ip.replace(/%.*$/, ''); // an IPv6 zone id names an interface, not a client
+  if (isIP(address) !== 6) return ip;
+  const lower = address.toLowerCase();
+  // Dotted IPv4 at the end (::ffff:1.2.3.4 and the like) as two hex groups.
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(lower);
+  const hex = dotted
+    ? `${lower.slice(0, dotted.index)}${((Number(dotted[1]) << 8) | Number(dotted[2])).toString(16)}:${((Number(dotted[3]) << 8) | Number(dotted[4])).toString(16)}`
+    : lower;
+  const [head = '', tail] = hex.split('::');
   const left = head === '' ? [] : head.split(':');
   const right = tail === undefined || tail === '' ? [] : tail.split(':');
-  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
-  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+  const missing = 8 - left.length - right.length;
+  if (missing < 0) return ip; // not an address after all: its own bucket
+  const groups = (tail === undefined ? left : [...left, ...Array<string>(missing).fill('0'), ...right]).map((g) => g.replace(/^0+(?=.)/, ''));
+  // IPv4-mapped (::ffff:a.b.c.d, any spelling): the IPv4 client.
+  if (groups.slice(0, 5).every((g) => g === '0') && groups[5] === 'ffff') {
+    const v4 = [groups[6], groups[7]].flatMap((g) => {
+      const n = parseInt(g ?? '0', 16);
+      return [n >> 8, n & 255];
+    });
+    return v4.join('.');
+  }
+  return `${groups.slice(0, 4).join(':')}::/64`;
 }
 
 /**

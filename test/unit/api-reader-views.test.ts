@@ -21,12 +21,19 @@ it('redacts inside a truncation marker’s preview, a value cut off at its end i
   const json = JSON.stringify(message);
   const cut = JSON.stringify({ $truncated: true, bytes: json.length, preview: json.slice(0, json.indexOf('abc1') + 3) });
   expect(readerJson(cut)).not.toMatch(/abc/);
+  // A colon inside an array string does not throw the scan off the next key.
+  const tricky = JSON.stringify({ $truncated: true, bytes: 1, preview: '{"h":["a",":"],"x-signature":"secret-789","pad":"' });
+  expect(readerJson(tricky)).not.toContain('secret-789');
+  // Cut right after a backslash inside the value.
+  expect(readerJson(JSON.stringify({ $truncated: true, bytes: 1, preview: '{"x-signature":"sec\\' }))).not.toContain('sec');
 });
 
 it('takes linear time on values full of the trigger words (no backtracking blow-up)', () => {
   const nasty = JSON.stringify({ $truncated: true, bytes: 1, preview: `{"k":"${'hmac signature '.repeat(1200)}` });
+  const quotes = JSON.stringify({ $truncated: true, bytes: 1, preview: `{"x":["${'\\"'.repeat(8000)}"],"signature":1` });
   const t0 = performance.now();
   readerJson(nasty);
+  readerJson(quotes);
   readerJson(JSON.stringify({ v: 'hmac'.repeat(4000) }));
   expect(performance.now() - t0).toBeLessThan(200);
 });

@@ -1,4 +1,4 @@
-import { closeSync, constants, mkdirSync, openSync, statfsSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, realpathSync, statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { isHookdError, unavailable } from '../../core/errors.js';
 import { EmbeddedQueue } from '../../queue/embedded/embedded-queue.js';
@@ -48,9 +48,9 @@ export interface SqliteBackendOptions {
 }
 
 /**
- * After a write failed with SQLITE_FULL, not ready until the disk has this much free again (a tenth
- * of a smaller disk, at least 1 MiB): the readiness check's own small write — or a small request —
- * may still fit in reused WAL pages while larger requests do not.
+ * After a write failed with SQLITE_FULL, not ready until a request is stored again or the disk has
+ * this much free (a tenth of a smaller disk, at least 1 MiB): the readiness check's own small write
+ * may still fit in reused WAL pages while requests do not.
  */
 export const DISK_FULL_MARGIN_BYTES = 64 * 1024 * 1024;
 
@@ -161,7 +161,7 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
     }),
     opts.diskSpace ??
       (() => {
-        const s = statfsSync(dirname(path));
+        const s = statfsSync(dirname(realpathSync(path))); // the disk the file is on (a symlink may lead elsewhere)
         return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
       }),
     lock,

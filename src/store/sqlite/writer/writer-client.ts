@@ -176,8 +176,12 @@ export class WriterClient {
       const p = this.inflight.get(o[0]);
       if (p === undefined) continue;
       this.inflight.delete(o[0]);
-      if (o[1]) p.resolve(o[2] as never);
-      else {
+      if (o[1]) {
+        // A request stored after the failure: writes work again (free space alone can mislead:
+        // root writes into ext4's reserved blocks, which statfs's available count leaves out).
+        if (p.name === 'acceptRequest') this.diskFullAt = undefined;
+        p.resolve(o[2] as never);
+      } else {
         if (o[2].code === 'SQLITE_FULL') this.diskFullAt = Date.now();
         p.reject(toStoreError(o[2]));
       }

@@ -75,9 +75,9 @@ const watched: Array<{ path: string; id: string | undefined; durable: boolean }>
 ];
 let fileGone: WriterErrorInfo | undefined;
 
-/** The first watched file that is gone or replaced, or undefined while all are there. */
+/** The first watched file that is gone or replaced (the database's files first), or undefined while all are there. */
 function goneFile(): { path: string; durable: boolean } | undefined {
-  for (const w of watched) if (identity(w.path) !== w.id) return w;
+  if (identity(dbPath) !== watched[0]!.id) return watched[0];
   if (walFd !== undefined) {
     try {
       if (fstatSync(walFd).nlink === 0) return { path: walPath, durable: false };
@@ -85,8 +85,11 @@ function goneFile(): { path: string; durable: boolean } | undefined {
       return { path: walPath, durable: false };
     }
   }
+  for (const w of watched.slice(1)) if (identity(w.path) !== w.id) return w;
   return undefined;
 }
+/** Set with fileGone when only the lock went: what is committed is still made durable and answered. */
+let goneDurable = false;
 let committed: OpOutcome[] = [];
 let syncing = false;
 /**
@@ -126,17 +129,24 @@ function syncCommitted(): void {
       const failed = covered.concat(committed);
       committed = [];
       post({ t: 'results', r: failed.map(([id]) => [id, false, unsynced] as OpOutcome) });
-    } else if (fileGone !== undefined || goneFile() !== undefined) {
+    } else if ((fileGone !== undefined && !goneDurable) || (fileGone === undefined && goneFile() !== undefined)) {
       const file = fileGone === undefined ? goneFile() : undefined;
-      const gone = (fileGone ??= { code: 'SQLITE_FILE_GONE', message: `${file?.path ?? dbPath} was deleted or replaced while hookd ran: restart hookd` });
-      if (file !== undefined) post({ t: 'fileGone', error: gone });
-      // Only the lock is gone: what this fsync covered is in the database and durable: answered as
-      // such; what comes after is refused.
-      const durable = file?.durable === true;
-      if (durable) post({ t: 'results', r: covered, syncMs: performance.now() - started });
-      const failed = durable ? committed : covered.concat(committed);
-      committed = [];
-      if (failed.length > 0) post({ t: 'results', r: failed.map(([id]) => [id, false, gone] as OpOutcome) });
+      if (file !== undefined) {
+        fileGone = { code: 'SQLITE_FILE_GONE', message: `${file.path} was deleted or replaced while hookd ran: restart hookd` };
+        goneDurable = file.durable;
+        post({ t: 'fileGone', error: fileGone });
+      }
+      if (goneDurable) {
+        // Only the lock went: the database is intact, so what this fsync covered is durable, and
+        // what was committed meanwhile is made so and answered too; no new batch starts (pump).
+        post({ t: 'results', r: covered, syncMs: performance.now() - started });
+        syncCommitted();
+      } else {
+        const gone = fileGone!;
+        const failed = covered.concat(committed);
+        committed = [];
+        post({ t: 'results', r: failed.map(([id]) => [id, false, gone] as OpOutcome) });
+      }
     } else {
       post({ t: 'results', r: covered, syncMs: performance.now() - started });
       syncCommitted(); // batches committed while this fsync ran
