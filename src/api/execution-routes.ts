@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import Type, { type Static } from 'typebox';
 import { E, HookdError } from '../core/errors.js';
+import type { Execution } from '../core/execution.js';
 import { Id } from '../core/flow.js';
 import { toMessageView, toRequestView, type MessageView, type ReceivedMessage } from '../core/message.js';
 import { byReadToken } from './api-auth.js';
@@ -31,27 +32,30 @@ export async function executionRoutes(
   },
 ): Promise<void> {
   const headerOf = (flowId: string) => deps.signatureHeaderOf?.(flowId);
-  /** The message view a first step's input is shown as: a read token's without signature headers. */
-  const messageViewFor = (request: FastifyRequest): ((m: ReceivedMessage) => MessageView) => {
-    if (!byReadToken(request)) return toMessageView;
+  /** A view of a stored message as this caller may see it: a read token's without signature headers (views.ts). */
+  const viewFor = <V extends MessageView>(request: FastifyRequest, toView: (m: ReceivedMessage) => V): ((m: ReceivedMessage) => V) => {
+    if (!byReadToken(request)) return toView;
     return (m) => {
-      const view = toMessageView(m);
+      const view = toView(m);
       return { ...view, headers: readerHeaders(view.headers, headerOf(m.flowId)) };
     };
   };
+  /** Executions as this caller may see them (a read token's step data without signatures). */
+  const executionsFor = (request: FastifyRequest, list: Execution[]): Execution[] =>
+    byReadToken(request) ? list.map((e) => readerExecution(e, headerOf(e.flowId))) : list;
   app.get<{ Querystring: Static<typeof ExecutionQuery> }>('/executions', { schema: { querystring: ExecutionQuery } }, async (request) => {
     const limit = request.query.limit ?? 100;
     // Paged by id alone (`id < before`): a cursor that names nothing any more still pages right.
     const items = await deps.executions.list({ ...request.query, limit });
-    const shown = await withMessageInputs(items, deps.requests, deps.executionDataLimit, messageViewFor(request));
-    return page(byReadToken(request) ? shown.map((e) => readerExecution(e, headerOf(e.flowId))) : shown, limit, executionView);
+    const shown = await withMessageInputs(items, deps.requests, deps.executionDataLimit, viewFor(request, toMessageView));
+    return page(executionsFor(request, shown), limit, executionView);
   });
 
   app.get<{ Params: { id: string } }>('/executions/:id', async (request) => {
     const execution = await deps.executions.get(request.params.id);
     if (!execution) throw new HookdError(E.NOT_FOUND, `Execution ${request.params.id}`);
-    const [shown] = await withMessageInputs([execution], deps.requests, deps.executionDataLimit, messageViewFor(request));
-    return executionView(byReadToken(request) ? readerExecution(shown!, headerOf(shown!.flowId)) : shown!);
+    const shown = await withMessageInputs([execution], deps.requests, deps.executionDataLimit, viewFor(request, toMessageView));
+    return executionView(executionsFor(request, shown)[0]!);
   });
 
   app.get<{ Querystring: Static<typeof RequestQuery> }>('/requests', { schema: { querystring: RequestQuery } }, async (request) => {
@@ -71,23 +75,15 @@ export async function executionRoutes(
     const items = (await Promise.all(ids.map((id) => deps.requests.get(id)))).filter((m) => m !== undefined);
     const last = ids[ids.length - 1];
     const more = sizes.length === limit || ids.length < sizes.length;
-    const view = byReadToken(request) ? (m: ReceivedMessage) => readerRequestView(m, headerOf(m.flowId)) : toRequestView;
-    return { items: items.map(view), ...(more && last !== undefined ? { next: last } : {}) };
+    return { items: items.map(viewFor(request, toRequestView)), ...(more && last !== undefined ? { next: last } : {}) };
   });
 
   app.get<{ Params: { id: string } }>('/requests/:id', async (request) => {
     const message = await deps.requests.get(request.params.id);
     if (!message) throw new HookdError(E.NOT_FOUND, `Request ${request.params.id}`);
     const execution = await deps.executions.getByRequest(message.id);
-    const shown = byReadToken(request) ? readerRequestView(message, headerOf(message.flowId)) : toRequestView(message);
-    return { ...shown, executionId: execution?.id };
+    return { ...viewFor(request, toRequestView)(message), executionId: execution?.id };
   });
-}
-
-/** A request as a read token sees it: signature headers redacted (views.ts). */
-function readerRequestView(m: ReceivedMessage, extra: string | undefined) {
-  const view = toRequestView(m);
-  return { ...view, headers: readerHeaders(view.headers, extra) };
 }
 
 /**

@@ -50,18 +50,26 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
     return flow;
   };
   /**
-   * Read, change, write only if nobody wrote the flow in between (else read again): two admins
+   * Read, build, write only if nobody wrote the flow in between (else read again): two admins
    * adding a secret at once must not lose the one already shown to its caller. `change` may throw
    * (404, 409, 400) from what it reads.
    */
-  const update = async (id: string, change: (flow: Flow) => Flow): Promise<Flow> => {
+  const write = async (id: string, build: (stored: Flow | undefined) => Flow): Promise<{ flow: Flow; replaced: Flow | undefined }> => {
     for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
-      const flow = await find(id);
-      const next = change(flow);
-      if (await registry.put(next, { updatedAt: flow.updatedAt })) return next;
+      const stored = await registry.fetch(id);
+      const flow = build(stored);
+      if (await registry.put(flow, stored ? { updatedAt: stored.updatedAt } : { absent: true })) return { flow, replaced: stored };
     }
     throw new HookdError(E.CONFLICT, `Flow ${id} is being changed by other requests; try again`);
   };
+  /** A change of an existing flow (404 when there is none), written as write() does. */
+  const update = async (id: string, change: (flow: Flow) => Flow): Promise<Flow> =>
+    (
+      await write(id, (stored) => {
+        if (!stored) throw new HookdError(E.NOT_FOUND, `Flow ${id}`);
+        return change(stored);
+      })
+    ).flow;
   const view = (f: Flow, reveal?: ReadonlySet<string>) => flowView(f, publicUrl(), reveal);
   const readView = (request: FastifyRequest, f: Flow) => flowView(f, publicUrl(), undefined, byReadToken(request));
 
@@ -83,15 +91,9 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
     const { id } = request.params;
     // A replacement, built again on what is stored when another write came first (masked
     // secrets are resolved against the flow they replace).
-    for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
-      const existing = await registry.fetch(id);
-      const flow = buildFlow(resolveMaskedInput(definitionOf(request.body), existing), id, existing);
-      if (await registry.put(flow, existing ? { updatedAt: existing.updatedAt } : { absent: true })) {
-        if (existing === undefined) reply.code(201).header('location', `/api/flows/${encodeURIComponent(id)}`);
-        return reply.send(view(flow, newSecrets(flow, existing)));
-      }
-    }
-    throw new HookdError(E.CONFLICT, `Flow ${id} is being changed by other requests; try again`);
+    const { flow, replaced } = await write(id, (stored) => buildFlow(resolveMaskedInput(definitionOf(request.body), stored), id, stored));
+    if (replaced === undefined) reply.code(201).header('location', `/api/flows/${encodeURIComponent(id)}`);
+    return reply.send(view(flow, newSecrets(flow, replaced)));
   });
 
   app.delete<IdParams>('/flows/:id', async (request, reply) => {

@@ -1,5 +1,5 @@
 import { maskFlowSecrets } from '../auth/flow-secrets.js';
-import { REDACTED } from '../auth/redact.js';
+import { REDACTED, redactKeysDeep } from '../auth/redact.js';
 import type { Execution } from '../core/execution.js';
 import type { Flow, StepDef } from '../core/flow.js';
 
@@ -97,15 +97,7 @@ export function readerJson(text: string | undefined, extra?: string): string | u
     }
     return JSON.stringify(marker);
   }
-  return JSON.stringify(redactSignatures(value, extra, 0));
-}
-
-function redactSignatures(value: unknown, extra: string | undefined, depth: number): unknown {
-  if (value === null || typeof value !== 'object' || depth > 32) return value;
-  if (Array.isArray(value)) return value.map((v) => redactSignatures(v, extra, depth + 1));
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = isSignatureName(k, extra) ? REDACTED : redactSignatures(v, extra, depth + 1);
-  return out;
+  return JSON.stringify(redactKeysDeep(value, (k) => isSignatureName(k, extra)));
 }
 
 /** An execution as a read token sees it (readerJson on every step's input and output). */

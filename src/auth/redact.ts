@@ -4,6 +4,18 @@ import { TOKEN_BODY_FIELD, TOKEN_HEADER, TOKEN_QUERY_PARAMS } from './schemes/to
 
 export const REDACTED = '[redacted]';
 
+/**
+ * A copy of a JSON-like value with the values under keys `isSecret` names replaced by REDACTED, to
+ * 32 levels of nesting (deeper values are left as they are): log step inputs, what read tokens see.
+ */
+export function redactKeysDeep(value: unknown, isSecret: (key: string) => boolean, depth = 0): unknown {
+  if (value === null || typeof value !== 'object' || depth > 32) return value;
+  if (Array.isArray(value)) return value.map((v) => redactKeysDeep(v, isSecret, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = isSecret(k) ? REDACTED : redactKeysDeep(v, isSecret, depth + 1);
+  return out;
+}
+
 /** Where a config's credentials travel, so stored messages and logs can drop them. */
 export interface CredentialLocations {
   /** Lower-cased header names. */

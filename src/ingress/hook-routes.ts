@@ -94,10 +94,9 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
 
   const guard = new SenderGuard(deps.rateLimitShare);
   const notFound = (flowId: string) => new HookdError(E.FLOW_NOT_FOUND, flowId);
-  const rejected = (flowId: string, ip: string, failure: AuthFailure) => {
-    deps.onAuthFailure?.(flowId, failure.reason, ip);
-    const flow = deps.activeFlow(flowId);
-    if (flow) guard.refused(flow, ip, Date.now());
+  const rejected = (flow: Flow, ip: string, failure: AuthFailure) => {
+    deps.onAuthFailure?.(flow.id, failure.reason, ip);
+    guard.refused(flow, ip, Date.now());
     const spec = failure.status === 401 ? E.UNAUTHORIZED : E.FORBIDDEN;
     return new HookdError(spec, failure.message).withHeaders(failure.headers);
   };
@@ -127,10 +126,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       if (!probeMayReveal(auth, probe)) {
         // Refused like any other bad credential (counted, logged), but answered as an unknown flow.
         const verdict = verifyRequest(auth, probe);
-        if (!verdict.ok) {
-          deps.onAuthFailure?.(flowId, verdict.reason, request.ip);
-          guard.refused(flow, request.ip, Date.now());
-        }
+        if (!verdict.ok) rejected(flow, request.ip, verdict);
         throw notFound(flowId);
       }
       if (corsHeaders) reply.headers(corsHeaders);
@@ -138,7 +134,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     }
 
     const verifier = createBodyVerifier(auth, request.headers);
-    if (verifier.early) throw rejected(flowId, request.ip, verifier.early);
+    if (verifier.early) throw rejected(flow, request.ip, verifier.early);
     // Credentials are checked as early as they can be: from headers and query before the body is
     // read (Basic, API keys, a token that cannot be in this body); a signature once the bytes are
     // read, before they are parsed. A caller without valid credentials cannot make hookd parse
@@ -146,13 +142,13 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     const headersOnly = { method: request.method, headers: request.headers, query: request.query as Record<string, string | string[]>, body: null, now: Date.now() };
     if (!verifier.needsBody && !verifier.needsParsedBody) {
       const verdict = verifier.finish(headersOnly);
-      if (!verdict.ok) throw rejected(flowId, request.ip, verdict);
+      if (!verdict.ok) throw rejected(flow, request.ip, verdict);
     }
     const onChunk = verifier.needsBody ? (chunk: Buffer) => verifier.update(chunk) : undefined;
     const beforeParse = verifier.needsBody
       ? () => {
           const verdict = verifier.finish({ ...headersOnly, now: Date.now() });
-          if (!verdict.ok) throw rejected(flowId, request.ip, verdict);
+          if (!verdict.ok) throw rejected(flow, request.ip, verdict);
         }
       : undefined;
     const payload: ParsedPayload =
@@ -162,9 +158,9 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     let keepFiles = false;
     let requestId: string;
     try {
-      const query = request.query as Record<string, string | string[]>;
-      const verdict = verifier.finish({ method: request.method, headers: request.headers, query, body: payload.body, now: Date.now() });
-      if (!verdict.ok) throw rejected(flowId, request.ip, verdict);
+      const { query } = headersOnly;
+      const verdict = verifier.finish({ ...headersOnly, body: payload.body, now: Date.now() });
+      if (!verdict.ok) throw rejected(flow, request.ip, verdict);
       if (chargeLater) {
         try {
           guard.charge(flow, Date.now());

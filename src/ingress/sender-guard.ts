@@ -1,19 +1,9 @@
-import { isIP } from 'node:net';
-import { CidrList, isIpAllowed } from '../auth/ip-allowlist.js';
+import { CidrList, isIpAllowed, parseIp } from '../auth/ip-allowlist.js';
 import { RateLimiter } from '../auth/rate-limit.js';
 import { E, HookdError } from '../core/errors.js';
 import type { RateLimitDef } from '../core/credentials.js';
 import type { Flow } from '../core/flow.js';
 
-/**
- * Per-flow sender policy checked before any byte of the body is read: IP allowlist (403) and rate
- * limit (429 + Retry-After). The client address is fastify's request.ip, which honours TRUST_PROXY
- * for X-Forwarded-For.
- *
- * Rate-limit buckets live in this process. When several instances share the load (distributed
- * mode), each enforces its `share` of the flow's limit — 1 / the live instances — so the cluster as
- * a whole admits about the configured rate behind a load balancer that spreads evenly.
- */
 /** The bucket of one client's refused calls to one flow (flow ids have no NUL). */
 const failureKey = (flow: Flow, clientIp: string) => `${flow.id}\0${clientNetwork(clientIp)}`;
 
@@ -22,29 +12,15 @@ const failureKey = (flow: Flow, clientIp: string) => `${flow.id}\0${clientNetwor
  * /64 to pick addresses from); IPv4-mapped IPv6 addresses are their IPv4 address.
  */
 export function clientNetwork(ip: string): string {
-  const address = ip.replace(/%.*$/, ''); // an IPv6 zone id names an interface, not a client
-  if (isIP(address) !== 6) return ip;
-  const lower = address.toLowerCase();
-  // Dotted IPv4 at the end (::ffff:1.2.3.4 and the like) as two hex groups.
-  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(lower);
-  const hex = dotted
-    ? `${lower.slice(0, dotted.index)}${((Number(dotted[1]) << 8) | Number(dotted[2])).toString(16)}:${((Number(dotted[3]) << 8) | Number(dotted[4])).toString(16)}`
-    : lower;
-  const [head = '', tail] = hex.split('::');
-  const left = head === '' ? [] : head.split(':');
-  const right = tail === undefined || tail === '' ? [] : tail.split(':');
-  const missing = 8 - left.length - right.length;
-  if (missing < 0) return ip; // not an address after all: its own bucket
-  const groups = (tail === undefined ? left : [...left, ...Array<string>(missing).fill('0'), ...right]).map((g) => g.replace(/^0+(?=.)/, ''));
-  // IPv4-mapped (::ffff:a.b.c.d, any spelling): the IPv4 client.
-  if (groups.slice(0, 5).every((g) => g === '0') && groups[5] === 'ffff') {
-    const v4 = [groups[6], groups[7]].flatMap((g) => {
-      const n = parseInt(g ?? '0', 16);
-      return [n >> 8, n & 255];
-    });
-    return v4.join('.');
+  let address;
+  try {
+    address = parseIp(ip);
+  } catch {
+    address = undefined; // an odd zone id ipaddr.js cannot read
   }
-  return `${groups.slice(0, 4).join(':')}::/64`;
+  if (address === undefined) return ip; // not an address after all: its own bucket
+  if (address.kind() === 'ipv4') return address.toString();
+  return `${address.toNormalizedString().split(':').slice(0, 4).join(':')}::/64`;
 }
 
 /**
@@ -58,6 +34,15 @@ const guessable = (flow: Flow): boolean => {
   return type === 'basic' || type === 'apiKey' || type === 'token';
 };
 
+/**
+ * Per-flow sender policy checked before any byte of the body is read: IP allowlist (403) and rate
+ * limit (429 + Retry-After). The client address is fastify's request.ip, which honours TRUST_PROXY
+ * for X-Forwarded-For.
+ *
+ * Rate-limit buckets live in this process. When several instances share the load (distributed
+ * mode), each enforces its `share` of the flow's limit — 1 / the live instances — so the cluster as
+ * a whole admits about the configured rate behind a load balancer that spreads evenly.
+ */
 export class SenderGuard {
   private readonly limiter = new RateLimiter();
   // Compiled once per flow version (a flow object is replaced on every change).

@@ -18,6 +18,8 @@ describe('admin token', () => {
     expect(none.status).toBe(401);
     expect(none.headers.get('www-authenticate')).toMatch(/^Bearer/);
     expect((await adminCall(h.url, 'wrong', 'GET', '/api/flows')).status).toBe(401);
+    const wrong = await fetch(`${h.url}/api/flows`, { headers: { authorization: 'Bearer wrong' } });
+    expect(wrong.headers.get('www-authenticate')).toBe('Bearer realm="hookd", error="invalid_token"'); // RFC 6750
     expect((await adminCall(h.url, 'wrong', 'GET', '/api/executions')).status).toBe(401);
     expect((await h.api('GET', '/api/flows')).status).toBe(200);
     // An unknown route under /api is no way around the token either.
@@ -390,8 +392,7 @@ describe('ids and queries', () => {
   it("a body the API cannot parse gets a code from hookd's registry", async () => {
     const call = (headers: Record<string, string>, body?: string) =>
       fetch(`${h.url}/api/flows`, { method: 'POST', headers: { authorization: `Bearer ${h.token}`, ...headers }, ...(body === undefined ? {} : { body }) }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error: string } }));
-    expect(await call({ 'content-type': 'application/json' }, '{"steps": [')).toMatchObject({ status: 400, body: { error: 'INVALID_BODY' } });
-    expect(await call({ 'content-type': 'application/json' }, '{"steps": [')).toMatchObject({ body: { message: expect.stringMatching(/^Invalid JSON body: .*JSON/) } });
+    expect(await call({ 'content-type': 'application/json' }, '{"steps": [')).toMatchObject({ status: 400, body: { error: 'INVALID_BODY', message: expect.stringMatching(/^Invalid JSON body: .*JSON/) } });
     expect(await call({ 'content-type': 'application/xml' }, '<flow/>')).toMatchObject({
       status: 415,
       body: { error: 'UNSUPPORTED_MEDIA_TYPE', message: 'The API takes JSON bodies (Content-Type: application/json), not application/xml' },

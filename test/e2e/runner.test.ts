@@ -577,44 +577,39 @@ describe.each([
   it('a flow edited while an execution waits resumes it at the same step by id; a removed step is a dead letter, never a skip', async () => {
     const h = await setup();
     const a = receiverPath('edit-a');
-    const bHeld = held(failTimes(1));
-    const b = receiverPath('edit-b', bHeld.behaviour);
-    const steps = [
-      { id: 'A', type: 'http' as const, url: a.url },
-      { id: 'B', type: 'http' as const, url: b.url },
-    ];
-    h.flows.set('edited', flow('edited', steps, { retry: { backoffMs: 400 } }));
-    const m = message('edited', { n: 1 });
-    await h.backend.requests.accept(m, { maxAttempts: 5 });
-    h.runner.start();
-    await waitFor('the call of B', async () => (b.calls().length === 1 ? true : undefined));
-    // Before B fails (and waits for its retry), a step is put in front: the retry runs B, not A again.
-    h.flows.set('edited', flow('edited', [{ id: 'X', type: 'transform', expression: '{ "x": true }' }, ...steps], { retry: { backoffMs: 400 } }));
-    bHeld.open();
-    const e = await finalExecution(h, m.id);
-    expect(e.status).toBe('completed');
-    expect(a.calls()).toHaveLength(1);
-    expect(b.calls()).toHaveLength(2);
-    expect(e.steps.map((st) => [st.stepId, st.status])).toEqual([['A', 'completed'], ['B', 'failed'], ['B', 'completed']]);
+    /**
+     * Flow `id` of steps A then `second` (failing once): while the call to `second` is held, the
+     * flow is replaced by `edit(steps)`; the call then fails and the job waits for its retry.
+     */
+    const editedWhileWaiting = async (id: string, second: string, edit: (steps: StepDef[]) => Array<{ type: StepDef['type']; id?: string; [key: string]: unknown }>) => {
+      const gate = held(failTimes(1));
+      const target = receiverPath(`edit-${second}`, gate.behaviour);
+      const steps = [
+        { id: 'A', type: 'http' as const, url: a.url },
+        { id: second, type: 'http' as const, url: target.url },
+      ] as StepDef[];
+      h.flows.set(id, flow(id, steps, { retry: { backoffMs: 400 } }));
+      const m = message(id, { id });
+      await h.backend.requests.accept(m, { maxAttempts: 5 });
+      h.runner.start();
+      await waitFor(`the call of ${second}`, async () => (target.calls().length === 1 ? true : undefined));
+      h.flows.set(id, flow(id, edit(steps), { retry: { backoffMs: 400 } }));
+      gate.open();
+      return { execution: await finalExecution(h, m.id), target };
+    };
 
-    // Removed while it waits: the execution is a dead letter that says why (it was marked
-    // completed, B never delivered).
-    const cHeld = held(failTimes(1));
-    const c = receiverPath('edit-c', cHeld.behaviour);
-    const two = [
-      { id: 'A', type: 'http' as const, url: a.url },
-      { id: 'C', type: 'http' as const, url: c.url },
-    ];
-    h.flows.set('shrunk', flow('shrunk', two, { retry: { backoffMs: 400 } }));
-    const m2 = message('shrunk', { n: 2 });
-    await h.backend.requests.accept(m2, { maxAttempts: 5 });
-    await waitFor('the call of C', async () => (c.calls().length === 1 ? true : undefined));
-    h.flows.set('shrunk', flow('shrunk', [two[0]!], { retry: { backoffMs: 400 } }));
-    cHeld.open();
-    const dead = await finalExecution(h, m2.id);
-    expect(dead.status).toBe('dead');
-    expect(dead.error).toMatch(/step "C", where this execution was to resume, no longer exists/);
-    expect(c.calls()).toHaveLength(1);
+    // A step put in front: the retry runs B, not A again.
+    const edited = await editedWhileWaiting('edited', 'B', (steps) => [{ id: 'X', type: 'transform', expression: '{ "x": true }' }, ...steps]);
+    expect(edited.execution.status).toBe('completed');
+    expect(a.calls()).toHaveLength(1);
+    expect(edited.target.calls()).toHaveLength(2);
+    expect(edited.execution.steps.map((st) => [st.stepId, st.status])).toEqual([['A', 'completed'], ['B', 'failed'], ['B', 'completed']]);
+
+    // The waiting step removed: a dead letter that says why (it was marked completed, C never delivered).
+    const shrunk = await editedWhileWaiting('shrunk', 'C', (steps) => [steps[0]!]);
+    expect(shrunk.execution.status).toBe('dead');
+    expect(shrunk.execution.error).toMatch(/step "C", where this execution was to resume, no longer exists/);
+    expect(shrunk.target.calls()).toHaveLength(1);
   });
 
   it('stop() lets the running step finish and starts no further step: the job is handed back at the next one, no attempt spent', async () => {

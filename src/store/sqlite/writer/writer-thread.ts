@@ -67,17 +67,15 @@ const identity = (path: string): string | undefined => {
     return undefined;
   }
 };
-const watched: Array<{ path: string; id: string | undefined; durable: boolean }> = [
-  { path: dbPath, id: identity(dbPath), durable: false },
-  // The one-process lock's file, when this process holds it: deleted, a second process could open
-  // the database and run its jobs too. What was committed is still in the database (durable).
-  ...(init.lockPath === undefined ? [] : [{ path: init.lockPath, id: identity(init.lockPath), durable: true }]),
-];
+const dbId = identity(dbPath);
+// The one-process lock's file, when this process holds it: deleted, a second process could open
+// the database and run its jobs too. What was committed is still in the database (durable).
+const lockId = init.lockPath === undefined ? undefined : identity(init.lockPath);
 let fileGone: WriterErrorInfo | undefined;
 
 /** The first watched file that is gone or replaced (the database's files first), or undefined while all are there. */
 function goneFile(): { path: string; durable: boolean } | undefined {
-  if (identity(dbPath) !== watched[0]!.id) return watched[0];
+  if (identity(dbPath) !== dbId) return { path: dbPath, durable: false };
   if (walFd !== undefined) {
     try {
       if (fstatSync(walFd).nlink === 0) return { path: walPath, durable: false };
@@ -85,7 +83,7 @@ function goneFile(): { path: string; durable: boolean } | undefined {
       return { path: walPath, durable: false };
     }
   }
-  for (const w of watched.slice(1)) if (identity(w.path) !== w.id) return w;
+  if (init.lockPath !== undefined && identity(init.lockPath) !== lockId) return { path: init.lockPath, durable: true };
   return undefined;
 }
 /** Set with fileGone when only the lock went: what is committed is still made durable and answered. */
@@ -103,6 +101,13 @@ let syncing = false;
 let unsynced: WriterErrorInfo | undefined;
 /** Test hook: the next fsync reports EIO. */
 let failNextSync = false;
+
+/** The batches this fsync covered and those committed since fail with `info` (never durable now). */
+function failAll(covered: OpOutcome[], info: WriterErrorInfo): void {
+  const failed = covered.concat(committed);
+  committed = [];
+  post({ t: 'results', r: failed.map(([id]) => [id, false, info] as OpOutcome) });
+}
 
 function syncCommitted(): void {
   if (syncing || committed.length === 0) return;
@@ -126,30 +131,23 @@ function syncCommitted(): void {
       // Batches committed while this fsync ran follow its frames in the WAL: they fail with it.
       unsynced = errorInfo(err);
       post({ t: 'syncFailed', error: unsynced });
-      const failed = covered.concat(committed);
-      committed = [];
-      post({ t: 'results', r: failed.map(([id]) => [id, false, unsynced] as OpOutcome) });
-    } else if ((fileGone !== undefined && !goneDurable) || (fileGone === undefined && goneFile() !== undefined)) {
-      const file = fileGone === undefined ? goneFile() : undefined;
-      if (file !== undefined) {
-        fileGone = { code: 'SQLITE_FILE_GONE', message: `${file.path} was deleted or replaced while hookd ran: restart hookd` };
-        goneDurable = file.durable;
-        post({ t: 'fileGone', error: fileGone });
-      }
-      if (goneDurable) {
-        // Only the lock went: the database is intact, so what this fsync covered is durable, and
-        // what was committed meanwhile is made so and answered too; no new batch starts (pump).
-        post({ t: 'results', r: covered, syncMs: performance.now() - started });
-        syncCommitted();
-      } else {
-        const gone = fileGone!;
-        const failed = covered.concat(committed);
-        committed = [];
-        post({ t: 'results', r: failed.map(([id]) => [id, false, gone] as OpOutcome) });
-      }
+      failAll(covered, unsynced);
     } else {
-      post({ t: 'results', r: covered, syncMs: performance.now() - started });
-      syncCommitted(); // batches committed while this fsync ran
+      if (fileGone === undefined) {
+        const file = goneFile();
+        if (file !== undefined) {
+          fileGone = { code: 'SQLITE_FILE_GONE', message: `${file.path} was deleted or replaced while hookd ran: restart hookd` };
+          goneDurable = file.durable;
+          post({ t: 'fileGone', error: fileGone });
+        }
+      }
+      // Only the lock went: the database is intact, so what this fsync covered is durable, and
+      // what was committed meanwhile is made so and answered too; no new batch starts (pump).
+      if (fileGone !== undefined && !goneDurable) failAll(covered, fileGone);
+      else {
+        post({ t: 'results', r: covered, syncMs: performance.now() - started });
+        syncCommitted(); // batches committed while this fsync ran
+      }
     }
     maybeClose();
   });
