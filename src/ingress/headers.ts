@@ -13,8 +13,15 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-/** Headers to store with a message: hop-by-hop ones (and those the Connection header names) dropped. */
-export function storableHeaders(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+/** What describes the bytes as sent, not as stored, once their content coding is removed. */
+const ENCODED_BODY = new Set(['content-encoding', 'content-length']);
+
+/**
+ * Headers to store with a message: hop-by-hop ones (and those the Connection header names) dropped,
+ * and, when the body was stored decoded (gzip…), Content-Encoding and Content-Length: they
+ * described the compressed bytes (a replay sends the stored bytes as they are).
+ */
+export function storableHeaders(headers: IncomingHttpHeaders, bodyDecoded = false): Record<string, string | string[]> {
   const named = headers.connection
     ? new Set(headers.connection.split(',').map((h) => h.trim().toLowerCase()))
     : undefined;
@@ -22,7 +29,7 @@ export function storableHeaders(headers: IncomingHttpHeaders): Record<string, st
   // for…in over node's header object (own, enumerable, no prototype keys): no entries array per request.
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name) || (bodyDecoded && ENCODED_BODY.has(name))) continue;
     out[name] = value;
   }
   return out;

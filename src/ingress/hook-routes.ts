@@ -23,6 +23,7 @@ import type { ParsedPayload, PayloadLimits, PayloadParser } from './parsers/cont
 import { attachmentIdsOf, DEFAULT_PARSERS, maxBodyBytes, parsePayload, parserFor } from './parsers/index.js';
 import { parseMediaType } from './parsers/media-type.js';
 import { applyPayloadType } from './parsers/payload-type.js';
+import { decodedBody, type DecodedBody } from './content-encoding.js';
 import { continueIfExpected, deferContinueOfWebhooks } from './expect-continue.js';
 import { lingerAfterRefusal } from './linger.js';
 import { eventRequestId, flowScopedRequestId, requestIdFrom, signedEventId } from './request-id.js';
@@ -151,7 +152,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
           if (!verdict.ok) throw rejected(flow, request.ip, verdict);
         }
       : undefined;
-    const payload: ParsedPayload =
+    const payload: ReadPayload =
       request.method === 'GET' ? { body: null, rawBody: EMPTY } : await readPayload(request, reply, parsers, limits, onChunk, beforeParse);
     // From here on the request's files exist: they are removed unless the request is committed.
     const files = attachmentIdsOf(payload);
@@ -195,7 +196,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
         method: request.method,
         path: suffix ? `/${suffix}` : '',
         query: auth ? redactQuery(auth, query) : query,
-        headers: storableHeaders(auth ? redactHeaders(auth, request.headers) : request.headers),
+        headers: storableHeaders(auth ? redactHeaders(auth, request.headers) : request.headers, payload.decoded === true),
         contentType: request.headers['content-type'] ?? null,
         body: shaped.body,
         rawBody,
@@ -255,6 +256,9 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   }
 }
 
+/** A parsed body, and whether its content coding was removed (gzip…: see content-encoding.ts). */
+type ReadPayload = ParsedPayload & { decoded?: boolean };
+
 async function readPayload(
   request: FastifyRequest,
   reply: FastifyReply,
@@ -262,7 +266,7 @@ async function readPayload(
   limits: PayloadLimits,
   onChunk: ((chunk: Buffer) => void) | undefined,
   beforeParse: (() => void) | undefined,
-): Promise<ParsedPayload> {
+): Promise<ReadPayload> {
   const contentType = request.headers['content-type'];
   const length = request.headers['content-length'];
   const hasBody = request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
@@ -280,12 +284,15 @@ async function readPayload(
   // What this type may take: PAYLOAD_SIZE_LIMIT for parsed bodies, ATTACHMENT_SIZE_LIMIT (+ the
   // form fields) for files.
   const max = maxBodyBytes(parserFor(media, parsers), limits);
+  let body: DecodedBody | undefined;
   try {
+    // The limits count decoded bytes; compressed bytes over the limit are refused at once too.
     if (length !== undefined && Number(length) > max) throw new HookdError(E.PAYLOAD_TOO_LARGE, max);
+    body = decodedBody(request.raw, request.headers['content-encoding']);
     continueIfExpected(request.raw, reply.raw);
-    return await parsePayload(
+    const parsed = await parsePayload(
       {
-        stream: request.raw,
+        stream: body.stream,
         contentType,
         media,
         headers: request.headers,
@@ -297,7 +304,9 @@ async function readPayload(
       },
       parsers,
     );
+    return body.decoded ? { ...parsed, decoded: true } : parsed;
   } catch (err) {
+    body?.release();
     // Refused before the body ended (a limit, a malformed part, ce-* headers missing): the rest of
     // the upload is read and dropped (bounded), so that the sender can read the answer.
     if (isHookdError(err)) {

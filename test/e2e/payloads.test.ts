@@ -10,6 +10,7 @@ import { readdirSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningHookd, startHookd, waitFor } from '../helpers/hookd.js';
 
@@ -353,6 +354,95 @@ describe('binary bodies', () => {
     expect(foreign.status).toBe(404);
     expect((await download(`/api/requests/nope/raw`)).status).toBe(404);
     expect((await download(`/api/requests/${a.id}/attachments/../../etc`)).status).toBe(404);
+  });
+});
+
+describe('content codings (Content-Encoding)', () => {
+  const order = { event: 'order.created', id: 'ord_1', lines: Array.from({ length: 50 }, (_, i) => ({ sku: `s${i}`, qty: i })) };
+  const text = JSON.stringify(order);
+
+  it('gzip, x-gzip, deflate, br and a chain are decoded: the body parsed, the decoded bytes stored, the coding headers dropped', async () => {
+    const cases: [string, Buffer][] = [
+      ['gzip', gzipSync(text)],
+      ['x-gzip', gzipSync(text)],
+      ['deflate', deflateSync(text)],
+      ['br', brotliCompressSync(text)],
+      ['identity', Buffer.from(text)],
+      ['deflate, gzip', gzipSync(deflateSync(text))],
+    ];
+    for (const [coding, bytes] of cases) {
+      const m = await accepted(await hook({ path: '/hook/p', headers: { 'content-type': 'application/json', 'content-encoding': coding }, body: bytes }));
+      expect(m.body, coding).toEqual(order);
+      const raw = await download(`/api/requests/${m.id}/raw`);
+      expect(raw.body.toString('utf8'), coding).toBe(text);
+      if (coding !== 'identity') {
+        expect(m.headers['content-encoding'], coding).toBeUndefined();
+        expect(m.headers['content-length'], coding).toBeUndefined();
+      }
+    }
+  });
+
+  it('an unknown coding → 415 naming it, with Accept-Encoding; corrupt or truncated data → 400 naming the coding', async () => {
+    const unknown = await hook({ path: '/hook/p', headers: { 'content-type': 'application/json', 'content-encoding': 'compress' }, body: gzipSync(text) });
+    expect(unknown.status).toBe(415);
+    expect(unknown.json.message).toContain('compress');
+    expect(unknown.headers['accept-encoding']).toBe('gzip, deflate, br');
+    const corrupt = await hook({ path: '/hook/p', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: Buffer.from(text) });
+    expect(corrupt.status).toBe(400);
+    expect(corrupt.json.error).toBe('INVALID_BODY');
+    expect(corrupt.json.message).toMatch(/gzip: /);
+    const gz = gzipSync(text);
+    const truncated = await hook({ path: '/hook/p', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gz.subarray(0, gz.length - 12) });
+    expect(truncated.status).toBe(400);
+    expect(truncated.json.message).toMatch(/gzip: /);
+    // Decoded but not JSON: the parser's own 400.
+    const notJson = await hook({ path: '/hook/p', headers: { 'content-type': 'application/json', 'content-encoding': 'br' }, body: brotliCompressSync('{nope') });
+    expect(notJson.status).toBe(400);
+    expect(notJson.json.message).toMatch(/json/i);
+  });
+
+  it('the limit counts decoded bytes: a small gzip that inflates past PAYLOAD_SIZE_LIMIT → 413, the connection still answers', async () => {
+    const bomb = gzipSync(Buffer.alloc(64 * MiB, 0x20));
+    expect(bomb.length).toBeLessThan(MiB / 4);
+    const started = Date.now();
+    const res = await hook({ path: '/hook/p', headers: { 'content-type': 'text/plain', 'content-encoding': 'gzip' }, body: bomb });
+    expect(res.status).toBe(413);
+    expect(res.json.error).toBe('PAYLOAD_TOO_LARGE');
+    expect(Date.now() - started).toBeLessThan(5_000);
+    // Files too: ATTACHMENT_SIZE_LIMIT counts decoded bytes; the partial file is removed.
+    const before = attachmentFiles(h);
+    const big = await hook({ path: '/hook/p', headers: { 'content-type': 'application/octet-stream', 'content-encoding': 'gzip' }, body: bomb });
+    expect(big.status).toBe(413);
+    expect(attachmentFiles(h)).toEqual(before);
+    const small = Buffer.from(randomBytes(100_000));
+    const m = await accepted(await hook({ path: '/hook/p', headers: { 'content-type': 'application/octet-stream', 'content-encoding': 'gzip' }, body: gzipSync(small) }));
+    expect(m.rawAttachment).toMatchObject({ size: small.length, sha256: sha256(small) });
+  });
+
+  it('signatures are checked over the decoded bytes, which the sender signed before compressing', async () => {
+    const sig = createHmac('sha256', hmacSecret).update(text).digest('hex');
+    const ok = await hook({ path: '/hook/p-hmac', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', 'x-sig': sig }, body: gzipSync(text) });
+    expect(ok.status, ok.body.toString()).toBe(200);
+    const overCompressed = createHmac('sha256', hmacSecret).update(gzipSync(text)).digest('hex');
+    const refused = await hook({ path: '/hook/p-hmac', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip', 'x-sig': overCompressed }, body: gzipSync(text) });
+    expect(refused.status).toBe(403);
+  });
+
+  it('a sender that aborts a compressed upload mid-body leaves nothing behind and hookd keeps answering', async () => {
+    const u = new URL(h.url);
+    const before = attachmentFiles(h);
+    const payload = gzipSync(randomBytes(3 * MiB));
+    await new Promise<void>((resolve) => {
+      const req = http.request({ host: u.hostname, port: u.port, method: 'POST', path: '/hook/p', agent: false, headers: { 'content-type': 'application/octet-stream', 'content-encoding': 'gzip', 'content-length': String(payload.length) } });
+      req.on('error', () => resolve());
+      req.write(payload.subarray(0, MiB), () => setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 200));
+    });
+    await waitFor(() => attachmentFiles(h).length === before.length, 5_000);
+    const next = await hook({ path: '/hook/p', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gzipSync(text) });
+    expect(next.status).toBe(200);
   });
 });
 
