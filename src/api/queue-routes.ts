@@ -3,6 +3,10 @@ import Type, { type Static } from 'typebox';
 import { E, HookdError } from '../core/errors.js';
 import { Id } from '../core/flow.js';
 import type { Queue } from '../queue/contract.js';
+import { bodyChecker } from './checked-body.js';
+
+/** A date and time with its zone (RFC 3339): `2026-12-05T18:00:00Z`, `…+01:00`, fractions allowed. */
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 
 /** A page's end as `next` gives it: the last dead letter's deadAt (ms, as stored) and id. */
 const CURSOR = /^(\d+(?:\.\d+)?)~([A-Za-z0-9._-]{1,128})$/;
@@ -12,6 +16,19 @@ const DeadLetterQueryString = Type.Object({
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
   before: Type.Optional(Type.String({ pattern: CURSOR.source })),
 });
+
+const bulkRetryOptions = bodyChecker(
+  Type.Object(
+    {
+      flowId: Type.Optional(Id),
+      /** Only dead letters that died at or after this time (ISO 8601 with a zone). */
+      since: Type.Optional(Type.String({ pattern: ISO_TIME.source })),
+      limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    },
+    { additionalProperties: false },
+  ),
+  'bulk retry',
+);
 
 export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queue }): Promise<void> {
   app.get('/queue', async () => queue.stats());
@@ -31,6 +48,19 @@ export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queu
       items: items.map((d) => ({ ...d, enqueuedAt: new Date(d.enqueuedAt).toISOString(), deadAt: new Date(d.deadAt).toISOString() })),
       ...(items.length === limit && last !== undefined ? { next: `${last.deadAt}~${last.id}` } : {}),
     };
+  });
+
+  // Bulk retry, after the receiver's outage: oldest first; call again while `remaining` says more.
+  app.post('/dead-letters/retry', async (request, reply) => {
+    const body = bulkRetryOptions(request.body);
+    const since = body.since === undefined ? undefined : Date.parse(body.since);
+    if (since !== undefined && Number.isNaN(since)) throw new HookdError(E.VALIDATION_FAILED, `Invalid bulk retry: /since: not a time: ${body.since}`);
+    const result = await queue.retryDeadLetters({
+      ...(body.flowId !== undefined ? { flowId: body.flowId } : {}),
+      ...(since !== undefined ? { since } : {}),
+      limit: body.limit ?? 1000,
+    });
+    return reply.code(202).send(result);
   });
 
   app.post<{ Params: { id: string } }>('/dead-letters/:id/retry', async (request, reply) => {

@@ -1,9 +1,15 @@
 import type { FastifyInstance } from 'fastify';
+import Type from 'typebox';
 import { E, HookdError } from '../core/errors.js';
 import { uuidv7 } from '../core/ids.js';
 import type { ReceivedMessage } from '../core/message.js';
 import type { RequestStore } from '../store/contracts.js';
 import type { FlowRegistry } from '../store/flow-registry.js';
+import { Id } from '../core/flow.js';
+import { bodyChecker } from './checked-body.js';
+
+/** `{"flowId": "…"}`: through another flow; absent, through its own. */
+const replayOptions = bodyChecker(Type.Object({ flowId: Type.Optional(Id) }, { additionalProperties: false }), 'replay');
 
 /** The header a replayed copy carries: the id of the request it copies (steps can tell a replay). */
 export const REPLAY_OF_HEADER = 'x-hookd-replay-of';
@@ -24,11 +30,11 @@ interface Deps {
  * Credentials are not checked again: the original was verified when it arrived.
  */
 export async function replayRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
-  app.post<{ Params: { id: string }; Body: { flowId?: unknown } | undefined }>('/requests/:id/replay', async (request, reply) => {
+  app.post<{ Params: { id: string } }>('/requests/:id/replay', async (request, reply) => {
+    const options = replayOptions(request.body);
     const original = await deps.requests.get(request.params.id);
     if (original === undefined) throw new HookdError(E.NOT_FOUND, `Request ${request.params.id}`);
-    const target = request.body?.flowId ?? original.flowId;
-    if (typeof target !== 'string') throw new HookdError(E.VALIDATION_FAILED, '/flowId: must be a flow id (string)');
+    const target = options.flowId ?? original.flowId;
     const flow = await deps.registry.fetch(target);
     if (flow === undefined) {
       throw new HookdError(E.CONFLICT, `Flow ${target} does not exist: create it again, or replay into another flow ({"flowId": "…"})`);

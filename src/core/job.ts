@@ -36,6 +36,20 @@ export interface DeadLetter extends Job {
   deadAt: number;
 }
 
+/** Which dead letters Queue.retryDeadLetters takes: oldest first (deadAt, then id). */
+export interface DeadLetterSelection {
+  flowId?: string;
+  /** Only those that died at or after this time (epoch ms): "since the receiver went down". */
+  since?: number;
+  limit: number;
+}
+
+/** Dead letters put back, and those of the selection still dead: past the limit, or their flow deleted. */
+export interface BulkRetryResult {
+  retried: number;
+  remaining: number;
+}
+
 /** What retrying a dead letter found: done, no such dead letter, or its flow is gone (deleted). */
 export type RetryDeadOutcome = 'revived' | 'notDead' | 'noFlow';
 

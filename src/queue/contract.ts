@@ -1,4 +1,4 @@
-import type { DeadLetter, DeadLetterQuery, Job, NewJob } from '../core/job.js';
+import type { BulkRetryResult, DeadLetter, DeadLetterQuery, DeadLetterSelection, Job, NewJob } from '../core/job.js';
 
 /**
  * Queue contract: at-least-once delivery of jobs ("run flow X for request Y"). Implemented by the
@@ -86,6 +86,12 @@ export interface Queue {
    * (CONFLICT) when its flow does not exist (the runner would only dead-letter it again).
    */
   retryDead(jobId: string): Promise<boolean>;
+  /**
+   * Retry dead letters in bulk (after an outage of the receiver): oldest first, up to `limit`, as
+   * retryDead does each one. Dead letters of deleted flows are left as they are (counted in
+   * `remaining`, never a 409).
+   */
+  retryDeadLetters(selection: DeadLetterSelection): Promise<BulkRetryResult>;
   /** Remove a dead letter for good (its request and execution record stay); false when not found. */
   discardDead(jobId: string): Promise<boolean>;
   /**

@@ -185,6 +185,49 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       if (backend.queue.removeFlow) expect(await backend.queue.removeFlow('flow-gone')).toBe(true);
     });
 
+    it("retryDeadLetters: a flow's, since a time, oldest first up to a limit; deleted flows' left dead and counted", async () => {
+      for (const id of ['flow-bulk-a', 'flow-bulk-b', 'flow-bulk-gone']) await backend.flows.put(normalizeFlow({}, id, new Date()));
+      const a: string[] = [];
+      for (let i = 0; i < 3; i++) a.push(await accept({ flowId: 'flow-bulk-a', maxAttempts: 1 }));
+      const b = await accept({ flowId: 'flow-bulk-b', maxAttempts: 1 });
+      const gone = await accept({ flowId: 'flow-bulk-gone', maxAttempts: 1 });
+      const order: string[] = [];
+      const c = consume(async (d) => {
+        order.push(d.job.requestId);
+        await sleep(5); // distinct deadAt
+        await d.deadLetter('receiver down');
+      });
+      await waitFor(async () => (await backend.queue.deadLetters({ limit: 10 })).length === 5, 'five dead letters');
+      await c.stop({ graceMs: 1000 });
+      expect(await backend.flows.delete('flow-bulk-gone')).toBe(true);
+      backend.queue.retireFlows?.(['flow-bulk-gone']);
+      const dead = await backend.queue.deadLetters({ limit: 10 });
+      const deadAtOf = (requestId: string) => dead.find((d) => d.requestId === requestId)!.deadAt;
+
+      // Nothing matches: nothing moves.
+      expect(await backend.queue.retryDeadLetters({ flowId: 'flow-none', limit: 10 })).toEqual({ retried: 0, remaining: 0 });
+      // One flow, since its second dead letter, at most one: the oldest of those.
+      const aInOrder = order.filter((x) => a.includes(x));
+      const since = deadAtOf(aInOrder[1]!);
+      const seen: string[] = [];
+      const r = consume(async (d) => {
+        seen.push(d.job.requestId);
+        expect(d.job.attempts).toBe(1);
+        await d.ack();
+      });
+      expect(await backend.queue.retryDeadLetters({ flowId: 'flow-bulk-a', since, limit: 1 })).toEqual({ retried: 1, remaining: 1 });
+      await waitFor(() => seen.length === 1, 'the first retried job');
+      expect(seen).toEqual([aInOrder[1]]);
+      // Everything else: the deleted flow's dead letter stays and is counted.
+      expect(await backend.queue.retryDeadLetters({ limit: 100 })).toEqual({ retried: 3, remaining: 1 });
+      await waitFor(() => seen.length === 4, 'every retried job');
+      expect(new Set(seen)).toEqual(new Set([...a, b]));
+      expect((await backend.queue.deadLetters({ limit: 10 })).map((d) => d.requestId)).toEqual([gone]);
+      await r.stop({ graceMs: 1000 });
+      expect(await backend.queue.stats()).toEqual({ ...zeroStats, dead: 1 });
+      if (backend.queue.removeFlow) expect(await backend.queue.removeFlow('flow-bulk-gone')).toBe(true);
+    });
+
     it('dead letters page newest first from a cursor (deadAt, id) that needs no row', async () => {
       const ids = [];
       for (let i = 0; i < 3; i++) ids.push(await accept({ flowId: 'flow-pages', maxAttempts: 1 }));

@@ -126,6 +126,7 @@ describe('read tokens (HOOKD_READ_TOKENS)', () => {
       ['POST', '/api/flows/ext/stop'],
       ['DELETE', '/api/flows/ext'],
       ['POST', '/api/dead-letters/nope/retry'],
+      ['POST', '/api/dead-letters/retry'],
     ];
     for (const [method, p, payload] of writes) {
       const res = await adminCall(r.url, reader, method, p, payload);
@@ -505,6 +506,10 @@ describe('replay (POST /api/requests/{id}/replay)', () => {
       expect(elsewhere).toMatchObject({ status: 202, body: { flowId: 'other-flow' } });
       await waitFor(async () => (await app.api('GET', '/api/executions?flowId=other-flow&status=completed')).body.items.length === 1);
       expect((await app.api('POST', `/api/requests/${requestId}/replay`, { flowId: 'nope' })).status).toBe(409);
+      // A misspelt option is refused, not ignored (it would replay into the request's own flow).
+      const misspelt = await app.api('POST', `/api/requests/${requestId}/replay`, { flowid: 'other-flow' });
+      expect(misspelt).toMatchObject({ status: 400, body: { error: 'VALIDATION_FAILED', message: expect.stringContaining('flowid') } });
+      expect((await app.api('POST', `/api/requests/${requestId}/replay`, { flowId: 42 })).status).toBe(400);
       expect((await app.api('POST', '/api/requests/no-such-request/replay')).status).toBe(404);
       // Files belong to one request: not replayed (yet), and said so.
       const binary = await fetch(`${app.url}/hook/other-flow`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from([1, 2, 3]) });
@@ -514,6 +519,59 @@ describe('replay (POST /api/requests/{id}/replay)', () => {
       await app.close();
       receiver.closeAllConnections();
       await new Promise((r) => receiver.close(r));
+    }
+  });
+});
+
+describe('bulk retry of dead letters (POST /api/dead-letters/retry)', () => {
+  it("after the receiver's outage: a flow's dead letters run again and complete; the body is checked", async () => {
+    let up = false;
+    const received: string[] = [];
+    const receiver = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (up) received.push(String(req.headers['idempotency-key']));
+        res.writeHead(up ? 200 : 503).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const port = (receiver.address() as AddressInfo).port;
+    const h = await startHookd({});
+    try {
+      await h.api('PUT', '/api/flows/outage', { steps: [{ id: 'call', type: 'http', url: `http://127.0.0.1:${port}/` }], retry: { maxAttempts: 1 } });
+      await h.api('PUT', '/api/flows/outage-other', { steps: [{ id: 'call', type: 'http', url: `http://127.0.0.1:${port}/` }], retry: { maxAttempts: 1 } });
+      const post = (flow: string) => fetch(`${h.url}/hook/${flow}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) ids.push(((await (await post('outage')).json()) as { requestId: string }).requestId);
+      expect((await post('outage-other')).status).toBe(200);
+      const deadOf = async (flow: string) => (await h.api('GET', `/api/dead-letters?flowId=${flow}`)).body.items as unknown[];
+      await waitFor(async () => (await deadOf('outage')).length === 3 && (await deadOf('outage-other')).length === 1);
+
+      for (const bad of [{ since: 'yesterday' }, { limit: 0 }, { limit: 10_001 }, { flowId: 'a b' }, { flowIds: ['outage'] }]) {
+        const res = await h.api('POST', '/api/dead-letters/retry', bad);
+        expect(res.status, JSON.stringify(bad)).toBe(400);
+      }
+      // Nothing died since a minute from now.
+      expect((await h.api('POST', '/api/dead-letters/retry', { flowId: 'outage', since: new Date(Date.now() + 60_000).toISOString() })).body).toEqual({ retried: 0, remaining: 0 });
+      up = true;
+      const res = await h.api('POST', '/api/dead-letters/retry', { flowId: 'outage', limit: 2 });
+      expect(res).toEqual({ status: 202, body: { retried: 2, remaining: 1 } });
+      expect((await h.api('POST', '/api/dead-letters/retry', { flowId: 'outage' })).body).toEqual({ retried: 1, remaining: 0 });
+      await waitFor(() => received.length === 3);
+      expect(received.map((k) => k.split(':')[0]).sort()).toEqual([...ids].sort());
+      for (const id of ids) {
+        const { items } = (await h.api('GET', `/api/executions?flowId=outage&limit=10`)).body as { items: Array<{ requestId: string; status: string }> };
+        expect(items.find((e) => e.requestId === id)?.status).toBe('completed');
+      }
+      // The other flow's dead letter was not touched; a call without a body takes every dead letter.
+      expect(await deadOf('outage-other')).toHaveLength(1);
+      const all = await adminCall(h.url, h.token, 'POST', '/api/dead-letters/retry');
+      expect(all.status).toBe(202);
+      expect(all.body.retried).toBeGreaterThanOrEqual(1);
+      await waitFor(() => received.length === 4);
+    } finally {
+      await h.close();
+      receiver.close();
     }
   });
 });

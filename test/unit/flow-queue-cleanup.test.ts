@@ -43,6 +43,7 @@ function perFlowQueue(ready: Map<string, number>): PerFlowQueue {
     retryDead: () => Promise.reject(new Error('unused')),
     discardDead: () => Promise.reject(new Error('unused')),
     stats: () => Promise.reject(new Error('unused')),
+    retryDeadLetters: () => Promise.reject(new Error('unused')),
     retireFlows(ids: Iterable<string>) {
       q.retired.push([...ids]);
     },

@@ -1,5 +1,5 @@
 import { E, HookdError } from '../../core/errors.js';
-import { revivedOrThrow, type DeadLetter, type DeadLetterQuery, type NewJob } from '../../core/job.js';
+import { revivedOrThrow, type BulkRetryResult, type DeadLetter, type DeadLetterQuery, type DeadLetterSelection, type NewJob } from '../../core/job.js';
 import { storeClosed } from '../../store/sqlite/errors.js';
 import type { HandoffSlot, JobHandoff } from '../../store/sqlite/handoff.js';
 import type { BackendLogger } from '../../store/sqlite/logger.js';
@@ -97,6 +97,12 @@ export class EmbeddedQueue implements Queue, JobHandoff {
     const outcome = await this.opts.writer.call('retryDeadJob', { jobId });
     if (outcome === 'revived') this.wake();
     return revivedOrThrow(outcome, jobId);
+  }
+
+  async retryDeadLetters(selection: DeadLetterSelection): Promise<BulkRetryResult> {
+    const result = await this.opts.writer.call('retryDeadJobs', { flowId: selection.flowId ?? null, since: selection.since ?? null, limit: selection.limit });
+    if (result.retried > 0) this.wake();
+    return result;
   }
 
   async wakeStopped(flowId: string): Promise<void> {

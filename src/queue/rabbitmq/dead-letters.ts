@@ -13,6 +13,9 @@ export interface DeadLetterScanOptions {
   logger: QueueLogger;
 }
 
+/** What a scan does with the message it looked at: hand it back later, or remove it (and go on, or stop). */
+type Visit = 'keep' | 'ack' | 'ack-and-stop';
+
 /** After a scan, how long to wait for the dead queue to count what it was handed back: 20 × 10 ms at most. */
 const RECOUNT_TRIES = 20;
 const RECOUNT_PAUSE_MS = 10;
@@ -60,9 +63,31 @@ export class DeadLetterScanner {
     return taken;
   }
 
-  private async scan(
-    visit: (msg: SyncMessage, job: JobMessage | undefined) => 'keep' | 'ack-and-stop' | Promise<'keep' | 'ack-and-stop'>,
-  ): Promise<void> {
+  /**
+   * Take every dead letter `pick` chooses (in queue order: oldest first), up to `limit`: each is
+   * handed to `revive` (published again, confirmed) and then removed from the dead letters. Returns
+   * how many were taken, and how many `pick` wanted beyond the limit or `revive` declined.
+   */
+  async takeAll(
+    pick: (dead: DeadLetter) => boolean,
+    limit: number,
+    revive: (job: JobMessage) => Promise<boolean>,
+  ): Promise<{ taken: number; left: number }> {
+    let taken = 0;
+    let left = 0;
+    await this.scan(async (msg, job) => {
+      if (job === undefined || !pick(toDeadLetter(job, msg.headers, this.opts.deliveryLimit))) return 'keep';
+      if (taken < limit && (await revive(job))) {
+        taken++;
+        return 'ack';
+      }
+      left++;
+      return 'keep';
+    });
+    return { taken, left };
+  }
+
+  private async scan(visit: (msg: SyncMessage, job: JobMessage | undefined) => Visit | Promise<Visit>): Promise<void> {
     const { conn, deadQueue, scanLimit } = this.opts;
     if (!conn.ready) throw unavailable('queue', 'RabbitMQ is unreachable (reconnecting)');
     let ch: Channel;
@@ -88,11 +113,13 @@ export class DeadLetterScanner {
         } catch (err) {
           this.opts.logger.warn({ err, messageId: msg.messageId }, 'rabbitmq queue: undecodable dead letter skipped');
         }
-        if ((await visit(msg, job)) === 'ack-and-stop') {
+        const verdict = await visit(msg, job);
+        if (verdict !== 'keep') {
           ch.basicAck({ deliveryTag: msg.deliveryTag });
           holding--;
           this.held--;
-          break;
+          if (verdict === 'ack-and-stop') break;
+          continue;
         }
         // The hand-back below nacks up to this tag: never an acked one (the broker would close
         // the channel on an unknown tag, after the ack: a retried job answered 503).

@@ -2,7 +2,7 @@ import { Connection, type Channel } from 'rabbitmq-client';
 import { E, HookdError, unavailable } from '../../core/errors.js';
 import { finishesWithin } from '../../core/finishes-within.js';
 import { uuidv7 } from '../../core/ids.js';
-import type { DeadLetter, DeadLetterQuery, Job, NewJob } from '../../core/job.js';
+import type { BulkRetryResult, DeadLetter, DeadLetterQuery, DeadLetterSelection, Job, NewJob } from '../../core/job.js';
 import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../contract.js';
 import { ConfirmPublisher } from './confirm-publisher.js';
 import { RabbitConsumer, type ConsumerHost } from './consumer.js';
@@ -398,6 +398,20 @@ export class RabbitMqQueue implements Queue {
       }
       await this.send({ ...dead, attempts: 1, deadAt: undefined, runAt: undefined }, this.topology.exchange, retryRoutingKey(dead.flowId));
     });
+  }
+
+  /** One scan of the dead-letter queue (at most its scan limit): oldest first, deleted flows' left. */
+  async retryDeadLetters(selection: DeadLetterSelection): Promise<BulkRetryResult> {
+    const { taken, left } = await this.scanner.takeAll(
+      (d) => (selection.flowId === undefined || d.flowId === selection.flowId) && (selection.since === undefined || d.deadAt >= selection.since),
+      selection.limit,
+      async (dead) => {
+        if ((await this.routeOf(dead.flowId)) === 'dead') return false;
+        await this.send({ ...dead, attempts: 1, deadAt: undefined, runAt: undefined }, this.topology.exchange, retryRoutingKey(dead.flowId));
+        return true;
+      },
+    );
+    return { retried: taken, remaining: left };
   }
 
   /** Taken from the dead-letter queue and acked: gone. */

@@ -1,5 +1,5 @@
 import { E, HookdError } from '../../core/errors.js';
-import { revivedOrThrow, type DeadLetter, type DeadLetterQuery, type NewJob } from '../../core/job.js';
+import { revivedOrThrow, type BulkRetryResult, type DeadLetter, type DeadLetterQuery, type DeadLetterSelection, type NewJob } from '../../core/job.js';
 import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../../queue/contract.js';
 import type { PgDatabase } from './database.js';
 import { storeClosed } from './errors.js';
@@ -99,6 +99,12 @@ export class PgQueue implements Queue {
     const outcome = await this.sql.retryDead(jobId);
     if (outcome === 'revived') this.requeued(0);
     return revivedOrThrow(outcome, jobId);
+  }
+
+  async retryDeadLetters(selection: DeadLetterSelection): Promise<BulkRetryResult> {
+    const result = await this.sql.retryDeadLetters(selection);
+    if (result.retried > 0) this.requeued(0);
+    return result;
   }
 
   async wakeStopped(flowId: string): Promise<void> {

@@ -1,4 +1,4 @@
-import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT, stoppedFlowNote, type DeadLetter, type DeadLetterQuery, type NewJob, type RetryDeadOutcome } from '../../core/job.js';
+import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT, stoppedFlowNote, type DeadLetter, type DeadLetterQuery, type NewJob, type RetryDeadOutcome, type BulkRetryResult, type DeadLetterSelection } from '../../core/job.js';
 import type { QueueStats } from '../../queue/contract.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 import { GroupCommit } from './group-commit.js';
@@ -337,6 +337,25 @@ export class QueueSql {
       [jobId],
     );
     return rows[0]?.outcome ?? 'notDead';
+  }
+
+  /** As SQLite's retry-dead-jobs.ts: oldest first, only while the job's flow exists. */
+  async retryDeadLetters(s: DeadLetterSelection): Promise<BulkRetryResult> {
+    const selection = `state = 'dead' AND ($1::text IS NULL OR flow_id = $1) AND ($2::float8 IS NULL OR dead_at >= $2)`;
+    const { rows } = await this.db.query<{ retried: number; remaining: number }>(
+      `WITH revived AS (
+         UPDATE ${this.jobs} j SET state = 'ready', attempts = 0, max_attempts = max_attempts - lost, lost = 0,
+           run_at = ${NOW_MS}, dead_at = NULL
+         WHERE j.id IN (SELECT id FROM ${this.jobs} d WHERE ${selection}
+                          AND EXISTS (SELECT 1 FROM ${this.db.t.flows} f WHERE f.id = d.flow_id)
+                        ORDER BY dead_at, id LIMIT $3)
+           AND j.state = 'dead'
+         RETURNING j.id)
+       SELECT (SELECT count(*) FROM revived)::int AS retried,
+              (SELECT count(*) FROM ${this.jobs} WHERE ${selection})::int - (SELECT count(*) FROM revived)::int AS remaining`,
+      [s.flowId ?? null, s.since ?? null, s.limit],
+    );
+    return rows[0] ?? { retried: 0, remaining: 0 };
   }
 
   /** As SQLite's wake-stopped-jobs.ts. */

@@ -14,6 +14,7 @@ import { putFlow } from './put-flow.js';
 import { recordStep } from './record-step.js';
 import { releaseJob } from './release-job.js';
 import { retryDeadJob } from './retry-dead-job.js';
+import { retryDeadJobs } from './retry-dead-jobs.js';
 import { discardDeadJob } from './discard-dead-job.js';
 import { wakeStoppedJobs } from './wake-stopped-jobs.js';
 import { saveRun } from './save-run.js';
@@ -44,6 +45,7 @@ export const ops = {
   expireLeases,
   enqueueJob,
   retryDeadJob,
+  retryDeadJobs,
   discardDeadJob,
   wakeStoppedJobs,
   purgeRequests,

@@ -1,0 +1,27 @@
+import type { BulkRetryResult } from '../../../core/job.js';
+import type { Op } from './define-op.js';
+
+export interface RetryDeadJobsArgs {
+  flowId: string | null;
+  since: number | null;
+  limit: number;
+}
+
+/**
+ * Dead letters back to ready in bulk, oldest first, as retry-dead-job.ts does one: attempts reset,
+ * lost deliveries given back, only those whose flow exists. Also counts what the selection leaves
+ * dead (past the limit, or of a deleted flow).
+ */
+export const retryDeadJobs: Op<RetryDeadJobsArgs, BulkRetryResult> = ({ db }) => {
+  const selection = `state = 'dead' AND (@flowId IS NULL OR flow_id = @flowId) AND (@since IS NULL OR dead_at >= @since)`;
+  const revive = db.prepare(
+    `UPDATE jobs SET state = 'ready', attempts = 0, max_attempts = max_attempts - lost, lost = 0, run_at = @now, dead_at = NULL
+     WHERE id IN (SELECT id FROM jobs WHERE ${selection} AND EXISTS (SELECT 1 FROM flows WHERE flows.id = jobs.flow_id)
+                  ORDER BY dead_at, id LIMIT @limit)`,
+  );
+  const left = db.prepare(`SELECT count(*) FROM jobs WHERE ${selection}`).pluck();
+  return (a) => {
+    const retried = revive.run({ ...a, now: Date.now() }).changes;
+    return { retried, remaining: left.get({ flowId: a.flowId, since: a.since }) as number };
+  };
+};
