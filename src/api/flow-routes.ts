@@ -8,6 +8,8 @@ import type { FlowRegistry } from '../store/flow-registry.js';
 import { byReadToken } from './api-auth.js';
 import { buildFlow, newFlowId } from './flow-definition.js';
 import { flowView } from './views.js';
+import Type from 'typebox';
+import { bodyChecker } from './checked-body.js';
 
 interface Deps {
   registry: FlowRegistry;
@@ -40,6 +42,10 @@ function flowInput(flow: Flow) {
   const { createdAt: _c, updatedAt: _u, ...input } = flow;
   return input;
 }
+
+
+/** `{"secret": "…"}` (8 to 512 characters), or no body: one is generated. */
+const newSecretBody = bodyChecker(Type.Object({ secret: Type.Optional(Type.String({ minLength: 8, maxLength: 512 })) }, { additionalProperties: false }), 'secret');
 
 export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: Deps): Promise<void> {
   // Read from the store, not this process's copy: with several instances, a flow created, changed
@@ -102,11 +108,9 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
   });
 
   // Rotation: add a second secret (given, or generated), move senders over, delete the old one.
-  app.post<IdParams & { Body: { secret?: string } | undefined }>('/flows/:id/secrets', async (request, reply) => {
-    const given = request.body?.secret;
-    if (given !== undefined && (typeof given !== 'string' || given.length < 8 || given.length > 512)) {
-      throw new HookdError(E.VALIDATION_FAILED, '/secret: a string of 8 to 512 characters');
-    }
+  app.post<IdParams>('/flows/:id/secrets', async (request, reply) => {
+    // A misspelt `secret` is a 400: dropped, it would make hookd generate one the sender does not have.
+    const given = newSecretBody(request.body).secret;
     let secret = '';
     const updated = await update(request.params.id, (flow) => {
       const auth = flow.trigger.auth;

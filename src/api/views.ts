@@ -1,7 +1,8 @@
 import { maskFlowSecrets } from '../auth/flow-secrets.js';
-import { REDACTED, redactKeysDeep } from '../auth/redact.js';
+import { markedSignatureHeaders, REDACTED, redactKeysDeep } from '../auth/redact.js';
 import type { Execution } from '../core/execution.js';
 import type { Flow, StepDef } from '../core/flow.js';
+import { SIGNATURE_HEADER_NAME } from '../core/message.js';
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
@@ -50,9 +51,16 @@ function redactUrlQuery(url: string): string {
 /** Header names that carry a sender's signature (the presets', and names hmac configs use). */
 const SIGNATURE_HEADER = /signature|hmac/i;
 
-/** A signature header, or the flow's own (an hmac config may name it anything). */
-function isSignatureName(name: string, extra: string | undefined): boolean {
-  return SIGNATURE_HEADER.test(name) || (extra !== undefined && name.toLowerCase() === extra);
+/** A signature header, or a flow's own (an hmac config may name it anything; lower case). */
+function isSignatureName(name: string, extra: readonly string[]): boolean {
+  return SIGNATURE_HEADER.test(name) || (extra.length > 0 && extra.includes(name.toLowerCase()));
+}
+
+/** The flow's current own signature header, and the one stored with the message (SIGNATURE_HEADER_NAME). */
+function ownNames(extra: string | undefined, stored: unknown): string[] {
+  const names = extra === undefined ? [] : [extra];
+  if (typeof stored === 'string') names.push(stored.toLowerCase());
+  return names;
 }
 
 /**
@@ -62,8 +70,9 @@ function isSignatureName(name: string, extra: string | undefined): boolean {
  * with a path, query and method of their choosing.
  */
 export function readerHeaders<H extends Record<string, unknown>>(headers: H, extra?: string): H {
-  if (!Object.keys(headers).some((k) => isSignatureName(k, extra))) return headers;
-  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, isSignatureName(k, extra) ? REDACTED : v])) as H;
+  const names = ownNames(extra, headers[SIGNATURE_HEADER_NAME]);
+  if (!Object.keys(headers).some((k) => isSignatureName(k, names))) return headers;
+  return Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, isSignatureName(k, names) ? REDACTED : v])) as H;
 }
 
 /**
@@ -81,7 +90,10 @@ const STRING_TOKEN = /"((?:[^"\\]|\\.)*)(?:"|\\?$)(?:(\s*:\s*)"(?:[^"\\]|\\.)*(?
  * scanned token by token.
  */
 export function readerJson(text: string | undefined, extra?: string): string | undefined {
-  if (text === undefined || !(SIGNATURE_HEADER.test(text) || (extra !== undefined && text.toLowerCase().includes(extra)))) return text;
+  if (text === undefined) return text;
+  // Names stored with messages (SIGNATURE_HEADER_NAME) are found in the text, escaped in a preview or not.
+  const names = [...ownNames(extra, undefined), ...markedSignatureHeaders(text.includes('\\"') ? text.replaceAll('\\"', '"') : text)];
+  if (!(SIGNATURE_HEADER.test(text) || names.some((n) => text.toLowerCase().includes(n)))) return text;
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -92,12 +104,12 @@ export function readerJson(text: string | undefined, extra?: string): string | u
     const marker = value as { preview?: unknown };
     if (typeof marker.preview === 'string') {
       marker.preview = marker.preview.replace(STRING_TOKEN, (whole, key: string, colon: string | undefined) =>
-        colon !== undefined && isSignatureName(key, extra) ? `"${key}"${colon}"${REDACTED}"` : whole,
+        colon !== undefined && isSignatureName(key, names) ? `"${key}"${colon}"${REDACTED}"` : whole,
       );
     }
     return JSON.stringify(marker);
   }
-  return JSON.stringify(redactKeysDeep(value, (k) => isSignatureName(k, extra)));
+  return JSON.stringify(redactKeysDeep(value, (k) => isSignatureName(k, names)));
 }
 
 /** An execution as a read token sees it (readerJson on every step's input and output). */

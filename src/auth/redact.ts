@@ -1,3 +1,4 @@
+import { SIGNATURE_HEADER_NAME } from '../core/message.js';
 import type { WebhookAuth } from './schema.js';
 import { apiKeyLocations } from './schemes/api-key.js';
 import { TOKEN_BODY_FIELD, TOKEN_HEADER, TOKEN_QUERY_PARAMS } from './schemes/token.js';
@@ -7,14 +8,30 @@ export const REDACTED = '[redacted]';
 /**
  * A copy of a JSON-like value with the values under keys `isSecret` names replaced by REDACTED, to
  * 32 levels of nesting (deeper values are left as they are): log step inputs, what read tokens see.
+ * An object holding SIGNATURE_HEADER_NAME (a message's headers) has the key it names redacted too.
  */
 export function redactKeysDeep(value: unknown, isSecret: (key: string) => boolean, depth = 0): unknown {
   if (value === null || typeof value !== 'object' || depth > 32) return value;
   if (Array.isArray(value)) return value.map((v) => redactKeysDeep(v, isSecret, depth + 1));
+  const own = (value as Record<string, unknown>)[SIGNATURE_HEADER_NAME];
+  const named = typeof own === 'string' ? own.toLowerCase() : undefined;
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value as Record<string, unknown>)) out[k] = isSecret(k) ? REDACTED : redactKeysDeep(v, isSecret, depth + 1);
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    out[k] = isSecret(k) || (named !== undefined && k.toLowerCase() === named) ? REDACTED : redactKeysDeep(v, isSecret, depth + 1);
+  }
   return out;
 }
+
+const MARKED = new RegExp(`"${SIGNATURE_HEADER_NAME}"\\s*:\\s*"([^"\\\\]+)"`, 'g');
+
+/** The header names SIGNATURE_HEADER_NAME gives in a JSON text, whole or cut (a truncated preview). */
+export function markedSignatureHeaders(json: string): string[] {
+  const names: string[] = [];
+  if (!json.includes(SIGNATURE_HEADER_NAME)) return names;
+  for (const m of json.matchAll(MARKED)) names.push(m[1]!.toLowerCase());
+  return names;
+}
+
 
 /** Where a config's credentials travel, so stored messages and logs can drop them. */
 export interface CredentialLocations {

@@ -1,3 +1,11 @@
+/**
+ * The header hookd stores first among a message's headers when its flow verifies an `hmac`
+ * credential: the name of that flow's signature header at receipt (lower case), which no pattern
+ * can recognise. Whoever may not see signatures (read tokens, logs) finds the header by it, also
+ * after the flow changed or was deleted, and in replayed copies. A sender's own value is dropped.
+ */
+export const SIGNATURE_HEADER_NAME = 'x-hookd-signature-header';
+
 /** A webhook call as hookd stored it: everything a step, a replay or a signature check needs. */
 export interface ReceivedMessage {
   /** x-request-id when sane, else a UUIDv7 (sortable by time). */

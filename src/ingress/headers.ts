@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { SIGNATURE_HEADER_NAME } from '../core/message.js';
 
 /** RFC 9110 §7.6.1 connection-specific headers: meaningless once the request is stored. */
 const HOP_BY_HOP = new Set([
@@ -19,17 +20,20 @@ const ENCODED_BODY = new Set(['content-encoding', 'content-length']);
 /**
  * Headers to store with a message: hop-by-hop ones (and those the Connection header names) dropped,
  * and, when the body was stored decoded (gzip…), Content-Encoding and Content-Length: they
- * described the compressed bytes (a replay sends the stored bytes as they are).
+ * described the compressed bytes (a replay sends the stored bytes as they are). `signatureHeader`:
+ * an hmac flow's own signature header name, stored as SIGNATURE_HEADER_NAME.
  */
-export function storableHeaders(headers: IncomingHttpHeaders, bodyDecoded = false): Record<string, string | string[]> {
+export function storableHeaders(headers: IncomingHttpHeaders, bodyDecoded = false, signatureHeader?: string): Record<string, string | string[]> {
   const named = headers.connection
     ? new Set(headers.connection.split(',').map((h) => h.trim().toLowerCase()))
     : undefined;
   const out: Record<string, string | string[]> = {};
+  // First: a reader of a cut-off preview of these headers meets it before the header it names.
+  if (signatureHeader !== undefined) out[SIGNATURE_HEADER_NAME] = signatureHeader;
   // for…in over node's header object (own, enumerable, no prototype keys): no entries array per request.
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name) || (bodyDecoded && ENCODED_BODY.has(name))) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name) || (bodyDecoded && ENCODED_BODY.has(name)) || name === SIGNATURE_HEADER_NAME) continue;
     out[name] = value;
   }
   return out;

@@ -196,7 +196,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
         method: request.method,
         path: suffix ? `/${suffix}` : '',
         query: auth ? redactQuery(auth, query) : query,
-        headers: storableHeaders(auth ? redactHeaders(auth, request.headers) : request.headers, payload.decoded === true),
+        headers: storableHeaders(auth ? redactHeaders(auth, request.headers) : request.headers, payload.decoded === true, auth?.type === 'hmac' ? auth.header.toLowerCase() : undefined),
         contentType: request.headers['content-type'] ?? null,
         body: shaped.body,
         rawBody,

@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
@@ -169,6 +170,36 @@ describe('read tokens (HOOKD_READ_TOKENS)', () => {
         expect(seen.status).toBe(200);
         expect(JSON.stringify(seen.body), p).not.toContain('abc123');
       }
+    } finally {
+      await app.close();
+    }
+  });
+
+  it("an hmac flow's own signature header stays hidden from readers in a replayed copy, after an auth change and after the flow's deletion", async () => {
+    const app = await startHookd({ HOOKD_READ_TOKENS: reader });
+    try {
+      const secret = 'digest-secret-0123456789';
+      await app.api('PUT', '/api/flows/digest', { trigger: { type: 'webhook', auth: { type: 'hmac', header: 'X-Payload-Digest', secrets: [secret] } }, steps: [{ id: 'keep', type: 'transform', expression: 'body' }] });
+      await app.api('PUT', '/api/flows/open', { steps: [{ id: 'say', type: 'log' }, { id: 'keep', type: 'transform', expression: 'body' }] });
+      const body = '{"order":7}';
+      const digest = createHmac('sha256', secret).update(body).digest('hex');
+      const sent = await fetch(`${app.url}/hook/digest`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-payload-digest': digest }, body });
+      expect(sent.status).toBe(200);
+      const { requestId } = (await sent.json()) as { requestId: string };
+      const copy = await app.api('POST', `/api/requests/${requestId}/replay`, { flowId: 'open' });
+      expect(copy.status).toBe(202);
+      const copyExecution = await waitFor(async () => (await app.api('GET', `/api/requests/${copy.body.requestId}`)).body.executionId);
+      await waitFor(async () => (await app.api('GET', `/api/executions/${copyExecution}`)).body.status === 'completed');
+      const readerSees = async (p: string) => JSON.stringify((await adminCall(app.url, reader, 'GET', p)).body);
+      expect(JSON.stringify((await app.api('GET', `/api/requests/${copy.body.requestId}`)).body)).toContain(digest); // the admin's view
+      for (const p of [`/api/requests/${copy.body.requestId}`, '/api/requests?flowId=open', `/api/executions/${copyExecution}`, '/api/executions?flowId=open']) {
+        expect(await readerSees(p), p).not.toContain(digest);
+      }
+      // The original, once its flow no longer says which header was the signature.
+      await app.api('PUT', '/api/flows/digest', { steps: [{ id: 'keep', type: 'transform', expression: 'body' }] });
+      expect(await readerSees(`/api/requests/${requestId}`)).not.toContain(digest);
+      expect((await app.api('DELETE', '/api/flows/digest')).status).toBe(204);
+      expect(await readerSees(`/api/requests/${requestId}`)).not.toContain(digest);
     } finally {
       await app.close();
     }

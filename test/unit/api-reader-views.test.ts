@@ -37,3 +37,20 @@ it('takes linear time on values full of the trigger words (no backtracking blow-
   readerJson(JSON.stringify({ v: 'hmac'.repeat(4000) }));
   expect(performance.now() - t0).toBeLessThan(200);
 });
+
+it('an hmac flow’s header named by the stored marker is hidden without the flow: headers, recorded JSON, a cut preview, log inputs', async () => {
+  const { loggableInput } = await import('../../src/flow/log-safe.js');
+  const { storableHeaders } = await import('../../src/ingress/headers.js');
+  const headers = storableHeaders({ 'content-type': 'application/json', 'x-payload-digest': 'd1g3st', 'x-hookd-signature-header': 'spoofed' }, false, 'x-payload-digest');
+  // hookd's own marker, first; a sender's own value of it is dropped.
+  expect(Object.entries(headers)[0]).toEqual(['x-hookd-signature-header', 'x-payload-digest']);
+  expect(readerHeaders(headers)).toMatchObject({ 'x-payload-digest': '[redacted]', 'content-type': 'application/json' });
+  const m = { headers, body: { a: 1 } };
+  expect(readerJson(JSON.stringify({ out: m }))).not.toContain('d1g3st');
+  const json = JSON.stringify(m);
+  const cut = JSON.stringify({ $truncated: true, bytes: json.length, preview: json.slice(0, json.indexOf('d1g3st') + 4) });
+  expect(readerJson(cut)).not.toContain('d1g3');
+  expect(JSON.stringify(loggableInput(m))).not.toContain('d1g3st');
+  // Without the marker, a header of that name is not a signature.
+  expect(readerHeaders({ 'x-payload-digest': 'plain' })).toEqual({ 'x-payload-digest': 'plain' });
+});
