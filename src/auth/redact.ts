@@ -17,7 +17,7 @@ export function redactKeysDeep(value: unknown, isSecret: (key: string) => boolea
   const named = typeof own === 'string' ? own.toLowerCase() : undefined;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    out[k] = isSecret(k) || (named !== undefined && k.toLowerCase() === named) ? REDACTED : redactKeysDeep(v, isSecret, depth + 1);
+    setOwn(out, k, isSecret(k) || (named !== undefined && k.toLowerCase() === named) ? REDACTED : redactKeysDeep(v, isSecret, depth + 1));
   }
   return out;
 }
@@ -123,8 +123,16 @@ function redactKeys<V>(obj: Record<string, V>, names: string[], norm: (k: string
   const drop = new Set(names);
   const out: Record<string, V> = {};
   for (const [k, v] of Object.entries(obj)) {
-    if (!drop.has(norm(k)) || v === undefined) out[k] = v;
-    else out[k] = (Array.isArray(v) ? v.map(() => REDACTED) : REDACTED) as V;
+    setOwn(out, k, !drop.has(norm(k)) || v === undefined ? v : ((Array.isArray(v) ? v.map(() => REDACTED) : REDACTED) as V));
   }
   return out;
+}
+
+/**
+ * `out[k] = v`, except that a key `__proto__` (data in a JSON or form body, a query) stays a key:
+ * assigned, it would set the copy's prototype and vanish from what is stored and logged.
+ */
+function setOwn<V>(out: Record<string, V>, k: string, v: V): void {
+  if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+  else out[k] = v;
 }

@@ -1,8 +1,11 @@
 import Type, { type Static } from 'typebox';
 import { authTriggerFields } from './credentials.js';
 
-/** Ids that are safe in URLs, file names, AMQP routing keys and log lines. */
-const IdPattern = '^[A-Za-z0-9._-]{1,128}$';
+/**
+ * Ids that are safe in URLs, file names, AMQP routing keys and log lines. Not `.` or `..`: URL
+ * clients remove such path segments (RFC 3986 §5.2.4), so `/hook/..` could never be called.
+ */
+const IdPattern = '^(?!\\.{1,2}$)[A-Za-z0-9._-]{1,128}$';
 /** IdPattern compiled: flow ids, request ids (a sender's x-request-id included), ids in API paths. */
 export const ID_RE = new RegExp(IdPattern);
 export const Id = Type.String({ pattern: IdPattern });

@@ -232,6 +232,9 @@ describe('flows', () => {
     expect(id).toMatch(/^[A-Za-z0-9_-]{16}$/);
     expect(created.body).toMatchObject({ name: 'n', status: 'started', trigger: { type: 'webhook' }, steps: [{ id: 'step-1', type: 'log' }] });
     expect(created.body.webhookUrl).toBe(`https://hooks.example.com/hook/${id}`);
+    // `.` and `..` are no ids: URL clients remove such segments, the webhook URL could not be called.
+    for (const bad of ['.', '..']) expect((await h.api('POST', '/api/flows', { id: bad, steps: [] })).status, bad).toBe(400);
+    expect((await h.api('POST', '/api/flows', { id: '...', steps: [] })).status).toBe(201);
 
     expect((await h.api('GET', `/api/flows/${id}`)).body.name).toBe('n');
     expect((await h.api('GET', '/api/flows')).body.items.map((f: any) => f.id)).toContain(id);

@@ -303,6 +303,21 @@ describe('multipart/form-data', () => {
     expect(attachmentFiles(h)).toEqual(before);
   });
 
+  it('a part without a name (or an empty one) → 400 saying so, a file part too, no file left', async () => {
+    const before = attachmentFiles(h);
+    const part = (disposition: string, body: string) => `--b0undary\r\nContent-Disposition: ${disposition}\r\n\r\n${body}\r\n`;
+    for (const body of [
+      part('form-data; name=""', 'foo'),
+      part('form-data', 'foo'),
+      part('form-data; name="ok"', 'x') + part('form-data; filename="a.bin"', 'bytes'),
+    ]) {
+      const res = await hook({ path: '/hook/p', headers: { 'content-type': 'multipart/form-data; boundary=b0undary' }, body: `${body}--b0undary--\r\n` });
+      expect(res.status, body).toBe(400);
+      expect(res.json.message).toMatch(/^Invalid multipart body: a part has no name/);
+    }
+    expect(attachmentFiles(h)).toEqual(before);
+  });
+
   it('a missing boundary is refused before the body is read, and the connection is closed', async () => {
     const before = attachmentFiles(h);
     const r = await streamUntilAnswered(h.url, { path: '/hook/p', headers: { 'content-type': 'multipart/form-data' }, max: 64 * MiB });

@@ -123,7 +123,9 @@ class MultipartRead {
     }
   }
 
-  private onField(name: string, value: string, info: busboy.FieldInfo): void {
+  private onField(name: string | undefined, value: string, info: busboy.FieldInfo): void {
+    // busboy hands over a part without name="…" (or an empty one) as undefined: RFC 7578 §4.2 requires one.
+    if (!name) return this.fail(invalid(UNNAMED_PART));
     if (info.nameTruncated) return this.fail(invalid('a field name is longer than 1024 bytes'));
     if (info.valueTruncated) return this.fail(new HookdError(E.PAYLOAD_TOO_LARGE, this.ctx.payloadSizeLimit));
     this.fieldBytes += Buffer.byteLength(name) + Buffer.byteLength(value);
@@ -134,7 +136,11 @@ class MultipartRead {
     else this.fields.set(name, [seen, value]);
   }
 
-  private onFile(field: string, file: Readable, info: busboy.FileInfo): void {
+  private onFile(field: string | undefined, file: Readable, info: busboy.FileInfo): void {
+    if (!field) {
+      file.resume();
+      return this.fail(invalid(UNNAMED_PART));
+    }
     const index = this.refs.push(undefined) - 1;
     // busboy may fail the part (truncated body) before the task below iterates it: the task sees the
     // error through the iteration, this listener only keeps it from being an uncaught 'error'.
@@ -175,6 +181,8 @@ class MultipartRead {
     return Promise.race([p, this.failed]);
   }
 }
+
+const UNNAMED_PART = 'a part has no name (Content-Disposition: form-data; name="…" is required)';
 
 function invalid(reason: string): HookdError {
   return new HookdError(E.INVALID_BODY, 'multipart', reason);
