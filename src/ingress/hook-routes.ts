@@ -26,6 +26,7 @@ import { applyPayloadType } from './parsers/payload-type.js';
 import { decodedBody, type DecodedBody } from './content-encoding.js';
 import { continueIfExpected, deferContinueOfWebhooks } from './expect-continue.js';
 import { lingerAfterRefusal } from './linger.js';
+import { endsWithoutBytes } from './read-body.js';
 import { eventRequestId, flowScopedRequestId, requestIdFrom, signedEventId } from './request-id.js';
 import { SenderGuard } from './sender-guard.js';
 
@@ -269,10 +270,10 @@ async function readPayload(
 ): Promise<ReadPayload> {
   const contentType = request.headers['content-type'];
   const length = request.headers['content-length'];
-  const hasBody = request.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+  const hasBody = request.headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) !== 0);
   if (contentType === undefined) {
-    // A bodiless POST (a ping) is fine; bytes of unknown type are not.
-    if (!hasBody) return { body: null, rawBody: EMPTY };
+    // A bodiless POST (a ping) is fine — also chunked with no chunk at all; bytes of unknown type are not.
+    if (!hasBody || (length === undefined && (await endsWithoutBytes(request.raw)))) return { body: null, rawBody: EMPTY };
     throw new HookdError(E.UNSUPPORTED_MEDIA_TYPE, 'A request with a body needs a Content-Type header');
   }
   const media = parseMediaType(contentType);

@@ -42,3 +42,30 @@ export function readBody(stream: Readable, limit: number, onChunk?: (chunk: Buff
     stream.on('aborted', onAborted);
   });
 }
+
+/**
+ * Whether a body ends before its first byte (a chunked body of no chunk). Reads at most one chunk:
+ * when bytes come, the request is refused anyway (and the rest of it lingered over).
+ */
+export function endsWithoutBytes(stream: Readable): Promise<boolean> {
+  return new Promise((resolve) => {
+    const done = (empty: boolean) => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onGone);
+      stream.off('aborted', onGone);
+      if (!empty) stream.pause();
+      resolve(empty);
+    };
+    const onData = (chunk: Buffer) => {
+      if (chunk.length > 0) done(false);
+    };
+    const onEnd = () => done(true);
+    // A sender gone mid-body sent no bodiless request: refused (it reads no answer anyway).
+    const onGone = () => done(false);
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+    stream.on('error', onGone);
+    stream.on('aborted', onGone);
+  });
+}

@@ -185,10 +185,44 @@ describe('errors', () => {
       const m = await stored(JSON.parse(empty.body).requestId);
       expect(m).toMatchObject({ body: null, rawBody: '', contentType: type });
     }
-    // Chunked framing that carries no byte is still an (empty) body the type must parse.
-    const chunked = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } });
-    expect(chunked.status).toBe(400);
-    expect(JSON.parse(chunked.body).message).toMatch(/empty/);
+    // The same by other framings: chunked with no chunk (node's http.request for write('')), with
+    // or without a type, and a Content-Length of 00.
+    for (const headers of [
+      { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+      { 'transfer-encoding': 'chunked' },
+      { 'content-type': 'application/json', 'content-length': '00' },
+    ] as Record<string, string>[]) {
+      const empty = await raw({ method: 'POST', path: '/hook/orders', headers });
+      expect(empty.status, JSON.stringify(headers)).toBe(200);
+      expect(await stored(JSON.parse(empty.body).requestId)).toMatchObject({ body: null, rawBody: '' });
+    }
+    // Chunked bytes without a type are still refused.
+    const typeless = await raw({ method: 'POST', path: '/hook/orders', headers: { 'transfer-encoding': 'chunked' }, body: 'abc' });
+    expect(typeless.status).toBe(415);
+  });
+
+  it('JSON must be UTF-8 and its numbers within a double: 400 naming the problem, nothing stored', async () => {
+    const post = (body: Buffer | string, type = 'application/json') => raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': type }, body });
+    for (const [body, reason] of [
+      [Buffer.from([0x7b, 0x22, 0x73, 0x22, 0x3a, 0x22, 0x63, 0x61, 0x66, 0xe9, 0x22, 0x7d]), /not valid UTF-8/], // {"s":"café"} in latin1
+      ['{"f":1e400}', /out of range/],
+      [`[${'9'.repeat(400)}]`, /out of range/],
+    ] as const) {
+      const res = await post(body);
+      expect(res.status, String(body)).toBe(400);
+      expect(JSON.parse(res.body)).toMatchObject({ error: 'INVALID_BODY', message: expect.stringMatching(reason) });
+    }
+    // Within range, and exponent-like text in strings: fine. A declared other charset is decoded.
+    const fine = await post('{"max":1.7976931348623157e308,"id":"abe123","tiny":1e-400}');
+    expect(fine.status).toBe(200);
+    expect((await stored(JSON.parse(fine.body).requestId)).body).toEqual({ max: 1.7976931348623157e308, id: 'abe123', tiny: 0 });
+    const latin1 = await post(Buffer.from('{"s":"café"}', 'latin1'), 'application/json; charset=iso-8859-1');
+    expect(latin1.status).toBe(200);
+    expect((await stored(JSON.parse(latin1.body).requestId)).body).toEqual({ s: 'café' });
+    // CloudEvents' JSON too, a byte order mark ignored as for application/json.
+    const ce = await post(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"specversion":"1.0","id":"1","source":"/s","type":"t"}')]), 'application/cloudevents+json');
+    expect(ce.status, ce.body).toBe(200);
+    expect((await post('{"specversion":"1.0","id":"1","source":"/s","type":"t","n":1e999}', 'application/cloudevents+json')).status).toBe(400);
   });
 
   it('Expect: 100-continue is answered only once the body is wanted: a refusal comes instead of an invitation', async () => {

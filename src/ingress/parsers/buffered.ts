@@ -1,3 +1,5 @@
+import { isUtf8 } from 'node:buffer';
+import { E, HookdError } from '../../core/errors.js';
 import { readBody } from '../read-body.js';
 import type { PayloadParser } from './contract.js';
 import type { MediaType } from './media-type.js';
@@ -14,6 +16,8 @@ export function bufferedParser(
     async read(ctx) {
       const rawBody = await readBody(ctx.stream, ctx.payloadSizeLimit, ctx.onChunk);
       ctx.beforeParse?.();
+      // No bytes (a chunked body that ended at once) is no body, as with Content-Length: 0.
+      if (rawBody.length === 0) return { body: null, rawBody };
       return { body: parse(rawBody, ctx.media), rawBody };
     },
   };
@@ -30,4 +34,50 @@ export function decodeText(raw: Buffer, media: MediaType): string {
     }
   }
   return raw.toString('utf8');
+}
+
+/**
+ * The text of a JSON body (RFC 8259 §8.1: UTF-8; a declared UTF-16/32 charset is honoured): bytes
+ * that are not UTF-8 are a malformed body, never silently replaced by U+FFFD; a UTF-8 byte order
+ * mark may be ignored (the raw bytes keep it).
+ */
+export function jsonText(raw: Buffer, media: MediaType, kind: string): string {
+  const charset = media.params.charset?.toLowerCase();
+  if ((charset === undefined || charset === 'utf-8' || charset === 'utf8') && !isUtf8(raw)) {
+    throw new HookdError(E.INVALID_BODY, kind, 'the body is not valid UTF-8');
+  }
+  const text = decodeText(raw, media);
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
+/** A number JSON.parse could only read as ±Infinity may be in this text (an exponent of 3+ digits, or 309+ digits). */
+const MAY_OVERFLOW = /[eE][+]?\d{3}|\d{309}/;
+
+/**
+ * JSON.parse, refusing numbers beyond a double's range: parsed as Infinity, they would be stored as
+ * null (JSON has no Infinity) while the first run saw Infinity — two different bodies. Only a text
+ * that may hold one is walked.
+ */
+export function parseJsonText(text: string, kind: string): unknown {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new HookdError(E.INVALID_BODY, kind, (err as Error).message);
+  }
+  if (MAY_OVERFLOW.test(text) && holdsNonFinite(value)) throw new HookdError(E.INVALID_BODY, kind, 'a number is out of range (beyond ±1.8e308)');
+  return value;
+}
+
+function holdsNonFinite(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'number') {
+      if (!Number.isFinite(v)) return true;
+    } else if (v !== null && typeof v === 'object') {
+      for (const x of Array.isArray(v) ? v : Object.values(v)) stack.push(x);
+    }
+  }
+  return false;
 }

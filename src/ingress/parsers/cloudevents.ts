@@ -1,6 +1,6 @@
 import { E, HookdError } from '../../core/errors.js';
 import { readBody } from '../read-body.js';
-import { decodeText } from './buffered.js';
+import { jsonText, parseJsonText } from './buffered.js';
 import type { CloudEvent, PayloadParser } from './contract.js';
 import type { MediaType } from './media-type.js';
 
@@ -102,11 +102,7 @@ function percentDecode(v: string): string {
 
 function parseJson(raw: Buffer, media: MediaType, kind: string): unknown {
   if (raw.length === 0) throw invalid(kind, 'the body is empty');
-  try {
-    return JSON.parse(decodeText(raw, media));
-  } catch (err) {
-    throw invalid(kind, (err as Error).message);
-  }
+  return parseJsonText(jsonText(raw, media, kind), kind);
 }
 
 function invalid(kind: string, reason: string): HookdError {
