@@ -150,6 +150,16 @@ describe('XML attack documents are refused fast (< 100 ms)', () => {
     });
   }
 
+  it('the words inside a comment or CDATA are text, not a DTD: HTML mail in CDATA parses', () => {
+    expect(parse('<mail><html><![CDATA[<!DOCTYPE html><html><body>Hi</body></html>]]></html></mail>')).toEqual({
+      mail: { html: '<!DOCTYPE html><html><body>Hi</body></html>' },
+    });
+    expect(parse('<a><!-- <!ENTITY is mentioned here --><b>1</b></a>')).toEqual({ a: { b: '1' } });
+    // Markup after them still counts.
+    expect(reason(() => parse('<!-- c --><!DOCTYPE a [<!ENTITY e "x">]><a>&e;</a>'))).toMatch(/DOCTYPE is not allowed/);
+    expect(reason(() => parse('<a><![CDATA[x]]><!ENTITY y "z"></a>'))).toMatch(/ENTITY is not allowed/);
+  });
+
   it('the same documents are refused by the parser function itself (no entity is ever expanded)', () => {
     expect(reason(() => parse(billionLaughs))).toMatch(/DOCTYPE/);
     expect(reason(() => parse('<!DOCTYPE a [<!ENTITY e "x">]><a>&e;</a>'))).toMatch(/DOCTYPE/);

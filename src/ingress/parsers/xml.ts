@@ -58,15 +58,41 @@ const OPTIONS: X2jOptions = {
   transformTagName: (name) => (CRITICAL_NAMES.has(name) ? `__${name}` : name),
 };
 
-const FORBIDDEN = /<!\s*(DOCTYPE|ENTITY)/i;
+const FORBIDDEN = /<!\s*(DOCTYPE|ENTITY)/iy;
+
+/**
+ * Where a DTD or an entity declaration starts, if anywhere: markup only, not text inside a comment
+ * or a CDATA section (HTML mail in CDATA often starts with <!DOCTYPE html>). Linear: each comment
+ * or section is skipped whole.
+ */
+function forbiddenMarkup(text: string): { index: number; what: string } | undefined {
+  for (let at = text.indexOf('<!'); at !== -1; at = text.indexOf('<!', at + 2)) {
+    if (text.startsWith('<!--', at)) {
+      const end = text.indexOf('-->', at + 4);
+      if (end === -1) return undefined; // unterminated: the validator says so
+      at = end + 1;
+      continue;
+    }
+    if (text.startsWith('<![CDATA[', at)) {
+      const end = text.indexOf(']]>', at + 9);
+      if (end === -1) return undefined;
+      at = end + 1;
+      continue;
+    }
+    FORBIDDEN.lastIndex = at;
+    const m = FORBIDDEN.exec(text);
+    if (m) return { index: at, what: m[1]!.toUpperCase() };
+  }
+  return undefined;
+}
 
 export function parseXml(raw: Buffer, media: MediaType): unknown {
   if (raw.length === 0) throw invalid('the body is empty');
   const text = decodeXml(raw, media);
-  const forbidden = FORBIDDEN.exec(text);
+  const forbidden = forbiddenMarkup(text);
   if (forbidden) {
     const { line, col } = position(text, forbidden.index);
-    throw invalid(`<!${forbidden[1]!.toUpperCase()} is not allowed: DTDs and entity declarations are refused (line ${line}, column ${col})`);
+    throw invalid(`<!${forbidden.what} is not allowed: DTDs and entity declarations are refused (line ${line}, column ${col})`);
   }
   // Parse first: it stops at once past the depth limit (the validator would walk the whole depth).
   let parsed: unknown;
