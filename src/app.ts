@@ -1,3 +1,4 @@
+import { clientErrorHandler, frameworkErrors } from './http/client-errors.js';
 import { mkdirSync } from 'node:fs';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { pino, type Logger } from 'pino';
@@ -163,6 +164,9 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     trustProxy: config.trustProxy,
     exposeHeadRoutes: false,
     return503OnClosing: true,
+    // Errors before any route (malformed HTTP, a request timeout, a malformed URL) in hookd's shape.
+    clientErrorHandler,
+    frameworkErrors,
     // API bodies (flow definitions) are small; /hook bodies are read by the ingress itself.
     bodyLimit: 1024 * 1024,
     // Flow and request ids go up to 128 characters (fastify's default stops params at 100: 414).

@@ -57,6 +57,7 @@ interface HookParams {
 }
 
 const EMPTY = Buffer.alloc(0);
+const ALLOWED_METHODS = 'HEAD, GET, POST, PUT, PATCH, OPTIONS';
 const now = () => performance.timeOrigin + performance.now();
 
 /**
@@ -90,6 +91,8 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   // check (a malformed header: 415) would otherwise answer first for a flow that does not exist.
   app.addHook('onRequest', (request, _reply, done) => {
     const flowId = (request.params as Partial<HookParams>).flowId;
+    // A method no webhook takes is a 405 for every flow, unknown ones too: nothing is revealed.
+    if (request.method === 'DELETE' || request.method === 'TRACE') return done();
     if (flowId !== undefined && deps.activeFlow(flowId) === undefined) return done(notFound(flowId));
     done();
   });
@@ -251,9 +254,14 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     return reply.code(result.status).headers(result.headers).send();
   };
 
+  // Other methods: 405 for every webhook URL, whether its flow exists or not (nothing revealed).
+  const notAllowed = async (request: FastifyRequest) => {
+    throw new HookdError(E.METHOD_NOT_ALLOWED, request.method, ALLOWED_METHODS).withHeaders({ allow: ALLOWED_METHODS });
+  };
   for (const url of ['/hook/:flowId', '/hook/:flowId/*']) {
     app.route<{ Params: HookParams }>({ method: ['HEAD', 'GET', 'POST', 'PUT', 'PATCH'], url, handler: receive });
     app.route<{ Params: HookParams }>({ method: 'OPTIONS', url, handler: preflight });
+    app.route({ method: ['DELETE', 'TRACE'], url, handler: notAllowed });
   }
 }
 
@@ -270,6 +278,12 @@ async function readPayload(
 ): Promise<ReadPayload> {
   const contentType = request.headers['content-type'];
   const length = request.headers['content-length'];
+  // Node accepts `gzip, chunked` and hands over the still-compressed bytes: a transfer coding other
+  // than chunked is not understood (RFC 9112 §6.1: 501); Content-Encoding is what senders use.
+  const transfer = request.headers['transfer-encoding'];
+  if (transfer !== undefined && transfer.trim().toLowerCase() !== 'chunked') {
+    throw new HookdError(E.NOT_IMPLEMENTED, `Transfer-Encoding ${transfer} is not supported (only chunked; compress with Content-Encoding)`).withHeaders({ connection: 'close' });
+  }
   const hasBody = request.headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) !== 0);
   if (contentType === undefined) {
     // A bodiless POST (a ping) is fine — also chunked with no chunk at all; bytes of unknown type are not.

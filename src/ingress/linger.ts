@@ -1,4 +1,13 @@
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+
+/** Sockets of requests answered before their body ended, while that body is read and dropped. */
+const answered = new WeakSet<Socket>();
+
+/** Whether this socket's request was refused mid-body and its rest is being dropped (http/client-errors.ts). */
+export function lingering(socket: Socket): boolean {
+  return answered.has(socket);
+}
 
 /** After a refusal, at most this much more of the body is read (and thrown away)… */
 export const LINGER_BYTES = 16 * 1024 * 1024;
@@ -19,6 +28,8 @@ export function lingerAfterRefusal(req: IncomingMessage): Record<string, string>
   const announced = Number(req.headers['content-length']);
   if (Number.isFinite(announced) && announced > LINGER_BYTES) return { connection: 'close' };
   let discarded = 0;
+  const socket = req.socket;
+  if (socket) answered.add(socket);
   const close = (): void => {
     cleanup();
     req.socket?.destroy();
@@ -30,6 +41,7 @@ export function lingerAfterRefusal(req: IncomingMessage): Record<string, string>
     if (discarded > LINGER_BYTES) close();
   };
   const cleanup = (): void => {
+    if (socket) answered.delete(socket);
     clearTimeout(timer);
     req.off('data', onData);
     req.off('end', cleanup);

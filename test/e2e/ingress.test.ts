@@ -403,6 +403,39 @@ describe('pre-configured feedback', () => {
   });
 });
 
+describe('methods, framings and URLs nobody sends to a webhook', () => {
+  it('DELETE and TRACE: 405 with Allow, for unknown flows too (nothing revealed)', async () => {
+    for (const path of ['/hook/orders', '/hook/orders/x', '/hook/nobody-here']) {
+      for (const method of ['DELETE', 'TRACE']) {
+        const res = await raw({ method, path });
+        expect(res.status, `${method} ${path}`).toBe(405);
+        expect(res.headers.allow).toBe('HEAD, GET, POST, PUT, PATCH, OPTIONS');
+        expect(JSON.parse(res.body)).toMatchObject({ error: 'METHOD_NOT_ALLOWED' });
+      }
+    }
+  });
+
+  it('a transfer coding other than chunked: 501; a malformed URL or HTTP message: 400 in the one error shape', async () => {
+    const gz = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': 'application/json', 'transfer-encoding': 'gzip, chunked' }, body: '{}' });
+    expect(gz.status).toBe(501);
+    expect(JSON.parse(gz.body)).toMatchObject({ error: 'NOT_IMPLEMENTED', message: expect.stringMatching(/Content-Encoding/) });
+    const badUrl = await raw({ method: 'POST', path: '/hook/orders/%zz', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(badUrl.status).toBe(400);
+    expect(JSON.parse(badUrl.body)).toEqual({ error: 'BAD_REQUEST', message: expect.stringMatching(/not a valid url/) });
+    const u = new URL(h.url);
+    const garbage = await new Promise<string>((resolve, reject) => {
+      const socket = net.createConnection({ host: u.hostname, port: Number(u.port) });
+      let got = '';
+      socket.on('data', (d) => (got += d.toString('latin1')));
+      socket.on('error', reject);
+      socket.on('close', () => resolve(got));
+      socket.write('POST /hook/orders HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n');
+    });
+    expect(garbage).toMatch(/^HTTP\/1\.1 400 /);
+    expect(JSON.parse(garbage.slice(garbage.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: 'BAD_REQUEST' });
+  });
+});
+
 describe('ids of 128 characters (the longest allowed)', () => {
   it('reach the hook, the flow and the request routes', async () => {
     const flowId = 'f'.repeat(128);
@@ -420,7 +453,7 @@ describe('ids of 128 characters (the longest allowed)', () => {
 
 describe('REQUEST_TIMEOUT', () => {
   it('closes the connection of a sender that stalls mid-body; a slow but steady one within the limit is stored', async () => {
-    const app = await startHookd({ REQUEST_TIMEOUT: '1s', WORKER_CONCURRENCY: '0' });
+    const app = await startHookd({ REQUEST_TIMEOUT: '1s', WORKER_CONCURRENCY: '0', PAYLOAD_SIZE_LIMIT: '1mb' });
     try {
       await app.api('PUT', '/api/flows/slowpoke', { steps: [] });
       const { port } = new URL(app.url);
@@ -448,6 +481,22 @@ describe('REQUEST_TIMEOUT', () => {
       // Three pieces 200 ms apart: whole within the second.
       const steady = await send(['{"a":', '1,"b":', '2}'], 200, 13);
       expect(steady.status).toBe(200);
+
+      // Refused mid-body (413), then the sender stalls: one answer on the connection, never a 408
+      // after it (a keep-alive client would take that for the answer to its next request).
+      const answers = await new Promise<string>((resolve, reject) => {
+        const socket = net.createConnection({ host: '127.0.0.1', port: Number(port) });
+        let got = '';
+        socket.on('data', (d) => (got += d.toString('latin1')));
+        socket.on('error', reject);
+        socket.on('close', () => resolve(got));
+        socket.write(`POST /hook/slowpoke HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`);
+        const chunk = 'x'.repeat(64 * 1024);
+        for (let i = 0; i < 20; i++) socket.write(`${chunk.length.toString(16)}\r\n${chunk}\r\n`); // 1.25 MB, over the 1 MB limit
+        setTimeout(() => socket.destroy(), 3_000);
+      });
+      expect(answers).toMatch(/^HTTP\/1\.1 413 /);
+      expect(answers.match(/HTTP\/1\.1 \d{3}/g)).toHaveLength(1);
     } finally {
       await app.close();
     }

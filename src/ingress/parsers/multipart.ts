@@ -150,7 +150,8 @@ class MultipartRead {
         if (this.failure !== undefined) throw this.failure;
         const writer = await this.store.create({
           field,
-          ...(info.filename !== undefined ? { filename: info.filename } : {}),
+          // busboy turns a path-only name (`..`) into '': no name then.
+          ...(info.filename ? { filename: info.filename } : {}),
           contentType: info.mimeType,
         });
         this.writers.push(writer);

@@ -41,5 +41,5 @@ export function dispositionFilename(header: string | string[] | undefined): stri
   }
   if (name === undefined) return undefined;
   const base = name.split(/[\\/]/).pop()!.trim();
-  return base === '' ? undefined : base;
+  return base === '' || base === '.' || base === '..' ? undefined : base;
 }
