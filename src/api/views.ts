@@ -15,7 +15,10 @@ const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date
 export function flowView(flow: Flow, publicUrl: string, reveal?: ReadonlySet<string>, forReader = false) {
   const shown = maskFlowSecrets(flow, reveal);
   const steps = forReader ? shown.steps.map(redactStepHeaders) : shown.steps;
-  return { ...shown, steps, webhookUrl: `${publicUrl}/hook/${encodeURIComponent(flow.id)}` };
+  // Meta's verify token answers its handshake: the admin's, like the flow's other credentials.
+  const handshake = shown.trigger.handshake;
+  const trigger = forReader && handshake?.type === 'meta' ? { ...shown.trigger, handshake: { ...handshake, verifyToken: REDACTED } } : shown.trigger;
+  return { ...shown, trigger, steps, webhookUrl: `${publicUrl}/hook/${encodeURIComponent(flow.id)}` };
 }
 
 const CREDENTIAL_HEADER = /^(authorization|proxy-authorization|cookie)$|api[-_]?key|token|secret|password|signature/i;

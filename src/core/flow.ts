@@ -89,10 +89,27 @@ export const WebhookResponse = Type.Object(
  */
 export const PayloadTypeSchema = Type.Union([Type.Literal('raw'), Type.Literal('base64'), Type.Literal('ignore')]);
 
+/**
+ * A provider's subscription handshake, answered by hookd itself (ingress/handshake.ts): the
+ * provider checks that the URL is its subscriber's before it sends events, by having a value it
+ * sent echoed back. Answered without storing anything or running the flow.
+ */
+export const Handshake = Type.Union([
+  /** Slack Events API: a signed POST `{"type": "url_verification", "challenge"}` → the challenge. */
+  Type.Object({ type: Type.Literal('slack') }, { additionalProperties: false }),
+  /** Meta (Facebook, Instagram, WhatsApp): `GET ?hub.mode=subscribe&hub.challenge&hub.verify_token` → the challenge, when the token is this one. */
+  Type.Object({ type: Type.Literal('meta'), verifyToken: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false }),
+  /** Microsoft Graph change notifications: `POST ?validationToken=…` → the token, as text/plain. */
+  Type.Object({ type: Type.Literal('microsoft-graph') }, { additionalProperties: false }),
+  /** Dropbox: `GET ?challenge=…` → the challenge, as text/plain with `X-Content-Type-Options: nosniff`. */
+  Type.Object({ type: Type.Literal('dropbox') }, { additionalProperties: false }),
+]);
+
 export const WebhookTrigger = Type.Object(
   {
     type: Type.Literal('webhook'),
     response: Type.Optional(WebhookResponse),
+    handshake: Type.Optional(Handshake),
     payloadType: Type.Optional(PayloadTypeSchema),
     /** Credentials (none, basic, apiKey, token, hmac, provider presets), IP allowlist, rate limit, CORS. */
     ...authTriggerFields,
@@ -144,6 +161,7 @@ export type HttpStepDef = Static<typeof HttpStep> & { id: string };
 export type LogStepDef = Static<typeof LogStep> & { id: string };
 export type WebhookResponseDef = Static<typeof WebhookResponse>;
 export type WebhookTriggerDef = Static<typeof WebhookTrigger>;
+export type HandshakeDef = Static<typeof Handshake>;
 export type RetryPolicyDef = Static<typeof RetryPolicy>;
 export type JobMessageOptionsDef = Static<typeof JobMessageOptions>;
 export type FlowInputDef = Static<typeof FlowInput>;

@@ -24,6 +24,7 @@ import { attachmentIdsOf, DEFAULT_PARSERS, maxBodyBytes, parsePayload, parserFor
 import { parseMediaType } from './parsers/media-type.js';
 import { applyPayloadType } from './parsers/payload-type.js';
 import { decodedBody, type DecodedBody } from './content-encoding.js';
+import { handshakeBeforeCredentials, handshakeInBody } from './handshake.js';
 import { continueIfExpected, deferContinueOfWebhooks } from './expect-continue.js';
 import { lingerAfterRefusal } from './linger.js';
 import { endsWithoutBytes } from './read-body.js';
@@ -138,6 +139,12 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       return reply.code(200).send();
     }
 
+    // A provider's unsigned subscription handshake (Meta, Microsoft Graph, Dropbox): answered
+    // before credentials, nothing stored. Meta's verify token is its credential.
+    const early = handshakeBeforeCredentials(flow.trigger.handshake, request.method, request.query as Record<string, string | string[]>);
+    if (early === 'refused') throw rejected(flow, request.ip, { ok: false, status: 403, code: 'FORBIDDEN', reason: 'mismatch', message: 'hub.verify_token does not match' });
+    if (early !== undefined) return reply.code(early.status).headers(early.headers).send(early.body);
+
     const verifier = createBodyVerifier(auth, request.headers);
     if (verifier.early) throw rejected(flow, request.ip, verifier.early);
     // Credentials are checked as early as they can be: from headers and query before the body is
@@ -174,6 +181,10 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
           throw err;
         }
       }
+
+      // Slack's url_verification: signed like its events, answered once verified, nothing stored.
+      const handshake = handshakeInBody(flow.trigger.handshake, payload.body);
+      if (handshake !== undefined) return reply.code(handshake.status).headers(handshake.headers).send(handshake.body);
 
       const suffix = request.params['*'];
       // Credentials that travel in headers, query or body fields are not kept: steps, execution

@@ -1,0 +1,62 @@
+import { safeEqual } from '../auth/timing-safe.js';
+import type { HandshakeDef } from '../core/flow.js';
+
+/** What hookd answers a handshake with: the provider's value echoed as text. */
+export interface HandshakeAnswer {
+  status: 200;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** A challenge longer than this is no provider's: it goes on as an ordinary call. */
+const MAX_CHALLENGE = 2048;
+
+const text = (body: string, extra: Record<string, string> = {}): HandshakeAnswer => ({
+  status: 200,
+  // nosniff: the echoed value is the sender's; a browser must never take it for HTML.
+  headers: { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff', 'cache-control': 'no-store', ...extra },
+  body,
+});
+
+function one(v: string | string[] | undefined): string | undefined {
+  const s = Array.isArray(v) ? (v.length === 1 ? v[0] : undefined) : v;
+  return s !== undefined && s.length > 0 && s.length <= MAX_CHALLENGE ? s : undefined;
+}
+
+/**
+ * Handshakes that carry no signature (they come before the provider signs anything, or never
+ * do), recognised from method and query before credentials are checked: Meta's verification GET
+ * (its `hub.verify_token` is the check: a wrong one is `'refused'`), Microsoft Graph's
+ * `validationToken`, Dropbox's `challenge`. Undefined: not a handshake, an ordinary call.
+ */
+export function handshakeBeforeCredentials(
+  handshake: HandshakeDef | undefined,
+  method: string,
+  query: Record<string, string | string[] | undefined>,
+): HandshakeAnswer | 'refused' | undefined {
+  switch (handshake?.type) {
+    case 'meta': {
+      const challenge = one(query['hub.challenge']);
+      if (method !== 'GET' || query['hub.mode'] !== 'subscribe' || challenge === undefined) return undefined;
+      const token = one(query['hub.verify_token']);
+      return token !== undefined && safeEqual(token, handshake.verifyToken) ? text(challenge) : 'refused';
+    }
+    case 'microsoft-graph': {
+      const token = one(query.validationToken);
+      return method === 'POST' && token !== undefined ? text(token) : undefined;
+    }
+    case 'dropbox': {
+      const challenge = one(query.challenge);
+      return method === 'GET' && challenge !== undefined ? text(challenge) : undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Handshakes signed like the events that follow (Slack's url_verification), once the body verified and parsed. */
+export function handshakeInBody(handshake: HandshakeDef | undefined, body: unknown): HandshakeAnswer | undefined {
+  if (handshake?.type !== 'slack' || body === null || typeof body !== 'object' || Array.isArray(body)) return undefined;
+  const { type, challenge } = body as { type?: unknown; challenge?: unknown };
+  return type === 'url_verification' && typeof challenge === 'string' && one(challenge) !== undefined ? text(challenge) : undefined;
+}

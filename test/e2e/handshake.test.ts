@@ -1,0 +1,93 @@
+/**
+ * Providers' subscription handshakes (trigger.handshake): the value echoed as the provider checks
+ * it, nothing stored and nothing run; unsigned ones answered before credentials, Slack's after.
+ */
+import { createHmac } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminCall, type RunningHookd, startHookd } from '../helpers/hookd.js';
+
+let h: RunningHookd;
+const slackSecret = 'slack-signing-secret-0123';
+const githubSecret = 'meta-app-secret-0123456789';
+const dropboxSecret = 'dropbox-app-secret-012345';
+
+beforeAll(async () => {
+  h = await startHookd({ WORKER_CONCURRENCY: '0', HOOKD_READ_TOKENS: 'handshake-reader-0123456789' });
+  const put = async (id: string, trigger: Record<string, unknown>) =>
+    expect((await h.api('PUT', `/api/flows/${id}`, { trigger: { type: 'webhook', ...trigger }, steps: [] })).status).toBe(201);
+  await put('slack', { auth: { type: 'slack', secrets: [slackSecret] }, handshake: { type: 'slack' } });
+  // Meta signs its event POSTs like GitHub (X-Hub-Signature-256 with the app secret).
+  await put('meta', { auth: { type: 'github', secrets: [githubSecret] }, handshake: { type: 'meta', verifyToken: 'my-verify-token' } });
+  await put('graph', { handshake: { type: 'microsoft-graph' } });
+  await put('dropbox', { auth: { type: 'hmac', header: 'X-Dropbox-Signature', secrets: [dropboxSecret] }, handshake: { type: 'dropbox' } });
+  await put('plain', {});
+});
+afterAll(() => h.close());
+
+const storedCount = async (flowId: string) => ((await h.api('GET', `/api/requests?flowId=${flowId}`)).body.items as unknown[]).length;
+const text = async (res: Response) => ({ status: res.status, type: res.headers.get('content-type'), nosniff: res.headers.get('x-content-type-options'), body: await res.text() });
+
+describe('trigger.handshake', () => {
+  it('slack: a signed url_verification gets its challenge back and is not stored; unsigned it is refused; events are stored', async () => {
+    const sign = (body: string, ts = Math.floor(Date.now() / 1000)) => ({
+      'content-type': 'application/json',
+      'x-slack-request-timestamp': String(ts),
+      'x-slack-signature': `v0=${createHmac('sha256', slackSecret).update(`v0:${ts}:${body}`).digest('hex')}`,
+    });
+    const verification = JSON.stringify({ token: 'legacy', challenge: '3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P', type: 'url_verification' });
+    const ok = await text(await fetch(`${h.url}/hook/slack`, { method: 'POST', headers: sign(verification), body: verification }));
+    expect(ok).toEqual({ status: 200, type: 'text/plain; charset=utf-8', nosniff: 'nosniff', body: '3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P' });
+    const unsigned = await fetch(`${h.url}/hook/slack`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: verification });
+    expect(unsigned.status).toBe(401);
+    expect(await storedCount('slack')).toBe(0);
+    const event = JSON.stringify({ type: 'event_callback', event: { type: 'message' } });
+    expect((await fetch(`${h.url}/hook/slack`, { method: 'POST', headers: sign(event), body: event })).status).toBe(200);
+    expect(await storedCount('slack')).toBe(1);
+  });
+
+  it('meta: the verification GET with the right token gets hub.challenge, a wrong token a 403; event POSTs still need their signature', async () => {
+    const q = (token: string) => `hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=${token}`;
+    expect(await text(await fetch(`${h.url}/hook/meta?${q('my-verify-token')}`))).toMatchObject({ status: 200, body: '1158201444' });
+    expect((await fetch(`${h.url}/hook/meta?${q('guess')}`)).status).toBe(403);
+    expect((await fetch(`${h.url}/hook/meta?hub.mode=subscribe&hub.challenge=1`)).status).toBe(403);
+    // Not a handshake: an ordinary call, which needs the signature.
+    expect((await fetch(`${h.url}/hook/meta?x=1`)).status).toBe(401);
+    const body = JSON.stringify({ object: 'whatsapp_business_account', entry: [] });
+    const sig = `sha256=${createHmac('sha256', githubSecret).update(body).digest('hex')}`;
+    expect((await fetch(`${h.url}/hook/meta`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-hub-signature-256': sig }, body })).status).toBe(200);
+    expect((await fetch(`${h.url}/hook/meta`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).status).toBe(401);
+    expect(await storedCount('meta')).toBe(1);
+    // The verify token is the admin's to see.
+    expect((await h.api('GET', '/api/flows/meta')).body.trigger.handshake).toEqual({ type: 'meta', verifyToken: 'my-verify-token' });
+    expect((await adminCall(h.url, 'handshake-reader-0123456789', 'GET', '/api/flows/meta')).body.trigger.handshake).toEqual({ type: 'meta', verifyToken: '[redacted]' });
+  });
+
+  it('microsoft-graph: POST ?validationToken= gets the decoded token as text/plain; notifications are stored', async () => {
+    const token = 'Validation: Testing client application reachability for subscription Request-Id: 7a1e…';
+    const res = await text(await fetch(`${h.url}/hook/graph?validationToken=${encodeURIComponent(token)}`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: '' }));
+    expect(res).toMatchObject({ status: 200, type: 'text/plain; charset=utf-8', body: token });
+    expect(await storedCount('graph')).toBe(0);
+    const note = JSON.stringify({ value: [{ subscriptionId: 's', clientState: 'c', changeType: 'created' }] });
+    expect((await fetch(`${h.url}/hook/graph`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: note })).status).toBe(200);
+    expect(await storedCount('graph')).toBe(1);
+  });
+
+  it('dropbox: GET ?challenge= is echoed with nosniff before the signature the POSTs need', async () => {
+    expect(await text(await fetch(`${h.url}/hook/dropbox?challenge=abc123XYZ`))).toMatchObject({ status: 200, nosniff: 'nosniff', body: 'abc123XYZ' });
+    const body = JSON.stringify({ list_folder: { accounts: ['dbid:1'] } });
+    const sig = createHmac('sha256', dropboxSecret).update(body).digest('hex');
+    expect((await fetch(`${h.url}/hook/dropbox`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-dropbox-signature': sig }, body })).status).toBe(200);
+    expect((await fetch(`${h.url}/hook/dropbox`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).status).toBe(401);
+    expect(await storedCount('dropbox')).toBe(1);
+  });
+
+  it('without a handshake the same calls are ordinary messages; a stopped flow answers no handshake', async () => {
+    const res = await fetch(`${h.url}/hook/plain?challenge=abc&hub.mode=subscribe&hub.challenge=1&hub.verify_token=x`);
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { message: string }).message).toBe('thank you');
+    expect(await storedCount('plain')).toBe(1);
+    expect((await h.api('POST', '/api/flows/dropbox/stop')).status).toBe(200);
+    expect((await fetch(`${h.url}/hook/dropbox?challenge=abc`)).status).toBe(404);
+    expect((await h.api('PUT', '/api/flows/bad', { trigger: { type: 'webhook', handshake: { type: 'meta' } } })).status).toBe(400);
+  });
+});
