@@ -281,20 +281,21 @@ describe('sqlite: WAL size under sustained writes', () => {
     const lanes = Array.from({ length: 32 }, async () => {
       while (!stop) await b.requests.accept(makeMessage({ rawBody: body, body: null }), { maxAttempts: 3 });
     });
-    const deadline = Date.now() + 30_000;
-    // Until 64 MiB of bodies alone went through the WAL.
-    while (b.writer.counters.ops * body.length < 64 * 1024 * 1024 && Date.now() < deadline) {
+    // Until 48 MiB of bodies alone went through the WAL (3× the bound below): 10–20 s here, up to a
+    // minute on a busy machine.
+    const deadline = Date.now() + 60_000;
+    while (b.writer.counters.ops * body.length < 48 * 1024 * 1024 && Date.now() < deadline) {
       await sleep(20);
       largest = Math.max(largest, statSync(wal).size);
     }
     stop = true;
     await Promise.all(lanes);
-    expect(b.writer.counters.ops * body.length).toBeGreaterThanOrEqual(64 * 1024 * 1024);
+    expect(b.writer.counters.ops * body.length).toBeGreaterThanOrEqual(48 * 1024 * 1024);
     expect(restarts).toBeGreaterThan(0);
     expect(syncs).toBeGreaterThan(0);
     expect(syncs).toBeLessThanOrEqual(b.writer.counters.transactions);
     expect(largest).toBeLessThan(16 * 1024 * 1024);
-  }, 40_000);
+  }, 75_000);
 });
 
 describe('sqlite: WAL restart and a long read', () => {
