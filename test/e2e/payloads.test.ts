@@ -410,6 +410,19 @@ describe('content codings (Content-Encoding)', () => {
     const truncated = await hook({ path: '/hook/p', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: gz.subarray(0, gz.length - 12) });
     expect(truncated.status).toBe(400);
     expect(truncated.json.message).toMatch(/gzip: /);
+    // Bytes after the end of the compressed stream (deflate and br would drop them silently).
+    for (const [coding, bytes] of [['deflate', deflateSync(text)], ['br', brotliCompressSync(text)], ['gzip', gzipSync(text)]] as const) {
+      const junk = await hook({ path: '/hook/p', headers: { 'content-type': 'application/json', 'content-encoding': coding }, body: Buffer.concat([bytes, Buffer.alloc(200_000, 0x41)]) });
+      expect(junk.status, coding).toBe(400);
+      expect(junk.json.message, coding).toMatch(new RegExp(`${coding}: `));
+    }
+    // A chain is named once per failure; more than two codings are refused before any is set up.
+    const chain = await hook({ path: '/hook/p', headers: { 'content-type': 'application/json', 'content-encoding': 'br, br' }, body: Buffer.from('nope') });
+    expect(chain.status).toBe(400);
+    expect(chain.json.message).not.toMatch(/br: br:/);
+    const many = await hook({ path: '/hook/p', headers: { 'content-type': 'application/json', 'content-encoding': Array(3000).fill('br').join(',') }, body: brotliCompressSync(text) });
+    expect(many.status).toBe(415);
+    expect(many.json.message).toMatch(/at most 2 content codings/);
     // Decoded but not JSON: the parser's own 400.
     const notJson = await hook({ path: '/hook/p', headers: { 'content-type': 'application/json', 'content-encoding': 'br' }, body: brotliCompressSync('{nope') });
     expect(notJson.status).toBe(400);
