@@ -228,6 +228,23 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       if (backend.queue.removeFlow) expect(await backend.queue.removeFlow('flow-bulk-gone')).toBe(true);
     });
 
+    it('retryDeadLetters takes each dead letter once per call, even when it dies again during the call', async () => {
+      await backend.flows.put(normalizeFlow({}, 'flow-bulk-again', new Date()));
+      for (let i = 0; i < 6; i++) await accept({ flowId: 'flow-bulk-again', maxAttempts: 1 });
+      let deliveries = 0;
+      // The receiver is still down: every delivery dies at once, while the retry is going on.
+      consume(async (d) => {
+        deliveries++;
+        await d.deadLetter('still down');
+      }, 4);
+      await waitFor(async () => (await backend.queue.deadLetters({ limit: 10 })).length === 6 && deliveries === 6, 'six dead letters');
+      const result = await backend.queue.retryDeadLetters({ flowId: 'flow-bulk-again', limit: 1000 });
+      expect(result.retried).toBe(6);
+      await waitFor(async () => deliveries === 12 && (await backend.queue.deadLetters({ limit: 10 })).length === 6, 'each retried once, dead again');
+      await sleep(300);
+      expect(deliveries).toBe(12);
+    });
+
     it('dead letters page newest first from a cursor (deadAt, id) that needs no row', async () => {
       const ids = [];
       for (let i = 0; i < 3; i++) ids.push(await accept({ flowId: 'flow-pages', maxAttempts: 1 }));

@@ -73,21 +73,29 @@ export class DeadLetterScanner {
     limit: number,
     revive: (job: JobMessage) => Promise<boolean>,
   ): Promise<{ taken: number; left: number }> {
-    let taken = 0;
     let left = 0;
-    await this.scan(async (msg, job) => {
-      if (job === undefined || !pick(toDeadLetter(job, msg.headers, this.opts.deliveryLimit))) return 'keep';
-      if (taken < limit && (await revive(job))) {
-        taken++;
-        return 'ack';
-      }
-      left++;
-      return 'keep';
-    });
-    return { taken, left };
+    // A job retried here can fail again at once and come back behind the scan: taken once per
+    // call (by id), and only what the queue held when the scan began is looked at.
+    const taken = new Set<string>();
+    await this.scan(
+      async (msg, job) => {
+        if (job === undefined || taken.has(job.id) || !pick(toDeadLetter(job, msg.headers, this.opts.deliveryLimit))) return 'keep';
+        if (taken.size < limit && (await revive(job))) {
+          taken.add(job.id);
+          return 'ack';
+        }
+        left++;
+        return 'keep';
+      },
+      { onlyWhatWasThere: true },
+    );
+    return { taken: taken.size, left };
   }
 
-  private async scan(visit: (msg: SyncMessage, job: JobMessage | undefined) => Visit | Promise<Visit>): Promise<void> {
+  private async scan(
+    visit: (msg: SyncMessage, job: JobMessage | undefined) => Visit | Promise<Visit>,
+    options: { onlyWhatWasThere?: boolean } = {},
+  ): Promise<void> {
     const { conn, deadQueue, scanLimit } = this.opts;
     if (!conn.ready) throw unavailable('queue', 'RabbitMQ is unreachable (reconnecting)');
     let ch: Channel;
@@ -100,10 +108,13 @@ export class DeadLetterScanner {
     let lastTag = 0;
     /** The dead queue's count after the last basic.get: what it holds besides this scan's messages. */
     let remaining = 0;
+    /** With onlyWhatWasThere: the messages the queue held at the first get (it counts the rest). */
+    let budget = scanLimit;
     try {
-      for (let seen = 0; seen < scanLimit; seen++) {
+      for (let seen = 0; seen < Math.min(scanLimit, budget); seen++) {
         const msg = await ch.basicGet({ queue: deadQueue });
         if (msg === undefined) break;
+        if (seen === 0 && options.onlyWhatWasThere) budget = 1 + (msg.messageCount ?? scanLimit);
         holding++;
         this.held++;
         remaining = msg.messageCount ?? 0;
