@@ -230,7 +230,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     concurrency: config.workerConcurrency,
     prefetch: config.workerPrefetch ?? config.workerConcurrency,
     onStepStarted: (e) => {
-      if (e.stepIndex === 0 && e.attempt === 1) metrics.queueDelaySeconds.observe(Math.max(0, e.startedAt - e.receivedAt) / 1000);
+      if (e.stepIndex === 0 && e.firstDelivery) metrics.queueDelaySeconds.observe(Math.max(0, e.startedAt - e.receivedAt) / 1000);
     },
     onStepFinished: (e) => metrics.observeStep(e.stepType, e.status, (e.finishedAt - e.startedAt) / 1000),
     onExecutionFinished: (e) => metrics.countExecution(e.status),

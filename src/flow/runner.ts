@@ -67,6 +67,8 @@ export interface StepStartedEvent {
   /** When the request was received (epoch ms). */
   receivedAt: number;
   startedAt: number;
+  /** The job's first delivery (not a retry, not a retried dead letter, whose attempts start at 1 again). */
+  firstDelivery: boolean;
 }
 
 export interface StepFinishedEvent extends StepStartedEvent {
@@ -214,6 +216,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
     ctx: StepContext,
     receivedAt: number,
     startedAt: number = preciseNow(),
+    first = false,
   ): Promise<StepRun> {
     const started: StepStartedEvent = {
       flowId: ctx.flowId,
@@ -224,6 +227,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       attempt: ctx.attempt,
       receivedAt,
       startedAt,
+      firstDelivery: first,
     };
     hook(o.onStepStarted, started);
     const run: StepRun = { startedAt, finishedAt: startedAt };
@@ -273,7 +277,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
 
       // Only pure steps, first delivery: run them all, then record the run and ack in one go.
       let prerun: StepRun[] | undefined;
-      if (plan.ok && job.attempts === 1 && plan.steps.every((st) => st.pure)) {
+      if (plan.ok && firstDelivery(job) && plan.steps.every((st) => st.pure)) {
         const pure = await runPure(s, d, plan.steps, message);
         if (pure === true) return;
         // A step failed: the regular path below records these runs (the failed one last) without
@@ -296,8 +300,8 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       // Speculative first step: see "Latency" above.
       const first = plan.ok ? plan.steps[0] : undefined;
       const speculative =
-        prerun === undefined && first !== undefined && first.pure && job.attempts === 1
-          ? runStep(first, 0, view, ctxFor(first), message.receivedAt, t0)
+        prerun === undefined && first !== undefined && first.pure && firstDelivery(job)
+          ? runStep(first, 0, view, ctxFor(first), message.receivedAt, t0, true)
           : undefined;
 
       const exec: Execution = await beginning;
@@ -387,7 +391,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
             ? prerun[i]!
             : i === 0 && useSpeculative && speculative !== undefined
               ? await speculative
-              : await runStep(step, i, input, ctxFor(step), message.receivedAt);
+              : await runStep(step, i, input, ctxFor(step), message.receivedAt, undefined, firstDelivery(job));
         if (s.released) {
           // The job was given back: keep what is recorded so far (the redelivery resumes there), no more.
           await writer.settle();
@@ -507,7 +511,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
     let status: 'completed' | 'filtered' = 'completed';
     for (let i = 0; i < steps.length; i++) {
       const step = steps[i]!;
-      const run = await runStep(step, i, input, stepContext(s, job, step), message.receivedAt, i === 0 ? startedAt : undefined);
+      const run = await runStep(step, i, input, stepContext(s, job, step), message.receivedAt, i === 0 ? startedAt : undefined, true);
       if (s.released) return true; // given back: nothing written, the redelivery starts over
       runs.push(run);
       if (run.failure !== undefined || run.outcome === undefined) return runs;
@@ -760,4 +764,14 @@ class ExecutionWriter {
 /** Resolves after ms, or at once when the session is stopped (the consumer then releases the job). */
 function holdSlot(ms: number, signal: AbortSignal): Promise<void> {
   return delay(ms, undefined, { signal }).catch(() => undefined);
+}
+
+/**
+ * A job's first delivery, with no execution yet: the fast paths (all pure steps in one write, the
+ * speculative first step) may start a fresh record. A job with an error is not: a retried dead
+ * letter (attempts start at 1 again, its execution is resumed, its records kept) or a stopped
+ * flow's job that waited (no execution, but rare: the regular path costs a read more).
+ */
+function firstDelivery(job: Job): boolean {
+  return job.attempts === 1 && job.lastError === undefined;
 }

@@ -416,6 +416,37 @@ describe.each([
     expect(target.calls()).toHaveLength(0);
   });
 
+  it('a retried dead letter of a flow of pure steps resumes at the failed step: its records kept, earlier steps not run again', async () => {
+    const h = await setup();
+    h.flows.set(
+      'pure',
+      flow('pure', [
+        { id: 'a', type: 'transform', expression: '{"v": body.x}' },
+        { id: 'b', type: 'transform', expression: '$number(v) + 1' },
+      ]),
+    );
+    const m = message('pure', { x: 'abc' });
+    await h.backend.requests.accept(m, { maxAttempts: 5 });
+    h.runner.start();
+    const dead = await finalExecution(h, m.id);
+    expect(dead.status).toBe('dead');
+    expect(dead.steps.map((s) => [s.stepId, s.status, s.attempt])).toEqual([['a', 'completed', 1], ['b', 'failed', 1]]);
+    // Fixed (same step ids), then retried.
+    h.flows.set('pure', flow('pure', [{ id: 'a', type: 'transform', expression: '{"v": body.x}' }, { id: 'b', type: 'transform', expression: '{"w": v}' }]));
+    const [job] = await deadLetters(h, 'pure');
+    await h.backend.flows.put(h.flows.get('pure')!); // a dead letter is retried while its flow exists in the store
+    expect(await h.backend.queue.retryDead(job!.id)).toBe(true);
+    const e = await waitFor('the resumed execution', async () => {
+      const x = await h.backend.executions.getByRequest(m.id);
+      return x?.status === 'completed' ? x : undefined;
+    });
+    expect(e.id).toBe(dead.id);
+    expect(e.steps.map((s) => [s.stepId, s.status, s.attempt])).toEqual([['a', 'completed', 1], ['b', 'failed', 1], ['b', 'completed', 1]]);
+    expect(e.error).toBeUndefined();
+    // Only the first delivery is one (the queue-delay metric counts those): not the retried dead letter.
+    expect(h.started.filter((x) => x.requestId === m.id).map((x) => [x.stepId, x.firstDelivery])).toEqual([['a', true], ['b', true], ['b', false]]);
+  });
+
   it('dead-letters at once when a step does not compile, naming the step', async () => {
     const h = await setup();
     h.flows.set('syntax', flow('syntax', [{ id: 'log', type: 'log' }, { id: 'bad', type: 'transform', expression: '{ "a": ' }]));
