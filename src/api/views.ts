@@ -112,7 +112,9 @@ export function readerJson(text: string | undefined, extra?: string): string | u
     }
     return JSON.stringify(marker);
   }
-  return JSON.stringify(redactKeysDeep(value, (k) => isSignatureName(k, names)));
+  // Parsed: the marker is honoured in the `headers` object that holds it (redactKeysDeep), no wider.
+  const own = ownNames(extra, undefined);
+  return JSON.stringify(redactKeysDeep(value, (k) => isSignatureName(k, own)));
 }
 
 /** An execution as a read token sees it (readerJson on every step's input and output). */

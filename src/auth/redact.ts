@@ -8,23 +8,25 @@ export const REDACTED = '[redacted]';
 /**
  * A copy of a JSON-like value with the values under keys `isSecret` names replaced by REDACTED, to
  * 32 levels of nesting (deeper values are left as they are): log step inputs, what read tokens see.
- * An object holding SIGNATURE_HEADER_NAME (a message's headers) has the key it names redacted too.
+ * A message's `headers` object holding SIGNATURE_HEADER_NAME has the header it names redacted too
+ * (only there: a sender's body cannot name keys to hide elsewhere).
  */
-export function redactKeysDeep(value: unknown, isSecret: (key: string) => boolean, depth = 0): unknown {
+export function redactKeysDeep(value: unknown, isSecret: (key: string) => boolean, depth = 0, isHeaders = false): unknown {
   if (value === null || typeof value !== 'object' || depth > 32) return value;
   if (Array.isArray(value)) return value.map((v) => redactKeysDeep(v, isSecret, depth + 1));
-  const own = (value as Record<string, unknown>)[SIGNATURE_HEADER_NAME];
+  const own = isHeaders ? (value as Record<string, unknown>)[SIGNATURE_HEADER_NAME] : undefined;
   const named = typeof own === 'string' ? own.toLowerCase() : undefined;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    setOwn(out, k, isSecret(k) || (named !== undefined && k.toLowerCase() === named) ? REDACTED : redactKeysDeep(v, isSecret, depth + 1));
+    setOwn(out, k, isSecret(k) || (named !== undefined && k.toLowerCase() === named) ? REDACTED : redactKeysDeep(v, isSecret, depth + 1, k === 'headers'));
   }
   return out;
 }
 
-const MARKED = new RegExp(`"${SIGNATURE_HEADER_NAME}"\\s*:\\s*"([^"\\\\]+)"`, 'g');
+// First in a `headers` object, as the ingress stores it (headers.ts).
+const MARKED = new RegExp(`"headers"\\s*:\\s*\\{\\s*"${SIGNATURE_HEADER_NAME}"\\s*:\\s*"([^"\\\\]+)"`, 'g');
 
-/** The header names SIGNATURE_HEADER_NAME gives in a JSON text, whole or cut (a truncated preview). */
+/** The header names SIGNATURE_HEADER_NAME gives in the `headers` objects of a JSON text, whole or cut (a truncated preview). */
 export function markedSignatureHeaders(json: string): string[] {
   const names: string[] = [];
   if (!json.includes(SIGNATURE_HEADER_NAME)) return names;

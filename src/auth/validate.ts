@@ -12,9 +12,12 @@ export function triggerSecurityProblems(fields: {
   auth?: WebhookAuth;
   ipAllowlist?: IpAllowlistDef;
   cors?: CorsDef;
+  handshake?: { type: string };
 }): string[] {
   const problems: string[] = [];
   const { auth } = fields;
+  // Slack signs its url_verification: without the signature check anyone could have a challenge echoed.
+  if (fields.handshake?.type === 'slack' && auth?.type !== 'slack') problems.push('handshake slack needs auth {type: slack} (Slack signs its url_verification)');
   const secrets = secretValues(auth);
   if (new Set(secrets).size !== secrets.length) problems.push('auth.secrets holds the same secret twice');
   // At rest a secret is sealed as v1:…:…:…; one that looks sealed would be stored as it is and

@@ -33,5 +33,6 @@ export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Socket): 
 /** fastify's own refusals before routing (a malformed URL, an over-long path parameter), in hookd's shape. */
 export function frameworkErrors(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
   const status = err.statusCode ?? 400;
-  void reply.code(status).send({ error: status === 414 ? E.URI_TOO_LONG.code : E.BAD_REQUEST.code, message: err.message });
+  const code = status === 414 ? E.URI_TOO_LONG.code : status >= 500 ? E.INTERNAL.code : E.BAD_REQUEST.code;
+  void reply.code(status).send({ error: code, message: status >= 500 ? E.INTERNAL.message : err.message });
 }

@@ -107,6 +107,16 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     return new HookdError(spec, failure.message).withHeaders(failure.headers);
   };
 
+  /** A verified caller's token of the flow's rate limit (429 when none is left, counted). */
+  const chargeRate = (flow: Flow, ip: string): void => {
+    try {
+      guard.charge(flow, Date.now());
+    } catch (err) {
+      deps.onAuthFailure?.(flow.id, 'rate', ip);
+      throw err;
+    }
+  };
+
   const receive = async (request: FastifyRequest<{ Params: HookParams }>, reply: FastifyReply) => {
     const receivedAt = now();
     const { flowId } = request.params;
@@ -118,8 +128,10 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     // HEAD gets CORS headers only once it may reveal the flow (an unknown flow has none).
     const corsHeaders = cors ? corsResponseHeaders(cors, request.headers.origin) : undefined;
     if (corsHeaders && !isHead) reply.headers(corsHeaders);
-    // A protected flow's rate is charged once the credentials verified (below); HEAD never is.
-    const chargeLater = auth !== undefined && auth.type !== 'none';
+    // A protected flow's rate is charged once the credentials verified (below) — or Meta's verify
+    // token, for a flow with its handshake: wrong guesses must not use up the sender's rate; HEAD
+    // never is.
+    const chargeLater = (auth !== undefined && auth.type !== 'none') || flow.trigger.handshake?.type === 'meta';
     try {
       guard.admit(flow, request.ip, Date.now(), !isHead && !chargeLater);
     } catch (err) {
@@ -143,7 +155,10 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     // before credentials, nothing stored. Meta's verify token is its credential.
     const early = handshakeBeforeCredentials(flow.trigger.handshake, request.method, request.query as Record<string, string | string[]>);
     if (early === 'refused') throw rejected(flow, request.ip, { ok: false, status: 403, code: 'FORBIDDEN', reason: 'mismatch', message: 'hub.verify_token does not match' });
-    if (early !== undefined) return reply.code(early.status).headers(early.headers).send(early.body);
+    if (early !== undefined) {
+      if (chargeLater) chargeRate(flow, request.ip);
+      return reply.code(early.status).headers(early.headers).send(early.body);
+    }
 
     const verifier = createBodyVerifier(auth, request.headers);
     if (verifier.early) throw rejected(flow, request.ip, verifier.early);
@@ -173,14 +188,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       const { query } = headersOnly;
       const verdict = verifier.finish({ ...headersOnly, body: payload.body, now: Date.now() });
       if (!verdict.ok) throw rejected(flow, request.ip, verdict);
-      if (chargeLater) {
-        try {
-          guard.charge(flow, Date.now());
-        } catch (err) {
-          deps.onAuthFailure?.(flowId, 'rate', request.ip);
-          throw err;
-        }
-      }
+      if (chargeLater) chargeRate(flow, request.ip);
 
       // Slack's url_verification: signed like its events, answered once verified, nothing stored.
       const handshake = handshakeInBody(flow.trigger.handshake, payload.body);

@@ -31,7 +31,8 @@ export function clientNetwork(ip: string): string {
  */
 const guessable = (flow: Flow): boolean => {
   const type = flow.trigger.auth?.type;
-  return type === 'basic' || type === 'apiKey' || type === 'token';
+  // Meta's handshake verify token too: one guess per call, whatever the flow's auth is.
+  return type === 'basic' || type === 'apiKey' || type === 'token' || flow.trigger.handshake?.type === 'meta';
 };
 
 /**

@@ -21,6 +21,8 @@ beforeAll(async () => {
   await put('graph', { handshake: { type: 'microsoft-graph' } });
   await put('dropbox', { auth: { type: 'hmac', header: 'X-Dropbox-Signature', secrets: [dropboxSecret] }, handshake: { type: 'dropbox' } });
   await put('plain', {});
+  // Rate-limited: handshakes spend the flow's rate; wrong verify tokens a bucket of their own per client.
+  await put('dropbox-limited', { auth: { type: 'hmac', header: 'X-Dropbox-Signature', secrets: [dropboxSecret] }, handshake: { type: 'dropbox' }, rateLimit: { perSecond: 0.01, burst: 2 } });
 });
 afterAll(() => h.close());
 
@@ -81,6 +83,29 @@ describe('trigger.handshake', () => {
     expect(await storedCount('dropbox')).toBe(1);
   });
 
+  it("handshakes spend the flow's rate limit; wrong Meta tokens are throttled per client without locking the sender out", async () => {
+    const statuses = async (url: string, n: number) => {
+      const out: number[] = [];
+      for (let i = 0; i < n; i++) out.push((await fetch(url)).status);
+      return out;
+    };
+    expect(await statuses(`${h.url}/hook/dropbox-limited?challenge=c`, 3)).toEqual([200, 200, 429]);
+    // Clients told apart by X-Forwarded-For (the proxy is trusted): the guesser and Meta.
+    const proxied = await startHookd({ WORKER_CONCURRENCY: '0', TRUST_PROXY: 'loopback' });
+    try {
+      await proxied.api('PUT', '/api/flows/meta-limited', { trigger: { type: 'webhook', handshake: { type: 'meta', verifyToken: 'right-token' }, rateLimit: { perSecond: 0.01, burst: 2 } }, steps: [] });
+      const q = (token: string, client: string) =>
+        fetch(`${proxied.url}/hook/meta-limited?hub.mode=subscribe&hub.challenge=7&hub.verify_token=${token}`, { headers: { 'x-forwarded-for': client } });
+      const guesses: number[] = [];
+      for (let i = 0; i < 4; i++) guesses.push((await q('guess', '203.0.113.9')).status);
+      expect(guesses).toEqual([403, 403, 429, 429]);
+      // The guesses spent their own bucket, not the flow's: Meta's right token still gets its challenge.
+      expect(await text(await q('right-token', '198.51.100.7'))).toMatchObject({ status: 200, body: '7' });
+    } finally {
+      await proxied.close();
+    }
+  });
+
   it('without a handshake the same calls are ordinary messages; a stopped flow answers no handshake', async () => {
     const res = await fetch(`${h.url}/hook/plain?challenge=abc&hub.mode=subscribe&hub.challenge=1&hub.verify_token=x`);
     expect(res.status).toBe(200);
@@ -89,5 +114,7 @@ describe('trigger.handshake', () => {
     expect((await h.api('POST', '/api/flows/dropbox/stop')).status).toBe(200);
     expect((await fetch(`${h.url}/hook/dropbox?challenge=abc`)).status).toBe(404);
     expect((await h.api('PUT', '/api/flows/bad', { trigger: { type: 'webhook', handshake: { type: 'meta' } } })).status).toBe(400);
+    const unsigned = await h.api('PUT', '/api/flows/bad', { trigger: { type: 'webhook', handshake: { type: 'slack' } } });
+    expect(unsigned).toMatchObject({ status: 400, body: { message: expect.stringMatching(/handshake slack needs auth/) } });
   });
 });

@@ -207,6 +207,7 @@ describe('errors', () => {
       [Buffer.from([0x7b, 0x22, 0x73, 0x22, 0x3a, 0x22, 0x63, 0x61, 0x66, 0xe9, 0x22, 0x7d]), /not valid UTF-8/], // {"s":"café"} in latin1
       ['{"f":1e400}', /out of range/],
       [`[${'9'.repeat(400)}]`, /out of range/],
+      [`{"n":1${'0'.repeat(250)}e99}`, /out of range/], // a long mantissa, a short exponent
     ] as const) {
       const res = await post(body);
       expect(res.status, String(body)).toBe(400);

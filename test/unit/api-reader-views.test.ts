@@ -54,3 +54,10 @@ it('an hmac flow’s header named by the stored marker is hidden without the flo
   // Without the marker, a header of that name is not a signature.
   expect(readerHeaders({ 'x-payload-digest': 'plain' })).toEqual({ 'x-payload-digest': 'plain' });
 });
+
+it('the marker is honoured only in a headers object: a sender cannot name body keys to hide', async () => {
+  const { loggableInput } = await import('../../src/flow/log-safe.js');
+  const m = { headers: { 'content-type': 'application/json' }, body: { 'x-hookd-signature-header': 'requestid', nested: { requestid: 'visible' } } };
+  expect(JSON.parse(readerJson(JSON.stringify(m))!).body.nested.requestid).toBe('visible');
+  expect((loggableInput(m) as typeof m).body.nested.requestid).toBe('visible');
+});

@@ -50,8 +50,12 @@ export function jsonText(raw: Buffer, media: MediaType, kind: string): string {
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
-/** A number JSON.parse could only read as ±Infinity may be in this text (an exponent of 3+ digits, or 309+ digits). */
-const MAY_OVERFLOW = /[eE][+]?\d{3}|\d{309}/;
+/**
+ * A number JSON.parse may read as ±Infinity could be in this text: one with an exponent (a long
+ * mantissa needs only a short one: 1000…0e99), or a run of 300+ digits. Ids like `3e5f…` match too:
+ * the walk that follows is cheap next to the parse.
+ */
+const MAY_OVERFLOW = /\d[eE][+-]?\d|\d{300}/;
 
 /**
  * JSON.parse, refusing numbers beyond a double's range: parsed as Infinity, they would be stored as
