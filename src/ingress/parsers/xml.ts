@@ -58,32 +58,53 @@ const OPTIONS: X2jOptions = {
   transformTagName: (name) => (CRITICAL_NAMES.has(name) ? `__${name}` : name),
 };
 
-const FORBIDDEN = /<!\s*(DOCTYPE|ENTITY)/iy;
+const FORBIDDEN = /<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST|NOTATION)/iy;
 
 /**
- * Where a DTD or an entity declaration starts, if anywhere: markup only, not text inside a comment
- * or a CDATA section (HTML mail in CDATA often starts with <!DOCTYPE html>). Linear: each comment
- * or section is skipped whole.
+ * Where a DTD or another declaration (`<!DOCTYPE`, `<!ENTITY`, `<!ELEMENT`…) starts, if anywhere:
+ * as markup, not as text inside a comment, a CDATA section, a processing instruction or an
+ * attribute value (HTML mail in CDATA often starts with <!DOCTYPE html>). A small tokenizer over
+ * the document's markup, linear: each construct is skipped whole. A construct left open is
+ * refused outright (the parser runs before the validator and must never see what this skipped).
  */
 function forbiddenMarkup(text: string): { index: number; what: string } | undefined {
-  for (let at = text.indexOf('<!'); at !== -1; at = text.indexOf('<!', at + 2)) {
-    if (text.startsWith('<!--', at)) {
-      const end = text.indexOf('-->', at + 4);
-      if (end === -1) return undefined; // unterminated: the validator says so
-      at = end + 1;
-      continue;
+  const skipTo = (from: number, close: string, what: string): number => {
+    const end = text.indexOf(close, from);
+    if (end === -1) throw invalid(`${what} is not closed (${where(text, from)})`);
+    return end + close.length;
+  };
+  let at = text.indexOf('<');
+  while (at !== -1) {
+    if (text.startsWith('<!--', at)) at = skipTo(at + 4, '-->', 'a comment');
+    else if (text.startsWith('<![CDATA[', at)) at = skipTo(at + 9, ']]>', 'a CDATA section');
+    else if (text.startsWith('<?', at)) at = skipTo(at + 2, '?>', 'a processing instruction');
+    else if (text.startsWith('<!', at)) {
+      FORBIDDEN.lastIndex = at;
+      const m = FORBIDDEN.exec(text);
+      return { index: at, what: m ? `<!${m[1]!.toUpperCase()}` : '<! markup other than a comment or a CDATA section' };
+    } else {
+      // A tag: to its `>`, past quoted attribute values (which may hold `<!--` or `>`).
+      let i = at + 1;
+      for (; i < text.length; i++) {
+        const c = text.charCodeAt(i);
+        if (c === 0x3e /* > */) break;
+        if (c === 0x22 /* " */ || c === 0x27 /* ' */) {
+          const close = text.indexOf(text[i]!, i + 1);
+          if (close === -1) throw invalid(`an attribute value is not closed (${where(text, i)})`);
+          i = close;
+        }
+      }
+      if (i >= text.length) throw invalid(`a tag is not closed (${where(text, at)})`);
+      at = i + 1;
     }
-    if (text.startsWith('<![CDATA[', at)) {
-      const end = text.indexOf(']]>', at + 9);
-      if (end === -1) return undefined;
-      at = end + 1;
-      continue;
-    }
-    FORBIDDEN.lastIndex = at;
-    const m = FORBIDDEN.exec(text);
-    if (m) return { index: at, what: m[1]!.toUpperCase() };
+    at = text.indexOf('<', at);
   }
   return undefined;
+}
+
+function where(text: string, index: number): string {
+  const { line, col } = position(text, index);
+  return `line ${line}, column ${col}`;
 }
 
 export function parseXml(raw: Buffer, media: MediaType): unknown {
@@ -92,7 +113,7 @@ export function parseXml(raw: Buffer, media: MediaType): unknown {
   const forbidden = forbiddenMarkup(text);
   if (forbidden) {
     const { line, col } = position(text, forbidden.index);
-    throw invalid(`<!${forbidden.what} is not allowed: DTDs and entity declarations are refused (line ${line}, column ${col})`);
+    throw invalid(`${forbidden.what} is not allowed: DTDs and entity declarations are refused (line ${line}, column ${col})`);
   }
   // Parse first: it stops at once past the depth limit (the validator would walk the whole depth).
   let parsed: unknown;
