@@ -8,25 +8,25 @@ export const REDACTED = '[redacted]';
 /**
  * A copy of a JSON-like value with the values under keys `isSecret` names replaced by REDACTED, to
  * 32 levels of nesting (deeper values are left as they are): log step inputs, what read tokens see.
- * A message's `headers` object holding SIGNATURE_HEADER_NAME has the header it names redacted too
- * (only there: a sender's body cannot name keys to hide elsewhere).
+ * An object holding SIGNATURE_HEADER_NAME (a message's headers, wherever a step put them) has the
+ * key it names redacted too — in that object only: a sender's body can hide nothing but its own
+ * neighbouring field.
  */
-export function redactKeysDeep(value: unknown, isSecret: (key: string) => boolean, depth = 0, isHeaders = false): unknown {
+export function redactKeysDeep(value: unknown, isSecret: (key: string) => boolean, depth = 0): unknown {
   if (value === null || typeof value !== 'object' || depth > 32) return value;
   if (Array.isArray(value)) return value.map((v) => redactKeysDeep(v, isSecret, depth + 1));
-  const own = isHeaders ? (value as Record<string, unknown>)[SIGNATURE_HEADER_NAME] : undefined;
+  const own = (value as Record<string, unknown>)[SIGNATURE_HEADER_NAME];
   const named = typeof own === 'string' ? own.toLowerCase() : undefined;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    setOwn(out, k, isSecret(k) || (named !== undefined && k.toLowerCase() === named) ? REDACTED : redactKeysDeep(v, isSecret, depth + 1, k === 'headers'));
+    setOwn(out, k, isSecret(k) || (named !== undefined && k.toLowerCase() === named) ? REDACTED : redactKeysDeep(v, isSecret, depth + 1));
   }
   return out;
 }
 
-// First in a `headers` object, as the ingress stores it (headers.ts).
-const MARKED = new RegExp(`"headers"\\s*:\\s*\\{\\s*"${SIGNATURE_HEADER_NAME}"\\s*:\\s*"([^"\\\\]+)"`, 'g');
+const MARKED = new RegExp(`"${SIGNATURE_HEADER_NAME}"\\s*:\\s*"([^"\\\\]+)"`, 'g');
 
-/** The header names SIGNATURE_HEADER_NAME gives in the `headers` objects of a JSON text, whole or cut (a truncated preview). */
+/** The header names SIGNATURE_HEADER_NAME gives in a JSON text, whole or cut (a truncated preview: applied to every key there). */
 export function markedSignatureHeaders(json: string): string[] {
   const names: string[] = [];
   if (!json.includes(SIGNATURE_HEADER_NAME)) return names;

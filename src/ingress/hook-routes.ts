@@ -154,7 +154,18 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     // A provider's unsigned subscription handshake (Meta, Microsoft Graph, Dropbox): answered
     // before credentials, nothing stored. Meta's verify token is its credential.
     const early = handshakeBeforeCredentials(flow.trigger.handshake, request.method, request.query as Record<string, string | string[]>);
-    if (early === 'refused') throw rejected(flow, request.ip, { ok: false, status: 403, code: 'FORBIDDEN', reason: 'mismatch', message: 'hub.verify_token does not match' });
+    if (early !== undefined && flow.trigger.handshake?.type === 'meta') {
+      try {
+        guard.admitGuess(flow, request.ip, Date.now());
+      } catch (err) {
+        deps.onAuthFailure?.(flowId, 'rate', request.ip);
+        throw err;
+      }
+    }
+    if (early === 'refused') {
+      guard.wrongGuess(flow, request.ip, Date.now());
+      throw rejected(flow, request.ip, { ok: false, status: 403, code: 'FORBIDDEN', reason: 'mismatch', message: 'hub.verify_token does not match' });
+    }
     if (early !== undefined) {
       if (chargeLater) chargeRate(flow, request.ip);
       return reply.code(early.status).headers(early.headers).send(early.body);

@@ -6,6 +6,8 @@ import type { Flow } from '../core/flow.js';
 
 /** The bucket of one client's refused calls to one flow (flow ids have no NUL). */
 const failureKey = (flow: Flow, clientIp: string) => `${flow.id}\0${clientNetwork(clientIp)}`;
+/** The bucket of one client's wrong handshake tokens to one flow. */
+const guessKey = (flow: Flow, clientIp: string) => `${flow.id}\0handshake\0${clientNetwork(clientIp)}`;
 
 /**
  * A client for the failure limit: an IPv4 address, or an IPv6 /64 (one host commonly has a whole
@@ -31,8 +33,7 @@ export function clientNetwork(ip: string): string {
  */
 const guessable = (flow: Flow): boolean => {
   const type = flow.trigger.auth?.type;
-  // Meta's handshake verify token too: one guess per call, whatever the flow's auth is.
-  return type === 'basic' || type === 'apiKey' || type === 'token' || flow.trigger.handshake?.type === 'meta';
+  return type === 'basic' || type === 'apiKey' || type === 'token';
 };
 
 /**
@@ -76,6 +77,22 @@ export class SenderGuard {
   charge(flow: Flow, now: number): void {
     const { rateLimit } = flow.trigger;
     if (rateLimit) this.takeToken(flow.id, flow, rateLimit, now, true);
+  }
+
+  /**
+   * Meta's handshake: its verify token can be guessed whatever the flow's auth is, so a client's
+   * wrong tokens spend a failure bucket of their own (only they: a signed flow's refused
+   * signatures must not lock a client out). `admitGuess` before the token is compared (429 once
+   * that bucket is empty), `wrongGuess` after a wrong one.
+   */
+  admitGuess(flow: Flow, clientIp: string, now: number): void {
+    const { rateLimit } = flow.trigger;
+    if (rateLimit) this.takeToken(guessKey(flow, clientIp), flow, rateLimit, now, false);
+  }
+
+  wrongGuess(flow: Flow, clientIp: string, now: number): void {
+    const { rateLimit } = flow.trigger;
+    if (rateLimit) this.limiter.take(guessKey(flow, clientIp), now, this.limitOf(flow, rateLimit));
   }
 
   /** A caller refused for its credentials (a probe included): a token of its own failure bucket. Never throws. */

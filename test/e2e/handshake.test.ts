@@ -101,6 +101,14 @@ describe('trigger.handshake', () => {
       expect(guesses).toEqual([403, 403, 429, 429]);
       // The guesses spent their own bucket, not the flow's: Meta's right token still gets its challenge.
       expect(await text(await q('right-token', '198.51.100.7'))).toMatchObject({ status: 200, body: '7' });
+      // On the documented setup (github auth), refused signatures do not lock a client out.
+      await proxied.api('PUT', '/api/flows/meta-signed', { trigger: { type: 'webhook', auth: { type: 'github', secrets: [githubSecret] }, handshake: { type: 'meta', verifyToken: 'right-token' }, rateLimit: { perSecond: 0.01, burst: 3 } }, steps: [] });
+      const body = '{"object":"page"}';
+      const post = (sig: string) => fetch(`${proxied.url}/hook/meta-signed`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-hub-signature-256': sig, 'x-forwarded-for': '192.0.2.5' }, body });
+      const refused: number[] = [];
+      for (let i = 0; i < 4; i++) refused.push((await post('sha256=00')).status);
+      expect(refused).toEqual([401, 401, 401, 401]);
+      expect((await post(`sha256=${createHmac('sha256', githubSecret).update(body).digest('hex')}`)).status).toBe(200);
     } finally {
       await proxied.close();
     }

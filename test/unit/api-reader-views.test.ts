@@ -55,9 +55,12 @@ it('an hmac flow’s header named by the stored marker is hidden without the flo
   expect(readerHeaders({ 'x-payload-digest': 'plain' })).toEqual({ 'x-payload-digest': 'plain' });
 });
 
-it('the marker is honoured only in a headers object: a sender cannot name body keys to hide', async () => {
+it('the marker names a key of its own object, wherever a step put it; a sender cannot hide keys elsewhere', async () => {
   const { loggableInput } = await import('../../src/flow/log-safe.js');
   const m = { headers: { 'content-type': 'application/json' }, body: { 'x-hookd-signature-header': 'requestid', nested: { requestid: 'visible' } } };
   expect(JSON.parse(readerJson(JSON.stringify(m))!).body.nested.requestid).toBe('visible');
   expect((loggableInput(m) as typeof m).body.nested.requestid).toBe('visible');
+  // A transform that output the headers alone, or under another key: still hidden.
+  const headers = { 'x-hookd-signature-header': 'x-payload-digest', 'x-payload-digest': 'sha256=SECRETMAC' };
+  for (const data of [headers, { h: headers }]) expect(readerJson(JSON.stringify(data)), JSON.stringify(data)).not.toContain('SECRETMAC');
 });

@@ -160,11 +160,15 @@ describe('XML attack documents are refused fast (< 100 ms)', () => {
     expect(reason(() => parse('<a><![CDATA[x]]><!ENTITY y "z"></a>'))).toMatch(/ENTITY is not allowed/);
     // A `<!--` that is no comment (inside a processing instruction, an attribute value) hides nothing.
     expect(reason(() => parse('<?a <!-- ?><!DOCTYPE r [<!ENTITY x "EXPANDED">]><?b --> ?><r>&x;</r>'))).toMatch(/DOCTYPE is not allowed/);
-    expect(reason(() => parse('<r a="<!--"><!DOCTYPE r [<!ENTITY x "E">]><b c="-->"/>&x;</r>'))).toMatch(/DOCTYPE is not allowed/);
+    expect(reason(() => parse('<r a="<!--"><!DOCTYPE r [<!ENTITY x "E">]><b c="-->"/>&x;</r>'))).toMatch(/'<' in an attribute value/);
     expect(reason(() => parse("<r a='>'><!ELEMENT r ANY></r>"))).toMatch(/ELEMENT is not allowed/);
+    // Quotes that the parser reads differently (in a PI, in a closing tag) cannot hide markup either.
+    expect(reason(() => parse(`<?pi "?><r b='"?><!DOCTYPE r [<!ENTITY e "X">]><r>&e;</r><!--'>x</r><!-- -->`))).toMatch(/'<' in an attribute value/);
+    expect(reason(() => parse(`<r></r '><!DOCTYPE r [<!ENTITY e "boom">]><r>&e;</r>'>`))).toMatch(/'<' in an attribute value/);
     // Left open: refused before the parser sees it.
     expect(reason(() => parse('<r><!-- <!DOCTYPE r [<!ENTITY x "E">]><b>&x;</b></r>'))).toMatch(/comment is not closed/);
     expect(reason(() => parse('<r a="x><!DOCTYPE r></r>'))).toMatch(/attribute value is not closed/);
+    expect(reason(() => parse('<r a="x" <b/>></r>'))).toMatch(/'<' inside a tag/);
     // Ordinary documents: attributes with > and quotes, PIs, comments.
     expect(parse(`<?xml version="1.0"?><!-- hi --><r a="1 > 0" b='"q"'><?pi data?><c/></r>`)).toEqual({ r: { '@_a': '1 > 0', '@_b': '"q"', c: '' } });
   });

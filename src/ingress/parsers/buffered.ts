@@ -55,7 +55,7 @@ export function jsonText(raw: Buffer, media: MediaType, kind: string): string {
  * mantissa needs only a short one: 1000…0e99), or a run of 300+ digits. Ids like `3e5f…` match too:
  * the walk that follows is cheap next to the parse.
  */
-const MAY_OVERFLOW = /\d[eE][+-]?\d|\d{300}/;
+const MAY_OVERFLOW = /\d[eE][+-]?\d|(?<!\d)\d{300}/; // the lookbehind: tried once per digit run, not at every digit
 
 /**
  * JSON.parse, refusing numbers beyond a double's range: parsed as Infinity, they would be stored as

@@ -83,14 +83,20 @@ function forbiddenMarkup(text: string): { index: number; what: string } | undefi
       const m = FORBIDDEN.exec(text);
       return { index: at, what: m ? `<!${m[1]!.toUpperCase()}` : '<! markup other than a comment or a CDATA section' };
     } else {
-      // A tag: to its `>`, past quoted attribute values (which may hold `<!--` or `>`).
+      // A tag: to its `>`, past quoted attribute values (which may hold `>`). No `<` inside, quoted
+      // or not (XML allows none in an attribute value): readers that end a tag or a processing
+      // instruction elsewhere (fast-xml-parser ignores quotes in closing tags and honours them in
+      // PIs) could otherwise take a stretch this skips for markup.
       let i = at + 1;
       for (; i < text.length; i++) {
         const c = text.charCodeAt(i);
         if (c === 0x3e /* > */) break;
+        if (c === 0x3c /* < */) throw invalid(`'<' inside a tag (${where(text, i)})`);
         if (c === 0x22 /* " */ || c === 0x27 /* ' */) {
           const close = text.indexOf(text[i]!, i + 1);
           if (close === -1) throw invalid(`an attribute value is not closed (${where(text, i)})`);
+          const lt = text.indexOf('<', i + 1);
+          if (lt !== -1 && lt < close) throw invalid(`'<' in an attribute value (${where(text, lt)})`);
           i = close;
         }
       }

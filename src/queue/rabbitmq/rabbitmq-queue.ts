@@ -396,7 +396,7 @@ export class RabbitMqQueue implements Queue {
       if ((await this.routeOf(dead.flowId)) === 'dead') {
         throw new HookdError(E.CONFLICT, `Flow ${dead.flowId} does not exist (deleted): create it again to retry its dead letters`);
       }
-      await this.send({ ...dead, attempts: 1, deadAt: undefined, runAt: undefined }, this.topology.exchange, retryRoutingKey(dead.flowId));
+      await this.send(revived(dead), this.topology.exchange, retryRoutingKey(dead.flowId));
     });
   }
 
@@ -407,7 +407,7 @@ export class RabbitMqQueue implements Queue {
       selection.limit,
       async (dead) => {
         if ((await this.routeOf(dead.flowId)) === 'dead') return false;
-        await this.send({ ...dead, attempts: 1, deadAt: undefined, runAt: undefined }, this.topology.exchange, retryRoutingKey(dead.flowId));
+        await this.send(revived(dead), this.topology.exchange, retryRoutingKey(dead.flowId));
         return true;
       },
     );
@@ -918,4 +918,12 @@ export async function openRabbitMqQueue(options: RabbitMqQueueOptions): Promise<
     throw err;
   }
   return queue;
+}
+
+/**
+ * A dead letter going back to its flow: attempts start again; it keeps an error (one the broker
+ * buried has none of its own), which tells the runner it is no first delivery (runner.ts).
+ */
+function revived(dead: JobMessage): JobMessage {
+  return { ...dead, attempts: 1, deadAt: undefined, runAt: undefined, lastError: dead.lastError ?? 'dead letter retried' };
 }
