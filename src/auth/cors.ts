@@ -6,6 +6,7 @@ import { STRIPE_SIGNATURE_HEADER } from './schemes/stripe.js';
 import { STANDARD_WEBHOOKS_HEADERS } from './schemes/standard-webhooks.js';
 import { SHOPIFY_SIGNATURE_HEADER } from './schemes/shopify.js';
 import { SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER } from './schemes/slack.js';
+import { ZOOM_SIGNATURE_HEADER, ZOOM_TIMESTAMP_HEADER } from './schemes/zoom.js';
 
 /** The methods the webhook route answers. */
 export const CORS_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH'] as const;
@@ -38,6 +39,8 @@ export function schemeHeaders(auth: WebhookAuth | undefined): string[] {
       return [SHOPIFY_SIGNATURE_HEADER];
     case 'slack':
       return [SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER];
+    case 'zoom':
+      return [ZOOM_SIGNATURE_HEADER, ZOOM_TIMESTAMP_HEADER];
     default:
       return [];
   }

@@ -18,6 +18,7 @@ export function triggerSecurityProblems(fields: {
   const { auth } = fields;
   // Slack signs its url_verification: without the signature check anyone could have a challenge echoed.
   if (fields.handshake?.type === 'slack' && auth?.type !== 'slack') problems.push('handshake slack needs auth {type: slack} (Slack signs its url_verification)');
+  if (fields.handshake?.type === 'zoom' && auth?.type !== 'zoom') problems.push('handshake zoom needs auth {type: zoom} (its answer is an HMAC under the secret token)');
   const secrets = secretValues(auth);
   if (new Set(secrets).size !== secrets.length) problems.push('auth.secrets holds the same secret twice');
   // At rest a secret is sealed as v1:…:…:…; one that looks sealed would be stored as it is and

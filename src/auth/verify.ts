@@ -11,6 +11,7 @@ import { stripeVerifier } from './schemes/stripe.js';
 import { standardWebhooksVerifier } from './schemes/standard-webhooks.js';
 import { shopifyVerifier } from './schemes/shopify.js';
 import { slackVerifier } from './schemes/slack.js';
+import { zoomVerifier } from './schemes/zoom.js';
 
 export type { AuthRequest, AuthResult, AuthFailure, AuthFailureReason } from './result.js';
 export type { BodyVerifier, FinishRequest } from './schemes/scheme.js';
@@ -45,6 +46,8 @@ export function createBodyVerifier(auth: WebhookAuth | undefined, headers: AuthH
       return shopifyVerifier(auth, headers);
     case 'slack':
       return slackVerifier(auth, headers);
+    case 'zoom':
+      return zoomVerifier(auth, headers);
     default: {
       const unknown: never = auth;
       throw new Error(`Unknown auth type ${(unknown as { type: string }).type}`);

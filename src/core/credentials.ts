@@ -121,6 +121,12 @@ export const SlackAuth = Type.Object(
   { additionalProperties: false },
 );
 
+/** Zoom: X-Zm-Signature `v0=` hex over `v0:${ts}:${body}` (Slack's scheme), X-Zm-Request-Timestamp; 300 s. The secret is the app's secret token. */
+export const ZoomAuth = Type.Object(
+  { type: Type.Literal('zoom'), secrets: Secrets, toleranceSeconds: ToleranceSeconds },
+  { additionalProperties: false },
+);
+
 /** `flow.trigger.auth`, discriminated on `type`. Absent means `none`. */
 export const WebhookAuth = Type.Union([
   NoneAuth,
@@ -133,6 +139,7 @@ export const WebhookAuth = Type.Union([
   StandardWebhooksAuth,
   ShopifyAuth,
   SlackAuth,
+  ZoomAuth,
 ]);
 
 /** Client addresses allowed to call: IPv4/IPv6 addresses or CIDRs (see ip-allowlist.ts). */
@@ -182,6 +189,7 @@ export type StripeAuthDef = Static<typeof StripeAuth>;
 export type StandardWebhooksAuthDef = Static<typeof StandardWebhooksAuth>;
 export type ShopifyAuthDef = Static<typeof ShopifyAuth>;
 export type SlackAuthDef = Static<typeof SlackAuth>;
+export type ZoomAuthDef = Static<typeof ZoomAuth>;
 export type HmacAlgorithmDef = Static<typeof HmacAlgorithm>;
 export type HmacEncodingDef = Static<typeof HmacEncoding>;
 export type IpAllowlistDef = Static<typeof IpAllowlist>;

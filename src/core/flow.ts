@@ -103,6 +103,8 @@ export const Handshake = Type.Union([
   Type.Object({ type: Type.Literal('microsoft-graph') }, { additionalProperties: false }),
   /** Dropbox: `GET ?challenge=…` → the challenge, as text/plain with `X-Content-Type-Options: nosniff`. */
   Type.Object({ type: Type.Literal('dropbox') }, { additionalProperties: false }),
+  /** Zoom: a signed POST `{"event": "endpoint.url_validation", "payload": {"plainToken"}}` → the token and its HMAC under the flow's secret. */
+  Type.Object({ type: Type.Literal('zoom') }, { additionalProperties: false }),
 ]);
 
 export const WebhookTrigger = Type.Object(

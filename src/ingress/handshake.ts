@@ -1,7 +1,9 @@
+import { createHmac } from 'node:crypto';
+import { secretValues, type WebhookAuth } from '../auth/schema.js';
 import { safeEqual } from '../auth/timing-safe.js';
 import type { HandshakeDef } from '../core/flow.js';
 
-/** What hookd answers a handshake with: the provider's value echoed as text. */
+/** What hookd answers a handshake with: the provider's value echoed (as text, or Zoom's JSON). */
 export interface HandshakeAnswer {
   status: 200;
   headers: Record<string, string>;
@@ -54,9 +56,28 @@ export function handshakeBeforeCredentials(
   }
 }
 
-/** Handshakes signed like the events that follow (Slack's url_verification), once the body verified and parsed. */
-export function handshakeInBody(handshake: HandshakeDef | undefined, body: unknown): HandshakeAnswer | undefined {
-  if (handshake?.type !== 'slack' || body === null || typeof body !== 'object' || Array.isArray(body)) return undefined;
-  const { type, challenge } = body as { type?: unknown; challenge?: unknown };
-  return type === 'url_verification' && typeof challenge === 'string' && one(challenge) !== undefined ? text(challenge) : undefined;
+/**
+ * Handshakes signed like the events that follow, once the body verified and parsed: Slack's
+ * url_verification; Zoom's endpoint.url_validation, answered with the token and its HMAC-SHA256
+ * (hex) under the flow's newest secret (Zoom's secret token: while two are held, the new one).
+ */
+export function handshakeInBody(handshake: HandshakeDef | undefined, body: unknown, auth: WebhookAuth | undefined): HandshakeAnswer | undefined {
+  if (handshake === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) return undefined;
+  if (handshake.type === 'slack') {
+    const { type, challenge } = body as { type?: unknown; challenge?: unknown };
+    return type === 'url_verification' && typeof challenge === 'string' && one(challenge) !== undefined ? text(challenge) : undefined;
+  }
+  if (handshake.type === 'zoom') {
+    const { event, payload } = body as { event?: unknown; payload?: { plainToken?: unknown } | null };
+    const plainToken = typeof payload === 'object' && payload !== null ? payload.plainToken : undefined;
+    const secret = secretValues(auth).at(-1);
+    if (event !== 'endpoint.url_validation' || typeof plainToken !== 'string' || one(plainToken) === undefined || secret === undefined) return undefined;
+    const encryptedToken = createHmac('sha256', secret).update(plainToken).digest('hex');
+    return {
+      status: 200,
+      headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
+      body: JSON.stringify({ plainToken, encryptedToken }),
+    };
+  }
+  return undefined;
 }

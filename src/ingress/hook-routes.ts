@@ -201,8 +201,8 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       if (!verdict.ok) throw rejected(flow, request.ip, verdict);
       if (chargeLater) chargeRate(flow, request.ip);
 
-      // Slack's url_verification: signed like its events, answered once verified, nothing stored.
-      const handshake = handshakeInBody(flow.trigger.handshake, payload.body);
+      // Slack's url_verification, Zoom's url_validation: signed like their events, answered once verified, nothing stored.
+      const handshake = handshakeInBody(flow.trigger.handshake, payload.body, auth);
       if (handshake !== undefined) return reply.code(handshake.status).headers(handshake.headers).send(handshake.body);
 
       const suffix = request.params['*'];

@@ -10,6 +10,7 @@ let h: RunningHookd;
 const slackSecret = 'slack-signing-secret-0123';
 const githubSecret = 'meta-app-secret-0123456789';
 const dropboxSecret = 'dropbox-app-secret-012345';
+const zoomSecret = 'zoom-secret-token-0123456';
 
 beforeAll(async () => {
   h = await startHookd({ WORKER_CONCURRENCY: '0', HOOKD_READ_TOKENS: 'handshake-reader-0123456789' });
@@ -21,6 +22,7 @@ beforeAll(async () => {
   await put('graph', { handshake: { type: 'microsoft-graph' } });
   await put('dropbox', { auth: { type: 'hmac', header: 'X-Dropbox-Signature', secrets: [dropboxSecret] }, handshake: { type: 'dropbox' } });
   await put('plain', {});
+  await put('zoom', { auth: { type: 'zoom', secrets: [zoomSecret] }, handshake: { type: 'zoom' } });
   // Rate-limited: handshakes spend the flow's rate; wrong verify tokens a bucket of their own per client.
   await put('dropbox-limited', { auth: { type: 'hmac', header: 'X-Dropbox-Signature', secrets: [dropboxSecret] }, handshake: { type: 'dropbox' }, rateLimit: { perSecond: 0.01, burst: 2 } });
 });
@@ -45,6 +47,27 @@ describe('trigger.handshake', () => {
     const event = JSON.stringify({ type: 'event_callback', event: { type: 'message' } });
     expect((await fetch(`${h.url}/hook/slack`, { method: 'POST', headers: sign(event), body: event })).status).toBe(200);
     expect(await storedCount('slack')).toBe(1);
+  });
+
+  it('zoom: a signed endpoint.url_validation gets {plainToken, encryptedToken} (HMAC-SHA256 under the secret token); events verify with the zoom preset', async () => {
+    const sign = (body: string, ts = Math.floor(Date.now() / 1000)) => ({
+      'content-type': 'application/json; charset=utf-8',
+      'x-zm-request-timestamp': String(ts),
+      'x-zm-signature': `v0=${createHmac('sha256', zoomSecret).update(`v0:${ts}:${body}`).digest('hex')}`,
+    });
+    const validation = JSON.stringify({ payload: { plainToken: 'qgg8vlvZRS6UYooatFL8Aw' }, event_ts: 1654503849680, event: 'endpoint.url_validation' });
+    const res = await fetch(`${h.url}/hook/zoom`, { method: 'POST', headers: sign(validation), body: validation });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(await res.json()).toEqual({ plainToken: 'qgg8vlvZRS6UYooatFL8Aw', encryptedToken: createHmac('sha256', zoomSecret).update('qgg8vlvZRS6UYooatFL8Aw').digest('hex') });
+    expect((await fetch(`${h.url}/hook/zoom`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: validation })).status).toBe(401);
+    const old = await fetch(`${h.url}/hook/zoom`, { method: 'POST', headers: sign(validation, Math.floor(Date.now() / 1000) - 3600), body: validation });
+    expect(old.status).toBe(403);
+    expect(await storedCount('zoom')).toBe(0);
+    const event = JSON.stringify({ event: 'meeting.started', payload: { object: { id: '1' } } });
+    expect((await fetch(`${h.url}/hook/zoom`, { method: 'POST', headers: sign(event), body: event })).status).toBe(200);
+    expect(await storedCount('zoom')).toBe(1);
+    expect((await h.api('PUT', '/api/flows/bad-zoom', { trigger: { type: 'webhook', handshake: { type: 'zoom' } } })).status).toBe(400);
   });
 
   it('meta: the verification GET with the right token gets hub.challenge, a wrong token a 403; event POSTs still need their signature', async () => {
