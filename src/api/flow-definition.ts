@@ -100,7 +100,7 @@ export function newFlowId(): string {
 /** Validate + apply defaults; throws VALIDATION_FAILED on duplicate step ids. */
 export function buildFlow(input: unknown, id: string, existing?: Flow): Flow {
   // The URL's id, on PUT, passes no schema: the same rule as a body id (URLs, file names, AMQP keys).
-  if (!ID_RE.test(id)) fail([`/id: "${id}" must be 1 to 128 characters of A-Z a-z 0-9 . _ -`]);
+  if (!ID_RE.test(id)) fail([`/id: "${id}" must be 1 to 128 characters of A-Z a-z 0-9 . _ - (and not . or ..)`]);
   const valid = validateFlowInput(input);
   if (valid.id !== undefined && valid.id !== id) fail([`/id: "${valid.id}" does not match the URL's flow id "${id}"`]);
   const flow = normalizeFlow(valid, id, new Date(), existing);

@@ -56,6 +56,8 @@ const SIGNATURE_HEADER = /signature|hmac/i;
 
 /** A signature header, or a flow's own (an hmac config may name it anything; lower case). */
 function isSignatureName(name: string, extra: readonly string[]): boolean {
+  // The stored marker only names the header: readers may know which one it was.
+  if (name === SIGNATURE_HEADER_NAME) return false;
   return SIGNATURE_HEADER.test(name) || (extra.length > 0 && extra.includes(name.toLowerCase()));
 }
 

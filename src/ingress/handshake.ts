@@ -25,29 +25,39 @@ function one(v: string | string[] | undefined): string | undefined {
   return s !== undefined && s.length > 0 && s.length <= MAX_CHALLENGE ? s : undefined;
 }
 
+/** Present, but no value hookd echoes (repeated, or longer than MAX_CHALLENGE): a handshake refused. */
+function unusable(v: string | string[] | undefined): boolean {
+  return v !== undefined && v !== '' && one(v) === undefined;
+}
+
 /**
  * Handshakes that carry no signature (they come before the provider signs anything, or never
  * do), recognised from method and query before credentials are checked: Meta's verification GET
  * (its `hub.verify_token` is the check: a wrong one is `'refused'`), Microsoft Graph's
- * `validationToken`, Dropbox's `challenge`. Undefined: not a handshake, an ordinary call.
+ * `validationToken`, Dropbox's `challenge`. `'invalid'`: a handshake whose value hookd will not
+ * echo (repeated, or over 2,048 characters) — refused, never stored as an event. Undefined: not a
+ * handshake, an ordinary call.
  */
 export function handshakeBeforeCredentials(
   handshake: HandshakeDef | undefined,
   method: string,
   query: Record<string, string | string[] | undefined>,
-): HandshakeAnswer | 'refused' | undefined {
+): HandshakeAnswer | 'refused' | 'invalid' | undefined {
   switch (handshake?.type) {
     case 'meta': {
+      if (method === 'GET' && query['hub.mode'] === 'subscribe' && unusable(query['hub.challenge'])) return 'invalid';
       const challenge = one(query['hub.challenge']);
       if (method !== 'GET' || query['hub.mode'] !== 'subscribe' || challenge === undefined) return undefined;
       const token = one(query['hub.verify_token']);
       return token !== undefined && safeEqual(token, handshake.verifyToken) ? text(challenge) : 'refused';
     }
     case 'microsoft-graph': {
+      if (method === 'POST' && unusable(query.validationToken)) return 'invalid';
       const token = one(query.validationToken);
       return method === 'POST' && token !== undefined ? text(token) : undefined;
     }
     case 'dropbox': {
+      if (method === 'GET' && unusable(query.challenge)) return 'invalid';
       const challenge = one(query.challenge);
       return method === 'GET' && challenge !== undefined ? text(challenge) : undefined;
     }

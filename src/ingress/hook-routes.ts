@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { corsPreflight, corsResponseHeaders } from '../auth/cors.js';
 import type { AuthFailure, AuthFailureReason } from '../auth/result.js';
+import { REDACTED } from '../auth/redact.js';
 import type { WebhookAuth } from '../auth/schema.js';
 import {
   createBodyVerifier,
@@ -162,6 +163,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
         throw err;
       }
     }
+    if (early === 'invalid') throw new HookdError(E.BAD_REQUEST, `a handshake value must be given once, in at most 2048 characters`);
     if (early === 'refused') {
       guard.wrongGuess(flow, request.ip, Date.now());
       throw rejected(flow, request.ip, { ok: false, status: 403, code: 'FORBIDDEN', reason: 'mismatch', message: 'hub.verify_token does not match' });
@@ -229,7 +231,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
         receivedAt,
         method: request.method,
         path: suffix ? `/${suffix}` : '',
-        query: auth ? redactQuery(auth, query) : query,
+        query: withoutVerifyToken(flow, auth ? redactQuery(auth, query) : query),
         headers: storableHeaders(auth ? redactHeaders(auth, request.headers) : request.headers, payload.decoded === true, auth?.type === 'hmac' ? auth.header.toLowerCase() : undefined),
         contentType: request.headers['content-type'] ?? null,
         body: shaped.body,
@@ -408,3 +410,9 @@ function sendJson(reply: FastifyReply, value: unknown) {
   return reply.send(value);
 }
 
+
+/** Meta's verify token is a credential: a call that carries it outside a handshake does not store it. */
+function withoutVerifyToken<Q extends Record<string, string | string[]>>(flow: Flow, query: Q): Q {
+  if (flow.trigger.handshake?.type !== 'meta' || query['hub.verify_token'] === undefined) return query;
+  return { ...query, 'hub.verify_token': REDACTED };
+}

@@ -145,6 +145,19 @@ describe('trigger.handshake', () => {
     expect((await h.api('POST', '/api/flows/dropbox/stop')).status).toBe(200);
     expect((await fetch(`${h.url}/hook/dropbox?challenge=abc`)).status).toBe(404);
     expect((await h.api('PUT', '/api/flows/bad', { trigger: { type: 'webhook', handshake: { type: 'meta' } } })).status).toBe(400);
+    // A value hookd will not echo (too long, repeated) is a refused handshake, never an event.
+    await h.api('PUT', '/api/flows/meta-open', { trigger: { type: 'webhook', handshake: { type: 'meta', verifyToken: 'v' } }, steps: [] });
+    for (const url of [
+      `${h.url}/hook/meta-open?hub.mode=subscribe&hub.challenge=${'a'.repeat(2049)}&hub.verify_token=v`,
+      `${h.url}/hook/meta-open?hub.mode=subscribe&hub.challenge=1&hub.challenge=2&hub.verify_token=v`,
+    ]) {
+      expect((await fetch(url)).status).toBe(400);
+    }
+    // An ordinary call carrying the verify token does not store it.
+    const call = await fetch(`${h.url}/hook/meta-open?hub.verify_token=v&x=1`);
+    expect(call.status).toBe(200);
+    const [storedCall] = (await h.api('GET', '/api/requests?flowId=meta-open')).body.items;
+    expect(storedCall.query).toEqual({ 'hub.verify_token': '[redacted]', x: '1' });
     const unsigned = await h.api('PUT', '/api/flows/bad', { trigger: { type: 'webhook', handshake: { type: 'slack' } } });
     expect(unsigned).toMatchObject({ status: 400, body: { message: expect.stringMatching(/handshake slack needs auth/) } });
   });

@@ -217,6 +217,12 @@ describe('errors', () => {
     const fine = await post('{"max":1.7976931348623157e308,"id":"abe123","tiny":1e-400}');
     expect(fine.status).toBe(200);
     expect((await stored(JSON.parse(fine.body).requestId)).body).toEqual({ max: 1.7976931348623157e308, id: 'abe123', tiny: 0 });
+    // An unknown charset is read as UTF-8, strictly; UTF-16 with a big-endian byte order mark is big-endian.
+    expect((await post(Buffer.from('{"s":"caf\xe9"}', 'latin1'), 'application/json; charset=bogus-charset')).status).toBe(400);
+    const be = Buffer.from('\ufeff{"s":"é"}', 'utf16le').swap16();
+    const utf16be = await post(be, 'application/json; charset=utf-16');
+    expect(utf16be.status, utf16be.body).toBe(200);
+    expect((await stored(JSON.parse(utf16be.body).requestId)).body).toEqual({ s: 'é' });
     const latin1 = await post(Buffer.from('{"s":"café"}', 'latin1'), 'application/json; charset=iso-8859-1');
     expect(latin1.status).toBe(200);
     expect((await stored(JSON.parse(latin1.body).requestId)).body).toEqual({ s: 'café' });

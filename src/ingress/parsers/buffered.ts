@@ -25,15 +25,24 @@ export function bufferedParser(
 
 /** Decode text in the declared charset (utf-8 when none or unknown to the runtime). */
 export function decodeText(raw: Buffer, media: MediaType): string {
+  const decoder = declaredDecoder(raw, media);
+  return decoder === undefined ? raw.toString('utf8') : decoder.decode(raw);
+}
+
+/**
+ * A decoder for the declared charset other than UTF-8, or undefined (none declared, UTF-8, or a
+ * label the runtime does not know). `utf-16` follows a byte order mark: big-endian with FE FF
+ * (TextDecoder's `utf-16` is little-endian only).
+ */
+function declaredDecoder(raw: Buffer, media: MediaType): InstanceType<typeof TextDecoder> | undefined {
   const charset = media.params.charset?.toLowerCase();
-  if (charset && charset !== 'utf-8' && charset !== 'utf8') {
-    try {
-      return new TextDecoder(charset).decode(raw);
-    } catch {
-      // Unknown label: fall through to utf-8, the raw bytes stay available anyway.
-    }
+  if (charset === undefined || charset === 'utf-8' || charset === 'utf8') return undefined;
+  const label = charset === 'utf-16' && raw[0] === 0xfe && raw[1] === 0xff ? 'utf-16be' : charset;
+  try {
+    return new TextDecoder(label);
+  } catch {
+    return undefined; // Unknown label: read as UTF-8; the raw bytes stay available anyway.
   }
-  return raw.toString('utf8');
 }
 
 /**
@@ -42,11 +51,10 @@ export function decodeText(raw: Buffer, media: MediaType): string {
  * mark may be ignored (the raw bytes keep it).
  */
 export function jsonText(raw: Buffer, media: MediaType, kind: string): string {
-  const charset = media.params.charset?.toLowerCase();
-  if ((charset === undefined || charset === 'utf-8' || charset === 'utf8') && !isUtf8(raw)) {
-    throw new HookdError(E.INVALID_BODY, kind, 'the body is not valid UTF-8');
-  }
-  const text = decodeText(raw, media);
+  const decoder = declaredDecoder(raw, media);
+  // Read as UTF-8 (none declared, or a label nobody knows): it must be UTF-8.
+  if (decoder === undefined && !isUtf8(raw)) throw new HookdError(E.INVALID_BODY, kind, 'the body is not valid UTF-8');
+  const text = decoder === undefined ? raw.toString('utf8') : decoder.decode(raw);
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
