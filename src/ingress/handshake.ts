@@ -1,5 +1,8 @@
 import { createHmac } from 'node:crypto';
+import type { AuthHeaders } from '../auth/result.js';
 import { secretValues, type WebhookAuth } from '../auth/schema.js';
+import { parseV0Signature } from '../auth/schemes/slack.js';
+import { ZOOM_SIGNATURE_HEADER, ZOOM_TIMESTAMP_HEADER } from '../auth/schemes/zoom.js';
 import { safeEqual } from '../auth/timing-safe.js';
 import type { HandshakeDef } from '../core/flow.js';
 
@@ -69,25 +72,45 @@ export function handshakeBeforeCredentials(
 /**
  * Handshakes signed like the events that follow, once the body verified and parsed: Slack's
  * url_verification; Zoom's endpoint.url_validation, answered with the token and its HMAC-SHA256
- * (hex) under the flow's newest secret (Zoom's secret token: while two are held, the new one).
+ * (hex) under the secret that verified this very request. Never under another one: while two
+ * secrets are held, a caller with the old one would otherwise have hookd sign what it likes
+ * under the new one — events that still verify once the old secret is deleted.
  */
-export function handshakeInBody(handshake: HandshakeDef | undefined, body: unknown, auth: WebhookAuth | undefined): HandshakeAnswer | undefined {
+export function handshakeInBody(
+  handshake: HandshakeDef | undefined,
+  body: unknown,
+  auth: WebhookAuth | undefined,
+  signed: { headers: AuthHeaders; rawBody: Buffer },
+): HandshakeAnswer | 'invalid' | undefined {
   if (handshake === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) return undefined;
   if (handshake.type === 'slack') {
     const { type, challenge } = body as { type?: unknown; challenge?: unknown };
-    return type === 'url_verification' && typeof challenge === 'string' && one(challenge) !== undefined ? text(challenge) : undefined;
+    if (type !== 'url_verification') return undefined;
+    return typeof challenge === 'string' && one(challenge) !== undefined ? text(challenge) : 'invalid';
   }
   if (handshake.type === 'zoom') {
     const { event, payload } = body as { event?: unknown; payload?: { plainToken?: unknown } | null };
     const plainToken = typeof payload === 'object' && payload !== null ? payload.plainToken : undefined;
-    const secret = secretValues(auth).at(-1);
-    if (event !== 'endpoint.url_validation' || typeof plainToken !== 'string' || one(plainToken) === undefined || secret === undefined) return undefined;
+    if (event !== 'endpoint.url_validation') return undefined;
+    if (typeof plainToken !== 'string' || one(plainToken) === undefined) return 'invalid';
+    const secret = auth?.type === 'zoom' ? secretThatSigned(secretValues(auth), signed.headers, signed.rawBody) : undefined;
+    if (secret === undefined) return undefined;
     const encryptedToken = createHmac('sha256', secret).update(plainToken).digest('hex');
     return {
       status: 200,
-      headers: { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' },
+      headers: { 'content-type': 'application/json; charset=utf-8', 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' },
       body: JSON.stringify({ plainToken, encryptedToken }),
     };
   }
   return undefined;
+}
+
+/** The secret whose Zoom signature (`v0:${ts}:${body}`) this request carries: the verifier accepted one of them. */
+function secretThatSigned(secrets: string[], headers: AuthHeaders, rawBody: Buffer): string | undefined {
+  const parts = parseV0Signature(headers, ZOOM_SIGNATURE_HEADER, ZOOM_TIMESTAMP_HEADER, 'Zoom');
+  if ('ok' in parts) return undefined;
+  return secrets.find((s) => {
+    const mac = createHmac('sha256', s).update(parts.prefix, 'utf8').update(rawBody).digest();
+    return parts.signatures.some((sig) => safeEqual(sig, mac));
+  });
 }

@@ -60,6 +60,7 @@ interface HookParams {
 
 const EMPTY = Buffer.alloc(0);
 const ALLOWED_METHODS = 'HEAD, GET, POST, PUT, PATCH, OPTIONS';
+const HANDSHAKE_VALUE = 'a handshake value must be one string of at most 2048 characters';
 const now = () => performance.timeOrigin + performance.now();
 
 /**
@@ -163,7 +164,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
         throw err;
       }
     }
-    if (early === 'invalid') throw new HookdError(E.BAD_REQUEST, `a handshake value must be given once, in at most 2048 characters`);
+    if (early === 'invalid') throw new HookdError(E.BAD_REQUEST, HANDSHAKE_VALUE);
     if (early === 'refused') {
       guard.wrongGuess(flow, request.ip, Date.now());
       throw rejected(flow, request.ip, { ok: false, status: 403, code: 'FORBIDDEN', reason: 'mismatch', message: 'hub.verify_token does not match' });
@@ -204,7 +205,8 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       if (chargeLater) chargeRate(flow, request.ip);
 
       // Slack's url_verification, Zoom's url_validation: signed like their events, answered once verified, nothing stored.
-      const handshake = handshakeInBody(flow.trigger.handshake, payload.body, auth);
+      const handshake = handshakeInBody(flow.trigger.handshake, payload.body, auth, { headers: request.headers, rawBody: payload.rawBody });
+      if (handshake === 'invalid') throw new HookdError(E.BAD_REQUEST, HANDSHAKE_VALUE);
       if (handshake !== undefined) return reply.code(handshake.status).headers(handshake.headers).send(handshake.body);
 
       const suffix = request.params['*'];

@@ -41,6 +41,8 @@ describe('trigger.handshake', () => {
     const verification = JSON.stringify({ token: 'legacy', challenge: '3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P', type: 'url_verification' });
     const ok = await text(await fetch(`${h.url}/hook/slack`, { method: 'POST', headers: sign(verification), body: verification }));
     expect(ok).toEqual({ status: 200, type: 'text/plain; charset=utf-8', nosniff: 'nosniff', body: '3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P' });
+    const long = JSON.stringify({ type: 'url_verification', challenge: 'c'.repeat(2049) });
+    expect((await fetch(`${h.url}/hook/slack`, { method: 'POST', headers: sign(long), body: long })).status).toBe(400);
     const unsigned = await fetch(`${h.url}/hook/slack`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: verification });
     expect(unsigned.status).toBe(401);
     expect(await storedCount('slack')).toBe(0);
@@ -68,6 +70,20 @@ describe('trigger.handshake', () => {
     expect((await fetch(`${h.url}/hook/zoom`, { method: 'POST', headers: sign(event), body: event })).status).toBe(200);
     expect(await storedCount('zoom')).toBe(1);
     expect((await h.api('PUT', '/api/flows/bad-zoom', { trigger: { type: 'webhook', handshake: { type: 'zoom' } } })).status).toBe(400);
+
+    // Two secrets (rotation): answered under the secret that signed the validation, never the
+    // other one — else a holder of the old secret could have hookd sign events under the new one.
+    const added = await h.api('POST', '/api/flows/zoom/secrets', { secret: 'zoom-new-secret-token-98765' });
+    expect(added.status).toBe(201);
+    const signWith = (secret: string, body: string) => {
+      const ts = Math.floor(Date.now() / 1000);
+      return { 'content-type': 'application/json', 'x-zm-request-timestamp': String(ts), 'x-zm-signature': `v0=${createHmac('sha256', secret).update(`v0:${ts}:${body}`).digest('hex')}` };
+    };
+    const forged = JSON.stringify({ event: 'endpoint.url_validation', payload: { plainToken: 'v0:1:{"event":"forged"}' } });
+    for (const secret of [zoomSecret, 'zoom-new-secret-token-98765']) {
+      const answer = await (await fetch(`${h.url}/hook/zoom`, { method: 'POST', headers: signWith(secret, forged), body: forged })).json();
+      expect(answer, secret).toEqual({ plainToken: 'v0:1:{"event":"forged"}', encryptedToken: createHmac('sha256', secret).update('v0:1:{"event":"forged"}').digest('hex') });
+    }
   });
 
   it('meta: the verification GET with the right token gets hub.challenge, a wrong token a 403; event POSTs still need their signature', async () => {

@@ -219,6 +219,14 @@ describe('errors', () => {
     expect((await stored(JSON.parse(fine.body).requestId)).body).toEqual({ max: 1.7976931348623157e308, id: 'abe123', tiny: 0 });
     // An unknown charset is read as UTF-8, strictly; UTF-16 with a big-endian byte order mark is big-endian.
     expect((await post(Buffer.from('{"s":"caf\xe9"}', 'latin1'), 'application/json; charset=bogus-charset')).status).toBe(400);
+    // Other names of UTF-8, and UTF-16 with an unpaired surrogate: invalid bytes are a 400 there too.
+    for (const type of ['application/json; charset=unicode-1-1-utf-8', 'application/json; charset="utf-8 "']) {
+      expect((await post(Buffer.from([0x7b, 0x22, 0x73, 0x22, 0x3a, 0x22, 0xff, 0xfe, 0x80, 0x22, 0x7d]), type)).status, type).toBe(400);
+    }
+    const surrogate = Buffer.concat([Buffer.from('{"s":"', 'utf16le'), Buffer.from([0x00, 0xd8]), Buffer.from('"}', 'utf16le')]);
+    const lone = await post(surrogate, 'application/json; charset=utf-16le');
+    expect(lone.status).toBe(400);
+    expect(JSON.parse(lone.body).message).toMatch(/not valid utf-16le/);
     const be = Buffer.from('\ufeff{"s":"é"}', 'utf16le').swap16();
     const utf16be = await post(be, 'application/json; charset=utf-16');
     expect(utf16be.status, utf16be.body).toBe(200);

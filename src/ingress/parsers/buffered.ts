@@ -34,27 +34,36 @@ export function decodeText(raw: Buffer, media: MediaType): string {
  * label the runtime does not know). `utf-16` follows a byte order mark: big-endian with FE FF
  * (TextDecoder's `utf-16` is little-endian only).
  */
-function declaredDecoder(raw: Buffer, media: MediaType): InstanceType<typeof TextDecoder> | undefined {
+function declaredDecoder(raw: Buffer, media: MediaType, fatal = false): InstanceType<typeof TextDecoder> | undefined {
   const charset = media.params.charset?.toLowerCase();
   if (charset === undefined || charset === 'utf-8' || charset === 'utf8') return undefined;
   const label = charset === 'utf-16' && raw[0] === 0xfe && raw[1] === 0xff ? 'utf-16be' : charset;
   try {
-    return new TextDecoder(label);
+    return new TextDecoder(label, { fatal });
   } catch {
     return undefined; // Unknown label: read as UTF-8; the raw bytes stay available anyway.
   }
 }
 
 /**
- * The text of a JSON body (RFC 8259 §8.1: UTF-8; a declared UTF-16/32 charset is honoured): bytes
- * that are not UTF-8 are a malformed body, never silently replaced by U+FFFD; a UTF-8 byte order
- * mark may be ignored (the raw bytes keep it).
+ * The text of a JSON body (RFC 8259 §8.1: UTF-8; a declared charset the runtime knows, UTF-16 say,
+ * is honoured): bytes that are not valid in it are a malformed body, never silently replaced by
+ * U+FFFD; a UTF-8 byte order mark may be ignored (the raw bytes keep it).
  */
 export function jsonText(raw: Buffer, media: MediaType, kind: string): string {
-  const decoder = declaredDecoder(raw, media);
-  // Read as UTF-8 (none declared, or a label nobody knows): it must be UTF-8.
-  if (decoder === undefined && !isUtf8(raw)) throw new HookdError(E.INVALID_BODY, kind, 'the body is not valid UTF-8');
-  const text = decoder === undefined ? raw.toString('utf8') : decoder.decode(raw);
+  const decoder = declaredDecoder(raw, media, true);
+  let text: string;
+  if (decoder === undefined || decoder.encoding === 'utf-8') {
+    // None declared, a label nobody knows, or one of UTF-8's other names: it must be UTF-8.
+    if (!isUtf8(raw)) throw new HookdError(E.INVALID_BODY, kind, 'the body is not valid UTF-8');
+    text = raw.toString('utf8');
+  } else {
+    try {
+      text = decoder.decode(raw);
+    } catch {
+      throw new HookdError(E.INVALID_BODY, kind, `the body is not valid ${decoder.encoding}`);
+    }
+  }
   return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }
 
