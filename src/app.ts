@@ -1,4 +1,5 @@
 import { clientErrorHandler, frameworkErrors } from './http/client-errors.js';
+import { lingering } from './ingress/linger.js';
 import { mkdirSync } from 'node:fs';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { pino, type Logger } from 'pino';
@@ -165,7 +166,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     exposeHeadRoutes: false,
     return503OnClosing: true,
     // Errors before any route (malformed HTTP, a request timeout, a malformed URL) in hookd's shape.
-    clientErrorHandler,
+    clientErrorHandler: clientErrorHandler(lingering),
     frameworkErrors,
     // API bodies (flow definitions) are small; /hook bodies are read by the ingress itself.
     bodyLimit: 1024 * 1024,

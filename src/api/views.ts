@@ -114,7 +114,7 @@ export function readerJson(text: string | undefined, extra?: string): string | u
     }
     return JSON.stringify(marker);
   }
-  // Parsed: the marker is honoured in the `headers` object that holds it (redactKeysDeep), no wider.
+  // Parsed: the marker is honoured in the object that holds it, wherever a step put it (redactKeysDeep).
   const own = ownNames(extra, undefined);
   return JSON.stringify(redactKeysDeep(value, (k) => isSignatureName(k, own)));
 }

@@ -67,23 +67,25 @@ export function decodedBody(req: Readable, header: string | undefined): DecodedB
   for (const coding of [...codings].reverse()) {
     const source = stages[stages.length - 1]!;
     const decoder = DECODERS[coding]!();
-    let fed = 0;
-    let ended = false;
-    const onData = (chunk: Buffer): void => {
-      fed += chunk.length;
-      if (ended && coding !== 'gzip' && coding !== 'x-gzip') fail(`${coding}: data after the end of the compressed stream`);
-    };
-    source.on('data', onData);
-    detach.push(() => source.off('data', onData));
     decoder.on('error', (err: Error) => fail(`${coding}: ${err.message}`));
-    decoder.on('end', () => {
-      ended = true;
-      // zlib counts the input it consumed: deflate and br stop at their stream's end and drop the
-      // rest. gunzip reads on (another member) and refuses junk itself, but takes zero bytes after
-      // the last member as padding, as node always has: left as it is.
-      const gzip = coding === 'gzip' || coding === 'x-gzip';
-      if (!gzip && (decoder as unknown as { bytesWritten: number }).bytesWritten < fed) fail(`${coding}: data after the end of the compressed stream`);
-    });
+    // deflate and br stop at their stream's end and drop what follows; zlib counts the input it
+    // consumed, so more fed than consumed is data after the end. (gunzip reads on — another
+    // member — and refuses junk itself, taking zero bytes after the last member as padding, as
+    // node always has: left as it is.)
+    if (coding === 'deflate' || coding === 'br') {
+      let fed = 0;
+      let ended = false;
+      const onData = (chunk: Buffer): void => {
+        fed += chunk.length;
+        if (ended) fail(`${coding}: data after the end of the compressed stream`);
+      };
+      source.on('data', onData);
+      detach.push(() => source.off('data', onData));
+      decoder.on('end', () => {
+        ended = true;
+        if ((decoder as Transform & { bytesWritten: number }).bytesWritten < fed) fail(`${coding}: data after the end of the compressed stream`);
+      });
+    }
     source.pipe(decoder);
     stages.push(decoder);
   }

@@ -13,7 +13,7 @@ export interface HandshakeAnswer {
   body: string;
 }
 
-/** A challenge longer than this is no provider's: it goes on as an ordinary call. */
+/** A challenge longer than this is no provider's: the handshake is refused (400), never stored. */
 const MAX_CHALLENGE = 2048;
 
 const text = (body: string, extra: Record<string, string> = {}): HandshakeAnswer => ({
@@ -93,8 +93,9 @@ export function handshakeInBody(
     const plainToken = typeof payload === 'object' && payload !== null ? payload.plainToken : undefined;
     if (event !== 'endpoint.url_validation') return undefined;
     if (typeof plainToken !== 'string' || one(plainToken) === undefined) return 'invalid';
+    // The verifier accepted one of them; none found (the bytes it hashed are not these) is refused, never stored.
     const secret = auth?.type === 'zoom' ? secretThatSigned(secretValues(auth), signed.headers, signed.rawBody) : undefined;
-    if (secret === undefined) return undefined;
+    if (secret === undefined) return 'invalid';
     const encryptedToken = createHmac('sha256', secret).update(plainToken).digest('hex');
     return {
       status: 200,

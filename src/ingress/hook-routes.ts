@@ -155,7 +155,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
 
     // A provider's unsigned subscription handshake (Meta, Microsoft Graph, Dropbox): answered
     // before credentials, nothing stored. Meta's verify token is its credential.
-    const early = handshakeBeforeCredentials(flow.trigger.handshake, request.method, request.query as Record<string, string | string[]>);
+    const early = flow.trigger.handshake && handshakeBeforeCredentials(flow.trigger.handshake, request.method, request.query as Record<string, string | string[]>);
     if (early !== undefined && flow.trigger.handshake?.type === 'meta') {
       try {
         guard.admitGuess(flow, request.ip, Date.now());
@@ -166,8 +166,10 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     }
     if (early === 'invalid') throw new HookdError(E.BAD_REQUEST, HANDSHAKE_VALUE);
     if (early === 'refused') {
+      // Its own failure bucket only (not rejected(): a basic/apiKey/token flow's would be spent too).
       guard.wrongGuess(flow, request.ip, Date.now());
-      throw rejected(flow, request.ip, { ok: false, status: 403, code: 'FORBIDDEN', reason: 'mismatch', message: 'hub.verify_token does not match' });
+      deps.onAuthFailure?.(flowId, 'mismatch', request.ip);
+      throw new HookdError(E.FORBIDDEN, 'hub.verify_token does not match');
     }
     if (early !== undefined) {
       if (chargeLater) chargeRate(flow, request.ip);
@@ -205,7 +207,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       if (chargeLater) chargeRate(flow, request.ip);
 
       // Slack's url_verification, Zoom's url_validation: signed like their events, answered once verified, nothing stored.
-      const handshake = handshakeInBody(flow.trigger.handshake, payload.body, auth, { headers: request.headers, rawBody: payload.rawBody });
+      const handshake = flow.trigger.handshake && handshakeInBody(flow.trigger.handshake, payload.body, auth, { headers: request.headers, rawBody: payload.rawBody });
       if (handshake === 'invalid') throw new HookdError(E.BAD_REQUEST, HANDSHAKE_VALUE);
       if (handshake !== undefined) return reply.code(handshake.status).headers(handshake.headers).send(handshake.body);
 
@@ -318,11 +320,14 @@ async function readPayload(
   if (transfer !== undefined && transfer.trim().toLowerCase() !== 'chunked') {
     throw new HookdError(E.NOT_IMPLEMENTED, `Transfer-Encoding ${transfer} is not supported (only chunked; compress with Content-Encoding)`).withHeaders({ connection: 'close' });
   }
-  const hasBody = request.headers['transfer-encoding'] !== undefined || (length !== undefined && Number(length) !== 0);
+  const hasBody = transfer !== undefined || (length !== undefined && Number(length) !== 0);
   if (contentType === undefined) {
     // A bodiless POST (a ping) is fine — also chunked with no chunk at all; bytes of unknown type are not.
     if (!hasBody || (length === undefined && (await endsWithoutBytes(request.raw)))) return { body: null, rawBody: EMPTY };
-    throw new HookdError(E.UNSUPPORTED_MEDIA_TYPE, 'A request with a body needs a Content-Type header');
+    const err = new HookdError(E.UNSUPPORTED_MEDIA_TYPE, 'A request with a body needs a Content-Type header');
+    // Its body is dropped as a 413's is: the sender reads the answer, and no second one follows.
+    const headers = lingerAfterRefusal(request.raw);
+    throw headers ? err.withHeaders(headers) : err;
   }
   const media = parseMediaType(contentType);
   // No bytes at all (Content-Length: 0) is no body, whatever type it declares: pings often say

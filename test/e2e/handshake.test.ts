@@ -1,6 +1,6 @@
 /**
  * Providers' subscription handshakes (trigger.handshake): the value echoed as the provider checks
- * it, nothing stored and nothing run; unsigned ones answered before credentials, Slack's after.
+ * it, nothing stored and nothing run; unsigned ones answered before credentials, Slack's and Zoom's after.
  */
 import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

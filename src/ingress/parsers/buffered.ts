@@ -68,16 +68,10 @@ export function jsonText(raw: Buffer, media: MediaType, kind: string): string {
 }
 
 /**
- * A number JSON.parse may read as ±Infinity could be in this text: one with an exponent (a long
- * mantissa needs only a short one: 1000…0e99), or a run of 300+ digits. Ids like `3e5f…` match too:
- * the walk that follows is cheap next to the parse.
- */
-const MAY_OVERFLOW = /\d[eE][+-]?\d|(?<!\d)\d{300}/; // the lookbehind: tried once per digit run, not at every digit
-
-/**
  * JSON.parse, refusing numbers beyond a double's range: parsed as Infinity, they would be stored as
- * null (JSON has no Infinity) while the first run saw Infinity — two different bodies. Only a text
- * that may hold one is walked.
+ * null (JSON has no Infinity) while the first run saw Infinity — two different bodies. The parsed
+ * value is walked every time: cheaper than any scan of the text that would say when to (≈ 1 µs
+ * for a 3 KB payload, a tenth of the parse).
  */
 export function parseJsonText(text: string, kind: string): unknown {
   let value: unknown;
@@ -86,18 +80,31 @@ export function parseJsonText(text: string, kind: string): unknown {
   } catch (err) {
     throw new HookdError(E.INVALID_BODY, kind, (err as Error).message);
   }
-  if (MAY_OVERFLOW.test(text) && holdsNonFinite(value)) throw new HookdError(E.INVALID_BODY, kind, 'a number is out of range (beyond ±1.8e308)');
+  if (holdsNonFinite(value)) throw new HookdError(E.INVALID_BODY, kind, 'a number is out of range (beyond ±1.8e308)');
   return value;
 }
 
 function holdsNonFinite(value: unknown): boolean {
-  const stack: unknown[] = [value];
+  if (typeof value === 'number') return !Number.isFinite(value);
+  if (value === null || typeof value !== 'object') return false;
+  // Iterative: JSON nested thousands deep must not overflow the stack.
+  const stack: object[] = [value];
   while (stack.length > 0) {
-    const v = stack.pop();
-    if (typeof v === 'number') {
-      if (!Number.isFinite(v)) return true;
-    } else if (v !== null && typeof v === 'object') {
-      for (const x of Array.isArray(v) ? v : Object.values(v)) stack.push(x);
+    const v = stack.pop()!;
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const x: unknown = v[i];
+        if (typeof x === 'number') {
+          if (!Number.isFinite(x)) return true;
+        } else if (x !== null && typeof x === 'object') stack.push(x);
+      }
+    } else {
+      for (const k in v) {
+        const x: unknown = (v as Record<string, unknown>)[k];
+        if (typeof x === 'number') {
+          if (!Number.isFinite(x)) return true;
+        } else if (x !== null && typeof x === 'object') stack.push(x);
+      }
     }
   }
   return false;

@@ -93,11 +93,13 @@ function forbiddenMarkup(text: string): { index: number; what: string } | undefi
         if (c === 0x3e /* > */) break;
         if (c === 0x3c /* < */) throw invalid(`'<' inside a tag (${where(text, i)})`);
         if (c === 0x22 /* " */ || c === 0x27 /* ' */) {
-          const close = text.indexOf(text[i]!, i + 1);
-          if (close === -1) throw invalid(`an attribute value is not closed (${where(text, i)})`);
-          const lt = text.indexOf('<', i + 1);
-          if (lt !== -1 && lt < close) throw invalid(`'<' in an attribute value (${where(text, lt)})`);
-          i = close;
+          // To the closing quote, character by character (linear: no search past the value).
+          let j = i + 1;
+          for (; j < text.length && text.charCodeAt(j) !== c; j++) {
+            if (text.charCodeAt(j) === 0x3c /* < */) throw invalid(`'<' in an attribute value (${where(text, j)})`);
+          }
+          if (j >= text.length) throw invalid(`an attribute value is not closed (${where(text, i)})`);
+          i = j;
         }
       }
       if (i >= text.length) throw invalid(`a tag is not closed (${where(text, at)})`);
