@@ -1,3 +1,4 @@
+import { ownSignatureHeader } from '../auth/schemes/hmac.js';
 import type { FastifyInstance } from 'fastify';
 import { E, HookdError } from '../core/errors.js';
 import { ID_RE } from '../core/flow.js';
@@ -64,10 +65,7 @@ export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> 
     executions: deps.backend.executions,
     requests: deps.backend.requests,
     executionDataLimit: deps.executionDataLimit,
-    signatureHeaderOf: (flowId) => {
-      const auth = deps.registry.get(flowId)?.trigger.auth;
-      return auth?.type === 'hmac' ? auth.header.toLowerCase() : undefined;
-    },
+    signatureHeaderOf: (flowId) => ownSignatureHeader(deps.registry.get(flowId)?.trigger.auth),
   });
   await app.register(queueRoutes, { queue: deps.backend.queue });
   await app.register(replayRoutes, { requests: deps.backend.requests, registry: deps.registry, defaultMaxAttempts: deps.defaultMaxAttempts });

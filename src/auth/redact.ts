@@ -19,7 +19,9 @@ export function redactKeysDeep(value: unknown, isSecret: (key: string) => boolea
   const named = typeof own === 'string' ? own.toLowerCase() : undefined;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    setOwn(out, k, isSecret(k) || (named !== undefined && k.toLowerCase() === named) ? REDACTED : redactKeysDeep(v, isSecret, depth + 1));
+    // The marker itself only names a header: never taken for a secret (its name holds "signature").
+    const secret = k !== SIGNATURE_HEADER_NAME && (isSecret(k) || (named !== undefined && k.toLowerCase() === named));
+    setOwn(out, k, secret ? REDACTED : redactKeysDeep(v, isSecret, depth + 1));
   }
   return out;
 }

@@ -33,7 +33,8 @@ export interface AuthFailure {
   headers?: Record<string, string>;
 }
 
-export type AuthResult = { ok: true } | AuthFailure;
+/** `key`: for signature schemes, the index of the secret whose signature verified (a rotation holds two). */
+export type AuthResult = { ok: true; key?: number } | AuthFailure;
 
 export const OK: AuthResult = Object.freeze({ ok: true as const });
 

@@ -4,6 +4,12 @@ import { secretValues } from './schema.js';
 import { invalidCidrs } from './ip-allowlist.js';
 import { standardWebhooksKey } from './schemes/standard-webhooks.js';
 
+/** Handshakes signed like their events: anyone could have one answered without the signature check. */
+const SIGNED_HANDSHAKES: Readonly<Record<string, string>> = {
+  slack: 'Slack signs its url_verification',
+  zoom: 'its answer is an HMAC under the secret token',
+};
+
 /**
  * Checks the schema cannot express; run after schema validation, before storing a flow. Returns one
  * message per problem (never echoing a secret), empty when the config is usable.
@@ -16,9 +22,10 @@ export function triggerSecurityProblems(fields: {
 }): string[] {
   const problems: string[] = [];
   const { auth } = fields;
-  // Slack signs its url_verification: without the signature check anyone could have a challenge echoed.
-  if (fields.handshake?.type === 'slack' && auth?.type !== 'slack') problems.push('handshake slack needs auth {type: slack} (Slack signs its url_verification)');
-  if (fields.handshake?.type === 'zoom' && auth?.type !== 'zoom') problems.push('handshake zoom needs auth {type: zoom} (its answer is an HMAC under the secret token)');
+  // Handshakes answered once their signature verified need the scheme that checks it.
+  const handshake = fields.handshake?.type;
+  const why = handshake === undefined ? undefined : SIGNED_HANDSHAKES[handshake];
+  if (why !== undefined && auth?.type !== handshake) problems.push(`handshake ${handshake} needs auth {type: ${handshake}} (${why})`);
   const secrets = secretValues(auth);
   if (new Set(secrets).size !== secrets.length) problems.push('auth.secrets holds the same secret twice');
   // At rest a secret is sealed as v1:…:…:…; one that looks sealed would be stored as it is and

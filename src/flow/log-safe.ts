@@ -1,6 +1,5 @@
 import { redactKeysDeep } from '../auth/redact.js';
 import { recordJson } from './truncate.js';
-import { SIGNATURE_HEADER_NAME } from '../core/message.js';
 
 /** Keys whose values are credentials wherever they appear (headers, query, body fields; to 32 levels: redactKeysDeep). */
 const CREDENTIAL_KEY = /^(authorization|proxy-authorization|cookie|set-cookie)$|api[-_]?key|token|secret|password|passwd|credential|signature|hmac/i;
@@ -15,7 +14,7 @@ export const LOG_INPUT_LIMIT = 16 * 1024;
  * JSON (larger: the `$truncated` marker of execution records).
  */
 export function loggableInput(input: unknown): unknown {
-  const safe = redactKeysDeep(input, (k) => k !== SIGNATURE_HEADER_NAME && CREDENTIAL_KEY.test(k));
+  const safe = redactKeysDeep(input, (k) => CREDENTIAL_KEY.test(k));
   const json = recordJson(safe, LOG_INPUT_LIMIT);
   return json !== undefined && json.startsWith('{"$truncated":true') ? (JSON.parse(json) as unknown) : safe;
 }

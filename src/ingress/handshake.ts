@@ -1,8 +1,5 @@
 import { createHmac } from 'node:crypto';
-import type { AuthHeaders } from '../auth/result.js';
 import { secretValues, type WebhookAuth } from '../auth/schema.js';
-import { parseV0Signature } from '../auth/schemes/slack.js';
-import { ZOOM_SIGNATURE_HEADER, ZOOM_TIMESTAMP_HEADER } from '../auth/schemes/zoom.js';
 import { safeEqual } from '../auth/timing-safe.js';
 import type { HandshakeDef } from '../core/flow.js';
 
@@ -80,7 +77,8 @@ export function handshakeInBody(
   handshake: HandshakeDef | undefined,
   body: unknown,
   auth: WebhookAuth | undefined,
-  signed: { headers: AuthHeaders; rawBody: Buffer },
+  /** The verdict's `key`: the index of the secret that signed this request. */
+  signedWith: number | undefined,
 ): HandshakeAnswer | 'invalid' | undefined {
   if (handshake === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) return undefined;
   if (handshake.type === 'slack') {
@@ -93,8 +91,8 @@ export function handshakeInBody(
     const plainToken = typeof payload === 'object' && payload !== null ? payload.plainToken : undefined;
     if (event !== 'endpoint.url_validation') return undefined;
     if (typeof plainToken !== 'string' || one(plainToken) === undefined) return 'invalid';
-    // The verifier accepted one of them; none found (the bytes it hashed are not these) is refused, never stored.
-    const secret = auth?.type === 'zoom' ? secretThatSigned(secretValues(auth), signed.headers, signed.rawBody) : undefined;
+    // No signing secret known: refused, never stored.
+    const secret = auth?.type === 'zoom' && signedWith !== undefined ? secretValues(auth)[signedWith] : undefined;
     if (secret === undefined) return 'invalid';
     const encryptedToken = createHmac('sha256', secret).update(plainToken).digest('hex');
     return {
@@ -104,14 +102,4 @@ export function handshakeInBody(
     };
   }
   return undefined;
-}
-
-/** The secret whose Zoom signature (`v0:${ts}:${body}`) this request carries: the verifier accepted one of them. */
-function secretThatSigned(secrets: string[], headers: AuthHeaders, rawBody: Buffer): string | undefined {
-  const parts = parseV0Signature(headers, ZOOM_SIGNATURE_HEADER, ZOOM_TIMESTAMP_HEADER, 'Zoom');
-  if ('ok' in parts) return undefined;
-  return secrets.find((s) => {
-    const mac = createHmac('sha256', s).update(parts.prefix, 'utf8').update(rawBody).digest();
-    return parts.signatures.some((sig) => safeEqual(sig, mac));
-  });
 }

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { corsPreflight, corsResponseHeaders } from '../auth/cors.js';
 import type { AuthFailure, AuthFailureReason } from '../auth/result.js';
 import { REDACTED } from '../auth/redact.js';
+import { ownSignatureHeader } from '../auth/schemes/hmac.js';
 import type { WebhookAuth } from '../auth/schema.js';
 import {
   createBodyVerifier,
@@ -207,7 +208,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       if (chargeLater) chargeRate(flow, request.ip);
 
       // Slack's url_verification, Zoom's url_validation: signed like their events, answered once verified, nothing stored.
-      const handshake = flow.trigger.handshake && handshakeInBody(flow.trigger.handshake, payload.body, auth, { headers: request.headers, rawBody: payload.rawBody });
+      const handshake = flow.trigger.handshake && handshakeInBody(flow.trigger.handshake, payload.body, auth, verdict.key);
       if (handshake === 'invalid') throw new HookdError(E.BAD_REQUEST, HANDSHAKE_VALUE);
       if (handshake !== undefined) return reply.code(handshake.status).headers(handshake.headers).send(handshake.body);
 
@@ -236,7 +237,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
         method: request.method,
         path: suffix ? `/${suffix}` : '',
         query: withoutVerifyToken(flow, auth ? redactQuery(auth, query) : query),
-        headers: storableHeaders(auth ? redactHeaders(auth, request.headers) : request.headers, payload.decoded === true, auth?.type === 'hmac' ? auth.header.toLowerCase() : undefined),
+        headers: storableHeaders(auth ? redactHeaders(auth, request.headers) : request.headers, payload.decoded === true, ownSignatureHeader(auth)),
         contentType: request.headers['content-type'] ?? null,
         body: shaped.body,
         rawBody,

@@ -65,7 +65,7 @@ describe('github (X-Hub-Signature-256, signed with @octokit/webhooks-methods)', 
   for (const [name, body] of Object.entries(BODIES).filter(([, b]) => b !== '')) {
     it(`verifies the raw bytes: ${name}`, async () => {
       const r = req({ headers: { 'x-hub-signature-256': await githubSign(secret, body) }, rawBody: Buffer.from(body, 'utf8'), body: { parsed: true } });
-      expect(verifyRequest(auth, r)).toEqual({ ok: true });
+      expect(verifyRequest(auth, r)).toMatchObject({ ok: true });
       expectStreamingAgrees(auth, r);
     });
   }
@@ -97,9 +97,10 @@ describe('github (X-Hub-Signature-256, signed with @octokit/webhooks-methods)', 
   it('rotation: old and new verify; a removed one fails', async () => {
     const body = '{"zen":"Keep it logically awesome."}';
     const rotating: WebhookAuth = { type: 'github', secrets: ['old-secret', 'new-secret'] };
-    for (const s of ['old-secret', 'new-secret']) {
+    for (const [key, s] of ['old-secret', 'new-secret'].entries()) {
       const r = req({ headers: { 'x-hub-signature-256': await githubSign(s, body) }, rawBody: Buffer.from(body) });
-      expect(verifyRequest(rotating, r).ok).toBe(true);
+      // The verdict names the secret that signed (a Zoom handshake answers under it).
+      expect(verifyRequest(rotating, r)).toEqual({ ok: true, key });
     }
     const r = req({ headers: { 'x-hub-signature-256': await githubSign('old-secret', body) }, rawBody: Buffer.from(body) });
     expectFail(verifyRequest({ type: 'github', secrets: ['new-secret'] }, r), 403, 'mismatch');
@@ -116,7 +117,7 @@ describe('stripe (Stripe-Signature, signed with stripe.webhooks.generateTestHead
   for (const [name, body] of Object.entries(BODIES)) {
     it(`verifies the raw bytes: ${name}`, () => {
       const r = req({ headers: { 'stripe-signature': header(body) }, rawBody: Buffer.from(body), now: t * 1000 + 1234 });
-      expect(verifyRequest(auth, r)).toEqual({ ok: true });
+      expect(verifyRequest(auth, r)).toMatchObject({ ok: true });
       expectStreamingAgrees(auth, r);
     });
   }
@@ -192,7 +193,7 @@ describe('standard-webhooks (signed with standardwebhooks Webhook#sign)', () => 
   for (const [name, body] of Object.entries(BODIES)) {
     it(`verifies the raw bytes: ${name}`, () => {
       const r = req({ headers: headers(body), rawBody: Buffer.from(body), now: t * 1000 });
-      expect(verifyRequest(auth, r)).toEqual({ ok: true });
+      expect(verifyRequest(auth, r)).toMatchObject({ ok: true });
       expectStreamingAgrees(auth, r);
     });
   }
@@ -295,7 +296,7 @@ describe('shopify (X-Shopify-Hmac-Sha256, base64)', () => {
   for (const [name, body] of Object.entries(BODIES)) {
     it(`verifies the raw bytes: ${name}`, () => {
       const r = req({ headers: { 'x-shopify-hmac-sha256': sign(body) }, rawBody: Buffer.from(body) });
-      expect(verifyRequest(auth, r)).toEqual({ ok: true });
+      expect(verifyRequest(auth, r)).toMatchObject({ ok: true });
       expectStreamingAgrees(auth, r);
     });
   }
@@ -334,14 +335,14 @@ describe('slack (X-Slack-Signature v0)', () => {
       rawBody: Buffer.from(body),
       now: t * 1000,
     });
-    expect(verifyRequest(auth, r)).toEqual({ ok: true });
+    expect(verifyRequest(auth, r)).toMatchObject({ ok: true });
     expectStreamingAgrees(auth, r);
   });
 
   for (const [name, body] of Object.entries(BODIES)) {
     it(`verifies the raw bytes: ${name}`, () => {
       const r = req({ headers: { 'x-slack-signature': sign(t, body), 'x-slack-request-timestamp': String(t) }, rawBody: Buffer.from(body), now: t * 1000 });
-      expect(verifyRequest(auth, r)).toEqual({ ok: true });
+      expect(verifyRequest(auth, r)).toMatchObject({ ok: true });
       expectStreamingAgrees(auth, r);
     });
   }
@@ -375,7 +376,7 @@ describe('streaming verifier', () => {
     const good = req({ headers: { 'x-hub-signature-256': await githubSign('s', big.toString('utf8')) }, rawBody: big });
     const bad = req({ headers: { 'x-hub-signature-256': await githubSign('t', big.toString('utf8')) }, rawBody: big });
     for (const sizes of [[1], [5, 17, 4093], [65536]]) {
-      expect(streamVerify(auth, good, sizes)).toEqual({ ok: true });
+      expect(streamVerify(auth, good, sizes)).toMatchObject({ ok: true });
       expectFail(streamVerify(auth, bad, sizes), 403, 'mismatch');
     }
   });

@@ -60,7 +60,7 @@ describe('basic', () => {
 
   it('accepts the right username and password (UTF-8)', () => {
     const r = verifyRequest(auth, req({ headers: { authorization: basicHeader('hooks', 's3cret-pässword') } }));
-    expect(r).toEqual({ ok: true });
+    expect(r).toMatchObject({ ok: true });
   });
 
   it('accepts a lower-case scheme name and a password containing colons', () => {
@@ -218,7 +218,7 @@ describe('hmac (generic)', () => {
         const auth: WebhookAuth = { type: 'hmac', algorithm, encoding, header: 'X-Signature', prefix: `${algorithm}=`, secrets: [secret] };
         const sig = createHmac(algorithm, secret).update(binary).digest(encoding);
         const ok = verifyRequest(auth, req({ headers: { 'x-signature': `${algorithm}=${sig}` }, rawBody: binary }));
-        expect(ok).toEqual({ ok: true });
+        expect(ok).toMatchObject({ ok: true });
         const other = createHmac(algorithm, 'other').update(binary).digest(encoding);
         expectFail(verifyRequest(auth, req({ headers: { 'x-signature': `${algorithm}=${other}` }, rawBody: binary })), 403, 'mismatch');
         // Tampered body.

@@ -1,4 +1,4 @@
-import type { HmacAlgorithmDef, HmacAuthDef, HmacEncodingDef } from '../schema.js';
+import type { HmacAlgorithmDef, HmacAuthDef, HmacEncodingDef, WebhookAuth } from '../schema.js';
 import { secretValues } from '../schema.js';
 import { type AuthFailure, type AuthHeaders, malformed, missing, singleHeader } from '../result.js';
 import type { BodyVerifier } from './scheme.js';
@@ -41,4 +41,9 @@ export function parseSignatureHeader(headers: AuthHeaders, f: SignatureHeaderFor
     return malformed(`Signature header ${f.header} is not a ${f.encoding} ${f.algorithm} digest`);
   }
   return { prefix: '', signatures: [sig] };
+}
+
+/** An `hmac` credential's own signature header (lower case): no name pattern finds it, so readers and logs are told. */
+export function ownSignatureHeader(auth: WebhookAuth | undefined): string | undefined {
+  return auth?.type === 'hmac' ? auth.header.toLowerCase() : undefined;
 }

@@ -1,7 +1,7 @@
 import { createHmac, type Hmac } from 'node:crypto';
 import type { HmacAlgorithmDef } from '../schema.js';
-import { type AuthFailure, type AuthResult, OK, mismatch, staleTimestamp } from '../result.js';
-import { anyEqual } from '../timing-safe.js';
+import { type AuthFailure, type AuthHeaders, type AuthResult, malformed, mismatch, missing, singleHeader, staleTimestamp } from '../result.js';
+import { anyEqual, safeEqual } from '../timing-safe.js';
 import { type BodyVerifier, rejectedVerifier } from './scheme.js';
 
 /** What a signature scheme reads from the headers before the body arrives. */
@@ -34,10 +34,10 @@ export const MAX_SIGNATURES = 8;
  */
 export function macVerifier(spec: MacSpec, parsed: SignedParts | AuthFailure): BodyVerifier {
   if ('ok' in parsed) return rejectedVerifier(parsed);
-  // An empty key would let anyone sign; such secrets never verify.
-  const macs: Hmac[] = spec.keys
-    .filter((k) => k.length > 0)
-    .map((k) => createHmac(spec.algorithm, k).update(parsed.prefix, 'utf8'));
+  // An empty key would let anyone sign; such secrets never verify (their index is kept: `key`).
+  const macs = spec.keys.flatMap((k, index): Array<{ index: number; mac: Hmac }> =>
+    k.length > 0 ? [{ index, mac: createHmac(spec.algorithm, k).update(parsed.prefix, 'utf8') }] : [],
+  );
   let verdict: AuthResult | undefined;
   return {
     early: undefined,
@@ -45,17 +45,19 @@ export function macVerifier(spec: MacSpec, parsed: SignedParts | AuthFailure): B
     needsParsedBody: false,
     update(chunk) {
       if (verdict) throw new Error('BodyVerifier.update() called after finish()');
-      for (const m of macs) m.update(chunk);
+      for (const m of macs) m.mac.update(chunk);
     },
     finish(req) {
       if (verdict) return verdict;
-      const digests = macs.map((m) => m.digest());
+      const digests = macs.map((m) => m.mac.digest());
       if (!anyEqual(parsed.signatures, digests)) {
         verdict = mismatch('Signature does not match');
       } else if (parsed.timestamp !== undefined && !withinTolerance(parsed.timestamp, req.now, spec)) {
         verdict = staleTimestamp(spec.toleranceSeconds ?? 0);
       } else {
-        verdict = OK;
+        // Which secret signed (once verified, telling it leaks nothing): a Zoom handshake answers under it.
+        const signed = digests.findIndex((d) => parsed.signatures.some((s) => safeEqual(s, d)));
+        verdict = { ok: true, key: macs[signed]!.index };
       }
       return verdict;
     },
@@ -88,4 +90,19 @@ export function parseUnixSeconds(s: string): number | undefined {
 
 export function utf8Keys(secrets: string[]): Buffer[] {
   return secrets.map((s) => Buffer.from(s, 'utf8'));
+}
+
+/** `v0=<hex HMAC-SHA256 of v0:${ts}:${body}>` and a unix timestamp header: Slack's scheme, Zoom's under other names. */
+export function parseV0Signature(headers: AuthHeaders, signatureHeader: string, timestampHeader: string, sender: string): SignedParts | AuthFailure {
+  const sig = singleHeader(headers, signatureHeader);
+  if (sig === undefined) return missing(`Signature header ${signatureHeader} is required`);
+  const ts = singleHeader(headers, timestampHeader);
+  if (sig === null || ts === null) return malformed(`${sender} signature headers are repeated`);
+  if (ts === undefined) return malformed(`Header ${timestampHeader} is required`);
+  const timestamp = parseUnixSeconds(ts.trim());
+  if (timestamp === undefined) return malformed(`Header ${timestampHeader} is not a unix timestamp`);
+  const m = /^v0=([0-9a-fA-F]{64})$/.exec(sig.trim());
+  const digest = m ? decodeHex(m[1] ?? '') : undefined;
+  if (!digest) return malformed(`Signature header ${signatureHeader} must be v0=<hex SHA-256>`);
+  return { prefix: `v0:${ts.trim()}:`, signatures: [digest], timestamp };
 }

@@ -2,8 +2,9 @@ import type { ZoomAuthDef } from '../schema.js';
 import { secretValues } from '../schema.js';
 import type { AuthHeaders } from '../result.js';
 import type { BodyVerifier } from './scheme.js';
-import { macVerifier, utf8Keys } from './mac.js';
-import { parseV0Signature, SLACK_DEFAULT_TOLERANCE_SECONDS } from './slack.js';
+import { macVerifier, parseV0Signature, utf8Keys } from './mac.js';
+
+export const ZOOM_DEFAULT_TOLERANCE_SECONDS = 300;
 
 export const ZOOM_SIGNATURE_HEADER = 'x-zm-signature';
 export const ZOOM_TIMESTAMP_HEADER = 'x-zm-request-timestamp';
@@ -14,7 +15,7 @@ export function zoomVerifier(auth: ZoomAuthDef, headers: AuthHeaders): BodyVerif
     {
       algorithm: 'sha256',
       keys: utf8Keys(secretValues(auth)),
-      toleranceSeconds: auth.toleranceSeconds ?? SLACK_DEFAULT_TOLERANCE_SECONDS,
+      toleranceSeconds: auth.toleranceSeconds ?? ZOOM_DEFAULT_TOLERANCE_SECONDS,
     },
     parseV0Signature(headers, ZOOM_SIGNATURE_HEADER, ZOOM_TIMESTAMP_HEADER, 'Zoom'),
   );

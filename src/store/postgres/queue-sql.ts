@@ -6,6 +6,9 @@ import { newId } from './ids.js';
 import { flowsPerClaim, MAX_FLOWS_SCANNED } from '../../queue/fair-claim.js';
 import { clip, JOB_COLUMNS, toDeadLetter, type JobRow } from './rows.js';
 
+/** A dead letter made ready again (both retries): attempts from 1, the lost deliveries given back. */
+const REVIVED = `state = 'ready', attempts = 0, max_attempts = max_attempts - lost, lost = 0, run_at = ${NOW_MS}, dead_at = NULL`;
+
 
 /**
  * Identifies one delivery of a job: attempts grows with every claim, and the owner is the consumer
@@ -327,8 +330,7 @@ export class QueueSql {
   async retryDead(jobId: string): Promise<RetryDeadOutcome> {
     const { rows } = await this.db.query<{ outcome: RetryDeadOutcome }>(
       `WITH revived AS (
-         UPDATE ${this.jobs} j SET state = 'ready', attempts = 0, max_attempts = max_attempts - lost, lost = 0,
-           run_at = ${NOW_MS}, dead_at = NULL
+         UPDATE ${this.jobs} j SET ${REVIVED}
          WHERE j.id = $1 AND j.state = 'dead' AND EXISTS (SELECT 1 FROM ${this.db.t.flows} f WHERE f.id = j.flow_id)
          RETURNING j.id)
        SELECT CASE WHEN EXISTS (SELECT 1 FROM revived) THEN 'revived'
@@ -344,8 +346,7 @@ export class QueueSql {
     const selection = `state = 'dead' AND ($1::text IS NULL OR flow_id = $1) AND ($2::float8 IS NULL OR dead_at >= $2)`;
     const { rows } = await this.db.query<{ retried: number; remaining: number }>(
       `WITH revived AS (
-         UPDATE ${this.jobs} j SET state = 'ready', attempts = 0, max_attempts = max_attempts - lost, lost = 0,
-           run_at = ${NOW_MS}, dead_at = NULL
+         UPDATE ${this.jobs} j SET ${REVIVED}
          WHERE j.id IN (SELECT id FROM ${this.jobs} d WHERE ${selection}
                           AND EXISTS (SELECT 1 FROM ${this.db.t.flows} f WHERE f.id = d.flow_id)
                         ORDER BY dead_at, id LIMIT $3)

@@ -1,16 +1,18 @@
 import type { RetryDeadOutcome } from '../../../core/job.js';
 import type { Op } from './define-op.js';
 
+/** A dead letter made ready again (both retries): attempts from 1, the lost deliveries given back. */
+export const REVIVED = `state = 'ready', attempts = 0, max_attempts = max_attempts - lost, lost = 0, run_at = @now, dead_at = NULL`;
+/** Only a job whose flow exists is revived: the runner would only dead-letter it again. */
+export const FLOW_EXISTS = 'EXISTS (SELECT 1 FROM flows WHERE flows.id = jobs.flow_id)';
+
 /**
  * Dead letter back to ready with attempts reset (last_error kept for context), and the attempts
  * lost deliveries added given back (claim-jobs.ts), only while its flow exists: the runner would
  * only dead-letter it again. `revived`, `notDead` (no such dead letter) or `noFlow`.
  */
 export const retryDeadJob: Op<{ jobId: string }, RetryDeadOutcome> = ({ db }) => {
-  const revive = db.prepare(
-    `UPDATE jobs SET state = 'ready', attempts = 0, max_attempts = max_attempts - lost, lost = 0, run_at = ?, dead_at = NULL
-     WHERE id = ? AND state = 'dead' AND EXISTS (SELECT 1 FROM flows WHERE flows.id = jobs.flow_id)`,
-  );
+  const revive = db.prepare(`UPDATE jobs SET ${REVIVED} WHERE id = @jobId AND state = 'dead' AND ${FLOW_EXISTS}`);
   const dead = db.prepare(`SELECT 1 FROM jobs WHERE id = ? AND state = 'dead'`).pluck();
-  return (a) => (revive.run(Date.now(), a.jobId).changes > 0 ? 'revived' : dead.get(a.jobId) === undefined ? 'notDead' : 'noFlow');
+  return (a) => (revive.run({ now: Date.now(), jobId: a.jobId }).changes > 0 ? 'revived' : dead.get(a.jobId) === undefined ? 'notDead' : 'noFlow');
 };

@@ -1,5 +1,6 @@
 import type { BulkRetryResult } from '../../../core/job.js';
 import type { Op } from './define-op.js';
+import { FLOW_EXISTS, REVIVED } from './retry-dead-job.js';
 
 export interface RetryDeadJobsArgs {
   flowId: string | null;
@@ -15,9 +16,7 @@ export interface RetryDeadJobsArgs {
 export const retryDeadJobs: Op<RetryDeadJobsArgs, BulkRetryResult> = ({ db }) => {
   const selection = `state = 'dead' AND (@flowId IS NULL OR flow_id = @flowId) AND (@since IS NULL OR dead_at >= @since)`;
   const revive = db.prepare(
-    `UPDATE jobs SET state = 'ready', attempts = 0, max_attempts = max_attempts - lost, lost = 0, run_at = @now, dead_at = NULL
-     WHERE id IN (SELECT id FROM jobs WHERE ${selection} AND EXISTS (SELECT 1 FROM flows WHERE flows.id = jobs.flow_id)
-                  ORDER BY dead_at, id LIMIT @limit)`,
+    `UPDATE jobs SET ${REVIVED} WHERE id IN (SELECT id FROM jobs WHERE ${selection} AND ${FLOW_EXISTS} ORDER BY dead_at, id LIMIT @limit)`,
   );
   const left = db.prepare(`SELECT count(*) FROM jobs WHERE ${selection}`).pluck();
   return (a) => {
