@@ -147,6 +147,7 @@ class OutboxRabbitBackend implements Backend {
       getForExecution: (id, job) => inner.getForExecution(id, job),
       list: (q) => inner.list(q),
       listSizes: (q) => inner.listSizes(q),
+      listReceived: (r) => inner.listReceived(r),
       referencesAttachment: (id) => inner.referencesAttachment(id),
       purgeOlderThan: (before, limit) => inner.purgeOlderThan(before, limit),
     };

@@ -4,12 +4,7 @@ import { E, HookdError } from '../core/errors.js';
 import { Id } from '../core/flow.js';
 import type { Queue } from '../queue/contract.js';
 import { bodyChecker } from './checked-body.js';
-
-/** A date and time with its zone (RFC 3339): `2026-12-05T18:00:00Z`, `…+01:00`, fractions allowed. */
-const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
-
-/** A page's end as `next` gives it: the last dead letter's deadAt (ms, as stored) and id. */
-const CURSOR = /^(\d+(?:\.\d+)?)~([A-Za-z0-9._-]{1,128})$/;
+import { ISO_TIME, TIME_ID_CURSOR as CURSOR, timeIdCursor } from './query-formats.js';
 
 const DeadLetterQueryString = Type.Object({
   flowId: Type.Optional(Id),
@@ -46,7 +41,7 @@ export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queu
     const last = items[items.length - 1];
     return {
       items: items.map((d) => ({ ...d, enqueuedAt: new Date(d.enqueuedAt).toISOString(), deadAt: new Date(d.deadAt).toISOString() })),
-      ...(items.length === limit && last !== undefined ? { next: `${last.deadAt}~${last.id}` } : {}),
+      ...(items.length === limit && last !== undefined ? { next: timeIdCursor(last.deadAt, last.id) } : {}),
     };
   });
 

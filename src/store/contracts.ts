@@ -74,6 +74,21 @@ export interface RequestListQuery {
   before?: string;
 }
 
+/**
+ * A flow's requests received in [since, until), oldest first by time of receipt (ties by id), for
+ * bulk replay. `after` is a keyset position (the last row of the previous page, as values: a row
+ * purged meanwhile does not end the paging).
+ */
+export interface ReceivedRange {
+  flowId: string;
+  /** Epoch ms, inclusive; absent: from the oldest. */
+  since?: number;
+  /** Epoch ms, exclusive. */
+  until: number;
+  after?: { receivedAt: number; id: string };
+  limit: number;
+}
+
 /** One step of a retention purge (RequestStore.purgeOlderThan). */
 export interface PurgeResult {
   /** Requests deleted (with their executions, step records and dead-lettered jobs). */
@@ -108,6 +123,8 @@ export interface RequestStore {
    * parsed), without reading the bodies: the API pages by a byte budget before it reads them.
    */
   listSizes(query: RequestListQuery): Promise<Array<{ id: string; bytes: number }>>;
+  /** Ids and times of receipt of a flow's requests in a time range, oldest first (an index scan: no bodies read). */
+  listReceived(range: ReceivedRange): Promise<Array<{ id: string; receivedAt: number }>>;
   /**
    * Whether a committed request references this attachment (as a file or as its raw body). The
    * attachment sweep asks before it removes a file; must be an index lookup, not a scan.

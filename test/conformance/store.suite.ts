@@ -5,6 +5,7 @@ import type { StepRecord } from '../../src/core/execution.js';
 import { normalizeFlow } from '../../src/core/flow.js';
 import type { AttachmentRef, CloudEvent, ReceivedMessage } from '../../src/core/message.js';
 import type { Backend } from '../../src/store/backend.js';
+import type { ReceivedRange } from '../../src/store/contracts.js';
 import { makeMessage, waitFor } from './helpers.js';
 
 /**
@@ -410,6 +411,36 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
           expect(sizes.map((r) => r.id), JSON.stringify(q)).toEqual((await backend.requests.list(q)).map((m) => m.id));
           for (const r of sizes) expect(r.bytes).toBeGreaterThanOrEqual(msgs.find((m) => m.id === r.id)!.rawBody.length);
         }
+      });
+
+      it('lists a flow\'s requests of a time range oldest first, ids and times only, with a keyset of values (bulk replay)', async () => {
+        const t = 1_800_000_000_000.25; // sub-ms times kept exactly in the cursor
+        const ids = ['r-9', 'r-1', 'r-5', 'r-3', 'r-7', 'r-0'];
+        const at = [t, t + 1, t + 1, t + 2, t + 3, t + 4];
+        for (const [i, id] of ids.entries()) await backend.requests.accept(makeMessage({ id, receivedAt: at[i]!, flowId: i === 4 ? 'range-other' : 'range' }), { maxAttempts: 1 });
+        const list = (r: Partial<ReceivedRange>) => backend.requests.listReceived({ flowId: 'range', until: t + 100, limit: 100, ...r });
+        // Oldest first; the tie at t + 1 broken by id, ascending; the other flow's left out.
+        expect(await list({})).toEqual([
+          { id: 'r-9', receivedAt: t },
+          { id: 'r-1', receivedAt: t + 1 },
+          { id: 'r-5', receivedAt: t + 1 },
+          { id: 'r-3', receivedAt: t + 2 },
+          { id: 'r-0', receivedAt: t + 4 },
+        ]);
+        // since inclusive, until exclusive.
+        expect((await list({ since: t + 1, until: t + 4 })).map((r) => r.id)).toEqual(['r-1', 'r-5', 'r-3']);
+        // Pages of two, each after the previous page's last row (as values: that row need not exist).
+        const pages: string[][] = [];
+        let after: { receivedAt: number; id: string } | undefined;
+        for (;;) {
+          const page = await list({ limit: 2, ...(after ? { after } : {}) });
+          if (page.length === 0) break;
+          pages.push(page.map((r) => r.id));
+          after = page[page.length - 1]!;
+        }
+        expect(pages).toEqual([['r-9', 'r-1'], ['r-5', 'r-3'], ['r-0']]);
+        expect((await list({ after: { receivedAt: t + 1, id: 'r-2' } })).map((r) => r.id)).toEqual(['r-5', 'r-3', 'r-0']);
+        expect(await list({ flowId: 'range-none' })).toEqual([]);
       });
 
       it('keeps 64 concurrent accepts durable across a reopen', async () => {

@@ -557,6 +557,72 @@ describe('replay (POST /api/requests/{id}/replay)', () => {
   });
 });
 
+describe('bulk replay (POST /api/requests/replay)', () => {
+  it("replays a flow's requests of a time window, oldest first, page by page; a repeated call replays nothing twice", async () => {
+    const app = await startHookd({});
+    try {
+      await app.api('PUT', '/api/flows/window', { steps: [{ id: 'keep', type: 'transform', expression: 'body' }] });
+      await app.api('PUT', '/api/flows/window-other', { steps: [{ id: 'keep', type: 'transform', expression: 'body' }] });
+      const post = async (flow: string, n: number, type = 'application/json', body: string | Uint8Array = JSON.stringify({ n })) => {
+        const res = await fetch(`${app.url}/hook/${flow}`, { method: 'POST', headers: { 'content-type': type }, body });
+        return ((await res.json()) as { requestId: string }).requestId;
+      };
+      const before = await post('window', 0);
+      await new Promise((r) => setTimeout(r, 20));
+      const since = new Date().toISOString();
+      await new Promise((r) => setTimeout(r, 5));
+      const inWindow: string[] = [];
+      for (let n = 1; n <= 5; n++) inWindow.push(await post('window', n));
+      const file = await post('window', 6, 'application/octet-stream', new Uint8Array([1, 2, 3]));
+      await post('window-other', 7);
+
+      for (const bad of [{}, { flowId: 'window', since: 'yesterday' }, { flowId: 'window', limit: 0 }, { flowId: 'window', limit: 1001 }, { flowId: 'window', from: since },
+        { flowId: 'window', after: '12~abc' }, { flowId: 'window', since, until: since }]) {
+        expect((await app.api('POST', '/api/requests/replay', bad)).status, JSON.stringify(bad)).toBe(400);
+      }
+      expect((await app.api('POST', '/api/requests/replay', { flowId: 'window', into: 'nope' })).status).toBe(409);
+
+      const first = await app.api('POST', '/api/requests/replay', { flowId: 'window', since, limit: 3 });
+      expect(first.status).toBe(202);
+      expect(first.body).toMatchObject({ flowId: 'window', status: 'started', replayed: 3, alreadyReplayed: 0, skipped: [] });
+      expect(first.body.requests.map((r: { replayOf: string }) => r.replayOf)).toEqual(inWindow.slice(0, 3));
+      const { until, next } = first.body as { until: string; next: string };
+      expect(typeof next).toBe('string');
+      // The same call again (after a timeout, say): nothing stored twice.
+      const again = await app.api('POST', '/api/requests/replay', { flowId: 'window', since, until, limit: 3 });
+      expect(again.body).toMatchObject({ replayed: 0, alreadyReplayed: 3, next });
+      // Going on needs the first answer's `until`: a new "now" would take the copies too.
+      expect((await app.api('POST', '/api/requests/replay', { flowId: 'window', since, after: next })).status).toBe(400);
+      const rest = await app.api('POST', '/api/requests/replay', { flowId: 'window', since, until, after: next, limit: 10 });
+      expect(rest.body).toMatchObject({ replayed: 2, alreadyReplayed: 0, skipped: [{ requestId: file, reason: expect.stringMatching(/files/) }] });
+      expect(rest.body.requests.map((r: { replayOf: string }) => r.replayOf)).toEqual(inWindow.slice(3));
+      expect(rest.body.next).toBeUndefined();
+      const copies = [...first.body.requests, ...rest.body.requests] as Array<{ requestId: string; replayOf: string }>;
+
+      // Each copy ran, with the original's body; the request before `since` and the other flow's were not replayed.
+      await waitFor(async () => (await app.api('GET', '/api/executions?flowId=window&status=completed&limit=100')).body.items.length === 1 + 5 + 1 + 5);
+      for (const c of copies) {
+        const copy = (await app.api('GET', `/api/requests/${c.requestId}`)).body;
+        const original = (await app.api('GET', `/api/requests/${c.replayOf}`)).body;
+        expect(copy).toMatchObject({ flowId: 'window', body: original.body, headers: { 'x-hookd-replay-of': c.replayOf } });
+      }
+      expect(copies.map((c) => c.replayOf)).not.toContain(before);
+      // Copies are received after `until`: replaying the window again from the start takes only originals.
+      const whole = await app.api('POST', '/api/requests/replay', { flowId: 'window', until });
+      expect(whole.body).toMatchObject({ replayed: 1, alreadyReplayed: 5 });
+      expect(whole.body.requests[0].replayOf).toBe(before);
+
+      // Into another flow; a deleted flow's requests can still be replayed elsewhere.
+      expect((await app.api('DELETE', '/api/flows/window-other')).status).toBe(204);
+      const moved = await app.api('POST', '/api/requests/replay', { flowId: 'window-other', into: 'window' });
+      expect(moved.body).toMatchObject({ flowId: 'window', replayed: 1 });
+      expect((await app.api('POST', '/api/requests/replay', { flowId: 'window-other' })).status).toBe(409);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('bulk retry of dead letters (POST /api/dead-letters/retry)', () => {
   it("after the receiver's outage: a flow's dead letters run again and complete; the body is checked", async () => {
     let up = false;

@@ -1,6 +1,6 @@
 import { E, HookdError, unavailable } from '../../core/errors.js';
 import type { ReceivedMessage } from '../../core/message.js';
-import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore, JobOfRequest } from '../contracts.js';
+import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, ReceivedRange, RequestStore, JobOfRequest } from '../contracts.js';
 import type { MessageCache } from '../message-cache.js';
 import type { OutboxJob } from './outbox.js';
 import { BatchedLookup } from '../batched-lookup.js';
@@ -145,6 +145,25 @@ export class PgRequestStore implements RequestStore {
       params,
     );
     return rows.map((r) => ({ id: r.id, bytes: Number(r.bytes) }));
+  }
+
+  async listReceived(r: ReceivedRange): Promise<Array<{ id: string; receivedAt: number }>> {
+    const params: unknown[] = [r.flowId, r.until];
+    const where = ['flow_id = $1', 'received_at < $2::float8'];
+    if (r.since !== undefined) {
+      params.push(r.since);
+      where.push(`received_at >= $${params.length}::float8`);
+    }
+    if (r.after !== undefined) {
+      params.push(r.after.receivedAt, r.after.id);
+      where.push(`(received_at, id) > ($${params.length - 1}::float8, $${params.length}::text)`);
+    }
+    params.push(r.limit);
+    const { rows } = await this.db.query<{ id: string; received_at: number }>(
+      `SELECT id, received_at FROM ${this.db.t.requests} WHERE ${where.join(' AND ')} ORDER BY received_at, id LIMIT $${params.length}::integer`,
+      params,
+    );
+    return rows.map((row) => ({ id: row.id, receivedAt: Number(row.received_at) }));
   }
 
   /** WHERE of list() and listSizes(): the same rows in the same order. */

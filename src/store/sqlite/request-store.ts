@@ -1,6 +1,6 @@
 import { E, HookdError } from '../../core/errors.js';
 import type { ReceivedMessage } from '../../core/message.js';
-import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, RequestStore, JobOfRequest } from '../contracts.js';
+import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, ReceivedRange, RequestStore, JobOfRequest } from '../contracts.js';
 import type { HandoffSlot, JobHandoff } from './handoff.js';
 import type { AcceptRequestArgs } from './ops/accept-request.js';
 import type { Reader } from './reader.js';
@@ -125,6 +125,22 @@ export class SqliteRequestStore implements RequestStore {
     const sql = `SELECT id, octet_length(raw_body) + coalesce(octet_length(body), 0) AS bytes FROM requests ${where}
                  ORDER BY received_at DESC, id DESC LIMIT ?`;
     return this.reader.read(sql, (s) => s.all(...params, q.limit) as Array<{ id: string; bytes: number }>);
+  }
+
+  async listReceived(r: ReceivedRange): Promise<Array<{ id: string; receivedAt: number }>> {
+    const where = ['flow_id = ?', 'received_at < ?'];
+    const params: Array<string | number> = [r.flowId, r.until];
+    if (r.since !== undefined) {
+      where.push('received_at >= ?');
+      params.push(r.since);
+    }
+    if (r.after !== undefined) {
+      where.push('(received_at, id) > (?, ?)');
+      params.push(r.after.receivedAt, r.after.id);
+    }
+    // requests_flow_received (flow_id, received_at, id) serves the range and the order.
+    const sql = `SELECT id, received_at AS receivedAt FROM requests WHERE ${where.join(' AND ')} ORDER BY received_at, id LIMIT ?`;
+    return this.reader.read(sql, (s) => s.all(...params, r.limit) as Array<{ id: string; receivedAt: number }>);
   }
 
 }
