@@ -105,6 +105,8 @@ export const Handshake = Type.Union([
   Type.Object({ type: Type.Literal('dropbox') }, { additionalProperties: false }),
   /** Zoom: a signed POST `{"event": "endpoint.url_validation", "payload": {"plainToken"}}` → the token and its HMAC under the flow's secret. */
   Type.Object({ type: Type.Literal('zoom') }, { additionalProperties: false }),
+  /** Okta event hooks: a `GET` with `X-Okta-Verification-Challenge` (and the hook's Authorization header) → `{"verification": …}`, once credentials verified. */
+  Type.Object({ type: Type.Literal('okta') }, { additionalProperties: false }),
 ]);
 
 export const WebhookTrigger = Type.Object(

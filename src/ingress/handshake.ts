@@ -3,7 +3,7 @@ import { secretValues, type WebhookAuth } from '../auth/schema.js';
 import { safeEqual } from '../auth/timing-safe.js';
 import type { HandshakeDef } from '../core/flow.js';
 
-/** What hookd answers a handshake with: the provider's value echoed (as text, or Zoom's JSON). */
+/** What hookd answers a handshake with: the provider's value echoed (as text, or Zoom's and Okta's JSON). */
 export interface HandshakeAnswer {
   status: 200;
   headers: Record<string, string>;
@@ -18,6 +18,12 @@ const text = (body: string, extra: Record<string, string> = {}): HandshakeAnswer
   // nosniff: the echoed value is the sender's; a browser must never take it for HTML.
   headers: { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff', 'cache-control': 'no-store', ...extra },
   body,
+});
+
+const json = (value: object): HandshakeAnswer => ({
+  status: 200,
+  headers: { 'content-type': 'application/json; charset=utf-8', 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' },
+  body: JSON.stringify(value),
 });
 
 function one(v: string | string[] | undefined): string | undefined {
@@ -67,6 +73,23 @@ export function handshakeBeforeCredentials(
 }
 
 /**
+ * Handshakes recognised from method and headers once the call's credentials verified: Okta's
+ * one-time verification GET carries the hook's Authorization header like every event after it,
+ * and its `X-Okta-Verification-Challenge` is answered as `{"verification": …}`.
+ */
+export function handshakeInHeaders(
+  handshake: HandshakeDef | undefined,
+  method: string,
+  headers: Record<string, string | string[] | undefined>,
+): HandshakeAnswer | 'invalid' | undefined {
+  if (handshake?.type !== 'okta' || method !== 'GET') return undefined;
+  const value = headers['x-okta-verification-challenge'];
+  if (value === undefined) return undefined;
+  const challenge = one(value);
+  return challenge === undefined ? 'invalid' : json({ verification: challenge });
+}
+
+/**
  * Handshakes signed like the events that follow, once the body verified and parsed: Slack's
  * url_verification; Zoom's endpoint.url_validation, answered with the token and its HMAC-SHA256
  * (hex) under the secret that verified this very request. Never under another one: while two
@@ -95,11 +118,7 @@ export function handshakeInBody(
     const secret = auth?.type === 'zoom' && signedWith !== undefined ? secretValues(auth)[signedWith] : undefined;
     if (secret === undefined) return 'invalid';
     const encryptedToken = createHmac('sha256', secret).update(plainToken).digest('hex');
-    return {
-      status: 200,
-      headers: { 'content-type': 'application/json; charset=utf-8', 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' },
-      body: JSON.stringify({ plainToken, encryptedToken }),
-    };
+    return json({ plainToken, encryptedToken });
   }
   return undefined;
 }

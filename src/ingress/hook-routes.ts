@@ -26,7 +26,7 @@ import { attachmentIdsOf, DEFAULT_PARSERS, maxBodyBytes, parsePayload, parserFor
 import { parseMediaType } from './parsers/media-type.js';
 import { applyPayloadType } from './parsers/payload-type.js';
 import { decodedBody, type DecodedBody } from './content-encoding.js';
-import { handshakeBeforeCredentials, handshakeInBody } from './handshake.js';
+import { handshakeBeforeCredentials, handshakeInBody, handshakeInHeaders } from './handshake.js';
 import { continueIfExpected, deferContinueOfWebhooks } from './expect-continue.js';
 import { lingerAfterRefusal } from './linger.js';
 import { endsWithoutBytes } from './read-body.js';
@@ -207,8 +207,11 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       if (!verdict.ok) throw rejected(flow, request.ip, verdict);
       if (chargeLater) chargeRate(flow, request.ip);
 
-      // Slack's url_verification, Zoom's url_validation: signed like their events, answered once verified, nothing stored.
-      const handshake = flow.trigger.handshake && handshakeInBody(flow.trigger.handshake, payload.body, auth, verdict.key);
+      // Slack's url_verification, Zoom's url_validation, Okta's verification GET: credentials like
+      // their events', answered once verified, nothing stored.
+      const handshake =
+        flow.trigger.handshake &&
+        (handshakeInHeaders(flow.trigger.handshake, request.method, request.headers) ?? handshakeInBody(flow.trigger.handshake, payload.body, auth, verdict.key));
       if (handshake === 'invalid') throw new HookdError(E.BAD_REQUEST, HANDSHAKE_VALUE);
       if (handshake !== undefined) return reply.code(handshake.status).headers(handshake.headers).send(handshake.body);
 

@@ -11,6 +11,7 @@ const slackSecret = 'slack-signing-secret-0123';
 const githubSecret = 'meta-app-secret-0123456789';
 const dropboxSecret = 'dropbox-app-secret-012345';
 const zoomSecret = 'zoom-secret-token-0123456';
+const oktaSecret = 'okta-shared-secret-0123456';
 
 beforeAll(async () => {
   h = await startHookd({ WORKER_CONCURRENCY: '0', HOOKD_READ_TOKENS: 'handshake-reader-0123456789' });
@@ -23,6 +24,9 @@ beforeAll(async () => {
   await put('dropbox', { auth: { type: 'hmac', header: 'X-Dropbox-Signature', secrets: [dropboxSecret] }, handshake: { type: 'dropbox' } });
   await put('plain', {});
   await put('zoom', { auth: { type: 'zoom', secrets: [zoomSecret] }, handshake: { type: 'zoom' } });
+  // Okta event hooks send the hook's Authorization header value as it is (no scheme), the verification GET included.
+  await put('okta', { auth: { type: 'apiKey', header: 'Authorization', secrets: [oktaSecret] }, handshake: { type: 'okta' } });
+  await put('okta-open', { handshake: { type: 'okta' } });
   // Rate-limited: handshakes spend the flow's rate; wrong verify tokens a bucket of their own per client.
   await put('dropbox-limited', { auth: { type: 'hmac', header: 'X-Dropbox-Signature', secrets: [dropboxSecret] }, handshake: { type: 'dropbox' }, rateLimit: { perSecond: 0.01, burst: 2 } });
 });
@@ -120,6 +124,30 @@ describe('trigger.handshake', () => {
     expect((await fetch(`${h.url}/hook/dropbox`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-dropbox-signature': sig }, body })).status).toBe(200);
     expect((await fetch(`${h.url}/hook/dropbox`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).status).toBe(401);
     expect(await storedCount('dropbox')).toBe(1);
+  });
+
+  it('okta: the verification GET (with the hook\'s Authorization) gets {"verification": …}; without credentials it is refused; nothing stored', async () => {
+    const challenge = 'Me_rShK8JHsTnbyYrWXCEoMGbM_zsZ6k0hLPZ_Pg';
+    const verify = (headers: Record<string, string>, flow = 'okta') =>
+      fetch(`${h.url}/hook/${flow}`, { headers: { accept: 'application/json', 'user-agent': 'Okta-Integrations', 'x-okta-verification-challenge': challenge, ...headers } });
+    const ok = await verify({ authorization: oktaSecret });
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(ok.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(await ok.json()).toEqual({ verification: challenge });
+    expect((await verify({})).status).toBe(401);
+    expect((await verify({ authorization: 'wrong' })).status).toBe(403);
+    // Over 2,048 characters: refused, not stored as an event.
+    expect((await verify({ authorization: oktaSecret, 'x-okta-verification-challenge': 'c'.repeat(2049) })).status).toBe(400);
+    expect(await storedCount('okta')).toBe(0);
+    // Events are POSTs with the same header; a GET without the challenge is an ordinary call.
+    const event = JSON.stringify({ eventType: 'com.okta.event_hook', data: { events: [{ uuid: 'u1', eventType: 'user.session.start' }] } });
+    expect((await fetch(`${h.url}/hook/okta`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: oktaSecret }, body: event })).status).toBe(200);
+    expect((await fetch(`${h.url}/hook/okta`, { headers: { authorization: oktaSecret } })).status).toBe(200);
+    expect(await storedCount('okta')).toBe(2);
+    // A flow without credentials answers the challenge too.
+    expect(await (await verify({}, 'okta-open')).json()).toEqual({ verification: challenge });
+    expect(await storedCount('okta-open')).toBe(0);
   });
 
   it("handshakes spend the flow's rate limit; wrong Meta tokens are throttled per client without locking the sender out", async () => {
