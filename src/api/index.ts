@@ -68,6 +68,11 @@ export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> 
     signatureHeaderOf: (flowId) => ownSignatureHeader(deps.registry.get(flowId)?.trigger.auth),
   });
   await app.register(queueRoutes, { queue: deps.backend.queue });
-  await app.register(replayRoutes, { requests: deps.backend.requests, registry: deps.registry, defaultMaxAttempts: deps.defaultMaxAttempts });
+  await app.register(replayRoutes, {
+    requests: deps.backend.requests,
+    registry: deps.registry,
+    defaultMaxAttempts: deps.defaultMaxAttempts,
+    ...(deps.attachments ? { attachments: deps.attachments } : {}),
+  });
   await app.register(attachmentRoutes, { requests: deps.backend.requests, ...(deps.attachments ? { attachments: deps.attachments } : {}) });
 }

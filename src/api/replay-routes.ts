@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
-import { E, HookdError } from '../core/errors.js';
+import type { AttachmentStore } from '../attachments/contract.js';
+import { E, HookdError, isHookdError } from '../core/errors.js';
 import type { Flow } from '../core/flow.js';
 import { uuidv7 } from '../core/ids.js';
 import type { ReceivedMessage } from '../core/message.js';
@@ -9,6 +10,7 @@ import type { RequestStore } from '../store/contracts.js';
 import type { FlowRegistry } from '../store/flow-registry.js';
 import { Id } from '../core/flow.js';
 import { bodyChecker } from './checked-body.js';
+import { copyFiles, type CopiedFiles } from './copy-files.js';
 import { ISO_TIME, TIME_ID_CURSOR, timeIdCursor } from './query-formats.js';
 
 /** `{"flowId": "…"}`: through another flow; absent, through its own. */
@@ -45,6 +47,8 @@ interface Deps {
   requests: RequestStore;
   registry: FlowRegistry;
   defaultMaxAttempts: number;
+  /** Where requests' files are: a replayed copy gets copies of them. */
+  attachments?: AttachmentStore;
 }
 
 /**
@@ -54,7 +58,8 @@ interface Deps {
  * (plus `x-hookd-replay-of: <id>`) and exact body bytes, accepted like a webhook (committed with
  * its job in one transaction; distributed: confirmed by the broker) and run by the flow as it is
  * defined now, with an execution of its own. The original and its execution stay as they are.
- * Credentials are not checked again: the original was verified when it arrived.
+ * Files in the attachment store are copied (copy-files.ts): the copy's are its own. Credentials
+ * are not checked again: the original was verified when it arrived.
  */
 export async function replayRoutes(app: FastifyInstance, deps: Deps): Promise<void> {
   const targetFlow = async (id: string, field: string): Promise<Flow> => {
@@ -64,22 +69,32 @@ export async function replayRoutes(app: FastifyInstance, deps: Deps): Promise<vo
     }
     return flow;
   };
-  const accept = (copy: ReceivedMessage, flow: Flow) =>
-    deps.requests.accept(copy, {
-      maxAttempts: flow.retry?.maxAttempts ?? deps.defaultMaxAttempts,
-      includeRequest: flow.jobMessage?.includeRequest === true,
-    });
+  /** Accept a copy; its copied files are removed unless it was stored (or may have been: a 503 the sweep settles). */
+  const accept = async (copy: ReceivedMessage, flow: Flow, files: CopiedFiles) => {
+    let keep = false;
+    try {
+      const outcome = await deps.requests.accept(copy, {
+        maxAttempts: flow.retry?.maxAttempts ?? deps.defaultMaxAttempts,
+        includeRequest: flow.jobMessage?.includeRequest === true,
+      });
+      keep = outcome.kind === 'stored';
+      return outcome;
+    } catch (err) {
+      keep = isHookdError(err) && err.statusCode === 503 && err.nothingStored !== true;
+      throw err;
+    } finally {
+      if (!keep && files.ids.length > 0) await deps.attachments?.delete(files.ids).catch(() => undefined);
+    }
+  };
 
   app.post<{ Params: { id: string } }>('/requests/:id/replay', async (request, reply) => {
     const options = replayOptions(request.body);
     const original = await deps.requests.get(request.params.id);
     if (original === undefined) throw new HookdError(E.NOT_FOUND, `Request ${request.params.id}`);
     const flow = await targetFlow(options.flowId ?? original.flowId, 'flowId');
-    if (holdsFiles(original)) {
-      throw new HookdError(E.CONFLICT, `Request ${original.id} has files in the attachment store: replaying them is not supported`);
-    }
-    const copy = copyOf(original, flow.id, uuidv7());
-    await accept(copy, flow);
+    const files = await copyFiles(deps.attachments, original);
+    const copy = { ...copyOf(original, flow.id, uuidv7()), ...files.fields };
+    await accept(copy, flow, files);
     return reply.code(202).send({ requestId: copy.id, replayOf: original.id, flowId: flow.id, status: flow.status });
   });
 
@@ -126,20 +141,34 @@ export async function replayRoutes(app: FastifyInstance, deps: Deps): Promise<vo
       const originals = await Promise.all(group.map((r) => deps.requests.get(r.id)));
       const copies: ReceivedMessage[] = [];
       const copied: string[] = [];
+      const files: CopiedFiles[] = [];
       for (const [k, original] of originals.entries()) {
         const requestId = group[k]!.id;
-        if (original === undefined) skipped.push({ requestId, reason: 'deleted meanwhile (retention)' });
-        // A copy this run made (a flow replayed into itself, `until` in the future): not again.
-        else if (original.id === bulkCopyId(String(original.headers[REPLAY_OF_HEADER]), flow.id, until)) continue;
-        else if (holdsFiles(original)) skipped.push({ requestId, reason: 'has files in the attachment store' });
-        else {
-          copies.push(copyOf(original, flow.id, bulkCopyId(original.id, flow.id, until)));
-          copied.push(original.id);
+        if (original === undefined) {
+          skipped.push({ requestId, reason: 'deleted meanwhile (retention)' });
+          continue;
         }
+        // A copy this run made (a flow replayed into itself, `until` in the future): not again.
+        if (original.id === bulkCopyId(String(original.headers[REPLAY_OF_HEADER]), flow.id, until)) continue;
+        let own: CopiedFiles;
+        try {
+          own = await copyFiles(deps.attachments, original);
+        } catch (err) {
+          // A file gone or changed is this request's problem, not the call's (a 503 is the call's).
+          if (!(isHookdError(err) && err.statusCode === 409)) {
+            for (const f of files) await deps.attachments?.delete(f.ids).catch(() => undefined);
+            throw err;
+          }
+          skipped.push({ requestId, reason: err.message });
+          continue;
+        }
+        copies.push({ ...copyOf(original, flow.id, bulkCopyId(original.id, flow.id, until)), ...own.fields });
+        copied.push(original.id);
+        files.push(own);
       }
       // In order, so that the copies' jobs are queued in the order the originals arrived. A failure
       // (503) fails the call: repeated, it stores only what is missing.
-      const outcomes = await Promise.all(copies.map((c) => accept(c, flow)));
+      const outcomes = await Promise.all(copies.map((c, k) => accept(c, flow, files[k]!)));
       outcomes.forEach((o, k) => {
         const copy = copies[k]!;
         if (o.kind === 'duplicate') alreadyReplayed++;
@@ -158,11 +187,6 @@ export async function replayRoutes(app: FastifyInstance, deps: Deps): Promise<vo
       ...(rows.length === limit && last !== undefined ? { next: timeIdCursor(last.receivedAt, last.id) } : {}),
     });
   });
-}
-
-/** A file belongs to one request (its retention and deletion follow that request): not copied. */
-function holdsFiles(m: ReceivedMessage): boolean {
-  return (m.attachments?.length ?? 0) > 0 || m.rawAttachment !== undefined;
 }
 
 /** The copy a replay accepts: received now, marked with the original's id. */

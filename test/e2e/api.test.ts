@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -502,7 +502,8 @@ describe('replay (POST /api/requests/{id}/replay)', () => {
     });
     await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
     const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/in`;
-    const app = await startHookd({});
+    const dataDir = tempDir();
+    const app = await startHookd({ DATA_DIR: dataDir });
     try {
       const flow = (expression: string) => ({ steps: [{ id: 'shape', type: 'transform', expression }, { id: 'send', type: 'http', url }], retry: { maxAttempts: 1 } });
       expect((await app.api('PUT', '/api/flows/replayed', flow('{ "v": 1, "id": body.id }'))).status).toBe(201);
@@ -545,10 +546,29 @@ describe('replay (POST /api/requests/{id}/replay)', () => {
       expect(misspelt).toMatchObject({ status: 400, body: { error: 'VALIDATION_FAILED', message: expect.stringContaining('flowid') } });
       expect((await app.api('POST', `/api/requests/${requestId}/replay`, { flowId: 42 })).status).toBe(400);
       expect((await app.api('POST', '/api/requests/no-such-request/replay')).status).toBe(404);
-      // Files belong to one request: not replayed (yet), and said so.
+      // Files belong to one request: the copy gets copies of its own, with the same bytes.
       const binary = await fetch(`${app.url}/hook/other-flow`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: Buffer.from([1, 2, 3]) });
-      const withFile = await app.api('POST', `/api/requests/${((await binary.json()) as { requestId: string }).requestId}/replay`);
-      expect(withFile).toMatchObject({ status: 409, body: { message: expect.stringMatching(/files in the attachment store/) } });
+      const binaryId = ((await binary.json()) as { requestId: string }).requestId;
+      const withFile = await app.api('POST', `/api/requests/${binaryId}/replay`);
+      expect(withFile.status).toBe(202);
+      const [origFile, copyFile] = await Promise.all([binaryId, withFile.body.requestId].map(async (id) => (await app.api('GET', `/api/requests/${id}`)).body));
+      expect(copyFile.rawAttachment.id).not.toBe(origFile.rawAttachment.id);
+      expect(copyFile.attachments).toEqual([copyFile.rawAttachment]);
+      expect({ ...copyFile.rawAttachment, id: 'x' }).toEqual({ ...origFile.rawAttachment, id: 'x' });
+      const downloaded = await fetch(`${app.url}/api/requests/${withFile.body.requestId}/raw`, { headers: { authorization: `Bearer ${app.token}` } });
+      expect(Buffer.from(await downloaded.arrayBuffer())).toEqual(Buffer.from([1, 2, 3]));
+      // The original's file changed at rest: a 409, and the copy's file is not left behind.
+      const files = () => readdirSync(path.join(dataDir, 'attachments'), { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+      const before = files().length;
+      const stored = files().find((e) => e.name === origFile.rawAttachment.id)!;
+      writeFileSync(path.join(stored.parentPath, stored.name), Buffer.from([9, 9, 9]));
+      const changed = await app.api('POST', `/api/requests/${binaryId}/replay`);
+      expect(changed).toMatchObject({ status: 409, body: { message: expect.stringMatching(/no longer has the bytes/) } });
+      expect(files().length).toBe(before);
+      // Gone from the store: a 409 that says so.
+      await app.app.attachments.delete([origFile.rawAttachment.id]);
+      const gone = await app.api('POST', `/api/requests/${binaryId}/replay`);
+      expect(gone).toMatchObject({ status: 409, body: { message: expect.stringMatching(/no longer in the attachment store/) } });
     } finally {
       await app.close();
       receiver.closeAllConnections();
@@ -574,6 +594,8 @@ describe('bulk replay (POST /api/requests/replay)', () => {
       const inWindow: string[] = [];
       for (let n = 1; n <= 5; n++) inWindow.push(await post('window', n));
       const file = await post('window', 6, 'application/octet-stream', new Uint8Array([1, 2, 3]));
+      const gone = await post('window', 8, 'application/octet-stream', new Uint8Array([4]));
+      await app.app.attachments.delete([(await app.api('GET', `/api/requests/${gone}`)).body.rawAttachment.id]);
       await post('window-other', 7);
 
       for (const bad of [{}, { flowId: 'window', since: 'yesterday' }, { flowId: 'window', limit: 0 }, { flowId: 'window', limit: 1001 }, { flowId: 'window', from: since },
@@ -594,13 +616,17 @@ describe('bulk replay (POST /api/requests/replay)', () => {
       // Going on needs the first answer's `until`: a new "now" would take the copies too.
       expect((await app.api('POST', '/api/requests/replay', { flowId: 'window', since, after: next })).status).toBe(400);
       const rest = await app.api('POST', '/api/requests/replay', { flowId: 'window', since, until, after: next, limit: 10 });
-      expect(rest.body).toMatchObject({ replayed: 2, alreadyReplayed: 0, skipped: [{ requestId: file, reason: expect.stringMatching(/files/) }] });
-      expect(rest.body.requests.map((r: { replayOf: string }) => r.replayOf)).toEqual(inWindow.slice(3));
+      // A file gone from the store skips its request (said why); the others' files are copied.
+      expect(rest.body).toMatchObject({ replayed: 3, alreadyReplayed: 0, skipped: [{ requestId: gone, reason: expect.stringMatching(/no longer in the attachment store/) }] });
+      expect(rest.body.requests.map((r: { replayOf: string }) => r.replayOf)).toEqual([...inWindow.slice(3), file]);
       expect(rest.body.next).toBeUndefined();
       const copies = [...first.body.requests, ...rest.body.requests] as Array<{ requestId: string; replayOf: string }>;
+      const fileCopy = (await app.api('GET', `/api/requests/${copies[copies.length - 1]!.requestId}`)).body;
+      expect(fileCopy.rawAttachment).toMatchObject({ size: 3 });
+      expect(fileCopy.rawAttachment.id).not.toBe((await app.api('GET', `/api/requests/${file}`)).body.rawAttachment.id);
 
       // Each copy ran, with the original's body; the request before `since` and the other flow's were not replayed.
-      await waitFor(async () => (await app.api('GET', '/api/executions?flowId=window&status=completed&limit=100')).body.items.length === 1 + 5 + 1 + 5);
+      await waitFor(async () => (await app.api('GET', '/api/executions?flowId=window&status=completed&limit=100')).body.items.length === 1 + 5 + 2 + 6);
       for (const c of copies) {
         const copy = (await app.api('GET', `/api/requests/${c.requestId}`)).body;
         const original = (await app.api('GET', `/api/requests/${c.replayOf}`)).body;
@@ -609,7 +635,7 @@ describe('bulk replay (POST /api/requests/replay)', () => {
       expect(copies.map((c) => c.replayOf)).not.toContain(before);
       // Copies are received after `until`: replaying the window again from the start takes only originals.
       const whole = await app.api('POST', '/api/requests/replay', { flowId: 'window', until });
-      expect(whole.body).toMatchObject({ replayed: 1, alreadyReplayed: 5 });
+      expect(whole.body).toMatchObject({ replayed: 1, alreadyReplayed: 6 });
       expect(whole.body.requests[0].replayOf).toBe(before);
 
       // Into another flow; a deleted flow's requests can still be replayed elsewhere.

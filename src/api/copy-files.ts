@@ -1,0 +1,60 @@
+import type { AttachmentStore } from '../attachments/contract.js';
+import { E, HookdError } from '../core/errors.js';
+import type { AttachmentRef, ReceivedMessage } from '../core/message.js';
+
+/** A replayed copy's own files, and the ids to remove if the copy is not stored after all. */
+export interface CopiedFiles {
+  fields: Pick<ReceivedMessage, 'attachments' | 'rawAttachment'>;
+  ids: string[];
+}
+
+/**
+ * Copies of a request's files in the attachment store (multipart files, a binary body, a large raw
+ * body), for a replayed copy: a file belongs to one request — its retention and deletion follow
+ * that request — so a copy gets files of its own. Streamed, one file at a time; each copy's
+ * SHA-256 must be the original's (a file changed or damaged at rest is a 409, not a silent
+ * difference). A file referenced twice (a binary body: attachments[0] and rawAttachment) is
+ * copied once. On failure the copies made so far are removed.
+ */
+export async function copyFiles(store: AttachmentStore | undefined, m: ReceivedMessage): Promise<CopiedFiles> {
+  const refs = [...(m.attachments ?? []), ...(m.rawAttachment ? [m.rawAttachment] : [])];
+  if (refs.length === 0) return { fields: {}, ids: [] };
+  if (store === undefined) throw new HookdError(E.CONFLICT, `Request ${m.id} has files, and this instance has no attachment store`);
+  const copies = new Map<string, AttachmentRef>();
+  const ids: string[] = [];
+  try {
+    for (const ref of refs) {
+      if (copies.has(ref.id)) continue;
+      copies.set(ref.id, await copyOne(store, m.id, ref, ids));
+    }
+  } catch (err) {
+    await store.delete(ids).catch(() => undefined); // else the sweep takes them (unreferenced)
+    throw err;
+  }
+  const fields: CopiedFiles['fields'] = {};
+  if (m.attachments) fields.attachments = m.attachments.map((a) => copies.get(a.id)!);
+  if (m.rawAttachment) fields.rawAttachment = copies.get(m.rawAttachment.id)!;
+  return { fields, ids };
+}
+
+async function copyOne(store: AttachmentStore, requestId: string, ref: AttachmentRef, ids: string[]): Promise<AttachmentRef> {
+  const opened = await store.open(ref.id);
+  if (opened === undefined) throw new HookdError(E.CONFLICT, `Request ${requestId}: its file ${ref.id} is no longer in the attachment store`);
+  const writer = await store.create({
+    contentType: ref.contentType,
+    ...(ref.field !== undefined ? { field: ref.field } : {}),
+    ...(ref.filename !== undefined ? { filename: ref.filename } : {}),
+  });
+  ids.push(writer.id);
+  try {
+    for await (const chunk of opened.stream) await writer.write(chunk as Buffer);
+    const copy = await writer.finish();
+    if (copy.sha256 !== ref.sha256 || copy.size !== ref.size) {
+      throw new HookdError(E.CONFLICT, `Request ${requestId}: its file ${ref.id} no longer has the bytes it was stored with`);
+    }
+    return copy;
+  } catch (err) {
+    opened.stream.destroy();
+    throw err;
+  }
+}
