@@ -37,6 +37,7 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
       messageCache,
       logger,
       exclusive: true,
+      vacuumOnStart: config.sqliteVacuumOnStart,
       ...(observers.onWalSync ? { onWalSync: observers.onWalSync } : {}),
       ...(observers.onWalRestart ? { onWalRestart: observers.onWalRestart } : {}),
     }).catch((err: unknown) => {

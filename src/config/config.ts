@@ -38,6 +38,7 @@ export interface Config {
   workerPrefetch: number | undefined;
   /** Bytes of committed messages kept in memory until their first execution reads them. */
   messageCacheBytes: number;
+  sqliteVacuumOnStart: boolean;
   leaseMs: number;
   maxAttempts: number;
   backoffMs: number;
@@ -98,6 +99,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'workerConcurrency', env: 'WORKER_CONCURRENCY', doc: 'Flow executions run at once by this process', default: () => 64, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
   field({ key: 'workerPrefetch', env: 'WORKER_PREFETCH', doc: 'Jobs leased ahead of free worker slots, waiting in this process (embedded and PostgreSQL queues; default WORKER_CONCURRENCY)', default: () => undefined, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
   field({ key: 'messageCacheBytes', env: 'MESSAGE_CACHE', doc: 'Memory for committed messages waiting for their first execution (saves reading them back; 0 = off)', default: () => DEFAULT_MESSAGE_CACHE_BYTES, parse: (v, n) => parseSize(v as string, n) }),
+  field({ key: 'sqliteVacuumOnStart', env: 'SQLITE_VACUUM_ON_START', doc: 'Embedded mode: compact the database file at start (VACUUM), giving the space of purged requests back to the disk; the start takes as long as rewriting the file, which needs that much free space again', default: () => false, parse: (v, n) => parseBoolean(v as string | boolean, n) }),
   field({ key: 'leaseMs', env: 'QUEUE_LEASE', doc: 'Lease of a claimed job (renewed while it runs; 1s to 1h)', default: () => 30_000, parse: (v, n) => within(parseDuration(v as string, n), 1_000, 3_600_000, n) }),
   field({ key: 'maxAttempts', env: 'MAX_ATTEMPTS', doc: 'Deliveries before a job is dead-lettered (flow.retry overrides)', default: () => 5, parse: (v, n) => parseInteger(v as string, n, 1, 100) }),
   field({ key: 'backoffMs', env: 'RETRY_BACKOFF', doc: 'First retry delay, doubled per attempt', default: () => 1000, parse: (v, n) => within(parseDuration(v as string, n), 0, MAX_TIMER_MS, n) }),
