@@ -214,6 +214,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     attachments,
     executionDataLimit: config.executionDataLimit,
     defaultMaxAttempts: config.maxAttempts,
+    replayIdKey: secretBox.deriveKey('replay-copy-ids:v1'),
   });
   await server.register(opsRoutes, {
     checkWritable: () => backend.checkWritable(),

@@ -26,6 +26,8 @@ interface Deps {
   executionDataLimit: number;
   /** MAX_ATTEMPTS: jobs of replayed requests, for flows without their own retry.maxAttempts. */
   defaultMaxAttempts: number;
+  /** Keys the ids of bulk replays' copies (derived from the master key: the same on every instance). */
+  replayIdKey: Buffer;
 }
 
 const RESOURCES: Record<string, string> = { flows: 'Flow', executions: 'Execution', requests: 'Request', 'dead-letters': 'Dead letter' };
@@ -72,6 +74,7 @@ export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> 
     requests: deps.backend.requests,
     registry: deps.registry,
     defaultMaxAttempts: deps.defaultMaxAttempts,
+    replayIdKey: deps.replayIdKey,
     ...(deps.attachments ? { attachments: deps.attachments } : {}),
   });
   await app.register(attachmentRoutes, { requests: deps.backend.requests, ...(deps.attachments ? { attachments: deps.attachments } : {}) });

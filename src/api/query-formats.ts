@@ -8,3 +8,20 @@ export const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2
 export const TIME_ID_CURSOR = /^(\d+(?:\.\d+)?)~([A-Za-z0-9._-]{1,128})$/;
 
 export const timeIdCursor = (time: number, id: string): string => `${time}~${id}`;
+
+/**
+ * An ISO_TIME as epoch ms, or undefined when it names no real time: Date.parse takes
+ * `2026-02-30` as March 2nd and `24:00:00` as the next midnight. Fractions beyond the millisecond
+ * are dropped.
+ */
+export function parseIsoTime(text: string): number | undefined {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})/.exec(text);
+  if (m === null || !ISO_TIME.test(text)) return undefined;
+  const [year, month, day, hour, minute, second] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) return undefined;
+  const zone = /([+-])(\d{2}):(\d{2})$/.exec(text);
+  if (zone !== null && (Number(zone[2]) > 23 || Number(zone[3]) > 59)) return undefined;
+  const ms = Date.parse(text);
+  return Number.isNaN(ms) ? undefined : ms;
+}

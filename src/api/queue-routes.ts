@@ -4,12 +4,12 @@ import { E, HookdError } from '../core/errors.js';
 import { Id } from '../core/flow.js';
 import type { Queue } from '../queue/contract.js';
 import { bodyChecker } from './checked-body.js';
-import { ISO_TIME, TIME_ID_CURSOR as CURSOR, timeIdCursor } from './query-formats.js';
+import { ISO_TIME, parseIsoTime, TIME_ID_CURSOR, timeIdCursor } from './query-formats.js';
 
 const DeadLetterQueryString = Type.Object({
   flowId: Type.Optional(Id),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
-  before: Type.Optional(Type.String({ pattern: CURSOR.source })),
+  before: Type.Optional(Type.String({ pattern: TIME_ID_CURSOR.source })),
 });
 
 const bulkRetryOptions = bodyChecker(
@@ -32,7 +32,7 @@ export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queu
   // retried or dismissed since does not end the paging.
   app.get<{ Querystring: Static<typeof DeadLetterQueryString> }>('/dead-letters', { schema: { querystring: DeadLetterQueryString } }, async (request) => {
     const limit = request.query.limit ?? 100;
-    const m = request.query.before === undefined ? null : CURSOR.exec(request.query.before);
+    const m = request.query.before === undefined ? null : TIME_ID_CURSOR.exec(request.query.before);
     const items = await queue.deadLetters({
       ...(request.query.flowId !== undefined ? { flowId: request.query.flowId } : {}),
       ...(m ? { before: { deadAt: Number(m[1]), id: m[2]! } } : {}),
@@ -48,8 +48,8 @@ export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queu
   // Bulk retry, after the receiver's outage: oldest first; call again while `remaining` says more.
   app.post('/dead-letters/retry', async (request, reply) => {
     const body = bulkRetryOptions(request.body);
-    const since = body.since === undefined ? undefined : Date.parse(body.since);
-    if (since !== undefined && Number.isNaN(since)) throw new HookdError(E.VALIDATION_FAILED, `Invalid bulk retry: /since: not a time: ${body.since}`);
+    const since = body.since === undefined ? undefined : parseIsoTime(body.since);
+    if (body.since !== undefined && since === undefined) throw new HookdError(E.VALIDATION_FAILED, `Invalid bulk retry: /since: not a time: ${body.since}`);
     const result = await queue.retryDeadLetters({
       ...(body.flowId !== undefined ? { flowId: body.flowId } : {}),
       ...(since !== undefined ? { since } : {}),

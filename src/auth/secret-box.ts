@@ -82,6 +82,14 @@ export class SecretBox {
     return createHmac('sha256', this.#key).update('hookd:master-key-fingerprint:v1').digest('hex');
   }
 
+  /**
+   * A key for another purpose, derived from the master key (HMAC of a label): the same on every
+   * instance sharing the master key, useless for opening secrets.
+   */
+  deriveKey(label: string): Buffer {
+    return createHmac('sha256', this.#key).update(`hookd:derived-key:${label}`).digest();
+  }
+
   /** Decrypts a sealed secret; throws when it was tampered with, or sealed under another key or context. */
   open(sealed: string, context = ''): string {
     const parts = sealed.split(':');

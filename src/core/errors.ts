@@ -32,6 +32,8 @@ export const E = {
   FORBIDDEN: spec('FORBIDDEN', 403, '%s'),
   CONFLICT: spec('CONFLICT', 409, '%s'),
   REQUEST_ID_CONFLICT: spec('REQUEST_ID_CONFLICT', 409, 'Request id %s is already used by another flow'),
+  ATTACHMENT_GONE: spec('ATTACHMENT_GONE', 409, 'Request %s: its file %s is no longer in the attachment store'),
+  ATTACHMENT_CHANGED: spec('ATTACHMENT_CHANGED', 409, 'Request %s: its file %s no longer has the bytes it was stored with'),
   IP_NOT_ALLOWED: spec('IP_NOT_ALLOWED', 403, 'Client address is not allowed'),
   RATE_LIMITED: spec('RATE_LIMITED', 429, 'Too many requests'),
   STORE_UNAVAILABLE: spec('STORE_UNAVAILABLE', 503, 'Storage is unavailable: %s'),

@@ -80,12 +80,13 @@ export function handshakeBeforeCredentials(
 export function handshakeInHeaders(
   handshake: HandshakeDef | undefined,
   method: string,
-  headers: Record<string, string | string[] | undefined>,
+  /** Each header's values as sent (IncomingMessage.headersDistinct): Node joins a repeated one with ", ". */
+  headers: Record<string, string[] | undefined>,
 ): HandshakeAnswer | 'invalid' | undefined {
   if (handshake?.type !== 'okta' || method !== 'GET') return undefined;
-  const value = headers['x-okta-verification-challenge'];
-  if (value === undefined) return undefined;
-  const challenge = one(value);
+  const values = headers['x-okta-verification-challenge'];
+  if (values === undefined || (values.length === 1 && values[0] === '')) return undefined;
+  const challenge = one(values);
   return challenge === undefined ? 'invalid' : json({ verification: challenge });
 }
 

@@ -123,8 +123,11 @@ export interface RequestStore {
    * parsed), without reading the bodies: the API pages by a byte budget before it reads them.
    */
   listSizes(query: RequestListQuery): Promise<Array<{ id: string; bytes: number }>>;
-  /** Ids and times of receipt of a flow's requests in a time range, oldest first (an index scan: no bodies read). */
-  listReceived(range: ReceivedRange): Promise<Array<{ id: string; receivedAt: number }>>;
+  /**
+   * Ids and times of receipt of a flow's requests in a time range, oldest first, with the bytes
+   * each row's body takes (as listSizes): no body is read.
+   */
+  listReceived(range: ReceivedRange): Promise<Array<{ id: string; receivedAt: number; bytes: number }>>;
   /**
    * Whether a committed request references this attachment (as a file or as its raw body). The
    * attachment sweep asks before it removes a file; must be an index lookup, not a scan.

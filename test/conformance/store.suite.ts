@@ -413,33 +413,43 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
         }
       });
 
-      it('lists a flow\'s requests of a time range oldest first, ids and times only, with a keyset of values (bulk replay)', async () => {
-        const t = 1_800_000_000_000.25; // sub-ms times kept exactly in the cursor
-        const ids = ['r-9', 'r-1', 'r-5', 'r-3', 'r-7', 'r-0'];
-        const at = [t, t + 1, t + 1, t + 2, t + 3, t + 4];
-        for (const [i, id] of ids.entries()) await backend.requests.accept(makeMessage({ id, receivedAt: at[i]!, flowId: i === 4 ? 'range-other' : 'range' }), { maxAttempts: 1 });
+      it('lists a flow\'s requests of a time range oldest first, ids, times and sizes, with a keyset of values (bulk replay)', async () => {
+        // Sub-ms times that are not exact in binary (…0.30000000000000004) and ids whose order
+        // differs between byte order and a linguistic collation ('R' < 'a' < 'r' in bytes).
+        const t = 1_800_000_000_000 + 0.1 + 0.2;
+        const ids = ['r-9', 'r-1', 'R-5', 'a-3', 'r-7', 'r-0'];
+        const at = [t, t + 1, t + 1, t + 1, t + 3, t + 4];
+        const sizes = [10, 20, 30, 40, 50, 60];
+        for (const [i, id] of ids.entries()) {
+          await backend.requests.accept(makeMessage({ id, receivedAt: at[i]!, flowId: i === 4 ? 'range-other' : 'range', rawBody: Buffer.alloc(sizes[i]!, 1) }), { maxAttempts: 1 });
+        }
         const list = (r: Partial<ReceivedRange>) => backend.requests.listReceived({ flowId: 'range', until: t + 100, limit: 100, ...r });
-        // Oldest first; the tie at t + 1 broken by id, ascending; the other flow's left out.
-        expect(await list({})).toEqual([
+        const all = await list({});
+        // Oldest first; the tie at t + 1 broken by id in byte order; the other flow's left out.
+        expect(all.map(({ id, receivedAt }) => ({ id, receivedAt }))).toEqual([
           { id: 'r-9', receivedAt: t },
+          { id: 'R-5', receivedAt: t + 1 },
+          { id: 'a-3', receivedAt: t + 1 },
           { id: 'r-1', receivedAt: t + 1 },
-          { id: 'r-5', receivedAt: t + 1 },
-          { id: 'r-3', receivedAt: t + 2 },
           { id: 'r-0', receivedAt: t + 4 },
         ]);
+        // Sizes as listSizes gives them: at least the raw bytes.
+        for (const r of all) expect(r.bytes).toBeGreaterThanOrEqual(sizes[ids.indexOf(r.id)]!);
         // since inclusive, until exclusive.
-        expect((await list({ since: t + 1, until: t + 4 })).map((r) => r.id)).toEqual(['r-1', 'r-5', 'r-3']);
-        // Pages of two, each after the previous page's last row (as values: that row need not exist).
+        expect((await list({ since: t + 1, until: t + 4 })).map((r) => r.id)).toEqual(['R-5', 'a-3', 'r-1']);
+        // Pages of two, each after the previous page's last row, given as values (as a cursor carries them).
         const pages: string[][] = [];
         let after: { receivedAt: number; id: string } | undefined;
         for (;;) {
           const page = await list({ limit: 2, ...(after ? { after } : {}) });
           if (page.length === 0) break;
           pages.push(page.map((r) => r.id));
-          after = page[page.length - 1]!;
+          const last = page[page.length - 1]!;
+          after = { receivedAt: Number(String(last.receivedAt)), id: last.id };
         }
-        expect(pages).toEqual([['r-9', 'r-1'], ['r-5', 'r-3'], ['r-0']]);
-        expect((await list({ after: { receivedAt: t + 1, id: 'r-2' } })).map((r) => r.id)).toEqual(['r-5', 'r-3', 'r-0']);
+        expect(pages).toEqual([['r-9', 'R-5'], ['a-3', 'r-1'], ['r-0']]);
+        // A position need not be a row.
+        expect((await list({ after: { receivedAt: t + 1, id: 'b' } })).map((r) => r.id)).toEqual(['r-1', 'r-0']);
         expect(await list({ flowId: 'range-none' })).toEqual([]);
       });
 

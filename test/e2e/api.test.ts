@@ -6,6 +6,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall, type RunningHookd, startHookd, tempDir, waitFor } from '../helpers/hookd.js';
+import { bulkCopyId } from '../../src/api/replayer.js';
+import { loadOrCreateMasterKey, SecretBox } from '../../src/auth/secret-box.js';
 
 let h: RunningHookd;
 beforeAll(async () => {
@@ -599,6 +601,7 @@ describe('bulk replay (POST /api/requests/replay)', () => {
       await post('window-other', 7);
 
       for (const bad of [{}, { flowId: 'window', since: 'yesterday' }, { flowId: 'window', limit: 0 }, { flowId: 'window', limit: 1001 }, { flowId: 'window', from: since },
+        { flowId: 'window', since: '2026-02-30T00:00:00Z' }, { flowId: 'window', until: '2026-12-05T24:00:00Z' }, { flowId: 'window', since: '2026-12-05T10:00:00+25:00' },
         { flowId: 'window', after: '12~abc' }, { flowId: 'window', since, until: since }]) {
         expect((await app.api('POST', '/api/requests/replay', bad)).status, JSON.stringify(bad)).toBe(400);
       }
@@ -638,6 +641,18 @@ describe('bulk replay (POST /api/requests/replay)', () => {
       expect(whole.body).toMatchObject({ replayed: 1, alreadyReplayed: 6 });
       expect(whole.body.requests[0].replayOf).toBe(before);
 
+      // A second run (another `until`) replays the originals again, not the first run's copies —
+      // unless asked to; a repeat of the first run, after a file was removed, still counts its copy as stored.
+      const second = await app.api('POST', '/api/requests/replay', { flowId: 'window', since });
+      // (the 7 copies: the first run's 6, and the whole window's copy of the request before `since`)
+      expect(second.body).toMatchObject({ replayed: 6, leftOutReplays: 7, alreadyReplayed: 0 });
+      expect(second.body.requests.map((r: { replayOf: string }) => r.replayOf)).toEqual([...inWindow, file]);
+      const third = await app.api('POST', '/api/requests/replay', { flowId: 'window', since, includeReplays: true, limit: 1000 });
+      expect(third.body).toMatchObject({ replayed: 6 + 13, leftOutReplays: 0 });
+      await app.app.attachments.delete([(await app.api('GET', `/api/requests/${file}`)).body.rawAttachment.id]);
+      const repeat = await app.api('POST', '/api/requests/replay', { flowId: 'window', since, until, after: next, limit: 10 });
+      expect(repeat.body).toMatchObject({ replayed: 0, alreadyReplayed: 3, skipped: [{ requestId: gone }] });
+
       // Into another flow; a deleted flow's requests can still be replayed elsewhere.
       expect((await app.api('DELETE', '/api/flows/window-other')).status).toBe(204);
       const moved = await app.api('POST', '/api/requests/replay', { flowId: 'window-other', into: 'window' });
@@ -645,6 +660,43 @@ describe('bulk replay (POST /api/requests/replay)', () => {
       expect((await app.api('POST', '/api/requests/replay', { flowId: 'window-other' })).status).toBe(409);
     } finally {
       await app.close();
+    }
+  });
+});
+
+describe('bulk replay: copies of their own', () => {
+  it("a base64 flow's copy names its own file; a copy id someone took skips that request only", async () => {
+    const dataDir = tempDir();
+    const app = await startHookd({ DATA_DIR: dataDir, WORKER_CONCURRENCY: '0' });
+    try {
+      await app.api('PUT', '/api/flows/b64', { trigger: { type: 'webhook', payloadType: 'base64' }, steps: [] });
+      await app.api('PUT', '/api/flows/other', { steps: [] });
+      const sent = await fetch(`${app.url}/hook/b64`, { method: 'POST', headers: { 'content-type': 'image/png' }, body: new Uint8Array([7, 8, 9]) });
+      const original = (await app.api('GET', `/api/requests/${((await sent.json()) as { requestId: string }).requestId}`)).body;
+      expect(original.body).toEqual({ origin: null, originAttachment: original.rawAttachment.id });
+      const single = await app.api('POST', `/api/requests/${original.id}/replay`);
+      const copy = (await app.api('GET', `/api/requests/${single.body.requestId}`)).body;
+      expect(copy.body).toEqual({ origin: null, originAttachment: copy.rawAttachment.id });
+      expect(copy.rawAttachment.id).not.toBe(original.rawAttachment.id);
+
+      // Ids of bulk copies are keyed with the cluster's key: only someone who has it can take one
+      // first. Taken anyway (here, by the test that has the key), that request is skipped, the rest replayed.
+      const ids: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const r = await fetch(`${app.url}/hook/b64`, { method: 'POST', headers: { 'content-type': 'text/plain', 'x-request-id': `order-${i}` }, body: `n${i}` });
+        ids.push(((await r.json()) as { requestId: string }).requestId);
+      }
+      const until = Date.now() + 1;
+      const key = new SecretBox(loadOrCreateMasterKey(dataDir)).deriveKey('replay-copy-ids:v1');
+      const taken = bulkCopyId(key, 'order-1', 'b64', until);
+      expect((await fetch(`${app.url}/hook/other`, { method: 'POST', headers: { 'content-type': 'text/plain', 'x-request-id': taken }, body: 'x' })).status).toBe(200);
+      const bulk = await app.api('POST', '/api/requests/replay', { flowId: 'b64', since: new Date(until - 60_000).toISOString(), until: new Date(until).toISOString() });
+      expect(bulk.status).toBe(202);
+      expect(bulk.body.requests.map((r: { replayOf: string }) => r.replayOf)).toEqual([original.id, 'order-0', 'order-2']);
+      expect(bulk.body.skipped).toEqual([{ requestId: 'order-1', reason: expect.stringMatching(/already used by another flow/) }]);
+    } finally {
+      await app.close();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });

@@ -3,6 +3,7 @@
  * it, nothing stored and nothing run; unsigned ones answered before credentials, Slack's and Zoom's after.
  */
 import { createHmac } from 'node:crypto';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall, type RunningHookd, startHookd } from '../helpers/hookd.js';
 
@@ -137,14 +138,27 @@ describe('trigger.handshake', () => {
     expect(await ok.json()).toEqual({ verification: challenge });
     expect((await verify({})).status).toBe(401);
     expect((await verify({ authorization: 'wrong' })).status).toBe(403);
-    // Over 2,048 characters: refused, not stored as an event.
+    // Repeated (Node would join the two with ", ") or over 2,048 characters: refused, not stored as an event.
+    const twice = await new Promise<string>((resolve, reject) => {
+      const { port } = new URL(h.url);
+      const socket = connect(Number(port), '127.0.0.1', () =>
+        socket.end(`GET /hook/okta HTTP/1.1\r\nHost: x\r\nAuthorization: ${oktaSecret}\r\nX-Okta-Verification-Challenge: a\r\nX-Okta-Verification-Challenge: b\r\nConnection: close\r\n\r\n`),
+      );
+      let answer = '';
+      socket.on('data', (d: Buffer) => (answer += d.toString()));
+      socket.on('end', () => resolve(answer));
+      socket.on('error', reject);
+    });
+    expect(twice).toMatch(/^HTTP\/1\.1 400 /);
     expect((await verify({ authorization: oktaSecret, 'x-okta-verification-challenge': 'c'.repeat(2049) })).status).toBe(400);
     expect(await storedCount('okta')).toBe(0);
     // Events are POSTs with the same header; a GET without the challenge is an ordinary call.
     const event = JSON.stringify({ eventType: 'com.okta.event_hook', data: { events: [{ uuid: 'u1', eventType: 'user.session.start' }] } });
     expect((await fetch(`${h.url}/hook/okta`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: oktaSecret }, body: event })).status).toBe(200);
     expect((await fetch(`${h.url}/hook/okta`, { headers: { authorization: oktaSecret } })).status).toBe(200);
-    expect(await storedCount('okta')).toBe(2);
+    // An empty challenge header is no handshake either.
+    expect((await fetch(`${h.url}/hook/okta`, { headers: { authorization: oktaSecret, 'x-okta-verification-challenge': '' } })).status).toBe(200);
+    expect(await storedCount('okta')).toBe(3);
     // A flow without credentials answers the challenge too.
     expect(await (await verify({}, 'okta-open')).json()).toEqual({ verification: challenge });
     expect(await storedCount('okta-open')).toBe(0);

@@ -147,7 +147,7 @@ export class PgRequestStore implements RequestStore {
     return rows.map((r) => ({ id: r.id, bytes: Number(r.bytes) }));
   }
 
-  async listReceived(r: ReceivedRange): Promise<Array<{ id: string; receivedAt: number }>> {
+  async listReceived(r: ReceivedRange): Promise<Array<{ id: string; receivedAt: number; bytes: number }>> {
     const params: unknown[] = [r.flowId, r.until];
     const where = ['flow_id = $1', 'received_at < $2::float8'];
     if (r.since !== undefined) {
@@ -159,11 +159,12 @@ export class PgRequestStore implements RequestStore {
       where.push(`(received_at, id) > ($${params.length - 1}::float8, $${params.length}::text)`);
     }
     params.push(r.limit);
-    const { rows } = await this.db.query<{ id: string; received_at: number }>(
-      `SELECT id, received_at FROM ${this.db.t.requests} WHERE ${where.join(' AND ')} ORDER BY received_at, id LIMIT $${params.length}::integer`,
+    const { rows } = await this.db.query<{ id: string; received_at: number; bytes: string }>(
+      `SELECT id, received_at, octet_length(raw_body) + coalesce(octet_length(body), 0) AS bytes
+       FROM ${this.db.t.requests} WHERE ${where.join(' AND ')} ORDER BY received_at, id LIMIT $${params.length}::integer`,
       params,
     );
-    return rows.map((row) => ({ id: row.id, receivedAt: Number(row.received_at) }));
+    return rows.map((row) => ({ id: row.id, receivedAt: Number(row.received_at), bytes: Number(row.bytes) }));
   }
 
   /** WHERE of list() and listSizes(): the same rows in the same order. */

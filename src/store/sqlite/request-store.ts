@@ -127,7 +127,7 @@ export class SqliteRequestStore implements RequestStore {
     return this.reader.read(sql, (s) => s.all(...params, q.limit) as Array<{ id: string; bytes: number }>);
   }
 
-  async listReceived(r: ReceivedRange): Promise<Array<{ id: string; receivedAt: number }>> {
+  async listReceived(r: ReceivedRange): Promise<Array<{ id: string; receivedAt: number; bytes: number }>> {
     const where = ['flow_id = ?', 'received_at < ?'];
     const params: Array<string | number> = [r.flowId, r.until];
     if (r.since !== undefined) {
@@ -139,8 +139,9 @@ export class SqliteRequestStore implements RequestStore {
       params.push(r.after.receivedAt, r.after.id);
     }
     // requests_flow_received (flow_id, received_at, id) serves the range and the order.
-    const sql = `SELECT id, received_at AS receivedAt FROM requests WHERE ${where.join(' AND ')} ORDER BY received_at, id LIMIT ?`;
-    return this.reader.read(sql, (s) => s.all(...params, r.limit) as Array<{ id: string; receivedAt: number }>);
+    const sql = `SELECT id, received_at AS receivedAt, octet_length(raw_body) + coalesce(octet_length(body), 0) AS bytes
+                 FROM requests WHERE ${where.join(' AND ')} ORDER BY received_at, id LIMIT ?`;
+    return this.reader.read(sql, (s) => s.all(...params, r.limit) as Array<{ id: string; receivedAt: number; bytes: number }>);
   }
 
 }
