@@ -71,9 +71,16 @@ export async function bulkReplay(requests: RequestStore, replayer: Replayer, tar
         }
         const id = replayer.bulkCopyId(original.id, target.id, s.until);
         // Stored by an earlier call of this run: its files are not copied again (only to be removed).
-        if ((original.attachments !== undefined || original.rawAttachment !== undefined) && (await requests.get(id)) !== undefined) {
-          result.alreadyReplayed++;
-          continue;
+        if (original.attachments !== undefined || original.rawAttachment !== undefined) {
+          const stored = await requests.get(id);
+          if (stored !== undefined && stored.flowId === target.id && stored.headers[REPLAY_OF_HEADER] === original.id) {
+            result.alreadyReplayed++;
+            continue;
+          }
+          if (stored !== undefined) {
+            result.skipped.push({ requestId, reason: `its copy's id ${id} is another request's` });
+            continue;
+          }
         }
         try {
           prepared.push(await replayer.prepare(original, target, id));

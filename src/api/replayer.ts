@@ -3,12 +3,11 @@ import type { AttachmentStore } from '../attachments/contract.js';
 import { copyFiles } from '../attachments/copy-files.js';
 import { isHookdError } from '../core/errors.js';
 import type { Flow } from '../core/flow.js';
-import type { ReceivedMessage } from '../core/message.js';
+import { REPLAY_OF_HEADER, type ReceivedMessage } from '../core/message.js';
 import type { AcceptOutcome, RequestStore } from '../store/contracts.js';
 import { renameOriginAttachment } from '../ingress/parsers/payload-type.js';
 
-/** The header a replayed copy carries: the id of the request it copies (steps can tell a replay). */
-export const REPLAY_OF_HEADER = 'x-hookd-replay-of';
+export { REPLAY_OF_HEADER };
 
 export interface ReplayerDeps {
   requests: RequestStore;

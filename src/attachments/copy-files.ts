@@ -56,6 +56,7 @@ async function copyOne(store: AttachmentStore, requestId: string, ref: Attachmen
   } catch (err) {
     opened.stream.destroy();
     await writer?.abort();
-    throw err;
+    // Removed while it was read (retention, a PostgreSQL store's row deleted): gone, as if before.
+    throw isHookdError(err) && err.statusCode === 404 ? new HookdError(E.ATTACHMENT_GONE, requestId, ref.id) : err;
   }
 }

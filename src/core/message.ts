@@ -6,6 +6,13 @@
  */
 export const SIGNATURE_HEADER_NAME = 'x-hookd-signature-header';
 
+/**
+ * The header a replayed copy carries: the id of the request it copies (steps can tell a replay;
+ * bulk replays leave copies out). hookd's own: a sender's is dropped at ingress, so that no
+ * sender can pass its events off as copies.
+ */
+export const REPLAY_OF_HEADER = 'x-hookd-replay-of';
+
 /** A webhook call as hookd stored it: everything a step, a replay or a signature check needs. */
 export interface ReceivedMessage {
   /** x-request-id when sane, else a UUIDv7 (sortable by time). */

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { SIGNATURE_HEADER_NAME } from '../core/message.js';
+import { REPLAY_OF_HEADER, SIGNATURE_HEADER_NAME } from '../core/message.js';
 
 /** RFC 9110 §7.6.1 connection-specific headers: meaningless once the request is stored. */
 const HOP_BY_HOP = new Set([
@@ -21,7 +21,8 @@ const ENCODED_BODY = new Set(['content-encoding', 'content-length']);
  * Headers to store with a message: hop-by-hop ones (and those the Connection header names) dropped,
  * and, when the body was stored decoded (gzip…), Content-Encoding and Content-Length: they
  * described the compressed bytes (a replay sends the stored bytes as they are). `signatureHeader`:
- * an hmac flow's own signature header name, stored as SIGNATURE_HEADER_NAME.
+ * an hmac flow's own signature header name, stored as SIGNATURE_HEADER_NAME. A sender's own
+ * values of hookd's marker headers (that one, REPLAY_OF_HEADER) are dropped.
  */
 export function storableHeaders(headers: IncomingHttpHeaders, bodyDecoded = false, signatureHeader?: string): Record<string, string | string[]> {
   const named = headers.connection
@@ -33,7 +34,7 @@ export function storableHeaders(headers: IncomingHttpHeaders, bodyDecoded = fals
   // for…in over node's header object (own, enumerable, no prototype keys): no entries array per request.
   for (const name in headers) {
     const value = headers[name];
-    if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name) || (bodyDecoded && ENCODED_BODY.has(name)) || name === SIGNATURE_HEADER_NAME) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || named?.has(name) || (bodyDecoded && ENCODED_BODY.has(name)) || name === SIGNATURE_HEADER_NAME || name === REPLAY_OF_HEADER) continue;
     out[name] = value;
   }
   return out;

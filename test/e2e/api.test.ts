@@ -686,14 +686,24 @@ describe('bulk replay: copies of their own', () => {
         const r = await fetch(`${app.url}/hook/b64`, { method: 'POST', headers: { 'content-type': 'text/plain', 'x-request-id': `order-${i}` }, body: `n${i}` });
         ids.push(((await r.json()) as { requestId: string }).requestId);
       }
-      const until = Date.now() + 1;
+      const until = Date.now() + 1_000; // ahead: order-3, sent below, is in the window
       const key = new SecretBox(loadOrCreateMasterKey(dataDir)).deriveKey('replay-copy-ids:v1');
-      const taken = bulkCopyId(key, 'order-1', 'b64', until);
-      expect((await fetch(`${app.url}/hook/other`, { method: 'POST', headers: { 'content-type': 'text/plain', 'x-request-id': taken }, body: 'x' })).status).toBe(200);
+      // Both ways a copy id can be found taken: at the accept (no files), before copying files.
+      for (const id of [bulkCopyId(key, 'order-1', 'b64', until), bulkCopyId(key, original.id, 'b64', until)]) {
+        expect((await fetch(`${app.url}/hook/other`, { method: 'POST', headers: { 'content-type': 'text/plain', 'x-request-id': id }, body: 'x' })).status).toBe(200);
+      }
+      // A sender's own x-hookd-replay-of is not kept: its event is no copy, and is replayed.
+      const posing = await fetch(`${app.url}/hook/b64`, { method: 'POST', headers: { 'content-type': 'text/plain', 'x-request-id': 'order-3', 'x-hookd-replay-of': 'order-0' }, body: 'n3' });
+      expect(posing.status).toBe(200);
+      expect((await app.api('GET', '/api/requests/order-3')).body.headers['x-hookd-replay-of']).toBeUndefined();
       const bulk = await app.api('POST', '/api/requests/replay', { flowId: 'b64', since: new Date(until - 60_000).toISOString(), until: new Date(until).toISOString() });
       expect(bulk.status).toBe(202);
-      expect(bulk.body.requests.map((r: { replayOf: string }) => r.replayOf)).toEqual([original.id, 'order-0', 'order-2']);
-      expect(bulk.body.skipped).toEqual([{ requestId: 'order-1', reason: expect.stringMatching(/already used by another flow/) }]);
+      expect(bulk.body).toMatchObject({ leftOutReplays: 1 }); // the single replay's copy
+      expect(bulk.body.requests.map((r: { replayOf: string }) => r.replayOf)).toEqual(['order-0', 'order-2', 'order-3']);
+      expect(bulk.body.skipped).toEqual([
+        { requestId: original.id, reason: expect.stringMatching(/is another request's/) },
+        { requestId: 'order-1', reason: expect.stringMatching(/already used by another flow/) },
+      ]);
     } finally {
       await app.close();
       rmSync(dataDir, { recursive: true, force: true });

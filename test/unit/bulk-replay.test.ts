@@ -53,3 +53,38 @@ it('bulk replay holds at most 16 MiB of bodies (or one request) and 32 requests 
   expect(r2.replayed).toHaveLength(5);
   expect(w.mostWaiting()).toBe(1);
 });
+
+it('copyFiles: a file removed while it is read is ATTACHMENT_GONE, and the partial copy is removed', async () => {
+  const { Readable } = await import('node:stream');
+  const { copyFiles } = await import('../../src/attachments/copy-files.js');
+  const { E, HookdError } = await import('../../src/core/errors.js');
+  const removed: string[][] = [];
+  let aborted = 0;
+  const store = {
+    open: async () => ({
+      ref: { id: 'a1', contentType: 'image/png', size: 6, sha256: 'x' },
+      stream: Readable.from(
+        (async function* () {
+          yield Buffer.from('abc');
+          throw new HookdError(E.NOT_FOUND, 'attachment a1');
+        })(),
+      ),
+    }),
+    create: async () => ({ id: 'c1', size: 0, write: async () => {}, finish: async () => ({}), abort: async () => void aborted++ }),
+    delete: async (ids: readonly string[]) => (removed.push([...ids]), ids.length),
+  };
+  const m = makeMessage({ rawAttachment: { id: 'a1', contentType: 'image/png', size: 6, sha256: 'x' } });
+  await expect(copyFiles(store as never, m)).rejects.toMatchObject({ code: 'ATTACHMENT_GONE', statusCode: 409 });
+  expect(aborted).toBe(1);
+  expect(removed).toEqual([['c1']]);
+});
+
+it('parseIsoTime refuses dates that do not exist and keeps the ones that do', async () => {
+  const { parseIsoTime } = await import('../../src/api/query-formats.js');
+  for (const bad of ['2026-02-29T00:00:00Z', '2026-02-30T00:00:00Z', '2026-12-05T24:00:00Z', '2026-12-05T10:60:00Z', '2026-13-01T00:00:00Z', '2026-12-05T10:00:00+24:00', '2026-12-05 10:00:00Z']) {
+    expect(parseIsoTime(bad), bad).toBeUndefined();
+  }
+  expect(parseIsoTime('2024-02-29T00:00:00Z')).toBe(Date.UTC(2024, 1, 29));
+  expect(parseIsoTime('0000-02-29T00:00:00Z')).toBe(Date.parse('0000-02-29T00:00:00Z'));
+  expect(parseIsoTime('2026-12-05T10:00:00.123456+01:00')).toBe(Date.UTC(2026, 11, 5, 9, 0, 0, 123));
+});
