@@ -1,7 +1,8 @@
 import { E, isHookdError } from '../core/errors.js';
 import type { Flow } from '../core/flow.js';
 import type { RequestStore } from '../store/contracts.js';
-import { isReplay, REPLAY_OF_HEADER, type PreparedCopy, type Replayer } from './replayer.js';
+import { REPLAY_OF_HEADER } from '../core/message.js';
+import { isReplay, type PreparedCopy, type Replayer } from './replayer.js';
 
 export interface BulkReplaySelection {
   /** The flow whose requests are replayed. */
@@ -96,17 +97,17 @@ export async function bulkReplay(requests: RequestStore, replayer: Replayer, tar
     }
     const outcomes = await Promise.allSettled(prepared.map((p) => replayer.accept(p)));
     for (const [k, o] of outcomes.entries()) {
-      const copy = prepared[k]!.message;
+      const { message, replayOf } = prepared[k]!;
       if (o.status === 'rejected') {
         // The copy's id is another flow's request (the flow got the id from somewhere): that copy only.
         if (isHookdError(o.reason) && o.reason.code === E.REQUEST_ID_CONFLICT.code) {
-          result.skipped.push({ requestId: String(copy.headers[REPLAY_OF_HEADER]), reason: o.reason.message });
+          result.skipped.push({ requestId: replayOf, reason: o.reason.message });
           continue;
         }
         throw o.reason; // a 503: the call fails; repeated, it stores only what is missing
       }
       if (o.value.kind === 'duplicate') result.alreadyReplayed++;
-      else result.replayed.push({ requestId: copy.id, replayOf: String(copy.headers[REPLAY_OF_HEADER]) });
+      else result.replayed.push({ requestId: message.id, replayOf });
     }
   }
   const last = rows[rows.length - 1];

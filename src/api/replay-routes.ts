@@ -9,7 +9,7 @@ import type { FlowRegistry } from '../store/flow-registry.js';
 import { bulkReplay } from './bulk-replay.js';
 import { bodyChecker } from './checked-body.js';
 import { ISO_TIME, parseIsoTime, TIME_ID_CURSOR, timeIdCursor } from './query-formats.js';
-import { Replayer } from './replayer.js';
+import { preciseNow, Replayer } from './replayer.js';
 
 /** `{"flowId": "…"}`: through another flow; absent, through its own. */
 const replayOptions = bodyChecker(Type.Object({ flowId: Type.Optional(Id) }, { additionalProperties: false }), 'replay');
@@ -99,7 +99,7 @@ export async function replayRoutes(app: FastifyInstance, deps: Deps): Promise<vo
       throw new HookdError(E.VALIDATION_FAILED, 'Invalid bulk replay: /until: `after` goes on with a replay: pass the `until` its first answer gave');
     }
     // Now on the clock of the requests' receivedAt, in whole ms (the answer gives it back exactly).
-    const until = time('until') ?? Math.floor(performance.timeOrigin + performance.now());
+    const until = time('until') ?? Math.floor(preciseNow());
     if (since !== undefined && since >= until) throw new HookdError(E.VALIDATION_FAILED, 'Invalid bulk replay: /since: not before `until`');
     const cursor = body.after === undefined ? null : TIME_ID_CURSOR.exec(body.after);
     const flow = await targetFlow(body.into ?? body.flowId, 'into');

@@ -4,10 +4,8 @@ import { copyFiles } from '../attachments/copy-files.js';
 import { isHookdError } from '../core/errors.js';
 import type { Flow } from '../core/flow.js';
 import { REPLAY_OF_HEADER, type ReceivedMessage } from '../core/message.js';
-import type { AcceptOutcome, RequestStore } from '../store/contracts.js';
 import { renameOriginAttachment } from '../ingress/parsers/payload-type.js';
-
-export { REPLAY_OF_HEADER };
+import type { AcceptOutcome, RequestStore } from '../store/contracts.js';
 
 export interface ReplayerDeps {
   requests: RequestStore;
@@ -50,7 +48,7 @@ export class Replayer {
       receivedAt: preciseNow(),
       headers: { ...original.headers, [REPLAY_OF_HEADER]: original.id },
     };
-    return { message, flow, fileIds: files.ids };
+    return { message, replayOf: original.id, flow, fileIds: files.ids };
   }
 
   /**
@@ -82,6 +80,8 @@ export class Replayer {
 
 export interface PreparedCopy {
   message: ReceivedMessage;
+  /** The original's id. */
+  replayOf: string;
   flow: Flow;
   /** Its files in the attachment store, made for it. */
   fileIds: string[];

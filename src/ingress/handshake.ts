@@ -80,11 +80,11 @@ export function handshakeBeforeCredentials(
 export function handshakeInHeaders(
   handshake: HandshakeDef | undefined,
   method: string,
-  /** Each header's values as sent (IncomingMessage.headersDistinct): Node joins a repeated one with ", ". */
-  headers: Record<string, string[] | undefined>,
+  /** The request: its headersDistinct (built when read) gives each header's values as sent; Node joins a repeated one with ", ". */
+  request: { readonly headersDistinct: Record<string, string[] | undefined> },
 ): HandshakeAnswer | 'invalid' | undefined {
   if (handshake?.type !== 'okta' || method !== 'GET') return undefined;
-  const values = headers['x-okta-verification-challenge'];
+  const values = request.headersDistinct['x-okta-verification-challenge'];
   if (values === undefined || (values.length === 1 && values[0] === '')) return undefined;
   const challenge = one(values);
   return challenge === undefined ? 'invalid' : json({ verification: challenge });

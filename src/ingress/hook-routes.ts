@@ -211,7 +211,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       // their events', answered once verified, nothing stored.
       const handshake =
         flow.trigger.handshake &&
-        (handshakeInHeaders(flow.trigger.handshake, request.method, request.raw.headersDistinct) ?? handshakeInBody(flow.trigger.handshake, payload.body, auth, verdict.key));
+        (handshakeInHeaders(flow.trigger.handshake, request.method, request.raw) ?? handshakeInBody(flow.trigger.handshake, payload.body, auth, verdict.key));
       if (handshake === 'invalid') throw new HookdError(E.BAD_REQUEST, HANDSHAKE_VALUE);
       if (handshake !== undefined) return reply.code(handshake.status).headers(handshake.headers).send(handshake.body);
 
