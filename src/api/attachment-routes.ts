@@ -25,7 +25,7 @@ export async function attachmentRoutes(app: FastifyInstance, deps: Deps): Promis
     return m;
   };
 
-  app.get<{ Params: { id: string; attId: string } }>('/requests/:id/attachments/:attId', async (request, reply) => {
+  app.get<{ Params: { id: string; attId: string } }>('/requests/:id/attachments/:attId', { config: { doc: { summary: 'Download a file of a request (Range supported)', responses: { 200: 'The bytes', 206: 'A range', 404: 'No such request or file', 416: 'Range outside the file' } } } }, async (request, reply) => {
     const m = await message(request.params.id);
     const { attId } = request.params;
     // Only ids this request references: the route never serves another request's files.
@@ -34,7 +34,7 @@ export async function attachmentRoutes(app: FastifyInstance, deps: Deps): Promis
     return sendAttachment(request, reply, deps.attachments, ref, ref.filename ?? ref.id);
   });
 
-  app.get<{ Params: { id: string } }>('/requests/:id/raw', async (request, reply) => {
+  app.get<{ Params: { id: string } }>('/requests/:id/raw', { config: { doc: { summary: 'Download a request\'s body exactly as received (Range supported)', responses: { 200: 'The bytes', 206: 'A range', 404: 'No such request', 416: 'Range outside the body' } } } }, async (request, reply) => {
     const m = await message(request.params.id);
     const name = `${m.id}.body`;
     if (m.rawAttachment !== undefined) {

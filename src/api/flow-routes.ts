@@ -3,7 +3,7 @@ import { newSecrets, resolveMaskedInput } from '../auth/flow-secrets.js';
 import { generateSecret } from '../auth/secret-box.js';
 import { hasSecrets, mapSecrets, secretValues } from '../core/credentials.js';
 import { E, HookdError } from '../core/errors.js';
-import { nextUpdatedAt, type Flow } from '../core/flow.js';
+import { FlowInput, nextUpdatedAt, type Flow } from '../core/flow.js';
 import type { FlowRegistry } from '../store/flow-registry.js';
 import { byReadToken } from './api-auth.js';
 import { buildFlow, newFlowId } from './flow-definition.js';
@@ -45,7 +45,8 @@ function flowInput(flow: Flow) {
 
 
 /** `{"secret": "…"}` (8 to 512 characters), or no body: one is generated. */
-const newSecretBody = bodyChecker(Type.Object({ secret: Type.Optional(Type.String({ minLength: 8, maxLength: 512 })) }, { additionalProperties: false }), 'secret');
+const NewSecretBody = Type.Object({ secret: Type.Optional(Type.String({ minLength: 8, maxLength: 512 })) }, { additionalProperties: false });
+const newSecretBody = bodyChecker(NewSecretBody, 'secret');
 
 export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: Deps): Promise<void> {
   // Read from the store, not this process's copy: with several instances, a flow created, changed
@@ -79,9 +80,9 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
   const view = (f: Flow, reveal?: ReadonlySet<string>) => flowView(f, publicUrl(), reveal);
   const readView = (request: FastifyRequest, f: Flow) => flowView(f, publicUrl(), undefined, byReadToken(request));
 
-  app.get('/flows', async (request) => ({ items: registry.list().map((f) => readView(request, f)) }));
+  app.get('/flows', { config: { doc: { summary: 'List flows (with webhookUrl; secrets masked)', responses: { 200: '{items}' } } } }, async (request) => ({ items: registry.list().map((f) => readView(request, f)) }));
 
-  app.post('/flows', async (request, reply) => {
+  app.post('/flows', { config: { doc: { summary: 'Create a flow (an `id` in the body, or one is made)', body: FlowInput, responses: { 201: 'The flow, new secrets shown once', 400: 'Invalid definition, each problem by path', 409: 'The id exists' } } } }, async (request, reply) => {
     const body = definitionOf(request.body) as { id?: unknown } | null;
     const id = typeof body?.id === 'string' ? body.id : newFlowId();
     const exists = () => new HookdError(E.CONFLICT, `Flow ${id} already exists (use PUT /api/flows/${id} to replace it)`);
@@ -91,9 +92,9 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
     return reply.code(201).header('location', `/api/flows/${encodeURIComponent(id)}`).send(view(flow, newSecrets(flow, undefined)));
   });
 
-  app.get<IdParams>('/flows/:id', async (request) => readView(request, await find(request.params.id)));
+  app.get<IdParams>('/flows/:id', { config: { doc: { summary: 'A flow', responses: { 200: 'The flow', 404: 'No such flow' } } } }, async (request) => readView(request, await find(request.params.id)));
 
-  app.put<IdParams>('/flows/:id', async (request, reply) => {
+  app.put<IdParams>('/flows/:id', { config: { doc: { summary: 'Create or replace a flow', body: FlowInput, responses: { 200: 'Replaced', 201: 'Created', 400: 'Invalid definition', 409: 'Changed by other requests meanwhile: try again' } } } }, async (request, reply) => {
     const { id } = request.params;
     // A replacement, built again on what is stored when another write came first (masked
     // secrets are resolved against the flow they replace).
@@ -102,13 +103,13 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
     return reply.send(view(flow, newSecrets(flow, replaced)));
   });
 
-  app.delete<IdParams>('/flows/:id', async (request, reply) => {
+  app.delete<IdParams>('/flows/:id', { config: { doc: { summary: 'Delete a flow (its requests and executions stay until retention)', responses: { 204: 'Deleted', 404: 'No such flow' } } } }, async (request, reply) => {
     if (!(await registry.delete(request.params.id))) throw new HookdError(E.NOT_FOUND, `Flow ${request.params.id}`);
     return reply.code(204).send();
   });
 
   // Rotation: add a second secret (given, or generated), move senders over, delete the old one.
-  app.post<IdParams>('/flows/:id/secrets', async (request, reply) => {
+  app.post<IdParams>('/flows/:id/secrets', { config: { doc: { summary: 'Add a second secret to the flow\'s credential (rotation); generated when none is given', body: NewSecretBody, bodyOptional: true, responses: { 201: 'The flow, the new secret shown once', 400: 'Invalid body', 404: 'No such flow', 409: 'No credential with secrets, or two held already' } } } }, async (request, reply) => {
     // A misspelt `secret` is a 400: dropped, it would make hookd generate one the sender does not have.
     const given = newSecretBody(request.body).secret;
     let secret = '';
@@ -123,7 +124,7 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
     return reply.code(201).send(view(updated, new Set([secret])));
   });
 
-  app.delete<{ Params: { id: string; index: string } }>('/flows/:id/secrets/:index', async (request) => {
+  app.delete<{ Params: { id: string; index: string } }>('/flows/:id/secrets/:index', { config: { doc: { summary: 'Remove a secret of the flow\'s credential (the old one, after rotation)', responses: { 200: 'The flow', 404: 'No such flow or secret', 409: 'The last secret' } } } }, async (request) => {
     // Digits only: Number('') is 0, and '0x1' or '1e0' would name secret 1.
     const index = /^\d{1,4}$/.test(request.params.index) ? Number(request.params.index) : -1;
     // The secret the index named when first read: a write that came in between may have moved it
@@ -146,7 +147,7 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
 
   for (const status of ['started', 'stopped'] as const) {
     const verb = status === 'started' ? 'start' : 'stop';
-    app.post<IdParams>(`/flows/:id/${verb}`, async (request) =>
+    app.post<IdParams>(`/flows/:id/${verb}`, { config: { doc: { summary: `${verb === 'start' ? 'Start' : 'Stop'} a flow (a stopped flow's URL answers 404; its queued jobs wait)`, responses: { 200: 'The flow', 404: 'No such flow' } } } }, async (request) =>
       view(await update(request.params.id, (flow) => ({ ...flow, status, updatedAt: nextUpdatedAt(flow) }))),
     );
   }

@@ -11,6 +11,7 @@ import { executionRoutes } from './execution-routes.js';
 import { flowRoutes } from './flow-routes.js';
 import { jsonBodies } from './json-body.js';
 import { queueRoutes } from './queue-routes.js';
+import { hookdVersion, openApi } from './openapi.js';
 import { replayRoutes } from './replay-routes.js';
 
 interface Deps {
@@ -62,6 +63,8 @@ export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> 
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: E.NOT_FOUND.code, message: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
   );
+  // Before the routes: it collects them as they are registered.
+  const spec = openApi(app, { version: hookdVersion(), prefix: '/api' });
   await app.register(flowRoutes, { registry: deps.registry, publicUrl: deps.publicUrl });
   await app.register(executionRoutes, {
     executions: deps.backend.executions,
@@ -78,4 +81,5 @@ export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> 
     ...(deps.attachments ? { attachments: deps.attachments } : {}),
   });
   await app.register(attachmentRoutes, { requests: deps.backend.requests, ...(deps.attachments ? { attachments: deps.attachments } : {}) });
+  app.get('/openapi.json', { config: { doc: { summary: 'This API as an OpenAPI 3.1 document', responses: { 200: 'The document' } } } }, async () => spec.document());
 }

@@ -12,25 +12,23 @@ const DeadLetterQueryString = Type.Object({
   before: Type.Optional(Type.String({ pattern: TIME_ID_CURSOR.source })),
 });
 
-const bulkRetryOptions = bodyChecker(
-  Type.Object(
-    {
-      flowId: Type.Optional(Id),
-      /** Only dead letters that died at or after this time (ISO 8601 with a zone). */
-      since: Type.Optional(Type.String({ pattern: ISO_TIME.source })),
-      limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
-    },
-    { additionalProperties: false },
-  ),
-  'bulk retry',
+const BulkRetryBody = Type.Object(
+  {
+    flowId: Type.Optional(Id),
+    /** Only dead letters that died at or after this time (ISO 8601 with a zone). */
+    since: Type.Optional(Type.String({ pattern: ISO_TIME.source })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+  },
+  { additionalProperties: false },
 );
+const bulkRetryOptions = bodyChecker(BulkRetryBody, 'bulk retry');
 
 export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queue }): Promise<void> {
-  app.get('/queue', async () => queue.stats());
+  app.get('/queue', { config: { doc: { summary: 'Jobs ready, in flight, delayed and dead', responses: { 200: '{ready, inFlight, delayed, dead}' } } } }, async () => queue.stats());
 
   // Paged like the other lists (`next` → `before`), by a cursor that needs no row: a dead letter
   // retried or dismissed since does not end the paging.
-  app.get<{ Querystring: Static<typeof DeadLetterQueryString> }>('/dead-letters', { schema: { querystring: DeadLetterQueryString } }, async (request) => {
+  app.get<{ Querystring: Static<typeof DeadLetterQueryString> }>('/dead-letters', { schema: { querystring: DeadLetterQueryString }, config: { doc: { summary: 'Dead-lettered jobs with their last error, newest first', responses: { 200: '{items, next?}', 400: 'Invalid query' } } } }, async (request) => {
     const limit = request.query.limit ?? 100;
     const m = request.query.before === undefined ? null : TIME_ID_CURSOR.exec(request.query.before);
     const items = await queue.deadLetters({
@@ -46,7 +44,7 @@ export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queu
   });
 
   // Bulk retry, after the receiver's outage: oldest first; call again while `remaining` says more.
-  app.post('/dead-letters/retry', async (request, reply) => {
+  app.post('/dead-letters/retry', { config: { doc: { summary: 'Retry dead letters in bulk, oldest first', body: BulkRetryBody, bodyOptional: true, responses: { 202: '{retried, remaining}', 400: 'Invalid body' } } } }, async (request, reply) => {
     const body = bulkRetryOptions(request.body);
     const since = body.since === undefined ? undefined : parseIsoTime(body.since);
     if (body.since !== undefined && since === undefined) throw new HookdError(E.VALIDATION_FAILED, `Invalid bulk retry: /since: not a time: ${body.since}`);
@@ -58,13 +56,13 @@ export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queu
     return reply.code(202).send(result);
   });
 
-  app.post<{ Params: { id: string } }>('/dead-letters/:id/retry', async (request, reply) => {
+  app.post<{ Params: { id: string } }>('/dead-letters/:id/retry', { config: { doc: { summary: 'Retry a dead letter (attempts from 1 again)', responses: { 202: '{id, status: "requeued"}', 404: 'No such dead letter', 409: 'Its flow does not exist' } } } }, async (request, reply) => {
     if (!(await queue.retryDead(request.params.id))) throw new HookdError(E.NOT_FOUND, `Dead letter ${request.params.id}`);
     return reply.code(202).send({ id: request.params.id, status: 'requeued' });
   });
 
   // Dismissed: a dead letter nobody will retry (its flow is gone, the event is obsolete).
-  app.delete<{ Params: { id: string } }>('/dead-letters/:id', async (request, reply) => {
+  app.delete<{ Params: { id: string } }>('/dead-letters/:id', { config: { doc: { summary: 'Dismiss a dead letter', responses: { 204: 'Dismissed', 404: 'No such dead letter' } } } }, async (request, reply) => {
     if (!(await queue.discardDead(request.params.id))) throw new HookdError(E.NOT_FOUND, `Dead letter ${request.params.id}`);
     return reply.code(204).send();
   });

@@ -12,29 +12,28 @@ import { ISO_TIME, parseIsoTime, TIME_ID_CURSOR, timeIdCursor } from './query-fo
 import { preciseNow, Replayer } from './replayer.js';
 
 /** `{"flowId": "…"}`: through another flow; absent, through its own. */
-const replayOptions = bodyChecker(Type.Object({ flowId: Type.Optional(Id) }, { additionalProperties: false }), 'replay');
+const ReplayBody = Type.Object({ flowId: Type.Optional(Id) }, { additionalProperties: false });
+const replayOptions = bodyChecker(ReplayBody, 'replay');
 
-const bulkReplayOptions = bodyChecker(
-  Type.Object(
-    {
-      /** The flow whose requests are replayed (its requests stay after it is deleted). */
-      flowId: Id,
-      /** Received at or after this time (RFC 3339 with a zone); absent: from the oldest kept. */
-      since: Type.Optional(Type.String({ pattern: ISO_TIME.source })),
-      /** Received before this time; absent: now (the answer says which time it used). */
-      until: Type.Optional(Type.String({ pattern: ISO_TIME.source })),
-      /** Through another flow; absent, through `flowId`. */
-      into: Type.Optional(Id),
-      limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
-      /** The previous answer's `next`: go on after the last request it looked at. */
-      after: Type.Optional(Type.String({ pattern: TIME_ID_CURSOR.source })),
-      /** Copies made by earlier replays are replayed too (default: left out). */
-      includeReplays: Type.Optional(Type.Boolean()),
-    },
-    { additionalProperties: false },
-  ),
-  'bulk replay',
+const BulkReplayBody = Type.Object(
+  {
+    /** The flow whose requests are replayed (its requests stay after it is deleted). */
+    flowId: Id,
+    /** Received at or after this time (RFC 3339 with a zone); absent: from the oldest kept. */
+    since: Type.Optional(Type.String({ pattern: ISO_TIME.source })),
+    /** Received before this time; absent: now (the answer says which time it used). */
+    until: Type.Optional(Type.String({ pattern: ISO_TIME.source })),
+    /** Through another flow; absent, through `flowId`. */
+    into: Type.Optional(Id),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    /** The previous answer's `next`: go on after the last request it looked at. */
+    after: Type.Optional(Type.String({ pattern: TIME_ID_CURSOR.source })),
+    /** Copies made by earlier replays are replayed too (default: left out). */
+    includeReplays: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
 );
+const bulkReplayOptions = bodyChecker(BulkReplayBody, 'bulk replay');
 
 const DEFAULT_BULK_REPLAY_LIMIT = 100;
 
@@ -70,7 +69,7 @@ export async function replayRoutes(app: FastifyInstance, deps: Deps): Promise<vo
   };
 
   /** POST /api/requests/{id}/replay [{"flowId"}] → 202 {requestId, replayOf, flowId, status}. */
-  app.post<{ Params: { id: string } }>('/requests/:id/replay', async (request, reply) => {
+  app.post<{ Params: { id: string } }>('/requests/:id/replay', { config: { doc: { summary: 'Replay a stored request through its flow (or another) as a new request', body: ReplayBody, bodyOptional: true, responses: { 202: '{requestId, replayOf, flowId, status}', 400: 'Invalid body', 404: 'No such request', 409: 'The flow does not exist, or a file of the request is gone or changed' } } } }, async (request, reply) => {
     const options = replayOptions(request.body);
     const original = await deps.requests.get(request.params.id);
     if (original === undefined) throw new HookdError(E.NOT_FOUND, `Request ${request.params.id}`);
@@ -84,7 +83,7 @@ export async function replayRoutes(app: FastifyInstance, deps: Deps): Promise<vo
    * POST /api/requests/replay — a page of a bulk replay (bulk-replay.ts): a flow's requests of a
    * time window, oldest first; `next` goes on with the following ones.
    */
-  app.post('/requests/replay', async (request, reply) => {
+  app.post('/requests/replay', { config: { doc: { summary: 'Bulk replay: a flow\'s requests of a time window, oldest first, a page per call', body: BulkReplayBody, responses: { 202: '{flowId, status, until, replayed, alreadyReplayed, leftOutReplays, requests, skipped, next?}', 400: 'Invalid body', 409: 'The target flow does not exist' } } } }, async (request, reply) => {
     const body = bulkReplayOptions(request.body);
     const time = (field: 'since' | 'until'): number | undefined => {
       const text = body[field];
