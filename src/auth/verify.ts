@@ -7,6 +7,7 @@ import { apiKeyVerifier } from './schemes/api-key.js';
 import { tokenVerifier } from './schemes/token.js';
 import { hmacVerifier } from './schemes/hmac.js';
 import { githubVerifier } from './schemes/github.js';
+import { paddleVerifier } from './schemes/paddle.js';
 import { stripeVerifier } from './schemes/stripe.js';
 import { standardWebhooksVerifier } from './schemes/standard-webhooks.js';
 import { shopifyVerifier } from './schemes/shopify.js';
@@ -48,6 +49,8 @@ export function createBodyVerifier(auth: WebhookAuth | undefined, headers: AuthH
       return slackVerifier(auth, headers);
     case 'zoom':
       return zoomVerifier(auth, headers);
+    case 'paddle':
+      return paddleVerifier(auth, headers);
     default: {
       const unknown: never = auth;
       throw new Error(`Unknown auth type ${(unknown as { type: string }).type}`);

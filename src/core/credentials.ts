@@ -127,6 +127,12 @@ export const ZoomAuth = Type.Object(
   { additionalProperties: false },
 );
 
+/** Paddle Billing: Paddle-Signature `ts=…;h1=…[;h1=…]`, hex HMAC-SHA256 over `${ts}:${body}`; 5 s, as Paddle's SDKs. The secret is the notification destination's secret key. */
+export const PaddleAuth = Type.Object(
+  { type: Type.Literal('paddle'), secrets: Secrets, toleranceSeconds: ToleranceSeconds },
+  { additionalProperties: false },
+);
+
 /** `flow.trigger.auth`, discriminated on `type`. Absent means `none`. */
 export const WebhookAuth = Type.Union([
   NoneAuth,
@@ -140,6 +146,7 @@ export const WebhookAuth = Type.Union([
   ShopifyAuth,
   SlackAuth,
   ZoomAuth,
+  PaddleAuth,
 ]);
 
 /** Client addresses allowed to call: IPv4/IPv6 addresses or CIDRs (see ip-allowlist.ts). */
@@ -190,6 +197,7 @@ export type StandardWebhooksAuthDef = Static<typeof StandardWebhooksAuth>;
 export type ShopifyAuthDef = Static<typeof ShopifyAuth>;
 export type SlackAuthDef = Static<typeof SlackAuth>;
 export type ZoomAuthDef = Static<typeof ZoomAuth>;
+export type PaddleAuthDef = Static<typeof PaddleAuth>;
 export type HmacAlgorithmDef = Static<typeof HmacAlgorithm>;
 export type HmacEncodingDef = Static<typeof HmacEncoding>;
 export type IpAllowlistDef = Static<typeof IpAllowlist>;

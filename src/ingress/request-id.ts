@@ -11,8 +11,8 @@ export function requestIdFrom(header: string | string[] | undefined): string {
 
 /**
  * The event id a signature covers, for schemes whose senders give every event one: Standard
- * Webhooks / Svix (`webhook-id`, signed with the body) and Stripe (the event's `id`, in the signed
- * body). Undefined for other schemes, or when there is none.
+ * Webhooks / Svix (`webhook-id`, signed with the body), Stripe and Paddle (the event's `id` /
+ * `event_id`, in the signed body). Undefined for other schemes, or when there is none.
  */
 export function signedEventId(auth: WebhookAuth | undefined, headers: Record<string, string | string[] | undefined>, body: unknown): string | undefined {
   if (auth?.type === 'standard-webhooks') {
@@ -23,8 +23,9 @@ export function signedEventId(auth: WebhookAuth | undefined, headers: Record<str
     const id = singleHeader(headers, svix ? 'svix-id' : 'webhook-id');
     return typeof id === 'string' && id !== '' ? id : undefined;
   }
-  if (auth?.type === 'stripe' && body !== null && typeof body === 'object' && !Array.isArray(body)) {
-    const id = (body as { id?: unknown }).id;
+  if ((auth?.type === 'stripe' || auth?.type === 'paddle') && body !== null && typeof body === 'object' && !Array.isArray(body)) {
+    // Stripe's event `id`, Paddle's `event_id`: both in the signed body.
+    const id = auth.type === 'stripe' ? (body as { id?: unknown }).id : (body as { event_id?: unknown }).event_id;
     return typeof id === 'string' && id !== '' ? id : undefined;
   }
   return undefined;

@@ -409,6 +409,25 @@ describe('auth types and presets', () => {
     });
   });
 
+  describe('paddle', () => {
+    const secret = `pdl_ntfset_${rnd()}`;
+    const header = (payload: string, ts = nowSeconds(), key = secret) => `ts=${ts};h1=${createHmac('sha256', key).update(`${ts}:${payload}`).digest('hex')}`;
+    beforeAll(async () => {
+      await flow('a-paddle', { auth: { type: 'paddle', secrets: [secret] } });
+    });
+
+    it("accepts Paddle-Signature; refuses a wrong secret, a stale timestamp (5 s); Paddle's retries of one event run once", async () => {
+      const body = `{"event_id":"evt_${rnd()}","event_type":"transaction.completed","data":{}}`;
+      const first = await call('a-paddle', 'POST', body, { 'paddle-signature': header(body) });
+      await expectAccepted(first);
+      const retry = await call('a-paddle', 'POST', body, { 'paddle-signature': header(body, nowSeconds() - 2) });
+      expect(retry.json.requestId).toBe(first.json.requestId);
+      expectError(await call('a-paddle', 'POST', body, { 'paddle-signature': header(body, nowSeconds(), `pdl_ntfset_${rnd()}`) }), 403, 'FORBIDDEN');
+      expectError(await call('a-paddle', 'POST', body, { 'paddle-signature': header(body, nowSeconds() - 30) }), 403, 'FORBIDDEN');
+      expectError(await call('a-paddle', 'POST', body, {}), 401, 'UNAUTHORIZED');
+    });
+  });
+
   describe('standard-webhooks', () => {
     const secret = `whsec_${randomBytes(24).toString('base64')}`;
     const wh = new Webhook(secret);

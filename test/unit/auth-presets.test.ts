@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
 import Stripe from 'stripe';
+import { Paddle } from '@paddle/paddle-node-sdk';
 import { sign as githubSign } from '@octokit/webhooks-methods';
 import { type AuthRequest, type AuthResult, createBodyVerifier, verifyRequest } from '../../src/auth/verify.js';
 import type { WebhookAuth } from '../../src/auth/schema.js';
@@ -104,6 +105,51 @@ describe('github (X-Hub-Signature-256, signed with @octokit/webhooks-methods)', 
     }
     const r = req({ headers: { 'x-hub-signature-256': await githubSign('old-secret', body) }, rawBody: Buffer.from(body) });
     expectFail(verifyRequest({ type: 'github', secrets: ['new-secret'] }, r), 403, 'mismatch');
+  });
+});
+
+describe("paddle (Paddle-Signature, checked against Paddle's own SDK)", () => {
+  const secret = 'pdl_ntfset_01hxyz_0123456789abcdefABCDEF';
+  const auth: WebhookAuth = { type: 'paddle', secrets: [secret] };
+  const sign = (body: string, ts: number, s = secret) => `ts=${ts};h1=${createHmac('sha256', s).update(`${ts}:${body}`).digest('hex')}`;
+  const paddle = new Paddle('pdl_sdbx_apikey_not_used_for_network');
+
+  for (const [name, body] of Object.entries(BODIES)) {
+    it(`verifies the raw bytes, as the SDK does: ${name}`, async () => {
+      const ts = Math.floor(Date.now() / 1000);
+      const header = sign(body, ts);
+      // The SDK agrees that this is Paddle's signature (the oracle for the scheme).
+      expect(await paddle.webhooks.isSignatureValid(body, secret, header)).toBe(true);
+      const r = req({ headers: { 'paddle-signature': header }, rawBody: Buffer.from(body), now: ts * 1000 + 1000 });
+      expect(verifyRequest(auth, r)).toMatchObject({ ok: true });
+      expectStreamingAgrees(auth, r);
+      expect(await paddle.webhooks.isSignatureValid(body, 'pdl_ntfset_other', header)).toBe(false);
+      expectFail(verifyRequest({ type: 'paddle', secrets: ['pdl_ntfset_other'] }, r), 403, 'mismatch');
+    });
+  }
+
+  it("5 s of tolerance by default (Paddle's SDKs), in both directions; configurable", () => {
+    const body = '{"event_id":"evt_01","event_type":"transaction.completed"}';
+    const ts = 1_700_000_000;
+    const r = (now: number) => req({ headers: { 'paddle-signature': sign(body, ts) }, rawBody: Buffer.from(body), now });
+    expect(verifyRequest(auth, r(ts * 1000 + 5_000)).ok).toBe(true);
+    expect(verifyRequest(auth, r(ts * 1000 - 5_000)).ok).toBe(true);
+    expectFail(verifyRequest(auth, r(ts * 1000 + 6_000)), 403, 'timestamp');
+    expectFail(verifyRequest(auth, r(ts * 1000 - 6_000)), 403, 'timestamp');
+    expect(verifyRequest({ type: 'paddle', secrets: [secret], toleranceSeconds: 60 }, r(ts * 1000 + 59_000)).ok).toBe(true);
+  });
+
+  it('any h1 may match (a secret being rotated); a malformed one beside a valid one is ignored; missing 401, malformed 401', () => {
+    const body = '{}';
+    const ts = 1_700_000_000;
+    const valid = sign(body, ts).split(';')[1]!;
+    const other = sign(body, ts, 'pdl_ntfset_old').split(';')[1]!;
+    const at = (header: string) => req({ headers: { 'paddle-signature': header }, rawBody: Buffer.from(body), now: ts * 1000 });
+    expect(verifyRequest(auth, at(`ts=${ts};${other};h1=zz;${valid}`)).ok).toBe(true);
+    expectFail(verifyRequest(auth, req({ rawBody: Buffer.from(body) })), 401, 'missing');
+    for (const bad of [`h1=${valid.slice(3)}`, `ts=${ts}`, `ts=${ts};h1=abc`, `ts=x;${valid}`, `ts=${ts};ts=${ts};${valid}`]) {
+      expectFail(verifyRequest(auth, at(bad)), 401, 'malformed');
+    }
   });
 });
 
