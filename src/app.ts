@@ -82,6 +82,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     onWalRestart: () => metrics.walRestarts?.inc(),
   });
   opened = backend;
+  if (config.databaseUrl && config.sqliteVacuumOnStart) logger.warn('SQLITE_VACUUM_ON_START is for the embedded SQLite database: ignored with DATABASE_URL');
   // Shared by all instances when the backend offers it (PostgreSQL); else files in DATA_DIR.
   const attachments = backend.attachments ?? createFsAttachmentStore(config.dataDir);
   const secretBox = new SecretBox(loadOrCreateMasterKey(config.dataDir, config.secretKey));

@@ -20,7 +20,8 @@ export interface BulkReplayResult {
   alreadyReplayed: number;
   /** Copies of earlier replays in the window, left out (includeReplays takes them). */
   leftOutReplays: number;
-  skipped: Array<{ requestId: string; reason: string }>;
+  /** Requests not replayed, with the registry code of why (NOT_FOUND, ATTACHMENT_GONE, ATTACHMENT_CHANGED, REQUEST_ID_CONFLICT). */
+  skipped: Array<{ requestId: string; code: string; reason: string }>;
   /** The last request looked at, when the page was full: the next call goes on after it. */
   last?: { receivedAt: number; id: string };
 }
@@ -62,7 +63,7 @@ export async function bulkReplay(requests: RequestStore, replayer: Replayer, tar
       for (const [k, original] of originals.entries()) {
         const requestId = group[k]!.id;
         if (original === undefined) {
-          result.skipped.push({ requestId, reason: 'deleted meanwhile (retention)' });
+          result.skipped.push({ requestId, code: E.NOT_FOUND.code, reason: 'deleted meanwhile (retention)' });
           continue;
         }
         // A copy made by a replay — by this run too, when a flow is replayed into itself with `until` ahead.
@@ -79,7 +80,7 @@ export async function bulkReplay(requests: RequestStore, replayer: Replayer, tar
             continue;
           }
           if (stored !== undefined) {
-            result.skipped.push({ requestId, reason: `its copy's id ${id} is another request's` });
+            result.skipped.push({ requestId, code: E.REQUEST_ID_CONFLICT.code, reason: `its copy's id ${id} is another request's` });
             continue;
           }
         }
@@ -88,7 +89,7 @@ export async function bulkReplay(requests: RequestStore, replayer: Replayer, tar
         } catch (err) {
           // A file gone or changed is this request's problem, not the call's (a 503 is the call's).
           if (!(isHookdError(err) && (err.code === E.ATTACHMENT_GONE.code || err.code === E.ATTACHMENT_CHANGED.code))) throw err;
-          result.skipped.push({ requestId, reason: err.message });
+          result.skipped.push({ requestId, code: err.code, reason: err.message });
         }
       }
     } catch (err) {
@@ -101,7 +102,7 @@ export async function bulkReplay(requests: RequestStore, replayer: Replayer, tar
       if (o.status === 'rejected') {
         // The copy's id is another flow's request (the flow got the id from somewhere): that copy only.
         if (isHookdError(o.reason) && o.reason.code === E.REQUEST_ID_CONFLICT.code) {
-          result.skipped.push({ requestId: replayOf, reason: o.reason.message });
+          result.skipped.push({ requestId: replayOf, code: o.reason.code, reason: o.reason.message });
           continue;
         }
         throw o.reason; // a 503: the call fails; repeated, it stores only what is missing

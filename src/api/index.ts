@@ -11,7 +11,8 @@ import { executionRoutes } from './execution-routes.js';
 import { flowRoutes } from './flow-routes.js';
 import { jsonBodies } from './json-body.js';
 import { queueRoutes } from './queue-routes.js';
-import { hookdVersion, openApi } from './openapi.js';
+import { hookdVersion } from '../config/version.js';
+import { openApi } from './openapi.js';
 import { replayRoutes } from './replay-routes.js';
 
 interface Deps {

@@ -1,6 +1,3 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import type { TSchema } from 'typebox';
 import { FlowInput } from '../core/flow.js';
@@ -79,7 +76,7 @@ function build(operations: readonly Operation[], info: { version: string; prefix
       security: [{ bearer: [] }],
       ...(params.length + query.length > 0 ? { parameters: [...params, ...query] } : {}),
       ...(doc?.body ? { requestBody: { required: doc.bodyOptional !== true, content: { 'application/json': { schema: plain(doc.body) } } } } : {}),
-      responses: responses(doc?.responses ?? {}),
+      responses: responses(doc?.responses ?? {}, op.method, doc?.body !== undefined),
     };
   }
   Object.assign(paths, outsideApi());
@@ -98,12 +95,22 @@ function build(operations: readonly Operation[], info: { version: string; prefix
   };
 }
 
-function responses(byStatus: Record<number, string>): Record<string, object> {
+/** What the route says, and what every route of the API can answer besides. */
+function responses(byStatus: Record<number, string>, method: string, takesBody: boolean): Record<string, object> {
+  const all: Record<number, string> = {
+    ...byStatus,
+    401: 'No token, or not a valid one',
+    503: 'Storage or queue unavailable: retry after Retry-After',
+  };
+  if (method !== 'get') all[403] ??= 'A read token: it may only read';
+  if (takesBody) {
+    all[413] ??= 'Body over 1 MiB';
+    all[415] ??= 'Body not JSON';
+  }
   const out: Record<string, object> = {};
-  for (const [status, description] of Object.entries(byStatus)) {
+  for (const [status, description] of Object.entries(all)) {
     out[status] = Number(status) >= 400 ? { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } } : { description };
   }
-  out['401'] ??= { description: 'No token, or not a valid one', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
   return out;
 }
 
@@ -117,33 +124,53 @@ function plain(schema: TSchema): object {
   return JSON.parse(JSON.stringify(schema)) as object;
 }
 
-/** The webhook URLs and the operations routes: not under /api, no token. */
+/**
+ * The webhook URLs and the operations routes: not under /api, no token. Written here by hand (the
+ * ingress registers them without docs): keep in step with ingress/hook-routes.ts.
+ */
 function outsideApi(): Record<string, Record<string, object>> {
   const open = { security: [] };
+  const flowId = { name: 'flowId', in: 'path', required: true, schema: { type: 'string' } };
   const hook = (summary: string) => ({
     ...open,
     summary,
     description:
-      'The flow\'s credentials (docs/credentials.md) as configured; any content type with a parser (docs/payloads.md). 200 `{requestId, message: "thank you"}` (or the flow\'s configured answer) only once the request is committed. A path after the flow id (`/hook/{flowId}/a/b`) is kept as the message\'s path.',
-    parameters: [{ name: 'flowId', in: 'path', required: true, schema: { type: 'string' } }],
+      "The flow's credentials (docs/credentials.md) as configured; any content type with a parser (docs/payloads.md). The answer, `{requestId, message: \"thank you\"}` or the flow's configured one (`trigger.response`, any 2xx), only once the request is committed. A path after the flow id (`/hook/{flowId}/a/b`) is kept as the message's path.",
+    parameters: [flowId],
     responses: {
-      200: { description: 'Committed (or the flow\'s configured 2xx answer; a provider\'s handshake answered)' },
+      '2XX': { description: "Committed (200, or the flow's configured answer); or a provider's subscription handshake answered" },
       400: { description: 'Malformed body, with the reason' },
-      401: { description: 'Credentials missing' },
+      401: { description: 'Credentials missing or malformed' },
       403: { description: 'Credentials wrong, or the client address not allowed' },
       404: { description: 'No such flow, or stopped (the same answer for both)' },
+      405: { description: 'A method no webhook takes (DELETE, TRACE)' },
+      408: { description: 'The request did not arrive whole within REQUEST_TIMEOUT' },
       413: { description: 'Body over PAYLOAD_SIZE_LIMIT (or ATTACHMENT_SIZE_LIMIT for files)' },
-      415: { description: 'No parser for the Content-Type, or a body without one' },
+      415: { description: 'No parser for the Content-Type or Content-Encoding, or a body without a Content-Type' },
       429: { description: "Over the flow's rate limit" },
+      431: { description: 'Headers too large' },
+      501: { description: 'A Transfer-Encoding other than chunked' },
       503: { description: 'Storage or queue unavailable: nothing acknowledged; retry after Retry-After' },
     },
   });
   const webhook = {
-    head: { ...open, summary: 'Whether the flow exists and is started (200), else 404; processes nothing', parameters: hook('').parameters, responses: { 200: { description: 'Started' }, 404: { description: 'Unknown or stopped' } } },
+    head: {
+      ...open,
+      summary: 'Whether the flow exists and is started; processes nothing',
+      description: 'A protected flow answers 404 unless the probe carries valid credentials (an unknown flow and a flow the caller may not see look alike).',
+      parameters: [flowId],
+      responses: { 200: { description: 'Started' }, 404: { description: 'Unknown, stopped, or protected and no valid credentials' } },
+    },
     get: hook('A message from query and headers'),
     post: hook('A message from body, query and headers'),
     put: hook('As POST'),
     patch: hook('As POST'),
+    options: {
+      ...open,
+      summary: "CORS preflight, answered for origins and methods the flow's CORS configuration allows",
+      parameters: [flowId],
+      responses: { 204: { description: 'Allowed (Access-Control-Allow-* headers)' }, 404: { description: 'Not allowed, or no such flow (alike)' } },
+    },
   };
   return {
     '/hook/{flowId}': webhook,
@@ -151,18 +178,4 @@ function outsideApi(): Record<string, Record<string, object>> {
     '/readyz': { get: { ...open, summary: 'A write commits now (store and queue)', responses: { 200: { description: 'Ready' }, 503: { description: 'Not ready (reason given)' } } } },
     '/metrics': { get: { ...open, summary: 'Prometheus metrics', responses: { 200: { description: 'text/plain; version=0.0.4' } } } },
   };
-}
-
-/** hookd's version, from its package.json (found upwards from this file: sources or dist). */
-export function hookdVersion(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++, dir = path.dirname(dir)) {
-    try {
-      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'hookd' && typeof pkg.version === 'string') return pkg.version;
-    } catch {
-      // not here: one folder up
-    }
-  }
-  return '0.0.0';
 }

@@ -3,8 +3,7 @@ import type { AttachmentStore } from '../attachments/contract.js';
 import { copyFiles } from '../attachments/copy-files.js';
 import { isHookdError } from '../core/errors.js';
 import type { Flow } from '../core/flow.js';
-import { REPLAY_OF_HEADER, type ReceivedMessage } from '../core/message.js';
-import { renameOriginAttachment } from '../ingress/parsers/payload-type.js';
+import { renameOriginAttachment, REPLAY_OF_HEADER, type ReceivedMessage } from '../core/message.js';
 import type { AcceptOutcome, RequestStore } from '../store/contracts.js';
 
 export interface ReplayerDeps {

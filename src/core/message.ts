@@ -133,3 +133,16 @@ export function attachmentIdsOf(p: { attachments?: readonly AttachmentRef[]; raw
   if (p.rawAttachment) ids.add(p.rawAttachment.id);
   return [...ids];
 }
+
+/**
+ * The body `payloadType: base64` gives a request whose bytes are in the attachment store
+ * (`{origin: null, originAttachment: <id>}`, ingress/parsers/payload-type.ts) with another file
+ * named: a replayed copy's own (api/replayer.ts). Any other body is returned as it is.
+ */
+export function renameOriginAttachment(body: unknown, from: string | undefined, to: string | undefined): unknown {
+  if (from === undefined || to === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) return body;
+  const b = body as Record<string, unknown>;
+  const keys = Object.keys(b);
+  if (keys.length !== 2 || b.origin !== null || b.originAttachment !== from) return body;
+  return { origin: null, originAttachment: to };
+}

@@ -620,7 +620,7 @@ describe('bulk replay (POST /api/requests/replay)', () => {
       expect((await app.api('POST', '/api/requests/replay', { flowId: 'window', since, after: next })).status).toBe(400);
       const rest = await app.api('POST', '/api/requests/replay', { flowId: 'window', since, until, after: next, limit: 10 });
       // A file gone from the store skips its request (said why); the others' files are copied.
-      expect(rest.body).toMatchObject({ replayed: 3, alreadyReplayed: 0, skipped: [{ requestId: gone, reason: expect.stringMatching(/no longer in the attachment store/) }] });
+      expect(rest.body).toMatchObject({ replayed: 3, alreadyReplayed: 0, skipped: [{ requestId: gone, code: 'ATTACHMENT_GONE', reason: expect.stringMatching(/no longer in the attachment store/) }] });
       expect(rest.body.requests.map((r: { replayOf: string }) => r.replayOf)).toEqual([...inWindow.slice(3), file]);
       expect(rest.body.next).toBeUndefined();
       const copies = [...first.body.requests, ...rest.body.requests] as Array<{ requestId: string; replayOf: string }>;
@@ -701,8 +701,8 @@ describe('bulk replay: copies of their own', () => {
       expect(bulk.body).toMatchObject({ leftOutReplays: 1 }); // the single replay's copy
       expect(bulk.body.requests.map((r: { replayOf: string }) => r.replayOf)).toEqual(['order-0', 'order-2', 'order-3']);
       expect(bulk.body.skipped).toEqual([
-        { requestId: original.id, reason: expect.stringMatching(/is another request's/) },
-        { requestId: 'order-1', reason: expect.stringMatching(/already used by another flow/) },
+        { requestId: original.id, code: 'REQUEST_ID_CONFLICT', reason: expect.stringMatching(/is another request's/) },
+        { requestId: 'order-1', code: 'REQUEST_ID_CONFLICT', reason: expect.stringMatching(/already used by another flow/) },
       ]);
     } finally {
       await app.close();

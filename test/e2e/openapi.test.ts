@@ -1,3 +1,4 @@
+import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type RunningHookd, startHookd } from '../helpers/hookd.js';
 
@@ -19,6 +20,8 @@ it('GET /api/openapi.json describes every route of the API, built from the route
   expect(res.status).toBe(200);
   const doc = res.body as { openapi: string; info: { version: string }; paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, unknown> } };
   expect(doc.openapi).toBe('3.1.0');
+  // A valid OpenAPI 3.1 document, as its JSON schema says.
+  expect(await new Validator().validate(doc as never)).toEqual({ valid: true });
   expect(doc.info.version).toMatch(/^\d+\.\d+\.\d+/);
 
   // Every operation under /api says what it does and what it answers.
@@ -50,7 +53,10 @@ it('GET /api/openapi.json describes every route of the API, built from the route
   expect(doc.paths['/api/flows/{id}']!.get!.parameters).toEqual([{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }]);
   expect(doc.components.schemas.FlowInput).toMatchObject({ type: 'object', properties: { steps: expect.any(Object), trigger: expect.any(Object) } });
   // The webhook and operations routes, which need no token.
-  expect(Object.keys(doc.paths['/hook/{flowId}']!)).toEqual(['head', 'get', 'post', 'put', 'patch']);
+  expect(Object.keys(doc.paths['/hook/{flowId}']!)).toEqual(['head', 'get', 'post', 'put', 'patch', 'options']);
+  // What every change can also answer: a read token's 403, a body's 413/415, an outage's 503.
+  expect(Object.keys(doc.paths['/api/requests/replay']!.post!.responses)).toEqual(expect.arrayContaining(['202', '400', '401', '403', '409', '413', '415', '503']));
+  expect(Object.keys(doc.paths['/api/flows']!.get!.responses)).not.toContain('403');
   expect(doc.paths['/readyz']).toBeDefined();
 
   // A read token may read it too.

@@ -1,9 +1,12 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { afterEach, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/config.js';
+import type { ReceivedMessage } from '../../src/core/message.js';
 import { openSqliteBackend } from '../../src/store/sqlite/index.js';
+import { vacuumOnStart } from '../../src/store/sqlite/vacuum.js';
 import { makeMessage } from '../conformance/helpers.js';
 
 const dirs: string[] = [];
@@ -11,41 +14,108 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-it('SQLITE_VACUUM_ON_START gives the space of deleted requests back to the disk, and keeps what is left intact', async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'hookd-vacuum-'));
-  dirs.push(dir);
-  const file = path.join(dir, 'hookd.db');
+function logger() {
+  const lines: Array<{ level: string; obj: Record<string, unknown>; msg: string }> = [];
+  const at = (level: string) => (obj: object, msg?: string) => lines.push({ level, obj: obj as Record<string, unknown>, msg: msg ?? '' });
+  return { lines, info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/** A database of 2,000 requests of 4 KiB, the flood's 1,990 then deleted as a purge would: 8 MiB of free pages. */
+async function bloated(file: string): Promise<{ kept: ReceivedMessage[]; bytes: number }> {
   const first = await openSqliteBackend({ path: file, leaseMs: 30_000, exclusive: true });
-  const kept = [];
+  const msgs = Array.from({ length: 2_000 }, (_, i) => makeMessage({ flowId: i % 200 === 0 ? 'kept' : 'flood', rawBody: Buffer.alloc(4096, i % 251) }));
   try {
-    const msgs = Array.from({ length: 2_000 }, (_, i) => makeMessage({ flowId: i % 200 === 0 ? 'kept' : 'flood', rawBody: Buffer.alloc(4096, i % 251) }));
     await Promise.all(msgs.map((m) => first.requests.accept(m, { maxAttempts: 1 })));
-    kept.push(...msgs.filter((m) => m.flowId === 'kept'));
   } finally {
     await first.close();
   }
-  // What a retention purge does to a flood's requests (with their jobs), done directly.
   const db = new BetterSqlite3(file);
   db.exec(`DELETE FROM jobs WHERE flow_id = 'flood'; DELETE FROM requests WHERE flow_id = 'flood'; PRAGMA wal_checkpoint(TRUNCATE);`);
   db.close();
-  const bloated = statSync(file).size;
-  expect(bloated).toBeGreaterThan(8 * 1024 * 1024);
+  return { kept: msgs.filter((m) => m.flowId === 'kept'), bytes: statSync(file).size };
+}
 
-  // Without the option the file keeps its size; with it, it shrinks to what is left.
-  const plain = await openSqliteBackend({ path: file, leaseMs: 30_000, exclusive: true });
-  await plain.close();
-  expect(statSync(file).size).toBe(bloated);
-  const logged: Array<{ obj: object; msg: string }> = [];
-  const logger = { info: (obj: object, msg: string) => logged.push({ obj, msg }), warn: (obj: object, msg: string) => logged.push({ obj, msg }), error: () => {} };
-  const compacted = await openSqliteBackend({ path: file, leaseMs: 30_000, exclusive: true, vacuumOnStart: true, logger });
+function tempDb(): { dir: string; file: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hookd-vacuum-'));
+  dirs.push(dir);
+  return { dir, file: path.join(dir, 'hookd.db') };
+}
+
+it('SQLITE_VACUUM_ON_START gives the space of deleted requests back to the disk, keeps what is left and the file mode', async () => {
+  const { dir, file } = tempDb();
+  const { kept, bytes } = await bloated(file);
+  expect(bytes).toBeGreaterThan(8 * 1024 * 1024);
+  expect(loadConfig({ SQLITE_VACUUM_ON_START: 'true' }).sqliteVacuumOnStart).toBe(true);
+  expect(loadConfig({}).sqliteVacuumOnStart).toBe(false);
+
+  // Without the option the file keeps its size.
+  await (await openSqliteBackend({ path: file, leaseMs: 30_000, exclusive: true })).close();
+  expect(statSync(file).size).toBe(bytes);
+
+  const log = logger();
+  const compacted = await openSqliteBackend({ path: file, leaseMs: 30_000, exclusive: true, vacuumOnStart: true, logger: log });
   try {
-    expect(statSync(file).size).toBeLessThan(bloated / 10);
-    expect(logged.find((l) => /compacted/.test(l.msg))?.obj).toMatchObject({ beforeBytes: expect.any(Number), afterBytes: statSync(file).size });
+    expect(statSync(file).size).toBeLessThan(bytes / 10);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(log.lines.map((l) => l.msg)).toEqual([expect.stringMatching(/compacting the database/), expect.stringMatching(/database compacted/)]);
+    expect(log.lines[1]!.obj).toMatchObject({ beforeBytes: bytes, afterBytes: statSync(file).size });
     for (const m of kept) expect(await compacted.requests.get(m.id)).toEqual(m);
     expect((await compacted.queue.stats()).ready).toBe(kept.length);
-    const more = makeMessage({ flowId: 'kept' });
-    expect(await compacted.requests.accept(more, { maxAttempts: 1 })).toEqual({ kind: 'stored' });
+    expect(await compacted.requests.accept(makeMessage({ flowId: 'kept' }), { maxAttempts: 1 })).toEqual({ kind: 'stored' });
   } finally {
     await compacted.close();
   }
+  expect(readdirSync(dir).filter((f) => f.endsWith('.compact'))).toEqual([]);
+
+  // Compact already: said so, nothing rewritten.
+  const again = logger();
+  await (await openSqliteBackend({ path: file, leaseMs: 30_000, exclusive: true, vacuumOnStart: true, logger: again })).close();
+  expect(again.lines.map((l) => l.msg)).toEqual([expect.stringMatching(/no free pages/)]);
+});
+
+it('a database another connection holds (a backup reading it), or a disk without room: not compacted, said why, the start goes on', async () => {
+  const { file } = tempDb();
+  const { kept, bytes } = await bloated(file);
+  // A reader in a transaction with a WAL frame to protect: the checkpoint cannot empty the WAL.
+  const writer = new BetterSqlite3(file);
+  writer.pragma('journal_mode = WAL');
+  const reader = new BetterSqlite3(file);
+  reader.prepare('BEGIN').run();
+  reader.prepare('SELECT count(*) FROM requests').get();
+  writer.prepare('INSERT INTO heartbeat (id, at) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET at = 2').run();
+  writer.close();
+  const log = logger();
+  vacuumOnStart(file, { busyTimeoutMs: 100, logger: log });
+  reader.prepare('COMMIT').run();
+  reader.close();
+  expect(log.lines.at(-1)).toMatchObject({ level: 'warn', msg: expect.stringMatching(/another connection holds the database/) });
+  expect(statSync(file).size).toBe(bytes);
+
+  const full = logger();
+  vacuumOnStart(file, { busyTimeoutMs: 100, logger: full, diskFree: () => 1024 });
+  expect(full.lines).toEqual([expect.objectContaining({ level: 'warn', msg: expect.stringMatching(/not enough free space/) })]);
+  const backend = await openSqliteBackend({ path: file, leaseMs: 30_000, exclusive: true });
+  try {
+    for (const m of kept) expect(await backend.requests.get(m.id)).toEqual(m);
+  } finally {
+    await backend.close();
+  }
+});
+
+it('a database path that is a symlink: the real file is compacted, the link stays a link', async () => {
+  const { dir } = tempDb();
+  mkdirSync(path.join(dir, 'real'));
+  const real = path.join(dir, 'real', 'hookd.db');
+  const { kept, bytes } = await bloated(real);
+  const link = path.join(dir, 'hookd.db');
+  symlinkSync(real, link);
+  const backend = await openSqliteBackend({ path: link, leaseMs: 30_000, exclusive: true, vacuumOnStart: true, logger: logger() });
+  try {
+    expect(statSync(real).size).toBeLessThan(bytes / 10);
+    for (const m of kept) expect(await backend.requests.get(m.id)).toEqual(m);
+  } finally {
+    await backend.close();
+  }
+  expect(lstatSync(link).isSymbolicLink()).toBe(true);
+  expect(statSync(link).ino).toBe(statSync(real).ino);
 });

@@ -37,14 +37,3 @@ export function applyPayloadType<T extends PayloadLike>(payload: T, type: Payloa
   }
 }
 
-/**
- * The base64 body of a request whose bytes are in the attachment store, with another file named:
- * a replayed copy's own (replayer.ts). Any other body is returned as it is.
- */
-export function renameOriginAttachment(body: unknown, from: string | undefined, to: string | undefined): unknown {
-  if (from === undefined || to === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) return body;
-  const b = body as Record<string, unknown>;
-  const keys = Object.keys(b);
-  if (keys.length !== 2 || b.origin !== null || b.originAttachment !== from) return body;
-  return { origin: null, originAttachment: to };
-}

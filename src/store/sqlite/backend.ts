@@ -7,7 +7,7 @@ import { DEFAULT_MESSAGE_CACHE_BYTES, MessageCache } from '../message-cache.js';
 import { startCheckpointer, type Checkpointer } from './checkpointer.js';
 import { DEFAULT_BUSY_TIMEOUT_MS } from './connection.js';
 import { lockDatabaseFile, type FileLock } from './file-lock.js';
-import { vacuumDatabase } from './vacuum.js';
+import { vacuumOnStart } from './vacuum.js';
 import { SqliteExecutionStore } from './execution-store.js';
 import { SqliteFlowStore } from './flow-store.js';
 import { stderrLogger, type BackendLogger } from './logger.js';
@@ -45,9 +45,9 @@ export interface SqliteBackendOptions {
   /** The checkpointer restarted the WAL (metrics). */
   onWalRestart?: () => void;
   /**
-   * Compact the file (VACUUM) before use: gives the pages freed by deletions back to the disk
-   * (vacuum.ts). Takes as long as rewriting the database; a failure (no room for the copy) is
-   * logged and the start goes on. Only with `exclusive` (no other process may have it open).
+   * Compact the file before use: gives the pages freed by deletions back to the disk (vacuum.ts).
+   * Takes as long as writing the database once; every outcome is logged and the start goes on.
+   * Only with `exclusive` (the file's lock held: no other hookd has it open).
    */
   vacuumOnStart?: boolean;
   /** Bytes free and in all on the database's disk (readiness after SQLITE_FULL); tests replace it. Default: statfs. */
@@ -123,14 +123,7 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
   }
   // Not a 503: a second process on the same file is a configuration error, not an outage.
   const lock = opts.exclusive ? lockDatabaseFile(path) : undefined;
-  if (lock && opts.vacuumOnStart) {
-    try {
-      const r = vacuumDatabase(path, busyTimeoutMs);
-      logger.info({ beforeBytes: r.beforeBytes, afterBytes: r.afterBytes, ms: Math.round(r.ms) }, 'database compacted (SQLITE_VACUUM_ON_START)');
-    } catch (err) {
-      logger.warn({ message: (err as Error).message }, 'SQLITE_VACUUM_ON_START: the database could not be compacted; starting with it as it is');
-    }
-  }
+  if (lock && opts.vacuumOnStart) vacuumOnStart(path, { busyTimeoutMs, logger });
   let writer: WriterClient;
   try {
     // The writer creates and migrates the file before the readers open it.
