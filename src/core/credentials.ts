@@ -127,7 +127,7 @@ export const ZoomAuth = Type.Object(
   { additionalProperties: false },
 );
 
-/** Paddle Billing: Paddle-Signature `ts=…;h1=…[;h1=…]`, hex HMAC-SHA256 over `${ts}:${body}`; 5 s, as Paddle's SDKs. The secret is the notification destination's secret key. */
+/** Paddle Billing: Paddle-Signature `ts=…;h1=…[;h1=…]`, hex HMAC-SHA256 over `${ts}:${body}`; 300 s. The secret is the notification destination's secret key. */
 export const PaddleAuth = Type.Object(
   { type: Type.Literal('paddle'), secrets: Secrets, toleranceSeconds: ToleranceSeconds },
   { additionalProperties: false },

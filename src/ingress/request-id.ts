@@ -11,8 +11,8 @@ export function requestIdFrom(header: string | string[] | undefined): string {
 
 /**
  * The event id a signature covers, for schemes whose senders give every event one: Standard
- * Webhooks / Svix (`webhook-id`, signed with the body), Stripe and Paddle (the event's `id` /
- * `event_id`, in the signed body). Undefined for other schemes, or when there is none.
+ * Webhooks / Svix (`webhook-id`, signed with the body), Stripe (the event's `id`) and Paddle (the
+ * delivery's `notification_id`), both in the signed body. Undefined for other schemes, or when there is none.
  */
 export function signedEventId(auth: WebhookAuth | undefined, headers: Record<string, string | string[] | undefined>, body: unknown): string | undefined {
   if (auth?.type === 'standard-webhooks') {
@@ -24,8 +24,9 @@ export function signedEventId(auth: WebhookAuth | undefined, headers: Record<str
     return typeof id === 'string' && id !== '' ? id : undefined;
   }
   if ((auth?.type === 'stripe' || auth?.type === 'paddle') && body !== null && typeof body === 'object' && !Array.isArray(body)) {
-    // Stripe's event `id`, Paddle's `event_id`: both in the signed body.
-    const id = auth.type === 'stripe' ? (body as { id?: unknown }).id : (body as { event_id?: unknown }).event_id;
+    // In the signed body: Stripe's event `id`; Paddle's `notification_id` — the same for its
+    // retries of a delivery, a new one when someone replays the event from Paddle (which must run).
+    const id = auth.type === 'stripe' ? (body as { id?: unknown }).id : (body as { notification_id?: unknown }).notification_id;
     return typeof id === 'string' && id !== '' ? id : undefined;
   }
   return undefined;

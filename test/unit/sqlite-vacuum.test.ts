@@ -1,4 +1,4 @@
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -58,6 +58,7 @@ it('SQLITE_VACUUM_ON_START gives the space of deleted requests back to the disk,
     expect(statSync(file).size).toBeLessThan(bytes / 10);
     expect(statSync(file).mode & 0o777).toBe(0o600);
     expect(log.lines.map((l) => l.msg)).toEqual([expect.stringMatching(/compacting the database/), expect.stringMatching(/database compacted/)]);
+    expect(log.lines[0]!.obj).toMatchObject({ beforeBytes: bytes, freePagesBytes: expect.any(Number) });
     expect(log.lines[1]!.obj).toMatchObject({ beforeBytes: bytes, afterBytes: statSync(file).size });
     for (const m of kept) expect(await compacted.requests.get(m.id)).toEqual(m);
     expect((await compacted.queue.stats()).ready).toBe(kept.length);
@@ -73,22 +74,23 @@ it('SQLITE_VACUUM_ON_START gives the space of deleted requests back to the disk,
   expect(again.lines.map((l) => l.msg)).toEqual([expect.stringMatching(/no free pages/)]);
 });
 
-it('a database another connection holds (a backup reading it), or a disk without room: not compacted, said why, the start goes on', async () => {
+it('another connection with the database open (a backup, a shell — busy or idle), or a disk without room: not compacted, said why, the start goes on', async () => {
   const { file } = tempDb();
   const { kept, bytes } = await bloated(file);
-  // A reader in a transaction with a WAL frame to protect: the checkpoint cannot empty the WAL.
-  const writer = new BetterSqlite3(file);
-  writer.pragma('journal_mode = WAL');
-  const reader = new BetterSqlite3(file);
-  reader.prepare('BEGIN').run();
-  reader.prepare('SELECT count(*) FROM requests').get();
-  writer.prepare('INSERT INTO heartbeat (id, at) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET at = 2').run();
-  writer.close();
+  // Idle: open, no transaction — its next write would go to the old file and be lost.
+  const idle = new BetterSqlite3(file);
+  idle.prepare('SELECT count(*) FROM requests').get();
   const log = logger();
   vacuumOnStart(file, { busyTimeoutMs: 100, logger: log });
-  reader.prepare('COMMIT').run();
-  reader.close();
-  expect(log.lines.at(-1)).toMatchObject({ level: 'warn', msg: expect.stringMatching(/another connection holds the database/) });
+  expect(log.lines).toEqual([expect.objectContaining({ level: 'warn', msg: expect.stringMatching(/another connection has the database open/) })]);
+  // Reading in a transaction.
+  idle.prepare('BEGIN').run();
+  idle.prepare('SELECT count(*) FROM requests').get();
+  const busy = logger();
+  vacuumOnStart(file, { busyTimeoutMs: 100, logger: busy });
+  idle.prepare('COMMIT').run();
+  idle.close();
+  expect(busy.lines).toEqual([expect.objectContaining({ level: 'warn', msg: expect.stringMatching(/another connection has the database open/) })]);
   expect(statSync(file).size).toBe(bytes);
 
   const full = logger();
@@ -100,6 +102,24 @@ it('a database another connection holds (a backup reading it), or a disk without
   } finally {
     await backend.close();
   }
+});
+
+it("an interrupted compaction's copy is removed at the next start, flag or not; anything else in its place is left and skips compaction", async () => {
+  const { file } = tempDb();
+  const { bytes } = await bloated(file);
+  writeFileSync(`${file}.compact`, 'half a copy');
+  const plain = logger();
+  await (await openSqliteBackend({ path: file, leaseMs: 30_000, exclusive: true, logger: plain })).close();
+  expect(existsSync(`${file}.compact`)).toBe(false);
+  expect(plain.lines).toEqual([expect.objectContaining({ msg: expect.stringMatching(/removed the compact copy/) })]);
+
+  mkdirSync(`${file}.compact`);
+  const log = logger();
+  const backend = await openSqliteBackend({ path: file, leaseMs: 30_000, exclusive: true, vacuumOnStart: true, logger: log });
+  await backend.close();
+  expect(log.lines).toEqual([expect.objectContaining({ level: 'warn', msg: expect.stringMatching(/not a file/) })]);
+  expect(statSync(file).size).toBe(bytes);
+  expect(statSync(`${file}.compact`).isDirectory()).toBe(true);
 });
 
 it('a database path that is a symlink: the real file is compacted, the link stays a link', async () => {

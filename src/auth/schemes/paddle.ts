@@ -5,8 +5,12 @@ import type { BodyVerifier } from './scheme.js';
 import { MAX_SIGNATURES, type SignedParts, decodeHex, macVerifier, parseUnixSeconds, utf8Keys } from './mac.js';
 
 export const PADDLE_SIGNATURE_HEADER = 'paddle-signature';
-/** What Paddle's SDKs allow: its notifications are sent as they happen, so an old one is a replay. */
-export const PADDLE_DEFAULT_TOLERANCE_SECONDS = 5;
+/**
+ * As the other timestamped presets (Paddle's SDKs allow 5 s, and only into the past): a receiver
+ * whose clock lags Paddle's, or a proxy that buffers bodies, must not refuse real deliveries. A
+ * signed request replayed within it is stored once (its notification_id, ingress/request-id.ts).
+ */
+export const PADDLE_DEFAULT_TOLERANCE_SECONDS = 300;
 
 /**
  * Paddle Billing: `Paddle-Signature: ts=<unix>;h1=<hex>[;h1=<hex>…]`, each h1 an HMAC-SHA256 of

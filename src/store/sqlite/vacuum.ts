@@ -1,4 +1,4 @@
-import { chmodSync, closeSync, fsyncSync, openSync, realpathSync, renameSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { chownSync, closeSync, fsyncSync, lstatSync, openSync, realpathSync, renameSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import type { BackendLogger } from './logger.js';
@@ -13,6 +13,37 @@ export interface VacuumOptions {
   diskFree?: (dir: string) => number;
 }
 
+/** The compact copy's name: beside the real file (a symlinked database is compacted where it lives). */
+const copyOf = (file: string): string => `${file}.compact`;
+
+/**
+ * A copy left by a start that was interrupted while compacting (it holds requests retention may
+ * have purged since): removed at every start, whether SQLITE_VACUUM_ON_START is on or not. Only a
+ * file or a symlink: anything else there is the operator's, and is left (and said so).
+ */
+export function removeLeftoverCopy(path: string, logger: BackendLogger): boolean {
+  let copy = '';
+  let kind: 'none' | 'file' | 'other' = 'none';
+  try {
+    copy = copyOf(realpathSync(path));
+    const s = lstatSync(copy);
+    kind = s.isFile() || s.isSymbolicLink() ? 'file' : 'other';
+  } catch {
+    // not there
+  }
+  if (kind === 'file') {
+    try {
+      rmSync(copy, { force: true });
+      logger.warn({ file: copy }, 'removed the compact copy an interrupted SQLITE_VACUUM_ON_START left');
+    } catch (err) {
+      logger.warn({ file: copy, code: (err as { code?: string }).code }, 'the compact copy an interrupted SQLITE_VACUUM_ON_START left could not be removed');
+      return false;
+    }
+  }
+  if (kind === 'other') logger.warn({ file: copy }, 'something that is not a file is where SQLITE_VACUUM_ON_START writes its copy: compaction is skipped until it is removed');
+  return kind !== 'other';
+}
+
 /**
  * SQLITE_VACUUM_ON_START: give the pages freed by deletions (the retention purge) back to the
  * disk, before hookd uses the database. Deleted rows leave free pages that later writes reuse, but
@@ -20,48 +51,69 @@ export interface VacuumOptions {
  *
  * `VACUUM INTO` a compact copy beside the file (not SQLite's plain VACUUM, which builds its copy in
  * the system's temp directory — often a small tmpfs, or RAM in a container — and then writes every
- * page again through the WAL), fsynced, then renamed over the file. The WAL is checkpointed into the
- * file first, so the copy holds every commit; if another connection holds the database (a backup,
- * a sqlite3 shell) that cannot be done, and nothing is changed. Runs with the file's lock held and
- * no other connection of hookd's open. A crash at any point leaves the old file or the new one, each
- * whole; a leftover copy is removed at the next start. Every outcome is logged; a failure never
- * stops the start.
+ * page again through the WAL), fsynced, then renamed over the file. The connection takes the
+ * database in EXCLUSIVE locking mode first: if any other connection has it open (a backup, a
+ * sqlite3 shell), nothing is done — a write of theirs after the copy would be lost with the old
+ * file. The WAL is checkpointed into the file before the copy, which so holds every commit. The
+ * copy gets the file's mode and owner (or nothing is done). A crash at any point leaves the old
+ * file or the new one, each whole. Every outcome is logged; nothing here stops the start.
  */
 export function vacuumOnStart(path: string, o: VacuumOptions): void {
-  // SQLite follows a symlink and keeps its -wal beside the real file: so does this.
-  const file = realpathSync(path);
-  const copy = `${file}.compact`;
-  rmSync(copy, { force: true }); // an interrupted start's
   const started = performance.now();
-  const beforeBytes = sizeOf(file) + sizeOf(`${file}-wal`);
   let step = 'open';
-  let db: BetterSqlite3.Database | undefined = new BetterSqlite3(file, { timeout: o.busyTimeoutMs });
+  let db: BetterSqlite3.Database | undefined;
+  let file = path;
+  let copy: string | undefined;
+  let replaced = false;
   try {
-    db.pragma('journal_mode = WAL');
+    file = realpathSync(path);
+    if (!removeLeftoverCopy(path, o.logger)) return;
+    const beforeBytes = sizeOf(file) + sizeOf(`${file}-wal`);
+    db = new BetterSqlite3(file, { timeout: o.busyTimeoutMs });
+    step = 'lock';
+    try {
+      // Before the first access in WAL mode: no shared memory, and the lock is never released.
+      db.pragma('locking_mode = EXCLUSIVE');
+      db.pragma('journal_mode = WAL');
+      db.exec('BEGIN EXCLUSIVE; COMMIT');
+    } catch (err) {
+      if ((err as { code?: string }).code?.startsWith('SQLITE_BUSY')) {
+        o.logger.warn({}, 'SQLITE_VACUUM_ON_START: another connection has the database open (a backup, a sqlite3 shell?): not compacted');
+        return;
+      }
+      throw err;
+    }
     const pageSize = db.pragma('page_size', { simple: true }) as number;
     const pages = db.pragma('page_count', { simple: true }) as number;
     const freePages = db.pragma('freelist_count', { simple: true }) as number;
     if (freePages === 0) {
-      o.logger.info({ bytes: beforeBytes }, 'SQLITE_VACUUM_ON_START: no free pages to give back; the database is as compact as it gets');
+      o.logger.info({ beforeBytes }, 'SQLITE_VACUUM_ON_START: no free pages to give back; the database is as compact as it gets');
       return;
     }
     const neededBytes = (pages - freePages) * pageSize;
-    const freeBytes = (o.diskFree ?? diskFree)(dirname(file));
-    if (freeBytes < neededBytes + SPARE_BYTES) {
-      o.logger.warn({ neededBytes, freeBytes }, 'SQLITE_VACUUM_ON_START: not enough free space beside the database for its compact copy; not compacted');
+    const diskFreeBytes = (o.diskFree ?? diskFree)(dirname(file));
+    if (diskFreeBytes < neededBytes + SPARE_BYTES) {
+      o.logger.warn({ neededBytes, diskFreeBytes }, 'SQLITE_VACUUM_ON_START: not enough free space beside the database for its compact copy; not compacted');
       return;
     }
-    o.logger.info({ bytes: beforeBytes, freeBytes: freePages * pageSize }, 'SQLITE_VACUUM_ON_START: compacting the database (the start waits for it)');
+    o.logger.info({ beforeBytes, freePagesBytes: freePages * pageSize }, 'SQLITE_VACUUM_ON_START: compacting the database (the start waits for it)');
     step = 'checkpoint';
     const [cp] = db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number }>;
     if (cp === undefined || cp.busy !== 0) {
-      o.logger.warn({}, 'SQLITE_VACUUM_ON_START: another connection holds the database (a backup, a sqlite3 shell?): not compacted');
+      o.logger.warn({}, 'SQLITE_VACUUM_ON_START: the WAL could not be checkpointed: not compacted');
       return;
     }
     step = 'copy';
-    // Created first with the database's own mode: the copy holds every stored request.
-    closeSync(openSync(copy, 'wx', statSync(file).mode & 0o777));
-    chmodSync(copy, statSync(file).mode & 0o777);
+    copy = copyOf(file);
+    // Created first as the database is — mode and owner — since it holds every stored request.
+    const s = statSync(file);
+    closeSync(openSync(copy, 'wx', s.mode & 0o777));
+    try {
+      chownSync(copy, s.uid, s.gid);
+    } catch (err) {
+      o.logger.warn({ code: (err as { code?: string }).code }, "SQLITE_VACUUM_ON_START: the compact copy cannot be given the database file's owner: not compacted");
+      return;
+    }
     db.prepare('VACUUM INTO ?').run(copy);
     db.close();
     db = undefined;
@@ -69,17 +121,24 @@ export function vacuumOnStart(path: string, o: VacuumOptions): void {
     fsyncFile(copy);
     step = 'swap';
     renameSync(copy, file);
+    replaced = true;
+    copy = undefined;
+    step = 'cleanup';
     // The emptied WAL and its index belonged to the old file.
     rmSync(`${file}-wal`, { force: true });
     rmSync(`${file}-shm`, { force: true });
     fsyncFile(dirname(file));
     o.logger.info({ beforeBytes, afterBytes: sizeOf(file), ms: Math.round(performance.now() - started) }, 'SQLITE_VACUUM_ON_START: database compacted');
   } catch (err) {
-    rmSync(copy, { force: true });
     const e = err as { code?: string; message?: string };
-    o.logger.warn({ step, code: e.code, message: e.message }, `SQLITE_VACUUM_ON_START: not compacted (failed at ${step}); the database is as it was`);
+    if (replaced) {
+      o.logger.warn({ step, code: e.code, message: e.message }, 'SQLITE_VACUUM_ON_START: database compacted, but cleaning up after it failed');
+    } else {
+      o.logger.warn({ step, code: e.code, message: e.message }, `SQLITE_VACUUM_ON_START: not compacted (failed at ${step}); the database is as it was`);
+    }
   } finally {
     db?.close();
+    if (copy !== undefined) rmSync(copy, { force: true });
   }
 }
 
