@@ -7,7 +7,7 @@ import { DEFAULT_MESSAGE_CACHE_BYTES, MessageCache } from '../message-cache.js';
 import { startCheckpointer, type Checkpointer } from './checkpointer.js';
 import { DEFAULT_BUSY_TIMEOUT_MS } from './connection.js';
 import { lockDatabaseFile, type FileLock } from './file-lock.js';
-import { removeLeftoverCopy, vacuumOnStart } from './vacuum.js';
+import { vacuumOnStart } from './vacuum.js';
 import { SqliteExecutionStore } from './execution-store.js';
 import { SqliteFlowStore } from './flow-store.js';
 import { stderrLogger, type BackendLogger } from './logger.js';
@@ -124,7 +124,6 @@ export async function openSqliteBackend(opts: SqliteBackendOptions): Promise<Sql
   // Not a 503: a second process on the same file is a configuration error, not an outage.
   const lock = opts.exclusive ? lockDatabaseFile(path) : undefined;
   if (lock && opts.vacuumOnStart) vacuumOnStart(path, { busyTimeoutMs, logger });
-  else if (lock) removeLeftoverCopy(path, logger);
   let writer: WriterClient;
   try {
     // The writer creates and migrates the file before the readers open it.
