@@ -106,3 +106,41 @@ export function parseV0Signature(headers: AuthHeaders, signatureHeader: string, 
   if (!digest) return malformed(`Signature header ${signatureHeader} must be v0=<hex SHA-256>`);
   return { prefix: `v0:${ts.trim()}:`, signatures: [digest], timestamp };
 }
+
+/**
+ * A signature header of `key=value` items (Stripe: `t=…,v1=…`; Paddle: `ts=…;h1=…`): one unix
+ * timestamp and one or more hex HMAC-SHA256 signatures, over `${ts}${glue}${body}`. Items of other
+ * keys are ignored; a signature item that is no digest (a sender's bug, a proxy) does not void a
+ * valid one beside it.
+ */
+export function parseKeyedSignatures(
+  headers: AuthHeaders,
+  spec: { header: string; separator: string; timestampKey: string; signatureKey: string; glue: string },
+): SignedParts | AuthFailure {
+  const { header, timestampKey: tk, signatureKey: sk } = spec;
+  const value = singleHeader(headers, header);
+  if (value === undefined) return missing(`Signature header ${header} is required`);
+  if (value === null) return malformed(`Signature header ${header} is repeated`);
+  let t: string | undefined;
+  let unreadable = false;
+  const signatures: Buffer[] = [];
+  for (const item of value.split(spec.separator)) {
+    const eq = item.indexOf('=');
+    if (eq < 0) continue;
+    const key = item.slice(0, eq).trim();
+    const val = item.slice(eq + 1).trim();
+    if (key === tk) {
+      if (t !== undefined) return malformed(`${header} has more than one timestamp`);
+      t = val;
+    } else if (key === sk) {
+      const sig = decodeHex(val);
+      if (sig?.length === DIGEST_BYTES.sha256) signatures.push(sig);
+      else unreadable = true;
+    }
+  }
+  const timestamp = t === undefined ? undefined : parseUnixSeconds(t);
+  if (timestamp === undefined) return malformed(`${header} lacks a valid timestamp ${tk}=`);
+  if (signatures.length === 0) return malformed(unreadable ? `${header} has no ${sk} that is a hex SHA-256 digest` : `${header} lacks a ${sk} signature`);
+  if (signatures.length > MAX_SIGNATURES) return malformed(`${header} has too many signatures`);
+  return { prefix: `${t}${spec.glue}`, signatures, timestamp };
+}

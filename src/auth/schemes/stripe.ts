@@ -1,8 +1,8 @@
 import type { StripeAuthDef } from '../schema.js';
 import { secretValues } from '../schema.js';
-import { type AuthFailure, type AuthHeaders, malformed, missing, singleHeader } from '../result.js';
+import type { AuthFailure, AuthHeaders } from '../result.js';
 import type { BodyVerifier } from './scheme.js';
-import { MAX_SIGNATURES, type SignedParts, decodeHex, macVerifier, parseUnixSeconds, utf8Keys } from './mac.js';
+import { type SignedParts, macVerifier, parseKeyedSignatures, utf8Keys } from './mac.js';
 
 export const STRIPE_SIGNATURE_HEADER = 'stripe-signature';
 export const STRIPE_DEFAULT_TOLERANCE_SECONDS = 300;
@@ -24,30 +24,5 @@ export function stripeVerifier(auth: StripeAuthDef, headers: AuthHeaders): BodyV
 }
 
 export function parseStripeSignature(headers: AuthHeaders): SignedParts | AuthFailure {
-  const value = singleHeader(headers, STRIPE_SIGNATURE_HEADER);
-  if (value === undefined) return missing('Signature header stripe-signature is required');
-  if (value === null) return malformed('Signature header stripe-signature is repeated');
-  let t: string | undefined;
-  let unreadable = false;
-  const signatures: Buffer[] = [];
-  for (const item of value.split(',')) {
-    const eq = item.indexOf('=');
-    if (eq < 0) continue;
-    const key = item.slice(0, eq).trim();
-    const val = item.slice(eq + 1).trim();
-    if (key === 't') {
-      if (t !== undefined) return malformed('stripe-signature has more than one timestamp');
-      t = val;
-    } else if (key === 'v1') {
-      // One entry that is no digest (a sender's bug, a proxy) does not void a valid one beside it.
-      const sig = decodeHex(val);
-      if (sig?.length === 32) signatures.push(sig);
-      else unreadable = true;
-    }
-  }
-  const timestamp = t === undefined ? undefined : parseUnixSeconds(t);
-  if (timestamp === undefined) return malformed('stripe-signature lacks a valid timestamp t=');
-  if (signatures.length === 0) return malformed(unreadable ? 'stripe-signature has no v1 that is a hex SHA-256 digest' : 'stripe-signature lacks a v1 signature');
-  if (signatures.length > MAX_SIGNATURES) return malformed('stripe-signature has too many signatures');
-  return { prefix: `${t}.`, signatures, timestamp };
+  return parseKeyedSignatures(headers, { header: STRIPE_SIGNATURE_HEADER, separator: ',', timestampKey: 't', signatureKey: 'v1', glue: '.' });
 }
