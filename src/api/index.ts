@@ -65,7 +65,7 @@ export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> 
     reply.code(404).send({ error: E.NOT_FOUND.code, message: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
   );
   // Before the routes: it collects them as they are registered.
-  const spec = openApi(app, { version: hookdVersion(), prefix: '/api' });
+  const spec = openApi(app, { version: hookdVersion() });
   await app.register(flowRoutes, { registry: deps.registry, publicUrl: deps.publicUrl });
   await app.register(executionRoutes, {
     executions: deps.backend.executions,

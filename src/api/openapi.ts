@@ -1,6 +1,5 @@
 import type { FastifyInstance, RouteOptions } from 'fastify';
 import type { TSchema } from 'typebox';
-import { FlowInput } from '../core/flow.js';
 
 /**
  * What a route of the management API says about itself (route `config.doc`): the OpenAPI document
@@ -44,7 +43,7 @@ const ERROR = {
  * Collects the routes a plugin registers after it (an onRoute hook) and serves them as an OpenAPI
  * 3.1 document, together with the webhook and operations routes outside /api.
  */
-export function openApi(app: FastifyInstance, info: { version: string; prefix: string }): { document(): object } {
+export function openApi(app: FastifyInstance, info: { version: string }): { document(): object } {
   const operations: Operation[] = [];
   app.addHook('onRoute', (route: RouteOptions) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method];
@@ -63,12 +62,12 @@ export function openApi(app: FastifyInstance, info: { version: string; prefix: s
   };
 }
 
-function build(operations: readonly Operation[], info: { version: string; prefix: string }): object {
+function build(operations: readonly Operation[], info: { version: string }): object {
   const paths: Record<string, Record<string, object>> = {};
   for (const op of operations) {
-    const full = op.url.startsWith(info.prefix) ? op.url : `${info.prefix}${op.url}`;
-    const path = full.replace(/:([A-Za-z]+)/g, '{$1}');
-    const params = [...full.matchAll(/:([A-Za-z]+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    // The route's whole URL, its plugin's prefix (/api) included.
+    const path = op.url.replace(/:([A-Za-z]+)/g, '{$1}');
+    const params = [...op.url.matchAll(/:([A-Za-z]+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
     const query = op.query ? queryParameters(op.query) : [];
     const doc = op.doc;
     (paths[path] ??= {})[op.method] = {
@@ -89,7 +88,7 @@ function build(operations: readonly Operation[], info: { version: string; prefix
     },
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'HOOKD_ADMIN_TOKEN; a read token (HOOKD_READ_TOKENS) for GET' } },
-      schemas: { Error: ERROR, FlowInput: plain(FlowInput) },
+      schemas: { Error: ERROR },
     },
     paths,
   };

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import Type from 'typebox';
 import type { AttachmentStore } from '../attachments/contract.js';
+import { preciseNow } from '../core/clock.js';
 import { E, HookdError } from '../core/errors.js';
 import { Id, type Flow } from '../core/flow.js';
 import { uuidv7 } from '../core/ids.js';
@@ -9,7 +10,7 @@ import type { FlowRegistry } from '../store/flow-registry.js';
 import { bulkReplay } from './bulk-replay.js';
 import { bodyChecker } from './checked-body.js';
 import { ISO_TIME, parseIsoTime, TIME_ID_CURSOR, timeIdCursor } from './query-formats.js';
-import { preciseNow, Replayer } from './replayer.js';
+import { Replayer } from './replayer.js';
 
 /** `{"flowId": "…"}`: through another flow; absent, through its own. */
 const ReplayBody = Type.Object({ flowId: Type.Optional(Id) }, { additionalProperties: false });

@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import type { AttachmentStore } from '../attachments/contract.js';
 import { copyFiles } from '../attachments/copy-files.js';
+import { preciseNow } from '../core/clock.js';
 import { isHookdError } from '../core/errors.js';
 import type { Flow } from '../core/flow.js';
 import { renameOriginAttachment, REPLAY_OF_HEADER, type ReceivedMessage } from '../core/message.js';
@@ -85,9 +86,6 @@ export interface PreparedCopy {
   /** Its files in the attachment store, made for it. */
   fileIds: string[];
 }
-
-/** The clock of the ingress's receivedAt (epoch ms, sub-ms): a copy is received "now" on it. */
-export const preciseNow = (): number => performance.timeOrigin + performance.now();
 
 /** Whether a request is itself a replayed copy. */
 export const isReplay = (m: ReceivedMessage): boolean => m.headers[REPLAY_OF_HEADER] !== undefined;

@@ -49,7 +49,7 @@ import { type ReceivedMessage, toMessageView } from '../core/message.js';
 import type { Consumer, Delivery, Queue } from '../queue/contract.js';
 import type { ExecutionStore, RequestStore } from '../store/contracts.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
-import { preciseNow } from './clock.js';
+import { preciseNow } from '../core/clock.js';
 import { CompiledFlowCache, describeCompileError } from './compile.js';
 import type { ExpressionLimits } from './expression.js';
 import type { RunnerLogger } from './logger.js';

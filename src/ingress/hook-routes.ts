@@ -16,6 +16,7 @@ import {
 } from '../auth/verify.js';
 import type { AttachmentStore } from '../attachments/contract.js';
 import { DEFAULT_ATTACHMENT_SIZE_LIMIT } from '../attachments/contract.js';
+import { preciseNow } from '../core/clock.js';
 import { E, HookdError, isHookdError } from '../core/errors.js';
 import type { Flow } from '../core/flow.js';
 import type { CloudEvent, ReceivedMessage } from '../core/message.js';
@@ -62,7 +63,6 @@ interface HookParams {
 const EMPTY = Buffer.alloc(0);
 const ALLOWED_METHODS = 'HEAD, GET, POST, PUT, PATCH, OPTIONS';
 const HANDSHAKE_VALUE = 'a handshake value must be one string of at most 2048 characters';
-const now = () => performance.timeOrigin + performance.now();
 
 /**
  * HEAD|GET|POST|PUT|PATCH /hook/:flowId[/suffix] — Open Integration Hub semantics. The answer is
@@ -121,7 +121,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   };
 
   const receive = async (request: FastifyRequest<{ Params: HookParams }>, reply: FastifyReply) => {
-    const receivedAt = now();
+    const receivedAt = preciseNow();
     const { flowId } = request.params;
     const flow = deps.activeFlow(flowId);
     // Unknown and stopped flows take the same path: same body, same timing.
@@ -272,7 +272,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       }
       // A duplicate: the first delivery's request (and its own files) is what is stored.
       keepFiles = outcome.kind === 'stored';
-      deps.onAccepted?.(flowId, now() - receivedAt);
+      deps.onAccepted?.(flowId, preciseNow() - receivedAt);
       requestId = message.id;
     } finally {
       // Before answering: a sender that gets its answer finds no file of a refused request left.

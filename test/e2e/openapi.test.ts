@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type RunningHookd, startHookd } from '../helpers/hookd.js';
@@ -22,7 +23,7 @@ it('GET /api/openapi.json describes every route of the API, built from the route
   expect(doc.openapi).toBe('3.1.0');
   // A valid OpenAPI 3.1 document, as its JSON schema says.
   expect(await new Validator().validate(doc as never)).toEqual({ valid: true });
-  expect(doc.info.version).toMatch(/^\d+\.\d+\.\d+/);
+  expect(doc.info.version).toBe((JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version);
 
   // Every operation under /api says what it does and what it answers.
   const api = Object.entries(doc.paths).filter(([p]) => p.startsWith('/api/'));
@@ -51,7 +52,7 @@ it('GET /api/openapi.json describes every route of the API, built from the route
   expect(doc.paths['/api/dead-letters/retry']!.post!.requestBody?.required).toBe(false);
   expect(doc.paths['/api/executions']!.get!.parameters?.map((p) => `${p.in}:${p.name}`)).toEqual(['query:flowId', 'query:status', 'query:limit', 'query:before']);
   expect(doc.paths['/api/flows/{id}']!.get!.parameters).toEqual([{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }]);
-  expect(doc.components.schemas.FlowInput).toMatchObject({ type: 'object', properties: { steps: expect.any(Object), trigger: expect.any(Object) } });
+  expect(doc.paths['/api/flows/{id}']!.put!.requestBody?.content['application/json'].schema).toMatchObject({ type: 'object', properties: { steps: expect.any(Object), trigger: expect.any(Object) } });
   // The webhook and operations routes, which need no token.
   expect(Object.keys(doc.paths['/hook/{flowId}']!)).toEqual(['head', 'get', 'post', 'put', 'patch', 'options']);
   // What every change can also answer: a read token's 403, a body's 413/415, an outage's 503.

@@ -10,7 +10,7 @@ import { FINAL_STATUSES, MESSAGE_INPUT, type Execution } from '../../src/core/ex
 import { withMessageInputs } from '../../src/api/message-inputs.js';
 import type { Flow, StepDef } from '../../src/core/flow.js';
 import type { ReceivedMessage } from '../../src/core/message.js';
-import { preciseNow } from '../../src/flow/clock.js';
+import { preciseNow } from '../../src/core/clock.js';
 import { createFlowRunner, type FlowRunner, type FlowRunnerOptions, type StepStartedEvent } from '../../src/flow/runner.js';
 import { isTruncated } from '../../src/flow/truncate.js';
 import type { Backend } from '../../src/store/backend.js';
