@@ -9,6 +9,7 @@ import type { ExecutionStore, RequestStore } from '../store/contracts.js';
 import { withMessageInputs } from './message-inputs.js';
 import { PageQuery, page } from './pagination.js';
 import { executionView, readerExecution, readerHeaders } from './views.js';
+import { ExecutionPage, ExecutionView, RequestPage, RequestView } from './response-schemas.js';
 
 /** Stored body bytes per page of GET /api/requests, at most (a page holds at least one request). */
 const LIST_PAGE_BYTES = 16 * 1024 * 1024;
@@ -43,7 +44,7 @@ export async function executionRoutes(
   /** Executions as this caller may see them (a read token's step data without signatures). */
   const executionsFor = (request: FastifyRequest, list: Execution[]): Execution[] =>
     byReadToken(request) ? list.map((e) => readerExecution(e, headerOf(e.flowId))) : list;
-  app.get<{ Querystring: Static<typeof ExecutionQuery> }>('/executions', { schema: { querystring: ExecutionQuery }, config: { doc: { summary: 'Executions, newest first (`next` → `before` for the next page)', responses: { 200: '{items, next?}', 400: 'Invalid query' } } } }, async (request) => {
+  app.get<{ Querystring: Static<typeof ExecutionQuery> }>('/executions', { schema: { querystring: ExecutionQuery }, config: { doc: { summary: 'Executions, newest first (`next` → `before` for the next page)', responses: { 200: { description: 'A page of executions', schema: ExecutionPage }, 400: 'Invalid query' } } } }, async (request) => {
     const limit = request.query.limit ?? 100;
     // Paged by id alone (`id < before`): a cursor that names nothing any more still pages right.
     const items = await deps.executions.list({ ...request.query, limit });
@@ -51,14 +52,14 @@ export async function executionRoutes(
     return page(executionsFor(request, shown), limit, executionView);
   });
 
-  app.get<{ Params: { id: string } }>('/executions/:id', { config: { doc: { summary: 'An execution with its step records', responses: { 200: 'The execution', 404: 'No such execution' } } } }, async (request) => {
+  app.get<{ Params: { id: string } }>('/executions/:id', { config: { doc: { summary: 'An execution with its step records', responses: { 200: { description: 'The execution', schema: ExecutionView }, 404: 'No such execution' } } } }, async (request) => {
     const execution = await deps.executions.get(request.params.id);
     if (!execution) throw new HookdError(E.NOT_FOUND, `Execution ${request.params.id}`);
     const shown = await withMessageInputs([execution], deps.requests, deps.executionDataLimit, viewFor(request, toMessageView));
     return executionView(executionsFor(request, shown)[0]!);
   });
 
-  app.get<{ Querystring: Static<typeof RequestQuery> }>('/requests', { schema: { querystring: RequestQuery }, config: { doc: { summary: 'Stored requests, newest first by time of receipt (pages of at most 16 MiB of bodies)', responses: { 200: '{items, next?}', 400: 'Invalid query', 410: 'The `before` request is gone' } } } }, async (request) => {
+  app.get<{ Querystring: Static<typeof RequestQuery> }>('/requests', { schema: { querystring: RequestQuery }, config: { doc: { summary: 'Stored requests, newest first by time of receipt (pages of at most 16 MiB of bodies)', responses: { 200: { description: 'A page of requests', schema: RequestPage }, 400: 'Invalid query', 410: 'The `before` request is gone' } } } }, async (request) => {
     const limit = request.query.limit ?? 100;
     // Bodies are stored inline up to PAYLOAD_SIZE_LIMIT: a page of 1,000 could be gigabytes. Sizes
     // first, then only the rows that fit the budget (the first always), read by id.
@@ -78,7 +79,7 @@ export async function executionRoutes(
     return { items: items.map(viewFor(request, toRequestView)), ...(more && last !== undefined ? { next: last } : {}) };
   });
 
-  app.get<{ Params: { id: string } }>('/requests/:id', { config: { doc: { summary: 'A stored request (body, raw body as base64, headers, files) with its execution id', responses: { 200: 'The request', 404: 'No such request' } } } }, async (request) => {
+  app.get<{ Params: { id: string } }>('/requests/:id', { config: { doc: { summary: 'A stored request (body, raw body as base64, headers, files) with its execution id', responses: { 200: { description: 'The request', schema: RequestView }, 404: 'No such request' } } } }, async (request) => {
     const message = await deps.requests.get(request.params.id);
     if (!message) throw new HookdError(E.NOT_FOUND, `Request ${request.params.id}`);
     const execution = await deps.executions.getByRequest(message.id);

@@ -10,6 +10,7 @@ import { buildFlow, newFlowId } from './flow-definition.js';
 import { flowView } from './views.js';
 import Type from 'typebox';
 import { bodyChecker } from './checked-body.js';
+import { FlowPage, FlowView } from './response-schemas.js';
 
 interface Deps {
   registry: FlowRegistry;
@@ -80,9 +81,9 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
   const view = (f: Flow, reveal?: ReadonlySet<string>) => flowView(f, publicUrl(), reveal);
   const readView = (request: FastifyRequest, f: Flow) => flowView(f, publicUrl(), undefined, byReadToken(request));
 
-  app.get('/flows', { config: { doc: { summary: 'List flows (with webhookUrl; secrets masked)', responses: { 200: '{items}' } } } }, async (request) => ({ items: registry.list().map((f) => readView(request, f)) }));
+  app.get('/flows', { config: { doc: { summary: 'List flows (with webhookUrl; secrets masked)', responses: { 200: { description: 'Every flow', schema: FlowPage } } } } }, async (request) => ({ items: registry.list().map((f) => readView(request, f)) }));
 
-  app.post('/flows', { config: { doc: { summary: 'Create a flow (an `id` in the body, or one is made)', body: FlowInput, responses: { 201: 'The flow, new secrets shown once', 400: 'Invalid definition, each problem by path', 409: 'The id exists' } } } }, async (request, reply) => {
+  app.post('/flows', { config: { doc: { summary: 'Create a flow (an `id` in the body, or one is made)', body: FlowInput, responses: { 201: { description: 'The flow, new secrets shown once', schema: FlowView }, 400: 'Invalid definition, each problem by path', 409: 'The id exists' } } } }, async (request, reply) => {
     const body = definitionOf(request.body) as { id?: unknown } | null;
     const id = typeof body?.id === 'string' ? body.id : newFlowId();
     const exists = () => new HookdError(E.CONFLICT, `Flow ${id} already exists (use PUT /api/flows/${id} to replace it)`);
@@ -92,9 +93,9 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
     return reply.code(201).header('location', `/api/flows/${encodeURIComponent(id)}`).send(view(flow, newSecrets(flow, undefined)));
   });
 
-  app.get<IdParams>('/flows/:id', { config: { doc: { summary: 'A flow', responses: { 200: 'The flow', 404: 'No such flow' } } } }, async (request) => readView(request, await find(request.params.id)));
+  app.get<IdParams>('/flows/:id', { config: { doc: { summary: 'A flow', responses: { 200: { description: 'The flow', schema: FlowView }, 404: 'No such flow' } } } }, async (request) => readView(request, await find(request.params.id)));
 
-  app.put<IdParams>('/flows/:id', { config: { doc: { summary: 'Create or replace a flow', body: FlowInput, responses: { 200: 'Replaced', 201: 'Created', 400: 'Invalid definition', 409: 'Changed by other requests meanwhile: try again' } } } }, async (request, reply) => {
+  app.put<IdParams>('/flows/:id', { config: { doc: { summary: 'Create or replace a flow', body: FlowInput, responses: { 200: { description: 'Replaced', schema: FlowView }, 201: { description: 'Created (new secrets shown once)', schema: FlowView }, 400: 'Invalid definition', 409: 'Changed by other requests meanwhile: try again' } } } }, async (request, reply) => {
     const { id } = request.params;
     // A replacement, built again on what is stored when another write came first (masked
     // secrets are resolved against the flow they replace).
@@ -109,7 +110,7 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
   });
 
   // Rotation: add a second secret (given, or generated), move senders over, delete the old one.
-  app.post<IdParams>('/flows/:id/secrets', { config: { doc: { summary: 'Add a second secret to the flow\'s credential (rotation); generated when none is given', body: NewSecretBody, bodyOptional: true, responses: { 201: 'The flow, the new secret shown once', 400: 'Invalid body', 404: 'No such flow', 409: 'No credential with secrets, or two held already' } } } }, async (request, reply) => {
+  app.post<IdParams>('/flows/:id/secrets', { config: { doc: { summary: 'Add a second secret to the flow\'s credential (rotation); generated when none is given', body: NewSecretBody, bodyOptional: true, responses: { 201: { description: 'The flow, the new secret shown once', schema: FlowView }, 400: 'Invalid body', 404: 'No such flow', 409: 'No credential with secrets, or two held already' } } } }, async (request, reply) => {
     // A misspelt `secret` is a 400: dropped, it would make hookd generate one the sender does not have.
     const given = newSecretBody(request.body).secret;
     let secret = '';
@@ -124,7 +125,7 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
     return reply.code(201).send(view(updated, new Set([secret])));
   });
 
-  app.delete<{ Params: { id: string; index: string } }>('/flows/:id/secrets/:index', { config: { doc: { summary: 'Remove a secret of the flow\'s credential (the old one, after rotation)', responses: { 200: 'The flow', 404: 'No such flow or secret', 409: 'The last secret' } } } }, async (request) => {
+  app.delete<{ Params: { id: string; index: string } }>('/flows/:id/secrets/:index', { config: { doc: { summary: 'Remove a secret of the flow\'s credential (the old one, after rotation)', responses: { 200: { description: 'The flow', schema: FlowView }, 404: 'No such flow or secret', 409: 'The last secret' } } } }, async (request) => {
     // Digits only: Number('') is 0, and '0x1' or '1e0' would name secret 1.
     const index = /^\d{1,4}$/.test(request.params.index) ? Number(request.params.index) : -1;
     // The secret the index named when first read: a write that came in between may have moved it
@@ -147,7 +148,7 @@ export async function flowRoutes(app: FastifyInstance, { registry, publicUrl }: 
 
   for (const status of ['started', 'stopped'] as const) {
     const verb = status === 'started' ? 'start' : 'stop';
-    app.post<IdParams>(`/flows/:id/${verb}`, { config: { doc: { summary: `${verb === 'start' ? 'Start' : 'Stop'} a flow (a stopped flow's URL answers 404; its queued jobs wait)`, responses: { 200: 'The flow', 404: 'No such flow' } } } }, async (request) =>
+    app.post<IdParams>(`/flows/:id/${verb}`, { config: { doc: { summary: `${verb === 'start' ? 'Start' : 'Stop'} a flow (a stopped flow's URL answers 404; its queued jobs wait)`, responses: { 200: { description: 'The flow', schema: FlowView }, 404: 'No such flow' } } } }, async (request) =>
       view(await update(request.params.id, (flow) => ({ ...flow, status, updatedAt: nextUpdatedAt(flow) }))),
     );
   }

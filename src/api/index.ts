@@ -14,6 +14,7 @@ import { queueRoutes } from './queue-routes.js';
 import { hookdVersion } from '../config/version.js';
 import { openApi } from './openapi.js';
 import { replayRoutes } from './replay-routes.js';
+import { OpenApiDocument } from './response-schemas.js';
 
 interface Deps {
   /** SHA-256 of the admin token and of the read tokens. */
@@ -82,5 +83,5 @@ export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> 
     ...(deps.attachments ? { attachments: deps.attachments } : {}),
   });
   await app.register(attachmentRoutes, { requests: deps.backend.requests, ...(deps.attachments ? { attachments: deps.attachments } : {}) });
-  app.get('/openapi.json', { config: { doc: { summary: 'This API as an OpenAPI 3.1 document', responses: { 200: 'The document' } } } }, async () => spec.document());
+  app.get('/openapi.json', { config: { doc: { summary: 'This API as an OpenAPI 3.1 document', responses: { 200: { description: 'The document', schema: OpenApiDocument } } } } }, async () => spec.document());
 }

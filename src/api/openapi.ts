@@ -12,8 +12,11 @@ export interface RouteDoc {
   body?: TSchema;
   /** The body is optional (an empty one has a meaning). */
   bodyOptional?: boolean;
-  /** Status codes it answers with, and when (errors have hookd's shape: components.schemas.Error). */
-  responses: Record<number, string>;
+  /**
+   * Status codes it answers with, and when; a JSON answer with its schema (response-schemas.ts).
+   * Errors have hookd's shape (components.schemas.Error).
+   */
+  responses: Record<number, string | { description: string; schema: TSchema }>;
 }
 
 declare module 'fastify' {
@@ -64,6 +67,7 @@ export function openApi(app: FastifyInstance, info: { version: string }): { docu
 
 function build(operations: readonly Operation[], info: { version: string }): object {
   const paths: Record<string, Record<string, object>> = {};
+  const components: Record<string, object> = { Error: ERROR };
   for (const op of operations) {
     // The route's whole URL, its plugin's prefix (/api) included.
     const path = op.url.replace(/:([A-Za-z]+)/g, '{$1}');
@@ -75,7 +79,7 @@ function build(operations: readonly Operation[], info: { version: string }): obj
       security: [{ bearer: [] }],
       ...(params.length + query.length > 0 ? { parameters: [...params, ...query] } : {}),
       ...(doc?.body ? { requestBody: { required: doc.bodyOptional !== true, content: { 'application/json': { schema: plain(doc.body) } } } } : {}),
-      responses: responses(doc?.responses ?? {}, op.method, doc?.body !== undefined),
+      responses: responses(doc?.responses ?? {}, op.method, doc?.body !== undefined, components),
     };
   }
   Object.assign(paths, outsideApi());
@@ -88,15 +92,15 @@ function build(operations: readonly Operation[], info: { version: string }): obj
     },
     components: {
       securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'HOOKD_ADMIN_TOKEN; a read token (HOOKD_READ_TOKENS) for GET' } },
-      schemas: { Error: ERROR },
+      schemas: components,
     },
     paths,
   };
 }
 
 /** What the route says, and what every route of the API can answer besides. */
-function responses(byStatus: Record<number, string>, method: string, takesBody: boolean): Record<string, object> {
-  const all: Record<number, string> = {
+function responses(byStatus: RouteDoc['responses'], method: string, takesBody: boolean, components: Record<string, object>): Record<string, object> {
+  const all: RouteDoc['responses'] = {
     ...byStatus,
     401: 'No token, or not a valid one',
     503: 'Storage or queue unavailable: retry after Retry-After',
@@ -107,10 +111,31 @@ function responses(byStatus: Record<number, string>, method: string, takesBody: 
     all[415] ??= 'Body not JSON';
   }
   const out: Record<string, object> = {};
-  for (const [status, description] of Object.entries(all)) {
-    out[status] = Number(status) >= 400 ? { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } } : { description };
+  for (const [status, doc] of Object.entries(all)) {
+    if (typeof doc !== 'string') {
+      out[status] = { description: doc.description, content: { 'application/json': { schema: hoisted(plain(doc.schema), components) } } };
+    } else if (Number(status) >= 400) {
+      out[status] = { description: doc, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+    } else {
+      out[status] = { description: doc };
+    }
   }
   return out;
+}
+
+/**
+ * A schema with every part that has an `$id` (response-schemas.ts: Flow, Execution, …) moved to
+ * components.schemas under that name and referenced from where it was: one definition per type,
+ * which is what client generators name their classes after.
+ */
+function hoisted(schema: unknown, components: Record<string, object>): unknown {
+  if (Array.isArray(schema)) return schema.map((s) => hoisted(s, components));
+  if (schema === null || typeof schema !== 'object') return schema;
+  const { $id, ...rest } = schema as Record<string, unknown>;
+  const inner = Object.fromEntries(Object.entries(rest).map(([k, v]) => [k, hoisted(v, components)]));
+  if (typeof $id !== 'string') return inner;
+  components[$id] ??= inner;
+  return { $ref: `#/components/schemas/${$id}` };
 }
 
 function queryParameters(schema: TSchema): object[] {

@@ -5,6 +5,7 @@ import { Id } from '../core/flow.js';
 import type { Queue } from '../queue/contract.js';
 import { bodyChecker } from './checked-body.js';
 import { ISO_TIME, parseIsoTime, TIME_ID_CURSOR, timeIdCursor } from './query-formats.js';
+import { BulkRetryView, DeadLetterPage, DeadLetterRequeued, QueueStatsView } from './response-schemas.js';
 
 const DeadLetterQueryString = Type.Object({
   flowId: Type.Optional(Id),
@@ -24,11 +25,11 @@ const BulkRetryBody = Type.Object(
 const bulkRetryOptions = bodyChecker(BulkRetryBody, 'bulk retry');
 
 export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queue }): Promise<void> {
-  app.get('/queue', { config: { doc: { summary: 'Jobs ready, in flight, delayed and dead', responses: { 200: '{ready, inFlight, delayed, dead}' } } } }, async () => queue.stats());
+  app.get('/queue', { config: { doc: { summary: 'Jobs ready, in flight, delayed and dead', responses: { 200: { description: 'Job counts', schema: QueueStatsView } } } } }, async () => queue.stats());
 
   // Paged like the other lists (`next` → `before`), by a cursor that needs no row: a dead letter
   // retried or dismissed since does not end the paging.
-  app.get<{ Querystring: Static<typeof DeadLetterQueryString> }>('/dead-letters', { schema: { querystring: DeadLetterQueryString }, config: { doc: { summary: 'Dead-lettered jobs with their last error, newest first', responses: { 200: '{items, next?}', 400: 'Invalid query' } } } }, async (request) => {
+  app.get<{ Querystring: Static<typeof DeadLetterQueryString> }>('/dead-letters', { schema: { querystring: DeadLetterQueryString }, config: { doc: { summary: 'Dead-lettered jobs with their last error, newest first', responses: { 200: { description: 'A page of dead letters', schema: DeadLetterPage }, 400: 'Invalid query' } } } }, async (request) => {
     const limit = request.query.limit ?? 100;
     const m = request.query.before === undefined ? null : TIME_ID_CURSOR.exec(request.query.before);
     const items = await queue.deadLetters({
@@ -44,7 +45,7 @@ export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queu
   });
 
   // Bulk retry, after the receiver's outage: oldest first; call again while `remaining` says more.
-  app.post('/dead-letters/retry', { config: { doc: { summary: 'Retry dead letters in bulk, oldest first', body: BulkRetryBody, bodyOptional: true, responses: { 202: '{retried, remaining}', 400: 'Invalid body' } } } }, async (request, reply) => {
+  app.post('/dead-letters/retry', { config: { doc: { summary: 'Retry dead letters in bulk, oldest first', body: BulkRetryBody, bodyOptional: true, responses: { 202: { description: 'Put back, and still dead', schema: BulkRetryView }, 400: 'Invalid body' } } } }, async (request, reply) => {
     const body = bulkRetryOptions(request.body);
     const since = body.since === undefined ? undefined : parseIsoTime(body.since);
     if (body.since !== undefined && since === undefined) throw new HookdError(E.VALIDATION_FAILED, `Invalid bulk retry: /since: not a time: ${body.since}`);
@@ -56,7 +57,7 @@ export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queu
     return reply.code(202).send(result);
   });
 
-  app.post<{ Params: { id: string } }>('/dead-letters/:id/retry', { config: { doc: { summary: 'Retry a dead letter (attempts from 1 again)', responses: { 202: '{id, status: "requeued"}', 404: 'No such dead letter', 409: 'Its flow does not exist' } } } }, async (request, reply) => {
+  app.post<{ Params: { id: string } }>('/dead-letters/:id/retry', { config: { doc: { summary: 'Retry a dead letter (attempts from 1 again)', responses: { 202: { description: 'Queued again', schema: DeadLetterRequeued }, 404: 'No such dead letter', 409: 'Its flow does not exist' } } } }, async (request, reply) => {
     if (!(await queue.retryDead(request.params.id))) throw new HookdError(E.NOT_FOUND, `Dead letter ${request.params.id}`);
     return reply.code(202).send({ id: request.params.id, status: 'requeued' });
   });

@@ -11,6 +11,7 @@ import { bulkReplay } from './bulk-replay.js';
 import { bodyChecker } from './checked-body.js';
 import { ISO_TIME, parseIsoTime, TIME_ID_CURSOR, timeIdCursor } from './query-formats.js';
 import { Replayer } from './replayer.js';
+import { BulkReplayView, ReplayAccepted } from './response-schemas.js';
 
 /** `{"flowId": "…"}`: through another flow; absent, through its own. */
 const ReplayBody = Type.Object({ flowId: Type.Optional(Id) }, { additionalProperties: false });
@@ -70,7 +71,7 @@ export async function replayRoutes(app: FastifyInstance, deps: Deps): Promise<vo
   };
 
   /** POST /api/requests/{id}/replay [{"flowId"}] → 202 {requestId, replayOf, flowId, status}. */
-  app.post<{ Params: { id: string } }>('/requests/:id/replay', { config: { doc: { summary: 'Replay a stored request through its flow (or another) as a new request', body: ReplayBody, bodyOptional: true, responses: { 202: '{requestId, replayOf, flowId, status}', 400: 'Invalid body', 404: 'No such request', 409: 'The flow does not exist, or a file of the request is gone or changed' } } } }, async (request, reply) => {
+  app.post<{ Params: { id: string } }>('/requests/:id/replay', { config: { doc: { summary: 'Replay a stored request through its flow (or another) as a new request', body: ReplayBody, bodyOptional: true, responses: { 202: { description: 'The copy, stored and queued', schema: ReplayAccepted }, 400: 'Invalid body', 404: 'No such request', 409: 'The flow does not exist, or a file of the request is gone or changed' } } } }, async (request, reply) => {
     const options = replayOptions(request.body);
     const original = await deps.requests.get(request.params.id);
     if (original === undefined) throw new HookdError(E.NOT_FOUND, `Request ${request.params.id}`);
@@ -84,7 +85,7 @@ export async function replayRoutes(app: FastifyInstance, deps: Deps): Promise<vo
    * POST /api/requests/replay — a page of a bulk replay (bulk-replay.ts): a flow's requests of a
    * time window, oldest first; `next` goes on with the following ones.
    */
-  app.post('/requests/replay', { config: { doc: { summary: 'Bulk replay: a flow\'s requests of a time window, oldest first, a page per call', body: BulkReplayBody, responses: { 202: '{flowId, status, until, replayed, alreadyReplayed, leftOutReplays, requests, skipped, next?}', 400: 'Invalid body', 409: 'The target flow does not exist' } } } }, async (request, reply) => {
+  app.post('/requests/replay', { config: { doc: { summary: 'Bulk replay: a flow\'s requests of a time window, oldest first, a page per call', body: BulkReplayBody, responses: { 202: { description: 'This page replayed', schema: BulkReplayView }, 400: 'Invalid body', 409: 'The target flow does not exist' } } } }, async (request, reply) => {
     const body = bulkReplayOptions(request.body);
     const time = (field: 'since' | 'until'): number | undefined => {
       const text = body[field];

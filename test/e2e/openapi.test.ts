@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { DocumentedResponses } from '../helpers/documented-responses.js';
 import { type RunningHookd, startHookd } from '../helpers/hookd.js';
 
 let h: RunningHookd;
@@ -63,4 +64,29 @@ it('GET /api/openapi.json describes every route of the API, built from the route
   // A read token may read it too.
   const reader = await fetch(`${h.url}/api/openapi.json`, { headers: { authorization: 'Bearer openapi-reader-0123456789' } });
   expect(reader.status).toBe(200);
+});
+
+it('every answer the tests get is checked against the document: a body or status it does not describe fails', async () => {
+  const doc = (await h.api('GET', '/api/openapi.json')).body as { components: { schemas: Record<string, unknown> }; paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: unknown }> }> }>> };
+  // Each answer type is one component, referenced from its operations.
+  expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Error', 'Flow', 'FlowList', 'Execution', 'ExecutionList', 'Request', 'RequestList', 'QueueStats', 'DeadLetterList', 'BulkRetryResult', 'ReplayAccepted', 'BulkReplayResult']));
+  expect(doc.paths['/api/flows/{id}']!.get!.responses['200']!.content!['application/json']!.schema).toEqual({ $ref: '#/components/schemas/Flow' });
+  expect(doc.paths['/api/executions']!.get!.responses['200']!.content!['application/json']!.schema).toEqual({ $ref: '#/components/schemas/ExecutionList' });
+
+  const checker = new DocumentedResponses(doc as never);
+  const created = await h.api('POST', '/api/flows', { id: 'documented', trigger: { type: 'webhook', auth: { type: 'hmac', header: 'X-Signature', secrets: ['a-secret-of-enough-length'] } } });
+  expect(created.status).toBe(201);
+  const flow = (await h.api('GET', '/api/flows/documented')).body as Record<string, unknown>;
+  expect(() => checker.check('GET', '/api/flows/documented', 200, flow, 'application/json')).not.toThrow();
+  // What a view that drifted from its schema would answer.
+  expect(() => checker.check('GET', '/api/flows/documented', 200, { ...flow, extra: 1 }, 'application/json')).toThrow(/does not match its documented schema.*extra/);
+  expect(() => checker.check('GET', '/api/flows/documented', 200, { ...flow, status: 'paused' }, 'application/json')).toThrow(/\/status/);
+  expect(() => checker.check('GET', '/api/flows/documented', 200, { ...flow, createdAt: 'yesterday' }, 'application/json')).toThrow(/\/createdAt/);
+  expect(() => checker.check('GET', '/api/queue', 200, { ready: 1 }, 'application/json')).toThrow(/inFlight/);
+  // A status the operation does not list; an error not in the error shape.
+  expect(() => checker.check('GET', '/api/flows/documented', 409, { error: 'CONFLICT', message: 'x' }, 'application/json')).toThrow(/status not documented/);
+  expect(() => checker.check('GET', '/api/flows/missing', 404, { message: 'x' }, 'application/json')).toThrow(/error/);
+  expect(() => checker.check('GET', '/api/nothing-here', 200, {}, 'application/json')).toThrow(/not in the OpenAPI document/);
+  // The literal route wins over the parameter: /api/requests/replay is not /api/requests/{id}.
+  expect(() => checker.check('POST', '/api/requests/replay', 202, { requestId: 'a', replayOf: 'b', flowId: 'c', status: 'started' }, 'application/json')).toThrow(/does not match/);
 });

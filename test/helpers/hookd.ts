@@ -5,6 +5,7 @@ import path from 'node:path';
 import { pino } from 'pino';
 import { type App, createApp } from '../../src/app.js';
 import { type Config, loadConfig } from '../../src/config/config.js';
+import { documentedAt, registerDocumented } from './documented-responses.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 
@@ -29,6 +30,7 @@ export async function startHookd(env: Record<string, string> = {}): Promise<Runn
   const url = await app.listen();
   // Alone (no cluster), an instance always knows its token.
   const token = app.adminToken!;
+  const unregister = registerDocumented(url, token);
   return {
     app,
     url,
@@ -36,6 +38,7 @@ export async function startHookd(env: Record<string, string> = {}): Promise<Runn
     config,
     api: (method, p, body) => adminCall(url, token, method, p, body),
     async close() {
+      unregister();
       await app.close();
       if (!env.DATA_DIR) rmSync(dataDir, { recursive: true, force: true });
     },
@@ -49,7 +52,10 @@ export async function adminCall(base: string, token: string, method: string, p: 
     ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
   });
   const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  const parsed = text ? JSON.parse(text) : undefined;
+  // Every answer of an instance started here is checked against its own OpenAPI document.
+  (await documentedAt(base))?.check(method, p, res.status, parsed, res.headers.get('content-type'));
+  return { status: res.status, body: parsed };
 }
 
 export interface ChildHookd {
