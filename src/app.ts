@@ -205,6 +205,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
       logger.info({ flowId, reason, ip }, 'webhook call refused');
     },
     onDiscardFailed: (ids: readonly string[], err: unknown) => logger.warn({ err, ids }, 'attachments of a refused request not deleted; the sweep will'),
+    publicUrl: () => publicUrl,
   });
   await server.register(adminApi, {
     prefix: '/api',

@@ -2,6 +2,7 @@ import type { CorsDef, WebhookAuth } from './schema.js';
 import { apiKeyLocations } from './schemes/api-key.js';
 import { TOKEN_HEADER } from './schemes/token.js';
 import { GITHUB_SIGNATURE_HEADER } from './schemes/github.js';
+import { TWILIO_SETTINGS_HEADER, TWILIO_SIGNATURE_HEADER } from './schemes/twilio.js';
 import { PADDLE_SIGNATURE_HEADER } from './schemes/paddle.js';
 import { STRIPE_SIGNATURE_HEADER } from './schemes/stripe.js';
 import { STANDARD_WEBHOOKS_HEADERS } from './schemes/standard-webhooks.js';
@@ -44,6 +45,8 @@ export function schemeHeaders(auth: WebhookAuth | undefined): string[] {
       return [ZOOM_SIGNATURE_HEADER, ZOOM_TIMESTAMP_HEADER];
     case 'paddle':
       return [PADDLE_SIGNATURE_HEADER];
+    case 'twilio':
+      return [TWILIO_SIGNATURE_HEADER, TWILIO_SETTINGS_HEADER];
     default:
       return [];
   }

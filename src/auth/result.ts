@@ -11,6 +11,11 @@ export interface AuthRequest {
   body: unknown;
   /** Epoch milliseconds. */
   now: number;
+  /**
+   * The URL as the sender called it, query included, unnormalized (PUBLIC_URL + the path and query
+   * received): for schemes that sign it (Twilio).
+   */
+  url?: string;
 }
 
 export type AuthHeaders = AuthRequest['headers'];

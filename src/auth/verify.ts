@@ -13,6 +13,7 @@ import { standardWebhooksVerifier } from './schemes/standard-webhooks.js';
 import { shopifyVerifier } from './schemes/shopify.js';
 import { slackVerifier } from './schemes/slack.js';
 import { zoomVerifier } from './schemes/zoom.js';
+import { twilioVerifier } from './schemes/twilio.js';
 
 export type { AuthRequest, AuthResult, AuthFailure, AuthFailureReason } from './result.js';
 export type { BodyVerifier, FinishRequest } from './schemes/scheme.js';
@@ -24,7 +25,7 @@ export { redactHeaders, redactQuery, redactBody, redactRawBody, credentialLocati
  * signature schemes the header-derived prefix (`${t}.`, `${id}.${ts}.`, `v0:${ts}:`) is hashed first,
  * so the body is never buffered for verification.
  */
-export function createBodyVerifier(auth: WebhookAuth | undefined, headers: AuthHeaders): BodyVerifier {
+export function createBodyVerifier(auth: WebhookAuth | undefined, headers: AuthHeaders, signedUrl?: string): BodyVerifier {
   if (auth === undefined) return noneVerifier();
   switch (auth.type) {
     case 'none':
@@ -51,6 +52,8 @@ export function createBodyVerifier(auth: WebhookAuth | undefined, headers: AuthH
       return zoomVerifier(auth, headers);
     case 'paddle':
       return paddleVerifier(auth, headers);
+    case 'twilio':
+      return twilioVerifier(auth, headers, signedUrl);
     default: {
       const unknown: never = auth;
       throw new Error(`Unknown auth type ${(unknown as { type: string }).type}`);
@@ -60,7 +63,7 @@ export function createBodyVerifier(auth: WebhookAuth | undefined, headers: AuthH
 
 /** Verifies a request whose body is already in memory. */
 export function verifyRequest(auth: WebhookAuth | undefined, req: AuthRequest): AuthResult {
-  const v = createBodyVerifier(auth, req.headers);
+  const v = createBodyVerifier(auth, req.headers, req.url);
   if (v.early) return v.early;
   if (v.needsBody) v.update(req.rawBody);
   const { rawBody: _raw, ...rest } = req;

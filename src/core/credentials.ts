@@ -133,6 +133,22 @@ export const PaddleAuth = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * Twilio: X-Twilio-Signature, base64 HMAC-SHA1 (or HMAC-SHA256, as X-Twilio-Webhooks-Signature-Settings
+ * names it) of the URL Twilio called followed by the form's parameters sorted by name; a JSON body
+ * is covered by `bodySHA256` in the URL. The secrets are the account's auth tokens (primary and
+ * secondary). `url`: the webhook URL as configured in Twilio, without its query, when a proxy in
+ * front of hookd changes the path (default PUBLIC_URL + the path hookd was called at).
+ */
+export const TwilioAuth = Type.Object(
+  {
+    type: Type.Literal('twilio'),
+    secrets: Secrets,
+    url: Type.Optional(Type.String({ pattern: '^https?://[^?#\\s]+$', maxLength: 2048 })),
+  },
+  { additionalProperties: false },
+);
+
 /** `flow.trigger.auth`, discriminated on `type`. Absent means `none`. */
 export const WebhookAuth = Type.Union([
   NoneAuth,
@@ -147,6 +163,7 @@ export const WebhookAuth = Type.Union([
   SlackAuth,
   ZoomAuth,
   PaddleAuth,
+  TwilioAuth,
 ]);
 
 /** Client addresses allowed to call: IPv4/IPv6 addresses or CIDRs (see ip-allowlist.ts). */
@@ -198,6 +215,7 @@ export type ShopifyAuthDef = Static<typeof ShopifyAuth>;
 export type SlackAuthDef = Static<typeof SlackAuth>;
 export type ZoomAuthDef = Static<typeof ZoomAuth>;
 export type PaddleAuthDef = Static<typeof PaddleAuth>;
+export type TwilioAuthDef = Static<typeof TwilioAuth>;
 export type HmacAlgorithmDef = Static<typeof HmacAlgorithm>;
 export type HmacEncodingDef = Static<typeof HmacEncoding>;
 export type IpAllowlistDef = Static<typeof IpAllowlist>;

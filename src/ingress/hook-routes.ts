@@ -53,6 +53,8 @@ export interface IngressDeps {
   onAuthFailure?(flowId: string, reason: AuthFailureReason | 'ip' | 'rate', clientIp: string): void;
   /** Attachments that could not be deleted after a rejected request (the sweep takes them later). */
   onDiscardFailed?(ids: readonly string[], err: unknown): void;
+  /** PUBLIC_URL: senders that sign the URL they called (Twilio) signed this + the path and query. */
+  publicUrl?: () => string;
 }
 
 interface HookParams {
@@ -120,6 +122,17 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     }
   };
 
+  /**
+   * The URL a Twilio flow's sender signed: the credential's `url` (a proxy changed the path) or
+   * PUBLIC_URL, then the path and query exactly as received (node's raw request URL).
+   */
+  const signedUrlOf = (auth: WebhookAuth | undefined, raw: string | undefined): { url?: string } => {
+    if (auth?.type !== 'twilio' || raw === undefined) return {};
+    if (auth.url === undefined) return deps.publicUrl ? { url: deps.publicUrl() + raw } : {};
+    const q = raw.indexOf('?');
+    return { url: auth.url + (q < 0 ? '' : raw.slice(q)) };
+  };
+
   const receive = async (request: FastifyRequest<{ Params: HookParams }>, reply: FastifyReply) => {
     const receivedAt = preciseNow();
     const { flowId } = request.params;
@@ -143,7 +156,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     }
     if (isHead) {
       // A protected flow answers HEAD like an unknown one unless the probe carries valid credentials.
-      const probe = { method: 'HEAD', headers: request.headers, query: request.query as Record<string, string>, rawBody: EMPTY, body: null, now: Date.now() };
+      const probe = { method: 'HEAD', headers: request.headers, query: request.query as Record<string, string>, rawBody: EMPTY, body: null, now: Date.now(), ...signedUrlOf(auth, request.raw.url) };
       if (!probeMayReveal(auth, probe)) {
         // Refused like any other bad credential (counted, logged), but answered as an unknown flow.
         const verdict = verifyRequest(auth, probe);
@@ -177,7 +190,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       return reply.code(early.status).headers(early.headers).send(early.body);
     }
 
-    const verifier = createBodyVerifier(auth, request.headers);
+    const verifier = createBodyVerifier(auth, request.headers, signedUrlOf(auth, request.raw.url).url);
     if (verifier.early) throw rejected(flow, request.ip, verifier.early);
     // Credentials are checked as early as they can be: from headers and query before the body is
     // read (Basic, API keys, a token that cannot be in this body); a signature once the bytes are

@@ -5,13 +5,14 @@
  * providers' own libraries (stripe, standardwebhooks, @octokit/webhooks-methods); generic HMAC,
  * Shopify and Slack from node:crypto.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { sign as githubSign } from '@octokit/webhooks-methods';
 import { Webhook } from 'standardwebhooks';
 import Stripe from 'stripe';
+import twilio from 'twilio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningHookd, startHookd, tempDir } from '../helpers/hookd.js';
 
@@ -430,6 +431,43 @@ describe('auth types and presets', () => {
       expectError(await call('a-paddle', 'POST', body, { 'paddle-signature': header(body, nowSeconds(), `pdl_ntfset_${rnd()}`) }), 403, 'FORBIDDEN');
       expectError(await call('a-paddle', 'POST', body, { 'paddle-signature': header(body, nowSeconds() - 330) }), 403, 'FORBIDDEN');
       expectError(await call('a-paddle', 'POST', body, {}), 401, 'UNAUTHORIZED');
+    });
+  });
+
+  describe('twilio', () => {
+    const token = `tw_${rnd()}_0123456789`;
+    const form = (o: Record<string, string>) => new URLSearchParams(o).toString();
+    const sent = (path: string, body: string, signature: string) =>
+      hook({ method: 'POST', path, headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature }, body });
+
+    it("accepts a form signed over the webhook URL as hookd shows it (PUBLIC_URL), path suffix and query included; a proxy's URL with `url`", async () => {
+      const created = await flow('a-twilio', { auth: { type: 'twilio', secrets: [token] } });
+      const params = { MessageSid: `SM${rnd()}`, From: '+15550001111', Body: 'Grüße & more=yes' };
+      const body = form(params);
+      // Twilio calls the URL it was given: the flow's webhookUrl, here with a suffix and a query.
+      const signedUrl = `${created.webhookUrl}/sms/in?tenant=a%20b`;
+      const m = await expectAccepted(await sent('/hook/a-twilio/sms/in?tenant=a%20b', body, twilio.getExpectedTwilioSignature(token, signedUrl, params)));
+      expect(m.body).toMatchObject(params);
+      // Signed for another path or query, or with another token: refused.
+      expectError(await sent('/hook/a-twilio/sms/in?tenant=b', body, twilio.getExpectedTwilioSignature(token, signedUrl, params)), 403, 'FORBIDDEN');
+      expectError(await sent('/hook/a-twilio/sms/in?tenant=a%20b', body, twilio.getExpectedTwilioSignature(`tw_${rnd()}_0123456789`, signedUrl, params)), 403, 'FORBIDDEN');
+      expectError(await sent('/hook/a-twilio/sms/in?tenant=a%20b', form({ ...params, Body: 'changed' }), twilio.getExpectedTwilioSignature(token, signedUrl, params)), 403, 'FORBIDDEN');
+      expectError(await call('a-twilio', 'POST', '{}'), 401, 'UNAUTHORIZED');
+
+      // Behind a proxy that changes the path, the URL configured in Twilio is given as `url`.
+      await flow('a-twilio-proxied', { auth: { type: 'twilio', secrets: [token], url: 'https://edge.example.com/twilio/inbound' } });
+      const proxied = 'https://edge.example.com/twilio/inbound?tenant=a';
+      await expectAccepted(await sent('/hook/a-twilio-proxied?tenant=a', body, twilio.getExpectedTwilioSignature(token, proxied, params)));
+      expectError(await sent('/hook/a-twilio-proxied?tenant=a', body, twilio.getExpectedTwilioSignature(token, `${h.url}/hook/a-twilio-proxied?tenant=a`, params)), 403, 'FORBIDDEN');
+    });
+
+    it('a JSON event: its body checked against the signed bodySHA256', async () => {
+      const created = await flow('a-twilio-json', { auth: { type: 'twilio', secrets: [token] } });
+      const body = `{"type":"com.twilio.messaging.message.delivered","id":"${rnd()}"}`;
+      const query = `?bodySHA256=${createHash('sha256').update(body).digest('hex')}`;
+      const signature = twilio.getExpectedTwilioSignature(token, `${created.webhookUrl}${query}`, {});
+      await expectAccepted(await call('a-twilio-json', 'POST', body, { 'x-twilio-signature': signature }, query));
+      expectError(await call('a-twilio-json', 'POST', body.replace('delivered', 'failed'), { 'x-twilio-signature': signature }, query), 403, 'FORBIDDEN');
     });
   });
 

@@ -1,8 +1,9 @@
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Webhook } from 'standardwebhooks';
 import Stripe from 'stripe';
 import { Paddle } from '@paddle/paddle-node-sdk';
+import twilio from 'twilio';
 import { sign as githubSign } from '@octokit/webhooks-methods';
 import { type AuthRequest, type AuthResult, createBodyVerifier, verifyRequest } from '../../src/auth/verify.js';
 import type { WebhookAuth } from '../../src/auth/schema.js';
@@ -38,7 +39,7 @@ it('the sample bodies really change when re-serialised', () => {
 
 /** Feeds the body in odd chunk sizes, splitting multi-byte characters. */
 function streamVerify(auth: WebhookAuth, r: AuthRequest, sizes: number[]): AuthResult {
-  const v = createBodyVerifier(auth, r.headers);
+  const v = createBodyVerifier(auth, r.headers, r.url);
   if (v.early) return v.early;
   let off = 0;
   let i = 0;
@@ -425,5 +426,83 @@ describe('streaming verifier', () => {
       expect(streamVerify(auth, good, sizes)).toMatchObject({ ok: true });
       expectFail(streamVerify(auth, bad, sizes), 403, 'mismatch');
     }
+  });
+});
+
+describe("twilio (X-Twilio-Signature over the URL and the form, checked against Twilio's own SDK)", () => {
+  const token = 'twilio-auth-token-0123456789abcdef';
+  const auth: WebhookAuth = { type: 'twilio', secrets: [token] };
+  const form = 'To=%2B15550001111&From=%2B15559998888&Body=Caf%C3%A9+au+lait%20%26+more%3D&MediaUrl0=&AddOns=%7B%22a%22%3A1%7D&Tag=b&Tag=a&Tag=b&z%C3%A9=1';
+  const params = (): Record<string, string | string[]> => {
+    const out: Record<string, string | string[]> = {};
+    for (const [k, v] of new URLSearchParams(form)) {
+      const had = out[k];
+      out[k] = had === undefined ? v : [...(Array.isArray(had) ? had : [had]), v];
+    }
+    return out;
+  };
+  const formHeaders = (signature: string, more: Record<string, string> = {}) => ({ 'x-twilio-signature': signature, 'content-type': 'application/x-www-form-urlencoded; charset=UTF-8', ...more });
+
+  it('a form POST: the URL called and every parameter, as the SDK signs and checks them', () => {
+    const url = 'https://hooks.example.com/hook/sms/in?x=1&y=%27q%27';
+    const signature = twilio.getExpectedTwilioSignature(token, url, params());
+    // The SDK agrees that this is Twilio's signature (the oracle for the scheme).
+    expect(twilio.validateRequest(token, signature, url, params())).toBe(true);
+    const r = req({ headers: formHeaders(signature), rawBody: Buffer.from(form), url });
+    expect(verifyRequest(auth, r)).toEqual({ ok: true, key: 0 });
+    expectStreamingAgrees(auth, r);
+    // Another parameter value, another URL, another token: not Twilio's request.
+    expectFail(verifyRequest(auth, { ...r, rawBody: Buffer.from(form.replace('Tag=a', 'Tag=c')) }), 403, 'mismatch');
+    expectFail(verifyRequest(auth, { ...r, url: url.replace('x=1', 'x=2') }), 403, 'mismatch');
+    expectFail(verifyRequest(auth, { ...r, url: url.replace('/in', '/out') }), 403, 'mismatch');
+    expectFail(verifyRequest({ type: 'twilio', secrets: ['another-token-0123456789'] }, r), 403, 'mismatch');
+    expect(twilio.validateRequest('another-token-0123456789', signature, url, params())).toBe(false);
+  });
+
+  it("the URL with or without the scheme's default port, whichever Twilio signed", () => {
+    const bare = 'https://hooks.example.com/hook/sms';
+    for (const [signed, seen] of [[bare, 'https://hooks.example.com:443/hook/sms'], ['https://hooks.example.com:443/hook/sms', bare], ['http://h.example.com/hook/sms', 'http://h.example.com:80/hook/sms']] as const) {
+      const signature = twilio.getExpectedTwilioSignature(token, signed, params());
+      expect(twilio.validateRequest(token, signature, seen, params())).toBe(true);
+      expect(verifyRequest(auth, req({ headers: formHeaders(signature), rawBody: Buffer.from(form), url: seen })).ok).toBe(true);
+    }
+    // Another port is another URL.
+    const signature = twilio.getExpectedTwilioSignature(token, 'https://hooks.example.com:8443/hook/sms', params());
+    expectFail(verifyRequest(auth, req({ headers: formHeaders(signature), rawBody: Buffer.from(form), url: 'https://hooks.example.com:9443/hook/sms' })), 403, 'mismatch');
+  });
+
+  it('a JSON body: covered by bodySHA256 in the signed URL; a changed body fails', () => {
+    const body = '{"event":"message.delivered","sid":"SM1","n":1.0}';
+    const hash = createHash('sha256').update(body).digest('hex');
+    const url = `https://hooks.example.com/hook/events?bodySHA256=${hash}`;
+    const signature = twilio.getExpectedTwilioSignature(token, url, {});
+    expect(twilio.validateRequestWithBody(token, signature, url, body)).toBe(true);
+    const r = req({ headers: { 'x-twilio-signature': signature, 'content-type': 'application/json' }, rawBody: Buffer.from(body), url });
+    expect(verifyRequest(auth, r).ok).toBe(true);
+    expectStreamingAgrees(auth, r);
+    const changed = body.replace('1.0', '2.0');
+    expect(twilio.validateRequestWithBody(token, signature, url, changed)).toBe(false);
+    expectFail(verifyRequest(auth, { ...r, rawBody: Buffer.from(changed) }), 403, 'mismatch');
+  });
+
+  it('GET: the query is the signed part; SharedKey signatures with HMAC-SHA256; rotation; malformed headers', () => {
+    const url = 'https://hooks.example.com/hook/voice?CallSid=CA1&From=%2B1555';
+    const get = (signature: string, more: Record<string, string> = {}) => req({ method: 'GET', headers: { 'x-twilio-signature': signature, ...more }, url });
+    expect(verifyRequest(auth, get(twilio.getExpectedTwilioSignature(token, url, {}))).ok).toBe(true);
+    const settings = { 'x-twilio-webhooks-signature-settings': 'key=webhooks_sharedkey_1,algorithm=HMAC_SHA256' };
+    const sha256 = twilio.getExpectedTwilioSignature(token, url, {}, 'HMAC_SHA256');
+    expect(twilio.validateRequest(token, sha256, url, {}, twilio.getSignatureAlgorithm(settings['x-twilio-webhooks-signature-settings']))).toBe(true);
+    expect(verifyRequest(auth, get(sha256, settings)).ok).toBe(true);
+    // The digest must be the named algorithm's.
+    expectFail(verifyRequest(auth, get(sha256)), 401, 'malformed');
+    expectFail(verifyRequest(auth, get(sha256, { 'x-twilio-webhooks-signature-settings': 'algorithm=HMAC_MD5' })), 401, 'malformed');
+    // Primary and secondary auth tokens while rotating: either verifies, and which one is told.
+    const secondary = 'twilio-secondary-token-0123456789';
+    expect(verifyRequest({ type: 'twilio', secrets: [token, secondary] }, get(twilio.getExpectedTwilioSignature(secondary, url, {})))).toEqual({ ok: true, key: 1 });
+    expectFail(verifyRequest(auth, req({ method: 'GET', url })), 401, 'missing');
+    expectFail(verifyRequest(auth, get('not base64!')), 401, 'malformed');
+    expectFail(verifyRequest(auth, { ...get(twilio.getExpectedTwilioSignature(token, url, {})), headers: { 'x-twilio-signature': ['a', 'b'] } }), 401, 'malformed');
+    // No URL to check against: nothing verifies.
+    expectFail(verifyRequest(auth, req({ method: 'GET', headers: { 'x-twilio-signature': twilio.getExpectedTwilioSignature(token, url, {}) } })), 403, 'mismatch');
   });
 });
