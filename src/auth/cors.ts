@@ -3,6 +3,7 @@ import { apiKeyLocations } from './schemes/api-key.js';
 import { TOKEN_HEADER } from './schemes/token.js';
 import { GITHUB_SIGNATURE_HEADER } from './schemes/github.js';
 import { TWILIO_SETTINGS_HEADER, TWILIO_SIGNATURE_HEADER } from './schemes/twilio.js';
+import { HUBSPOT_SIGNATURE_HEADER, HUBSPOT_TIMESTAMP_HEADER } from './schemes/hubspot.js';
 import { PADDLE_SIGNATURE_HEADER } from './schemes/paddle.js';
 import { STRIPE_SIGNATURE_HEADER } from './schemes/stripe.js';
 import { STANDARD_WEBHOOKS_HEADERS } from './schemes/standard-webhooks.js';
@@ -47,6 +48,8 @@ export function schemeHeaders(auth: WebhookAuth | undefined): string[] {
       return [PADDLE_SIGNATURE_HEADER];
     case 'twilio':
       return [TWILIO_SIGNATURE_HEADER, TWILIO_SETTINGS_HEADER];
+    case 'hubspot':
+      return [HUBSPOT_SIGNATURE_HEADER, HUBSPOT_TIMESTAMP_HEADER];
     default:
       return [];
   }

@@ -14,10 +14,20 @@ import { shopifyVerifier } from './schemes/shopify.js';
 import { slackVerifier } from './schemes/slack.js';
 import { zoomVerifier } from './schemes/zoom.js';
 import { twilioVerifier } from './schemes/twilio.js';
+import { hubspotVerifier } from './schemes/hubspot.js';
 
 export type { AuthRequest, AuthResult, AuthFailure, AuthFailureReason } from './result.js';
 export type { BodyVerifier, FinishRequest } from './schemes/scheme.js';
 export { redactHeaders, redactQuery, redactBody, redactRawBody, credentialLocations, type CredentialLocations } from './redact.js';
+
+/**
+ * What schemes that sign the request line see of it (Twilio, HubSpot): the method, and the URL as
+ * the sender called it (AuthRequest.url).
+ */
+export interface SignedTarget {
+  method: string;
+  url?: string;
+}
 
 /**
  * Starts checking one request from its (lower-cased) headers, before the body is read. Feed the raw
@@ -25,7 +35,7 @@ export { redactHeaders, redactQuery, redactBody, redactRawBody, credentialLocati
  * signature schemes the header-derived prefix (`${t}.`, `${id}.${ts}.`, `v0:${ts}:`) is hashed first,
  * so the body is never buffered for verification.
  */
-export function createBodyVerifier(auth: WebhookAuth | undefined, headers: AuthHeaders, signedUrl?: string): BodyVerifier {
+export function createBodyVerifier(auth: WebhookAuth | undefined, headers: AuthHeaders, target?: SignedTarget): BodyVerifier {
   if (auth === undefined) return noneVerifier();
   switch (auth.type) {
     case 'none':
@@ -53,7 +63,9 @@ export function createBodyVerifier(auth: WebhookAuth | undefined, headers: AuthH
     case 'paddle':
       return paddleVerifier(auth, headers);
     case 'twilio':
-      return twilioVerifier(auth, headers, signedUrl);
+      return twilioVerifier(auth, headers, target?.url);
+    case 'hubspot':
+      return hubspotVerifier(auth, headers, target);
     default: {
       const unknown: never = auth;
       throw new Error(`Unknown auth type ${(unknown as { type: string }).type}`);
@@ -63,7 +75,7 @@ export function createBodyVerifier(auth: WebhookAuth | undefined, headers: AuthH
 
 /** Verifies a request whose body is already in memory. */
 export function verifyRequest(auth: WebhookAuth | undefined, req: AuthRequest): AuthResult {
-  const v = createBodyVerifier(auth, req.headers, req.url);
+  const v = createBodyVerifier(auth, req.headers, { method: req.method, ...(req.url !== undefined ? { url: req.url } : {}) });
   if (v.early) return v.early;
   if (v.needsBody) v.update(req.rawBody);
   const { rawBody: _raw, ...rest } = req;

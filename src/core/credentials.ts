@@ -149,6 +149,20 @@ export const TwilioAuth = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * HubSpot (signature v3): X-HubSpot-Signature-v3, base64 HMAC-SHA256 of method + URL + body +
+ * X-HubSpot-Request-Timestamp (ms); 300 s. The secret is the app's client secret; `url` as Twilio's.
+ */
+export const HubspotAuth = Type.Object(
+  {
+    type: Type.Literal('hubspot'),
+    secrets: Secrets,
+    toleranceSeconds: ToleranceSeconds,
+    url: Type.Optional(Type.String({ pattern: '^https?://[^?#\\s]+$', maxLength: 2048 })),
+  },
+  { additionalProperties: false },
+);
+
 /** `flow.trigger.auth`, discriminated on `type`. Absent means `none`. */
 export const WebhookAuth = Type.Union([
   NoneAuth,
@@ -164,6 +178,7 @@ export const WebhookAuth = Type.Union([
   ZoomAuth,
   PaddleAuth,
   TwilioAuth,
+  HubspotAuth,
 ]);
 
 /** Client addresses allowed to call: IPv4/IPv6 addresses or CIDRs (see ip-allowlist.ts). */
@@ -216,6 +231,7 @@ export type SlackAuthDef = Static<typeof SlackAuth>;
 export type ZoomAuthDef = Static<typeof ZoomAuth>;
 export type PaddleAuthDef = Static<typeof PaddleAuth>;
 export type TwilioAuthDef = Static<typeof TwilioAuth>;
+export type HubspotAuthDef = Static<typeof HubspotAuth>;
 export type HmacAlgorithmDef = Static<typeof HmacAlgorithm>;
 export type HmacEncodingDef = Static<typeof HmacEncoding>;
 export type IpAllowlistDef = Static<typeof IpAllowlist>;

@@ -123,11 +123,11 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   };
 
   /**
-   * The URL a Twilio flow's sender signed: the credential's `url` (a proxy changed the path) or
-   * PUBLIC_URL, then the path and query exactly as received (node's raw request URL).
+   * The URL a sender that signs it (Twilio, HubSpot) called: the credential's `url` (a proxy
+   * changed the path) or PUBLIC_URL, then the path and query exactly as received (node's raw URL).
    */
   const signedUrlOf = (auth: WebhookAuth | undefined, raw: string | undefined): { url?: string } => {
-    if (auth?.type !== 'twilio' || raw === undefined) return {};
+    if ((auth?.type !== 'twilio' && auth?.type !== 'hubspot') || raw === undefined) return {};
     if (auth.url === undefined) return deps.publicUrl ? { url: deps.publicUrl() + raw } : {};
     const q = raw.indexOf('?');
     return { url: auth.url + (q < 0 ? '' : raw.slice(q)) };
@@ -190,7 +190,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       return reply.code(early.status).headers(early.headers).send(early.body);
     }
 
-    const verifier = createBodyVerifier(auth, request.headers, signedUrlOf(auth, request.raw.url).url);
+    const verifier = createBodyVerifier(auth, request.headers, { method: request.method, ...signedUrlOf(auth, request.raw.url) });
     if (verifier.early) throw rejected(flow, request.ip, verifier.early);
     // Credentials are checked as early as they can be: from headers and query before the body is
     // read (Basic, API keys, a token that cannot be in this body); a signature once the bytes are

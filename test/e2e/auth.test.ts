@@ -471,6 +471,27 @@ describe('auth types and presets', () => {
     });
   });
 
+  describe('hubspot', () => {
+    const secret = `hs-client-secret-${rnd()}`;
+    const headers = (method: string, url: string, body: string, ts = Date.now(), key = secret) => ({
+      'x-hubspot-signature-v3': createHmac('sha256', key).update(`${method}${url}${body}${ts}`).digest('base64'),
+      'x-hubspot-request-timestamp': String(ts),
+    });
+
+    it('accepts signature v3 over method, the URL HubSpot called (PUBLIC_URL), body and timestamp; refuses others', async () => {
+      const created = await flow('a-hubspot', { auth: { type: 'hubspot', secrets: [secret] } });
+      const body = `[{"eventId":${Date.now()},"subscriptionType":"contact.creation","objectId":1}]`;
+      const url = `${created.webhookUrl}?portal=62515`;
+      await expectAccepted(await call('a-hubspot', 'POST', body, headers('POST', url, body), '?portal=62515'));
+      expectError(await call('a-hubspot', 'POST', body, headers('POST', url, body), '?portal=1'), 403, 'FORBIDDEN');
+      expectError(await call('a-hubspot', 'POST', body, headers('POST', url, body, Date.now() - 330_000), '?portal=62515'), 403, 'FORBIDDEN');
+      expectError(await call('a-hubspot', 'POST', body, headers('POST', url, body, Date.now(), 'wrong'), '?portal=62515'), 403, 'FORBIDDEN');
+      expectError(await call('a-hubspot', 'POST', body, {}, '?portal=62515'), 401, 'UNAUTHORIZED');
+      // A GET (workflow webhooks may use one): the method and the query are what is signed.
+      await expectAccepted(await call('a-hubspot', 'GET', '', headers('GET', url, ''), '?portal=62515'), 'GET');
+    });
+  });
+
   describe('standard-webhooks', () => {
     const secret = `whsec_${randomBytes(24).toString('base64')}`;
     const wh = new Webhook(secret);

@@ -39,7 +39,7 @@ it('the sample bodies really change when re-serialised', () => {
 
 /** Feeds the body in odd chunk sizes, splitting multi-byte characters. */
 function streamVerify(auth: WebhookAuth, r: AuthRequest, sizes: number[]): AuthResult {
-  const v = createBodyVerifier(auth, r.headers, r.url);
+  const v = createBodyVerifier(auth, r.headers, { method: r.method, ...(r.url !== undefined ? { url: r.url } : {}) });
   if (v.early) return v.early;
   let off = 0;
   let i = 0;
@@ -504,5 +504,52 @@ describe("twilio (X-Twilio-Signature over the URL and the form, checked against 
     expectFail(verifyRequest(auth, { ...get(twilio.getExpectedTwilioSignature(token, url, {})), headers: { 'x-twilio-signature': ['a', 'b'] } }), 401, 'malformed');
     // No URL to check against: nothing verifies.
     expectFail(verifyRequest(auth, req({ method: 'GET', headers: { 'x-twilio-signature': twilio.getExpectedTwilioSignature(token, url, {}) } })), 403, 'mismatch');
+  });
+});
+
+describe('hubspot (signature v3: method + URL + body + timestamp)', () => {
+  const secret = 'yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy';
+  const auth: WebhookAuth = { type: 'hubspot', secrets: [secret] };
+  // HubSpot's documented construction (what its SDK's Signature.getSignature('v3') computes).
+  const sign = (method: string, uri: string, body: string, ts: number, key = secret) => createHmac('sha256', key).update(`${method}${uri}${body}${ts}`, 'utf8').digest('base64');
+  const body = '[{"eventId":1,"subscriptionId":12345,"portalId":62515,"occurredAt":1564113600000,"subscriptionType":"contact.creation","objectId":123,"name":"Zoë"}]';
+  const now = 1_764_000_000_000;
+  const r = (headers: Record<string, string | string[]>, url = 'https://www.example.com/webhook_uri', at = now, raw = body) =>
+    req({ method: 'POST', headers, rawBody: Buffer.from(raw), url, now: at });
+  const signed = (url = 'https://www.example.com/webhook_uri', ts = now, key = secret) => ({ 'x-hubspot-signature-v3': sign('POST', url, body, ts, key), 'x-hubspot-request-timestamp': String(ts) });
+
+  it('verifies, streamed in any chunking; another body, URL, method, secret or timestamp fails', () => {
+    const good = r(signed());
+    expect(verifyRequest(auth, good)).toEqual({ ok: true, key: 0 });
+    expectStreamingAgrees(auth, good);
+    expectFail(verifyRequest(auth, r(signed(), undefined, now, body.replace('123', '124'))), 403, 'mismatch');
+    expectFail(verifyRequest(auth, r(signed(), 'https://www.example.com/other')), 403, 'mismatch');
+    expectFail(verifyRequest(auth, { ...good, method: 'PUT' }), 403, 'mismatch');
+    expectFail(verifyRequest(auth, r(signed(undefined, now, 'another-secret'))), 403, 'mismatch');
+    expectFail(verifyRequest(auth, r({ ...signed(), 'x-hubspot-request-timestamp': String(now + 1) })), 403, 'mismatch');
+  });
+
+  it('the URL with the percent-encodings of HubSpot\'s table decoded, the others as called', () => {
+    const called = 'https://www.example.com/hook/hs?next=https%3A%2F%2Fa.example%2Fb%3Fc%3Dd&who=%40me%21%24%27%28%29%2a%2C%3B&sp=a%20b';
+    const decoded = "https://www.example.com/hook/hs?next=https://a.example/b?c%3Dd&who=@me!$'()*,;&sp=a%20b";
+    const headers = { 'x-hubspot-signature-v3': sign('POST', decoded, body, now), 'x-hubspot-request-timestamp': String(now) };
+    expect(verifyRequest(auth, r(headers, called)).ok).toBe(true);
+    // Signed over the URL as called (not decoded): not HubSpot's signature.
+    expectFail(verifyRequest(auth, r({ ...headers, 'x-hubspot-signature-v3': sign('POST', called, body, now) }, called)), 403, 'mismatch');
+  });
+
+  it('timestamps in ms, 300 s either way (toleranceSeconds); malformed and missing headers; rotation', () => {
+    expect(verifyRequest(auth, r(signed(undefined, now - 299_000))).ok).toBe(true);
+    expectFail(verifyRequest(auth, r(signed(undefined, now - 301_000))), 403, 'timestamp');
+    expectFail(verifyRequest(auth, r(signed(undefined, now + 301_000))), 403, 'timestamp');
+    expectFail(verifyRequest({ ...auth, toleranceSeconds: 60 }, r(signed(undefined, now - 61_000))), 403, 'timestamp');
+    expectFail(verifyRequest(auth, r({})), 401, 'missing');
+    expectFail(verifyRequest(auth, r({ 'x-hubspot-signature-v3': signed()['x-hubspot-signature-v3'] })), 401, 'malformed');
+    expectFail(verifyRequest(auth, r({ ...signed(), 'x-hubspot-request-timestamp': '2026-12-05' })), 401, 'malformed');
+    expectFail(verifyRequest(auth, r({ ...signed(), 'x-hubspot-signature-v3': 'abc' })), 401, 'malformed');
+    expectFail(verifyRequest(auth, r({ ...signed(), 'x-hubspot-signature-v3': [signed()['x-hubspot-signature-v3'], 'x'] })), 401, 'malformed');
+    expect(verifyRequest({ type: 'hubspot', secrets: ['old-secret', secret] }, r(signed()))).toEqual({ ok: true, key: 1 });
+    // No URL to check against: nothing verifies.
+    expectFail(verifyRequest(auth, req({ method: 'POST', headers: signed(), rawBody: Buffer.from(body), now })), 403, 'mismatch');
   });
 });

@@ -12,6 +12,8 @@ export interface SignedParts {
   signatures: Buffer[];
   /** Epoch seconds, for timestamped schemes. */
   timestamp?: number;
+  /** Bytes authenticated after the body (HubSpot's v3 signs the timestamp last). */
+  suffix?: string;
 }
 
 export interface MacSpec {
@@ -49,7 +51,8 @@ export function macVerifier(spec: MacSpec, parsed: SignedParts | AuthFailure): B
     },
     finish(req) {
       if (verdict) return verdict;
-      const digests = macs.map((m) => m.mac.digest());
+      const suffix = parsed.suffix;
+      const digests = macs.map((m) => (suffix === undefined ? m.mac : m.mac.update(suffix, 'utf8')).digest());
       if (!anyEqual(parsed.signatures, digests)) {
         verdict = mismatch('Signature does not match');
       } else if (parsed.timestamp !== undefined && !withinTolerance(parsed.timestamp, req.now, spec)) {
