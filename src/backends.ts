@@ -68,6 +68,11 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
       logger,
       ...(observers.onConfirmed ? { onConfirmed: observers.onConfirmed } : {}),
       flowExists: async (flowId) => (await stores.flows.get(flowId)) !== undefined,
+      // Its dead letters are in the broker, the executions here: one moved with the other.
+      onRevive: {
+        before: async (requestId) => void (await stores.executions.moveStatus([requestId], 'dead', 'retrying', Date.now())),
+        failed: async (requestId) => void (await stores.executions.moveStatus([requestId], 'retrying', 'dead', Date.now())),
+      },
     });
   } catch (err) {
     await stores.close();

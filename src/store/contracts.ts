@@ -192,6 +192,13 @@ export interface ExecutionStore {
   recordStep(executionId: string, record: StepRecord, cursor?: Execution['cursor']): Promise<void>;
   /** Change status; final statuses (completed, filtered, dead) set finishedAt. */
   setStatus(executionId: string, status: ExecutionStatus, now: number, error?: string): Promise<void>;
+  /**
+   * The requests' executions whose status is `from` get `to` (finishedAt set for a final one,
+   * cleared otherwise; the error kept); the others are left as they are. Resolves with how many
+   * moved. For a queue that keeps its dead letters apart (RabbitMQ): a dead letter put back is
+   * `retrying` until it runs, and `dead` again when the put-back failed.
+   */
+  moveStatus(requestIds: readonly string[], from: ExecutionStatus, to: ExecutionStatus, now: number): Promise<number>;
   get(id: string): Promise<Execution | undefined>;
   getByRequest(requestId: string): Promise<Execution | undefined>;
   list(query: ExecutionListQuery): Promise<Execution[]>;

@@ -653,6 +653,29 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
         }
       });
 
+      it('moveStatus moves only the executions in the `from` status, sets or clears finishedAt, keeps the error', async () => {
+        const make = async (status: 'dead' | 'completed' | 'running') => {
+          const e = await backend.executions.begin({ requestId: uuidv7(), flowId: 'flow-m', attempt: 1, now: 10 });
+          if (status !== 'running') await backend.executions.setStatus(e.id, status, 20, status === 'dead' ? 'gave up' : undefined);
+          return e;
+        };
+        const [dead1, dead2, done, running] = [await make('dead'), await make('dead'), await make('completed'), await make('running')];
+        const all = [dead1, dead2, done, running].map((e) => e.requestId);
+        expect(await backend.executions.moveStatus([], 'dead', 'retrying', 30)).toBe(0);
+        expect(await backend.executions.moveStatus([...all, uuidv7()], 'dead', 'retrying', 30.5)).toBe(2);
+        for (const e of [dead1, dead2]) {
+          const got = await backend.executions.get(e.id);
+          expect(got).toMatchObject({ status: 'retrying', updatedAt: 30.5, error: 'gave up' });
+          expect(got!.finishedAt).toBeUndefined();
+        }
+        expect(await backend.executions.get(done.id)).toMatchObject({ status: 'completed', finishedAt: 20, updatedAt: 20 });
+        expect(await backend.executions.get(running.id)).toMatchObject({ status: 'running', updatedAt: 10 });
+        // And back: a final status sets finishedAt.
+        expect(await backend.executions.moveStatus([dead1.requestId], 'retrying', 'dead', 40)).toBe(1);
+        expect(await backend.executions.get(dead1.id)).toMatchObject({ status: 'dead', finishedAt: 40, error: 'gave up' });
+        expect(await backend.executions.get(dead2.id)).toMatchObject({ status: 'retrying' });
+      });
+
       it('rejects steps and status changes of an unknown execution with NOT_FOUND', async () => {
         const id = uuidv7();
         await expect(backend.executions.recordStep(id, step('s1', 1))).rejects.toMatchObject({ code: 'NOT_FOUND', statusCode: 404 });

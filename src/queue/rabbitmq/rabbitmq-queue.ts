@@ -51,6 +51,13 @@ export interface RabbitMqQueueOptions {
   /** Called with the ms from each publish to its confirm (metrics); not for refused publishes. */
   onConfirmed?: (ms: number) => void;
   /**
+   * A dead letter is put back (retryDead, retryDeadLetters): `before` right before its job is
+   * published again, `failed` when that publish failed (the job stays dead). The composition root
+   * moves the request's execution from `dead` to `retrying` and back: the dead letters are here,
+   * the executions in the store.
+   */
+  onRevive?: { before(requestId: string): Promise<void>; failed(requestId: string): Promise<void> };
+  /**
    * Whether a flow exists now (the flow store): asked before the first publish of a flow's job in
    * this process, and before retrying a dead letter, since what this process knows of deleted
    * flows may be behind another instance's create. Without it, the jobs of retired flows go to
@@ -146,6 +153,8 @@ export class RabbitMqQueue implements Queue {
   /** The legacy work queue exists and is drained alongside the flow queues (topology.ts). */
   private legacyWorkQueue = false;
 
+  private readonly onRevive: RabbitMqQueueOptions['onRevive'];
+
   constructor(options: RabbitMqQueueOptions) {
     this.logger = options.logger ?? stderrLogger;
     const deliveryLimit = options.deliveryLimit ?? 20;
@@ -161,6 +170,7 @@ export class RabbitMqQueue implements Queue {
       throw new Error('topologyRefreshFlows must be a positive integer');
     }
     this.onConfirmed = options.onConfirmed;
+    this.onRevive = options.onRevive;
     this.flowExists = options.flowExists;
     this.conn = new Connection({
       url: options.url,
@@ -396,8 +406,20 @@ export class RabbitMqQueue implements Queue {
       if ((await this.routeOf(dead.flowId)) === 'dead') {
         throw new HookdError(E.CONFLICT, `Flow ${dead.flowId} does not exist (deleted): create it again to retry its dead letters`);
       }
-      await this.send(revived(dead), this.topology.exchange, retryRoutingKey(dead.flowId));
+      await this.republish(dead);
     });
+  }
+
+  /** A dead letter's job published again, its execution told (onRevive). */
+  private async republish(dead: JobMessage): Promise<void> {
+    const hook = this.onRevive;
+    await hook?.before(dead.requestId);
+    try {
+      await this.send(revived(dead), this.topology.exchange, retryRoutingKey(dead.flowId));
+    } catch (err) {
+      await hook?.failed(dead.requestId).catch(() => {});
+      throw err;
+    }
   }
 
   /** One scan of the dead-letter queue (at most its scan limit): oldest first, deleted flows' left. */
@@ -407,7 +429,7 @@ export class RabbitMqQueue implements Queue {
       selection.limit,
       async (dead) => {
         if ((await this.routeOf(dead.flowId)) === 'dead') return false;
-        await this.send(revived(dead), this.topology.exchange, retryRoutingKey(dead.flowId));
+        await this.republish(dead);
         return true;
       },
     );

@@ -122,6 +122,15 @@ export class PgExecutionStore implements ExecutionStore {
     if (rowCount === 0) throw new HookdError(E.NOT_FOUND, `Execution ${executionId}`);
   }
 
+  async moveStatus(requestIds: readonly string[], from: ExecutionStatus, to: ExecutionStatus, now: number): Promise<number> {
+    if (requestIds.length === 0) return 0;
+    const { rowCount } = await this.db.query(
+      `UPDATE ${this.db.t.executions} SET status = $3, updated_at = $4, finished_at = $5 WHERE status = $2 AND request_id = ANY($1::text[])`,
+      [requestIds, from, to, now, FINAL_STATUSES.has(to) ? now : null],
+    );
+    return rowCount ?? 0;
+  }
+
   get(id: string): Promise<Execution | undefined> {
     return this.one('id', id);
   }

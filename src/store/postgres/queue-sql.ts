@@ -332,13 +332,23 @@ export class QueueSql {
       `WITH revived AS (
          UPDATE ${this.jobs} j SET ${REVIVED}
          WHERE j.id = $1 AND j.state = 'dead' AND EXISTS (SELECT 1 FROM ${this.db.t.flows} f WHERE f.id = j.flow_id)
-         RETURNING j.id)
+         RETURNING j.id, j.request_id),
+       retrying AS (${this.executionsRetrying('revived')})
        SELECT CASE WHEN EXISTS (SELECT 1 FROM revived) THEN 'revived'
                    WHEN EXISTS (SELECT 1 FROM ${this.jobs} WHERE id = $1 AND state = 'dead') THEN 'noFlow'
                    ELSE 'notDead' END AS outcome`,
       [jobId],
     );
     return rows[0]?.outcome ?? 'notDead';
+  }
+
+  /**
+   * As SQLite's EXECUTION_RETRYING: the executions of the jobs a CTE revived wait for their
+   * delivery again, in the revive's statement (the runner cannot have taken a job yet).
+   */
+  private executionsRetrying(revived: string): string {
+    return `UPDATE ${this.db.t.executions} SET status = 'retrying', updated_at = ${NOW_MS}, finished_at = NULL
+            WHERE status = 'dead' AND request_id IN (SELECT request_id FROM ${revived})`;
   }
 
   /** As SQLite's retry-dead-jobs.ts: oldest first, only while the job's flow exists. */
@@ -351,7 +361,8 @@ export class QueueSql {
                           AND EXISTS (SELECT 1 FROM ${this.db.t.flows} f WHERE f.id = d.flow_id)
                         ORDER BY dead_at, id LIMIT $3)
            AND j.state = 'dead'
-         RETURNING j.id)
+         RETURNING j.id, j.request_id),
+       retrying AS (${this.executionsRetrying('revived')})
        SELECT (SELECT count(*) FROM revived)::int AS retried,
               (SELECT count(*) FROM ${this.jobs} WHERE ${selection})::int - (SELECT count(*) FROM revived)::int AS remaining`,
       [s.flowId ?? null, s.since ?? null, s.limit],

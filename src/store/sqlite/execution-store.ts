@@ -74,6 +74,11 @@ export class SqliteExecutionStore implements ExecutionStore {
     if (!found) throw new HookdError(E.NOT_FOUND, `Execution ${executionId}`);
   }
 
+  async moveStatus(requestIds: readonly string[], from: ExecutionStatus, to: ExecutionStatus, now: number): Promise<number> {
+    if (requestIds.length === 0) return 0;
+    return this.writer.call('moveExecutionStatus', { requestIds: [...requestIds], from, to, now, finishedAt: FINAL_STATUSES.has(to) ? now : null });
+  }
+
   async get(id: string): Promise<Execution | undefined> {
     return this.one('SELECT * FROM executions WHERE id = ?', id);
   }

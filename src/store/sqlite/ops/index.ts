@@ -19,6 +19,7 @@ import { discardDeadJob } from './discard-dead-job.js';
 import { wakeStoppedJobs } from './wake-stopped-jobs.js';
 import { saveRun } from './save-run.js';
 import { setExecutionStatus } from './set-execution-status.js';
+import { moveExecutionStatus } from './move-execution-status.js';
 import { touchHeartbeat } from './touch-heartbeat.js';
 import type { OpContext } from './define-op.js';
 
@@ -36,6 +37,7 @@ export const ops = {
   recordStep,
   saveRun,
   setExecutionStatus,
+  moveExecutionStatus,
   claimJobs,
   ackJob,
   nackJob,

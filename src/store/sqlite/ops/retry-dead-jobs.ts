@@ -1,6 +1,6 @@
 import type { BulkRetryResult } from '../../../core/job.js';
 import type { Op } from './define-op.js';
-import { FLOW_EXISTS, REVIVED } from './retry-dead-job.js';
+import { EXECUTION_RETRYING, FLOW_EXISTS, REVIVED } from './retry-dead-job.js';
 
 export interface RetryDeadJobsArgs {
   flowId: string | null;
@@ -16,11 +16,14 @@ export interface RetryDeadJobsArgs {
 export const retryDeadJobs: Op<RetryDeadJobsArgs, BulkRetryResult> = ({ db }) => {
   const selection = `state = 'dead' AND (@flowId IS NULL OR flow_id = @flowId) AND (@since IS NULL OR dead_at >= @since)`;
   const revive = db.prepare(
-    `UPDATE jobs SET ${REVIVED} WHERE id IN (SELECT id FROM jobs WHERE ${selection} AND ${FLOW_EXISTS} ORDER BY dead_at, id LIMIT @limit)`,
-  );
+    `UPDATE jobs SET ${REVIVED} WHERE id IN (SELECT id FROM jobs WHERE ${selection} AND ${FLOW_EXISTS} ORDER BY dead_at, id LIMIT @limit) RETURNING request_id`,
+  ).pluck();
+  const retrying = db.prepare(`${EXECUTION_RETRYING} IN (SELECT value FROM json_each(@ids))`);
   const left = db.prepare(`SELECT count(*) FROM jobs WHERE ${selection}`).pluck();
   return (a) => {
-    const retried = revive.run({ ...a, now: Date.now() }).changes;
-    return { retried, remaining: left.get({ flowId: a.flowId, since: a.since }) as number };
+    const now = Date.now();
+    const revived = revive.all({ ...a, now }) as string[];
+    if (revived.length > 0) retrying.run({ now, ids: JSON.stringify(revived) });
+    return { retried: revived.length, remaining: left.get({ flowId: a.flowId, since: a.since }) as number };
   };
 };
