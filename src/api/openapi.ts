@@ -79,7 +79,7 @@ function build(operations: readonly Operation[], info: { version: string }): obj
       security: [{ bearer: [] }],
       ...(params.length + query.length > 0 ? { parameters: [...params, ...query] } : {}),
       ...(doc?.body ? { requestBody: { required: doc.bodyOptional !== true, content: { 'application/json': { schema: plain(doc.body) } } } } : {}),
-      responses: responses(doc?.responses ?? {}, op.method, doc?.body !== undefined, components),
+      responses: responses(doc?.responses ?? {}, op.method, doc?.body !== undefined, components, params.length > 0),
     };
   }
   Object.assign(paths, outsideApi());
@@ -99,13 +99,15 @@ function build(operations: readonly Operation[], info: { version: string }): obj
 }
 
 /** What the route says, and what every route of the API can answer besides. */
-function responses(byStatus: RouteDoc['responses'], method: string, takesBody: boolean, components: Record<string, object>): Record<string, object> {
+function responses(byStatus: RouteDoc['responses'], method: string, takesBody: boolean, components: Record<string, object>, takesParams: boolean): Record<string, object> {
   const all: RouteDoc['responses'] = {
     ...byStatus,
     401: 'No token, or not a valid one',
     503: 'Storage or queue unavailable: retry after Retry-After',
   };
   if (method !== 'get') all[403] ??= 'A read token: it may only read';
+  // fastify's maxParamLength.
+  if (takesParams) all[414] ??= 'A path parameter longer than 256 characters';
   if (takesBody) {
     all[413] ??= 'Body over 1 MiB';
     all[415] ??= 'Body not JSON';

@@ -63,6 +63,7 @@ interface HookParams {
 }
 
 const EMPTY = Buffer.alloc(0);
+const HOOK_PREFIX = '/hook/';
 const ALLOWED_METHODS = 'HEAD, GET, POST, PUT, PATCH, OPTIONS';
 const HANDSHAKE_VALUE = 'a handshake value must be one string of at most 2048 characters';
 
@@ -123,14 +124,18 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   };
 
   /**
-   * The URL a sender that signs it (Twilio, HubSpot) called: the credential's `url` (a proxy
-   * changed the path) or PUBLIC_URL, then the path and query exactly as received (node's raw URL).
+   * The URL a sender that signs it (Twilio, HubSpot) called: PUBLIC_URL and the path and query
+   * exactly as received (node's raw URL); or, when a proxy changed the path, the credential's
+   * `url` standing for PUBLIC_URL/hook/{flowId}, followed by what came after the flow id (a path
+   * suffix, the query), as received.
    */
   const signedUrlOf = (auth: WebhookAuth | undefined, raw: string | undefined): { url?: string } => {
-    if ((auth?.type !== 'twilio' && auth?.type !== 'hubspot') || raw === undefined) return {};
+    // An absolute-form request line (`POST http://host/hook/…`) is not what a provider sends: no URL, no match.
+    if ((auth?.type !== 'twilio' && auth?.type !== 'hubspot') || raw === undefined || !raw.startsWith(HOOK_PREFIX)) return {};
     if (auth.url === undefined) return deps.publicUrl ? { url: deps.publicUrl() + raw } : {};
-    const q = raw.indexOf('?');
-    return { url: auth.url + (q < 0 ? '' : raw.slice(q)) };
+    // raw is /hook/<flow id as sent>[/suffix][?query]: the flow id ends at the next / or ?.
+    const end = raw.slice(HOOK_PREFIX.length).search(/[/?]/);
+    return { url: auth.url + (end < 0 ? '' : raw.slice(HOOK_PREFIX.length + end)) };
   };
 
   const receive = async (request: FastifyRequest<{ Params: HookParams }>, reply: FastifyReply) => {

@@ -459,6 +459,22 @@ describe('auth types and presets', () => {
       const proxied = 'https://edge.example.com/twilio/inbound?tenant=a';
       await expectAccepted(await sent('/hook/a-twilio-proxied?tenant=a', body, twilio.getExpectedTwilioSignature(token, proxied, params)));
       expectError(await sent('/hook/a-twilio-proxied?tenant=a', body, twilio.getExpectedTwilioSignature(token, `${h.url}/hook/a-twilio-proxied?tenant=a`, params)), 403, 'FORBIDDEN');
+      // A path after the flow id is part of what Twilio called: `url` stands for …/hook/{flowId} only.
+      const suffixed = 'https://edge.example.com/twilio/inbound/status?tenant=a';
+      await expectAccepted(await sent('/hook/a-twilio-proxied/status?tenant=a', body, twilio.getExpectedTwilioSignature(token, suffixed, params)));
+      expectError(await sent('/hook/a-twilio-proxied/refunds/approve?tenant=a', body, twilio.getExpectedTwilioSignature(token, suffixed, params)), 403, 'FORBIDDEN');
+      expectError(await sent('/hook/a-twilio-proxied/refunds?tenant=a', body, twilio.getExpectedTwilioSignature(token, proxied, params)), 403, 'FORBIDDEN');
+    });
+
+    it("a body the signature does not cover is refused: a GET's signature, or a form's parameters moved into the path, sent with JSON", async () => {
+      const created = await flow('a-twilio-forge', { auth: { type: 'twilio', secrets: [token] } });
+      const getUrl = `${created.webhookUrl}?CallSid=CA1&From=%2B1555`;
+      const getSignature = twilio.getExpectedTwilioSignature(token, getUrl, {});
+      expect((await hook({ method: 'GET', path: '/hook/a-twilio-forge?CallSid=CA1&From=%2B1555', headers: { 'x-twilio-signature': getSignature } })).status).toBe(200);
+      expectError(await call('a-twilio-forge', 'POST', '{"evil":true}', { 'x-twilio-signature': getSignature }, '?CallSid=CA1&From=%2B1555'), 403, 'FORBIDDEN');
+      const params = { AccountSid: 'AC123', MessageStatus: 'delivered' };
+      const formSignature = twilio.getExpectedTwilioSignature(token, `${created.webhookUrl}/status`, params);
+      expectError(await call('a-twilio-forge', 'POST', '{"MessageStatus":"failed"}', { 'x-twilio-signature': formSignature }, '/statusAccountSidAC123MessageStatusdelivered'), 403, 'FORBIDDEN');
     });
 
     it('a JSON event: its body checked against the signed bodySHA256', async () => {

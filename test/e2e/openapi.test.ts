@@ -87,6 +87,13 @@ it('every answer the tests get is checked against the document: a body or status
   expect(() => checker.check('GET', '/api/flows/documented', 409, { error: 'CONFLICT', message: 'x' }, 'application/json')).toThrow(/status not documented/);
   expect(() => checker.check('GET', '/api/flows/missing', 404, { message: 'x' }, 'application/json')).toThrow(/error/);
   expect(() => checker.check('GET', '/api/nothing-here', 200, {}, 'application/json')).toThrow(/not in the OpenAPI document/);
+  // A route of that path that takes the method: GET /api/requests/replay is a request named `replay`.
+  expect(() => checker.check('GET', '/api/requests/replay', 404, { error: 'NOT_FOUND', message: 'Request replay' }, 'application/json')).not.toThrow();
+  // The API takes no HEAD: fastify's 404, without a body.
+  expect(() => checker.check('HEAD', '/api/flows', 404, undefined, null)).not.toThrow();
+  // fastify's limit on path parameters.
+  expect(() => checker.check('GET', `/api/flows/${'a'.repeat(300)}`, 414, { error: 'URI_TOO_LONG', message: 'x' }, 'application/json')).not.toThrow();
+  expect((await h.api('GET', `/api/flows/${'a'.repeat(300)}`)).status).toBe(414);
   // The literal route wins over the parameter: /api/requests/replay is not /api/requests/{id}.
   expect(() => checker.check('POST', '/api/requests/replay', 202, { requestId: 'a', replayOf: 'b', flowId: 'c', status: 'started' }, 'application/json')).toThrow(/does not match/);
 });

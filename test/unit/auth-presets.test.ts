@@ -553,3 +553,61 @@ describe('hubspot (signature v3: method + URL + body + timestamp)', () => {
     expectFail(verifyRequest(auth, req({ method: 'POST', headers: signed(), rawBody: Buffer.from(body), now })), 403, 'mismatch');
   });
 });
+
+describe('twilio: what the signature does not cover is refused', () => {
+  const token = 'twilio-auth-token-0123456789abcdef';
+  const auth: WebhookAuth = { type: 'twilio', secrets: [token] };
+
+  it("a body that is neither a form nor bodySHA256's: a GET's signature, or a form's parameters moved into the path, cannot carry one", () => {
+    const url = 'https://hooks.example.com/hook/tw?CallSid=CA1&From=%2B1555';
+    const getSignature = twilio.getExpectedTwilioSignature(token, url, {});
+    for (const type of ['application/json', 'text/plain', 'application/octet-stream']) {
+      expectFail(verifyRequest(auth, req({ headers: { 'x-twilio-signature': getSignature, 'content-type': type }, rawBody: Buffer.from('{"evil":true}'), url })), 403, 'mismatch');
+    }
+    // The form's sorted name+value pairs appended to the path, sent as JSON.
+    const params = { AccountSid: 'AC123', MessageStatus: 'delivered' };
+    const formSignature = twilio.getExpectedTwilioSignature(token, 'https://hooks.example.com/hook/tw/status', params);
+    const forged = 'https://hooks.example.com/hook/tw/statusAccountSidAC123MessageStatusdelivered';
+    expectFail(verifyRequest(auth, req({ headers: { 'x-twilio-signature': formSignature, 'content-type': 'application/json' }, rawBody: Buffer.from('{"MessageStatus":"failed"}'), url: forged })), 403, 'mismatch');
+    // Without a body, such a request is the GET-like call Twilio signed.
+    expect(verifyRequest(auth, req({ headers: { 'x-twilio-signature': getSignature }, url })).ok).toBe(true);
+  });
+
+  it('a form too large or with too many parameters is refused before it is sorted; a charset other than UTF-8 too', () => {
+    const url = 'https://hooks.example.com/hook/tw';
+    const headers = { 'x-twilio-signature': twilio.getExpectedTwilioSignature(token, url, {}), 'content-type': 'application/x-www-form-urlencoded' };
+    const big = `Body=${'a'.repeat(128 * 1024)}`;
+    const started = performance.now();
+    expectFail(verifyRequest(auth, req({ headers, rawBody: Buffer.from(big), url })), 401, 'malformed');
+    const many = Array.from({ length: 1001 }, (_, i) => `k${i}=v`).join('&');
+    expectFail(verifyRequest(auth, req({ headers, rawBody: Buffer.from(many), url })), 401, 'malformed');
+    expect(performance.now() - started).toBeLessThan(500);
+    const fine = Array.from({ length: 1000 }, (_, i) => `k${i}=v`).join('&');
+    const fineParams = Object.fromEntries(new URLSearchParams(fine));
+    expect(verifyRequest(auth, req({ headers: { ...headers, 'x-twilio-signature': twilio.getExpectedTwilioSignature(token, url, fineParams) }, rawBody: Buffer.from(fine), url })).ok).toBe(true);
+
+    const form = 'Body=caf%C3%A9';
+    const signature = twilio.getExpectedTwilioSignature(token, url, { Body: 'café' });
+    for (const type of ['application/x-www-form-urlencoded', 'application/x-www-form-urlencoded; charset=UTF-8', 'application/x-www-form-urlencoded;charset="utf8"']) {
+      expect(verifyRequest(auth, req({ headers: { 'x-twilio-signature': signature, 'content-type': type }, rawBody: Buffer.from(form), url })).ok, type).toBe(true);
+    }
+    for (const type of ['application/x-www-form-urlencoded; charset=iso-8859-1', 'application/x-www-form-urlencoded; charset=utf-16le']) {
+      expectFail(verifyRequest(auth, req({ headers: { 'x-twilio-signature': signature, 'content-type': type }, rawBody: Buffer.from(form), url })), 401, 'malformed');
+    }
+  });
+
+  it("URLs as the SDK also accepts them: normalized, with the legacy querystring's encoding; the first non-empty algorithm", () => {
+    const asCalled = "https://hooks.example.com/hook/tw/x?a='b'";
+    const escaped = 'https://hooks.example.com/hook/tw/x?a=%27b%27';
+    const signature = twilio.getExpectedTwilioSignature(token, escaped, {});
+    expect(twilio.validateRequest(token, signature, asCalled, {})).toBe(true);
+    expect(verifyRequest(auth, req({ method: 'GET', headers: { 'x-twilio-signature': signature }, url: asCalled })).ok).toBe(true);
+    const upper = 'HTTPS://hooks.example.com:443/hook/tw/x';
+    const lowerSig = twilio.getExpectedTwilioSignature(token, 'https://hooks.example.com/hook/tw/x', {});
+    expect(twilio.validateRequest(token, lowerSig, upper, {})).toBe(true);
+    expect(verifyRequest(auth, req({ method: 'GET', headers: { 'x-twilio-signature': lowerSig }, url: upper })).ok).toBe(true);
+    const settings = 'algorithm=,algorithm=HMAC_SHA256';
+    const sha256 = twilio.getExpectedTwilioSignature(token, escaped, {}, twilio.getSignatureAlgorithm(settings));
+    expect(verifyRequest(auth, req({ method: 'GET', headers: { 'x-twilio-signature': sha256, 'x-twilio-webhooks-signature-settings': settings }, url: escaped })).ok).toBe(true);
+  });
+});

@@ -1,4 +1,5 @@
 import { createHash, createHmac, type Hash } from 'node:crypto';
+import { parse as parseLegacyQuery, stringify as stringifyLegacyQuery } from 'node:querystring';
 import type { TwilioAuthDef } from '../schema.js';
 import { secretValues } from '../schema.js';
 import { type AuthHeaders, type AuthResult, malformed, mismatch, missing, singleHeader } from '../result.js';
@@ -9,14 +10,23 @@ import { type BodyVerifier, rejectedVerifier } from './scheme.js';
 export const TWILIO_SIGNATURE_HEADER = 'x-twilio-signature';
 /** Names the algorithm of a webhook signed with a SharedKey (`key=…,algorithm=HMAC_SHA256`); absent: HMAC-SHA1. */
 export const TWILIO_SETTINGS_HEADER = 'x-twilio-webhooks-signature-settings';
+/**
+ * A signed form is read whole and sorted before its signature can be checked: a caller without
+ * credentials must not make that expensive. Twilio's forms are a few KB with tens of parameters.
+ */
+export const TWILIO_MAX_FORM_BYTES = 128 * 1024;
+export const TWILIO_MAX_FORM_PARAMS = 1_000;
 
 /**
  * Twilio (twilio.com/docs/usage/webhooks/webhooks-security): `X-Twilio-Signature` is the base64
- * HMAC, keyed with the account's auth token, of the URL Twilio called (query included) followed,
- * for a form POST, by every parameter's name and value, sorted by name (a repeated name's values
- * once each, sorted). A JSON body is not in the signature; its hex SHA-256 is, as `bodySHA256` in
- * the URL's query. The URL is checked with and without the scheme's default port (Twilio's SDKs
- * do the same: which one Twilio signed depends on how the URL was configured).
+ * HMAC, keyed with the account's auth token (or a SharedKey secret), of the URL Twilio called
+ * (query included) followed, for a form POST, by every parameter's name and value, sorted by name
+ * (a repeated name's values once each, sorted). A JSON body is not in the signature; its hex
+ * SHA-256 is, as `bodySHA256` in the URL's query. Any other body is covered by nothing: one with
+ * bytes is refused (otherwise a signature of a GET, or of a form whose parameters were moved into
+ * the path, would carry a body of the caller's choosing). The URL is checked as Twilio's SDK checks
+ * it: as called, with and without the scheme's default port, then normalized (`new URL`) and with
+ * the query encoded as node's legacy querystring does.
  *
  * `signedUrl` is the URL as the sender called it (the ingress builds it from PUBLIC_URL, or the
  * credential's `url`, and the request's path and query as received, unnormalized). No timestamp is
@@ -36,26 +46,45 @@ export function twilioVerifier(auth: TwilioAuthDef, headers: AuthHeaders, signed
   if (signedUrl === undefined) return rejectedVerifier(mismatch('Signature does not match'));
 
   const bodyHash = queryParam(signedUrl, 'bodySHA256');
-  const form = bodyHash === undefined && isForm(headers['content-type']);
+  const contentType = headers['content-type'];
+  const form = bodyHash === undefined && isForm(contentType);
+  // Twilio's forms are UTF-8: the signature is checked over that decoding, and the form parser
+  // must not store another one (the charset parameter is not signed).
+  if (form && !utf8Charset(contentType)) return rejectedVerifier(malformed('Twilio signs forms in UTF-8; the charset parameter names another'));
   const hash: Hash | undefined = bodyHash === undefined ? undefined : createHash('sha256');
   const formChunks: Buffer[] = [];
+  let bytes = 0;
   const keys = secretValues(auth);
   let verdict: AuthResult | undefined;
   return {
     early: undefined,
-    needsBody: hash !== undefined || form,
+    // Every body is looked at: a form's, bodySHA256's, and any other must have no bytes.
+    needsBody: true,
     needsParsedBody: false,
     update(chunk) {
       if (verdict) throw new Error('BodyVerifier.update() called after finish()');
+      bytes += chunk.length;
       hash?.update(chunk);
-      if (form) formChunks.push(chunk);
+      if (form && bytes <= TWILIO_MAX_FORM_BYTES) formChunks.push(chunk);
     },
     finish() {
       if (verdict) return verdict;
-      const params = form ? sortedParams(Buffer.concat(formChunks).toString('utf8')) : '';
+      if (hash === undefined && !form && bytes > 0) {
+        verdict = mismatch('Twilio signs a body only as a form, or by bodySHA256 in the URL');
+        return verdict;
+      }
+      let params = '';
+      if (form) {
+        const text = bytes > TWILIO_MAX_FORM_BYTES ? undefined : Buffer.concat(formChunks).toString('utf8');
+        if (text === undefined || countOf(text, '&') + 1 > TWILIO_MAX_FORM_PARAMS) {
+          verdict = malformed(`A Twilio form is at most ${TWILIO_MAX_FORM_BYTES / 1024} KiB and ${TWILIO_MAX_FORM_PARAMS} parameters`);
+          return verdict;
+        }
+        params = sortedParams(text);
+      }
       let key = -1;
       // Every candidate under every key is computed and compared: the timing tells nothing of which matched.
-      for (const url of new Set([withoutPort(signedUrl), withDefaultPort(signedUrl)])) {
+      for (const url of candidateUrls(signedUrl)) {
         keys.forEach((k, i) => {
           if (k.length === 0) return;
           const digest = createHmac(algorithm, k).update(url + params, 'utf8').digest();
@@ -71,15 +100,56 @@ export function twilioVerifier(auth: TwilioAuthDef, headers: AuthHeaders, signed
   };
 }
 
+/** As the SDK's getSignatureAlgorithm: the first non-empty `algorithm=`; none: HMAC-SHA1. */
 function algorithmOf(settings: string | undefined): 'sha1' | 'sha256' | undefined {
   for (const part of (settings ?? '').split(',')) {
     const eq = part.indexOf('=');
     if (eq < 0 || part.slice(0, eq).trim() !== 'algorithm') continue;
     const name = part.slice(eq + 1).trim().toUpperCase();
-    if (name === '' || name === 'HMAC_SHA1') return 'sha1';
+    if (name === '') continue;
+    if (name === 'HMAC_SHA1') return 'sha1';
     return name === 'HMAC_SHA256' ? 'sha256' : undefined;
   }
   return 'sha1';
+}
+
+/**
+ * The URLs the SDK's validateRequest accepts a signature for: as called, without its port and with
+ * the scheme's default one; then normalized by `new URL()` (percent-encoding, case of the scheme
+ * and host), with and without the port, each also with its query encoded as node's legacy
+ * querystring module does.
+ */
+function candidateUrls(url: string): Set<string> {
+  const out = new Set([withoutPort(url), withDefaultPort(url)]);
+  let normalized: string;
+  try {
+    normalized = new URL(url).toString();
+  } catch {
+    return out;
+  }
+  for (const u of [withoutPort(normalized), withDefaultPort(normalized)]) {
+    out.add(u);
+    out.add(withLegacyQuery(u));
+  }
+  return out;
+}
+
+function withLegacyQuery(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0 || q === url.length - 1) return url;
+  return `${url.slice(0, q)}?${stringifyLegacyQuery(parseLegacyQuery(url.slice(q + 1)))}`;
+}
+
+function utf8Charset(contentType: string | string[] | undefined): boolean {
+  const value = Array.isArray(contentType) ? contentType[0] : contentType;
+  const m = /;\s*charset\s*=\s*"?([^";\s]*)/i.exec(value ?? '');
+  return m === null || /^utf-?8$/i.test(m[1]!);
+}
+
+function countOf(text: string, char: string): number {
+  let n = 0;
+  for (let i = text.indexOf(char); i >= 0; i = text.indexOf(char, i + 1)) n++;
+  return n;
 }
 
 function isForm(contentType: string | string[] | undefined): boolean {
