@@ -233,6 +233,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     logger,
     concurrency: config.workerConcurrency,
     prefetch: config.workerPrefetch ?? config.workerConcurrency,
+    flowLimits: () => registry.concurrencyLimits(),
     onStepStarted: (e) => {
       if (e.stepIndex === 0 && e.firstDelivery) metrics.queueDelaySeconds.observe(Math.max(0, e.startedAt - e.receivedAt) / 1000);
     },

@@ -44,6 +44,7 @@ export const FlowView = Type.Object(
     steps: Type.Array(Step),
     retry: Type.Optional(RetryPolicy),
     jobMessage: Type.Optional(JobMessageOptions),
+    concurrency: Type.Optional(Type.Integer({ minimum: 1, description: 'At most this many of its executions at once (per process)' })),
     createdAt: Time,
     updatedAt: Time,
     /** Where senders call the flow: PUBLIC_URL + /hook/{id}. */

@@ -154,6 +154,12 @@ export const FlowInput = Type.Object(
     steps: Type.Optional(Type.Array(Step, { maxItems: 100 })),
     retry: Type.Optional(RetryPolicy),
     jobMessage: Type.Optional(JobMessageOptions),
+    /**
+     * At most this many of the flow's executions at once (a receiver that takes one call at a
+     * time, an API's concurrency limit). Absent: as many as the workers take. Per process: on
+     * SQLite that is every execution; with several instances each holds to it (docs/flows.md).
+     */
+    concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
   },
   { additionalProperties: false },
 );
@@ -180,6 +186,7 @@ export interface Flow {
   steps: StepDef[];
   retry?: RetryPolicyDef;
   jobMessage?: JobMessageOptionsDef;
+  concurrency?: number;
   createdAt: string;
   updatedAt: string;
 }
@@ -210,6 +217,7 @@ export function normalizeFlow(input: FlowInputDef, id: string, now: Date, existi
   };
   if (input.retry) flow.retry = input.retry;
   if (input.jobMessage) flow.jobMessage = input.jobMessage;
+  if (input.concurrency !== undefined) flow.concurrency = input.concurrency;
   return flow;
 }
 

@@ -111,6 +111,8 @@ export interface FlowRunnerOptions extends FlowRunnerHooks {
   concurrency: number;
   /** Jobs leased ahead of the free slots (queues that support it; see ConsumeOptions). Default 0. */
   prefetch?: number;
+  /** Flows that limit their executions at once (Flow.concurrency), by id: passed to the queue's consumer. */
+  flowLimits?: () => ReadonlyMap<string, number>;
   /** UTF-8 bytes of JSON kept per step input/output in execution records. */
   executionDataLimit: number;
   /** Used when a stopped flow's job has to be queued again (flow.retry.maxAttempts overrides). */
@@ -655,7 +657,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
           p.then(done, done);
           return p;
         },
-        { concurrency: o.concurrency, prefetch: o.prefetch ?? 0 },
+        { concurrency: o.concurrency, prefetch: o.prefetch ?? 0, ...(o.flowLimits ? { flowLimits: o.flowLimits } : {}) },
       );
     },
 

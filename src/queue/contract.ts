@@ -52,6 +52,12 @@ export interface ConsumeOptions {
    * (embedded, PostgreSQL) use it; RabbitMQ's prefetch is the concurrency (basic.qos).
    */
   prefetch?: number;
+  /**
+   * Flows whose jobs this consumer may hold only so many of at once (running, and waiting here),
+   * by flow id (Flow.concurrency); read at every claim. Jobs of a flow at its limit stay in the
+   * queue, or waiting in this process, without blocking other flows' jobs.
+   */
+  flowLimits?: () => ReadonlyMap<string, number>;
 }
 
 export interface Consumer {

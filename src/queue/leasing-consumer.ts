@@ -21,7 +21,16 @@ export interface LeasingConsumerOptions {
    * their leases with those of the running jobs.
    */
   prefetch?: number;
+  /** Flows whose jobs this consumer holds only so many of at once (ConsumeOptions.flowLimits). */
+  flowLimits?: () => ReadonlyMap<string, number>;
 }
+
+/**
+ * Jobs a claim may lease of each flow that limits its executions at once (Flow.concurrency): its
+ * limit less what this consumer holds of it (running, prefetched, handed off). Flows at their
+ * limit are there with 0. Absent: no flow limits.
+ */
+export type ClaimCaps = ReadonlyMap<string, number>;
 
 /**
  * A consumer of a database queue with leases (embedded SQLite, PostgreSQL): runs up to
@@ -58,6 +67,14 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   private readonly settles = new Set<Promise<unknown>>();
   private readonly conditions = new Conditions();
   private stopping: Promise<void> | undefined;
+  /** Hand-offs reserved and not yet delivered, by flow (a flow's limit counts them). */
+  private readonly handoffs = new Map<string, number>();
+  /**
+   * Flows found at their limit by the last claim: when one of their jobs ends, a claim may find
+   * their waiting jobs due (the queue may have said it had no more work for us meanwhile).
+   */
+  private readonly atLimit = new Set<string>();
+  private capacityFreed = false;
 
   constructor(private readonly o: LeasingConsumerOptions) {
     const prefetch = o.prefetch ?? 0;
@@ -71,8 +88,11 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
 
   /** False when the last claim found fewer due jobs than it asked for and nothing new came since. */
   protected abstract hasWork(): boolean;
-  /** Lease up to `limit` due jobs to this.owner (and record what the claim found). */
-  protected abstract claim(limit: number): Promise<Job[]>;
+  /**
+   * Lease up to `limit` due jobs to this.owner (and record what the claim found); of a flow in
+   * `caps`, at most its cap.
+   */
+  protected abstract claim(limit: number, caps: ClaimCaps | undefined): Promise<Job[]>;
   protected abstract delivery(job: Job): D;
   /**
    * Extend the leases of the jobs held here (running, and prefetched ones waiting for a slot);
@@ -108,17 +128,20 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
    */
   pump(): void {
     this.startPrefetched();
-    if (this.claimReserved > 0 || this.state !== 'active' || !this.hasWork()) return;
+    if (this.claimReserved > 0 || this.state !== 'active' || !(this.capacityFreed || this.hasWork())) return;
     const limit = this.free + this.prefetch;
     if (limit <= 0) return;
     if (this.prefetched.length > 0 && limit < Math.ceil(this.prefetch / 2)) return;
     this.claimReserved = limit;
     this.reserved += limit;
+    this.capacityFreed = false;
     const claimedAt = Date.now();
-    this.claim(limit).then(
+    const caps = this.caps();
+    this.claim(limit, caps).then(
       (jobs) => {
         this.claimDone(limit);
         for (const job of jobs) this.prefetched.push({ job, leasedUntil: claimedAt + this.o.leaseMs });
+        if (caps !== undefined) this.noteLimits();
         this.changed();
         this.pump();
       },
@@ -128,6 +151,48 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
         this.o.logger.warn({ err }, `${this.o.label}: claim failed; retrying on the next sweep`);
       },
     );
+  }
+
+  /** How many jobs of each flow this consumer holds: running, prefetched, handed off. */
+  private heldByFlow(): Map<string, number> {
+    const held = new Map(this.handoffs);
+    const add = (flowId: string) => held.set(flowId, (held.get(flowId) ?? 0) + 1);
+    for (const d of this.running) add(d.job.flowId);
+    for (const { job } of this.prefetched) add(job.flowId);
+    return held;
+  }
+
+  /** What a claim may take of each limited flow (ClaimCaps); undefined when no flow has a limit. */
+  private caps(): ClaimCaps | undefined {
+    const limits = this.o.flowLimits?.();
+    if (limits === undefined || limits.size === 0) return undefined;
+    const held = this.heldByFlow();
+    const caps = new Map<string, number>();
+    for (const [flowId, limit] of limits) caps.set(flowId, Math.max(0, limit - (held.get(flowId) ?? 0)));
+    return caps;
+  }
+
+  /** After a claim: which limited flows are now at their limit (atLimit). */
+  private noteLimits(): void {
+    this.atLimit.clear();
+    const limits = this.o.flowLimits?.();
+    if (limits === undefined) return;
+    const held = this.heldByFlow();
+    for (const [flowId, limit] of limits) if ((held.get(flowId) ?? 0) >= limit) this.atLimit.add(flowId);
+  }
+
+  /** Whether one more job of the flow (a hand-off) stays within its limit. */
+  protected withinLimit(flowId: string): boolean {
+    const limit = this.o.flowLimits?.().get(flowId);
+    if (limit === undefined) return true;
+    return (this.heldByFlow().get(flowId) ?? 0) < limit;
+  }
+
+  /** A hand-off of the flow's job reserved (+1) or settled (-1): counted against its limit. */
+  protected countHandoff(flowId: string, delta: 1 | -1): void {
+    const n = (this.handoffs.get(flowId) ?? 0) + delta;
+    if (n > 0) this.handoffs.set(flowId, n);
+    else this.handoffs.delete(flowId);
   }
 
   private claimDone(limit: number): void {
@@ -208,6 +273,9 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
 
   private finished(d: D): void {
     this.running.delete(d);
+    // A flow the last claim left at its limit has room again: its waiting jobs may be claimed.
+    // (Kept in atLimit until the next claim says otherwise: two of its jobs may end during one claim.)
+    if (this.atLimit.has(d.job.flowId)) this.capacityFreed = true;
     this.changed();
   }
 

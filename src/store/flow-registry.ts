@@ -17,6 +17,8 @@ export class FlowRegistry {
   private readonly flows = new Map<string, Flow>();
   /** Called after every change of what is held (loads included): the queue follows the flows. */
   onChange: (() => void) | undefined;
+  /** Flows with a `concurrency`, built again after a change (concurrencyLimits()). */
+  private limits: ReadonlyMap<string, number> | undefined;
 
   /** `codec` seals credential secrets on the way to the store and opens them on the way back. */
   constructor(
@@ -46,7 +48,7 @@ export class FlowRegistry {
     }
     this.flows.clear();
     for (const [id, f] of next) this.flows.set(id, f);
-    this.onChange?.();
+    this.changed();
   }
 
   /**
@@ -56,7 +58,7 @@ export class FlowRegistry {
   async fetch(id: string): Promise<Flow | undefined> {
     const stored = await this.store.get(id);
     if (stored === undefined) {
-      if (this.flows.delete(id)) this.onChange?.();
+      if (this.flows.delete(id)) this.changed();
       return undefined;
     }
     // Unchanged: keep the object (compiled steps, allowlists and rate limits are cached per object).
@@ -64,8 +66,23 @@ export class FlowRegistry {
     if (known !== undefined && known.updatedAt === stored.updatedAt) return known;
     const flow = this.codec.open(stored);
     this.flows.set(id, flow);
-    this.onChange?.();
+    this.changed();
     return flow;
+  }
+
+  private changed(): void {
+    this.limits = undefined;
+    this.onChange?.();
+  }
+
+  /** The flows that limit their executions at once (`concurrency`), by id: the queues' consumers hold to them. */
+  concurrencyLimits(): ReadonlyMap<string, number> {
+    if (this.limits === undefined) {
+      const limits = new Map<string, number>();
+      for (const f of this.flows.values()) if (f.concurrency !== undefined) limits.set(f.id, f.concurrency);
+      this.limits = limits;
+    }
+    return this.limits;
   }
 
   get(id: string): Flow | undefined {
@@ -91,14 +108,14 @@ export class FlowRegistry {
   async put(flow: Flow, expect?: PutExpectation): Promise<boolean> {
     if (!(await this.store.put(this.codec.seal(flow), expect))) return false;
     this.flows.set(flow.id, flow);
-    this.onChange?.();
+    this.changed();
     return true;
   }
 
   async delete(id: string): Promise<boolean> {
     const removed = await this.store.delete(id);
     this.flows.delete(id);
-    this.onChange?.();
+    this.changed();
     return removed;
   }
 }

@@ -489,6 +489,47 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       expect(byConsumer[1]).toBeGreaterThan(0);
     });
 
+    for (const prefetch of [0, 8]) {
+      it(`holds a flow to its limit of jobs at once (flowLimits), without holding up other flows (prefetch ${prefetch})`, async () => {
+        const limits = new Map([['capped', 2]]);
+        // A backlog before the consumer starts (claims), and jobs accepted while it runs (hand-offs).
+        for (let i = 0; i < 6; i++) await accept({ flowId: 'capped' });
+        for (let i = 0; i < 6; i++) await accept({ flowId: 'free' });
+        const now = new Map<string, number>();
+        const most = new Map<string, number>();
+        const done: string[] = [];
+        const c = backend.queue.consume(
+          async (d) => {
+            const f = d.job.flowId;
+            now.set(f, (now.get(f) ?? 0) + 1);
+            most.set(f, Math.max(most.get(f) ?? 0, now.get(f)!));
+            await sleep(60);
+            now.set(f, now.get(f)! - 1);
+            await d.ack();
+            done.push(f);
+          },
+          { concurrency: 6, prefetch, flowLimits: () => limits },
+        );
+        consumers.push(c);
+        for (let i = 0; i < 6; i++) await accept({ flowId: 'capped' });
+        for (let i = 0; i < 6; i++) await accept({ flowId: 'free' });
+        await waitFor(() => done.length === 24, '24 jobs done', 20_000);
+        expect(most.get('capped')).toBe(2);
+        // The other flow used the slots the limited one left.
+        expect(most.get('free')).toBeGreaterThanOrEqual(3);
+        expect(done.filter((f) => f === 'capped')).toHaveLength(12);
+        // A limit raised is followed at the next claims.
+        limits.set('capped', 4);
+        const t0 = Date.now();
+        for (let i = 0; i < 12; i++) await accept({ flowId: 'capped' });
+        await waitFor(() => done.length === 36, '36 jobs done', 20_000);
+        // Three rounds of four: a job that ends makes room for the next at once, not at a sweep (1 s).
+        expect(Date.now() - t0).toBeLessThan(1_500);
+        expect(most.get('capped')).toBeGreaterThanOrEqual(3);
+        expect(most.get('capped')).toBeLessThanOrEqual(4);
+      });
+    }
+
     it('takes the flows with waiting jobs in turn: a backlog of one flow does not hold up the others', async () => {
       // Accepted flow by flow: oldest first, all of a's jobs would run before b's and c's.
       for (const flowId of ['fair-a', 'fair-b', 'fair-c']) {

@@ -5,7 +5,7 @@ import type { ClaimJobsResult } from '../../store/sqlite/ops/claim-jobs.js';
 import { toJob } from '../../store/rows.js';
 import type { WriterClient } from '../../store/sqlite/writer/writer-client.js';
 import type { JobHandler } from '../contract.js';
-import { LeasingConsumer } from '../leasing-consumer.js';
+import { type ClaimCaps, LeasingConsumer } from '../leasing-consumer.js';
 import { LeasedDelivery, type DeliveryHost } from './delivery.js';
 
 /** What a consumer needs from its queue. */
@@ -33,8 +33,9 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
     concurrency: number,
     prefetch: number,
     private readonly host: ConsumerHost,
+    flowLimits?: () => ReadonlyMap<string, number>,
   ) {
-    super({ handler, concurrency, leaseMs: host.leaseMs, logger: host.logger, label: 'embedded queue', prefetch });
+    super({ handler, concurrency, leaseMs: host.leaseMs, logger: host.logger, label: 'embedded queue', prefetch, ...(flowLimits ? { flowLimits } : {}) });
     this.deliveryHost = {
       writer: host.writer,
       logger: host.logger,
@@ -43,10 +44,14 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
     };
   }
 
-  /** Hand-off: reserve one slot for a job about to be committed leased to this consumer. */
-  reserve(): HandoffSlot | undefined {
-    if (this.free <= 0) return undefined;
+  /**
+   * Hand-off: reserve one slot for a job of the flow about to be committed leased to this consumer
+   * (not when the flow is at its limit here: the job then waits in the queue).
+   */
+  reserve(flowId: string): HandoffSlot | undefined {
+    if (this.free <= 0 || !this.withinLimit(flowId)) return undefined;
     this.reserved++;
+    this.countHandoff(flowId, 1);
     let used = false;
     return {
       owner: this.owner,
@@ -54,6 +59,7 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
         if (used) return;
         used = true;
         this.reserved--;
+        this.countHandoff(flowId, -1);
         this.start(job);
         this.changed();
       },
@@ -61,6 +67,7 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
         if (used) return;
         used = true;
         this.reserved--;
+        this.countHandoff(flowId, -1);
         this.changed();
         this.pump();
       },
@@ -71,8 +78,8 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
     return this.host.hasWork();
   }
 
-  protected async claim(limit: number): Promise<Job[]> {
-    const result = await this.host.writer.call('claimJobs', { owner: this.owner, limit });
+  protected async claim(limit: number, caps: ClaimCaps | undefined): Promise<Job[]> {
+    const result = await this.host.writer.call('claimJobs', { owner: this.owner, limit, ...(caps ? { caps: Object.fromEntries(caps) } : {}) });
     this.host.claimed(result, limit);
     return result.jobs.map(toJob);
   }

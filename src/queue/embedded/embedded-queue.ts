@@ -66,7 +66,7 @@ export class EmbeddedQueue implements Queue, JobHandoff {
     if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
       throw new HookdError(E.VALIDATION_FAILED, 'consumer concurrency must be a positive integer');
     }
-    const consumer = new EmbeddedConsumer(handler, options.concurrency, options.prefetch ?? 0, this.host);
+    const consumer = new EmbeddedConsumer(handler, options.concurrency, options.prefetch ?? 0, this.host, options.flowLimits);
     this.consumers.push(consumer);
     this.work = true; // a backlog may be waiting
     consumer.pump();
@@ -125,10 +125,10 @@ export class EmbeddedQueue implements Queue, JobHandoff {
   }
 
   /** JobHandoff: a free slot of a local consumer, round-robin over consumers. */
-  reserve(): HandoffSlot | undefined {
+  reserve(flowId: string): HandoffSlot | undefined {
     const n = this.consumers.length;
     for (let i = 0; i < n; i++) {
-      const slot = this.consumers[(this.next + i) % n]!.reserve();
+      const slot = this.consumers[(this.next + i) % n]!.reserve(flowId);
       if (slot !== undefined) {
         this.next = (this.next + i + 1) % n;
         return slot;

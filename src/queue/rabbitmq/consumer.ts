@@ -36,6 +36,8 @@ export interface ConsumerHost {
   vanishing(queue: string): boolean;
   /** The broker cancelled the consumer of a vanishing queue: look whether it is gone (not a topology loss). */
   vanished(queue: string): void;
+  /** The flow whose jobs a queue holds; undefined for another queue (the legacy work queue). */
+  flowOf(queue: string): string | undefined;
 }
 
 /** Pause before trying again to open a consumer channel that failed (the broker may be restarting). */
@@ -119,6 +121,11 @@ export class RabbitConsumer implements Consumer {
     private readonly handler: JobHandler,
     private readonly concurrency: number,
     private readonly host: ConsumerHost,
+    /**
+     * Flows this consumer runs only so many jobs of at once (Flow.concurrency, per process): their
+     * queues' prefetch stays within it, and their deliveries beyond it wait without holding a slot.
+     */
+    private readonly flowLimits?: () => ReadonlyMap<string, number>,
   ) {
     this.deliveryHost = {
       logger: host.logger,
@@ -179,7 +186,7 @@ export class RabbitConsumer implements Consumer {
       added.push(lane);
     }
     // The base share to start with; rebalance() grows the queues that turn out busy.
-    for (const lane of added) lane.prefetch = this.basePrefetch();
+    for (const [queue, lane] of this.lanes) if (added.includes(lane)) lane.prefetch = this.clamp(queue, this.basePrefetch());
     const ch = this.ch;
     if (ch?.active) {
       const now = Date.now();
@@ -425,10 +432,38 @@ export class RabbitConsumer implements Consumer {
   }
 
   private pump(): void {
-    while (this.state === 'active' && this.running.size < this.concurrency && this.waiting.length > 0) {
-      const d = this.waiting.shift()!;
-      if (d.channel.active) this.start(d);
+    const limits = this.flowLimits?.();
+    if (limits === undefined || limits.size === 0) {
+      while (this.state === 'active' && this.running.size < this.concurrency && this.waiting.length > 0) {
+        const d = this.waiting.shift()!;
+        if (d.channel.active) this.start(d);
+      }
+      return;
     }
+    // A flow at its limit: its deliveries wait (in order) while those behind them start.
+    const running = new Map<string, number>();
+    for (const d of this.running) running.set(d.job.flowId, (running.get(d.job.flowId) ?? 0) + 1);
+    let i = 0;
+    while (this.state === 'active' && this.running.size < this.concurrency && i < this.waiting.length) {
+      const d = this.waiting[i]!;
+      const flowId = d.job.flowId;
+      const limit = limits.get(flowId);
+      if (d.channel.active && limit !== undefined && (running.get(flowId) ?? 0) >= limit) {
+        i++;
+        continue;
+      }
+      this.waiting.splice(i, 1);
+      if (!d.channel.active) continue;
+      running.set(flowId, (running.get(flowId) ?? 0) + 1);
+      this.start(d);
+    }
+  }
+
+  /** A prefetch for the queue within its flow's limit, if it has one. */
+  private clamp(queue: string, prefetch: number): number {
+    const flowId = this.host.flowOf(queue);
+    const limit = flowId === undefined ? undefined : this.flowLimits?.().get(flowId);
+    return limit === undefined ? prefetch : Math.max(1, Math.min(prefetch, limit));
   }
 
   private start(d: RabbitDelivery): void {
@@ -600,12 +635,12 @@ export class RabbitConsumer implements Consumer {
       let grow: [string, Lane] | undefined;
       for (const entry of busy) {
         const lane = entry[1];
-        if (lane.prefetch >= this.concurrency || held(lane) < lane.prefetch) continue;
+        if (lane.prefetch >= this.clamp(entry[0], this.concurrency) || held(lane) < lane.prefetch) continue;
         if (grow === undefined || lane.prefetch < grow[1].prefetch) grow = entry;
       }
       if (grow) {
         const [queue, lane] = grow;
-        const next = Math.min(this.concurrency, lane.prefetch * 2, lane.prefetch + budget - sum);
+        const next = Math.min(this.clamp(queue, this.concurrency), lane.prefetch * 2, lane.prefetch + budget - sum);
         if (next > lane.prefetch) this.resize(ch, queue, lane, next);
       }
     }
@@ -621,7 +656,7 @@ export class RabbitConsumer implements Consumer {
   /** A vanishing queue is looked up first: consuming one that is gone would close the shared channel. */
   private resize(ch: Channel, queue: string, lane: Lane, prefetch: number): void {
     this.cancelLane(lane);
-    lane.prefetch = prefetch;
+    lane.prefetch = this.clamp(queue, prefetch);
     this.startLane(ch, queue, lane, this.host.vanishing(queue));
   }
 

@@ -202,6 +202,7 @@ export class RabbitMqQueue implements Queue {
       conn: this.conn,
       logger: this.logger,
       queues: () => this.consumedQueues(),
+      flowOf: (queue) => this.topology.flowOf(queue),
       prepare: (queue) => this.prepareQueue(queue),
       publishRetry: (job, delayMs) => this.publishRetry(job, delayMs),
       publishDead: (job) => this.sendDead(job),
@@ -387,7 +388,7 @@ export class RabbitMqQueue implements Queue {
     if (options.concurrency > 65_535) {
       throw new HookdError(E.VALIDATION_FAILED, 'consumer concurrency must be at most 65535 (AMQP prefetch)');
     }
-    const consumer = new RabbitConsumer(handler, options.concurrency, this.consumerHost);
+    const consumer = new RabbitConsumer(handler, options.concurrency, this.consumerHost, options.flowLimits);
     this.consumers.add(consumer);
     // The flow queues declared so far are consumed without being declared again (a queue deleted
     // by hand meanwhile: its consume closes the channel, and the consumer starts over, declaring).

@@ -1,6 +1,6 @@
 import type { Job } from '../../core/job.js';
 import type { JobHandler } from '../../queue/contract.js';
-import { LeasingConsumer } from '../../queue/leasing-consumer.js';
+import { type ClaimCaps, LeasingConsumer } from '../../queue/leasing-consumer.js';
 import type { PgLogger } from './logger.js';
 import { PgDelivery, type DeliveryHost } from './pg-delivery.js';
 import type { QueueSql } from './queue-sql.js';
@@ -28,8 +28,9 @@ export class PgConsumer extends LeasingConsumer<PgDelivery> {
     concurrency: number,
     prefetch: number,
     private readonly host: ConsumerHost,
+    flowLimits?: () => ReadonlyMap<string, number>,
   ) {
-    super({ handler, concurrency, leaseMs: host.sql.leaseMs, logger: host.logger, label: 'postgres queue', prefetch });
+    super({ handler, concurrency, leaseMs: host.sql.leaseMs, logger: host.logger, label: 'postgres queue', prefetch, ...(flowLimits ? { flowLimits } : {}) });
     this.deliveryHost = {
       sql: host.sql,
       logger: host.logger,
@@ -42,9 +43,9 @@ export class PgConsumer extends LeasingConsumer<PgDelivery> {
     return this.host.hasWork();
   }
 
-  protected async claim(limit: number): Promise<Job[]> {
+  protected async claim(limit: number, caps: ClaimCaps | undefined): Promise<Job[]> {
     const generation = this.host.generation();
-    const rows: JobRow[] = await this.host.sql.claim(this.owner, limit);
+    const rows: JobRow[] = await this.host.sql.claim(this.owner, limit, caps);
     this.host.claimed(rows.length, limit, generation);
     return rows.map(toJob);
   }

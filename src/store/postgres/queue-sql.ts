@@ -32,8 +32,12 @@ type FairClaimRow = JobRow & { due_flows: number; last_turn: string | null; scan
 /** With a single flow due, one claim in this many is a fair one (QueueSql.claim). */
 const FAIR_CLAIM_EVERY = 4;
 
-/** The fair claim (QueueSql.claim); binds $1 owner, $2 limit, $3 lease ms, $4 cursor, $5 MAX_FLOWS_SCANNED, $6 flowsPerClaim(limit). */
-function fairClaimSql(jobs: string): string {
+/**
+ * The fair claim (QueueSql.claim); binds $1 owner, $2 limit, $3 lease ms, $4 cursor, $5
+ * MAX_FLOWS_SCANNED, $6 flowsPerClaim(limit); `capped`: also $7 the limited flows' ids and $8
+ * their caps (what the claim may take of each: a flow at 0 has no turn, the others at most that).
+ */
+function fairClaimSql(jobs: string, capped = false): string {
   // The next flow after `from` with a waiting job, and its oldest job's run_at (one seek of jobs_ready_flow).
   const next = (from: string) =>
     `SELECT j.flow_id, j.run_at FROM ${jobs} j WHERE j.state = 'ready' AND j.flow_id > ${from} ORDER BY j.flow_id, j.run_at LIMIT 1`;
@@ -58,7 +62,7 @@ function fairClaimSql(jobs: string): string {
        -- A flow is due when its oldest waiting job is. One flow more than the claim takes its
        -- turns from: tells whether another flow is due.
        due AS MATERIALIZED (
-         SELECT flow_id, pos, row_number() OVER () AS k FROM ring WHERE run_at <= ${NOW_MS}
+         SELECT flow_id, pos, row_number() OVER () AS k FROM ring WHERE run_at <= ${NOW_MS}${capped ? ' AND NOT (flow_id = ANY (SELECT u.f FROM unnest($7::text[], $8::integer[]) u(f, c) WHERE u.c <= 0))' : ''}
          LIMIT $6::integer + 1),
        turns AS (SELECT * FROM due WHERE k <= $6::integer),
        -- Shares that add up to the limit (the first limit mod n flows take one more), so that no
@@ -69,7 +73,7 @@ function fairClaimSql(jobs: string): string {
            SELECT j.id, j.run_at FROM ${jobs} j
            WHERE j.state = 'ready' AND j.flow_id = d.flow_id AND j.run_at <= ${NOW_MS}
            ORDER BY j.flow_id, j.run_at, j.id
-           LIMIT (SELECT $2::integer / count(*)::integer + CASE WHEN d.k <= $2::integer % count(*)::integer THEN 1 ELSE 0 END FROM turns)
+           LIMIT ${capped ? 'LEAST(' : ''}(SELECT $2::integer / count(*)::integer + CASE WHEN d.k <= $2::integer % count(*)::integer THEN 1 ELSE 0 END FROM turns)${capped ? ', coalesce((SELECT u.c FROM unnest($7::text[], $8::integer[]) u(f, c) WHERE u.f = d.flow_id), 2147483647))' : ''}
            FOR UPDATE SKIP LOCKED) p),
        chosen AS (
          SELECT id, pos, row_number() OVER (PARTITION BY flow_id ORDER BY run_at, id) AS rank FROM picked),
@@ -117,6 +121,7 @@ export class QueueSql {
     readonly leaseMs: number,
   ) {
     this.fairClaimText = fairClaimSql(db.t.jobs);
+    this.cappedClaimText = fairClaimSql(db.t.jobs, true);
     this.acks = new GroupCommit(async (tokens) => {
       const { rows } = await this.db.query<{ id: string; attempts: number }>(
         `DELETE FROM ${this.jobs} j USING unnest($1::text[], $2::integer[], $3::text[]) AS t(id, attempts, owner)
@@ -140,6 +145,8 @@ export class QueueSql {
   private oldestLeft = 0;
   /** The fair claim's statement (built once: the table names are fixed). */
   private readonly fairClaimText: string;
+  /** The same with caps for limited flows. */
+  private readonly cappedClaimText: string;
 
   /**
    * Lease up to `limit` due jobs to `owner`, shared among the flows that have due jobs
@@ -157,7 +164,8 @@ export class QueueSql {
    * (the others take the oldest, which is the same thing with one flow), so a flow whose jobs come
    * in behind another's backlog waits at most that many claims to be seen.
    */
-  async claim(owner: string, limit: number): Promise<JobRow[]> {
+  async claim(owner: string, limit: number, caps?: ReadonlyMap<string, number>): Promise<JobRow[]> {
+    if (caps !== undefined && caps.size > 0) return this.claimCapped(owner, limit, caps);
     if (this.oldestLeft > 0) {
       this.oldestLeft--;
       return this.claimOldest(owner, limit);
@@ -178,20 +186,61 @@ export class QueueSql {
     return rest.length === 0 ? claimed : [...claimed, ...rest];
   }
 
+  /**
+   * claim() when some flows limit their executions at once (leasing-consumer.ts ClaimCaps): the
+   * fair claim with their caps (a flow at 0 has no turn), then the oldest of the other flows, then
+   * what the caps leave beyond the turns' shares. Always the fair statement: the oldest-first
+   * shortcut would pass a limited flow over.
+   */
+  private async claimCapped(owner: string, limit: number, caps: ReadonlyMap<string, number>): Promise<JobRow[]> {
+    const flows = [...caps.keys()];
+    const { rows } = await this.db.query<FairClaimRow>(
+      this.cappedClaimText,
+      [owner, limit, this.leaseMs, this.cursor, MAX_FLOWS_SCANNED, flowsPerClaim(limit), flows, [...caps.values()]],
+      'hookd_queue_claim_capped',
+    );
+    const meta = rows[0]!;
+    this.cursor = meta.scanned_to ?? meta.last_turn ?? this.cursor;
+    const claimed: JobRow[] = rows.filter((r) => r.id !== null);
+    if (claimed.length < limit && !(meta.due_flows === 0 && meta.scanned_to === null)) claimed.push(...(await this.claimOldest(owner, limit - claimed.length, flows)));
+    for (const [flow, cap] of caps) {
+      const left = Math.min(cap - claimed.filter((j) => j.flow_id === flow).length, limit - claimed.length);
+      if (left > 0) claimed.push(...(await this.claimOfFlow(owner, flow, left)));
+    }
+    return claimed;
+  }
+
+  /** Lease up to `limit` due jobs of one flow, oldest first. */
+  private async claimOfFlow(owner: string, flowId: string, limit: number): Promise<JobRow[]> {
+    const { rows } = await this.db.query<JobRow>(
+      `WITH claimed AS (
+         UPDATE ${this.jobs}
+         SET state = 'leased', attempts = attempts + 1, lease_until = ${NOW_MS} + $3::float8, lease_owner = $1
+         WHERE id IN (
+           SELECT id FROM ${this.jobs} WHERE state = 'ready' AND flow_id = $4 AND run_at <= ${NOW_MS}
+           ORDER BY flow_id, run_at, id LIMIT $2::integer FOR UPDATE SKIP LOCKED)
+         RETURNING ${JOB_COLUMNS}, run_at)
+       SELECT ${JOB_COLUMNS} FROM claimed ORDER BY run_at, id`,
+      [owner, limit, this.leaseMs, flowId],
+      'hookd_queue_claim_flow',
+    );
+    return rows;
+  }
+
   /** Lease up to `limit` due jobs of any flow to `owner`, oldest run_at first. */
-  private async claimOldest(owner: string, limit: number): Promise<JobRow[]> {
+  private async claimOldest(owner: string, limit: number, except?: readonly string[]): Promise<JobRow[]> {
     // UPDATE … RETURNING yields rows in no particular order: sorted again, oldest first.
     const { rows } = await this.db.query<JobRow>(
       `WITH claimed AS (
          UPDATE ${this.jobs}
          SET state = 'leased', attempts = attempts + 1, lease_until = ${NOW_MS} + $3::float8, lease_owner = $1
          WHERE id IN (
-           SELECT id FROM ${this.jobs} WHERE state = 'ready' AND run_at <= ${NOW_MS}
+           SELECT id FROM ${this.jobs} WHERE state = 'ready' AND run_at <= ${NOW_MS}${except ? ' AND NOT (flow_id = ANY($4::text[]))' : ''}
            ORDER BY run_at, id LIMIT $2::integer FOR UPDATE SKIP LOCKED)
          RETURNING ${JOB_COLUMNS}, run_at)
        SELECT ${JOB_COLUMNS} FROM claimed ORDER BY run_at, id`,
-      [owner, limit, this.leaseMs],
-      'hookd_queue_claim',
+      except ? [owner, limit, this.leaseMs, except] : [owner, limit, this.leaseMs],
+      except ? 'hookd_queue_claim_unlimited' : 'hookd_queue_claim',
     );
     return rows;
   }

@@ -6,8 +6,11 @@ import type { Job } from '../../core/job.js';
  * inserted already leased to that consumer and handed to it right after COMMIT.
  */
 export interface JobHandoff {
-  /** Reserve a slot of a local consumer with spare concurrency, or undefined when all are busy. */
-  reserve(): HandoffSlot | undefined;
+  /**
+   * Reserve a slot of a local consumer with spare concurrency for a job of the flow, or undefined
+   * when all are busy (or the flow is at its concurrency limit).
+   */
+  reserve(flowId: string): HandoffSlot | undefined;
   /** A job was committed without a hand-off: wake idle consumers. */
   wake(): void;
 }

@@ -53,7 +53,7 @@ export class SqliteRequestStore implements RequestStore {
         // Reserved when the batch is formed, so a slot is never held across an idle turn.
         beforeSend: handoff
           ? (a) => {
-              slot = handoff.reserve();
+              slot = handoff.reserve(m.flowId);
               if (slot !== undefined) a.leaseOwner = slot.owner;
             }
           : undefined,

@@ -6,6 +6,12 @@ import type { Op } from './define-op.js';
 export interface ClaimJobsArgs {
   owner: string;
   limit: number;
+  /**
+   * Flows that limit their executions at once: how many more of each this claim may lease
+   * (leasing-consumer.ts ClaimCaps). Such a flow's jobs come only in its turns, never as the
+   * oldest of any flow.
+   */
+  caps?: Record<string, number>;
 }
 
 export interface ClaimJobsResult {
@@ -62,9 +68,25 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
      WHERE id IN (SELECT id FROM jobs WHERE state = 'ready' AND run_at <= ? ORDER BY run_at LIMIT ?)
      RETURNING id, flow_id, request_id, attempts, max_attempts, enqueued_at, last_error`,
   );
+  // The same, the limited flows left out (their jobs come in their turns, up to their caps).
+  const claimOldestUnlimited = db.prepare(
+    `UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_until = ?, lease_owner = ?
+     WHERE id IN (SELECT id FROM jobs WHERE state = 'ready' AND run_at <= ?
+                    AND flow_id NOT IN (SELECT value FROM json_each(?)) ORDER BY run_at LIMIT ?)
+     RETURNING id, flow_id, request_id, attempts, max_attempts, enqueued_at, last_error`,
+  );
   const nextDue = db
     .prepare(
       `SELECT min(coalesce((SELECT min(run_at) FROM jobs WHERE state = 'ready'), 1e300),
+                  coalesce((SELECT min(lease_until) FROM jobs WHERE state = 'leased'), 1e300))`,
+    )
+    .pluck();
+  // The same, without the due jobs of limited flows: after a claim they are at their caps (a wake
+  // when one of their jobs ends does the rest, leasing-consumer.ts), not due for a timer.
+  const nextDueUnlimited = db
+    .prepare(
+      `SELECT min(coalesce((SELECT min(run_at) FROM jobs WHERE state = 'ready'
+                              AND (run_at > @now OR flow_id NOT IN (SELECT value FROM json_each(@limited)))), 1e300),
                   coalesce((SELECT min(lease_until) FROM jobs WHERE state = 'leased'), 1e300))`,
     )
     .pluck();
@@ -77,7 +99,7 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
    * each with its oldest job's id; `scannedTo`: the last flow looked at when the scan stopped at
    * MAX_FLOWS_SCANNED (the next claim then starts after it, past the flows found not due).
    */
-  const dueFlows = (count: number, now: number): { flows: Array<[flow: string, oldest: string]>; scannedTo?: string } => {
+  const dueFlows = (count: number, now: number, caps: Record<string, number> | undefined): { flows: Array<[flow: string, oldest: string]>; scannedTo?: string } => {
     const flows: Array<[string, string]> = [];
     const start = cursor;
     let after = start;
@@ -93,22 +115,40 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
         continue;
       }
       scanned++;
-      if (first[1] <= now) flows.push([first[0], first[2]]);
+      // A flow at its limit is passed over: it has no turn while its jobs are all taken.
+      if (first[1] <= now && caps?.[first[0]] !== 0) flows.push([first[0], first[2]]);
       after = first[0];
     }
     return { flows };
+  };
+
+  /**
+   * A claim still short after the turns and the oldest of the unlimited flows: what the limited
+   * flows' caps leave beyond their turns' shares (a limited flow alone due gets up to its cap).
+   */
+  const upToCaps = (caps: Record<string, number>, taken: readonly JobRow[], room: number, now: number, leaseUntil: number, owner: string): JobRow[] => {
+    const out: JobRow[] = [];
+    for (const [flow, cap] of Object.entries(caps)) {
+      if (room - out.length <= 0) break;
+      const left = Math.min(cap - taken.filter((j) => j.flow_id === flow).length, room - out.length);
+      if (left <= 0) continue;
+      const ids = dueOfFlow.all(flow, now, left) as string[];
+      if (ids.length > 0) out.push(...(claimIds.all(leaseUntil, owner, JSON.stringify(ids)) as JobRow[]));
+    }
+    return out;
   };
 
   return (a) => {
     const now = Date.now();
     const leaseUntil = now + leaseMs;
     expire.run({ now, error: LEASE_LOST_ERROR });
-    const { flows, scannedTo } = dueFlows(flowsPerClaim(a.limit), now);
+    const caps = a.caps;
+    const { flows, scannedTo } = dueFlows(flowsPerClaim(a.limit), now, caps);
     let jobs: JobRow[] = [];
     if (flows.length > 0) {
       const perFlow: string[][] = [];
       for (const [i, [flow, oldest]] of flows.entries()) {
-        const n = shareOf(a.limit, flows.length, i);
+        const n = Math.min(shareOf(a.limit, flows.length, i), caps?.[flow] ?? Number.POSITIVE_INFINITY);
         // A share of one (a claim of one job): the oldest, found by the scan.
         perFlow.push(n === 1 ? [oldest] : (dueOfFlow.all(flow, now, n) as string[]));
       }
@@ -121,9 +161,15 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
     cursor = scannedTo ?? flows.at(-1)?.[0] ?? cursor;
     // The whole ring walked and no flow due: no job is (a flow is due when its oldest job is).
     const noneDue = flows.length === 0 && scannedTo === undefined;
-    if (jobs.length < a.limit && !noneDue) jobs.push(...(claimOldest.all(leaseUntil, a.owner, now, a.limit - jobs.length) as JobRow[]));
+    if (jobs.length < a.limit && !noneDue) {
+      const rest = caps === undefined
+        ? claimOldest.all(leaseUntil, a.owner, now, a.limit - jobs.length)
+        : claimOldestUnlimited.all(leaseUntil, a.owner, now, JSON.stringify(Object.keys(caps)), a.limit - jobs.length);
+      jobs.push(...(rest as JobRow[]));
+    }
+    if (caps !== undefined && jobs.length < a.limit) jobs.push(...upToCaps(caps, jobs, a.limit - jobs.length, now, leaseUntil, a.owner));
     if (jobs.length >= a.limit) return { jobs, nextDueAt: null };
-    const next = nextDue.get() as number;
+    const next = (caps === undefined ? nextDue.get() : nextDueUnlimited.get({ now, limited: JSON.stringify(Object.keys(caps)) })) as number;
     return { jobs, nextDueAt: next >= 1e300 ? null : next };
   };
 };

@@ -1,0 +1,87 @@
+/**
+ * A flow's `concurrency`: at most that many of its executions at once, through the whole app
+ * (registry → runner → queue consumer), on every backend; other flows keep the free workers.
+ * Needs the local PostgreSQL and RabbitMQ, as the distributed tests do (no skip).
+ */
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pg from 'pg';
+import { Connection } from 'rabbitmq-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_DELAY_LEVELS_MS, Topology } from '../../src/queue/rabbitmq/topology.js';
+import { type RunningHookd, startHookd, waitFor } from '../helpers/hookd.js';
+
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const RABBITMQ_URI = process.env.RABBITMQ_URI ?? process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+const tag = `hookd_fcc_${randomBytes(4).toString('hex')}`;
+
+const BACKENDS: Array<[string, Record<string, string>]> = [
+  ['SQLite', {}],
+  ['PostgreSQL', { DATABASE_URL, DATABASE_SCHEMA: `${tag}_pg` }],
+  ['PostgreSQL + RabbitMQ', { DATABASE_URL, DATABASE_SCHEMA: `${tag}_mq`, RABBITMQ_URI, RABBITMQ_PREFIX: tag }],
+];
+
+/** Calls in progress at the receiver, and the most at once, by path (= flow). */
+const inProgress = new Map<string, number>();
+const most = new Map<string, number>();
+const receiver = http.createServer((req, res) => {
+  const key = req.url ?? '';
+  inProgress.set(key, (inProgress.get(key) ?? 0) + 1);
+  most.set(key, Math.max(most.get(key) ?? 0, inProgress.get(key)!));
+  req.resume();
+  setTimeout(() => {
+    inProgress.set(key, inProgress.get(key)! - 1);
+    res.writeHead(200).end();
+  }, 40);
+});
+let port = 0;
+
+beforeAll(async () => {
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  port = (receiver.address() as AddressInfo).port;
+});
+
+afterAll(async () => {
+  receiver.close();
+  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  await admin.connect();
+  try {
+    for (const [, env] of BACKENDS) if (env.DATABASE_SCHEMA) await admin.query(`DROP SCHEMA IF EXISTS "${env.DATABASE_SCHEMA}" CASCADE`);
+  } finally {
+    await admin.end();
+  }
+  const conn = new Connection({ url: RABBITMQ_URI });
+  const topology = new Topology({ prefix: tag, delayLevelsMs: DEFAULT_DELAY_LEVELS_MS, deliveryLimit: 20 });
+  try {
+    for (const queue of [topology.flowQueue('serial'), topology.flowQueue('parallel'), topology.deadQueue, ...topology.delayLevels.map((l) => l.queue)]) await conn.queueDelete({ queue }).catch(() => {});
+    for (const exchange of [topology.exchange, topology.delayExchange]) await conn.exchangeDelete({ exchange }).catch(() => {});
+  } finally {
+    await conn.close();
+  }
+});
+
+describe.sequential.each(BACKENDS)('%s', (_name, env) => {
+  let h: RunningHookd;
+  beforeAll(async () => {
+    h = await startHookd({ WORKER_CONCURRENCY: '8', ...env });
+  });
+  afterAll(() => h?.close());
+
+  it("runs at most `concurrency` of a flow's executions at once, while another flow uses the other workers", async () => {
+    inProgress.clear();
+    most.clear();
+    expect((await h.api('PUT', '/api/flows/serial', { concurrency: 0, steps: [] })).status).toBe(400);
+    expect((await h.api('PUT', '/api/flows/serial', { concurrency: 1, steps: [{ id: 'call', type: 'http', url: `http://127.0.0.1:${port}/serial` }] })).status).toBe(201);
+    expect((await h.api('GET', '/api/flows/serial')).body.concurrency).toBe(1);
+    expect((await h.api('PUT', '/api/flows/parallel', { steps: [{ id: 'call', type: 'http', url: `http://127.0.0.1:${port}/parallel` }] })).status).toBe(201);
+    const post = (flow: string) => fetch(`${h.url}/hook/${flow}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const answers = await Promise.all([...Array.from({ length: 6 }, () => post('serial')), ...Array.from({ length: 6 }, () => post('parallel'))]);
+    expect(answers.map((a) => a.status)).toEqual(Array(12).fill(200));
+    const completed = async (flow: string) =>
+      ((await h.api('GET', `/api/executions?flowId=${flow}&status=completed&limit=100`)).body.items as unknown[]).length;
+    await waitFor(async () => (await completed('serial')) === 6 && (await completed('parallel')) === 6, 20_000);
+    expect(most.get('/serial')).toBe(1);
+    expect(most.get('/parallel')).toBeGreaterThanOrEqual(2);
+  });
+});
