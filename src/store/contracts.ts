@@ -140,6 +140,21 @@ export interface RequestStore {
    * attachment ids to delete; `more` when a full batch was taken.
    */
   purgeOlderThan(before: number, limit: number): Promise<PurgeResult>;
+  /**
+   * Capability of a store whose file keeps the pages deleted rows leave (SQLite): give up to
+   * `maxPages` of them back to the disk. Housekeeping calls it after the retention purge, until
+   * none are left. PostgreSQL's own vacuum does this for it.
+   */
+  reclaimSpace?(maxPages: number): Promise<ReclaimedSpace>;
+}
+
+/** One step of RequestStore.reclaimSpace. */
+export interface ReclaimedSpace {
+  freedBytes: number;
+  /** Free space still in the file: call again while there is. */
+  freeBytesLeft: number;
+  /** False: the file cannot give space back while hookd runs (an old SQLite database: SQLITE_VACUUM_ON_START converts it). */
+  incremental: boolean;
 }
 
 export interface BeginExecution {

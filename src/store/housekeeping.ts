@@ -38,7 +38,15 @@ export interface HousekeepingLogger {
 export interface PurgeReport {
   requests: number;
   files: number;
+  /** Bytes the database file gave back to the disk after the purge (SQLite; 0 elsewhere). */
+  reclaimedBytes: number;
 }
+
+/**
+ * Free pages given back per write after a purge (8 MiB of 4 KiB pages): each is one short
+ * transaction, so requests committing meanwhile wait behind at most one.
+ */
+const RECLAIM_PAGES = 2048;
 
 export interface HousekeepingReport {
   purged: PurgeReport;
@@ -70,6 +78,7 @@ export function createHousekeeping(o: HousekeepingOptions): Housekeeping {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
   let running: Promise<unknown> = Promise.resolve();
+  let warnedNotIncremental = false;
 
   const checkStopped = () => {
     if (stopped) throw new Stopped('housekeeping stopped');
@@ -83,7 +92,7 @@ export function createHousekeeping(o: HousekeepingOptions): Housekeeping {
   };
 
   async function purgeNow(now: number): Promise<PurgeReport> {
-    const report: PurgeReport = { requests: 0, files: 0 };
+    const report: PurgeReport = { requests: 0, files: 0, reclaimedBytes: 0 };
     if (o.retentionMs <= 0) return report;
     const before = now - o.retentionMs;
     for (;;) {
@@ -92,7 +101,26 @@ export function createHousekeeping(o: HousekeepingOptions): Housekeeping {
       report.requests += step.requests;
       // Committed: the files are no longer referenced.
       if (step.attachmentIds.length > 0) report.files += await o.attachments.delete(step.attachmentIds);
-      if (!step.more) return report;
+      if (!step.more) break;
+    }
+    if (report.requests > 0) report.reclaimedBytes = await reclaim();
+    return report;
+  }
+
+  /** The purged rows' space back to the disk, a bounded write at a time (a store that can). */
+  async function reclaim(): Promise<number> {
+    const store = o.requests;
+    if (store.reclaimSpace === undefined) return 0;
+    let freed = 0;
+    for (;;) {
+      checkStopped();
+      const step = await store.reclaimSpace(RECLAIM_PAGES);
+      freed += step.freedBytes;
+      if (!step.incremental && step.freeBytesLeft > 0 && !warnedNotIncremental) {
+        warnedNotIncremental = true;
+        o.logger.info({ freeBytes: step.freeBytesLeft }, 'the database file keeps the space of purged requests (made before hookd gave it back while running): SQLITE_VACUUM_ON_START=true once converts it');
+      }
+      if (step.freedBytes === 0 || step.freeBytesLeft === 0) return freed;
     }
   }
 
@@ -107,7 +135,7 @@ export function createHousekeeping(o: HousekeepingOptions): Housekeeping {
     const purged = await purgeNow(now);
     const swept = await sweepNow(orphanAgeMs);
     if (purged.requests > 0 || swept.removed > 0) {
-      o.logger.info({ purgedRequests: purged.requests, purgedFiles: purged.files, orphansRemoved: swept.removed, freedBytes: swept.freedBytes }, 'housekeeping');
+      o.logger.info({ purgedRequests: purged.requests, purgedFiles: purged.files, reclaimedDatabaseBytes: purged.reclaimedBytes, orphansRemoved: swept.removed, freedBytes: swept.freedBytes }, 'housekeeping');
     }
     return { purged, swept };
   }

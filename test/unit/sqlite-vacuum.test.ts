@@ -7,6 +7,8 @@ import { loadConfig } from '../../src/config/config.js';
 import type { ReceivedMessage } from '../../src/core/message.js';
 import { openSqliteBackend } from '../../src/store/sqlite/index.js';
 import { vacuumOnStart } from '../../src/store/sqlite/vacuum.js';
+import { createHousekeeping } from '../../src/store/housekeeping.js';
+import { createFsAttachmentStore } from '../../src/attachments/fs-store.js';
 import { makeMessage } from '../conformance/helpers.js';
 
 const dirs: string[] = [];
@@ -149,4 +151,80 @@ it('a database path that is a symlink: the real file is compacted, the link stay
   }
   expect(lstatSync(link).isSymbolicLink()).toBe(true);
   expect(statSync(link).ino).toBe(statSync(real).ino);
+});
+
+/** 2,000 requests of 4 KiB received an hour ago, their jobs done (purgeable), and 10 received now. */
+async function purgeable(file: string, before?: (db: BetterSqlite3.Database) => void): Promise<void> {
+  if (before) {
+    const db = new BetterSqlite3(file);
+    before(db);
+    db.close();
+  }
+  const b = await openSqliteBackend({ path: file, leaseMs: 30_000, exclusive: true });
+  try {
+    const old = Date.now() - 3_600_000;
+    await Promise.all(Array.from({ length: 2_000 }, (_, i) => b.requests.accept(makeMessage({ flowId: 'old', receivedAt: old + i, rawBody: Buffer.alloc(4096, i % 251) }), { maxAttempts: 1 })));
+    await Promise.all(Array.from({ length: 10 }, () => b.requests.accept(makeMessage({ flowId: 'new' }), { maxAttempts: 1 })));
+  } finally {
+    await b.close();
+  }
+  const db = new BetterSqlite3(file);
+  db.exec(`DELETE FROM jobs WHERE flow_id = 'old'; PRAGMA wal_checkpoint(TRUNCATE);`);
+  db.close();
+}
+
+it('the retention purge gives the space of purged requests back to the disk while hookd runs (incremental auto-vacuum)', async () => {
+  const { dir, file } = tempDb();
+  await purgeable(file);
+  const bytes = statSync(file).size;
+  expect(bytes).toBeGreaterThan(8 * 1024 * 1024);
+  const b = await openSqliteBackend({ path: file, leaseMs: 30_000, exclusive: true });
+  const log = logger();
+  try {
+    const hk = createHousekeeping({ requests: b.requests, attachments: createFsAttachmentStore(dir), retentionMs: 60_000, logger: log });
+    const report = await hk.purge();
+    expect(report.requests).toBe(2_000);
+    expect(report.reclaimedBytes).toBeGreaterThan(8 * 1024 * 1024);
+    // Given back 8 MiB per write (more than one here), until nothing is left.
+    expect(await b.requests.reclaimSpace!(2048)).toMatchObject({ freedBytes: 0, freeBytesLeft: 0, incremental: true });
+    expect((await b.requests.list({ limit: 100 })).map((m) => m.flowId)).toEqual(Array(10).fill('new'));
+    expect(await b.requests.accept(makeMessage({ flowId: 'new' }), { maxAttempts: 1 })).toEqual({ kind: 'stored' });
+  } finally {
+    await b.close();
+  }
+  // The file is cut at the checkpoint that copies the vacuum's pages (at the latest, on close).
+  expect(statSync(file).size).toBeLessThan(bytes / 4);
+  expect(log.lines.filter((l) => l.level === 'warn')).toEqual([]);
+});
+
+it('a database made before (auto_vacuum NONE) keeps the space until SQLITE_VACUUM_ON_START converts it; then the purge gives it back', async () => {
+  const { dir, file } = tempDb();
+  // As hookd made databases before: the first table created without incremental auto-vacuum.
+  await purgeable(file, (db) => db.exec('PRAGMA auto_vacuum = NONE; CREATE TABLE made_before (x)'));
+  const b = await openSqliteBackend({ path: file, leaseMs: 30_000, exclusive: true });
+  const log = logger();
+  try {
+    const hk = createHousekeeping({ requests: b.requests, attachments: createFsAttachmentStore(dir), retentionMs: 60_000, logger: log });
+    const report = await hk.purge();
+    expect(report).toMatchObject({ requests: 2_000, reclaimedBytes: 0 });
+    expect(log.lines.map((l) => l.msg)).toEqual([expect.stringMatching(/SQLITE_VACUUM_ON_START=true once converts it/)]);
+  } finally {
+    await b.close();
+  }
+  const converted = await openSqliteBackend({ path: file, leaseMs: 30_000, exclusive: true, vacuumOnStart: true, logger: logger() });
+  await converted.close();
+  const db = new BetterSqlite3(file, { readonly: true });
+  expect(db.pragma('auto_vacuum', { simple: true })).toBe(2);
+  db.close();
+  // Converted even without free pages to give back (the purge's were given back by the VACUUM).
+  await purgeable(file);
+  const bytes = statSync(file).size;
+  const again = await openSqliteBackend({ path: file, leaseMs: 30_000, exclusive: true });
+  try {
+    const hk = createHousekeeping({ requests: again.requests, attachments: createFsAttachmentStore(dir), retentionMs: 60_000, logger: logger() });
+    expect((await hk.purge()).reclaimedBytes).toBeGreaterThan(8 * 1024 * 1024);
+  } finally {
+    await again.close();
+  }
+  expect(statSync(file).size).toBeLessThan(bytes / 4);
 });

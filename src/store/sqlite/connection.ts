@@ -12,6 +12,11 @@ export function openWriterConnection(
 ): BetterSqlite3.Database {
   const db = new BetterSqlite3(path, { timeout: busyTimeoutMs });
   try {
+    // A new database keeps a map of its pages, so that the retention purge's free pages can be
+    // given back to the disk while hookd runs (RequestStore.reclaimSpace). It takes effect only
+    // before the first table exists: a database made before stays as it is until
+    // SQLITE_VACUUM_ON_START converts it (vacuum.ts).
+    db.pragma('auto_vacuum = INCREMENTAL');
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (String(mode).toLowerCase() !== 'wal') throw new Error(`cannot switch ${path} to WAL (got ${String(mode)})`);
     // NORMAL: COMMIT does not wait for the disk; the writer thread fsyncs the WAL itself before it

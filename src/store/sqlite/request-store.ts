@@ -1,6 +1,6 @@
 import { E, HookdError } from '../../core/errors.js';
 import type { ReceivedMessage } from '../../core/message.js';
-import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, ReceivedRange, RequestStore, JobOfRequest } from '../contracts.js';
+import type { AcceptOptions, AcceptOutcome, PurgeResult, ReclaimedSpace, RequestListQuery, ReceivedRange, RequestStore, JobOfRequest } from '../contracts.js';
 import type { HandoffSlot, JobHandoff } from './handoff.js';
 import type { AcceptRequestArgs } from './ops/accept-request.js';
 import type { Reader } from './reader.js';
@@ -110,6 +110,11 @@ export class SqliteRequestStore implements RequestStore {
     // Every pass, whatever this one deleted: another instance may have purged what this one holds.
     this.recent?.dropReceivedBefore(before);
     return result;
+  }
+
+  async reclaimSpace(maxPages: number): Promise<ReclaimedSpace> {
+    const r = await this.writer.call('reclaimSpace', { maxPages });
+    return { freedBytes: r.freedPages * r.pageSize, freeBytesLeft: r.freePagesLeft * r.pageSize, incremental: r.incremental };
   }
 
   async list(q: RequestListQuery): Promise<ReceivedMessage[]> {

@@ -42,7 +42,10 @@ export function vacuumOnStart(path: string, o: VacuumOptions): void {
     const pageSize = db.pragma('page_size', { simple: true }) as number;
     const pages = db.pragma('page_count', { simple: true }) as number;
     const freePages = db.pragma('freelist_count', { simple: true }) as number;
-    if (freePages === 0) {
+    // A database made before hookd gave purged space back while running (auto_vacuum NONE) is
+    // converted by this VACUUM: from then on the housekeeping does it (reclaim-space.ts).
+    const convert = db.pragma('auto_vacuum', { simple: true }) !== 2;
+    if (freePages === 0 && !convert) {
       o.logger.info({ beforeBytes }, 'SQLITE_VACUUM_ON_START: no free pages to give back; the database is as compact as it gets');
       return;
     }
@@ -52,7 +55,8 @@ export function vacuumOnStart(path: string, o: VacuumOptions): void {
       o.logger.warn({ neededBytes, diskFreeBytes }, 'SQLITE_VACUUM_ON_START: not enough free space beside the database to compact it; not compacted');
       return;
     }
-    o.logger.info({ beforeBytes, freePagesBytes: freePages * pageSize }, 'SQLITE_VACUUM_ON_START: compacting the database (the start waits for it)');
+    o.logger.info({ beforeBytes, freePagesBytes: freePages * pageSize, convert }, 'SQLITE_VACUUM_ON_START: compacting the database (the start waits for it)');
+    if (convert) db.pragma('auto_vacuum = INCREMENTAL');
     step = 'vacuum';
     // A process-wide setting of SQLite's, set while no other connection of hookd's is open, and reset below.
     db.pragma(`temp_store_directory = '${dirname(file).replaceAll("'", "''")}'`);

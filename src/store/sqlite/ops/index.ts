@@ -10,6 +10,7 @@ import { extendLeases } from './extend-leases.js';
 import { forgetFlowDeletion } from './forget-flow-deletion.js';
 import { nackJob } from './nack-job.js';
 import { purgeRequests } from './purge-requests.js';
+import { reclaimSpace } from './reclaim-space.js';
 import { putFlow } from './put-flow.js';
 import { recordStep } from './record-step.js';
 import { releaseJob } from './release-job.js';
@@ -51,6 +52,7 @@ export const ops = {
   discardDeadJob,
   wakeStoppedJobs,
   purgeRequests,
+  reclaimSpace,
 };
 
 type Ops = typeof ops;
