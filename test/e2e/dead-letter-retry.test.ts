@@ -4,24 +4,13 @@
  * statement), RabbitMQ (the execution moved in PostgreSQL right before the job is published).
  * Needs the local PostgreSQL and RabbitMQ, as the distributed tests do (no skip).
  */
-import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import pg from 'pg';
-import { Connection } from 'rabbitmq-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_DELAY_LEVELS_MS, Topology } from '../../src/queue/rabbitmq/topology.js';
+import { everyBackend } from '../helpers/every-backend.js';
 import { type RunningHookd, startHookd, waitFor } from '../helpers/hookd.js';
 
-const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const RABBITMQ_URI = process.env.RABBITMQ_URI ?? process.env.RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
-const tag = `hookd_dlr_${randomBytes(4).toString('hex')}`;
-
-const BACKENDS: Array<[string, Record<string, string>]> = [
-  ['SQLite', {}],
-  ['PostgreSQL', { DATABASE_URL, DATABASE_SCHEMA: `${tag}_pg` }],
-  ['PostgreSQL + RabbitMQ', { DATABASE_URL, DATABASE_SCHEMA: `${tag}_mq`, RABBITMQ_URI, RABBITMQ_PREFIX: tag }],
-];
+const { backends: BACKENDS, cleanUp } = everyBackend('dlr');
 
 let up = false;
 let received = 0;
@@ -41,21 +30,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   receiver.close();
-  const admin = new pg.Client({ connectionString: DATABASE_URL });
-  await admin.connect();
-  try {
-    for (const [, env] of BACKENDS) if (env.DATABASE_SCHEMA) await admin.query(`DROP SCHEMA IF EXISTS "${env.DATABASE_SCHEMA}" CASCADE`);
-  } finally {
-    await admin.end();
-  }
-  const conn = new Connection({ url: RABBITMQ_URI });
-  const topology = new Topology({ prefix: tag, delayLevelsMs: DEFAULT_DELAY_LEVELS_MS, deliveryLimit: 20 });
-  try {
-    for (const queue of [topology.flowQueue('dlr'), topology.deadQueue, ...topology.delayLevels.map((l) => l.queue)]) await conn.queueDelete({ queue }).catch(() => {});
-    for (const exchange of [topology.exchange, topology.delayExchange]) await conn.exchangeDelete({ exchange }).catch(() => {});
-  } finally {
-    await conn.close();
-  }
+  await cleanUp(['dlr']);
 });
 
 describe.sequential.each(BACKENDS)('%s', (_name, env) => {
