@@ -55,7 +55,9 @@ export interface ConsumeOptions {
   /**
    * Flows whose jobs this consumer may hold only so many of at once (running, and waiting here),
    * by flow id (Flow.concurrency); read at every claim. Jobs of a flow at its limit stay in the
-   * queue, or waiting in this process, without blocking other flows' jobs.
+   * queue, or waiting in this process, without blocking other flows' jobs. 0: a stopped flow,
+   * whose jobs the database queues leave alone (RabbitMQ, which does not consume a stopped flow's
+   * queue, ignores it).
    */
   flowLimits?: () => ReadonlyMap<string, number>;
 }
@@ -103,7 +105,8 @@ export interface Queue {
   /**
    * Capability of the database queues, whose runner delays a stopped flow's jobs (nack uncounted,
    * with `stoppedFlowNote(flowId)` as their error): the flow was started again, make them due now
-   * instead of at their next look. (RabbitMQ does not consume a stopped flow's queue at all.)
+   * instead of at their next look, and wake the consumers: the jobs they left alone while it was
+   * stopped (its flowLimits 0) are due. (RabbitMQ does not consume a stopped flow's queue at all.)
    */
   wakeStopped?(flowId: string): Promise<void>;
   stats(): Promise<QueueStats>;

@@ -75,6 +75,8 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
    */
   private readonly atLimit = new Set<string>();
   private capacityFreed = false;
+  /** The caps of the claim in flight: what it may still lease of each limited flow (a hand-off must not take that room too). */
+  private claimCaps: ClaimCaps | undefined;
 
   constructor(private readonly o: LeasingConsumerOptions) {
     const prefetch = o.prefetch ?? 0;
@@ -137,6 +139,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     this.capacityFreed = false;
     const claimedAt = Date.now();
     const caps = this.caps();
+    this.claimCaps = caps;
     this.claim(limit, caps).then(
       (jobs) => {
         this.claimDone(limit);
@@ -181,11 +184,19 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     for (const [flowId, limit] of limits) if ((held.get(flowId) ?? 0) >= limit) this.atLimit.add(flowId);
   }
 
-  /** Whether one more job of the flow (a hand-off) stays within its limit. */
+  /**
+   * Whether one more job of the flow (a hand-off) stays within its limit, counting what the claim
+   * in flight may still lease of it.
+   */
   protected withinLimit(flowId: string): boolean {
     const limit = this.o.flowLimits?.().get(flowId);
     if (limit === undefined) return true;
-    return (this.heldByFlow().get(flowId) ?? 0) < limit;
+    return (this.heldByFlow().get(flowId) ?? 0) + (this.claimCaps?.get(flowId) ?? 0) < limit;
+  }
+
+  /** A hand-off of a limited flow's job that did not happen: its room may be claimed. */
+  protected handoffCancelled(flowId: string): void {
+    if (this.o.flowLimits?.().has(flowId)) this.capacityFreed = true;
   }
 
   /** A hand-off of the flow's job reserved (+1) or settled (-1): counted against its limit. */
@@ -197,6 +208,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
 
   private claimDone(limit: number): void {
     this.claimReserved = 0;
+    this.claimCaps = undefined;
     this.reserved -= limit;
   }
 
@@ -211,8 +223,12 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
       return;
     }
     const now = Date.now();
+    const limits = this.o.flowLimits?.();
     while (this.prefetched.length > 0 && this.o.concurrency - this.running.size - (this.reserved - this.claimReserved) > 0) {
-      const { job, leasedUntil } = this.prefetched.shift()!;
+      // A flow whose limit was lowered after its jobs were leased: those beyond it wait here.
+      const at = limits === undefined || limits.size === 0 ? 0 : this.firstWithinLimit(limits);
+      if (at < 0) break;
+      const { job, leasedUntil } = this.prefetched.splice(at, 1)[0]!;
       if (leasedUntil <= now) {
         // Given back rather than left to expire: the release only applies while this consumer
         // still holds the lease (then no attempt is spent); otherwise another consumer has the job.
@@ -222,6 +238,22 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
       }
       this.start(job);
     }
+  }
+
+  /** The first prefetched job whose flow may start one more (limit 0, a stopped flow: the runner parks it); -1: none. */
+  private firstWithinLimit(limits: ReadonlyMap<string, number>): number {
+    let running: Map<string, number> | undefined;
+    for (let i = 0; i < this.prefetched.length; i++) {
+      const flowId = this.prefetched[i]!.job.flowId;
+      const limit = limits.get(flowId);
+      if (limit === undefined || limit === 0) return i;
+      if (running === undefined) {
+        running = new Map();
+        for (const d of this.running) running.set(d.job.flowId, (running.get(d.job.flowId) ?? 0) + 1);
+      }
+      if ((running.get(flowId) ?? 0) < limit) return i;
+    }
+    return -1;
   }
 
   stop(options?: { graceMs?: number; beforeRelease?: () => Promise<void> }): Promise<void> {

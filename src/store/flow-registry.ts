@@ -75,11 +75,18 @@ export class FlowRegistry {
     this.onChange?.();
   }
 
-  /** The flows that limit their executions at once (`concurrency`), by id: the queues' consumers hold to them. */
+  /**
+   * The flows that limit their executions at once (`concurrency`), by id: the queues' consumers
+   * hold to them. A stopped flow is there with 0: the database queues leave its jobs where they
+   * are, claiming none (each would only be put back, again and again, until it is started).
+   */
   concurrencyLimits(): ReadonlyMap<string, number> {
     if (this.limits === undefined) {
       const limits = new Map<string, number>();
-      for (const f of this.flows.values()) if (f.concurrency !== undefined) limits.set(f.id, f.concurrency);
+      for (const f of this.flows.values()) {
+        if (f.status === 'stopped') limits.set(f.id, 0);
+        else if (f.concurrency !== undefined) limits.set(f.id, f.concurrency);
+      }
       this.limits = limits;
     }
     return this.limits;

@@ -530,6 +530,35 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
       });
     }
 
+    it("a flow at 0 (stopped): the database queues leave its jobs where they are, however many, and claim others' past them", async () => {
+      const limits = new Map([['held', 0]]);
+      for (let i = 0; i < 300; i++) await accept({ flowId: 'held' });
+      for (let i = 0; i < 5; i++) await accept({ flowId: 'other' });
+      const seen: string[] = [];
+      const c = backend.queue.consume(
+        async (d) => {
+          seen.push(d.job.flowId);
+          await d.ack();
+        },
+        { concurrency: 4, prefetch: 4, flowLimits: () => limits },
+      );
+      consumers.push(c);
+      await waitFor(() => seen.filter((f) => f === 'other').length === 5, "the other flow's jobs");
+      await sleep(300);
+      if (backend.queue.wakeStopped) {
+        // Not claimed, not put back: still ready, nothing delivered.
+        expect(seen.filter((f) => f === 'held')).toHaveLength(0);
+        expect(await backend.queue.stats()).toMatchObject({ ready: 300, inFlight: 0, delayed: 0 });
+        // Started: its jobs run at once (wakeStopped wakes the consumers even with nothing parked).
+        limits.delete('held');
+        await backend.queue.wakeStopped('held');
+        await waitFor(() => seen.filter((f) => f === 'held').length === 300, "the started flow's jobs", 15_000);
+      } else {
+        // A queue per flow (RabbitMQ) does not consume a stopped flow's queue (watchFlows): it ignores 0.
+        await waitFor(() => seen.filter((f) => f === 'held').length === 300, 'every job', 15_000);
+      }
+    });
+
     it('takes the flows with waiting jobs in turn: a backlog of one flow does not hold up the others', async () => {
       // Accepted flow by flow: oldest first, all of a's jobs would run before b's and c's.
       for (const flowId of ['fair-a', 'fair-b', 'fair-c']) {

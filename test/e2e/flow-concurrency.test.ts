@@ -33,7 +33,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   receiver.close();
-  await cleanUp(['serial', 'parallel']);
+  await cleanUp(['serial', 'parallel', 'held', 'feeder']);
 });
 
 describe.sequential.each(BACKENDS)('%s', (_name, env) => {
@@ -60,3 +60,29 @@ describe.sequential.each(BACKENDS)('%s', (_name, env) => {
     expect(most.get('/parallel')).toBeGreaterThanOrEqual(2);
   });
 });
+
+describe.sequential.each(BACKENDS)('%s: a stopped flow with a limit', (_name, env) => {
+  let h: RunningHookd;
+  beforeAll(async () => {
+    h = await startHookd({ WORKER_CONCURRENCY: '4', ...env });
+  });
+  afterAll(() => h?.close());
+
+  it('leaves its jobs in the queue (not claimed and put back, again and again) and runs them once started', async () => {
+    inProgress.clear();
+    most.clear();
+    expect((await h.api('PUT', '/api/flows/held', { status: 'stopped', concurrency: 1, steps: [{ id: 'call', type: 'http', url: `http://127.0.0.1:${port}/held` }] })).status).toBe(201);
+    // Jobs of the stopped flow: replays of a request of another flow, into it.
+    expect((await h.api('PUT', '/api/flows/feeder', { steps: [] })).status).toBe(201);
+    const res = await fetch(`${h.url}/hook/feeder`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const { requestId } = (await res.json()) as { requestId: string };
+    for (let i = 0; i < 20; i++) expect((await h.api('POST', `/api/requests/${requestId}/replay`, { flowId: 'held' })).status).toBe(202);
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect((await h.api('GET', '/api/queue')).body).toMatchObject({ ready: 20, inFlight: 0, delayed: 0 });
+    expect(most.get('/held')).toBeUndefined();
+    expect((await h.api('POST', '/api/flows/held/start')).status).toBe(200);
+    await waitFor(async () => ((await h.api('GET', '/api/executions?flowId=held&status=completed&limit=100')).body.items as unknown[]).length === 20, 20_000);
+    expect(most.get('/held')).toBe(1);
+  });
+});
+

@@ -14,10 +14,12 @@ const RABBITMQ_URI = process.env.RABBITMQ_URI ?? process.env.RABBITMQ_URL ?? 'am
  */
 export function everyBackend(name: string): { backends: Array<[string, Record<string, string>]>; cleanUp(flowIds: readonly string[]): Promise<void> } {
   const tag = `hookd_${name}_${randomBytes(4).toString('hex')}`;
+  // One key for every instance a test starts on a schema (each has a DATA_DIR of its own).
+  const HOOKD_SECRET_KEY = randomBytes(32).toString('base64');
   const backends: Array<[string, Record<string, string>]> = [
     ['SQLite', {}],
-    ['PostgreSQL', { DATABASE_URL, DATABASE_SCHEMA: `${tag}_pg` }],
-    ['PostgreSQL + RabbitMQ', { DATABASE_URL, DATABASE_SCHEMA: `${tag}_mq`, RABBITMQ_URI, RABBITMQ_PREFIX: tag }],
+    ['PostgreSQL', { DATABASE_URL, DATABASE_SCHEMA: `${tag}_pg`, HOOKD_SECRET_KEY }],
+    ['PostgreSQL + RabbitMQ', { DATABASE_URL, DATABASE_SCHEMA: `${tag}_mq`, RABBITMQ_URI, RABBITMQ_PREFIX: tag, HOOKD_SECRET_KEY }],
   ];
   return {
     backends,

@@ -68,6 +68,7 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
         used = true;
         this.reserved--;
         this.countHandoff(flowId, -1);
+        this.handoffCancelled(flowId);
         this.changed();
         this.pump();
       },

@@ -106,7 +106,9 @@ export class EmbeddedQueue implements Queue, JobHandoff {
   }
 
   async wakeStopped(flowId: string): Promise<void> {
-    if ((await this.opts.writer.call('wakeStoppedJobs', { flowId })) > 0) this.wake();
+    await this.opts.writer.call('wakeStoppedJobs', { flowId });
+    // Always: the flow's jobs the consumers left alone while it was stopped (flowLimits 0) are due.
+    this.wake();
   }
 
   discardDead(jobId: string): Promise<boolean> {

@@ -432,8 +432,8 @@ export class RabbitConsumer implements Consumer {
   }
 
   private pump(): void {
-    const limits = this.flowLimits?.();
-    if (limits === undefined || limits.size === 0) {
+    const limits = this.limits();
+    if (limits === undefined) {
       while (this.state === 'active' && this.running.size < this.concurrency && this.waiting.length > 0) {
         const d = this.waiting.shift()!;
         if (d.channel.active) this.start(d);
@@ -448,7 +448,7 @@ export class RabbitConsumer implements Consumer {
       const d = this.waiting[i]!;
       const flowId = d.job.flowId;
       const limit = limits.get(flowId);
-      if (d.channel.active && limit !== undefined && (running.get(flowId) ?? 0) >= limit) {
+      if (d.channel.active && limit !== undefined && limit > 0 && (running.get(flowId) ?? 0) >= limit) {
         i++;
         continue;
       }
@@ -459,11 +459,23 @@ export class RabbitConsumer implements Consumer {
     }
   }
 
+  /**
+   * The flows' limits, without the 0 of stopped flows: their queues are not consumed at all here
+   * (watchFlows), and a delivery left from before the stop goes to the runner, which parks it.
+   */
+  private limits(): ReadonlyMap<string, number> | undefined {
+    const all = this.flowLimits?.();
+    if (all === undefined || all.size === 0) return undefined;
+    let any = false;
+    for (const limit of all.values()) if (limit > 0) any = true;
+    return any ? all : undefined;
+  }
+
   /** A prefetch for the queue within its flow's limit, if it has one. */
   private clamp(queue: string, prefetch: number): number {
     const flowId = this.host.flowOf(queue);
     const limit = flowId === undefined ? undefined : this.flowLimits?.().get(flowId);
-    return limit === undefined ? prefetch : Math.max(1, Math.min(prefetch, limit));
+    return limit === undefined || limit === 0 ? prefetch : Math.max(1, Math.min(prefetch, limit));
   }
 
   private start(d: RabbitDelivery): void {
@@ -607,6 +619,16 @@ export class RabbitConsumer implements Consumer {
       if (held(lane) > 0) lane.busyAt = now;
       sum += lane.prefetch;
       live.push([queue, lane]);
+    }
+    // A flow's limit lowered (or set) since its consumer started: its prefetch follows at once,
+    // busy or not, so that the broker stops sending what could only wait here.
+    for (let i = live.length - 1; i >= 0; i--) {
+      const [queue, lane] = live[i]!;
+      const capped = this.clamp(queue, lane.prefetch);
+      if (capped >= lane.prefetch) continue;
+      sum -= lane.prefetch - capped;
+      this.resize(ch, queue, lane, capped);
+      live.splice(i, 1); // being started again: not resized twice in this round
     }
     const base = this.basePrefetch();
     // The base prefetch of every queue, plus the concurrency for the busy ones to grow into.

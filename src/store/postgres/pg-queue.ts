@@ -108,7 +108,9 @@ export class PgQueue implements Queue {
   }
 
   async wakeStopped(flowId: string): Promise<void> {
-    if ((await this.sql.wakeStopped(flowId)) > 0) this.requeued(0);
+    await this.sql.wakeStopped(flowId);
+    // Always: the flow's jobs the consumers left alone while it was stopped (flowLimits 0) are due.
+    this.requeued(0);
   }
 
   discardDead(jobId: string): Promise<boolean> {

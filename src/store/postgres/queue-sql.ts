@@ -29,6 +29,9 @@ export type NackResult = { outcome: 'retry'; delayMs: number } | { outcome: 'dea
 /** A row of the fair claim: a job (its columns null when none was claimed) and what the walk found. */
 type FairClaimRow = JobRow & { due_flows: number; last_turn: string | null; scanned_to: string | null };
 
+/** Rounds of the capped fair statement a claim with caps takes at most (QueueSql.claimCapped). */
+const CAPPED_ROUNDS = 4;
+
 /** With a single flow due, one claim in this many is a fair one (QueueSql.claim). */
 const FAIR_CLAIM_EVERY = 4;
 
@@ -38,7 +41,7 @@ const FAIR_CLAIM_EVERY = 4;
  * their caps (what the claim may take of each: a flow at 0 has no turn, the others at most that).
  */
 function fairClaimSql(jobs: string, capped = false): string {
-  // The next flow after `from` with a waiting job, and its oldest job's run_at (one seek of jobs_ready_flow).
+  // The next flow after `from` with a waiting job, and its oldest job's run_at (one seek of jobs_ready_flow_id).
   const next = (from: string) =>
     `SELECT j.flow_id, j.run_at FROM ${jobs} j WHERE j.state = 'ready' AND j.flow_id > ${from} ORDER BY j.flow_id, j.run_at LIMIT 1`;
   return `WITH RECURSIVE
@@ -152,7 +155,7 @@ export class QueueSql {
    * Lease up to `limit` due jobs to `owner`, shared among the flows that have due jobs
    * (queue/fair-claim.ts; SQLite's claim-jobs.ts does the same): one statement walks the flows
    * with waiting jobs by id from just after the cursor, round the ring once (a loose index scan of
-   * jobs_ready_flow, at most MAX_FLOWS_SCANNED flows), keeps the first flowsPerClaim(limit) with a
+   * jobs_ready_flow_id, at most MAX_FLOWS_SCANNED flows), keeps the first flowsPerClaim(limit) with a
    * due job, and leases an equal share of each, oldest first. A second statement gives what the
    * shares left (or what other consumers held locked) to the oldest due jobs of any flow, so that fewer
    * than `limit` jobs come back only when no more are due. Jobs come back in the order to start
@@ -187,60 +190,50 @@ export class QueueSql {
   }
 
   /**
-   * claim() when some flows limit their executions at once (leasing-consumer.ts ClaimCaps): the
-   * fair claim with their caps (a flow at 0 has no turn), then the oldest of the other flows, then
-   * what the caps leave beyond the turns' shares. Always the fair statement: the oldest-first
-   * shortcut would pass a limited flow over.
+   * claim() when some flows limit their executions at once (leasing-consumer.ts ClaimCaps): rounds
+   * of the fair statement with the caps (a flow at 0 has no turn, the others at most what is left
+   * of theirs), until the claim is full or a round takes nothing — no oldest-first fill, which
+   * would walk past a limited flow's whole backlog on every claim (jobs_ready in run_at order):
+   * the fair statement's loose index scan only, whatever the backlogs and however many flows
+   * have a limit. At most CAPPED_ROUNDS rounds.
    */
   private async claimCapped(owner: string, limit: number, caps: ReadonlyMap<string, number>): Promise<JobRow[]> {
-    const flows = [...caps.keys()];
-    const { rows } = await this.db.query<FairClaimRow>(
-      this.cappedClaimText,
-      [owner, limit, this.leaseMs, this.cursor, MAX_FLOWS_SCANNED, flowsPerClaim(limit), flows, [...caps.values()]],
-      'hookd_queue_claim_capped',
-    );
-    const meta = rows[0]!;
-    this.cursor = meta.scanned_to ?? meta.last_turn ?? this.cursor;
-    const claimed: JobRow[] = rows.filter((r) => r.id !== null);
-    if (claimed.length < limit && !(meta.due_flows === 0 && meta.scanned_to === null)) claimed.push(...(await this.claimOldest(owner, limit - claimed.length, flows)));
-    for (const [flow, cap] of caps) {
-      const left = Math.min(cap - claimed.filter((j) => j.flow_id === flow).length, limit - claimed.length);
-      if (left > 0) claimed.push(...(await this.claimOfFlow(owner, flow, left)));
+    const left = new Map(caps);
+    const claimed: JobRow[] = [];
+    for (let round = 0; round < CAPPED_ROUNDS && claimed.length < limit; round++) {
+      const want = limit - claimed.length;
+      const { rows } = await this.db.query<FairClaimRow>(
+        this.cappedClaimText,
+        [owner, want, this.leaseMs, this.cursor, MAX_FLOWS_SCANNED, flowsPerClaim(want), [...left.keys()], [...left.values()]],
+        'hookd_queue_claim_capped',
+      );
+      const meta = rows[0]!;
+      this.cursor = meta.scanned_to ?? meta.last_turn ?? this.cursor;
+      const jobs = rows.filter((r) => r.id !== null);
+      for (const j of jobs) {
+        const cap = left.get(j.flow_id);
+        if (cap !== undefined) left.set(j.flow_id, cap - 1);
+      }
+      claimed.push(...jobs);
+      if (jobs.length === 0 && meta.scanned_to === null) break;
     }
     return claimed;
   }
 
-  /** Lease up to `limit` due jobs of one flow, oldest first. */
-  private async claimOfFlow(owner: string, flowId: string, limit: number): Promise<JobRow[]> {
-    const { rows } = await this.db.query<JobRow>(
-      `WITH claimed AS (
-         UPDATE ${this.jobs}
-         SET state = 'leased', attempts = attempts + 1, lease_until = ${NOW_MS} + $3::float8, lease_owner = $1
-         WHERE id IN (
-           SELECT id FROM ${this.jobs} WHERE state = 'ready' AND flow_id = $4 AND run_at <= ${NOW_MS}
-           ORDER BY flow_id, run_at, id LIMIT $2::integer FOR UPDATE SKIP LOCKED)
-         RETURNING ${JOB_COLUMNS}, run_at)
-       SELECT ${JOB_COLUMNS} FROM claimed ORDER BY run_at, id`,
-      [owner, limit, this.leaseMs, flowId],
-      'hookd_queue_claim_flow',
-    );
-    return rows;
-  }
-
   /** Lease up to `limit` due jobs of any flow to `owner`, oldest run_at first. */
-  private async claimOldest(owner: string, limit: number, except?: readonly string[]): Promise<JobRow[]> {
+  private async claimOldest(owner: string, limit: number): Promise<JobRow[]> {
     // UPDATE … RETURNING yields rows in no particular order: sorted again, oldest first.
     const { rows } = await this.db.query<JobRow>(
       `WITH claimed AS (
          UPDATE ${this.jobs}
          SET state = 'leased', attempts = attempts + 1, lease_until = ${NOW_MS} + $3::float8, lease_owner = $1
          WHERE id IN (
-           SELECT id FROM ${this.jobs} WHERE state = 'ready' AND run_at <= ${NOW_MS}${except ? ' AND NOT (flow_id = ANY($4::text[]))' : ''}
+           SELECT id FROM ${this.jobs} WHERE state = 'ready' AND run_at <= ${NOW_MS}
            ORDER BY run_at, id LIMIT $2::integer FOR UPDATE SKIP LOCKED)
          RETURNING ${JOB_COLUMNS}, run_at)
        SELECT ${JOB_COLUMNS} FROM claimed ORDER BY run_at, id`,
-      except ? [owner, limit, this.leaseMs, except] : [owner, limit, this.leaseMs],
-      except ? 'hookd_queue_claim_unlimited' : 'hookd_queue_claim',
+      [owner, limit, this.leaseMs],
+      'hookd_queue_claim',
     );
     return rows;
   }

@@ -14,6 +14,9 @@ export interface ClaimJobsArgs {
   caps?: Record<string, number>;
 }
 
+/** Rounds of turns a claim with caps takes at most (claimCapped). */
+const CAPPED_ROUNDS = 4;
+
 export interface ClaimJobsResult {
   jobs: JobRow[];
   /** When fewer than limit were due: the earliest run_at / lease expiry still ahead, if any. */
@@ -68,25 +71,18 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
      WHERE id IN (SELECT id FROM jobs WHERE state = 'ready' AND run_at <= ? ORDER BY run_at LIMIT ?)
      RETURNING id, flow_id, request_id, attempts, max_attempts, enqueued_at, last_error`,
   );
-  // The same, the limited flows left out (their jobs come in their turns, up to their caps).
-  const claimOldestUnlimited = db.prepare(
-    `UPDATE jobs SET state = 'leased', attempts = attempts + 1, lease_until = ?, lease_owner = ?
-     WHERE id IN (SELECT id FROM jobs WHERE state = 'ready' AND run_at <= ?
-                    AND flow_id NOT IN (SELECT value FROM json_each(?)) ORDER BY run_at LIMIT ?)
-     RETURNING id, flow_id, request_id, attempts, max_attempts, enqueued_at, last_error`,
-  );
   const nextDue = db
     .prepare(
       `SELECT min(coalesce((SELECT min(run_at) FROM jobs WHERE state = 'ready'), 1e300),
                   coalesce((SELECT min(lease_until) FROM jobs WHERE state = 'leased'), 1e300))`,
     )
     .pluck();
-  // The same, without the due jobs of limited flows: after a claim they are at their caps (a wake
-  // when one of their jobs ends does the rest, leasing-consumer.ts), not due for a timer.
-  const nextDueUnlimited = db
+  // After a claim with caps: the next job that comes due (or lease that runs out) later. Due jobs
+  // left now belong to flows at their caps (a wake when one of their jobs ends does the rest,
+  // leasing-consumer.ts), not to a timer. An index seek (jobs_ready), whatever those backlogs hold.
+  const nextLater = db
     .prepare(
-      `SELECT min(coalesce((SELECT min(run_at) FROM jobs WHERE state = 'ready'
-                              AND (run_at > @now OR flow_id NOT IN (SELECT value FROM json_each(@limited)))), 1e300),
+      `SELECT min(coalesce((SELECT min(run_at) FROM jobs WHERE state = 'ready' AND run_at > ?), 1e300),
                   coalesce((SELECT min(lease_until) FROM jobs WHERE state = 'leased'), 1e300))`,
     )
     .pluck();
@@ -122,54 +118,62 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
     return { flows };
   };
 
-  /**
-   * A claim still short after the turns and the oldest of the unlimited flows: what the limited
-   * flows' caps leave beyond their turns' shares (a limited flow alone due gets up to its cap).
-   */
-  const upToCaps = (caps: Record<string, number>, taken: readonly JobRow[], room: number, now: number, leaseUntil: number, owner: string): JobRow[] => {
-    const out: JobRow[] = [];
-    for (const [flow, cap] of Object.entries(caps)) {
-      if (room - out.length <= 0) break;
-      const left = Math.min(cap - taken.filter((j) => j.flow_id === flow).length, room - out.length);
-      if (left <= 0) continue;
-      const ids = dueOfFlow.all(flow, now, left) as string[];
-      if (ids.length > 0) out.push(...(claimIds.all(leaseUntil, owner, JSON.stringify(ids)) as JobRow[]));
+  /** Turns of the ring's due flows for a claim of `limit`, each flow's share capped: the jobs, in the order to start them. */
+  const takeTurns = (limit: number, now: number, leaseUntil: number, owner: string, caps: Record<string, number> | undefined): { jobs: JobRow[]; flows: number; scannedTo?: string } => {
+    const { flows, scannedTo } = dueFlows(flowsPerClaim(limit), now, caps);
+    if (flows.length === 0) {
+      cursor = scannedTo ?? cursor;
+      return { jobs: [], flows: 0, ...(scannedTo !== undefined ? { scannedTo } : {}) };
     }
-    return out;
+    const perFlow: string[][] = [];
+    for (const [i, [flow, oldest]] of flows.entries()) {
+      const n = Math.min(shareOf(limit, flows.length, i), caps?.[flow] ?? Number.POSITIVE_INFINITY);
+      // A share of one (a claim of one job): the oldest, found by the scan.
+      perFlow.push(n === 1 ? [oldest] : (dueOfFlow.all(flow, now, n) as string[]));
+    }
+    const order = interleaveByFlow(perFlow);
+    // Read as ready a moment ago in this transaction, on the only writer: every one comes back.
+    const rows = claimIds.all(leaseUntil, owner, JSON.stringify(order)) as JobRow[];
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    cursor = scannedTo ?? flows.at(-1)![0];
+    return { jobs: order.map((id) => byId.get(id)!), flows: flows.length, ...(scannedTo !== undefined ? { scannedTo } : {}) };
+  };
+
+  /**
+   * A claim with caps (limited flows): turns again and again round the ring, each flow's share
+   * capped by what is left of its cap, until the claim is full or a round finds nothing more — no
+   * oldest-first fill, which would walk past a limited flow's whole backlog (jobs_ready in run_at
+   * order) on every claim: index seeks only. At most CAPPED_ROUNDS rounds; a claim they leave
+   * short with jobs still coming is claimed again at once (nextDueAt now).
+   */
+  const claimCapped = (a: ClaimJobsArgs & { caps: Record<string, number> }, now: number, leaseUntil: number): ClaimJobsResult => {
+    const caps = { ...a.caps };
+    const jobs: JobRow[] = [];
+    for (let round = 0; round < CAPPED_ROUNDS && jobs.length < a.limit; round++) {
+      const turn = takeTurns(a.limit - jobs.length, now, leaseUntil, a.owner, caps);
+      for (const j of turn.jobs) if (caps[j.flow_id] !== undefined) caps[j.flow_id]!--;
+      jobs.push(...turn.jobs);
+      // Nothing due in the ring (or only flows at their caps); a scan cut at MAX_FLOWS_SCANNED goes on past them.
+      if (turn.jobs.length === 0 && turn.scannedTo === undefined) break;
+      if (round === CAPPED_ROUNDS - 1 && jobs.length < a.limit && turn.jobs.length > 0) return { jobs, nextDueAt: now };
+    }
+    if (jobs.length >= a.limit) return { jobs, nextDueAt: null };
+    const next = nextLater.get(now) as number;
+    return { jobs, nextDueAt: next >= 1e300 ? null : next };
   };
 
   return (a) => {
     const now = Date.now();
     const leaseUntil = now + leaseMs;
     expire.run({ now, error: LEASE_LOST_ERROR });
-    const caps = a.caps;
-    const { flows, scannedTo } = dueFlows(flowsPerClaim(a.limit), now, caps);
-    let jobs: JobRow[] = [];
-    if (flows.length > 0) {
-      const perFlow: string[][] = [];
-      for (const [i, [flow, oldest]] of flows.entries()) {
-        const n = Math.min(shareOf(a.limit, flows.length, i), caps?.[flow] ?? Number.POSITIVE_INFINITY);
-        // A share of one (a claim of one job): the oldest, found by the scan.
-        perFlow.push(n === 1 ? [oldest] : (dueOfFlow.all(flow, now, n) as string[]));
-      }
-      const order = interleaveByFlow(perFlow);
-      // Read as ready a moment ago in this transaction, on the only writer: every one comes back.
-      const rows = claimIds.all(leaseUntil, a.owner, JSON.stringify(order)) as JobRow[];
-      const byId = new Map(rows.map((r) => [r.id, r]));
-      jobs = order.map((id) => byId.get(id)!);
-    }
-    cursor = scannedTo ?? flows.at(-1)?.[0] ?? cursor;
+    if (a.caps !== undefined) return claimCapped({ ...a, caps: a.caps }, now, leaseUntil);
+    const turn = takeTurns(a.limit, now, leaseUntil, a.owner, undefined);
+    const jobs = turn.jobs;
     // The whole ring walked and no flow due: no job is (a flow is due when its oldest job is).
-    const noneDue = flows.length === 0 && scannedTo === undefined;
-    if (jobs.length < a.limit && !noneDue) {
-      const rest = caps === undefined
-        ? claimOldest.all(leaseUntil, a.owner, now, a.limit - jobs.length)
-        : claimOldestUnlimited.all(leaseUntil, a.owner, now, JSON.stringify(Object.keys(caps)), a.limit - jobs.length);
-      jobs.push(...(rest as JobRow[]));
-    }
-    if (caps !== undefined && jobs.length < a.limit) jobs.push(...upToCaps(caps, jobs, a.limit - jobs.length, now, leaseUntil, a.owner));
+    const noneDue = turn.flows === 0 && turn.scannedTo === undefined;
+    if (jobs.length < a.limit && !noneDue) jobs.push(...(claimOldest.all(leaseUntil, a.owner, now, a.limit - jobs.length) as JobRow[]));
     if (jobs.length >= a.limit) return { jobs, nextDueAt: null };
-    const next = (caps === undefined ? nextDue.get() : nextDueUnlimited.get({ now, limited: JSON.stringify(Object.keys(caps)) })) as number;
+    const next = nextDue.get() as number;
     return { jobs, nextDueAt: next >= 1e300 ? null : next };
   };
 };
