@@ -783,3 +783,27 @@ class TcpProxy {
     return this.cut();
   }
 }
+
+describe('postgres: claims with caps (limited or stopped flows)', () => {
+  it('come back full while jobs are due, over many flows of one job each; a flow at 0 is never claimed; a cap holds', async () => {
+    const b = await openBackend();
+    const flows = Array.from({ length: 300 }, (_, i) => `f${String(i).padStart(3, '0')}`);
+    for (const flowId of flows) await b.requests.accept(makeMessage({ flowId }), { maxAttempts: 3 });
+    for (let i = 0; i < 5; i++) await b.requests.accept(makeMessage({ flowId: 'limited' }), { maxAttempts: 3 });
+    const caps = new Map([['f000', 0], ['stopped-without-jobs', 0], ['limited', 2]]);
+    const sizes: number[] = [];
+    const seen: string[] = [];
+    for (;;) {
+      const rows = await b.queue.sql.claim('o', 128, caps);
+      if (rows.length === 0) break;
+      sizes.push(rows.length);
+      seen.push(...rows.map((r) => r.flow_id));
+      for (const r of rows) if (caps.has(r.flow_id)) caps.set(r.flow_id, caps.get(r.flow_id)! - 1);
+    }
+    // Short only at the end: 299 + 2 = 301 jobs in claims of 128, 128, 45.
+    expect(sizes).toEqual([128, 128, 45]);
+    expect(seen).not.toContain('f000');
+    expect(seen.filter((f) => f === 'limited')).toHaveLength(2);
+    expect(new Set(seen).size).toBe(300);
+  });
+});

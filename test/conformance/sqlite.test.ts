@@ -6,6 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { HookdError } from '../../src/core/errors.js';
 import type { Delivery } from '../../src/queue/contract.js';
 import { openSqliteBackend, type SqliteBackend, type SqliteBackendOptions } from '../../src/store/sqlite/index.js';
+import { migrate } from '../../src/store/sqlite/migrate.js';
+import { claimJobs } from '../../src/store/sqlite/ops/claim-jobs.js';
 import { deferred, makeMessage, rejection, sleep, waitFor } from './helpers.js';
 import { describeLeaseConformance } from './lease.suite.js';
 import { describeQueueConformance } from './queue.suite.js';
@@ -376,5 +378,33 @@ describe('sqlite: a failed fsync of the WAL', () => {
     }
     expect(await b.requests.get(after.id)).toMatchObject({ id: after.id });
     expect(logged).toEqual([expect.stringMatching(/^error: fsync of the SQLite WAL failed/), expect.stringMatching(/^info: SQLite WAL durable again/)]);
+  });
+});
+
+describe('sqlite: claims with caps (limited or stopped flows)', () => {
+  it('come back full while jobs are due, over many flows of one job each; a flow at 0 is never claimed; a cap holds', async () => {
+    const db = new BetterSqlite3(':memory:');
+    migrate(db);
+    const claim = claimJobs({ db, leaseMs: 30_000 });
+    const insert = db.prepare(`INSERT INTO jobs (id, flow_id, request_id, state, attempts, max_attempts, run_at, enqueued_at) VALUES (?, ?, ?, 'ready', 0, 3, ?, ?)`);
+    const flows = Array.from({ length: 300 }, (_, i) => `f${String(i).padStart(3, '0')}`);
+    let n = 0;
+    const at = Date.now() - 1000;
+    for (const flowId of [...flows, 'limited', 'limited', 'limited', 'limited', 'limited']) insert.run(`j${++n}`, flowId, `r${n}`, at + n, at + n);
+    const caps: Record<string, number> = { f000: 0, 'stopped-without-jobs': 0, limited: 2 };
+    const sizes: number[] = [];
+    const seen: string[] = [];
+    for (;;) {
+      const { jobs } = claim({ owner: 'o', limit: 128, caps: { ...caps } });
+      if (jobs.length === 0) break;
+      sizes.push(jobs.length);
+      seen.push(...jobs.map((j) => j.flow_id));
+      for (const j of jobs) if (caps[j.flow_id] !== undefined) caps[j.flow_id]!--;
+    }
+    expect(sizes).toEqual([128, 128, 45]);
+    expect(seen).not.toContain('f000');
+    expect(seen.filter((f) => f === 'limited')).toHaveLength(2);
+    expect(new Set(seen).size).toBe(300);
+    db.close();
   });
 });

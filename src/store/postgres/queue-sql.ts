@@ -29,8 +29,8 @@ export type NackResult = { outcome: 'retry'; delayMs: number } | { outcome: 'dea
 /** A row of the fair claim: a job (its columns null when none was claimed) and what the walk found. */
 type FairClaimRow = JobRow & { due_flows: number; last_turn: string | null; scanned_to: string | null };
 
-/** Rounds of the capped fair statement a claim with caps takes at most (QueueSql.claimCapped). */
-const CAPPED_ROUNDS = 4;
+/** Rounds of a claim with caps that find nothing because their scan was cut by flows at their caps, at most (QueueSql.claimCapped). */
+const CAPPED_EMPTY_SCANS = 4;
 
 /** With a single flow due, one claim in this many is a fair one (QueueSql.claim). */
 const FAIR_CLAIM_EVERY = 4;
@@ -190,21 +190,25 @@ export class QueueSql {
   }
 
   /**
-   * claim() when some flows limit their executions at once (leasing-consumer.ts ClaimCaps): rounds
-   * of the fair statement with the caps (a flow at 0 has no turn, the others at most what is left
-   * of theirs), until the claim is full or a round takes nothing — no oldest-first fill, which
-   * would walk past a limited flow's whole backlog on every claim (jobs_ready in run_at order):
-   * the fair statement's loose index scan only, whatever the backlogs and however many flows
-   * have a limit. At most CAPPED_ROUNDS rounds.
+   * claim() when some flows limit their executions at once or are stopped (leasing-consumer.ts
+   * ClaimCaps): the fair statement with the caps (a flow at 0 has no turn, the others at most what
+   * is left of theirs), then more rounds of it — each giving every due flow at least one job —
+   * until the claim is full or a round takes nothing, so that it comes back short only when
+   * nothing more is due (the consumer then waits for a wake-up). No oldest-first fill: it would
+   * walk past a limited flow's whole backlog on every claim (jobs_ready in run_at order); the fair
+   * statement's loose index scan only, whatever the backlogs and however many flows have a limit.
+   * Every round takes a job or ends the claim, except rounds whose scan was cut at
+   * MAX_FLOWS_SCANNED by flows at their caps: at most CAPPED_EMPTY_SCANS of those.
    */
   private async claimCapped(owner: string, limit: number, caps: ReadonlyMap<string, number>): Promise<JobRow[]> {
     const left = new Map(caps);
     const claimed: JobRow[] = [];
-    for (let round = 0; round < CAPPED_ROUNDS && claimed.length < limit; round++) {
+    for (let round = 0, emptyScans = 0; claimed.length < limit; round++) {
       const want = limit - claimed.length;
+      const flowCount = round === 0 ? flowsPerClaim(want) : Math.min(want, MAX_FLOWS_SCANNED);
       const { rows } = await this.db.query<FairClaimRow>(
         this.cappedClaimText,
-        [owner, want, this.leaseMs, this.cursor, MAX_FLOWS_SCANNED, flowsPerClaim(want), [...left.keys()], [...left.values()]],
+        [owner, want, this.leaseMs, this.cursor, MAX_FLOWS_SCANNED, flowCount, [...left.keys()], [...left.values()]],
         'hookd_queue_claim_capped',
       );
       const meta = rows[0]!;
@@ -215,7 +219,7 @@ export class QueueSql {
         if (cap !== undefined) left.set(j.flow_id, cap - 1);
       }
       claimed.push(...jobs);
-      if (jobs.length === 0 && meta.scanned_to === null) break;
+      if (jobs.length === 0 && (meta.scanned_to === null || ++emptyScans >= CAPPED_EMPTY_SCANS)) break;
     }
     return claimed;
   }

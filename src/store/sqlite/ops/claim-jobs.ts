@@ -14,8 +14,11 @@ export interface ClaimJobsArgs {
   caps?: Record<string, number>;
 }
 
-/** Rounds of turns a claim with caps takes at most (claimCapped). */
-const CAPPED_ROUNDS = 4;
+/**
+ * Rounds of a claim with caps that find nothing because their scan was cut at MAX_FLOWS_SCANNED by
+ * flows at their caps, at most (claimCapped): due jobs past 4 × 256 such flows wait for the sweep.
+ */
+const CAPPED_EMPTY_SCANS = 4;
 
 export interface ClaimJobsResult {
   jobs: JobRow[];
@@ -118,9 +121,12 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
     return { flows };
   };
 
-  /** Turns of the ring's due flows for a claim of `limit`, each flow's share capped: the jobs, in the order to start them. */
-  const takeTurns = (limit: number, now: number, leaseUntil: number, owner: string, caps: Record<string, number> | undefined): { jobs: JobRow[]; flows: number; scannedTo?: string } => {
-    const { flows, scannedTo } = dueFlows(flowsPerClaim(limit), now, caps);
+  /**
+   * Turns of up to `flowCount` of the ring's due flows for a claim of `limit`, each flow's share
+   * capped: the jobs, in the order to start them.
+   */
+  const takeTurns = (limit: number, flowCount: number, now: number, leaseUntil: number, owner: string, caps: Record<string, number> | undefined): { jobs: JobRow[]; flows: number; scannedTo?: string } => {
+    const { flows, scannedTo } = dueFlows(flowCount, now, caps);
     if (flows.length === 0) {
       cursor = scannedTo ?? cursor;
       return { jobs: [], flows: 0, ...(scannedTo !== undefined ? { scannedTo } : {}) };
@@ -140,22 +146,23 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
   };
 
   /**
-   * A claim with caps (limited flows): turns again and again round the ring, each flow's share
-   * capped by what is left of its cap, until the claim is full or a round finds nothing more — no
-   * oldest-first fill, which would walk past a limited flow's whole backlog (jobs_ready in run_at
-   * order) on every claim: index seeks only. At most CAPPED_ROUNDS rounds; a claim they leave
-   * short with jobs still coming is claimed again at once (nextDueAt now).
+   * A claim with caps (limited or stopped flows): the fair turns, each flow's share capped by what
+   * is left of its cap, then more rounds of turns — each giving every due flow at least one job —
+   * until the claim is full or a round finds nothing more, so that it comes back short only when
+   * nothing more is due (as a claim without caps). No oldest-first fill: it would walk past a
+   * limited flow's whole backlog (jobs_ready in run_at order) on every claim; index seeks only.
+   * Every round takes a job or ends the claim, except rounds whose scan was cut at
+   * MAX_FLOWS_SCANNED by flows at their caps: at most CAPPED_EMPTY_SCANS of those.
    */
   const claimCapped = (a: ClaimJobsArgs & { caps: Record<string, number> }, now: number, leaseUntil: number): ClaimJobsResult => {
     const caps = { ...a.caps };
     const jobs: JobRow[] = [];
-    for (let round = 0; round < CAPPED_ROUNDS && jobs.length < a.limit; round++) {
-      const turn = takeTurns(a.limit - jobs.length, now, leaseUntil, a.owner, caps);
+    for (let round = 0, emptyScans = 0; jobs.length < a.limit; round++) {
+      const want = a.limit - jobs.length;
+      const turn = takeTurns(want, round === 0 ? flowsPerClaim(want) : Math.min(want, MAX_FLOWS_SCANNED), now, leaseUntil, a.owner, caps);
       for (const j of turn.jobs) if (caps[j.flow_id] !== undefined) caps[j.flow_id]!--;
       jobs.push(...turn.jobs);
-      // Nothing due in the ring (or only flows at their caps); a scan cut at MAX_FLOWS_SCANNED goes on past them.
-      if (turn.jobs.length === 0 && turn.scannedTo === undefined) break;
-      if (round === CAPPED_ROUNDS - 1 && jobs.length < a.limit && turn.jobs.length > 0) return { jobs, nextDueAt: now };
+      if (turn.jobs.length === 0 && (turn.scannedTo === undefined || ++emptyScans >= CAPPED_EMPTY_SCANS)) break;
     }
     if (jobs.length >= a.limit) return { jobs, nextDueAt: null };
     const next = nextLater.get(now) as number;
@@ -167,7 +174,7 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
     const leaseUntil = now + leaseMs;
     expire.run({ now, error: LEASE_LOST_ERROR });
     if (a.caps !== undefined) return claimCapped({ ...a, caps: a.caps }, now, leaseUntil);
-    const turn = takeTurns(a.limit, now, leaseUntil, a.owner, undefined);
+    const turn = takeTurns(a.limit, flowsPerClaim(a.limit), now, leaseUntil, a.owner, undefined);
     const jobs = turn.jobs;
     // The whole ring walked and no flow due: no job is (a flow is due when its oldest job is).
     const noneDue = turn.flows === 0 && turn.scannedTo === undefined;
