@@ -186,7 +186,8 @@ export class RabbitConsumer implements Consumer {
       added.push(lane);
     }
     // The base share to start with; rebalance() grows the queues that turn out busy.
-    for (const [queue, lane] of this.lanes) if (added.includes(lane)) lane.prefetch = this.clamp(queue, this.basePrefetch());
+    const fresh = new Set(added);
+    for (const [queue, lane] of this.lanes) if (fresh.has(lane)) lane.prefetch = this.clamp(queue, this.basePrefetch());
     const ch = this.ch;
     if (ch?.active) {
       const now = Date.now();
@@ -466,10 +467,15 @@ export class RabbitConsumer implements Consumer {
   private limits(): ReadonlyMap<string, number> | undefined {
     const all = this.flowLimits?.();
     if (all === undefined || all.size === 0) return undefined;
-    let any = false;
-    for (const limit of all.values()) if (limit > 0) any = true;
-    return any ? all : undefined;
+    // The registry hands out the same map until a flow changes: looked through once per map.
+    if (all !== this.limitsSeen) {
+      this.limitsSeen = all;
+      this.anyLimit = [...all.values()].some((limit) => limit > 0);
+    }
+    return this.anyLimit ? all : undefined;
   }
+  private limitsSeen: ReadonlyMap<string, number> | undefined;
+  private anyLimit = false;
 
   /** A prefetch for the queue within its flow's limit, if it has one. */
   private clamp(queue: string, prefetch: number): number {
