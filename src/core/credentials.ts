@@ -134,6 +134,12 @@ export const PaddleAuth = Type.Object(
 );
 
 /**
+ * The webhook URL as configured at a provider that signs the URL it calls (Twilio, HubSpot), when a
+ * proxy in front of hookd changes the path: it stands for PUBLIC_URL/hook/{flowId}.
+ */
+const SignedUrl = Type.Optional(Type.String({ pattern: '^https?://[^?#\\s]+$', maxLength: 2048 }));
+
+/**
  * Twilio: X-Twilio-Signature, base64 HMAC-SHA1 (or HMAC-SHA256, as X-Twilio-Webhooks-Signature-Settings
  * names it) of the URL Twilio called followed by the form's parameters sorted by name; a JSON body
  * is covered by `bodySHA256` in the URL. The secrets are the account's auth tokens (primary and
@@ -144,7 +150,7 @@ export const TwilioAuth = Type.Object(
   {
     type: Type.Literal('twilio'),
     secrets: Secrets,
-    url: Type.Optional(Type.String({ pattern: '^https?://[^?#\\s]+$', maxLength: 2048 })),
+    url: SignedUrl,
   },
   { additionalProperties: false },
 );
@@ -158,7 +164,7 @@ export const HubspotAuth = Type.Object(
     type: Type.Literal('hubspot'),
     secrets: Secrets,
     toleranceSeconds: ToleranceSeconds,
-    url: Type.Optional(Type.String({ pattern: '^https?://[^?#\\s]+$', maxLength: 2048 })),
+    url: SignedUrl,
   },
   { additionalProperties: false },
 );

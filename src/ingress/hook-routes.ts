@@ -13,6 +13,7 @@ import {
   redactQuery,
   redactRawBody,
   verifyRequest,
+  type SignedTarget,
 } from '../auth/verify.js';
 import type { AttachmentStore } from '../attachments/contract.js';
 import { DEFAULT_ATTACHMENT_SIZE_LIMIT } from '../attachments/contract.js';
@@ -124,18 +125,20 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   };
 
   /**
-   * The URL a sender that signs it (Twilio, HubSpot) called: PUBLIC_URL and the path and query
-   * exactly as received (node's raw URL); or, when a proxy changed the path, the credential's
-   * `url` standing for PUBLIC_URL/hook/{flowId}, followed by what came after the flow id (a path
-   * suffix, the query), as received.
+   * What a sender that signs the request line (Twilio, HubSpot) signed: the method, and the URL it
+   * called — PUBLIC_URL and the path and query exactly as received (node's raw URL); or, when a
+   * proxy changed the path, the credential's `url` standing for PUBLIC_URL/hook/{flowId},
+   * followed by what came after the flow id (a path suffix, the query), as received. Undefined for
+   * every other scheme: nothing built on their requests.
    */
-  const signedUrlOf = (auth: WebhookAuth | undefined, raw: string | undefined): { url?: string } => {
+  const signedTarget = (auth: WebhookAuth | undefined, method: string, raw: string | undefined): SignedTarget | undefined => {
+    if (auth?.type !== 'twilio' && auth?.type !== 'hubspot') return undefined;
     // An absolute-form request line (`POST http://host/hook/…`) is not what a provider sends: no URL, no match.
-    if ((auth?.type !== 'twilio' && auth?.type !== 'hubspot') || raw === undefined || !raw.startsWith(HOOK_PREFIX)) return {};
-    if (auth.url === undefined) return deps.publicUrl ? { url: deps.publicUrl() + raw } : {};
+    if (raw === undefined || !raw.startsWith(HOOK_PREFIX)) return { method };
+    if (auth.url === undefined) return deps.publicUrl ? { method, url: deps.publicUrl() + raw } : { method };
     // raw is /hook/<flow id as sent>[/suffix][?query]: the flow id ends at the next / or ?.
     const end = raw.slice(HOOK_PREFIX.length).search(/[/?]/);
-    return { url: auth.url + (end < 0 ? '' : raw.slice(HOOK_PREFIX.length + end)) };
+    return { method, url: auth.url + (end < 0 ? '' : raw.slice(HOOK_PREFIX.length + end)) };
   };
 
   const receive = async (request: FastifyRequest<{ Params: HookParams }>, reply: FastifyReply) => {
@@ -161,7 +164,8 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     }
     if (isHead) {
       // A protected flow answers HEAD like an unknown one unless the probe carries valid credentials.
-      const probe = { method: 'HEAD', headers: request.headers, query: request.query as Record<string, string>, rawBody: EMPTY, body: null, now: Date.now(), ...signedUrlOf(auth, request.raw.url) };
+      const signedUrl = signedTarget(auth, 'HEAD', request.raw.url)?.url;
+      const probe = { method: 'HEAD', headers: request.headers, query: request.query as Record<string, string>, rawBody: EMPTY, body: null, now: Date.now(), ...(signedUrl !== undefined ? { url: signedUrl } : {}) };
       if (!probeMayReveal(auth, probe)) {
         // Refused like any other bad credential (counted, logged), but answered as an unknown flow.
         const verdict = verifyRequest(auth, probe);
@@ -195,7 +199,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       return reply.code(early.status).headers(early.headers).send(early.body);
     }
 
-    const verifier = createBodyVerifier(auth, request.headers, { method: request.method, ...signedUrlOf(auth, request.raw.url) });
+    const verifier = createBodyVerifier(auth, request.headers, signedTarget(auth, request.method, request.raw.url));
     if (verifier.early) throw rejected(flow, request.ip, verifier.early);
     // Credentials are checked as early as they can be: from headers and query before the body is
     // read (Basic, API keys, a token that cannot be in this body); a signature once the bytes are

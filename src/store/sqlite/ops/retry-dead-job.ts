@@ -1,15 +1,19 @@
 import type { RetryDeadOutcome } from '../../../core/job.js';
 import type { Op } from './define-op.js';
+import { prepareMoveStatus } from './move-execution-status.js';
 
 /** A dead letter made ready again (both retries): attempts from 1, the lost deliveries given back. */
 export const REVIVED = `state = 'ready', attempts = 0, max_attempts = max_attempts - lost, lost = 0, run_at = @now, dead_at = NULL`;
 /** Only a job whose flow exists is revived: the runner would only dead-letter it again. */
 export const FLOW_EXISTS = 'EXISTS (SELECT 1 FROM flows WHERE flows.id = jobs.flow_id)';
+
 /**
- * The execution of a revived job waits for its delivery again: `retrying`, no longer finished
- * (in the revive's transaction: the runner cannot have taken the job yet). The error stays.
+ * The executions of revived jobs wait for their delivery again: `retrying`, no longer finished
+ * (in the revive's transaction: the runner cannot have taken the jobs yet). The error stays.
  */
-export const EXECUTION_RETRYING = `UPDATE executions SET status = 'retrying', updated_at = @now, finished_at = NULL WHERE status = 'dead' AND request_id`;
+export function executionsRetrying(move: ReturnType<typeof prepareMoveStatus>, requestIds: string[], now: number): void {
+  if (requestIds.length > 0) move({ requestIds, from: 'dead', to: 'retrying', now, finishedAt: null });
+}
 
 /**
  * Dead letter back to ready with attempts reset (last_error kept for context), and the attempts
@@ -18,13 +22,13 @@ export const EXECUTION_RETRYING = `UPDATE executions SET status = 'retrying', up
  */
 export const retryDeadJob: Op<{ jobId: string }, RetryDeadOutcome> = ({ db }) => {
   const revive = db.prepare(`UPDATE jobs SET ${REVIVED} WHERE id = @jobId AND state = 'dead' AND ${FLOW_EXISTS} RETURNING request_id`).pluck();
-  const retrying = db.prepare(`${EXECUTION_RETRYING} = @requestId`);
+  const move = prepareMoveStatus(db);
   const dead = db.prepare(`SELECT 1 FROM jobs WHERE id = ? AND state = 'dead'`).pluck();
   return (a) => {
     const now = Date.now();
     const requestId = revive.get({ now, jobId: a.jobId }) as string | undefined;
     if (requestId === undefined) return dead.get(a.jobId) === undefined ? 'notDead' : 'noFlow';
-    retrying.run({ now, requestId });
+    executionsRetrying(move, [requestId], now);
     return 'revived';
   };
 };

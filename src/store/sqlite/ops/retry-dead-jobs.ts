@@ -1,6 +1,7 @@
 import type { BulkRetryResult } from '../../../core/job.js';
 import type { Op } from './define-op.js';
-import { EXECUTION_RETRYING, FLOW_EXISTS, REVIVED } from './retry-dead-job.js';
+import { prepareMoveStatus } from './move-execution-status.js';
+import { executionsRetrying, FLOW_EXISTS, REVIVED } from './retry-dead-job.js';
 
 export interface RetryDeadJobsArgs {
   flowId: string | null;
@@ -18,12 +19,12 @@ export const retryDeadJobs: Op<RetryDeadJobsArgs, BulkRetryResult> = ({ db }) =>
   const revive = db.prepare(
     `UPDATE jobs SET ${REVIVED} WHERE id IN (SELECT id FROM jobs WHERE ${selection} AND ${FLOW_EXISTS} ORDER BY dead_at, id LIMIT @limit) RETURNING request_id`,
   ).pluck();
-  const retrying = db.prepare(`${EXECUTION_RETRYING} IN (SELECT value FROM json_each(@ids))`);
+  const move = prepareMoveStatus(db);
   const left = db.prepare(`SELECT count(*) FROM jobs WHERE ${selection}`).pluck();
   return (a) => {
     const now = Date.now();
     const revived = revive.all({ ...a, now }) as string[];
-    if (revived.length > 0) retrying.run({ now, ids: JSON.stringify(revived) });
+    executionsRetrying(move, revived, now);
     return { retried: revived.length, remaining: left.get({ flowId: a.flowId, since: a.since }) as number };
   };
 };
