@@ -806,4 +806,83 @@ describe('postgres: claims with caps (limited or stopped flows)', () => {
     expect(seen.filter((f) => f === 'limited')).toHaveLength(2);
     expect(new Set(seen).size).toBe(300);
   });
+
+  it("a flow's limit holds for every consumer together: leases other consumers hold count against it (live ones only)", async () => {
+    const b = await openBackend();
+    for (let i = 0; i < 6; i++) await b.requests.accept(makeMessage({ flowId: 'limited' }), { maxAttempts: 3 });
+    for (let i = 0; i < 3; i++) await b.requests.accept(makeMessage({ flowId: 'free' }), { maxAttempts: 3 });
+    // Each consumer's caps say what it may take by what it holds itself: 2 each, holding nothing.
+    const first = await b.queue.sql.claim('one', 8, new Map([['limited', 2]]));
+    expect(first.filter((r) => r.flow_id === 'limited')).toHaveLength(2);
+    const second = await b.queue.sql.claim('two', 8, new Map([['limited', 2]]));
+    // The limit is full with the first consumer's two: none for the second; other flows as before.
+    expect(second.filter((r) => r.flow_id === 'limited')).toHaveLength(0);
+    expect(second.filter((r) => r.flow_id === 'free').length + first.filter((r) => r.flow_id === 'free').length).toBe(3);
+    // One of the first consumer's jobs ends: room for one.
+    const done = first.find((r) => r.flow_id === 'limited')!;
+    expect(await b.queue.sql.ack({ jobId: done.id, attempts: done.attempts, owner: 'one' })).toBe(true);
+    expect((await b.queue.sql.claim('two', 8, new Map([['limited', 2]]))).map((r) => r.flow_id)).toEqual(['limited']);
+    // 'two' holds one now (its caps say 1): none while 'one' holds the other; a lease that ran out
+    // (its consumer died, the sweep has not put the job back yet) holds no room.
+    expect(await b.queue.sql.claim('two', 8, new Map([['limited', 1]]))).toHaveLength(0);
+    await admin.query(`UPDATE "${schema}".jobs SET lease_until = 0 WHERE lease_owner = 'one'`);
+    expect((await b.queue.sql.claim('two', 8, new Map([['limited', 1]]))).map((r) => r.flow_id)).toEqual(['limited']);
+  });
+
+  it('consumers in three processes run a flow limited to 1 one job at a time, with other flows beside it', async () => {
+    const backends = [await openBackend(), await openBackend(), await openBackend()];
+    const limits = new Map([['serial', 1]]);
+    let running = 0;
+    let most = 0;
+    const done: string[] = [];
+    for (const b of backends) {
+      b.queue.consume(
+        async (d) => {
+          if (d.job.flowId === 'serial') {
+            most = Math.max(most, ++running);
+            await sleep(5);
+            running--;
+          }
+          await d.ack();
+          done.push(d.job.flowId);
+        },
+        { concurrency: 4, prefetch: 4, flowLimits: () => limits },
+      );
+    }
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) => backends[i % 3]!.requests.accept(makeMessage({ flowId: i % 4 === 0 ? 'other' : 'serial' }), { maxAttempts: 1 })),
+    );
+    await waitFor(() => done.length === 40, '40 jobs done', 20_000);
+    expect(most).toBe(1);
+    expect(done.filter((f) => f === 'serial')).toHaveLength(30);
+  });
+
+  it('a consumer waiting for room that another process holds hears when it frees (NOTIFY, not the 1 s sweep)', async () => {
+    const a = await openBackend();
+    const b = await openBackend();
+    const limits = new Map([['one', 1]]);
+    for (let i = 0; i < 2; i++) await a.requests.accept(makeMessage({ flowId: 'one' }), { maxAttempts: 1 });
+    const gate = deferred();
+    let held = false;
+    const ca = a.queue.consume(async (d) => {
+      held = true;
+      await gate.promise;
+      await d.ack();
+    }, { concurrency: 1, flowLimits: () => limits });
+    await waitFor(() => held, 'the first job held in process a');
+    let startedAt = 0;
+    b.queue.consume(async (d) => {
+      startedAt = performance.now();
+      await d.ack();
+    }, { concurrency: 1, flowLimits: () => limits });
+    // b's first claim found the limit full; its sweep would look again 1 s after it began consuming.
+    await sleep(150);
+    expect(startedAt).toBe(0);
+    const stopped = ca.stop(); // a takes nothing more: the second job is b's to run
+    const released = performance.now();
+    gate.resolve();
+    await stopped;
+    await waitFor(() => startedAt > 0, "b's start");
+    expect(startedAt - released).toBeLessThan(500);
+  });
 });

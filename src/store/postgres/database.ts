@@ -63,6 +63,9 @@ export interface Tables {
  */
 export const NOW_MS = '(extract(epoch from now()) * 1000)::float8';
 
+/** A statement inside PgDatabase.transaction(). */
+export type TransactionQuery = (text: string, values?: unknown[], name?: string) => Promise<pg.QueryResult>;
+
 /**
  * The pool and naming shared by the stores and the queue. Every query maps its failure to a
  * HookdError (503 when PostgreSQL cannot be used, 500 for a statement error); after close() every
@@ -142,9 +145,9 @@ export class PgDatabase {
 
   /**
    * Run `fn` in one transaction on one connection: committed when it resolves, rolled back when it
-   * rejects (with its error). `query` runs a statement in it.
+   * rejects (with its error). `query` runs a statement in it (`name`: prepared, as in query()).
    */
-  async transaction<T>(fn: (query: (text: string, values?: unknown[]) => Promise<pg.QueryResult>) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (query: TransactionQuery) => Promise<T>): Promise<T> {
     if (this.closedFlag) throw storeClosed();
     let client: pg.PoolClient;
     try {
@@ -158,9 +161,9 @@ export class PgDatabase {
     };
     client.on('error', onError);
     const mapped = (err: unknown): unknown => (this.closedFlag ? storeClosed() : toStoreError(err));
-    const query = async (text: string, values?: unknown[]): Promise<pg.QueryResult> => {
+    const query = async (text: string, values?: unknown[], name?: string): Promise<pg.QueryResult> => {
       try {
-        return await client.query({ text, values });
+        return await client.query(name === undefined ? { text, values } : { name, text, values });
       } catch (err) {
         // Not an error the server answered (a lost connection, a client-side timeout with the
         // query still pending): the connection cannot be used again.

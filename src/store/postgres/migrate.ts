@@ -1,15 +1,9 @@
-import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { unavailable } from '../../core/errors.js';
+import { advisoryLockKey, LOCK_NAMESPACE } from './advisory-locks.js';
 import { quoteIdent, type PgDatabase } from './database.js';
 import { migrations, type Migration } from './migrations/index.js';
 
-/** First key of hookd's advisory locks ('hook'); the second is derived from the schema name. */
-const LOCK_NAMESPACE = 0x686f6f6b;
-
-function schemaLockKey(schema: string): number {
-  return createHash('sha256').update(`hookd:migrate:${schema}`).digest().readInt32BE(0);
-}
 
 /**
  * Bring the schema up to date. Several hookd instances may start together: each takes a session
@@ -28,7 +22,7 @@ export async function migrate(db: PgDatabase, all: readonly Migration[] = migrat
     throw unavailable('store', err);
   }
   const schema = quoteIdent(db.schema);
-  const key = schemaLockKey(db.schema);
+  const key = advisoryLockKey('migrate', db.schema);
   try {
     await client.query('SELECT pg_advisory_lock($1, $2)', [LOCK_NAMESPACE, key]);
     try {

@@ -16,6 +16,8 @@ export interface ConsumerHost {
   generation(): number;
   claimed(count: number, limit: number, generation: number): void;
   requeued(delayMs: number): void;
+  /** Wake the consumers of other processes (NOTIFY). */
+  poke(): void;
   detach(consumer: PgConsumer): void;
 }
 
@@ -36,6 +38,10 @@ export class PgConsumer extends LeasingConsumer<PgDelivery> {
       logger: host.logger,
       requeued: (delayMs) => host.requeued(delayMs),
       track: this.track,
+      // A limit holds across processes (QueueSql.claimCapped): one that waits for room hears of it.
+      leaseEnded: (flowId) => {
+        if ((flowLimits?.().get(flowId) ?? 0) > 0) host.poke();
+      },
     };
   }
 

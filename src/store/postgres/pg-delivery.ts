@@ -11,6 +11,11 @@ export interface DeliveryHost {
   requeued(delayMs: number): void;
   /** Settle writes in flight; stop() waits for them. */
   track(p: Promise<unknown>): void;
+  /**
+   * The job's lease ended (acked, put back for a retry, dead) and the write is committed: a
+   * consumer elsewhere may now have room under the flow's limit.
+   */
+  leaseEnded(flowId: string): void;
 }
 
 /** One delivery of a job leased from the PostgreSQL queue: the settles are statements. */
@@ -28,15 +33,22 @@ export class PgDelivery extends LeaseDelivery<NackResult> {
   }
 
   protected writeAck(): Promise<boolean> {
-    return this.host.sql.ack(this.token);
+    return this.ended(this.host.sql.ack(this.token));
   }
 
   protected writeNack(delayMs: number, error: string, uncounted: boolean): Promise<NackResult> {
-    return this.host.sql.nack(this.token, delayMs, error, uncounted);
+    return this.ended(this.host.sql.nack(this.token, delayMs, error, uncounted));
   }
 
   protected writeDeadLetter(error: string): Promise<boolean> {
-    return this.host.sql.deadLetter(this.token, error);
+    return this.ended(this.host.sql.deadLetter(this.token, error));
+  }
+
+  /** (A release needs no call: it makes the job ready, which wakes every consumer anyway.) */
+  private async ended<T>(write: Promise<T>): Promise<T> {
+    const result = await write;
+    this.host.leaseEnded(this.job.flowId);
+    return result;
   }
 
   protected writeRelease(): Promise<boolean> {

@@ -60,6 +60,7 @@ export class PgQueue implements Queue {
       generation: () => this.gen,
       claimed: (count, limit, generation) => this.claimed(count, limit, generation),
       requeued: (delayMs) => this.requeued(delayMs),
+      poke: () => this.channel.poke(),
       detach: (c) => this.detach(c),
     };
   }

@@ -1,5 +1,6 @@
 import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT, stoppedFlowNote, type DeadLetter, type DeadLetterQuery, type NewJob, type RetryDeadOutcome, type BulkRetryResult, type DeadLetterSelection } from '../../core/job.js';
 import type { QueueStats } from '../../queue/contract.js';
+import { advisoryLockKey, LOCK_NAMESPACE } from './advisory-locks.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 import { GroupCommit } from './group-commit.js';
 import { newId } from './ids.js';
@@ -125,6 +126,7 @@ export class QueueSql {
   ) {
     this.fairClaimText = fairClaimSql(db.t.jobs);
     this.cappedClaimText = fairClaimSql(db.t.jobs, true);
+    this.cappedClaimLock = advisoryLockKey('capped-claim', db.schema);
     this.acks = new GroupCommit(async (tokens) => {
       const { rows } = await this.db.query<{ id: string; attempts: number }>(
         `DELETE FROM ${this.jobs} j USING unnest($1::text[], $2::integer[], $3::text[]) AS t(id, attempts, owner)
@@ -150,6 +152,8 @@ export class QueueSql {
   private readonly fairClaimText: string;
   /** The same with caps for limited flows. */
   private readonly cappedClaimText: string;
+  /** The advisory lock claims with room under a limit take (claimCapped). */
+  private readonly cappedClaimLock: number;
 
   /**
    * Lease up to `limit` due jobs to `owner`, shared among the flows that have due jobs
@@ -199,18 +203,50 @@ export class QueueSql {
    * statement's loose index scan only, whatever the backlogs and however many flows have a limit.
    * Every round takes a job or ends the claim, except rounds whose scan was cut at
    * MAX_FLOWS_SCANNED by flows at their caps: at most CAPPED_EMPTY_SCANS of those.
+   *
+   * A limit holds for every consumer of the queue together, whatever process it is in: the caps
+   * (the limit less what this consumer holds) are lowered by the live leases other consumers hold
+   * of the flow. Claims of limited flows take one advisory lock per schema first, in a
+   * transaction, so that two of them cannot both count the other's leases as not yet there; only
+   * claims with room under a limit take it (a stopped flow's 0 needs no count).
    */
   private async claimCapped(owner: string, limit: number, caps: ReadonlyMap<string, number>): Promise<JobRow[]> {
+    const open: string[] = [];
+    for (const [flowId, cap] of caps) if (cap > 0) open.push(flowId);
+    if (open.length === 0) return this.claimRounds((text, values, name) => this.db.query(text, values, name), owner, limit, caps);
+    return this.db.transaction(async (query) => {
+      await query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, this.cappedClaimLock], 'hookd_queue_claim_lock');
+      const { rows } = (await query(
+        `SELECT flow_id, count(*)::integer AS n FROM ${this.jobs}
+         WHERE state = 'leased' AND lease_until > ${NOW_MS} AND lease_owner <> $1 AND flow_id = ANY($2::text[])
+         GROUP BY flow_id`,
+        [owner, open],
+        'hookd_queue_leased_elsewhere',
+      )) as { rows: Array<{ flow_id: string; n: number }> };
+      if (rows.length === 0) return this.claimRounds(query, owner, limit, caps);
+      const left = new Map(caps);
+      for (const r of rows) left.set(r.flow_id, Math.max(0, (left.get(r.flow_id) ?? 0) - r.n));
+      return this.claimRounds(query, owner, limit, left);
+    });
+  }
+
+  /** The rounds of claimCapped, each statement through `query`. */
+  private async claimRounds(
+    query: (text: string, values: unknown[], name: string) => Promise<{ rows: unknown[] }>,
+    owner: string,
+    limit: number,
+    caps: ReadonlyMap<string, number>,
+  ): Promise<JobRow[]> {
     const left = new Map(caps);
     const claimed: JobRow[] = [];
     for (let round = 0, emptyScans = 0; claimed.length < limit; round++) {
       const want = limit - claimed.length;
       const flowCount = round === 0 ? flowsPerClaim(want) : Math.min(want, MAX_FLOWS_SCANNED);
-      const { rows } = await this.db.query<FairClaimRow>(
+      const rows = (await query(
         this.cappedClaimText,
         [owner, want, this.leaseMs, this.cursor, MAX_FLOWS_SCANNED, flowCount, [...left.keys()], [...left.values()]],
         'hookd_queue_claim_capped',
-      );
+      )).rows as FairClaimRow[];
       const meta = rows[0]!;
       this.cursor = meta.scanned_to ?? meta.last_turn ?? this.cursor;
       const jobs = rows.filter((r) => r.id !== null);
