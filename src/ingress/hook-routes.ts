@@ -32,7 +32,7 @@ import { handshakeBeforeCredentials, handshakeInBody, handshakeInHeaders } from 
 import { continueIfExpected, deferContinueOfWebhooks } from './expect-continue.js';
 import { lingerAfterRefusal } from './linger.js';
 import { endsWithoutBytes } from './read-body.js';
-import { eventRequestId, flowScopedRequestId, requestIdFrom, signedEventId } from './request-id.js';
+import { eventRequestId, flowScopedRequestId, requestIdFrom, senderEventId } from './request-id.js';
 import { SenderGuard } from './sender-guard.js';
 
 export interface IngressDeps {
@@ -253,8 +253,8 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       }
       // payloadType (PIPEFORCE): what the flow gets as body; raw bytes and files are stored as they are.
       const shaped = applyPayloadType({ body, rawBody, ...(rawAttachment ? { rawAttachment } : {}) }, flow.trigger.payloadType);
-      // A signed event id wins over x-request-id (which anyone replaying the request may change).
-      const eventId = signedEventId(auth, request.headers, payload.body);
+      // A signed event id (or Twilio's retry token) wins over x-request-id (which anyone replaying the request may change).
+      const eventId = senderEventId(auth, request.headers, payload.body);
       const message: ReceivedMessage = {
         id: eventId !== undefined ? eventRequestId(flowId, eventId) : requestIdFrom(request.headers['x-request-id']),
         flowId,

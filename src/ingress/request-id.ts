@@ -33,6 +33,21 @@ export function signedEventId(auth: WebhookAuth | undefined, headers: Record<str
 }
 
 /**
+ * The id that makes every delivery of one event one request: the signed event id (signedEventId),
+ * or for Twilio, whose signature covers no id, its `I-Twilio-Idempotency-Token` — the same on each
+ * of Twilio's retries of one webhook request (after a timeout or a 5xx), new for every other
+ * request. Not signed: whoever resends a captured request can change it, as with x-request-id,
+ * whose place it takes; it cannot be used to drop another request (the tokens are not guessable).
+ */
+export function senderEventId(auth: WebhookAuth | undefined, headers: Record<string, string | string[] | undefined>, body: unknown): string | undefined {
+  if (auth?.type === 'twilio') {
+    const token = singleHeader(headers, 'i-twilio-idempotency-token');
+    return typeof token === 'string' && token !== '' ? token : undefined;
+  }
+  return signedEventId(auth, headers, body);
+}
+
+/**
  * The request id of a signed event: the same for every delivery of that event to this flow, so a
  * repeat (the sender's retry, or a replay of the signed request within the tolerance) is stored
  * once and runs once — what these senders ask receivers to do. Derived from flow and event id:

@@ -440,6 +440,31 @@ describe('auth types and presets', () => {
     const sent = (path: string, body: string, signature: string) =>
       hook({ method: 'POST', path, headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature }, body });
 
+    it("Twilio's retries of one webhook (same I-Twilio-Idempotency-Token) are stored and run once; another token is another request", async () => {
+      const created = await flow('a-twilio-retries', { auth: { type: 'twilio', secrets: [token] } });
+      const params = { MessageSid: `SM${rnd()}`, From: '+15550001111', Body: 'retry me' };
+      const body = form(params);
+      const signature = twilio.getExpectedTwilioSignature(token, created.webhookUrl, params);
+      const send = (headers: Record<string, string>) =>
+        hook({ method: 'POST', path: '/hook/a-twilio-retries', headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature, ...headers }, body });
+      const idem = `${rnd()}-idem`;
+      const first = await send({ 'i-twilio-idempotency-token': idem });
+      await expectAccepted(first);
+      // Twilio's retry: the same token (x-request-id, if any, does not count on such a flow).
+      const retry = await send({ 'i-twilio-idempotency-token': idem, 'x-request-id': `other-${rnd()}` });
+      expect(retry.status).toBe(200);
+      expect(retry.json.requestId).toBe(first.json.requestId);
+      const other = await send({ 'i-twilio-idempotency-token': `${rnd()}-idem` });
+      await expectAccepted(other);
+      expect(other.json.requestId).not.toBe(first.json.requestId);
+      // Without a token: x-request-id as on any flow.
+      const plain = `tw-plain-${rnd()}`;
+      expect((await expectAccepted(await send({ 'x-request-id': plain }))).id).toBe(plain);
+      // Three requests stored (one job each), not four.
+      const stored = await h.api('GET', '/api/requests?flowId=a-twilio-retries');
+      expect(stored.body.items.map((r: { id: string }) => r.id).sort()).toEqual([first.json.requestId, other.json.requestId, plain].sort());
+    });
+
     it("accepts a form signed over the webhook URL as hookd shows it (PUBLIC_URL), path suffix and query included; a proxy's URL with `url`", async () => {
       const created = await flow('a-twilio', { auth: { type: 'twilio', secrets: [token] } });
       const params = { MessageSid: `SM${rnd()}`, From: '+15550001111', Body: 'Grüße & more=yes' };
