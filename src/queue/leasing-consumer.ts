@@ -23,6 +23,12 @@ export interface LeasingConsumerOptions {
   prefetch?: number;
   /** Flows whose jobs this consumer holds only so many of at once (ConsumeOptions.flowLimits). */
   flowLimits?: () => ReadonlyMap<string, number>;
+  /**
+   * The limits hold for every consumer of the queue together (PostgreSQL: claims count the others'
+   * leases), so a claim may leave a flow short of its room here while others hold it: any end of
+   * one of its jobs here may then make room, not only when this consumer was at the limit.
+   */
+  sharedLimits?: boolean;
 }
 
 /**
@@ -307,7 +313,9 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     this.running.delete(d);
     // A flow the last claim left at its limit has room again: its waiting jobs may be claimed.
     // (Kept in atLimit until the next claim says otherwise: two of its jobs may end during one claim.)
-    if (this.atLimit.has(d.job.flowId)) this.capacityFreed = true;
+    if (this.atLimit.has(d.job.flowId) || (this.o.sharedLimits === true && (this.o.flowLimits?.().get(d.job.flowId) ?? 0) > 0)) {
+      this.capacityFreed = true;
+    }
     this.changed();
   }
 

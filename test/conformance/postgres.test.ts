@@ -857,6 +857,34 @@ describe('postgres: claims with caps (limited or stopped flows)', () => {
     expect(done.filter((f) => f === 'serial')).toHaveLength(30);
   });
 
+  it('a consumer short of a limit that another process shares claims again when one of its own jobs of the flow ends', async () => {
+    const a = await openBackend();
+    const b = await openBackend();
+    const limits = new Map([['two', 2]]);
+    for (let i = 0; i < 3; i++) await a.requests.accept(makeMessage({ flowId: 'two' }), { maxAttempts: 1 });
+    // b holds one job of the flow and has no slot left: it claims nothing more.
+    const gate = deferred();
+    let bHolds = false;
+    b.queue.consume(async (d) => {
+      bHolds = true;
+      await gate.promise;
+      await d.ack();
+    }, { concurrency: 1, flowLimits: () => limits });
+    await waitFor(() => bHolds, 'b holding a job');
+    // a gets the other room (one job, not at its limit of 2 here); when that job ends, the third is due.
+    const startedAt: number[] = [];
+    const t0 = performance.now();
+    a.queue.consume(async (d) => {
+      startedAt.push(performance.now() - t0);
+      await sleep(100);
+      await d.ack();
+    }, { concurrency: 4, flowLimits: () => limits });
+    await waitFor(() => startedAt.length === 2, "a's two jobs", 3_000);
+    // Not at its sweep, 1 s after it began consuming.
+    expect(startedAt[1]!).toBeLessThan(600);
+    gate.resolve();
+  });
+
   it('a consumer waiting for room that another process holds hears when it frees (NOTIFY, not the 1 s sweep)', async () => {
     const a = await openBackend();
     const b = await openBackend();

@@ -32,7 +32,7 @@ export class PgConsumer extends LeasingConsumer<PgDelivery> {
     private readonly host: ConsumerHost,
     flowLimits?: () => ReadonlyMap<string, number>,
   ) {
-    super({ handler, concurrency, leaseMs: host.sql.leaseMs, logger: host.logger, label: 'postgres queue', prefetch, ...(flowLimits ? { flowLimits } : {}) });
+    super({ handler, concurrency, leaseMs: host.sql.leaseMs, logger: host.logger, label: 'postgres queue', prefetch, ...(flowLimits ? { flowLimits, sharedLimits: true } : {}) });
     this.deliveryHost = {
       sql: host.sql,
       logger: host.logger,
