@@ -24,6 +24,7 @@ import type { Backend } from './store/backend.js';
 import { FlowRegistry } from './store/flow-registry.js';
 import { startMembership } from './store/membership.js';
 import { createHousekeeping, type Housekeeping } from './store/housekeeping.js';
+import { type FlowOwnership, startFlowOwnership } from './flow-ownership.js';
 import { createFlowQueueCleanup } from './flow-queue-cleanup.js';
 import { DEFAULT_DELAY_LEVELS_MS } from './queue/rabbitmq/index.js';
 
@@ -102,11 +103,32 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   const registry = new FlowRegistry(backend.flows, flowSecretCodec(secretBox));
   const unreadable = (flowId: string, err: unknown) =>
     logger.error({ flowId, err: (err as Error).message }, 'flow left out: its credential secrets do not open with this HOOKD_SECRET_KEY');
-  // A queue per flow (RabbitMQ) consumes the queues of the started flows.
+  // A queue per flow (RabbitMQ) consumes the queues of the started flows — of those with a
+  // concurrency limit, only while this instance holds them (one instance per flow: the limit holds
+  // for the cluster; flow-ownership.ts). Instances without workers hold none.
   const queue = backend.queue;
+  let ownership: FlowOwnership | undefined;
+  let startOwnership: (() => Promise<void>) | undefined;
   if (queue.watchFlows) {
     const watchFlows = queue.watchFlows.bind(queue);
-    registry.onChange = () => watchFlows(flowStates(registry.values()));
+    const watch = () => watchFlows(flowStates(registry.values(), ownership));
+    registry.onChange = () => {
+      watch();
+      ownership?.refresh();
+    };
+    const owners = backend.flowOwners;
+    if (owners !== undefined && config.workerConcurrency > 0) {
+      startOwnership = async () => {
+        ownership = await startFlowOwnership({
+          owners,
+          intervalMs: config.flowRefreshMs,
+          limitedFlows: () => limitedFlows(registry.values()),
+          onChange: watch,
+          logger,
+        });
+        watch();
+      };
+    }
   } else if (queue.wakeStopped) {
     // The database queues: a flow started again (here, or by another instance: seen at the next
     // refresh) has its waiting jobs made due at once, not at their next look (up to a minute).
@@ -121,6 +143,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     };
   }
   await registry.load(unreadable);
+  await startOwnership?.();
   // Several instances share one database: pick up flows the others created or changed.
   const refresh = config.databaseUrl
     ? setInterval(() => registry.load(unreadable).catch((err: unknown) => logger.warn({ err }, 'flow refresh failed')), config.flowRefreshMs)
@@ -300,6 +323,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
         // requests in flight do.
         const stopped = await Promise.allSettled([closeServer(server, config.shutdownGraceMs), runner.stop({ graceMs: config.shutdownGraceMs })]);
         await passesStopped;
+        // The runner has stopped: the flows held here go to the other instances now.
+        await ownership?.stop();
         await membership.stop();
         await backend.close();
         for (const r of stopped) if (r.status === 'rejected') throw r.reason;
@@ -320,7 +345,20 @@ async function closeServer(server: FastifyInstance, graceMs: number): Promise<vo
   await closed;
 }
 
-/** What a queue per flow needs to know of each flow (Queue.watchFlows). */
-function* flowStates(flows: Iterable<Flow>): Iterable<{ id: string; started: boolean }> {
-  for (const f of flows) yield { id: f.id, started: f.status === 'started' };
+/**
+ * What a queue per flow needs to know of each flow (Queue.watchFlows): whether to consume its
+ * queue here — a started flow, and with a concurrency limit only while this instance holds it.
+ */
+function* flowStates(flows: Iterable<Flow>, ownership: FlowOwnership | undefined): Iterable<{ id: string; started: boolean }> {
+  for (const f of flows) {
+    const consumed = f.status === 'started' && (f.concurrency === undefined || ownership === undefined || ownership.holds(f.id));
+    yield { id: f.id, started: consumed };
+  }
+}
+
+/** The flows one instance at a time consumes (FlowOwnership): started, with a concurrency limit. */
+function limitedFlows(flows: Iterable<Flow>): string[] {
+  const ids: string[] = [];
+  for (const f of flows) if (f.status === 'started' && f.concurrency !== undefined) ids.push(f.id);
+  return ids;
 }

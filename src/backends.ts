@@ -4,10 +4,10 @@ import type { Config } from './config/config.js';
 import { isHookdError, unavailable } from './core/errors.js';
 import type { ReceivedMessage } from './core/message.js';
 import { openRabbitMqQueue, requestPayload, type RabbitMqQueue } from './queue/rabbitmq/index.js';
-import type { Backend } from './store/backend.js';
+import type { Backend, FlowOwners } from './store/backend.js';
 import type { MessageCache } from './store/message-cache.js';
 import type { AcceptOptions, AcceptOutcome, RequestStore } from './store/contracts.js';
-import { openPostgresBackend, openPostgresStores, type PostgresStores, startOutboxRelay } from './store/postgres/index.js';
+import { openPostgresBackend, openPostgresStores, PgFlowOwners, type PostgresStores, startOutboxRelay } from './store/postgres/index.js';
 import { openSqliteBackend } from './store/sqlite/index.js';
 
 /**
@@ -78,7 +78,16 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
     await stores.close();
     throw err;
   }
-  return new OutboxRabbitBackend(stores, queue, logger, config.jobPayloadBytes);
+  return new OutboxRabbitBackend(stores, queue, logger, config.jobPayloadBytes, new PgFlowOwners(stores.db, flowOwnerLeaseMs(config.flowRefreshMs)));
+}
+
+/**
+ * How long an instance holds a limited flow (RabbitMQ mode) without renewing it: renewed at every
+ * flow refresh, so three refreshes may fail in a row (as instance beats, membership.ts); an
+ * instance that dies hands its flows on after at most this long.
+ */
+export function flowOwnerLeaseMs(flowRefreshMs: number): number {
+  return Math.max(3 * flowRefreshMs, 5_000);
 }
 
 /**
@@ -112,6 +121,7 @@ class OutboxRabbitBackend implements Backend {
   readonly instances;
   readonly attachments;
   readonly settings;
+  readonly flowOwners: FlowOwners;
   private readonly relay;
   /** Rows confirmed by the broker, deleted from the outbox together every PUBLISHED_FLUSH_MS. */
   private published: string[] = [];
@@ -125,7 +135,10 @@ class OutboxRabbitBackend implements Backend {
     private readonly logger: Logger,
     /** RABBITMQ_JOB_PAYLOAD: the longest request JSON a job message carries, for flows that ask (0: none). */
     private readonly payloadLimit: number,
+    /** Every instance consumes every flow queue: a limited flow is held by one of them. */
+    flowOwners: FlowOwners,
   ) {
+    this.flowOwners = flowOwners;
     this.flows = stores.flows;
     this.executions = stores.executions;
     this.instances = stores.instances;

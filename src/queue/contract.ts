@@ -112,8 +112,9 @@ export interface Queue {
   stats(): Promise<QueueStats>;
   /**
    * Capability of queues that keep a queue per flow (RabbitMQ): the flows that exist, so that jobs
-   * of flows this process never published to are taken too, and whether each is started (a stopped
-   * flow's jobs wait in its queue, not consumed). The composition root passes the flow registry's
+   * of flows this process never published to are taken too, and whether each is consumed here
+   * (`started`: false for a stopped flow, whose jobs wait in its queue, and for a limited flow
+   * another instance holds, Backend.flowOwners). The composition root passes the flow registry's
    * flows after every load and change. Absent: one queue holds every flow's jobs (a stopped flow's
    * jobs are delayed by the runner instead).
    */

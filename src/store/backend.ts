@@ -25,6 +25,13 @@ export interface Backend {
   readonly attachments?: AttachmentStore;
   /** Capability of backends several processes share: values they must agree on (admin token). */
   readonly settings?: SharedSettings;
+  /**
+   * Capability of backends whose queue cannot hold a flow's concurrency limit across processes
+   * (RabbitMQ: every instance consumes every flow queue): one instance at a time holds each
+   * limited flow, and only it consumes the flow's queue. Absent: the queue holds the limits itself
+   * (SQLite, one process; PostgreSQL's claims count every instance's leases).
+   */
+  readonly flowOwners?: FlowOwners;
   /** Resolves when the backend can commit a write now (used by /readyz); rejects otherwise. */
   checkWritable(): Promise<void>;
   close(): Promise<void>;
@@ -48,4 +55,17 @@ export interface SharedSettings {
    * several instances race, exactly one value wins and all of them get it.
    */
   getOrSet(key: string, value: string): Promise<string>;
+}
+
+/** Which instance holds each flow with a concurrency limit (Backend.flowOwners). */
+export interface FlowOwners {
+  /** How long a hold lasts unless renewed (hold() again), in ms. */
+  readonly leaseMs: number;
+  /**
+   * Hold these flows: take those nobody holds or whose holder's lease ran out, renew those held
+   * here, give up any other held here. Resolves with the flows held here now.
+   */
+  hold(flowIds: readonly string[]): Promise<ReadonlySet<string>>;
+  /** Give up every flow held here (shutdown): the other instances take them at their next hold(). */
+  releaseAll(): Promise<void>;
 }

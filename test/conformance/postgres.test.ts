@@ -15,6 +15,7 @@ import {
   type PostgresStoresOptions,
   migrate,
   PgDatabase,
+  PgFlowOwners,
 } from '../../src/store/postgres/index.js';
 import { migrations } from '../../src/store/postgres/migrations/index.js';
 import { DATABASE_URL, pgSchemaPerTest } from './pg-schema.js';
@@ -153,6 +154,35 @@ describe('postgres: instance registry', () => {
     const { rows } = await admin.query(`SELECT count(*)::integer AS n FROM "${schema}".instances`);
     expect(rows[0].n).toBe(1);
     expect(await c.instances.beat(200)).toBe(2); // back: counted again
+  });
+});
+
+describe('postgres: flow owners (limited flows with RabbitMQ)', () => {
+  it('one instance holds a flow at a time: renewed by its holder, given up when no longer asked for or released, taken over once its lease ran out', async () => {
+    const s = await openStores();
+    const a = new PgFlowOwners(s.db, 60_000);
+    const b = new PgFlowOwners(s.db, 60_000);
+    expect([...(await a.hold(['f', 'g']))].sort()).toEqual(['f', 'g']);
+    expect([...(await b.hold(['f', 'h']))]).toEqual(['h']);
+    // Renewed by a; b still gets nothing of a's.
+    expect([...(await a.hold(['f', 'g']))].sort()).toEqual(['f', 'g']);
+    expect([...(await b.hold(['f', 'g', 'h']))]).toEqual(['h']);
+    // a asks for g alone: f is given up, and b takes it.
+    expect([...(await a.hold(['g']))]).toEqual(['g']);
+    expect([...(await b.hold(['f', 'g', 'h']))].sort()).toEqual(['f', 'h']);
+    // Released (shutdown): b takes g at its next hold.
+    await a.releaseAll();
+    expect([...(await b.hold(['f', 'g', 'h']))].sort()).toEqual(['f', 'g', 'h']);
+    // A holder that stopped renewing (it died): its flows go to the next once its lease ran out.
+    const short = new PgFlowOwners(s.db, 150);
+    expect([...(await short.hold(['x']))]).toEqual(['x']);
+    expect([...(await b.hold(['x']))]).toEqual([]);
+    await sleep(250);
+    expect([...(await b.hold(['x']))]).toEqual(['x']);
+    expect([...(await short.hold(['x']))]).toEqual([]);
+    // Nothing asked for: everything given up.
+    expect([...(await b.hold([]))]).toEqual([]);
+    expect([...(await a.hold(['f', 'g', 'h', 'x']))].sort()).toEqual(['f', 'g', 'h', 'x']);
   });
 });
 

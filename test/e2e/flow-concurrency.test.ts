@@ -33,7 +33,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   receiver.close();
-  await cleanUp(['serial', 'parallel', 'held', 'feeder']);
+  await cleanUp(['serial', 'parallel', 'held', 'feeder', 'shared']);
 });
 
 describe.sequential.each(BACKENDS)('%s', (_name, env) => {
@@ -86,3 +86,35 @@ describe.sequential.each(BACKENDS)('%s: a stopped flow with a limit', (_name, en
   });
 });
 
+
+// Several instances on one database: the limit holds for all of them together (PostgreSQL's claims
+// count every instance's leases; with RabbitMQ one instance at a time holds the limited flow).
+describe.sequential.each(BACKENDS.filter(([, env]) => env.DATABASE_URL !== undefined))('%s: two instances', (_name, env) => {
+  const instances: RunningHookd[] = [];
+  beforeAll(async () => {
+    for (let i = 0; i < 2; i++) instances.push(await startHookd({ WORKER_CONCURRENCY: '4', FLOW_REFRESH: '200ms', ...env }));
+  });
+  afterAll(() => Promise.all(instances.map((h) => h.close())));
+
+  it('run at most `concurrency` of the flow\'s executions at once between them; when one stops, the other runs the flow', async () => {
+    inProgress.clear();
+    most.clear();
+    const [a, b] = instances as [RunningHookd, RunningHookd];
+    expect((await a.api('PUT', '/api/flows/shared', { concurrency: 1, steps: [{ id: 'call', type: 'http', url: `http://127.0.0.1:${port}/shared` }] })).status).toBe(201);
+    await waitFor(async () => (await b.api('GET', '/api/flows/shared')).status === 200 && b.app.registry.get('shared') !== undefined, 5_000);
+    const post = (h: RunningHookd) => fetch(`${h.url}/hook/shared`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const completed = async () => ((await a.api('GET', '/api/executions?flowId=shared&status=completed&limit=100')).body.items as unknown[]).length;
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => post(i % 2 ? a : b)));
+    expect(answers.map((r) => r.status)).toEqual(Array(12).fill(200));
+    await waitFor(async () => (await completed()) === 12, 20_000);
+    expect(most.get('/shared')).toBe(1);
+    // The first instance stops (its hold, if it had one, given up): the other runs the flow's jobs.
+    await a.close();
+    instances.shift();
+    const more = await Promise.all(Array.from({ length: 4 }, () => post(b)));
+    expect(more.map((r) => r.status)).toEqual(Array(4).fill(200));
+    const completedOnB = async () => ((await b.api('GET', '/api/executions?flowId=shared&status=completed&limit=100')).body.items as unknown[]).length;
+    await waitFor(async () => (await completedOnB()) === 16, 10_000);
+    expect(most.get('/shared')).toBe(1);
+  });
+});

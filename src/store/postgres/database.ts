@@ -50,6 +50,7 @@ export interface Tables {
   readonly steps: string;
   readonly heartbeat: string;
   readonly instances: string;
+  readonly flowOwners: string;
   readonly settings: string;
   readonly attachments: string;
   readonly attachmentChunks: string;
@@ -100,6 +101,7 @@ export class PgDatabase {
       steps: `${s}.execution_steps`,
       heartbeat: `${s}.heartbeat`,
       instances: `${s}.instances`,
+      flowOwners: `${s}.flow_owners`,
       settings: `${s}.settings`,
       attachments: `${s}.attachments`,
       attachmentChunks: `${s}.attachment_chunks`,

@@ -1,0 +1,40 @@
+import type { FlowOwners } from '../backend.js';
+import { NOW_MS, type PgDatabase } from './database.js';
+import { newId } from './ids.js';
+
+/**
+ * Which instance holds each flow with a concurrency limit (table `flow_owners`, RabbitMQ mode): one
+ * statement takes the flows nobody holds or whose holder's lease ran out, renews this instance's,
+ * and gives up those it held and no longer asks for. Times are on the database clock.
+ */
+export class PgFlowOwners implements FlowOwners {
+  readonly owner = `owner-${newId()}`;
+
+  constructor(
+    private readonly db: PgDatabase,
+    readonly leaseMs: number,
+  ) {}
+
+  async hold(flowIds: readonly string[]): Promise<ReadonlySet<string>> {
+    const t = this.db.t.flowOwners;
+    // The DELETE sees the table as it was before the INSERT (one snapshot): it only removes rows
+    // this owner held of flows it no longer asks for.
+    const { rows } = await this.db.query<{ flow_id: string }>(
+      `WITH released AS (
+         DELETE FROM ${t} WHERE owner = $1 AND NOT (flow_id = ANY($2::text[]))
+       )
+       INSERT INTO ${t} AS o (flow_id, owner, lease_until)
+       SELECT f, $1, ${NOW_MS} + $3::float8 FROM unnest($2::text[]) AS f
+       ON CONFLICT (flow_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+         WHERE o.owner = excluded.owner OR o.lease_until < ${NOW_MS}
+       RETURNING o.flow_id`,
+      [this.owner, flowIds, this.leaseMs],
+      'hookd_flow_owners_hold',
+    );
+    return new Set(rows.map((r) => r.flow_id));
+  }
+
+  async releaseAll(): Promise<void> {
+    await this.db.query(`DELETE FROM ${this.db.t.flowOwners} WHERE owner = $1`, [this.owner]);
+  }
+}
