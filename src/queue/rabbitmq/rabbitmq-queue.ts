@@ -868,7 +868,9 @@ export class RabbitMqQueue implements Queue {
    * flows / topologyRefreshFlows refreshes.
    */
   private async refreshTopology(): Promise<void> {
-    if (this.closed || this.topologyDeleted || this.repairTimer || !this.publisher.ready) return;
+    // One at a time: a refresh slower than the interval (a busy broker) is not joined by the next.
+    if (this.closed || this.topologyDeleted || this.repairTimer || !this.publisher.ready || this.refreshing) return;
+    this.refreshing = true;
     try {
       const consuming = new Set([...this.consumers].flatMap((c) => c.consuming));
       const flowIds = this.refreshTurn();
@@ -895,8 +897,11 @@ export class RabbitMqQueue implements Queue {
       await this.declareTopology(flowIds.filter((flowId) => this.flowQueues.has(flowId)));
     } catch {
       // down, or being repaired: the next round or the reconnect declares it
+    } finally {
+      this.refreshing = false;
     }
   }
+  private refreshing = false;
 
   /** The flows whose queue this refresh looks at: all of them, or the next topologyRefreshFlows in turn. */
   private refreshTurn(): string[] {
