@@ -143,7 +143,6 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     };
   }
   await registry.load(unreadable);
-  await startOwnership?.();
   // Several instances share one database: pick up flows the others created or changed.
   const refresh = config.databaseUrl
     ? setInterval(() => registry.load(unreadable).catch((err: unknown) => logger.warn({ err }, 'flow refresh failed')), config.flowRefreshMs)
@@ -307,6 +306,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
       }
       // Workers start once the process is sure to run: a start that fails before (a port in use)
       // must not have leased jobs, whose leases would expire as spent attempts, start after start.
+      // Limited flows' holds first: the consumers attach only to the queues of flows held here.
+      await startOwnership?.();
       if (config.workerConcurrency > 0) runner.start();
       housekeeping.start();
       flowQueueCleanup.start();

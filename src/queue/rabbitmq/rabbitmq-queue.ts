@@ -132,6 +132,8 @@ export class RabbitMqQueue implements Queue {
   private topologyTimer: NodeJS.Timeout | undefined;
   private readonly topologyRefreshMs: number;
   private readonly topologyRefreshFlows: number;
+  /** A topology refresh is running (refreshTopology). */
+  private refreshing = false;
   /** The last flow of the previous refresh's turn: the next turn starts after it (by id). */
   private refreshAfter: string | undefined;
   /** Flows whose queue this process declared (or is declaring): flow id → the declare. */
@@ -901,7 +903,6 @@ export class RabbitMqQueue implements Queue {
       this.refreshing = false;
     }
   }
-  private refreshing = false;
 
   /** The flows whose queue this refresh looks at: all of them, or the next topologyRefreshFlows in turn. */
   private refreshTurn(): string[] {
