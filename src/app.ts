@@ -357,9 +357,13 @@ function* flowStates(flows: Iterable<Flow>, ownership: FlowOwnership | undefined
   }
 }
 
-/** The flows one instance at a time consumes (FlowOwnership): started, with a concurrency limit. */
+/**
+ * The flows one instance at a time holds (FlowOwnership): those with a concurrency limit, stopped
+ * ones too — a stop through the holder must not free the flow for an instance whose flow list is a
+ * refresh behind (it would still see the flow started and run its jobs).
+ */
 function limitedFlows(flows: Iterable<Flow>): string[] {
   const ids: string[] = [];
-  for (const f of flows) if (f.status === 'started' && f.concurrency !== undefined) ids.push(f.id);
+  for (const f of flows) if (f.concurrency !== undefined) ids.push(f.id);
   return ids;
 }

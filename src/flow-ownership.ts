@@ -14,7 +14,11 @@ export interface FlowOwnershipOptions {
   owners: FlowOwners;
   /** How often holds are renewed (FLOW_REFRESH); well under the owners' lease. */
   intervalMs: number;
-  /** The flows to hold: started, with a concurrency limit. */
+  /**
+   * The flows to hold: those with a concurrency limit, stopped ones too (held but not consumed:
+   * the holder keeps a stopped flow, so that another instance whose flow list is a refresh behind
+   * cannot take it and run its jobs meanwhile).
+   */
   limitedFlows: () => string[];
   /** The flows held here changed (taken, lost, given up): consume accordingly. */
   onChange: () => void;
@@ -57,7 +61,14 @@ export async function startFlowOwnership(o: FlowOwnershipOptions): Promise<FlowO
     try {
       const granted = await o.owners.hold(wanted);
       if (stopped) return;
-      heldUntil = sentAt + o.owners.leaseMs - o.intervalMs;
+      const until = sentAt + o.owners.leaseMs - o.intervalMs;
+      // An answer that came back too late (a slow network, a long pause): its holds may have
+      // lapsed at the database and been taken by another instance meanwhile.
+      if (Date.now() >= until) {
+        expire();
+        return;
+      }
+      heldUntil = until;
       set(granted);
     } catch (err) {
       o.logger.warn({ err }, 'flow ownership: renewing the holds on limited flows failed');

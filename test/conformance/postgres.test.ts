@@ -180,6 +180,10 @@ describe('postgres: flow owners (limited flows with RabbitMQ)', () => {
     await sleep(250);
     expect([...(await b.hold(['x']))]).toEqual(['x']);
     expect([...(await short.hold(['x']))]).toEqual([]);
+    // A row whose hold lapsed long ago (a deleted flow whose holder died) is removed by anyone's hold.
+    await admin.query(`INSERT INTO "${schema}".flow_owners (flow_id, owner, lease_until) VALUES ('gone', 'owner-dead', 0)`);
+    await b.hold(['f', 'g', 'h', 'x']);
+    expect((await admin.query(`SELECT 1 FROM "${schema}".flow_owners WHERE flow_id = 'gone'`)).rowCount).toBe(0);
     // Nothing asked for: everything given up.
     expect([...(await b.hold([]))]).toEqual([]);
     expect([...(await a.hold(['f', 'g', 'h', 'x']))].sort()).toEqual(['f', 'g', 'h', 'x']);

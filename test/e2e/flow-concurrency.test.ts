@@ -4,6 +4,7 @@
  * Needs the local PostgreSQL and RabbitMQ, as the distributed tests do (no skip).
  */
 import http from 'node:http';
+import pg from 'pg';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { everyBackend } from '../helpers/every-backend.js';
@@ -108,6 +109,17 @@ describe.sequential.each(BACKENDS.filter(([, env]) => env.DATABASE_URL !== undef
     expect(answers.map((r) => r.status)).toEqual(Array(12).fill(200));
     await waitFor(async () => (await completed()) === 12, 20_000);
     expect(most.get('/shared')).toBe(1);
+    if (env.RABBITMQ_URI !== undefined) {
+      // Stopped, the flow stays held by its holder (not consumed): an instance whose flow list is
+      // a refresh behind cannot take it and run its waiting jobs meanwhile.
+      const holder = await ownerOf(env, 'shared');
+      expect(holder).toBeDefined();
+      expect((await a.api('POST', '/api/flows/shared/stop')).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 800));
+      expect(await ownerOf(env, 'shared')).toBe(holder);
+      expect((await a.api('POST', '/api/flows/shared/start')).status).toBe(200);
+      await waitFor(async () => (await b.api('GET', '/api/flows/shared')).body.status === 'started' && b.app.registry.get('shared')?.status === 'started', 5_000);
+    }
     // The first instance stops (its hold, if it had one, given up): the other runs the flow's jobs.
     await a.close();
     instances.shift();
@@ -118,3 +130,15 @@ describe.sequential.each(BACKENDS.filter(([, env]) => env.DATABASE_URL !== undef
     expect(most.get('/shared')).toBe(1);
   });
 });
+
+/** The holder of a limited flow (RabbitMQ mode): its row in flow_owners, if any. */
+async function ownerOf(env: Record<string, string>, flowId: string): Promise<string | undefined> {
+  const client = new pg.Client({ connectionString: env.DATABASE_URL });
+  await client.connect();
+  try {
+    const { rows } = await client.query(`SELECT owner FROM "${env.DATABASE_SCHEMA}".flow_owners WHERE flow_id = $1`, [flowId]);
+    return (rows[0] as { owner: string } | undefined)?.owner;
+  } finally {
+    await client.end();
+  }
+}

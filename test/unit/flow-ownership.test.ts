@@ -26,7 +26,7 @@ function fakeOwners(leaseMs: number) {
 
 describe('flow ownership', () => {
   it('holds the limited flows from the start, asks again only when they change, and gives them up on stop', async () => {
-    const f = fakeOwners(60_000);
+    const f = fakeOwners(180_000);
     let limited = ['a'];
     let changes = 0;
     const o = await startFlowOwnership({ owners: f.owners, intervalMs: 60_000, limitedFlows: () => limited, onChange: () => changes++, logger: quiet });
@@ -71,5 +71,34 @@ describe('flow ownership', () => {
     while (!o.holds('a')) await sleep(5);
     expect(changes).toBe(3);
     await o.stop();
+  });
+  // A hold whose answer comes back after the lease it granted has run out (slow network, a long
+  // pause): another instance may hold the flow by then; no consuming on that stale grant.
+  it('does not consume a flow on a grant whose lease ran out before the answer arrived', async () => {
+    const leaseMs = 300;
+    let slow = false;
+    const owners: FlowOwners = {
+      leaseMs,
+      async hold(ids) {
+        const granted = new Set(ids);
+        if (slow) await sleep(3 * leaseMs);
+        return granted;
+      },
+      async releaseAll() {},
+    };
+    const o = await startFlowOwnership({ owners, intervalMs: 50, limitedFlows: () => ['a'], onChange: () => {}, logger: quiet });
+    expect(o.holds('a')).toBe(true);
+    slow = true;
+    const t0 = Date.now();
+    while (o.holds('a') && Date.now() - t0 < 2_000) await sleep(5);
+    expect(o.holds('a')).toBe(false);
+    let heldOnStaleGrant = false;
+    const until = Date.now() + 3 * leaseMs;
+    while (Date.now() < until) {
+      if (o.holds('a')) heldOnStaleGrant = true;
+      await sleep(2);
+    }
+    await o.stop();
+    expect(heldOnStaleGrant).toBe(false);
   });
 });

@@ -17,11 +17,12 @@ export class PgFlowOwners implements FlowOwners {
 
   async hold(flowIds: readonly string[]): Promise<ReadonlySet<string>> {
     const t = this.db.t.flowOwners;
-    // The DELETE sees the table as it was before the INSERT (one snapshot): it only removes rows
-    // this owner held of flows it no longer asks for.
+    // The DELETE removes rows of flows this owner no longer asks for (never a row the INSERT
+    // touches): its own, and any whose hold lapsed long ago (a deleted flow whose holder died).
     const { rows } = await this.db.query<{ flow_id: string }>(
       `WITH released AS (
-         DELETE FROM ${t} WHERE owner = $1 AND NOT (flow_id = ANY($2::text[]))
+         DELETE FROM ${t} WHERE NOT (flow_id = ANY($2::text[]))
+           AND (owner = $1 OR lease_until < ${NOW_MS} - 10 * $3::float8)
        )
        INSERT INTO ${t} AS o (flow_id, owner, lease_until)
        SELECT f, $1, ${NOW_MS} + $3::float8 FROM unnest($2::text[]) AS f
