@@ -5,6 +5,7 @@ import { isHookdError, unavailable } from './core/errors.js';
 import type { ReceivedMessage } from './core/message.js';
 import { openRabbitMqQueue, requestPayload, type RabbitMqQueue } from './queue/rabbitmq/index.js';
 import type { Backend, FlowOwners } from './store/backend.js';
+import { instanceExpireMs } from './store/membership.js';
 import type { MessageCache } from './store/message-cache.js';
 import type { AcceptOptions, AcceptOutcome, RequestStore } from './store/contracts.js';
 import { openPostgresBackend, openPostgresStores, PgFlowOwners, type PostgresStores, startOutboxRelay } from './store/postgres/index.js';
@@ -49,7 +50,7 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
     });
   }
   const pg = { connectionString: config.databaseUrl, schema: config.databaseSchema, messageCache, logger };
-  if (!config.rabbitmqUri) return openPostgresBackend({ ...pg, leaseMs: config.leaseMs });
+  if (!config.rabbitmqUri) return openPostgresBackend({ ...pg, leaseMs: config.leaseMs, instanceExpireMs: instanceExpireMs(config.flowRefreshMs) });
   const stores = await openPostgresStores({ ...pg, dispatch: 'outbox', outboxHoldMs: OUTBOX_HOLD_MS });
   let queue: RabbitMqQueue;
   try {
@@ -87,7 +88,7 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
  * instance that dies hands its flows on after at most this long.
  */
 export function flowOwnerLeaseMs(flowRefreshMs: number): number {
-  return Math.max(3 * flowRefreshMs, 5_000);
+  return instanceExpireMs(flowRefreshMs);
 }
 
 /**

@@ -29,6 +29,8 @@ export interface LeasingConsumerOptions {
    * one of its jobs here may then make room, not only when this consumer was at the limit.
    */
   sharedLimits?: boolean;
+  /** Put before this consumer's lease owner id (PostgreSQL: the instance, `<instance id>/`). */
+  ownerPrefix?: string;
 }
 
 /**
@@ -55,7 +57,7 @@ export type ClaimCaps = ReadonlyMap<string, number>;
  */
 export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implements Consumer {
   /** lease_owner of this consumer's jobs; unique per consumer instance. */
-  readonly owner = `consumer-${randomUUID()}`;
+  readonly owner: string;
   protected readonly running = new Set<D>();
   protected reserved = 0;
   protected state: 'active' | 'stopping' | 'stopped' = 'active';
@@ -85,6 +87,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   private claimCaps: ClaimCaps | undefined;
 
   constructor(private readonly o: LeasingConsumerOptions) {
+    this.owner = `${o.ownerPrefix ?? ''}consumer-${randomUUID()}`;
     const prefetch = o.prefetch ?? 0;
     if (!Number.isInteger(prefetch) || prefetch < 0) {
       throw new HookdError(E.VALIDATION_FAILED, 'consumer prefetch must be a non-negative integer');

@@ -25,7 +25,7 @@ export async function startMembership(
   onCount?: (n: number) => void,
 ): Promise<Membership> {
   if (registry === undefined) return { share: () => 1, stop: async () => {} };
-  const expireMs = Math.max(3 * intervalMs, 5_000);
+  const expireMs = instanceExpireMs(intervalMs);
   let live = 1;
   const beat = (): Promise<void> =>
     registry.beat(expireMs).then(
@@ -45,4 +45,9 @@ export async function startMembership(
       await registry.leave().catch((err: unknown) => logger.warn({ err }, 'instance registry: leaving failed; the others drop this instance when it expires'));
     },
   };
+}
+
+/** After how long without a beat an instance counts as gone: three beat intervals, at least 5 s. */
+export function instanceExpireMs(intervalMs: number): number {
+  return Math.max(3 * intervalMs, 5_000);
 }

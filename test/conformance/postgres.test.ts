@@ -863,6 +863,22 @@ describe('postgres: claims with caps (limited or stopped flows)', () => {
     expect((await b.queue.sql.claim('two', 8, new Map([['limited', 1]]))).map((r) => r.flow_id)).toEqual(['limited']);
   });
 
+  it("leases of an instance that stopped beating hold no share of a flow's limit (gone after the registry's expiry, not the lease's)", async () => {
+    const b = await openBackend({ instanceExpireMs: 5_000 });
+    for (let i = 0; i < 4; i++) await b.requests.accept(makeMessage({ flowId: 'limited' }), { maxAttempts: 3 });
+    const nowMs = 'extract(epoch from now()) * 1000';
+    await admin.query(`INSERT INTO "${schema}".instances (id, seen_at) VALUES ('instance-live', ${nowMs}), ('instance-dead', ${nowMs} - 60000)`);
+    const caps = (n: number) => new Map([['limited', n]]);
+    expect(await b.queue.sql.claim('instance-live/consumer-1', 8, caps(2))).toHaveLength(2);
+    expect(await b.queue.sql.claim('instance-dead/consumer-2', 8, caps(2))).toHaveLength(0);
+    // The live instance gives one back; the dead one's consumer takes it (its claim is its own).
+    await admin.query(`UPDATE "${schema}".jobs SET lease_owner = 'instance-dead/consumer-2' WHERE id = (SELECT id FROM "${schema}".jobs WHERE lease_owner = 'instance-live/consumer-1' LIMIT 1)`);
+    // Another consumer: the live instance's lease counts, the dead instance's does not.
+    expect(await b.queue.sql.claim('consumer-3', 8, caps(2))).toHaveLength(1);
+    // Owners without an instance (consumer-3) count, as live instances' do: no room left.
+    expect(await b.queue.sql.claim('instance-live/consumer-5', 8, caps(2))).toHaveLength(0);
+  });
+
   it('consumers in three processes run a flow limited to 1 one job at a time, with other flows beside it', async () => {
     const backends = [await openBackend(), await openBackend(), await openBackend()];
     const limits = new Map([['serial', 1]]);

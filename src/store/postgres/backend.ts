@@ -8,7 +8,14 @@ import type { PgInstances } from './instances.js';
 import type { PgSettings } from './settings.js';
 import { openPostgresStores, type PostgresStores, type PostgresStoresOptions } from './stores.js';
 
-export type PostgresBackendOptions = Omit<PostgresStoresOptions, 'dispatch'> & PgQueueOptions;
+export type PostgresBackendOptions = Omit<PostgresStoresOptions, 'dispatch'> &
+  Omit<PgQueueOptions, 'instance'> & {
+    /**
+     * The instances beat in the registry (membership.ts) and count as gone after this long
+     * without a beat: the queue then stops counting their consumers' leases against flow limits.
+     */
+    instanceExpireMs?: number;
+  };
 
 /**
  * PostgreSQL alone (DATABASE_URL without RABBITMQ_URI): the stores plus the PostgreSQL queue, jobs
@@ -52,7 +59,8 @@ export class PostgresBackend implements Backend {
 
 export async function openPostgresBackend(opts: PostgresBackendOptions): Promise<PostgresBackend> {
   const stores = await openPostgresStores({ ...opts, dispatch: 'pg-queue' });
-  const queue = new PgQueue(stores.db, opts);
+  const instance = opts.instanceExpireMs === undefined ? {} : { instance: { id: stores.instances.id, expireMs: opts.instanceExpireMs } };
+  const queue = new PgQueue(stores.db, { ...(opts.leaseMs !== undefined ? { leaseMs: opts.leaseMs } : {}), ...instance });
   stores.requests.onCommitted(() => queue.jobsCommitted());
   try {
     const adopted = await queue.sql.adoptOutbox();

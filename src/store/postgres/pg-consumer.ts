@@ -31,8 +31,18 @@ export class PgConsumer extends LeasingConsumer<PgDelivery> {
     prefetch: number,
     private readonly host: ConsumerHost,
     flowLimits?: () => ReadonlyMap<string, number>,
+    ownerPrefix?: string,
   ) {
-    super({ handler, concurrency, leaseMs: host.sql.leaseMs, logger: host.logger, label: 'postgres queue', prefetch, ...(flowLimits ? { flowLimits, sharedLimits: true } : {}) });
+    super({
+      handler,
+      concurrency,
+      leaseMs: host.sql.leaseMs,
+      logger: host.logger,
+      label: 'postgres queue',
+      prefetch,
+      ...(flowLimits ? { flowLimits, sharedLimits: true } : {}),
+      ...(ownerPrefix !== undefined ? { ownerPrefix } : {}),
+    });
     this.deliveryHost = {
       sql: host.sql,
       logger: host.logger,

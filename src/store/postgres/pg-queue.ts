@@ -11,6 +11,13 @@ import { WakeChannel } from './wake-channel.js';
 export interface PgQueueOptions {
   /** Lease of a claimed job before another consumer may take it (crash recovery). Default 30 s. */
   leaseMs?: number;
+  /**
+   * The instance registry this process beats in (membership.ts), and after how long without a
+   * beat an instance counts as gone: the leases of a gone instance's consumers no longer hold a
+   * share of a flow's limit (QueueSql.claimCapped), though they still hold their jobs until they
+   * run out. Absent: every live lease counts until it runs out.
+   */
+  instance?: { id: string; expireMs: number };
 }
 
 export const DEFAULT_LEASE_MS = 30_000;
@@ -46,12 +53,15 @@ export class PgQueue implements Queue {
   private closed = false;
   private readonly channel: WakeChannel;
   private readonly host: ConsumerHost;
+  /** Before each consumer's lease owner id: this instance's id (QueueSql.claimCapped). */
+  private readonly ownerPrefix: string | undefined;
 
   constructor(
     private readonly db: PgDatabase,
     opts: PgQueueOptions = {},
   ) {
-    this.sql = new QueueSql(db, opts.leaseMs ?? DEFAULT_LEASE_MS);
+    this.sql = new QueueSql(db, opts.leaseMs ?? DEFAULT_LEASE_MS, opts.instance?.expireMs);
+    this.ownerPrefix = opts.instance === undefined ? undefined : `${opts.instance.id}/`;
     this.channel = new WakeChannel(db, () => this.wake());
     this.host = {
       sql: this.sql,
@@ -82,7 +92,7 @@ export class PgQueue implements Queue {
     if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
       throw new HookdError(E.VALIDATION_FAILED, 'consumer concurrency must be a positive integer');
     }
-    const consumer = new PgConsumer(handler, options.concurrency, options.prefetch ?? 0, this.host, options.flowLimits);
+    const consumer = new PgConsumer(handler, options.concurrency, options.prefetch ?? 0, this.host, options.flowLimits, this.ownerPrefix);
     this.consumers.push(consumer);
     this.channel.listen();
     this.work = true; // a backlog may be waiting

@@ -123,6 +123,8 @@ export class QueueSql {
   constructor(
     private readonly db: PgDatabase,
     readonly leaseMs: number,
+    /** After how long without a beat an instance counts as gone (PgQueueOptions.instance); absent: never. */
+    private readonly instanceExpireMs?: number,
   ) {
     this.fairClaimText = fairClaimSql(db.t.jobs);
     this.cappedClaimText = fairClaimSql(db.t.jobs, true);
@@ -216,11 +218,17 @@ export class QueueSql {
     if (open.length === 0) return this.claimRounds((text, values, name) => this.db.query(text, values, name), owner, limit, caps);
     return this.db.transaction(async (query) => {
       await query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, this.cappedClaimLock], 'hookd_queue_claim_lock');
+      // A lease of a consumer whose instance stopped beating (it died) holds no share: the flow
+      // goes on elsewhere within the registry's expiry instead of the lease's (the job itself
+      // waits for its lease). Owners without an instance (`/`) always count.
       const { rows } = (await query(
-        `SELECT flow_id, count(*)::integer AS n FROM ${this.jobs}
-         WHERE state = 'leased' AND lease_until > ${NOW_MS} AND lease_owner <> $1 AND flow_id = ANY($2::text[])
-         GROUP BY flow_id`,
-        [owner, open],
+        `SELECT j.flow_id, count(*)::integer AS n FROM ${this.jobs} j
+         WHERE j.state = 'leased' AND j.lease_until > ${NOW_MS} AND j.lease_owner <> $1 AND j.flow_id = ANY($2::text[])
+           AND (strpos(j.lease_owner, '/') = 0 OR EXISTS (
+             SELECT 1 FROM ${this.db.t.instances} i
+             WHERE i.id = split_part(j.lease_owner, '/', 1) AND i.seen_at >= ${NOW_MS} - $3::float8))
+         GROUP BY j.flow_id`,
+        [owner, open, this.instanceExpireMs ?? Number.MAX_SAFE_INTEGER],
         'hookd_queue_leased_elsewhere',
       )) as { rows: Array<{ flow_id: string; n: number }> };
       if (rows.length === 0) return this.claimRounds(query, owner, limit, caps);

@@ -1,0 +1,60 @@
+/**
+ * PostgreSQL queue: the instance running a limited flow's job dies (SIGKILL). Its lease still holds
+ * the job until QUEUE_LEASE (30 s), but no longer a share of the flow's limit once the instance
+ * registry counts it as gone (3 x FLOW_REFRESH, at least 5 s): another instance goes on with the
+ * flow's next jobs within that, not after the lease. (Found by a review: 28 s before.)
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { everyBackend } from '../helpers/every-backend.js';
+import { adminCall, type ChildHookd, spawnHookd, tempDir, waitFor } from '../helpers/hookd.js';
+
+const { backends, cleanUp } = everyBackend('lfcrash');
+const env = backends.find(([n]) => n === 'PostgreSQL')![1];
+const TOKEN = randomBytes(16).toString('hex');
+const starts: number[] = [];
+let inProgress = 0;
+const receiver = http.createServer((req, res) => {
+  inProgress++;
+  starts.push(Date.now());
+  req.resume();
+  setTimeout(() => {
+    inProgress--;
+    res.writeHead(200).end();
+  }, 2_000);
+});
+let port = 0;
+const children: ChildHookd[] = [];
+
+beforeAll(async () => {
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  port = (receiver.address() as AddressInfo).port;
+});
+afterAll(async () => {
+  for (const c of children) c.proc.kill('SIGKILL');
+  receiver.close();
+  await cleanUp([]);
+});
+
+it('another instance runs a limited flow soon after the instance running it is killed', { timeout: 90_000 }, async () => {
+  const start = () => spawnHookd({ LISTEN_PORT: '0', DATA_DIR: tempDir(), HOOKD_ADMIN_TOKEN: TOKEN, FLOW_REFRESH: '500ms', ...env });
+  const a = await start();
+  children.push(a);
+  expect((await adminCall(a.url, TOKEN, 'PUT', '/api/flows/crashy', { concurrency: 1, steps: [{ id: 'call', type: 'http', url: `http://127.0.0.1:${port}/x` }] })).status).toBe(201);
+  for (let i = 0; i < 5; i++) {
+    expect((await fetch(`${a.url}/hook/crashy`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status).toBe(200);
+  }
+  await waitFor(() => inProgress === 1, 10_000);
+  // Only `a` ran so far; `b` joins, then `a` dies with its job running.
+  const b = await start();
+  children.push(b);
+  await new Promise((r) => setTimeout(r, 500));
+  const before = starts.length;
+  const killedAt = Date.now();
+  a.proc.kill('SIGKILL');
+  await waitFor(() => starts.length > before, 60_000, 50);
+  const takeover = starts[before]! - killedAt;
+  expect(takeover, `next execution ${takeover} ms after the kill`).toBeLessThan(10_000);
+});
