@@ -233,6 +233,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     }
     const now = Date.now();
     const limits = this.o.flowLimits?.();
+    if (limits !== undefined && limits.size > 0) this.releaseOverLimit(limits);
     while (this.prefetched.length > 0 && this.o.concurrency - this.running.size - (this.reserved - this.claimReserved) > 0) {
       // A flow whose limit was lowered after its jobs were leased: those beyond it wait here.
       const at = limits === undefined || limits.size === 0 ? 0 : this.firstWithinLimit(limits);
@@ -246,6 +247,28 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
         continue;
       }
       this.start(job);
+    }
+  }
+
+  /**
+   * Jobs leased ahead beyond their flow's limit — lowered, or set, since the claim — are given
+   * back (the latest first; no attempt spent): waiting here they would run beyond the limit in
+   * every process that holds some (each counts only its own), and hold room the queue's claims
+   * count for the others. The claims then decide again who runs them. (A stopped flow's, limit 0,
+   * stay: the runner parks them.)
+   */
+  private releaseOverLimit(limits: ReadonlyMap<string, number>): void {
+    let held: Map<string, number> | undefined;
+    for (let i = this.prefetched.length - 1; i >= 0; i--) {
+      const flowId = this.prefetched[i]!.job.flowId;
+      const limit = limits.get(flowId);
+      if (limit === undefined || limit === 0) continue;
+      held ??= this.heldByFlow();
+      const n = held.get(flowId) ?? 0;
+      if (n <= limit) continue;
+      held.set(flowId, n - 1);
+      const { job } = this.prefetched.splice(i, 1)[0]!;
+      void this.delivery(job).release();
     }
   }
 

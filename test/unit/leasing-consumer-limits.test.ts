@@ -3,8 +3,9 @@ import type { Job } from '../../src/core/job.js';
 import { type ClaimCaps, LeasingConsumer } from '../../src/queue/leasing-consumer.js';
 
 /** Deliveries that settle nothing: only what the consumer's accounting reads of them. */
+const released: string[] = [];
 function fakeDelivery(job: Job) {
-  return { job, autoAck() {}, autoNack() {}, holdForRelease() {}, release: () => Promise.resolve(true) };
+  return { job, autoAck() {}, autoNack() {}, holdForRelease() {}, release: () => (released.push(job.id), Promise.resolve(true)) };
 }
 
 /** A consumer whose claims stay in flight until the test answers them. */
@@ -83,6 +84,38 @@ it('a flow at its limit gets no room in a claim; when one of its jobs ends the c
     await settle();
     expect(c.claims).toHaveLength(3);
     expect(c.claims[2]!.caps).toEqual(new Map([['F', 1]]));
+  } finally {
+    c.halt();
+  }
+});
+
+it('jobs leased ahead beyond a limit set or lowered since their claim are given back, the latest first; the others wait or run', async () => {
+  const limits = new Map<string, number>();
+  const finish: Array<() => void> = [];
+  const c = new HeldClaims({
+    handler: () => new Promise<void>((r) => finish.push(r)),
+    concurrency: 2,
+    prefetch: 4,
+    leaseMs: 30_000,
+    logger,
+    label: 'test',
+    flowLimits: () => limits,
+  });
+  try {
+    released.length = 0;
+    c.pump();
+    // No limit yet: two run, four wait here.
+    c.claims[0]!.answer(['1', '2', '3', '4', '5', '6'].map((id) => job(id, 'F')));
+    await new Promise((r) => setImmediate(r));
+    expect(c.inFlight).toBe(2);
+    // A limit of 3 set meanwhile: F holds 6 here, so the 3 latest go back; one stays to run next.
+    limits.set('F', 3);
+    c.pump();
+    expect(released).toEqual(['6', '5', '4']);
+    finish.shift()!();
+    await new Promise((r) => setImmediate(r));
+    expect(c.inFlight).toBe(2);
+    expect(released).toEqual(['6', '5', '4']);
   } finally {
     c.halt();
   }
