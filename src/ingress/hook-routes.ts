@@ -92,7 +92,11 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   // Bodies are read by the handler, after the flow lookup, through the parser seam: fastify must
   // leave the stream alone. '*' also catches requests without a Content-Type.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
+  const leaveBody = (_req: unknown, _payload: unknown, done: (err: null, body: undefined) => void) => done(null, undefined);
+  app.addContentTypeParser('*', leaveBody);
+  // The same for every type, as a pattern: fastify caches the parser a pattern found for a type,
+  // never the '*' fallback, so with '*' alone it parsed the Content-Type again on every request.
+  app.addContentTypeParser(/^/, leaveBody);
   deferContinueOfWebhooks(app.server);
 
   // Unknown and stopped flows are answered before fastify looks at the Content-Type, whose own
