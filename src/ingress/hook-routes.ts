@@ -23,10 +23,10 @@ import type { Flow } from '../core/flow.js';
 import type { CloudEvent, ReceivedMessage } from '../core/message.js';
 import type { AcceptOutcome, RequestStore } from '../store/contracts.js';
 import { storableHeaders } from './headers.js';
-import type { ParsedPayload, PayloadLimits, PayloadParser } from './parsers/contract.js';
+import type { ParsedPayload, PayloadContext, PayloadLimits, PayloadParser } from './parsers/contract.js';
 import { attachmentIdsOf, DEFAULT_PARSERS, maxBodyBytes, parsePayload, parserFor } from './parsers/index.js';
 import { parseMediaType } from './parsers/media-type.js';
-import { applyPayloadType } from './parsers/payload-type.js';
+import { applyPayloadType, type PayloadLike } from './parsers/payload-type.js';
 import { decodedBody, type DecodedBody } from './content-encoding.js';
 import { handshakeBeforeCredentials, handshakeInBody, handshakeInHeaders } from './handshake.js';
 import { continueIfExpected, deferContinueOfWebhooks } from './expect-continue.js';
@@ -229,7 +229,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     let requestId: string;
     try {
       const { query } = headersOnly;
-      const verdict = verifier.finish({ ...headersOnly, body: payload.body, now: Date.now() });
+      const verdict = verifier.finish({ method: headersOnly.method, headers: headersOnly.headers, query, body: payload.body, now: Date.now() });
       if (!verdict.ok) throw rejected(flow, request.ip, verdict);
       if (chargeLater) chargeRate(flow, request.ip);
 
@@ -256,7 +256,9 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
         rawBody = EMPTY;
       }
       // payloadType (PIPEFORCE): what the flow gets as body; raw bytes and files are stored as they are.
-      const shaped = applyPayloadType({ body, rawBody, ...(rawAttachment ? { rawAttachment } : {}) }, flow.trigger.payloadType);
+      const payloadLike: PayloadLike = { body, rawBody };
+      if (rawAttachment) payloadLike.rawAttachment = rawAttachment;
+      const shaped = applyPayloadType(payloadLike, flow.trigger.payloadType);
       // A signed event id (or Twilio's retry token) wins over x-request-id (which anyone replaying the request may change).
       const eventId = senderEventId(auth, request.headers, payload.body);
       const message: ReceivedMessage = {
@@ -374,20 +376,13 @@ async function readPayload(
     if (length !== undefined && Number(length) > max) throw new HookdError(E.PAYLOAD_TOO_LARGE, max);
     body = decodedBody(request.raw, request.headers['content-encoding']);
     continueIfExpected(request.raw, reply.raw);
-    const parsed = await parsePayload(
-      {
-        stream: body.stream,
-        contentType,
-        media,
-        headers: request.headers,
-        payloadSizeLimit: limits.payloadSizeLimit,
-        ...(limits.attachments ? { attachments: limits.attachments } : {}),
-        ...(limits.attachmentSizeLimit !== undefined ? { attachmentSizeLimit: limits.attachmentSizeLimit } : {}),
-        ...(onChunk ? { onChunk } : {}),
-        ...(beforeParse ? { beforeParse } : {}),
-      },
-      parsers,
-    );
+    // Assigned rather than spread in: each conditional spread is a runtime copy, on every request.
+    const ctx: PayloadContext = { stream: body.stream, contentType, media, headers: request.headers, payloadSizeLimit: limits.payloadSizeLimit };
+    if (limits.attachments) ctx.attachments = limits.attachments;
+    if (limits.attachmentSizeLimit !== undefined) ctx.attachmentSizeLimit = limits.attachmentSizeLimit;
+    if (onChunk) ctx.onChunk = onChunk;
+    if (beforeParse) ctx.beforeParse = beforeParse;
+    const parsed = await parsePayload(ctx, parsers);
     return body.decoded ? { ...parsed, decoded: true } : parsed;
   } catch (err) {
     body?.release();
