@@ -2,7 +2,7 @@ import { E, HookdError } from '../../core/errors.js';
 import type { ReceivedMessage } from '../../core/message.js';
 import type { AcceptOptions, AcceptOutcome, PurgeResult, ReclaimedSpace, RequestListQuery, ReceivedRange, RequestStore, JobOfRequest } from '../contracts.js';
 import type { HandoffSlot, JobHandoff } from './handoff.js';
-import type { AcceptRequestArgs } from './ops/accept-request.js';
+import { acceptRequestArgs, setLeaseOwner } from './accept-args.js';
 import type { Reader } from './reader.js';
 import { BatchedLookup } from '../batched-lookup.js';
 import type { MessageCache } from '../message-cache.js';
@@ -34,16 +34,7 @@ export class SqliteRequestStore implements RequestStore {
   async accept(m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> {
     const rawBody = m.rawBody.byteLength < TRANSFER_FROM_BYTES ? m.rawBody.toString('latin1') : new Uint8Array(m.rawBody);
     const columns = requestColumns(m);
-    const args: AcceptRequestArgs = {
-      id: m.id,
-      flowId: m.flowId,
-      receivedAt: m.receivedAt,
-      method: m.method,
-      path: m.path,
-      ...columns,
-      rawBody,
-      maxAttempts: options.maxAttempts,
-    };
+    const args = acceptRequestArgs(m, columns, rawBody, options.maxAttempts);
     let slot: HandoffSlot | undefined;
     const handoff = this.handoff;
     let result;
@@ -54,7 +45,7 @@ export class SqliteRequestStore implements RequestStore {
         beforeSend: handoff
           ? (a) => {
               slot = handoff.reserve(m.flowId);
-              if (slot !== undefined) a.leaseOwner = slot.owner;
+              if (slot !== undefined) setLeaseOwner(a, slot.owner);
             }
           : undefined,
       });

@@ -1,26 +1,8 @@
 import { newId } from '../ids.js';
-import type { RequestColumns } from '../../rows.js';
+import type { AcceptRequestArgs } from '../accept-args.js';
 import type { Op } from './define-op.js';
 
-export interface AcceptRequestArgs extends RequestColumns {
-  id: string;
-  flowId: string;
-  receivedAt: number;
-  method: string;
-  path: string;
-  /**
-   * The raw bytes; below 64 KiB as a latin1 string (one char per byte), which crosses threads far
-   * cheaper than a typed array (request-store.ts). JSON columns are text, serialised on the main
-   * thread, for the same reason.
-   */
-  rawBody: Uint8Array | string;
-  maxAttempts: number;
-  /**
-   * Hand-off: a local consumer reserved a slot for this job, so it is inserted already leased to
-   * that consumer (attempts 1) and handed to it straight after commit, without a claim round trip.
-   */
-  leaseOwner?: string;
-}
+export type { AcceptRequestArgs };
 
 export type AcceptRequestResult =
   | { kind: 'stored'; jobId: string; enqueuedAt: number; leased: boolean }
@@ -43,33 +25,34 @@ export const acceptRequest: Op<AcceptRequestArgs, AcceptRequestResult> = ({ db, 
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   return (a) => {
+    const [id, flowId, receivedAt, method, path, query, headers, body, bodyIsRaw, contentType, clientIp, attachments, rawAttachment, cloudEvent, cloudEvents, attachmentIds, rawBody, maxAttempts, leaseOwner] = a;
     const { changes } = insertRequest.run(
-      a.id,
-      a.flowId,
-      a.receivedAt,
-      a.method,
-      a.path,
-      a.query,
-      a.headers,
-      a.body,
-      a.bodyIsRaw ? 1 : 0,
-      typeof a.rawBody === 'string' ? Buffer.from(a.rawBody, 'latin1') : a.rawBody,
-      a.contentType,
-      a.clientIp,
-      a.attachments,
-      a.rawAttachment,
-      a.cloudEvent,
-      a.cloudEvents,
+      id,
+      flowId,
+      receivedAt,
+      method,
+      path,
+      query,
+      headers,
+      body,
+      bodyIsRaw ? 1 : 0,
+      typeof rawBody === 'string' ? Buffer.from(rawBody, 'latin1') : rawBody,
+      contentType,
+      clientIp,
+      attachments,
+      rawAttachment,
+      cloudEvent,
+      cloudEvents,
     );
-    if (changes === 0) return flowOf.get(a.id) === a.flowId ? { kind: 'duplicate' } : { kind: 'conflict' };
-    for (const attachmentId of a.attachmentIds) insertAttachment.run(attachmentId, a.id);
+    if (changes === 0) return flowOf.get(id) === flowId ? { kind: 'duplicate' } : { kind: 'conflict' };
+    for (const attachmentId of attachmentIds) insertAttachment.run(attachmentId, id);
     const now = Date.now();
     const jobId = newId();
-    if (a.leaseOwner !== undefined) {
-      insertJob.run(jobId, a.flowId, a.id, 'leased', 1, a.maxAttempts, now, now, now + leaseMs, a.leaseOwner);
+    if (leaseOwner !== null) {
+      insertJob.run(jobId, flowId, id, 'leased', 1, maxAttempts, now, now, now + leaseMs, leaseOwner);
     } else {
-      insertJob.run(jobId, a.flowId, a.id, 'ready', 0, a.maxAttempts, now, now, null, null);
+      insertJob.run(jobId, flowId, id, 'ready', 0, maxAttempts, now, now, null, null);
     }
-    return { kind: 'stored', jobId, enqueuedAt: now, leased: a.leaseOwner !== undefined };
+    return { kind: 'stored', jobId, enqueuedAt: now, leased: leaseOwner !== null };
   };
 };
