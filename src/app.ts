@@ -123,9 +123,13 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
           owners,
           intervalMs: config.flowRefreshMs,
           limitedFlows: () => limitedFlows(registry.values()),
-          onChange: watch,
+          onChange: () => {
+            watch();
+            metrics.flowsHeld.set(ownership?.heldCount() ?? 0);
+          },
           logger,
         });
+        metrics.flowsHeld.set(ownership.heldCount());
         watch();
       };
     }

@@ -4,6 +4,8 @@ import type { FlowOwners } from './store/backend.js';
 export interface FlowOwnership {
   /** Whether this instance holds the flow now (a flow it may consume although it has a limit). */
   holds(flowId: string): boolean;
+  /** How many flows this instance holds now (metric hookd_flows_held). */
+  heldCount(): number;
   /** Flows changed: hold at once if limitedFlows() lists others than the last hold asked for. */
   refresh(): void;
   /** Stop renewing and give every flow up, so that another instance takes them at its next look. */
@@ -106,6 +108,7 @@ export async function startFlowOwnership(o: FlowOwnershipOptions): Promise<FlowO
 
   return {
     holds: (flowId) => held.has(flowId),
+    heldCount: () => held.size,
     refresh: () => {
       if (key(o.limitedFlows()) !== asked) void hold();
     },

@@ -63,6 +63,11 @@ export function createMetrics(sources: MetricSources = {}) {
     registers: [registry],
   });
   instances.set(1);
+  const flowsHeld = new Gauge({
+    name: 'hookd_flows_held',
+    help: 'RabbitMQ mode: flows with a concurrency limit this instance holds, the only instance to consume their queues (docs/flows.md#concurrency)',
+    registers: [registry],
+  });
   const cache = sources.messageCache;
   if (cache !== undefined) {
     new Counter({
@@ -145,7 +150,7 @@ export function createMetrics(sources: MetricSources = {}) {
   const countResponse = (status: number): void => responseOf(String(status)).inc();
   const countExecution = (status: string): void => executionOf(status).inc();
   const observeStep = (type: string, status: string, seconds: number): void => stepOf(type, status).observe(seconds);
-  return { registry, responses, countResponse, commitSeconds, confirmSeconds, walSyncSeconds, walRestarts, authFailures, instances, countExecution, observeStep, queueDelaySeconds };
+  return { registry, responses, countResponse, commitSeconds, confirmSeconds, walSyncSeconds, walRestarts, authFailures, instances, flowsHeld, countExecution, observeStep, queueDelaySeconds };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
