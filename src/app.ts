@@ -123,13 +123,13 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
           owners,
           intervalMs: config.flowRefreshMs,
           limitedFlows: () => limitedFlows(registry.values()),
-          onChange: () => {
+          onChange: (count) => {
             watch();
-            metrics.flowsHeld.set(ownership?.heldCount() ?? 0);
+            metrics.flowsHeld.set(count);
           },
           logger,
         });
-        metrics.flowsHeld.set(ownership.heldCount());
+        // The first hold's change came before `ownership` was set, when watch() could not ask it.
         watch();
       };
     }

@@ -79,16 +79,7 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
     await stores.close();
     throw err;
   }
-  return new OutboxRabbitBackend(stores, queue, logger, config.jobPayloadBytes, new PgFlowOwners(stores.db, flowOwnerLeaseMs(config.flowRefreshMs)));
-}
-
-/**
- * How long an instance holds a limited flow (RabbitMQ mode) without renewing it: renewed at every
- * flow refresh, so three refreshes may fail in a row (as instance beats, membership.ts); an
- * instance that dies hands its flows on after at most this long.
- */
-export function flowOwnerLeaseMs(flowRefreshMs: number): number {
-  return instanceExpireMs(flowRefreshMs);
+  return new OutboxRabbitBackend(stores, queue, logger, config.jobPayloadBytes, new PgFlowOwners(stores.db, instanceExpireMs(config.flowRefreshMs)));
 }
 
 /**
@@ -136,7 +127,10 @@ class OutboxRabbitBackend implements Backend {
     private readonly logger: Logger,
     /** RABBITMQ_JOB_PAYLOAD: the longest request JSON a job message carries, for flows that ask (0: none). */
     private readonly payloadLimit: number,
-    /** Every instance consumes every flow queue: a limited flow is held by one of them. */
+    /**
+     * Every instance consumes every flow queue: a limited flow is held by one of them, for as long
+     * as an instance counts as alive without a beat (renewed at every flow refresh).
+     */
     flowOwners: FlowOwners,
   ) {
     this.flowOwners = flowOwners;

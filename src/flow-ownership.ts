@@ -4,8 +4,6 @@ import type { FlowOwners } from './store/backend.js';
 export interface FlowOwnership {
   /** Whether this instance holds the flow now (a flow it may consume although it has a limit). */
   holds(flowId: string): boolean;
-  /** How many flows this instance holds now (metric hookd_flows_held). */
-  heldCount(): number;
   /** Flows changed: hold at once if limitedFlows() lists others than the last hold asked for. */
   refresh(): void;
   /** Stop renewing and give every flow up, so that another instance takes them at its next look. */
@@ -22,8 +20,8 @@ export interface FlowOwnershipOptions {
    * cannot take it and run its jobs meanwhile).
    */
   limitedFlows: () => string[];
-  /** The flows held here changed (taken, lost, given up): consume accordingly. */
-  onChange: () => void;
+  /** The flows held here changed (taken, lost, given up), now `count` of them: consume accordingly. */
+  onChange: (count: number) => void;
   logger: { warn(obj: object, msg: string): void };
 }
 
@@ -51,7 +49,7 @@ export async function startFlowOwnership(o: FlowOwnershipOptions): Promise<FlowO
   const set = (next: ReadonlySet<string>): void => {
     const same = next.size === held.size && [...next].every((id) => held.has(id));
     held = next;
-    if (!same) o.onChange();
+    if (!same) o.onChange(held.size);
   };
 
   const holdOnce = async (): Promise<void> => {
@@ -108,7 +106,6 @@ export async function startFlowOwnership(o: FlowOwnershipOptions): Promise<FlowO
 
   return {
     holds: (flowId) => held.has(flowId),
-    heldCount: () => held.size,
     refresh: () => {
       if (key(o.limitedFlows()) !== asked) void hold();
     },
