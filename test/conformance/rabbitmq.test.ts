@@ -932,20 +932,21 @@ describe('rabbitmq: deleted flows (retireFlows, removeFlow)', () => {
     extraQueues.push(q.topology.flowQueue('flow-big'));
     const { consumer, counts } = countingConsumer(q, 8, 10);
     const c = consumer as unknown as { lanes: Map<string, { prefetch: number }> };
-    // flow-big busy alone: its consumer grows to the whole concurrency…
-    await q.publish(Array.from({ length: 120 }, () => newJob({ flowId: 'flow-big' })));
+    // flow-big busy alone: its consumer grows to the whole concurrency… (enough jobs that a loaded
+    // machine's slow resizes cannot drain them at a smaller prefetch first: 2 s at prefetch 2)
+    await q.publish(Array.from({ length: 400 }, () => newJob({ flowId: 'flow-big' })));
     await waitFor(() => (c.lanes.get(q.topology.flowQueue('flow-big'))?.prefetch ?? 0) === 8, 'flow-big at the whole concurrency', 10_000);
     // …then it is deleted while busy, and drained.
     q.watchFlows(flows.filter((f) => f !== 'flow-big').map((id) => ({ id, started: true })));
     q.retireFlows(['flow-big']);
-    await waitFor(() => counts.done === 120, 'flow-big drained', 10_000);
+    await waitFor(() => counts.done === 400, 'flow-big drained', 20_000);
     await waitFor(() => c.lanes.get(q.topology.flowQueue('flow-big'))?.prefetch === 2, 'flow-big back to base', 5_000);
     // Another flow busy alone grows to the whole concurrency again (held at 2 + budget's remainder before).
     counts.maxRunning = 0;
-    await q.publish(Array.from({ length: 200 }, () => newJob({ flowId: 'flow-next' })));
-    await waitFor(() => counts.done === 320, 'flow-next drained', 10_000);
+    await q.publish(Array.from({ length: 400 }, () => newJob({ flowId: 'flow-next' })));
+    await waitFor(() => counts.done === 800, 'flow-next drained', 20_000);
     expect(counts.maxRunning).toBe(8);
-  });
+  }, 60_000);
 
   it('an instance started after the delete drains what is left in the queue, without declaring it', async () => {
     const a = await openQueue();
