@@ -123,6 +123,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
           owners,
           intervalMs: config.flowRefreshMs,
           limitedFlows: () => limitedFlows(registry.values()),
+          busy: (flowId) => queue.holdsJobsOf?.(flowId) ?? false,
           onChange: (count) => {
             watch();
             metrics.flowsHeld.set(count);

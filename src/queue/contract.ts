@@ -120,6 +120,12 @@ export interface Queue {
    */
   watchFlows?(flows: Iterable<{ id: string; started: boolean }>): void;
   /**
+   * Capability of queues that keep a queue per flow: whether this process holds jobs of the flow
+   * it has not settled yet (running, or received and waiting for a slot). A flow no longer
+   * consumed here (watchFlows) is handed to another instance only once this is false.
+   */
+  holdsJobsOf?(flowId: string): boolean;
+  /**
    * Capability of queues that keep a queue per flow: the flows deleted and not created again (the
    * store's deletion records; the composition root passes all of them every FLOW_REFRESH). Their
    * queues are consumed without being declared again, so the runner dead-letters what is left in

@@ -62,10 +62,19 @@ export interface FlowOwners {
   /** How long a hold lasts unless renewed (hold() again), in ms. */
   readonly leaseMs: number;
   /**
-   * Hold these flows: take those nobody holds or whose holder's lease ran out, renew those held
-   * here, give up any other held here. Resolves with the flows held here now.
+   * Hold these flows: renew those held here (beyond its share too: the caller gives a surplus up
+   * once the flows' jobs here have ended), give up any other held here, and take those nobody holds (or whose holder's lease ran out) while this instance holds
+   * fewer than its share — ceil(`shareOf` / the instances holding flows now, this one included).
+   * `shareOf`: how many limited flows there are (`flowIds` may leave out some this instance is
+   * giving up). Resolves with the flows held here now and that number of instances.
    */
-  hold(flowIds: readonly string[]): Promise<ReadonlySet<string>>;
+  hold(flowIds: readonly string[], shareOf: number): Promise<FlowHolds>;
   /** Give up every flow held here (shutdown): the other instances take them at their next hold(). */
   releaseAll(): Promise<void>;
+}
+
+export interface FlowHolds {
+  readonly held: ReadonlySet<string>;
+  /** Instances taking part in holding limited flows (renewed within their lease), this one included. */
+  readonly holders: number;
 }

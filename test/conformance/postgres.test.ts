@@ -160,33 +160,82 @@ describe('postgres: instance registry', () => {
 describe('postgres: flow owners (limited flows with RabbitMQ)', () => {
   it('one instance holds a flow at a time: renewed by its holder, given up when no longer asked for or released, taken over once its lease ran out', async () => {
     const s = await openStores();
+    // A share larger than any count here: one at a time, as if every instance could hold them all.
+    const held = async (o: PgFlowOwners, ids: string[]) => [...(await o.hold(ids, 1_000)).held].sort();
     const a = new PgFlowOwners(s.db, 60_000);
     const b = new PgFlowOwners(s.db, 60_000);
-    expect([...(await a.hold(['f', 'g']))].sort()).toEqual(['f', 'g']);
-    expect([...(await b.hold(['f', 'h']))]).toEqual(['h']);
+    expect(await held(a, ['f', 'g'])).toEqual(['f', 'g']);
+    expect(await held(b, ['f', 'h'])).toEqual(['h']);
     // Renewed by a; b still gets nothing of a's.
-    expect([...(await a.hold(['f', 'g']))].sort()).toEqual(['f', 'g']);
-    expect([...(await b.hold(['f', 'g', 'h']))]).toEqual(['h']);
+    expect(await held(a, ['f', 'g'])).toEqual(['f', 'g']);
+    expect(await held(b, ['f', 'g', 'h'])).toEqual(['h']);
     // a asks for g alone: f is given up, and b takes it.
-    expect([...(await a.hold(['g']))]).toEqual(['g']);
-    expect([...(await b.hold(['f', 'g', 'h']))].sort()).toEqual(['f', 'h']);
+    expect(await held(a, ['g'])).toEqual(['g']);
+    expect(await held(b, ['f', 'g', 'h'])).toEqual(['f', 'h']);
     // Released (shutdown): b takes g at its next hold.
     await a.releaseAll();
-    expect([...(await b.hold(['f', 'g', 'h']))].sort()).toEqual(['f', 'g', 'h']);
+    expect(await held(b, ['f', 'g', 'h'])).toEqual(['f', 'g', 'h']);
     // A holder that stopped renewing (it died): its flows go to the next once its lease ran out.
     const short = new PgFlowOwners(s.db, 150);
-    expect([...(await short.hold(['x']))]).toEqual(['x']);
-    expect([...(await b.hold(['x']))]).toEqual([]);
+    expect(await held(short, ['x'])).toEqual(['x']);
+    expect(await held(b, ['x'])).toEqual([]);
     await sleep(250);
-    expect([...(await b.hold(['x']))]).toEqual(['x']);
-    expect([...(await short.hold(['x']))]).toEqual([]);
+    expect(await held(b, ['x'])).toEqual(['x']);
+    expect(await held(short, ['x'])).toEqual([]);
     // A row whose hold lapsed long ago (a deleted flow whose holder died) is removed by anyone's hold.
     await admin.query(`INSERT INTO "${schema}".flow_owners (flow_id, owner, lease_until) VALUES ('gone', 'owner-dead', 0)`);
-    await b.hold(['f', 'g', 'h', 'x']);
+    await held(b, ['f', 'g', 'h', 'x']);
     expect((await admin.query(`SELECT 1 FROM "${schema}".flow_owners WHERE flow_id = 'gone'`)).rowCount).toBe(0);
     // Nothing asked for: everything given up.
-    expect([...(await b.hold([]))]).toEqual([]);
-    expect([...(await a.hold(['f', 'g', 'h', 'x']))].sort()).toEqual(['f', 'g', 'h', 'x']);
+    expect(await held(b, [])).toEqual([]);
+    expect(await held(a, ['f', 'g', 'h', 'x'])).toEqual(['f', 'g', 'h', 'x']);
+  });
+
+  it('each instance takes free flows up to its share (the flows over the instances holding, rounded up), renews what it holds beyond it, and counts only live holders', async () => {
+    const s = await openStores();
+    const flows = ['f1', 'f2', 'f3', 'f4', 'f5', 'f6'];
+    const hold = async (o: PgFlowOwners, ids: string[]) => {
+      const r = await o.hold(ids, flows.length);
+      return { held: [...r.held].sort(), holders: r.holders };
+    };
+    const a = new PgFlowOwners(s.db, 60_000);
+    const b = new PgFlowOwners(s.db, 60_000);
+    const c = new PgFlowOwners(s.db, 60_000);
+    // Alone: all of them.
+    expect(await hold(a, flows)).toEqual({ held: flows, holders: 1 });
+    // b joins: its share is 3, but every flow is held; a keeps renewing its 6 until it gives some up.
+    expect(await hold(b, flows)).toEqual({ held: [], holders: 2 });
+    expect(await hold(a, flows)).toEqual({ held: flows, holders: 2 });
+    expect(await hold(a, ['f1', 'f2', 'f3'])).toEqual({ held: ['f1', 'f2', 'f3'], holders: 2 });
+    expect(await hold(b, flows)).toEqual({ held: ['f4', 'f5', 'f6'], holders: 2 });
+    // Balanced: neither takes more, asking for every flow.
+    expect(await hold(a, flows)).toEqual({ held: ['f1', 'f2', 'f3'], holders: 2 });
+    // c joins (share 2): nothing free; a gives one up, and c takes only that one.
+    expect(await hold(c, flows)).toEqual({ held: [], holders: 3 });
+    expect((await hold(a, ['f1', 'f2'])).held).toEqual(['f1', 'f2']);
+    expect(await hold(c, flows)).toEqual({ held: ['f3'], holders: 3 });
+    // a stops: its holder row goes too, so the share of the two left is 3 again and c takes a's two.
+    await a.releaseAll();
+    expect(await hold(c, flows)).toEqual({ held: ['f1', 'f2', 'f3'], holders: 2 });
+    // A holder whose lease ran out (it died) is not counted: b's share is all of them again.
+    const short = new PgFlowOwners(s.db, 150);
+    expect((await hold(short, ['g'])).holders).toBe(3);
+    await sleep(250);
+    expect((await hold(b, flows)).holders).toBe(2); // b and c: short's lease ran out
+    await c.releaseAll();
+    expect(await hold(b, flows)).toEqual({ held: flows, holders: 1 });
+  });
+
+  it('instances asking at once never hold a flow twice, and together hold them all', async () => {
+    const s = await openStores();
+    const flows = Array.from({ length: 12 }, (_, i) => `r${i}`);
+    const owners = Array.from({ length: 4 }, () => new PgFlowOwners(s.db, 60_000));
+    for (let round = 0; round < 3; round++) {
+      const results = await Promise.all(owners.map((o) => o.hold(flows, flows.length)));
+      const all = results.flatMap((r) => [...r.held]);
+      expect(new Set(all).size).toBe(all.length);
+      if (round === 2) expect(all.sort()).toEqual([...flows].sort());
+    }
   });
 });
 

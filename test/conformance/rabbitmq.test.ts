@@ -688,6 +688,30 @@ describe('rabbitmq: a queue per flow', () => {
     await waitFor(() => seen.filter((f) => f === 'flow-off').length === 3, "the deleted flow's last job", 5_000);
   });
 
+  it("tells whether it holds a flow's jobs unsettled (holdsJobsOf): running, and received while the slots are busy, until they are acked", async () => {
+    const q = await openQueue();
+    q.watchFlows([{ id: 'flow-h1', started: true }, { id: 'flow-h2', started: true }]);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const started: string[] = [];
+    consume(q, async (d) => {
+      started.push(d.job.flowId);
+      await gate;
+    }, 1);
+    await q.publish([newJob({ flowId: 'flow-h1' }), newJob({ flowId: 'flow-h2' })]);
+    await waitFor(() => started.length === 1, 'a job running', 5_000);
+    // One runs, the other waits for the only slot: both flows' jobs are held here.
+    await waitFor(() => q.holdsJobsOf('flow-h1') && q.holdsJobsOf('flow-h2'), 'both held', 5_000);
+    expect(q.holdsJobsOf('flow-other')).toBe(false);
+    // No longer consumed: what was received stays held until settled.
+    q.watchFlows([{ id: 'flow-h1', started: false }, { id: 'flow-h2', started: false }]);
+    await sleep(100);
+    expect(q.holdsJobsOf('flow-h1') && q.holdsJobsOf('flow-h2')).toBe(true);
+    release();
+    await waitFor(() => started.length === 2, 'the waiting job run', 5_000);
+    await waitFor(() => !q.holdsJobsOf('flow-h1') && !q.holdsJobsOf('flow-h2'), 'both settled', 5_000);
+  });
+
   it('drains the single work queue of earlier releases and takes it off first deliveries', async () => {
     const conn = await rawConnection();
     const legacy = `${prefix}.work`;

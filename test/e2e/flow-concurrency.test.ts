@@ -34,7 +34,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   receiver.close();
-  await cleanUp(['serial', 'parallel', 'held', 'feeder', 'shared']);
+  await cleanUp(['serial', 'parallel', 'held', 'feeder', 'shared', 'bal1', 'bal2', 'bal3', 'bal4']);
 });
 
 describe.sequential.each(BACKENDS)('%s', (_name, env) => {
@@ -134,6 +134,47 @@ describe.sequential.each(BACKENDS.filter(([, env]) => env.DATABASE_URL !== undef
     const completedOnB = async () => ((await b.api('GET', '/api/executions?flowId=shared&status=completed&limit=100')).body.items as unknown[]).length;
     await waitFor(async () => (await completedOnB()) === 16, 10_000);
     expect(most.get('/shared')).toBe(1);
+  });
+});
+
+// RabbitMQ: the holds spread over the instances. One instance alone takes every limited flow; a
+// second one started under load gets its share, each flow moving only once its jobs on the first
+// ended — never run by both at once.
+describe.sequential.each(BACKENDS.filter(([, env]) => env.RABBITMQ_URI !== undefined))('%s: holds balanced over the instances', (_name, env) => {
+  const instances: RunningHookd[] = [];
+  afterAll(() => Promise.all(instances.map((h) => h.close())));
+
+  it('an instance started later takes its share of the limited flows, handed over without a flow running on both', async () => {
+    inProgress.clear();
+    most.clear();
+    const a = await startHookd({ WORKER_CONCURRENCY: '4', FLOW_REFRESH: '200ms', ...env });
+    instances.push(a);
+    const flows = ['bal1', 'bal2', 'bal3', 'bal4'];
+    for (const id of flows) {
+      expect((await a.api('PUT', `/api/flows/${id}`, { concurrency: 1, steps: [{ id: 'call', type: 'http', url: `http://127.0.0.1:${port}/${id}` }] })).status).toBe(201);
+    }
+    const limited = [...a.app.registry.values()].filter((f) => f.concurrency !== undefined).length;
+    const held = async (h: RunningHookd) => Number(/^hookd_flows_held (\d+)$/m.exec(await (await fetch(`${h.url}/metrics`)).text())?.[1]);
+    await waitFor(async () => (await held(a)) === limited, 5_000);
+    // Load on every flow, then the second instance starts while it runs.
+    const post = (id: string) => fetch(`${a.url}/hook/${id}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const answers = await Promise.all(flows.flatMap((id) => Array.from({ length: 40 }, () => post(id))));
+    expect(answers.map((r) => r.status)).toEqual(Array(160).fill(200));
+    const b = await startHookd({ WORKER_CONCURRENCY: '4', FLOW_REFRESH: '200ms', ...env });
+    instances.push(b);
+    const share = Math.ceil(limited / 2);
+    await waitFor(async () => {
+      const [ha, hb] = [await held(a), await held(b)];
+      return ha + hb === limited && ha <= share && hb <= share;
+    }, 10_000);
+    const completed = async (id: string) => ((await a.api('GET', `/api/executions?flowId=${id}&status=completed&limit=100`)).body.items as unknown[]).length;
+    console.log('balanced with', await Promise.all(flows.map(completed)), 'of 40 completed');
+    await waitFor(async () => (await Promise.all(flows.map(completed))).every((n) => n === 40), 20_000);
+    // Now both run flows; more jobs, spread over both instances' ingress.
+    const more = await Promise.all(flows.flatMap((id, i) => Array.from({ length: 4 }, () => fetch(`${(i % 2 ? a : b).url}/hook/${id}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }))));
+    expect(more.map((r) => r.status)).toEqual(Array(16).fill(200));
+    await waitFor(async () => (await Promise.all(flows.map(completed))).every((n) => n === 44), 20_000);
+    for (const id of flows) expect(most.get(`/${id}`)).toBe(1);
   });
 });
 

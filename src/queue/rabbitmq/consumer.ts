@@ -156,6 +156,16 @@ export class RabbitConsumer implements Consumer {
     return this.unackedSet.size;
   }
 
+  /**
+   * Whether a job of the flow is held here unsettled: received (waiting, running, being settled),
+   * or still running from an earlier channel (its delivery went back with that channel).
+   */
+  holdsJobsOf(flowId: string): boolean {
+    for (const d of this.unackedSet.keys()) if (d.job.flowId === flowId) return true;
+    for (const d of this.running) if (d.job.flowId === flowId) return true;
+    return false;
+  }
+
   /** Queues this consumer is consuming right now (tests, diagnostics). */
   get consuming(): string[] {
     return [...this.lanes].filter(([, lane]) => lane.tag !== undefined && lane.ch === this.ch).map(([queue]) => queue);

@@ -309,6 +309,11 @@ export class RabbitMqQueue implements Queue {
     if (changed) for (const c of this.consumers) c.attach();
   }
 
+  holdsJobsOf(flowId: string): boolean {
+    for (const c of this.consumers) if (c.holdsJobsOf(flowId)) return true;
+    return false;
+  }
+
   /**
    * The deleted flows (the store's deletion records): from now on their queues are consumed but
    * never declared, and a job published for one goes to the dead letters unless the store says

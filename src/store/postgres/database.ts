@@ -51,6 +51,7 @@ export interface Tables {
   readonly heartbeat: string;
   readonly instances: string;
   readonly flowOwners: string;
+  readonly flowHolders: string;
   readonly settings: string;
   readonly attachments: string;
   readonly attachmentChunks: string;
@@ -102,6 +103,7 @@ export class PgDatabase {
       heartbeat: `${s}.heartbeat`,
       instances: `${s}.instances`,
       flowOwners: `${s}.flow_owners`,
+      flowHolders: `${s}.flow_holders`,
       settings: `${s}.settings`,
       attachments: `${s}.attachments`,
       attachmentChunks: `${s}.attachment_chunks`,
