@@ -688,28 +688,36 @@ describe('rabbitmq: a queue per flow', () => {
     await waitFor(() => seen.filter((f) => f === 'flow-off').length === 3, "the deleted flow's last job", 5_000);
   });
 
-  it("tells whether it holds a flow's jobs unsettled (holdsJobsOf): running, and received while the slots are busy, until they are acked", async () => {
+  it("tells whether it holds a flow's jobs unsettled (holdsJobsOf); a flow no longer consumed gets its deliveries waiting for a slot back in its queue, in order, while a running one ends here", async () => {
     const q = await openQueue();
     q.watchFlows([{ id: 'flow-h1', started: true }, { id: 'flow-h2', started: true }]);
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const started: string[] = [];
     consume(q, async (d) => {
-      started.push(d.job.flowId);
-      await gate;
+      started.push(`${d.job.flowId}:${d.job.requestId}:${d.job.attempts}`);
+      if (d.job.flowId === 'flow-h1') await gate;
     }, 1);
-    await q.publish([newJob({ flowId: 'flow-h1' }), newJob({ flowId: 'flow-h2' })]);
+    await q.publish([newJob({ flowId: 'flow-h1', requestId: 'a' })]);
     await waitFor(() => started.length === 1, 'a job running', 5_000);
-    // One runs, the other waits for the only slot: both flows' jobs are held here.
+    await q.publish(['b', 'c', 'd'].map((requestId) => newJob({ flowId: 'flow-h2', requestId })));
+    // One runs, the others wait for the only slot: both flows' jobs are held here.
     await waitFor(() => q.holdsJobsOf('flow-h1') && q.holdsJobsOf('flow-h2'), 'both held', 5_000);
     expect(q.holdsJobsOf('flow-other')).toBe(false);
-    // No longer consumed: what was received stays held until settled.
-    q.watchFlows([{ id: 'flow-h1', started: false }, { id: 'flow-h2', started: false }]);
-    await sleep(100);
-    expect(q.holdsJobsOf('flow-h1') && q.holdsJobsOf('flow-h2')).toBe(true);
+    // flow-h2 no longer consumed here (stopped, or held by another instance): its waiting deliveries
+    // go back at once; flow-h1's running job stays until it ends.
+    q.watchFlows([{ id: 'flow-h1', started: true }, { id: 'flow-h2', started: false }]);
+    expect(q.holdsJobsOf('flow-h2')).toBe(false);
+    expect(q.holdsJobsOf('flow-h1')).toBe(true);
+    await waitFor(async () => (await q.stats()).ready === 3, 'the three back in the queue', 5_000);
     release();
-    await waitFor(() => started.length === 2, 'the waiting job run', 5_000);
-    await waitFor(() => !q.holdsJobsOf('flow-h1') && !q.holdsJobsOf('flow-h2'), 'both settled', 5_000);
+    await waitFor(() => !q.holdsJobsOf('flow-h1'), 'the running one settled', 5_000);
+    await sleep(200);
+    expect(started).toEqual(['flow-h1:a:1']);
+    // Consumed again: they run, in their order, with no attempt spent on the hand-back.
+    q.watchFlows([{ id: 'flow-h1', started: true }, { id: 'flow-h2', started: true }]);
+    await waitFor(() => started.length === 4, 'the handed-back jobs', 5_000);
+    expect(started).toEqual(['flow-h1:a:1', 'flow-h2:b:1', 'flow-h2:c:1', 'flow-h2:d:1']);
   });
 
   it('drains the single work queue of earlier releases and takes it off first deliveries', async () => {

@@ -33,6 +33,22 @@ export class BatchedAcks {
     return true;
   }
 
+  /**
+   * Requeue one delivery now (basic.nack requeue): no longer open here, so later `multiple` acks
+   * pass over it (a requeued message is no longer outstanding on the channel). False when the
+   * channel is already gone (the broker requeued it anyway).
+   */
+  handBack(tag: number): boolean {
+    this.open.delete(tag);
+    if (!this.ch.active) return false;
+    try {
+      this.ch.basicNack({ deliveryTag: tag, requeue: true });
+      return true;
+    } catch {
+      return false; // closed meanwhile: requeued by the broker
+    }
+  }
+
   /** Send what is pending now (before a nack of everything, a channel close). */
   flush(): void {
     this.scheduled = false;

@@ -144,6 +144,7 @@ export class RabbitConsumer implements Consumer {
         this.scheduleRebalance();
       },
       ack: (ch, tag) => this.acksOf(ch).ack(tag),
+      handBack: (ch, tag) => this.acksOf(ch).handBack(tag),
     };
   }
 
@@ -228,12 +229,38 @@ export class RabbitConsumer implements Consumer {
     );
   }
 
-  /** Stop consuming a queue (a stopped flow's, the legacy work queue once gone). What it delivered is settled as usual. */
-  forget(queue: string): void {
+  /**
+   * Stop consuming a queue (a stopped flow's, the legacy work queue once gone). What it delivered
+   * is settled as usual; with `handBack`, its deliveries still waiting for a slot are requeued.
+   */
+  forget(queue: string, handBack = false): void {
     const lane = this.lanes.get(queue);
     if (lane === undefined) return;
     this.lanes.delete(queue);
     this.cancelLane(lane);
+    if (handBack) this.handBackWaiting(this.host.flowOf(queue));
+  }
+
+  /**
+   * Deliveries of a flow no longer consumed here (stopped, held by another instance, a limit set
+   * since they came) that wait for a slot are requeued at once instead of run: the instance that
+   * consumes the flow now gets them, in about their order (a quorum queue delivers returned
+   * messages first), and the flow's limit holds for the cluster without waiting for them. Running
+   * ones end as usual. Those the broker took back half its delivery limit already stay and run: a
+   * few more returns would dead-letter them.
+   */
+  private handBackWaiting(flowId: string | undefined): void {
+    if (flowId === undefined || this.state !== 'active') return;
+    const worn = Math.floor(this.host.deliveryLimit / 2);
+    const kept: RabbitDelivery[] = [];
+    for (const d of this.waiting) {
+      if (d.job.flowId === flowId && d.channel.active && d.returns < worn) d.handBack();
+      else kept.push(d);
+    }
+    if (kept.length !== this.waiting.length) {
+      this.waiting = kept;
+      this.changed();
+    }
   }
 
   /** Consume this queue again after the broker cancelled its consumer (the queue is still there). */

@@ -18,6 +18,8 @@ export interface DeliveryHost {
   settled(d: RabbitDelivery): void;
   /** Ack the delivery (batched per channel); false when its channel is already gone. */
   ack(ch: Channel, deliveryTag: number): boolean;
+  /** Requeue the delivery now (it keeps its place near the queue's head); false when its channel is gone. */
+  handBack(ch: Channel, deliveryTag: number): boolean;
 }
 
 
@@ -114,6 +116,19 @@ export class RabbitDelivery implements Delivery {
   release(): void {
     this.held = true;
     if (this.state === 'open') this.state = 'released';
+  }
+
+  /**
+   * Not started and no longer to be run here (its flow is no longer consumed by this process):
+   * requeued at once, no attempt spent, for the process that consumes the flow now. The broker
+   * counts the return towards the queue's delivery limit, like a stop's hand-back.
+   */
+  handBack(): void {
+    if (this.state !== 'open') return;
+    this.state = 'released';
+    this.held = true;
+    this.host.handBack(this.ch, this.deliveryTag);
+    this.host.settled(this);
   }
 
   /**

@@ -293,7 +293,8 @@ export class RabbitMqQueue implements Queue {
         if (started) this.pausedFlows.delete(id);
         else this.pausedFlows.add(id);
         const queue = this.topology.flowQueue(id);
-        if (!started) for (const c of this.consumers) c.forget(queue);
+        // Its deliveries waiting here for a slot go back to the queue (RabbitConsumer.handBackWaiting).
+        if (!started) for (const c of this.consumers) c.forget(queue, true);
       }
       if (!this.flowQueues.has(id)) {
         this.declareFlow(id).catch((err: unknown) => this.logger.warn({ err, flowId: id }, 'rabbitmq queue: declaring a flow queue failed'));
