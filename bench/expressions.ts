@@ -1,6 +1,7 @@
 import { PerformanceObserver } from 'node:perf_hooks';
 import jsonata from 'jsonata';
-import { compileExpression } from '../src/flow/expression.js';
+import { compileExpression, DEFAULT_EXPRESSION_LIMITS } from '../src/flow/expression.js';
+import { createExpressionWorkers } from '../src/flow/expression-workers.js';
 import { arg, fmt, median } from './lib.js';
 
 /**
@@ -9,7 +10,9 @@ import { arg, fmt, median } from './lib.js';
  * The JSONata fast path (src/flow/expression-fast-path.ts) against jsonata itself, same process,
  * same inputs, A-B rounds: µs per evaluation and garbage-collection time per 1,000 evaluations, for
  * the expressions flows use most (a mapping and a filter over a message view) and one outside the
- * fast path (a function call), which must cost what jsonata costs.
+ * fast path (a function call), which must cost what jsonata costs. Then that last one on the
+ * worker threads hookd evaluates it on by default (EXPRESSION_WORKERS=2): the round trip, one at a
+ * time and 16 at once, against the same on the main thread.
  */
 const evals = Number(arg('evals', '200000'));
 const rounds = Math.max(1, Number(arg('rounds', '5')));
@@ -34,14 +37,14 @@ new PerformanceObserver((list) => {
   for (const e of list.getEntries()) gcMs += e.duration;
 }).observe({ entryTypes: ['gc'] });
 
-async function measure(evaluate: (input: unknown) => Promise<unknown>): Promise<{ us: number; gcPerK: number }> {
-  for (let i = 0; i < 10_000; i++) await evaluate(view); // warm-up
+async function measure(evaluate: (input: unknown) => Promise<unknown>, n = evals, atOnce = 1): Promise<{ us: number; gcPerK: number }> {
+  for (let i = 0; i < Math.min(10_000, n); i++) await evaluate(view); // warm-up
   const gcBefore = gcMs;
   const t0 = performance.now();
-  for (let i = 0; i < evals; i++) await evaluate(view);
+  for (let i = 0; i < n; i += atOnce) await Promise.all(Array.from({ length: atOnce }, () => evaluate(view)));
   const ms = performance.now() - t0;
   await new Promise((r) => setTimeout(r, 50)); // let the observer report
-  return { us: (ms * 1000) / evals, gcPerK: ((gcMs - gcBefore) * 1000) / evals };
+  return { us: (ms * 1000) / n, gcPerK: ((gcMs - gcBefore) * 1000) / n };
 }
 
 console.log(`bench:expressions — ${fmt(evals)} evaluations per measurement, ${rounds} A-B rounds, over a message view\n`);
@@ -68,4 +71,27 @@ for (const source of EXPRESSIONS) {
   console.log(source);
   for (const row of rows) console.log(row);
   console.log(`  ratio hookd ÷ jsonata (time per evaluation, median): ${fmt(median(ratios), 3)}\n`);
+}
+
+{
+  const source = EXPRESSIONS[EXPRESSIONS.length - 1]!;
+  const workers = createExpressionWorkers({ size: 2 });
+  const inline = compileExpression(source).evaluate;
+  const isolated = compileExpression(source, DEFAULT_EXPRESSION_LIMITS, workers).evaluate;
+  const n = Math.max(1_000, Math.floor(evals / 10));
+  console.log(`${source} on the main thread vs on 2 worker threads (${fmt(n)} evaluations, wall time per evaluation)`);
+  for (const atOnce of [1, 16]) {
+    const ratios: number[] = [];
+    const rows: string[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const [a, b] = r % 2 === 0 ? [await measure(inline, n, atOnce), await measure(isolated, n, atOnce)] : [undefined, await measure(isolated, n, atOnce)];
+      const main = a ?? (await measure(inline, n, atOnce));
+      ratios.push(b.us / main.us);
+      rows.push(`  main thread ${fmt(main.us, 2)} µs   workers ${fmt(b.us, 2)} µs`);
+    }
+    console.log(`${atOnce} at a time`);
+    for (const row of rows) console.log(row);
+    console.log(`  ratio workers ÷ main thread (median): ${fmt(median(ratios), 2)}\n`);
+  }
+  await workers.close();
 }

@@ -15,6 +15,7 @@ import type { Config } from './config/config.js';
 import { finishesWithin } from './core/finishes-within.js';
 import type { Flow } from './core/flow.js';
 import { resolveAdminToken, tokenDigest } from './config/admin-token.js';
+import { createExpressionWorkers } from './flow/expression-workers.js';
 import { createFlowRunner } from './flow/runner.js';
 import { installErrorHandling } from './http/error-handler.js';
 import { createMetrics } from './http/metrics.js';
@@ -251,6 +252,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     metrics: metrics.registry,
   });
 
+  // Expressions beyond the fast path run on their own threads (created at their first use).
+  const expressionWorkers = config.expressionWorkers > 0 ? createExpressionWorkers({ size: config.expressionWorkers }) : undefined;
   const runner = createFlowRunner({
     requests: backend.requests,
     executions: backend.executions,
@@ -261,6 +264,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     concurrency: config.workerConcurrency,
     prefetch: config.workerPrefetch ?? config.workerConcurrency,
     flowLimits: () => registry.concurrencyLimits(),
+    ...(expressionWorkers ? { expressionIsolate: expressionWorkers } : {}),
     onStepStarted: (e) => {
       if (e.stepIndex === 0 && e.firstDelivery) metrics.queueDelaySeconds.observe(Math.max(0, e.startedAt - e.receivedAt) / 1000);
     },
@@ -329,6 +333,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
         // requests in flight do.
         const stopped = await Promise.allSettled([closeServer(server, config.shutdownGraceMs), runner.stop({ graceMs: config.shutdownGraceMs })]);
         await passesStopped;
+        await expressionWorkers?.close();
         // The runner has stopped: the flows held here go to the other instances now.
         await ownership?.stop();
         await membership.stop();

@@ -34,6 +34,8 @@ export interface Config {
   /** Trust X-Forwarded-For from these proxies (fastify trustProxy: true, or the proxies' addresses/CIDRs). */
   trustProxy: boolean | string;
   workerConcurrency: number;
+  /** Worker threads for JSONata evaluations the fast path does not decide; 0: on the main thread. */
+  expressionWorkers: number;
   /** Jobs leased ahead of free worker slots (embedded and PostgreSQL queues); undefined: as many as workerConcurrency. */
   workerPrefetch: number | undefined;
   /** Bytes of committed messages kept in memory until their first execution reads them. */
@@ -97,6 +99,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'retentionMs', env: 'RETENTION', doc: 'Requests older than this are purged with their executions and files (hourly); off = keep forever', default: () => 30 * 86_400_000, parse: (v, n) => parseRetention(v, n) }),
   field({ key: 'trustProxy', env: 'TRUST_PROXY', doc: 'Proxies trusted for X-Forwarded-For: true, or a comma-separated list of addresses, CIDRs, loopback, linklocal, uniquelocal', default: () => false, parse: (v) => parseTrustProxy(v) }),
   field({ key: 'workerConcurrency', env: 'WORKER_CONCURRENCY', doc: 'Flow executions run at once by this process', default: () => 64, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
+  field({ key: 'expressionWorkers', env: 'EXPRESSION_WORKERS', doc: 'Worker threads that evaluate JSONata expressions (those beyond the plain field paths and constructors evaluated inline), so that a heavy one never stalls webhook intake; one running 500 ms past its time limit has its thread stopped. 0 = on the main thread', default: () => 2, parse: (v, n) => parseInteger(v as string, n, 0, 64) }),
   field({ key: 'workerPrefetch', env: 'WORKER_PREFETCH', doc: 'Jobs leased ahead of free worker slots, waiting in this process (embedded and PostgreSQL queues; default WORKER_CONCURRENCY)', default: () => undefined, parse: (v, n) => parseInteger(v as string, n, 0, 10_000) }),
   field({ key: 'messageCacheBytes', env: 'MESSAGE_CACHE', doc: 'Memory for committed messages waiting for their first execution (saves reading them back; 0 = off)', default: () => DEFAULT_MESSAGE_CACHE_BYTES, parse: (v, n) => parseSize(v as string, n) }),
   field({ key: 'sqliteVacuumOnStart', env: 'SQLITE_VACUUM_ON_START', doc: 'Embedded mode: compact the database file at start, giving the space of purged requests back to the disk (a compact copy beside it, renamed over it); the start waits for it', default: () => false, parse: (v, n) => parseBoolean(v as string | boolean, n) }),

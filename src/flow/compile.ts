@@ -1,5 +1,5 @@
 import type { Flow, StepDef } from '../core/flow.js';
-import type { ExpressionLimits } from './expression.js';
+import type { ExpressionIsolate, ExpressionLimits } from './expression.js';
 import type { CompiledStep } from './step.js';
 import { compileFilterStep } from './steps/filter.js';
 import { compileHttpStep, type HttpStepOptions } from './steps/http.js';
@@ -8,6 +8,8 @@ import { compileTransformStep } from './steps/transform.js';
 
 export interface CompileOptions {
   limits?: ExpressionLimits;
+  /** Where expressions the fast path does not decide are evaluated (expression-workers.ts). */
+  isolate?: ExpressionIsolate;
   http?: HttpStepOptions;
 }
 
@@ -27,11 +29,11 @@ export type CompiledFlow =
 export function compileStep(def: StepDef, options: CompileOptions = {}): CompiledStep {
   switch (def.type) {
     case 'transform':
-      return compileTransformStep(def, options.limits);
+      return compileTransformStep(def, options.limits, options.isolate);
     case 'filter':
-      return compileFilterStep(def, options.limits);
+      return compileFilterStep(def, options.limits, options.isolate);
     case 'http':
-      return compileHttpStep(def, { ...options.http, ...(options.limits ? { limits: options.limits } : {}) });
+      return compileHttpStep(def, { ...options.http, ...(options.limits ? { limits: options.limits } : {}), ...(options.isolate ? { isolate: options.isolate } : {}) });
     case 'log':
       return compileLogStep(def);
     default: {

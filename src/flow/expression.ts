@@ -47,6 +47,14 @@ export class ExpressionError extends Error {
   }
 }
 
+/**
+ * Where the evaluations the fast path does not decide run instead of the main thread
+ * (expression-workers.ts): jsonata's time limit holds the event loop while it runs.
+ */
+export interface ExpressionIsolate {
+  evaluate(source: string, limits: ExpressionLimits, input: unknown): Promise<unknown>;
+}
+
 export interface CompiledExpression {
   readonly source: string;
   evaluate(input: unknown): Promise<unknown>;
@@ -60,10 +68,15 @@ interface Compiled {
 
 const cache = new Map<string, Compiled>();
 
-/** Compile (or fetch from the cache) an expression. Throws ExpressionError on a syntax error. */
+/**
+ * Compile (or fetch from the cache) an expression. Throws ExpressionError on a syntax error. With
+ * `isolate`, what the fast path does not decide is evaluated there, not on this thread (the
+ * expression is still compiled here: its syntax and regexes are checked when the flow is saved).
+ */
 export function compileExpression(
   source: string,
   limits: ExpressionLimits = DEFAULT_EXPRESSION_LIMITS,
+  isolate?: ExpressionIsolate,
 ): CompiledExpression {
   const key = `${limits.timeoutMs}:${limits.stack}:${source}`;
   let entry = cache.get(key);
@@ -98,6 +111,7 @@ export function compileExpression(
         const value = fast(input);
         if (value !== FALLBACK) return value;
       }
+      if (isolate !== undefined) return isolate.evaluate(source, limits, input);
       try {
         // Bindings given (even empty) → jsonata evaluates in its own frame; keep it that way.
         return await compiled.evaluate(input, {});

@@ -51,7 +51,7 @@ import type { ExecutionStore, RequestStore } from '../store/contracts.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import { preciseNow } from '../core/clock.js';
 import { CompiledFlowCache, describeCompileError } from './compile.js';
-import type { ExpressionLimits } from './expression.js';
+import type { ExpressionIsolate, ExpressionLimits } from './expression.js';
 import type { RunnerLogger } from './logger.js';
 import type { CompiledStep, RequestPayload, StepContext, StepOutcome } from './step.js';
 import { isStepFailure, StepFailure } from './step-failure.js';
@@ -123,6 +123,8 @@ export interface FlowRunnerOptions extends FlowRunnerHooks {
   stoppedFlowRecheckMs?: number;
   /** JSONata guardrails (default 1 s, depth 1000). */
   expressionLimits?: ExpressionLimits;
+  /** Where expressions the fast path does not decide are evaluated (default: this thread). */
+  expressionIsolate?: ExpressionIsolate;
   /** Largest http step response body read (default 10 MiB). */
   maxResponseBytes?: number;
   /** Where requests' files and large raw bodies are: the http step's forwardAttachment reads them. */
@@ -190,6 +192,7 @@ const UNWIND_MS = 2_000;
 export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
   const compiled = new CompiledFlowCache({
     ...(o.expressionLimits ? { limits: o.expressionLimits } : {}),
+    ...(o.expressionIsolate ? { isolate: o.expressionIsolate } : {}),
     ...(o.maxResponseBytes !== undefined ? { http: { maxResponseBytes: o.maxResponseBytes } } : {}),
   });
   const random = o.random ?? Math.random;

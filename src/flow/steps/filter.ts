@@ -1,5 +1,5 @@
 import type { FilterStepDef } from '../../core/flow.js';
-import { compileExpression, type ExpressionLimits } from '../expression.js';
+import { compileExpression, type ExpressionIsolate, type ExpressionLimits } from '../expression.js';
 import type { CompiledStep, StepContext, StepOutcome } from '../step.js';
 import { expressionFailure } from '../step-failure.js';
 
@@ -8,8 +8,8 @@ import { expressionFailure } from '../step-failure.js';
  * input through unchanged; a false one ends the execution as `filtered`. Non-boolean results are cast
  * the way JSONata's $boolean() casts them (no match → false).
  */
-export function compileFilterStep(def: FilterStepDef, limits?: ExpressionLimits): CompiledStep {
-  const expression = compileExpression(def.expression, limits);
+export function compileFilterStep(def: FilterStepDef, limits?: ExpressionLimits, isolate?: ExpressionIsolate): CompiledStep {
+  const expression = compileExpression(def.expression, limits, isolate);
   return {
     def,
     pure: true,

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { contentDisposition, formDataDisposition } from '../../attachments/content-disposition.js';
 import type { HttpStepDef } from '../../core/flow.js';
 import type { AttachmentRef } from '../../core/message.js';
-import { compileExpression, type CompiledExpression, type ExpressionLimits } from '../expression.js';
+import { compileExpression, type CompiledExpression, type ExpressionIsolate, type ExpressionLimits } from '../expression.js';
 import type { CompiledStep, RequestPayload, StepContext, StepOutcome } from '../step.js';
 import { expressionFailure, StepFailure } from '../step-failure.js';
 
@@ -30,6 +30,8 @@ export interface HttpStepOptions {
   /** Largest response body kept (bytes); a larger 2xx answer is cut there (bodyTruncated), the step succeeds. */
   maxResponseBytes?: number;
   limits?: ExpressionLimits;
+  /** Where the body expression is evaluated (compileExpression's isolate). */
+  isolate?: ExpressionIsolate;
 }
 
 export const DEFAULT_HTTP_TIMEOUT_MS = 10_000;
@@ -84,7 +86,7 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
   const baseHeaders = new Headers(def.headers ?? {});
   if (!baseHeaders.has('user-agent')) baseHeaders.set('user-agent', 'hookd');
   const bodyExpression: CompiledExpression | undefined =
-    def.body === undefined ? undefined : compileExpression(def.body, options.limits);
+    def.body === undefined ? undefined : compileExpression(def.body, options.limits, options.isolate);
   const sendsBody = method !== 'GET' && (method !== 'DELETE' || bodyExpression !== undefined || forward !== undefined);
   // Credentials in query strings stay out of error messages and execution records.
   const shownUrl = `${url.origin}${url.pathname}`;

@@ -1,11 +1,11 @@
 import type { TransformStepDef } from '../../core/flow.js';
-import { compileExpression, orNull, type ExpressionLimits } from '../expression.js';
+import { compileExpression, orNull, type ExpressionIsolate, type ExpressionLimits } from '../expression.js';
 import type { CompiledStep, StepContext, StepOutcome } from '../step.js';
 import { expressionFailure } from '../step-failure.js';
 
 /** `transform`: the JSONata expression's result over the input is the next step's input. */
-export function compileTransformStep(def: TransformStepDef, limits?: ExpressionLimits): CompiledStep {
-  const expression = compileExpression(def.expression, limits);
+export function compileTransformStep(def: TransformStepDef, limits?: ExpressionLimits, isolate?: ExpressionIsolate): CompiledStep {
+  const expression = compileExpression(def.expression, limits, isolate);
   return {
     def,
     pure: true,

@@ -233,12 +233,13 @@ export class RabbitConsumer implements Consumer {
    * Stop consuming a queue (a stopped flow's, the legacy work queue once gone). What it delivered
    * is settled as usual; with `handBack`, its deliveries still waiting for a slot are requeued.
    */
-  forget(queue: string, handBack = false): void {
+  forget(queue: string, handBack = false): Promise<void> {
     const lane = this.lanes.get(queue);
-    if (lane === undefined) return;
+    if (lane === undefined) return Promise.resolve();
     this.lanes.delete(queue);
-    this.cancelLane(lane);
+    const cancelled = this.cancelLane(lane);
     if (handBack) this.handBackWaiting(this.host.flowOf(queue));
+    return cancelled;
   }
 
   /**
@@ -725,11 +726,19 @@ export class RabbitConsumer implements Consumer {
     this.startLane(ch, queue, lane, this.host.vanishing(queue));
   }
 
-  /** Cancel the lane's consumer, if it has one; what it delivered is settled as usual. */
-  private cancelLane(lane: Lane): void {
+  /**
+   * Cancel the lane's consumer, if it has one; what it delivered is settled as usual. Resolves once
+   * the broker confirmed the cancel (or it failed): a queue deleted before that would have the
+   * broker cancel the consumer too, and the late cancel-ok of ours then fails the client's channel.
+   */
+  private cancelLane(lane: Lane): Promise<void> {
     const { tag, ch } = lane;
     lane.tag = undefined;
-    if (tag !== undefined && ch?.active) void ch.basicCancel(tag).catch(() => {});
+    if (tag === undefined || !ch?.active) return Promise.resolve();
+    return ch.basicCancel(tag).then(
+      () => {},
+      () => {},
+    );
   }
 
   private acksOf(ch: Channel): BatchedAcks {

@@ -79,6 +79,8 @@ export type PublishableJob = Omit<Job, 'attempts'> & {
 };
 
 const CLOSE_TIMEOUT_MS = 5_000;
+/** removeFlow: how long to wait for this instance's consumers of the queue to be cancelled before deleting it. */
+const CANCEL_WAIT_MS = 2_000;
 /** From a sign that a queue is missing to declaring the topology again (repairTopology). */
 const REPAIR_DELAY_MS = 1_000;
 /** Longest pause between repairs that keep failing. */
@@ -364,12 +366,13 @@ export class RabbitMqQueue implements Queue {
         if (messageCount > 0) return false;
       } catch (err) {
         if (!isNotFound(err)) throw err;
-        this.flowQueueGone(flowId);
+        void this.flowQueueGone(flowId);
         return true;
       }
       await beforeDelete?.();
-      // This instance's consumers first: a cancel of its own, not the broker's.
-      this.flowQueueGone(flowId);
+      // This instance's consumers first: a cancel of its own, confirmed, not the broker's (a
+      // cancel-ok that came after the broker's own cancel failed the client's channel, now and then).
+      await finishesWithin(this.flowQueueGone(flowId), CANCEL_WAIT_MS);
       try {
         await ch.queueDelete({ queue });
       } catch (err) {
@@ -683,7 +686,7 @@ export class RabbitMqQueue implements Queue {
           await ch.queueDeclare({ queue, passive: true });
         } catch (err) {
           // Gone: its consumers forget it (their failed start is then not tried again).
-          if (isNotFound(err)) this.flowQueueGone(flowId);
+          if (isNotFound(err)) void this.flowQueueGone(flowId);
           throw err;
         }
       } else if (flowId !== undefined) await this.topology.declareFlow(ch, flowId);
@@ -745,7 +748,7 @@ export class RabbitMqQueue implements Queue {
       (missing) => {
         // Still there, or created again meanwhile (routeOf, watchFlows: declared before its
         // consumer starts again): consumed again (attach() leaves a cancelled lane alone).
-        if (missing.length > 0 && this.retiredFlows.has(flowId)) this.flowQueueGone(flowId);
+        if (missing.length > 0 && this.retiredFlows.has(flowId)) void this.flowQueueGone(flowId);
         else for (const c of this.consumers) c.reattach(queue);
       },
       () => {
@@ -757,10 +760,11 @@ export class RabbitMqQueue implements Queue {
   }
 
   /** A retired flow's queue is gone (removed here or by another instance): no longer consumed. */
-  private flowQueueGone(flowId: string): void {
+  /** Resolves once this instance's consumers of the queue are cancelled (RabbitConsumer.cancelLane). */
+  private flowQueueGone(flowId: string): Promise<void> {
     this.retiredFlows.set(flowId, 'gone');
     const queue = this.topology.flowQueue(flowId);
-    for (const c of this.consumers) c.forget(queue);
+    return Promise.all([...this.consumers].map((c) => c.forget(queue))).then(() => {});
   }
 
   /** Drain the single work queue of earlier releases when it is still there (topology.ts). */
@@ -813,7 +817,7 @@ export class RabbitMqQueue implements Queue {
       const lost: string[] = [];
       for (const queue of missing) {
         const flowId = this.topology.flowOf(queue);
-        if (flowId !== undefined && this.retiredFlows.has(flowId)) this.flowQueueGone(flowId);
+        if (flowId !== undefined && this.retiredFlows.has(flowId)) void this.flowQueueGone(flowId);
         else lost.push(queue);
       }
       // Declared again all the same (idempotent): what else went missing with it comes back.

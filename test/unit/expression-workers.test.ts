@@ -1,0 +1,105 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { compileExpression, DEFAULT_EXPRESSION_LIMITS, ExpressionError } from '../../src/flow/expression.js';
+import { createExpressionWorkers, type ExpressionWorkers, HARD_LIMIT_GRACE_MS } from '../../src/flow/expression-workers.js';
+
+const opened: ExpressionWorkers[] = [];
+const workers = (size = 1) => {
+  const w = createExpressionWorkers({ size });
+  opened.push(w);
+  return w;
+};
+afterEach(() => Promise.all(opened.splice(0).map((w) => w.close())));
+
+/** The main thread's timers firing during `p`: how often a 10 ms interval got a turn. */
+async function ticksDuring<T>(p: Promise<T>): Promise<{ ticks: number; ms: number; result: PromiseSettledResult<T> }> {
+  let ticks = 0;
+  const t0 = Date.now();
+  const timer = setInterval(() => ticks++, 10);
+  const [result] = await Promise.allSettled([p]);
+  clearInterval(timer);
+  return { ticks, ms: Date.now() - t0, result: result! };
+}
+
+const message = { body: { order: { id: 7, items: [{ qty: 2, sku: 'a' }, { qty: 3, sku: 'b' }] }, type: 'x' }, headers: { 'x-event': 'push' } };
+
+describe('expression workers', () => {
+  it('give the results and errors jsonata gives on the main thread', async () => {
+    const w = workers(2);
+    const sources = [
+      '{ "total": $sum(body.order.items.qty), "skus": body.order.items.sku }',
+      '$count(body.order.items)',
+      'body.order.items[qty > 2].sku',
+      'body.missing',
+      '$uppercase(type) & "-" & $string(body.order.id)',
+      'body.type + 1',
+      '$sum(body.order.items.(qty * 2))',
+    ];
+    for (const source of sources) {
+      const inline = compileExpression(source);
+      const isolated = compileExpression(source, DEFAULT_EXPRESSION_LIMITS, w);
+      const [a, b] = await Promise.allSettled([inline.evaluate(message), isolated.evaluate(message)]);
+      if (a.status === 'fulfilled') {
+        expect(b.status, source).toBe('fulfilled');
+        // What JSON keeps of it is what executions record and the next step gets.
+        expect(JSON.stringify((b as PromiseFulfilledResult<unknown>).value), source).toBe(JSON.stringify(a.value));
+      } else {
+        expect(b.status, source).toBe('rejected');
+        const [ea, eb] = [a.reason as ExpressionError, (b as PromiseRejectedResult).reason as ExpressionError];
+        expect(eb).toBeInstanceOf(ExpressionError);
+        expect(eb.message, source).toBe(ea.message);
+        expect(eb.code, source).toBe(ea.code);
+      }
+    }
+  });
+
+  it("keep the main thread free while jsonata runs to its time limit (on the main thread it is held throughout)", async () => {
+    const source = '$count([1..10000000].($ * 2))';
+    const limits = { timeoutMs: 600, stack: 1_000 };
+    const inline = await ticksDuring(compileExpression(source, limits).evaluate({}));
+    expect(inline.result.status).toBe('rejected');
+    expect(inline.ticks).toBeLessThanOrEqual(2);
+    const isolated = await ticksDuring(compileExpression(source, limits, workers()).evaluate({}));
+    expect(isolated.result.status).toBe('rejected');
+    expect(((isolated.result as PromiseRejectedResult).reason as ExpressionError).code).toBe('D1012');
+    expect(isolated.ticks).toBeGreaterThan(isolated.ms / 10 / 3);
+  });
+
+  it('terminate an evaluation that runs past its limit and grace inside native calls; the next one gets a new thread', async () => {
+    const w = workers();
+    const limits = { timeoutMs: 200, stack: 1_000 };
+    // Its time goes into $split and $join over 20 million items: jsonata's own check comes too late.
+    const runaway = compileExpression('$length($join($split($pad("", 20000000, "ab"), ""), ","))', limits, w);
+    const t0 = Date.now();
+    const err = await runaway.evaluate({}).then(() => undefined, (e: unknown) => e as ExpressionError);
+    const took = Date.now() - t0;
+    expect(err).toBeInstanceOf(ExpressionError);
+    expect(err!.code).toBe('D1012');
+    expect(err!.message).toMatch(/stopped after 700 ms/);
+    expect(took).toBeGreaterThanOrEqual(limits.timeoutMs + HARD_LIMIT_GRACE_MS - 20);
+    expect(took).toBeLessThan(limits.timeoutMs + HARD_LIMIT_GRACE_MS + 1_000);
+    expect(await compileExpression('$sum(body.order.items.qty)', limits, w).evaluate(message)).toBe(5);
+  });
+
+  it('a result that cannot cross to the main thread (a lambda) comes back as null, not as a failure', async () => {
+    const w = workers();
+    expect(await compileExpression('function($x) { $x }', DEFAULT_EXPRESSION_LIMITS, w).evaluate(message)).toBeNull();
+    expect(await compileExpression('{ "f": function($x) { $x }, "n": 1 }', DEFAULT_EXPRESSION_LIMITS, w).evaluate(message)).toEqual({ n: 1 });
+  });
+
+  it('run evaluations beyond their threads in turn, each one answered; close fails those waiting', async () => {
+    const w = workers(2);
+    const e = compileExpression('$sum(body.order.items.(qty * $n))', DEFAULT_EXPRESSION_LIMITS, {
+      evaluate: (source, limits, input) => w.evaluate(source, limits, input),
+    });
+    const inputs = Array.from({ length: 20 }, (_, n) => ({ ...message, n }));
+    // $n is unbound: the bindings are empty; every answer is its own evaluation's.
+    const results = await Promise.all(inputs.map((i) => e.evaluate(i)));
+    expect(results).toHaveLength(20);
+    const slow = compileExpression('$count([1..10000000].($ * 2))', { timeoutMs: 300, stack: 1_000 }, w);
+    const running = [slow.evaluate({}), slow.evaluate({})].map((p) => p.catch((x: unknown) => x));
+    const queued = compileExpression('$count(body.order.items)', DEFAULT_EXPRESSION_LIMITS, w).evaluate(message).catch((x: unknown) => x);
+    await w.close();
+    expect(((await queued) as Error).message).toMatch(/closed/);
+    for (const r of await Promise.all(running)) expect((r as Error).message).toMatch(/closed/);
+  });
+});
