@@ -17,6 +17,7 @@ import type { Flow } from './core/flow.js';
 import { resolveAdminToken, tokenDigest } from './config/admin-token.js';
 import { createExpressionWorkers } from './flow/expression-workers.js';
 import { createFlowRunner } from './flow/runner.js';
+import { FlowRates } from './queue/flow-rates.js';
 import { installErrorHandling } from './http/error-handler.js';
 import { createMetrics } from './http/metrics.js';
 import { opsRoutes } from './http/ops-routes.js';
@@ -264,6 +265,9 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     concurrency: config.workerConcurrency,
     prefetch: config.workerPrefetch ?? config.workerConcurrency,
     flowLimits: () => registry.concurrencyLimits(),
+    // With RabbitMQ one instance holds each flow with a rate (flow-ownership.ts): its whole rate.
+    // The database queues: every instance claims the flow's jobs, each at its share of the rate.
+    flowRates: new FlowRates(() => registry.executionRates(), queue.watchFlows ? () => 1 : membership.share),
     ...(expressionWorkers ? { expressionIsolate: expressionWorkers } : {}),
     onStepStarted: (e) => {
       if (e.stepIndex === 0 && e.firstDelivery) metrics.queueDelaySeconds.observe(Math.max(0, e.startedAt - e.receivedAt) / 1000);
@@ -362,18 +366,24 @@ async function closeServer(server: FastifyInstance, graceMs: number): Promise<vo
  */
 function* flowStates(flows: Iterable<Flow>, ownership: FlowOwnership | undefined): Iterable<{ id: string; started: boolean }> {
   for (const f of flows) {
-    const consumed = f.status === 'started' && (f.concurrency === undefined || ownership === undefined || ownership.holds(f.id));
+    const consumed = f.status === 'started' && (!heldByOne(f) || ownership === undefined || ownership.holds(f.id));
     yield { id: f.id, started: consumed };
   }
 }
 
+/** A flow one instance at a time runs (RabbitMQ): one with a concurrency limit or an execution rate. */
+function heldByOne(f: Flow): boolean {
+  return f.concurrency !== undefined || f.executionRate !== undefined;
+}
+
 /**
- * The flows one instance at a time holds (FlowOwnership): those with a concurrency limit, stopped
+ * The flows one instance at a time holds (FlowOwnership): those with a concurrency limit or an
+ * execution rate (the whole rate then applies at the holder), stopped
  * ones too — a stop through the holder must not free the flow for an instance whose flow list is a
  * refresh behind (it would still see the flow started and run its jobs).
  */
 function limitedFlows(flows: Iterable<Flow>): string[] {
   const ids: string[] = [];
-  for (const f of flows) if (f.concurrency !== undefined) ids.push(f.id);
+  for (const f of flows) if (heldByOne(f)) ids.push(f.id);
   return ids;
 }

@@ -1,5 +1,5 @@
 import Type, { type TSchema } from 'typebox';
-import { FlowStatus, JobMessageOptions, RetryPolicy, Step, WebhookTrigger } from '../core/flow.js';
+import { ExecutionRate, FlowStatus, JobMessageOptions, RetryPolicy, Step, WebhookTrigger } from '../core/flow.js';
 
 /**
  * What the management API answers, as JSON Schema: shown in the OpenAPI document (openapi.ts), one
@@ -44,7 +44,8 @@ export const FlowView = Type.Object(
     steps: Type.Array(Step),
     retry: Type.Optional(RetryPolicy),
     jobMessage: Type.Optional(JobMessageOptions),
-    concurrency: Type.Optional(Type.Integer({ minimum: 1, description: 'At most this many of its executions at once (per process)' })),
+    concurrency: Type.Optional(Type.Integer({ minimum: 1, description: 'At most this many of its executions at once (for the whole cluster)' })),
+    executionRate: Type.Optional(ExecutionRate),
     createdAt: Time,
     updatedAt: Time,
     /** Where senders call the flow: PUBLIC_URL + /hook/{id}. */

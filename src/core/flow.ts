@@ -142,6 +142,18 @@ export const JobMessageOptions = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * At most `perSecond` executions (attempts: a retry is one) of the flow start per second, in
+ * bursts of at most `burst` (default 1): a receiver that takes only so many calls per second.
+ */
+export const ExecutionRate = Type.Object(
+  {
+    perSecond: Type.Number({ minimum: 0.01, maximum: 100_000 }),
+    burst: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+  },
+  { additionalProperties: false },
+);
+
 export const FlowStatus = Type.Union([Type.Literal('started'), Type.Literal('stopped')]);
 
 /** What a user writes (API body, YAML/JSON file). */
@@ -160,6 +172,8 @@ export const FlowInput = Type.Object(
      * SQLite that is every execution; with several instances each holds to it (docs/flows.md).
      */
     concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
+    /** At most so many executions started per second (docs/flows.md#execution-rate). */
+    executionRate: Type.Optional(ExecutionRate),
   },
   { additionalProperties: false },
 );
@@ -174,6 +188,7 @@ export type WebhookTriggerDef = Static<typeof WebhookTrigger>;
 export type HandshakeDef = Static<typeof Handshake>;
 export type RetryPolicyDef = Static<typeof RetryPolicy>;
 export type JobMessageOptionsDef = Static<typeof JobMessageOptions>;
+export type ExecutionRateDef = Static<typeof ExecutionRate>;
 export type FlowInputDef = Static<typeof FlowInput>;
 export type FlowStatusDef = Static<typeof FlowStatus>;
 
@@ -187,6 +202,7 @@ export interface Flow {
   retry?: RetryPolicyDef;
   jobMessage?: JobMessageOptionsDef;
   concurrency?: number;
+  executionRate?: ExecutionRateDef;
   createdAt: string;
   updatedAt: string;
 }
@@ -218,6 +234,7 @@ export function normalizeFlow(input: FlowInputDef, id: string, now: Date, existi
   if (input.retry) flow.retry = input.retry;
   if (input.jobMessage) flow.jobMessage = input.jobMessage;
   if (input.concurrency !== undefined) flow.concurrency = input.concurrency;
+  if (input.executionRate !== undefined) flow.executionRate = input.executionRate;
   return flow;
 }
 

@@ -46,7 +46,7 @@ import type { AttachmentStore } from '../attachments/contract.js';
 import type { Flow } from '../core/flow.js';
 import { stoppedFlowNote, type Job } from '../core/job.js';
 import { type ReceivedMessage, toMessageView } from '../core/message.js';
-import type { Consumer, Delivery, Queue } from '../queue/contract.js';
+import type { Consumer, Delivery, FlowRateGate, Queue } from '../queue/contract.js';
 import type { ExecutionStore, RequestStore } from '../store/contracts.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import { preciseNow } from '../core/clock.js';
@@ -113,6 +113,8 @@ export interface FlowRunnerOptions extends FlowRunnerHooks {
   prefetch?: number;
   /** Flows that limit their executions at once (Flow.concurrency), by id: passed to the queue's consumer. */
   flowLimits?: () => ReadonlyMap<string, number>;
+  /** Flows whose executions start only so many per second (Flow.executionRate): passed to the queue's consumer. */
+  flowRates?: FlowRateGate;
   /** UTF-8 bytes of JSON kept per step input/output in execution records. */
   executionDataLimit: number;
   /** Used when a stopped flow's job has to be queued again (flow.retry.maxAttempts overrides). */
@@ -660,7 +662,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
           p.then(done, done);
           return p;
         },
-        { concurrency: o.concurrency, prefetch: o.prefetch ?? 0, ...(o.flowLimits ? { flowLimits: o.flowLimits } : {}) },
+        { concurrency: o.concurrency, prefetch: o.prefetch ?? 0, ...(o.flowLimits ? { flowLimits: o.flowLimits } : {}), ...(o.flowRates ? { flowRates: o.flowRates } : {}) },
       );
     },
 

@@ -65,7 +65,7 @@ export function createMetrics(sources: MetricSources = {}) {
   instances.set(1);
   const flowsHeld = new Gauge({
     name: 'hookd_flows_held',
-    help: 'RabbitMQ mode: flows with a concurrency limit this instance holds, the only instance to consume their queues (docs/flows.md#concurrency)',
+    help: 'RabbitMQ mode: flows with a concurrency limit or an execution rate this instance holds, the only instance to consume their queues (docs/flows.md#concurrency)',
     registers: [registry],
   });
   const cache = sources.messageCache;

@@ -60,6 +60,34 @@ export interface ConsumeOptions {
    * queue, ignores it).
    */
   flowLimits?: () => ReadonlyMap<string, number>;
+  /**
+   * Flows whose executions may start only so many per second (Flow.executionRate): a job of one
+   * starts only with a start its rate allows; the others wait (in the queue, or here) without
+   * holding a slot.
+   */
+  flowRates?: FlowRateGate;
+}
+
+/** Starts per second per flow (flow-rates.ts): a token bucket per flow with a rate. */
+export interface FlowRateGate {
+  /** Whether any flow has a rate now (consumers skip the gate altogether when none has). */
+  any(): boolean;
+  /** The flows with a rate now. */
+  flows(): Iterable<string>;
+  /** Whether the flow has a rate. */
+  has(flowId: string): boolean;
+  /** Starts the flow's rate allows now, without taking them (Infinity: no rate). */
+  available(flowId: string): number;
+  /** Starts the flow's rate allows from now until `ms` from now (Infinity: no rate). */
+  availableWithin(flowId: string, ms: number): number;
+  /** Take one start of the flow, if its rate allows one now (true without a rate). */
+  take(flowId: string): boolean;
+  /** Give back a start taken and not used (a hand-off that did not happen). */
+  refund(flowId: string): void;
+  /** When (epoch ms) the flow's rate next allows a start. */
+  nextAt(flowId: string): number;
+  /** The most starts the flow's rate allows within `ms` from a full bucket (undefined: no rate). */
+  within(flowId: string, ms: number): number | undefined;
 }
 
 export interface Consumer {

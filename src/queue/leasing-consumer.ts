@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { E, HookdError } from '../core/errors.js';
 import type { Job } from '../core/job.js';
 import { Conditions } from './conditions.js';
-import { DEFAULT_GRACE_MS, type Consumer, type JobHandler } from './contract.js';
+import { DEFAULT_GRACE_MS, type Consumer, type FlowRateGate, type JobHandler } from './contract.js';
 import type { LeaseDelivery, NackWrite } from './lease-delivery.js';
 
 export interface LeasingConsumerOptions {
@@ -31,14 +31,26 @@ export interface LeasingConsumerOptions {
   sharedLimits?: boolean;
   /** Put before this consumer's lease owner id (PostgreSQL: the instance, `<instance id>/`). */
   ownerPrefix?: string;
+  /** Flows whose executions start only so many per second (ConsumeOptions.flowRates). */
+  flowRates?: FlowRateGate;
 }
 
 /**
  * Jobs a claim may lease of each flow that limits its executions at once (Flow.concurrency): its
  * limit less what this consumer holds of it (running, prefetched, handed off). Flows at their
- * limit are there with 0. Absent: no flow limits.
+ * limit are there with 0. A flow with an execution rate is there with the starts its rate allows
+ * now less its jobs waiting here (the lower of both with a limit too). Absent: no flow limits.
  */
-export type ClaimCaps = ReadonlyMap<string, number>;
+export interface ClaimCaps extends ReadonlyMap<string, number> {
+  /**
+   * Flows capped by their rate alone: their caps are this process's (its own bucket), not a
+   * limit all consumers share (a PostgreSQL claim does not lower them by the others' leases).
+   */
+  readonly rateOnly?: ReadonlySet<string>;
+}
+
+/** A flow with an execution rate: a claim takes of its jobs what its rate starts within this long. */
+const RATE_CLAIM_AHEAD_MS = 250;
 
 /**
  * A consumer of a database queue with leases (embedded SQLite, PostgreSQL): runs up to
@@ -85,6 +97,10 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   private capacityFreed = false;
   /** The caps of the claim in flight: what it may still lease of each limited flow (a hand-off must not take that room too). */
   private claimCaps: ClaimCaps | undefined;
+  /** Fires when a flow's rate allows a start again while its jobs wait here or in the queue. */
+  private rateTimer: NodeJS.Timeout | undefined;
+  private rateTimerAt = 0;
+  private rateClaim = false;
 
   constructor(private readonly o: LeasingConsumerOptions) {
     this.owner = `${o.ownerPrefix ?? ''}consumer-${randomUUID()}`;
@@ -177,11 +193,52 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   /** What a claim may take of each limited flow (ClaimCaps); undefined when no flow has a limit. */
   private caps(): ClaimCaps | undefined {
     const limits = this.o.flowLimits?.();
-    if (limits === undefined || limits.size === 0) return undefined;
+    const rates = this.o.flowRates;
+    const rated = rates === undefined || !rates.any() ? [] : [...rates.flows()];
+    if ((limits === undefined || limits.size === 0) && rated.length === 0) return undefined;
     const held = this.heldByFlow();
-    const caps = new Map<string, number>();
-    for (const [flowId, limit] of limits) caps.set(flowId, Math.max(0, limit - (held.get(flowId) ?? 0)));
+    const caps: Map<string, number> & { rateOnly?: Set<string> } = new Map<string, number>();
+    if (limits !== undefined) for (const [flowId, limit] of limits) caps.set(flowId, Math.max(0, limit - (held.get(flowId) ?? 0)));
+    if (rates !== undefined && rated.length > 0) {
+      const waiting = new Map<string, number>();
+      for (const { job } of this.prefetched) waiting.set(job.flowId, (waiting.get(job.flowId) ?? 0) + 1);
+      const rateOnly = new Set<string>();
+      for (const flowId of rated) {
+        // The starts its rate allows soon, less the jobs of it already waiting here for theirs.
+        const held = waiting.get(flowId) ?? 0;
+        const room = Math.max(0, rates.availableWithin(flowId, RATE_CLAIM_AHEAD_MS) - held);
+        const cap = caps.get(flowId);
+        if (cap === undefined) rateOnly.add(flowId);
+        else if (cap === 0) continue; // stopped, or at its limit: the limit decides
+        caps.set(flowId, cap === undefined ? room : Math.min(cap, room));
+        // None soon and none waiting here: claim again once its rate allows a start (its jobs may
+        // be waiting in the queue). Those waiting here start on their own wake-ups (firstStartable).
+        if (room === 0 && held === 0) this.wakeForRate(rates.nextAt(flowId), true);
+      }
+      caps.rateOnly = rateOnly;
+    }
     return caps;
+  }
+
+  /**
+   * Start what waits here (and with `claim`, claim again) at `at`, when a flow's rate allows a
+   * start. One timer, at the earliest time asked for; a claim asked for stays asked until it fires.
+   */
+  private wakeForRate(at: number, claim = false): void {
+    if (this.state !== 'active') return;
+    if (claim) this.rateClaim = true;
+    if (this.rateTimer !== undefined && this.rateTimerAt <= at) return;
+    clearTimeout(this.rateTimer);
+    this.rateTimerAt = at;
+    this.rateTimer = setTimeout(() => {
+      this.rateTimer = undefined;
+      if (this.rateClaim) {
+        this.rateClaim = false;
+        this.capacityFreed = true;
+      }
+      this.pump();
+    }, Math.max(1, at - Date.now()));
+    this.rateTimer.unref();
   }
 
   /** After a claim: which limited flows are now at their limit (atLimit). */
@@ -201,6 +258,18 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     const limit = this.o.flowLimits?.().get(flowId);
     if (limit === undefined) return true;
     return (this.heldByFlow().get(flowId) ?? 0) + (this.claimCaps?.get(flowId) ?? 0) < limit;
+  }
+
+  /**
+   * Take a start of the flow's rate for a hand-off (false: none left now; the job then waits in
+   * the queue). A hand-off that does not happen gives it back (refundStart).
+   */
+  protected takeStart(flowId: string): boolean {
+    return this.o.flowRates?.take(flowId) ?? true;
+  }
+
+  protected refundStart(flowId: string): void {
+    this.o.flowRates?.refund(flowId);
   }
 
   /** A hand-off of a limited flow's job that did not happen: its room may be claimed. */
@@ -233,12 +302,20 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     }
     const now = Date.now();
     const limits = this.o.flowLimits?.();
+    const rates = this.o.flowRates?.any() === true ? this.o.flowRates : undefined;
     if (limits !== undefined && limits.size > 0) this.releaseOverLimit(limits);
     while (this.prefetched.length > 0 && this.o.concurrency - this.running.size - (this.reserved - this.claimReserved) > 0) {
-      // A flow whose limit was lowered after its jobs were leased: those beyond it wait here.
-      const at = limits === undefined || limits.size === 0 ? 0 : this.firstWithinLimit(limits);
+      // A flow whose limit was lowered after its jobs were leased: those beyond it wait here; so
+      // do those of a flow whose rate allows no start now.
+      const at = (limits === undefined || limits.size === 0) && rates === undefined ? 0 : this.firstStartable(limits, rates);
       if (at < 0) break;
       const { job, leasedUntil } = this.prefetched.splice(at, 1)[0]!;
+      // A stopped flow's job (limit 0) goes to the runner, which parks it: no start of its rate.
+      if (rates !== undefined && limits?.get(job.flowId) !== 0 && rates.has(job.flowId)) {
+        rates.take(job.flowId);
+        // Its last job waiting here: claim more of the flow now (the caps say how many its rate allows soon).
+        if (!this.prefetched.some((w) => w.job.flowId === job.flowId)) this.capacityFreed = true;
+      }
       if (leasedUntil <= now) {
         // Given back rather than left to expire: the release only applies while this consumer
         // still holds the lease (then no attempt is spent); otherwise another consumer has the job.
@@ -272,18 +349,29 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     }
   }
 
-  /** The first prefetched job whose flow may start one more (limit 0, a stopped flow: the runner parks it); -1: none. */
-  private firstWithinLimit(limits: ReadonlyMap<string, number>): number {
+  /**
+   * The first prefetched job whose flow may start one more — within its limit (limit 0, a stopped
+   * flow: the runner parks it) and with a start its rate allows; -1: none (a flow held back by its
+   * rate has a wake-up set for when it allows one).
+   */
+  private firstStartable(limits: ReadonlyMap<string, number> | undefined, rates: FlowRateGate | undefined): number {
     let running: Map<string, number> | undefined;
     for (let i = 0; i < this.prefetched.length; i++) {
       const flowId = this.prefetched[i]!.job.flowId;
-      const limit = limits.get(flowId);
-      if (limit === undefined || limit === 0) return i;
-      if (running === undefined) {
-        running = new Map();
-        for (const d of this.running) running.set(d.job.flowId, (running.get(d.job.flowId) ?? 0) + 1);
+      const limit = limits?.get(flowId);
+      if (limit === 0) return i;
+      if (limit !== undefined) {
+        if (running === undefined) {
+          running = new Map();
+          for (const d of this.running) running.set(d.job.flowId, (running.get(d.job.flowId) ?? 0) + 1);
+        }
+        if ((running.get(flowId) ?? 0) >= limit) continue;
       }
-      if ((running.get(flowId) ?? 0) < limit) return i;
+      if (rates !== undefined && rates.available(flowId) < 1) {
+        this.wakeForRate(rates.nextAt(flowId));
+        continue;
+      }
+      return i;
     }
     return -1;
   }
@@ -296,6 +384,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   /** Backend closing: stop at once, keep the leases (they expire: as after a crash). */
   halt(): void {
     this.state = 'stopped';
+    clearTimeout(this.rateTimer);
     this.prefetched.length = 0; // their leases expire, as after a crash
     clearInterval(this.heartbeat);
     this.changed();
@@ -375,6 +464,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     await Promise.all(left.map((d) => d.release()));
     await this.conditions.until(() => this.settles.size === 0);
     clearInterval(this.heartbeat);
+    clearTimeout(this.rateTimer);
     this.state = 'stopped';
   }
 }

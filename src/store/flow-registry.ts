@@ -1,4 +1,4 @@
-import type { Flow } from '../core/flow.js';
+import type { ExecutionRateDef, Flow } from '../core/flow.js';
 import type { FlowStore, PutExpectation } from './contracts.js';
 
 /**
@@ -19,6 +19,8 @@ export class FlowRegistry {
   onChange: (() => void) | undefined;
   /** Flows with a `concurrency`, built again after a change (concurrencyLimits()). */
   private limits: ReadonlyMap<string, number> | undefined;
+  /** Flows with an `executionRate`, built again after a change (executionRates()). */
+  private rates: ReadonlyMap<string, ExecutionRateDef> | undefined;
 
   /** `codec` seals credential secrets on the way to the store and opens them on the way back. */
   constructor(
@@ -72,6 +74,7 @@ export class FlowRegistry {
 
   private changed(): void {
     this.limits = undefined;
+    this.rates = undefined;
     this.onChange?.();
   }
 
@@ -90,6 +93,16 @@ export class FlowRegistry {
       this.limits = limits;
     }
     return this.limits;
+  }
+
+  /** The flows that limit their executions per second (`executionRate`), by id; stopped ones too. */
+  executionRates(): ReadonlyMap<string, ExecutionRateDef> {
+    if (this.rates === undefined) {
+      const rates = new Map<string, ExecutionRateDef>();
+      for (const f of this.flows.values()) if (f.executionRate !== undefined) rates.set(f.id, f.executionRate);
+      this.rates = rates;
+    }
+    return this.rates;
   }
 
   get(id: string): Flow | undefined {

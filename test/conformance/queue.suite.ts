@@ -4,6 +4,7 @@ import type { Backend } from '../../src/store/backend.js';
 import type { Consumer, Delivery, JobHandler } from '../../src/queue/contract.js';
 import { normalizeFlow } from '../../src/core/flow.js';
 import { stoppedFlowNote } from '../../src/core/job.js';
+import { FlowRates } from '../../src/queue/flow-rates.js';
 import { deferred, makeMessage, median, sleep, waitFor, type Deferred } from './helpers.js';
 
 /**
@@ -534,6 +535,41 @@ export function describeQueueConformance(name: string, open: () => Promise<Backe
         expect(Date.now() - t0).toBeLessThan(1_500);
         expect(most.get('capped')).toBeGreaterThanOrEqual(3);
         expect(most.get('capped')).toBeLessThanOrEqual(4);
+      });
+    }
+
+    for (const prefetch of [0, 8]) {
+      it(`starts a flow's jobs no faster than its rate (flowRates), while other flows' jobs run at once (prefetch ${prefetch})`, async () => {
+        const rates = new FlowRates(() => new Map([['rated', { perSecond: 20, burst: 2 }]]));
+        // A backlog before the consumer starts (claims), and jobs accepted while it runs (hand-offs).
+        for (let i = 0; i < 10; i++) await accept({ flowId: 'rated' });
+        for (let i = 0; i < 10; i++) await accept({ flowId: 'free' });
+        const starts = new Map<string, number[]>();
+        let done = 0;
+        const c = backend.queue.consume(
+          async (d) => {
+            const list = starts.get(d.job.flowId) ?? [];
+            list.push(Date.now());
+            starts.set(d.job.flowId, list);
+            await sleep(5);
+            await d.ack();
+            done++;
+          },
+          { concurrency: 6, prefetch, flowRates: rates },
+        );
+        consumers.push(c);
+        for (let i = 0; i < 10; i++) await accept({ flowId: 'rated' });
+        for (let i = 0; i < 10; i++) await accept({ flowId: 'free' });
+        await waitFor(() => done === 40, '40 jobs done', 20_000);
+        const rated = starts.get('rated')!;
+        const free = starts.get('free')!;
+        expect(rated).toHaveLength(20);
+        // Two at once (the burst), then one every 50 ms: 20 starts take at least 0.9 s.
+        for (let i = 2; i < rated.length; i++) expect(rated[i]! - rated[0]!).toBeGreaterThanOrEqual((i - 1) * 50 - 15);
+        // …and not much more: each waiting job starts as soon as its rate allows (no 1 s sweep).
+        expect(rated[19]! - rated[0]!).toBeLessThan(1_600);
+        // The other flow's jobs did not wait behind the rated flow's.
+        expect(Math.max(...free)).toBeLessThan(rated[19]! - 300);
       });
     }
 

@@ -4,7 +4,7 @@ import type { BackendLogger } from '../../store/sqlite/logger.js';
 import type { ClaimJobsResult } from '../../store/sqlite/ops/claim-jobs.js';
 import { toJob } from '../../store/rows.js';
 import type { WriterClient } from '../../store/sqlite/writer/writer-client.js';
-import type { JobHandler } from '../contract.js';
+import type { FlowRateGate, JobHandler } from '../contract.js';
 import { type ClaimCaps, LeasingConsumer } from '../leasing-consumer.js';
 import { LeasedDelivery, type DeliveryHost } from './delivery.js';
 
@@ -34,8 +34,9 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
     prefetch: number,
     private readonly host: ConsumerHost,
     flowLimits?: () => ReadonlyMap<string, number>,
+    flowRates?: FlowRateGate,
   ) {
-    super({ handler, concurrency, leaseMs: host.leaseMs, logger: host.logger, label: 'embedded queue', prefetch, ...(flowLimits ? { flowLimits } : {}) });
+    super({ handler, concurrency, leaseMs: host.leaseMs, logger: host.logger, label: 'embedded queue', prefetch, ...(flowLimits ? { flowLimits } : {}), ...(flowRates ? { flowRates } : {}) });
     this.deliveryHost = {
       writer: host.writer,
       logger: host.logger,
@@ -49,7 +50,7 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
    * (not when the flow is at its limit here: the job then waits in the queue).
    */
   reserve(flowId: string): HandoffSlot | undefined {
-    if (this.free <= 0 || !this.withinLimit(flowId)) return undefined;
+    if (this.free <= 0 || !this.withinLimit(flowId) || !this.takeStart(flowId)) return undefined;
     this.reserved++;
     this.countHandoff(flowId, 1);
     let used = false;
@@ -68,6 +69,7 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
         used = true;
         this.reserved--;
         this.countHandoff(flowId, -1);
+        this.refundStart(flowId);
         this.handoffCancelled(flowId);
         this.changed();
         this.pump();

@@ -66,7 +66,7 @@ export class EmbeddedQueue implements Queue, JobHandoff {
     if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
       throw new HookdError(E.VALIDATION_FAILED, 'consumer concurrency must be a positive integer');
     }
-    const consumer = new EmbeddedConsumer(handler, options.concurrency, options.prefetch ?? 0, this.host, options.flowLimits);
+    const consumer = new EmbeddedConsumer(handler, options.concurrency, options.prefetch ?? 0, this.host, options.flowLimits, options.flowRates);
     this.consumers.push(consumer);
     this.work = true; // a backlog may be waiting
     consumer.pump();

@@ -1,6 +1,6 @@
 import type { AsyncMessage, Channel, Connection } from 'rabbitmq-client';
 import { Conditions } from '../conditions.js';
-import { DEFAULT_GRACE_MS, type Consumer, type JobHandler } from '../contract.js';
+import { DEFAULT_GRACE_MS, type Consumer, type FlowRateGate, type JobHandler } from '../contract.js';
 import { BatchedAcks } from './batched-acks.js';
 import { RabbitDelivery, type DeliveryHost } from './delivery.js';
 import { decodeJob, type JobMessage } from './job-message.js';
@@ -50,6 +50,8 @@ const REBALANCE_MS = 50;
 const REPUBLISH_WAIT_MS = 5_000;
 /** stop(): how long to wait for consumers being started before handing messages back. */
 const STARTING_WAIT_MS = 2_000;
+/** A flow with an execution rate: its prefetch stays within the starts its rate allows in this long (clamp). */
+const RATE_HORIZON_MS = 60_000;
 /** A queue that held nothing for this long goes back to the base prefetch (rebalance). */
 const IDLE_MS = 1_000;
 
@@ -126,6 +128,8 @@ export class RabbitConsumer implements Consumer {
      * queues' prefetch stays within it, and their deliveries beyond it wait without holding a slot.
      */
     private readonly flowLimits?: () => ReadonlyMap<string, number>,
+    /** Flows whose executions start only so many per second: their deliveries wait here for a start. */
+    private readonly flowRates?: FlowRateGate,
   ) {
     this.deliveryHost = {
       logger: host.logger,
@@ -472,7 +476,8 @@ export class RabbitConsumer implements Consumer {
 
   private pump(): void {
     const limits = this.limits();
-    if (limits === undefined) {
+    const rates = this.flowRates?.any() === true ? this.flowRates : undefined;
+    if (limits === undefined && rates === undefined) {
       while (this.state === 'active' && this.running.size < this.concurrency && this.waiting.length > 0) {
         const d = this.waiting.shift()!;
         if (d.channel.active) this.start(d);
@@ -486,8 +491,14 @@ export class RabbitConsumer implements Consumer {
     while (this.state === 'active' && this.running.size < this.concurrency && i < this.waiting.length) {
       const d = this.waiting[i]!;
       const flowId = d.job.flowId;
-      const limit = limits.get(flowId);
+      const limit = limits?.get(flowId);
       if (d.channel.active && limit !== undefined && limit > 0 && (running.get(flowId) ?? 0) >= limit) {
+        i++;
+        continue;
+      }
+      // A flow whose rate allows no start now: its deliveries wait, in order, until it does.
+      if (d.channel.active && rates !== undefined && !rates.take(flowId)) {
+        this.wakeForRate(rates.nextAt(flowId));
         i++;
         continue;
       }
@@ -497,6 +508,21 @@ export class RabbitConsumer implements Consumer {
       this.start(d);
     }
   }
+
+  /** pump() again at `at`, when a flow's rate allows a start. */
+  private wakeForRate(at: number): void {
+    if (this.state !== 'active') return;
+    if (this.rateTimer !== undefined && this.rateTimerAt <= at) return;
+    clearTimeout(this.rateTimer);
+    this.rateTimerAt = at;
+    this.rateTimer = setTimeout(() => {
+      this.rateTimer = undefined;
+      this.pump();
+    }, Math.max(1, at - Date.now()));
+    this.rateTimer.unref();
+  }
+  private rateTimer: NodeJS.Timeout | undefined;
+  private rateTimerAt = 0;
 
   /**
    * The flows' limits, without the 0 of stopped flows: their queues are not consumed at all here
@@ -515,11 +541,19 @@ export class RabbitConsumer implements Consumer {
   private limitsSeen: ReadonlyMap<string, number> | undefined;
   private anyLimit = false;
 
-  /** A prefetch for the queue within its flow's limit, if it has one. */
+  /**
+   * A prefetch for the queue within its flow's limit, if it has one, and within what its rate
+   * starts in RATE_HORIZON_MS: a delivery waiting here for its start longer than RabbitMQ's
+   * consumer_timeout (30 min) would have the broker close the channel.
+   */
   private clamp(queue: string, prefetch: number): number {
     const flowId = this.host.flowOf(queue);
-    const limit = flowId === undefined ? undefined : this.flowLimits?.().get(flowId);
-    return limit === undefined || limit === 0 ? prefetch : Math.max(1, Math.min(prefetch, limit));
+    if (flowId === undefined) return prefetch;
+    const limit = this.flowLimits?.().get(flowId);
+    let p = limit === undefined || limit === 0 ? prefetch : Math.min(prefetch, limit);
+    const byRate = this.flowRates?.within(flowId, RATE_HORIZON_MS);
+    if (byRate !== undefined) p = Math.min(p, byRate);
+    return Math.max(1, p);
   }
 
   private start(d: RabbitDelivery): void {
@@ -590,6 +624,7 @@ export class RabbitConsumer implements Consumer {
     this.unackedSet.clear();
     clearTimeout(this.rebalanceTimer);
     clearTimeout(this.idleTimer);
+    clearTimeout(this.rateTimer);
     this.state = 'stopped';
     this.host.detach(this);
     this.changed();

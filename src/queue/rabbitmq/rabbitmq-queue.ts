@@ -399,7 +399,7 @@ export class RabbitMqQueue implements Queue {
     if (options.concurrency > 65_535) {
       throw new HookdError(E.VALIDATION_FAILED, 'consumer concurrency must be at most 65535 (AMQP prefetch)');
     }
-    const consumer = new RabbitConsumer(handler, options.concurrency, this.consumerHost, options.flowLimits);
+    const consumer = new RabbitConsumer(handler, options.concurrency, this.consumerHost, options.flowLimits, options.flowRates);
     this.consumers.add(consumer);
     // The flow queues declared so far are consumed without being declared again (a queue deleted
     // by hand meanwhile: its consume closes the channel, and the consumer starts over, declaring).

@@ -1,5 +1,5 @@
 import type { Job } from '../../core/job.js';
-import type { JobHandler } from '../../queue/contract.js';
+import type { FlowRateGate, JobHandler } from '../../queue/contract.js';
 import { type ClaimCaps, LeasingConsumer } from '../../queue/leasing-consumer.js';
 import type { PgLogger } from './logger.js';
 import { PgDelivery, type DeliveryHost } from './pg-delivery.js';
@@ -32,6 +32,7 @@ export class PgConsumer extends LeasingConsumer<PgDelivery> {
     private readonly host: ConsumerHost,
     flowLimits?: () => ReadonlyMap<string, number>,
     ownerPrefix?: string,
+    flowRates?: FlowRateGate,
   ) {
     super({
       handler,
@@ -42,6 +43,7 @@ export class PgConsumer extends LeasingConsumer<PgDelivery> {
       prefetch,
       ...(flowLimits ? { flowLimits, sharedLimits: true } : {}),
       ...(ownerPrefix !== undefined ? { ownerPrefix } : {}),
+      ...(flowRates ? { flowRates } : {}),
     });
     this.deliveryHost = {
       sql: host.sql,

@@ -92,7 +92,7 @@ export class PgQueue implements Queue {
     if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
       throw new HookdError(E.VALIDATION_FAILED, 'consumer concurrency must be a positive integer');
     }
-    const consumer = new PgConsumer(handler, options.concurrency, options.prefetch ?? 0, this.host, options.flowLimits, this.ownerPrefix);
+    const consumer = new PgConsumer(handler, options.concurrency, options.prefetch ?? 0, this.host, options.flowLimits, this.ownerPrefix, options.flowRates);
     this.consumers.push(consumer);
     this.channel.listen();
     this.work = true; // a backlog may be waiting

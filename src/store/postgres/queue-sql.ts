@@ -1,5 +1,6 @@
 import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT, stoppedFlowNote, type DeadLetter, type DeadLetterQuery, type NewJob, type RetryDeadOutcome, type BulkRetryResult, type DeadLetterSelection } from '../../core/job.js';
 import type { QueueStats } from '../../queue/contract.js';
+import type { ClaimCaps } from '../../queue/leasing-consumer.js';
 import { advisoryLockKey, LOCK_NAMESPACE } from './advisory-locks.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 import { GroupCommit } from './group-commit.js';
@@ -173,7 +174,7 @@ export class QueueSql {
    * (the others take the oldest, which is the same thing with one flow), so a flow whose jobs come
    * in behind another's backlog waits at most that many claims to be seen.
    */
-  async claim(owner: string, limit: number, caps?: ReadonlyMap<string, number>): Promise<JobRow[]> {
+  async claim(owner: string, limit: number, caps?: ClaimCaps): Promise<JobRow[]> {
     if (caps !== undefined && caps.size > 0) return this.claimCapped(owner, limit, caps);
     if (this.oldestLeft > 0) {
       this.oldestLeft--;
@@ -212,9 +213,10 @@ export class QueueSql {
    * transaction, so that two of them cannot both count the other's leases as not yet there; only
    * claims with room under a limit take it (a stopped flow's 0 needs no count).
    */
-  private async claimCapped(owner: string, limit: number, caps: ReadonlyMap<string, number>): Promise<JobRow[]> {
+  private async claimCapped(owner: string, limit: number, caps: ClaimCaps): Promise<JobRow[]> {
+    // Caps of a rate alone are this process's own (its share of the rate): not lowered by others' leases.
     const open: string[] = [];
-    for (const [flowId, cap] of caps) if (cap > 0) open.push(flowId);
+    for (const [flowId, cap] of caps) if (cap > 0 && caps.rateOnly?.has(flowId) !== true) open.push(flowId);
     if (open.length === 0) return this.claimRounds((text, values, name) => this.db.query(text, values, name), owner, limit, caps);
     return this.db.transaction(async (query) => {
       await query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, this.cappedClaimLock], 'hookd_queue_claim_lock');
