@@ -39,7 +39,8 @@ export interface LeasingConsumerOptions {
  * Jobs a claim may lease of each flow that limits its executions at once (Flow.concurrency): its
  * limit less what this consumer holds of it (running, prefetched, handed off). Flows at their
  * limit are there with 0. A flow with an execution rate is there with the starts its rate allows
- * now less its jobs waiting here (the lower of both with a limit too). Absent: no flow limits.
+ * within RATE_CLAIM_AHEAD_MS less its jobs waiting here (the lower of both with a limit too).
+ * Absent: no flow limits and no rates.
  */
 export interface ClaimCaps extends ReadonlyMap<string, number> {
   /**
@@ -205,15 +206,15 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
       const rateOnly = new Set<string>();
       for (const flowId of rated) {
         // The starts its rate allows soon, less the jobs of it already waiting here for theirs.
-        const held = waiting.get(flowId) ?? 0;
-        const room = Math.max(0, rates.availableWithin(flowId, RATE_CLAIM_AHEAD_MS) - held);
+        const waitingHere = waiting.get(flowId) ?? 0;
+        const room = Math.max(0, rates.availableWithin(flowId, RATE_CLAIM_AHEAD_MS) - waitingHere);
         const cap = caps.get(flowId);
         if (cap === undefined) rateOnly.add(flowId);
         else if (cap === 0) continue; // stopped, or at its limit: the limit decides
         caps.set(flowId, cap === undefined ? room : Math.min(cap, room));
         // None soon and none waiting here: claim again once its rate allows a start (its jobs may
         // be waiting in the queue). Those waiting here start on their own wake-ups (firstStartable).
-        if (room === 0 && held === 0) this.wakeForRate(rates.nextAt(flowId), true);
+        if (room === 0 && waitingHere === 0) this.wakeForRate(rates.nextAt(flowId), true);
       }
       caps.rateOnly = rateOnly;
     }
@@ -356,6 +357,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
    */
   private firstStartable(limits: ReadonlyMap<string, number> | undefined, rates: FlowRateGate | undefined): number {
     let running: Map<string, number> | undefined;
+    let heldBack: Set<string> | undefined;
     for (let i = 0; i < this.prefetched.length; i++) {
       const flowId = this.prefetched[i]!.job.flowId;
       const limit = limits?.get(flowId);
@@ -367,7 +369,9 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
         }
         if ((running.get(flowId) ?? 0) >= limit) continue;
       }
-      if (rates !== undefined && rates.available(flowId) < 1) {
+      if (rates !== undefined && (heldBack?.has(flowId) === true || rates.available(flowId) < 1)) {
+        // Its later jobs wait too (a start that comes during this scan goes to the first of them).
+        (heldBack ??= new Set()).add(flowId);
         this.wakeForRate(rates.nextAt(flowId));
         continue;
       }

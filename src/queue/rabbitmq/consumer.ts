@@ -488,6 +488,7 @@ export class RabbitConsumer implements Consumer {
     const running = new Map<string, number>();
     for (const d of this.running) running.set(d.job.flowId, (running.get(d.job.flowId) ?? 0) + 1);
     let i = 0;
+    let heldBack: Set<string> | undefined;
     while (this.state === 'active' && this.running.size < this.concurrency && i < this.waiting.length) {
       const d = this.waiting[i]!;
       const flowId = d.job.flowId;
@@ -496,8 +497,10 @@ export class RabbitConsumer implements Consumer {
         i++;
         continue;
       }
-      // A flow whose rate allows no start now: its deliveries wait, in order, until it does.
-      if (d.channel.active && rates !== undefined && !rates.take(flowId)) {
+      // A flow whose rate allows no start now: its deliveries wait, in order, until it does (none
+      // of its later ones may take a start that came meanwhile).
+      if (d.channel.active && rates !== undefined && (heldBack?.has(flowId) === true || !rates.take(flowId))) {
+        (heldBack ??= new Set()).add(flowId);
         this.wakeForRate(rates.nextAt(flowId));
         i++;
         continue;
