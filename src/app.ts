@@ -13,7 +13,8 @@ import { loadOrCreateMasterKey, SecretBox } from './auth/secret-box.js';
 import { readFlowsDir } from './api/flows-dir.js';
 import type { Config } from './config/config.js';
 import { finishesWithin } from './core/finishes-within.js';
-import type { Flow } from './core/flow.js';
+import { type Flow, nextUpdatedAt } from './core/flow.js';
+import { E, HookdError } from './core/errors.js';
 import { resolveAdminToken, tokenDigest } from './config/admin-token.js';
 import { createExpressionWorkers } from './flow/expression-workers.js';
 import { createFlowRunner } from './flow/runner.js';
@@ -225,6 +226,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     requests: backend.requests,
     payloadSizeLimit: config.payloadSizeLimit,
     rateLimitShare: membership.share,
+    learnSecret: (flow: Flow, secret: string) => learnAsanaSecret(registry, flow.id, secret),
     attachments,
     attachmentSizeLimit: config.attachmentSizeLimit,
     defaultMaxAttempts: config.maxAttempts,
@@ -386,4 +388,25 @@ function limitedFlows(flows: Iterable<Flow>): string[] {
   const ids: string[] = [];
   for (const f of flows) if (heldByOne(f)) ids.push(f.id);
   return ids;
+}
+
+/**
+ * An Asana handshake's secret becomes the flow's credential secret (sealed at rest like any):
+ * written over the flow as the store has it now, only while it is still an `asana` credential
+ * without a secret; the other instances verify with it from their next flow refresh.
+ */
+async function learnAsanaSecret(registry: FlowRegistry, flowId: string, secret: string): Promise<void> {
+  const current = await registry.fetch(flowId);
+  const auth = current?.trigger.auth;
+  if (current === undefined || auth?.type !== 'asana' || auth.secrets !== undefined) {
+    throw new HookdError(E.CONFLICT, 'The flow changed meanwhile (or learned its Asana secret): try the handshake again');
+  }
+  const learned: Flow = {
+    ...current,
+    trigger: { ...current.trigger, auth: { type: 'asana', secrets: [{ value: secret, createdAt: new Date().toISOString() }] } },
+    updatedAt: nextUpdatedAt(current),
+  };
+  if (!(await registry.put(learned, { updatedAt: current.updatedAt }))) {
+    throw new HookdError(E.CONFLICT, 'The flow changed meanwhile: try the handshake again');
+  }
 }

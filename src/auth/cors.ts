@@ -7,6 +7,7 @@ import { HUBSPOT_SIGNATURE_HEADER, HUBSPOT_TIMESTAMP_HEADER } from './schemes/hu
 import { PADDLE_SIGNATURE_HEADER } from './schemes/paddle.js';
 import { STRIPE_SIGNATURE_HEADER } from './schemes/stripe.js';
 import { STANDARD_WEBHOOKS_HEADERS } from './schemes/standard-webhooks.js';
+import { ASANA_SIGNATURE_HEADER } from './schemes/asana.js';
 import { SHOPIFY_SIGNATURE_HEADER } from './schemes/shopify.js';
 import { SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER } from './schemes/slack.js';
 import { ZOOM_SIGNATURE_HEADER, ZOOM_TIMESTAMP_HEADER } from './schemes/zoom.js';
@@ -50,6 +51,8 @@ export function schemeHeaders(auth: WebhookAuth | undefined): string[] {
       return [TWILIO_SIGNATURE_HEADER, TWILIO_SETTINGS_HEADER];
     case 'hubspot':
       return [HUBSPOT_SIGNATURE_HEADER, HUBSPOT_TIMESTAMP_HEADER];
+    case 'asana':
+      return [ASANA_SIGNATURE_HEADER];
     default:
       return [];
   }

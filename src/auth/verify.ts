@@ -15,6 +15,7 @@ import { slackVerifier } from './schemes/slack.js';
 import { zoomVerifier } from './schemes/zoom.js';
 import { twilioVerifier } from './schemes/twilio.js';
 import { hubspotVerifier } from './schemes/hubspot.js';
+import { asanaVerifier } from './schemes/asana.js';
 
 export type { AuthRequest, AuthResult, AuthFailure, AuthFailureReason } from './result.js';
 export type { BodyVerifier, FinishRequest } from './schemes/scheme.js';
@@ -66,6 +67,8 @@ export function createBodyVerifier(auth: WebhookAuth | undefined, headers: AuthH
       return twilioVerifier(auth, headers, target?.url);
     case 'hubspot':
       return hubspotVerifier(auth, headers, target);
+    case 'asana':
+      return asanaVerifier(auth, headers);
     default: {
       const unknown: never = auth;
       throw new Error(`Unknown auth type ${(unknown as { type: string }).type}`);

@@ -169,6 +169,18 @@ export const HubspotAuth = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * Asana: `X-Hook-Signature: <hex HMAC-SHA256 of the body>`, under the secret Asana hands over in
+ * its handshake (`X-Hook-Secret`), which hookd learns (ingress/asana-handshake.ts): defined
+ * without `secrets`, the flow takes the first handshake's within ASANA_HANDSHAKE_WINDOW_MS of its
+ * last change; events are refused until then. A secret given here (moving an existing webhook) is
+ * used as it is.
+ */
+export const AsanaAuth = Type.Object(
+  { type: Type.Literal('asana'), secrets: Type.Optional(Type.Array(SecretEntry, { minItems: 1, maxItems: 2 })) },
+  { additionalProperties: false },
+);
+
 /** `flow.trigger.auth`, discriminated on `type`. Absent means `none`. */
 export const WebhookAuth = Type.Union([
   NoneAuth,
@@ -185,6 +197,7 @@ export const WebhookAuth = Type.Union([
   PaddleAuth,
   TwilioAuth,
   HubspotAuth,
+  AsanaAuth,
 ]);
 
 /** Client addresses allowed to call: IPv4/IPv6 addresses or CIDRs (see ip-allowlist.ts). */
@@ -238,6 +251,7 @@ export type ZoomAuthDef = Static<typeof ZoomAuth>;
 export type PaddleAuthDef = Static<typeof PaddleAuth>;
 export type TwilioAuthDef = Static<typeof TwilioAuth>;
 export type HubspotAuthDef = Static<typeof HubspotAuth>;
+export type AsanaAuthDef = Static<typeof AsanaAuth>;
 export type HmacAlgorithmDef = Static<typeof HmacAlgorithm>;
 export type HmacEncodingDef = Static<typeof HmacEncoding>;
 export type IpAllowlistDef = Static<typeof IpAllowlist>;
@@ -250,11 +264,11 @@ export interface SecretRecord {
   createdAt?: string;
 }
 
-/** Auth configs that carry secrets (every type but `none`). */
-export type SecretBearingAuth = Exclude<WebhookAuth, NoneAuthDef>;
+/** Auth configs that carry secrets (every type but `none`; `asana` once it has learned one). */
+export type SecretBearingAuth = Exclude<WebhookAuth, NoneAuthDef | AsanaAuthDef> | Required<AsanaAuthDef>;
 
 export function hasSecrets(auth: WebhookAuth | undefined): auth is SecretBearingAuth {
-  return auth !== undefined && auth.type !== 'none';
+  return auth !== undefined && auth.type !== 'none' && (auth.type !== 'asana' || auth.secrets !== undefined);
 }
 
 /** The plain secret values of an auth config (empty for none/undefined). */

@@ -29,6 +29,7 @@ import { parseMediaType } from './parsers/media-type.js';
 import { applyPayloadType, type PayloadLike } from './parsers/payload-type.js';
 import { decodedBody, type DecodedBody } from './content-encoding.js';
 import { handshakeBeforeCredentials, handshakeInBody, handshakeInHeaders } from './handshake.js';
+import { ASANA_SECRET_HEADER, asanaHandshake } from './asana-handshake.js';
 import { continueIfExpected, deferContinueOfWebhooks } from './expect-continue.js';
 import { lingerAfterRefusal } from './linger.js';
 import { endsWithoutBytes } from './read-body.js';
@@ -56,6 +57,12 @@ export interface IngressDeps {
   onDiscardFailed?(ids: readonly string[], err: unknown): void;
   /** PUBLIC_URL: senders that sign the URL they called (Twilio) signed this + the path and query. */
   publicUrl?: () => string;
+  /**
+   * Store the secret of an Asana handshake as the flow's credential secret (committed before the
+   * handshake is answered); rejects with a HookdError (409: changed or learned meanwhile, 503).
+   * Absent: Asana handshakes are refused.
+   */
+  learnSecret?(flow: Flow, secret: string): Promise<void>;
 }
 
 interface HookParams {
@@ -201,6 +208,25 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
     if (early !== undefined) {
       if (chargeLater) chargeRate(flow, request.ip);
       return reply.code(early.status).headers(early.headers).send(early.body);
+    }
+
+    // Asana's handshake hands over the signing secret itself: learned while the flow holds none,
+    // within a few minutes of its last save (trusted on first use), then echoed.
+    const asana = asanaHandshake(flow, request.method, request.raw, Date.now());
+    if (asana === 'invalid') throw new HookdError(E.BAD_REQUEST, `${ASANA_SECRET_HEADER} must be one value of 8 to 512 visible characters`);
+    if (asana === 'held' || asana === 'closed' || (asana !== undefined && deps.learnSecret === undefined)) {
+      deps.onAuthFailure?.(flowId, 'mismatch', request.ip);
+      throw new HookdError(
+        E.FORBIDDEN,
+        asana === 'held'
+          ? 'This flow holds its Asana secret already: save it without one to take a new handshake'
+          : 'Asana handshakes are taken within 10 minutes of saving the flow: save it again, then create the webhook',
+      );
+    }
+    if (asana !== undefined) {
+      await deps.learnSecret!(flow, asana.secret);
+      if (chargeLater) chargeRate(flow, request.ip);
+      return reply.code(200).headers({ [ASANA_SECRET_HEADER]: asana.secret, 'cache-control': 'no-store' }).send();
     }
 
     const verifier = createBodyVerifier(auth, request.headers, signedTarget(auth, request.method, request.raw.url));
