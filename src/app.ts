@@ -185,7 +185,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   }
 
   // Several instances: each enforces its share of every flow's rate limit.
-  const membership = await startMembership(backend.instances, config.flowRefreshMs, logger, (n) => metrics.instances.set(n));
+  const membership = await startMembership(backend.instances, config.flowRefreshMs, logger, (n) => metrics.instances.set(n), config.workerConcurrency > 0);
   let shuttingDown = false;
   let publicUrl = config.publicUrl;
 
@@ -268,8 +268,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     prefetch: config.workerPrefetch ?? config.workerConcurrency,
     flowLimits: () => registry.concurrencyLimits(),
     // With RabbitMQ one instance holds each flow with a rate (flow-ownership.ts): its whole rate.
-    // The database queues: every instance claims the flow's jobs, each at its share of the rate.
-    flowRates: new FlowRates(() => registry.executionRates(), queue.watchFlows ? () => 1 : membership.share),
+    // The database queues: every instance with workers claims the flow's jobs, each at its share of the rate.
+    flowRates: new FlowRates(() => registry.executionRates(), queue.watchFlows ? () => 1 : membership.workerShare),
     ...(expressionWorkers ? { expressionIsolate: expressionWorkers } : {}),
     onStepStarted: (e) => {
       if (e.stepIndex === 0 && e.firstDelivery) metrics.queueDelaySeconds.observe(Math.max(0, e.startedAt - e.receivedAt) / 1000);

@@ -40,12 +40,19 @@ export interface Backend {
 /** The processes sharing one backend. */
 export interface InstanceRegistry {
   /**
-   * Record this process as alive now and forget those not seen for `expireMs`; resolves with the
-   * number of live instances, this one included.
+   * Record this process as alive now (and whether it runs flows: its workers) and forget those not
+   * seen for `expireMs`; resolves with the live instances, this one included, and how many of
+   * them run flows.
    */
-  beat(expireMs: number): Promise<number>;
+  beat(expireMs: number, runsFlows?: boolean): Promise<InstanceCounts>;
   /** This process is leaving (shutdown): the others stop counting it at once. */
   leave(): Promise<void>;
+}
+
+export interface InstanceCounts {
+  live: number;
+  /** Live instances with workers (WORKER_CONCURRENCY > 0). */
+  runningFlows: number;
 }
 
 /** Values every instance sharing a backend must agree on. */

@@ -3,6 +3,11 @@ import type { InstanceRegistry } from './backend.js';
 export interface Membership {
   /** This instance's share of a cluster-wide limit: 1 / the live instances (1 when alone). */
   share(): number;
+  /**
+   * This instance's share of what the instances running flows split among them (a flow's
+   * execution rate on the PostgreSQL queue): 1 / the live instances with workers (1 when alone).
+   */
+  workerShare(): number;
   /** Stop beating and leave the registry (shutdown). Never throws. */
   stop(): Promise<void>;
 }
@@ -23,14 +28,18 @@ export async function startMembership(
   logger: MembershipLogger,
   /** Called with the live instance count after every successful beat (a metric). */
   onCount?: (n: number) => void,
+  /** Whether this instance runs flows (WORKER_CONCURRENCY > 0). */
+  runsFlows = true,
 ): Promise<Membership> {
-  if (registry === undefined) return { share: () => 1, stop: async () => {} };
+  if (registry === undefined) return { share: () => 1, workerShare: () => 1, stop: async () => {} };
   const expireMs = instanceExpireMs(intervalMs);
   let live = 1;
+  let running = 1;
   const beat = (): Promise<void> =>
-    registry.beat(expireMs).then(
+    registry.beat(expireMs, runsFlows).then(
       (n) => {
-        live = Math.max(1, n);
+        live = Math.max(1, n.live);
+        running = Math.max(1, n.runningFlows);
         onCount?.(live);
       },
       (err: unknown) => logger.warn({ err }, 'instance registry: beat failed; keeping the last instance count'),
@@ -40,6 +49,7 @@ export async function startMembership(
   timer.unref();
   return {
     share: () => 1 / live,
+    workerShare: () => 1 / running,
     async stop() {
       clearInterval(timer);
       await registry.leave().catch((err: unknown) => logger.warn({ err }, 'instance registry: leaving failed; the others drop this instance when it expires'));

@@ -142,18 +142,22 @@ describe('postgres: flow deletion records', () => {
 describe('postgres: instance registry', () => {
   it('counts the live instances, forgets one that left at once and one that stopped beating once it expires', async () => {
     const [a, b, c] = [await openStores(), await openStores(), await openStores()];
-    expect(await a.instances.beat(60_000)).toBe(1);
-    expect(await b.instances.beat(60_000)).toBe(2);
-    expect(await c.instances.beat(60_000)).toBe(3);
-    expect(await a.instances.beat(60_000)).toBe(3);
+    const live = async (s: PostgresStores, expireMs: number) => (await s.instances.beat(expireMs)).live;
+    expect(await live(a, 60_000)).toBe(1);
+    expect(await live(b, 60_000)).toBe(2);
+    expect(await live(c, 60_000)).toBe(3);
+    expect(await live(a, 60_000)).toBe(3);
+    // b runs no flows (WORKER_CONCURRENCY=0): counted live, not among those running flows.
+    expect(await b.instances.beat(60_000, false)).toEqual({ live: 3, runningFlows: 2 });
+    expect(await a.instances.beat(60_000)).toEqual({ live: 3, runningFlows: 2 });
     await b.instances.leave();
-    expect(await a.instances.beat(60_000)).toBe(2);
+    expect(await live(a, 60_000)).toBe(2);
     // C stops beating: after expireMs it no longer counts, and its row is dropped.
     await sleep(300);
-    expect(await a.instances.beat(200)).toBe(1);
+    expect(await live(a, 200)).toBe(1);
     const { rows } = await admin.query(`SELECT count(*)::integer AS n FROM "${schema}".instances`);
     expect(rows[0].n).toBe(1);
-    expect(await c.instances.beat(200)).toBe(2); // back: counted again
+    expect(await live(c, 200)).toBe(2); // back: counted again
   });
 });
 

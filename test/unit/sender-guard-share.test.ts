@@ -62,11 +62,12 @@ describe('startMembership', () => {
     const calls: string[] = [];
     const seen: number[] = [];
     const registry: InstanceRegistry = {
-      beat: async (expireMs) => {
-        calls.push(`beat ${expireMs}`);
+      beat: async (expireMs, runsFlows) => {
+        calls.push(`beat ${expireMs} ${runsFlows}`);
         const next = counts.shift() ?? 2;
         if (next instanceof Error) throw next;
-        return next;
+        // One of them without workers.
+        return { live: next, runningFlows: next - 1 };
       },
       leave: async () => {
         calls.push('leave');
@@ -74,12 +75,14 @@ describe('startMembership', () => {
     };
     const m = await startMembership(registry, 20, logger, (n) => seen.push(n));
     expect(m.share()).toBeCloseTo(1 / 3);
+    expect(m.workerShare()).toBeCloseTo(1 / 2);
     await new Promise((r) => setTimeout(r, 30)); // the failed beat
     expect(m.share()).toBeCloseTo(1 / 3);
     await new Promise((r) => setTimeout(r, 30));
     expect(m.share()).toBeCloseTo(1 / 2);
+    expect(m.workerShare()).toBe(1);
     await m.stop();
-    expect(calls[0]).toBe('beat 5000'); // three intervals, at least 5 s
+    expect(calls[0]).toBe('beat 5000 true'); // three intervals, at least 5 s
     expect(calls.at(-1)).toBe('leave');
     expect(seen.slice(0, 2)).toEqual([3, 2]);
   });

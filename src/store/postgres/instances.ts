@@ -1,4 +1,4 @@
-import type { InstanceRegistry } from '../backend.js';
+import type { InstanceCounts, InstanceRegistry } from '../backend.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 import { newId } from './ids.js';
 
@@ -12,20 +12,22 @@ export class PgInstances implements InstanceRegistry {
 
   constructor(private readonly db: PgDatabase) {}
 
-  async beat(expireMs: number): Promise<number> {
+  async beat(expireMs: number, runsFlows = true): Promise<InstanceCounts> {
     // The CTEs' writes are not visible to the final SELECT (same snapshot): it counts the others.
-    const { rows } = await this.db.query<{ others: number }>(
+    const { rows } = await this.db.query<{ others: number; others_running: number }>(
       `WITH me AS (
-         INSERT INTO ${this.db.t.instances} (id, seen_at) VALUES ($1, ${NOW_MS})
-         ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at
+         INSERT INTO ${this.db.t.instances} (id, seen_at, runs_flows) VALUES ($1, ${NOW_MS}, $3)
+         ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at, runs_flows = excluded.runs_flows
        ), gone AS (
          DELETE FROM ${this.db.t.instances} WHERE seen_at < ${NOW_MS} - $2::float8 AND id <> $1
        )
-       SELECT count(*)::integer AS others FROM ${this.db.t.instances} WHERE id <> $1 AND seen_at >= ${NOW_MS} - $2::float8`,
-      [this.id, expireMs],
+       SELECT count(*)::integer AS others, (count(*) FILTER (WHERE runs_flows))::integer AS others_running
+       FROM ${this.db.t.instances} WHERE id <> $1 AND seen_at >= ${NOW_MS} - $2::float8`,
+      [this.id, expireMs, runsFlows],
       'hookd_instances_beat',
     );
-    return (rows[0]?.others ?? 0) + 1;
+    const r = rows[0];
+    return { live: (r?.others ?? 0) + 1, runningFlows: (r?.others_running ?? 0) + (runsFlows ? 1 : 0) };
   }
 
   async leave(): Promise<void> {
