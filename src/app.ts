@@ -257,6 +257,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
 
   // Expressions beyond the fast path run on their own threads (created at their first use).
   const expressionWorkers = config.expressionWorkers > 0 ? createExpressionWorkers({ size: config.expressionWorkers }) : undefined;
+  const rateShare = queue.watchFlows ? () => 1 : membership.workerShare;
   const runner = createFlowRunner({
     requests: backend.requests,
     executions: backend.executions,
@@ -269,7 +270,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     flowLimits: () => registry.concurrencyLimits(),
     // With RabbitMQ one instance holds each flow with a rate (flow-ownership.ts): its whole rate.
     // The database queues: every instance with workers claims the flow's jobs, each at its share of the rate.
-    flowRates: new FlowRates(() => registry.executionRates(), queue.watchFlows ? () => 1 : membership.workerShare),
+    flowRates: new FlowRates(() => registry.executionRates(), rateShare),
+    callPacing: new FlowRates(() => registry.executionRates(), rateShare),
     ...(expressionWorkers ? { expressionIsolate: expressionWorkers } : {}),
     onStepStarted: (e) => {
       if (e.stepIndex === 0 && e.firstDelivery) metrics.queueDelaySeconds.observe(Math.max(0, e.startedAt - e.receivedAt) / 1000);

@@ -58,6 +58,18 @@ export class FlowRates implements FlowRateGate {
     return true;
   }
 
+  /**
+   * Take the flow's next start whenever it comes: resolves how long from now to wait for it (0:
+   * now). Unlike take(), it always books one, so the bucket may go below zero (a debt its rate
+   * pays back): the runner's pacing of calls (FlowRunnerOptions.callPacing).
+   */
+  reserve(flowId: string): number {
+    const b = this.bucket(flowId);
+    if (b === undefined) return 0;
+    b.tokens -= 1;
+    return b.tokens >= -1e-9 ? 0 : Math.ceil((-b.tokens * 1000) / perSecond(b));
+  }
+
   refund(flowId: string): void {
     const b = this.bucket(flowId);
     if (b !== undefined) b.tokens = Math.min(capacity(b), b.tokens + 1);

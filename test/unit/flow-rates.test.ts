@@ -56,3 +56,14 @@ describe('flow rates (a token bucket per flow)', () => {
     expect(r.available('f')).toBe(1);
   });
 });
+
+describe('flow rates: reserve (the runner pacing its calls)', () => {
+  it('books the next start whenever it comes: 0 while the burst lasts, then one interval more each', () => {
+    let now = 0;
+    const r = new FlowRates(() => new Map([['f', { perSecond: 10, burst: 2 }]]), () => 1, () => now);
+    expect([r.reserve('f'), r.reserve('f'), r.reserve('f'), r.reserve('f')]).toEqual([0, 0, 100, 200]);
+    now += 200; // the two booked starts came: the bucket is back at zero
+    expect(r.reserve('f')).toBe(100);
+    expect(r.reserve('other')).toBe(0);
+  });
+});
