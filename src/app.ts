@@ -227,6 +227,10 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     payloadSizeLimit: config.payloadSizeLimit,
     rateLimitShare: membership.share,
     learnSecret: (flow: Flow, secret: string) => learnAsanaSecret(registry, flow.id, secret),
+    freshFlow: async (id: string) => {
+      const flow = await registry.fetch(id);
+      return flow?.status === 'started' ? flow : undefined;
+    },
     attachments,
     attachmentSizeLimit: config.attachmentSizeLimit,
     defaultMaxAttempts: config.maxAttempts,

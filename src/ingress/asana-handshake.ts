@@ -9,6 +9,15 @@ export const ASANA_SECRET_HEADER = 'x-hook-secret';
  */
 export const ASANA_HANDSHAKE_WINDOW_MS = 10 * 60_000;
 
+/**
+ * A call that would be an Asana event to a flow holding no secret yet (a POST without the
+ * handshake header): refused here, unless another instance learned the secret meanwhile.
+ */
+export function awaitsAsanaSecret(flow: Flow, method: string, headers: Record<string, string | string[] | undefined>): boolean {
+  const auth = flow.trigger.auth;
+  return auth?.type === 'asana' && auth.secrets === undefined && method === 'POST' && headers[ASANA_SECRET_HEADER] === undefined;
+}
+
 /** Printable ASCII without spaces, as Asana's (hex) secrets are. */
 const SECRET = /^[\x21-\x7e]{8,512}$/;
 

@@ -29,7 +29,7 @@ import { parseMediaType } from './parsers/media-type.js';
 import { applyPayloadType, type PayloadLike } from './parsers/payload-type.js';
 import { decodedBody, type DecodedBody } from './content-encoding.js';
 import { handshakeBeforeCredentials, handshakeInBody, handshakeInHeaders } from './handshake.js';
-import { ASANA_SECRET_HEADER, asanaHandshake } from './asana-handshake.js';
+import { ASANA_SECRET_HEADER, asanaHandshake, awaitsAsanaSecret } from './asana-handshake.js';
 import { continueIfExpected, deferContinueOfWebhooks } from './expect-continue.js';
 import { lingerAfterRefusal } from './linger.js';
 import { endsWithoutBytes } from './read-body.js';
@@ -63,6 +63,8 @@ export interface IngressDeps {
    * Absent: Asana handshakes are refused.
    */
   learnSecret?(flow: Flow, secret: string): Promise<void>;
+  /** The flow as the store has it now, when it exists and is started (another instance may have changed it). */
+  freshFlow?(id: string): Promise<Flow | undefined>;
 }
 
 interface HookParams {
@@ -155,9 +157,15 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   const receive = async (request: FastifyRequest<{ Params: HookParams }>, reply: FastifyReply) => {
     const receivedAt = preciseNow();
     const { flowId } = request.params;
-    const flow = deps.activeFlow(flowId);
+    let flow = deps.activeFlow(flowId);
     // Unknown and stopped flows take the same path: same body, same timing.
     if (flow === undefined) throw notFound(flowId);
+    // An Asana flow that has no secret here may have learned it on another instance, whose
+    // handshake it was: an event to it reads the flow as the store has it now.
+    if (deps.freshFlow !== undefined && awaitsAsanaSecret(flow, request.method, request.headers)) {
+      flow = await deps.freshFlow(flowId);
+      if (flow === undefined) throw notFound(flowId);
+    }
     const { auth, cors } = flow.trigger;
     const isHead = request.method === 'HEAD';
     // HEAD gets CORS headers only once it may reveal the flow (an unknown flow has none).

@@ -7,6 +7,7 @@ import { createHmac } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { normalizeFlow } from '../../src/core/flow.js';
 import { ASANA_HANDSHAKE_WINDOW_MS, asanaHandshake } from '../../src/ingress/asana-handshake.js';
+import { everyBackend } from '../helpers/every-backend.js';
 import { type RunningHookd, startHookd } from '../helpers/hookd.js';
 
 let h: RunningHookd;
@@ -78,5 +79,38 @@ describe('asana', () => {
     expect(asanaHandshake(flow, 'GET', req, 1_000_000)).toBeUndefined();
     const hmac = normalizeFlow({ trigger: { type: 'webhook', auth: { type: 'hmac', header: 'X-Sig', secrets: ['s0123456789'] } } }, 'g', new Date(1_000_000));
     expect(asanaHandshake(hmac, 'POST', req, 1_000_000)).toBeUndefined();
+  });
+});
+
+describe('asana, two instances on one database', () => {
+  const { backends, cleanUp } = everyBackend('asana');
+  const env = backends.find(([name]) => name === 'PostgreSQL')![1];
+  const instances: RunningHookd[] = [];
+  afterAll(async () => {
+    await Promise.all(instances.map((i) => i.close()));
+    await cleanUp([]);
+  });
+
+  it('an event to the instance that did not take the handshake verifies at once, without waiting for its flow refresh', async () => {
+    // A refresh that would come only after the test: the instance must read the flow itself.
+    for (let i = 0; i < 2; i++) instances.push(await startHookd({ WORKER_CONCURRENCY: '0', FLOW_REFRESH: '1h', ...env }));
+    const [a, b] = instances as [RunningHookd, RunningHookd];
+    expect((await a.api('PUT', '/api/flows/asana-2', { trigger: { type: 'webhook', auth: { type: 'asana' } }, steps: [] })).status).toBe(201);
+    // b learns of the flow (as it would at a refresh), still without a secret.
+    await b.app.registry.load();
+    expect(b.app.registry.get('asana-2')?.trigger.auth).toEqual({ type: 'asana' });
+    const secret = '9f8e7d6c5b4a39281706f5e4d3c2b1a0';
+    const res = await fetch(`${a.url}/hook/asana-2`, { method: 'POST', headers: { 'x-hook-secret': secret } });
+    expect(res.status).toBe(200);
+    const body = '{"events":[{"action":"added"}]}';
+    const signed = await fetch(`${b.url}/hook/asana-2`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-hook-signature': createHmac('sha256', secret).update(body).digest('hex') },
+      body,
+    });
+    expect(signed.status).toBe(200);
+    // Learned there now; a wrong signature is still refused.
+    const wrong = await fetch(`${b.url}/hook/asana-2`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-hook-signature': 'ab'.repeat(32) }, body });
+    expect(wrong.status).toBe(403);
   });
 });
