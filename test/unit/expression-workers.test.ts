@@ -103,3 +103,22 @@ describe('expression workers', () => {
     for (const r of await Promise.all(running)) expect((r as Error).message).toMatch(/closed/);
   });
 });
+
+describe('expression workers: sharing', () => {
+  it("one expression's evaluations leave a worker to the others' once they wait (all but one of the workers at most)", async () => {
+    const w = workers(2);
+    const heavy = compileExpression('$count([1..10000000].($ * 2))', { timeoutMs: 400, stack: 1_000 }, w);
+    const light = compileExpression('$sum(body.order.items.qty)', DEFAULT_EXPRESSION_LIMITS, w);
+    const t0 = Date.now();
+    // Four heavy ones queued first: both workers take one at once (nothing else waits yet).
+    const heavies = Array.from({ length: 4 }, () => heavy.evaluate({}).catch(() => Date.now() - t0));
+    const lights = Array.from({ length: 10 }, () => light.evaluate(message).then((v) => ({ v, at: Date.now() - t0 })));
+    const done = await Promise.all(lights);
+    expect(done.every((d) => d.v === 5)).toBe(true);
+    // The first worker to free up serves the light ones; the heavy ones wait for the other: all
+    // ten are done long before the four heavy ones (two rounds of ~400 ms on one worker after the first).
+    const lastLight = Math.max(...done.map((d) => d.at));
+    const heavyEnds = (await Promise.all(heavies)) as number[];
+    expect(lastLight).toBeLessThan(Math.max(...heavyEnds) - 300);
+  });
+});
