@@ -220,6 +220,11 @@ describe('rabbitmq: publishing', () => {
     // 400 single-job publishes at once plus one batch: all on the wire together.
     await Promise.all([...jobs.slice(0, 300).map((j) => q.publish([j])), q.publish(jobs.slice(300))]);
     expect((await q.stats()).ready).toBe(400);
+    // Callers at the same time share one round of questions to the broker; the next one asks again.
+    const [a, b] = [q.stats(), q.stats()];
+    expect(a).toBe(b);
+    expect((await a).ready).toBe(400);
+    expect(q.stats()).not.toBe(a);
     const seen = new Set<string>();
     consume(q, async (d) => {
       seen.add(d.job.id);

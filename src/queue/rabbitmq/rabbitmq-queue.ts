@@ -458,7 +458,19 @@ export class RabbitMqQueue implements Queue {
    * the unacked messages of this process's consumers only: AMQP does not report unacked counts
    * (the management plugin does, and is not required).
    */
-  async stats(): Promise<QueueStats> {
+  /**
+   * Callers at the same time (a metrics scrape, the API, the portal) share one round: with many
+   * flows a round asks the broker about every flow queue.
+   */
+  stats(): Promise<QueueStats> {
+    this.statsRound ??= this.countAll().finally(() => {
+      this.statsRound = undefined;
+    });
+    return this.statsRound;
+  }
+  private statsRound: Promise<QueueStats> | undefined;
+
+  private async countAll(): Promise<QueueStats> {
     const { delayLevels } = this.topology;
     const work = this.flowQueueNames;
     if (this.legacyWorkQueue) work.push(this.topology.legacyWorkQueue);
