@@ -399,7 +399,8 @@ function limitedFlows(flows: Iterable<Flow>): string[] {
 /**
  * An Asana handshake's secret becomes the flow's credential secret (sealed at rest like any):
  * written over the flow as the store has it now, only while it is still an `asana` credential
- * without a secret; the other instances verify with it from their next flow refresh.
+ * without a secret. Another instance that has not seen it yet reads the flow for each event
+ * (IngressDeps.freshFlow) until its next refresh.
  */
 async function learnAsanaSecret(registry: FlowRegistry, flowId: string, secret: string): Promise<void> {
   const current = await registry.fetch(flowId);
