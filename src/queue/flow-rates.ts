@@ -14,7 +14,7 @@ interface Bucket {
  * A token bucket per flow with an `executionRate`: `perSecond` × `share()` tokens a second, at
  * most `burst` (default 1) × share, at least one, saved up. A consumer takes one per execution it
  * starts. `share` is this process's part of every rate when several processes start the same
- * flow's executions (the PostgreSQL queue: 1 / the live instances); 1 where one process runs a
+ * flow's executions (the PostgreSQL queue: 1 / the live instances that run flows); 1 where one process runs a
  * flow (SQLite; RabbitMQ, where one instance holds each flow with a rate). A flow whose rate
  * changed starts again from a full bucket.
  */
