@@ -34,17 +34,23 @@ export function signedEventId(auth: WebhookAuth | undefined, headers: Record<str
 
 /**
  * The id that makes every delivery of one event one request: the signed event id (signedEventId),
- * or for Twilio, whose signature covers no id, its `I-Twilio-Idempotency-Token` — the same on each
- * of Twilio's retries of one webhook request (after a timeout or a 5xx), new for every other
- * request. Not signed: whoever resends a captured request can change it, as with x-request-id,
- * whose place it takes; it cannot be used to drop another request (the tokens are not guessable).
+ * or for senders whose signature covers no id, the header they give every delivery of an event:
+ * Twilio's `I-Twilio-Idempotency-Token` (the same on each of its retries of one webhook request,
+ * after a timeout or a 5xx; new for every other request), Shopify's `X-Shopify-Event-Id` (the
+ * same on its retries, and on the webhooks of several subscriptions to one event: Shopify's own
+ * advice for dropping duplicates), else its `X-Shopify-Webhook-Id` (the same on retries). Not
+ * signed: whoever resends a captured request can change it, as with x-request-id, whose place it
+ * takes; it cannot be used to drop another request (the ids are not guessable).
  */
 export function senderEventId(auth: WebhookAuth | undefined, headers: Record<string, string | string[] | undefined>, body: unknown): string | undefined {
-  if (auth?.type === 'twilio') {
-    const token = singleHeader(headers, 'i-twilio-idempotency-token');
-    return typeof token === 'string' && token !== '' ? token : undefined;
-  }
+  if (auth?.type === 'twilio') return headerValue(headers, 'i-twilio-idempotency-token');
+  if (auth?.type === 'shopify') return headerValue(headers, 'x-shopify-event-id') ?? headerValue(headers, 'x-shopify-webhook-id');
   return signedEventId(auth, headers, body);
+}
+
+function headerValue(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const value = singleHeader(headers, name);
+  return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
 /**

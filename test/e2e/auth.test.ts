@@ -617,6 +617,28 @@ describe('auth types and presets', () => {
       expectError(await call('a-shopify', 'POST', body, { 'x-shopify-hmac-sha256': hmac('sha256', secret, body, 'hex') }), 401, 'UNAUTHORIZED');
       expectError(await call('a-shopify', 'POST', body), 401, 'UNAUTHORIZED');
     });
+
+    it("Shopify's retries of one event (same X-Shopify-Event-Id, else X-Shopify-Webhook-Id) are stored and run once", async () => {
+      await flow('a-shopify-retries', { auth: { type: 'shopify', secrets: [secret] } });
+      const body = `{"id":${Date.now()}}`;
+      const signed = { 'x-shopify-hmac-sha256': hmac('sha256', secret, body, 'base64') };
+      const event = `${rnd()}-evt`;
+      const first = await call('a-shopify-retries', 'POST', body, { ...signed, 'x-shopify-event-id': event, 'x-shopify-webhook-id': `${rnd()}-wh` });
+      await expectAccepted(first);
+      // A retry, or the webhook of a second subscription to the same event: the same event id.
+      const retry = await call('a-shopify-retries', 'POST', body, { ...signed, 'x-shopify-event-id': event, 'x-shopify-webhook-id': `${rnd()}-wh` });
+      expect(retry.status).toBe(200);
+      expect(retry.json.requestId).toBe(first.json.requestId);
+      // Without an event id: the webhook id decides.
+      const webhook = `${rnd()}-wh`;
+      const a = await call('a-shopify-retries', 'POST', body, { ...signed, 'x-shopify-webhook-id': webhook });
+      await expectAccepted(a);
+      const b = await call('a-shopify-retries', 'POST', body, { ...signed, 'x-shopify-webhook-id': webhook });
+      expect(b.json.requestId).toBe(a.json.requestId);
+      expect(a.json.requestId).not.toBe(first.json.requestId);
+      const stored = await h.api('GET', '/api/requests?flowId=a-shopify-retries');
+      expect(stored.body.items).toHaveLength(2);
+    });
   });
 
   describe('slack', () => {
