@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import { ExpressionError, type ExpressionIsolate, type ExpressionLimits } from './expression.js';
+import { ExpressionError, type ExpressionIsolate, type ExpressionLimits, toExpressionError } from './expression.js';
 
 /**
  * JSONata evaluations off the main thread (ExpressionIsolate): a few worker threads, each running
@@ -107,7 +107,7 @@ export function createExpressionWorkers(o: ExpressionWorkersOptions): Expression
       if (slot.worker !== worker || task === undefined) return;
       finish(slot);
       if (answer.ok) task.resolve(answer.value);
-      else task.reject(toError(answer.error));
+      else task.reject(toExpressionError(answer.error ?? 'no error given', 'JSONata evaluation failed'));
     });
     // Any end while an evaluation ran (an uncaught error in the thread): that evaluation fails, the next gets a new worker.
     const ended = (err: Error | undefined): void => {
@@ -205,14 +205,4 @@ export function createExpressionWorkers(o: ExpressionWorkersOptions): Expression
       );
     },
   };
-}
-
-function toError(e: Answer['error']): ExpressionError {
-  if (e === undefined) return new ExpressionError('JSONata evaluation failed');
-  const where: string[] = [];
-  if (e.code !== undefined) where.push(e.code);
-  if (e.position !== undefined) where.push(`position ${e.position}`);
-  if (e.token !== undefined && e.token !== '') where.push(`token "${e.token}"`);
-  const suffix = where.length > 0 ? ` (${where.join(', ')})` : '';
-  return new ExpressionError(`JSONata evaluation failed: ${e.message}${suffix}`, e.code, e.position);
 }

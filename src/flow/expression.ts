@@ -143,8 +143,11 @@ export function expressionCacheSize(): number {
   return cache.size;
 }
 
-/** jsonata throws plain objects `{code, position, token, message}`; make them readable Errors. */
-function toExpressionError(err: unknown, prefix: string): ExpressionError {
+/**
+ * jsonata throws plain objects `{code, position, token, message}`; make them readable Errors (also
+ * what an expression worker sends back of one: expression-workers.ts).
+ */
+export function toExpressionError(err: unknown, prefix: string): ExpressionError {
   if (err instanceof ExpressionError) return err;
   if (typeof err === 'object' && err !== null) {
     const e = err as { code?: unknown; position?: unknown; token?: unknown; message?: unknown };

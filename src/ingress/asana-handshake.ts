@@ -8,6 +8,8 @@ export const ASANA_SECRET_HEADER = 'x-hook-secret';
  * a secret of theirs is the few minutes in which the webhook is being created.
  */
 export const ASANA_HANDSHAKE_WINDOW_MS = 10 * 60_000;
+/** Why a handshake after the window is refused (the window in the words the answer uses). */
+export const ASANA_WINDOW_CLOSED = `Asana handshakes are taken within ${ASANA_HANDSHAKE_WINDOW_MS / 60_000} minutes of saving the flow: save it again, then create the webhook`;
 
 /**
  * A call that would be an Asana event to a flow holding no secret yet (a POST without the

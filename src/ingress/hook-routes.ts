@@ -29,7 +29,7 @@ import { parseMediaType } from './parsers/media-type.js';
 import { applyPayloadType, type PayloadLike } from './parsers/payload-type.js';
 import { decodedBody, type DecodedBody } from './content-encoding.js';
 import { handshakeBeforeCredentials, handshakeInBody, handshakeInHeaders } from './handshake.js';
-import { ASANA_SECRET_HEADER, asanaHandshake, awaitsAsanaSecret } from './asana-handshake.js';
+import { ASANA_SECRET_HEADER, ASANA_WINDOW_CLOSED, asanaHandshake, awaitsAsanaSecret } from './asana-handshake.js';
 import { continueIfExpected, deferContinueOfWebhooks } from './expect-continue.js';
 import { lingerAfterRefusal } from './linger.js';
 import { endsWithoutBytes } from './read-body.js';
@@ -228,7 +228,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
         E.FORBIDDEN,
         asana === 'held'
           ? 'This flow holds its Asana secret already: save it without one to take a new handshake'
-          : 'Asana handshakes are taken within 10 minutes of saving the flow: save it again, then create the webhook',
+          : ASANA_WINDOW_CLOSED,
       );
     }
     if (asana !== undefined) {

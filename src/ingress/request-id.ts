@@ -20,8 +20,7 @@ export function signedEventId(auth: WebhookAuth | undefined, headers: Record<str
     // svix-* only when there is no webhook-signature. Another id header is not signed.
     // singleHeader as the parser reads them: an empty or repeated header is no header.
     const svix = singleHeader(headers, 'webhook-signature') === undefined && singleHeader(headers, 'svix-signature') !== undefined;
-    const id = singleHeader(headers, svix ? 'svix-id' : 'webhook-id');
-    return typeof id === 'string' && id !== '' ? id : undefined;
+    return headerValue(headers, svix ? 'svix-id' : 'webhook-id');
   }
   if ((auth?.type === 'stripe' || auth?.type === 'paddle') && body !== null && typeof body === 'object' && !Array.isArray(body)) {
     // In the signed body: Stripe's event `id`; Paddle's `notification_id` — the same for its

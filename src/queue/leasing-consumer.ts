@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { E, HookdError } from '../core/errors.js';
 import type { Job } from '../core/job.js';
 import { Conditions } from './conditions.js';
+import { WakeTimer } from './wake-timer.js';
 import { DEFAULT_GRACE_MS, type Consumer, type FlowRateGate, type JobHandler } from './contract.js';
 import type { LeaseDelivery, NackWrite } from './lease-delivery.js';
 
@@ -99,8 +100,14 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   /** The caps of the claim in flight: what it may still lease of each limited flow (a hand-off must not take that room too). */
   private claimCaps: ClaimCaps | undefined;
   /** Fires when a flow's rate allows a start again while its jobs wait here or in the queue. */
-  private rateTimer: NodeJS.Timeout | undefined;
-  private rateTimerAt = 0;
+  private readonly rateTimer = new WakeTimer(() => {
+    if (this.rateClaim) {
+      this.rateClaim = false;
+      this.capacityFreed = true;
+    }
+    this.pump();
+  }, true);
+  /** The next rateTimer fire claims too (not only starts what waits here). */
   private rateClaim = false;
 
   constructor(private readonly o: LeasingConsumerOptions) {
@@ -228,18 +235,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   private wakeForRate(at: number, claim = false): void {
     if (this.state !== 'active') return;
     if (claim) this.rateClaim = true;
-    if (this.rateTimer !== undefined && this.rateTimerAt <= at) return;
-    clearTimeout(this.rateTimer);
-    this.rateTimerAt = at;
-    this.rateTimer = setTimeout(() => {
-      this.rateTimer = undefined;
-      if (this.rateClaim) {
-        this.rateClaim = false;
-        this.capacityFreed = true;
-      }
-      this.pump();
-    }, Math.max(1, at - Date.now()));
-    this.rateTimer.unref();
+    this.rateTimer.armAt(at);
   }
 
   /** After a claim: which limited flows are now at their limit (atLimit). */
@@ -388,7 +384,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   /** Backend closing: stop at once, keep the leases (they expire: as after a crash). */
   halt(): void {
     this.state = 'stopped';
-    clearTimeout(this.rateTimer);
+    this.rateTimer.clear();
     this.prefetched.length = 0; // their leases expire, as after a crash
     clearInterval(this.heartbeat);
     this.changed();
@@ -468,7 +464,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     await Promise.all(left.map((d) => d.release()));
     await this.conditions.until(() => this.settles.size === 0);
     clearInterval(this.heartbeat);
-    clearTimeout(this.rateTimer);
+    this.rateTimer.clear();
     this.state = 'stopped';
   }
 }

@@ -7,7 +7,11 @@ export class WakeTimer {
   private timer: NodeJS.Timeout | undefined;
   private at = Number.POSITIVE_INFINITY;
 
-  constructor(private readonly fire: () => void) {}
+  constructor(
+    private readonly fire: () => void,
+    /** The timer does not keep the process up (an owner that clears it on stop anyway). */
+    private readonly unref = false,
+  ) {}
 
   /** Fire at `when` (epoch ms) unless already set to fire earlier. */
   armAt(when: number): void {
@@ -20,6 +24,7 @@ export class WakeTimer {
       this.at = Number.POSITIVE_INFINITY;
       this.fire();
     }, Math.max(0, when - Date.now()) + 1);
+    if (this.unref) this.timer.unref();
   }
 
   clear(): void {

@@ -1,6 +1,7 @@
 import type { AsyncMessage, Channel, Connection } from 'rabbitmq-client';
 import { Conditions } from '../conditions.js';
 import { DEFAULT_GRACE_MS, type Consumer, type FlowRateGate, type JobHandler } from '../contract.js';
+import { WakeTimer } from '../wake-timer.js';
 import { BatchedAcks } from './batched-acks.js';
 import { RabbitDelivery, type DeliveryHost } from './delivery.js';
 import { decodeJob, type JobMessage } from './job-message.js';
@@ -514,18 +515,9 @@ export class RabbitConsumer implements Consumer {
 
   /** pump() again at `at`, when a flow's rate allows a start. */
   private wakeForRate(at: number): void {
-    if (this.state !== 'active') return;
-    if (this.rateTimer !== undefined && this.rateTimerAt <= at) return;
-    clearTimeout(this.rateTimer);
-    this.rateTimerAt = at;
-    this.rateTimer = setTimeout(() => {
-      this.rateTimer = undefined;
-      this.pump();
-    }, Math.max(1, at - Date.now()));
-    this.rateTimer.unref();
+    if (this.state === 'active') this.rateTimer.armAt(at);
   }
-  private rateTimer: NodeJS.Timeout | undefined;
-  private rateTimerAt = 0;
+  private readonly rateTimer = new WakeTimer(() => this.pump(), true);
 
   /**
    * The flows' limits, without the 0 of stopped flows: their queues are not consumed at all here
@@ -627,7 +619,7 @@ export class RabbitConsumer implements Consumer {
     this.unackedSet.clear();
     clearTimeout(this.rebalanceTimer);
     clearTimeout(this.idleTimer);
-    clearTimeout(this.rateTimer);
+    this.rateTimer.clear();
     this.state = 'stopped';
     this.host.detach(this);
     this.changed();
