@@ -932,6 +932,31 @@ describe('postgres: claims with caps (limited or stopped flows)', () => {
     expect(await b.queue.sql.claim('instance-live/consumer-5', 8, caps(2))).toHaveLength(0);
   });
 
+  it("the sweep ends the leases of an instance that stopped beating at once, not when they run out; live instances' and owners without one keep theirs", async () => {
+    const b = await openBackend({ instanceExpireMs: 5_000 });
+    for (let i = 0; i < 3; i++) await b.requests.accept(makeMessage({ flowId: 'f' }), { maxAttempts: 3 });
+    const nowMs = 'extract(epoch from now()) * 1000';
+    await admin.query(`INSERT INTO "${schema}".instances (id, seen_at) VALUES ('instance-live', ${nowMs}), ('instance-dead', ${nowMs} - 6000)`);
+    const [live] = await b.queue.sql.claim('instance-live/c1', 1);
+    const [dead] = await b.queue.sql.claim('instance-dead/c2', 1);
+    const [outside] = await b.queue.sql.claim('consumer-3', 1);
+    expect([live, dead, outside].every((j) => j !== undefined)).toBe(true);
+    // Every lease runs for 30 s more; one of them belongs to a gone instance.
+    expect((await b.queue.sql.due()).goneLeases).toBe(true);
+    expect(await b.queue.sql.expireLeases()).toBe(1);
+    const { rows } = await admin.query(`SELECT id, state, lease_owner FROM "${schema}".jobs ORDER BY id`);
+    expect(rows.find((r) => r.id === dead!.id)).toMatchObject({ state: 'ready', lease_owner: null });
+    expect(rows.filter((r) => r.state === 'leased').map((r) => r.lease_owner).sort()).toEqual(['consumer-3', 'instance-live/c1']);
+    expect((await b.queue.sql.due()).goneLeases).toBe(false);
+    // Its consumer's late ack finds the lease gone; the job runs again (once more, no attempt spent: it never began).
+    expect(await b.queue.sql.ack({ jobId: dead!.id, attempts: dead!.attempts, owner: 'instance-dead/c2' })).toBe(false);
+    const [again] = await b.queue.sql.claim('instance-live/c1', 1);
+    expect(again?.id).toBe(dead!.id);
+    // Without a registry (no expiry given), a lease holds until its time.
+    const plain = await openBackend();
+    expect((await plain.queue.sql.due()).goneLeases).toBe(false);
+  });
+
   it('consumers in three processes run a flow limited to 1 one job at a time, with other flows beside it', async () => {
     const backends = [await openBackend(), await openBackend(), await openBackend()];
     const limits = new Map([['serial', 1]]);

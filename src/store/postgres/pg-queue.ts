@@ -14,8 +14,8 @@ export interface PgQueueOptions {
   /**
    * The instance registry this process beats in (membership.ts), and after how long without a
    * beat an instance counts as gone: the leases of a gone instance's consumers no longer hold a
-   * share of a flow's limit (QueueSql.claimCapped), though they still hold their jobs until they
-   * run out. Absent: every live lease counts until it runs out.
+   * share of a flow's limit (QueueSql.claimCapped), and the sweep ends them (QueueSql.expireLeases):
+   * their jobs are delivered again. Absent: every lease holds until it runs out.
    */
   instance?: { id: string; expireMs: number };
 }
@@ -180,7 +180,7 @@ export class PgQueue implements Queue {
     let next = SWEEP_MS;
     try {
       let due = await this.sql.due();
-      if (due.nextLeaseEnd !== null && due.nextLeaseEnd <= due.now) {
+      if ((due.nextLeaseEnd !== null && due.nextLeaseEnd <= due.now) || due.goneLeases) {
         await this.sql.expireLeases();
         due = await this.sql.due();
       }

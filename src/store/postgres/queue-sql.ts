@@ -106,6 +106,19 @@ export interface DueInfo {
   now: number;
   nextRunAt: number | null;
   nextLeaseEnd: number | null;
+  /** Leases held by consumers of an instance the registry counts as gone (it died): end them now. */
+  goneLeases: boolean;
+}
+
+/**
+ * SQL true when job `j`'s lease belongs to a live owner: one without an instance (no `/` in
+ * lease_owner: a consumer outside the instance registry), or of an instance that beat within the
+ * expiry bound to `expireParam` (milliseconds).
+ */
+function liveOwner(instances: string, expireParam: string): string {
+  return `(strpos(j.lease_owner, '/') = 0 OR EXISTS (
+             SELECT 1 FROM ${instances} i
+             WHERE i.id = split_part(j.lease_owner, '/', 1) AND i.seen_at >= ${NOW_MS} - ${expireParam}::float8))`;
 }
 
 /**
@@ -221,14 +234,12 @@ export class QueueSql {
     return this.db.transaction(async (query) => {
       await query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, this.cappedClaimLock], 'hookd_queue_claim_lock');
       // A lease of a consumer whose instance stopped beating (it died) holds no share: the flow
-      // goes on elsewhere within the registry's expiry instead of the lease's (the job itself
-      // waits for its lease). Owners without an instance (`/`) always count.
+      // goes on elsewhere within the registry's expiry instead of the lease's (the sweep ends such
+      // leases too, expireLeases). Owners without an instance (`/`) always count.
       const { rows } = (await query(
         `SELECT j.flow_id, count(*)::integer AS n FROM ${this.jobs} j
          WHERE j.state = 'leased' AND j.lease_until > ${NOW_MS} AND j.lease_owner <> $1 AND j.flow_id = ANY($2::text[])
-           AND (strpos(j.lease_owner, '/') = 0 OR EXISTS (
-             SELECT 1 FROM ${this.db.t.instances} i
-             WHERE i.id = split_part(j.lease_owner, '/', 1) AND i.seen_at >= ${NOW_MS} - $3::float8))
+           AND ${liveOwner(this.db.t.instances, '$3')}
          GROUP BY j.flow_id`,
         [owner, open, this.instanceExpireMs ?? Number.MAX_SAFE_INTEGER],
         'hookd_queue_leased_elsewhere',
@@ -289,16 +300,23 @@ export class QueueSql {
   }
 
   async due(): Promise<DueInfo> {
-    const { rows } = await this.db.query<{ now: number; next_run: number | null; next_lease: number | null }>(
+    // Without an instance registry, no lease ends before its time.
+    const gone =
+      this.instanceExpireMs === undefined
+        ? 'false'
+        : `EXISTS (SELECT 1 FROM ${this.jobs} j WHERE j.state = 'leased' AND NOT ${liveOwner(this.db.t.instances, '$1')})`;
+    const { rows } = await this.db.query<{ now: number; next_run: number | null; next_lease: number | null; gone_leases: boolean }>(
       `SELECT ${NOW_MS} AS now,
               (SELECT min(run_at) FROM ${this.jobs} WHERE state = 'ready') AS next_run,
-              (SELECT min(lease_until) FROM ${this.jobs} WHERE state = 'leased') AS next_lease`,
-      [],
+              (SELECT min(lease_until) FROM ${this.jobs} WHERE state = 'leased') AS next_lease,
+              ${gone} AS gone_leases`,
+      this.instanceExpireMs === undefined ? [] : [this.instanceExpireMs],
       'hookd_queue_due',
     );
     const r = rows[0]!;
-    return { now: r.now, nextRunAt: r.next_run, nextLeaseEnd: r.next_lease };
+    return { now: r.now, nextRunAt: r.next_run, nextLeaseEnd: r.next_lease, goneLeases: r.gone_leases };
   }
+
 
   /**
    * Leases that ran out (a consumer crashed or hung without heartbeat) become ready again, or dead
@@ -306,15 +324,23 @@ export class QueueSql {
    * killing its consumer stops. A lost delivery that never began gives the job one more attempt
    * instead of spending one, up to LOST_DELIVERY_LIMIT times (SQLite's claim-jobs.ts says
    * how). Returns how many became ready.
+   *
+   * With an instance registry, the leases of an instance counted as gone (no beat within its
+   * expiry: 3 x FLOW_REFRESH, at least 5 s) end too, before their time: a crashed instance's jobs
+   * run elsewhere within seconds instead of after QUEUE_LEASE (30 s).
    */
   async expireLeases(): Promise<number> {
+    const ended =
+      this.instanceExpireMs === undefined
+        ? `j.lease_until <= ${NOW_MS}`
+        : `(j.lease_until <= ${NOW_MS} OR NOT ${liveOwner(this.db.t.instances, '$2')})`;
     const { rows } = await this.db.query<{ state: string }>(
       `WITH expired AS (
          SELECT j.id,
                 CASE WHEN j.lost < ${LOST_DELIVERY_LIMIT} AND NOT EXISTS (
                   SELECT 1 FROM ${this.db.t.executions} e WHERE e.request_id = j.request_id AND e.attempts >= j.attempts
                 ) THEN 1 ELSE 0 END AS unbegun
-         FROM ${this.jobs} j WHERE j.state = 'leased' AND j.lease_until <= ${NOW_MS}
+         FROM ${this.jobs} j WHERE j.state = 'leased' AND ${ended}
          FOR UPDATE OF j SKIP LOCKED)
        UPDATE ${this.jobs} AS jobs SET
          lost = jobs.lost + expired.unbegun,
@@ -325,7 +351,7 @@ export class QueueSql {
          run_at = ${NOW_MS}, lease_until = NULL, lease_owner = NULL
        FROM expired WHERE jobs.id = expired.id
        RETURNING jobs.state`,
-      [LEASE_LOST_ERROR],
+      this.instanceExpireMs === undefined ? [LEASE_LOST_ERROR] : [LEASE_LOST_ERROR, this.instanceExpireMs],
       'hookd_queue_expire',
     );
     return rows.filter((r) => r.state === 'ready').length;
