@@ -159,6 +159,39 @@ describe('postgres: instance registry', () => {
     expect(rows[0].n).toBe(1);
     expect(await live(c, 200)).toBe(2); // back: counted again
   });
+
+  it('judges others gone only once its own beats went through without a break for the expiry (not right after an outage, a failed beat or a stall)', async () => {
+    const a = await openStores();
+    const ms = 400;
+    expect(a.instances.steadyFor(ms)).toBe(false); // never beat
+    await a.instances.beat(ms);
+    expect(a.instances.steadyFor(ms)).toBe(false); // too short
+    for (let i = 0; i < 6; i++) {
+      await sleep(100);
+      await a.instances.beat(ms);
+    }
+    expect(a.instances.steadyFor(ms)).toBe(true);
+    // A stall: no beat for more than half the expiry.
+    await sleep(250);
+    expect(a.instances.steadyFor(ms)).toBe(false);
+    await a.instances.beat(ms);
+    expect(a.instances.steadyFor(ms)).toBe(false); // counting again from this beat
+    for (let i = 0; i < 6; i++) {
+      await sleep(100);
+      await a.instances.beat(ms);
+    }
+    expect(a.instances.steadyFor(ms)).toBe(true);
+    // A failed beat (the database unreachable): not steady until a whole expiry of beats again.
+    await admin.query(`ALTER TABLE "${schema}".instances RENAME TO instances_away`);
+    try {
+      await expect(a.instances.beat(ms)).rejects.toThrow();
+    } finally {
+      await admin.query(`ALTER TABLE "${schema}".instances_away RENAME TO instances`);
+    }
+    expect(a.instances.steadyFor(ms)).toBe(false);
+    await a.instances.beat(ms);
+    expect(a.instances.steadyFor(ms)).toBe(false);
+  });
 });
 
 describe('postgres: flow owners (limited flows with RabbitMQ)', () => {
@@ -917,7 +950,7 @@ describe('postgres: claims with caps (limited or stopped flows)', () => {
   });
 
   it("leases of an instance that stopped beating hold no share of a flow's limit (gone after the registry's expiry, not the lease's)", async () => {
-    const b = await openBackend({ instanceExpireMs: 5_000 });
+    const b = await openBackend({ instanceExpireMs: 5_000, instanceSteady: () => true });
     for (let i = 0; i < 4; i++) await b.requests.accept(makeMessage({ flowId: 'limited' }), { maxAttempts: 3 });
     const nowMs = 'extract(epoch from now()) * 1000';
     await admin.query(`INSERT INTO "${schema}".instances (id, seen_at) VALUES ('instance-live', ${nowMs}), ('instance-dead', ${nowMs} - 60000)`);
@@ -933,7 +966,7 @@ describe('postgres: claims with caps (limited or stopped flows)', () => {
   });
 
   it("the sweep ends the leases of an instance that stopped beating at once, not when they run out; live instances' and owners without one keep theirs", async () => {
-    const b = await openBackend({ instanceExpireMs: 5_000 });
+    const b = await openBackend({ instanceExpireMs: 5_000, instanceSteady: () => true });
     for (let i = 0; i < 3; i++) await b.requests.accept(makeMessage({ flowId: 'f' }), { maxAttempts: 3 });
     const nowMs = 'extract(epoch from now()) * 1000';
     await admin.query(`INSERT INTO "${schema}".instances (id, seen_at) VALUES ('instance-live', ${nowMs}), ('instance-dead', ${nowMs} - 6000)`);
@@ -955,6 +988,24 @@ describe('postgres: claims with caps (limited or stopped flows)', () => {
     // Without a registry (no expiry given), a lease holds until its time.
     const plain = await openBackend();
     expect((await plain.queue.sql.due()).goneLeases).toBe(false);
+  });
+
+  it("an instance that cannot judge the registry yet (not steady: just back from an outage) ends no lease early and counts every live lease against a limit", async () => {
+    let steady = false;
+    const b = await openBackend({ instanceExpireMs: 5_000, instanceSteady: () => steady });
+    for (let i = 0; i < 2; i++) await b.requests.accept(makeMessage({ flowId: 'limited' }), { maxAttempts: 3 });
+    const nowMs = 'extract(epoch from now()) * 1000';
+    // Looks gone: no beat for 6 s, as every instance does right after the database was down 6 s.
+    await admin.query(`INSERT INTO "${schema}".instances (id, seen_at) VALUES ('instance-quiet', ${nowMs} - 6000), ('instance-other', ${nowMs})`);
+    const caps = new Map([['limited', 1]]);
+    expect(await b.queue.sql.claim('instance-quiet/c1', 8, caps)).toHaveLength(1);
+    expect((await b.queue.sql.due()).goneLeases).toBe(false);
+    expect(await b.queue.sql.expireLeases()).toBe(0);
+    expect(await b.queue.sql.claim('instance-other/c2', 8, caps)).toHaveLength(0); // its lease still counts
+    steady = true;
+    expect((await b.queue.sql.due()).goneLeases).toBe(true);
+    expect(await b.queue.sql.claim('instance-other/c2', 8, caps)).toHaveLength(1); // no longer counted
+    expect(await b.queue.sql.expireLeases()).toBe(1);
   });
 
   it('consumers in three processes run a flow limited to 1 one job at a time, with other flows beside it', async () => {

@@ -21,10 +21,15 @@ const receiver = http.createServer((req, res) => {
   inProgress++;
   starts.push(Date.now());
   req.resume();
-  setTimeout(() => {
-    inProgress--;
-    res.writeHead(200).end();
-  }, 2_000);
+  // The first call outlasts the second instance's start, so that the first instance is surely
+  // still running it when it is killed; later ones take 2 s.
+  setTimeout(
+    () => {
+      inProgress--;
+      res.writeHead(200).end();
+    },
+    starts.length === 1 ? 10_000 : 2_000,
+  );
 });
 let port = 0;
 const children: ChildHookd[] = [];
@@ -53,6 +58,7 @@ it('another instance runs a limited flow soon after the instance running it is k
   children.push(b);
   await new Promise((r) => setTimeout(r, 500));
   const before = starts.length;
+  expect(before, 'the first instance is still in its first call').toBe(1);
   const killedAt = Date.now();
   a.proc.kill('SIGKILL');
   await waitFor(() => starts.length > before, 60_000, 50);
@@ -65,7 +71,10 @@ it('another instance runs a limited flow soon after the instance running it is k
   };
   await waitFor(async () => (await completed()) === 5, 40_000, 200);
   const allDone = Date.now() - killedAt;
-  // 5-6 s until the registry drops `a`, then at most 4 calls of 2 s, one at a time.
+  // Six calls: the killed one ran again. The survivor says why.
+  expect(starts).toHaveLength(6);
+  expect(b.output()).toContain('its leased jobs are delivered again now');
+  // 5-6 s until the registry drops `a`, then 5 calls of 2 s, one at a time.
   console.log(`limited-flow-crash: next execution ${takeover} ms, all five completed ${allDone} ms after the kill`);
   expect(allDone, `all five completed ${allDone} ms after the kill`).toBeLessThan(25_000);
   expect(inProgress).toBe(0);

@@ -12,9 +12,16 @@ export type PostgresBackendOptions = Omit<PostgresStoresOptions, 'dispatch'> &
   Omit<PgQueueOptions, 'instance'> & {
     /**
      * The instances beat in the registry (membership.ts) and count as gone after this long
-     * without a beat: the queue then stops counting their consumers' leases against flow limits.
+     * without a beat: the queue then stops counting their consumers' leases against flow limits
+     * and ends them.
      */
     instanceExpireMs?: number;
+    /**
+     * Whether this process may judge instances gone now (InstanceJudgement.steady). Default: its
+     * own beats went through without a break for instanceExpireMs (PgInstances.steadyFor).
+     * Tests that write the registry by hand say `() => true`.
+     */
+    instanceSteady?: () => boolean;
   };
 
 /**
@@ -59,7 +66,9 @@ export class PostgresBackend implements Backend {
 
 export async function openPostgresBackend(opts: PostgresBackendOptions): Promise<PostgresBackend> {
   const stores = await openPostgresStores({ ...opts, dispatch: 'pg-queue' });
-  const instance = opts.instanceExpireMs === undefined ? {} : { instance: { id: stores.instances.id, expireMs: opts.instanceExpireMs } };
+  const expireMs = opts.instanceExpireMs;
+  const steady = opts.instanceSteady ?? (() => expireMs !== undefined && stores.instances.steadyFor(expireMs));
+  const instance = expireMs === undefined ? {} : { instance: { id: stores.instances.id, expireMs, steady } };
   const queue = new PgQueue(stores.db, { ...(opts.leaseMs !== undefined ? { leaseMs: opts.leaseMs } : {}), ...instance });
   stores.requests.onCommitted(() => queue.jobsCommitted());
   try {

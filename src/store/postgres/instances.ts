@@ -9,10 +9,38 @@ import { newId } from './ids.js';
  */
 export class PgInstances implements InstanceRegistry {
   readonly id = `instance-${newId()}`;
+  /** Since when this process's beats have gone through without a break (monotonic ms); undefined after a failed one. */
+  private steadySince: number | undefined;
+  private lastBeat = 0;
 
   constructor(private readonly db: PgDatabase) {}
 
+  /**
+   * Whether this process's beats have gone through without a break for at least `ms`: only then
+   * may it take an instance that has not beaten for that long as gone (QueueSql's
+   * InstanceJudgement). A failed beat, or a pause of more than half of `ms` between beats (a
+   * stalled process), starts the count again: after an outage of the database, every instance
+   * looks gone to the first one back until the others have beaten again.
+   */
+  steadyFor(ms: number): boolean {
+    const now = performance.now();
+    return this.steadySince !== undefined && now - this.steadySince >= ms && now - this.lastBeat <= ms / 2;
+  }
+
   async beat(expireMs: number, runsFlows = true): Promise<InstanceCounts> {
+    try {
+      const counts = await this.record(expireMs, runsFlows);
+      const now = performance.now();
+      if (this.steadySince === undefined || now - this.lastBeat > expireMs / 2) this.steadySince = now;
+      this.lastBeat = now;
+      return counts;
+    } catch (err) {
+      this.steadySince = undefined;
+      throw err;
+    }
+  }
+
+  private async record(expireMs: number, runsFlows: boolean): Promise<InstanceCounts> {
     // The CTEs' writes are not visible to the final SELECT (same snapshot): it counts the others.
     const { rows } = await this.db.query<{ others: number; others_running: number }>(
       `WITH me AS (

@@ -5,19 +5,19 @@ import type { PgDatabase } from './database.js';
 import { storeClosed } from './errors.js';
 import { WakeTimer } from '../../queue/wake-timer.js';
 import { PgConsumer, type ConsumerHost } from './pg-consumer.js';
-import { QueueSql } from './queue-sql.js';
+import { type InstanceJudgement, QueueSql } from './queue-sql.js';
 import { WakeChannel } from './wake-channel.js';
 
 export interface PgQueueOptions {
   /** Lease of a claimed job before another consumer may take it (crash recovery). Default 30 s. */
   leaseMs?: number;
   /**
-   * The instance registry this process beats in (membership.ts), and after how long without a
-   * beat an instance counts as gone: the leases of a gone instance's consumers no longer hold a
+   * The instance registry this process beats in (membership.ts), after how long without a beat an
+   * instance counts as gone, and whether this process may judge that now (InstanceJudgement): the leases of a gone instance's consumers no longer hold a
    * share of a flow's limit (QueueSql.claimCapped), and the sweep ends them (QueueSql.expireLeases):
    * their jobs are delivered again. Absent: every lease holds until it runs out.
    */
-  instance?: { id: string; expireMs: number };
+  instance?: { id: string } & InstanceJudgement;
 }
 
 export const DEFAULT_LEASE_MS = 30_000;
@@ -60,7 +60,7 @@ export class PgQueue implements Queue {
     private readonly db: PgDatabase,
     opts: PgQueueOptions = {},
   ) {
-    this.sql = new QueueSql(db, opts.leaseMs ?? DEFAULT_LEASE_MS, opts.instance?.expireMs);
+    this.sql = new QueueSql(db, opts.leaseMs ?? DEFAULT_LEASE_MS, opts.instance);
     this.ownerPrefix = opts.instance === undefined ? undefined : `${opts.instance.id}/`;
     this.channel = new WakeChannel(db, () => this.wake());
     this.host = {

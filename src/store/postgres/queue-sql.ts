@@ -111,6 +111,17 @@ export interface DueInfo {
 }
 
 /**
+ * When an instance of the registry counts as gone: no beat for `expireMs`. `steady()`: whether this
+ * process may judge that now — its own beats have gone through without a break for at least
+ * `expireMs`. Right after an outage of the database every other instance looks gone too, until
+ * each has beaten again; a process that was cut off itself cannot tell who else was.
+ */
+export interface InstanceJudgement {
+  expireMs: number;
+  steady(): boolean;
+}
+
+/**
  * SQL true when job `j`'s lease belongs to a live owner: one without an instance (no `/` in
  * lease_owner: a consumer outside the instance registry), or of an instance that beat within the
  * expiry bound to `expireParam` (milliseconds).
@@ -137,8 +148,8 @@ export class QueueSql {
   constructor(
     private readonly db: PgDatabase,
     readonly leaseMs: number,
-    /** After how long without a beat an instance counts as gone (PgQueueOptions.instance); absent: never. */
-    private readonly instanceExpireMs?: number,
+    /** The instance registry's judgement of gone instances (PgQueueOptions.instance); absent: none is ever gone. */
+    private readonly registry?: InstanceJudgement,
   ) {
     this.fairClaimText = fairClaimSql(db.t.jobs);
     this.cappedClaimText = fairClaimSql(db.t.jobs, true);
@@ -241,7 +252,7 @@ export class QueueSql {
          WHERE j.state = 'leased' AND j.lease_until > ${NOW_MS} AND j.lease_owner <> $1 AND j.flow_id = ANY($2::text[])
            AND ${liveOwner(this.db.t.instances, '$3')}
          GROUP BY j.flow_id`,
-        [owner, open, this.instanceExpireMs ?? Number.MAX_SAFE_INTEGER],
+        [owner, open, this.goneAfterMs() ?? Number.MAX_SAFE_INTEGER],
         'hookd_queue_leased_elsewhere',
       )) as { rows: Array<{ flow_id: string; n: number }> };
       if (rows.length === 0) return this.claimRounds(query, owner, limit, caps);
@@ -299,10 +310,16 @@ export class QueueSql {
     return rows;
   }
 
+  /** The registry's expiry when gone instances may be judged now (InstanceJudgement), else undefined. */
+  private goneAfterMs(): number | undefined {
+    return this.registry?.steady() === true ? this.registry.expireMs : undefined;
+  }
+
   async due(): Promise<DueInfo> {
-    // Without an instance registry, no lease ends before its time.
+    // Without an instance registry (or a steady view of it), no lease ends before its time.
+    const expireMs = this.goneAfterMs();
     const gone =
-      this.instanceExpireMs === undefined
+      expireMs === undefined
         ? 'false'
         : `EXISTS (SELECT 1 FROM ${this.jobs} j WHERE j.state = 'leased' AND NOT ${liveOwner(this.db.t.instances, '$1')})`;
     const { rows } = await this.db.query<{ now: number; next_run: number | null; next_lease: number | null; gone_leases: boolean }>(
@@ -310,8 +327,9 @@ export class QueueSql {
               (SELECT min(run_at) FROM ${this.jobs} WHERE state = 'ready') AS next_run,
               (SELECT min(lease_until) FROM ${this.jobs} WHERE state = 'leased') AS next_lease,
               ${gone} AS gone_leases`,
-      this.instanceExpireMs === undefined ? [] : [this.instanceExpireMs],
-      'hookd_queue_due',
+      expireMs === undefined ? [] : [expireMs],
+      // A prepared statement's name stands for one text.
+      expireMs === undefined ? 'hookd_queue_due' : 'hookd_queue_due_gone',
     );
     const r = rows[0]!;
     return { now: r.now, nextRunAt: r.next_run, nextLeaseEnd: r.next_lease, goneLeases: r.gone_leases };
@@ -330,13 +348,14 @@ export class QueueSql {
    * run elsewhere within seconds instead of after QUEUE_LEASE (30 s).
    */
   async expireLeases(): Promise<number> {
+    const expireMs = this.goneAfterMs();
     const ended =
-      this.instanceExpireMs === undefined
+      expireMs === undefined
         ? `j.lease_until <= ${NOW_MS}`
         : `(j.lease_until <= ${NOW_MS} OR NOT ${liveOwner(this.db.t.instances, '$2')})`;
-    const { rows } = await this.db.query<{ state: string }>(
+    const { rows } = await this.db.query<{ state: string; early: boolean; instance: string }>(
       `WITH expired AS (
-         SELECT j.id,
+         SELECT j.id, j.lease_until > ${NOW_MS} AS early, split_part(j.lease_owner, '/', 1) AS instance,
                 CASE WHEN j.lost < ${LOST_DELIVERY_LIMIT} AND NOT EXISTS (
                   SELECT 1 FROM ${this.db.t.executions} e WHERE e.request_id = j.request_id AND e.attempts >= j.attempts
                 ) THEN 1 ELSE 0 END AS unbegun
@@ -350,10 +369,15 @@ export class QueueSql {
          last_error = CASE WHEN jobs.attempts >= jobs.max_attempts + expired.unbegun THEN $1::text ELSE jobs.last_error END,
          run_at = ${NOW_MS}, lease_until = NULL, lease_owner = NULL
        FROM expired WHERE jobs.id = expired.id
-       RETURNING jobs.state`,
-      this.instanceExpireMs === undefined ? [LEASE_LOST_ERROR] : [LEASE_LOST_ERROR, this.instanceExpireMs],
-      'hookd_queue_expire',
+       RETURNING jobs.state, expired.early, expired.instance`,
+      expireMs === undefined ? [LEASE_LOST_ERROR] : [LEASE_LOST_ERROR, expireMs],
+      expireMs === undefined ? 'hookd_queue_expire' : 'hookd_queue_expire_gone',
     );
+    const early = new Map<string, number>();
+    for (const r of rows) if (r.early) early.set(r.instance, (early.get(r.instance) ?? 0) + 1);
+    for (const [instance, jobs] of early) {
+      this.db.logger.warn({ goneInstance: instance, jobs, noBeatForMs: expireMs }, 'postgres queue: an instance stopped beating (it died, or lost the database); its leased jobs are delivered again now');
+    }
     return rows.filter((r) => r.state === 'ready').length;
   }
 
