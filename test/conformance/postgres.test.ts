@@ -152,8 +152,15 @@ describe('postgres: instance registry', () => {
     expect(await a.instances.beat(60_000)).toEqual({ live: 3, runningFlows: 2 });
     await b.instances.leave();
     expect(await live(a, 60_000)).toBe(2);
-    // C stops beating: after expireMs it no longer counts, and its row is dropped.
+    // C stops beating. A, back from a pause as long (as after a database outage), cannot tell: it
+    // still counts C, and drops nothing.
     await sleep(300);
+    expect(await live(a, 200)).toBe(2);
+    // A beats on without a break for expireMs: C, silent all along, no longer counts, its row is dropped.
+    for (let i = 0; i < 5; i++) {
+      await sleep(50);
+      await a.instances.beat(200);
+    }
     expect(await live(a, 200)).toBe(1);
     const { rows } = await admin.query(`SELECT count(*)::integer AS n FROM "${schema}".instances`);
     expect(rows[0].n).toBe(1);

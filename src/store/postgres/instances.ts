@@ -29,7 +29,9 @@ export class PgInstances implements InstanceRegistry {
 
   async beat(expireMs: number, runsFlows = true): Promise<InstanceCounts> {
     try {
-      const counts = await this.record(expireMs, runsFlows);
+      // Not steady (just started, or back from an outage): the others may simply not have beaten
+      // again yet. Count them all and forget none, rather than take a share meant for fewer.
+      const counts = await this.record(this.steadyFor(expireMs) ? expireMs : Number.MAX_SAFE_INTEGER, runsFlows);
       const now = performance.now();
       if (this.steadySince === undefined || now - this.lastBeat > expireMs / 2) this.steadySince = now;
       this.lastBeat = now;
