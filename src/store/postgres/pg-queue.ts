@@ -13,9 +13,10 @@ export interface PgQueueOptions {
   leaseMs?: number;
   /**
    * The instance registry this process beats in (membership.ts), after how long without a beat an
-   * instance counts as gone, and whether this process may judge that now (InstanceJudgement): the leases of a gone instance's consumers no longer hold a
-   * share of a flow's limit (QueueSql.claimCapped), and the sweep ends them (QueueSql.expireLeases):
-   * their jobs are delivered again. Absent: every lease holds until it runs out.
+   * instance counts as gone, and whether this process may judge that now (InstanceJudgement): the
+   * leases of a gone instance's consumers no longer hold a share of a flow's limit
+   * (QueueSql.claimCapped), and the sweep ends them (QueueSql.expireLeases): their jobs are
+   * delivered again. Absent: every lease holds until it runs out.
    */
   instance?: { id: string } & InstanceJudgement;
 }

@@ -335,7 +335,6 @@ export class QueueSql {
     return { now: r.now, nextRunAt: r.next_run, nextLeaseEnd: r.next_lease, goneLeases: r.gone_leases };
   }
 
-
   /**
    * Leases that ran out (a consumer crashed or hung without heartbeat) become ready again, or dead
    * letters when that lost delivery was the last attempt: at-least-once, but a job that keeps
