@@ -267,7 +267,8 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
     return run;
   }
 
-  async function handle(s: Session, d: Delivery): Promise<void> {
+  /** `outageSince`: the job is being handled again in place since the store went away then (a limited flow's order). */
+  async function handle(s: Session, d: Delivery, outageSince?: number): Promise<void> {
     const job = d.job;
     const log = { flowId: job.flowId, requestId: job.requestId, jobId: job.id, attempt: job.attempts };
     let executionId: string | undefined;
@@ -471,12 +472,22 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         // spin through the queue during an outage, then give the job back without spending an
         // attempt. A long outage (RabbitMQ up, PostgreSQL down) must not send every job to the
         // dead letters; it resumes at its cursor once the store is back.
-        o.logger.warn({ ...log, err: reason }, 'store unavailable: job given back without spending an attempt');
         // The error's Retry-After, 1–5 s. A database queue in the same database cannot take the job
         // back while it is down: the job stays held (its lease extended) and is given back later.
         const holdMs = Math.min(5_000, Math.max(1_000, (err.retryAfter ?? 1) * 1000));
-        do await holdSlot(holdMs, s.controller.signal);
-        while (!s.released && !(await d.requeue(error)));
+        // A flow with a concurrency limit runs its jobs in the queue's order (with 1, one after
+        // another). Given back, this job would go behind later ones (RabbitMQ takes it back as a
+        // new message at the queue's end), so it is held and handled again in place instead, for
+        // up to ORDERED_OUTAGE_HOLD_MS of outage (RabbitMQ closes a channel that holds a delivery
+        // 30 min), unless the runner stops.
+        const since = outageSince ?? Date.now();
+        const inPlace = flow?.concurrency !== undefined && Date.now() - since < ORDERED_OUTAGE_HOLD_MS;
+        if (outageSince === undefined) {
+          o.logger.warn({ ...log, err: reason }, inPlace ? 'store unavailable: job held, to be handled again in place (its flow keeps its order)' : 'store unavailable: job given back without spending an attempt');
+        }
+        await holdSlot(holdMs, s.controller.signal);
+        if (inPlace && !s.released && !s.stopping) return handle(s, d, since);
+        while (!s.released && !(await d.requeue(error))) await holdSlot(holdMs, s.controller.signal);
         return;
       }
       // Anything else (a bug): give the job back with backoff; it resumes at its cursor.
@@ -789,6 +800,12 @@ class ExecutionWriter {
 }
 
 /** Resolves after ms, or at once when the session is stopped (the consumer then releases the job). */
+/**
+ * How long a job of a flow with a concurrency limit is held and handled again in place while the
+ * store is down, before it is given back like any other (then behind later jobs).
+ */
+export const ORDERED_OUTAGE_HOLD_MS = 10 * 60_000;
+
 function holdSlot(ms: number, signal: AbortSignal): Promise<void> {
   return delay(ms, undefined, { signal }).catch(() => undefined);
 }

@@ -519,6 +519,31 @@ describe.each([
     expect(await h.backend.queue.deadLetters({ limit: 10 })).toEqual([]);
   });
 
+  it('holds the job of a flow with a concurrency limit through a store outage and handles it again in place: it keeps its turn', async () => {
+    const h = await setup();
+    await h.runner.stop({ graceMs: 0 });
+    const target = receiverPath('ordered');
+    h.flows.set('ordered', flow('ordered', [{ id: 'send', type: 'http', url: target.url }], { concurrency: 1 }));
+    const first = message('ordered', { n: 1 });
+    const second = message('ordered', { n: 2 });
+    await h.backend.requests.accept(first, { maxAttempts: 1 });
+    await h.backend.requests.accept(second, { maxAttempts: 1 });
+    // The first job's request cannot be read twice (a database outage).
+    let failures = 2;
+    const requests = Object.create(h.backend.requests) as RequestStore;
+    requests.getForExecution = async (id, job) => {
+      if (id === first.id && failures-- > 0) throw unavailable('store', new Error('connection refused'));
+      return h.backend.requests.getForExecution(id, job);
+    };
+    h.newRunner({ requests, flowLimits: () => new Map([['ordered', 1]]) }).start();
+    expect(await finalExecution(h, second.id, 15_000)).toMatchObject({ status: 'completed', attempts: 1 });
+    expect(await finalExecution(h, first.id, 1_000)).toMatchObject({ status: 'completed', attempts: 1 });
+    expect(failures).toBeLessThan(0);
+    // Given back, the first would have gone behind the second (its turn is its run_at, now later).
+    const sent = target.calls().map((c) => JSON.parse(c.body) as { n?: number; body?: { n: number } });
+    expect(sent.map((b) => b.n ?? b.body?.n)).toEqual([1, 2]);
+  });
+
   it('does not ack a job once one of its execution writes failed; the redelivery completes it', async () => {
     const h = await setup();
     await h.runner.stop({ graceMs: 0 });
