@@ -91,6 +91,11 @@ export function describeLeaseConformance(name: string, open: (options?: { leaseM
       expect(dead).toHaveLength(1);
       expect(dead[0]).toMatchObject({ requestId: m.id, attempts: 1 });
       expect(dead[0]!.lastError).toMatch(/lease expired/);
+      // Its execution says so too, instead of running for ever.
+      const exec = await b2.executions.getByRequest(m.id);
+      expect(exec).toMatchObject({ status: 'dead' });
+      expect(exec!.error).toMatch(/lease expired/);
+      expect(exec!.finishedAt).toBeGreaterThan(0);
     });
 
     it('a delivery lost before its job began spends no attempt (a last attempt still runs), up to 5 times', async () => {

@@ -676,6 +676,28 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
         expect(await backend.executions.get(dead2.id)).toMatchObject({ status: 'retrying' });
       });
 
+      it("leaves a completed or filtered execution as it is: a late status or step of a delivery that lost its lease changes nothing", async () => {
+        for (const final of ['completed', 'filtered'] as const) {
+          const e = await backend.executions.begin({ requestId: uuidv7(), flowId: 'flow-late', attempt: 2, now: 10 });
+          await backend.executions.recordStep(e.id, step('s1', 2));
+          await backend.executions.setStatus(e.id, final, 20);
+          // The instance that ran attempt 1 stalled, lost its lease, and now writes what it saw.
+          await backend.executions.recordStep(e.id, step('s1', 1, { status: 'failed', error: 'timed out' }));
+          await backend.executions.setStatus(e.id, 'retrying', 30, 'step "s1" (http): timed out');
+          await backend.executions.setStatus(e.id, 'dead', 31, 'gave up');
+          const got = await backend.executions.get(e.id);
+          expect(got).toMatchObject({ status: final, finishedAt: 20, updatedAt: 20 });
+          expect(got!.error).toBeUndefined();
+          expect(got!.steps).toEqual([step('s1', 2)]);
+        }
+        // Not so a dead one: a retried dead letter reopens it.
+        const dead = await backend.executions.begin({ requestId: uuidv7(), flowId: 'flow-late', attempt: 1, now: 10 });
+        await backend.executions.setStatus(dead.id, 'dead', 20, 'gave up');
+        await backend.executions.setStatus(dead.id, 'retrying', 30);
+        await backend.executions.recordStep(dead.id, step('s1', 2));
+        expect(await backend.executions.get(dead.id)).toMatchObject({ status: 'retrying', steps: [step('s1', 2)] });
+      });
+
       it('rejects steps and status changes of an unknown execution with NOT_FOUND', async () => {
         const id = uuidv7();
         await expect(backend.executions.recordStep(id, step('s1', 1))).rejects.toMatchObject({ code: 'NOT_FOUND', statusCode: 404 });

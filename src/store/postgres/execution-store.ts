@@ -4,6 +4,7 @@ import type { BeginExecution, ExecutionListQuery, ExecutionStore, RunRecord } fr
 import type { PgDatabase } from './database.js';
 import { storeClosed } from './errors.js';
 import { GroupCommit } from './group-commit.js';
+import { NOT_FINISHED_SQL } from '../unfinished-execution.js';
 import { newId } from './ids.js';
 import { SaveRuns } from './save-runs.js';
 import { WriteGroup } from './write-group.js';
@@ -86,7 +87,7 @@ export class PgExecutionStore implements ExecutionStore {
       `WITH touched AS (
          UPDATE ${this.db.t.executions}
          SET updated_at = greatest(updated_at, $2::float8), cursor = coalesce($3::text, cursor), step_count = step_count + 1
-         WHERE id = $1
+         WHERE id = $1 AND ${NOT_FINISHED_SQL}
          RETURNING id, step_count
        )
        INSERT INTO ${this.db.t.steps}
@@ -109,17 +110,23 @@ export class PgExecutionStore implements ExecutionStore {
       executionId,
       'hookd_execution_record_step',
     );
+    if (rowCount === 0) await this.mustExist(executionId); // or finished: nothing appended
+  }
+
+  /** After a write that changed nothing: NOT_FOUND unless the execution exists (a finished one is left as it is). */
+  private async mustExist(executionId: string): Promise<void> {
+    const { rowCount } = await this.db.query(`SELECT 1 FROM ${this.db.t.executions} WHERE id = $1`, [executionId]);
     if (rowCount === 0) throw new HookdError(E.NOT_FOUND, `Execution ${executionId}`);
   }
 
   async setStatus(executionId: string, status: ExecutionStatus, now: number, error?: string): Promise<void> {
     const { rowCount } = await this.writes.query(
-      `UPDATE ${this.db.t.executions} SET status = $2, updated_at = $3, finished_at = $4, error = $5 WHERE id = $1`,
+      `UPDATE ${this.db.t.executions} SET status = $2, updated_at = $3, finished_at = $4, error = $5 WHERE id = $1 AND ${NOT_FINISHED_SQL}`,
       [executionId, status, now, FINAL_STATUSES.has(status) ? now : null, error ?? null],
       executionId,
       'hookd_execution_set_status',
     );
-    if (rowCount === 0) throw new HookdError(E.NOT_FOUND, `Execution ${executionId}`);
+    if (rowCount === 0) await this.mustExist(executionId); // or finished: left as it is
   }
 
   async moveStatus(requestIds: readonly string[], from: ExecutionStatus, to: ExecutionStatus, now: number): Promise<number> {

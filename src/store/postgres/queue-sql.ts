@@ -360,6 +360,7 @@ export class QueueSql {
                 ) THEN 1 ELSE 0 END AS unbegun
          FROM ${this.jobs} j WHERE j.state = 'leased' AND ${ended}
          FOR UPDATE OF j SKIP LOCKED)
+       , moved AS (
        UPDATE ${this.jobs} AS jobs SET
          lost = jobs.lost + expired.unbegun,
          max_attempts = jobs.max_attempts + expired.unbegun,
@@ -368,7 +369,13 @@ export class QueueSql {
          last_error = CASE WHEN jobs.attempts >= jobs.max_attempts + expired.unbegun THEN $1::text ELSE jobs.last_error END,
          run_at = ${NOW_MS}, lease_until = NULL, lease_owner = NULL
        FROM expired WHERE jobs.id = expired.id
-       RETURNING jobs.state, expired.early, expired.instance`,
+       RETURNING jobs.state, jobs.request_id, expired.early, expired.instance)
+       , execution_dead AS (
+         -- A job whose lost delivery was its last attempt: its execution ends dead too (else it
+         -- shows as running for ever). A finished one is left as it is.
+         UPDATE ${this.db.t.executions} AS e SET status = 'dead', updated_at = ${NOW_MS}, finished_at = ${NOW_MS}, error = $1::text
+         FROM moved WHERE moved.state = 'dead' AND e.request_id = moved.request_id AND e.status NOT IN ('completed', 'filtered', 'dead'))
+       SELECT state, early, instance FROM moved`,
       expireMs === undefined ? [LEASE_LOST_ERROR] : [LEASE_LOST_ERROR, expireMs],
       expireMs === undefined ? 'hookd_queue_expire' : 'hookd_queue_expire_gone',
     );

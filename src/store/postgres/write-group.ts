@@ -71,7 +71,11 @@ export class WriteGroup {
       }
     }
     const outcomes: Array<Outcome<pg.QueryResult> | undefined> = new Array(items.length);
-    let pending = items.map((_, i) => i);
+    // In key order (the execution a statement writes): two instances' groups that touch the same
+    // rows lock them in one order, never waiting on each other in a cycle (a deadlock, seen when an
+    // instance that stalled wrote late to executions another one was finishing). Keys are distinct
+    // within a group.
+    let pending = items.map((_, i) => i).sort((a, b) => (items[a]!.key < items[b]!.key ? -1 : items[a]!.key > items[b]!.key ? 1 : 0));
     while (pending.length > 0) {
       const failed = await this.attempt(items, pending, outcomes);
       if (failed === undefined) break;

@@ -57,7 +57,14 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
               ) THEN 1 ELSE 0 END AS unbegun
        FROM jobs j WHERE j.state = 'leased' AND j.lease_until <= @now
      ) AS x
-     WHERE jobs.id = x.jid`,
+     WHERE jobs.id = x.jid
+     RETURNING state, request_id`,
+  );
+  // A job whose lost delivery was its last attempt: its execution ends dead too, with the same
+  // error (else it would show as running for ever). A finished one is left as it is.
+  const executionDead = db.prepare(
+    `UPDATE executions SET status = 'dead', updated_at = @now, finished_at = @now, error = @error
+     WHERE request_id = @requestId AND status NOT IN ('completed', 'filtered', 'dead')`,
   );
   // Walks jobs_ready_flow: the oldest waiting job of the next flow after a given one (one seek).
   const nextFlow = db.prepare(
@@ -172,7 +179,9 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
   return (a) => {
     const now = Date.now();
     const leaseUntil = now + leaseMs;
-    expire.run({ now, error: LEASE_LOST_ERROR });
+    for (const r of expire.all({ now, error: LEASE_LOST_ERROR }) as Array<{ state: string; request_id: string }>) {
+      if (r.state === 'dead') executionDead.run({ now, error: LEASE_LOST_ERROR, requestId: r.request_id });
+    }
     if (a.caps !== undefined) return claimCapped({ ...a, caps: a.caps }, now, leaseUntil);
     const turn = takeTurns(a.limit, flowsPerClaim(a.limit), now, leaseUntil, a.owner, undefined);
     const jobs = turn.jobs;

@@ -1,3 +1,4 @@
+import { NOT_FINISHED_SQL } from '../../unfinished-execution.js';
 import type { Op } from './define-op.js';
 
 export interface RecordStepArgs {
@@ -15,11 +16,15 @@ export interface RecordStepArgs {
   cursor: string | null;
 }
 
-/** Append a step record (seq = last + 1) and move the cursor. False when the execution is unknown. */
+/**
+ * Append a step record (seq = last + 1) and move the cursor. False when the execution is unknown.
+ * Nothing is appended to a completed or filtered execution (NOT_FINISHED_SQL).
+ */
 export const recordStep: Op<RecordStepArgs, boolean> = ({ db }) => {
   const touch = db.prepare(
-    'UPDATE executions SET updated_at = max(updated_at, ?), cursor = coalesce(?, cursor) WHERE id = ?',
+    `UPDATE executions SET updated_at = max(updated_at, ?), cursor = coalesce(?, cursor) WHERE id = ? AND ${NOT_FINISHED_SQL}`,
   );
+  const exists = db.prepare('SELECT 1 FROM executions WHERE id = ?').pluck();
   const append = db.prepare(
     `INSERT INTO execution_steps (execution_id, seq, step_id, type, status, attempt, started_at, finished_at,
                                   input, output, error)
@@ -27,7 +32,7 @@ export const recordStep: Op<RecordStepArgs, boolean> = ({ db }) => {
      FROM execution_steps WHERE execution_id = ?`,
   );
   return (a) => {
-    if (touch.run(a.finishedAt, a.cursor, a.executionId).changes === 0) return false;
+    if (touch.run(a.finishedAt, a.cursor, a.executionId).changes === 0) return exists.get(a.executionId) !== undefined;
     append.run(
       a.executionId,
       a.stepId,

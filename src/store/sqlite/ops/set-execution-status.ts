@@ -1,3 +1,4 @@
+import { NOT_FINISHED_SQL } from '../../unfinished-execution.js';
 import type { Op } from './define-op.js';
 
 export interface SetExecutionStatusArgs {
@@ -9,10 +10,14 @@ export interface SetExecutionStatusArgs {
   error: string | null;
 }
 
-/** False when the execution is unknown. The error column always reflects the latest status change. */
+/**
+ * False when the execution is unknown. The error column always reflects the latest status change.
+ * A completed or filtered execution stays as it is (FINISHED_SQL).
+ */
 export const setExecutionStatus: Op<SetExecutionStatusArgs, boolean> = ({ db }) => {
   const update = db.prepare(
-    'UPDATE executions SET status = ?, updated_at = ?, finished_at = ?, error = ? WHERE id = ?',
+    `UPDATE executions SET status = ?, updated_at = ?, finished_at = ?, error = ? WHERE id = ? AND ${NOT_FINISHED_SQL}`,
   );
-  return (a) => update.run(a.status, a.now, a.finishedAt, a.error, a.executionId).changes > 0;
+  const exists = db.prepare('SELECT 1 FROM executions WHERE id = ?').pluck();
+  return (a) => update.run(a.status, a.now, a.finishedAt, a.error, a.executionId).changes > 0 || exists.get(a.executionId) !== undefined;
 };
