@@ -11,7 +11,16 @@ import { makeMessage, sleep, waitFor } from './helpers.js';
  *
  * `open({ leaseMs })`: the same storage on every call within a test; the caller closes what it opened.
  */
-export function describeLeaseConformance(name: string, open: (options?: { leaseMs?: number }) => Promise<Backend>): void {
+export function describeLeaseConformance(
+  name: string,
+  open: (options?: { leaseMs?: number }) => Promise<Backend>,
+  /**
+   * endsLeasesAtClaim: a claim first turns leases that ran out back into ready jobs (SQLite's
+   * claim does; PostgreSQL's sweep does it, up to a second later, so a claim in between takes
+   * the jobs behind a crashed one first).
+   */
+  capabilities: { endsLeasesAtClaim: boolean },
+): void {
   describe(`${name}: leases and crashes`, () => {
     it('takes turns past flows that have only delayed jobs, more of them than a claim looks at', async () => {
       const b = await open();
@@ -64,6 +73,53 @@ export function describeLeaseConformance(name: string, open: (options?: { leaseM
       // SQLite, its fsync), so the handler may start a few ms into it (up to ~10 ms on a loaded disk).
       expect(at - firstAt).toBeGreaterThanOrEqual(300 - 50);
       expect(seen[0]!.job).toMatchObject({ requestId: m.id, attempts: 2 });
+    });
+
+    it(`a job handed back (stop)${capabilities.endsLeasesAtClaim ? ' or whose lease ran out (crash)' : ''} keeps its turn: it runs before the jobs that came after it`, async () => {
+      const b1 = await open({ leaseMs: 300 });
+      const ms = [makeMessage(), makeMessage(), makeMessage(), makeMessage()];
+      for (const m of ms) await b1.requests.accept(m, { maxAttempts: 3 });
+      // The first job: taken, then handed back by a stop.
+      let taken = '';
+      const c1 = b1.queue.consume(async (d) => {
+        taken = d.job.requestId;
+        await sleep(60_000);
+      }, { concurrency: 1 });
+      await waitFor(() => taken !== '', 'first delivery');
+      await c1.stop({ graceMs: 0 });
+      if (!capabilities.endsLeasesAtClaim) {
+        const order: string[] = [];
+        const c = b1.queue.consume(async (d) => {
+          order.push(d.job.requestId);
+          await d.ack();
+        }, { concurrency: 1 });
+        await waitFor(() => order.length === 4, 'all four', 5_000);
+        expect(order).toEqual(ms.map((m) => m.id));
+        await c.stop({ graceMs: 1_000 });
+        await b1.close();
+        return;
+      }
+      // Taken again (the oldest), then lost in a crash: the lease stays until it runs out.
+      let again = '';
+      b1.queue.consume(async (d) => {
+        again = d.job.requestId;
+        await new Promise(() => {});
+      }, { concurrency: 1 });
+      await waitFor(() => again !== '', 'second delivery');
+      expect([taken, again]).toEqual([ms[0]!.id, ms[0]!.id]);
+      await b1.close();
+      await sleep(400);
+
+      const b2 = await open({ leaseMs: 300 });
+      const order: string[] = [];
+      const c2 = b2.queue.consume(async (d) => {
+        order.push(d.job.requestId);
+        await d.ack();
+      }, { concurrency: 1 });
+      await waitFor(() => order.length === 4, 'all four', 5_000);
+      expect(order).toEqual(ms.map((m) => m.id));
+      await c2.stop({ graceMs: 1_000 });
+      await b2.close();
     });
 
     it('dead-letters an expired lease that was the last attempt', async () => {

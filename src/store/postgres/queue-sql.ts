@@ -367,7 +367,7 @@ export class QueueSql {
          state = CASE WHEN jobs.attempts >= jobs.max_attempts + expired.unbegun THEN 'dead' ELSE 'ready' END,
          dead_at = CASE WHEN jobs.attempts >= jobs.max_attempts + expired.unbegun THEN ${NOW_MS} END,
          last_error = CASE WHEN jobs.attempts >= jobs.max_attempts + expired.unbegun THEN $1::text ELSE jobs.last_error END,
-         run_at = ${NOW_MS}, lease_until = NULL, lease_owner = NULL
+         run_at = least(jobs.run_at, ${NOW_MS}), lease_until = NULL, lease_owner = NULL
        FROM expired WHERE jobs.id = expired.id
        RETURNING jobs.state, jobs.request_id, expired.early, expired.instance)
        , execution_dead AS (
@@ -444,12 +444,13 @@ export class QueueSql {
 
   /**
    * Give a leased job back (consumer shutting down): ready at once, and the delivery does not count
-   * as an attempt. False when the lease was already lost.
+   * as an attempt. False when the lease was already lost. Its run_at stays: it keeps its turn
+   * (SQLite's release-job.ts).
    */
   async release(t: LeaseToken): Promise<boolean> {
     const { rowCount } = await this.db.query(
       `UPDATE ${this.jobs}
-       SET state = 'ready', attempts = attempts - 1, run_at = ${NOW_MS}, lease_until = NULL, lease_owner = NULL
+       SET state = 'ready', attempts = attempts - 1, run_at = least(run_at, ${NOW_MS}), lease_until = NULL, lease_owner = NULL
        WHERE ${LEASE_MATCH}`,
       [t.jobId, t.attempts, t.owner],
       'hookd_queue_release',

@@ -49,7 +49,7 @@ export const claimJobs: Op<ClaimJobsArgs, ClaimJobsResult> = ({ db, leaseMs }) =
        state = CASE WHEN attempts >= max_attempts + x.unbegun THEN 'dead' ELSE 'ready' END,
        dead_at = CASE WHEN attempts >= max_attempts + x.unbegun THEN @now END,
        last_error = CASE WHEN attempts >= max_attempts + x.unbegun THEN @error ELSE last_error END,
-       run_at = @now, lease_until = NULL, lease_owner = NULL
+       run_at = min(run_at, @now), lease_until = NULL, lease_owner = NULL
      FROM (
        SELECT j.id AS jid,
               CASE WHEN j.lost < ${LOST_DELIVERY_LIMIT} AND NOT EXISTS (
