@@ -18,19 +18,39 @@ import { ExpressionError, type ExpressionIsolate, type ExpressionLimits, toExpre
  *
  * Only what the fast path (expression-fast-path.ts) cannot decide comes here: the input and result
  * cross by structured clone (a JSON message view: plain data).
+ *
+ * Overflow: a running evaluation cannot be preempted, so a light one arriving while heavy ones hold
+ * every worker would wait for one of them to end (up to limit + grace: 1.5 s). Once every thread
+ * has been busy with its current evaluation for OVERFLOW_AFTER_MS, one more is started (`size` more
+ * at most). It takes only evaluations of expressions not known to be heavy, so a heavy expression
+ * cannot grow the pool for itself, and ends after being idle for a few seconds. It starts before a
+ * light evaluation needs it because a thread is slow to start: 80-300 ms on a 2-core test machine,
+ * 300-740 ms while two heavy evaluations ran there.
  */
 export interface ExpressionWorkersOptions {
-  /** Worker threads (evaluations at once). */
+  /** Worker threads (evaluations at once); as many overflow threads again for light ones. */
   size: number;
+  /** How long an overflow thread stays idle before it ends (default 5 s; tests shorten it). */
+  overflowIdleMs?: number;
 }
 
 export interface ExpressionWorkers extends ExpressionIsolate {
   /** Terminate the workers; evaluations waiting or running fail. */
   close(): Promise<void>;
+  /** Worker threads started and not ended, overflow ones included. */
+  threads(): number;
 }
 
 /** How long past its time limit an evaluation may run before its worker is terminated. */
 export const HARD_LIMIT_GRACE_MS = 500;
+/**
+ * An evaluation running this long makes its expression heavy (until one of its evaluations takes
+ * less); every thread busy this long with its current evaluation starts an overflow thread.
+ */
+export const OVERFLOW_AFTER_MS = 50;
+const OVERFLOW_IDLE_MS = 5_000;
+/** Heavy expressions remembered (the oldest forgotten first). */
+const HEAVY_KEPT = 1_000;
 /** Compiled expressions each worker keeps (by source and limits). */
 const WORKER_CACHE = 1_000;
 
@@ -43,13 +63,25 @@ interface Task {
 }
 
 interface Slot {
+  /** An overflow thread: takes light evaluations only, ends when idle. */
+  overflow: boolean;
   worker: Worker | undefined;
+  /** The worker has loaded jsonata: its start is not counted as evaluation time. */
+  ready: boolean;
   task: Task | undefined;
+  /** When the task began on a ready worker. */
+  since: number | undefined;
+  /** The task's hard limit. */
   timer: NodeJS.Timeout | undefined;
+  /** An overflow thread's end once idle. */
+  idleTimer: NodeJS.Timeout | undefined;
 }
 
 interface Answer {
+  ready?: boolean;
   ok: boolean;
+  /** The evaluation's time in the worker (the main thread's clock adds its own delays). */
+  ms?: number;
   value?: unknown;
   error?: { message: string; code?: string; position?: number; token?: string };
 }
@@ -60,6 +92,7 @@ const { parentPort, workerData } = require('node:worker_threads');
 const jsonata = require(workerData.jsonata);
 const cache = new Map();
 parentPort.on('message', async ({ source, timeoutMs, stack, input }) => {
+  const t0 = performance.now();
   try {
     const key = timeoutMs + ':' + stack + ':' + source;
     let expr = cache.get(key);
@@ -70,17 +103,17 @@ parentPort.on('message', async ({ source, timeoutMs, stack, input }) => {
     }
     const value = await expr.evaluate(input, {});
     try {
-      parentPort.postMessage({ ok: true, value });
+      parentPort.postMessage({ ok: true, value, ms: performance.now() - t0 });
     } catch {
       // Not cloneable (a function or a jsonata lambda in it): what JSON keeps of it without them, or null.
       let kept = null;
       const drop = (k, v) => (typeof v === 'function' || (typeof v === 'object' && v !== null && v._jsonata_lambda === true) ? undefined : v);
       try { kept = JSON.parse(JSON.stringify(value, drop) ?? 'null'); } catch {}
-      parentPort.postMessage({ ok: true, value: kept });
+      parentPort.postMessage({ ok: true, value: kept, ms: performance.now() - t0 });
     }
   } catch (err) {
     const e = typeof err === 'object' && err !== null ? err : { message: String(err) };
-    parentPort.postMessage({ ok: false, error: {
+    parentPort.postMessage({ ok: false, ms: performance.now() - t0, error: {
       message: typeof e.message === 'string' ? e.message : String(err),
       code: typeof e.code === 'string' ? e.code : undefined,
       position: typeof e.position === 'number' ? e.position : undefined,
@@ -88,13 +121,21 @@ parentPort.on('message', async ({ source, timeoutMs, stack, input }) => {
     } });
   }
 });
+parentPort.postMessage({ ready: true });
 `;
 
 export function createExpressionWorkers(o: ExpressionWorkersOptions): ExpressionWorkers {
   const size = Math.max(1, Math.floor(o.size));
+  const overflowIdleMs = o.overflowIdleMs ?? OVERFLOW_IDLE_MS;
   const jsonataPath = createRequire(import.meta.url).resolve('jsonata');
-  const slots: Slot[] = Array.from({ length: size }, () => ({ worker: undefined, task: undefined, timer: undefined }));
+  const newSlot = (overflow: boolean): Slot => ({ overflow, worker: undefined, ready: false, task: undefined, since: undefined, timer: undefined, idleTimer: undefined });
+  const slots: Slot[] = Array.from({ length: size }, () => newSlot(false));
+  /** Overflow threads: `size` at most. */
+  const extra: Slot[] = [];
   const waiting: Task[] = [];
+  /** Expressions whose last evaluation took OVERFLOW_AFTER_MS or more (insertion order: oldest first). */
+  const heavy = new Set<string>();
+  let watchTimer: NodeJS.Timeout | undefined;
   let closed = false;
 
   const spawn = (slot: Slot): Worker => {
@@ -102,10 +143,18 @@ export function createExpressionWorkers(o: ExpressionWorkersOptions): Expression
       eval: true,
       workerData: { jsonata: jsonataPath, cacheSize: WORKER_CACHE },
     });
+    slot.ready = false;
     worker.on('message', (answer: Answer) => {
+      if (slot.worker !== worker) return;
+      if (answer.ready === true) {
+        slot.ready = true;
+        if (slot.task !== undefined) slot.since = performance.now();
+        watch();
+        return;
+      }
       const task = slot.task;
-      if (slot.worker !== worker || task === undefined) return;
-      finish(slot);
+      if (task === undefined) return;
+      finish(slot, answer.ms);
       if (answer.ok) task.resolve(answer.value);
       else task.reject(toExpressionError(answer.error ?? 'no error given', 'JSONata evaluation failed'));
     });
@@ -124,14 +173,41 @@ export function createExpressionWorkers(o: ExpressionWorkersOptions): Expression
     return worker;
   };
 
-  /** The slot's evaluation is over: free it and start the next waiting one. */
-  const finish = (slot: Slot): void => {
+  const allSlots = (): Slot[] => (extra.length === 0 ? slots : [...slots, ...extra]);
+
+  /**
+   * Its last evaluation took long, or one runs long now: a flood of a new heavy expression, none of
+   * whose evaluations has ended yet, must not take the overflow threads either.
+   */
+  const isHeavy = (source: string): boolean => {
+    if (heavy.has(source)) return true;
+    const now = performance.now();
+    return allSlots().some((s) => s.task?.source === source && s.since !== undefined && now - s.since >= OVERFLOW_AFTER_MS);
+  };
+
+  const note = (source: string, ms: number): void => {
+    heavy.delete(source);
+    if (ms < OVERFLOW_AFTER_MS) return;
+    const oldest = heavy.size >= HEAVY_KEPT ? heavy.values().next().value : undefined;
+    if (oldest !== undefined) heavy.delete(oldest);
+    heavy.add(source);
+  };
+
+  /** The slot's evaluation is over (in `ms` by the worker's clock, if it answered): free it and start the next waiting one it may take. */
+  const finish = (slot: Slot, ms?: number): void => {
     clearTimeout(slot.timer);
     slot.timer = undefined;
+    const took = ms ?? (slot.since === undefined ? undefined : performance.now() - slot.since);
+    if (slot.task !== undefined && took !== undefined) note(slot.task.source, took);
     slot.task = undefined;
+    slot.since = undefined;
     slot.worker?.unref();
-    const next = takeNext();
+    const next = slot.overflow ? takeLight() : takeNext();
     if (next !== undefined) run(slot, next);
+    else {
+      if (slot.overflow) rest(slot);
+      watch();
+    }
   };
 
   /**
@@ -152,9 +228,74 @@ export function createExpressionWorkers(o: ExpressionWorkersOptions): Expression
     return waiting.shift();
   };
 
+  /**
+   * The next evaluation for an overflow thread: the oldest of an expression not known to be heavy.
+   * None: the thread idles even while heavy ones wait (they wait for the `size` workers).
+   */
+  const takeLight = (): Task | undefined => {
+    const i = waiting.findIndex((t) => !isHeavy(t.source));
+    return i < 0 ? undefined : waiting.splice(i, 1)[0];
+  };
+
+  /** When every thread has been busy with its current evaluation since (undefined: one is free or starting). */
+  const allBusySince = (except?: Slot): number | undefined => {
+    let latest = -Infinity;
+    for (const s of allSlots()) {
+      if (s === except) continue;
+      if (s.task === undefined || s.since === undefined) return undefined;
+      latest = Math.max(latest, s.since);
+    }
+    return latest;
+  };
+
+  /** Start an overflow thread once every thread has been busy for OVERFLOW_AFTER_MS (checked again on each change). */
+  const watch = (): void => {
+    clearTimeout(watchTimer);
+    watchTimer = undefined;
+    if (closed || extra.length >= size) return;
+    const since = allBusySince();
+    if (since === undefined) return;
+    const wait = since + OVERFLOW_AFTER_MS - performance.now();
+    if (wait > 0) {
+      // Unref'd: while every thread is busy, a running evaluation keeps the process up.
+      watchTimer = setTimeout(watch, Math.ceil(wait));
+      watchTimer.unref();
+      return;
+    }
+    const slot = newSlot(true);
+    extra.push(slot);
+    slot.worker = spawn(slot); // now, not when a light one comes: a thread takes a while to start
+    const next = takeLight();
+    if (next !== undefined) run(slot, next);
+    else rest(slot);
+  };
+
+  /**
+   * An idle overflow thread ends after overflowIdleMs, unless every other thread is still busy long:
+   * it would be started again at once (a flood of one heavy expression keeps one idle for light ones).
+   */
+  const rest = (slot: Slot): void => {
+    clearTimeout(slot.idleTimer);
+    slot.idleTimer = setTimeout(() => {
+      slot.idleTimer = undefined;
+      if (closed || slot.task !== undefined) return;
+      const since = allBusySince(slot);
+      if (since !== undefined && performance.now() - since >= OVERFLOW_AFTER_MS) return rest(slot);
+      extra.splice(extra.indexOf(slot), 1);
+      const worker = slot.worker;
+      slot.worker = undefined;
+      void worker?.terminate();
+      watch();
+    }, overflowIdleMs);
+    slot.idleTimer.unref();
+  };
+
   const run = (slot: Slot, task: Task): void => {
+    clearTimeout(slot.idleTimer);
+    slot.idleTimer = undefined;
     slot.task = task;
     const worker = (slot.worker ??= spawn(slot));
+    slot.since = slot.ready ? performance.now() : undefined;
     worker.ref(); // an evaluation under way keeps the process up, as one on the main thread would
     const { timeoutMs, stack } = task.limits;
     slot.timer = setTimeout(() => {
@@ -176,7 +317,9 @@ export function createExpressionWorkers(o: ExpressionWorkersOptions): Expression
       // An input that cannot be cloned (not plain data): evaluated nowhere, a clear failure.
       finish(slot);
       task.reject(new ExpressionError(`JSONata evaluation failed: its input cannot be sent to the expression worker (${(err as Error).message})`));
+      return;
     }
+    watch();
   };
 
   return {
@@ -184,20 +327,26 @@ export function createExpressionWorkers(o: ExpressionWorkersOptions): Expression
       if (closed) return Promise.reject(new ExpressionError('JSONata evaluation failed: the expression workers are closed'));
       return new Promise<unknown>((resolve, reject) => {
         const task: Task = { source, limits, input, resolve, reject };
-        const idle = slots.find((s) => s.task === undefined);
+        const free = (s: Slot): boolean => s.task === undefined;
+        const idle = slots.find(free) ?? (isHeavy(source) ? undefined : extra.find(free));
         if (idle === undefined) waiting.push(task);
         else run(idle, task);
       });
     },
+    threads() {
+      return allSlots().filter((s) => s.worker !== undefined).length;
+    },
     async close() {
       closed = true;
+      clearTimeout(watchTimer);
       const gone = new ExpressionError('JSONata evaluation failed: the expression workers are closed');
       for (const task of waiting.splice(0)) task.reject(gone);
       await Promise.all(
-        slots.map(async (slot) => {
+        [...slots, ...extra.splice(0)].map(async (slot) => {
           const { worker, task } = slot;
           slot.worker = undefined;
           clearTimeout(slot.timer);
+          clearTimeout(slot.idleTimer);
           slot.task = undefined;
           task?.reject(gone);
           await worker?.terminate();

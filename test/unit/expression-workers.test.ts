@@ -1,3 +1,7 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { compileExpression, DEFAULT_EXPRESSION_LIMITS, ExpressionError } from '../../src/flow/expression.js';
 import { createExpressionWorkers, type ExpressionWorkers, HARD_LIMIT_GRACE_MS } from '../../src/flow/expression-workers.js';
@@ -126,5 +130,129 @@ describe('expression workers: sharing', () => {
     const lastLight = Math.max(...done.map((d) => d.at));
     const heavyEnds = (await Promise.all(heavies)) as number[];
     expect(lastLight).toBeLessThan(Math.max(...heavyEnds) - 300);
+  });
+});
+
+describe('expression workers: overflow', () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const limits = (timeoutMs: number) => ({ timeoutMs, stack: 1_000 });
+  /** A different expression for each n, each running to its time limit. */
+  const heavy = (n: number) => `$count([1..10000000].($ * ${n + 2}))`;
+  const light = (w: ExpressionWorkers) => w.evaluate('$sum([1,2])', DEFAULT_EXPRESSION_LIMITS, {});
+  /** Started and warm, as in a running process: their first evaluation is done. */
+  const warm = async (w: ExpressionWorkers, size: number) => {
+    await Promise.all(Array.from({ length: size }, (_, n) => w.evaluate(`$sum([${n}])`, DEFAULT_EXPRESSION_LIMITS, {})));
+    expect(w.threads()).toBe(size);
+  };
+  /** The most threads seen (every 5 ms) until `p` settles. */
+  const peakThreads = async (w: ExpressionWorkers, p: Promise<unknown>) => {
+    let peak = w.threads();
+    const timer = setInterval(() => (peak = Math.max(peak, w.threads())), 5);
+    await p;
+    clearInterval(timer);
+    return Math.max(peak, w.threads());
+  };
+
+  it('light evaluations behind heavy ones of other expressions on every worker get an extra thread', async () => {
+    const w = workers(2);
+    await warm(w, 2);
+    const t0 = Date.now();
+    const heavies = [0, 1].map((n) => w.evaluate(heavy(n), limits(1_000), {}).then(() => Date.now() - t0, () => Date.now() - t0));
+    await sleep(300); // both workers well into theirs
+    const sent = Date.now();
+    const lights = await Promise.all(Array.from({ length: 10 }, () => light(w).then((v) => ({ v, ms: Date.now() - sent }))));
+    const slowest = Math.max(...lights.map((l) => l.ms));
+    expect(w.threads()).toBe(3);
+    const heavyEnds = await Promise.all(heavies);
+    console.log(`10 light evaluations sent 300 ms into 2 heavy ones on 2 workers: all done ${slowest} ms later; the heavy ones ended ${heavyEnds.map((e) => e - (sent - t0)).join(' and ')} ms later`);
+    expect(lights.every((l) => l.v === 3)).toBe(true);
+    expect(slowest).toBeLessThan(400);
+    expect(Math.min(...heavyEnds)).toBeGreaterThan(sent - t0 + slowest + 300);
+  });
+
+  it('an overflow thread stays while every worker is busy long, and ends once idle after that', async () => {
+    const w = createExpressionWorkers({ size: 2, overflowIdleMs: 200 });
+    opened.push(w);
+    await warm(w, 2);
+    const t0 = Date.now();
+    const heavies = Promise.all([0, 1].map((n) => w.evaluate(heavy(n), limits(1_000), {}).then(() => Date.now() - t0, () => Date.now() - t0)));
+    await sleep(300);
+    expect(await light(w)).toBe(3);
+    expect(w.threads()).toBe(3);
+    await sleep(800 - (Date.now() - t0)); // idle for more than 200 ms, the heavy ones still running (1 s limit)
+    expect(w.threads()).toBe(3);
+    expect(Math.max(...(await heavies))).toBeGreaterThan(900);
+    // Stopped past their grace, the heavy ones' threads are started again by the next evaluations.
+    await Promise.all([light(w), light(w)]);
+    let threads = w.threads();
+    for (let waited = 0; threads > 2 && waited < 1_000; waited += 20) {
+      await sleep(20);
+      threads = w.threads();
+    }
+    expect(threads).toBe(2);
+    expect(await light(w)).toBe(3); // the pool goes on
+  });
+
+  it('a flood of one heavy expression does not take the overflow thread: light ones do', async () => {
+    const w = workers(2);
+    await warm(w, 2);
+    const flood = Promise.all(Array.from({ length: 8 }, () => w.evaluate(heavy(0), limits(300), {}).then(() => 'done', (e: ExpressionError) => e.code)));
+    // Alone, it leaves the overflow thread idle: had it taken it, a second would have started, and so on.
+    const alone = await peakThreads(w, sleep(1_000));
+    const sent = Date.now();
+    expect(await light(w)).toBe(3);
+    const lightMs = Date.now() - sent;
+    const peak = await peakThreads(w, flood);
+    expect(await flood).toEqual(Array(8).fill('D1012'));
+    console.log(`8 evaluations of one heavy expression on 2 workers: ${alone} threads at most for 1 s; a light one sent then done in ${lightMs} ms; ${peak} threads at most after it`);
+    expect(alone).toBeLessThanOrEqual(3);
+    expect(lightMs).toBeLessThan(400);
+    expect(peak).toBeLessThanOrEqual(4);
+  });
+
+  it('many different heavy expressions: twice the workers at most', async () => {
+    const w = workers(2);
+    await warm(w, 2);
+    const all = Promise.all(Array.from({ length: 8 }, (_, n) => w.evaluate(heavy(n), limits(300), {}).then(() => 'done', (e: ExpressionError) => e.code)));
+    const peak = await peakThreads(w, all);
+    expect(await all).toEqual(Array(8).fill('D1012'));
+    console.log(`8 different heavy expressions on 2 workers: at most ${peak} threads`);
+    expect(peak).toBeLessThanOrEqual(4);
+  });
+
+  it('an idle pool with overflow threads does not keep the process alive', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'hookd-expr-'));
+    const script = path.join(dir, 'child.mts');
+    const module = path.resolve(import.meta.dirname, '../../src/flow/expression-workers.ts');
+    await writeFile(
+      script,
+      `import { createExpressionWorkers } from ${JSON.stringify(module)};
+const w = createExpressionWorkers({ size: 1 });
+await w.evaluate('$sum([1])', { timeoutMs: 1000, stack: 1000 }, {});
+const heavy = w.evaluate('$count([1..10000000].($ * 2))', { timeoutMs: 300, stack: 1000 }, {}).catch(() => undefined);
+await new Promise((r) => setTimeout(r, 200));
+await w.evaluate('$sum([1,2])', { timeoutMs: 1000, stack: 1000 }, {});
+const threads = w.threads(); // the worker (still on the heavy one) and the overflow thread
+await heavy;
+console.log(threads);
+`,
+    );
+    try {
+      const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: path.resolve(import.meta.dirname, '../..'), stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      let printed = 0;
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        printed ||= Date.now();
+      });
+      const code = await new Promise<number | null>((r) => child.on('exit', r));
+      const lingered = Date.now() - printed;
+      console.log(`process with an idle overflow thread exited ${lingered} ms after its last evaluation (threads: ${out.trim()})`);
+      expect(code).toBe(0);
+      expect(out.trim()).toBe('2');
+      expect(lingered).toBeLessThan(1_000); // the overflow thread's idle time is 5 s
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
