@@ -148,7 +148,10 @@ export function createExpressionWorkers(o: ExpressionWorkersOptions): Expression
       if (slot.worker !== worker) return;
       if (answer.ready === true) {
         slot.ready = true;
-        if (slot.task !== undefined) slot.since = performance.now();
+        if (slot.task !== undefined) {
+          slot.since = performance.now();
+          if (slot.timer === undefined) armHardLimit(slot, slot.task, worker);
+        }
         watch();
         return;
       }
@@ -290,14 +293,9 @@ export function createExpressionWorkers(o: ExpressionWorkersOptions): Expression
     slot.idleTimer.unref();
   };
 
-  const run = (slot: Slot, task: Task): void => {
-    clearTimeout(slot.idleTimer);
-    slot.idleTimer = undefined;
-    slot.task = task;
-    const worker = (slot.worker ??= spawn(slot));
-    slot.since = slot.ready ? performance.now() : undefined;
-    worker.ref(); // an evaluation under way keeps the process up, as one on the main thread would
-    const { timeoutMs, stack } = task.limits;
+  /** Terminate the slot's thread if `task` still runs its time limit + grace from now. */
+  const armHardLimit = (slot: Slot, task: Task, worker: Worker): void => {
+    const { timeoutMs } = task.limits;
     slot.timer = setTimeout(() => {
       if (slot.task !== task) return;
       // Past its limit and its grace: jsonata's own check did not get a turn. Stop the thread.
@@ -311,6 +309,19 @@ export function createExpressionWorkers(o: ExpressionWorkersOptions): Expression
         ),
       );
     }, timeoutMs + HARD_LIMIT_GRACE_MS);
+  };
+
+  const run = (slot: Slot, task: Task): void => {
+    clearTimeout(slot.idleTimer);
+    slot.idleTimer = undefined;
+    slot.task = task;
+    const worker = (slot.worker ??= spawn(slot));
+    slot.since = slot.ready ? performance.now() : undefined;
+    worker.ref(); // an evaluation under way keeps the process up, as one on the main thread would
+    const { timeoutMs, stack } = task.limits;
+    // The hard limit runs from when the thread can evaluate: a thread still starting (hundreds of
+    // ms on a busy machine, more than the limit + grace under heavy load) does not use it up.
+    if (slot.ready) armHardLimit(slot, task, worker);
     try {
       worker.postMessage({ source: task.source, timeoutMs, stack, input: task.input });
     } catch (err) {

@@ -90,6 +90,19 @@ describe('expression workers', () => {
     expect(await compileExpression('$sum(body.order.items.qty)', limits, w).evaluate(message)).toBe(5);
   });
 
+  it('a thread still starting does not use up the time limit: the hard limit runs from when it can evaluate', async () => {
+    const w = workers(1);
+    const limits = { ...DEFAULT_EXPRESSION_LIMITS, timeoutMs: 50 };
+    // A fresh pool: the thread starts now. The main thread is busy longer than the limit + grace
+    // (a loaded machine), so that the thread's start and the timer are both due when it looks again.
+    const answer = w.evaluate('$sum([1, 2])', limits, {});
+    const until = Date.now() + 50 + HARD_LIMIT_GRACE_MS + 300;
+    while (Date.now() < until) {
+      // busy
+    }
+    await expect(answer).resolves.toBe(3);
+  });
+
   it('a result that cannot cross to the main thread (a lambda) comes back as null, not as a failure', async () => {
     const w = workers();
     expect(await compileExpression('function($x) { $x }', DEFAULT_EXPRESSION_LIMITS, w).evaluate(message)).toBeNull();
