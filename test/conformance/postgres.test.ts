@@ -997,6 +997,23 @@ describe('postgres: claims with caps (limited or stopped flows)', () => {
     expect((await plain.queue.sql.due()).goneLeases).toBe(false);
   });
 
+  it("a limited flow's claim first ends the leases of a gone instance: its job runs again in its turn, before the later ones", async () => {
+    const b = await openBackend({ instanceExpireMs: 5_000, instanceSteady: () => true });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const m = makeMessage({ flowId: 'serial' });
+      ids.push(m.id);
+      await b.requests.accept(m, { maxAttempts: 3 });
+    }
+    const nowMs = 'extract(epoch from now()) * 1000';
+    await admin.query(`INSERT INTO "${schema}".instances (id, seen_at) VALUES ('instance-live', ${nowMs}), ('instance-dead', ${nowMs})`);
+    const caps = new Map([['serial', 1]]);
+    expect((await b.queue.sql.claim('instance-dead/c1', 8, caps)).map((j) => j.request_id)).toEqual([ids[0]]);
+    // The holder dies (no beat for 6 s); no sweep has run since.
+    await admin.query(`UPDATE "${schema}".instances SET seen_at = ${nowMs} - 6000 WHERE id = 'instance-dead'`);
+    expect((await b.queue.sql.claim('instance-live/c2', 8, caps)).map((j) => j.request_id)).toEqual([ids[0]]);
+  });
+
   it("an instance that cannot judge the registry yet (not steady: just back from an outage) ends no lease early and counts every live lease against a limit", async () => {
     let steady = false;
     const b = await openBackend({ instanceExpireMs: 5_000, instanceSteady: () => steady });
@@ -1011,8 +1028,11 @@ describe('postgres: claims with caps (limited or stopped flows)', () => {
     expect(await b.queue.sql.claim('instance-other/c2', 8, caps)).toHaveLength(0); // its lease still counts
     steady = true;
     expect((await b.queue.sql.due()).goneLeases).toBe(true);
-    expect(await b.queue.sql.claim('instance-other/c2', 8, caps)).toHaveLength(1); // no longer counted
-    expect(await b.queue.sql.expireLeases()).toBe(1);
+    // No longer counted, and ended by the claim itself: the quiet one's job is taken first, in its turn.
+    const taken = await b.queue.sql.claim('instance-other/c2', 8, caps);
+    expect(taken).toHaveLength(1);
+    expect((await b.queue.sql.due()).goneLeases).toBe(false);
+    expect(await b.queue.sql.expireLeases()).toBe(0);
   });
 
   it('consumers in three processes run a flow limited to 1 one job at a time, with other flows beside it', async () => {

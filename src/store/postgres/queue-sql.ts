@@ -244,9 +244,12 @@ export class QueueSql {
     if (open.length === 0) return this.claimRounds((text, values, name) => this.db.query(text, values, name), owner, limit, caps);
     return this.db.transaction(async (query) => {
       await query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, this.cappedClaimLock], 'hookd_queue_claim_lock');
-      // A lease of a consumer whose instance stopped beating (it died) holds no share: the flow
-      // goes on elsewhere within the registry's expiry instead of the lease's (the sweep ends such
-      // leases too, expireLeases). Owners without an instance (`/`) always count.
+      // Leases of these flows that ran out, or of an instance that stopped beating (it died),
+      // end now: their jobs are ready again in their turn, before this claim picks.
+      await this.endLeases(query, open);
+      // A lease of a consumer whose instance stopped beating holds no share (the registry may drop
+      // it between the statements): the flow goes on elsewhere within the registry's expiry
+      // instead of the lease's. Owners without an instance (`/`) always count.
       const { rows } = (await query(
         `SELECT j.flow_id, count(*)::integer AS n FROM ${this.jobs} j
          WHERE j.state = 'leased' AND j.lease_until > ${NOW_MS} AND j.lease_owner <> $1 AND j.flow_id = ANY($2::text[])
@@ -347,12 +350,30 @@ export class QueueSql {
    * run elsewhere within seconds instead of after QUEUE_LEASE (30 s).
    */
   async expireLeases(): Promise<number> {
+    return this.endLeases((text, values, name) => this.db.query(text, values, name));
+  }
+
+  /**
+   * expireLeases through `query` (a claim's transaction), for the jobs of `flowIds` only if given:
+   * a claim of limited flows ends their leases first, so that a job whose instance died goes on
+   * in its turn (its run_at) instead of behind the jobs claimed before the sweep would end it.
+   */
+  private async endLeases(
+    query: (text: string, values: unknown[], name: string) => Promise<{ rows: unknown[] }>,
+    flowIds?: readonly string[],
+  ): Promise<number> {
     const expireMs = this.goneAfterMs();
-    const ended =
-      expireMs === undefined
-        ? `j.lease_until <= ${NOW_MS}`
-        : `(j.lease_until <= ${NOW_MS} OR NOT ${liveOwner(this.db.t.instances, '$2')})`;
-    const { rows } = await this.db.query<{ state: string; early: boolean; instance: string }>(
+    const values: unknown[] = [LEASE_LOST_ERROR];
+    let ended = `j.lease_until <= ${NOW_MS}`;
+    if (expireMs !== undefined) {
+      values.push(expireMs);
+      ended = `(${ended} OR NOT ${liveOwner(this.db.t.instances, `$${values.length}`)})`;
+    }
+    if (flowIds !== undefined) {
+      values.push(flowIds);
+      ended += ` AND j.flow_id = ANY($${values.length}::text[])`;
+    }
+    const { rows } = (await query(
       `WITH expired AS (
          SELECT j.id, j.lease_until > ${NOW_MS} AS early, split_part(j.lease_owner, '/', 1) AS instance,
                 CASE WHEN j.lost < ${LOST_DELIVERY_LIMIT} AND NOT EXISTS (
@@ -376,9 +397,10 @@ export class QueueSql {
          UPDATE ${this.db.t.executions} AS e SET status = 'dead', updated_at = ${NOW_MS}, finished_at = ${NOW_MS}, error = $1::text
          FROM moved WHERE moved.state = 'dead' AND e.request_id = moved.request_id AND e.status NOT IN ('completed', 'filtered', 'dead'))
        SELECT state, early, instance FROM moved`,
-      expireMs === undefined ? [LEASE_LOST_ERROR] : [LEASE_LOST_ERROR, expireMs],
-      expireMs === undefined ? 'hookd_queue_expire' : 'hookd_queue_expire_gone',
-    );
+      values,
+      // A prepared statement's name stands for one text.
+      `hookd_queue_expire${expireMs === undefined ? '' : '_gone'}${flowIds === undefined ? '' : '_flows'}`,
+    )) as { rows: Array<{ state: string; early: boolean; instance: string }> };
     const early = new Map<string, number>();
     for (const r of rows) if (r.early) early.set(r.instance, (early.get(r.instance) ?? 0) + 1);
     for (const [instance, jobs] of early) {
