@@ -244,20 +244,28 @@ export class QueueSql {
     if (open.length === 0) return this.claimRounds((text, values, name) => this.db.query(text, values, name), owner, limit, caps);
     return this.db.transaction(async (query) => {
       await query('SELECT pg_advisory_xact_lock($1, $2)', [LOCK_NAMESPACE, this.cappedClaimLock], 'hookd_queue_claim_lock');
-      // Leases of these flows that ran out, or of an instance that stopped beating (it died),
-      // end now: their jobs are ready again in their turn, before this claim picks.
-      await this.endLeases(query, open);
-      // A lease of a consumer whose instance stopped beating holds no share (the registry may drop
-      // it between the statements): the flow goes on elsewhere within the registry's expiry
-      // instead of the lease's. Owners without an instance (`/`) always count.
-      const { rows } = (await query(
-        `SELECT j.flow_id, count(*)::integer AS n FROM ${this.jobs} j
-         WHERE j.state = 'leased' AND j.lease_until > ${NOW_MS} AND j.lease_owner <> $1 AND j.flow_id = ANY($2::text[])
-           AND ${liveOwner(this.db.t.instances, '$3')}
-         GROUP BY j.flow_id`,
-        [owner, open, this.goneAfterMs() ?? Number.MAX_SAFE_INTEGER],
-        'hookd_queue_leased_elsewhere',
-      )) as { rows: Array<{ flow_id: string; n: number }> };
+      // A lease of a consumer whose instance stopped beating (it died) holds no share: the flow
+      // goes on elsewhere within the registry's expiry instead of the lease's. Owners without an
+      // instance (`/`) always count. `ending`: a lease of these flows ran out, or its instance is
+      // gone — end those first (their jobs are ready again in their turn, before this claim
+      // picks) and count again; rare, so the usual claim keeps its one count.
+      const expireMs = this.goneAfterMs();
+      const count = async () =>
+        (await query(
+          `SELECT j.flow_id,
+                  (count(*) FILTER (WHERE j.lease_until > ${NOW_MS} AND j.lease_owner <> $1 AND ${liveOwner(this.db.t.instances, '$3')}))::integer AS n,
+                  bool_or(j.lease_until <= ${NOW_MS} OR ($4::boolean AND NOT ${liveOwner(this.db.t.instances, '$3')})) AS ending
+           FROM ${this.jobs} j
+           WHERE j.state = 'leased' AND j.flow_id = ANY($2::text[])
+           GROUP BY j.flow_id`,
+          [owner, open, expireMs ?? Number.MAX_SAFE_INTEGER, expireMs !== undefined],
+          'hookd_queue_leased_elsewhere',
+        )) as { rows: Array<{ flow_id: string; n: number; ending: boolean }> };
+      let { rows } = await count();
+      if (rows.some((r) => r.ending)) {
+        await this.endLeases(query, open);
+        ({ rows } = await count());
+      }
       if (rows.length === 0) return this.claimRounds(query, owner, limit, caps);
       const left = new Map(caps);
       for (const r of rows) left.set(r.flow_id, Math.max(0, (left.get(r.flow_id) ?? 0) - r.n));
