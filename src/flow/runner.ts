@@ -799,13 +799,13 @@ class ExecutionWriter {
   }
 }
 
-/** Resolves after ms, or at once when the session is stopped (the consumer then releases the job). */
 /**
  * How long a job of a flow with a concurrency limit is held and handled again in place while the
  * store is down, before it is given back like any other (then behind later jobs).
  */
 export const ORDERED_OUTAGE_HOLD_MS = 10 * 60_000;
 
+/** Resolves after ms, or at once when the session is stopped (the consumer then releases the job). */
 function holdSlot(ms: number, signal: AbortSignal): Promise<void> {
   return delay(ms, undefined, { signal }).catch(() => undefined);
 }

@@ -12,7 +12,7 @@ export interface SetExecutionStatusArgs {
 
 /**
  * False when the execution is unknown. The error column always reflects the latest status change.
- * A completed or filtered execution stays as it is (FINISHED_SQL).
+ * A completed or filtered execution stays as it is (NOT_FINISHED_SQL).
  */
 export const setExecutionStatus: Op<SetExecutionStatusArgs, boolean> = ({ db }) => {
   const update = db.prepare(
