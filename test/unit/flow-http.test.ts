@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
@@ -211,6 +212,22 @@ describe('http step', () => {
     setTimeout(() => controller.abort(), 50);
     const err = await failure(p);
     expect(err.message).toMatch(/aborted: runner stopping/);
+  });
+
+  it("leaves nothing on the runner's signal once a call is done (success, failure, timeout)", async () => {
+    const controller = new AbortController();
+    const listeners = () => getEventListeners(controller.signal, 'abort').length;
+    await step({ url: `${base}/echo` }).run({}, ctx('call', controller.signal));
+    await failure(step({ url: `${base}/slow`, timeoutMs: 50 }).run({}, ctx('call', controller.signal)));
+    await failure(step({ url: `${base}/moved` }).run({}, ctx('call', controller.signal)));
+    expect(listeners()).toBe(0);
+    // A call under way listens; the runner's stop still aborts it.
+    const p = step({ url: `${base}/slow` }).run({}, ctx('call', controller.signal));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(listeners()).toBe(1);
+    controller.abort();
+    expect((await failure(p)).message).toMatch(/aborted: runner stopping/);
+    expect(listeners()).toBe(0);
   });
 
   it('fails retryably when nobody listens', async () => {

@@ -6,6 +6,7 @@ import type { AttachmentRef } from '../../core/message.js';
 import { compileExpression, type CompiledExpression, type ExpressionIsolate, type ExpressionLimits } from '../expression.js';
 import type { CompiledStep, RequestPayload, StepContext, StepOutcome } from '../step.js';
 import { expressionFailure, StepFailure } from '../step-failure.js';
+import { callSignal } from './call-signal.js';
 
 /**
  * `http`: calls a URL with the step input (or the `body` expression's result over it).
@@ -133,52 +134,56 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
         }
       }
 
-      const timeout = AbortSignal.timeout(timeoutMs);
-      const signal = ctx.signal ? AbortSignal.any([timeout, ctx.signal]) : timeout;
+      const call = callSignal(timeoutMs, ctx.signal);
+      const signal = call.signal;
       const describe = (err: unknown): StepFailure => {
-        if (timeout.aborted) {
+        if (call.timedOut()) {
           return new StepFailure(`${target} timed out after ${timeoutMs} ms`, { retryable: true });
         }
         if (ctx.signal?.aborted) return new StepFailure(`${target} aborted: runner stopping`, { retryable: true });
         return new StepFailure(`${target} failed: ${networkReason(err)}`, { retryable: true, cause: err });
       };
 
-      let res: Response;
       try {
-        const streamed = body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body);
-        // A streamed body (forwardAttachment) needs half-duplex; the typings lag behind undici.
-        // Redirects are not followed: a 302/303 would turn the POST into a body-less GET (counted a
-        // success), and the step's headers (credentials) would go to whatever host Location names.
-        // A 3xx is a failed delivery, as with other webhook senders (Svix): fix the URL.
-        const init = { method, headers, body, signal, redirect: 'manual', ...(streamed ? { duplex: 'half' } : {}) } as RequestInit;
-        res = await fetch(url, init);
-      } catch (err) {
-        if (missing !== undefined) throw new StepFailure(`forwardAttachment: attachment ${missing.id} is gone (purged or deleted)`, { retryable: false });
-        throw describe(err);
-      }
+        let res: Response;
+        try {
+          const streamed = body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body);
+          // A streamed body (forwardAttachment) needs half-duplex; the typings lag behind undici.
+          // Redirects are not followed: a 302/303 would turn the POST into a body-less GET (counted a
+          // success), and the step's headers (credentials) would go to whatever host Location names.
+          // A 3xx is a failed delivery, as with other webhook senders (Svix): fix the URL.
+          const init = { method, headers, body, signal, redirect: 'manual', ...(streamed ? { duplex: 'half' } : {}) } as RequestInit;
+          res = await fetch(url, init);
+        } catch (err) {
+          if (missing !== undefined) throw new StepFailure(`forwardAttachment: attachment ${missing.id} is gone (purged or deleted)`, { retryable: false });
+          throw describe(err);
+        }
 
-      let read: { bytes: Buffer; truncated: boolean };
-      try {
-        read = await readBody(res, res.ok ? maxResponseBytes : ERROR_BODY_SNIPPET);
-      } catch (err) {
-        if (err instanceof StepFailure) throw err;
-        throw describe(err);
-      }
+        let read: { bytes: Buffer; truncated: boolean };
+        try {
+          read = await readBody(res, res.ok ? maxResponseBytes : ERROR_BODY_SNIPPET);
+        } catch (err) {
+          if (err instanceof StepFailure) throw err;
+          throw describe(err);
+        }
 
-      if (!res.ok) {
-        const snippet = decodeText(read.bytes, res.headers.get('content-type')).slice(0, ERROR_BODY_SNIPPET).trim();
-        const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
-        const location = res.status >= 300 && res.status < 400 ? res.headers.get('location') : null;
-        const redirected = location === null ? '' : ` (a redirect to ${shownLocation(location, url)}: redirects are not followed, fix the step's url)`;
-        throw new StepFailure(
-          `${target} answered ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${redirected}${snippet ? `: ${snippet}` : ''}`,
-          retryAfterMs === undefined ? { retryable: true } : { retryable: true, retryAfterMs },
-        );
+        if (!res.ok) {
+          const snippet = decodeText(read.bytes, res.headers.get('content-type')).slice(0, ERROR_BODY_SNIPPET).trim();
+          const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
+          const location = res.status >= 300 && res.status < 400 ? res.headers.get('location') : null;
+          const redirected = location === null ? '' : ` (a redirect to ${shownLocation(location, url)}: redirects are not followed, fix the step's url)`;
+          throw new StepFailure(
+            `${target} answered ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${redirected}${snippet ? `: ${snippet}` : ''}`,
+            retryAfterMs === undefined ? { retryable: true } : { retryable: true, retryAfterMs },
+          );
+        }
+        const output: HttpStepOutput = { status: res.status, headers: Object.fromEntries(res.headers), body: null };
+        // Longer than kept: the receiver took the call (a 2xx), so the step succeeded; its answer is cut.
+        decodeBody(read.bytes, res.headers.get('content-type'), output, read.truncated);
+        return { status: 'completed', output };
+      } finally {
+        call.done();
       }
-      const output: HttpStepOutput = { status: res.status, headers: Object.fromEntries(res.headers), body: null };
-      // Longer than kept: the receiver took the call (a 2xx), so the step succeeded; its answer is cut.
-      decodeBody(read.bytes, res.headers.get('content-type'), output, read.truncated);
-      return { status: 'completed', output };
     },
   };
 }
