@@ -274,6 +274,12 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
     let executionId: string | undefined;
     let flow: Flow | undefined;
     try {
+      if (d.exhausted !== undefined) {
+        // A job that keeps killing its worker: dead now, its execution with it, rather than once
+        // more and then dead-lettered by the queue alone (the execution left running).
+        await abandon(s, d, d.exhausted);
+        return;
+      }
       flow = o.getFlow(job.flowId) ?? (await o.loadFlow?.(job.flowId));
       if (flow === undefined) {
         await abandon(s, d, `flow ${job.flowId} does not exist (deleted); job dead-lettered`);

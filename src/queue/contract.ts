@@ -10,6 +10,13 @@ import type { BulkRetryResult, DeadLetter, DeadLetterQuery, DeadLetterSelection,
  */
 export interface Delivery {
   readonly job: Job;
+  /**
+   * Set on the last delivery a queue allows before it dead-letters the job on its own (RabbitMQ's
+   * delivery limit: delivered and never settled that many times — its worker crashed or lost its
+   * channel each time): why. The runner dead-letters such a job instead of running it once more,
+   * so that its execution ends dead too rather than running for ever.
+   */
+  readonly exhausted?: string;
   /** Done: the job is removed. */
   ack(): Promise<void>;
   /**

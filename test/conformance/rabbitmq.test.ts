@@ -1096,13 +1096,15 @@ describe('rabbitmq: redelivery guard', () => {
     const job = newJob({ maxAttempts: 10 });
     await q.publish([job]);
     let deliveries = 0;
+    const exhausted: Array<string | undefined> = [];
     for (let i = 0; i < 3; i++) {
       // A worker process that dies holding the job: its connection goes, no stop().
       const worker = await openQueue({ deliveryLimit: 2 });
       worker.watchFlows([{ id: job.flowId, started: true }]);
       let got = false;
-      worker.consume(async () => {
+      worker.consume(async (d) => {
         deliveries++;
+        exhausted.push(d.exhausted);
         got = true;
         await new Promise(() => {});
       }, { concurrency: 1 });
@@ -1110,6 +1112,9 @@ describe('rabbitmq: redelivery guard', () => {
       await worker.close();
     }
     expect(deliveries).toBe(3);
+    // The last delivery the limit allows says so (the runner dead-letters it then, with its execution).
+    expect(exhausted.slice(0, 2)).toEqual([undefined, undefined]);
+    expect(exhausted[2]).toMatch(/delivered 3 times without being settled/);
     const deadline = Date.now() + 5_000;
     while ((await q.stats()).dead !== 1 && Date.now() < deadline) await sleep(20);
     const dead = await q.deadLetters({ limit: 10 });
@@ -1123,6 +1128,7 @@ describe('rabbitmq: redelivery guard', () => {
     });
     await waitFor(() => again.length === 1, 'delivery after retryDead');
     expect(again[0]!.job).toMatchObject({ id: job.id, attempts: 1 });
+    expect(again[0]!.exhausted).toBeUndefined();
   });
 
   it('graceful stops do not push a held job towards the delivery limit (rolling restarts)', async () => {

@@ -519,6 +519,26 @@ describe.each([
     expect(await h.backend.queue.deadLetters({ limit: 10 })).toEqual([]);
   });
 
+  it('dead-letters a delivery the queue calls exhausted (a job that keeps killing its worker) without running it, and ends its execution dead', async () => {
+    const h = await setup();
+    await h.runner.stop({ graceMs: 0 });
+    const target = receiverPath('poison');
+    h.flows.set('poison', flow('poison', [{ id: 'send', type: 'http', url: target.url }]));
+    const m = message('poison', { n: 1 });
+    await h.backend.requests.accept(m, { maxAttempts: 5 });
+    // Its execution was begun by an earlier delivery that took its worker down.
+    await h.backend.executions.begin({ requestId: m.id, flowId: 'poison', attempt: 1, now: Date.now() });
+    const why = 'delivered 21 times without being settled (its worker crashed or lost its channel each time)';
+    const queue = Object.create(h.backend.queue) as Queue;
+    queue.consume = (handler, options) => h.backend.queue.consume((d) => handler(Object.assign(Object.create(d) as Delivery, { exhausted: why })), options);
+    h.newRunner({ queue }).start();
+    const e = await finalExecution(h, m.id, 10_000);
+    expect(e).toMatchObject({ status: 'dead', error: why });
+    expect(target.calls()).toHaveLength(0);
+    const dead = await h.backend.queue.deadLetters({ limit: 10 });
+    expect(dead.map((x) => [x.requestId, x.lastError])).toEqual([[m.id, why]]);
+  });
+
   it('holds the job of a flow with a concurrency limit through a store outage and handles it again in place: it keeps its turn', async () => {
     const h = await setup();
     await h.runner.stop({ graceMs: 0 });

@@ -462,6 +462,8 @@ export class RabbitConsumer implements Consumer {
     }
     const returns = Number(msg.headers?.['x-delivery-count'] ?? 0);
     const d = new RabbitDelivery(job, ch, msg.deliveryTag, this.deliveryHost, Number.isFinite(returns) ? returns : 0);
+    // Returned once more, the broker would dead-letter it without a word (x-delivery-limit).
+    if (d.returns >= this.host.deliveryLimit) d.exhausted = `delivered ${d.returns + 1} times without being settled (its worker crashed or lost its channel each time)`;
     this.acksOf(ch).opened(msg.deliveryTag);
     this.unackedSet.set(d, msg.consumerTag);
     lane.busyAt = Date.now();

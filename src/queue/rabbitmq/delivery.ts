@@ -37,6 +37,8 @@ type State = 'open' | 'settling' | 'settled' | 'released';
  */
 export class RabbitDelivery implements Delivery {
   readonly job: Job;
+  /** The last delivery the queue's delivery limit allows (Delivery.exhausted): set by the consumer. */
+  exhausted?: string;
   private state: State = 'open';
   /** Shutdown is handing this message back: a settle that fails from now on must not reopen it. */
   private held = false;
