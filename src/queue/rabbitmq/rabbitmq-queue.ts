@@ -456,11 +456,9 @@ export class RabbitMqQueue implements Queue {
   /**
    * ready, delayed and dead are the broker's counts (every process sees the same); inFlight counts
    * the unacked messages of this process's consumers only: AMQP does not report unacked counts
-   * (the management plugin does, and is not required).
-   */
-  /**
-   * Callers at the same time (a metrics scrape, the API, the portal) share one round: with many
-   * flows a round asks the broker about every flow queue.
+   * (the management plugin does, and is not required). Callers at the same time (a metrics
+   * scrape, the API, the portal) share one round: with many flows a round asks the broker about
+   * every flow queue.
    */
   stats(): Promise<QueueStats> {
     this.statsRound ??= this.countAll().finally(() => {
@@ -771,8 +769,10 @@ export class RabbitMqQueue implements Queue {
     );
   }
 
-  /** A retired flow's queue is gone (removed here or by another instance): no longer consumed. */
-  /** Resolves once this instance's consumers of the queue are cancelled (RabbitConsumer.cancelLane). */
+  /**
+   * A retired flow's queue is gone (removed here or by another instance): no longer consumed.
+   * Resolves once this instance's consumers of the queue are cancelled (RabbitConsumer.cancelLane).
+   */
   private flowQueueGone(flowId: string): Promise<void> {
     this.retiredFlows.set(flowId, 'gone');
     const queue = this.topology.flowQueue(flowId);

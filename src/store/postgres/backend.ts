@@ -67,8 +67,10 @@ export class PostgresBackend implements Backend {
 export async function openPostgresBackend(opts: PostgresBackendOptions): Promise<PostgresBackend> {
   const stores = await openPostgresStores({ ...opts, dispatch: 'pg-queue' });
   const expireMs = opts.instanceExpireMs;
-  const steady = opts.instanceSteady ?? (() => expireMs !== undefined && stores.instances.steadyFor(expireMs));
-  const instance = expireMs === undefined ? {} : { instance: { id: stores.instances.id, expireMs, steady } };
+  const instance =
+    expireMs === undefined
+      ? {}
+      : { instance: { id: stores.instances.id, expireMs, steady: opts.instanceSteady ?? (() => stores.instances.steadyFor(expireMs)) } };
   const queue = new PgQueue(stores.db, { ...(opts.leaseMs !== undefined ? { leaseMs: opts.leaseMs } : {}), ...instance });
   stores.requests.onCommitted(() => queue.jobsCommitted());
   try {

@@ -252,12 +252,13 @@ export class QueueSql {
       const expireMs = this.goneAfterMs();
       const count = async () =>
         (await query(
-          `SELECT j.flow_id,
-                  (count(*) FILTER (WHERE j.lease_until > ${NOW_MS} AND j.lease_owner <> $1 AND ${liveOwner(this.db.t.instances, '$3')}))::integer AS n,
-                  bool_or(j.lease_until <= ${NOW_MS} OR ($4::boolean AND NOT ${liveOwner(this.db.t.instances, '$3')})) AS ending
-           FROM ${this.jobs} j
-           WHERE j.state = 'leased' AND j.flow_id = ANY($2::text[])
-           GROUP BY j.flow_id`,
+          `SELECT l.flow_id,
+                  (count(*) FILTER (WHERE l.lease_until > ${NOW_MS} AND l.lease_owner <> $1 AND l.live))::integer AS n,
+                  bool_or(l.lease_until <= ${NOW_MS} OR ($4::boolean AND NOT l.live)) AS ending
+           FROM (SELECT j.flow_id, j.lease_until, j.lease_owner, ${liveOwner(this.db.t.instances, '$3')} AS live
+                 FROM ${this.jobs} j
+                 WHERE j.state = 'leased' AND j.flow_id = ANY($2::text[])) AS l
+           GROUP BY l.flow_id`,
           [owner, open, expireMs ?? Number.MAX_SAFE_INTEGER, expireMs !== undefined],
           'hookd_queue_leased_elsewhere',
         )) as { rows: Array<{ flow_id: string; n: number; ending: boolean }> };
