@@ -38,8 +38,12 @@ export interface AuthFailure {
   headers?: Record<string, string>;
 }
 
-/** `key`: for signature schemes, the index of the secret whose signature verified (a rotation holds two). */
-export type AuthResult = { ok: true; key?: number } | AuthFailure;
+/**
+ * For signature schemes: `key`, the index of the secret whose signature verified (a rotation holds
+ * two); `signature`, the verified signature's bytes (decoded, so every spelling of one signature is
+ * the same bytes), which only its sender could have made for this request (dedupeBySignature).
+ */
+export type AuthResult = { ok: true; key?: number; signature?: Buffer } | AuthFailure;
 
 export const OK: AuthResult = Object.freeze({ ok: true as const });
 

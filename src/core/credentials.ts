@@ -38,6 +38,13 @@ const Secrets = secretList();
 /** Standard Webhooks secrets are base64 keys, optionally prefixed `whsec_`. */
 const StandardWebhooksSecrets = secretList('^(whsec_)?[A-Za-z0-9+/]+={0,2}$');
 const ToleranceSeconds = Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 }));
+/**
+ * For signature schemes whose sender signs no event id: the verified signature stands for the
+ * event, so a request whose signature the flow already stored (the sender's retry of the same
+ * bytes, or a captured request sent again) is stored and run once. Off by default: a sender that
+ * sends identical bytes as distinct events would have all but the first dropped.
+ */
+const DedupeBySignature = Type.Optional(Type.Boolean());
 
 export const NoneAuth = Type.Object({ type: Type.Literal('none') }, { additionalProperties: false });
 
@@ -83,13 +90,14 @@ export const HmacAuth = Type.Object(
     /** e.g. `sha256=`; compared case-insensitively. */
     prefix: Type.Optional(Type.String({ maxLength: 64 })),
     secrets: Secrets,
+    dedupeBySignature: DedupeBySignature,
   },
   { additionalProperties: false },
 );
 
 /** X-Hub-Signature-256: `sha256=` + hex HMAC-SHA256 of the body. */
 export const GithubAuth = Type.Object(
-  { type: Type.Literal('github'), secrets: Secrets },
+  { type: Type.Literal('github'), secrets: Secrets, dedupeBySignature: DedupeBySignature },
   { additionalProperties: false },
 );
 
@@ -111,19 +119,19 @@ export const StandardWebhooksAuth = Type.Object(
 
 /** X-Shopify-Hmac-Sha256: base64 HMAC-SHA256 of the body. */
 export const ShopifyAuth = Type.Object(
-  { type: Type.Literal('shopify'), secrets: Secrets },
+  { type: Type.Literal('shopify'), secrets: Secrets, dedupeBySignature: DedupeBySignature },
   { additionalProperties: false },
 );
 
 /** X-Slack-Signature `v0=` hex over `v0:${ts}:${body}`, X-Slack-Request-Timestamp; 300 s. */
 export const SlackAuth = Type.Object(
-  { type: Type.Literal('slack'), secrets: Secrets, toleranceSeconds: ToleranceSeconds },
+  { type: Type.Literal('slack'), secrets: Secrets, toleranceSeconds: ToleranceSeconds, dedupeBySignature: DedupeBySignature },
   { additionalProperties: false },
 );
 
 /** Zoom: X-Zm-Signature `v0=` hex over `v0:${ts}:${body}` (Slack's scheme), X-Zm-Request-Timestamp; 300 s. The secret is the app's secret token. */
 export const ZoomAuth = Type.Object(
-  { type: Type.Literal('zoom'), secrets: Secrets, toleranceSeconds: ToleranceSeconds },
+  { type: Type.Literal('zoom'), secrets: Secrets, toleranceSeconds: ToleranceSeconds, dedupeBySignature: DedupeBySignature },
   { additionalProperties: false },
 );
 
@@ -151,6 +159,7 @@ export const TwilioAuth = Type.Object(
     type: Type.Literal('twilio'),
     secrets: Secrets,
     url: SignedUrl,
+    dedupeBySignature: DedupeBySignature,
   },
   { additionalProperties: false },
 );
@@ -165,6 +174,7 @@ export const HubspotAuth = Type.Object(
     secrets: Secrets,
     toleranceSeconds: ToleranceSeconds,
     url: SignedUrl,
+    dedupeBySignature: DedupeBySignature,
   },
   { additionalProperties: false },
 );
@@ -177,7 +187,7 @@ export const HubspotAuth = Type.Object(
  * used as it is.
  */
 export const AsanaAuth = Type.Object(
-  { type: Type.Literal('asana'), secrets: Type.Optional(Type.Array(SecretEntry, { minItems: 1, maxItems: 2 })) },
+  { type: Type.Literal('asana'), secrets: Type.Optional(Type.Array(SecretEntry, { minItems: 1, maxItems: 2 })), dedupeBySignature: DedupeBySignature },
   { additionalProperties: false },
 );
 

@@ -293,8 +293,9 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       const payloadLike: PayloadLike = { body, rawBody };
       if (rawAttachment) payloadLike.rawAttachment = rawAttachment;
       const shaped = applyPayloadType(payloadLike, flow.trigger.payloadType);
-      // A signed event id (or Twilio's retry token) wins over x-request-id (which anyone replaying the request may change).
-      const eventId = senderEventId(auth, request.headers, payload.body);
+      // A signed event id, the signature itself (dedupeBySignature) or a sender's retry token wins
+      // over x-request-id (which anyone replaying the request may change).
+      const eventId = senderEventId(auth, request.headers, payload.body, verdict.signature);
       const message: ReceivedMessage = {
         id: eventId !== undefined ? eventRequestId(flowId, eventId) : requestIdFrom(request.headers['x-request-id']),
         flowId,

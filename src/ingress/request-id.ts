@@ -32,8 +32,11 @@ export function signedEventId(auth: WebhookAuth | undefined, headers: Record<str
 }
 
 /**
- * The id that makes every delivery of one event one request: the signed event id (signedEventId),
- * or for senders whose signature covers no id, the header they give every delivery of an event:
+ * The id that makes every delivery of one event one request: the signed event id (signedEventId);
+ * else, on a credential with `dedupeBySignature`, the verified signature (`signature`: the bytes
+ * AuthResult gives; only the sender can make another for the same bytes, so whoever resends a
+ * captured request gets the first one's id); else, for senders whose signature covers no id, the
+ * header they give every delivery of an event:
  * Twilio's `I-Twilio-Idempotency-Token` (the same on each of its retries of one webhook request,
  * after a timeout or a 5xx; new for every other request), Shopify's `X-Shopify-Event-Id` (the
  * same on its retries, and on the webhooks of several subscriptions to one event: Shopify's own
@@ -41,10 +44,20 @@ export function signedEventId(auth: WebhookAuth | undefined, headers: Record<str
  * signed: whoever resends a captured request can change it, as with x-request-id, whose place it
  * takes; it cannot be used to drop another request (the ids are not guessable).
  */
-export function senderEventId(auth: WebhookAuth | undefined, headers: Record<string, string | string[] | undefined>, body: unknown): string | undefined {
+export function senderEventId(
+  auth: WebhookAuth | undefined,
+  headers: Record<string, string | string[] | undefined>,
+  body: unknown,
+  signature?: Buffer,
+): string | undefined {
+  const signed = signedEventId(auth, headers, body);
+  if (signed !== undefined) return signed;
+  if (signature !== undefined && auth !== undefined && 'dedupeBySignature' in auth && auth.dedupeBySignature === true) {
+    return `sig:${signature.toString('base64')}`;
+  }
   if (auth?.type === 'twilio') return headerValue(headers, 'i-twilio-idempotency-token');
   if (auth?.type === 'shopify') return headerValue(headers, 'x-shopify-event-id') ?? headerValue(headers, 'x-shopify-webhook-id');
-  return signedEventId(auth, headers, body);
+  return undefined;
 }
 
 function headerValue(headers: Record<string, string | string[] | undefined>, name: string): string | undefined {

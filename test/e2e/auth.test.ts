@@ -666,6 +666,91 @@ describe('auth types and presets', () => {
       expectError(await call('a-slack', 'POST', body, noTs), 401, 'UNAUTHORIZED');
     });
   });
+
+  describe('dedupeBySignature', () => {
+    const secret = `dedupe-${rnd()}`;
+
+    it('github: the same signed bytes again (another x-request-id, the signature in upper case) are the first request; other bytes, or a flow without the option, are new ones', async () => {
+      await flow('a-dedupe-gh', { auth: { type: 'github', secrets: [secret], dedupeBySignature: true } });
+      await flow('a-dedupe-gh-off', { auth: { type: 'github', secrets: [secret] } });
+      const body = `{"action":"opened","n":"${rnd()}"}`;
+      const sig = await githubSign(secret, body);
+      const first = await call('a-dedupe-gh', 'POST', body, { 'x-hub-signature-256': sig, 'x-request-id': `gh-${rnd()}` });
+      await expectAccepted(first);
+      expect(first.json.requestId).toMatch(/^evt-/);
+      const replayed = await call('a-dedupe-gh', 'POST', body, { 'x-hub-signature-256': `sha256=${sig.slice(7).toUpperCase()}`, 'x-request-id': `gh-${rnd()}` });
+      expect(replayed.status).toBe(200);
+      expect(replayed.json.requestId).toBe(first.json.requestId);
+      const other = `{"action":"closed","n":"${rnd()}"}`;
+      const second = await call('a-dedupe-gh', 'POST', other, { 'x-hub-signature-256': await githubSign(secret, other) });
+      await expectAccepted(second);
+      expect(second.json.requestId).not.toBe(first.json.requestId);
+      expect(await storedIds('a-dedupe-gh')).toEqual([first.json.requestId, second.json.requestId].sort());
+      // The same bytes to another flow: its own request (ids are scoped by flow). Without the
+      // option every delivery is a request of its own.
+      const off1 = await call('a-dedupe-gh-off', 'POST', body, { 'x-hub-signature-256': sig });
+      const off2 = await call('a-dedupe-gh-off', 'POST', body, { 'x-hub-signature-256': sig });
+      await expectAccepted(off1);
+      await expectAccepted(off2);
+      expect(new Set([off1.json.requestId, off2.json.requestId, first.json.requestId]).size).toBe(3);
+    });
+
+    it('hmac with base64: the URL-safe and unpadded spellings of one signature are one request', async () => {
+      await flow('a-dedupe-hmac', { auth: { type: 'hmac', header: 'X-Sig', encoding: 'base64', secrets: [secret], dedupeBySignature: true } });
+      const body = `{"n":"${rnd()}"}`;
+      // Bodies until the signature has a '+' or '/' (and padding) to respell.
+      let b = body;
+      let sig = hmac('sha256', secret, b, 'base64');
+      for (let i = 0; !/[+/]/.test(sig); i++) {
+        b = `{"n":"${rnd()}","i":${i}}`;
+        sig = hmac('sha256', secret, b, 'base64');
+      }
+      const first = await call('a-dedupe-hmac', 'POST', b, { 'x-sig': sig });
+      await expectAccepted(first);
+      const respelled = sig.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+      const again = await call('a-dedupe-hmac', 'POST', b, { 'x-sig': respelled });
+      expect(again.status, again.text).toBe(200);
+      expect(again.json.requestId).toBe(first.json.requestId);
+      expect(await storedIds('a-dedupe-hmac')).toEqual([first.json.requestId]);
+    });
+
+    it('twilio: the signature wins over I-Twilio-Idempotency-Token, which anyone resending the request can change', async () => {
+      const token = `tw_${rnd()}_0123456789`;
+      const created = await flow('a-dedupe-twilio', { auth: { type: 'twilio', secrets: [token], dedupeBySignature: true } });
+      const params = { MessageSid: `SM${rnd()}`, Body: 'once' };
+      const body = new URLSearchParams(params).toString();
+      const signature = twilio.getExpectedTwilioSignature(token, created.webhookUrl, params);
+      const send = (idem: string) =>
+        hook({ method: 'POST', path: '/hook/a-dedupe-twilio', headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature, 'i-twilio-idempotency-token': idem }, body });
+      const first = await send(`${rnd()}-idem`);
+      await expectAccepted(first);
+      const again = await send(`${rnd()}-idem`);
+      expect(again.status).toBe(200);
+      expect(again.json.requestId).toBe(first.json.requestId);
+      expect(await storedIds('a-dedupe-twilio')).toEqual([first.json.requestId]);
+    });
+
+    it('slack: a replay within the tolerance is the first request; a new timestamp (a new signature) is another', async () => {
+      await flow('a-dedupe-slack', { auth: { type: 'slack', secrets: [secret], dedupeBySignature: true } });
+      const body = `{"n":"${rnd()}"}`;
+      const signed = (ts: number) => ({ 'x-slack-request-timestamp': String(ts), 'x-slack-signature': `v0=${hmac('sha256', secret, `v0:${ts}:${body}`, 'hex')}` });
+      const ts = nowSeconds();
+      const first = await call('a-dedupe-slack', 'POST', body, signed(ts));
+      await expectAccepted(first);
+      expect((await call('a-dedupe-slack', 'POST', body, signed(ts))).json.requestId).toBe(first.json.requestId);
+      const later = await call('a-dedupe-slack', 'POST', body, signed(ts - 1));
+      await expectAccepted(later);
+      expect(later.json.requestId).not.toBe(first.json.requestId);
+    });
+
+    it('is refused on credentials that sign an event id (stripe) or sign nothing (token)', async () => {
+      for (const auth of [{ type: 'stripe', secrets: ['whsec_x'], dedupeBySignature: true }, { type: 'token', secrets: ['t'], dedupeBySignature: true }]) {
+        const res = await h.api('POST', '/api/flows', { id: `a-dedupe-no-${auth.type}`, trigger: { type: 'webhook', auth } });
+        expect(res.status).toBe(400);
+        expect(JSON.stringify(res.body)).toContain('dedupeBySignature');
+      }
+    });
+  });
 });
 
 describe('error bodies reveal nothing about the secret', () => {

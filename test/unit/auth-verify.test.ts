@@ -237,6 +237,27 @@ describe('hmac (generic)', () => {
     expect(verifyRequest(auth, req({ headers: { 'x-sig': `SHA256=${sig}` }, rawBody: body })).ok).toBe(true);
   });
 
+  it("gives the verified signature's bytes: one value for every spelling of it (dedupeBySignature), another for other bytes", () => {
+    const body = Buffer.from('{"a":1}');
+    const digest = createHmac('sha256', secret).update(body).digest();
+    const verdict = (auth: WebhookAuth, value: string, raw = body) => {
+      const v = verifyRequest(auth, req({ headers: { 'x-sig': value }, rawBody: raw }));
+      if (!v.ok) throw new Error(v.message);
+      return v.signature;
+    };
+    const hex: WebhookAuth = { type: 'hmac', header: 'x-sig', secrets: [secret] };
+    expect(verdict(hex, digest.toString('hex'))).toEqual(digest);
+    expect(verdict(hex, digest.toString('hex').toUpperCase())).toEqual(digest);
+    const b64: WebhookAuth = { type: 'hmac', header: 'x-sig', encoding: 'base64', secrets: [secret] };
+    expect(verdict(b64, digest.toString('base64'))).toEqual(digest);
+    expect(verdict(b64, digest.toString('base64url'))).toEqual(digest);
+    const other = Buffer.from('{"a":2}');
+    expect(verdict(hex, createHmac('sha256', secret).update(other).digest('hex'), other)).not.toEqual(digest);
+    // Rotation: the signature made under the second secret.
+    const rotating: WebhookAuth = { type: 'hmac', header: 'x-sig', secrets: ['old', secret] };
+    expect(verdict(rotating, digest.toString('hex'))).toEqual(digest);
+  });
+
   it('missing header 401, wrong prefix / encoding / length 401', () => {
     const auth: WebhookAuth = { type: 'hmac', header: 'x-sig', prefix: 'sha256=', secrets: [secret] };
     const body = Buffer.from('x');

@@ -60,7 +60,7 @@ export function macVerifier(spec: MacSpec, parsed: SignedParts | AuthFailure): B
       } else {
         // Which secret signed (once verified, telling it leaks nothing): a Zoom handshake answers under it.
         const signed = digests.findIndex((d) => parsed.signatures.some((s) => safeEqual(s, d)));
-        verdict = { ok: true, key: macs[signed]!.index };
+        verdict = { ok: true, key: macs[signed]!.index, signature: digests[signed]! };
       }
       return verdict;
     },

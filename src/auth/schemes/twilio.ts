@@ -94,7 +94,7 @@ export function twilioVerifier(auth: TwilioAuthDef, headers: AuthHeaders, signed
       if (key < 0) verdict = mismatch('Signature does not match');
       // The body's hash is signed (in the URL): the body must be the one it names.
       else if (hash !== undefined && !safeEqual(hash.digest('hex'), (bodyHash ?? '').toLowerCase())) verdict = mismatch('Body does not match the signed bodySHA256');
-      else verdict = { ok: true, key };
+      else verdict = { ok: true, key, signature };
       return verdict;
     },
   };
