@@ -13,7 +13,11 @@ export function bodyChecker<S extends TSchema>(schema: S, what: string): (body: 
   return (body) => {
     const value = body ?? {};
     if (checker.Check(value)) return value as Static<S>;
-    const problems = describeSchemaErrors(checker.Errors(value) as Iterable<SchemaError>);
-    throw new HookdError(E.VALIDATION_FAILED, `Invalid ${what}: ${problems.join('; ')}`).withDetails(problems);
+    throw invalidInput(what, describeSchemaErrors(checker.Errors(value) as Iterable<SchemaError>));
   };
+}
+
+/** VALIDATION_FAILED (400) for `what`: every problem in the message and, one by one, in `details`. */
+export function invalidInput(what: string, problems: readonly string[]): HookdError {
+  return new HookdError(E.VALIDATION_FAILED, `Invalid ${what}: ${problems.join('; ')}`).withDetails([...problems]);
 }

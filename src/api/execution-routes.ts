@@ -16,6 +16,8 @@ const LIST_PAGE_BYTES = 16 * 1024 * 1024;
 
 const ExecutionQuery = Type.Object({
   flowId: Type.Optional(Id),
+  /** The one execution of that request (a page of one, or none). */
+  requestId: Type.Optional(Id),
   status: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('retrying'), Type.Literal('completed'), Type.Literal('filtered'), Type.Literal('dead')])),
   ...PageQuery,
 });
@@ -45,9 +47,10 @@ export async function executionRoutes(
   const executionsFor = (request: FastifyRequest, list: Execution[]): Execution[] =>
     byReadToken(request) ? list.map((e) => readerExecution(e, headerOf(e.flowId))) : list;
   app.get<{ Querystring: Static<typeof ExecutionQuery> }>('/executions', { schema: { querystring: ExecutionQuery }, config: { doc: { summary: 'Executions, newest first (`next` → `before` for the next page)', responses: { 200: { description: 'A page of executions', schema: ExecutionPage }, 400: 'Invalid query' } } } }, async (request) => {
-    const limit = request.query.limit ?? 100;
+    const { requestId, ...query } = request.query;
+    const limit = query.limit ?? 100;
     // Paged by id alone (`id < before`): a cursor that names nothing any more still pages right.
-    const items = await deps.executions.list({ ...request.query, limit });
+    const items = requestId === undefined ? await deps.executions.list({ ...query, limit }) : await executionOfRequest(deps.executions, requestId, query);
     const shown = await withMessageInputs(items, deps.requests, deps.executionDataLimit, viewFor(request, toMessageView));
     return page(executionsFor(request, shown), limit, executionView);
   });
@@ -94,4 +97,11 @@ export async function executionRoutes(
  */
 async function requestCursorExists(before: string | undefined, requests: RequestStore): Promise<void> {
   if (before !== undefined && (await requests.get(before)) === undefined) throw new HookdError(E.CURSOR_GONE, 'Request', before);
+}
+
+/** GET /api/executions?requestId=: a request has one execution; the other filters still apply. */
+async function executionOfRequest(executions: ExecutionStore, requestId: string, q: { flowId?: string; status?: string; before?: string }): Promise<Execution[]> {
+  const e = await executions.getByRequest(requestId);
+  if (e === undefined || (q.flowId !== undefined && e.flowId !== q.flowId) || (q.status !== undefined && e.status !== q.status)) return [];
+  return q.before !== undefined && !(e.id < q.before) ? [] : [e];
 }

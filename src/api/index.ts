@@ -10,6 +10,8 @@ import { attachmentRoutes } from './attachment-routes.js';
 import { executionRoutes } from './execution-routes.js';
 import { flowRoutes } from './flow-routes.js';
 import { jsonBodies } from './json-body.js';
+import { refuseUnknownQueryParameters } from './known-query.js';
+import { methodNotAllowed } from './method-not-allowed.js';
 import { queueRoutes } from './queue-routes.js';
 import { hookdVersion } from '../config/version.js';
 import { openApi } from './openapi.js';
@@ -61,10 +63,14 @@ export async function adminApi(app: FastifyInstance, deps: Deps): Promise<void> 
       if (value !== undefined && !ID_RE.test(value)) throw new HookdError(E.NOT_FOUND, `${resourceOf(request.routeOptions.url, key)} ${JSON.stringify(value)}`);
     }
   });
-  // Unknown routes under /api answer 404 only to a caller with a token (the hook above runs first).
-  app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({ error: E.NOT_FOUND.code, message: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
-  );
+  refuseUnknownQueryParameters(app);
+  const wrongMethod = methodNotAllowed(app);
+  // Unknown routes under /api answer 404 (405 for a known path) only to a caller with a token
+  // (the hook above runs first).
+  app.setNotFoundHandler((request, reply) => {
+    if (wrongMethod(request, reply)) return;
+    void reply.code(404).send({ error: E.NOT_FOUND.code, message: `Route ${request.method} ${request.url.split('?')[0]} not found` });
+  });
   // Before the routes: it collects them as they are registered.
   const spec = openApi(app, { version: hookdVersion() });
   await app.register(flowRoutes, { registry: deps.registry, publicUrl: deps.publicUrl });

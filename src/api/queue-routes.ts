@@ -3,21 +3,21 @@ import Type, { type Static } from 'typebox';
 import { E, HookdError } from '../core/errors.js';
 import { Id } from '../core/flow.js';
 import type { Queue } from '../queue/contract.js';
-import { bodyChecker } from './checked-body.js';
-import { ISO_TIME, parseIsoTime, TIME_ID_CURSOR, timeIdCursor } from './query-formats.js';
+import { bodyChecker, invalidInput } from './checked-body.js';
+import { IsoTimePattern, parseIsoTime, TIME_ID_CURSOR, TimeIdCursorPattern, timeIdCursor } from './query-formats.js';
 import { BulkRetryView, DeadLetterPage, DeadLetterRequeued, QueueStatsView } from './response-schemas.js';
 
 const DeadLetterQueryString = Type.Object({
   flowId: Type.Optional(Id),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
-  before: Type.Optional(Type.String({ pattern: TIME_ID_CURSOR.source })),
+  before: Type.Optional(Type.String({ pattern: TimeIdCursorPattern })),
 });
 
 const BulkRetryBody = Type.Object(
   {
     flowId: Type.Optional(Id),
     /** Only dead letters that died at or after this time (ISO 8601 with a zone). */
-    since: Type.Optional(Type.String({ pattern: ISO_TIME.source })),
+    since: Type.Optional(Type.String({ pattern: IsoTimePattern })),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000 })),
   },
   { additionalProperties: false },
@@ -48,7 +48,7 @@ export async function queueRoutes(app: FastifyInstance, { queue }: { queue: Queu
   app.post('/dead-letters/retry', { config: { doc: { summary: 'Retry dead letters in bulk, oldest first', body: BulkRetryBody, bodyOptional: true, responses: { 202: { description: 'Put back, and still dead', schema: BulkRetryView }, 400: 'Invalid body' } } } }, async (request, reply) => {
     const body = bulkRetryOptions(request.body);
     const since = body.since === undefined ? undefined : parseIsoTime(body.since);
-    if (body.since !== undefined && since === undefined) throw new HookdError(E.VALIDATION_FAILED, `Invalid bulk retry: /since: not a time: ${body.since}`);
+    if (body.since !== undefined && since === undefined) throw invalidInput('bulk retry', [`/since: not a time: ${body.since}`]);
     const result = await queue.retryDeadLetters({
       ...(body.flowId !== undefined ? { flowId: body.flowId } : {}),
       ...(since !== undefined ? { since } : {}),

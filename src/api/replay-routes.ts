@@ -8,8 +8,8 @@ import { uuidv7 } from '../core/ids.js';
 import type { RequestStore } from '../store/contracts.js';
 import type { FlowRegistry } from '../store/flow-registry.js';
 import { bulkReplay } from './bulk-replay.js';
-import { bodyChecker } from './checked-body.js';
-import { ISO_TIME, parseIsoTime, TIME_ID_CURSOR, timeIdCursor } from './query-formats.js';
+import { bodyChecker, invalidInput } from './checked-body.js';
+import { IsoTimePattern, parseIsoTime, TIME_ID_CURSOR, TimeIdCursorPattern, timeIdCursor } from './query-formats.js';
 import { Replayer } from './replayer.js';
 import { BulkReplayView, ReplayAccepted } from './response-schemas.js';
 
@@ -22,14 +22,14 @@ const BulkReplayBody = Type.Object(
     /** The flow whose requests are replayed (its requests stay after it is deleted). */
     flowId: Id,
     /** Received at or after this time (RFC 3339 with a zone); absent: from the oldest kept. */
-    since: Type.Optional(Type.String({ pattern: ISO_TIME.source })),
+    since: Type.Optional(Type.String({ pattern: IsoTimePattern })),
     /** Received before this time; absent: now (the answer says which time it used). */
-    until: Type.Optional(Type.String({ pattern: ISO_TIME.source })),
+    until: Type.Optional(Type.String({ pattern: IsoTimePattern })),
     /** Through another flow; absent, through `flowId`. */
     into: Type.Optional(Id),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
     /** The previous answer's `next`: go on after the last request it looked at. */
-    after: Type.Optional(Type.String({ pattern: TIME_ID_CURSOR.source })),
+    after: Type.Optional(Type.String({ pattern: TimeIdCursorPattern })),
     /** Copies made by earlier replays are replayed too (default: left out). */
     includeReplays: Type.Optional(Type.Boolean()),
   },
@@ -91,17 +91,17 @@ export async function replayRoutes(app: FastifyInstance, deps: Deps): Promise<vo
       const text = body[field];
       if (text === undefined) return undefined;
       const ms = parseIsoTime(text);
-      if (ms === undefined) throw new HookdError(E.VALIDATION_FAILED, `Invalid bulk replay: /${field}: not a time: ${text}`);
+      if (ms === undefined) throw invalidInput('bulk replay', [`/${field}: not a time: ${text}`]);
       return ms;
     };
     const since = time('since');
     if (body.after !== undefined && body.until === undefined) {
       // Without it, `until` would be a new "now": another run, whose copies' ids differ from this one's.
-      throw new HookdError(E.VALIDATION_FAILED, 'Invalid bulk replay: /until: `after` goes on with a replay: pass the `until` its first answer gave');
+      throw invalidInput('bulk replay', ['/until: `after` goes on with a replay: pass the `until` its first answer gave']);
     }
     // Now on the clock of the requests' receivedAt, in whole ms (the answer gives it back exactly).
     const until = time('until') ?? Math.floor(preciseNow());
-    if (since !== undefined && since >= until) throw new HookdError(E.VALIDATION_FAILED, 'Invalid bulk replay: /since: not before `until`');
+    if (since !== undefined && since >= until) throw invalidInput('bulk replay', ['/since: not before `until`']);
     const cursor = body.after === undefined ? null : TIME_ID_CURSOR.exec(body.after);
     const flow = await targetFlow(body.into ?? body.flowId, 'into');
     const result = await bulkReplay(deps.requests, replayer, flow, {

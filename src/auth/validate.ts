@@ -12,7 +12,8 @@ const SIGNED_HANDSHAKES: Readonly<Record<string, string>> = {
 
 /**
  * Checks the schema cannot express; run after schema validation, before storing a flow. Returns one
- * message per problem (never echoing a secret), empty when the config is usable.
+ * message per problem (never echoing a secret), empty when the config is usable, each led by its
+ * path within the trigger as the schema's problems are (`auth/secrets/0: …`).
  */
 export function triggerSecurityProblems(fields: {
   auth?: WebhookAuth;
@@ -25,21 +26,21 @@ export function triggerSecurityProblems(fields: {
   // Handshakes answered once their signature verified need the scheme that checks it.
   const handshake = fields.handshake?.type;
   const why = handshake === undefined ? undefined : SIGNED_HANDSHAKES[handshake];
-  if (why !== undefined && auth?.type !== handshake) problems.push(`handshake ${handshake} needs auth {type: ${handshake}} (${why})`);
+  if (why !== undefined && auth?.type !== handshake) problems.push(`handshake: ${handshake} needs auth {type: ${handshake}} (${why})`);
   const secrets = secretValues(auth);
-  if (new Set(secrets).size !== secrets.length) problems.push('auth.secrets holds the same secret twice');
+  if (new Set(secrets).size !== secrets.length) problems.push('auth/secrets: holds the same secret twice');
   // At rest a secret is sealed as v1:…:…:…; one that looks sealed would be stored as it is and
   // taken for sealed when read back (the flow would be left out after a restart).
   secrets.forEach((s, i) => {
-    if (isSealed(s)) problems.push(`auth.secrets[${i}] has the form of a sealed secret (v1:…:…:…): choose another`);
+    if (isSealed(s)) problems.push(`auth/secrets/${i}: has the form of a sealed secret (v1:…:…:…): choose another`);
   });
   if (auth?.type === 'standard-webhooks') {
     secrets.forEach((s, i) => {
-      if (standardWebhooksKey(s).length === 0) problems.push(`auth.secrets[${i}] is not a whsec_<base64> key`);
+      if (standardWebhooksKey(s).length === 0) problems.push(`auth/secrets/${i}: is not a whsec_<base64> key`);
     });
   }
   for (const bad of invalidCidrs(fields.ipAllowlist ?? [])) {
-    problems.push(`ipAllowlist: invalid address or CIDR ${bad}`);
+    problems.push(`ipAllowlist: ${bad} is not an address or CIDR`);
   }
   for (const o of fields.cors?.origins ?? []) {
     if (o === '*') continue;
@@ -47,7 +48,7 @@ export function triggerSecurityProblems(fields: {
       const u = new URL(o);
       if (u.origin === 'null' || u.pathname !== '/' || u.search || u.hash) throw new Error();
     } catch {
-      problems.push(`cors.origins: ${o} is not an origin (scheme://host[:port])`);
+      problems.push(`cors/origins: ${o} is not an origin (scheme://host[:port])`);
     }
   }
   return problems;

@@ -1,5 +1,6 @@
 import Type, { type Static } from 'typebox';
 import { authTriggerFields } from './credentials.js';
+import { namedPattern } from './schema-errors.js';
 
 /**
  * Ids that are safe in URLs, file names, AMQP routing keys and log lines. Not `.` or `..`: URL
@@ -8,7 +9,7 @@ import { authTriggerFields } from './credentials.js';
 const IdPattern = '^(?!\\.{1,2}$)[A-Za-z0-9._-]{1,128}$';
 /** IdPattern compiled: flow ids, request ids (a sender's x-request-id included), ids in API paths. */
 export const ID_RE = new RegExp(IdPattern);
-export const Id = Type.String({ pattern: IdPattern });
+export const Id = Type.String({ pattern: namedPattern(IdPattern, 'must be 1 to 128 characters of A-Z a-z 0-9 . _ - (and not . or ..)') });
 
 const StepBase = {
   /** Stable id: used in execution records, idempotency keys and resumption. Defaults to `step-<n>`. */

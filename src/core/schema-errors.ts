@@ -10,6 +10,18 @@ export interface SchemaError {
   params: Record<string, unknown>;
 }
 
+/** What a string pattern asks for, in words, by the pattern's source (namedPattern). */
+const PATTERN_WORDS = new Map<string, string>();
+
+/**
+ * A pattern for a schema whose broken rule is then said in words ("must be a date and time with
+ * its zone…") rather than as the regular expression ("must match pattern "^\d{4}-…"").
+ */
+export function namedPattern(pattern: string, words: string): string {
+  PATTERN_WORDS.set(pattern, words);
+  return pattern;
+}
+
 export function describeSchemaErrors(errors: Iterable<SchemaError>, prefix = ''): string[] {
   const byPath = new Map<string, SchemaError[]>();
   for (const e of errors) {
@@ -32,7 +44,8 @@ export function describeSchemaErrors(errors: Iterable<SchemaError>, prefix = '')
       for (const e of precise.length > 0 ? precise : list) {
         const names = e.params.additionalProperty ?? e.params.additionalProperties; // typebox 1.x: a list
         const extra = e.keyword === 'additionalProperties' ? `: ${(Array.isArray(names) ? names : [names]).map(String).join(', ')}` : '';
-        const line = `${where}: ${e.message}${extra}`;
+        const words = e.keyword === 'pattern' ? PATTERN_WORDS.get(String(e.params.pattern)) : undefined;
+        const line = `${where}: ${words ?? e.message}${extra}`;
         if (!out.includes(line)) out.push(line);
       }
     }

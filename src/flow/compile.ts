@@ -63,7 +63,8 @@ export function compileFlow(flow: Flow, options: CompileOptions = {}): CompiledF
  */
 export function flowProblems(flow: Flow, options: CompileOptions = {}): string[] {
   const compiled = compileFlow(flow, options);
-  return compiled.ok ? [] : compiled.errors.map(describeCompileError);
+  // Located as the schema's problems are (`/steps/0/…: …`); the id alone would say `step-1` for /steps/0.
+  return compiled.ok ? [] : compiled.errors.map((e) => `/steps/${e.index} (${e.type} step "${e.stepId}"): ${e.message}`);
 }
 
 export function describeCompileError(e: StepCompileError): string {

@@ -32,7 +32,7 @@ export function installErrorHandling(app: FastifyInstance): void {
         const limit = request.routeOptions.bodyLimit;
         if (limit !== undefined) return reply.code(413).send({ error: E.PAYLOAD_TOO_LARGE.code, message: `Payload exceeds the limit of ${limit} bytes` });
       }
-      return reply.code(status).send({ error: registryCode(err), message: err.message });
+      return reply.code(status).send({ error: registryCode(err), message: clientMessage(err, request.headers['content-type']) });
     }
     request.log.error({ err }, 'unhandled error');
     return reply.code(500).send({ error: E.INTERNAL.code, message: E.INTERNAL.message });
@@ -41,6 +41,14 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: E.NOT_FOUND.code, message: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
   );
+}
+
+/** fastify's message, unless it says less than the request shows (its 415 for a malformed Content-Type). */
+function clientMessage(err: FastifyError, contentType: string | undefined): string {
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return `Content-Type ${JSON.stringify(contentType ?? '')} is not a media type (type/subtype, e.g. application/json)`;
+  }
+  return err.message;
 }
 
 /**

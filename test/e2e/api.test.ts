@@ -306,7 +306,7 @@ describe('flows', () => {
   it('refuses a secret that looks sealed (it would be taken for one when read back)', async () => {
     const res = await h.api('PUT', '/api/flows/sealed-look', { trigger: { type: 'webhook', auth: { type: 'token', secrets: ['v1:abcd:efgh:ijkl'] } } });
     expect(res.status).toBe(400);
-    expect(res.body.message).toMatch(/auth\.secrets\[0\] has the form of a sealed secret/);
+    expect(res.body.message).toMatch(/\/trigger\/auth\/secrets\/0: has the form of a sealed secret/);
   });
 
   it('rejects invalid definitions with 400 and a reason naming the place', async () => {
@@ -389,6 +389,39 @@ describe('ids and queries', () => {
     const status = await h.api('GET', '/api/executions?status=bogus');
     expect(status.body).toMatchObject({ error: 'VALIDATION_FAILED', details: ['/querystring/status: must be one of "running", "retrying", "completed", "filtered", "dead"'] });
     expect((await h.api('GET', '/api/dead-letters?limit=5')).status).toBe(200);
+    // A pattern is said in words.
+    expect((await h.api('GET', '/api/executions?flowId=a%20b')).body.details).toEqual(['/querystring/flowId: must be 1 to 128 characters of A-Z a-z 0-9 . _ - (and not . or ..)']);
+    expect((await h.api('POST', '/api/requests/replay', { flowId: 'x', since: '2026-12-06' })).body.details).toEqual([
+      '/since: must be a date and time with its zone (RFC 3339, e.g. 2026-12-05T18:00:00Z)',
+    ]);
+  });
+
+  it('a query parameter a route does not take is a 400 naming it, not a filter silently left out', async () => {
+    for (const url of ['/api/executions?flowid=orders', '/api/requests?flowId=orders&status=dead', '/api/dead-letters?flow=orders']) {
+      const res = await h.api('GET', url);
+      expect(res.status, url).toBe(400);
+      expect(res.body.error).toBe('VALIDATION_FAILED');
+      expect(res.body.details, url).toHaveLength(1);
+      expect(res.body.details[0], url).toMatch(/^\/querystring\/(flowid|status|flow): not a parameter of this route \(it takes .*flowId/);
+    }
+    expect((await h.api('GET', '/api/executions?flowId=orders&limit=1')).status).toBe(200);
+  });
+
+  it('a path the API has, called with a method it does not take, is a 405 with Allow', async () => {
+    expect((await h.api('PUT', '/api/flows/allow', { steps: [] })).status).toBe(201);
+    for (const [method, url, allow] of [
+      ['PATCH', '/api/flows/allow', 'GET, PUT, DELETE, HEAD'],
+      ['DELETE', '/api/executions', 'GET, HEAD'],
+      ['GET', '/api/flows/allow/start', 'POST'],
+    ] as const) {
+      const res = await fetch(`${h.url}${url}`, { method, headers: { authorization: `Bearer ${h.token}` } });
+      expect(res.status, `${method} ${url}`).toBe(405);
+      expect(res.headers.get('allow')?.split(', ').sort(), `${method} ${url}`).toEqual(allow.split(', ').sort());
+      expect(((await res.json()) as { error: string }).error).toBe('METHOD_NOT_ALLOWED');
+    }
+    // Without a token: 401 first, as for every route.
+    expect((await fetch(`${h.url}/api/flows/allow`, { method: 'PATCH' })).status).toBe(401);
+    expect((await h.api('GET', '/api/nothing/here')).status).toBe(404);
   });
 
   it('a request page cursor (before) that names nothing any more is a 410, not an empty last page', async () => {
@@ -421,6 +454,12 @@ describe('ids and queries', () => {
       const end = await app.api('GET', '/api/executions?flowId=cursor&before=0-purged');
       expect(end.status).toBe(200);
       expect(end.body).toEqual({ items: [] });
+      // The execution of one request.
+      const one = await app.api('GET', `/api/executions?requestId=${requestId}`);
+      expect(one.body.items.map((e: { requestId: string }) => e.requestId)).toEqual([requestId]);
+      for (const q of [`requestId=${requestId}&status=dead`, `requestId=${requestId}&flowId=other`, 'requestId=no-such-request', `requestId=${requestId}&before=0-purged`]) {
+        expect((await app.api('GET', `/api/executions?${q}`)).body, q).toEqual({ items: [] });
+      }
     } finally {
       await app.close();
     }
@@ -603,7 +642,11 @@ describe('bulk replay (POST /api/requests/replay)', () => {
       for (const bad of [{}, { flowId: 'window', since: 'yesterday' }, { flowId: 'window', limit: 0 }, { flowId: 'window', limit: 1001 }, { flowId: 'window', from: since },
         { flowId: 'window', since: '2026-02-30T00:00:00Z' }, { flowId: 'window', until: '2026-12-05T24:00:00Z' }, { flowId: 'window', since: '2026-12-05T10:00:00+25:00' },
         { flowId: 'window', after: '12~abc' }, { flowId: 'window', since, until: since }]) {
-        expect((await app.api('POST', '/api/requests/replay', bad)).status, JSON.stringify(bad)).toBe(400);
+        const res = await app.api('POST', '/api/requests/replay', bad);
+        expect(res.status, JSON.stringify(bad)).toBe(400);
+        // Every validation error lists its problems in `details`, each led by its path.
+        expect(res.body.details?.length, JSON.stringify(res.body)).toBeGreaterThan(0);
+        for (const d of res.body.details) expect(d).toMatch(/^\/\w*/);
       }
       expect((await app.api('POST', '/api/requests/replay', { flowId: 'window', into: 'nope' })).status).toBe(409);
 

@@ -172,6 +172,16 @@ describe('errors', () => {
     expect(ping.status).toBe(200);
   });
 
+  it('415 naming it for a Content-Type that is not a media type', async () => {
+    for (const type of ['foo', '']) {
+      const res = await raw({ method: 'POST', path: '/hook/orders', headers: { 'content-type': type, 'content-length': '2' }, body: '{}' });
+      expect(res.status).toBe(415);
+      const body = JSON.parse(res.body);
+      expect(body.error).toBe('UNSUPPORTED_MEDIA_TYPE');
+      expect(body.message).toBe(`Content-Type ${JSON.stringify(type)} is not a media type (type/subtype, e.g. application/json)`);
+    }
+  });
+
   it('400 with the reason for invalid JSON; no bytes at all is no body, whatever the declared type', async () => {
     const res = await fetch(`${h.url}/hook/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"a":' });
     expect(res.status).toBe(400);

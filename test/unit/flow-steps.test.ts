@@ -205,13 +205,13 @@ describe('flow compilation', () => {
       ]),
     );
     expect(problems).toHaveLength(7);
-    expect(problems[6]).toMatch(/^step "h" \(http\): url port 10080 is one that fetch refuses to call/);
-    expect(problems[5]).toMatch(/^step "g" \(http\): url must not contain credentials/);
+    expect(problems[6]).toMatch(/^\/steps\/7 \(http step "h"\): url port 10080 is one that fetch refuses to call/);
+    expect(problems[5]).toMatch(/^\/steps\/6 \(http step "g"\): url must not contain credentials/);
     expect(problems[5]).not.toMatch(/s3cret|alice/);
-    expect(problems[0]).toMatch(/^step "a" \(transform\): Invalid JSONata expression/);
-    expect(problems[1]).toMatch(/^step "b" \(http\): url must be http or https/);
-    expect(problems[2]).toMatch(/^step "c" \(http\): a GET request cannot have a body/);
-    expect(problems[3]).toMatch(/^step "d" \(http\): invalid url/);
-    expect(problems[4]).toMatch(/^step "e" \(http\): Invalid JSONata expression/);
+    expect(problems[0]).toMatch(/^\/steps\/0 \(transform step "a"\): Invalid JSONata expression/);
+    expect(problems[1]).toMatch(/^\/steps\/1 \(http step "b"\): url must be http or https/);
+    expect(problems[2]).toMatch(/^\/steps\/2 \(http step "c"\): a GET request cannot have a body/);
+    expect(problems[3]).toMatch(/^\/steps\/3 \(http step "d"\): invalid url/);
+    expect(problems[4]).toMatch(/^\/steps\/4 \(http step "e"\): Invalid JSONata expression/);
   });
 });
