@@ -10,7 +10,7 @@ import type { AttachmentStore } from './attachments/contract.js';
 import { createFsAttachmentStore } from './attachments/fs-store.js';
 import { flowSecretCodec } from './auth/flow-secrets.js';
 import { loadOrCreateMasterKey, SecretBox } from './auth/secret-box.js';
-import { readFlowsDir } from './api/flows-dir.js';
+import { readFlowsDir, sameDefinition } from './api/flows-dir.js';
 import type { Config } from './config/config.js';
 import { finishesWithin } from './core/finishes-within.js';
 import { type Flow, nextUpdatedAt } from './core/flow.js';
@@ -158,8 +158,18 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   refresh?.unref();
   if (config.flowsDir) {
     const flows = readFlowsDir(config.flowsDir, (id) => registry.get(id)); // its errors name the file
+    const replaced = flows.filter((f) => {
+      const stored = registry.get(f.id);
+      return stored !== undefined && !sameDefinition(stored, f);
+    });
     for (const flow of flows) await registry.put(flow);
     logger.info({ dir: config.flowsDir, count: flows.length }, 'flows loaded from FLOWS_DIR');
+    if (replaced.length > 0) {
+      logger.warn(
+        { dir: config.flowsDir, flowIds: replaced.map((f) => f.id) },
+        'FLOWS_DIR: stored flows that differed from their files (changed through the API since?) were replaced by the files',
+      );
+    }
   }
 
   // Several instances: one admin token for all of them (its hash is shared through the backend).
@@ -172,10 +182,10 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   if (config.adminToken !== undefined && config.adminToken.length < MIN_ADMIN_TOKEN_LENGTH) {
     logger.warn({ length: config.adminToken.length }, `HOOKD_ADMIN_TOKEN is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters: easy to guess (read tokens must have 16; leave it unset and one is generated)`);
   }
-  if (admin.generated && admin.token !== undefined) {
-    // Printed once, at the start that created it; afterwards it lives only in the 0600 file.
-    process.stdout.write(`\nhookd admin token (saved to ${admin.file}, shown once):\n  ${admin.token}\n\n`);
-  }
+  // Printed once, at the start that created it, once listening (a start that fails on a port in
+  // use would print it above its error, where it is easily lost); afterwards it lives only in the
+  // 0600 file.
+  let tokenToShow = admin.generated ? admin.token : undefined;
 
   const apiTokens = { admin: admin.digest, readers: config.readTokens.map(tokenDigest) };
   if (apiTokens.readers.some((d) => d.equals(admin.digest))) {
@@ -320,6 +330,10 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     adminToken: admin.token,
     async listen() {
       const address = await server.listen({ host: config.listenHost, port: config.listenPort });
+      if (tokenToShow !== undefined) {
+        process.stdout.write(`\nhookd admin token (saved to ${admin.file}, shown once):\n  ${tokenToShow}\n\n`);
+        tokenToShow = undefined;
+      }
       // LISTEN_PORT=0 without PUBLIC_URL: the default URL names the port actually bound, not 0.
       const bound = server.server.address();
       if (config.listenPort === 0 && publicUrl.endsWith(':0') && bound !== null && typeof bound === 'object') {

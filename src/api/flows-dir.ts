@@ -39,3 +39,21 @@ export function readFlowsDir(dir: string, existing: (id: string) => Flow | undef
   }
   return flows;
 }
+
+/**
+ * Whether a file's flow says what the stored one says (times aside): at start, a file replaces the
+ * stored flow of its id, and a stored flow that differs was most likely changed through the API
+ * since — that change is then lost, which the start log says (app.ts).
+ */
+export function sameDefinition(a: Flow, b: Flow): boolean {
+  const { createdAt: _ca, updatedAt: _ua, ...left } = a;
+  const { createdAt: _cb, updatedAt: _ub, ...right } = b;
+  return stableJson(left) === stableJson(right);
+}
+
+/** JSON with object keys sorted: two definitions written in another key order are the same. */
+function stableJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) : v,
+  );
+}

@@ -144,7 +144,8 @@ export function executionView(e: Execution) {
     createdAt: iso(e.createdAt),
     updatedAt: iso(e.updatedAt),
     finishedAt: iso(e.finishedAt),
-    queueDelayMs: e.queueDelayMs,
+    // Measured to the µs (performance.now); more digits are noise.
+    queueDelayMs: e.queueDelayMs === undefined ? undefined : Math.round(e.queueDelayMs * 1000) / 1000,
     error: e.error,
     steps: e.steps.map((s) => ({
       ...s,

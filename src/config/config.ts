@@ -151,8 +151,26 @@ function parseRetention(v: string | number | boolean, name: string): number {
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function within(value: number, min: number, max: number, name: string): number {
-  if (!(value >= min && value <= max)) throw new Error(`${name}: ${value} ms is outside ${min} ms … ${max} ms`);
+  if (!(value >= min && value <= max)) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `at least ${humanMs(min)}` : `between ${humanMs(min)} and ${humanMs(max)}`;
+    throw new Error(`${name}: must be ${range}, got ${humanMs(value)}`);
+  }
   return value;
+}
+
+/** 60000 → "1m", 1500 → "1.5s", 90061000 → "1d 1h 1m 1s": in the units the settings are written in. */
+export function humanMs(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 1000) return `${ms} ms`;
+  const parts: string[] = [];
+  let rest = ms;
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000]] as const) {
+    if (rest >= size) {
+      parts.push(`${Math.floor(rest / size)}${unit}`);
+      rest %= size;
+    }
+  }
+  if (rest > 0) parts.push(`${Math.round(rest) / 1000}s`);
+  return parts.join(' ');
 }
 
 function parseAdminToken(v: string, name: string): string {

@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminCall, type RunningHookd, startHookd, tempDir, waitFor } from '../helpers/hookd.js';
 import { bulkCopyId } from '../../src/api/replayer.js';
@@ -55,6 +56,8 @@ describe('admin token', () => {
         [{ DATA_DIR: path.join(dir, 'd1'), FLOWS_DIR: path.join(dir, 'no-such-dir') }, /^hookd failed to start: FLOWS_DIR: cannot read .*no-such-dir/m],
         [{ DATA_DIR: path.join(dir, 'd2'), LISTEN_PORT: new URL(busy.url).port }, /^hookd failed to start: LISTEN_PORT: 127\.0\.0\.1:\d+ is already in use/m],
         [{ DATA_DIR: path.join(dir, 'd3'), LOG_LEVEL: 'verbose' }, /^hookd failed to start: LOG_LEVEL: expected one of/m],
+        // A generated admin token is shown once listening: not above an error, where it is lost.
+        [{ DATA_DIR: path.join(dir, 'd4'), LISTEN_PORT: new URL(busy.url).port, HOOKD_ADMIN_TOKEN: '' }, /^hookd failed to start: LISTEN_PORT: 127\.0\.0\.1:\d+ is already in use/m],
       ];
       for (const [env, message] of cases) {
         const child = spawn(process.execPath, [path.join(import.meta.dirname, '../../dist/src/main.js')], {
@@ -71,6 +74,7 @@ describe('admin token', () => {
         expect(code, JSON.stringify(env)).toBe(1);
         expect(out, JSON.stringify(env)).toMatch(message);
         expect(out).not.toMatch(/\n\s+at /); // no stack trace
+        expect(out).not.toMatch(/admin token/);
       }
     } finally {
       await busy.close();
@@ -349,6 +353,20 @@ describe('flows', () => {
     expect((await app.api('GET', '/api/flows/from-yaml')).body).toMatchObject({ name: 'Y', status: 'started' });
     expect((await app.api('GET', '/api/flows/from-json')).body.status).toBe('stopped');
     await app.close();
+    // A restart with the files unchanged replaces nothing worth a word; a flow changed through the
+    // API since is replaced by its file, and the start says which.
+    const replacedLogs = async (): Promise<unknown[]> => {
+      const lines: string[] = [];
+      const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+      const again = await startHookd({ DATA_DIR: path.join(dir, 'data'), FLOWS_DIR: flows, WORKER_CONCURRENCY: '0' }, { logger });
+      await again.close();
+      return lines.map((l) => JSON.parse(l)).filter((l) => String(l.msg).startsWith('FLOWS_DIR: stored flows that differed')).map((l) => l.flowIds);
+    };
+    expect(await replacedLogs()).toEqual([]);
+    const changed = await startHookd({ DATA_DIR: path.join(dir, 'data'), WORKER_CONCURRENCY: '0' });
+    expect((await changed.api('PUT', '/api/flows/from-yaml', { name: 'changed in the API', steps: [] })).status).toBe(200);
+    await changed.close();
+    expect(await replacedLogs()).toEqual([['from-yaml']]);
     writeFileSync(path.join(flows, 'broken.yaml'), 'steps:\n  - type: nope\n');
     await expect(startHookd({ DATA_DIR: path.join(dir, 'data2'), FLOWS_DIR: flows, WORKER_CONCURRENCY: '0' })).rejects.toThrow(/broken\.yaml.*unknown step type/);
   });

@@ -22,11 +22,11 @@ export interface RunningHookd {
   close(): Promise<void>;
 }
 
-/** hookd in this process, on a free loopback port, with its own temp DATA_DIR. */
-export async function startHookd(env: Record<string, string> = {}): Promise<RunningHookd> {
+/** hookd in this process, on a free loopback port, with its own temp DATA_DIR; `logger` to read its logs. */
+export async function startHookd(env: Record<string, string> = {}, options: { logger?: pino.Logger } = {}): Promise<RunningHookd> {
   const dataDir = env.DATA_DIR ?? tempDir();
   const config = loadConfig({ LISTEN_HOST: '127.0.0.1', LISTEN_PORT: '0', DATA_DIR: dataDir, HOOKD_ADMIN_TOKEN: 'test-token', ...env });
-  const app = await createApp(config, { logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
+  const app = await createApp(config, { logger: options.logger ?? pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
   const url = await app.listen();
   // Alone (no cluster), an instance always knows its token.
   const token = app.adminToken!;

@@ -72,6 +72,14 @@ describe('layers and values', () => {
     expect(() => withFile('PAYLOAD_SIZE_LIMIT: 1.5\n')).toThrow(/PAYLOAD_SIZE_LIMIT/);
   });
 
+  it('says a duration out of range in the units settings are written in', () => {
+    expect(() => loadConfig({ RETENTION: '30s' })).toThrow('RETENTION: must be at least 1m, got 30s');
+    expect(() => loadConfig({ QUEUE_LEASE: '2h' })).toThrow('QUEUE_LEASE: must be between 1s and 1h, got 2h');
+    expect(() => loadConfig({ QUEUE_LEASE: '30' })).toThrow('QUEUE_LEASE: must be between 1s and 1h, got 30 ms');
+    expect(() => loadConfig({ RETRY_BACKOFF_MAX: '30d' })).toThrow('RETRY_BACKOFF_MAX: must be between 0 ms and 24d 20h 31m 23.647s, got 30d');
+    expect(() => loadConfig({ FLOW_REFRESH: '90m' })).toThrow('FLOW_REFRESH: must be between 100 ms and 1h, got 1h 30m');
+  });
+
   it('integers are digits: a blank or hex value is refused, not read as 0 or 16', () => {
     expect(() => loadConfig({ WORKER_CONCURRENCY: ' ' })).toThrow(/WORKER_CONCURRENCY/);
     expect(() => loadConfig({ WORKER_CONCURRENCY: '0x10' })).toThrow(/WORKER_CONCURRENCY/);
