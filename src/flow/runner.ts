@@ -31,6 +31,7 @@
  * - Step records are written behind the steps (one ordered write chain per execution); the chain is
  *   flushed before anything is acknowledged.
  */
+import { setMaxListeners } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
 import { isHookdError } from '../core/errors.js';
 import { finishesWithin } from '../core/finishes-within.js';
@@ -689,6 +690,9 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
     start(): void {
       if (session !== undefined) return;
       const s: Session = { consumer: undefined, controller: new AbortController(), released: false, stopping: false, active: new Set() };
+      // Every running call listens to it (call-signal.ts, holdSlot), and removes its listener when
+      // done: more than 10 at once is the normal case, not the leak Node's warning suspects.
+      setMaxListeners(0, s.controller.signal);
       session = s;
       s.consumer = o.queue.consume(
         (d) => {

@@ -4,6 +4,15 @@ import type { PgDatabase } from './database.js';
 import { storeClosed, toStoreError } from './errors.js';
 import { GroupCommit, type Outcome } from './group-commit.js';
 
+/** SQLSTATE 40P01. */
+const DEADLOCK_DETECTED = '40P01';
+const DEADLOCK = Symbol('deadlock');
+/** A group chosen as a deadlock's victim runs again up to this many times, after a short pause. */
+const DEADLOCK_RETRIES = 5;
+const DEADLOCK_BACKOFF_MS = 5;
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
 /** One statement of a write group. */
 export interface GroupedStatement {
   text: string;
@@ -22,7 +31,8 @@ export interface GroupedStatement {
  * one write per job, so concurrent jobs otherwise pay one flush each.
  *
  * A statement error (a bug or bad data, 500) rolls the transaction back; that statement fails
- * alone and the others run again in a new transaction. Any other failure (connection, timeout)
+ * alone and the others run again in a new transaction. A deadlock (another instance's group
+ * locking the same executions in another order) runs the whole group again. Any other failure (connection, timeout)
  * fails the whole group with 503: nothing of it committed, or — if the connection broke during
  * COMMIT — it is unknown, as for any single statement.
  */
@@ -76,9 +86,18 @@ export class WriteGroup {
     // instance that stalled wrote late to executions another one was finishing). Keys are distinct
     // within a group.
     let pending = items.map((_, i) => i).sort((a, b) => (items[a]!.key < items[b]!.key ? -1 : items[a]!.key > items[b]!.key ? 1 : 0));
+    let deadlocks = 0;
     while (pending.length > 0) {
       const failed = await this.attempt(items, pending, outcomes);
       if (failed === undefined) break;
+      if (failed === DEADLOCK) {
+        // Chosen as a deadlock's victim: PostgreSQL rolled all of it back, so all of it runs
+        // again (what its manual advises). Key order cannot prevent every cycle: begin() is keyed
+        // by request id, the other writes by execution id, and the two orders differ.
+        if (++deadlocks > DEADLOCK_RETRIES) throw toStoreError(new Error(`write group: deadlocked ${deadlocks} times in a row`));
+        await sleep(DEADLOCK_BACKOFF_MS * deadlocks * (0.5 + Math.random()));
+        continue;
+      }
       outcomes[failed.index] = { ok: false, error: failed.error };
       pending = pending.filter((i) => i !== failed.index);
     }
@@ -93,7 +112,7 @@ export class WriteGroup {
     items: readonly GroupedStatement[],
     indexes: readonly number[],
     outcomes: Array<Outcome<pg.QueryResult> | undefined>,
-  ): Promise<{ index: number; error: unknown } | undefined> {
+  ): Promise<{ index: number; error: unknown } | typeof DEADLOCK | undefined> {
     if (this.db.closed) throw storeClosed();
     let client: pg.PoolClient;
     try {
@@ -117,6 +136,10 @@ export class WriteGroup {
         try {
           results.push([i, await client.query(config)]);
         } catch (err) {
+          if ((err as { code?: unknown }).code === DEADLOCK_DETECTED) {
+            await client.query('ROLLBACK');
+            return DEADLOCK;
+          }
           const mapped = toStoreError(err);
           if (!(isHookdError(mapped) && mapped.code === 'INTERNAL')) throw err;
           await client.query('ROLLBACK');
