@@ -82,9 +82,9 @@ export class WriteGroup {
     }
     const outcomes: Array<Outcome<pg.QueryResult> | undefined> = new Array(items.length);
     // In key order (the execution a statement writes): two instances' groups that touch the same
-    // rows lock them in one order, never waiting on each other in a cycle (a deadlock, seen when an
-    // instance that stalled wrote late to executions another one was finishing). Keys are distinct
-    // within a group.
+    // rows mostly lock them in one order, rather than wait on each other in a cycle (a deadlock,
+    // seen when an instance that stalled wrote late to executions another one was finishing); the
+    // cycles left are run again below. Keys are distinct within a group.
     let pending = items.map((_, i) => i).sort((a, b) => (items[a]!.key < items[b]!.key ? -1 : items[a]!.key > items[b]!.key ? 1 : 0));
     let deadlocks = 0;
     while (pending.length > 0) {
