@@ -189,13 +189,13 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
   };
 }
 
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/; // RFC 9110 token
+
 /**
  * The step's headers as fetch takes them. fetch's error for an invalid value quotes it: for a
  * credential header (credential-headers.ts) only the name is told, since the message goes to API
  * answers, logs and execution records.
  */
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/; // RFC 9110 token
-
 function stepHeaders(given: Record<string, string>): Headers {
   const headers = new Headers();
   for (const [name, value] of Object.entries(given)) {
