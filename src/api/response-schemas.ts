@@ -41,6 +41,7 @@ export const FlowView = Type.Object(
     status: FlowStatus,
     /** The credential's secrets masked (`…a1b2`), except in the answer that created them. */
     trigger: MaskedTrigger,
+    /** The credential headers of http steps masked (`Bearer …a1b2`), except in the answer that created them. */
     steps: Type.Array(Step),
     retry: Type.Optional(RetryPolicy),
     jobMessage: Type.Optional(JobMessageOptions),
@@ -51,7 +52,7 @@ export const FlowView = Type.Object(
     /** Where senders call the flow: PUBLIC_URL + /hook/{id}. */
     webhookUrl: Type.String(),
   },
-  { $id: 'Flow', description: "A flow; its credential's secrets masked except in the answer that created them", additionalProperties: false },
+  { $id: 'Flow', description: "A flow; its credential's secrets and its http steps' credential headers masked except in the answer that created them", additionalProperties: false },
 );
 export const FlowPage = Type.Object({ items: Type.Array(FlowView) }, { $id: 'FlowList', additionalProperties: false });
 

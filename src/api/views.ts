@@ -1,3 +1,4 @@
+import { isCredentialHeader } from '../auth/credential-headers.js';
 import { maskFlowSecrets } from '../auth/flow-secrets.js';
 import { markedSignatureHeaders, REDACTED, redactKeysDeep } from '../auth/redact.js';
 import type { Execution } from '../core/execution.js';
@@ -7,10 +8,10 @@ import { SIGNATURE_HEADER_NAME } from '../core/message.js';
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
 /**
- * A flow for API answers: secrets masked (except `reveal`: just created, shown this once). For a
- * read token (a component outside hookd) also the credentials of the flow's own calls: http step
- * headers and URL query parameters whose names say they carry one (an admin edits them, so admins
- * see them).
+ * A flow for API answers: secrets and http steps' credential headers masked (except `reveal`: just
+ * created, shown this once). For a read token (a component outside hookd) those headers are
+ * `[redacted]`, hints included, and so are URL query parameters whose names say they carry a
+ * credential (an admin edits the URL, so admins see them: credentials belong in headers).
  */
 export function flowView(flow: Flow, publicUrl: string, reveal?: ReadonlySet<string>, forReader = false) {
   const shown = maskFlowSecrets(flow, reveal);
@@ -21,13 +22,12 @@ export function flowView(flow: Flow, publicUrl: string, reveal?: ReadonlySet<str
   return { ...shown, trigger, steps, webhookUrl: `${publicUrl}/hook/${encodeURIComponent(flow.id)}` };
 }
 
-const CREDENTIAL_HEADER = /^(authorization|proxy-authorization|cookie)$|api[-_]?key|token|secret|password|signature/i;
 const CREDENTIAL_PARAM = /^(key|auth|code|sig)$|api[-_]?key|token|secret|password|signature|credential/i;
 
 function redactStepHeaders(step: StepDef): StepDef {
   let out = step;
   if ('headers' in step && step.headers !== undefined) {
-    const headers = Object.fromEntries(Object.entries(step.headers).map(([k, v]) => [k, CREDENTIAL_HEADER.test(k) ? REDACTED : v]));
+    const headers = Object.fromEntries(Object.entries(step.headers).map(([k, v]) => [k, isCredentialHeader(k) ? REDACTED : v]));
     out = { ...out, headers } as StepDef;
   }
   if ('url' in step && typeof step.url === 'string') out = { ...out, url: redactUrlQuery(step.url) } as StepDef;

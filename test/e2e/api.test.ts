@@ -146,7 +146,9 @@ describe('read tokens (HOOKD_READ_TOKENS)', () => {
 
     // The credentials of the flow's own calls are the admin's: a read token sees them redacted.
     const secretFlow = { steps: [{ id: 'call', type: 'http', url: 'https://api.example.com/x?api_key=q-secret-77&page=2', headers: { Authorization: 'Bearer downstream-secret', 'X-Api-Key': 'k-123', 'X-Trace': 'keep-me' } }] };
-    expect((await r.api('PUT', '/api/flows/with-creds', secretFlow)).status).toBe(201);
+    const created = await r.api('PUT', '/api/flows/with-creds', secretFlow);
+    expect(created.status).toBe(201);
+    expect(created.body.steps[0].headers).toEqual(secretFlow.steps[0]!.headers); // shown once, to the admin who set them
     for (const p of ['/api/flows/with-creds', '/api/flows']) {
       const got = await adminCall(r.url, reader, 'GET', p);
       expect(JSON.stringify(got.body), p).not.toContain('downstream-secret');
@@ -155,7 +157,10 @@ describe('read tokens (HOOKD_READ_TOKENS)', () => {
       expect(JSON.stringify(got.body), p).not.toContain('q-secret-77');
       expect(JSON.stringify(got.body), p).toContain('page=2');
     }
-    expect((await r.api('GET', '/api/flows/with-creds')).body.steps[0].headers).toEqual(secretFlow.steps[0]!.headers);
+    // The admin sees masked hints afterwards (sealed at rest, like the trigger's secrets); the URL as written.
+    const admin = (await r.api('GET', '/api/flows/with-creds')).body.steps[0];
+    expect(admin.headers).toEqual({ Authorization: 'Bearer …cret', 'X-Api-Key': '…', 'X-Trace': 'keep-me' });
+    expect(admin.url).toBe(secretFlow.steps[0]!.url);
 
     // Not a token: refused as before; the admin token still does everything.
     expect((await adminCall(r.url, 'reader-token-012345678X', 'GET', '/api/flows')).status).toBe(401);

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { contentDisposition, formDataDisposition } from '../../attachments/content-disposition.js';
+import { isCredentialHeader } from '../../auth/credential-headers.js';
 import type { HttpStepDef } from '../../core/flow.js';
 import type { AttachmentRef } from '../../core/message.js';
 import { compileExpression, type CompiledExpression, type ExpressionIsolate, type ExpressionLimits } from '../expression.js';
@@ -84,7 +85,7 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
   const forward = def.forwardAttachment;
   if (method === 'GET' && forward !== undefined) throw new Error('a GET request cannot forward an attachment');
   // Validates header names and values now rather than on every call.
-  const baseHeaders = new Headers(def.headers ?? {});
+  const baseHeaders = stepHeaders(def.headers ?? {});
   if (!baseHeaders.has('user-agent')) baseHeaders.set('user-agent', 'hookd');
   const bodyExpression: CompiledExpression | undefined =
     def.body === undefined ? undefined : compileExpression(def.body, options.limits, options.isolate);
@@ -186,6 +187,26 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
       }
     },
   };
+}
+
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/; // RFC 9110 token
+
+/**
+ * The step's headers as fetch takes them. fetch's error for an invalid value quotes it: for a
+ * credential header (credential-headers.ts) only the name is told, since the message goes to API
+ * answers, logs and execution records.
+ */
+function stepHeaders(given: Record<string, string>): Headers {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(given)) {
+    try {
+      headers.append(name, value);
+    } catch (err) {
+      if (!isCredentialHeader(name) || !HEADER_NAME.test(name)) throw err; // the name is the problem
+      throw new Error(`header "${name}": invalid value (not shown: a credential; no line breaks, characters up to U+00FF)`);
+    }
+  }
+  return headers;
 }
 
 interface MissingAttachment {
