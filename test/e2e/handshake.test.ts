@@ -217,6 +217,6 @@ describe('trigger.handshake', () => {
     const [storedCall] = (await h.api('GET', '/api/requests?flowId=meta-open')).body.items;
     expect(storedCall.query).toEqual({ 'hub.verify_token': '[redacted]', x: '1' });
     const unsigned = await h.api('PUT', '/api/flows/bad', { trigger: { type: 'webhook', handshake: { type: 'slack' } } });
-    expect(unsigned).toMatchObject({ status: 400, body: { message: expect.stringMatching(/handshake slack needs auth/) } });
+    expect(unsigned).toMatchObject({ status: 400, body: { message: expect.stringMatching(/\/trigger\/handshake: slack needs auth/) } });
   });
 });
