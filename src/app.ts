@@ -286,6 +286,9 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     // The database queues: every instance with workers claims the flow's jobs, each at its share of the rate.
     flowRates: new FlowRates(() => registry.executionRates(), rateShare),
     callPacing: new FlowRates(() => registry.executionRates(), rateShare),
+    // RabbitMQ: a job of a flow one instance at a time holds runs only while the hold is surely
+    // this instance's (a process stalled past its lease hands it back unrun: flow-ownership.ts).
+    ...(startOwnership !== undefined ? { mayRun: (flow: Flow) => mayRunHere(flow, ownership) } : {}),
     ...(expressionWorkers ? { expressionIsolate: expressionWorkers } : {}),
     onStepStarted: (e) => {
       if (e.stepIndex === 0 && e.firstDelivery) metrics.queueDelaySeconds.observe(Math.max(0, e.startedAt - e.receivedAt) / 1000);
@@ -391,6 +394,15 @@ function* flowStates(flows: Iterable<Flow>, ownership: FlowOwnership | undefined
     const consumed = f.status === 'started' && (!heldByOne(f) || ownership === undefined || ownership.holds(f.id));
     yield { id: f.id, started: consumed };
   }
+}
+
+/**
+ * Whether a job of the flow may run here (FlowRunnerOptions.mayRun, RabbitMQ): any flow not held
+ * by one instance; one that is, only while this instance surely holds it (FlowOwnership.mayRun).
+ */
+function mayRunHere(f: Flow, ownership: FlowOwnership | undefined): boolean {
+  if (!heldByOne(f)) return true;
+  return ownership !== undefined && ownership.mayRun(f.id);
 }
 
 /** A flow one instance at a time runs (RabbitMQ): one with a concurrency limit or an execution rate. */

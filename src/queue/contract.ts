@@ -36,6 +36,15 @@ export interface Delivery {
    * tries again later (returning would ack it). A lease found lost counts as given back (true).
    */
   requeue(error: string): Promise<boolean>;
+  /**
+   * Optional (RabbitMQ): the job is not to be run by this process after all (its flow is held by
+   * another instance now): back into its queue at once, at its place — ahead of the jobs behind
+   * it, unlike requeue(), whose copy joins the queue's end — no attempt spent. Never throws; a
+   * no-op (true) when the delivery is settled already or its channel is gone (the broker requeued
+   * it). False, with nothing done, when the queue would rather not (the message came back often
+   * already and the broker counts returns towards its delivery limit): requeue() it then.
+   */
+  handBack?(): boolean;
 }
 
 /**
