@@ -114,7 +114,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   let startOwnership: (() => Promise<void>) | undefined;
   if (queue.watchFlows) {
     const watchFlows = queue.watchFlows.bind(queue);
-    const watch = () => watchFlows(flowStates(registry.values(), ownership));
+    const owned = backend.flowOwners !== undefined && config.workerConcurrency > 0;
+    const watch = () => watchFlows(flowStates(registry.values(), ownership, owned));
     registry.onChange = () => {
       watch();
       ownership?.refresh();
@@ -389,10 +390,11 @@ async function closeServer(server: FastifyInstance, graceMs: number): Promise<vo
  * What a queue per flow needs to know of each flow (Queue.watchFlows): whether to consume its
  * queue here — a started flow, and with a concurrency limit only while this instance holds it.
  */
-function* flowStates(flows: Iterable<Flow>, ownership: FlowOwnership | undefined): Iterable<{ id: string; started: boolean }> {
+function* flowStates(flows: Iterable<Flow>, ownership: FlowOwnership | undefined, owned: boolean): Iterable<{ id: string; started: boolean; exclusive: boolean }> {
   for (const f of flows) {
     const consumed = f.status === 'started' && (!heldByOne(f) || ownership === undefined || ownership.holds(f.id));
-    yield { id: f.id, started: consumed };
+    // Held by one instance: taken over only once its previous holder's consumer has gone.
+    yield { id: f.id, started: consumed, exclusive: owned && heldByOne(f) };
   }
 }
 

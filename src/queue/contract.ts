@@ -160,9 +160,12 @@ export interface Queue {
    * (`started`: false for a stopped flow, whose jobs wait in its queue, and for a limited flow
    * another instance holds, Backend.flowOwners). The composition root passes the flow registry's
    * flows after every load and change. Absent: one queue holds every flow's jobs (a stopped flow's
-   * jobs are delayed by the runner instead).
+   * jobs are delayed by the runner instead). `exclusive`: a flow one instance at a time consumes
+   * (its hold, Backend.flowOwners): when it becomes consumed here, its queue is consumed only once
+   * the broker shows no other consumer on it (its previous holder's, stalled, keeps the jobs it
+   * was sent until it goes), so that they come back to the queue, in order, before any other runs.
    */
-  watchFlows?(flows: Iterable<{ id: string; started: boolean }>): void;
+  watchFlows?(flows: Iterable<{ id: string; started: boolean; exclusive?: boolean }>): void;
   /**
    * Capability of queues that keep a queue per flow: whether this process holds jobs of the flow
    * it has not settled yet (running, or received and waiting for a slot). A flow no longer
