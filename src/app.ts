@@ -114,7 +114,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   let startOwnership: (() => Promise<void>) | undefined;
   if (queue.watchFlows) {
     const watchFlows = queue.watchFlows.bind(queue);
-    const watch = () => watchFlows(flowStates(registry.values(), ownership));
+    const owned = backend.flowOwners !== undefined && config.workerConcurrency > 0;
+    const watch = () => watchFlows(flowStates(registry.values(), ownership, owned));
     registry.onChange = () => {
       watch();
       ownership?.refresh();
@@ -286,6 +287,9 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     // The database queues: every instance with workers claims the flow's jobs, each at its share of the rate.
     flowRates: new FlowRates(() => registry.executionRates(), rateShare),
     callPacing: new FlowRates(() => registry.executionRates(), rateShare),
+    // RabbitMQ: a job of a flow one instance at a time holds runs only while the hold is surely
+    // this instance's (a process stalled past its lease hands it back unrun: flow-ownership.ts).
+    ...(startOwnership !== undefined ? { mayRun: (flow: Flow) => mayRunHere(flow, ownership) } : {}),
     ...(expressionWorkers ? { expressionIsolate: expressionWorkers } : {}),
     onStepStarted: (e) => {
       if (e.stepIndex === 0 && e.firstDelivery) metrics.queueDelaySeconds.observe(Math.max(0, e.startedAt - e.receivedAt) / 1000);
@@ -386,11 +390,21 @@ async function closeServer(server: FastifyInstance, graceMs: number): Promise<vo
  * What a queue per flow needs to know of each flow (Queue.watchFlows): whether to consume its
  * queue here — a started flow, and with a concurrency limit only while this instance holds it.
  */
-function* flowStates(flows: Iterable<Flow>, ownership: FlowOwnership | undefined): Iterable<{ id: string; started: boolean }> {
+function* flowStates(flows: Iterable<Flow>, ownership: FlowOwnership | undefined, owned: boolean): Iterable<{ id: string; started: boolean; exclusive: boolean }> {
   for (const f of flows) {
     const consumed = f.status === 'started' && (!heldByOne(f) || ownership === undefined || ownership.holds(f.id));
-    yield { id: f.id, started: consumed };
+    // Held by one instance: taken over only once its previous holder's consumer has gone.
+    yield { id: f.id, started: consumed, exclusive: owned && heldByOne(f) };
   }
+}
+
+/**
+ * Whether a job of the flow may run here (FlowRunnerOptions.mayRun, RabbitMQ): any flow not held
+ * by one instance; one that is, only while this instance surely holds it (FlowOwnership.mayRun).
+ */
+function mayRunHere(f: Flow, ownership: FlowOwnership | undefined): boolean {
+  if (!heldByOne(f)) return true;
+  return ownership !== undefined && ownership.mayRun(f.id);
 }
 
 /** A flow one instance at a time runs (RabbitMQ): one with a concurrency limit or an execution rate. */

@@ -66,6 +66,8 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
     queue = await openRabbitMqQueue({
       url: config.rabbitmqUri,
       prefix: config.rabbitmqPrefix,
+      // A flow held by one instance, just taken: looked at this often until its previous holder's consumer is gone.
+      takeoverCheckMs: Math.min(config.flowRefreshMs, 1_000),
       logger,
       ...(observers.onConfirmed ? { onConfirmed: observers.onConfirmed } : {}),
       flowExists: async (flowId) => (await stores.flows.get(flowId)) !== undefined,

@@ -2,8 +2,21 @@ import type { FlowOwners } from './store/backend.js';
 
 /** Which limited flows this instance consumes (RabbitMQ mode; see Backend.flowOwners). */
 export interface FlowOwnership {
-  /** Whether this instance holds the flow now (a flow it may consume although it has a limit). */
+  /**
+   * Whether this instance holds the flow now (a flow it may consume although it has a limit):
+   * granted by its last hold, and that hold surely not run out yet by the local clock (its send
+   * time + lease − interval). A process that was stalled (SIGSTOP, a long GC pause, a frozen VM)
+   * sees false as soon as it resumes, before its timer had a chance to notice.
+   */
   holds(flowId: string): boolean;
+  /**
+   * Whether a job of the flow received here may still run here (FlowRunnerOptions.mayRun): the
+   * flow is held here, consumed or being given up (its jobs here end before it is let go), and the
+   * hold surely not run out by the local clock. False once the hold may have lapsed: another
+   * instance may hold the flow by now and run its later jobs. A lapse found this way ends the
+   * consuming of the flows held here at once (as the timer would have at its next tick).
+   */
+  mayRun(flowId: string): boolean;
   /** Flows changed: hold at once if limitedFlows() lists others than the last hold asked for. */
   refresh(): void;
   /** Stop renewing and give every flow up, so that another instance takes them at its next look. */
@@ -128,8 +141,18 @@ export async function startFlowOwnership(o: FlowOwnershipOptions): Promise<FlowO
   }, o.intervalMs);
   timer.unref();
 
+  /** The last hold is surely ours still, by the local clock. */
+  const fresh = (): boolean => Date.now() < heldUntil;
+
   return {
-    holds: (flowId) => held.has(flowId),
+    holds: (flowId) => held.has(flowId) && fresh(),
+    mayRun: (flowId) => {
+      if (stopped || !fresh()) {
+        expire();
+        return false;
+      }
+      return held.has(flowId) || leaving.has(flowId);
+    },
     refresh: () => {
       if (key(o.limitedFlows()) !== asked) void hold();
     },

@@ -124,6 +124,15 @@ export interface FlowRunnerOptions extends FlowRunnerHooks {
    * gives how long to wait for the flow's next start (FlowRates.reserve; a second bucket).
    */
   callPacing?: { reserve(flowId: string): number };
+  /**
+   * Whether a job of this flow (as the runner has it) may run in this process now (RabbitMQ: a
+   * flow one instance at a time holds, FlowOwnership.mayRun). Asked when a job starts and right
+   * before each step with side effects (an http call): a job of a flow no longer held here — the
+   * hold lapsed while this process was stalled, and another instance may run the flow's later
+   * jobs by now — is handed back unrun from there (its cursor kept, no attempt spent), never
+   * running its call. Absent: every flow may run.
+   */
+  mayRun?: (flow: Flow) => boolean;
   /** UTF-8 bytes of JSON kept per step input/output in execution records. */
   executionDataLimit: number;
   /** Used when a stopped flow's job has to be queued again (flow.retry.maxAttempts overrides). */
@@ -290,6 +299,10 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         await park(s, d, flow);
         return;
       }
+      if (o.mayRun !== undefined && !o.mayRun(flow)) {
+        await handOver(s, d, undefined, `handed back unrun: flow ${flow.id} is no longer held by this instance`);
+        return;
+      }
       const plan = compiled.get(flow);
       const message = await o.requests.getForExecution(job.requestId, job);
       if (s.released) return;
@@ -410,6 +423,12 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
             return;
           }
         }
+        if (o.mayRun !== undefined && !step.pure && !(usePrerun && prerun !== undefined && i < prerun.length) && !o.mayRun(flow)) {
+          // The flow's hold may have lapsed (this process was stalled): another instance may run
+          // its later jobs by now. This call must not start beside theirs, nor after them.
+          await handOver(s, d, writer, `handed back at step "${step.def.id}": flow ${flow.id} is no longer held by this instance`);
+          return;
+        }
         if (s.stopping && i > index && !(usePrerun && prerun !== undefined && i < prerun.length)) {
           // Shutting down: the running step finished, the next one does not start (it could be
           // cut off by the grace and then run again). Its cursor is recorded: hand the job back
@@ -511,6 +530,21 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         throw nackErr;
       }
     }
+  }
+
+  /**
+   * A job of a flow no longer held here (FlowRunnerOptions.mayRun): its records so far written
+   * (the next holder resumes at its cursor), then handed back without spending an attempt — at its
+   * place in the queue when the queue can (Delivery.handBack), so that the flow's next holder runs
+   * it before the jobs behind it; else as requeue() does, tried again until taken (or released).
+   * A delivery whose channel is gone was requeued by the broker already: both are no-ops then.
+   */
+  async function handOver(s: Session, d: Delivery, writer: ExecutionWriter | undefined, note: string): Promise<void> {
+    if (writer !== undefined) await writer.flush();
+    if (s.released) return;
+    o.logger.warn({ flowId: d.job.flowId, requestId: d.job.requestId, jobId: d.job.id, attempt: d.job.attempts }, note);
+    if (d.handBack?.() === true) return;
+    while (!s.released && !(await d.requeue(note))) await holdSlot(1_000, s.controller.signal);
   }
 
   /** What a step sees of its job; pure steps get no payload (they never forward bytes). */

@@ -36,6 +36,15 @@ export interface Delivery {
    * tries again later (returning would ack it). A lease found lost counts as given back (true).
    */
   requeue(error: string): Promise<boolean>;
+  /**
+   * Optional (RabbitMQ): the job is not to be run by this process after all (its flow is held by
+   * another instance now): back into its queue at once, at its place — ahead of the jobs behind
+   * it, unlike requeue(), whose copy joins the queue's end — no attempt spent. Never throws; a
+   * no-op (true) when the delivery is settled already or its channel is gone (the broker requeued
+   * it). False, with nothing done, when the queue would rather not (the message came back often
+   * already and the broker counts returns towards its delivery limit): requeue() it then.
+   */
+  handBack?(): boolean;
 }
 
 /**
@@ -151,9 +160,12 @@ export interface Queue {
    * (`started`: false for a stopped flow, whose jobs wait in its queue, and for a limited flow
    * another instance holds, Backend.flowOwners). The composition root passes the flow registry's
    * flows after every load and change. Absent: one queue holds every flow's jobs (a stopped flow's
-   * jobs are delayed by the runner instead).
+   * jobs are delayed by the runner instead). `exclusive`: a flow one instance at a time consumes
+   * (its hold, Backend.flowOwners): when it becomes consumed here, its queue is consumed only once
+   * the broker shows no other consumer on it (its previous holder's, stalled, keeps the jobs it
+   * was sent until it goes), so that they come back to the queue, in order, before any other runs.
    */
-  watchFlows?(flows: Iterable<{ id: string; started: boolean }>): void;
+  watchFlows?(flows: Iterable<{ id: string; started: boolean; exclusive?: boolean }>): void;
   /**
    * Capability of queues that keep a queue per flow: whether this process holds jobs of the flow
    * it has not settled yet (running, or received and waiting for a slot). A flow no longer

@@ -725,6 +725,77 @@ describe('rabbitmq: a queue per flow', () => {
     expect(started).toEqual(['flow-h1:a:1', 'flow-h2:b:1', 'flow-h2:c:1', 'flow-h2:d:1']);
   });
 
+  // The chaos review's stall: the holder of a `concurrency: 1` flow froze with a job delivered to
+  // it; its hold lapsed and another instance took the flow over and ran the jobs behind that one.
+  it("a flow held by one instance (exclusive) is taken over only once no other consumer is on its queue: the previous holder's jobs come back first, in order", async () => {
+    const flow = [{ id: 'flow-held', started: true, exclusive: true }];
+    const old = await openQueue();
+    old.watchFlows(flow);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const oldSeen: string[] = [];
+    consume(old, async (d) => {
+      oldSeen.push(d.job.requestId);
+      await gate; // stalled before its call
+      // Resumed, the flow no longer held: handed back unrun (the runner's mayRun).
+      expect(d.handBack?.()).toBe(true);
+    });
+    await old.publish(['1', '2', '3', '4'].map((requestId) => newJob({ flowId: 'flow-held', requestId })));
+    await waitFor(() => oldSeen.length === 1, 'the first job, held by the old holder', 5_000);
+
+    // The new holder: told the flow is consumed here now.
+    const next = await openQueue({ takeoverCheckMs: 100 });
+    const seen: string[] = [];
+    consume(next, async (d) => {
+      seen.push(`${d.job.requestId}:${d.job.attempts}`);
+    });
+    next.watchFlows(flow);
+    await sleep(1_000);
+    expect(seen).toEqual([]); // the old holder's consumer is still there: not consumed yet
+    expect((await next.stats()).ready).toBe(3);
+
+    // The old holder lets the flow go (cancels), then hands its job back.
+    old.watchFlows([{ id: 'flow-held', started: false, exclusive: true }]);
+    await sleep(200);
+    release();
+    await waitFor(() => seen.length === 4, 'every job, on the new holder', 5_000);
+    expect(seen).toEqual(['1:1', '2:1', '3:1', '4:1']);
+    expect(oldSeen).toEqual(['1']);
+
+    // A flow consumed by every instance (not exclusive) is consumed beside another consumer.
+    const shared = [{ id: 'flow-shared', started: true }];
+    old.watchFlows([...shared, { id: 'flow-held', started: false, exclusive: true }]);
+    const oldShared: string[] = [];
+    consume(old, async (d) => void oldShared.push(d.job.requestId));
+    next.watchFlows([...shared, ...flow]);
+    await next.publish(['s1', 's2', 's3', 's4', 's5', 's6'].map((requestId) => newJob({ flowId: 'flow-shared', requestId })));
+    await waitFor(() => oldShared.length + seen.length === 10, 'the shared flow\'s jobs', 5_000);
+  });
+
+  it("an exclusive flow whose previous holder died is taken over at once", async () => {
+    const flow = [{ id: 'flow-died', started: true, exclusive: true }];
+    const old = await openQueue();
+    old.watchFlows(flow);
+    const oldSeen: string[] = [];
+    consume(old, async (d) => {
+      oldSeen.push(d.job.requestId);
+      await new Promise(() => {}); // never ends: the process dies with it
+    });
+    await old.publish(['1', '2', '3'].map((requestId) => newJob({ flowId: 'flow-died', requestId })));
+    await waitFor(() => oldSeen.length === 1, 'the first job, held by the old holder', 5_000);
+    const next = await openQueue({ takeoverCheckMs: 100 });
+    const seen: string[] = [];
+    consume(next, async (d) => void seen.push(d.job.requestId));
+    next.watchFlows(flow);
+    await sleep(500);
+    expect(seen).toEqual([]);
+    const killedAt = Date.now();
+    await old.close(); // its connection goes: the broker takes its deliveries back
+    await waitFor(() => seen.length === 3, 'every job, on the new holder', 5_000);
+    expect(seen).toEqual(['1', '2', '3']);
+    expect(Date.now() - killedAt).toBeLessThan(2_000);
+  });
+
   it('drains the single work queue of earlier releases and takes it off first deliveries', async () => {
     const conn = await rawConnection();
     const legacy = `${prefix}.work`;

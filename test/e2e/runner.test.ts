@@ -890,3 +890,128 @@ describe('flow runner: a job it could not settle', () => {
     await runner.stop({ graceMs: 0 });
   });
 });
+
+// The chaos review's stall: a holder of a `concurrency: 1` flow was frozen with a job received and
+// not started; its hold lapsed and another instance ran the flow's later jobs; resumed, it ran the
+// old job's call beside theirs. A job of a flow no longer held here is handed back unrun.
+describe('flow runner: a flow no longer held here (mayRun)', () => {
+  function handOne(delivery: Delivery, mayRun: () => boolean, steps: Array<{ type: StepDef['type']; [key: string]: unknown }>): { runner: FlowRunner; handled: Promise<void>; reads: () => number } {
+    let handled: Promise<void> | undefined;
+    let reads = 0;
+    const queue = {
+      consume: (handler: JobHandler) => {
+        handled = Promise.resolve(handler(delivery));
+        return { inFlight: 0, stop: async () => {} } as unknown as Consumer;
+      },
+    } as unknown as Queue;
+    const requests = {
+      getForExecution: async () => {
+        reads++;
+        return undefined;
+      },
+    } as unknown as RequestStore;
+    const runner = createFlowRunner({
+      requests,
+      executions: {} as ExecutionStore,
+      queue,
+      getFlow: () => flow('f', steps, { concurrency: 1 }),
+      logger: pino({ level: 'silent' }),
+      concurrency: 1,
+      executionDataLimit: 1_000,
+      defaultMaxAttempts: 3,
+      defaultBackoffMs: 10,
+      maxBackoffMs: 100,
+      mayRun,
+    });
+    runner.start();
+    return { runner, handled: handled!, reads: () => reads };
+  }
+
+  function delivery(settled: string[], handBack?: boolean): Delivery {
+    const d: Delivery = {
+      job: { id: 'j1', flowId: 'f', requestId: 'r1', attempts: 1, maxAttempts: 3, enqueuedAt: Date.now() },
+      ack: async () => void settled.push('ack'),
+      nack: async () => {
+        settled.push('nack');
+        return 'retry';
+      },
+      deadLetter: async () => void settled.push('deadLetter'),
+      requeue: async () => {
+        settled.push('requeue');
+        return true;
+      },
+    };
+    if (handBack !== undefined) {
+      d.handBack = () => {
+        settled.push(handBack ? 'handBack' : 'handBack refused');
+        return handBack;
+      };
+    }
+    return d;
+  }
+
+  it('hands the job back at its place, unrun and unsettled otherwise, when the queue can (RabbitMQ)', async () => {
+    const target = receiverPath('not-held');
+    const settled: string[] = [];
+    const asked: string[] = [];
+    const { runner, handled, reads } = handOne(delivery(settled, true), () => (asked.push('f'), false), [{ type: 'http', url: target.url }]);
+    await handled;
+    expect(asked).toEqual(['f']);
+    expect(settled).toEqual(['handBack']);
+    expect(reads()).toBe(0); // nothing read or written for it
+    expect(target.calls()).toHaveLength(0);
+    await runner.stop({ graceMs: 0 });
+  });
+
+  it('requeues it (no attempt spent) when the queue cannot hand it back at its place', async () => {
+    const target = receiverPath('not-held-worn');
+    const settled: string[] = [];
+    const { runner, handled } = handOne(delivery(settled, false), () => false, [{ type: 'http', url: target.url }]);
+    await handled;
+    expect(settled).toEqual(['handBack refused', 'requeue']);
+    expect(target.calls()).toHaveLength(0);
+    await runner.stop({ graceMs: 0 });
+  });
+
+  it('a hold lost between a job start and its first call: the call does not start; the job resumes at its cursor, its attempt unspent', async () => {
+    const target = receiverPath('lost-mid-job');
+    const answers = [true, false]; // at the job's start, before the http step; then true
+    const callsWhenRefused: number[] = [];
+    const asked: string[] = [];
+    const h = await setupBackend({
+      mayRun: (f) => {
+        asked.push(f.id);
+        const yes = answers.shift() ?? true;
+        if (!yes) callsWhenRefused.push(target.calls().length);
+        return yes;
+      },
+    });
+    h.flows.set(
+      'held',
+      flow(
+        'held',
+        [
+          { id: 'shape', type: 'transform', expression: '{ "n": body.n }' },
+          { id: 'send', type: 'http', url: target.url },
+        ],
+        { concurrency: 1 },
+      ),
+    );
+    const m = message('held', { n: 7 });
+    await h.backend.requests.accept(m, { maxAttempts: 3 });
+    h.runner.start();
+    const e = await finalExecution(h, m.id);
+    expect(e.status).toBe('completed');
+    expect(callsWhenRefused).toEqual([0]);
+    expect(target.calls()).toHaveLength(1);
+    expect(asked).toEqual(['held', 'held', 'held', 'held']);
+    // Handed back once, at the http step, its cursor kept: resumed there (a speculative run of the
+    // pure first step may start again, its result unused), no attempt spent, one call.
+    expect(h.started.filter((s) => s.stepId === 'send')).toHaveLength(1);
+    expect(e.steps.map((s) => [s.stepId, s.status, s.attempt])).toEqual([
+      ['shape', 'completed', 1],
+      ['send', 'completed', 1],
+    ]);
+    expect(e.attempts).toBe(1);
+  });
+});

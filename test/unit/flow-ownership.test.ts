@@ -66,6 +66,9 @@ describe('flow ownership', () => {
     const after = Date.now() - downAt;
     expect(after).toBeGreaterThanOrEqual(850);
     expect(after).toBeLessThan(1_000);
+    // No longer consumed: at the timer's next tick (holds() already says no from the lease's end).
+    while (changes < 2 && Date.now() - downAt < 1_000) await sleep(5);
+    expect(Date.now() - downAt).toBeLessThan(1_000);
     expect(changes).toBe(2);
     f.state.down = false;
     while (!o.holds('a')) await sleep(5);
@@ -100,6 +103,54 @@ describe('flow ownership', () => {
     }
     await o.stop();
     expect(heldOnStaleGrant).toBe(false);
+  });
+
+  // The chaos review's stall (SIGSTOP): the process is frozen past its lease while its timers
+  // cannot run; another instance takes the flow meanwhile. Resumed, it must not believe the hold
+  // is still its own before its timer notices, nor let a job of the flow it received before run.
+  it('a process stalled past its lease neither holds nor may run its flows the moment it resumes, before its timer runs', async () => {
+    const f = fakeOwners(300);
+    let changes = 0;
+    const o = await startFlowOwnership({ owners: f.owners, intervalMs: 50, limitedFlows: () => ['a', 'b'], onChange: () => changes++, busy: () => false, logger: quiet });
+    expect(o.holds('a')).toBe(true);
+    expect(o.mayRun('a')).toBe(true);
+    expect(o.mayRun('other')).toBe(false); // never held here
+    expect(changes).toBe(1);
+    // Stalled: nothing else runs on this thread for longer than the lease.
+    const resumeAt = Date.now() + 400;
+    while (Date.now() < resumeAt) {
+      /* frozen */
+    }
+    // Resumed, same tick: no timer has run yet.
+    expect(o.holds('a')).toBe(false);
+    expect(changes).toBe(1);
+    expect(o.mayRun('a')).toBe(false);
+    // mayRun found the lapse: the flows held here are no longer consumed, at once.
+    expect(changes).toBe(2);
+    expect(o.holds('b')).toBe(false);
+    // The next renewal takes them again (nobody else held them here).
+    await sleep(150);
+    expect(o.holds('a')).toBe(true);
+    expect(o.mayRun('a')).toBe(true);
+    await o.stop();
+    expect(o.mayRun('a')).toBe(false);
+  });
+
+  it('a flow being given up may still run its jobs here while the hold is renewed', async () => {
+    // Two flows, two holders: this instance's share is one, so one of the two is being given up
+    // while a job of it is still here (busy).
+    const owners: FlowOwners = {
+      leaseMs: 60_000,
+      async hold(ids) {
+        return { held: new Set(ids), holders: 2 };
+      },
+      async releaseAll() {},
+    };
+    const o = await startFlowOwnership({ owners, intervalMs: 1_000, limitedFlows: () => ['a', 'b'], onChange: () => {}, busy: () => true, logger: quiet });
+    expect(o.holds('a')).toBe(true);
+    expect(o.holds('b')).toBe(false); // over the share: no longer consumed
+    expect(o.mayRun('b')).toBe(true); // its jobs here end here
+    await o.stop();
   });
 });
 

@@ -150,6 +150,7 @@ export class RabbitConsumer implements Consumer {
       },
       ack: (ch, tag) => this.acksOf(ch).ack(tag),
       handBack: (ch, tag) => this.acksOf(ch).handBack(tag),
+      deliveryLimit: host.deliveryLimit,
     };
   }
 

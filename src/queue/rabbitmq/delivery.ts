@@ -20,6 +20,8 @@ export interface DeliveryHost {
   ack(ch: Channel, deliveryTag: number): boolean;
   /** Requeue the delivery now (it keeps its place near the queue's head); false when its channel is gone. */
   handBack(ch: Channel, deliveryTag: number): boolean;
+  /** Returns of one message after which the broker dead-letters it (the queues' x-delivery-limit). */
+  readonly deliveryLimit: number;
 }
 
 
@@ -123,14 +125,20 @@ export class RabbitDelivery implements Delivery {
   /**
    * Not started and no longer to be run here (its flow is no longer consumed by this process):
    * requeued at once, no attempt spent, for the process that consumes the flow now. The broker
-   * counts the return towards the queue's delivery limit, like a stop's hand-back.
+   * counts the return towards the queue's delivery limit, like a stop's hand-back: false, with
+   * nothing done, for a message taken back half that limit already (requeue() it instead). True
+   * when done, settled already, or its channel is gone (the broker requeued it: nothing to send).
    */
-  handBack(): void {
-    if (this.state !== 'open') return;
+  handBack(): boolean {
+    if (this.state !== 'open') return true;
+    // Taken back half its delivery limit already: a few more returns would dead-letter it.
+    if (this.ch.active && this.returns >= Math.floor(this.host.deliveryLimit / 2)) return false;
     this.state = 'released';
     this.held = true;
+    // A channel gone: the broker requeued the message already (nothing to send).
     this.host.handBack(this.ch, this.deliveryTag);
     this.host.settled(this);
+    return true;
   }
 
   /**

@@ -43,6 +43,12 @@ export interface RabbitMqQueueOptions {
   reconnectMaxMs?: number;
   /** AMQP heartbeat: a silent peer is dropped after about twice this. Default 10 s. */
   heartbeatSeconds?: number;
+  /**
+   * A flow one instance at a time consumes (watchFlows' `exclusive`), newly consumed here: how
+   * often the broker is asked again whether its queue still has a consumer elsewhere (its
+   * previous holder's). Default 1 s.
+   */
+  takeoverCheckMs?: number;
   /** Dead letters looked at per deadLetters() / retryDead() scan at most. Default 10 000. */
   deadLetterScanLimit?: number;
   /** Shown in the broker's connection list. Default `hookd`. */
@@ -89,6 +95,8 @@ const REPAIR_MAX_DELAY_MS = 30_000;
 const ORPHAN_GRACE_MS = 5_000;
 /** How often the topology is declared again anyway (refreshTopology). */
 const TOPOLOGY_REFRESH_MS = 30_000;
+/** checkTakeovers(): a flow held here and still not consumed for this long is logged (again each time). */
+const TAKEOVER_WARN_MS = 30_000;
 /**
  * Flow queues a refresh looks at, at most: with more flows, each in turn (1,000 flows: every
  * flow queue every 2.5 min). All of them each time cost the broker 3× the CPU at 500 flows
@@ -144,6 +152,20 @@ export class RabbitMqQueue implements Queue {
   private readonly declaredFlows = new Set<string>();
   /** Stopped flows (watchFlows): their queues keep their jobs, unconsumed, until the flow starts. */
   private readonly pausedFlows = new Set<string>();
+  /**
+   * Flows one instance at a time consumes (watchFlows' `exclusive`): their queue is consumed here
+   * only once it was seen with no consumer at all (`clearedFlows`), so that a previous holder
+   * still attached (stalled: its unacked deliveries stay with it until its connection is dropped
+   * or it cancels) has given every job of its back to the queue, in order, first.
+   */
+  private readonly exclusiveFlows = new Set<string>();
+  /** Exclusive flows started here whose queue was seen with no consumer since: consumed. */
+  private readonly clearedFlows = new Set<string>();
+  /** Exclusive flows started here still waiting for their queue's other consumer to go: since when. */
+  private readonly takeovers = new Map<string, { since: number; warnedAt: number }>();
+  private takeoverTimer: NodeJS.Timeout | undefined;
+  private checkingTakeovers = false;
+  private readonly takeoverCheckMs: number;
   /** The flows of the last watchFlows(): existing flows, never retired. */
   private listedFlows = new Set<string>();
   /**
@@ -170,6 +192,7 @@ export class RabbitMqQueue implements Queue {
     this.connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.topologyRefreshMs = options.topologyRefreshMs ?? TOPOLOGY_REFRESH_MS;
     this.topologyRefreshFlows = options.topologyRefreshFlows ?? TOPOLOGY_REFRESH_FLOWS;
+    this.takeoverCheckMs = options.takeoverCheckMs ?? 1_000;
     if (!Number.isInteger(this.topologyRefreshFlows) || this.topologyRefreshFlows < 1) {
       throw new Error('topologyRefreshFlows must be a positive integer');
     }
@@ -283,11 +306,18 @@ export class RabbitMqQueue implements Queue {
    * (without this, every one of them would go round through the wait queues each minute). Flows
    * that left the list stay consumed until the process ends (the runner dead-letters their jobs).
    */
-  watchFlows(flows: Iterable<{ id: string; started: boolean }>): void {
+  watchFlows(flows: Iterable<{ id: string; started: boolean; exclusive?: boolean }>): void {
     let changed = false;
     const listed = new Set<string>();
-    for (const { id, started } of flows) {
+    for (const { id, started, exclusive } of flows) {
       listed.add(id);
+      if (exclusive === true) this.exclusiveFlows.add(id);
+      else if (this.exclusiveFlows.delete(id)) changed = true;
+      // Not consumed here now (or no longer exclusive): its next takeover looks again.
+      if (!started || exclusive !== true) {
+        this.clearedFlows.delete(id);
+        this.takeovers.delete(id);
+      }
       // Created again after a delete: declared and consumed as any flow.
       this.retiredFlows.delete(id);
       if (started === this.pausedFlows.has(id)) {
@@ -308,8 +338,81 @@ export class RabbitMqQueue implements Queue {
       this.pausedFlows.delete(id);
       changed = true;
     }
+    for (const id of this.exclusiveFlows) {
+      if (listed.has(id)) continue;
+      this.exclusiveFlows.delete(id);
+      this.clearedFlows.delete(id);
+      this.takeovers.delete(id);
+    }
     this.listedFlows = listed;
     if (changed) for (const c of this.consumers) c.attach();
+    this.checkTakeoversSoon(0);
+  }
+
+  /** An exclusive flow started here whose queue was not yet seen without another consumer. */
+  private awaitingTakeover(flowId: string): boolean {
+    return this.exclusiveFlows.has(flowId) && !this.clearedFlows.has(flowId) && !this.pausedFlows.has(flowId);
+  }
+
+  private checkTakeoversSoon(delayMs: number): void {
+    if (this.closed || this.takeoverTimer !== undefined) return;
+    if (![...this.declaredFlows].some((id) => this.awaitingTakeover(id))) return;
+    this.takeoverTimer = setTimeout(() => {
+      this.takeoverTimer = undefined;
+      void this.checkTakeovers();
+    }, delayMs);
+    this.takeoverTimer.unref();
+  }
+
+  /**
+   * Exclusive flows newly consumed here (their holds just taken: flow-ownership.ts): each queue
+   * is consumed once the broker reports no consumer on it (a passive declare's consumerCount).
+   * Another one is the previous holder's: it gave the flow up and cancels in a moment, or it
+   * died (gone at once), or it is stalled — then it keeps the jobs delivered to it, unacked,
+   * until its connection is dropped for missed heartbeats or it resumes and hands them back
+   * (runner's mayRun); consuming meanwhile would run the jobs behind them first. Looked at again
+   * every takeoverCheckMs; a long wait is logged.
+   */
+  private async checkTakeovers(): Promise<void> {
+    if (this.closed || this.checkingTakeovers) return;
+    const flowIds = [...this.declaredFlows].filter((id) => this.awaitingTakeover(id));
+    if (flowIds.length === 0) return;
+    this.checkingTakeovers = true;
+    const now = Date.now();
+    const waits = flowIds.map((id) => {
+      let w = this.takeovers.get(id);
+      if (w === undefined) this.takeovers.set(id, (w = { since: now, warnedAt: now }));
+      return w;
+    });
+    try {
+      const oks = await this.passiveDeclares(flowIds.map((id) => this.topology.flowQueue(id)));
+      let cleared = false;
+      flowIds.forEach((id, i) => {
+        // Paused, or given up and taken again, meanwhile: the answer is about an earlier takeover.
+        if (this.takeovers.get(id) !== waits[i] || !this.awaitingTakeover(id)) return;
+        const consumers = oks[i]?.consumerCount;
+        if (consumers === 0) {
+          this.takeovers.delete(id);
+          this.clearedFlows.add(id);
+          cleared = true;
+          return;
+        }
+        const w = waits[i]!;
+        if (Date.now() - w.warnedAt >= TAKEOVER_WARN_MS) {
+          w.warnedAt = Date.now();
+          this.logger.warn(
+            { flowId: id, queue: this.topology.flowQueue(id), consumers, waitingMs: Date.now() - w.since },
+            'rabbitmq queue: a flow held here is not consumed yet: its queue still has a consumer (its previous holder, stalled or still letting go?)',
+          );
+        }
+      });
+      if (cleared) for (const c of this.consumers) c.attach();
+    } catch {
+      // Down or being repaired: looked at again below (and after the reconnect).
+    } finally {
+      this.checkingTakeovers = false;
+      this.checkTakeoversSoon(this.takeoverCheckMs);
+    }
   }
 
   holdsJobsOf(flowId: string): boolean {
@@ -513,6 +616,7 @@ export class RabbitMqQueue implements Queue {
       this.closed = true;
       if (this.repairTimer) clearTimeout(this.repairTimer);
       clearInterval(this.topologyTimer);
+      clearTimeout(this.takeoverTimer);
       for (const c of this.consumers) c.halt();
       this.consumers.clear();
       await this.publisher.close();
@@ -730,6 +834,7 @@ export class RabbitMqQueue implements Queue {
         this.declaredFlows.add(flowId);
         const declared = new Set([this.topology.flowQueue(flowId)]);
         for (const c of this.consumers) c.attach(declared);
+        this.checkTakeoversSoon(0);
       },
       () => {
         if (this.flowQueues.get(flowId) === declaring) this.flowQueues.delete(flowId);
@@ -743,7 +848,7 @@ export class RabbitMqQueue implements Queue {
    * work queue while it exists.
    */
   private *consumedQueues(): Iterable<string> {
-    for (const flowId of this.declaredFlows) if (!this.pausedFlows.has(flowId)) yield this.topology.flowQueue(flowId);
+    for (const flowId of this.declaredFlows) if (!this.pausedFlows.has(flowId) && !this.awaitingTakeover(flowId)) yield this.topology.flowQueue(flowId);
     for (const [flowId, state] of this.retiredFlows) if (state === 'draining') yield this.topology.flowQueue(flowId);
     if (this.legacyWorkQueue) yield this.topology.legacyWorkQueue;
   }
