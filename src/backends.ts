@@ -8,7 +8,7 @@ import type { Backend, FlowOwners } from './store/backend.js';
 import { instanceExpireMs } from './store/membership.js';
 import type { MessageCache } from './store/message-cache.js';
 import type { AcceptOptions, AcceptOutcome, RequestStore } from './store/contracts.js';
-import { openPostgresBackend, openPostgresStores, PgFlowOwners, type PostgresStores, startOutboxRelay } from './store/postgres/index.js';
+import { openPostgresBackend, openPostgresStores, PgFlowOwners, type PostgresStores, refuseMixedQueues, startOutboxRelay } from './store/postgres/index.js';
 import { openSqliteBackend } from './store/sqlite/index.js';
 
 /**
@@ -54,6 +54,7 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
   const stores = await openPostgresStores({ ...pg, dispatch: 'outbox', outboxHoldMs: OUTBOX_HOLD_MS });
   let queue: RabbitMqQueue;
   try {
+    await refuseMixedQueues(stores.db, 'rabbitmq', instanceExpireMs(config.flowRefreshMs));
     // Jobs of an earlier run on the PostgreSQL queue alone: the outbox relay publishes them.
     const adopted = await stores.outbox.adoptQueueJobs();
     if (adopted.moved > 0) logger.info({ count: adopted.moved }, 'jobs of the PostgreSQL queue moved to the outbox, for RabbitMQ');

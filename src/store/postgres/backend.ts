@@ -5,6 +5,7 @@ import { PgQueue, type PgQueueOptions } from './pg-queue.js';
 import type { PgRequestStore } from './request-store.js';
 import type { PgAttachmentStore } from './attachment-store.js';
 import type { PgInstances } from './instances.js';
+import { refuseMixedQueues } from './queue-mode.js';
 import type { PgSettings } from './settings.js';
 import { openPostgresStores, type PostgresStores, type PostgresStoresOptions } from './stores.js';
 
@@ -74,6 +75,7 @@ export async function openPostgresBackend(opts: PostgresBackendOptions): Promise
   const queue = new PgQueue(stores.db, { ...(opts.leaseMs !== undefined ? { leaseMs: opts.leaseMs } : {}), ...instance });
   stores.requests.onCommitted(() => queue.jobsCommitted());
   try {
+    if (expireMs !== undefined) await refuseMixedQueues(stores.db, 'postgres', expireMs);
     const adopted = await queue.sql.adoptOutbox();
     if (adopted > 0) stores.db.logger.info({ count: adopted }, 'postgres queue: jobs moved over from the outbox');
   } catch (err) {

@@ -17,6 +17,7 @@ export { PgExecutionStore } from './execution-store.js';
 export { PgFlowStore } from './flow-store.js';
 export { PgAttachmentStore, DEFAULT_CHUNK_BYTES, type PgAttachmentStoreOptions } from './attachment-store.js';
 export { PgInstances } from './instances.js';
+export { refuseMixedQueues, type QueueMode } from './queue-mode.js';
 export { PgFlowOwners } from './flow-owners.js';
 export { PgSettings } from './settings.js';
 export type { Dispatch } from './accept-batch.js';

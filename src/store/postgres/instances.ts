@@ -1,6 +1,7 @@
 import type { InstanceCounts, InstanceRegistry } from '../backend.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 import { newId } from './ids.js';
+import type { QueueMode } from './queue-mode.js';
 
 /**
  * The hookd processes sharing this database (table `instances`): each one records itself every few
@@ -13,7 +14,11 @@ export class PgInstances implements InstanceRegistry {
   private steadySince: number | undefined;
   private lastBeat = 0;
 
-  constructor(private readonly db: PgDatabase) {}
+  /** `queue`: the queue this instance uses, recorded with its beats (queue-mode.ts). */
+  constructor(
+    private readonly db: PgDatabase,
+    private readonly queue?: QueueMode,
+  ) {}
 
   /**
    * Whether this process's beats have gone through without a break for at least `ms`: only then
@@ -46,14 +51,14 @@ export class PgInstances implements InstanceRegistry {
     // The CTEs' writes are not visible to the final SELECT (same snapshot): it counts the others.
     const { rows } = await this.db.query<{ others: number; others_running: number }>(
       `WITH me AS (
-         INSERT INTO ${this.db.t.instances} (id, seen_at, runs_flows) VALUES ($1, ${NOW_MS}, $3)
-         ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at, runs_flows = excluded.runs_flows
+         INSERT INTO ${this.db.t.instances} (id, seen_at, runs_flows, queue) VALUES ($1, ${NOW_MS}, $3, $4)
+         ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at, runs_flows = excluded.runs_flows, queue = excluded.queue
        ), gone AS (
          DELETE FROM ${this.db.t.instances} WHERE seen_at < ${NOW_MS} - $2::float8 AND id <> $1
        )
        SELECT count(*)::integer AS others, (count(*) FILTER (WHERE runs_flows))::integer AS others_running
        FROM ${this.db.t.instances} WHERE id <> $1 AND seen_at >= ${NOW_MS} - $2::float8`,
-      [this.id, expireMs, runsFlows],
+      [this.id, expireMs, runsFlows, this.queue ?? null],
       'hookd_instances_beat',
     );
     const r = rows[0];

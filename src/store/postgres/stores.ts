@@ -67,7 +67,7 @@ export async function openPostgresStores(opts: PostgresStoresOptions): Promise<P
     requests,
     executions,
     outbox: new PgOutbox(db, requests),
-    instances: new PgInstances(db),
+    instances: new PgInstances(db, (opts.dispatch ?? 'outbox') === 'outbox' ? 'rabbitmq' : 'postgres'),
     attachments: new PgAttachmentStore(db),
     settings: new PgSettings(db),
     async checkWritable() {

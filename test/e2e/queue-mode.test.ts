@@ -1,0 +1,36 @@
+/**
+ * One queue per database: an instance started with RABBITMQ_URI beside running instances on the
+ * PostgreSQL queue (or without it beside RabbitMQ ones) refuses to start, saying which setting to
+ * fix. A new user's review found an instance started without RABBITMQ_URI joining a RabbitMQ
+ * cluster silently: its acknowledged jobs waited in a table no running worker read, and its start
+ * moved the cluster's outbox rows into that table too.
+ */
+import { afterAll, expect, it } from 'vitest';
+import { everyBackend } from '../helpers/every-backend.js';
+import { startHookd } from '../helpers/hookd.js';
+
+const { backends, cleanUp } = everyBackend('qmode');
+const rabbit = backends.find(([name]) => name === 'PostgreSQL + RabbitMQ')![1];
+const { RABBITMQ_URI: _uri, RABBITMQ_PREFIX: _prefix, ...postgresQueue } = rabbit;
+afterAll(() => cleanUp([]));
+
+it('an instance whose queue differs from the running instances of its database refuses to start; once they stopped, it starts', async () => {
+  const onRabbit = await startHookd({ ...rabbit, WORKER_CONCURRENCY: '0' });
+  try {
+    await expect(startHookd({ ...postgresQueue, WORKER_CONCURRENCY: '0' })).rejects.toThrow(
+      /^RABBITMQ_URI: 1 running instance of this database \(DATABASE_URL, DATABASE_SCHEMA\) uses RabbitMQ, and this one would use the PostgreSQL queue: .*Give this instance the same RABBITMQ_URI as theirs; to switch queues, stop every instance first/,
+    );
+  } finally {
+    await onRabbit.close();
+  }
+  // Every RabbitMQ instance stopped: the switch to the PostgreSQL queue is allowed.
+  const onPostgres = await startHookd({ ...postgresQueue, WORKER_CONCURRENCY: '0' });
+  try {
+    await expect(startHookd({ ...rabbit, WORKER_CONCURRENCY: '0' })).rejects.toThrow(/^RABBITMQ_URI: 1 running instance .* uses the PostgreSQL queue, and this one would use RabbitMQ: .*Leave RABBITMQ_URI unset here too/);
+    // The same queue is no problem.
+    const second = await startHookd({ ...postgresQueue, WORKER_CONCURRENCY: '0' });
+    await second.close();
+  } finally {
+    await onPostgres.close();
+  }
+}, 60_000);
