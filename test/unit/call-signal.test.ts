@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { callSignal } from '../../src/flow/steps/call-signal.js';
+import { callSignal, STALL_GRACE_MS, STALL_MS } from '../../src/flow/steps/call-signal.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -22,6 +22,19 @@ describe('callSignal (an http step call)', () => {
     b.done();
     const c = callSignal(10_000, stop.signal); // already stopped
     expect(c.signal.aborted).toBe(true);
+    c.done();
+  });
+
+  it('a timeout that fires after the process was frozen gives the call a moment more to read its answer, once', async () => {
+    const c = callSignal(50, undefined);
+    // Frozen: the timer cannot fire (a stand-in for SIGSTOP, during which the receiver answered).
+    const until = performance.now() + STALL_MS + 300;
+    while (performance.now() < until);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(c.signal.aborted).toBe(false);
+    await new Promise((r) => setTimeout(r, STALL_GRACE_MS));
+    expect(c.signal.aborted).toBe(true);
+    expect(c.timedOut()).toBe(true);
     c.done();
   });
 
