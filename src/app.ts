@@ -1,6 +1,7 @@
 import { clientErrorHandler, frameworkErrors } from './http/client-errors.js';
 import { lingering } from './ingress/linger.js';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { pino, type Logger } from 'pino';
 import { adminApi } from './api/index.js';
@@ -87,6 +88,14 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   });
   opened = backend;
   if (config.databaseUrl && config.sqliteVacuumOnStart) logger.warn('SQLITE_VACUUM_ON_START is for the embedded SQLite database: ignored with DATABASE_URL');
+  const embeddedFile = path.join(config.dataDir, 'hookd.db');
+  if (config.databaseUrl && existsSync(embeddedFile)) {
+    // Moving from one process to a cluster: what the embedded database holds is not carried over.
+    logger.warn(
+      { file: embeddedFile },
+      'DATA_DIR holds an embedded database that this instance (DATABASE_URL) does not read: its flows, requests, executions and queued jobs are not here. Bring flows over through the API, after the embedded instance finished its queue (docs/distributed.md, "Moving from one process")',
+    );
+  }
   // Shared by all instances when the backend offers it (PostgreSQL); else files in DATA_DIR.
   const attachments = backend.attachments ?? createFsAttachmentStore(config.dataDir);
   const secretBox = new SecretBox(loadOrCreateMasterKey(config.dataDir, config.secretKey));
@@ -97,9 +106,14 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     const cluster = await backend.settings.getOrSet(MASTER_KEY_SETTING, mine);
     if (cluster !== mine) {
       await backend.close();
+      const which =
+        config.secretKey === undefined || config.secretKey.trim() === ''
+          ? `HOOKD_SECRET_KEY is not set, and the key of this DATA_DIR (${path.join(config.dataDir, 'secret.key')}, generated if it was not there) is not the key of the other instances on this database`
+          : 'HOOKD_SECRET_KEY differs from the key of the other instances on this database';
       throw new Error(
-        'HOOKD_SECRET_KEY differs from the key of the other instances on this database: credential secrets they sealed would not open here. ' +
-          'Set HOOKD_SECRET_KEY to the same value on every instance (an instance that generated its key keeps it in DATA_DIR/secret.key).',
+        `${which}: credential secrets they sealed would not open here. ` +
+          'Set HOOKD_SECRET_KEY to the same value on every instance (an instance that generated its key keeps it in DATA_DIR/secret.key). ' +
+          'A key that is lost cannot be recovered: docs/distributed.md says how to start again with a new one.',
       );
     }
   }
@@ -175,6 +189,11 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
 
   // Several instances: one admin token for all of them (its hash is shared through the backend).
   const admin = await resolveAdminToken(config.dataDir, config.adminToken, backend.settings);
+  if (admin.differsFromCluster) {
+    logger.warn(
+      'HOOKD_ADMIN_TOKEN is not the admin token of the cluster (the one the first instance without HOOKD_ADMIN_TOKEN made): this instance accepts only its own, instances without HOOKD_ADMIN_TOKEN only that one, so behind a load balancer API calls fail on one or the other. Give every instance the same HOOKD_ADMIN_TOKEN',
+    );
+  }
   if (admin.ignoredFile) {
     logger.warn({ file: admin.ignoredFile }, 'this DATA_DIR/admin-token is not the cluster admin token: the token of the instance that started first is valid on every instance');
   } else if (admin.token === undefined) {

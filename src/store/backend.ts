@@ -62,6 +62,8 @@ export interface SharedSettings {
    * several instances race, exactly one value wins and all of them get it.
    */
   getOrSet(key: string, value: string): Promise<string>;
+  /** The value stored under `key`, if any (nothing is stored). */
+  get(key: string): Promise<string | undefined>;
 }
 
 /** Which instance holds each flow with a concurrency limit (Backend.flowOwners). */

@@ -211,6 +211,14 @@ describe('rabbitmq: connection', () => {
     expect(err.code).toBe('QUEUE_UNAVAILABLE');
     expect(Date.now() - t0).toBeLessThan(3_000);
   });
+
+  it('says why it could not connect: a refused login is named, not only "in time"', async () => {
+    const url = new URL(RABBITMQ_URL);
+    url.password = 'not-the-password';
+    const err = await rejection(openRabbitMqQueue({ url: url.toString(), prefix, logger: quietLogger, connectTimeoutMs: 1_500 }));
+    expect(err.statusCode).toBe(503);
+    expect(err.message).toMatch(/RabbitMQ failed to connect in time: ACCESS_REFUSED/);
+  });
 });
 
 describe('rabbitmq: publishing', () => {

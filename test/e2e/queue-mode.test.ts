@@ -5,9 +5,10 @@
  * cluster silently: its acknowledged jobs waited in a table no running worker read, and its start
  * moved the cluster's outbox rows into that table too.
  */
+import pino from 'pino';
 import { afterAll, expect, it } from 'vitest';
 import { everyBackend } from '../helpers/every-backend.js';
-import { startHookd } from '../helpers/hookd.js';
+import { startHookd, tempDir } from '../helpers/hookd.js';
 
 const { backends, cleanUp } = everyBackend('qmode');
 const rabbit = backends.find(([name]) => name === 'PostgreSQL + RabbitMQ')![1];
@@ -32,5 +33,22 @@ it('an instance whose queue differs from the running instances of its database r
     await second.close();
   } finally {
     await onPostgres.close();
+  }
+}, 60_000);
+
+it('a DATA_DIR that holds an embedded database is said at a distributed start: its flows and requests are not carried over', async () => {
+  const dir = tempDir();
+  const embedded = await startHookd({ DATA_DIR: dir, WORKER_CONCURRENCY: '0' });
+  expect((await embedded.api('PUT', '/api/flows/legacy', { steps: [] })).status).toBe(201);
+  await embedded.close();
+  const lines: string[] = [];
+  const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) });
+  const distributed = await startHookd({ ...postgresQueue, DATA_DIR: dir, WORKER_CONCURRENCY: '0' }, { logger });
+  try {
+    expect((await distributed.api('GET', '/api/flows/legacy')).status).toBe(404);
+    const said = lines.map((l) => JSON.parse(l)).find((l) => String(l.msg).startsWith('DATA_DIR holds an embedded database'));
+    expect(said?.file).toBe(`${dir}/hookd.db`);
+  } finally {
+    await distributed.close();
   }
 }, 60_000);

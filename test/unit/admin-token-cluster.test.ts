@@ -25,6 +25,9 @@ function sharedSettings(): SharedTokenStore & { values: Map<string, string> } {
       if (!values.has(key)) values.set(key, value);
       return values.get(key)!;
     },
+    async get(key) {
+      return values.get(key);
+    },
   };
 }
 
@@ -73,5 +76,12 @@ describe('admin token of a cluster (instances sharing a backend)', () => {
     const t = await resolveAdminToken(dataDir(), 'configured', shared);
     expect(t).toEqual({ token: 'configured', digest: sha256('configured'), generated: false });
     expect(shared.values.size).toBe(0);
+  });
+
+  it('HOOKD_ADMIN_TOKEN other than the token the cluster holds is said (instances would accept different tokens)', async () => {
+    const shared = sharedSettings();
+    const first = await resolveAdminToken(dataDir(), undefined, shared);
+    expect(await resolveAdminToken(dataDir(), 'configured', shared)).toMatchObject({ token: 'configured', differsFromCluster: true });
+    expect((await resolveAdminToken(dataDir(), first.token, shared)).differsFromCluster).toBeUndefined();
   });
 });

@@ -254,7 +254,10 @@ export class RabbitMqQueue implements Queue {
       await this.conn.onConnect(this.connectTimeoutMs, true);
       await this.declareTopology();
     } catch (err) {
-      throw unavailable('queue', err);
+      // "failed to connect in time" alone hides why (a refused login, a wrong vhost): its cause says.
+      const cause = (err as { cause?: unknown }).cause;
+      const why = cause instanceof Error ? new Error(`${(err as Error).message}: ${cause.message.replace(/^undefined: /, '')}`) : err;
+      throw unavailable('queue', why);
     }
     this.conn.on('connection', () => this.reconnected());
     this.topologyTimer = setInterval(() => void this.refreshTopology(), this.topologyRefreshMs);

@@ -5,6 +5,11 @@ import type { PgDatabase } from './database.js';
 export class PgSettings implements SharedSettings {
   constructor(private readonly db: PgDatabase) {}
 
+  async get(key: string): Promise<string | undefined> {
+    const { rows } = await this.db.query<{ value: string }>(`SELECT value FROM ${this.db.t.settings} WHERE key = $1`, [key], 'hookd_settings_get');
+    return rows[0]?.value;
+  }
+
   async getOrSet(key: string, value: string): Promise<string> {
     // Two tries: a row committed by another instance after this statement's snapshot was taken
     // makes ON CONFLICT skip the insert while the SELECT cannot see it yet; the next statement can.
