@@ -25,7 +25,7 @@ import { createMetrics } from './http/metrics.js';
 import { opsRoutes } from './http/ops-routes.js';
 import { hookRoutes } from './ingress/hook-routes.js';
 import type { Backend } from './store/backend.js';
-import { FlowRegistry } from './store/flow-registry.js';
+import { FlowRegistry, UnreadableFlowError } from './store/flow-registry.js';
 import { startMembership } from './store/membership.js';
 import { createHousekeeping, type Housekeeping } from './store/housekeeping.js';
 import { type FlowOwnership, startFlowOwnership } from './flow-ownership.js';
@@ -258,7 +258,11 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     rateLimitShare: membership.share,
     learnSecret: (flow: Flow, secret: string) => learnAsanaSecret(registry, flow.id, secret),
     freshFlow: async (id: string) => {
-      const flow = await registry.fetch(id);
+      // A flow whose secrets do not open is served as none (left out at load too).
+      const flow = await registry.fetch(id).catch((err: unknown) => {
+        if (err instanceof UnreadableFlowError) return undefined;
+        throw err;
+      });
       return flow?.status === 'started' ? flow : undefined;
     },
     attachments,

@@ -13,6 +13,22 @@ export interface SecretCodec {
 
 const plain: SecretCodec = { seal: (f) => f, open: (f) => f };
 
+/**
+ * A stored flow whose credential secrets do not open (sealed under another HOOKD_SECRET_KEY):
+ * left out of what is served; a replacement with its secrets given again may be written over it
+ * (`updatedAt`: the stored version, for the write's expectation).
+ */
+export class UnreadableFlowError extends Error {
+  constructor(
+    readonly flowId: string,
+    readonly updatedAt: string,
+    cause: unknown,
+  ) {
+    super(`flow ${flowId}: its credential secrets do not open with this HOOKD_SECRET_KEY`, { cause });
+    this.name = 'UnreadableFlowError';
+  }
+}
+
 export class FlowRegistry {
   private readonly flows = new Map<string, Flow>();
   /** Called after every change of what is held (loads included): the queue follows the flows. */
@@ -55,7 +71,8 @@ export class FlowRegistry {
 
   /**
    * A flow as the store has it now (another instance may have changed it since the last refresh),
-   * remembered as such: also forgotten here when it is gone.
+   * remembered as such: also forgotten here when it is gone. Throws UnreadableFlowError for a
+   * flow whose secrets do not open.
    */
   async fetch(id: string): Promise<Flow | undefined> {
     const stored = await this.store.get(id);
@@ -66,7 +83,12 @@ export class FlowRegistry {
     // Unchanged: keep the object (compiled steps, allowlists and rate limits are cached per object).
     const known = this.flows.get(id);
     if (known !== undefined && known.updatedAt === stored.updatedAt) return known;
-    const flow = this.codec.open(stored);
+    let flow: Flow;
+    try {
+      flow = this.codec.open(stored);
+    } catch (err) {
+      throw new UnreadableFlowError(id, stored.updatedAt, err);
+    }
     this.flows.set(id, flow);
     this.changed();
     return flow;
