@@ -76,10 +76,14 @@ export async function executionRoutes(
       bytes += s.bytes;
     }
     // A request purged between the two reads is left out.
-    const items = (await Promise.all(ids.map((id) => deps.requests.get(id)))).filter((m) => m !== undefined);
+    const [items, executionIds] = await Promise.all([
+      Promise.all(ids.map((id) => deps.requests.get(id))).then((ms) => ms.filter((m) => m !== undefined)),
+      deps.executions.idsByRequest(ids),
+    ]);
     const last = ids[ids.length - 1];
     const more = sizes.length === limit || ids.length < sizes.length;
-    return { items: items.map(viewFor(request, toRequestView)), ...(more && last !== undefined ? { next: last } : {}) };
+    const view = viewFor(request, toRequestView);
+    return { items: items.map((m) => ({ ...view(m), executionId: executionIds.get(m.id) })), ...(more && last !== undefined ? { next: last } : {}) };
   });
 
   app.get<{ Params: { id: string } }>('/requests/:id', { config: { doc: { summary: 'A stored request (body, raw body as base64, headers, files) with its execution id', responses: { 200: { description: 'The request', schema: RequestView }, 404: 'No such request' } } } }, async (request) => {

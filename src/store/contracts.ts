@@ -216,5 +216,7 @@ export interface ExecutionStore {
   moveStatus(requestIds: readonly string[], from: ExecutionStatus, to: ExecutionStatus, now: number): Promise<number>;
   get(id: string): Promise<Execution | undefined>;
   getByRequest(requestId: string): Promise<Execution | undefined>;
+  /** The execution ids of these requests, by request id (those without one left out): a page's links. */
+  idsByRequest(requestIds: readonly string[]): Promise<Map<string, string>>;
   list(query: ExecutionListQuery): Promise<Execution[]>;
 }

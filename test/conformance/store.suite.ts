@@ -609,6 +609,15 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
         expect(await backend.executions.getByRequest(requestId)).toMatchObject({ id: first.id, attempts: 2 });
       });
 
+      it('idsByRequest: the execution id of each request that has one', async () => {
+        const [a, b, none] = [uuidv7(), uuidv7(), uuidv7()];
+        const ea = await backend.executions.begin({ requestId: a, flowId: 'flow-x', attempt: 1, now: 1000 });
+        const eb = await backend.executions.begin({ requestId: b, flowId: 'flow-y', attempt: 1, now: 1000 });
+        const ids = await backend.executions.idsByRequest([a, none, b]);
+        expect([...ids.entries()].sort()).toEqual([[a, ea.id], [b, eb.id]].sort());
+        expect((await backend.executions.idsByRequest([])).size).toBe(0);
+      });
+
       it('begin returns a completed or filtered execution as it is (a repeat delivery after a lost ack)', async () => {
         for (const final of ['completed', 'filtered'] as const) {
           const requestId = uuidv7();

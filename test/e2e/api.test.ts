@@ -477,9 +477,10 @@ describe('ids and queries', () => {
       const end = await app.api('GET', '/api/executions?flowId=cursor&before=0-purged');
       expect(end.status).toBe(200);
       expect(end.body).toEqual({ items: [] });
-      // The execution of one request.
+      // The execution of one request; and the request's, in the list of requests.
       const one = await app.api('GET', `/api/executions?requestId=${requestId}`);
       expect(one.body.items.map((e: { requestId: string }) => e.requestId)).toEqual([requestId]);
+      expect((await app.api('GET', '/api/requests?flowId=cursor')).body.items.map((r: { executionId?: string }) => r.executionId)).toEqual([one.body.items[0].id]);
       for (const q of [`requestId=${requestId}&status=dead`, `requestId=${requestId}&flowId=other`, 'requestId=no-such-request', `requestId=${requestId}&before=0-purged`]) {
         expect((await app.api('GET', `/api/executions?${q}`)).body, q).toEqual({ items: [] });
       }

@@ -146,6 +146,16 @@ export class PgExecutionStore implements ExecutionStore {
     return this.one('request_id', requestId);
   }
 
+  async idsByRequest(requestIds: readonly string[]): Promise<Map<string, string>> {
+    if (requestIds.length === 0) return new Map();
+    const { rows } = await this.db.query<{ id: string; request_id: string }>(
+      `SELECT id, request_id FROM ${this.db.t.executions} WHERE request_id = ANY($1::text[])`,
+      [requestIds],
+      'hookd_executions_ids_by_request',
+    );
+    return new Map(rows.map((r) => [r.request_id, r.id]));
+  }
+
   async list(q: ExecutionListQuery): Promise<Execution[]> {
     const where: string[] = [];
     const params: unknown[] = [];

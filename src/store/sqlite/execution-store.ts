@@ -87,6 +87,18 @@ export class SqliteExecutionStore implements ExecutionStore {
     return this.one('SELECT * FROM executions WHERE request_id = ?', requestId);
   }
 
+  async idsByRequest(requestIds: readonly string[]): Promise<Map<string, string>> {
+    const out = new Map<string, string>();
+    // One lookup each on the request_id index: a page holds at most 1,000.
+    this.reader.read('SELECT id FROM executions WHERE request_id = ?', (s) => {
+      for (const requestId of requestIds) {
+        const row = s.get(requestId) as { id: string } | undefined;
+        if (row !== undefined) out.set(requestId, row.id);
+      }
+    });
+    return out;
+  }
+
   async list(q: ExecutionListQuery): Promise<Execution[]> {
     const where: string[] = [];
     const params: Array<string | number> = [];
