@@ -101,7 +101,7 @@ export function newFlowId(): string {
 export function buildFlow(input: unknown, id: string, existing?: Flow): Flow {
   // The URL's id, on PUT, passes no schema: the same rule as a body id (URLs, file names, AMQP keys).
   if (!ID_RE.test(id)) fail([`/id: "${id}" must be 1 to 128 characters of A-Z a-z 0-9 . _ - (and not . or ..)`]);
-  const valid = validateFlowInput(input);
+  const valid = validateFlowInput(upperCaseMethods(input));
   if (valid.id !== undefined && valid.id !== id) fail([`/id: "${valid.id}" does not match the URL's flow id "${id}"`]);
   const flow = normalizeFlow(valid, id, new Date(), existing);
   const dup = duplicateStepId(flow);
@@ -110,4 +110,16 @@ export function buildFlow(input: unknown, id: string, existing?: Flow): Flow {
   const problems = [...flowProblems(flow), ...triggerSecurityProblems(flow.trigger).map((p) => `/trigger/${p}`)];
   if (problems.length > 0) fail(problems);
   return flow;
+}
+
+/** An http step's `method` as HTTP spells it (`post` → `POST`): as curl and fetch take either. */
+function upperCaseMethods(input: unknown): unknown {
+  const steps = (input as { steps?: unknown } | null)?.steps;
+  if (!Array.isArray(steps)) return input;
+  const lower = (step: unknown): boolean => typeof (step as { method?: unknown } | null)?.method === 'string';
+  if (!steps.some(lower)) return input;
+  return {
+    ...(input as object),
+    steps: steps.map((step: unknown) => (lower(step) ? { ...(step as object), method: (step as { method: string }).method.toUpperCase() } : step)),
+  };
 }

@@ -346,6 +346,11 @@ describe('flows', () => {
     }
     const mismatch = await h.api('PUT', '/api/flows/a', { id: 'b' });
     expect(mismatch.status).toBe(400);
+    // An http method in lower case is the method (as curl and fetch take it); another word is not.
+    const lower = await h.api('PUT', '/api/flows/lower-method', { steps: [{ type: 'http', url: 'http://127.0.0.1:8099/x', method: 'put' }] });
+    expect(lower.status, JSON.stringify(lower.body)).toBe(201);
+    expect(lower.body.steps[0].method).toBe('PUT');
+    expect((await h.api('PUT', '/api/flows/lower-method', { steps: [{ type: 'http', url: 'http://127.0.0.1:8099/x', method: 'fetch' }] })).body.message).toMatch(/\/steps\/0\/method: must be one of "GET", "POST"/);
   });
 
   it('loads flows from FLOWS_DIR at start (YAML and JSON) and refuses an invalid file', async () => {
