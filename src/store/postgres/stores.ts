@@ -10,6 +10,7 @@ import { migrate } from './migrate.js';
 import { PgOutbox } from './outbox.js';
 import { PgRequestStore } from './request-store.js';
 import { PgSettings } from './settings.js';
+import { unavailable } from '../../core/errors.js';
 import { DEFAULT_MESSAGE_CACHE_BYTES, MessageCache } from '../message-cache.js';
 
 export interface PostgresStoresOptions extends PgConnectionOptions {
@@ -55,7 +56,7 @@ export async function openPostgresStores(opts: PostgresStoresOptions): Promise<P
     await migrate(db);
   } catch (err) {
     await db.close();
-    throw err;
+    throw unansweredStart(err, db);
   }
   const requests = new PgRequestStore(db, opts.dispatch ?? 'outbox', opts.groupCommit, opts.outboxHoldMs, opts.messageCache ?? new MessageCache(DEFAULT_MESSAGE_CACHE_BYTES));
   const executions = new PgExecutionStore(db);
@@ -88,4 +89,23 @@ export async function openPostgresStores(opts: PostgresStoresOptions): Promise<P
       return closing;
     },
   };
+}
+
+/**
+ * The first connection, given up after connectTimeoutMs without an answer: pg says only that the
+ * connection was "terminated" (unexpectedly, or due to the timeout). Say where and how long, the
+ * cause being a host that drops packets or a firewall rather than one that refuses.
+ */
+function unansweredStart(err: unknown, db: PgDatabase): unknown {
+  const message = err instanceof Error ? err.message : String(err);
+  if (!/Connection terminated (unexpectedly|due to connection timeout)|timeout expired/i.test(message)) return err;
+  let where = 'PostgreSQL';
+  try {
+    const url = new URL(String(db.clientConfig.connectionString));
+    where = `PostgreSQL at ${url.hostname}:${url.port || '5432'}`;
+  } catch {
+    // Not a URL (a connection string of key=value pairs): said without the address.
+  }
+  const seconds = Number(db.clientConfig.connectionTimeoutMillis ?? 0) / 1000;
+  return unavailable('store', new Error(`${where} did not answer within ${seconds} s (a host that drops packets, or a firewall?): ${message.replace(/^Storage is unavailable: /, '')}`));
 }
