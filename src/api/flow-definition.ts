@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { invalidInput } from './checked-body.js';
 import jsonata from 'jsonata';
 import Type, { type TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { triggerSecurityProblems } from '../auth/validate.js';
 import { WebhookAuth } from '../core/credentials.js';
-import { E, HookdError } from '../core/errors.js';
 import { describeSchemaErrors as describe, type SchemaError } from '../core/schema-errors.js';
 import { flowProblems } from '../flow/compile.js';
 import {
@@ -57,7 +57,7 @@ function authProblems(auth: unknown): string[] | undefined {
 }
 
 function fail(problems: string[]): never {
-  throw new HookdError(E.VALIDATION_FAILED, `Invalid flow definition: ${problems.join('; ')}`).withDetails(problems);
+  throw invalidInput('flow definition', problems);
 }
 
 /** Validate user input; returns it typed or throws VALIDATION_FAILED (400) listing every problem. */
