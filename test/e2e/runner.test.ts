@@ -809,59 +809,70 @@ describe.each([
   });
 });
 
-describe('flow runner: a job it could not settle', () => {
-  /**
-   * The runner alone, on a queue that hands it one delivery and follows the Delivery contract
-   * (returned: ack; threw: nack), with a request store whose read fails with `readError`.
-   */
-  function runOne(delivery: Delivery, readError: Error, maxAttempts: number): { runner: FlowRunner; handled: Promise<void> } {
-    let handled: Promise<void> | undefined;
-    const queue = {
-      consume: (handler: JobHandler) => {
-        handled = Promise.resolve(handler(delivery));
-        return { inFlight: 0, stop: async () => {} } as unknown as Consumer;
-      },
-    } as unknown as Queue;
-    const requests = {
-      getForExecution: async () => {
-        throw readError;
-      },
-    } as unknown as RequestStore;
-    const runner = createFlowRunner({
-      requests,
-      executions: {} as ExecutionStore,
-      queue,
-      getFlow: () => flow('f', [{ type: 'log' }]),
-      logger: pino({ level: 'silent' }),
-      concurrency: 1,
-      executionDataLimit: 1_000,
-      defaultMaxAttempts: maxAttempts,
-      defaultBackoffMs: 10,
-      maxBackoffMs: 100,
-    });
-    runner.start();
-    return { runner, handled: handled! };
-  }
+/**
+ * The runner alone, on a queue that hands it one delivery and follows the Delivery contract
+ * (returned: ack; threw: nack), with a request store whose read is `read`.
+ */
+function runOne(
+  delivery: Delivery,
+  o: { read: () => Promise<undefined>; maxAttempts: number; flow?: Flow; mayRun?: FlowRunnerOptions['mayRun'] },
+): { runner: FlowRunner; handled: Promise<void> } {
+  let handled: Promise<void> | undefined;
+  const queue = {
+    consume: (handler: JobHandler) => {
+      handled = Promise.resolve(handler(delivery));
+      return { inFlight: 0, stop: async () => {} } as unknown as Consumer;
+    },
+  } as unknown as Queue;
+  const runner = createFlowRunner({
+    requests: { getForExecution: o.read } as unknown as RequestStore,
+    executions: {} as ExecutionStore,
+    queue,
+    getFlow: () => o.flow ?? flow('f', [{ type: 'log' }]),
+    logger: pino({ level: 'silent' }),
+    concurrency: 1,
+    executionDataLimit: 1_000,
+    defaultMaxAttempts: o.maxAttempts,
+    defaultBackoffMs: 10,
+    maxBackoffMs: 100,
+    ...(o.mayRun ? { mayRun: o.mayRun } : {}),
+  });
+  runner.start();
+  return { runner, handled: handled! };
+}
 
+/** A delivery of job j1 of flow f that records how it was settled in `settled`; `over` replaces any part. */
+function fakeDelivery(settled: string[], over: Partial<Delivery> = {}): Delivery {
+  return {
+    job: { id: 'j1', flowId: 'f', requestId: 'r1', attempts: 1, maxAttempts: 3, enqueuedAt: Date.now() },
+    ack: async () => void settled.push('ack'),
+    nack: async () => {
+      settled.push('nack');
+      return 'retry';
+    },
+    deadLetter: async () => void settled.push('deadLetter'),
+    requeue: async () => {
+      settled.push('requeue');
+      return true;
+    },
+    ...over,
+  };
+}
+
+describe('flow runner: a job it could not settle', () => {
   it('holds a job the queue could not take back during a store outage, and gives it back later (no attempt spent, never acked)', async () => {
     const settled: string[] = [];
     let refusals = 2;
-    const delivery: Delivery = {
+    const delivery = fakeDelivery(settled, {
       job: { id: 'j2', flowId: 'f', requestId: 'r2', attempts: 1, maxAttempts: 1, enqueuedAt: Date.now() },
-      ack: async () => void settled.push('ack'),
-      nack: async () => {
-        settled.push('nack');
-        return 'retry';
-      },
-      deadLetter: async () => void settled.push('deadLetter'),
       // A database queue in the database that is down: the release write fails twice.
       requeue: async () => {
         const ok = refusals-- <= 0;
         settled.push(ok ? 'requeue' : 'requeue refused');
         return ok;
       },
-    };
-    const { runner, handled } = runOne(delivery, unavailable('store', 'down'), 1);
+    });
+    const { runner, handled } = runOne(delivery, { read: () => Promise.reject(unavailable('store', 'down')), maxAttempts: 1 });
     await handled;
     // Returned only once the job was given back; nothing else was settled.
     expect(settled).toEqual(['requeue refused', 'requeue refused', 'requeue']);
@@ -870,21 +881,14 @@ describe('flow runner: a job it could not settle', () => {
 
   it('is not acked: the handler throws when its nack fails, so the queue retries or redelivers it', async () => {
     const settled: string[] = [];
-    const delivery: Delivery = {
-      job: { id: 'j1', flowId: 'f', requestId: 'r1', attempts: 1, maxAttempts: 3, enqueuedAt: Date.now() },
-      ack: async () => void settled.push('ack'),
+    const delivery = fakeDelivery(settled, {
       nack: async () => {
         settled.push('nack failed');
         throw new Error('queue write failed');
       },
-      deadLetter: async () => void settled.push('deadLetter'),
-      requeue: async () => {
-        settled.push('requeue');
-        return true;
-      },
-    };
+    });
     // Not a 503 (a bug in a store): the runner nacks with backoff, and that nack fails.
-    const { runner, handled } = runOne(delivery, new Error('a bug in a store'), 3);
+    const { runner, handled } = runOne(delivery, { read: () => Promise.reject(new Error('a bug in a store')), maxAttempts: 3 });
     await expect(handled).rejects.toThrow('queue write failed');
     expect(settled).toEqual(['nack failed']);
     await runner.stop({ graceMs: 0 });
@@ -895,59 +899,25 @@ describe('flow runner: a job it could not settle', () => {
 // not started; its hold lapsed and another instance ran the flow's later jobs; resumed, it ran the
 // old job's call beside theirs. A job of a flow no longer held here is handed back unrun.
 describe('flow runner: a flow no longer held here (mayRun)', () => {
+  /** runOne() with a flow limited to 1 of `steps`, counting the reads of the request. */
   function handOne(delivery: Delivery, mayRun: () => boolean, steps: Array<{ type: StepDef['type']; [key: string]: unknown }>): { runner: FlowRunner; handled: Promise<void>; reads: () => number } {
-    let handled: Promise<void> | undefined;
     let reads = 0;
-    const queue = {
-      consume: (handler: JobHandler) => {
-        handled = Promise.resolve(handler(delivery));
-        return { inFlight: 0, stop: async () => {} } as unknown as Consumer;
-      },
-    } as unknown as Queue;
-    const requests = {
-      getForExecution: async () => {
-        reads++;
-        return undefined;
-      },
-    } as unknown as RequestStore;
-    const runner = createFlowRunner({
-      requests,
-      executions: {} as ExecutionStore,
-      queue,
-      getFlow: () => flow('f', steps, { concurrency: 1 }),
-      logger: pino({ level: 'silent' }),
-      concurrency: 1,
-      executionDataLimit: 1_000,
-      defaultMaxAttempts: 3,
-      defaultBackoffMs: 10,
-      maxBackoffMs: 100,
-      mayRun,
-    });
-    runner.start();
-    return { runner, handled: handled!, reads: () => reads };
+    const read = async () => void reads++;
+    return { ...runOne(delivery, { read, maxAttempts: 3, flow: flow('f', steps, { concurrency: 1 }), mayRun }), reads: () => reads };
   }
 
   function delivery(settled: string[], handBack?: boolean): Delivery {
-    const d: Delivery = {
-      job: { id: 'j1', flowId: 'f', requestId: 'r1', attempts: 1, maxAttempts: 3, enqueuedAt: Date.now() },
-      ack: async () => void settled.push('ack'),
-      nack: async () => {
-        settled.push('nack');
-        return 'retry';
-      },
-      deadLetter: async () => void settled.push('deadLetter'),
-      requeue: async () => {
-        settled.push('requeue');
-        return true;
-      },
-    };
-    if (handBack !== undefined) {
-      d.handBack = () => {
-        settled.push(handBack ? 'handBack' : 'handBack refused');
-        return handBack;
-      };
-    }
-    return d;
+    return fakeDelivery(
+      settled,
+      handBack === undefined
+        ? {}
+        : {
+            handBack: () => {
+              settled.push(handBack ? 'handBack' : 'handBack refused');
+              return handBack;
+            },
+          },
+    );
   }
 
   it('hands the job back at its place, unrun and unsettled otherwise, when the queue can (RabbitMQ)', async () => {
