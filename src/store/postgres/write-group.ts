@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type pg from 'pg';
 import { isHookdError } from '../../core/errors.js';
 import type { PgDatabase } from './database.js';
@@ -10,8 +11,6 @@ const DEADLOCK = Symbol('deadlock');
 /** A group chosen as a deadlock's victim runs again up to this many times, after a short pause. */
 const DEADLOCK_RETRIES = 5;
 const DEADLOCK_BACKOFF_MS = 5;
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One statement of a write group. */
 export interface GroupedStatement {
@@ -95,7 +94,7 @@ export class WriteGroup {
         // again (what its manual advises). Key order cannot prevent every cycle: begin() is keyed
         // by request id, the other writes by execution id, and the two orders differ.
         if (++deadlocks > DEADLOCK_RETRIES) throw toStoreError(new Error(`write group: deadlocked ${deadlocks} times in a row`));
-        await sleep(DEADLOCK_BACKOFF_MS * deadlocks * (0.5 + Math.random()));
+        await delay(DEADLOCK_BACKOFF_MS * deadlocks * (0.5 + Math.random()));
         continue;
       }
       outcomes[failed.index] = { ok: false, error: failed.error };
