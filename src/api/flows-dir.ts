@@ -1,6 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
 import path from 'node:path';
 import YAML from 'yaml';
+import { mapSecrets } from '../core/credentials.js';
 import type { Flow } from '../core/flow.js';
 import { buildFlow } from './flow-definition.js';
 
@@ -43,17 +45,14 @@ export function readFlowsDir(dir: string, existing: (id: string) => Flow | undef
 /**
  * Whether a file's flow says what the stored one says (times aside): at start, a file replaces the
  * stored flow of its id, and a stored flow that differs was most likely changed through the API
- * since — that change is then lost, which the start log says (app.ts).
+ * since — that change is then lost, which the start log says (app.ts). Key order does not count.
  */
 export function sameDefinition(a: Flow, b: Flow): boolean {
-  const { createdAt: _ca, updatedAt: _ua, ...left } = a;
-  const { createdAt: _cb, updatedAt: _ub, ...right } = b;
-  return stableJson(left) === stableJson(right);
+  return isDeepStrictEqual(comparable(a), comparable(b));
 }
 
-/** JSON with object keys sorted: two definitions written in another key order are the same. */
-function stableJson(value: unknown): string {
-  return JSON.stringify(value, (_key, v: unknown) =>
-    v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) : v,
-  );
+/** Times aside, and secrets in one form: a file's `secrets: ["…"]` is stored as `[{value: "…"}]`. */
+function comparable(flow: Flow): Omit<Flow, 'createdAt' | 'updatedAt'> {
+  const { createdAt: _c, updatedAt: _u, ...rest } = flow;
+  return rest.trigger.auth === undefined ? rest : { ...rest, trigger: { ...rest.trigger, auth: mapSecrets(rest.trigger.auth, (v) => v) } };
 }

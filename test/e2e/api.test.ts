@@ -357,7 +357,7 @@ describe('flows', () => {
     const dir = tempDir();
     const flows = path.join(dir, 'flows');
     mkdirSync(flows);
-    writeFileSync(path.join(flows, 'from-yaml.yaml'), 'name: Y\nsteps:\n  - type: transform\n    expression: body\n');
+    writeFileSync(path.join(flows, 'from-yaml.yaml'), 'name: Y\ntrigger:\n  type: webhook\n  auth: { type: token, secrets: ["a-token-of-some-length"] }\nsteps:\n  - type: transform\n    expression: body\n');
     writeFileSync(path.join(flows, 'b.json'), JSON.stringify({ id: 'from-json', status: 'stopped' }));
     const app = await startHookd({ DATA_DIR: path.join(dir, 'data'), FLOWS_DIR: flows, WORKER_CONCURRENCY: '0' });
     expect((await app.api('GET', '/api/flows/from-yaml')).body).toMatchObject({ name: 'Y', status: 'started' });
