@@ -135,7 +135,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
       ownership?.refresh();
     };
     const owners = backend.flowOwners;
-    if (owners !== undefined && config.workerConcurrency > 0) {
+    if (owners !== undefined && owned) {
       startOwnership = async () => {
         ownership = await startFlowOwnership({
           owners,

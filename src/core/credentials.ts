@@ -9,7 +9,9 @@ import Type, { type Static } from 'typebox';
  * `rateLimit` and `cors`. `authTriggerFields` is meant to be spread into the flow's WebhookTrigger.
  */
 
-const HeaderName = Type.String({ pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$" });
+/** A header name: an RFC 9110 token, at most 128 characters. */
+export const HEADER_NAME_PATTERN = "^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$";
+const HeaderName = Type.String({ pattern: HEADER_NAME_PATTERN });
 const QueryName = Type.String({ minLength: 1, maxLength: 128 });
 
 /**

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { contentDisposition, formDataDisposition } from '../../attachments/content-disposition.js';
 import { isCredentialHeader } from '../../auth/credential-headers.js';
+import { HEADER_NAME_PATTERN } from '../../core/credentials.js';
 import type { HttpStepDef } from '../../core/flow.js';
 import type { AttachmentRef } from '../../core/message.js';
 import { compileExpression, type CompiledExpression, type ExpressionIsolate, type ExpressionLimits } from '../expression.js';
@@ -189,7 +190,7 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
   };
 }
 
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/; // RFC 9110 token
+const HEADER_NAME = new RegExp(HEADER_NAME_PATTERN);
 
 /**
  * The step's headers as fetch takes them. fetch's error for an invalid value quotes it: for a
