@@ -3,7 +3,7 @@ import proxyAddr from '@fastify/proxy-addr';
 import path from 'node:path';
 import YAML from 'yaml';
 import { DEFAULT_MESSAGE_CACHE_BYTES } from '../store/message-cache.js';
-import { parseBoolean, parseDuration, parseInteger, parseSize } from './parse.js';
+import { formatDuration, parseBoolean, parseDuration, parseInteger, parseSize } from './parse.js';
 
 /**
  * hookd's configuration: the one documented place (docs/configuration.md mirrors this table).
@@ -152,25 +152,10 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 function within(value: number, min: number, max: number, name: string): number {
   if (!(value >= min && value <= max)) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `at least ${humanMs(min)}` : `between ${humanMs(min)} and ${humanMs(max)}`;
-    throw new Error(`${name}: must be ${range}, got ${humanMs(value)}`);
+    const range = max === Number.MAX_SAFE_INTEGER ? `at least ${formatDuration(min)}` : `between ${formatDuration(min)} and ${formatDuration(max)}`;
+    throw new Error(`${name}: must be ${range}, got ${formatDuration(value)}`);
   }
   return value;
-}
-
-/** 60000 → "1m", 1500 → "1.5s", 90061000 → "1d 1h 1m 1s": in the units the settings are written in. */
-export function humanMs(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 1000) return `${ms} ms`;
-  const parts: string[] = [];
-  let rest = ms;
-  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000]] as const) {
-    if (rest >= size) {
-      parts.push(`${Math.floor(rest / size)}${unit}`);
-      rest %= size;
-    }
-  }
-  if (rest > 0) parts.push(`${Math.round(rest) / 1000}s`);
-  return parts.join(' ');
 }
 
 function parseAdminToken(v: string, name: string): string {

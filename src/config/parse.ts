@@ -27,6 +27,25 @@ export function parseDuration(value: string | number, name: string): number {
   return Math.floor(Number(m[1]) * (DURATION_UNITS[(m[2] ?? 'ms').toLowerCase()] ?? 1));
 }
 
+/**
+ * parseDuration's inverse, in the units settings are written in: 60000 → "1m", 1500 → "1.5s",
+ * 90061000 → "1d 1h 1m 1s"; under a second in ms.
+ */
+export function formatDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < DURATION_UNITS.s!) return `${ms} ms`;
+  const parts: string[] = [];
+  let rest = ms;
+  for (const unit of ['d', 'h', 'm'] as const) {
+    const size = DURATION_UNITS[unit]!;
+    if (rest >= size) {
+      parts.push(`${Math.floor(rest / size)}${unit}`);
+      rest %= size;
+    }
+  }
+  if (rest > 0) parts.push(`${Math.round(rest) / 1000}s`);
+  return parts.join(' ');
+}
+
 export function parseInteger(value: string | number, name: string, min: number, max: number): number {
   // Digits only: Number(' ') is 0 and Number('0x10') is 16.
   const n = typeof value === 'number' ? value : /^\s*-?\d+\s*$/.test(value) ? Number(value) : Number.NaN;
