@@ -12,6 +12,8 @@ const row = (name: string, r: LoadResult) => rowOf(name, r, 34);
  *     as the Open Integration Hub's webhook component does: a 200 can still be lost);
  * (b) hookd with DATABASE_URL + RABBITMQ_URI: request + outbox row committed in PostgreSQL, job
  *     published with confirms, 200 only after the broker's confirm; workers running the flow;
+ * (a') the same server made durable the simplest way: the requests of a turn committed in one
+ *     PostgreSQL statement, then published with confirms (the ceiling of a durable design);
  * (c) the same hookd with its workers off (WORKER_CONCURRENCY=0): the ingest path alone.
  * Prints req/s, p50/p99 and the ratios hookd ÷ baseline (target ≥ 0.80 for b), and hookd's mean time
  * from receipt to durable (its hookd_ingress_commit_seconds histogram). --rounds N repeats (a)–(c)
@@ -85,6 +87,8 @@ interface Run extends LoadResult {
 
 interface Round {
   base: LoadResult;
+  /** The baseline made durable the simplest way (PostgreSQL commit, then a confirmed publish). */
+  durableBase: LoadResult;
   hookd: Run;
   ingestOnly: Run;
   executed: number;
@@ -94,17 +98,20 @@ async function round(o: RabbitMqBenchOptions): Promise<Round> {
   const { seconds, connections, body } = o;
   const basePrefix = `hookd_bench_base_${randomBytes(4).toString('hex')}`;
 
-  // (a) The baseline.
-  let a: LoadResult;
-  const base = await startProcess(process.execPath, [path.join(ROOT, 'dist/bench/baseline-rabbitmq-server.js')], { RABBITMQ_URI, BASELINE_PREFIX: basePrefix }, /LISTENING (\d+)/);
-  try {
-    const baseUrl = `http://127.0.0.1:${base.match[1]}/hook/bench`;
-    await load({ url: baseUrl, connections, seconds: 2, body }); // warm-up
-    a = await load({ url: baseUrl, connections, seconds, body, alsoCpuOf: SERVICES, ...(base.proc.pid ? { pid: base.proc.pid } : {}) });
-  } finally {
-    await base.stop();
-    await deleteRabbitMq(basePrefix, [`${basePrefix}.work`]);
-  }
+  // (a) The baseline, and the same made durable.
+  const baseline = async (env: Record<string, string>): Promise<LoadResult> => {
+    const base = await startProcess(process.execPath, [path.join(ROOT, 'dist/bench/baseline-rabbitmq-server.js')], { RABBITMQ_URI, DATABASE_URL, BASELINE_PREFIX: basePrefix, ...env }, /LISTENING (\d+)/);
+    try {
+      const baseUrl = `http://127.0.0.1:${base.match[1]}/hook/bench`;
+      await load({ url: baseUrl, connections, seconds: 2, body }); // warm-up
+      return await load({ url: baseUrl, connections, seconds, body, alsoCpuOf: SERVICES, ...(base.proc.pid ? { pid: base.proc.pid } : {}) });
+    } finally {
+      await base.stop();
+      await deleteRabbitMq(basePrefix, [`${basePrefix}.work`]);
+    }
+  };
+  const a = await baseline({});
+  const durableBase = await baseline({ BASELINE_DURABLE: 'pg' });
 
   // (b) and (c): hookd, distributed mode.
   const storage = await distributedStorage('ingest');
@@ -136,7 +143,7 @@ async function round(o: RabbitMqBenchOptions): Promise<Round> {
   } finally {
     await storage.remove();
   }
-  return { base: a, hookd: b, ingestOnly: c, executed };
+  return { base: a, durableBase, hookd: b, ingestOnly: c, executed };
 }
 
 export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
@@ -151,6 +158,7 @@ export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
     results.push(one);
     if (rounds > 1) console.log(`round ${r + 1}`);
     console.log(row('fastify → RabbitMQ, no confirms', one.base));
+    console.log(row('same + PG commit + confirm', one.durableBase));
     const waits = (r: Run) => `   received → durable ${fmt(r.durableMs ?? NaN, 1)} ms (broker confirm ${fmt(r.confirmMs ?? NaN, 1)} of it)`;
     console.log(`${row('hookd (postgres + rabbitmq)', one.hookd)}${waits(one.hookd)}`);
     console.log(`${row('hookd, ingest only (no workers)', one.ingestOnly)}${waits(one.ingestOnly)}`);
@@ -158,6 +166,7 @@ export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
   }
   const label = rounds > 1 ? ` (median of ${rounds} rounds)` : '';
   console.log(`ratio hookd ÷ baseline: ${fmt(median(results.map((r) => r.hookd.rps / r.base.rps)), 2)}${label}   (target ≥ 0.80)`);
+  console.log(`ratio baseline made durable ÷ baseline: ${fmt(median(results.map((r) => r.durableBase.rps / r.base.rps)), 2)}${label}   (PostgreSQL commit + confirmed publish, no hookd feature: the ceiling of a durable design)`);
   console.log(`ratio hookd ingest only ÷ baseline: ${fmt(median(results.map((r) => r.ingestOnly.rps / r.base.rps)), 2)}${label}`);
   const durable = median(results.map((r) => r.ingestOnly.durableMs ?? NaN));
   const confirm = median(results.map((r) => r.ingestOnly.confirmMs ?? NaN));

@@ -7,8 +7,9 @@ import { api, arg, load, LOAD_GENERATOR, completedPerSecond, fmt, largestSizeDur
  * npm run bench:ingest [-- --seconds 10 --connections 64 --rounds 1] [--auth hmac]
  *
  * Default: in one run, from a separate load process (autocannon, or wrk with `--load wrk`): (a) a bare node:http server
- * answering 200, (b) a hand-made group commit (node:http + a SQLite writer thread, FULL; no hookd
- * features: the price of durability alone), (c) hookd (SQLite, synchronous=FULL) with a started
+ * answering 200, and the same route behind fastify 5 (the framework's price), (b) a hand-made group
+ * commit (node:http + a SQLite writer thread, FULL; no hookd features: the price of durability
+ * alone), and the same behind fastify 5 (the ceiling of the prescribed stack), (c) hookd (SQLite, synchronous=FULL) with a started
  * flow, (d) the same hookd with its workers off (the ingest path alone). Prints req/s, p50/p99, the
  * server's CPU per request, the ratios, executions completed per second during the load, and
  * request → first step started (p50), unloaded and under load, and the largest hookd's WAL grew
@@ -66,7 +67,11 @@ const mean = (a: LoadResult, b: LoadResult): LoadResult => ({
 
 interface Round {
   node: LoadResult;
+  /** The same bare server behind a fastify 5 route: the framework's price. */
+  fastify: LoadResult;
   ref: LoadResult;
+  /** The reference's group commit behind a fastify 5 route: the prescribed stack's ceiling. */
+  refFastify: LoadResult;
   hookd: LoadResult;
   ingestOnly: LoadResult;
   executed: number;
@@ -96,8 +101,8 @@ async function cacheReads(base: string): Promise<CacheReads> {
 async function benchIngest(): Promise<void> {
   console.log(`bench:ingest — ${connections} connections, ${seconds} s, ${Buffer.byteLength(BODY)}-byte JSON POST, load from a separate process (${LOAD_GENERATOR})${rounds > 1 ? `, ${rounds} rounds` : ''}\n`);
 
-  const measure = async (script: string): Promise<LoadResult> => {
-    const server = await startProcess(process.execPath, [path.join(ROOT, script)], {}, /LISTENING (\d+)/);
+  const measure = async (script: string, env: Record<string, string> = {}): Promise<LoadResult> => {
+    const server = await startProcess(process.execPath, [path.join(ROOT, script)], env, /LISTENING (\d+)/);
     try {
       const url = `http://127.0.0.1:${server.match[1]}/hook/bench`;
       await load({ url, connections, seconds: 2, body: BODY }); // warm-up
@@ -110,7 +115,9 @@ async function benchIngest(): Promise<void> {
   /** One round: every server in turn, so drift of the machine weighs on all of them alike. */
   const round = async (probeIdle: boolean): Promise<Round & { idle?: number[] }> => {
     const node = await measure('dist/bench/baseline-server.js');
+    const fastify = await measure('dist/bench/baseline-server.js', { BASELINE_HTTP: 'fastify' });
     const ref = await measure('dist/bench/reference-group-commit.js');
+    const refFastify = await measure('dist/bench/reference-group-commit.js', { REFERENCE_HTTP: 'fastify' });
 
     const hookd = await startHookd(messageCache ? { MESSAGE_CACHE: messageCache } : {});
     let b: LoadResult;
@@ -160,7 +167,7 @@ async function benchIngest(): Promise<void> {
     } finally {
       await ingestOnly.stop();
     }
-    return { node, ref, hookd: b, ingestOnly: c, executed, loaded, walBytes, cache, ...(idle ? { idle } : {}) };
+    return { node, fastify, ref, refFastify, hookd: b, ingestOnly: c, executed, loaded, walBytes, cache, ...(idle ? { idle } : {}) };
   };
 
   const results: Round[] = [];
@@ -172,7 +179,9 @@ async function benchIngest(): Promise<void> {
     const width = 36;
     if (rounds > 1) console.log(`round ${r + 1}`);
     console.log(row('node:http (baseline)', one.node, width));
+    console.log(row('fastify 5, same bare route', one.fastify, width));
     console.log(row('hand-made group commit (reference)', one.ref, width));
+    console.log(row('the reference behind fastify 5', one.refFastify, width));
     console.log(row('hookd (sqlite, FULL)', one.hookd, width));
     console.log(row('hookd, ingest only (no workers)', one.ingestOnly, width));
     console.log(`executions completed during the load: ${fmt(one.executed)}/s (the flow runs in the same process; the queue absorbs the rest)`);
@@ -190,9 +199,11 @@ async function benchIngest(): Promise<void> {
   console.log(`ratio hookd ÷ node:http: ${fmt(med((r) => r.hookd.rps / r.node.rps), 2)}${label}   (target ≥ 0.50)`);
   console.log(`ratio hookd ingest only ÷ node:http: ${fmt(med((r) => r.ingestOnly.rps / r.node.rps), 2)}`);
   console.log(`ratio reference ÷ node:http: ${fmt(med((r) => r.ref.rps / r.node.rps), 2)}   (the issue's hand-made group commit: 0.47)`);
+  console.log(`ratio fastify ÷ node:http: ${fmt(med((r) => r.fastify.rps / r.node.rps), 2)}   (the framework the issues prescribe, alone)`);
+  console.log(`ratio reference behind fastify ÷ node:http: ${fmt(med((r) => r.refFastify.rps / r.node.rps), 2)}   (the ceiling of fastify + durable group commit, before any hookd feature)`);
   console.log(`ratio hookd ÷ reference: ${fmt(med((r) => r.hookd.rps / r.ref.rps), 2)}   (what hookd's features cost on top of durability)`);
   if (results.every((r) => r.hookd.cpuUs !== undefined && r.node.cpuUs !== undefined)) {
-    console.log(`CPU per request, hookd ÷ node:http: ${fmt(med((r) => r.hookd.cpuUs! / r.node.cpuUs!), 1)}; ingest only ÷ node:http: ${fmt(med((r) => r.ingestOnly.cpuUs! / r.node.cpuUs!), 1)}; reference ÷ node:http: ${fmt(med((r) => r.ref.cpuUs! / r.node.cpuUs!), 1)}`);
+    console.log(`CPU per request, hookd ÷ node:http: ${fmt(med((r) => r.hookd.cpuUs! / r.node.cpuUs!), 1)}; ingest only ÷ node:http: ${fmt(med((r) => r.ingestOnly.cpuUs! / r.node.cpuUs!), 1)}; reference ÷ node:http: ${fmt(med((r) => r.ref.cpuUs! / r.node.cpuUs!), 1)}; reference behind fastify ÷ node:http: ${fmt(med((r) => r.refFastify.cpuUs! / r.node.cpuUs!), 1)}`);
   }
   console.log(`request → first step started, p50: ${fmt(percentile(idle, 50), 2)} ms unloaded (p99 ${fmt(percentile(idle, 99), 2)} ms, n=${idle.length}; target ≤ 2 ms)`);
   const loaded = results.flatMap((r) => r.loaded);
