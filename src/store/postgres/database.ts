@@ -82,6 +82,7 @@ export class PgDatabase {
   readonly clientConfig: pg.ClientConfig;
   private closedFlag = false;
   private closing: Promise<void> | undefined;
+  private pipelinedPool: pg.Pool | undefined;
 
   constructor(opts: PgConnectionOptions) {
     const schema = opts.schema ?? DEFAULT_SCHEMA;
@@ -127,6 +128,20 @@ export class PgDatabase {
 
   get closed(): boolean {
     return this.closedFlag;
+  }
+
+  /**
+   * A small pool of connections in pipeline mode: queries given to one client are all sent at once
+   * and answered in order, so a group of statements costs one round trip instead of one each
+   * (write-group.ts). With a database 40 ms away, a group of 50 statements took 4 s one by one.
+   * Only for callers that send a whole transaction at once; the main pool is not pipelined.
+   */
+  get pipelined(): pg.Pool {
+    if (this.pipelinedPool === undefined) {
+      this.pipelinedPool = new pg.Pool({ ...this.clientConfig, pipeline: true, max: 2 });
+      this.pipelinedPool.on('error', (err) => this.logger.warn({ err }, 'postgres: idle connection lost'));
+    }
+    return this.pipelinedPool;
   }
 
   /**
@@ -196,7 +211,7 @@ export class PgDatabase {
   /** Close the pool: queries in flight finish first, later calls reject with 503. Idempotent. */
   close(): Promise<void> {
     this.closedFlag = true;
-    this.closing ??= this.pool.end().catch((err: unknown) => {
+    this.closing ??= Promise.all([this.pool.end(), this.pipelinedPool?.end()]).then(() => undefined).catch((err: unknown) => {
       this.logger.warn({ err }, 'postgres: closing the pool failed');
     });
     return this.closing;

@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import type pg from 'pg';
+import pg from 'pg';
 import { isHookdError } from '../../core/errors.js';
 import type { PgDatabase } from './database.js';
 import { storeClosed, toStoreError } from './errors.js';
@@ -106,6 +106,11 @@ export class WriteGroup {
   /**
    * Run `indexes` in one transaction. Returns the statement error that aborted it (the caller drops
    * that statement and tries again), or undefined once committed. Other errors reject.
+   *
+   * BEGIN, the statements and COMMIT go out at once on a pipelined connection and are answered in
+   * order: one round trip for the group, where awaiting each statement cost one round trip per
+   * statement (a group of 50 took 4 s with the database 40 ms away). A statement that fails aborts
+   * the transaction: the statements after it fail as well (25P02), and the COMMIT rolls back.
    */
   private async attempt(
     items: readonly GroupedStatement[],
@@ -115,7 +120,7 @@ export class WriteGroup {
     if (this.db.closed) throw storeClosed();
     let client: pg.PoolClient;
     try {
-      client = await this.db.pool.connect();
+      client = await this.db.pipelined.connect();
     } catch (err) {
       throw toStoreError(err);
     }
@@ -126,35 +131,47 @@ export class WriteGroup {
     };
     client.on('error', onError);
     try {
-      await client.query('BEGIN');
-      const results: Array<[number, pg.QueryResult]> = [];
-      for (const i of indexes) {
+      const begin = client.query('BEGIN');
+      const statements = indexes.map((i) => {
         const s = items[i]!;
-        const config =
-          s.name === undefined ? { text: s.text, values: s.values } : { name: s.name, text: s.text, values: s.values };
-        try {
-          results.push([i, await client.query(config)]);
-        } catch (err) {
-          if ((err as { code?: unknown }).code === DEADLOCK_DETECTED) {
-            await client.query('ROLLBACK');
-            return DEADLOCK;
-          }
-          const mapped = toStoreError(err);
-          if (!(isHookdError(mapped) && mapped.code === 'INTERNAL')) throw err;
-          await client.query('ROLLBACK');
-          return { index: i, error: mapped };
-        }
+        return client.query(s.name === undefined ? { text: s.text, values: s.values } : { name: s.name, text: s.text, values: s.values });
+      });
+      const commit = client.query('COMMIT');
+      const [began, ran, committed] = await Promise.all([settle(begin), Promise.all(statements.map(settle)), settle(commit)]);
+      // Not an answer of the server (a lost connection, a client-side timeout): the connection is done.
+      const lost = [began, ...ran, committed].find((r) => !r.ok && !(r.error instanceof pg.DatabaseError));
+      if (lost !== undefined && !lost.ok) throw lost.error;
+      if (!began.ok) throw began.error;
+      const failed = ran.findIndex((r) => !r.ok);
+      if (failed >= 0) {
+        const error = (ran[failed] as { ok: false; error: unknown }).error;
+        if ((error as { code?: unknown }).code === DEADLOCK_DETECTED) return DEADLOCK;
+        const mapped = toStoreError(error);
+        if (!(isHookdError(mapped) && mapped.code === 'INTERNAL')) throw error;
+        return { index: indexes[failed]!, error: mapped };
       }
-      await client.query('COMMIT');
-      for (const [i, r] of results) outcomes[i] = { ok: true, value: r };
+      if (!committed.ok) throw committed.error;
+      if (committed.value.command !== 'COMMIT') throw new Error(`write group: COMMIT answered ${committed.value.command}`);
+      ran.forEach((r, k) => {
+        if (r.ok) outcomes[indexes[k]!] = { ok: true, value: r.value };
+      });
       return undefined;
     } catch (err) {
-      broken = err;
+      broken ??= err instanceof pg.DatabaseError ? undefined : err;
       throw toStoreError(err);
     } finally {
       client.removeListener('error', onError);
       // A connection that failed mid-transaction is not given back to the pool.
-      client.release(broken instanceof Error ? broken : undefined);
+      client.release(broken === undefined ? undefined : broken instanceof Error ? broken : true);
     }
   }
+}
+
+type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+function settle<T>(p: Promise<T>): Promise<Settled<T>> {
+  return p.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
 }
