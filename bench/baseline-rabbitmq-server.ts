@@ -16,12 +16,18 @@ import { Connection } from 'rabbitmq-client';
  * crash between the commit and the confirm leaves a stored request without its message, a gap
  * hookd's outbox closes.
  *
+ * BASELINE_DURABLE=confirm: the broker as the only record (issue 6 allows it: the request record
+ * written later by the consumer): a confirmed publish, no database at the ingress.
+ *
  * env: RABBITMQ_URI, BASELINE_PREFIX (exchange `<prefix>`, quorum queue `<prefix>.work` bound `*.job`).
  * Prints `LISTENING <port>` when ready.
  */
 const url = process.env.RABBITMQ_URI ?? 'amqp://guest:guest@127.0.0.1:5672';
 const prefix = process.env.BASELINE_PREFIX ?? 'hookd-baseline';
-const durable = process.env.BASELINE_DURABLE === 'pg';
+/** '' (fire-and-forget), 'confirm' (the broker's confirm only), 'pg' (PostgreSQL commit, then the confirm). */
+const mode = process.env.BASELINE_DURABLE ?? '';
+const durable = mode === 'pg' || mode === 'confirm';
+const withDatabase = mode === 'pg';
 
 const conn = new Connection({ url, retryLow: 100, retryHigh: 1_000 });
 conn.on('error', (err) => process.stderr.write(`baseline: rabbitmq: ${String(err)}\n`));
@@ -43,7 +49,7 @@ const publish = (m: Message): Promise<void> =>
   publisher.send({ exchange: prefix, routingKey: `flow-${m.flowId}.job`, durable: true, contentType: 'application/json', messageId: m.id }, m);
 
 const table = `"${prefix}_requests"`;
-const pool = durable ? new pg.Pool({ connectionString: process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/test', max: 4 }) : undefined;
+const pool = withDatabase ? new pg.Pool({ connectionString: process.env.DATABASE_URL ?? 'postgres://127.0.0.1:5432/test', max: 4 }) : undefined;
 if (pool) await pool.query(`CREATE TABLE IF NOT EXISTS ${table} (id text PRIMARY KEY, flow_id text NOT NULL, received_at timestamptz NOT NULL, headers jsonb NOT NULL, raw_body bytea NOT NULL)`);
 
 /** The requests of one event-loop turn, committed in one statement. */
@@ -83,7 +89,7 @@ app.post<{ Params: { flowId: string } }>('/hook/:flowId', async (request) => {
   }
   const raw = request.body as Buffer;
   const m: Message = { id, flowId, receivedAt: Date.now(), headers: request.headers, body: JSON.parse(raw.toString('utf8')) };
-  await stored(m, raw);
+  if (withDatabase) await stored(m, raw);
   await publish(m); // resolves on the broker's confirm
   return { requestId: id, message: 'thank you' };
 });
