@@ -33,12 +33,16 @@ interface Pending<I, R> {
  * are handed to `run` together (one statement, one transaction, one WAL flush). Each submitter
  * resolves with its own item's outcome once `run` has resolved, i.e. after the batch's COMMIT; if
  * `run` rejects, every item of the batch rejects with that error. Items with the same key never
- * share a batch (the later one waits for the next), so `run` may assume distinct keys.
+ * share a batch (the later one waits for the next), so `run` may assume distinct keys, and with
+ * several batches in flight an item waits while its key is in one of them, so the writes of one
+ * key commit in the order they were submitted.
  */
 export class GroupCommit<I, R> {
   private queue: Array<Pending<I, R>> = [];
   private queuedBytes = 0;
   private inflight = 0;
+  /** Keys of the items in the batches in flight: an item with one of them waits (maxInflight > 1). */
+  private readonly inflightKeys = new Set<string>();
   private scheduled = false;
   private idle: Array<() => void> = [];
   private readonly flushNow = (): void => this.flush();
@@ -73,7 +77,11 @@ export class GroupCommit<I, R> {
 
   private flush(): void {
     this.scheduled = false;
-    while (this.queue.length > 0 && this.inflight < this.opts.maxInflight) this.start(this.take());
+    while (this.queue.length > 0 && this.inflight < this.opts.maxInflight) {
+      const batch = this.take();
+      if (batch.length === 0) break; // every item waits for a key in flight
+      this.start(batch);
+    }
   }
 
   private take(): Array<Pending<I, R>> {
@@ -85,7 +93,8 @@ export class GroupCommit<I, R> {
       const fits =
         batch.length < this.opts.maxItems &&
         (batch.length === 0 || bytes + p.bytes <= this.opts.maxBytes) &&
-        !keys.has(p.key);
+        !keys.has(p.key) &&
+        !this.inflightKeys.has(p.key);
       if (fits) {
         batch.push(p);
         keys.add(p.key);
@@ -101,6 +110,7 @@ export class GroupCommit<I, R> {
 
   private start(batch: Array<Pending<I, R>>): void {
     this.inflight++;
+    for (const p of batch) this.inflightKeys.add(p.key);
     this.counters.batches++;
     this.counters.items += batch.length;
     Promise.resolve()
@@ -121,6 +131,7 @@ export class GroupCommit<I, R> {
       )
       .finally(() => {
         this.inflight--;
+        for (const p of batch) this.inflightKeys.delete(p.key);
         if (this.queue.length > 0) this.flush();
         else if (this.inflight === 0) for (const resolve of this.idle.splice(0)) resolve();
       });

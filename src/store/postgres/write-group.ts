@@ -45,7 +45,10 @@ export class WriteGroup {
     this.group = new GroupCommit((items) => this.run(items), {
       maxItems,
       maxBytes: Number.POSITIVE_INFINITY,
-      maxInflight: 1,
+      // Two groups at once (PgDatabase.pipelined has a connection for each): a write that arrives
+      // while a group commits starts in the next round trip instead of after that group. The
+      // writes of one execution still commit in order (an item waits while its key is in flight).
+      maxInflight: 2,
     });
   }
 
