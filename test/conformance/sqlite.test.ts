@@ -7,6 +7,7 @@ import { HookdError } from '../../src/core/errors.js';
 import type { Delivery } from '../../src/queue/contract.js';
 import { openSqliteBackend, type SqliteBackend, type SqliteBackendOptions } from '../../src/store/sqlite/index.js';
 import { migrate } from '../../src/store/sqlite/migrate.js';
+import { migrations } from '../../src/store/sqlite/migrations/index.js';
 import { claimJobs } from '../../src/store/sqlite/ops/claim-jobs.js';
 import { deferred, makeMessage, rejection, sleep, waitFor } from './helpers.js';
 import { describeLeaseConformance } from './lease.suite.js';
@@ -266,15 +267,38 @@ describe('sqlite: schema', () => {
         { version: 4, name: 'lost_deliveries' },
         { version: 5, name: 'ready_by_flow' },
         { version: 6, name: 'flow_deletions' },
+        { version: 7, name: 'flow_format_2' },
       ]);
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'x')").run();
     } finally {
       db.close();
     }
-    const err = await rejection(openSqliteBackend({ path: dbPath, logger: quietLogger }));
-    expect(err.statusCode).toBe(503);
-    expect(err.message).toMatch(/999/);
+    // Not a 503 (an outage to wait out): a configuration to change, said as such.
+    const refused = () => openSqliteBackend({ path: dbPath, logger: quietLogger, exclusive: true }).then(() => undefined, (e: unknown) => e);
+    const err = await refused();
+    expect(err).toBeInstanceOf(Error);
+    expect(err).not.toBeInstanceOf(HookdError);
+    expect((err as Error).message).toBe(
+      `the database ${dbPath} was upgraded by a newer hookd: its schema version 999 (future) is unknown to this build, which knows versions up to 7. ` +
+        'Start that hookd (or a later one) on it; to go back to this build, restore the copy of the database taken before the upgrade',
+    );
+    // The refusal left the file unlocked: a second start is refused the same way, not as 'in use'.
+    expect(((await refused()) as Error).message).toBe((err as Error).message);
+  });
+
+  it('a database this hookd opened is refused by the builds that knew schema 6 (they misread its flows)', async () => {
+    // Builds of schema 6 (December 5, 13:51 to the sealing of http step headers and later) read
+    // flows this build writes wrongly: a sealed step header was sent as the header itself
+    // ("Authorization: v1:…"), a flow's concurrency limit was ignored. Those builds refuse only
+    // schema versions they do not know, so the flow format's change is a version of its own.
+    await (await open()).close();
+    const db = new BetterSqlite3(dbPath);
+    try {
+      expect(() => migrate(db, migrations.filter((m) => m.version <= 6))).toThrow(/schema version 7 \(flow_format_2\) is unknown to this build, which knows versions up to 6/);
+    } finally {
+      db.close();
+    }
   });
 });
 
