@@ -26,7 +26,7 @@ import { opsRoutes } from './http/ops-routes.js';
 import { hookRoutes } from './ingress/hook-routes.js';
 import type { Backend } from './store/backend.js';
 import { FlowRegistry, UnreadableFlowError } from './store/flow-registry.js';
-import { startMembership } from './store/membership.js';
+import { instanceExpireMs, startMembership } from './store/membership.js';
 import { createHousekeeping, type Housekeeping } from './store/housekeeping.js';
 import { type FlowOwnership, startFlowOwnership } from './flow-ownership.js';
 import { createFlowQueueCleanup } from './flow-queue-cleanup.js';
@@ -173,12 +173,24 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   refresh?.unref();
   if (config.flowsDir) {
     const flows = readFlowsDir(config.flowsDir, (id) => registry.get(id)); // its errors name the file
-    const replaced = flows.filter((f) => {
+    const unchanged = (f: Flow) => {
       const stored = registry.get(f.id);
-      return stored !== undefined && !sameDefinition(stored, f);
-    });
-    for (const flow of flows) await registry.put(flow);
+      return stored !== undefined && sameDefinition(stored, f);
+    };
+    const replaced = flows.filter((f) => registry.get(f.id) !== undefined && !unchanged(f));
+    // A rolling upgrade: writing a flow seals its http step credential headers, which instances of
+    // an earlier build would send sealed. Flows whose files did not change are left as stored
+    // until a start with none of those running.
+    const earlier = (await backend.instances?.earlier?.(instanceExpireMs(config.flowRefreshMs))) ?? 0;
+    const kept = earlier > 0 ? flows.filter(unchanged) : [];
+    for (const flow of flows) if (!kept.includes(flow)) await registry.put(flow);
     logger.info({ dir: config.flowsDir, count: flows.length }, 'flows loaded from FLOWS_DIR');
+    if (kept.length > 0) {
+      logger.warn(
+        { dir: config.flowsDir, instances: earlier, flowIds: kept.map((f) => f.id) },
+        `FLOWS_DIR: ${earlier} running instance${earlier === 1 ? '' : 's'} of an earlier hookd on this database: flows whose files did not change are left as stored (not written again, so those instances still read their http step credential headers); they are sealed at a start once every instance is upgraded`,
+      );
+    }
     if (replaced.length > 0) {
       logger.warn(
         { dir: config.flowsDir, flowIds: replaced.map((f) => f.id) },
