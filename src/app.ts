@@ -1,6 +1,6 @@
 import { clientErrorHandler, frameworkErrors } from './http/client-errors.js';
 import { lingering } from './ingress/linger.js';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { pino, type Logger } from 'pino';
@@ -31,6 +31,22 @@ import { createHousekeeping, type Housekeeping } from './store/housekeeping.js';
 import { type FlowOwnership, startFlowOwnership } from './flow-ownership.js';
 import { createFlowQueueCleanup } from './flow-queue-cleanup.js';
 import { DEFAULT_DELAY_LEVELS_MS } from './queue/rabbitmq/index.js';
+
+/** Those of `paths` that exist with any permission for group or others, each with its mode: `<path> (0755)`. */
+function readableByOthers(paths: readonly string[]): string[] {
+  if (process.platform === 'win32') return [];
+  const found: string[] = [];
+  for (const p of paths) {
+    let mode: number;
+    try {
+      mode = statSync(p).mode & 0o777;
+    } catch {
+      continue;
+    }
+    if ((mode & 0o077) !== 0) found.push(`${p} (${mode.toString(8).padStart(4, '0')})`);
+  }
+  return found;
+}
 
 /** Key of the master key's fingerprint in the shared settings (several instances, one database). */
 const MASTER_KEY_SETTING = 'master_key_fingerprint';
@@ -89,6 +105,17 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   opened = backend;
   if (config.databaseUrl && config.sqliteVacuumOnStart) logger.warn('SQLITE_VACUUM_ON_START is for the embedded SQLite database: ignored with DATABASE_URL');
   const embeddedFile = path.join(config.dataDir, 'hookd.db');
+  if (!config.databaseUrl) {
+    // Created private (0700, 0600), but an existing directory keeps its modes: one made by a build
+    // before that (the umask's 0755 and 0644) left every stored request readable by other users.
+    const readable = readableByOthers([config.dataDir, embeddedFile]);
+    if (readable.length > 0) {
+      logger.warn(
+        { paths: readable },
+        'DATA_DIR: other users can read the stored requests (hookd keeps the modes of an existing directory and database; earlier builds made them with the umask\'s): unless they should, chmod 700 the directory and 600 hookd.db (its -wal and -shm files follow at the next start)',
+      );
+    }
+  }
   if (config.databaseUrl && existsSync(embeddedFile)) {
     // Moving from one process to a cluster: what the embedded database holds is not carried over.
     logger.warn(
