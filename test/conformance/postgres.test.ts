@@ -94,6 +94,32 @@ describe('postgres: schema', () => {
     expect((await s.requests.get('old-1'))!.rawBody).toEqual(Buffer.from([0]));
   });
 
+  it('a schema migrated by the first text of migration 6 (builds of December 5, 07:37 to 09:09) ends with the indexes of a new one', async () => {
+    // That text rebuilt the retention index under its old name; the one shipped since builds
+    // requests_received_at_id (IF NOT EXISTS, so that it can be made CONCURRENTLY beforehand).
+    const FIRST_0006 = `
+      DROP INDEX requests_flow_id;
+      CREATE INDEX requests_flow_received ON requests (flow_id, received_at, id);
+      DROP INDEX requests_received_at;
+      CREATE INDEX requests_received_at ON requests (received_at, id);`;
+    const db = new PgDatabase({ connectionString: DATABASE_URL, schema, logger: quietLogger });
+    try {
+      await migrate(db, [...migrations.slice(0, 5), { version: 6, name: 'request_order', sql: FIRST_0006 }]);
+      await migrate(db);
+    } finally {
+      await db.close();
+    }
+    const { rows } = await admin.query<{ indexname: string; indexdef: string }>(
+      `SELECT indexname, regexp_replace(indexdef, '.* USING ', '') AS indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'requests' ORDER BY indexname`,
+      [schema],
+    );
+    expect(rows).toEqual([
+      { indexname: 'requests_flow_received', indexdef: 'btree (flow_id, received_at, id)' },
+      { indexname: 'requests_pkey', indexdef: 'btree (id)' },
+      { indexname: 'requests_received_at_id', indexdef: 'btree (received_at, id)' },
+    ]);
+  });
+
   it('orders ids bytewise (keyset pagination), whatever the database collation', async () => {
     const b = await openBackend();
     const ids = ['A', 'a-b', 'a_c', 'b', 'a.b'];

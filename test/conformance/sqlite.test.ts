@@ -268,6 +268,7 @@ describe('sqlite: schema', () => {
         { version: 5, name: 'ready_by_flow' },
         { version: 6, name: 'flow_deletions' },
         { version: 7, name: 'flow_format_2' },
+        { version: 8, name: 'request_order_index_name' },
       ]);
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'x')").run();
@@ -280,7 +281,7 @@ describe('sqlite: schema', () => {
     expect(err).toBeInstanceOf(Error);
     expect(err).not.toBeInstanceOf(HookdError);
     expect((err as Error).message).toBe(
-      `the database ${dbPath} was upgraded by a newer hookd: its schema version 999 (future) is unknown to this build, which knows versions up to 7. ` +
+      `the database ${dbPath} was upgraded by a newer hookd: its schema version 999 (future) is unknown to this build, which knows versions up to ${migrations.length}. ` +
         'Start that hookd (or a later one) on it; to go back to this build, restore the copy of the database taken before the upgrade',
     );
     // The refusal left the file unlocked: a second start is refused the same way, not as 'in use'.
@@ -295,9 +296,34 @@ describe('sqlite: schema', () => {
     await (await open()).close();
     const db = new BetterSqlite3(dbPath);
     try {
-      expect(() => migrate(db, migrations.filter((m) => m.version <= 6))).toThrow(/schema version 7 \(flow_format_2\) is unknown to this build, which knows versions up to 6/);
+      expect(() => migrate(db, migrations.filter((m) => m.version <= 6))).toThrow(/schema versions 7 \(flow_format_2\), .* are unknown to this build, which knows versions up to 6/);
     } finally {
       db.close();
+    }
+  });
+});
+
+describe('sqlite: schema of an upgraded database', () => {
+  it('a database migrated by the first text of migration 3 (builds of December 5, 07:37 to 09:09) ends with the schema of a new one', () => {
+    // That text rebuilt the retention index under its old name; the one shipped since builds
+    // requests_received_at_id (IF NOT EXISTS, as PostgreSQL's migration 6).
+    const FIRST_0003 = `
+      DROP INDEX requests_flow_id;
+      CREATE INDEX requests_flow_received ON requests (flow_id, received_at, id);
+      DROP INDEX requests_received_at;
+      CREATE INDEX requests_received_at ON requests (received_at, id);`;
+    const schemaOf = (db: BetterSqlite3.Database) =>
+      db.prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").all();
+    const upgraded = new BetterSqlite3(join(dir, 'upgraded.db'));
+    const fresh = new BetterSqlite3(join(dir, 'fresh.db'));
+    try {
+      migrate(upgraded, [...migrations.slice(0, 2), { version: 3, name: 'request_order', sql: FIRST_0003 }]);
+      migrate(upgraded);
+      migrate(fresh);
+      expect(schemaOf(upgraded)).toEqual(schemaOf(fresh));
+    } finally {
+      upgraded.close();
+      fresh.close();
     }
   });
 });
