@@ -1,6 +1,6 @@
 import { clientErrorHandler, frameworkErrors } from './http/client-errors.js';
 import { lingering } from './ingress/linger.js';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { pino, type Logger } from 'pino';
@@ -26,11 +26,27 @@ import { opsRoutes } from './http/ops-routes.js';
 import { hookRoutes } from './ingress/hook-routes.js';
 import type { Backend } from './store/backend.js';
 import { FlowRegistry, UnreadableFlowError } from './store/flow-registry.js';
-import { startMembership } from './store/membership.js';
+import { instanceExpireMs, startMembership } from './store/membership.js';
 import { createHousekeeping, type Housekeeping } from './store/housekeeping.js';
 import { type FlowOwnership, startFlowOwnership } from './flow-ownership.js';
 import { createFlowQueueCleanup } from './flow-queue-cleanup.js';
 import { DEFAULT_DELAY_LEVELS_MS } from './queue/rabbitmq/index.js';
+
+/** Those of `paths` that exist with any permission for group or others, each with its mode: `<path> (0755)`. */
+function readableByOthers(paths: readonly string[]): string[] {
+  if (process.platform === 'win32') return [];
+  const found: string[] = [];
+  for (const p of paths) {
+    let mode: number;
+    try {
+      mode = statSync(p).mode & 0o777;
+    } catch {
+      continue;
+    }
+    if ((mode & 0o077) !== 0) found.push(`${p} (${mode.toString(8).padStart(4, '0')})`);
+  }
+  return found;
+}
 
 /** Key of the master key's fingerprint in the shared settings (several instances, one database). */
 const MASTER_KEY_SETTING = 'master_key_fingerprint';
@@ -89,6 +105,17 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   opened = backend;
   if (config.databaseUrl && config.sqliteVacuumOnStart) logger.warn('SQLITE_VACUUM_ON_START is for the embedded SQLite database: ignored with DATABASE_URL');
   const embeddedFile = path.join(config.dataDir, 'hookd.db');
+  if (!config.databaseUrl) {
+    // Created private (0700, 0600), but an existing directory keeps its modes: one made by a build
+    // before that (the umask's 0755 and 0644) left every stored request readable by other users.
+    const readable = readableByOthers([config.dataDir, embeddedFile]);
+    if (readable.length > 0) {
+      logger.warn(
+        { paths: readable },
+        'DATA_DIR: other users can read the stored requests (hookd keeps the modes of an existing directory and database; earlier builds made them with the umask\'s): unless they should, chmod 700 the directory and 600 hookd.db (its -wal and -shm files follow at the next start)',
+      );
+    }
+  }
   if (config.databaseUrl && existsSync(embeddedFile)) {
     // Moving from one process to a cluster: what the embedded database holds is not carried over.
     logger.warn(
@@ -173,12 +200,24 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   refresh?.unref();
   if (config.flowsDir) {
     const flows = readFlowsDir(config.flowsDir, (id) => registry.get(id)); // its errors name the file
-    const replaced = flows.filter((f) => {
+    const unchanged = (f: Flow) => {
       const stored = registry.get(f.id);
-      return stored !== undefined && !sameDefinition(stored, f);
-    });
-    for (const flow of flows) await registry.put(flow);
+      return stored !== undefined && sameDefinition(stored, f);
+    };
+    const replaced = flows.filter((f) => registry.get(f.id) !== undefined && !unchanged(f));
+    // A rolling upgrade: writing a flow seals its http step credential headers, which instances of
+    // an earlier build would send sealed. Flows whose files did not change are left as stored
+    // until a start with none of those running.
+    const earlier = (await backend.instances?.earlier?.(instanceExpireMs(config.flowRefreshMs))) ?? 0;
+    const kept = earlier > 0 ? flows.filter(unchanged) : [];
+    for (const flow of flows) if (!kept.includes(flow)) await registry.put(flow);
     logger.info({ dir: config.flowsDir, count: flows.length }, 'flows loaded from FLOWS_DIR');
+    if (kept.length > 0) {
+      logger.warn(
+        { dir: config.flowsDir, instances: earlier, flowIds: kept.map((f) => f.id) },
+        `FLOWS_DIR: ${earlier} running instance${earlier === 1 ? '' : 's'} of an earlier hookd on this database: flows whose files did not change are left as stored (not written again, so those instances still read their http step credential headers); they are sealed at a start once every instance is upgraded`,
+      );
+    }
     if (replaced.length > 0) {
       logger.warn(
         { dir: config.flowsDir, flowIds: replaced.map((f) => f.id) },

@@ -47,6 +47,12 @@ export interface InstanceRegistry {
   beat(expireMs: number, runsFlows?: boolean): Promise<InstanceCounts>;
   /** This process is leaving (shutdown): the others stop counting it at once. */
   leave(): Promise<void>;
+  /**
+   * How many other instances not seen for less than `expireMs` run an earlier hookd (one that
+   * knows fewer schema versions, or records none): a rolling upgrade is under way, and they
+   * would misread what only this build writes.
+   */
+  earlier?(expireMs: number): Promise<number>;
 }
 
 export interface InstanceCounts {

@@ -1,3 +1,4 @@
+import { HookdError } from '../../src/core/errors.js';
 import net from 'node:net';
 import { v7 as uuidv7 } from 'uuid';
 import { describe, expect, it } from 'vitest';
@@ -67,9 +68,14 @@ describe('postgres: schema', () => {
     const { rows } = await admin.query(`SELECT version, name FROM "${schema}".schema_migrations ORDER BY version`);
     expect(rows).toEqual(migrations.map((m) => ({ version: m.version, name: m.name })));
     await admin.query(`INSERT INTO "${schema}".schema_migrations (version, name) VALUES (999, 'future')`);
-    const err = await rejection(openPostgresStores({ connectionString: DATABASE_URL, schema, logger: quietLogger }));
-    expect(err.statusCode).toBe(503);
-    expect(err.message).toMatch(/999/);
+    // Not a 503 (an outage to wait out): a configuration to change, said as such.
+    const err = await openPostgresStores({ connectionString: DATABASE_URL, schema, logger: quietLogger }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(err).not.toBeInstanceOf(HookdError);
+    expect((err as Error).message).toBe(
+      `schema ${schema} was upgraded by a newer hookd: its schema version 999 (future) is unknown to this build, which knows versions up to ${migrations.length}. ` +
+        'Start that hookd (or a later one) on it; to go back to this build, restore the copy of the database taken before the upgrade',
+    );
   });
 
   it('upgrades a schema step by step: 0002 indexes the attachments of requests stored under 0001', async () => {
@@ -86,6 +92,32 @@ describe('postgres: schema', () => {
     const s = await openStores();
     expect(await s.requests.referencesAttachment('f-2')).toBe(true);
     expect((await s.requests.get('old-1'))!.rawBody).toEqual(Buffer.from([0]));
+  });
+
+  it('a schema migrated by the first text of migration 6 (builds of December 5, 07:37 to 09:09) ends with the indexes of a new one', async () => {
+    // That text rebuilt the retention index under its old name; the one shipped since builds
+    // requests_received_at_id (IF NOT EXISTS, so that it can be made CONCURRENTLY beforehand).
+    const FIRST_0006 = `
+      DROP INDEX requests_flow_id;
+      CREATE INDEX requests_flow_received ON requests (flow_id, received_at, id);
+      DROP INDEX requests_received_at;
+      CREATE INDEX requests_received_at ON requests (received_at, id);`;
+    const db = new PgDatabase({ connectionString: DATABASE_URL, schema, logger: quietLogger });
+    try {
+      await migrate(db, [...migrations.slice(0, 5), { version: 6, name: 'request_order', sql: FIRST_0006 }]);
+      await migrate(db);
+    } finally {
+      await db.close();
+    }
+    const { rows } = await admin.query<{ indexname: string; indexdef: string }>(
+      `SELECT indexname, regexp_replace(indexdef, '.* USING ', '') AS indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'requests' ORDER BY indexname`,
+      [schema],
+    );
+    expect(rows).toEqual([
+      { indexname: 'requests_flow_received', indexdef: 'btree (flow_id, received_at, id)' },
+      { indexname: 'requests_pkey', indexdef: 'btree (id)' },
+      { indexname: 'requests_received_at_id', indexdef: 'btree (received_at, id)' },
+    ]);
   });
 
   it('orders ids bytewise (keyset pagination), whatever the database collation', async () => {

@@ -7,6 +7,7 @@ import { HookdError } from '../../src/core/errors.js';
 import type { Delivery } from '../../src/queue/contract.js';
 import { openSqliteBackend, type SqliteBackend, type SqliteBackendOptions } from '../../src/store/sqlite/index.js';
 import { migrate } from '../../src/store/sqlite/migrate.js';
+import { migrations } from '../../src/store/sqlite/migrations/index.js';
 import { claimJobs } from '../../src/store/sqlite/ops/claim-jobs.js';
 import { deferred, makeMessage, rejection, sleep, waitFor } from './helpers.js';
 import { describeLeaseConformance } from './lease.suite.js';
@@ -266,15 +267,64 @@ describe('sqlite: schema', () => {
         { version: 4, name: 'lost_deliveries' },
         { version: 5, name: 'ready_by_flow' },
         { version: 6, name: 'flow_deletions' },
+        { version: 7, name: 'flow_format_2' },
+        { version: 8, name: 'request_order_index_name' },
       ]);
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 'x')").run();
     } finally {
       db.close();
     }
-    const err = await rejection(openSqliteBackend({ path: dbPath, logger: quietLogger }));
-    expect(err.statusCode).toBe(503);
-    expect(err.message).toMatch(/999/);
+    // Not a 503 (an outage to wait out): a configuration to change, said as such.
+    const refused = () => openSqliteBackend({ path: dbPath, logger: quietLogger, exclusive: true }).then(() => undefined, (e: unknown) => e);
+    const err = await refused();
+    expect(err).toBeInstanceOf(Error);
+    expect(err).not.toBeInstanceOf(HookdError);
+    expect((err as Error).message).toBe(
+      `the database ${dbPath} was upgraded by a newer hookd: its schema version 999 (future) is unknown to this build, which knows versions up to ${migrations.length}. ` +
+        'Start that hookd (or a later one) on it; to go back to this build, restore the copy of the database taken before the upgrade',
+    );
+    // The refusal left the file unlocked: a second start is refused the same way, not as 'in use'.
+    expect(((await refused()) as Error).message).toBe((err as Error).message);
+  });
+
+  it('a database this hookd opened is refused by the builds that knew schema 6 (they misread its flows)', async () => {
+    // Builds of schema 6 (December 5, 13:51 to the sealing of http step headers and later) read
+    // flows this build writes wrongly: a sealed step header was sent as the header itself
+    // ("Authorization: v1:…"), a flow's concurrency limit was ignored. Those builds refuse only
+    // schema versions they do not know, so the flow format's change is a version of its own.
+    await (await open()).close();
+    const db = new BetterSqlite3(dbPath);
+    try {
+      expect(() => migrate(db, migrations.filter((m) => m.version <= 6))).toThrow(/schema versions 7 \(flow_format_2\), .* are unknown to this build, which knows versions up to 6/);
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe('sqlite: schema of an upgraded database', () => {
+  it('a database migrated by the first text of migration 3 (builds of December 5, 07:37 to 09:09) ends with the schema of a new one', () => {
+    // That text rebuilt the retention index under its old name; the one shipped since builds
+    // requests_received_at_id (IF NOT EXISTS, as PostgreSQL's migration 6).
+    const FIRST_0003 = `
+      DROP INDEX requests_flow_id;
+      CREATE INDEX requests_flow_received ON requests (flow_id, received_at, id);
+      DROP INDEX requests_received_at;
+      CREATE INDEX requests_received_at ON requests (received_at, id);`;
+    const schemaOf = (db: BetterSqlite3.Database) =>
+      db.prepare("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name").all();
+    const upgraded = new BetterSqlite3(join(dir, 'upgraded.db'));
+    const fresh = new BetterSqlite3(join(dir, 'fresh.db'));
+    try {
+      migrate(upgraded, [...migrations.slice(0, 2), { version: 3, name: 'request_order', sql: FIRST_0003 }]);
+      migrate(upgraded);
+      migrate(fresh);
+      expect(schemaOf(upgraded)).toEqual(schemaOf(fresh));
+    } finally {
+      upgraded.close();
+      fresh.close();
+    }
   });
 });
 

@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -41,6 +41,32 @@ describe('admin token', () => {
       for (const f of ['hookd.db', 'hookd.db-wal']) expect(statSync(path.join(dir, f)).mode & 0o777, f).toBe(0o600);
     } finally {
       await app.close();
+      rmSync(parent, { recursive: true, force: true });
+    }
+  });
+
+  it('a DATA_DIR that others can read (made by a build before it was private, or by hand) is said at start, its modes left as they are', async () => {
+    // Builds before December 5, 2026, 16:57 made DATA_DIR and hookd.db with the umask's modes
+    // (0755, 0644: every stored request readable by any local user); an upgrade kept them silently.
+    const parent = tempDir();
+    const dir = path.join(parent, 'data');
+    await (await startHookd({ DATA_DIR: dir, WORKER_CONCURRENCY: '0' })).close();
+    chmodSync(dir, 0o755);
+    chmodSync(path.join(dir, 'hookd.db'), 0o644);
+    const start = async (): Promise<Array<{ msg: string; paths?: string[] }>> => {
+      const lines: string[] = [];
+      const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) });
+      await (await startHookd({ DATA_DIR: dir, WORKER_CONCURRENCY: '0' }, { logger })).close();
+      return lines.map((l) => JSON.parse(l));
+    };
+    try {
+      const said = (await start()).find((l) => l.msg.startsWith('DATA_DIR: other users can read'));
+      expect(said?.paths).toEqual([`${dir} (0755)`, `${path.join(dir, 'hookd.db')} (0644)`]);
+      expect(statSync(dir).mode & 0o777).toBe(0o755);
+      chmodSync(dir, 0o700);
+      chmodSync(path.join(dir, 'hookd.db'), 0o600);
+      expect((await start()).filter((l) => l.msg.startsWith('DATA_DIR'))).toEqual([]);
+    } finally {
       rmSync(parent, { recursive: true, force: true });
     }
   });

@@ -1,7 +1,11 @@
 import type { InstanceCounts, InstanceRegistry } from '../backend.js';
 import { NOW_MS, type PgDatabase } from './database.js';
 import { newId } from './ids.js';
+import { migrations } from './migrations/index.js';
 import type { QueueMode } from './queue-mode.js';
+
+/** The highest schema version this build knows, recorded with each beat. */
+const SCHEMA_VERSION = Math.max(...migrations.map((m) => m.version));
 
 /**
  * The hookd processes sharing this database (table `instances`): each one records itself every few
@@ -51,18 +55,27 @@ export class PgInstances implements InstanceRegistry {
     // The CTEs' writes are not visible to the final SELECT (same snapshot): it counts the others.
     const { rows } = await this.db.query<{ others: number; others_running: number }>(
       `WITH me AS (
-         INSERT INTO ${this.db.t.instances} (id, seen_at, runs_flows, queue) VALUES ($1, ${NOW_MS}, $3, $4)
-         ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at, runs_flows = excluded.runs_flows, queue = excluded.queue
+         INSERT INTO ${this.db.t.instances} (id, seen_at, runs_flows, queue, schema_version) VALUES ($1, ${NOW_MS}, $3, $4, $5)
+         ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at, runs_flows = excluded.runs_flows, queue = excluded.queue, schema_version = excluded.schema_version
        ), gone AS (
          DELETE FROM ${this.db.t.instances} WHERE seen_at < ${NOW_MS} - $2::float8 AND id <> $1
        )
        SELECT count(*)::integer AS others, (count(*) FILTER (WHERE runs_flows))::integer AS others_running
        FROM ${this.db.t.instances} WHERE id <> $1 AND seen_at >= ${NOW_MS} - $2::float8`,
-      [this.id, expireMs, runsFlows, this.queue ?? null],
+      [this.id, expireMs, runsFlows, this.queue ?? null, SCHEMA_VERSION],
       'hookd_instances_beat',
     );
     const r = rows[0];
     return { live: (r?.others ?? 0) + 1, runningFlows: (r?.others_running ?? 0) + (runsFlows ? 1 : 0) };
+  }
+
+  async earlier(expireMs: number): Promise<number> {
+    const { rows } = await this.db.query<{ n: number }>(
+      `SELECT count(*)::integer AS n FROM ${this.db.t.instances}
+       WHERE id <> $1 AND seen_at >= ${NOW_MS} - $2::float8 AND (schema_version IS NULL OR schema_version < $3)`,
+      [this.id, expireMs, SCHEMA_VERSION],
+    );
+    return rows[0]?.n ?? 0;
   }
 
   async leave(): Promise<void> {

@@ -2,6 +2,7 @@ import pg from 'pg';
 import { unavailable } from '../../core/errors.js';
 import { advisoryLockKey, LOCK_NAMESPACE } from './advisory-locks.js';
 import { quoteIdent, type PgDatabase } from './database.js';
+import { NewerSchemaError, newerSchemaError } from '../newer-schema.js';
 import { migrations, type Migration } from './migrations/index.js';
 
 
@@ -10,7 +11,7 @@ import { migrations, type Migration } from './migrations/index.js';
  * advisory lock per schema first, so exactly one applies the missing migrations while the others
  * wait, then find nothing left to do. Each migration runs in its own transaction together with its
  * schema_migrations row (PostgreSQL DDL is transactional). Refuses a schema written by a newer
- * hookd (unknown versions). Returns the versions applied. Uses a dedicated connection without
+ * hookd (unknown versions: NewerSchemaError, not a 503). Returns the versions applied. Uses a dedicated connection without
  * statement_timeout: a long migration, or waiting for another instance's, is not an error.
  */
 export async function migrate(db: PgDatabase, all: readonly Migration[] = migrations): Promise<number[]> {
@@ -34,14 +35,12 @@ export async function migrate(db: PgDatabase, all: readonly Migration[] = migrat
         name       text NOT NULL,
         applied_at timestamptz NOT NULL DEFAULT now()
       )`);
-      const { rows } = await client.query<{ version: number }>(`SELECT version FROM ${db.t.migrations}`);
+      const { rows } = await client.query<{ version: number; name: string }>(`SELECT version, name FROM ${db.t.migrations}`);
       const applied = new Set(rows.map((r) => r.version));
       const known = new Set(all.map((m) => m.version));
-      const unknown = [...applied].filter((v) => !known.has(v)).sort((a, b) => a - b);
+      const unknown = rows.filter((r) => !known.has(r.version));
       if (unknown.length > 0) {
-        throw new Error(
-          `schema ${db.schema} has version(s) ${unknown.join(', ')} unknown to this hookd (downgrade?)`,
-        );
+        throw newerSchemaError(`schema ${db.schema}`, unknown, Math.max(0, ...known), 'the database');
       }
       const done: number[] = [];
       for (const m of [...all].sort((a, b) => a.version - b.version)) {
@@ -63,7 +62,7 @@ export async function migrate(db: PgDatabase, all: readonly Migration[] = migrat
       await client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_NAMESPACE, key]).catch(() => {});
     }
   } catch (err) {
-    throw unavailable('store', err);
+    throw err instanceof NewerSchemaError ? err : unavailable('store', err);
   } finally {
     await client.end().catch(() => {});
   }

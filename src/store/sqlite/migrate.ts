@@ -1,9 +1,11 @@
 import type BetterSqlite3 from 'better-sqlite3';
+import { newerSchemaError } from '../newer-schema.js';
 import { migrations, type Migration } from './migrations/index.js';
 
 /**
  * Bring the schema up to date: every migration not yet in schema_migrations runs in its own
- * transaction, recorded with it. Refuses a database written by a newer hookd (unknown versions).
+ * transaction, recorded with it. Refuses a database written by a newer hookd (unknown versions:
+ * NewerSchemaError, before any change).
  * Returns the versions applied.
  */
 export function migrate(db: BetterSqlite3.Database, all: readonly Migration[] = migrations): number[] {
@@ -12,13 +14,12 @@ export function migrate(db: BetterSqlite3.Database, all: readonly Migration[] = 
     name       TEXT NOT NULL,
     applied_at TEXT NOT NULL
   )`);
-  const applied = new Set(
-    db.prepare('SELECT version FROM schema_migrations').pluck().all() as number[],
-  );
+  const rows = db.prepare('SELECT version, name FROM schema_migrations').all() as Array<{ version: number; name: string }>;
+  const applied = new Set(rows.map((r) => r.version));
   const known = new Set(all.map((m) => m.version));
-  const unknown = [...applied].filter((v) => !known.has(v));
+  const unknown = rows.filter((r) => !known.has(r.version));
   if (unknown.length > 0) {
-    throw new Error(`database has schema version(s) ${unknown.join(', ')} unknown to this hookd (downgrade?)`);
+    throw newerSchemaError(`the database ${db.name}`, unknown, Math.max(0, ...known), 'the database');
   }
   const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
   const done: number[] = [];

@@ -12,6 +12,8 @@ import * as m0011 from './0011_flow_owners.js';
 import * as m0012 from './0012_flow_holders.js';
 import * as m0013 from './0013_instances_runs_flows.js';
 import * as m0014 from './0014_instances_queue.js';
+import * as m0015 from './0015_instances_schema_version.js';
+import * as m0016 from './0016_request_order_index_name.js';
 
 export interface Migration {
   readonly version: number;
@@ -20,4 +22,4 @@ export interface Migration {
 }
 
 /** Every migration, in order. Append only: a shipped migration is never edited. */
-export const migrations: readonly Migration[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0007, m0008, m0009, m0010, m0011, m0012, m0013, m0014];
+export const migrations: readonly Migration[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0007, m0008, m0009, m0010, m0011, m0012, m0013, m0014, m0015, m0016];

@@ -1,5 +1,6 @@
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { E, HookdError, isHookdError, unavailable } from '../../../core/errors.js';
+import { NewerSchemaError } from '../../newer-schema.js';
 import { storeClosed, toStoreError } from '../errors.js';
 import type { BackendLogger } from '../logger.js';
 import type { OpArgs, OpName, OpResult } from '../ops/index.js';
@@ -212,7 +213,7 @@ export class WriterClient {
           this.restartAt = Date.now() + RESTART_BACKOFF_MS;
           this.failQueued(unavailable('store', err));
         }
-        throw err instanceof HookdError ? err : unavailable('store', err);
+        throw err instanceof HookdError || err instanceof NewerSchemaError ? err : unavailable('store', err);
       });
     return this.starting;
   }
@@ -261,6 +262,8 @@ export class WriterClient {
             this.opts.logger.info({}, 'SQLite WAL durable again after a failed fsync (checkpointed into the database file); writes resume');
             return;
           case 'fatal':
+            // A newer hookd's database is no outage: its own message, not a 503.
+            if (m.error.code === 'NewerSchemaError') return reject(new NewerSchemaError(m.error.message));
             return reject(unavailable('store', new Error(`${m.error.code}: ${m.error.message}`)));
           case 'closed':
             return;
@@ -268,7 +271,7 @@ export class WriterClient {
       });
       worker.on('error', (err) => {
         if (ready) this.opts.logger.error({ err }, 'SQLite writer thread failed');
-        reject(unavailable('store', err));
+        reject(err.name === 'NewerSchemaError' ? new NewerSchemaError(err.message) : unavailable('store', err));
       });
       worker.on('exit', (code) => {
         // Results the thread posted before it ended may still sit on the port: they are real commits.
