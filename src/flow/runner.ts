@@ -48,7 +48,7 @@ import type { Flow } from '../core/flow.js';
 import { stoppedFlowNote, type Job } from '../core/job.js';
 import { type ReceivedMessage, toMessageView } from '../core/message.js';
 import type { Consumer, Delivery, FlowRateGate, Queue } from '../queue/contract.js';
-import type { ExecutionStore, RequestStore } from '../store/contracts.js';
+import type { ExecutionStore, RequestStore, StatusChange } from '../store/contracts.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import { preciseNow } from '../core/clock.js';
 import { CompiledFlowCache, describeCompileError } from './compile.js';
@@ -410,6 +410,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       }
 
       let paced = o.callPacing === undefined;
+      let finished = false;
       for (let i = index; i < steps.length; i++) {
         const step = steps[i]!;
         if (!paced && !step.pure && !(usePrerun && prerun !== undefined && i < prerun.length)) {
@@ -471,8 +472,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
 
         if (run.outcome.status === 'filtered') {
           record.status = 'filtered';
-          writer.record(record);
-          writer.status('filtered', preciseNow());
+          writer.record(record, undefined, { status: 'filtered', now: preciseNow() });
           if (!(await ackAfterWrites(s, d, writer))) return;
           finish('filtered');
           return;
@@ -481,12 +481,18 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         const output = run.outcome.output;
         const outputJson = recordJson(output, o.executionDataLimit);
         if (outputJson !== undefined) record.output = outputJson;
-        writer.record(record, { nextStep: i + 1, nextStepId: steps[i + 1]?.def.id ?? null, input: output });
+        // The last step's record carries the final status: one write, never a step recorded
+        // with its execution still running.
+        const last = i === steps.length - 1;
+        if (last) finished = true;
+        writer.record(record, { nextStep: i + 1, nextStepId: steps[i + 1]?.def.id ?? null, input: output }, last ? { status: 'completed', now: preciseNow() } : undefined);
         input = output;
         inputJson = outputJson;
       }
 
-      writer.status('completed', preciseNow());
+      // Resumed past the last step (its record written, the status not: a crash between the two
+      // writes of an earlier build): the status alone.
+      if (!finished) writer.status('completed', preciseNow());
       if (!(await ackAfterWrites(s, d, writer))) return;
       finish('completed');
     } catch (err) {
@@ -803,8 +809,8 @@ class ExecutionWriter {
     private readonly ordered: boolean,
   ) {}
 
-  record(record: StepRecord, cursor?: Execution['cursor']): void {
-    this.push(() => this.store.recordStep(this.executionId, record, cursor));
+  record(record: StepRecord, cursor?: Execution['cursor'], finish?: StatusChange): void {
+    this.push(() => this.store.recordStep(this.executionId, record, cursor, finish));
   }
 
   status(status: ExecutionStatus, at: number, error?: string): void {

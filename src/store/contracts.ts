@@ -188,6 +188,13 @@ export interface ExecutionListQuery {
   before?: string;
 }
 
+/** A status change that rides along with a step record (ExecutionStore.recordStep). */
+export interface StatusChange {
+  status: ExecutionStatus;
+  now: number;
+  error?: string;
+}
+
 export interface ExecutionStore {
   /**
    * Get-or-create the one execution of a request (unique per requestId). Sets status running and
@@ -203,8 +210,13 @@ export interface ExecutionStore {
    * Resolves with the execution id.
    */
   saveRun(run: RunRecord): Promise<string>;
-  /** Append a step record; when cursor is given, also store where a redelivery resumes. */
-  recordStep(executionId: string, record: StepRecord, cursor?: Execution['cursor']): Promise<void>;
+  /**
+   * Append a step record; when cursor is given, also store where a redelivery resumes; when
+   * `finish` is given, also change the execution's status as setStatus does, in the same write
+   * (the run's last step: one write instead of two, and no moment with the step recorded and the
+   * execution still running).
+   */
+  recordStep(executionId: string, record: StepRecord, cursor?: Execution['cursor'], finish?: StatusChange): Promise<void>;
   /** Change status; final statuses (completed, filtered, dead) set finishedAt. */
   setStatus(executionId: string, status: ExecutionStatus, now: number, error?: string): Promise<void>;
   /**

@@ -662,6 +662,33 @@ export function describeStoreConformance(name: string, open: () => Promise<Backe
         }
       });
 
+      it('a step record that carries the final status writes both at once; a finished execution takes neither', async () => {
+        const exec = await backend.executions.begin({ requestId: uuidv7(), flowId: 'flow-f', attempt: 1, now: 10 });
+        const s1 = step('s1', 1);
+        const s2 = step('s2', 1, { type: 'http' });
+        await backend.executions.recordStep(exec.id, s1, { nextStep: 1, input: { v: 1 } });
+        await backend.executions.recordStep(exec.id, s2, { nextStep: 2, input: { v: 2 } }, { status: 'completed', now: 6000 });
+        let got = await backend.executions.get(exec.id);
+        expect(got).toMatchObject({ status: 'completed', finishedAt: 6000, updatedAt: 6000, cursor: { nextStep: 2, input: { v: 2 } } });
+        expect(got!.steps).toEqual([s1, s2]);
+        expect(got!.error).toBeUndefined();
+        // Completed: a late record with a status of its own changes nothing.
+        await backend.executions.recordStep(exec.id, step('s2', 2), undefined, { status: 'retrying', now: 7000, error: 'late' });
+        got = await backend.executions.get(exec.id);
+        expect(got).toMatchObject({ status: 'completed', finishedAt: 6000, updatedAt: 6000, steps: [s1, s2] });
+
+        // A retry (not final): status, error and updatedAt change, finishedAt stays unset.
+        const other = await backend.executions.begin({ requestId: uuidv7(), flowId: 'flow-f', attempt: 1, now: 10 });
+        await backend.executions.recordStep(other.id, step('s1', 1, { status: 'failed', error: 'timed out' }), undefined, { status: 'retrying', now: 50, error: 'step "s1": timed out' });
+        got = await backend.executions.get(other.id);
+        expect(got).toMatchObject({ status: 'retrying', updatedAt: 50, error: 'step "s1": timed out' });
+        expect(got!.finishedAt).toBeUndefined();
+        await backend.executions.recordStep(other.id, step('s1', 2), undefined, { status: 'filtered', now: 60 });
+        expect(await backend.executions.get(other.id)).toMatchObject({ status: 'filtered', finishedAt: 60, updatedAt: 60 });
+        expect((await backend.executions.get(other.id))!.error).toBeUndefined();
+        await expect(backend.executions.recordStep(uuidv7(), s1, undefined, { status: 'completed', now: 1 })).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      });
+
       it('moveStatus moves only the executions in the `from` status, sets or clears finishedAt, keeps the error', async () => {
         const make = async (status: 'dead' | 'completed' | 'running') => {
           const e = await backend.executions.begin({ requestId: uuidv7(), flowId: 'flow-m', attempt: 1, now: 10 });

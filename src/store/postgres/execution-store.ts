@@ -1,6 +1,6 @@
 import { E, HookdError } from '../../core/errors.js';
 import { FINAL_STATUSES, type Execution, type ExecutionStatus, type StepRecord } from '../../core/execution.js';
-import type { BeginExecution, ExecutionListQuery, ExecutionStore, RunRecord } from '../contracts.js';
+import type { BeginExecution, ExecutionListQuery, ExecutionStore, RunRecord, StatusChange } from '../contracts.js';
 import type { PgDatabase } from './database.js';
 import { storeClosed } from './errors.js';
 import { GroupCommit } from './group-commit.js';
@@ -81,12 +81,17 @@ export class PgExecutionStore implements ExecutionStore {
     return this.runs.submit(r, r.requestId, 0);
   }
 
-  async recordStep(executionId: string, record: StepRecord, cursor?: Execution['cursor']): Promise<void> {
-    // One statement: the UPDATE locks the execution and takes the next seq, the INSERT appends.
+  async recordStep(executionId: string, record: StepRecord, cursor?: Execution['cursor'], finish?: StatusChange): Promise<void> {
+    // One statement: the UPDATE locks the execution and takes the next seq (and, finishing, sets
+    // the status as setStatus does), the INSERT appends.
+    const set =
+      finish === undefined
+        ? 'updated_at = greatest(updated_at, $2::float8)'
+        : 'status = $12::text, updated_at = $13::float8, finished_at = $14::float8, error = $15::text';
     const { rowCount } = await this.writes.query(
       `WITH touched AS (
          UPDATE ${this.db.t.executions}
-         SET updated_at = greatest(updated_at, $2::float8), cursor = coalesce($3::text, cursor), step_count = step_count + 1
+         SET ${set}, cursor = coalesce($3::text, cursor), step_count = step_count + 1
          WHERE id = $1 AND ${NOT_FINISHED_SQL}
          RETURNING id, step_count
        )
@@ -106,9 +111,10 @@ export class PgExecutionStore implements ExecutionStore {
         record.input ?? null,
         record.output ?? null,
         record.error ?? null,
+        ...(finish === undefined ? [] : [finish.status, finish.now, FINAL_STATUSES.has(finish.status) ? finish.now : null, finish.error ?? null]),
       ],
       executionId,
-      'hookd_execution_record_step',
+      finish === undefined ? 'hookd_execution_record_step' : 'hookd_execution_record_last_step',
     );
     if (rowCount === 0) await this.mustExist(executionId); // or finished: nothing appended
   }

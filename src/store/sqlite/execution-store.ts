@@ -1,6 +1,6 @@
 import { E, HookdError } from '../../core/errors.js';
 import { FINAL_STATUSES, type Execution, type ExecutionStatus, type StepRecord } from '../../core/execution.js';
-import type { BeginExecution, ExecutionListQuery, ExecutionStore, RunRecord } from '../contracts.js';
+import type { BeginExecution, ExecutionListQuery, ExecutionStore, RunRecord, StatusChange } from '../contracts.js';
 import type { Reader } from './reader.js';
 import { toExecution, type ExecutionRow, type StepRow } from '../rows.js';
 import type { WriterClient } from './writer/writer-client.js';
@@ -46,7 +46,7 @@ export class SqliteExecutionStore implements ExecutionStore {
     });
   }
 
-  async recordStep(executionId: string, record: StepRecord, cursor?: Execution['cursor']): Promise<void> {
+  async recordStep(executionId: string, record: StepRecord, cursor?: Execution['cursor'], finish?: StatusChange): Promise<void> {
     const found = await this.writer.call('recordStep', {
       executionId,
       stepId: record.stepId,
@@ -59,6 +59,9 @@ export class SqliteExecutionStore implements ExecutionStore {
       output: record.output ?? null,
       error: record.error ?? null,
       cursor: cursor === undefined ? null : JSON.stringify(cursor),
+      ...(finish === undefined
+        ? {}
+        : { finish: { status: finish.status, now: finish.now, finishedAt: FINAL_STATUSES.has(finish.status) ? finish.now : null, error: finish.error ?? null } }),
     });
     if (!found) throw new HookdError(E.NOT_FOUND, `Execution ${executionId}`);
   }

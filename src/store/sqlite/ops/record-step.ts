@@ -14,15 +14,22 @@ export interface RecordStepArgs {
   error: string | null;
   /** JSON of {nextStep, input}; null keeps the stored cursor. */
   cursor: string | null;
+  /** Also change the execution's status (as setExecutionStatus), in the same write. */
+  finish?: { status: string; now: number; finishedAt: number | null; error: string | null };
 }
 
 /**
- * Append a step record (seq = last + 1) and move the cursor. False when the execution is unknown.
+ * Append a step record (seq = last + 1) and move the cursor; with `finish`, change the status too.
+ * False when the execution is unknown.
  * Nothing is appended to a completed or filtered execution (NOT_FINISHED_SQL).
  */
 export const recordStep: Op<RecordStepArgs, boolean> = ({ db }) => {
   const touch = db.prepare(
     `UPDATE executions SET updated_at = max(updated_at, ?), cursor = coalesce(?, cursor) WHERE id = ? AND ${NOT_FINISHED_SQL}`,
+  );
+  const touchAndFinish = db.prepare(
+    `UPDATE executions SET cursor = coalesce(?, cursor), status = ?, updated_at = ?, finished_at = ?, error = ?
+     WHERE id = ? AND ${NOT_FINISHED_SQL}`,
   );
   const exists = db.prepare('SELECT 1 FROM executions WHERE id = ?').pluck();
   const append = db.prepare(
@@ -32,7 +39,12 @@ export const recordStep: Op<RecordStepArgs, boolean> = ({ db }) => {
      FROM execution_steps WHERE execution_id = ?`,
   );
   return (a) => {
-    if (touch.run(a.finishedAt, a.cursor, a.executionId).changes === 0) return exists.get(a.executionId) !== undefined;
+    const f = a.finish;
+    const touched =
+      f === undefined
+        ? touch.run(a.finishedAt, a.cursor, a.executionId)
+        : touchAndFinish.run(a.cursor, f.status, f.now, f.finishedAt, f.error, a.executionId);
+    if (touched.changes === 0) return exists.get(a.executionId) !== undefined;
     append.run(
       a.executionId,
       a.stepId,
