@@ -16,6 +16,7 @@ import type { Config } from './config/config.js';
 import { finishesWithin } from './core/finishes-within.js';
 import { type Flow, nextUpdatedAt } from './core/flow.js';
 import { E, HookdError } from './core/errors.js';
+import { RepeatedLog } from './core/repeated-log.js';
 import { resolveAdminToken, tokenDigest } from './config/admin-token.js';
 import { createExpressionWorkers } from './flow/expression-workers.js';
 import { createFlowRunner } from './flow/runner.js';
@@ -246,6 +247,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     },
   });
   installErrorHandling(server);
+  const refusals = new RepeatedLog(logger);
+  server.addHook('onClose', async () => refusals.flush());
   server.addHook('onResponse', (request, reply, done) => {
     if (request.url.startsWith('/hook/')) metrics.countResponse(reply.statusCode);
     done();
@@ -271,7 +274,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     onAccepted: (_flowId: string, ms: number) => metrics.commitSeconds.observe(ms / 1000),
     onAuthFailure: (flowId: string, reason: string, ip: string) => {
       metrics.authFailures.inc({ reason });
-      logger.info({ flowId, reason, ip }, 'webhook call refused');
+      // A sender with a stale secret (or a scan) is refused at every call: one line per flow and reason per window.
+      refusals.info(`${flowId}\0${reason}`, { flowId, reason, ip }, 'webhook call refused');
     },
     onDiscardFailed: (ids: readonly string[], err: unknown) => logger.warn({ err, ids }, 'attachments of a refused request not deleted; the sweep will'),
     publicUrl: () => publicUrl,

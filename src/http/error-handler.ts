@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { E, isHookdError } from '../core/errors.js';
+import { RepeatedLog } from '../core/repeated-log.js';
 import { describeSchemaErrors, type SchemaError } from '../core/schema-errors.js';
 
 /**
@@ -8,12 +9,17 @@ import { describeSchemaErrors, type SchemaError } from '../core/schema-errors.js
  * OIH senders and tests see what they know.
  */
 export function installErrorHandling(app: FastifyInstance): void {
+  // A 503 comes once per request while the store or broker is down: one line per code per window.
+  const repeated = new RepeatedLog(app.log);
+  app.addHook('onClose', async () => repeated.flush());
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (isHookdError(err)) {
       if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter));
       // A 413 of the ingress says itself whether the connection closes (ingress/linger.ts).
       if (err.headers) reply.headers(err.headers);
-      if (err.statusCode >= 500) request.log.warn({ err, code: err.code }, err.message);
+      if (err.statusCode >= 500) {
+        repeated.warn(err.code, { reqId: request.id, method: request.method, url: request.url.split('?')[0], code: err.code, err }, `answered ${err.statusCode}: ${err.message}`);
+      }
       const body =
         err.code === E.FLOW_NOT_FOUND.code
           ? { error: err.message }

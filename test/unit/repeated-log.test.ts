@@ -1,0 +1,49 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { RepeatedLog } from '../../src/core/repeated-log.js';
+
+function recorder() {
+  const lines: Array<{ level: string; obj: Record<string, unknown>; msg: string }> = [];
+  const at = (level: string) => (obj: object, msg?: string) => lines.push({ level, obj: obj as Record<string, unknown>, msg: msg ?? '' });
+  return { lines, info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+describe('RepeatedLog', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('writes the first line of a kind, then one line per window saying how many more there were', () => {
+    const log = recorder();
+    const r = new RepeatedLog(log, 10_000);
+    for (let i = 0; i < 500; i++) r.warn('orders/post', { flowId: 'orders', requestId: `r${i}` }, 'step failed');
+    expect(log.lines).toEqual([{ level: 'warn', obj: { flowId: 'orders', requestId: 'r0' }, msg: 'step failed' }]);
+    vi.advanceTimersByTime(10_000);
+    expect(log.lines).toHaveLength(2);
+    expect(log.lines[1]).toMatchObject({ level: 'warn', obj: { flowId: 'orders', requestId: 'r499', repeated: 499, windowMs: 10_000 } });
+    expect(log.lines[1]!.msg).toMatch(/^step failed \(499 more like it in the last 10 s/);
+    // Still failing: one more summary per window, never one line per occurrence.
+    for (let i = 0; i < 300; i++) r.warn('orders/post', { requestId: `s${i}` }, 'step failed');
+    vi.advanceTimersByTime(10_000);
+    expect(log.lines).toHaveLength(3);
+    expect(log.lines[2]!.obj).toMatchObject({ requestId: 's299', repeated: 300 });
+    // Over: a quiet window closes the kind; the next occurrence is written at once again.
+    vi.advanceTimersByTime(10_000);
+    expect(log.lines).toHaveLength(3);
+    r.warn('orders/post', { requestId: 'later' }, 'step failed');
+    expect(log.lines).toHaveLength(4);
+    expect(log.lines[3]!.obj).toEqual({ requestId: 'later' });
+  });
+
+  it('keeps kinds apart, and flush() writes what is pending', () => {
+    const log = recorder();
+    const r = new RepeatedLog(log, 10_000);
+    r.info('a', { k: 'a' }, 'A');
+    r.info('b', { k: 'b' }, 'B');
+    r.info('a', { k: 'a2' }, 'A');
+    expect(log.lines.map((l) => l.msg)).toEqual(['A', 'B']);
+    r.flush();
+    expect(log.lines).toHaveLength(3);
+    expect(log.lines[2]).toMatchObject({ level: 'info', obj: { k: 'a2', repeated: 1 } });
+    vi.advanceTimersByTime(20_000);
+    expect(log.lines).toHaveLength(3);
+  });
+});
