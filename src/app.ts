@@ -51,6 +51,8 @@ export interface App {
   listen(): Promise<string>;
   /** Graceful stop: no new requests, in-flight ones finish, running steps finish or release. */
   close(): Promise<void>;
+  /** Executions this process is running now (the shutdown says what it waits for). */
+  readonly runningExecutions: number;
 }
 
 /** The composition root: the only place that picks concrete backends. */
@@ -359,6 +361,9 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     housekeeping,
     logger,
     adminToken: admin.token,
+    get runningExecutions() {
+      return runner.inFlight;
+    },
     async listen() {
       const address = await server.listen({ host: config.listenHost, port: config.listenPort });
       if (tokenToShow !== undefined) {
@@ -388,7 +393,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
         const passesStopped = Promise.all([housekeeping.stop(), flowQueueCleanup.stop()]);
         // One window for both, from now: the runner takes no new job, running steps finish while
         // requests in flight do.
-        const stopped = await Promise.allSettled([closeServer(server, config.shutdownGraceMs), runner.stop({ graceMs: config.shutdownGraceMs })]);
+        const stopped = await Promise.allSettled([closeServer(server, config.shutdownGraceMs, logger), runner.stop({ graceMs: config.shutdownGraceMs })]);
         await passesStopped;
         await expressionWorkers?.close();
         // The runner has stopped: the flows held here go to the other instances now.
@@ -407,9 +412,13 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
  * grace period; then close what is left, so that a sender that stalls cannot hold the shutdown
  * (an orchestrator's SIGKILL would follow, with every leased job's attempt spent).
  */
-async function closeServer(server: FastifyInstance, graceMs: number): Promise<void> {
+async function closeServer(server: FastifyInstance, graceMs: number, logger: Logger): Promise<void> {
   const closed = server.close();
-  if (!(await finishesWithin(closed, Math.max(1_000, graceMs)))) server.server.closeAllConnections();
+  if (!(await finishesWithin(closed, Math.max(1_000, graceMs)))) {
+    const open = await new Promise<number>((resolve) => server.server.getConnections((err, n) => resolve(err ? -1 : n)));
+    logger.warn({ connections: open }, 'shutdown grace over: closing the connections still open (requests not yet answered were not acknowledged: their senders retry)');
+    server.server.closeAllConnections();
+  }
   await closed;
 }
 

@@ -758,6 +758,12 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       // not write any more; aborted (steps' HTTP calls too) before the jobs are given back.
       const abortRunning = async (): Promise<void> => {
         s.released = true;
+        if (s.active.size > 0) {
+          o.logger.warn(
+            { executions: s.active.size, graceMs: options?.graceMs },
+            'shutdown grace over: aborting the steps still running; their jobs are handed back without spending an attempt and resume at that step in the next process',
+          );
+        }
         s.controller.abort();
         if (s.active.size > 0) await finishesWithin(Promise.allSettled([...s.active]), UNWIND_MS);
       };
