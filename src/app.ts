@@ -83,6 +83,11 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     queue: () => opened?.queue,
     brokerConfirms: Boolean(config.rabbitmqUri && config.databaseUrl),
     embeddedStore: !config.databaseUrl,
+    ready: async () => {
+      if (shuttingDown) throw new Error('shutting down');
+      if (opened === undefined) throw new Error('starting');
+      await opened.checkWritable();
+    },
   });
   const backend = await openBackend(config, logger, messageCache, {
     onConfirmed: (ms) => metrics.confirmSeconds?.observe(ms / 1000),

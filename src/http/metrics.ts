@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { finishesWithin } from '../core/finishes-within.js';
 import type { QueueStats } from '../queue/contract.js';
 import type { MessageCacheStats } from '../store/message-cache.js';
 
@@ -10,6 +11,28 @@ export interface MetricSources {
   brokerConfirms?: boolean;
   /** Embedded mode: the WAL metrics (hookd_store_wal_sync_seconds, hookd_store_wal_restarts_total) exist. */
   embeddedStore?: boolean;
+  /** /readyz's check (a write committed now; rejects when it cannot be): hookd_ready, at each scrape. */
+  ready?: () => Promise<void>;
+}
+
+/**
+ * How long a scrape waits for what it asks the store or broker (the queue's depth, the readiness
+ * check), as /readyz does: a database that went silent (no RST) would otherwise hold the whole
+ * scrape until the query timeout, and every other metric would be lost with it.
+ */
+export const SCRAPE_CHECK_TIMEOUT_MS = 2_000;
+
+/** The value, or undefined when it failed or did not come within SCRAPE_CHECK_TIMEOUT_MS. */
+async function answerWithin<T>(p: Promise<T>): Promise<T | undefined> {
+  let value: T | undefined;
+  const got = p.then((v) => {
+    value = v;
+  });
+  try {
+    return (await finishesWithin(got, SCRAPE_CHECK_TIMEOUT_MS)) ? value : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Prometheus metrics of one hookd process. Labels stay low-cardinality (no flow ids). */
@@ -111,16 +134,24 @@ export function createMetrics(sources: MetricSources = {}) {
         this.reset();
         const queue = queueOf();
         if (queue === undefined) return;
-        let s: QueueStats;
-        try {
-          s = await queue.stats();
-        } catch {
-          return; // store or broker down: no figure rather than a stale one (/readyz tells why)
-        }
+        // Store or broker down or silent: no figure rather than a stale one (/readyz tells why).
+        const s: QueueStats | undefined = await answerWithin(queue.stats());
+        if (s === undefined) return;
         this.set({ state: 'ready' }, s.ready);
         this.set({ state: 'in_flight' }, s.inFlight);
         this.set({ state: 'delayed' }, s.delayed);
         this.set({ state: 'dead' }, s.dead);
+      },
+    });
+  }
+  const ready = sources.ready;
+  if (ready !== undefined) {
+    new Gauge({
+      name: 'hookd_ready',
+      help: '1 when a write can be committed now (the check of /readyz, run at each scrape), 0 when the store or broker cannot commit one within 2 s, or while shutting down',
+      registers: [registry],
+      async collect() {
+        this.set((await answerWithin(ready().then(() => true))) === true ? 1 : 0);
       },
     });
   }
