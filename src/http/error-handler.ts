@@ -18,7 +18,13 @@ export function installErrorHandling(app: FastifyInstance): void {
       // A 413 of the ingress says itself whether the connection closes (ingress/linger.ts).
       if (err.headers) reply.headers(err.headers);
       if (err.statusCode >= 500) {
-        repeated.warn(err.code, { reqId: request.id, method: request.method, url: request.url.split('?')[0], code: err.code, err }, `answered ${err.statusCode}: ${err.message}`);
+        // The message stays the same for the code (the summary counts them all); the reason, which
+        // changes along an outage (a timeout, then a refused connection), is each one's own.
+        repeated.warn(
+          err.code,
+          { reqId: request.id, method: request.method, url: request.url.split('?')[0], code: err.code, reason: err.message, err },
+          `answered ${err.statusCode} ${err.code}`,
+        );
       }
       const body =
         err.code === E.FLOW_NOT_FOUND.code
