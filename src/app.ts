@@ -2,7 +2,8 @@ import { clientErrorHandler, frameworkErrors } from './http/client-errors.js';
 import { lingering } from './ingress/linger.js';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { RequestLogController } from './http/request-log.js';
 import { pino, type Logger } from 'pino';
 import { adminApi } from './api/index.js';
 import { openBackend } from './backends.js';
@@ -229,8 +230,9 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
 
   const server = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    // No per-request log lines: at thousands of webhooks a second they cost more than they tell.
-    logController: new LogController({ disableRequestLogging: true }),
+    // No per-request log lines at info: at thousands of webhooks a second they cost more than they
+    // tell. At debug one per request, without query or headers (request-log.ts).
+    logController: new RequestLogController(),
     trustProxy: config.trustProxy,
     exposeHeadRoutes: false,
     return503OnClosing: true,

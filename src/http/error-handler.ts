@@ -1,6 +1,7 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { E, isHookdError } from '../core/errors.js';
 import { RepeatedLog } from '../core/repeated-log.js';
+import { debugEnabled } from './request-log.js';
 import { describeSchemaErrors, type SchemaError } from '../core/schema-errors.js';
 
 /**
@@ -17,6 +18,8 @@ export function installErrorHandling(app: FastifyInstance): void {
       if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter));
       // A 413 of the ingress says itself whether the connection closes (ingress/linger.ts).
       if (err.headers) reply.headers(err.headers);
+      // LOG_LEVEL=debug: why a request was refused (a sender's 4xx), beside its 'request completed'.
+      if (err.statusCode < 500) refused(request, err.statusCode, err.code, err.message);
       if (err.statusCode >= 500) {
         // The message stays the same for the code (the summary counts them all); the reason, which
         // changes along an outage (a timeout, then a refused connection), is each one's own.
@@ -39,6 +42,7 @@ export function installErrorHandling(app: FastifyInstance): void {
     }
     const status = err.statusCode ?? 500;
     if (status < 500) {
+      refused(request, status, registryCode(err), err.message);
       if (status === 413) {
         reply.header('connection', 'close');
         const limit = request.routeOptions.bodyLimit;
@@ -53,6 +57,10 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: E.NOT_FOUND.code, message: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
   );
+}
+
+function refused(request: FastifyRequest, status: number, code: string, message: string): void {
+  if (debugEnabled(request.log)) request.log.debug({ method: request.method, url: request.url.split('?')[0], status, code, message }, 'request refused');
 }
 
 /** fastify's message, unless it says less than the request shows (its 415 for a malformed Content-Type). */
