@@ -1,12 +1,12 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { finishesWithin } from '../core/finishes-within.js';
-import type { QueueStats } from '../queue/contract.js';
+import type { FlowBacklog, QueueStats } from '../queue/contract.js';
 import type { MessageCacheStats } from '../store/message-cache.js';
 
 export interface MetricSources {
   messageCache?: { stats(): MessageCacheStats };
   /** The queue's depth, read at each scrape (the backend opens after the metrics: looked up then). */
-  queue?: () => { stats(): Promise<QueueStats> } | undefined;
+  queue?: () => { stats(): Promise<QueueStats>; flowBacklog?(): Promise<FlowBacklog[]> } | undefined;
   /** Distributed mode with RabbitMQ: the hookd_broker_confirm_seconds histogram exists. */
   brokerConfirms?: boolean;
   /** Embedded mode: the WAL metrics (hookd_store_wal_sync_seconds, hookd_store_wal_restarts_total) exist. */
@@ -35,7 +35,11 @@ async function answerWithin<T>(p: Promise<T>): Promise<T | undefined> {
   }
 }
 
-/** Prometheus metrics of one hookd process. Labels stay low-cardinality (no flow ids). */
+/**
+ * Prometheus metrics of one hookd process. Labels stay low-cardinality: no request or job ids; flow
+ * ids only on the backlog gauges, whose series are the flows with jobs waiting (at most the flows
+ * defined).
+ */
 export function createMetrics(sources: MetricSources = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'hookd_' });
@@ -152,6 +156,38 @@ export function createMetrics(sources: MetricSources = {}) {
       registers: [registry],
       async collect() {
         this.set((await answerWithin(ready().then(() => true))) === true ? 1 : 0);
+      },
+    });
+  }
+  if (queueOf !== undefined) {
+    // Both gauges from one query per scrape (collect() of each runs in the same scrape).
+    let round: Promise<FlowBacklog[] | undefined> | undefined;
+    const backlog = (): Promise<FlowBacklog[] | undefined> => {
+      const queue = queueOf();
+      if (queue?.flowBacklog === undefined) return Promise.resolve(undefined);
+      round ??= answerWithin(queue.flowBacklog()).finally(() => {
+        round = undefined;
+      });
+      return round;
+    };
+    new Gauge({
+      name: 'hookd_queue_flow_ready_jobs',
+      help: 'Database queues: jobs due now and waiting for a worker, by flow (flows with none are left out): which flow backs up',
+      labelNames: ['flow'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const f of (await backlog()) ?? []) this.set({ flow: f.flowId }, f.ready);
+      },
+    });
+    new Gauge({
+      name: 'hookd_queue_flow_oldest_ready_seconds',
+      help: "Database queues: how long the flow's oldest due job has waited for a worker, by flow (flows with none are left out); growing: its jobs do not start (workers busy or stuck, a concurrency limit or rate, a stopped flow)",
+      labelNames: ['flow'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const f of (await backlog()) ?? []) this.set({ flow: f.flowId }, f.oldestReadyMs / 1000);
       },
     });
   }

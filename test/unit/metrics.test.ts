@@ -34,3 +34,34 @@ describe('/metrics while the store or broker does not answer', () => {
     expect(text).toMatch(/^hookd_ready 0$/m);
   });
 });
+
+describe('the backlog per flow (database queues)', () => {
+  it('names the flows whose jobs wait, how many, and how long the oldest has waited', async () => {
+    let rounds = 0;
+    const m = createMetrics({
+      queue: () => ({
+        stats: async () => stats,
+        flowBacklog: async () => {
+          rounds++;
+          return [
+            { flowId: 'orders', ready: 120, oldestReadyMs: 95_000 },
+            { flowId: 'audit', ready: 1, oldestReadyMs: 12 },
+          ];
+        },
+      }),
+    });
+    const text = await m.registry.metrics();
+    expect(text).toMatch(/^hookd_queue_flow_ready_jobs\{flow="orders"\} 120$/m);
+    expect(text).toMatch(/^hookd_queue_flow_ready_jobs\{flow="audit"\} 1$/m);
+    expect(text).toMatch(/^hookd_queue_flow_oldest_ready_seconds\{flow="orders"\} 95$/m);
+    expect(text).toMatch(/^hookd_queue_flow_oldest_ready_seconds\{flow="audit"\} 0.012$/m);
+    expect(rounds).toBe(1); // one query per scrape for both
+  });
+
+  it('leaves them out where the queue cannot tell (RabbitMQ) or does not answer', async () => {
+    const rabbit = await createMetrics({ queue: () => ({ stats: async () => stats }) }).registry.metrics();
+    expect(rabbit).not.toMatch(/^hookd_queue_flow_/m);
+    const silent = await createMetrics({ queue: () => ({ stats: async () => stats, flowBacklog: never }) }).registry.metrics();
+    expect(silent).not.toMatch(/^hookd_queue_flow_/m);
+  });
+});

@@ -1,6 +1,6 @@
 import { E, HookdError } from '../../core/errors.js';
 import { revivedOrThrow, type BulkRetryResult, type DeadLetter, type DeadLetterQuery, type DeadLetterSelection, type NewJob } from '../../core/job.js';
-import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../../queue/contract.js';
+import type { ConsumeOptions, Consumer, JobHandler, FlowBacklog, Queue, QueueStats } from '../../queue/contract.js';
 import type { PgDatabase } from './database.js';
 import { storeClosed } from './errors.js';
 import { WakeTimer } from '../../queue/wake-timer.js';
@@ -131,6 +131,10 @@ export class PgQueue implements Queue {
 
   stats(): Promise<QueueStats> {
     return this.sql.stats();
+  }
+
+  flowBacklog(): Promise<FlowBacklog[]> {
+    return this.sql.flowBacklog();
   }
 
   /** Something became claimable now: pump this process's consumers. */
