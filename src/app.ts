@@ -17,7 +17,7 @@ import type { Config } from './config/config.js';
 import { finishesWithin } from './core/finishes-within.js';
 import { type Flow, nextUpdatedAt } from './core/flow.js';
 import { E, HookdError } from './core/errors.js';
-import { RepeatedLog } from './core/repeated-log.js';
+import { RecurringFailure, RepeatedLog } from './core/repeated-log.js';
 import { resolveAdminToken, tokenDigest } from './config/admin-token.js';
 import { createExpressionWorkers } from './flow/expression-workers.js';
 import { createFlowRunner } from './flow/runner.js';
@@ -176,8 +176,16 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   }
   await registry.load(unreadable);
   // Several instances share one database: pick up flows the others created or changed.
+  const refreshFailure = new RecurringFailure(logger, 'flow refresh failed (flows changed through other instances are not seen here meanwhile)', 'flow refresh works again');
   const refresh = config.databaseUrl
-    ? setInterval(() => registry.load(unreadable).catch((err: unknown) => logger.warn({ err }, 'flow refresh failed')), config.flowRefreshMs)
+    ? setInterval(
+        () =>
+          registry.load(unreadable).then(
+            () => refreshFailure.succeeded(),
+            (err: unknown) => refreshFailure.failed({ err }),
+          ),
+        config.flowRefreshMs,
+      )
     : undefined;
   refresh?.unref();
   if (config.flowsDir) {

@@ -89,3 +89,38 @@ export class RepeatedLog {
     this.logger[w.level]({ ...w.last, repeated: w.repeated, windowMs: this.windowMs }, `${w.msg} (${w.repeated} more like it in the last ${this.windowMs / 1000} s; the last one's fields shown)`);
   }
 }
+
+/**
+ * A background pass that fails at every turn while a dependency is down (the flow refresh, the
+ * instance beat, a queue sweep, a claim): the first failure is logged as it comes, further ones
+ * summed up per window (RepeatedLog), and the first success after them says so — after how long
+ * and how many failures — so the log shows when the outage ended, not only when it began.
+ */
+export class RecurringFailure {
+  private readonly repeated: RepeatedLog;
+  private since: number | undefined;
+  private failures = 0;
+
+  constructor(
+    private readonly logger: LevelLogger,
+    private readonly failedMsg: string,
+    private readonly recoveredMsg: string,
+    windowMs = REPEAT_WINDOW_MS,
+  ) {
+    this.repeated = new RepeatedLog(logger, windowMs);
+  }
+
+  failed(obj: object): void {
+    this.since ??= Date.now();
+    this.failures++;
+    this.repeated.warn('', obj, this.failedMsg);
+  }
+
+  succeeded(): void {
+    if (this.since === undefined) return;
+    this.repeated.flush();
+    this.logger.info({ failures: this.failures, failingForMs: Date.now() - this.since }, this.recoveredMsg);
+    this.since = undefined;
+    this.failures = 0;
+  }
+}

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { RepeatedLog } from '../../src/core/repeated-log.js';
+import { RecurringFailure, RepeatedLog } from '../../src/core/repeated-log.js';
 
 function recorder() {
   const lines: Array<{ level: string; obj: Record<string, unknown>; msg: string }> = [];
@@ -45,5 +45,30 @@ describe('RepeatedLog', () => {
     expect(log.lines[2]).toMatchObject({ level: 'info', obj: { k: 'a2', repeated: 1 } });
     vi.advanceTimersByTime(20_000);
     expect(log.lines).toHaveLength(3);
+  });
+});
+
+describe('RecurringFailure', () => {
+  beforeEach(() => vi.useFakeTimers());
+  afterEach(() => vi.useRealTimers());
+
+  it('logs the first failure, sums up the next ones, and says when it works again', () => {
+    const log = recorder();
+    const f = new RecurringFailure(log, 'flow refresh failed', 'flow refresh works again', 10_000);
+    f.succeeded(); // nothing failed: nothing to say
+    for (let i = 0; i < 30; i++) {
+      f.failed({ err: `down ${i}` });
+      vi.advanceTimersByTime(2_000);
+    }
+    // 60 s of failures every 2 s: the first, then one summary per 10 s window.
+    expect(log.lines[0]).toMatchObject({ level: 'warn', obj: { err: 'down 0' }, msg: 'flow refresh failed' });
+    expect(log.lines.length).toBeLessThanOrEqual(8);
+    f.succeeded();
+    expect(log.lines.at(-1)).toMatchObject({ level: 'info', obj: { failures: 30, failingForMs: 60_000 }, msg: 'flow refresh works again' });
+    const total = log.lines.reduce((n, l) => n + (l.level === 'warn' ? Number(l.obj.repeated ?? 1) : 0), 0);
+    expect(total).toBe(30); // every failure counted once
+    f.succeeded();
+    f.failed({ err: 'again' });
+    expect(log.lines.at(-1)).toMatchObject({ level: 'warn', obj: { err: 'again' } });
   });
 });
