@@ -34,6 +34,9 @@ import { type FlowOwnership, startFlowOwnership } from './flow-ownership.js';
 import { createFlowQueueCleanup } from './flow-queue-cleanup.js';
 import { DEFAULT_DELAY_LEVELS_MS } from './queue/rabbitmq/index.js';
 
+/** Routes that keep answering while hookd shuts down. */
+const OPS_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
 /** Key of the master key's fingerprint in the shared settings (several instances, one database). */
 const MASTER_KEY_SETTING = 'master_key_fingerprint';
 
@@ -243,7 +246,9 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     logController: new RequestLogController(),
     trustProxy: config.trustProxy,
     exposeHeadRoutes: false,
-    return503OnClosing: true,
+    // Requests that arrive while closing (on connections still open) are refused by the hook
+    // below, in hookd's error shape and with Retry-After; fastify's own 503 has neither.
+    return503OnClosing: false,
     // Errors before any route (malformed HTTP, a request timeout, a malformed URL) in hookd's shape.
     clientErrorHandler: clientErrorHandler(lingering),
     frameworkErrors,
@@ -264,6 +269,10 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     },
   });
   installErrorHandling(server);
+  server.addHook('onRequest', async (request) => {
+    // /readyz answers its own 'shutting down'; /healthz and /metrics keep answering.
+    if (shuttingDown && !OPS_PATHS.has(request.url.split('?')[0]!)) throw new HookdError(E.SHUTTING_DOWN).withRetryAfter(1);
+  });
   const refusals = new RepeatedLog(logger);
   server.addHook('onClose', async () => refusals.flush());
   server.addHook('onResponse', (request, reply, done) => {
