@@ -131,7 +131,10 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   }
   const registry = new FlowRegistry(backend.flows, flowSecretCodec(secretBox));
   const unreadable = (flowId: string, err: unknown) =>
-    logger.error({ flowId, err: (err as Error).message }, 'flow left out: its credential secrets do not open with this HOOKD_SECRET_KEY');
+    logger.error(
+      { flowId, err: (err as Error).message },
+      'flow left out: its credential secrets do not open with this HOOKD_SECRET_KEY (its webhook answers 404): send it again with its secrets (PUT /api/flows/{id}), or delete it',
+    );
   // A queue per flow (RabbitMQ) consumes the queues of the started flows — of those with a
   // concurrency limit, only while this instance holds them (one instance per flow: the limit holds
   // for the cluster; flow-ownership.ts). Instances without workers hold none.
