@@ -515,7 +515,9 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         const since = outageSince ?? Date.now();
         const inPlace = flow?.concurrency !== undefined && Date.now() - since < ORDERED_OUTAGE_HOLD_MS;
         if (outageSince === undefined) {
-          o.logger.warn({ ...log, err: reason }, inPlace ? 'store unavailable: job held, to be handled again in place (its flow keeps its order)' : 'store unavailable: job given back without spending an attempt');
+          // Every job of the flow, at every redelivery while the outage lasts: summed up per flow.
+          if (inPlace) repeated.warn(`${job.flowId}\0\0outage-held`, { ...log, err: reason }, 'store unavailable: job held, to be handled again in place (its flow keeps its order)');
+          else repeated.warn(`${job.flowId}\0\0outage`, { ...log, err: reason }, 'store unavailable: job given back without spending an attempt');
         }
         await holdSlot(holdMs, s.controller.signal);
         if (inPlace && !s.released && !s.stopping) return handle(s, d, since);
