@@ -24,7 +24,16 @@ async function main(): Promise<void> {
   }
   // What runs here and with which settings (defaults included; no secret): the first line to read when paged.
   app.logger.info(
-    { address, version: hookdVersion(), node: process.version, pid: process.pid, dataDir: config.dataDir, backend: app.backend.name, config: configInEffect(config) },
+    {
+      address,
+      version: hookdVersion(),
+      node: process.version,
+      pid: process.pid,
+      dataDir: config.dataDir,
+      backend: app.backend.name,
+      configFile: process.env.HOOKD_CONFIG || null,
+      config: configInEffect(config),
+    },
     'hookd listening',
   );
 

@@ -208,7 +208,7 @@ describe('the start', () => {
     const child = await spawnHookd({ DATA_DIR: dataDir, HOOKD_ADMIN_TOKEN: TOKEN + '-0123456789', HOOKD_SECRET_KEY: secretKey, LISTEN_PORT: '0', RETENTION: '7d' });
     try {
       const listening = logLines(child.output()).find((l) => l.msg === 'hookd listening');
-      expect(listening).toMatchObject({ version: expect.stringMatching(/^\d+\.\d+\.\d+/), backend: 'sqlite', config: { RETENTION: '7d', WORKER_CONCURRENCY: 64, HOOKD_ADMIN_TOKEN: 'set', HOOKD_SECRET_KEY: 'set' } });
+      expect(listening).toMatchObject({ version: expect.stringMatching(/^\d+\.\d+\.\d+/), backend: 'sqlite', configFile: null, config: { RETENTION: '7d', WORKER_CONCURRENCY: 64, HOOKD_ADMIN_TOKEN: 'set', HOOKD_SECRET_KEY: 'set' } });
       expect(child.output()).not.toContain(TOKEN + '-0123456789');
       expect(child.output()).not.toContain(secretKey);
     } finally {
