@@ -13,6 +13,8 @@ interface Window {
   /** Further occurrences since the line last written. */
   repeated: number;
   last: object;
+  /** When the window began (its first line, or the previous summary). */
+  openedAt: number;
   timer: NodeJS.Timeout;
 }
 
@@ -25,8 +27,8 @@ const MAX_KINDS = 1_000;
  * Lines of one kind (a key: a flow's step failing, a code answered 503, a sender refused) that can
  * come once per request or retry while a failure lasts — a receiver down, the database unreachable,
  * a sender with a wrong secret. The first is written as it comes; the next ones within the window
- * are counted, and at the end of the window one line (the last one's fields, `repeated: n`,
- * `windowMs`) says how many there were. While the failure lasts that is one line per kind per
+ * are counted, and at the end of the window (or at close) one line (the last one's fields,
+ * `repeated: n`, `windowMs`: how long it counted) says how many there were. While the failure lasts that is one line per kind per
  * window, not one per request; the count of every occurrence is in the metrics, each request's
  * error in its execution record.
  */
@@ -82,11 +84,13 @@ export class RepeatedLog {
       this.open(key, w.level, w.msg, w.last);
     }, this.windowMs);
     timer.unref();
-    this.windows.set(key, { level, msg, repeated: 0, last, timer });
+    this.windows.set(key, { level, msg, repeated: 0, last, openedAt: Date.now(), timer });
   }
 
+  /** The count since the window began (shorter than windowMs when flushed at close). */
   private summary(w: Window): void {
-    this.logger[w.level]({ ...w.last, repeated: w.repeated, windowMs: this.windowMs }, `${w.msg} (${w.repeated} more like it in the last ${this.windowMs / 1000} s; the last one's fields shown)`);
+    const ms = Math.max(0, Date.now() - w.openedAt);
+    this.logger[w.level]({ ...w.last, repeated: w.repeated, windowMs: ms }, `${w.msg} (${w.repeated} more like it in the last ${Math.round(ms / 100) / 10} s; the last one's fields shown)`);
   }
 }
 

@@ -40,9 +40,11 @@ describe('RepeatedLog', () => {
     r.info('b', { k: 'b' }, 'B');
     r.info('a', { k: 'a2' }, 'A');
     expect(log.lines.map((l) => l.msg)).toEqual(['A', 'B']);
-    r.flush();
+    vi.advanceTimersByTime(3_000);
+    r.flush(); // at shutdown: the count so far, over the time it covers
     expect(log.lines).toHaveLength(3);
-    expect(log.lines[2]).toMatchObject({ level: 'info', obj: { k: 'a2', repeated: 1 } });
+    expect(log.lines[2]).toMatchObject({ level: 'info', obj: { k: 'a2', repeated: 1, windowMs: 3_000 } });
+    expect(log.lines[2]!.msg).toMatch(/^A \(1 more like it in the last 3 s;/);
     vi.advanceTimersByTime(20_000);
     expect(log.lines).toHaveLength(3);
   });
