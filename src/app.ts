@@ -2,7 +2,8 @@ import { clientErrorHandler, frameworkErrors } from './http/client-errors.js';
 import { lingering } from './ingress/linger.js';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { RequestLogController } from './http/request-log.js';
 import { pino, type Logger } from 'pino';
 import { adminApi } from './api/index.js';
 import { openBackend } from './backends.js';
@@ -16,6 +17,7 @@ import type { Config } from './config/config.js';
 import { finishesWithin } from './core/finishes-within.js';
 import { type Flow, nextUpdatedAt } from './core/flow.js';
 import { E, HookdError } from './core/errors.js';
+import { RecurringFailure, RepeatedLog } from './core/repeated-log.js';
 import { resolveAdminToken, tokenDigest } from './config/admin-token.js';
 import { createExpressionWorkers } from './flow/expression-workers.js';
 import { createFlowRunner } from './flow/runner.js';
@@ -48,6 +50,9 @@ function readableByOthers(paths: readonly string[]): string[] {
   return found;
 }
 
+/** Routes that keep answering while hookd shuts down. */
+const OPS_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+
 /** Key of the master key's fingerprint in the shared settings (several instances, one database). */
 const MASTER_KEY_SETTING = 'master_key_fingerprint';
 
@@ -66,6 +71,8 @@ export interface App {
   listen(): Promise<string>;
   /** Graceful stop: no new requests, in-flight ones finish, running steps finish or release. */
   close(): Promise<void>;
+  /** Executions this process is running now (the shutdown says what it waits for). */
+  readonly runningExecutions: number;
 }
 
 /** The composition root: the only place that picks concrete backends. */
@@ -96,6 +103,11 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     queue: () => opened?.queue,
     brokerConfirms: Boolean(config.rabbitmqUri && config.databaseUrl),
     embeddedStore: !config.databaseUrl,
+    ready: async () => {
+      if (shuttingDown) throw new Error('shutting down');
+      if (opened === undefined) throw new Error('starting');
+      await opened.checkWritable();
+    },
   });
   const backend = await openBackend(config, logger, messageCache, {
     onConfirmed: (ms) => metrics.confirmSeconds?.observe(ms / 1000),
@@ -146,7 +158,10 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   }
   const registry = new FlowRegistry(backend.flows, flowSecretCodec(secretBox));
   const unreadable = (flowId: string, err: unknown) =>
-    logger.error({ flowId, err: (err as Error).message }, 'flow left out: its credential secrets do not open with this HOOKD_SECRET_KEY');
+    logger.error(
+      { flowId, err: (err as Error).message },
+      'flow left out: its credential secrets do not open with this HOOKD_SECRET_KEY (its webhook answers 404): send it again with its secrets (PUT /api/flows/{id}), or delete it',
+    );
   // A queue per flow (RabbitMQ) consumes the queues of the started flows — of those with a
   // concurrency limit, only while this instance holds them (one instance per flow: the limit holds
   // for the cluster; flow-ownership.ts). Instances without workers hold none.
@@ -194,8 +209,16 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   }
   await registry.load(unreadable);
   // Several instances share one database: pick up flows the others created or changed.
+  const refreshFailure = new RecurringFailure(logger, 'flow refresh failed (flows changed through other instances are not seen here meanwhile)', 'flow refresh works again');
   const refresh = config.databaseUrl
-    ? setInterval(() => registry.load(unreadable).catch((err: unknown) => logger.warn({ err }, 'flow refresh failed')), config.flowRefreshMs)
+    ? setInterval(
+        () =>
+          registry.load(unreadable).then(
+            () => refreshFailure.succeeded(),
+            (err: unknown) => refreshFailure.failed({ err }),
+          ),
+        config.flowRefreshMs,
+      )
     : undefined;
   refresh?.unref();
   if (config.flowsDir) {
@@ -260,11 +283,14 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
 
   const server = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    // No per-request log lines: at thousands of webhooks a second they cost more than they tell.
-    logController: new LogController({ disableRequestLogging: true }),
+    // No per-request log lines at info: at thousands of webhooks a second they cost more than they
+    // tell. At debug one per request, without query or headers (request-log.ts).
+    logController: new RequestLogController(),
     trustProxy: config.trustProxy,
     exposeHeadRoutes: false,
-    return503OnClosing: true,
+    // Requests that arrive while closing (on connections still open) are refused by the hook
+    // below, in hookd's error shape and with Retry-After; fastify's own 503 has neither.
+    return503OnClosing: false,
     // Errors before any route (malformed HTTP, a request timeout, a malformed URL) in hookd's shape.
     clientErrorHandler: clientErrorHandler(lingering),
     frameworkErrors,
@@ -285,6 +311,12 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     },
   });
   installErrorHandling(server);
+  server.addHook('onRequest', async (request) => {
+    // /readyz answers its own 'shutting down'; /healthz and /metrics keep answering.
+    if (shuttingDown && !OPS_PATHS.has(request.url.split('?')[0]!)) throw new HookdError(E.SHUTTING_DOWN).withRetryAfter(1);
+  });
+  const refusals = new RepeatedLog(logger);
+  server.addHook('onClose', async () => refusals.flush());
   server.addHook('onResponse', (request, reply, done) => {
     if (request.url.startsWith('/hook/')) metrics.countResponse(reply.statusCode);
     done();
@@ -310,7 +342,8 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     onAccepted: (_flowId: string, ms: number) => metrics.commitSeconds.observe(ms / 1000),
     onAuthFailure: (flowId: string, reason: string, ip: string) => {
       metrics.authFailures.inc({ reason });
-      logger.info({ flowId, reason, ip }, 'webhook call refused');
+      // A sender with a stale secret (or a scan) is refused at every call: one line per flow and reason per window.
+      refusals.info(`${flowId}\0${reason}`, { flowId, reason, ip }, 'webhook call refused');
     },
     onDiscardFailed: (ids: readonly string[], err: unknown) => logger.warn({ err, ids }, 'attachments of a refused request not deleted; the sweep will'),
     publicUrl: () => publicUrl,
@@ -394,6 +427,9 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     housekeeping,
     logger,
     adminToken: admin.token,
+    get runningExecutions() {
+      return runner.inFlight;
+    },
     async listen() {
       const address = await server.listen({ host: config.listenHost, port: config.listenPort });
       if (tokenToShow !== undefined) {
@@ -423,7 +459,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
         const passesStopped = Promise.all([housekeeping.stop(), flowQueueCleanup.stop()]);
         // One window for both, from now: the runner takes no new job, running steps finish while
         // requests in flight do.
-        const stopped = await Promise.allSettled([closeServer(server, config.shutdownGraceMs), runner.stop({ graceMs: config.shutdownGraceMs })]);
+        const stopped = await Promise.allSettled([closeServer(server, config.shutdownGraceMs, logger), runner.stop({ graceMs: config.shutdownGraceMs })]);
         await passesStopped;
         await expressionWorkers?.close();
         // The runner has stopped: the flows held here go to the other instances now.
@@ -442,9 +478,13 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
  * grace period; then close what is left, so that a sender that stalls cannot hold the shutdown
  * (an orchestrator's SIGKILL would follow, with every leased job's attempt spent).
  */
-async function closeServer(server: FastifyInstance, graceMs: number): Promise<void> {
+async function closeServer(server: FastifyInstance, graceMs: number, logger: Logger): Promise<void> {
   const closed = server.close();
-  if (!(await finishesWithin(closed, Math.max(1_000, graceMs)))) server.server.closeAllConnections();
+  if (!(await finishesWithin(closed, Math.max(1_000, graceMs)))) {
+    const open = await new Promise<number>((resolve) => server.server.getConnections((err, n) => resolve(err ? -1 : n)));
+    logger.warn({ connections: open }, 'shutdown grace over: closing the connections still open (requests not yet answered were not acknowledged: their senders retry)');
+    server.server.closeAllConnections();
+  }
   await closed;
 }
 

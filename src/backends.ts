@@ -2,6 +2,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
 import { isHookdError, unavailable } from './core/errors.js';
+import { finishesWithin } from './core/finishes-within.js';
+import { READY_CHECK_TIMEOUT_MS } from './http/ops-routes.js';
 import type { ReceivedMessage } from './core/message.js';
 import { openRabbitMqQueue, requestPayload, type RabbitMqQueue } from './queue/rabbitmq/index.js';
 import type { Backend, FlowOwners } from './store/backend.js';
@@ -10,6 +12,25 @@ import type { MessageCache } from './store/message-cache.js';
 import type { AcceptOptions, AcceptOutcome, RequestStore } from './store/contracts.js';
 import { openPostgresBackend, openPostgresStores, PgFlowOwners, type PostgresStores, refuseMixedQueues, startOutboxRelay } from './store/postgres/index.js';
 import { openSqliteBackend } from './store/sqlite/index.js';
+
+/**
+ * How long each part of a readiness check may take: less than /readyz waits for the whole
+ * (READY_CHECK_TIMEOUT_MS), so that the answer names the part that is silent.
+ */
+const PART_CHECK_MS = READY_CHECK_TIMEOUT_MS - 250;
+
+/**
+ * A readiness check of several parts (PostgreSQL and RabbitMQ), run together: resolves when each
+ * does; rejects with the first failure, or with a 503 naming a part that gave no answer within
+ * PART_CHECK_MS (a connection that died silently answers nothing until a heartbeat notices).
+ */
+export async function checkEach(parts: Array<{ kind: 'store' | 'queue'; name: string; check: () => Promise<void> }>): Promise<void> {
+  await Promise.all(
+    parts.map(async (p) => {
+      if (!(await finishesWithin(p.check(), PART_CHECK_MS))) throw unavailable(p.kind, `${p.name} gave no answer within ${PART_CHECK_MS} ms`);
+    }),
+  );
+}
 
 /**
  * Part of the composition root: the backend follows from the configuration.
@@ -191,7 +212,10 @@ class OutboxRabbitBackend implements Backend {
   }
 
   async checkWritable(): Promise<void> {
-    await Promise.all([this.stores.checkWritable(), this.queue.checkWritable()]);
+    await checkEach([
+      { kind: 'store', name: 'PostgreSQL', check: () => this.stores.checkWritable() },
+      { kind: 'queue', name: 'RabbitMQ', check: () => this.queue.checkWritable() },
+    ]);
   }
 
   close(): Promise<void> {

@@ -1,5 +1,6 @@
 import type { Queue } from './queue/contract.js';
 import type { FlowStore } from './store/contracts.js';
+import { type LevelLogger, RecurringFailure } from './core/repeated-log.js';
 
 /**
  * What a deleted flow leaves in a queue per flow (RabbitMQ: a quorum queue) is removed, by any
@@ -27,7 +28,7 @@ export interface FlowQueueCleanupOptions {
   queue: Queue;
   graceMs: number;
   everyMs: number;
-  logger: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
+  logger: LevelLogger;
 }
 
 export interface FlowQueueCleanupReport {
@@ -100,6 +101,9 @@ export function createFlowQueueCleanup(o: FlowQueueCleanupOptions): FlowQueueCle
     return next;
   };
 
+  // Both fail at every pass while the database or the broker is down: one line, summed up, then 'works again'.
+  const readFailure = new RecurringFailure(o.logger, 'reading the deleted flows failed; trying again', 'reading the deleted flows works again');
+  const removeFailure = new RecurringFailure(o.logger, 'removing the queues of deleted flows failed; trying again', 'removing the queues of deleted flows works again');
   const tick = (): void => {
     // A pass still running (many flows deleted at once, a slow broker): this tick is skipped.
     if (ticking) return;
@@ -111,11 +115,11 @@ export function createFlowQueueCleanup(o: FlowQueueCleanupOptions): FlowQueueCle
     passing.then(done, done);
     passing.then(
       (report) => {
-        if (report.failed.length > 0) {
-          o.logger.warn({ err: report.error, flows: report.failed }, 'removing the queues of deleted flows failed; trying again');
-        }
+        readFailure.succeeded();
+        if (report.failed.length > 0) removeFailure.failed({ err: report.error, flows: report.failed });
+        else removeFailure.succeeded();
       },
-      (err: unknown) => o.logger.warn({ err }, 'reading the deleted flows failed; trying again'),
+      (err: unknown) => readFailure.failed({ err }),
     );
   };
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { createApp } from './app.js';
-import { loadConfig } from './config/config.js';
+import { configInEffect, loadConfig } from './config/config.js';
+import { hookdVersion } from './config/version.js';
+import { formatDuration } from './config/parse.js';
 
 /** `npm start`: one process, everything embedded unless DATABASE_URL / RABBITMQ_URI say otherwise. */
 async function main(): Promise<void> {
@@ -20,7 +22,20 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  app.logger.info({ address, dataDir: config.dataDir, backend: app.backend.name }, 'hookd listening');
+  // What runs here and with which settings (defaults included; no secret): the first line to read when paged.
+  app.logger.info(
+    {
+      address,
+      version: hookdVersion(),
+      node: process.version,
+      pid: process.pid,
+      dataDir: config.dataDir,
+      backend: app.backend.name,
+      configFile: process.env.HOOKD_CONFIG || null,
+      config: configInEffect(config),
+    },
+    'hookd listening',
+  );
 
   let signals = 0;
   const shutdown = (signal: string) => {
@@ -28,7 +43,10 @@ async function main(): Promise<void> {
       app.logger.warn({ signal }, 'second signal: exiting now');
       process.exit(1);
     }
-    app.logger.info({ signal }, 'shutting down: finishing in-flight requests and running steps');
+    app.logger.info(
+      { signal, graceMs: config.shutdownGraceMs, runningExecutions: app.runningExecutions },
+      `shutting down: no new requests or jobs; waiting up to ${formatDuration(config.shutdownGraceMs)} (SHUTDOWN_GRACE) for requests in flight and running steps, then aborting what still runs and handing its jobs back`,
+    );
     const t0 = performance.now();
     app.close().then(
       () => {

@@ -3,7 +3,7 @@ import proxyAddr from '@fastify/proxy-addr';
 import path from 'node:path';
 import YAML from 'yaml';
 import { DEFAULT_MESSAGE_CACHE_BYTES } from '../store/message-cache.js';
-import { formatDuration, parseBoolean, parseDuration, parseInteger, parseSize } from './parse.js';
+import { formatDuration, formatSize, parseBoolean, parseDuration, parseInteger, parseSize } from './parse.js';
 
 /**
  * hookd's configuration: the one documented place (docs/configuration.md mirrors this table).
@@ -223,6 +223,66 @@ function readConfigFile(file: string): Source {
   }
   if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new Error(`HOOKD_CONFIG ${file}: expected a map of settings`);
   return data as Source;
+}
+
+const duration = (ms: unknown): string => formatDuration(ms as number);
+const size = (bytes: unknown): string => formatSize(bytes as number);
+const url = (v: unknown): string | null => (v === undefined ? null : withoutCredentials(v as string));
+
+/**
+ * How configInEffect shows a setting other than as its value: durations and sizes in the units
+ * they are written in, and secrets never — only whether they are set or where they come from.
+ */
+const SHOWN: { [K in keyof Config]?: (v: Config[K]) => unknown } = {
+  adminToken: (v) => (v === undefined ? 'DATA_DIR/admin-token' : 'set'),
+  readTokens: (v) => (v.length === 0 ? 'none' : `${v.length} token${v.length === 1 ? '' : 's'}`),
+  secretKey: (v) => (v === undefined ? 'DATA_DIR/secret.key' : 'set'),
+  databaseUrl: url,
+  rabbitmqUri: url,
+  payloadSizeLimit: size,
+  attachmentSizeLimit: size,
+  messageCacheBytes: size,
+  executionDataLimit: size,
+  jobPayloadBytes: size,
+  retentionMs: (v) => (v === 0 ? 'off' : duration(v)),
+  leaseMs: duration,
+  backoffMs: duration,
+  maxBackoffMs: duration,
+  requestTimeoutMs: duration,
+  shutdownGraceMs: duration,
+  flowRefreshMs: duration,
+  deletedFlowGraceMs: duration,
+};
+
+/**
+ * The settings in effect, by variable name, for the start's log line: what an operator needs to
+ * know which configuration a process runs with (defaults included), without a secret — tokens and
+ * keys are shown as set or not, connection URLs without their password (nor any query value that
+ * looks like a credential).
+ */
+export function configInEffect(config: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const f of CONFIG_FIELDS) {
+    const value = config[f.key];
+    const show = SHOWN[f.key] as ((v: unknown) => unknown) | undefined;
+    out[f.env] = show !== undefined ? show(value) : (value ?? null);
+  }
+  return out;
+}
+
+/** A connection URL fit for a log: its password, and query values named like a credential, replaced by ***. */
+function withoutCredentials(v: string): string {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    return '***';
+  }
+  if (u.password !== '') u.password = '***';
+  for (const key of [...u.searchParams.keys()]) {
+    if (/pass|secret|token|key|cert/i.test(key)) u.searchParams.set(key, '***');
+  }
+  return u.toString().replace(/%2A%2A%2A/g, '***');
 }
 
 /** Build the configuration from defaults, an optional file and the environment. */

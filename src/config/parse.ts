@@ -14,6 +14,15 @@ export function parseSize(value: string | number, name: string): number {
   return Math.floor(Number(m[1]) * unit);
 }
 
+/** parseSize's inverse: the largest unit that holds the value whole (10485760 → "10mb", 1000 → "1000b"). */
+export function formatSize(bytes: number): string {
+  for (const unit of ['gb', 'mb', 'kb'] as const) {
+    const size = SIZE_UNITS[unit]!;
+    if (bytes >= size && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return `${bytes}b`;
+}
+
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** "30s", "5m", "30d", "250" (ms) → milliseconds. */

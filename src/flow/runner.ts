@@ -57,6 +57,7 @@ import type { RunnerLogger } from './logger.js';
 import type { CompiledStep, RequestPayload, StepContext, StepOutcome } from './step.js';
 import { isStepFailure, StepFailure } from './step-failure.js';
 import { recordJson } from './truncate.js';
+import { RepeatedLog } from '../core/repeated-log.js';
 
 export interface StepStartedEvent {
   flowId: string;
@@ -206,6 +207,8 @@ interface Session {
 }
 
 const DEFAULT_STOPPED_RECHECK_MS = 60_000;
+const DEAD_ATTEMPTS_EXHAUSTED = 'execution dead: attempts exhausted (in the dead letters: GET /api/dead-letters?flowId=…; once the cause is fixed, POST /api/dead-letters/retry)';
+const DEAD_WILL_NOT_HEAL = 'execution dead: failure will not heal by retrying (the error says why; once fixed, retry its dead letter or replay the request)';
 /** How long stop() waits for aborted handlers to unwind before their jobs are released. */
 const UNWIND_MS = 2_000;
 
@@ -216,6 +219,9 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
     ...(o.maxResponseBytes !== undefined ? { http: { maxResponseBytes: o.maxResponseBytes } } : {}),
   });
   const random = o.random ?? Math.random;
+  // Per-request failures (a receiver down fails every job of its flow): one line per flow, step
+  // and outcome per window, not one per job and retry.
+  const repeated = new RepeatedLog(o.logger);
   const stoppedRecheckMs = o.stoppedFlowRecheckMs ?? DEFAULT_STOPPED_RECHECK_MS;
   let session: Session | undefined;
 
@@ -461,11 +467,11 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
           record.error = error;
           writer.record(record);
           if (!failure.retryable) {
-            await deadNow(s, d, writer, error, log);
+            await deadNow(s, d, writer, error, { ...log, stepId: step.def.id });
             if (!s.released) finish('dead', error);
             return;
           }
-          const outcome = await retryLater(s, d, writer, flow, failure, error, log);
+          const outcome = await retryLater(s, d, writer, flow, failure, error, { ...log, stepId: step.def.id });
           if (outcome === 'dead') finish('dead', error);
           return;
         }
@@ -515,7 +521,9 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         const since = outageSince ?? Date.now();
         const inPlace = flow?.concurrency !== undefined && Date.now() - since < ORDERED_OUTAGE_HOLD_MS;
         if (outageSince === undefined) {
-          o.logger.warn({ ...log, err: reason }, inPlace ? 'store unavailable: job held, to be handled again in place (its flow keeps its order)' : 'store unavailable: job given back without spending an attempt');
+          // Every job of the flow, at every redelivery while the outage lasts: summed up per flow.
+          if (inPlace) repeated.warn(`${job.flowId}\0\0outage-held`, { ...log, err: reason }, 'store unavailable: job held, to be handled again in place (its flow keeps its order)');
+          else repeated.warn(`${job.flowId}\0\0outage`, { ...log, err: reason }, 'store unavailable: job given back without spending an attempt');
         }
         await holdSlot(holdMs, s.controller.signal);
         if (inPlace && !s.released && !s.stopping) return handle(s, d, since);
@@ -689,8 +697,9 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
     if ((outcome === 'dead') !== expectDead) {
       await o.executions.setStatus(writer.executionId, outcome === 'dead' ? 'dead' : 'retrying', preciseNow(), error);
     }
-    if (outcome === 'dead') o.logger.warn({ ...log, error }, 'execution dead: attempts exhausted');
-    else o.logger.info({ ...log, error, delayMs }, 'step failed; retrying');
+    const key = `${flow.id}\0${(log as { stepId?: string }).stepId ?? ''}`;
+    if (outcome === 'dead') repeated.warn(`${key}\0dead`, { ...log, error }, DEAD_ATTEMPTS_EXHAUSTED);
+    else repeated.info(`${key}\0retry`, { ...log, error, delayMs }, 'step failed; retrying');
     return outcome;
   }
 
@@ -700,14 +709,15 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
     await writer.flush();
     if (s.released) return;
     await d.deadLetter(error);
-    o.logger.warn({ ...log, error }, 'execution dead: failure will not heal by retrying');
+    const { flowId, stepId } = log as { flowId?: string; stepId?: string };
+    repeated.warn(`${flowId ?? ''}\0${stepId ?? ''}\0dead-now`, { ...log, error }, DEAD_WILL_NOT_HEAL);
   }
 
   /** The job cannot run (flow deleted, request gone): dead-letter it and close its execution if any. */
   async function abandon(s: Session, d: Delivery, error: string): Promise<void> {
     if (s.released) return;
     await d.deadLetter(error);
-    o.logger.warn({ flowId: d.job.flowId, requestId: d.job.requestId, jobId: d.job.id, error }, 'job dead-lettered');
+    repeated.warn(`${d.job.flowId}\0\0abandoned`, { flowId: d.job.flowId, requestId: d.job.requestId, jobId: d.job.id, error }, 'job dead-lettered');
     const exec = await o.executions.getByRequest(d.job.requestId);
     if (exec !== undefined && !FINAL_STATUSES.has(exec.status)) {
       await o.executions.setStatus(exec.id, 'dead', preciseNow(), error);
@@ -756,11 +766,18 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       // not write any more; aborted (steps' HTTP calls too) before the jobs are given back.
       const abortRunning = async (): Promise<void> => {
         s.released = true;
+        if (s.active.size > 0) {
+          o.logger.warn(
+            { executions: s.active.size, graceMs: options?.graceMs },
+            'shutdown grace over: aborting the steps still running; their jobs are handed back without spending an attempt and resume at that step in the next process',
+          );
+        }
         s.controller.abort();
         if (s.active.size > 0) await finishesWithin(Promise.allSettled([...s.active]), UNWIND_MS);
       };
       await s.consumer?.stop({ ...options, beforeRelease: abortRunning });
       if (!s.released) await abortRunning(); // a consumer that never called it (nothing was running)
+      repeated.flush();
     },
 
     get inFlight(): number {

@@ -1,5 +1,7 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyRequest } from 'fastify';
 import { E, isHookdError } from '../core/errors.js';
+import { RepeatedLog } from '../core/repeated-log.js';
+import { debugEnabled } from './request-log.js';
 import { describeSchemaErrors, type SchemaError } from '../core/schema-errors.js';
 
 /**
@@ -8,12 +10,25 @@ import { describeSchemaErrors, type SchemaError } from '../core/schema-errors.js
  * OIH senders and tests see what they know.
  */
 export function installErrorHandling(app: FastifyInstance): void {
+  // A 503 comes once per request while the store or broker is down: one line per code per window.
+  const repeated = new RepeatedLog(app.log);
+  app.addHook('onClose', async () => repeated.flush());
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (isHookdError(err)) {
       if (err.retryAfter !== undefined) reply.header('retry-after', String(err.retryAfter));
       // A 413 of the ingress says itself whether the connection closes (ingress/linger.ts).
       if (err.headers) reply.headers(err.headers);
-      if (err.statusCode >= 500) request.log.warn({ err, code: err.code }, err.message);
+      // LOG_LEVEL=debug: why a request was refused (a sender's 4xx), beside its 'request completed'.
+      if (err.statusCode < 500) refused(request, err.statusCode, err.code, err.message);
+      if (err.statusCode >= 500) {
+        // The message stays the same for the code (the summary counts them all); the reason, which
+        // changes along an outage (a timeout, then a refused connection), is each one's own.
+        repeated.warn(
+          err.code,
+          { reqId: request.id, method: request.method, url: request.url.split('?')[0], code: err.code, reason: err.message, err },
+          `answered ${err.statusCode} ${err.code}`,
+        );
+      }
       const body =
         err.code === E.FLOW_NOT_FOUND.code
           ? { error: err.message }
@@ -27,6 +42,7 @@ export function installErrorHandling(app: FastifyInstance): void {
     }
     const status = err.statusCode ?? 500;
     if (status < 500) {
+      refused(request, status, registryCode(err), err.message);
       if (status === 413) {
         reply.header('connection', 'close');
         const limit = request.routeOptions.bodyLimit;
@@ -41,6 +57,10 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: E.NOT_FOUND.code, message: `Route ${request.method} ${request.url.split('?')[0]} not found` }),
   );
+}
+
+function refused(request: FastifyRequest, status: number, code: string, message: string): void {
+  if (debugEnabled(request.log)) request.log.debug({ method: request.method, url: request.url.split('?')[0], status, code, message }, 'request refused');
 }
 
 /** fastify's message, unless it says less than the request shows (its 415 for a malformed Content-Type). */

@@ -1,18 +1,45 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { QueueStats } from '../queue/contract.js';
+import { finishesWithin } from '../core/finishes-within.js';
+import type { FlowBacklog, QueueStats } from '../queue/contract.js';
 import type { MessageCacheStats } from '../store/message-cache.js';
 
 export interface MetricSources {
   messageCache?: { stats(): MessageCacheStats };
   /** The queue's depth, read at each scrape (the backend opens after the metrics: looked up then). */
-  queue?: () => { stats(): Promise<QueueStats> } | undefined;
+  queue?: () => { stats(): Promise<QueueStats>; flowBacklog?(): Promise<FlowBacklog[]> } | undefined;
   /** Distributed mode with RabbitMQ: the hookd_broker_confirm_seconds histogram exists. */
   brokerConfirms?: boolean;
   /** Embedded mode: the WAL metrics (hookd_store_wal_sync_seconds, hookd_store_wal_restarts_total) exist. */
   embeddedStore?: boolean;
+  /** /readyz's check (a write committed now; rejects when it cannot be): hookd_ready, at each scrape. */
+  ready?: () => Promise<void>;
 }
 
-/** Prometheus metrics of one hookd process. Labels stay low-cardinality (no flow ids). */
+/**
+ * How long a scrape waits for what it asks the store or broker (the queue's depth, the readiness
+ * check), as /readyz does: a database that went silent (no RST) would otherwise hold the whole
+ * scrape until the query timeout, and every other metric would be lost with it.
+ */
+export const SCRAPE_CHECK_TIMEOUT_MS = 2_000;
+
+/** The value, or undefined when it failed or did not come within SCRAPE_CHECK_TIMEOUT_MS. */
+async function answerWithin<T>(p: Promise<T>): Promise<T | undefined> {
+  let value: T | undefined;
+  const got = p.then((v) => {
+    value = v;
+  });
+  try {
+    return (await finishesWithin(got, SCRAPE_CHECK_TIMEOUT_MS)) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Prometheus metrics of one hookd process. Labels stay low-cardinality: no request or job ids; flow
+ * ids only on the backlog gauges, whose series are the flows with jobs waiting (at most the flows
+ * defined).
+ */
 export function createMetrics(sources: MetricSources = {}) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'hookd_' });
@@ -111,16 +138,56 @@ export function createMetrics(sources: MetricSources = {}) {
         this.reset();
         const queue = queueOf();
         if (queue === undefined) return;
-        let s: QueueStats;
-        try {
-          s = await queue.stats();
-        } catch {
-          return; // store or broker down: no figure rather than a stale one (/readyz tells why)
-        }
+        // Store or broker down or silent: no figure rather than a stale one (/readyz tells why).
+        const s: QueueStats | undefined = await answerWithin(queue.stats());
+        if (s === undefined) return;
         this.set({ state: 'ready' }, s.ready);
         this.set({ state: 'in_flight' }, s.inFlight);
         this.set({ state: 'delayed' }, s.delayed);
         this.set({ state: 'dead' }, s.dead);
+      },
+    });
+  }
+  const ready = sources.ready;
+  if (ready !== undefined) {
+    new Gauge({
+      name: 'hookd_ready',
+      help: '1 when a write can be committed now (the check of /readyz, run at each scrape), 0 when the store or broker cannot commit one within 2 s, or while shutting down',
+      registers: [registry],
+      async collect() {
+        this.set((await answerWithin(ready().then(() => true))) === true ? 1 : 0);
+      },
+    });
+  }
+  if (queueOf !== undefined) {
+    // Both gauges from one query per scrape (collect() of each runs in the same scrape).
+    let round: Promise<FlowBacklog[] | undefined> | undefined;
+    const backlog = (): Promise<FlowBacklog[] | undefined> => {
+      const queue = queueOf();
+      if (queue?.flowBacklog === undefined) return Promise.resolve(undefined);
+      round ??= answerWithin(queue.flowBacklog()).finally(() => {
+        round = undefined;
+      });
+      return round;
+    };
+    new Gauge({
+      name: 'hookd_queue_flow_ready_jobs',
+      help: 'Database queues: jobs due now and waiting for a worker, by flow (flows with none are left out): which flow backs up',
+      labelNames: ['flow'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const f of (await backlog()) ?? []) this.set({ flow: f.flowId }, f.ready);
+      },
+    });
+    new Gauge({
+      name: 'hookd_queue_flow_oldest_ready_seconds',
+      help: "Database queues: how long the flow's oldest due job has waited for a worker, by flow (flows with none are left out); growing: its jobs do not start (workers busy or stuck, a concurrency limit or rate, a stopped flow)",
+      labelNames: ['flow'] as const,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const f of (await backlog()) ?? []) this.set({ flow: f.flowId }, f.oldestReadyMs / 1000);
       },
     });
   }

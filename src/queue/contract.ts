@@ -127,6 +127,15 @@ export interface QueueStats {
   dead: number;
 }
 
+/** One flow's jobs that are due and wait for a worker (Queue.flowBacklog). */
+export interface FlowBacklog {
+  flowId: string;
+  /** Jobs due now (ready; not delayed retries, not running). */
+  ready: number;
+  /** How long the oldest of them has been due, in ms (on the queue's clock). */
+  oldestReadyMs: number;
+}
+
 export interface Queue {
   enqueue(job: NewJob): Promise<void>;
   /** Start delivering jobs to handler. A handler that throws counts as nack(delay 1 s). */
@@ -154,6 +163,12 @@ export interface Queue {
    */
   wakeStopped?(flowId: string): Promise<void>;
   stats(): Promise<QueueStats>;
+  /**
+   * Capability of the database queues: the flows with jobs due now, each with how many and how
+   * long the oldest has waited (metrics: which flow backs up, and whether its jobs still start).
+   * Flows with none are left out. RabbitMQ does not say how long a message has waited.
+   */
+  flowBacklog?(): Promise<FlowBacklog[]>;
   /**
    * Capability of queues that keep a queue per flow (RabbitMQ): the flows that exist, so that jobs
    * of flows this process never published to are taken too, and whether each is consumed here

@@ -1,9 +1,15 @@
 import type { Job } from '../core/job.js';
+import type { RepeatedLog } from '../core/repeated-log.js';
 import { THROW_RETRY_DELAY_MS, type Delivery } from './contract.js';
 
 /** What a leased delivery needs from its consumer. */
 export interface LeaseDeliveryHost {
   readonly logger: { warn(obj: object, msg: string): void };
+  /**
+   * Where failed settles are logged when given: while the database is down they fail for every
+   * job at every try, and are summed up per kind instead of one line each.
+   */
+  readonly repeated?: RepeatedLog;
   /** Settle writes in flight; stop() waits for them. */
   track(p: Promise<unknown>): void;
 }
@@ -74,7 +80,7 @@ export abstract class LeaseDelivery<N extends NackWrite> implements Delivery {
       released = await p;
     } catch (err) {
       this.state = this.reopened();
-      this.consumer.logger.warn({ err, jobId: this.job.id }, `${this.label}: giving the job back failed; it stays held`);
+      this.warn('give-back', { err, jobId: this.job.id }, `${this.label}: giving the job back failed; it stays held`);
       return false;
     }
     this.state = 'released';
@@ -98,7 +104,7 @@ export abstract class LeaseDelivery<N extends NackWrite> implements Delivery {
     try {
       if (await p) this.requeued('released');
     } catch (err) {
-      this.consumer.logger.warn({ err, jobId: this.job.id }, `${this.label}: release failed; the lease will expire`);
+      this.warn('release', { err, jobId: this.job.id }, `${this.label}: release failed; the lease will expire`);
     }
   }
 
@@ -145,6 +151,12 @@ export abstract class LeaseDelivery<N extends NackWrite> implements Delivery {
   }
 
   private autoFailed(err: unknown): void {
-    this.consumer.logger.warn({ err, jobId: this.job.id }, `${this.label}: settling failed; the lease will expire`);
+    this.warn('settle', { err, jobId: this.job.id }, `${this.label}: settling failed; the lease will expire`);
+  }
+
+  private warn(kind: string, obj: object, msg: string): void {
+    const repeated = this.consumer.repeated;
+    if (repeated !== undefined) repeated.warn(`${this.label}\0${kind}`, obj, msg);
+    else this.consumer.logger.warn(obj, msg);
   }
 }

@@ -5,6 +5,7 @@ import { Conditions } from './conditions.js';
 import { WakeTimer } from './wake-timer.js';
 import { DEFAULT_GRACE_MS, type Consumer, type FlowRateGate, type JobHandler } from './contract.js';
 import type { LeaseDelivery, NackWrite } from './lease-delivery.js';
+import { type LevelLogger, RecurringFailure, RepeatedLog } from '../core/repeated-log.js';
 
 export interface LeasingConsumerOptions {
   handler: JobHandler;
@@ -12,7 +13,7 @@ export interface LeasingConsumerOptions {
   concurrency: number;
   /** The heartbeat extends the leases of running jobs every leaseMs / 3. */
   leaseMs: number;
-  logger: { warn(obj: object, msg: string): void };
+  logger: LevelLogger;
   /** Log prefix: 'embedded queue', 'postgres queue'. */
   label: string;
   /**
@@ -86,6 +87,10 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
   private readonly prefetched: Array<{ job: Job; leasedUntil: number }> = [];
   private readonly prefetch: number;
   private readonly heartbeat: NodeJS.Timeout;
+  private readonly claimFailure: RecurringFailure;
+  /** The deliveries' failed settles (LeaseDeliveryHost.repeated). */
+  protected readonly repeated: RepeatedLog;
+  private readonly beatFailure: RecurringFailure;
   private readonly settles = new Set<Promise<unknown>>();
   private readonly conditions = new Conditions();
   private stopping: Promise<void> | undefined;
@@ -112,6 +117,10 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
 
   constructor(private readonly o: LeasingConsumerOptions) {
     this.owner = `${o.ownerPrefix ?? ''}consumer-${randomUUID()}`;
+    this.repeated = new RepeatedLog(o.logger);
+    // Each fails at every turn while the database is down: one line, summed up, then 'works again'.
+    this.claimFailure = new RecurringFailure(o.logger, `${o.label}: claim failed; retrying on the next sweep`, `${o.label}: claims work again`);
+    this.beatFailure = new RecurringFailure(o.logger, `${o.label}: lease heartbeat failed (leases not renewed run out, and their jobs are delivered again)`, `${o.label}: lease heartbeats work again`);
     const prefetch = o.prefetch ?? 0;
     if (!Number.isInteger(prefetch) || prefetch < 0) {
       throw new HookdError(E.VALIDATION_FAILED, 'consumer prefetch must be a non-negative integer');
@@ -176,6 +185,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
     this.claim(limit, caps).then(
       (jobs) => {
         this.claimDone(limit);
+        this.claimFailure.succeeded();
         for (const job of jobs) this.prefetched.push({ job, leasedUntil: claimedAt + this.o.leaseMs });
         if (caps !== undefined) this.noteLimits();
         this.changed();
@@ -184,7 +194,7 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
       (err: unknown) => {
         this.claimDone(limit);
         this.changed();
-        this.o.logger.warn({ err }, `${this.o.label}: claim failed; retrying on the next sweep`);
+        this.claimFailure.failed({ err });
       },
     );
   }
@@ -442,8 +452,9 @@ export abstract class LeasingConsumer<D extends LeaseDelivery<NackWrite>> implem
       // Entries started meanwhile are no longer read; a lost one is not started when its turn comes.
       const kept = new Set(extended);
       for (const w of waiting) w.leasedUntil = kept.has(w.job.id) ? sentAt + this.o.leaseMs : 0;
+      this.beatFailure.succeeded();
     }, (err: unknown) => {
-      this.o.logger.warn({ err }, `${this.o.label}: lease heartbeat failed`);
+      this.beatFailure.failed({ err });
     });
   }
 

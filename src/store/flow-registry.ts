@@ -37,6 +37,8 @@ export class FlowRegistry {
   private limits: ReadonlyMap<string, number> | undefined;
   /** Flows with an `executionRate`, built again after a change (executionRates()). */
   private rates: ReadonlyMap<string, ExecutionRateDef> | undefined;
+  /** Flows left out because their secrets do not open, by the stored version (updatedAt) reported. */
+  private readonly unreadable = new Map<string, string>();
 
   /** `codec` seals credential secrets on the way to the store and opens them on the way back. */
   constructor(
@@ -47,12 +49,15 @@ export class FlowRegistry {
   /**
    * (Re)read every flow. Unchanged flows keep their object (compiled expressions and allowlists are
    * cached per object); a flow whose secrets cannot be opened (another master key) is left out
-   * and reported, so one bad row never takes the others down.
+   * and reported — once per stored version, not at every load (a refresh every 2 s) while it
+   * stays so — so one bad row never takes the others down.
    */
   async load(onError?: (flowId: string, err: unknown) => void): Promise<void> {
     const all = await this.store.list();
     const next = new Map<string, Flow>();
+    const present = new Set<string>();
     for (const stored of all) {
+      present.add(stored.id);
       const known = this.flows.get(stored.id);
       if (known !== undefined && known.updatedAt === stored.updatedAt) {
         next.set(stored.id, known);
@@ -60,10 +65,13 @@ export class FlowRegistry {
       }
       try {
         next.set(stored.id, this.codec.open(stored));
+        this.unreadable.delete(stored.id);
       } catch (err) {
-        onError?.(stored.id, err);
+        if (this.unreadable.get(stored.id) !== stored.updatedAt) onError?.(stored.id, err);
+        this.unreadable.set(stored.id, stored.updatedAt);
       }
     }
+    for (const id of this.unreadable.keys()) if (!present.has(id)) this.unreadable.delete(id);
     this.flows.clear();
     for (const [id, f] of next) this.flows.set(id, f);
     this.changed();

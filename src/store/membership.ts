@@ -1,4 +1,5 @@
 import type { InstanceRegistry } from './backend.js';
+import { RecurringFailure } from '../core/repeated-log.js';
 
 export interface Membership {
   /** This instance's share of a cluster-wide limit: 1 / the live instances (1 when alone). */
@@ -13,7 +14,9 @@ export interface Membership {
 }
 
 interface MembershipLogger {
+  info(obj: object, msg: string): void;
   warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
 }
 
 /**
@@ -35,14 +38,16 @@ export async function startMembership(
   const expireMs = instanceExpireMs(intervalMs);
   let live = 1;
   let running = 1;
+  const failure = new RecurringFailure(logger, 'instance registry: beat failed; keeping the last instance count', 'instance registry: beats work again');
   const beat = (): Promise<void> =>
     registry.beat(expireMs, runsFlows).then(
       (n) => {
         live = Math.max(1, n.live);
         running = Math.max(1, n.runningFlows);
         onCount?.(live);
+        failure.succeeded();
       },
-      (err: unknown) => logger.warn({ err }, 'instance registry: beat failed; keeping the last instance count'),
+      (err: unknown) => failure.failed({ err }),
     );
   await beat();
   const timer = setInterval(() => void beat(), intervalMs);

@@ -22,6 +22,29 @@ export function describeLeaseConformance(
   capabilities: { endsLeasesAtClaim: boolean },
 ): void {
   describe(`${name}: leases and crashes`, () => {
+    it('flowBacklog(): per flow, the jobs due and how long the oldest of them has waited (delayed and running ones not counted)', async () => {
+      const b = await open();
+      try {
+        expect(await b.queue.flowBacklog!()).toEqual([]);
+        const now = Date.now();
+        await b.queue.enqueue({ flowId: 'backed-up', requestId: 'old', maxAttempts: 1, runAt: now - 5_000 });
+        await b.queue.enqueue({ flowId: 'backed-up', requestId: 'new', maxAttempts: 1 });
+        await b.queue.enqueue({ flowId: 'quiet', requestId: 'due', maxAttempts: 1 });
+        await b.queue.enqueue({ flowId: 'waiting', requestId: 'later', maxAttempts: 1, runAt: now + 60_000 });
+        const backlog = (await b.queue.flowBacklog!()).sort((x, y) => x.flowId.localeCompare(y.flowId));
+        expect(backlog.map((f) => [f.flowId, f.ready])).toEqual([
+          ['backed-up', 2],
+          ['quiet', 1],
+        ]);
+        expect(backlog[0]!.oldestReadyMs).toBeGreaterThanOrEqual(4_500);
+        expect(backlog[0]!.oldestReadyMs).toBeLessThan(15_000);
+        expect(backlog[1]!.oldestReadyMs).toBeGreaterThanOrEqual(0);
+        expect(backlog[1]!.oldestReadyMs).toBeLessThan(5_000);
+      } finally {
+        await b.close();
+      }
+    });
+
     it('takes turns past flows that have only delayed jobs, more of them than a claim looks at', async () => {
       const b = await open();
       try {

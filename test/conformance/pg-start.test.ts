@@ -27,3 +27,25 @@ it('a server that accepts the connection and never answers: a 503 naming the add
     await new Promise<void>((resolve) => silent.close(() => resolve()));
   }
 });
+
+it('a server (or proxy in front of it) that closes the connection at once: said so, not "did not answer within 5 s"', async () => {
+  // What a TCP proxy or load balancer does whose PostgreSQL behind it is down: accept, then close.
+  const closing = net.createServer((s) => s.destroy());
+  await new Promise<void>((resolve) => closing.listen(0, '127.0.0.1', resolve));
+  const port = (closing.address() as net.AddressInfo).port;
+  const url = new URL(DATABASE_URL);
+  url.host = `127.0.0.1:${port}`;
+  try {
+    const t0 = Date.now();
+    const err = await openPostgresStores({ connectionString: url.toString(), connectTimeoutMs: 5_000, logger: { warn: () => {}, error: () => {}, info: () => {} } }).then(
+      () => undefined,
+      (e: unknown) => e as { statusCode?: number; message: string },
+    );
+    expect(Date.now() - t0).toBeLessThan(4_000);
+    expect(err?.statusCode).toBe(503);
+    expect(err?.message).not.toMatch(/did not answer within/);
+    expect(err?.message).toMatch(new RegExp(`^Storage is unavailable: PostgreSQL at 127\\.0\\.0\\.1:${port} closed the connection before answering`));
+  } finally {
+    await new Promise<void>((resolve) => closing.close(() => resolve()));
+  }
+});

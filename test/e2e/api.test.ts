@@ -907,6 +907,7 @@ describe('operations', () => {
     // Embedded mode: every answer above waited for an fsync of the WAL (readyz's heartbeat write too).
     expect(Number(/^hookd_store_wal_sync_seconds_count (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
     expect(metrics).toMatch(/^hookd_store_wal_restarts_total \d+$/m);
+    expect(metrics).toMatch(/^hookd_ready 1$/m); // the check of /readyz, at each scrape
   });
 
   it('a request this process committed is run from memory, and /metrics counts it (MESSAGE_CACHE)', async () => {

@@ -895,6 +895,43 @@ describe('flow runner: a job it could not settle', () => {
   });
 });
 
+describe('flow runner: a store outage, in the log', () => {
+  it('jobs given back while the store is down: one line per flow per window, not one per job and redelivery', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const handled: Array<Promise<void>> = [];
+    const queue = {
+      consume: (handler: JobHandler) => {
+        // 40 jobs of one flow, each delivered again as soon as it is given back (RabbitMQ does).
+        for (let i = 0; i < 40; i++) {
+          const d = fakeDelivery([], { job: { id: `j${i}`, flowId: 'f', requestId: `r${i}`, attempts: 1, maxAttempts: 3, enqueuedAt: Date.now() } });
+          handled.push(Promise.resolve(handler(d)).then(() => handler(d)));
+        }
+        return { inFlight: 0, stop: async () => {} } as unknown as Consumer;
+      },
+    } as unknown as Queue;
+    const runner = createFlowRunner({
+      requests: { getForExecution: () => Promise.reject(unavailable('store', new Error('connection refused'))) } as unknown as RequestStore,
+      executions: {} as ExecutionStore,
+      queue,
+      getFlow: () => flow('f', [{ type: 'log' }]),
+      logger,
+      concurrency: 40,
+      executionDataLimit: 1_000,
+      defaultMaxAttempts: 3,
+      defaultBackoffMs: 10,
+      maxBackoffMs: 100,
+    });
+    runner.start();
+    await Promise.all(handled);
+    const given = lines.filter((l) => /^store unavailable/.test(String(l.msg)));
+    expect(given.length).toBeGreaterThanOrEqual(1);
+    expect(given.length).toBeLessThanOrEqual(2);
+    expect(given[0]).toMatchObject({ flowId: 'f', err: expect.stringMatching(/connection refused/) });
+    await runner.stop({ graceMs: 0 });
+  }, 15_000);
+});
+
 // The chaos review's stall: a holder of a `concurrency: 1` flow was frozen with a job received and
 // not started; its hold lapsed and another instance ran the flow's later jobs; resumed, it ran the
 // old job's call beside theirs. A job of a flow no longer held here is handed back unrun.

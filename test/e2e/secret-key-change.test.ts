@@ -3,7 +3,9 @@
  * fingerprint, start with a new key, send each flow with credentials again with its secrets.
  */
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import pg from 'pg';
+import { pino } from 'pino';
 import { afterAll, expect, it } from 'vitest';
 import { everyBackend } from '../helpers/every-backend.js';
 import { startHookd } from '../helpers/hookd.js';
@@ -27,8 +29,20 @@ it('after the fingerprint is deleted, a new key starts; a flow sealed with the o
   } finally {
     await admin.end();
   }
-  const second = await startHookd({ ...env, HOOKD_SECRET_KEY: newKey, WORKER_CONCURRENCY: '0' });
+  const lines: Array<Record<string, any>> = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, any>);
+      cb();
+    },
+  });
+  const second = await startHookd({ ...env, HOOKD_SECRET_KEY: newKey, WORKER_CONCURRENCY: '0', FLOW_REFRESH: '100ms' }, { logger: pino({ level: 'info' }, stream) });
   try {
+    // Said once (error, naming the flow), not again at every flow refresh while it stays so.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const leftOut = lines.filter((l) => /^flow left out/.test(l.msg));
+    expect(leftOut).toHaveLength(1);
+    expect(leftOut[0]).toMatchObject({ level: 50, flowId: 'sealed' });
     // Left out (its secret does not open): not served, and the API says what to do.
     expect((await fetch(`${second.url}/hook/sealed`, { method: 'HEAD' })).status).toBe(404);
     const read = await second.api('GET', '/api/flows/sealed');

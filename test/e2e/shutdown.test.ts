@@ -65,7 +65,7 @@ async function run(grace: string, stepDelay: number) {
       const page = await adminCall(second.url, TOKEN, 'GET', '/api/executions?flowId=slow');
       return page.body.items.length === ids.length && page.body.items.every((e: any) => e.status === 'completed');
     }, 30_000, 50);
-    return { stopMs, drainMs: Date.now() - t1 };
+    return { stopMs, drainMs: Date.now() - t1, log: logLines(first.output()) };
   } finally {
     second.proc.kill('SIGTERM');
     await second.exited;
@@ -73,15 +73,31 @@ async function run(grace: string, stepDelay: number) {
   }
 }
 
+/** The JSON lines of a process's output (the admin token's banner and other text left out). */
+function logLines(output: string): Array<Record<string, any>> {
+  return output
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, any>);
+}
+
 describe('graceful shutdown', () => {
   it('running steps finish within the grace period; exit code 0; nothing lost', async () => {
-    const { stopMs } = await run('10s', 300);
+    const { stopMs, log } = await run('10s', 300);
     expect(stopMs).toBeLessThan(8_000);
+    // The log says what the shutdown waits for, and that nothing had to be cut off.
+    const stopping = log.find((l) => /^shutting down/.test(l.msg));
+    expect(stopping).toMatchObject({ signal: 'SIGTERM', graceMs: 10_000, runningExecutions: 4 });
+    expect(stopping!.msg).toMatch(/waiting up to 10s \(SHUTDOWN_GRACE\)/);
+    expect(log.some((l) => /grace over/.test(l.msg))).toBe(false);
+    expect(log.at(-1)).toMatchObject({ msg: 'shut down' });
   }, 60_000);
 
   it('steps still running after the grace period have their jobs released, not stranded for a lease', async () => {
-    const { stopMs, drainMs } = await run('200ms', 3_000);
+    const { stopMs, drainMs, log } = await run('200ms', 3_000);
     expect(stopMs).toBeLessThan(3_000);
+    // What was cut off is said, and what becomes of it.
+    expect(log.find((l) => /^shutdown grace over: aborting the steps still running/.test(l.msg))).toMatchObject({ level: 40, executions: 4 });
     // Released jobs are picked up at once by the next process, far sooner than the 120 s lease.
     expect(drainMs).toBeLessThan(20_000);
   }, 60_000);
@@ -183,4 +199,22 @@ describe('a start that fails', () => {
       rmSync(dataDir, { recursive: true, force: true });
     }
   }, 60_000);
+});
+
+describe('the start', () => {
+  it('logs version, backend and every setting in effect, without the admin token or the secret key', async () => {
+    const dataDir = tempDir('hookd-start-log-');
+    const secretKey = 'ab'.repeat(32);
+    const child = await spawnHookd({ DATA_DIR: dataDir, HOOKD_ADMIN_TOKEN: TOKEN + '-0123456789', HOOKD_SECRET_KEY: secretKey, LISTEN_PORT: '0', RETENTION: '7d' });
+    try {
+      const listening = logLines(child.output()).find((l) => l.msg === 'hookd listening');
+      expect(listening).toMatchObject({ version: expect.stringMatching(/^\d+\.\d+\.\d+/), backend: 'sqlite', configFile: null, config: { RETENTION: '7d', WORKER_CONCURRENCY: 64, HOOKD_ADMIN_TOKEN: 'set', HOOKD_SECRET_KEY: 'set' } });
+      expect(child.output()).not.toContain(TOKEN + '-0123456789');
+      expect(child.output()).not.toContain(secretKey);
+    } finally {
+      child.proc.kill('SIGTERM');
+      expect(await child.exited).toBe(0);
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 });

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/config.js';
+import { CONFIG_FIELDS, configInEffect, loadConfig } from '../../src/config/config.js';
 
 describe('HOOKD_READ_TOKENS', () => {
   it('is a comma-separated list, spaces around commas ignored; none by default', () => {
@@ -124,5 +124,43 @@ describe('values refused at start, with the setting named', () => {
     const bad = path.join(mkdtempSync(path.join(tmpdir(), 'hookd-config-')), 'bad.json');
     writeFileSync(bad, '{"LOG_LEVEL": }');
     expect(() => loadConfig({ HOOKD_CONFIG: bad })).toThrow(new RegExp(`^HOOKD_CONFIG ${bad.replace(/[.]/g, '\\.')}: `));
+  });
+});
+
+describe('the settings in effect, as the start logs them', () => {
+  const env = {
+    LISTEN_PORT: '3100',
+    HOOKD_ADMIN_TOKEN: 'admin-token-never-logged',
+    HOOKD_READ_TOKENS: 'reader-token-never-logged-1,reader-token-never-logged-2',
+    HOOKD_SECRET_KEY: 'aa'.repeat(32),
+    DATABASE_URL: 'postgres://hookd:db-password-never-logged@db.example:5432/hooks?sslmode=require&password=other-never-logged',
+    DATABASE_SCHEMA: 'hooks',
+    RABBITMQ_URI: 'amqps://svc:mq-password-never-logged@mq.example/prod',
+    RETENTION: '7d',
+    WORKER_CONCURRENCY: '16',
+  };
+
+  it('names every setting by its variable, with durations and sizes as written, and no secret', () => {
+    const shown = configInEffect(loadConfig(env));
+    expect(Object.keys(shown).sort()).toEqual(CONFIG_FIELDS.map((f) => f.env).sort());
+    expect(shown).toMatchObject({
+      LISTEN_PORT: 3100,
+      RETENTION: '7d',
+      WORKER_CONCURRENCY: 16,
+      PAYLOAD_SIZE_LIMIT: '10mb',
+      DATABASE_SCHEMA: 'hooks',
+      HOOKD_ADMIN_TOKEN: 'set',
+      HOOKD_READ_TOKENS: '2 tokens',
+      HOOKD_SECRET_KEY: 'set',
+      DATABASE_URL: 'postgres://hookd:***@db.example:5432/hooks?sslmode=require&password=***',
+      RABBITMQ_URI: 'amqps://svc:***@mq.example/prod',
+    });
+    const text = JSON.stringify(shown);
+    expect(text).not.toMatch(/never-logged|aaaa/);
+  });
+
+  it('says where a setting left unset comes from', () => {
+    const shown = configInEffect(loadConfig({}));
+    expect(shown).toMatchObject({ HOOKD_ADMIN_TOKEN: 'DATA_DIR/admin-token', HOOKD_SECRET_KEY: 'DATA_DIR/secret.key', HOOKD_READ_TOKENS: 'none', DATABASE_URL: null, RETENTION: '30d' });
   });
 });

@@ -3,7 +3,7 @@ import { createFlowQueueCleanup } from '../../src/flow-queue-cleanup.js';
 import type { Queue } from '../../src/queue/contract.js';
 import type { FlowDeletion, FlowStore } from '../../src/store/contracts.js';
 
-const logger = { info: () => {}, warn: () => {} };
+const logger = { info: () => {}, warn: () => {}, error: () => {} };
 
 type Record = Omit<FlowDeletion, 'ageMs'>;
 /** The store's clock (ms): records' ages are measured on it. */

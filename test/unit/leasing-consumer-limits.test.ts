@@ -32,7 +32,7 @@ class HeldClaims extends LeasingConsumer<never> {
 }
 
 const job = (id: string, flowId: string): Job => ({ id, flowId, requestId: `r-${id}`, attempts: 1, maxAttempts: 3, enqueuedAt: 0 });
-const logger = { warn() {} };
+const logger = { info() {}, warn() {}, error() {} };
 
 it("a claim in flight holds its caps' room: a hand-off of that flow's job meanwhile would exceed the limit", async () => {
   const limits = new Map([['F', 1]]);

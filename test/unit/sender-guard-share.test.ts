@@ -49,7 +49,7 @@ describe('SenderGuard: rate limits shared by instances', () => {
 });
 
 describe('startMembership', () => {
-  const logger = { warn: () => {} };
+  const logger = { info: () => {}, warn: () => {}, error: () => {} };
 
   it('is 1 without a registry (embedded)', async () => {
     const m = await startMembership(undefined, 1_000, logger);

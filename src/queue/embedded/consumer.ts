@@ -40,6 +40,7 @@ export class EmbeddedConsumer extends LeasingConsumer<LeasedDelivery> {
     this.deliveryHost = {
       writer: host.writer,
       logger: host.logger,
+      repeated: this.repeated,
       requeued: (runAt) => host.requeued(runAt),
       track: this.track,
     };

@@ -4,11 +4,14 @@ import type { LeaseToken } from '../../store/sqlite/ops/lease-token.js';
 import type { NackJobResult } from '../../store/sqlite/ops/nack-job.js';
 import type { WriterClient } from '../../store/sqlite/writer/writer-client.js';
 import { LeaseDelivery } from '../lease-delivery.js';
+import type { RepeatedLog } from '../../core/repeated-log.js';
 
 /** What a delivery needs from its consumer and queue. */
 export interface DeliveryHost {
   readonly writer: WriterClient;
   readonly logger: BackendLogger;
+  /** Failed settles, summed up per kind (LeaseDeliveryHost.repeated). */
+  readonly repeated?: RepeatedLog;
   /** The job is ready again at runAt (nack, release): wake consumers or arm the timer. */
   requeued(runAt: number): void;
   /** Settle writes in flight; stop() waits for them. */

@@ -7,7 +7,7 @@ import type { ClaimJobsResult } from '../../store/sqlite/ops/claim-jobs.js';
 import type { Reader } from '../../store/sqlite/reader.js';
 import { toDeadLetter, type JobRow } from '../../store/rows.js';
 import type { WriterClient } from '../../store/sqlite/writer/writer-client.js';
-import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../contract.js';
+import type { ConsumeOptions, Consumer, JobHandler, FlowBacklog, Queue, QueueStats } from '../contract.js';
 import { WakeTimer } from '../wake-timer.js';
 import { EmbeddedConsumer, type ConsumerHost } from './consumer.js';
 
@@ -124,6 +124,16 @@ export class EmbeddedQueue implements Queue, JobHandoff {
               (SELECT count(*) FROM jobs WHERE state = 'dead') AS dead`,
       (s) => s.get(now, now) as QueueStats,
     );
+  }
+
+  async flowBacklog(): Promise<FlowBacklog[]> {
+    const now = Date.now();
+    // The partial index jobs_ready_flow (flow_id, run_at) WHERE state = 'ready' answers this.
+    const rows = await this.opts.reader.read(
+      `SELECT flow_id AS flowId, count(*) AS ready, min(run_at) AS oldest FROM jobs WHERE state = 'ready' AND run_at <= ? GROUP BY flow_id`,
+      (s) => s.all(now) as Array<{ flowId: string; ready: number; oldest: number }>,
+    );
+    return rows.map((r) => ({ flowId: r.flowId, ready: r.ready, oldestReadyMs: Math.max(0, now - r.oldest) }));
   }
 
   /** JobHandoff: a free slot of a local consumer, round-robin over consumers. */

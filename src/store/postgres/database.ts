@@ -123,8 +123,16 @@ export class PgDatabase {
     this.pool = new pg.Pool({ ...this.clientConfig, max: opts.poolMax ?? DEFAULT_POOL_MAX });
     // An idle connection that the server or network drops emits here; without a listener the
     // process would crash. The pool discards it and opens a new one on demand.
-    this.pool.on('error', (err) => this.logger.warn({ err }, 'postgres: idle connection lost'));
+    // pg hangs the whole client on the error (parsers, type tables, settings: tens of KB in one
+    // line): its name, code and message say what happened.
+    this.pool.on('error', this.idleConnectionLost);
   }
+
+  private readonly idleConnectionLost = (err: Error & { code?: string }): void =>
+    this.logger.warn(
+      { err: { type: err.name, message: err.message, ...(err.code !== undefined ? { code: err.code } : {}) } },
+      'postgres: idle connection lost (the pool opens a new one when needed)',
+    );
 
   get closed(): boolean {
     return this.closedFlag;
@@ -139,7 +147,7 @@ export class PgDatabase {
   get pipelined(): pg.Pool {
     if (this.pipelinedPool === undefined) {
       this.pipelinedPool = new pg.Pool({ ...this.clientConfig, pipeline: true, max: 2 });
-      this.pipelinedPool.on('error', (err) => this.logger.warn({ err }, 'postgres: idle connection lost'));
+      this.pipelinedPool.on('error', this.idleConnectionLost);
     }
     return this.pipelinedPool;
   }

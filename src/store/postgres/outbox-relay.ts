@@ -1,3 +1,4 @@
+import { RecurringFailure } from '../../core/repeated-log.js';
 import { stderrLogger, type PgLogger } from './logger.js';
 import type { OutboxJob, PgOutbox } from './outbox.js';
 import { DEFAULT_OUTBOX_LEASE_MS } from './outbox.js';
@@ -47,6 +48,9 @@ export function startOutboxRelay(o: OutboxRelayOptions): OutboxRelay {
   const retryDelayMs = o.retryDelayMs ?? 1_000;
   const logger = o.logger ?? stderrLogger;
   const counters = { published: 0, failures: 0 };
+  // Both fail at every retry while the database or the broker is down: one line, summed up, then 'works again'.
+  const claimFailure = new RecurringFailure(logger, 'outbox relay: claim failed; retrying', 'outbox relay: claims work again');
+  const publishFailure = new RecurringFailure(logger, 'outbox relay: publish failed; retrying', 'outbox relay: publishing works again');
   let running: Promise<void> | undefined;
   let again = false;
   let stopped = false;
@@ -72,9 +76,10 @@ export function startOutboxRelay(o: OutboxRelayOptions): OutboxRelay {
       try {
         jobs = await o.outbox.claimOutbox(batchSize, leaseMs);
       } catch (err) {
-        logger.warn({ err }, 'outbox relay: claim failed; retrying');
+        claimFailure.failed({ err });
         return retryDelayMs;
       }
+      claimFailure.succeeded();
       if (jobs.length === 0) {
         if (again && !stopped) continue;
         return pollMs;
@@ -98,7 +103,7 @@ export function startOutboxRelay(o: OutboxRelayOptions): OutboxRelay {
       }
       if (failed.length > 0) {
         counters.failures++;
-        logger.warn({ err: reason, count: failed.length }, 'outbox relay: publish failed; retrying');
+        publishFailure.failed({ err: reason, count: failed.length });
         await o.outbox.releaseOutbox(failed, retryDelayMs).catch(() => {}); // else the lease expires
       }
       if (confirmed.length > 0) {
@@ -112,6 +117,7 @@ export function startOutboxRelay(o: OutboxRelayOptions): OutboxRelay {
         counters.published += confirmed.length;
       }
       if (failed.length > 0) return retryDelayMs;
+      publishFailure.succeeded();
       if (stopped) return pollMs;
       if (jobs.length < batchSize && !again) return pollMs;
     }

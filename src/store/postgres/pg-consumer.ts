@@ -48,6 +48,7 @@ export class PgConsumer extends LeasingConsumer<PgDelivery> {
     this.deliveryHost = {
       sql: host.sql,
       logger: host.logger,
+      repeated: this.repeated,
       requeued: (delayMs) => host.requeued(delayMs),
       track: this.track,
       // A limit holds across processes (QueueSql.claimCapped): one that waits for room hears of it.

@@ -2,11 +2,14 @@ import type { Job } from '../../core/job.js';
 import { LeaseDelivery } from '../../queue/lease-delivery.js';
 import type { PgLogger } from './logger.js';
 import type { LeaseToken, NackResult, QueueSql } from './queue-sql.js';
+import type { RepeatedLog } from '../../core/repeated-log.js';
 
 /** What a delivery needs from its consumer and queue. */
 export interface DeliveryHost {
   readonly sql: QueueSql;
   readonly logger: PgLogger;
+  /** Failed settles, summed up per kind (LeaseDeliveryHost.repeated). */
+  readonly repeated?: RepeatedLog;
   /** The job is ready again after delayMs (nack, release): wake consumers or arm the timer. */
   requeued(delayMs: number): void;
   /** Settle writes in flight; stop() waits for them. */

@@ -1,12 +1,13 @@
 import { E, HookdError } from '../../core/errors.js';
 import { revivedOrThrow, type BulkRetryResult, type DeadLetter, type DeadLetterQuery, type DeadLetterSelection, type NewJob } from '../../core/job.js';
-import type { ConsumeOptions, Consumer, JobHandler, Queue, QueueStats } from '../../queue/contract.js';
+import type { ConsumeOptions, Consumer, JobHandler, FlowBacklog, Queue, QueueStats } from '../../queue/contract.js';
 import type { PgDatabase } from './database.js';
 import { storeClosed } from './errors.js';
 import { WakeTimer } from '../../queue/wake-timer.js';
 import { PgConsumer, type ConsumerHost } from './pg-consumer.js';
 import { type InstanceJudgement, QueueSql } from './queue-sql.js';
 import { WakeChannel } from './wake-channel.js';
+import { RecurringFailure } from '../../core/repeated-log.js';
 
 export interface PgQueueOptions {
   /** Lease of a claimed job before another consumer may take it (crash recovery). Default 30 s. */
@@ -52,6 +53,7 @@ export class PgQueue implements Queue {
   private readonly timer = new WakeTimer(() => void this.tick());
   private ticking = false;
   private closed = false;
+  private readonly sweepFailure: RecurringFailure;
   private readonly channel: WakeChannel;
   private readonly host: ConsumerHost;
   /** Before each consumer's lease owner id: this instance's id (QueueSql.claimCapped). */
@@ -62,6 +64,7 @@ export class PgQueue implements Queue {
     opts: PgQueueOptions = {},
   ) {
     this.sql = new QueueSql(db, opts.leaseMs ?? DEFAULT_LEASE_MS, opts.instance);
+    this.sweepFailure = new RecurringFailure(db.logger, 'postgres queue: sweep failed (due jobs and lost leases are looked for again at the next sweep)', 'postgres queue: sweeps work again');
     this.ownerPrefix = opts.instance === undefined ? undefined : `${opts.instance.id}/`;
     this.channel = new WakeChannel(db, () => this.wake());
     this.host = {
@@ -133,6 +136,10 @@ export class PgQueue implements Queue {
     return this.sql.stats();
   }
 
+  flowBacklog(): Promise<FlowBacklog[]> {
+    return this.sql.flowBacklog();
+  }
+
   /** Something became claimable now: pump this process's consumers. */
   wake(): void {
     this.work = true;
@@ -189,8 +196,9 @@ export class PgQueue implements Queue {
       for (const at of [due.nextRunAt, due.nextLeaseEnd]) {
         if (at !== null && at > due.now) next = Math.min(next, at - due.now);
       }
+      this.sweepFailure.succeeded();
     } catch (err) {
-      if (!this.closed) this.db.logger.warn({ err }, 'postgres queue: sweep failed');
+      if (!this.closed) this.sweepFailure.failed({ err });
     } finally {
       this.ticking = false;
     }

@@ -1,5 +1,5 @@
 import { LEASE_LOST_ERROR, LOST_DELIVERY_LIMIT, stoppedFlowNote, type DeadLetter, type DeadLetterQuery, type NewJob, type RetryDeadOutcome, type BulkRetryResult, type DeadLetterSelection } from '../../core/job.js';
-import type { QueueStats } from '../../queue/contract.js';
+import type { FlowBacklog, QueueStats } from '../../queue/contract.js';
 import type { ClaimCaps } from '../../queue/leasing-consumer.js';
 import { advisoryLockKey, LOCK_NAMESPACE } from './advisory-locks.js';
 import { NOW_MS, type PgDatabase } from './database.js';
@@ -593,6 +593,15 @@ export class QueueSql {
     );
     const r = rows[0]!;
     return { ready: r.ready, inFlight: r.in_flight, delayed: r.delayed, dead: r.dead };
+  }
+
+  /** Queue.flowBacklog, on the database clock (the partial index on ready jobs by flow answers it). */
+  async flowBacklog(): Promise<FlowBacklog[]> {
+    const { rows } = await this.db.query<{ flow_id: string; ready: number; oldest_ms: number }>(
+      `SELECT flow_id, count(*)::integer AS ready, greatest(0, ${NOW_MS} - min(run_at))::float8 AS oldest_ms
+         FROM ${this.jobs} WHERE state = 'ready' AND run_at <= ${NOW_MS} GROUP BY flow_id`,
+    );
+    return rows.map((r) => ({ flowId: r.flow_id, ready: r.ready, oldestReadyMs: Math.round(r.oldest_ms) }));
   }
 
   /**

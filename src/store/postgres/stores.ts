@@ -52,11 +52,12 @@ export interface PostgresStores {
  */
 export async function openPostgresStores(opts: PostgresStoresOptions): Promise<PostgresStores> {
   const db = new PgDatabase(opts);
+  const startedAt = Date.now();
   try {
     await migrate(db);
   } catch (err) {
     await db.close();
-    throw unansweredStart(err, db);
+    throw unansweredStart(err, db, Date.now() - startedAt);
   }
   const requests = new PgRequestStore(db, opts.dispatch ?? 'outbox', opts.groupCommit, opts.outboxHoldMs, opts.messageCache ?? new MessageCache(DEFAULT_MESSAGE_CACHE_BYTES));
   const executions = new PgExecutionStore(db);
@@ -92,11 +93,13 @@ export async function openPostgresStores(opts: PostgresStoresOptions): Promise<P
 }
 
 /**
- * The first connection, given up after connectTimeoutMs without an answer: pg says only that the
- * connection was "terminated" (unexpectedly, or due to the timeout). Say where and how long, the
- * cause being a host that drops packets or a firewall rather than one that refuses.
+ * The first connection, ended without an answer: pg says only that the connection was
+ * "terminated" (unexpectedly, or due to the timeout). Say where, and which of the two it was: given
+ * up after connectTimeoutMs (a host that drops packets, or a firewall), or closed by the other
+ * side before that (a proxy or load balancer whose PostgreSQL is down, a server refusing more
+ * connections) — a wait that never happened must not send the operator to the firewall.
  */
-function unansweredStart(err: unknown, db: PgDatabase): unknown {
+function unansweredStart(err: unknown, db: PgDatabase, elapsedMs: number): unknown {
   const message = err instanceof Error ? err.message : String(err);
   if (!/Connection terminated (unexpectedly|due to connection timeout)|timeout expired/i.test(message)) return err;
   let where = 'PostgreSQL';
@@ -106,6 +109,10 @@ function unansweredStart(err: unknown, db: PgDatabase): unknown {
   } catch {
     // Not a URL (a connection string of key=value pairs): said without the address.
   }
-  const seconds = Number(db.clientConfig.connectionTimeoutMillis ?? 0) / 1000;
-  return unavailable('store', new Error(`${where} did not answer within ${seconds} s (a host that drops packets, or a firewall?): ${message.replace(/^Storage is unavailable: /, '')}`));
+  const timeoutMs = Number(db.clientConfig.connectionTimeoutMillis ?? 0);
+  const cause = message.replace(/^Storage is unavailable: /, '');
+  if (timeoutMs > 0 && elapsedMs < timeoutMs * 0.9) {
+    return unavailable('store', new Error(`${where} closed the connection before answering, after ${elapsedMs} ms (a proxy or load balancer whose PostgreSQL is down, or a server refusing connections?): ${cause}`));
+  }
+  return unavailable('store', new Error(`${where} did not answer within ${timeoutMs / 1000} s (a host that drops packets, or a firewall?): ${cause}`));
 }

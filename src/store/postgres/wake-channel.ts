@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import pg from 'pg';
+import { RecurringFailure } from '../../core/repeated-log.js';
 import { quoteIdent, type PgDatabase } from './database.js';
 
 const RECONNECT_MS = 1_000;
@@ -32,6 +33,8 @@ export class WakeChannel {
   private sending = false;
   private again = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  /** Lost and reconnecting every RECONNECT_MS while the database is down: one line, summed up, then 'listening again'. */
+  private lost: RecurringFailure | undefined;
 
   constructor(
     private readonly db: PgDatabase,
@@ -92,7 +95,8 @@ export class WakeChannel {
       if (this.client === client) this.client = undefined;
       client.end().catch(() => {});
       if (this.closed) return;
-      if (err) this.db.logger.warn({ err }, 'postgres queue: LISTEN connection lost; reconnecting');
+      this.lost ??= new RecurringFailure(this.db.logger, 'postgres queue: LISTEN connection lost; reconnecting (jobs of other instances are found by the sweep meanwhile)', 'postgres queue: LISTEN connection back');
+      if (err) this.lost.failed({ err });
       this.reconnectTimer = setTimeout(() => void this.connect(true), RECONNECT_MS);
       this.reconnectTimer.unref();
     };
@@ -113,6 +117,7 @@ export class WakeChannel {
       return;
     }
     this.client = client;
+    this.lost?.succeeded();
     // Pokes sent while no connection listened were missed.
     if (isReconnect) this.onWake();
   }
