@@ -4,6 +4,7 @@ import { markedSignatureHeaders, REDACTED, redactKeysDeep } from '../auth/redact
 import type { Execution } from '../core/execution.js';
 import type { Flow, StepDef } from '../core/flow.js';
 import { SIGNATURE_HEADER_NAME } from '../core/message.js';
+import { maskUrlCredentials } from '../core/mask-url.js';
 
 const iso = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms).toISOString());
 
@@ -22,8 +23,6 @@ export function flowView(flow: Flow, publicUrl: string, reveal?: ReadonlySet<str
   return { ...shown, trigger, steps, webhookUrl: `${publicUrl}/hook/${encodeURIComponent(flow.id)}` };
 }
 
-const CREDENTIAL_PARAM = /^(key|auth|code|sig)$|api[-_]?key|token|secret|password|signature|credential/i;
-
 function redactStepHeaders(step: StepDef): StepDef {
   let out = step;
   if ('headers' in step && step.headers !== undefined) {
@@ -36,19 +35,7 @@ function redactStepHeaders(step: StepDef): StepDef {
 
 /** `?api_key=abc&page=2` → `?api_key=[redacted]&page=2`; anything unparsable is left as it is. */
 function redactUrlQuery(url: string): string {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return url;
-  }
-  let changed = false;
-  for (const name of new Set(parsed.searchParams.keys())) {
-    if (!CREDENTIAL_PARAM.test(name)) continue;
-    parsed.searchParams.set(name, REDACTED);
-    changed = true;
-  }
-  return changed ? parsed.toString() : url;
+  return maskUrlCredentials(url, REDACTED) ?? url;
 }
 
 /** Header names that carry a sender's signature (the presets', and names hmac configs use). */

@@ -4,6 +4,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { DEFAULT_MESSAGE_CACHE_BYTES } from '../store/message-cache.js';
 import { formatDuration, formatSize, parseBoolean, parseDuration, parseInteger, parseSize } from './parse.js';
+import { maskUrlCredentials } from '../core/mask-url.js';
 
 /**
  * hookd's configuration: the one documented place (docs/configuration.md mirrors this table).
@@ -272,17 +273,7 @@ export function configInEffect(config: Config): Record<string, unknown> {
 
 /** A connection URL fit for a log: its password, and query values named like a credential, replaced by ***. */
 function withoutCredentials(v: string): string {
-  let u: URL;
-  try {
-    u = new URL(v);
-  } catch {
-    return '***';
-  }
-  if (u.password !== '') u.password = '***';
-  for (const key of [...u.searchParams.keys()]) {
-    if (/pass|secret|token|key|cert/i.test(key)) u.searchParams.set(key, '***');
-  }
-  return u.toString().replace(/%2A%2A%2A/g, '***');
+  return maskUrlCredentials(v, '***') ?? '***';
 }
 
 /** Build the configuration from defaults, an optional file and the environment. */

@@ -1,26 +1,15 @@
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SqliteBackend } from '../../src/store/sqlite/index.js';
 import { type RunningHookd, startHookd, waitFor } from '../helpers/hookd.js';
+import { capturingLogger } from '../helpers/capturing-logger.js';
 
 /**
  * What an operator reads while something stays broken: one line per kind of failure per window,
  * naming flow and step, never one line per request and retry (a receiver down under 100 requests
  * a second would otherwise write hundreds of lines a second and bury everything else).
  */
-function capturingLogger() {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
-}
 
 /** A loopback port nobody listens on (connection refused). */
 async function closedPort(): Promise<number> {

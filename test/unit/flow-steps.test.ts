@@ -1,4 +1,3 @@
-import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { FilterStepDef, LogStepDef, TransformStepDef } from '../../src/core/flow.js';
@@ -9,17 +8,8 @@ import { StepFailure } from '../../src/flow/step-failure.js';
 import { compileFilterStep, jsonataBoolean } from '../../src/flow/steps/filter.js';
 import { compileLogStep } from '../../src/flow/steps/log.js';
 import { compileTransformStep } from '../../src/flow/steps/transform.js';
+import { capturingLogger } from '../helpers/capturing-logger.js';
 
-function capturingLogger() {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>);
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, stream), lines };
-}
 
 const silent = pino({ level: 'silent' });
 const ctx = (stepId: string): StepContext => ({ flowId: 'f1', requestId: 'r1', stepId, attempt: 1, logger: silent });
@@ -140,7 +130,7 @@ describe('filter step', () => {
 
 describe('log step', () => {
   it('logs the input with flow, request and step ids at the chosen level and passes it on', async () => {
-    const { logger, lines } = capturingLogger();
+    const { logger, lines } = capturingLogger('debug');
     const def: LogStepDef = { id: 'audit', type: 'log', level: 'warn', message: 'order seen' };
     const step = compileLogStep(def);
     const out = await step.run({ a: 1 }, { ...ctx('audit'), logger });
@@ -150,7 +140,7 @@ describe('log step', () => {
   });
 
   it('never logs credentials (any flow, any depth) nor an unbounded input; passes the input on as it is', async () => {
-    const { logger, lines } = capturingLogger();
+    const { logger, lines } = capturingLogger('debug');
     const input = {
       headers: { authorization: 'Bearer hdr-secret', cookie: 'session=c-secret', 'x-trace': 'keep' },
       query: { token: 'q-secret', page: '2' },
@@ -167,7 +157,7 @@ describe('log step', () => {
   });
 
   it('defaults to info', async () => {
-    const { logger, lines } = capturingLogger();
+    const { logger, lines } = capturingLogger('debug');
     await compileLogStep({ id: 'l', type: 'log' }).run('x', { ...ctx('l'), logger });
     expect(lines[0]).toMatchObject({ level: 30, input: 'x', stepId: 'l' });
   });
