@@ -1,6 +1,5 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { capturingLogger } from '../helpers/capturing-logger.js';
 import { type RunningHookd, startHookd } from '../helpers/hookd.js';
 
 /**
@@ -8,16 +7,6 @@ import { type RunningHookd, startHookd } from '../helpers/hookd.js';
  * refused one, for an operator chasing a sender's 4xx; at info: none (they cost more than they
  * tell at thousands a second). Never the query string nor a header (tokens may be there).
  */
-function capturingLogger(level: string) {
-  const lines: Array<Record<string, any>> = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, any>);
-      cb();
-    },
-  });
-  return { logger: pino({ level }, stream), lines };
-}
 
 const call = (h: RunningHookd, body: string) =>
   fetch(`${h.url}/hook/f?token=query-token-never-logged`, {
