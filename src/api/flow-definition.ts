@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { invalidInput } from './checked-body.js';
-import jsonata from 'jsonata';
 import Type, { type TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { triggerSecurityProblems } from '../auth/validate.js';
 import { WebhookAuth } from '../core/credentials.js';
 import { describeSchemaErrors as describe, type SchemaError } from '../core/schema-errors.js';
 import { flowProblems } from '../flow/compile.js';
+import { expressionProblem } from '../flow/expression-problems.js';
 import {
   duplicateStepId,
   FilterStep,
@@ -81,11 +81,8 @@ export function validateFlowInput(input: unknown): FlowInputDef {
     for (const key of ['expression', 'body'] as const) {
       const expr = (step as Record<string, unknown>)[key];
       if (typeof expr !== 'string') continue;
-      try {
-        jsonata(expr);
-      } catch (err) {
-        problems.push(`/steps/${i}/${key}: invalid JSONata: ${(err as Error).message}`);
-      }
+      const problem = expressionProblem(expr);
+      if (problem !== undefined) problems.push(`/steps/${i}/${key}: ${problem}`);
     }
   });
   if (problems.length > 0) fail(problems);

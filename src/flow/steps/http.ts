@@ -193,18 +193,23 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
 const HEADER_NAME = new RegExp(HEADER_NAME_PATTERN);
 
 /**
- * The step's headers as fetch takes them. fetch's error for an invalid value quotes it: for a
- * credential header (credential-headers.ts) only the name is told, since the message goes to API
- * answers, logs and execution records.
+ * The step's headers as fetch takes them. An invalid one is named, with what is wrong in it; the
+ * value is quoted except for a credential header (credential-headers.ts), since the message goes
+ * to API answers, logs and execution records.
  */
 function stepHeaders(given: Record<string, string>): Headers {
   const headers = new Headers();
   for (const [name, value] of Object.entries(given)) {
+    if (!HEADER_NAME.test(name)) {
+      throw new Error(`header ${JSON.stringify(name)}: invalid name (letters, digits and !#$%&'*+-.^_\`|~ only: no spaces or colons)`);
+    }
     try {
       headers.append(name, value);
-    } catch (err) {
-      if (!isCredentialHeader(name) || !HEADER_NAME.test(name)) throw err; // the name is the problem
-      throw new Error(`header "${name}": invalid value (not shown: a credential; no line breaks, characters up to U+00FF)`);
+    } catch {
+      if (isCredentialHeader(name)) {
+        throw new Error(`header ${JSON.stringify(name)}: invalid value (not shown: a credential; no line breaks, characters up to U+00FF)`);
+      }
+      throw new Error(`header ${JSON.stringify(name)}: invalid value ${JSON.stringify(value)} (no line breaks; characters up to U+00FF)`);
     }
   }
   return headers;

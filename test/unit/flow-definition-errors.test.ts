@@ -1,0 +1,68 @@
+import jsonata from 'jsonata';
+import { describe, expect, it } from 'vitest';
+import { buildFlow } from '../../src/api/flow-definition.js';
+import { JSONATA_FUNCTIONS } from '../../src/flow/expression-problems.js';
+
+/** The problems a flow definition is refused with (VALIDATION_FAILED's details). */
+function problems(input: unknown): string[] {
+  try {
+    buildFlow(input, 'f');
+  } catch (err) {
+    return (err as { details?: string[] }).details ?? [String(err)];
+  }
+  return [];
+}
+
+describe('a flow author saving a broken expression is told where it breaks', () => {
+  it('a syntax error names its line and column and quotes the text there', () => {
+    expect(problems({ steps: [{ type: 'transform', expression: '{"a": body.x,, }' }] })).toEqual([
+      '/steps/0/expression: invalid JSONata at column 14 (near `, }`): The symbol "," cannot be used as a unary operator (S0211)',
+    ]);
+    expect(problems({ steps: [{ type: 'filter', expression: 'body.total >' }] })).toEqual([
+      '/steps/0/expression: invalid JSONata at column 13 (its end): Unexpected end of expression (S0207)',
+    ]);
+    // A multi-line expression (a YAML block): the line inside the expression.
+    expect(problems({ steps: [{ type: 'http', url: 'http://127.0.0.1:8099/x', body: '{\n  "email": body.email,\n  "name": body.first &\n}' }] })).toEqual([
+      '/steps/0/body: invalid JSONata at line 4, column 1 (near `}`): The symbol "}" cannot be used as a unary operator (S0211)',
+    ]);
+  });
+
+  it('a call of a function that does not exist is refused at save, not at the first webhook', () => {
+    expect(problems({ steps: [{ type: 'transform', expression: '{"total": $sumx(body.items.price)}' }] })).toEqual([
+      '/steps/0/expression: invalid JSONata at column 11 (near `$sumx(body.items.pri`): $sumx is not a JSONata function (did you mean $sum?) nor one the expression defines',
+    ]);
+    expect(problems({ steps: [{ type: 'filter', expression: 'body.items ~> $Count() > 0' }] })[0]).toMatch(/\$Count is not a JSONata function \(did you mean \$count\?\)/);
+    expect(problems({ steps: [{ type: 'transform', expression: '$frobnicate(body)' }] })[0]).toMatch(/\$frobnicate is not a JSONata function nor one/);
+    // Functions the expression defines, lambdas' parameters, built-ins and partial applications pass.
+    for (const expression of [
+      '($double := function($x){ $x * 2 }; $double(body.n))',
+      '$map(body.items, function($v, $i, $a){ $v })',
+      '$reduce(body.items, function($acc, $v){ $acc + $v }, 0)',
+      '($first := $substring(?, 0, 1); $first(body.name))',
+      'body.items@$i.$uppercase($i.name)',
+      '{"at": $now(), "id": $string(body.id), "n": $count(body.items), "h": $base64encode("x")}',
+    ]) {
+      expect(problems({ steps: [{ type: 'transform', expression }] }), expression).toEqual([]);
+    }
+  });
+
+  it("the list of built-in functions is jsonata's", async () => {
+    for (const name of JSONATA_FUNCTIONS) expect(await jsonata(`$${name}`).evaluate({}, {}), name).toBeDefined();
+    expect(await jsonata('$sumx').evaluate({}, {})).toBeUndefined();
+  });
+});
+
+describe('http step headers', () => {
+  it('an invalid header is named, with what is wrong in it', () => {
+    expect(problems({ steps: [{ id: 'post', type: 'http', url: 'http://127.0.0.1:8099/x', headers: { 'x-tenant': 'acme\nfoo' } }] })).toEqual([
+      '/steps/0 (http step "post"): header "x-tenant": invalid value "acme\\nfoo" (no line breaks; characters up to U+00FF)',
+    ]);
+    expect(problems({ steps: [{ id: 'post', type: 'http', url: 'http://127.0.0.1:8099/x', headers: { 'X Tenant': 'acme' } }] })).toEqual([
+      '/steps/0 (http step "post"): header "X Tenant": invalid name (letters, digits and !#$%&\'*+-.^_`|~ only: no spaces or colons)',
+    ]);
+    // A credential's value is never quoted.
+    expect(problems({ steps: [{ id: 'post', type: 'http', url: 'http://127.0.0.1:8099/x', headers: { authorization: 'Bearer a\nb' } }] })).toEqual([
+      '/steps/0 (http step "post"): header "authorization": invalid value (not shown: a credential; no line breaks, characters up to U+00FF)',
+    ]);
+  });
+});
