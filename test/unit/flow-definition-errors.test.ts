@@ -1,6 +1,10 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import jsonata from 'jsonata';
 import { describe, expect, it } from 'vitest';
 import { buildFlow } from '../../src/api/flow-definition.js';
+import { readFlowsDir } from '../../src/api/flows-dir.js';
 import { JSONATA_FUNCTIONS } from '../../src/flow/expression-problems.js';
 
 /** The problems a flow definition is refused with (VALIDATION_FAILED's details). */
@@ -64,5 +68,45 @@ describe('http step headers', () => {
     expect(problems({ steps: [{ id: 'post', type: 'http', url: 'http://127.0.0.1:8099/x', headers: { authorization: 'Bearer a\nb' } }] })).toEqual([
       '/steps/0 (http step "post"): header "authorization": invalid value (not shown: a credential; no line breaks, characters up to U+00FF)',
     ]);
+  });
+});
+
+describe('FLOWS_DIR files', () => {
+  const readOne = (name: string, text: string): string => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'hookd-flows-'));
+    try {
+      writeFileSync(path.join(dir, name), text);
+      readFlowsDir(dir, () => undefined);
+      return '';
+    } catch (err) {
+      return (err as Error).message.replace(`${dir}/`, '');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it("a file's problems name the line of the YAML they are on", () => {
+    const yaml = [
+      'name: Orders', //                 1
+      'steps:', //                       2
+      '  - id: big', //                  3
+      '    type: filter', //             4
+      '    expression: body.total >', // 5
+      '  - id: post', //                 6
+      '    type: http', //               7
+      '    url: ftp://erp.example/in', //8
+      '    timeout: 500', //             9
+    ].join('\n');
+    expect(readOne('orders.yaml', yaml)).toBe(
+      'orders.yaml: Invalid flow definition: line 5: /steps/0/expression: invalid JSONata at column 13 (its end): Unexpected end of expression (S0207); ' +
+        'line 9: /steps/1: must not have additional properties: timeout',
+    );
+    // What only compiling finds (a URL), on the step's line; a list file's flows too.
+    const list = ['- id: a', '  steps:', '    - type: log', '- id: b', '  steps:', '    - id: post', '      type: http', '      url: ftp://erp.example/in'].join('\n');
+    expect(readOne('two.yaml', list)).toBe('two.yaml: Invalid flow definition: line 6: /steps/0 (http step "post"): url must be http or https, got ftp:');
+  });
+
+  it('YAML that does not parse says its line and column, as before', () => {
+    expect(readOne('bad.yaml', 'steps:\n  - id: big\n    type: filter\n     expression: x\n')).toMatch(/^bad\.yaml: .* at line 3, column 11/);
   });
 });
