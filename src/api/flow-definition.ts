@@ -84,9 +84,33 @@ export function validateFlowInput(input: unknown): FlowInputDef {
       const problem = expressionProblem(expr);
       if (problem !== undefined) problems.push(`/steps/${i}/${key}: ${problem}`);
     }
+    if (step.type === 'http') problems.push(...placeholderProblems(step as { url?: unknown; headers?: unknown }, `/steps/${i}`));
   });
   if (problems.length > 0) fail(problems);
   return input as FlowInputDef;
+}
+
+/** A template placeholder as other tools write them: `{{body.id}}`, `${body.id}`. */
+const PLACEHOLDER = /\{\{[^{}]*\}\}|\$\{[^{}]*\}/;
+
+/**
+ * An http step's url and headers are sent as written: a placeholder in them was called literally
+ * (`/orders/%7B%7Bbody.id%7D%7D`) on every message. Only the placeholder is quoted (a header may
+ * hold a credential).
+ */
+function placeholderProblems(step: { url?: unknown; headers?: unknown }, at: string): string[] {
+  const problems: string[] = [];
+  const say = (where: string, found: string) =>
+    problems.push(`${where}: ${JSON.stringify(found)} would be sent as written: an http step's url and headers are literal (hookd fills in no values); the body is the step's expression (\`body\`)`);
+  const inUrl = typeof step.url === 'string' ? PLACEHOLDER.exec(step.url) : null;
+  if (inUrl !== null) say(`${at}/url`, inUrl[0]);
+  if (typeof step.headers === 'object' && step.headers !== null) {
+    for (const [name, value] of Object.entries(step.headers)) {
+      const found = typeof value === 'string' ? PLACEHOLDER.exec(value) : null;
+      if (found !== null) say(`${at}/headers/${name}`, found[0]);
+    }
+  }
+  return problems;
 }
 
 /** Unguessable by default: a flow id is part of a public URL. */

@@ -110,3 +110,17 @@ describe('FLOWS_DIR files', () => {
     expect(readOne('bad.yaml', 'steps:\n  - id: big\n    type: filter\n     expression: x\n')).toMatch(/^bad\.yaml: .* at line 3, column 11/);
   });
 });
+
+describe('templates where hookd takes literal text', () => {
+  it('a {{…}} placeholder in an http step url or header is refused at save: it would be sent as written', () => {
+    // The call went to /orders/%7B%7Bbody.id%7D%7D, on every message.
+    expect(problems({ steps: [{ id: 'put', type: 'http', method: 'PUT', url: 'http://127.0.0.1:8099/orders/{{body.id}}' }] })).toEqual([
+      '/steps/0/url: "{{body.id}}" would be sent as written: an http step\'s url and headers are literal (hookd fills in no values); the body is the step\'s expression (`body`)',
+    ]);
+    expect(problems({ steps: [{ id: 'post', type: 'http', url: 'http://127.0.0.1:8099/x', headers: { 'x-user': '{{ body.user }}' } }] })).toEqual([
+      '/steps/0/headers/x-user: "{{ body.user }}" would be sent as written: an http step\'s url and headers are literal (hookd fills in no values); the body is the step\'s expression (`body`)',
+    ]);
+    // Braces that are data pass (encoded in a url, or a literal JSON header value).
+    expect(problems({ steps: [{ type: 'http', url: 'http://127.0.0.1:8099/q?f=%7B%7D', headers: { 'x-meta': '{"a":1}' } }] })).toEqual([]);
+  });
+});
