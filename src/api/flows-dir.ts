@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import path from 'node:path';
-import YAML, { LineCounter, isMap, isSeq, type Document, type Node } from 'yaml';
+import YAML, { LineCounter, isCollection, isMap, isSeq, type Document, type Node } from 'yaml';
 import { E, HookdError } from '../core/errors.js';
 import { invalidInput } from './checked-body.js';
 import { mapSecrets } from '../core/credentials.js';
@@ -79,7 +79,11 @@ function withLines(err: unknown, yaml: ParsedYaml, prefix: Array<string | number
     const keys: Array<string | number> = pointer.split('/').slice(1).filter((k) => k !== '').map((k) => (/^\d+$/.test(k) ? Number(k) : k));
     const extra = /must not have additional properties: (\S+)$/.exec(p)?.[1];
     const line = lineOf(yaml, [...prefix, ...keys, ...(extra === undefined ? [] : [extra])]);
-    return line === undefined ? p : `line ${line}: ${p}`;
+    // `expression: { "a": body.a }` unquoted is a YAML mapping, not the expression's text.
+    const key = keys[keys.length - 1];
+    const unquoted = (key === 'expression' || key === 'body') && / must be string$/.test(p) && isCollection(yaml.doc.getIn([...prefix, ...keys], true));
+    const said = unquoted ? `${p} (YAML read the unquoted { or [ as its own mapping or list: quote the expression, or write it as a block: \`${String(key)}: |\`)` : p;
+    return line === undefined ? said : `line ${line}: ${said}`;
   });
   return invalidInput('flow definition', problems as string[]);
 }

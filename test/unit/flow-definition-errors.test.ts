@@ -106,6 +106,12 @@ describe('FLOWS_DIR files', () => {
     expect(readOne('two.yaml', list)).toBe('two.yaml: Invalid flow definition: line 6: /steps/0 (http step "post"): url must be http or https, got ftp:');
   });
 
+  it('an unquoted expression YAML read as a mapping is told how to write it', () => {
+    expect(readOne('shape.yaml', 'steps:\n  - type: transform\n    expression: { "order": body.id }\n')).toBe(
+      'shape.yaml: Invalid flow definition: line 3: /steps/0/expression: must be string (YAML read the unquoted { or [ as its own mapping or list: quote the expression, or write it as a block: `expression: |`)',
+    );
+  });
+
   it('YAML that does not parse says its line and column, as before', () => {
     expect(readOne('bad.yaml', 'steps:\n  - id: big\n    type: filter\n     expression: x\n')).toMatch(/^bad\.yaml: .* at line 3, column 11/);
   });
