@@ -111,12 +111,12 @@ export function compileExpression(
         const value = fast(input);
         if (value !== FALLBACK) return value;
       }
-      if (isolate !== undefined) return isolate.evaluate(source, limits, input);
       try {
+        if (isolate !== undefined) return await isolate.evaluate(source, limits, input);
         // Bindings given (even empty) → jsonata evaluates in its own frame; keep it that way.
         return await compiled.evaluate(input, {});
       } catch (err) {
-        throw toExpressionError(err, 'JSONata evaluation failed');
+        throw located(toExpressionError(err, 'JSONata evaluation failed'), source);
       }
     },
   };
@@ -162,6 +162,18 @@ export function toExpressionError(err: unknown, prefix: string): ExpressionError
     return new ExpressionError(`${prefix}: ${message}${suffix}`, code, position);
   }
   return new ExpressionError(`${prefix}: ${String(err)}`);
+}
+
+/**
+ * An error of a multi-line expression (a YAML block) with the line and column of its position
+ * beside it: `position 41` alone sent its author counting characters across lines.
+ */
+function located(err: ExpressionError, source: string): ExpressionError {
+  if (err.position === undefined || !source.includes('\n')) return err;
+  const before = source.slice(0, err.position).split('\n');
+  const where = `position ${err.position}, line ${before.length}, column ${before[before.length - 1]!.length}`;
+  const message = err.message.replace(`position ${err.position}`, where);
+  return message === err.message ? err : new ExpressionError(message, err.code, err.position);
 }
 
 /**

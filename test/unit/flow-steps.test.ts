@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { FilterStepDef, LogStepDef, TransformStepDef } from '../../src/core/flow.js';
 import { compileFlow, flowProblems } from '../../src/flow/compile.js';
 import { compileExpression, expressionCacheSize, ExpressionError } from '../../src/flow/expression.js';
+import { createExpressionWorkers } from '../../src/flow/expression-workers.js';
 import type { StepContext } from '../../src/flow/step.js';
 import { StepFailure } from '../../src/flow/step-failure.js';
 import { compileFilterStep, jsonataBoolean } from '../../src/flow/steps/filter.js';
@@ -59,6 +60,20 @@ describe('transform step', () => {
     expect(err).toBeInstanceOf(StepFailure);
     expect((err as StepFailure).retryable).toBe(false);
     expect((err as StepFailure).message).toMatch(/T2001/);
+  });
+
+  it('an evaluation error in a multi-line expression (a YAML block) says its line and column', async () => {
+    const source = '{\n  "id": body.order.id,\n  "total": $sum(body.order.items.sku)\n}';
+    const err = await compileTransformStep(def(source)).run(message, ctx('t')).catch((e: unknown) => e);
+    expect((err as StepFailure).message).toMatch(/\(T0412, position 41, line 3, column 16, token "sum"\)$/);
+    // On the expression workers too (the path of what the inline subset does not decide).
+    const workers = createExpressionWorkers({ size: 1 });
+    try {
+      const far = await compileTransformStep(def(source), undefined, workers).run(message, ctx('t')).catch((e: unknown) => e);
+      expect((far as StepFailure).message).toMatch(/\(T0412, position 41, line 3, column 16, token "sum"\)$/);
+    } finally {
+      await workers.close();
+    }
   });
 
   it('stops a runaway expression with the depth limit: not retryable', async () => {
