@@ -246,6 +246,19 @@ describe('http step', () => {
     expect(seen).toHaveLength(0); // nothing was sent
   });
 
+  it('a body expression that matches nothing fails without retry instead of sending an empty POST', async () => {
+    // `body: body` after a transform whose output has no `body` field: an empty POST was sent, and the step completed.
+    const none = await failure(step({ url: `${base}/echo`, body: 'body' }).run({ name: 'Ana' }, ctx('call')));
+    expect(none.retryable).toBe(false);
+    expect(none.message).toBe('the body expression `body` matched nothing in its input (JSONata\'s no match): nothing to send; the input is in this step\'s record');
+    for (const method of ['PUT', 'PATCH'] as const) await failure(step({ url: `${base}/echo`, method, body: 'body.missing' }).run({ body: {} }, ctx('call')));
+    expect(seen).toHaveLength(0);
+    // A DELETE may go without a body; null is a value (sent as JSON).
+    await step({ url: `${base}/echo`, method: 'DELETE', body: 'body.missing' }).run({ body: {} }, ctx('call'));
+    await step({ url: `${base}/echo`, body: 'null' }).run({}, ctx('call'));
+    expect(seen.map((c) => [c.method, c.body])).toEqual([['DELETE', ''], ['POST', 'null']]);
+  });
+
   it('a 2xx answer longer than kept is a success with its beginning, marked truncated (the receiver took the call)', async () => {
     const big = await step({ url: `${base}/big` }, 1000).run({}, ctx('call'));
     expect(big.status).toBe('completed');

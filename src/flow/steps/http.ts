@@ -15,6 +15,7 @@ import { callSignal } from './call-signal.js';
  *
  * - Body: a string result is sent as is (text/plain unless the step's headers say otherwise), any
  *   other value as JSON (application/json). GET never has a body; DELETE only with a `body` expression.
+ *   A body expression that matches nothing fails the step without retry (DELETE: sent without a body).
  * - Every call carries `Idempotency-Key: <requestId>:<stepId>`: the runner is at-least-once, so a
  *   call may be repeated after a crash or a lost acknowledgement and the receiver can drop repeats.
  * - 2xx → output `{status, headers, body}` (body parsed when JSON, text when textual, base64 with
@@ -105,6 +106,12 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
           payload = await bodyExpression.evaluate(input);
         } catch (err) {
           throw expressionFailure(err);
+        }
+        // No match (a misspelt field, a path into the wrong shape) would send an empty body and
+        // count as delivered: said instead, as an expression error is (no retry fixes it).
+        if (payload === undefined && forward === undefined && method !== 'DELETE') {
+          const shown = def.body!.replace(/\s+/g, ' ').trim();
+          throw new StepFailure(`the body expression \`${shown.length > 80 ? `${shown.slice(0, 79)}…` : shown}\` matched nothing in its input (JSONata's no match): nothing to send; the input is in this step's record`, { retryable: false });
         }
       }
 
