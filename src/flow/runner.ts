@@ -465,6 +465,9 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
           const error = `step "${step.def.id}" (${step.def.type}): ${failure.message}`;
           record.status = 'failed';
           record.error = error;
+          // What the step can tell of its failure (an http step: the request sent, the answer).
+          const failedOutput = failure.output === undefined ? undefined : recordJson(failure.output, o.executionDataLimit);
+          if (failedOutput !== undefined) record.output = failedOutput;
           writer.record(record);
           if (!failure.retryable) {
             await deadNow(s, d, writer, error, { ...log, stepId: step.def.id });

@@ -190,6 +190,20 @@ describe('http step', () => {
     expect(notFound.message).toContain('404');
   });
 
+  it('a failed call keeps what it sent (the body expression\'s result) and what came back, for the step\'s record', async () => {
+    // A receiver answering 404 {"error":"nope"} to a templated body: the author needs the body that was sent.
+    const err = await failure(step({ url: `${base}/notfound?token=secret`, method: 'PUT', body: '{"lead": body.email}' }).run({ body: { email: 'a@x.test' } }, ctx('call')));
+    expect(err.output).toEqual({
+      request: { method: 'PUT', url: `${base}/notfound`, body: { lead: 'a@x.test' } },
+      status: 404,
+      headers: expect.objectContaining({ 'content-type': 'application/json' }),
+      body: '{"error":"nope"}',
+    });
+    // Nobody answered: what was sent, alone.
+    const refused = await failure(step({ url: 'http://127.0.0.1:1024/x', body: '"plain"' }).run({}, ctx('call')));
+    expect(refused.output).toEqual({ request: { method: 'POST', url: 'http://127.0.0.1:1024/x', body: 'plain' } });
+  });
+
   it('honours Retry-After on 503', async () => {
     const err = await failure(step({ url: `${base}/busy` }).run({}, ctx('call')));
     expect(err.retryable).toBe(true);

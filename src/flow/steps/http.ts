@@ -143,14 +143,17 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
         }
       }
 
+      // For a failed call's record: what was sent. The body only when an expression made it (else
+      // it is the step's input, recorded already); a forwarded attachment's bytes are not repeated.
+      const request = { method, url: shownUrl, ...(bodyExpression !== undefined && forward === undefined && sendsBody ? { body: payload } : {}) };
       const call = callSignal(timeoutMs, ctx.signal);
       const signal = call.signal;
       const describe = (err: unknown): StepFailure => {
         if (call.timedOut()) {
-          return new StepFailure(`${target} timed out after ${timeoutMs} ms`, { retryable: true });
+          return new StepFailure(`${target} timed out after ${timeoutMs} ms`, { retryable: true, output: { request } });
         }
         if (ctx.signal?.aborted) return new StepFailure(`${target} aborted: runner stopping`, { retryable: true });
-        return new StepFailure(`${target} failed: ${networkReason(err)}`, { retryable: true, cause: err });
+        return new StepFailure(`${target} failed: ${networkReason(err)}`, { retryable: true, cause: err, output: { request } });
       };
 
       try {
@@ -181,9 +184,10 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
           const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
           const location = res.status >= 300 && res.status < 400 ? res.headers.get('location') : null;
           const redirected = location === null ? '' : ` (a redirect to ${shownLocation(location, url)}: redirects are not followed, fix the step's url)`;
+          const output = { request, status: res.status, headers: Object.fromEntries(res.headers), body: snippet === '' ? null : snippet };
           throw new StepFailure(
             `${target} answered ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${redirected}${snippet ? `: ${snippet}` : ''}`,
-            retryAfterMs === undefined ? { retryable: true } : { retryable: true, retryAfterMs },
+            retryAfterMs === undefined ? { retryable: true, output } : { retryable: true, retryAfterMs, output },
           );
         }
         const output: HttpStepOutput = { status: res.status, headers: Object.fromEntries(res.headers), body: null };
