@@ -112,9 +112,10 @@ export function compileExpression(
         if (value !== FALLBACK) return value;
       }
       try {
-        if (isolate !== undefined) return await isolate.evaluate(source, limits, input);
+        // Plain data out: what the next step reads is what its records (and a retry's cursor) hold.
+        if (isolate !== undefined) return plainResult(await isolate.evaluate(source, limits, input));
         // Bindings given (even empty) → jsonata evaluates in its own frame; keep it that way.
-        return await compiled.evaluate(input, {});
+        return plainResult(await compiled.evaluate(input, {}));
       } catch (err) {
         throw located(toExpressionError(err, 'JSONata evaluation failed'), source);
       }
@@ -174,6 +175,39 @@ function located(err: ExpressionError, source: string): ExpressionError {
   const where = `position ${err.position}, line ${before.length}, column ${before[before.length - 1]!.length}`;
   const message = err.message.replace(`position ${err.position}`, where);
   return message === err.message ? err : new ExpressionError(message, err.code, err.position);
+}
+
+/** Own properties jsonata sets on the arrays it makes (sequences, array constructors). */
+const JSONATA_ARRAY_MARKS = ['sequence', 'keepSingleton', 'tupleStream', 'outerWrapper', 'cons'] as const;
+
+/**
+ * A jsonata result as plain data. jsonata marks the arrays it makes (`sequence`, `keepSingleton`…),
+ * and reads a marked array differently: a one-item sequence is unwrapped where a JSON array is kept.
+ * Handed on as they are, a transform's `[{"id": "a"}]` (so its record shows) was read by the next
+ * step as `{"id": "a"}` — and as the array on a retry, whose input comes from the stored cursor.
+ * Unmarked values are returned as they are (no copy): the walk costs a pass over the result, on
+ * the path that already paid for jsonata.
+ */
+export function plainResult(value: unknown): unknown {
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined = JSONATA_ARRAY_MARKS.some((m) => Object.prototype.hasOwnProperty.call(value, m)) ? [] : undefined;
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      const plain = plainResult(item);
+      if (copy === undefined && plain !== item) copy = value.slice(0, i);
+      if (copy !== undefined) copy.push(plain);
+    }
+    return copy ?? value;
+  }
+  if (typeof value === 'object' && value !== null && !Buffer.isBuffer(value)) {
+    let copy: Record<string, unknown> | undefined;
+    for (const [key, item] of Object.entries(value)) {
+      const plain = plainResult(item);
+      if (plain !== item) (copy ??= { ...value })[key] = plain;
+    }
+    return copy ?? value;
+  }
+  return value;
 }
 
 /**
