@@ -8,6 +8,9 @@ import { byReadToken } from './api-auth.js';
 import type { ExecutionStore, RequestStore } from '../store/contracts.js';
 import { withMessageInputs } from './message-inputs.js';
 import { PageQuery, page } from './pagination.js';
+import { uuidv7Floor } from '../core/ids.js';
+import { IsoTimePattern, parseIsoTime } from './query-formats.js';
+import { invalidInput } from './checked-body.js';
 import { executionView, readerExecution, readerHeaders } from './views.js';
 import { ExecutionPage, ExecutionView, RequestPage, RequestView } from './response-schemas.js';
 
@@ -19,6 +22,10 @@ const ExecutionQuery = Type.Object({
   /** The one execution of that request (a page of one, or none). */
   requestId: Type.Optional(Id),
   status: Type.Optional(Type.Union([Type.Literal('running'), Type.Literal('retrying'), Type.Literal('completed'), Type.Literal('filtered'), Type.Literal('dead')])),
+  /** Executions created at or after this time (RFC 3339 with its zone). */
+  since: Type.Optional(Type.String({ pattern: IsoTimePattern })),
+  /** Executions created before this time. */
+  until: Type.Optional(Type.String({ pattern: IsoTimePattern })),
   ...PageQuery,
 });
 const RequestQuery = Type.Object({ flowId: Type.Optional(Id), ...PageQuery });
@@ -47,12 +54,19 @@ export async function executionRoutes(
   const executionsFor = (request: FastifyRequest, list: Execution[]): Execution[] =>
     byReadToken(request) ? list.map((e) => readerExecution(e, headerOf(e.flowId))) : list;
   app.get<{ Querystring: Static<typeof ExecutionQuery> }>('/executions', { schema: { querystring: ExecutionQuery }, config: { doc: { summary: 'Executions, newest first (`next` → `before` for the next page)', responses: { 200: { description: 'A page of executions', schema: ExecutionPage }, 400: 'Invalid query' } } } }, async (request) => {
-    const { requestId, ...query } = request.query;
-    const limit = query.limit ?? 100;
+    const { requestId, since, until, ...rest } = request.query;
+    const limit = rest.limit ?? 100;
+    // Execution ids are UUIDv7s of their creation time: a time range is a range of ids. `until`
+    // is one more upper bound (`id < before`); `since` ends the list, and a page cut by it is the last.
+    const sinceId = since === undefined ? undefined : uuidv7Floor(timeOf('since', since));
+    const untilId = until === undefined ? undefined : uuidv7Floor(timeOf('until', until));
+    const query = untilId !== undefined && (rest.before === undefined || untilId < rest.before) ? { ...rest, before: untilId } : rest;
     // Paged by id alone (`id < before`): a cursor that names nothing any more still pages right.
-    const items = requestId === undefined ? await deps.executions.list({ ...query, limit }) : await executionOfRequest(deps.executions, requestId, query);
+    const listed = requestId === undefined ? await deps.executions.list({ ...query, limit }) : await executionOfRequest(deps.executions, requestId, query);
+    const items = sinceId === undefined ? listed : listed.filter((e) => e.id >= sinceId);
     const shown = await withMessageInputs(items, deps.requests, deps.executionDataLimit, viewFor(request, toMessageView));
-    return page(executionsFor(request, shown), limit, executionView);
+    const shownPage = page(executionsFor(request, shown), limit, executionView);
+    return items.length < listed.length ? { items: shownPage.items } : shownPage;
   });
 
   app.get<{ Params: { id: string } }>('/executions/:id', { config: { doc: { summary: 'An execution with its step records', responses: { 200: { description: 'The execution', schema: ExecutionView }, 404: 'No such execution' } } } }, async (request) => {
@@ -92,6 +106,13 @@ export async function executionRoutes(
     const execution = await deps.executions.getByRequest(message.id);
     return { ...viewFor(request, toRequestView)(message), executionId: execution?.id };
   });
+}
+
+/** A `since`/`until` query value as epoch ms; the schema checked its form, this that it names a real time (not February 30th). */
+function timeOf(name: string, text: string): number {
+  const ms = parseIsoTime(text);
+  if (ms === undefined) throw invalidInput('query', [`/querystring/${name}: not a time: ${text}`]);
+  return ms;
 }
 
 /**

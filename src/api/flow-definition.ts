@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { invalidInput } from './checked-body.js';
-import jsonata from 'jsonata';
 import Type, { type TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import { triggerSecurityProblems } from '../auth/validate.js';
 import { WebhookAuth } from '../core/credentials.js';
 import { describeSchemaErrors as describe, type SchemaError } from '../core/schema-errors.js';
 import { flowProblems } from '../flow/compile.js';
+import { expressionProblem } from '../flow/expression-problems.js';
 import {
   duplicateStepId,
   FilterStep,
@@ -81,15 +81,36 @@ export function validateFlowInput(input: unknown): FlowInputDef {
     for (const key of ['expression', 'body'] as const) {
       const expr = (step as Record<string, unknown>)[key];
       if (typeof expr !== 'string') continue;
-      try {
-        jsonata(expr);
-      } catch (err) {
-        problems.push(`/steps/${i}/${key}: invalid JSONata: ${(err as Error).message}`);
-      }
+      const problem = expressionProblem(expr);
+      if (problem !== undefined) problems.push(`/steps/${i}/${key}: ${problem}`);
     }
+    if (step.type === 'http') problems.push(...placeholderProblems(step as { url?: unknown; headers?: unknown }, `/steps/${i}`));
   });
   if (problems.length > 0) fail(problems);
   return input as FlowInputDef;
+}
+
+/** A template placeholder as other tools write them: `{{body.id}}`, `${body.id}`. */
+const PLACEHOLDER = /\{\{[^{}]*\}\}|\$\{[^{}]*\}/;
+
+/**
+ * An http step's url and headers are sent as written: a placeholder in them was called literally
+ * (`/orders/%7B%7Bbody.id%7D%7D`) on every message. Only the placeholder is quoted (a header may
+ * hold a credential).
+ */
+function placeholderProblems(step: { url?: unknown; headers?: unknown }, at: string): string[] {
+  const problems: string[] = [];
+  const say = (where: string, found: string) =>
+    problems.push(`${where}: ${JSON.stringify(found)} would be sent as written: an http step's url and headers are literal (hookd fills in no values); the body is the step's expression (\`body\`)`);
+  const inUrl = typeof step.url === 'string' ? PLACEHOLDER.exec(step.url) : null;
+  if (inUrl !== null) say(`${at}/url`, inUrl[0]);
+  if (typeof step.headers === 'object' && step.headers !== null) {
+    for (const [name, value] of Object.entries(step.headers)) {
+      const found = typeof value === 'string' ? PLACEHOLDER.exec(value) : null;
+      if (found !== null) say(`${at}/headers/${name}`, found[0]);
+    }
+  }
+  return problems;
 }
 
 /** Unguessable by default: a flow id is part of a public URL. */

@@ -66,3 +66,13 @@ const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 /** Where each byte's two digits go in xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx. */
 const TEXT_AT = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
 const text = Buffer.alloc(36, '-', 'latin1');
+
+/**
+ * The smallest UUIDv7 of the millisecond `ms`: every id uuidv7 makes at `ms` or later sorts at or
+ * after it (as text), every id of an earlier millisecond before it. Time bounds over tables keyed
+ * by these ids (GET /api/executions?since=&until=).
+ */
+export function uuidv7Floor(ms: number): string {
+  const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7000-8000-000000000000`;
+}

@@ -111,12 +111,13 @@ export function compileExpression(
         const value = fast(input);
         if (value !== FALLBACK) return value;
       }
-      if (isolate !== undefined) return isolate.evaluate(source, limits, input);
       try {
+        // Plain data out: what the next step reads is what its records (and a retry's cursor) hold.
+        if (isolate !== undefined) return plainResult(await isolate.evaluate(source, limits, input));
         // Bindings given (even empty) → jsonata evaluates in its own frame; keep it that way.
-        return await compiled.evaluate(input, {});
+        return plainResult(await compiled.evaluate(input, {}));
       } catch (err) {
-        throw toExpressionError(err, 'JSONata evaluation failed');
+        throw located(toExpressionError(err, 'JSONata evaluation failed'), source);
       }
     },
   };
@@ -162,6 +163,51 @@ export function toExpressionError(err: unknown, prefix: string): ExpressionError
     return new ExpressionError(`${prefix}: ${message}${suffix}`, code, position);
   }
   return new ExpressionError(`${prefix}: ${String(err)}`);
+}
+
+/**
+ * An error of a multi-line expression (a YAML block) with the line and column of its position
+ * beside it: `position 41` alone sent its author counting characters across lines.
+ */
+function located(err: ExpressionError, source: string): ExpressionError {
+  if (err.position === undefined || !source.includes('\n')) return err;
+  const before = source.slice(0, err.position).split('\n');
+  const where = `position ${err.position}, line ${before.length}, column ${before[before.length - 1]!.length}`;
+  const message = err.message.replace(`position ${err.position}`, where);
+  return message === err.message ? err : new ExpressionError(message, err.code, err.position);
+}
+
+/** Own properties jsonata sets on the arrays it makes (sequences, array constructors). */
+const JSONATA_ARRAY_MARKS = ['sequence', 'keepSingleton', 'tupleStream', 'outerWrapper', 'cons'] as const;
+
+/**
+ * A jsonata result as plain data. jsonata marks the arrays it makes (`sequence`, `keepSingleton`…),
+ * and reads a marked array differently: a one-item sequence is unwrapped where a JSON array is kept.
+ * Handed on as they are, a transform's `[{"id": "a"}]` (so its record shows) was read by the next
+ * step as `{"id": "a"}` — and as the array on a retry, whose input comes from the stored cursor.
+ * Unmarked values are returned as they are (no copy): the walk costs a pass over the result, on
+ * the path that already paid for jsonata.
+ */
+export function plainResult(value: unknown): unknown {
+  if (Array.isArray(value)) {
+    let copy: unknown[] | undefined = JSONATA_ARRAY_MARKS.some((m) => Object.prototype.hasOwnProperty.call(value, m)) ? [] : undefined;
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      const plain = plainResult(item);
+      if (copy === undefined && plain !== item) copy = value.slice(0, i);
+      if (copy !== undefined) copy.push(plain);
+    }
+    return copy ?? value;
+  }
+  if (typeof value === 'object' && value !== null && !Buffer.isBuffer(value)) {
+    let copy: Record<string, unknown> | undefined;
+    for (const [key, item] of Object.entries(value)) {
+      const plain = plainResult(item);
+      if (plain !== item) (copy ??= { ...value })[key] = plain;
+    }
+    return copy ?? value;
+  }
+  return value;
 }
 
 /**

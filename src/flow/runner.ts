@@ -465,6 +465,9 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
           const error = `step "${step.def.id}" (${step.def.type}): ${failure.message}`;
           record.status = 'failed';
           record.error = error;
+          // What the step can tell of its failure (an http step: the request sent, the answer).
+          const failedOutput = failure.output === undefined ? undefined : recordJson(failure.output, o.executionDataLimit);
+          if (failedOutput !== undefined) record.output = failedOutput;
           writer.record(record);
           if (!failure.retryable) {
             await deadNow(s, d, writer, error, { ...log, stepId: step.def.id });
@@ -683,19 +686,27 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
   ): Promise<'retry' | 'dead' | undefined> {
     const job = d.job;
     const policy = policyOf(flow);
-    let delayMs = backoffDelay(job.attempts, policy, random);
+    const backoff = backoffDelay(job.attempts, policy, random);
+    let delayMs = backoff;
+    let setBy = '';
     if (failure.retryAfterMs !== undefined) {
       delayMs = Math.max(delayMs, Math.min(failure.retryAfterMs, policy.maxBackoffMs));
+      if (delayMs > backoff) {
+        const capped = failure.retryAfterMs > policy.maxBackoffMs ? ', capped at maxBackoffMs' : '';
+        setBy = ` (the answer's Retry-After, ${spokenDuration(failure.retryAfterMs)}${capped})`;
+      }
     }
+    // A retrying execution says where it stands: which attempt failed, and when the next is due.
+    const retryingError = `${error} — attempt ${job.attempts} of ${job.maxAttempts} failed; next attempt in ${spokenDuration(delayMs)}${setBy}`;
     // The queue dead-letters once attempts reach maxAttempts; writing `dead` before the nack means a
     // crash in between never leaves a dead-lettered job with a `retrying` execution.
     const expectDead = job.attempts >= job.maxAttempts;
-    writer.status(expectDead ? 'dead' : 'retrying', preciseNow(), error);
+    writer.status(expectDead ? 'dead' : 'retrying', preciseNow(), expectDead ? error : retryingError);
     await writer.flush();
     if (s.released) return undefined;
     const outcome = await d.nack({ delayMs, error });
     if ((outcome === 'dead') !== expectDead) {
-      await o.executions.setStatus(writer.executionId, outcome === 'dead' ? 'dead' : 'retrying', preciseNow(), error);
+      await o.executions.setStatus(writer.executionId, outcome === 'dead' ? 'dead' : 'retrying', preciseNow(), outcome === 'dead' ? error : retryingError);
     }
     const key = `${flow.id}\0${(log as { stepId?: string }).stepId ?? ''}`;
     if (outcome === 'dead') repeated.warn(`${key}\0dead`, { ...log, error }, DEAD_ATTEMPTS_EXHAUSTED);
@@ -885,4 +896,15 @@ function holdSlot(ms: number, signal: AbortSignal): Promise<void> {
  */
 function firstDelivery(job: Job): boolean {
   return job.attempts === 1 && job.lastError === undefined;
+}
+
+/** A delay as a person reads it: `850 ms`, `4 s`, `1 min 30 s`, `2 h`, `1 h 5 min`. */
+export function spokenDuration(ms: number): string {
+  if (ms < 1_000) return `${Math.round(ms)} ms`;
+  const seconds = Math.round(ms / 1_000);
+  if (seconds < 60) return `${seconds} s`;
+  const h = Math.floor(seconds / 3_600);
+  const min = Math.floor((seconds % 3_600) / 60);
+  const sec = seconds % 60;
+  return [h > 0 ? `${h} h` : '', min > 0 ? `${min} min` : '', sec > 0 && h === 0 ? `${sec} s` : ''].filter((p) => p !== '').join(' ');
 }

@@ -6,12 +6,15 @@ export class StepFailure extends Error {
   readonly retryable: boolean;
   /** Delay the receiver asked for (Retry-After on 429/503), in ms; the runner waits at least this. */
   readonly retryAfterMs: number | undefined;
+  /** What the failed step's record shows as its output (an http step: the request it sent, the answer it got). */
+  readonly output: unknown;
 
-  constructor(message: string, options: { retryable: boolean; retryAfterMs?: number; cause?: unknown }) {
+  constructor(message: string, options: { retryable: boolean; retryAfterMs?: number; cause?: unknown; output?: unknown }) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'StepFailure';
     this.retryable = options.retryable;
     this.retryAfterMs = options.retryAfterMs;
+    this.output = options.output;
   }
 }
 

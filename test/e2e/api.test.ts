@@ -520,6 +520,48 @@ describe('ids and queries', () => {
     }
   });
 
+  it("a flow's executions in a time range (since, until): the filtered ones of this morning, page by page", async () => {
+    const app = await startHookd({});
+    try {
+      expect((await app.api('PUT', '/api/flows/ranged', { steps: [{ type: 'filter', expression: 'body.keep' }] })).status).toBe(201);
+      const send = async (keep: boolean): Promise<string> => {
+        const res = await fetch(`${app.url}/hook/ranged`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ keep }) });
+        return ((await res.json()) as { requestId: string }).requestId;
+      };
+      const done = async (n: number) => waitFor(async () => (await app.api('GET', '/api/executions?flowId=ranged')).body.items.filter((e: { status: string }) => e.status !== 'running').length === n);
+      const first = await send(false);
+      await done(1);
+      await new Promise((r) => setTimeout(r, 20));
+      const from = new Date().toISOString();
+      const inRange = [await send(false), await send(true), await send(false)];
+      await done(4);
+      await new Promise((r) => setTimeout(r, 20));
+      const to = new Date().toISOString();
+      const last = await send(false);
+      await done(5);
+      const ids = (body: { items: Array<{ requestId: string }> }) => body.items.map((e) => e.requestId);
+      const range = await app.api('GET', `/api/executions?flowId=ranged&since=${from}&until=${to}`);
+      expect(range.status).toBe(200);
+      expect(ids(range.body)).toEqual([...inRange].reverse());
+      expect(range.body.next).toBeUndefined();
+      expect(ids((await app.api('GET', `/api/executions?flowId=ranged&status=filtered&since=${from}&until=${to}`)).body)).toEqual([inRange[2], inRange[0]]);
+      expect(ids((await app.api('GET', `/api/executions?flowId=ranged&since=${to}`)).body)).toEqual([last]);
+      expect(ids((await app.api('GET', `/api/executions?flowId=ranged&until=${from}`)).body)).toEqual([first]);
+      // Paged: the last page inside the range has no next, whatever is older.
+      const p1 = await app.api('GET', `/api/executions?flowId=ranged&since=${from}&until=${to}&limit=2`);
+      expect(ids(p1.body)).toEqual([inRange[2], inRange[1]]);
+      const p2 = await app.api('GET', `/api/executions?flowId=ranged&since=${from}&until=${to}&limit=2&before=${p1.body.next}`);
+      expect(ids(p2.body)).toEqual([inRange[0]]);
+      expect(p2.body.next).toBeUndefined();
+      const bad = await app.api('GET', '/api/executions?since=yesterday');
+      expect(bad.status).toBe(400);
+      expect(bad.body.details).toEqual(['/querystring/since: must be a date and time with its zone (RFC 3339, e.g. 2026-12-05T18:00:00Z)']);
+      expect((await app.api('GET', '/api/executions?since=2026-02-30T00:00:00Z')).status).toBe(400);
+    } finally {
+      await app.close();
+    }
+  });
+
   it("a body the API cannot parse gets a code from hookd's registry", async () => {
     const call = (headers: Record<string, string>, body?: string) =>
       fetch(`${h.url}/api/flows`, { method: 'POST', headers: { authorization: `Bearer ${h.token}`, ...headers }, ...(body === undefined ? {} : { body }) }).then(async (r) => ({ status: r.status, body: (await r.json()) as { error: string } }));

@@ -51,7 +51,7 @@ it('GET /api/openapi.json describes every route of the API, built from the route
   expect(bulk.requestBody?.content['application/json'].schema.required).toEqual(['flowId']);
   expect(Object.keys(bulk.requestBody?.content['application/json'].schema.properties ?? {})).toEqual(['flowId', 'since', 'until', 'into', 'limit', 'after', 'includeReplays']);
   expect(doc.paths['/api/dead-letters/retry']!.post!.requestBody?.required).toBe(false);
-  expect(doc.paths['/api/executions']!.get!.parameters?.map((p) => `${p.in}:${p.name}`)).toEqual(['query:flowId', 'query:requestId', 'query:status', 'query:limit', 'query:before']);
+  expect(doc.paths['/api/executions']!.get!.parameters?.map((p) => `${p.in}:${p.name}`)).toEqual(['query:flowId', 'query:requestId', 'query:status', 'query:since', 'query:until', 'query:limit', 'query:before']);
   expect(doc.paths['/api/flows/{id}']!.get!.parameters).toEqual([{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }]);
   expect(doc.paths['/api/flows/{id}']!.put!.requestBody?.content['application/json'].schema).toMatchObject({ type: 'object', properties: { steps: expect.any(Object), trigger: expect.any(Object) } });
   // The webhook and operations routes, which need no token.

@@ -391,6 +391,34 @@ describe.each([
     expect(target.calls()).toHaveLength(3); // nothing more after death
   });
 
+  it('a retrying execution says which attempt failed and when the next one is due (and a Retry-After that set it)', async () => {
+    const h = await setup({ random: () => 0.5 }); // no jitter
+    const retrying = (requestId: string) =>
+      waitFor(`a retrying execution of ${requestId}`, async () => {
+        const e = await h.backend.executions.getByRequest(requestId);
+        return e?.status === 'retrying' ? e : undefined;
+      });
+    const down = receiverPath('later', failTimes(Infinity));
+    h.flows.set('later', flow('later', [{ id: 'send', type: 'http', url: down.url }], { retry: { backoffMs: 90_000, maxBackoffMs: 3_600_000 } }));
+    const limited = receiverPath('limited', (_call, res) => {
+      res.writeHead(429, { 'retry-after': '7200', 'content-type': 'text/plain' });
+      res.end('slow down');
+    });
+    h.flows.set('limited', flow('limited', [{ id: 'send', type: 'http', url: limited.url }], { retry: { backoffMs: 1_000, maxBackoffMs: 3_600_000 } }));
+    const a = message('later', { n: 1 });
+    const b = message('limited', { n: 2 });
+    await h.backend.requests.accept(a, { maxAttempts: 5 });
+    await h.backend.requests.accept(b, { maxAttempts: 5 });
+    h.runner.start();
+    const ea = await retrying(a.id);
+    expect(ea.error).toMatch(/^step "send" \(http\): POST .* answered 500 .*failure 1 — attempt 1 of 5 failed; next attempt in 1 min 30 s$/);
+    // The step's own record keeps the failure alone, and as its output the request sent and the answer.
+    expect(ea.steps[0]!.error).toMatch(/failure 1$/);
+    expect(JSON.parse(ea.steps[0]!.output!)).toMatchObject({ request: { method: 'POST', url: down.url }, status: 500, body: 'failure 1' });
+    const eb = await retrying(b.id);
+    expect(eb.error).toMatch(/answered 429 Too Many Requests: slow down — attempt 1 of 5 failed; next attempt in 1 h \(the answer's Retry-After, 2 h, capped at maxBackoffMs\)$/);
+  });
+
   it('dead-letters at once on an expression error (no retry can fix it)', async () => {
     const h = await setup();
     const target = receiverPath('never');

@@ -190,6 +190,20 @@ describe('http step', () => {
     expect(notFound.message).toContain('404');
   });
 
+  it('a failed call keeps what it sent (the body expression\'s result) and what came back, for the step\'s record', async () => {
+    // A receiver answering 404 {"error":"nope"} to a templated body: the author needs the body that was sent.
+    const err = await failure(step({ url: `${base}/notfound?token=secret`, method: 'PUT', body: '{"lead": body.email}' }).run({ body: { email: 'a@x.test' } }, ctx('call')));
+    expect(err.output).toEqual({
+      request: { method: 'PUT', url: `${base}/notfound`, body: { lead: 'a@x.test' } },
+      status: 404,
+      headers: expect.objectContaining({ 'content-type': 'application/json' }),
+      body: '{"error":"nope"}',
+    });
+    // Nobody answered: what was sent, alone.
+    const refused = await failure(step({ url: 'http://127.0.0.1:1024/x', body: '"plain"' }).run({}, ctx('call')));
+    expect(refused.output).toEqual({ request: { method: 'POST', url: 'http://127.0.0.1:1024/x', body: 'plain' } });
+  });
+
   it('honours Retry-After on 503', async () => {
     const err = await failure(step({ url: `${base}/busy` }).run({}, ctx('call')));
     expect(err.retryable).toBe(true);
@@ -244,6 +258,19 @@ describe('http step', () => {
     const bad = await failure(step({ url: `${base}/echo`, body: 'body.a + 1' }).run({ body: { a: 'x' } }, ctx('call')));
     expect(bad.retryable).toBe(false);
     expect(seen).toHaveLength(0); // nothing was sent
+  });
+
+  it('a body expression that matches nothing fails without retry instead of sending an empty POST', async () => {
+    // `body: body` after a transform whose output has no `body` field: an empty POST was sent, and the step completed.
+    const none = await failure(step({ url: `${base}/echo`, body: 'body' }).run({ name: 'Ana' }, ctx('call')));
+    expect(none.retryable).toBe(false);
+    expect(none.message).toBe('the body expression `body` matched nothing in its input (JSONata\'s no match): nothing to send; the input is in this step\'s record');
+    for (const method of ['PUT', 'PATCH'] as const) await failure(step({ url: `${base}/echo`, method, body: 'body.missing' }).run({ body: {} }, ctx('call')));
+    expect(seen).toHaveLength(0);
+    // A DELETE may go without a body; null is a value (sent as JSON).
+    await step({ url: `${base}/echo`, method: 'DELETE', body: 'body.missing' }).run({ body: {} }, ctx('call'));
+    await step({ url: `${base}/echo`, body: 'null' }).run({}, ctx('call'));
+    expect(seen.map((c) => [c.method, c.body])).toEqual([['DELETE', ''], ['POST', 'null']]);
   });
 
   it('a 2xx answer longer than kept is a success with its beginning, marked truncated (the receiver took the call)', async () => {

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { FilterStepDef, LogStepDef, TransformStepDef } from '../../src/core/flow.js';
 import { compileFlow, flowProblems } from '../../src/flow/compile.js';
 import { compileExpression, expressionCacheSize, ExpressionError } from '../../src/flow/expression.js';
+import { createExpressionWorkers } from '../../src/flow/expression-workers.js';
 import type { StepContext } from '../../src/flow/step.js';
 import { StepFailure } from '../../src/flow/step-failure.js';
 import { compileFilterStep, jsonataBoolean } from '../../src/flow/steps/filter.js';
@@ -49,6 +50,42 @@ describe('transform step', () => {
     expect(err).toBeInstanceOf(StepFailure);
     expect((err as StepFailure).retryable).toBe(false);
     expect((err as StepFailure).message).toMatch(/T2001/);
+  });
+
+  it('hands on plain JSON: the next step reads an array as it reads it on a retry (from the stored cursor)', async () => {
+    // A one-commit push: `[]` kept commits an array, and the record showed one; yet the next step,
+    // given jsonata's own sequence, unwrapped it — `{"blocks": commits}` sent an object on the first
+    // attempt and an array on the retry.
+    const first = compileTransformStep(def('{"commits": body.commits[].{"id": $substring(id, 0, 7)}}'));
+    const output = ((await first.run({ body: { commits: [{ id: 'abcdef123' }] } }, ctx('t'))) as { output: { commits: unknown[] } }).output;
+    expect(Object.keys(output.commits)).toEqual(['0']);
+    const second = compileTransformStep(def('{"blocks": commits}'));
+    const fromCursor = await second.run(JSON.parse(JSON.stringify(output)), ctx('t'));
+    expect(fromCursor).toEqual({ status: 'completed', output: { blocks: [{ id: 'abcdef1' }] } });
+    expect(await second.run(output, ctx('t'))).toEqual(fromCursor);
+    // The same on the expression workers (a structured clone kept jsonata's marks).
+    const workers = createExpressionWorkers({ size: 1 });
+    try {
+      const far = ((await compileTransformStep(def('{"commits": body.commits[].{"id": $substring(id, 0, 7)}}'), undefined, workers).run({ body: { commits: [{ id: 'abcdef123' }] } }, ctx('t'))) as { output: { commits: unknown[] } }).output;
+      expect(Object.keys(far.commits)).toEqual(['0']);
+      expect(await second.run(far, ctx('t'))).toEqual(fromCursor);
+    } finally {
+      await workers.close();
+    }
+  });
+
+  it('an evaluation error in a multi-line expression (a YAML block) says its line and column', async () => {
+    const source = '{\n  "id": body.order.id,\n  "total": $sum(body.order.items.sku)\n}';
+    const err = await compileTransformStep(def(source)).run(message, ctx('t')).catch((e: unknown) => e);
+    expect((err as StepFailure).message).toMatch(/\(T0412, position 41, line 3, column 16, token "sum"\)$/);
+    // On the expression workers too (the path of what the inline subset does not decide).
+    const workers = createExpressionWorkers({ size: 1 });
+    try {
+      const far = await compileTransformStep(def(source), undefined, workers).run(message, ctx('t')).catch((e: unknown) => e);
+      expect((far as StepFailure).message).toMatch(/\(T0412, position 41, line 3, column 16, token "sum"\)$/);
+    } finally {
+      await workers.close();
+    }
   });
 
   it('stops a runaway expression with the depth limit: not retryable', async () => {

@@ -15,6 +15,7 @@ import { callSignal } from './call-signal.js';
  *
  * - Body: a string result is sent as is (text/plain unless the step's headers say otherwise), any
  *   other value as JSON (application/json). GET never has a body; DELETE only with a `body` expression.
+ *   A body expression that matches nothing fails the step without retry (DELETE: sent without a body).
  * - Every call carries `Idempotency-Key: <requestId>:<stepId>`: the runner is at-least-once, so a
  *   call may be repeated after a crash or a lost acknowledgement and the receiver can drop repeats.
  * - 2xx → output `{status, headers, body}` (body parsed when JSON, text when textual, base64 with
@@ -106,6 +107,12 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
         } catch (err) {
           throw expressionFailure(err);
         }
+        // No match (a misspelt field, a path into the wrong shape) would send an empty body and
+        // count as delivered: said instead, as an expression error is (no retry fixes it).
+        if (payload === undefined && forward === undefined && method !== 'DELETE') {
+          const shown = def.body!.replace(/\s+/g, ' ').trim();
+          throw new StepFailure(`the body expression \`${shown.length > 80 ? `${shown.slice(0, 79)}…` : shown}\` matched nothing in its input (JSONata's no match): nothing to send; the input is in this step's record`, { retryable: false });
+        }
       }
 
       const headers = new Headers(baseHeaders);
@@ -136,14 +143,17 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
         }
       }
 
+      // For a failed call's record: what was sent. The body only when an expression made it (else
+      // it is the step's input, recorded already); a forwarded attachment's bytes are not repeated.
+      const request = { method, url: shownUrl, ...(bodyExpression !== undefined && forward === undefined && sendsBody ? { body: payload } : {}) };
       const call = callSignal(timeoutMs, ctx.signal);
       const signal = call.signal;
       const describe = (err: unknown): StepFailure => {
         if (call.timedOut()) {
-          return new StepFailure(`${target} timed out after ${timeoutMs} ms`, { retryable: true });
+          return new StepFailure(`${target} timed out after ${timeoutMs} ms`, { retryable: true, output: { request } });
         }
         if (ctx.signal?.aborted) return new StepFailure(`${target} aborted: runner stopping`, { retryable: true });
-        return new StepFailure(`${target} failed: ${networkReason(err)}`, { retryable: true, cause: err });
+        return new StepFailure(`${target} failed: ${networkReason(err)}`, { retryable: true, cause: err, output: { request } });
       };
 
       try {
@@ -174,9 +184,10 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
           const retryAfterMs = parseRetryAfter(res.headers.get('retry-after'));
           const location = res.status >= 300 && res.status < 400 ? res.headers.get('location') : null;
           const redirected = location === null ? '' : ` (a redirect to ${shownLocation(location, url)}: redirects are not followed, fix the step's url)`;
+          const output = { request, status: res.status, headers: Object.fromEntries(res.headers), body: snippet === '' ? null : snippet };
           throw new StepFailure(
             `${target} answered ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${redirected}${snippet ? `: ${snippet}` : ''}`,
-            retryAfterMs === undefined ? { retryable: true } : { retryable: true, retryAfterMs },
+            retryAfterMs === undefined ? { retryable: true, output } : { retryable: true, retryAfterMs, output },
           );
         }
         const output: HttpStepOutput = { status: res.status, headers: Object.fromEntries(res.headers), body: null };
@@ -193,18 +204,23 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
 const HEADER_NAME = new RegExp(HEADER_NAME_PATTERN);
 
 /**
- * The step's headers as fetch takes them. fetch's error for an invalid value quotes it: for a
- * credential header (credential-headers.ts) only the name is told, since the message goes to API
- * answers, logs and execution records.
+ * The step's headers as fetch takes them. An invalid one is named, with what is wrong in it; the
+ * value is quoted except for a credential header (credential-headers.ts), since the message goes
+ * to API answers, logs and execution records.
  */
 function stepHeaders(given: Record<string, string>): Headers {
   const headers = new Headers();
   for (const [name, value] of Object.entries(given)) {
+    if (!HEADER_NAME.test(name)) {
+      throw new Error(`header ${JSON.stringify(name)}: invalid name (letters, digits and !#$%&'*+-.^_\`|~ only: no spaces or colons)`);
+    }
     try {
       headers.append(name, value);
-    } catch (err) {
-      if (!isCredentialHeader(name) || !HEADER_NAME.test(name)) throw err; // the name is the problem
-      throw new Error(`header "${name}": invalid value (not shown: a credential; no line breaks, characters up to U+00FF)`);
+    } catch {
+      if (isCredentialHeader(name)) {
+        throw new Error(`header ${JSON.stringify(name)}: invalid value (not shown: a credential; no line breaks, characters up to U+00FF)`);
+      }
+      throw new Error(`header ${JSON.stringify(name)}: invalid value ${JSON.stringify(value)} (no line breaks; characters up to U+00FF)`);
     }
   }
   return headers;
