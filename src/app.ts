@@ -1,4 +1,5 @@
 import { clientErrorHandler, frameworkErrors } from './http/client-errors.js';
+import { afterEarlierAnswers, trackConnectionOrder } from './http/connection-order.js';
 import { lingering } from './ingress/linger.js';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -311,6 +312,16 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     },
   });
   installErrorHandling(server);
+  // A request pipelined behind another runs once the answer before it is sent, and not at all when
+  // that answer closed the connection (its own answer could never go out): connection-order.ts.
+  trackConnectionOrder(server.server);
+  server.addHook('onRequest', (_request, reply, done) => {
+    const mayRun = afterEarlierAnswers(reply.raw);
+    if (mayRun === true) return done();
+    // Not run, nothing sent (the connection closes after the answer before): the sender sends it again.
+    if (mayRun === false) return void reply.hijack();
+    void mayRun.then((ok) => (ok ? done() : void reply.hijack()));
+  });
   server.addHook('onRequest', async (request) => {
     // /readyz answers its own 'shutting down'; /healthz and /metrics keep answering.
     if (shuttingDown && !OPS_PATHS.has(request.url.split('?')[0]!)) throw new HookdError(E.SHUTTING_DOWN).withRetryAfter(1);

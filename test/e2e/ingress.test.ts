@@ -461,6 +461,85 @@ describe('methods, framings and URLs nobody sends to a webhook', () => {
   });
 });
 
+/** Write these bytes on one connection; resolves with all the server sent, once it closed or fell silent. */
+function exchange(bytes: string | Buffer, idleMs = 1_000): Promise<string> {
+  const u = new URL(h.url);
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection({ host: u.hostname, port: Number(u.port) });
+    let got = '';
+    let timer: NodeJS.Timeout | undefined;
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(got);
+    };
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(done, idleMs);
+    };
+    socket.on('data', (d) => {
+      got += d.toString('latin1');
+      arm();
+    });
+    socket.on('error', reject);
+    socket.on('close', done);
+    socket.write(bytes);
+    arm();
+  });
+}
+const statusesOf = (answers: string) => [...answers.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+const postJson = (path: string, body: string, extra = '') =>
+  `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+const storedWith = async (flowId: string, key: string, value: string) =>
+  (await h.api('GET', `/api/requests?flowId=${flowId}&limit=1000`)).body.items.filter((m: any) => m.query[key] === value);
+
+describe('one connection, several requests (keep-alive, pipelining)', () => {
+  it('requests written at once are answered in order, each stored once', async () => {
+    const tag = `p${Date.now()}`;
+    const reqs = Array.from({ length: 10 }, (_, i) => postJson(`/hook/orders?tag=${tag}&i=${i}`, `{"i":${i}}`)).join('');
+    const answers = await exchange(reqs);
+    expect(statusesOf(answers)).toEqual(Array(10).fill(200));
+    const ids = [...answers.matchAll(/"requestId":"([^"]+)"/g)].map((m) => m[1]!);
+    const bodies = await Promise.all(ids.map(async (id) => (await stored(id)).body.i));
+    expect(bodies).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(await storedWith('orders', 'tag', tag)).toHaveLength(10);
+  });
+
+  it('a malformed request after well-formed ones: those are answered (they were stored), then the 400/431 closes the connection', async () => {
+    const tag = `m${Date.now()}`;
+    const good = postJson(`/hook/orders?tag=${tag}&i=0`, '{}') + postJson(`/hook/orders?tag=${tag}&i=1`, '{}');
+    // Headers too large (431), garbage (400): before, the error was written at once and the
+    // connection closed under the answers of the stored requests — the sender saw only the error,
+    // retried, and the requests were stored twice.
+    for (const [bad, status] of [[`GET /hook/orders HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431], ['GARBAGE\r\n\r\n', 400]] as const) {
+      const answers = await exchange(good + bad);
+      expect(statusesOf(answers), answers.slice(0, 300)).toEqual([200, 200, status]);
+    }
+    expect(await storedWith('orders', 'tag', tag)).toHaveLength(4);
+    // A body longer than its Content-Length (a sender counting characters, not bytes): the request
+    // as framed is stored and answered; the bytes left over are the 400.
+    const text = `POST /hook/orders?tag=${tag}&short=1 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello world`;
+    expect(statusesOf(await exchange(text))).toEqual([200, 400]);
+    // `Connection: close`, and more bytes after the request: its answer, then the connection closes.
+    const closing = postJson(`/hook/orders?tag=${tag}&close=1`, '{}', 'Connection: close\r\n') + postJson(`/hook/orders?tag=${tag}&close=2`, '{}');
+    expect(statusesOf(await exchange(closing))).toEqual([200]);
+    expect(await storedWith('orders', 'close', '1')).toHaveLength(1);
+    expect(await storedWith('orders', 'close', '2')).toHaveLength(0);
+  });
+
+  it('a request that follows one answered with Connection: close is neither run nor stored (its sender never gets an answer)', async () => {
+    const tag = `c${Date.now()}`;
+    // 501 closes the connection: the GET written behind it was stored all the same, unanswered.
+    const gz = `POST /hook/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n`;
+    expect(statusesOf(await exchange(gz + `GET /hook/orders?tag=${tag}&after=501 HTTP/1.1\r\nHost: x\r\n\r\n`))).toEqual([501]);
+    // A refusal of an `Expect: 100-continue` request closes the connection (its body may follow unasked).
+    const expecting = postJson('/hook/nobody-here', '{}', 'Expect: 100-continue\r\n');
+    expect(statusesOf(await exchange(expecting + `GET /hook/orders?tag=${tag}&after=404 HTTP/1.1\r\nHost: x\r\n\r\n`))).toEqual([404]);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await storedWith('orders', 'tag', tag)).toEqual([]);
+  });
+});
+
 describe('ids of 128 characters (the longest allowed)', () => {
   it('reach the hook, the flow and the request routes', async () => {
     const flowId = 'f'.repeat(128);
