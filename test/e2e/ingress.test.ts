@@ -84,6 +84,45 @@ describe('POST, PUT, PATCH /hook/:flowId', () => {
     expect(Date.parse(m.receivedAt)).toBeGreaterThan(Date.now() - 60_000);
   });
 
+  it('stores headers as documented: names in lower case, hop-by-hop ones dropped (Proxy-* too), repeated ones joined, other bytes kept', async () => {
+    const head = [
+      'POST /hook/orders HTTP/1.1',
+      'Host: x',
+      'Content-Type: application/json',
+      'Content-Length: 2',
+      'Connection: keep-alive, X-Private',
+      'X-Private: hop',
+      'Keep-Alive: timeout=5',
+      'TE: trailers',
+      'Trailer: X-Checksum',
+      'Upgrade: h2c',
+      'Proxy-Authorization: Basic cHJveHk6c2VjcmV0',
+      'Proxy-Connection: keep-alive',
+      'Proxy-Foo: set by a proxy, for the proxy',
+      'X-MiXeD-Case: V',
+      'X-Foo: a',
+      'X-Foo: b',
+      'Cookie: a=1',
+      'Cookie: b=2',
+      'Set-Cookie: s=1',
+      'Set-Cookie: s=2',
+    ].join('\r\n');
+    const latin = Buffer.from('X-Text: caf\u00e9 \u2713', 'utf8'); // UTF-8 bytes: kept one char per byte
+    const answers = await exchange(Buffer.concat([Buffer.from(`${head}\r\n`), latin, Buffer.from('\r\n\r\n{}')]));
+    expect(statusesOf(answers)).toEqual([200]);
+    const m = await stored(/"requestId":"([^"]+)"/.exec(answers)![1]!);
+    expect(m.headers).toEqual({
+      host: 'x',
+      'content-type': 'application/json',
+      'content-length': '2',
+      'x-mixed-case': 'V',
+      'x-foo': 'a, b',
+      cookie: 'a=1; b=2',
+      'set-cookie': ['s=1', 's=2'],
+      'x-text': Buffer.from('café ✓', 'utf8').toString('latin1'),
+    });
+  });
+
   it.each(['PUT', 'PATCH'])('%s delivers a message like POST', async (method) => {
     const res = await fetch(`${h.url}/hook/orders`, { method, headers: { 'content-type': 'application/json' }, body: '[1,2]' });
     expect(res.status).toBe(200);
