@@ -581,6 +581,25 @@ describe('one connection, several requests (keep-alive, pipelining)', () => {
   });
 });
 
+describe('Host', () => {
+  it('an HTTP/1.1 request without Host, or with two: 400 in the one error shape, nothing stored; HTTP/1.0 needs none', async () => {
+    const tag = `h${Date.now()}`;
+    const body = '{}';
+    const without = await exchange(`POST /hook/orders?tag=${tag} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n${body}`);
+    // Node's own answer had no body at all.
+    expect(statusesOf(without)).toEqual([400]);
+    expect(JSON.parse(without.slice(without.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: 'BAD_REQUEST', message: expect.stringMatching(/Host/) });
+    // RFC 9112 §3.2: more than one Host is a 400 (a proxy and hookd could each take another).
+    const twice = await exchange(`POST /hook/orders?tag=${tag} HTTP/1.1\r\nHost: a.example\r\nhost: b.example\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n${body}`);
+    expect(statusesOf(twice)).toEqual([400]);
+    expect(JSON.parse(twice.slice(twice.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: 'BAD_REQUEST', message: expect.stringMatching(/Host/) });
+    expect(await storedWith('orders', 'tag', tag)).toEqual([]);
+    const old = await exchange(`POST /hook/orders?tag=${tag} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n${body}`);
+    expect(old).toMatch(/^HTTP\/1\.1 200 /);
+    expect(await storedWith('orders', 'tag', tag)).toHaveLength(1);
+  });
+});
+
 describe('ids of 128 characters (the longest allowed)', () => {
   it('reach the hook, the flow and the request routes', async () => {
     const flowId = 'f'.repeat(128);
