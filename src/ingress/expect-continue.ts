@@ -1,4 +1,5 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { E, HookdError } from '../core/errors.js';
 
 /** Requests whose `Expect: 100-continue` is still unanswered: the ingress answers once it reads the body. */
 const awaiting = new WeakSet<IncomingMessage>();
@@ -16,6 +17,14 @@ export function deferContinueOfWebhooks(server: Server): void {
     if (req.url?.startsWith('/hook/')) awaiting.add(req);
     else res.writeContinue();
     server.emit('request', req, res);
+  });
+  // Any other expectation (RFC 9110 §10.1.1): 417, in hookd's error shape (Node's own has no body).
+  // No route runs; the body, if any, is read and dropped by Node, and the connection stays usable.
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    const e = new HookdError(E.EXPECTATION_FAILED, req.headers.expect ?? '');
+    const body = JSON.stringify({ error: e.code, message: e.message });
+    res.writeHead(e.statusCode, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
   });
 }
 

@@ -317,6 +317,11 @@ describe('errors', () => {
     const ok = await head('/hook/orders', 'Content-Type: application/json\r\nContent-Length: 11\r\n', '{"ok":true}');
     expect(ok).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
     expect(JSON.parse(ok.slice(ok.lastIndexOf('\r\n\r\n') + 4))).toMatchObject({ message: 'thank you' });
+    // An expectation hookd cannot meet: 417 in the one error shape (Node's own had no body), the body dropped, the connection kept.
+    const other = await exchange(postJson('/hook/orders?expect=other', '{}', 'Expect: 200-ok\r\n') + 'GET /hook/orders?after=417 HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(statusesOf(other)).toEqual([417, 200]);
+    expect(JSON.parse(other.slice(other.indexOf('\r\n\r\n') + 4, other.indexOf('}') + 1))).toMatchObject({ error: 'EXPECTATION_FAILED', message: expect.stringMatching(/100-continue/) });
+    expect(await storedWith('orders', 'expect', 'other')).toEqual([]);
     // The API still gets its 100 at once.
     expect((await h.api('PUT', '/api/flows/expecting', { steps: [] })).status).toBe(201);
     const api = await head('/api/flows/expecting/stop', `Authorization: Bearer ${h.token}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n`, '{}');
