@@ -400,6 +400,11 @@ async function readPayload(
   if (transfer !== undefined && transfer.trim().toLowerCase() !== 'chunked') {
     throw new HookdError(E.NOT_IMPLEMENTED, `Transfer-Encoding ${transfer} is not supported (only chunked; compress with Content-Encoding)`).withHeaders({ connection: 'close' });
   }
+  // HTTP/1.0 frames a request body by Content-Length only: without one Node reads none, and a body
+  // the sender wrote until it closed would be lost under a 200 (RFC 1945 §8.3: required on POST).
+  if (length === undefined && transfer === undefined && contentType !== undefined && request.raw.httpVersion === '1.0') {
+    throw new HookdError(E.LENGTH_REQUIRED, 'An HTTP/1.0 request with a body needs a Content-Length').withHeaders({ connection: 'close' });
+  }
   const hasBody = transfer !== undefined || (length !== undefined && Number(length) !== 0);
   if (contentType === undefined) {
     // A bodiless POST (a ping) is fine — also chunked with no chunk at all; bytes of unknown type are not.

@@ -603,6 +603,18 @@ describe('Host', () => {
     expect(old).toMatch(/^HTTP\/1\.1 200 /);
     expect(await storedWith('orders', 'tag', tag)).toHaveLength(1);
   });
+
+  it('an HTTP/1.0 request declaring a body type without Content-Length: 411, not a 200 for a body taken as empty', async () => {
+    // HTTP/1.0 has no chunked framing: Node reads no body, and the one the sender wrote until it
+    // closed was lost — answered 200 (before: a 400 for its "next request", though stored empty).
+    const tag = `l${Date.now()}`;
+    const answer = await exchange(`POST /hook/orders?tag=${tag} HTTP/1.0\r\nContent-Type: text/plain\r\n\r\nthe body, until the sender closes`);
+    expect(statusesOf(answer)).toEqual([411]);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: 'LENGTH_REQUIRED' });
+    // A bodiless ping (no Content-Type) is still fine.
+    expect(statusesOf(await exchange(`POST /hook/orders?tag=${tag}&ping=1 HTTP/1.0\r\n\r\n`))).toEqual([200]);
+    expect((await storedWith('orders', 'tag', tag)).map((m: any) => m.query.ping)).toEqual(['1']);
+  });
 });
 
 describe('ids of 128 characters (the longest allowed)', () => {
