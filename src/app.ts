@@ -1,6 +1,6 @@
 import { clientErrorHandler, frameworkErrors } from './http/client-errors.js';
 import { afterEarlierAnswers, trackConnectionOrder } from './http/connection-order.js';
-import { hostProblem } from './http/host-header.js';
+import { MAX_HEADER_LINES, requestHeadProblem } from './http/request-head.js';
 import { lingering } from './ingress/linger.js';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -308,7 +308,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     // headersTimeout no longer than the requestTimeout (its default is 60 s).
     requestTimeout: config.requestTimeoutMs,
     http: {
-      // Checked by hookd, which answers in its error shape (http/host-header.ts).
+      // Checked by hookd, which answers in its error shape (http/request-head.ts).
       requireHostHeader: false,
       headersTimeout: Math.min(60_000, config.requestTimeoutMs),
       connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(config.requestTimeoutMs / 5))),
@@ -318,9 +318,11 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   // A request pipelined behind another runs once the answer before it is sent, and not at all when
   // that answer closed the connection (its own answer could never go out): connection-order.ts.
   trackConnectionOrder(server.server);
+  // Reached, the request is refused (431) rather than read with header lines dropped (request-head.ts).
+  server.server.maxHeadersCount = MAX_HEADER_LINES;
   server.addHook('onRequest', (request, reply, done) => {
-    const badHost = hostProblem(request.raw);
-    if (badHost !== undefined) return done(new HookdError(E.BAD_REQUEST, badHost).withHeaders({ connection: 'close' }));
+    const badHead = requestHeadProblem(request.raw);
+    if (badHead !== undefined) return done(badHead);
     const mayRun = afterEarlierAnswers(reply.raw);
     if (mayRun === true) return done();
     // Not run, nothing sent (the connection closes after the answer before): the sender sends it again.

@@ -586,6 +586,21 @@ describe('one connection, several requests (keep-alive, pipelining)', () => {
   });
 });
 
+describe('many header lines', () => {
+  it('a thousand or more: 431, nothing stored — never a request whose Content-Type and Content-Length were dropped', async () => {
+    const tag = `n${Date.now()}`;
+    const lines = (n: number) => Array.from({ length: n }, (_, i) => `x-h${i}: ${i}\r\n`).join('');
+    // Node kept the first ~1000 lines and dropped the rest without a word: the body, still framed by
+    // its Content-Length, was read as none, and the request was stored empty under a 200.
+    const tooMany = await exchange(`POST /hook/orders?tag=${tag}&n=1100 HTTP/1.1\r\nHost: x\r\n${lines(1100)}Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{"lost":1}`);
+    expect(statusesOf(tooMany)).toEqual([431]);
+    const fine = await exchange(`POST /hook/orders?tag=${tag}&n=900 HTTP/1.1\r\nHost: x\r\n${lines(900)}Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{"kept":1}`);
+    expect(statusesOf(fine)).toEqual([200]);
+    const stored = await storedWith('orders', 'tag', tag);
+    expect(stored.map((m: any) => [m.query.n, m.body, Object.keys(m.headers).length])).toEqual([['900', { kept: 1 }, 903]]);
+  });
+});
+
 describe('Host', () => {
   it('an HTTP/1.1 request without Host, or with two: 400 in the one error shape, nothing stored; HTTP/1.0 needs none', async () => {
     const tag = `h${Date.now()}`;
