@@ -320,7 +320,10 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
   trackConnectionOrder(server.server);
   // Reached, the request is refused (431) rather than read with header lines dropped (request-head.ts).
   server.server.maxHeadersCount = MAX_HEADER_LINES;
+  // One hook, called back (an async one costs a promise per request).
   server.addHook('onRequest', (request, reply, done) => {
+    // /readyz answers its own 'shutting down'; /healthz and /metrics keep answering.
+    if (shuttingDown && !OPS_PATHS.has(request.url.split('?')[0]!)) return done(new HookdError(E.SHUTTING_DOWN).withRetryAfter(1));
     const badHead = requestHeadProblem(request.raw);
     if (badHead !== undefined) return done(badHead);
     const mayRun = afterEarlierAnswers(reply.raw);
@@ -328,10 +331,6 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     // Not run, nothing sent (the connection closes after the answer before): the sender sends it again.
     if (mayRun === false) return void reply.hijack();
     void mayRun.then((ok) => (ok ? done() : void reply.hijack()));
-  });
-  server.addHook('onRequest', async (request) => {
-    // /readyz answers its own 'shutting down'; /healthz and /metrics keep answering.
-    if (shuttingDown && !OPS_PATHS.has(request.url.split('?')[0]!)) throw new HookdError(E.SHUTTING_DOWN).withRetryAfter(1);
   });
   const refusals = new RepeatedLog(logger);
   server.addHook('onClose', async () => refusals.flush());
