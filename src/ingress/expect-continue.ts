@@ -14,7 +14,10 @@ const awaiting = new WeakSet<IncomingMessage>();
  */
 export function deferContinueOfWebhooks(server: Server): void {
   server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
-    if (req.url?.startsWith('/hook/')) awaiting.add(req);
+    // A request without a body has nothing to hold back; answered without a 100 first, Node would
+    // close its connection after the answer.
+    const bodiless = req.headers['transfer-encoding'] === undefined && (req.headers['content-length'] ?? '0') === '0';
+    if (req.url?.startsWith('/hook/') && !bodiless) awaiting.add(req);
     else res.writeContinue();
     server.emit('request', req, res);
   });

@@ -317,6 +317,11 @@ describe('errors', () => {
     const ok = await head('/hook/orders', 'Content-Type: application/json\r\nContent-Length: 11\r\n', '{"ok":true}');
     expect(ok).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
     expect(JSON.parse(ok.slice(ok.lastIndexOf('\r\n\r\n') + 4))).toMatchObject({ message: 'thank you' });
+    // No body to wait for (Content-Length: 0): the connection stays open (Node closed it after an
+    // answer to an Expect: 100-continue request that had no 100 before it).
+    const empty = await exchange(postJson('/hook/orders?expect=empty', '', 'Expect: 100-continue\r\n') + 'GET /hook/orders?after=empty HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(statusesOf(empty)).toEqual([100, 200, 200]);
+    expect(empty).not.toMatch(/connection: close/i);
     // An expectation hookd cannot meet: 417 in the one error shape (Node's own had no body), the body dropped, the connection kept.
     const other = await exchange(postJson('/hook/orders?expect=other', '{}', 'Expect: 200-ok\r\n') + 'GET /hook/orders?after=417 HTTP/1.1\r\nHost: x\r\n\r\n');
     expect(statusesOf(other)).toEqual([417, 200]);
