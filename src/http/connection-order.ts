@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
@@ -32,9 +31,21 @@ export function trackConnectionOrder(server: Server): void {
   });
 }
 
-function sent(res: ServerResponse): Promise<void> {
-  if (res.writableFinished || res.destroyed) return Promise.resolve();
-  return Promise.race([once(res, 'finish'), once(res, 'close')]).then(() => undefined);
+/** Resolves once this answer is sent, or can no longer be (it, or its connection, closed). */
+function sent(res: ServerResponse, socket: Socket): Promise<void> {
+  if (res.writableFinished || res.destroyed || socket.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('finish', done);
+      res.off('close', done);
+      socket.off('close', done);
+      resolve();
+    };
+    res.on('finish', done);
+    res.on('close', done);
+    // An answer still queued behind another is not told when the connection goes.
+    socket.on('close', done);
+  });
 }
 
 /**
@@ -50,7 +61,7 @@ export function afterEarlierAnswers(res: ServerResponse): boolean | Promise<bool
   // the connection: Node can send it between parsing one request and the next of a single read.)
   if (before.writableFinished) return open(res);
   // Answers go out in order: the one just before is sent last.
-  return sent(before).then(() => open(res));
+  return sent(before, res.req.socket).then(() => open(res));
 }
 
 /** Whether an answer to this request can still go out on its connection. */
@@ -70,6 +81,6 @@ export async function answeredBefore(socket: Socket, maxMs: number): Promise<voi
   const res = seen === undefined ? undefined : seen.last.req.complete ? seen.last : seen.before;
   if (res === undefined || res.writableFinished || res.destroyed) return;
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([sent(res), new Promise<void>((resolve) => (timer = setTimeout(resolve, maxMs)))]);
+  await Promise.race([sent(res, socket), new Promise<void>((resolve) => (timer = setTimeout(resolve, maxMs)))]);
   clearTimeout(timer);
 }
