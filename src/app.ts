@@ -1,4 +1,6 @@
 import { clientErrorHandler, frameworkErrors } from './http/client-errors.js';
+import { afterEarlierAnswers, trackConnectionOrder } from './http/connection-order.js';
+import { MAX_HEADER_LINES, requestHeadProblem } from './http/request-head.js';
 import { lingering } from './ingress/linger.js';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -306,14 +308,29 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     // headersTimeout no longer than the requestTimeout (its default is 60 s).
     requestTimeout: config.requestTimeoutMs,
     http: {
+      // Checked by hookd, which answers in its error shape (http/request-head.ts).
+      requireHostHeader: false,
       headersTimeout: Math.min(60_000, config.requestTimeoutMs),
       connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(config.requestTimeoutMs / 5))),
     },
   });
   installErrorHandling(server);
-  server.addHook('onRequest', async (request) => {
+  // A request pipelined behind another runs once the answer before it is sent, and not at all when
+  // that answer closed the connection (its own answer could never go out): connection-order.ts.
+  trackConnectionOrder(server.server);
+  // Reached, the request is refused (431) rather than read with header lines dropped (request-head.ts).
+  server.server.maxHeadersCount = MAX_HEADER_LINES;
+  // One hook, called back (an async one costs a promise per request).
+  server.addHook('onRequest', (request, reply, done) => {
     // /readyz answers its own 'shutting down'; /healthz and /metrics keep answering.
-    if (shuttingDown && !OPS_PATHS.has(request.url.split('?')[0]!)) throw new HookdError(E.SHUTTING_DOWN).withRetryAfter(1);
+    if (shuttingDown && !OPS_PATHS.has(request.url.split('?')[0]!)) return done(new HookdError(E.SHUTTING_DOWN).withRetryAfter(1));
+    const badHead = requestHeadProblem(request.raw);
+    if (badHead !== undefined) return done(badHead);
+    const mayRun = afterEarlierAnswers(reply.raw);
+    if (mayRun === true) return done();
+    // Not run, nothing sent (the connection closes after the answer before): the sender sends it again.
+    if (mayRun === false) return void reply.hijack();
+    void mayRun.then((ok) => (ok ? done() : void reply.hijack()));
   });
   const refusals = new RepeatedLog(logger);
   server.addHook('onClose', async () => refusals.flush());

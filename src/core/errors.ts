@@ -25,6 +25,8 @@ export const E = {
   BAD_REQUEST: spec('BAD_REQUEST', 400, '%s'),
   METHOD_NOT_ALLOWED: spec('METHOD_NOT_ALLOWED', 405, 'Method %s is not allowed here (allowed: %s)'),
   URI_TOO_LONG: spec('URI_TOO_LONG', 414, '%s'),
+  LENGTH_REQUIRED: spec('LENGTH_REQUIRED', 411, '%s'),
+  EXPECTATION_FAILED: spec('EXPECTATION_FAILED', 417, 'Expect: %s is not an expectation hookd can meet (only 100-continue)'),
   REQUEST_TIMEOUT: spec('REQUEST_TIMEOUT', 408, 'The request did not arrive whole within REQUEST_TIMEOUT'),
   HEADERS_TOO_LARGE: spec('HEADERS_TOO_LARGE', 431, 'The request headers are too large'),
   NOT_IMPLEMENTED: spec('NOT_IMPLEMENTED', 501, '%s'),

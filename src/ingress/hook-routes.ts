@@ -1,3 +1,4 @@
+import { METHODS } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { corsPreflight, corsResponseHeaders } from '../auth/cors.js';
 import type { AuthFailure, AuthFailureReason } from '../auth/result.js';
@@ -75,6 +76,7 @@ interface HookParams {
 const EMPTY = Buffer.alloc(0);
 const HOOK_PREFIX = '/hook/';
 const ALLOWED_METHODS = 'HEAD, GET, POST, PUT, PATCH, OPTIONS';
+const WEBHOOK_METHODS = new Set(ALLOWED_METHODS.split(', '));
 const HANDSHAKE_VALUE = 'a handshake value must be one string of at most 2048 characters';
 
 /**
@@ -113,7 +115,8 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
   app.addHook('onRequest', (request, _reply, done) => {
     const flowId = (request.params as Partial<HookParams>).flowId;
     // A method no webhook takes is a 405 for every flow, unknown ones too: nothing is revealed.
-    if (request.method === 'DELETE' || request.method === 'TRACE') return done();
+    // Answered here, before fastify looks at a body (a QUERY without Content-Type: its own 400).
+    if (!WEBHOOK_METHODS.has(request.method)) return done(methodNotAllowed(request.method));
     if (flowId !== undefined && deps.activeFlow(flowId) === undefined) return done(notFound(flowId));
     done();
   });
@@ -359,13 +362,23 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
 
   // Other methods: 405 for every webhook URL, whether its flow exists or not (nothing revealed).
   const notAllowed = async (request: FastifyRequest) => {
-    throw new HookdError(E.METHOD_NOT_ALLOWED, request.method, ALLOWED_METHODS).withHeaders({ allow: ALLOWED_METHODS });
+    throw methodNotAllowed(request.method);
   };
+  // Every method Node parses (CONNECT aside: Node hands it to no route) reaches a route, so that a
+  // WebDAV or cache-purge method is a 405 like DELETE, not a 404 saying the URL does not exist.
+  for (const method of METHODS) {
+    if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true });
+  }
+  const otherMethods = app.supportedMethods.filter((m) => !WEBHOOK_METHODS.has(m));
   for (const url of ['/hook/:flowId', '/hook/:flowId/*']) {
     app.route<{ Params: HookParams }>({ method: ['HEAD', 'GET', 'POST', 'PUT', 'PATCH'], url, handler: receive });
     app.route<{ Params: HookParams }>({ method: 'OPTIONS', url, handler: preflight });
-    app.route({ method: ['DELETE', 'TRACE'], url, handler: notAllowed });
+    app.route({ method: otherMethods, url, handler: notAllowed });
   }
+}
+
+function methodNotAllowed(method: string): HookdError {
+  return new HookdError(E.METHOD_NOT_ALLOWED, method, ALLOWED_METHODS).withHeaders({ allow: ALLOWED_METHODS });
 }
 
 /** A parsed body, and whether its content coding was removed (gzip…: see content-encoding.ts). */
@@ -386,6 +399,11 @@ async function readPayload(
   const transfer = request.headers['transfer-encoding'];
   if (transfer !== undefined && transfer.trim().toLowerCase() !== 'chunked') {
     throw new HookdError(E.NOT_IMPLEMENTED, `Transfer-Encoding ${transfer} is not supported (only chunked; compress with Content-Encoding)`).withHeaders({ connection: 'close' });
+  }
+  // HTTP/1.0 frames a request body by Content-Length only: without one Node reads none, and a body
+  // the sender wrote until it closed would be lost under a 200 (RFC 1945 §8.3: required on POST).
+  if (length === undefined && transfer === undefined && contentType !== undefined && request.raw.httpVersion === '1.0') {
+    throw new HookdError(E.LENGTH_REQUIRED, 'An HTTP/1.0 request with a body needs a Content-Length').withHeaders({ connection: 'close' });
   }
   const hasBody = transfer !== undefined || (length !== undefined && Number(length) !== 0);
   if (contentType === undefined) {

@@ -84,6 +84,45 @@ describe('POST, PUT, PATCH /hook/:flowId', () => {
     expect(Date.parse(m.receivedAt)).toBeGreaterThan(Date.now() - 60_000);
   });
 
+  it('stores headers as documented: names in lower case, hop-by-hop ones dropped (Proxy-* too), repeated ones joined, other bytes kept', async () => {
+    const head = [
+      'POST /hook/orders HTTP/1.1',
+      'Host: x',
+      'Content-Type: application/json',
+      'Content-Length: 2',
+      'Connection: keep-alive, X-Private',
+      'X-Private: hop',
+      'Keep-Alive: timeout=5',
+      'TE: trailers',
+      'Trailer: X-Checksum',
+      'Upgrade: h2c',
+      'Proxy-Authorization: Basic cHJveHk6c2VjcmV0',
+      'Proxy-Connection: keep-alive',
+      'Proxy-Foo: set by a proxy, for the proxy',
+      'X-MiXeD-Case: V',
+      'X-Foo: a',
+      'X-Foo: b',
+      'Cookie: a=1',
+      'Cookie: b=2',
+      'Set-Cookie: s=1',
+      'Set-Cookie: s=2',
+    ].join('\r\n');
+    const latin = Buffer.from('X-Text: caf\u00e9 \u2713', 'utf8'); // UTF-8 bytes: kept one char per byte
+    const answers = await exchange(Buffer.concat([Buffer.from(`${head}\r\n`), latin, Buffer.from('\r\n\r\n{}')]));
+    expect(statusesOf(answers)).toEqual([200]);
+    const m = await stored(/"requestId":"([^"]+)"/.exec(answers)![1]!);
+    expect(m.headers).toEqual({
+      host: 'x',
+      'content-type': 'application/json',
+      'content-length': '2',
+      'x-mixed-case': 'V',
+      'x-foo': 'a, b',
+      cookie: 'a=1; b=2',
+      'set-cookie': ['s=1', 's=2'],
+      'x-text': Buffer.from('café ✓', 'utf8').toString('latin1'),
+    });
+  });
+
   it.each(['PUT', 'PATCH'])('%s delivers a message like POST', async (method) => {
     const res = await fetch(`${h.url}/hook/orders`, { method, headers: { 'content-type': 'application/json' }, body: '[1,2]' });
     expect(res.status).toBe(200);
@@ -278,6 +317,16 @@ describe('errors', () => {
     const ok = await head('/hook/orders', 'Content-Type: application/json\r\nContent-Length: 11\r\n', '{"ok":true}');
     expect(ok).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
     expect(JSON.parse(ok.slice(ok.lastIndexOf('\r\n\r\n') + 4))).toMatchObject({ message: 'thank you' });
+    // No body to wait for (Content-Length: 0): the connection stays open (Node closed it after an
+    // answer to an Expect: 100-continue request that had no 100 before it).
+    const empty = await exchange(postJson('/hook/orders?expect=empty', '', 'Expect: 100-continue\r\n') + 'GET /hook/orders?after=empty HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(statusesOf(empty)).toEqual([100, 200, 200]);
+    expect(empty).not.toMatch(/connection: close/i);
+    // An expectation hookd cannot meet: 417 in the one error shape (Node's own had no body), the body dropped, the connection kept.
+    const other = await exchange(postJson('/hook/orders?expect=other', '{}', 'Expect: 200-ok\r\n') + 'GET /hook/orders?after=417 HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(statusesOf(other)).toEqual([417, 200]);
+    expect(JSON.parse(other.slice(other.indexOf('\r\n\r\n') + 4, other.indexOf('}') + 1))).toMatchObject({ error: 'EXPECTATION_FAILED', message: expect.stringMatching(/100-continue/) });
+    expect(await storedWith('orders', 'expect', 'other')).toEqual([]);
     // The API still gets its 100 at once.
     expect((await h.api('PUT', '/api/flows/expecting', { steps: [] })).status).toBe(201);
     const api = await head('/api/flows/expecting/stop', `Authorization: Bearer ${h.token}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n`, '{}');
@@ -429,9 +478,11 @@ describe('pre-configured feedback', () => {
 });
 
 describe('methods, framings and URLs nobody sends to a webhook', () => {
-  it('DELETE and TRACE: 405 with Allow, for unknown flows too (nothing revealed)', async () => {
+  it('DELETE, TRACE and every other method but the webhook ones: 405 with Allow, for unknown flows too (nothing revealed)', async () => {
+    // WebDAV, cache purges, QUERY…: they answered 404 "Route … not found", as if the URL did not exist.
+    const others = ['DELETE', 'TRACE', 'PROPFIND', 'MKCOL', 'SEARCH', 'REPORT', 'QUERY', 'PURGE', 'LINK', 'LOCK', 'NOTIFY', 'SUBSCRIBE'];
     for (const path of ['/hook/orders', '/hook/orders/x', '/hook/nobody-here']) {
-      for (const method of ['DELETE', 'TRACE']) {
+      for (const method of others) {
         const res = await raw({ method, path });
         expect(res.status, `${method} ${path}`).toBe(405);
         expect(res.headers.allow).toBe('HEAD, GET, POST, PUT, PATCH, OPTIONS');
@@ -458,6 +509,131 @@ describe('methods, framings and URLs nobody sends to a webhook', () => {
     });
     expect(garbage).toMatch(/^HTTP\/1\.1 400 /);
     expect(JSON.parse(garbage.slice(garbage.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: 'BAD_REQUEST' });
+  });
+});
+
+/** Write these bytes on one connection; resolves with all the server sent, once it closed or fell silent. */
+function exchange(bytes: string | Buffer, idleMs = 1_000): Promise<string> {
+  const u = new URL(h.url);
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection({ host: u.hostname, port: Number(u.port) });
+    let got = '';
+    let timer: NodeJS.Timeout | undefined;
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(got);
+    };
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(done, idleMs);
+    };
+    socket.on('data', (d) => {
+      got += d.toString('latin1');
+      arm();
+    });
+    socket.on('error', reject);
+    socket.on('close', done);
+    socket.write(bytes);
+    arm();
+  });
+}
+const statusesOf = (answers: string) => [...answers.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+const postJson = (path: string, body: string, extra = '') =>
+  `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}\r\n${body}`;
+const storedWith = async (flowId: string, key: string, value: string) =>
+  (await h.api('GET', `/api/requests?flowId=${flowId}&limit=1000`)).body.items.filter((m: any) => m.query[key] === value);
+
+describe('one connection, several requests (keep-alive, pipelining)', () => {
+  it('requests written at once are answered in order, each stored once', async () => {
+    const tag = `p${Date.now()}`;
+    const reqs = Array.from({ length: 10 }, (_, i) => postJson(`/hook/orders?tag=${tag}&i=${i}`, `{"i":${i}}`)).join('');
+    const answers = await exchange(reqs);
+    expect(statusesOf(answers)).toEqual(Array(10).fill(200));
+    const ids = [...answers.matchAll(/"requestId":"([^"]+)"/g)].map((m) => m[1]!);
+    const bodies = await Promise.all(ids.map(async (id) => (await stored(id)).body.i));
+    expect(bodies).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(await storedWith('orders', 'tag', tag)).toHaveLength(10);
+  });
+
+  it('a malformed request after well-formed ones: those are answered (they were stored), then the 400/431 closes the connection', async () => {
+    const tag = `m${Date.now()}`;
+    const good = postJson(`/hook/orders?tag=${tag}&i=0`, '{}') + postJson(`/hook/orders?tag=${tag}&i=1`, '{}');
+    // Headers too large (431), garbage (400): before, the error was written at once and the
+    // connection closed under the answers of the stored requests — the sender saw only the error,
+    // retried, and the requests were stored twice.
+    for (const [bad, status] of [[`GET /hook/orders HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431], ['GARBAGE\r\n\r\n', 400]] as const) {
+      const answers = await exchange(good + bad);
+      expect(statusesOf(answers), answers.slice(0, 300)).toEqual([200, 200, status]);
+    }
+    expect(await storedWith('orders', 'tag', tag)).toHaveLength(4);
+    // A body longer than its Content-Length (a sender counting characters, not bytes): the request
+    // as framed is stored and answered; the bytes left over are the 400.
+    const text = `POST /hook/orders?tag=${tag}&short=1 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello world`;
+    expect(statusesOf(await exchange(text))).toEqual([200, 400]);
+    // `Connection: close`, and more bytes after the request: its answer, then the connection closes.
+    const closing = postJson(`/hook/orders?tag=${tag}&close=1`, '{}', 'Connection: close\r\n') + postJson(`/hook/orders?tag=${tag}&close=2`, '{}');
+    expect(statusesOf(await exchange(closing))).toEqual([200]);
+    expect(await storedWith('orders', 'close', '1')).toHaveLength(1);
+    expect(await storedWith('orders', 'close', '2')).toHaveLength(0);
+  });
+
+  it('a request that follows one answered with Connection: close is neither run nor stored (its sender never gets an answer)', async () => {
+    const tag = `c${Date.now()}`;
+    // 501 closes the connection: the GET written behind it was stored all the same, unanswered.
+    const gz = `POST /hook/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n`;
+    expect(statusesOf(await exchange(gz + `GET /hook/orders?tag=${tag}&after=501 HTTP/1.1\r\nHost: x\r\n\r\n`))).toEqual([501]);
+    // A refusal of an `Expect: 100-continue` request closes the connection (its body may follow unasked).
+    const expecting = postJson('/hook/nobody-here', '{}', 'Expect: 100-continue\r\n');
+    expect(statusesOf(await exchange(expecting + `GET /hook/orders?tag=${tag}&after=404 HTTP/1.1\r\nHost: x\r\n\r\n`))).toEqual([404]);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await storedWith('orders', 'tag', tag)).toEqual([]);
+  });
+});
+
+describe('many header lines', () => {
+  it('a thousand or more: 431, nothing stored — never a request whose Content-Type and Content-Length were dropped', async () => {
+    const tag = `n${Date.now()}`;
+    const lines = (n: number) => Array.from({ length: n }, (_, i) => `x-h${i}: ${i}\r\n`).join('');
+    // Node kept the first ~1000 lines and dropped the rest without a word: the body, still framed by
+    // its Content-Length, was read as none, and the request was stored empty under a 200.
+    const tooMany = await exchange(`POST /hook/orders?tag=${tag}&n=1100 HTTP/1.1\r\nHost: x\r\n${lines(1100)}Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{"lost":1}`);
+    expect(statusesOf(tooMany)).toEqual([431]);
+    const fine = await exchange(`POST /hook/orders?tag=${tag}&n=900 HTTP/1.1\r\nHost: x\r\n${lines(900)}Content-Type: application/json\r\nContent-Length: 10\r\n\r\n{"kept":1}`);
+    expect(statusesOf(fine)).toEqual([200]);
+    const stored = await storedWith('orders', 'tag', tag);
+    expect(stored.map((m: any) => [m.query.n, m.body, Object.keys(m.headers).length])).toEqual([['900', { kept: 1 }, 903]]);
+  });
+});
+
+describe('Host', () => {
+  it('an HTTP/1.1 request without Host, or with two: 400 in the one error shape, nothing stored; HTTP/1.0 needs none', async () => {
+    const tag = `h${Date.now()}`;
+    const body = '{}';
+    const without = await exchange(`POST /hook/orders?tag=${tag} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n${body}`);
+    // Node's own answer had no body at all.
+    expect(statusesOf(without)).toEqual([400]);
+    expect(JSON.parse(without.slice(without.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: 'BAD_REQUEST', message: expect.stringMatching(/Host/) });
+    // RFC 9112 §3.2: more than one Host is a 400 (a proxy and hookd could each take another).
+    const twice = await exchange(`POST /hook/orders?tag=${tag} HTTP/1.1\r\nHost: a.example\r\nhost: b.example\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n${body}`);
+    expect(statusesOf(twice)).toEqual([400]);
+    expect(JSON.parse(twice.slice(twice.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: 'BAD_REQUEST', message: expect.stringMatching(/Host/) });
+    expect(await storedWith('orders', 'tag', tag)).toEqual([]);
+    const old = await exchange(`POST /hook/orders?tag=${tag} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n${body}`);
+    expect(old).toMatch(/^HTTP\/1\.1 200 /);
+    expect(await storedWith('orders', 'tag', tag)).toHaveLength(1);
+  });
+
+  it('an HTTP/1.0 request declaring a body type without Content-Length: 411, not a 200 for a body taken as empty', async () => {
+    // HTTP/1.0 has no chunked framing: Node reads no body, and the one the sender wrote until it
+    // closed was lost — answered 200 (before: a 400 for its "next request", though stored empty).
+    const tag = `l${Date.now()}`;
+    const answer = await exchange(`POST /hook/orders?tag=${tag} HTTP/1.0\r\nContent-Type: text/plain\r\n\r\nthe body, until the sender closes`);
+    expect(statusesOf(answer)).toEqual([411]);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toMatchObject({ error: 'LENGTH_REQUIRED' });
+    // A bodiless ping (no Content-Type) is still fine.
+    expect(statusesOf(await exchange(`POST /hook/orders?tag=${tag}&ping=1 HTTP/1.0\r\n\r\n`))).toEqual([200]);
+    expect((await storedWith('orders', 'tag', tag)).map((m: any) => m.query.ping)).toEqual(['1']);
   });
 });
 

@@ -220,6 +220,24 @@ describe('forms, text', () => {
     const m = await accepted(await hook({ path: '/hook/p', headers: { 'content-type': 'text/csv' }, body: 'a,b\n1,2\n' }));
     expect(m.body).toBe('a,b\n1,2\n');
   });
+
+  it('windows-1252 and its aliases (iso-8859-1, latin1, us-ascii) are read by the Encoding Standard: 0x80 is €, 0x93 “', async () => {
+    // Node 20.18.3+ decodes windows-1252 as ISO-8859-1, bytes 0x80–0x9F as C1 controls (nodejs/node#60888):
+    // a legacy sender's € and curly quotes were stored as U+0080, U+0093.
+    const bytes = Buffer.from([0x80, 0x20, 0x93, 0x71, 0x94, 0x20, 0x63, 0x61, 0x66, 0xe9, 0x20, 0x9f, 0x81]);
+    const expected = '€ “q” café Ÿ\u0081';
+    for (const charset of ['windows-1252', 'ISO-8859-1', 'latin1', 'us-ascii', 'cp1252']) {
+      const t = await accepted(await hook({ path: '/hook/p', headers: { 'content-type': `text/plain; charset=${charset}` }, body: bytes }));
+      expect(t.body, charset).toBe(expected);
+      expect(Buffer.from(t.rawBody, 'base64').equals(bytes)).toBe(true);
+    }
+    const f = await accepted(await hook({ path: '/hook/p', headers: { 'content-type': 'application/x-www-form-urlencoded; charset=windows-1252' }, body: 'price=%80+5&q=%93x%94' }));
+    expect(f.body).toEqual({ price: '€ 5', q: '“x”' });
+    const j = await accepted(await hook({ path: '/hook/p', headers: { 'content-type': 'application/json; charset=iso-8859-1' }, body: Buffer.concat([Buffer.from('{"p":"'), Buffer.from([0x80]), Buffer.from('"}')]) }));
+    expect(j.body).toEqual({ p: '€' });
+    const x = await accepted(await hook({ path: '/hook/p', headers: { 'content-type': 'application/xml' }, body: Buffer.concat([Buffer.from('<?xml version="1.0" encoding="windows-1252"?><p>'), Buffer.from([0x80]), Buffer.from('</p>')]) }));
+    expect(x.body).toEqual({ p: '€' });
+  });
 });
 
 describe('multipart/form-data', () => {

@@ -3,6 +3,7 @@ import { E, HookdError } from '../../core/errors.js';
 import { readBody } from '../read-body.js';
 import type { PayloadParser } from './contract.js';
 import type { MediaType } from './media-type.js';
+import { charsetDecoder, type TextDecoding } from './charset.js';
 
 /** A parser that reads the whole body (up to PAYLOAD_SIZE_LIMIT) and then parses the bytes. */
 export function bufferedParser(
@@ -34,15 +35,12 @@ export function decodeText(raw: Buffer, media: MediaType): string {
  * label the runtime does not know). `utf-16` follows a byte order mark: big-endian with FE FF
  * (TextDecoder's `utf-16` is little-endian only).
  */
-function declaredDecoder(raw: Buffer, media: MediaType, fatal = false): InstanceType<typeof TextDecoder> | undefined {
+function declaredDecoder(raw: Buffer, media: MediaType, fatal = false): TextDecoding | undefined {
   const charset = media.params.charset?.toLowerCase();
   if (charset === undefined || charset === 'utf-8' || charset === 'utf8') return undefined;
   const label = charset === 'utf-16' && raw[0] === 0xfe && raw[1] === 0xff ? 'utf-16be' : charset;
-  try {
-    return new TextDecoder(label, { fatal });
-  } catch {
-    return undefined; // Unknown label: read as UTF-8; the raw bytes stay available anyway.
-  }
+  // Unknown label: undefined, read as UTF-8; the raw bytes stay available anyway.
+  return charsetDecoder(label, fatal);
 }
 
 /**

@@ -1,5 +1,5 @@
-import { TextDecoder } from 'node:util';
 import { bufferedParser } from './buffered.js';
+import { charsetDecoder, type TextDecoding } from './charset.js';
 import type { MediaType } from './media-type.js';
 
 /**
@@ -29,16 +29,12 @@ export function parseForm(raw: Buffer, media: MediaType): Record<string, string 
 
 export const formParser = bufferedParser('form', (m) => m.type === 'application/x-www-form-urlencoded', parseForm);
 
-function textDecoder(charset: string | undefined): TextDecoder {
-  try {
-    return new TextDecoder(charset ?? 'utf-8');
-  } catch {
-    return new TextDecoder('utf-8');
-  }
+function textDecoder(charset: string | undefined): TextDecoding {
+  return (charset !== undefined ? charsetDecoder(charset) : undefined) ?? charsetDecoder('utf-8')!;
 }
 
 /** `+` → space, %XX → byte; the bytes (raw ones too) decoded in the form's charset. */
-function decode(s: string, decoder: TextDecoder): string {
+function decode(s: string, decoder: TextDecoding): string {
   if (!/[%+\x80-\xff]/.test(s)) return s;
   const bytes = Buffer.allocUnsafe(s.length);
   let n = 0;

@@ -2,6 +2,7 @@ import { XMLParser, XMLValidator, type X2jOptions } from 'fast-xml-parser';
 import { E, HookdError } from '../../core/errors.js';
 import { bufferedParser } from './buffered.js';
 import type { MediaType } from './media-type.js';
+import { charsetDecoder } from './charset.js';
 
 /**
  * XML → JSON (application/xml, text/xml, every `+xml` type). The mapping (docs/payloads.md):
@@ -164,12 +165,8 @@ function decodeXml(raw: Buffer, media: MediaType): string {
       charset = /^(?:\uFEFF|\xEF\xBB\xBF)?<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']/.exec(head)?.[1]?.toLowerCase();
     }
   }
-  try {
-    return new TextDecoder(charset ?? 'utf-8', { fatal: false }).decode(raw);
-  } catch {
-    // An encoding unknown to the runtime: UTF-8 (the raw bytes stay in the message).
-    return new TextDecoder('utf-8').decode(raw);
-  }
+  // An encoding unknown to the runtime: UTF-8 (the raw bytes stay in the message).
+  return (charsetDecoder(charset ?? 'utf-8') ?? charsetDecoder('utf-8')!).decode(raw);
 }
 
 function position(text: string, index: number): { line: number; col: number } {
