@@ -86,6 +86,11 @@ export function validateFlowInput(input: unknown): FlowInputDef {
     }
     if (step.type === 'http') problems.push(...placeholderProblems(step as { url?: unknown; headers?: unknown }, `/steps/${i}`));
   });
+  const retry = (input as { retry?: { backoffMs?: number; maxBackoffMs?: number } }).retry;
+  if (retry?.backoffMs !== undefined && retry.maxBackoffMs !== undefined && retry.maxBackoffMs < retry.backoffMs) {
+    // Every delay would be maxBackoffMs: backoffMs would say nothing (the two swapped, most likely).
+    problems.push(`/retry/maxBackoffMs: ${retry.maxBackoffMs} is below backoffMs (${retry.backoffMs}): the delays start at backoffMs and double up to maxBackoffMs`);
+  }
   if (problems.length > 0) fail(problems);
   return input as FlowInputDef;
 }

@@ -130,3 +130,11 @@ describe('templates where hookd takes literal text', () => {
     expect(problems({ steps: [{ type: 'http', url: 'http://127.0.0.1:8099/q?f=%7B%7D', headers: { 'x-meta': '{"a":1}' } }] })).toEqual([]);
   });
 });
+
+it('a retry policy whose maxBackoffMs is below its backoffMs is refused (the two swapped)', () => {
+  expect(problems({ retry: { backoffMs: 5_000, maxBackoffMs: 1_000 }, steps: [{ type: 'log' }] })).toEqual([
+    '/retry/maxBackoffMs: 1000 is below backoffMs (5000): the delays start at backoffMs and double up to maxBackoffMs',
+  ]);
+  expect(problems({ retry: { backoffMs: 1_000, maxBackoffMs: 1_000 }, steps: [{ type: 'log' }] })).toEqual([]);
+  expect(problems({ retry: { maxBackoffMs: 200 }, steps: [{ type: 'log' }] })).toEqual([]); // a fixed delay: fine
+});
