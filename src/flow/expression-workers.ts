@@ -58,6 +58,8 @@ interface Task {
   source: string;
   limits: ExpressionLimits;
   input: unknown;
+  /** Variables the expression reads besides its input ($message). */
+  bindings: Record<string, unknown> | undefined;
   resolve(value: unknown): void;
   reject(err: Error): void;
 }
@@ -91,7 +93,7 @@ const CODE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const jsonata = require(workerData.jsonata);
 const cache = new Map();
-parentPort.on('message', async ({ source, timeoutMs, stack, input }) => {
+parentPort.on('message', async ({ source, timeoutMs, stack, input, bindings }) => {
   const t0 = performance.now();
   try {
     const key = timeoutMs + ':' + stack + ':' + source;
@@ -101,7 +103,7 @@ parentPort.on('message', async ({ source, timeoutMs, stack, input }) => {
       if (cache.size >= workerData.cacheSize) cache.delete(cache.keys().next().value);
       cache.set(key, expr);
     }
-    const value = await expr.evaluate(input, {});
+    const value = await expr.evaluate(input, bindings ?? {});
     try {
       parentPort.postMessage({ ok: true, value, ms: performance.now() - t0 });
     } catch {
@@ -323,7 +325,7 @@ export function createExpressionWorkers(o: ExpressionWorkersOptions): Expression
     // ms on a busy machine, more than the limit + grace under heavy load) does not use it up.
     if (slot.ready) armHardLimit(slot, task, worker);
     try {
-      worker.postMessage({ source: task.source, timeoutMs, stack, input: task.input });
+      worker.postMessage({ source: task.source, timeoutMs, stack, input: task.input, ...(task.bindings === undefined ? {} : { bindings: task.bindings }) });
     } catch (err) {
       // An input that cannot be cloned (not plain data): evaluated nowhere, a clear failure.
       finish(slot);
@@ -334,10 +336,10 @@ export function createExpressionWorkers(o: ExpressionWorkersOptions): Expression
   };
 
   return {
-    evaluate(source, limits, input) {
+    evaluate(source, limits, input, bindings) {
       if (closed) return Promise.reject(new ExpressionError('JSONata evaluation failed: the expression workers are closed'));
       return new Promise<unknown>((resolve, reject) => {
-        const task: Task = { source, limits, input, resolve, reject };
+        const task: Task = { source, limits, input, bindings, resolve, reject };
         const free = (s: Slot): boolean => s.task === undefined;
         const idle = slots.find(free) ?? (isHeavy(source) ? undefined : extra.find(free));
         if (idle === undefined) waiting.push(task);

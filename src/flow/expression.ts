@@ -52,18 +52,25 @@ export class ExpressionError extends Error {
  * (expression-workers.ts): jsonata's time limit holds the event loop while it runs.
  */
 export interface ExpressionIsolate {
-  evaluate(source: string, limits: ExpressionLimits, input: unknown): Promise<unknown>;
+  evaluate(source: string, limits: ExpressionLimits, input: unknown, bindings?: Record<string, unknown>): Promise<unknown>;
 }
 
 export interface CompiledExpression {
   readonly source: string;
-  evaluate(input: unknown): Promise<unknown>;
+  /**
+   * `message`: the message the flow received (its view, the first step's input), read by the
+   * expression as `$message` — after an http step, whose answer replaced the input, the event's
+   * own fields are still at hand.
+   */
+  evaluate(input: unknown, message?: unknown): Promise<unknown>;
 }
 
 const CACHE_SIZE = 1_000;
 interface Compiled {
   expr: jsonata.Expression;
   fast: FastEvaluator | undefined;
+  /** The expression reads `$message`: evaluated with that binding, never by the fast path. */
+  readsMessage: boolean;
 }
 
 const cache = new Map<string, Compiled>();
@@ -93,7 +100,8 @@ export function compileExpression(
         `Invalid JSONata expression: the regular expression /${risky.source}/ can take exponential time on some inputs (nested quantifiers); rewrite it without them`,
       );
     }
-    entry = { expr, fast: compileFastPath(expr.ast()) };
+    const readsMessage = readsVariable(expr.ast(), 'message');
+    entry = { expr, fast: readsMessage ? undefined : compileFastPath(expr.ast()), readsMessage };
     if (cache.size >= CACHE_SIZE) {
       const oldest = cache.keys().next();
       if (!oldest.done) cache.delete(oldest.value);
@@ -104,23 +112,36 @@ export function compileExpression(
   cache.set(key, entry);
   const compiled = entry.expr;
   const fast = entry.fast;
+  const readsMessage = entry.readsMessage;
   return {
     source,
-    async evaluate(input: unknown): Promise<unknown> {
+    async evaluate(input: unknown, message?: unknown): Promise<unknown> {
       if (fast !== undefined) {
         const value = fast(input);
         if (value !== FALLBACK) return value;
       }
       try {
         // Plain data out: what the next step reads is what its records (and a retry's cursor) hold.
-        if (isolate !== undefined) return plainResult(await isolate.evaluate(source, limits, input));
+        // Only an expression that reads it gets the message (to a worker, it is one more copy).
+        const bindings = readsMessage ? { message: message ?? null } : undefined;
+        if (isolate !== undefined) return plainResult(await isolate.evaluate(source, limits, input, bindings));
         // Bindings given (even empty) → jsonata evaluates in its own frame; keep it that way.
-        return plainResult(await compiled.evaluate(input, {}));
+        return plainResult(await compiled.evaluate(input, bindings ?? {}));
       } catch (err) {
         throw located(toExpressionError(err, 'JSONata evaluation failed'), source);
       }
     },
   };
+}
+
+/** Whether the expression reads the variable `$name` anywhere (a `variable` node of the AST). */
+function readsVariable(node: unknown, name: string, seen = new Set<object>()): boolean {
+  if (typeof node !== 'object' || node === null || seen.has(node)) return false;
+  seen.add(node);
+  const n = node as { type?: unknown; value?: unknown };
+  if (n.type === 'variable' && n.value === name) return true;
+  for (const value of Object.values(node)) if (readsVariable(value, name, seen)) return true;
+  return false;
 }
 
 /**

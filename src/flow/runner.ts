@@ -337,7 +337,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       });
       const view = toMessageView(message);
       const payload = payloadOf(message);
-      const ctxFor = (step: CompiledStep): StepContext => stepContext(s, job, step, payload);
+      const ctxFor = (step: CompiledStep): StepContext => stepContext(s, job, step, view, payload);
 
       // Speculative first step: see "Latency" above.
       const first = plan.ok ? plan.steps[0] : undefined;
@@ -565,7 +565,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
   }
 
   /** What a step sees of its job; pure steps get no payload (they never forward bytes). */
-  function stepContext(s: Session, job: Job, step: CompiledStep, payload?: RequestPayload): StepContext {
+  function stepContext(s: Session, job: Job, step: CompiledStep, message: unknown, payload?: RequestPayload): StepContext {
     const ctx: StepContext = {
       flowId: job.flowId,
       requestId: job.requestId,
@@ -573,6 +573,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       attempt: job.attempts,
       logger: o.logger,
       signal: s.controller.signal,
+      message,
     };
     if (payload !== undefined) ctx.payload = payload;
     return ctx;
@@ -600,14 +601,15 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
   async function runPure(s: Session, d: Delivery, steps: readonly CompiledStep[], message: ReceivedMessage): Promise<true | StepRun[]> {
     const job = d.job;
     const startedAt = preciseNow();
-    let input: unknown = toMessageView(message);
+    const view = toMessageView(message);
+    let input: unknown = view;
     let inputJson: string | undefined = MESSAGE_INPUT; // the message: not recorded again
     const records: StepRecord[] = [];
     const runs: StepRun[] = [];
     let status: 'completed' | 'filtered' = 'completed';
     for (let i = 0; i < steps.length; i++) {
       const step = steps[i]!;
-      const run = await runStep(step, i, input, stepContext(s, job, step), message.receivedAt, i === 0 ? startedAt : undefined, true);
+      const run = await runStep(step, i, input, stepContext(s, job, step, view), message.receivedAt, i === 0 ? startedAt : undefined, true);
       if (s.released) return true; // given back: nothing written, the redelivery starts over
       runs.push(run);
       if (run.failure !== undefined || run.outcome === undefined) return runs;

@@ -15,6 +15,8 @@ export interface StepContext {
   signal?: AbortSignal;
   /** The request's stored bytes (the http step's forwardAttachment). */
   payload?: RequestPayload;
+  /** The message the flow received, as the first step's input: `$message` in expressions. */
+  message?: unknown;
 }
 
 /** What a step may forward of the request being run: its raw body and files. */

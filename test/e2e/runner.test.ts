@@ -592,6 +592,31 @@ describe.each([
     expect(sent.map((b) => b.n ?? b.body?.n)).toEqual([1, 2]);
   });
 
+  it('a step after an http call reads the message the flow received as $message (its input is the answer)', async () => {
+    const h = await setup();
+    const target = receiverPath('message-after-call', (_call, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ invoice: 'inv-9' }));
+    });
+    const second = receiverPath('message-second-call');
+    h.flows.set(
+      'message-binding',
+      flow('message-binding', [
+        { id: 'create', type: 'http', url: target.url },
+        { id: 'shape', type: 'transform', expression: '{ "order": $message.body.n, "invoice": body.invoice }' },
+        { id: 'notify', type: 'http', url: second.url, body: '$merge([$, { "shop": $message.headers."x-shop" }])' },
+      ]),
+    );
+    const m = message('message-binding', { n: 7 });
+    m.headers = { ...m.headers, 'x-shop': 'eu' };
+    await h.backend.requests.accept(m, { maxAttempts: 3 });
+    h.runner.start();
+    const e = await finalExecution(h, m.id);
+    expect(e.status).toBe('completed');
+    expect(JSON.parse(e.steps[1]!.output!)).toEqual({ order: 7, invoice: 'inv-9' });
+    expect(second.calls().map((c) => JSON.parse(c.body) as unknown)).toEqual([{ order: 7, invoice: 'inv-9', shop: 'eu' }]);
+  });
+
   it('does not ack a job once one of its execution writes failed; the redelivery completes it', async () => {
     const h = await setup();
     await h.runner.stop({ graceMs: 0 });

@@ -242,3 +242,28 @@ describe('flow compilation', () => {
     expect(problems[4]).toMatch(/^\/steps\/4 \(http step "e"\): Invalid JSONata expression/);
   });
 });
+
+describe('$message: the message the flow received, in every step', () => {
+  const message = { body: { id: 'ord-1', total: 250 }, headers: { 'x-shop': 'eu' } };
+  const answer = { status: 200, body: { invoice: 'inv-9' } }; // an earlier http step's answer
+
+  it('a transform and a filter read it beside their input; an expression without it is unchanged', async () => {
+    const transform = compileTransformStep({ id: 't', type: 'transform', expression: '{ "order": $message.body.id, "invoice": body.invoice }' } as TransformStepDef);
+    expect(await transform.run(answer, { ...ctx('t'), message })).toEqual({ status: 'completed', output: { order: 'ord-1', invoice: 'inv-9' } });
+    const filter = compileFilterStep({ id: 'f', type: 'filter', expression: '$message.body.total > 100 and status = 200' } as FilterStepDef);
+    expect(await filter.run(answer, { ...ctx('f'), message })).toMatchObject({ status: 'completed' });
+    expect(await filter.run(answer, { ...ctx('f'), message: { body: { total: 5 } } })).toMatchObject({ status: 'filtered' });
+    // Without a message (a step run on its own): $message is null, nothing matches.
+    expect(await transform.run(answer, ctx('t'))).toEqual({ status: 'completed', output: { invoice: 'inv-9' } });
+  });
+
+  it('evaluated on the expression workers too (the message goes with the input)', async () => {
+    const workers = createExpressionWorkers({ size: 1 });
+    try {
+      const expr = compileExpression('$uppercase($message.headers."x-shop") & "-" & body.invoice', undefined, workers);
+      expect(await expr.evaluate(answer, message)).toBe('EU-inv-9');
+    } finally {
+      await workers.close();
+    }
+  });
+});

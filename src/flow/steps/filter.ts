@@ -13,10 +13,10 @@ export function compileFilterStep(def: FilterStepDef, limits?: ExpressionLimits,
   return {
     def,
     pure: true,
-    async run(input: unknown, _ctx: StepContext): Promise<StepOutcome> {
+    async run(input: unknown, ctx: StepContext): Promise<StepOutcome> {
       let result: unknown;
       try {
-        result = await expression.evaluate(input);
+        result = await expression.evaluate(input, ctx.message);
       } catch (err) {
         throw expressionFailure(err);
       }

@@ -103,7 +103,7 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
       let payload: unknown = input;
       if (bodyExpression !== undefined) {
         try {
-          payload = await bodyExpression.evaluate(input);
+          payload = await bodyExpression.evaluate(input, ctx.message);
         } catch (err) {
           throw expressionFailure(err);
         }

@@ -9,9 +9,9 @@ export function compileTransformStep(def: TransformStepDef, limits?: ExpressionL
   return {
     def,
     pure: true,
-    async run(input: unknown, _ctx: StepContext): Promise<StepOutcome> {
+    async run(input: unknown, ctx: StepContext): Promise<StepOutcome> {
       try {
-        return { status: 'completed', output: orNull(await expression.evaluate(input)) };
+        return { status: 'completed', output: orNull(await expression.evaluate(input, ctx.message)) };
       } catch (err) {
         throw expressionFailure(err);
       }
