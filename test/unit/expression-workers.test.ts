@@ -170,7 +170,9 @@ describe('expression workers: overflow', () => {
     const w = workers(2);
     await warm(w, 2);
     const t0 = Date.now();
-    const heavies = [0, 1].map((n) => w.evaluate(heavy(n), limits(1_000), {}).then(() => Date.now() - t0, () => Date.now() - t0));
+    // Heavy ones of 2 s: room for an overflow thread's start on a loaded machine (one test run
+    // beside others took over 400 ms to start it), the lights still done long before them.
+    const heavies = [0, 1].map((n) => w.evaluate(heavy(n), limits(2_000), {}).then(() => Date.now() - t0, () => Date.now() - t0));
     await sleep(300); // both workers well into theirs
     const sent = Date.now();
     const lights = await Promise.all(Array.from({ length: 10 }, () => light(w).then((v) => ({ v, ms: Date.now() - sent }))));
@@ -179,7 +181,7 @@ describe('expression workers: overflow', () => {
     const heavyEnds = await Promise.all(heavies);
     console.log(`10 light evaluations sent 300 ms into 2 heavy ones on 2 workers: all done ${slowest} ms later; the heavy ones ended ${heavyEnds.map((e) => e - (sent - t0)).join(' and ')} ms later`);
     expect(lights.every((l) => l.v === 3)).toBe(true);
-    expect(slowest).toBeLessThan(400);
+    expect(slowest).toBeLessThan(1_000);
     expect(Math.min(...heavyEnds)).toBeGreaterThan(sent - t0 + slowest + 300);
   });
 
