@@ -44,6 +44,12 @@ export const HttpStep = Type.Object(
     body: Type.Optional(Type.String({ minLength: 1 })),
     timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 300_000 })),
     /**
+     * false: an answer 4xx that no retry can change (400, 401, 403, 404, 422…) fails the step at
+     * once, a dead letter without the retries; 408, 425 and 429 are still retried. Default true:
+     * every non-2xx answer is retried, as are network errors and timeouts.
+     */
+    retryClientErrors: Type.Optional(Type.Boolean()),
+    /**
      * Send the request's stored bytes instead of a JSON body: `raw` — the body exactly as received,
      * with its Content-Type; `{field}` — the first attachment of that multipart field, with its
      * content type; `multipart` — every attachment as a multipart/form-data file part (the `body`

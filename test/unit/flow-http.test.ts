@@ -74,6 +74,10 @@ beforeAll(async () => {
           res.writeHead(503, { 'retry-after': '7' });
           res.end();
           return;
+        case '/toomany':
+          res.writeHead(429, { 'retry-after': '2' });
+          res.end();
+          return;
         case '/notfound':
           res.writeHead(404, { 'content-type': 'application/json' });
           res.end('{"error":"nope"}');
@@ -188,6 +192,19 @@ describe('http step', () => {
     const notFound = await failure(step({ url: `${base}/notfound` }).run({}, ctx('call')));
     expect(notFound.retryable).toBe(true);
     expect(notFound.message).toContain('404');
+  });
+
+  it('retryClientErrors false: a 4xx no retry changes fails at once; 5xx and 429 are still retried', async () => {
+    const strict = (path: string) => step({ url: `${base}${path}`, retryClientErrors: false });
+    const notFound = await failure(strict('/notfound').run({}, ctx('call')));
+    expect(notFound.retryable).toBe(false);
+    expect(notFound.message).toContain('404');
+    expect(notFound.message).toContain('not retried, retryClientErrors is false');
+    expect((await failure(strict('/fail').run({}, ctx('call')))).retryable).toBe(true); // 500
+    const busy = await failure(strict('/toomany').run({}, ctx('call')));
+    expect(busy.retryable).toBe(true);
+    expect(busy.message).toContain('429');
+    expect(busy.retryAfterMs).toBe(2_000);
   });
 
   it('a failed call keeps what it sent (the body expression\'s result) and what came back, for the step\'s record', async () => {

@@ -185,9 +185,11 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
           const location = res.status >= 300 && res.status < 400 ? res.headers.get('location') : null;
           const redirected = location === null ? '' : ` (a redirect to ${shownLocation(location, url)}: redirects are not followed, fix the step's url)`;
           const output = { request, status: res.status, headers: Object.fromEntries(res.headers), body: snippet === '' ? null : snippet };
+          // retryClientErrors false: a 4xx that a retry cannot change is said as such and dead-lettered at once.
+          const retryable = def.retryClientErrors !== false || !permanentClientError(res.status);
           throw new StepFailure(
-            `${target} answered ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${redirected}${snippet ? `: ${snippet}` : ''}`,
-            retryAfterMs === undefined ? { retryable: true, output } : { retryable: true, retryAfterMs, output },
+            `${target} answered ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${redirected}${snippet ? `: ${snippet}` : ''}${retryable ? '' : ' (a client error: not retried, retryClientErrors is false)'}`,
+            retryAfterMs === undefined || !retryable ? { retryable, output } : { retryable, retryAfterMs, output },
           );
         }
         const output: HttpStepOutput = { status: res.status, headers: Object.fromEntries(res.headers), body: null };
@@ -202,6 +204,13 @@ export function compileHttpStep(def: HttpStepDef, options: HttpStepOptions = {})
 }
 
 const HEADER_NAME = new RegExp(HEADER_NAME_PATTERN);
+
+/** 4xx answers a later attempt may get past (a timeout, too early, too many requests): retried whatever retryClientErrors says. */
+const TRANSIENT_CLIENT_ERRORS = new Set([408, 425, 429]);
+
+function permanentClientError(status: number): boolean {
+  return status >= 400 && status < 500 && !TRANSIENT_CLIENT_ERRORS.has(status);
+}
 
 /**
  * The step's headers as fetch takes them. An invalid one is named, with what is wrong in it; the
