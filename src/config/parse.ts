@@ -1,4 +1,7 @@
 /** Parsers for configuration values given as strings (env) or numbers (files). */
+import { DURATION_UNITS, formatDuration } from '../core/duration.js';
+
+export { formatDuration };
 
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, k: 1024, mb: 1024 ** 2, m: 1024 ** 2, gb: 1024 ** 3, g: 1024 ** 3 };
 
@@ -23,8 +26,6 @@ export function formatSize(bytes: number): string {
   return `${bytes}b`;
 }
 
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
 /** "30s", "5m", "30d", "250" (ms) → milliseconds. */
 export function parseDuration(value: string | number, name: string): number {
   if (typeof value === 'number') {
@@ -34,25 +35,6 @@ export function parseDuration(value: string | number, name: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(value);
   if (!m) throw new Error(`${name}: cannot read duration "${value}" (use e.g. 250ms, 30s, 5m, 30d)`);
   return Math.floor(Number(m[1]) * (DURATION_UNITS[(m[2] ?? 'ms').toLowerCase()] ?? 1));
-}
-
-/**
- * parseDuration's inverse, in the units settings are written in: 60000 → "1m", 1500 → "1.5s",
- * 90061000 → "1d 1h 1m 1s"; under a second in ms.
- */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < DURATION_UNITS.s!) return `${ms} ms`;
-  const parts: string[] = [];
-  let rest = ms;
-  for (const unit of ['d', 'h', 'm'] as const) {
-    const size = DURATION_UNITS[unit]!;
-    if (rest >= size) {
-      parts.push(`${Math.floor(rest / size)}${unit}`);
-      rest %= size;
-    }
-  }
-  if (rest > 0) parts.push(`${Math.round(rest) / 1000}s`);
-  return parts.join(' ');
 }
 
 export function parseInteger(value: string | number, name: string, min: number, max: number): number {

@@ -58,6 +58,7 @@ import type { CompiledStep, RequestPayload, StepContext, StepOutcome } from './s
 import { isStepFailure, StepFailure } from './step-failure.js';
 import { recordJson } from './truncate.js';
 import { RepeatedLog } from '../core/repeated-log.js';
+import { formatDuration } from '../core/duration.js';
 
 export interface StepStartedEvent {
   flowId: string;
@@ -695,11 +696,11 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
       delayMs = Math.max(delayMs, Math.min(failure.retryAfterMs, policy.maxBackoffMs));
       if (delayMs > backoff) {
         const capped = failure.retryAfterMs > policy.maxBackoffMs ? ', capped at maxBackoffMs' : '';
-        setBy = ` (the answer's Retry-After, ${spokenDuration(failure.retryAfterMs)}${capped})`;
+        setBy = ` (the answer's Retry-After, ${delayText(failure.retryAfterMs)}${capped})`;
       }
     }
     // A retrying execution says where it stands: which attempt failed, and when the next is due.
-    const retryingError = `${error} — attempt ${job.attempts} of ${job.maxAttempts} failed; next attempt in ${spokenDuration(delayMs)}${setBy}`;
+    const retryingError = `${error} — attempt ${job.attempts} of ${job.maxAttempts} failed; next attempt in ${delayText(delayMs)}${setBy}`;
     // The queue dead-letters once attempts reach maxAttempts; writing `dead` before the nack means a
     // crash in between never leaves a dead-lettered job with a `retrying` execution.
     const expectDead = job.attempts >= job.maxAttempts;
@@ -900,13 +901,7 @@ function firstDelivery(job: Job): boolean {
   return job.attempts === 1 && job.lastError === undefined;
 }
 
-/** A delay as a person reads it: `850 ms`, `4 s`, `1 min 30 s`, `2 h`, `1 h 5 min`. */
-export function spokenDuration(ms: number): string {
-  if (ms < 1_000) return `${Math.round(ms)} ms`;
-  const seconds = Math.round(ms / 1_000);
-  if (seconds < 60) return `${seconds} s`;
-  const h = Math.floor(seconds / 3_600);
-  const min = Math.floor((seconds % 3_600) / 60);
-  const sec = seconds % 60;
-  return [h > 0 ? `${h} h` : '', min > 0 ? `${min} min` : '', sec > 0 && h === 0 ? `${sec} s` : ''].filter((p) => p !== '').join(' ');
+/** A retry delay as settings write it (formatDuration), whole seconds from one up: `850 ms`, `4s`, `1m 30s`, `2h`. */
+function delayText(ms: number): string {
+  return formatDuration(ms < 1_000 ? Math.round(ms) : Math.round(ms / 1_000) * 1_000);
 }

@@ -411,12 +411,12 @@ describe.each([
     await h.backend.requests.accept(b, { maxAttempts: 5 });
     h.runner.start();
     const ea = await retrying(a.id);
-    expect(ea.error).toMatch(/^step "send" \(http\): POST .* answered 500 .*failure 1 — attempt 1 of 5 failed; next attempt in 1 min 30 s$/);
+    expect(ea.error).toMatch(/^step "send" \(http\): POST .* answered 500 .*failure 1 — attempt 1 of 5 failed; next attempt in 1m 30s$/);
     // The step's own record keeps the failure alone, and as its output the request sent and the answer.
     expect(ea.steps[0]!.error).toMatch(/failure 1$/);
     expect(JSON.parse(ea.steps[0]!.output!)).toMatchObject({ request: { method: 'POST', url: down.url }, status: 500, body: 'failure 1' });
     const eb = await retrying(b.id);
-    expect(eb.error).toMatch(/answered 429 Too Many Requests: slow down — attempt 1 of 5 failed; next attempt in 1 h \(the answer's Retry-After, 2 h, capped at maxBackoffMs\)$/);
+    expect(eb.error).toMatch(/answered 429 Too Many Requests: slow down — attempt 1 of 5 failed; next attempt in 1h \(the answer's Retry-After, 2h, capped at maxBackoffMs\)$/);
   });
 
   it('dead-letters at once on an expression error (no retry can fix it)', async () => {
