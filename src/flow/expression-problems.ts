@@ -1,4 +1,5 @@
 import jsonata from 'jsonata';
+import { lineAndColumn } from './expression.js';
 
 /**
  * What is wrong with an expression, for a flow definition being saved (API or FLOWS_DIR file):
@@ -35,9 +36,7 @@ export function expressionProblem(source: string): string | undefined {
  */
 function whereIn(source: string, position: number, tokenLength: number): string {
   const start = Math.min(source.length, Math.max(0, position - tokenLength));
-  const before = source.slice(0, start).split('\n');
-  const line = before.length;
-  const column = before[before.length - 1]!.length + 1;
+  const { line, column } = lineAndColumn(source, start);
   const near = source.slice(start, start + 20).split('\n')[0]!.trimEnd();
   const place = source.includes('\n') ? `line ${line}, column ${column}` : `column ${column}`;
   return `at ${place}${near === '' ? ' (its end)' : ` (near \`${near}\`)`}`;

@@ -186,14 +186,21 @@ export function toExpressionError(err: unknown, prefix: string): ExpressionError
   return new ExpressionError(`${prefix}: ${String(err)}`);
 }
 
+/** Line and column (both from 1) of the character at `offset` in `source`. */
+export function lineAndColumn(source: string, offset: number): { line: number; column: number } {
+  const before = source.slice(0, offset).split('\n');
+  return { line: before.length, column: before[before.length - 1]!.length + 1 };
+}
+
 /**
  * An error of a multi-line expression (a YAML block) with the line and column of its position
  * beside it: `position 41` alone sent its author counting characters across lines.
  */
 function located(err: ExpressionError, source: string): ExpressionError {
   if (err.position === undefined || !source.includes('\n')) return err;
-  const before = source.slice(0, err.position).split('\n');
-  const where = `position ${err.position}, line ${before.length}, column ${before[before.length - 1]!.length}`;
+  // jsonata's position counts the characters up to the token's last one.
+  const { line, column } = lineAndColumn(source, Math.max(0, err.position - 1));
+  const where = `position ${err.position}, line ${line}, column ${column}`;
   const message = err.message.replace(`position ${err.position}`, where);
   return message === err.message ? err : new ExpressionError(message, err.code, err.position);
 }
