@@ -216,7 +216,7 @@ const JSONATA_ARRAY_MARKS = ['sequence', 'keepSingleton', 'tupleStream', 'outerW
  * Unmarked values are returned as they are (no copy): the walk costs a pass over the result, on
  * the path that already paid for jsonata.
  */
-export function plainResult(value: unknown): unknown {
+function plainResult(value: unknown): unknown {
   if (Array.isArray(value)) {
     let copy: unknown[] | undefined = JSONATA_ARRAY_MARKS.some((m) => Object.prototype.hasOwnProperty.call(value, m)) ? [] : undefined;
     for (let i = 0; i < value.length; i++) {

@@ -170,9 +170,8 @@ export class WriteGroup {
   }
 }
 
-type Settled<T> = { ok: true; value: T } | { ok: false; error: unknown };
-
-function settle<T>(p: Promise<T>): Promise<Settled<T>> {
+/** A promise's outcome, in group-commit.ts's shape: never rejects. */
+function settle<T>(p: Promise<T>): Promise<Outcome<T>> {
   return p.then(
     (value) => ({ ok: true as const, value }),
     (error: unknown) => ({ ok: false as const, error }),
