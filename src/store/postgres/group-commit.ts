@@ -41,8 +41,11 @@ export class GroupCommit<I, R> {
   private queue: Array<Pending<I, R>> = [];
   private queuedBytes = 0;
   private inflight = 0;
-  /** Keys of the items in the batches in flight: an item with one of them waits (maxInflight > 1). */
-  private readonly inflightKeys = new Set<string>();
+  /**
+   * Keys of the items in the batches in flight: an item with one of them waits. Only with
+   * maxInflight > 1: with one batch at a time, none is in flight when the next is taken.
+   */
+  private readonly inflightKeys: Set<string> | undefined;
   private scheduled = false;
   private idle: Array<() => void> = [];
   private readonly flushNow = (): void => this.flush();
@@ -52,7 +55,9 @@ export class GroupCommit<I, R> {
   constructor(
     private readonly run: (items: readonly I[]) => Promise<Array<Outcome<R>>>,
     private readonly opts: GroupCommitOptions,
-  ) {}
+  ) {
+    this.inflightKeys = opts.maxInflight > 1 ? new Set() : undefined;
+  }
 
   submit(item: I, key: string, bytes: number): Promise<R> {
     const bound = this.opts.maxQueued;
@@ -94,7 +99,7 @@ export class GroupCommit<I, R> {
         batch.length < this.opts.maxItems &&
         (batch.length === 0 || bytes + p.bytes <= this.opts.maxBytes) &&
         !keys.has(p.key) &&
-        !this.inflightKeys.has(p.key);
+        this.inflightKeys?.has(p.key) !== true;
       if (fits) {
         batch.push(p);
         keys.add(p.key);
@@ -110,7 +115,7 @@ export class GroupCommit<I, R> {
 
   private start(batch: Array<Pending<I, R>>): void {
     this.inflight++;
-    for (const p of batch) this.inflightKeys.add(p.key);
+    if (this.inflightKeys !== undefined) for (const p of batch) this.inflightKeys.add(p.key);
     this.counters.batches++;
     this.counters.items += batch.length;
     Promise.resolve()
@@ -131,7 +136,7 @@ export class GroupCommit<I, R> {
       )
       .finally(() => {
         this.inflight--;
-        for (const p of batch) this.inflightKeys.delete(p.key);
+        if (this.inflightKeys !== undefined) for (const p of batch) this.inflightKeys.delete(p.key);
         if (this.queue.length > 0) this.flush();
         else if (this.inflight === 0) for (const resolve of this.idle.splice(0)) resolve();
       });
