@@ -15,7 +15,10 @@ const row = (name: string, r: LoadResult) => rowOf(name, r, 34);
  * (a') the same server answering after the broker's confirm (the broker as the only record), and
  *     made durable the simplest way with the request record issue 6 asks for: the requests of a turn committed in one
  *     PostgreSQL statement, then published with confirms (the ceiling of a durable design);
- * (c) the same hookd with its workers off (WORKER_CONCURRENCY=0): the ingest path alone.
+ * (c) the same hookd with its workers off (WORKER_CONCURRENCY=0): the ingest path alone;
+ * (d), (e) as (b) and (c) with RABBITMQ_ACCEPT=broker: the job carries the request, 200 after the
+ *     broker's confirm alone, the request written to PostgreSQL by the worker (a fresh schema and
+ *     prefix, so that no backlog of (b) and (c) is run meanwhile).
  * Prints req/s, p50/p99 and the ratios hookd ÷ baseline (target ≥ 0.80 for b), and hookd's mean time
  * from receipt to durable (its hookd_ingress_commit_seconds histogram). --rounds N repeats (a)–(c)
  * N times in turn and prints the medians of the rounds' ratios.
@@ -95,6 +98,45 @@ interface Round {
   hookd: Run;
   ingestOnly: Run;
   executed: number;
+  /** RABBITMQ_ACCEPT=broker. */
+  broker: Run;
+  brokerIngestOnly: Run;
+  brokerExecuted: number;
+}
+
+/** hookd on fresh storage, loaded with its workers running, then with them off (WORKER_CONCURRENCY=0). */
+async function hookdRuns(o: RabbitMqBenchOptions, extraEnv: Record<string, string>): Promise<{ withFlow: Run; ingestOnly: Run; executed: number }> {
+  const { connections, body } = o;
+  const storage = await distributedStorage('ingest');
+  const env = { ...storage.env, ...extraEnv };
+  let withFlow: Run;
+  let ingestOnly: Run;
+  let executed = 0;
+  try {
+    const hookd = await startHookd(env);
+    try {
+      await api(hookd.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
+      await api(hookd.url, 'PUT', '/api/flows/warmup', { steps: [{ id: 'shape', type: 'transform', expression: 'body' }] });
+      const w = await load({ url: `${hookd.url}/hook/warmup`, connections, seconds: 2, body });
+      await drained(hookd.url, 'warmup', w.total - w.non2xx);
+      const from = Date.now();
+      withFlow = await loadHookd(hookd.url, `${hookd.url}/hook/bench`, o, hookd.pid);
+      executed = await completedPerSecond(hookd.url, 'bench', from, Date.now());
+    } finally {
+      await hookd.stop();
+    }
+    // Ingest alone: the same path without flow executions competing for the CPU.
+    const only = await startHookd({ ...env, WORKER_CONCURRENCY: '0' });
+    try {
+      await load({ url: `${only.url}/hook/warmup`, connections, seconds: 2, body });
+      ingestOnly = await loadHookd(only.url, `${only.url}/hook/bench`, o, only.pid);
+    } finally {
+      await only.stop();
+    }
+  } finally {
+    await storage.remove();
+  }
+  return { withFlow, ingestOnly, executed };
 }
 
 async function round(o: RabbitMqBenchOptions): Promise<Round> {
@@ -117,37 +159,20 @@ async function round(o: RabbitMqBenchOptions): Promise<Round> {
   const confirmBase = await baseline({ BASELINE_DURABLE: 'confirm' });
   const durableBase = await baseline({ BASELINE_DURABLE: 'pg' });
 
-  // (b) and (c): hookd, distributed mode.
-  const storage = await distributedStorage('ingest');
-  const env = storage.env;
-  let b: Run;
-  let c: Run;
-  let executed = 0;
-  try {
-    const hookd = await startHookd(env);
-    try {
-      await api(hookd.url, 'PUT', '/api/flows/bench', { steps: [{ id: 'shape', type: 'transform', expression: '{ "id": body.id, "total": body.total }' }] });
-      await api(hookd.url, 'PUT', '/api/flows/warmup', { steps: [{ id: 'shape', type: 'transform', expression: 'body' }] });
-      const w = await load({ url: `${hookd.url}/hook/warmup`, connections, seconds: 2, body });
-      await drained(hookd.url, 'warmup', w.total - w.non2xx);
-      const from = Date.now();
-      b = await loadHookd(hookd.url, `${hookd.url}/hook/bench`, o, hookd.pid);
-      executed = await completedPerSecond(hookd.url, 'bench', from, Date.now());
-    } finally {
-      await hookd.stop();
-    }
-    // Ingest alone: the same path without flow executions competing for the CPU.
-    const ingestOnly = await startHookd({ ...env, WORKER_CONCURRENCY: '0' });
-    try {
-      await load({ url: `${ingestOnly.url}/hook/warmup`, connections, seconds: 2, body });
-      c = await loadHookd(ingestOnly.url, `${ingestOnly.url}/hook/bench`, o, ingestOnly.pid);
-    } finally {
-      await ingestOnly.stop();
-    }
-  } finally {
-    await storage.remove();
-  }
-  return { base: a, confirmBase, durableBase, hookd: b, ingestOnly: c, executed };
+  // (b) and (c): hookd, distributed mode; (d) and (e): the same with RABBITMQ_ACCEPT=broker.
+  const outbox = await hookdRuns(o, {});
+  const broker = await hookdRuns(o, { RABBITMQ_ACCEPT: 'broker' });
+  return {
+    base: a,
+    confirmBase,
+    durableBase,
+    hookd: outbox.withFlow,
+    ingestOnly: outbox.ingestOnly,
+    executed: outbox.executed,
+    broker: broker.withFlow,
+    brokerIngestOnly: broker.ingestOnly,
+    brokerExecuted: broker.executed,
+  };
 }
 
 export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
@@ -167,13 +192,18 @@ export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
     const waits = (r: Run) => `   received → durable ${fmt(r.durableMs ?? NaN, 1)} ms (broker confirm ${fmt(r.confirmMs ?? NaN, 1)} of it)`;
     console.log(`${row('hookd (postgres + rabbitmq)', one.hookd)}${waits(one.hookd)}`);
     console.log(`${row('hookd, ingest only (no workers)', one.ingestOnly)}${waits(one.ingestOnly)}`);
-    console.log(`executions completed during the load: ${fmt(one.executed)}/s (workers in the same process; the queue absorbs the rest)\n`);
+    console.log(`executions completed during the load: ${fmt(one.executed)}/s (workers in the same process; the queue absorbs the rest)`);
+    console.log(`${row('hookd, RABBITMQ_ACCEPT=broker', one.broker)}${waits(one.broker)}`);
+    console.log(`${row('same, ingest only (no workers)', one.brokerIngestOnly)}${waits(one.brokerIngestOnly)}`);
+    console.log(`executions completed during the load: ${fmt(one.brokerExecuted)}/s\n`);
   }
   const label = rounds > 1 ? ` (median of ${rounds} rounds)` : '';
   console.log(`ratio hookd ÷ baseline: ${fmt(median(results.map((r) => r.hookd.rps / r.base.rps)), 2)}${label}   (target ≥ 0.80)`);
   console.log(`ratio baseline with confirms ÷ baseline: ${fmt(median(results.map((r) => r.confirmBase.rps / r.base.rps)), 2)}${label}   (the broker as the only record, no database at the ingress)`);
   console.log(`ratio baseline made durable ÷ baseline: ${fmt(median(results.map((r) => r.durableBase.rps / r.base.rps)), 2)}${label}   (PostgreSQL commit + confirmed publish, no hookd feature: the ceiling of a durable design)`);
   console.log(`ratio hookd ingest only ÷ baseline: ${fmt(median(results.map((r) => r.ingestOnly.rps / r.base.rps)), 2)}${label}`);
+  console.log(`ratio hookd RABBITMQ_ACCEPT=broker ÷ baseline: ${fmt(median(results.map((r) => r.broker.rps / r.base.rps)), 2)}${label}   (target ≥ 0.80)`);
+  console.log(`ratio hookd RABBITMQ_ACCEPT=broker, ingest only ÷ baseline: ${fmt(median(results.map((r) => r.brokerIngestOnly.rps / r.base.rps)), 2)}${label}`);
   const durable = median(results.map((r) => r.ingestOnly.durableMs ?? NaN));
   const confirm = median(results.map((r) => r.ingestOnly.confirmMs ?? NaN));
   // Little's law: with every connection waiting for its answer, requests/s ≤ connections ÷ latency.
@@ -187,6 +217,6 @@ export async function benchRabbitMq(o: RabbitMqBenchOptions): Promise<void> {
     '\nThe baseline answers 200 once the message is written to its socket (fire-and-forget: lost if the broker or the\n' +
       'connection fails before it is stored); hookd answers 200 after the PostgreSQL commit and the broker confirm.',
   );
-  const refused = results.reduce((n, r) => n + r.hookd.non2xx + r.ingestOnly.non2xx, 0);
+  const refused = results.reduce((n, r) => n + r.hookd.non2xx + r.ingestOnly.non2xx + r.broker.non2xx + r.brokerIngestOnly.non2xx, 0);
   if (refused > 0) console.log(`WARNING: hookd answered ${refused} requests with a non-2xx status`);
 }

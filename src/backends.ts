@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
 import { isHookdError, unavailable } from './core/errors.js';
 import { finishesWithin } from './core/finishes-within.js';
+import { uuidv7 } from './core/ids.js';
 import { READY_CHECK_TIMEOUT_MS } from './http/ops-routes.js';
 import type { ReceivedMessage } from './core/message.js';
 import { openRabbitMqQueue, requestPayload, type RabbitMqQueue } from './queue/rabbitmq/index.js';
@@ -103,7 +104,7 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
     await stores.close();
     throw err;
   }
-  return new OutboxRabbitBackend(stores, queue, logger, config.jobPayloadBytes, new PgFlowOwners(stores.db, instanceExpireMs(config.flowRefreshMs)));
+  return new OutboxRabbitBackend(stores, queue, logger, config.jobPayloadBytes, new PgFlowOwners(stores.db, instanceExpireMs(config.flowRefreshMs)), config.rabbitmqAccept);
 }
 
 /**
@@ -119,6 +120,20 @@ const OUTBOX_HOLD_MS = 10_000;
  */
 const PUBLISHED_FLUSH_MS = 100;
 const PUBLISHED_FLUSH_ROWS = 1_000;
+
+/**
+ * RABBITMQ_ACCEPT=broker: the largest body a job message carries. Larger requests (and those with
+ * files, already written to PostgreSQL's attachment store) go the outbox way: a quorum queue keeps
+ * its messages in memory, and a large one costs the broker more than the commit it saves.
+ */
+export const CARRIED_BODY_MAX = 256 * 1024;
+
+const STORED: AcceptOutcome = Object.freeze({ kind: 'stored' });
+
+/** Whether a request goes to the broker alone (RABBITMQ_ACCEPT=broker): no file, a body of at most CARRIED_BODY_MAX. */
+export function carriable(m: ReceivedMessage): boolean {
+  return m.rawBody.length <= CARRIED_BODY_MAX && m.rawAttachment === undefined && (m.attachments === undefined || m.attachments.length === 0);
+}
 
 /**
  * PostgreSQL + RabbitMQ. Consistency by a transactional outbox: the request row and its job's outbox
@@ -156,6 +171,8 @@ class OutboxRabbitBackend implements Backend {
      * as an instance counts as alive without a beat (renewed at every flow refresh).
      */
     flowOwners: FlowOwners,
+    /** RABBITMQ_ACCEPT: 'broker' answers once the broker confirmed the job carrying the request. */
+    private readonly acceptMode: 'outbox' | 'broker' = 'outbox',
   ) {
     this.flowOwners = flowOwners;
     this.flows = stores.flows;
@@ -170,6 +187,7 @@ class OutboxRabbitBackend implements Backend {
     this.requests = {
       accept: async (m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> => {
         if (!queue.connected) throw unavailable('queue', new Error('RabbitMQ is not connected')).beforeAnyWrite();
+        if (this.acceptMode === 'broker' && carriable(m)) return this.acceptByBroker(m, options);
         const { outcome, job } = await inner.acceptWithJob(m, options);
         if (job === undefined) return outcome;
         const payload = options.includeRequest === true ? requestPayload(m, this.payloadLimit) : undefined;
@@ -181,6 +199,7 @@ class OutboxRabbitBackend implements Backend {
         this.markPublished(job.id);
         return outcome;
       },
+      recordCarried: (m) => inner.recordCarried(m),
       get: (id) => inner.get(id),
       getForExecution: (id, job) => inner.getForExecution(id, job),
       list: (q) => inner.list(q),
@@ -189,6 +208,23 @@ class OutboxRabbitBackend implements Backend {
       referencesAttachment: (id) => inner.referencesAttachment(id),
       purgeOlderThan: (before, limit) => inner.purgeOlderThan(before, limit),
     };
+  }
+
+  /**
+   * The broker as the request's record: the job carries it, and the 2xx waits for its confirm
+   * alone. The worker that takes the job writes the request to PostgreSQL before anything else
+   * (runner.ts); a sender's retry with the same id is found there (its job is acked unrun).
+   */
+  private async acceptByBroker(m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> {
+    const payload = options.includeRequest === true ? requestPayload(m, this.payloadLimit) : undefined;
+    const now = Date.now();
+    const job = { id: uuidv7(now), flowId: m.flowId, requestId: m.id, maxAttempts: options.maxAttempts, enqueuedAt: now, carried: m };
+    try {
+      await this.queue.publish([payload === undefined ? job : { ...job, payload }]);
+    } catch (err) {
+      throw isHookdError(err) ? err : unavailable('queue', err);
+    }
+    return STORED;
   }
 
   private markPublished(id: string): void {
@@ -212,6 +248,12 @@ class OutboxRabbitBackend implements Backend {
   }
 
   async checkWritable(): Promise<void> {
+    // Webhooks need the broker alone: while PostgreSQL is down they wait there, and the API and
+    // the workers answer 503 or wait (docs/distributed.md).
+    if (this.acceptMode === 'broker') {
+      await checkEach([{ kind: 'queue', name: 'RabbitMQ', check: () => this.queue.checkWritable() }]);
+      return;
+    }
     await checkEach([
       { kind: 'store', name: 'PostgreSQL', check: () => this.stores.checkWritable() },
       { kind: 'queue', name: 'RabbitMQ', check: () => this.queue.checkWritable() },

@@ -61,6 +61,12 @@ export interface Config {
   rabbitmqPrefix: string | undefined;
   /** The longest request JSON a job message carries, for flows with jobMessage.includeRequest (0: none). */
   jobPayloadBytes: number;
+  /**
+   * RabbitMQ: what a webhook's 2xx waits for. 'outbox': the request and its job committed in
+   * PostgreSQL, then the job confirmed by the broker. 'broker': the job, carrying the request,
+   * confirmed by the broker; a worker records the request in PostgreSQL before it runs the flow.
+   */
+  rabbitmqAccept: 'outbox' | 'broker';
   /** How often an instance re-reads flows others may have changed (distributed mode). */
   flowRefreshMs: number;
   /** How long after a flow's delete its RabbitMQ queue is removed (once empty). */
@@ -115,6 +121,7 @@ export const CONFIG_FIELDS = [
   field({ key: 'databaseSchema', env: 'DATABASE_SCHEMA', doc: 'PostgreSQL schema for hookd tables (default public)', default: () => undefined, parse: optStr }),
   field({ key: 'rabbitmqPrefix', env: 'RABBITMQ_PREFIX', doc: 'Prefix of hookd exchange and queue names (default hookd)', default: () => undefined, parse: optStr }),
   field({ key: 'jobPayloadBytes', env: 'RABBITMQ_JOB_PAYLOAD', doc: 'Distributed mode: the longest request JSON (as GET /api/requests/{id} returns it, in UTF-8 bytes) that a job message carries, for flows with jobMessage.includeRequest; 0 = never', default: () => 64 * 1024, parse: (v, n) => parseSize(v as string, n) }),
+  field({ key: 'rabbitmqAccept', env: 'RABBITMQ_ACCEPT', doc: "Distributed mode with RabbitMQ: what a webhook's 2xx waits for. outbox = the request committed in PostgreSQL and its job confirmed by the broker (readable through the API at once); broker = the job, carrying the request, confirmed by the broker, and the request recorded in PostgreSQL by the worker that takes the job (faster, and webhooks are still taken while PostgreSQL is down; requests with files, or over 256 KiB, go the outbox way). See docs/distributed.md", default: () => 'outbox' as const, parse: (v, n) => oneOf(str(v).toLowerCase(), ['outbox', 'broker'] as const, n) }),
   field({ key: 'flowRefreshMs', env: 'FLOW_REFRESH', doc: 'Distributed mode: how often flows changed by other instances are picked up, instances beat in the registry and holds on limited flows are renewed (RabbitMQ) (100ms to 1h)', default: () => 2000, parse: (v, n) => within(parseDuration(v as string, n), 100, 3_600_000, n) }),
   field({ key: 'deletedFlowGraceMs', env: 'DELETED_FLOW_GRACE', doc: "RabbitMQ: how long after a flow's delete its queue is removed, once empty (1s to 30d; keep it above the longest retry delay level, 1h, plus twice FLOW_REFRESH)", default: () => 65 * 60_000, parse: (v, n) => within(parseDuration(v as string, n), 1_000, 30 * 86_400_000, n) }),
   field({ key: 'rabbitmqUri', env: 'RABBITMQ_URI', doc: 'amqp://… to queue through RabbitMQ (distributed mode)', default: () => undefined, parse: (v, n) => withScheme(optStr(v), ['amqp:', 'amqps:'], n) }),

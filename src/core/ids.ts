@@ -1,4 +1,4 @@
-import { randomFillSync } from 'node:crypto';
+import { createHash, randomFillSync } from 'node:crypto';
 
 /**
  * UUIDv7 (RFC 9562): a 48-bit Unix-ms timestamp, then random bits — ids sort by creation time, so
@@ -75,4 +75,19 @@ const text = Buffer.alloc(36, '-', 'latin1');
 export function uuidv7Floor(ms: number): string {
   const hex = Math.max(0, Math.floor(ms)).toString(16).padStart(12, '0');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-7000-8000-000000000000`;
+}
+
+/**
+ * A sender's x-request-id that another flow's request already has: this flow's requests with that
+ * id get this one instead — the same for every retry (still stored once), and no 409 that would
+ * block an unrelated sender or tell it which ids other flows have seen. Applied by the ingress, or
+ * by the worker that records a request its job carried (RABBITMQ_ACCEPT=broker).
+ */
+export function flowScopedRequestId(flowId: string, requestId: string): string {
+  return scopedId('rid', flowId, requestId);
+}
+
+/** An id derived from a flow and an id of the sender's (request-id.ts): `<prefix>-` and 32 base64url characters. */
+export function scopedId(prefix: string, flowId: string, id: string): string {
+  return `${prefix}-${createHash('sha256').update(`${flowId}\n${id}`).digest('base64url').slice(0, 32)}`;
 }

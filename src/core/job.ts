@@ -1,4 +1,6 @@
 import { E, HookdError } from './errors.js';
+import type { ReceivedMessage } from './message.js';
+
 /** A queue message: "run flow X for request Y". The payload stays in the request store. */
 export interface Job {
   id: string;
@@ -9,6 +11,13 @@ export interface Job {
   maxAttempts: number;
   enqueuedAt: number;
   lastError?: string;
+  /**
+   * The request itself, when the queue is its only record so far (RabbitMQ with
+   * RABBITMQ_ACCEPT=broker: answered once the broker confirmed, not yet in the store). The runner
+   * records it in the store (RequestStore.recordCarried) before anything else; every copy of the
+   * job the queue makes (retries, dead letters) keeps it, so that none depends on that write.
+   */
+  carried?: ReceivedMessage;
 }
 
 /**

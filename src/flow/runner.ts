@@ -285,12 +285,31 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
   }
 
   /** `outageSince`: the job is being handled again in place since the store went away then (a limited flow's order). */
-  async function handle(s: Session, d: Delivery, outageSince?: number): Promise<void> {
-    const job = d.job;
+  async function handle(s: Session, delivery: Delivery, outageSince?: number): Promise<void> {
+    let d = delivery;
+    let job = d.job;
     const log = { flowId: job.flowId, requestId: job.requestId, jobId: job.id, attempt: job.attempts };
     let executionId: string | undefined;
     let flow: Flow | undefined;
+    let carried: ReceivedMessage | undefined;
     try {
+      if (job.carried !== undefined && o.requests.recordCarried !== undefined) {
+        // The queue was the request's only record: the store has it before anything else happens
+        // to the job (a dead letter, a run), so that every execution points to a stored request.
+        const recorded = await o.requests.recordCarried(job.carried);
+        if (s.released) return;
+        if (recorded.kind === 'duplicate') {
+          o.logger.debug({ ...log, storedAs: recorded.requestId }, 'a request with this id is stored already (a sender\'s retry): its own job runs it, this one is done');
+          await d.ack();
+          return;
+        }
+        carried = recorded.message;
+        if (carried.id !== job.requestId) {
+          d = withRequestId(d, carried.id);
+          job = d.job;
+          log.requestId = job.requestId;
+        }
+      }
       if (d.exhausted !== undefined) {
         // A job that keeps killing its worker: dead now, its execution with it, rather than once
         // more and then dead-lettered by the queue alone (the execution left running).
@@ -311,7 +330,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         return;
       }
       const plan = compiled.get(flow);
-      const message = await o.requests.getForExecution(job.requestId, job);
+      const message = carried ?? (await o.requests.getForExecution(job.requestId, job));
       if (s.released) return;
       if (message === undefined) {
         await abandon(s, d, `request ${job.requestId} is not in the request store; job dead-lettered`);
@@ -530,7 +549,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
           else repeated.warn(`${job.flowId}\0\0outage`, { ...log, err: reason }, 'store unavailable: job given back without spending an attempt');
         }
         await holdSlot(holdMs, s.controller.signal);
-        if (inPlace && !s.released && !s.stopping) return handle(s, d, since);
+        if (inPlace && !s.released && !s.stopping) return handle(s, delivery, since);
         while (!s.released && !(await d.requeue(error))) await holdSlot(holdMs, s.controller.signal);
         return;
       }
@@ -897,6 +916,22 @@ function holdSlot(ms: number, signal: AbortSignal): Promise<void> {
  * letter (attempts start at 1 again, its execution is resumed, its records kept) or a stopped
  * flow's job that waited (no execution, but rare: the regular path costs a read more).
  */
+/**
+ * The delivery of a job whose request was recorded under another id (a sender's x-request-id
+ * another flow's request has: RequestStore.recordCarried): the same delivery, with that id.
+ */
+function withRequestId(d: Delivery, requestId: string): Delivery {
+  const job: Job = { ...d.job, requestId };
+  const same: Delivery = {
+    job,
+    ack: () => d.ack(),
+    nack: (options) => d.nack(options),
+    deadLetter: (error) => d.deadLetter(error),
+    requeue: (error) => d.requeue(error),
+  };
+  return Object.assign(same, d.exhausted !== undefined ? { exhausted: d.exhausted } : {}, d.handBack !== undefined ? { handBack: () => d.handBack!() } : {});
+}
+
 function firstDelivery(job: Job): boolean {
   return job.attempts === 1 && job.lastError === undefined;
 }

@@ -1,8 +1,9 @@
-import { createHash } from 'node:crypto';
 import { singleHeader } from '../auth/result.js';
 import type { WebhookAuth } from '../auth/schema.js';
 import { ID_RE } from '../core/flow.js';
-import { uuidv7 } from '../core/ids.js';
+import { scopedId, uuidv7 } from '../core/ids.js';
+
+export { flowScopedRequestId } from '../core/ids.js';
 
 /** The sender's x-request-id when sane (≤ 128 chars of [A-Za-z0-9._-]), else a new UUIDv7. */
 export function requestIdFrom(header: string | string[] | undefined): string {
@@ -75,15 +76,3 @@ export function eventRequestId(flowId: string, eventId: string): string {
   return scopedId('evt', flowId, eventId);
 }
 
-/**
- * A sender's x-request-id that another flow's request already has: this flow's requests with that
- * id get this one instead — the same for every retry (still stored once), and no 409 that would
- * block an unrelated sender or tell it which ids other flows have seen.
- */
-export function flowScopedRequestId(flowId: string, requestId: string): string {
-  return scopedId('rid', flowId, requestId);
-}
-
-function scopedId(prefix: string, flowId: string, id: string): string {
-  return `${prefix}-${createHash('sha256').update(`${flowId}\n${id}`).digest('base64url').slice(0, 32)}`;
-}

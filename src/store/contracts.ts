@@ -61,6 +61,17 @@ export interface AcceptOptions {
   includeRequest?: boolean;
 }
 
+/** What RequestStore.recordCarried did with a request a job carried. */
+export type RecordOutcome =
+  /**
+   * Recorded now, or by an earlier delivery of the same job (same flow and time of receipt): run
+   * it. `message.id` may differ from the carried id: a sender's x-request-id another flow's
+   * request has gets the flow's own id for it, as at the ingress.
+   */
+  | { kind: 'recorded'; message: ReceivedMessage }
+  /** Another request with this id (a sender's retry, each copy answered by the broker): its job runs, not this one. */
+  | { kind: 'duplicate'; requestId: string };
+
 /** What getForExecution checks a cached message against. */
 export interface JobOfRequest {
   flowId: string;
@@ -106,6 +117,13 @@ export interface RequestStore {
    * the id is taken by another flow, with a 503 HookdError when storage is unavailable.
    */
   accept(message: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome>;
+  /**
+   * Capability of stores whose queue may carry requests (PostgreSQL with RabbitMQ): record a
+   * request that a job brought along, its only record until now, as accept() would but without a
+   * job (the job is the one being handled). Idempotent. Rejects with a 503 HookdError when storage
+   * is unavailable.
+   */
+  recordCarried?(message: ReceivedMessage): Promise<RecordOutcome>;
   /** The stored request, read from the store (API, views). */
   get(id: string): Promise<ReceivedMessage | undefined>;
   /**

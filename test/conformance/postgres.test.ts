@@ -429,6 +429,42 @@ describe('postgres: requests', () => {
     }
   });
 
+  it('records requests that jobs carried (RABBITMQ_ACCEPT=broker): once, without a job; a redelivery is the same request, a sender\'s retry a duplicate', async () => {
+    const b = await openBackend();
+    const first = makeMessage({ id: 'carried-1', flowId: 'orders', receivedAt: 1_764_900_000_000.375 });
+    const many = Array.from({ length: 50 }, (_, i) => makeMessage({ id: `carried-many-${i}`, flowId: 'orders' }));
+    const outcomes = await Promise.all([first, ...many].map((m) => b.requests.recordCarried!(m)));
+    expect(outcomes.map((o) => o.kind)).toEqual(Array(51).fill('recorded'));
+    expect(await b.requests.get('carried-1')).toEqual(first);
+    // No job: the job is the one being handled.
+    const { rows } = await admin.query(`SELECT count(*)::int AS n FROM "${schema}".jobs`);
+    expect(rows[0]).toEqual({ n: 0 });
+    // The same job delivered again (its worker died before the ack): the same request, to run.
+    expect(await b.requests.recordCarried!(first)).toEqual({ kind: 'recorded', message: first });
+    // A sender's retry with the same x-request-id (each copy answered by the broker): not run again.
+    const retry = makeMessage({ id: 'carried-1', flowId: 'orders', receivedAt: first.receivedAt + 1_000 });
+    expect(await b.requests.recordCarried!(retry)).toEqual({ kind: 'duplicate', requestId: 'carried-1' });
+    expect(await b.requests.get('carried-1')).toEqual(first);
+    // An id another flow's request has: the flow's own id for it, as the ingress gives.
+    const elsewhere = makeMessage({ id: 'carried-1', flowId: 'invoices' });
+    const scoped = await b.requests.recordCarried!(elsewhere);
+    expect(scoped.kind).toBe('recorded');
+    const scopedId = scoped.kind === 'recorded' ? scoped.message.id : '';
+    expect(scopedId).toMatch(/^rid-[A-Za-z0-9_-]{32}$/);
+    expect(await b.requests.get(scopedId)).toEqual({ ...elsewhere, id: scopedId });
+    expect(await b.requests.recordCarried!(elsewhere)).toEqual({ kind: 'recorded', message: { ...elsewhere, id: scopedId } });
+    // A request the ingress accepted (the outbox way) and a carried copy of it: a duplicate.
+    const accepted = makeMessage({ flowId: 'orders' });
+    await b.requests.accept(accepted, { maxAttempts: 1 });
+    expect((await b.requests.recordCarried!({ ...accepted, receivedAt: accepted.receivedAt + 5 })).kind).toBe('duplicate');
+  });
+
+  it('a carried request is refused a write while the database is unreachable (503), never half-recorded', async () => {
+    const b = await openBackend();
+    await b.close();
+    await expect(b.requests.recordCarried!(makeMessage())).rejects.toMatchObject({ statusCode: 503 });
+  });
+
   it('pads a batch by at most 25 % (and at most to MAX_BATCH_ROWS)', () => {
     for (let n = 1; n <= 512; n++) {
       const b = bucket(n);

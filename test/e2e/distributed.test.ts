@@ -54,6 +54,9 @@ const instances: Instance[] = ['a', 'b', 'c'].map((name) => ({ name, dataDir: te
 
 const urlOf = (i: Instance) => `http://127.0.0.1:${i.port}`;
 
+/** RABBITMQ_ACCEPT of the instances started from now on (the last describe restarts them with 'broker'). */
+let acceptMode: 'outbox' | 'broker' = 'outbox';
+
 async function startInstance(i: Instance): Promise<void> {
   i.child = await spawnHookd({
     DATA_DIR: i.dataDir,
@@ -64,6 +67,7 @@ async function startInstance(i: Instance): Promise<void> {
     DATABASE_SCHEMA: SCHEMA,
     RABBITMQ_URI,
     RABBITMQ_PREFIX: PREFIX,
+    RABBITMQ_ACCEPT: acceptMode,
     LOG_LEVEL: 'info',
     // Short, so the test sees a deleted flow's queue go (default 65 min: above the longest delay level).
     DELETED_FLOW_GRACE: '8s',
@@ -711,52 +715,7 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
   });
 
   it('every 200 ends with exactly one completed execution when an instance is SIGKILLed under load', { timeout: 120_000 }, async () => {
-    const TOTAL = 3000;
-    const victim = 1;
-    const v = instances[victim]!;
-    const load = startLoad('spread', 48);
-    let killedAt = 0;
-    let restartedAt = 0;
-    let exitSignal: string | null = null;
-    try {
-      // Kill somewhere in the middle, while requests and executions are in flight on it.
-      const killAt = Math.floor(TOTAL * (0.3 + 0.3 * Math.random()));
-      await waitFor(() => countAcked(load) >= killAt, 60_000, 5);
-      const child = v.child!;
-      child.proc.kill('SIGKILL');
-      killedAt = performance.now();
-      await child.exited;
-      exitSignal = child.proc.signalCode;
-      v.child = undefined;
-      await startInstance(v); // same port, same DATA_DIR: back in the rotation
-      restartedAt = performance.now();
-      // Go on until enough were acknowledged overall and the restarted instance took its share.
-      await waitFor(
-        () => countAcked(load) >= TOTAL && load.outcomes.filter((o) => o.instance === victim && o.status === 200 && o.start > restartedAt).length >= 100,
-        60_000,
-        20,
-      );
-    } finally {
-      await load.stop();
-    }
-    expect(exitSignal).toBe('SIGKILL');
-    const acked = load.acked();
-    console.log(
-      `kill test: ${load.outcomes.length} POSTs, ${acked.length} acknowledged, statuses ${JSON.stringify(statusCounts(load.outcomes))}, ` +
-        `victim restarted in ${Math.round(restartedAt - killedAt)} ms; ${latencies(load.outcomes)}`,
-    );
-    expect(acked.length).toBeGreaterThanOrEqual(TOTAL);
-    expect(load.outcomes.some((o) => o.instance === victim && o.status === 200 && o.end < killedAt)).toBe(true);
-    // Killing one instance barely disturbs the others. The one refusal they may give: a request
-    // whose outbox row the victim's relay had claimed when it died cannot be confirmed before that
-    // claim's lease ends — the survivor answers 503 (not acknowledged; the job is still published
-    // later, at-least-once). Never anything but a 503, and only a handful.
-    const survivorsFailed = load.outcomes.filter((o) => o.instance !== victim && o.status !== 200);
-    const counts = statusCounts(survivorsFailed);
-    expect(Object.keys(counts).filter((k) => k !== '503'), `survivors' refusals (${latencies(survivorsFailed)})`).toEqual([]);
-    expect(survivorsFailed.length).toBeLessThanOrEqual(Math.ceil(0.01 * load.outcomes.length));
-    expect(new Set(acked).size).toBe(acked.length);
-    expect(await unfinished('spread', acked)).toEqual([]);
+    await killUnderLoad('spread');
   });
 
   it('broker outage under load: 503 + Retry-After while down, no acknowledged loss, back within 5 s of start_app', { timeout: 120_000 }, async () => {
@@ -791,6 +750,172 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
     });
   });
 });
+
+describe.sequential('RABBITMQ_ACCEPT=broker: the broker holds each request until a worker records it', () => {
+  beforeAll(async () => {
+    await Promise.all(instances.map(stopInstance));
+    acceptMode = 'broker';
+    await startInstance(instances[0]!);
+    for (const id of ['b-spread', 'b-broker', 'b-pgdown', 'b-once', 'b-other']) {
+      const res = await api(instances[0]!, 'PUT', `/api/flows/${id}`, { steps: STEPS });
+      expect(res.status, JSON.stringify(res.body)).toBe(201);
+    }
+    await Promise.all(instances.slice(1).map(startInstance));
+  }, 60_000);
+
+  it("answers once the broker confirmed; a worker records and runs it; a sender's retry through another instance runs once; another flow's id gets the flow's own", { timeout: 60_000 }, async () => {
+    const id = `${RUN}-once`;
+    const post = async (i: Instance, flowId: string, body: unknown, requestId = id) => {
+      const res = await fetch(`${urlOf(i)}/hook/${flowId}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-request-id': requestId },
+        body: JSON.stringify(body),
+      });
+      return { status: res.status, body: (await res.json()) as { requestId: string } };
+    };
+    expect(await post(instances[0]!, 'b-once', { order: 1, total: 10 })).toEqual({ status: 200, body: { requestId: id, message: 'thank you' } });
+    // The sender did not get that answer and sends again, through another instance of the balancer.
+    expect(await post(instances[1]!, 'b-once', { order: 1, total: 10 })).toMatchObject({ status: 200, body: { requestId: id } });
+    expect(await unfinished('b-once', [id])).toEqual([]);
+    const stored = await api(instances[2]!, 'GET', `/api/requests/${id}`);
+    expect(stored.status).toBe(200);
+    expect(stored.body).toMatchObject({ id, flowId: 'b-once', body: { order: 1, total: 10 } });
+    await sleep(1_000);
+    expect((await executionsOf('b-once')).get(id)).toHaveLength(1);
+
+    // The same x-request-id sent to another flow: the ingress cannot know it is taken (it answers
+    // with the sender's id); the worker records the request under the flow's own id for it.
+    expect(await post(instances[2]!, 'b-other', { order: 2, total: 20 })).toMatchObject({ status: 200, body: { requestId: id } });
+    let scoped: string | undefined;
+    await waitFor(async () => {
+      const page = await api(instances[0]!, 'GET', '/api/executions?flowId=b-other&limit=10');
+      const done = (page.body.items as Array<{ requestId: string; status: string }>).find((e) => e.status === 'completed');
+      scoped = done?.requestId;
+      return scoped !== undefined;
+    }, 20_000, 100);
+    expect(scoped).toMatch(/^rid-/);
+    expect((await api(instances[1]!, 'GET', `/api/requests/${scoped}`)).body).toMatchObject({ flowId: 'b-other', body: { order: 2, total: 20 } });
+    expect((await api(instances[1]!, 'GET', `/api/requests/${id}`)).body).toMatchObject({ flowId: 'b-once', body: { order: 1, total: 10 } });
+
+    // A body over the carried limit (256 KiB) goes the outbox way: readable as soon as it is answered.
+    const big = await post(instances[0]!, 'b-once', { order: 3, total: 30, pad: 'x'.repeat(300 * 1024) }, `${RUN}-big`);
+    expect(big.status).toBe(200);
+    expect((await api(instances[1]!, 'GET', `/api/requests/${RUN}-big`)).status).toBe(200);
+    expect(await unfinished('b-once', [id, `${RUN}-big`])).toEqual([]);
+  });
+
+  it('every 200 ends with exactly one completed execution when an instance is SIGKILLed under load', { timeout: 120_000 }, async () => {
+    await killUnderLoad('b-spread');
+  });
+
+  it('broker outage under load: 503 + Retry-After while down, no acknowledged loss, back within 5 s of start_app', { timeout: 120_000 }, async () => {
+    await outageUnderLoad({
+      flowId: 'b-broker',
+      what: 'rabbitmqctl stop_app',
+      async stop() {
+        brokerStopped = brokerRestarted = true;
+        await rabbitmqctl('stop_app');
+      },
+      async start() {
+        if (brokerStopped) {
+          await rabbitmqctl('start_app');
+          brokerStopped = false;
+        }
+        return performance.now();
+      },
+    });
+  });
+
+  it('PostgreSQL down under load: webhooks still answered 200 (the broker holds them), /readyz stays 200, and every one runs once when it is back', { timeout: 180_000 }, async () => {
+    const flowId = 'b-pgdown';
+    const load = startLoad(flowId, 24);
+    let stoppedAt = 0;
+    let startCalledAt = 0;
+    let upAt = 0;
+    const readyWhileDown: Array<{ status: number }> = [];
+    try {
+      await waitFor(() => countAcked(load) >= 300, 30_000, 5);
+      await pgctl('stop');
+      stoppedAt = performance.now();
+      await sleep(3_000);
+      readyWhileDown.push(...(await Promise.all(instances.map(readyz))));
+    } finally {
+      startCalledAt = performance.now();
+      if (pgStopped) await pgctl('start');
+      upAt = await pgAcceptsConnections();
+    }
+    try {
+      await waitFor(() => load.outcomes.filter((x) => x.status === 200 && x.start >= upAt).length >= 100, 15_000, 10);
+    } finally {
+      await load.stop();
+    }
+    const down = load.outcomes.filter((x) => x.start >= stoppedAt && x.end <= startCalledAt);
+    console.log(
+      `${flowId}: PostgreSQL down for ${Math.round(startCalledAt - stoppedAt)} ms; load answers while down: ${JSON.stringify(statusCounts(down))}; ` +
+        `all: ${JSON.stringify(statusCounts(load.outcomes))}, ${latencies(load.outcomes)}`,
+    );
+    for (const r of readyWhileDown) expect(r.status).toBe(200);
+    expect(down.length).toBeGreaterThan(100);
+    expect(statusCounts(down)).toEqual({ 200: down.length });
+    const acked = load.acked();
+    expect(new Set(acked).size).toBe(acked.length);
+    expect(await unfinished(flowId, acked, 120_000)).toEqual([]);
+  });
+});
+
+/**
+ * One instance SIGKILLed in the middle of a load over the three (requests and executions in flight
+ * on it), and started again: every 200 ends with exactly one completed execution, and the others
+ * barely notice.
+ */
+async function killUnderLoad(flowId: string): Promise<void> {
+  const TOTAL = 3000;
+  const victim = 1;
+  const v = instances[victim]!;
+  const load = startLoad(flowId, 48);
+  let killedAt = 0;
+  let restartedAt = 0;
+  let exitSignal: string | null = null;
+  try {
+    // Kill somewhere in the middle, while requests and executions are in flight on it.
+    const killAt = Math.floor(TOTAL * (0.3 + 0.3 * Math.random()));
+    await waitFor(() => countAcked(load) >= killAt, 60_000, 5);
+    const child = v.child!;
+    child.proc.kill('SIGKILL');
+    killedAt = performance.now();
+    await child.exited;
+    exitSignal = child.proc.signalCode;
+    v.child = undefined;
+    await startInstance(v); // same port, same DATA_DIR: back in the rotation
+    restartedAt = performance.now();
+    // Go on until enough were acknowledged overall and the restarted instance took its share.
+    await waitFor(
+      () => countAcked(load) >= TOTAL && load.outcomes.filter((o) => o.instance === victim && o.status === 200 && o.start > restartedAt).length >= 100,
+      60_000,
+      20,
+    );
+  } finally {
+    await load.stop();
+  }
+  expect(exitSignal).toBe('SIGKILL');
+  const acked = load.acked();
+  console.log(
+    `kill test: ${load.outcomes.length} POSTs, ${acked.length} acknowledged, statuses ${JSON.stringify(statusCounts(load.outcomes))}, ` +
+      `victim restarted in ${Math.round(restartedAt - killedAt)} ms; ${latencies(load.outcomes)}`,
+  );
+  expect(acked.length).toBeGreaterThanOrEqual(TOTAL);
+  expect(load.outcomes.some((o) => o.instance === victim && o.status === 200 && o.end < killedAt)).toBe(true);
+  // Killing one instance barely disturbs the others. The one refusal they may give: a request
+  // whose outbox row the victim's relay had claimed when it died cannot be confirmed before that
+  // claim's lease ends — the survivor answers 503 (not acknowledged; the job is still published
+  // later, at-least-once). Never anything but a 503, and only a handful.
+  const survivorsFailed = load.outcomes.filter((o) => o.instance !== victim && o.status !== 200);
+  const counts = statusCounts(survivorsFailed);
+  expect(Object.keys(counts).filter((k) => k !== '503'), `survivors' refusals (${latencies(survivorsFailed)})`).toEqual([]);
+  expect(survivorsFailed.length).toBeLessThanOrEqual(Math.ceil(0.01 * load.outcomes.length));
+  expect(new Set(acked).size).toBe(acked.length);
+  expect(await unfinished(flowId, acked)).toEqual([]);
+}
 
 /**
  * One backend outage under load, from the senders' side: load over the three instances; the backend

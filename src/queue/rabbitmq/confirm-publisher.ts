@@ -9,7 +9,7 @@ export interface ConfirmPublisherOptions {
   /** A publish not confirmed within this time fails (503); the broker may still have it. */
   confirmTimeoutMs: number;
   logger: QueueLogger;
-  /** Send the publishes of one event-loop tick in one socket write (default true; see corkForTick). */
+  /** Send the publishes of one event-loop turn in one socket write (default true; see corkForTick). */
   coalesceWrites?: boolean;
   /**
    * A publish came back unroutable (a queue of the topology is gone), or its exchange does not
@@ -45,7 +45,7 @@ export class ConfirmPublisher {
   private readonly returned = new Map<string, number>();
   private readonly sweeper: NodeJS.Timeout;
   private closed = false;
-  /** The socket is corked until the end of this tick (corkForTick). */
+  /** The socket is corked until the end of this turn (corkForTick). */
   private corked = false;
 
   constructor(
@@ -58,7 +58,7 @@ export class ConfirmPublisher {
 
   /**
    * The connection can take publishes: conn.ready, except that it reads false for the rest of a
-   * tick this publisher corked (the library corks to mean 'blocked').
+   * turn this publisher corked (the library corks to mean 'blocked').
    */
   get ready(): boolean {
     return this.corked || this.conn.ready;
@@ -71,7 +71,8 @@ export class ConfirmPublisher {
   send(envelope: Envelope & { messageId: string }, body: Buffer): Promise<void> {
     if (this.closed) return Promise.reject(unavailable('queue', 'the RabbitMQ queue is closed'));
     // While corked by corkForTick, conn.ready reads false (the library corks to mean 'blocked'):
-    // the first send of this tick found it ready, and no frame (blocked, close) is read before the uncork.
+    // the first send of this turn found it ready. A frame read before the uncork (blocked, close)
+    // leaves this turn's later publishes waiting on the socket: they fail at the confirm timeout.
     if (!this.ready) return Promise.reject(unavailable('queue', 'RabbitMQ is unreachable or blocked (reconnecting)'));
     if (this.pending.size >= this.opts.maxUnconfirmed) {
       return Promise.reject(unavailable('queue', `${this.pending.size} publishes are waiting for a broker confirm`));
@@ -96,11 +97,13 @@ export class ConfirmPublisher {
   }
 
   /**
-   * rabbitmq-client writes every publish (method, header and body frames) to the socket on its own;
-   * a group commit resolves many requests in one tick, so their publishes are corked together and
-   * leave in one write on process.nextTick (before any I/O: no added latency). `npm run bench:publish`
-   * compares both (docs/benchmarks.md). The socket is the library's private field:
-   * without it (another version) publishing works as before, one write each.
+   * rabbitmq-client writes every publish (method, header and body frames) to the socket on its own,
+   * a system call each (a sixth of the CPU of an ingest that publishes per request). The publishes
+   * of one event-loop turn are corked together and leave in one write at its end (setImmediate:
+   * after the I/O callbacks of this turn, so the requests that arrived together — or that a group
+   * commit resolved together — share it; microseconds of added latency). `npm run bench:publish`
+   * compares both (docs/benchmarks.md). The socket is the library's private field: without it
+   * (another version) publishing works as before, one write each.
    */
   private corkForTick(): void {
     if (this.corked || this.opts.coalesceWrites === false) return;
@@ -108,7 +111,7 @@ export class ConfirmPublisher {
     if (typeof socket?.cork !== 'function' || typeof socket.uncork !== 'function') return;
     this.corked = true;
     socket.cork();
-    process.nextTick(() => {
+    setImmediate(() => {
       this.corked = false;
       socket.uncork!();
     });

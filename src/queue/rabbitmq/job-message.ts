@@ -1,5 +1,6 @@
 import type { DeadLetter, Job } from '../../core/job.js';
 import { toRequestView, type ReceivedMessage } from '../../core/message.js';
+import { fromCarried, toCarried } from './carried-request.js';
 
 /**
  * The wire format of a job message (documented for external consumers in
@@ -51,6 +52,8 @@ export function encodeJob(job: JobMessage): EncodedMessage {
   if (job.lastError !== undefined) body.lastError = job.lastError;
   if (job.runAt !== undefined) body.runAt = job.runAt;
   if (job.deadAt !== undefined) body.deadAt = job.deadAt;
+  const wire: JobMessage & { request?: unknown } = body;
+  if (job.carried !== undefined) wire.request = toCarried(job.carried);
   return {
     envelope: {
       messageId: job.id,
@@ -111,6 +114,14 @@ export function decodeJob(body: unknown): JobMessage {
   if (typeof o.lastError === 'string') job.lastError = o.lastError;
   if (typeof o.runAt === 'number') job.runAt = o.runAt;
   if (typeof o.deadAt === 'number') job.deadAt = o.deadAt;
+  if (o.request !== undefined) {
+    try {
+      job.carried = fromCarried(o.request);
+    } catch (err) {
+      throw new Error(`job request: ${(err as Error).message}`);
+    }
+    if (job.carried.id !== job.requestId || job.carried.flowId !== job.flowId) throw new Error('job request is not the job\'s (id or flow differs)');
+  }
   return job;
 }
 
@@ -125,6 +136,7 @@ export function toJob(m: JobMessage): Job {
     enqueuedAt: m.enqueuedAt,
   };
   if (m.lastError !== undefined) job.lastError = m.lastError;
+  if (m.carried !== undefined) job.carried = m.carried;
   return job;
 }
 
@@ -138,7 +150,8 @@ interface XDeath {
  * in the body; a job the broker moved there (delivery limit) is told apart by its x-death header.
  */
 export function toDeadLetter(m: JobMessage, headers: Record<string, unknown> | undefined, deliveryLimit: number): DeadLetter {
-  const job = toJob(m);
+  // Listed through the API: the request it may carry is read there by its id.
+  const { carried: _carried, ...job } = toJob(m);
   if (m.deadAt !== undefined) return { ...job, deadAt: m.deadAt };
   const deaths = Array.isArray(headers?.['x-death']) ? (headers['x-death'] as XDeath[]) : [];
   const death = deaths[0];

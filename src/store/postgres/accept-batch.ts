@@ -6,9 +6,12 @@ import type { RequestColumns } from './rows.js';
 /**
  * Where accept() records the job of a stored request, in the same transaction:
  * - 'outbox': a row of the transactional outbox, published to RabbitMQ by a relay (outbox.ts);
- * - 'pg-queue': a ready job of the PostgreSQL queue (pg-queue.ts), for PostgreSQL without a broker.
+ * - 'pg-queue': a ready job of the PostgreSQL queue (pg-queue.ts), for PostgreSQL without a broker;
+ * - 'none': no job: a worker records a request its job carried (RABBITMQ_ACCEPT=broker). A row
+ *   already there with the same flow and time of receipt is this request, recorded by an earlier
+ *   delivery of its job: 'stored' again, not a duplicate.
  */
-export type Dispatch = 'outbox' | 'pg-queue';
+export type Dispatch = 'outbox' | 'pg-queue' | 'none';
 
 /** One accept() call, ready for the batch statement. */
 export interface AcceptRow extends RequestColumns {
@@ -77,27 +80,32 @@ export class AcceptBatch {
     for (const r of ordered) values.push(...params(r));
     // Padding rows: all NULL, filtered out by the statement.
     for (let i = values.length; i < size * PARAM_TYPES.length; i++) values.push(null);
-    const { rows: out } = await this.db.query<{ id: string; stored: boolean; existing: string | null }>(
+    const { rows: out } = await this.db.query<{ id: string; stored: boolean; existing: string | null; existing_at?: number | null }>(
       this.sql(size),
       values,
       `hookd_accept_${this.dispatch}_${size}`,
     );
-    const flowOf = new Map(rows.map((r) => [r.id, r.flowId]));
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    const judge = (id: string, flowId: string, receivedAt: number | null | undefined): AcceptResult => {
+      const row = byId.get(id);
+      if (flowId !== row?.flowId) return 'conflict';
+      return this.dispatch === 'none' && receivedAt === row.receivedAt ? 'stored' : 'duplicate';
+    };
     const results = new Map<string, AcceptResult>();
     const unresolved: string[] = [];
     for (const o of out) {
       if (o.stored) results.set(o.id, 'stored');
       else if (o.existing === null) unresolved.push(o.id);
-      else results.set(o.id, o.existing === flowOf.get(o.id) ? 'duplicate' : 'conflict');
+      else results.set(o.id, judge(o.id, o.existing, o.existing_at));
     }
     if (unresolved.length > 0) {
       // Inserted by a concurrent transaction that committed after this statement's snapshot was
       // taken (ON CONFLICT waited for it): a new statement sees it.
-      const { rows: found } = await this.db.query<{ id: string; flow_id: string }>(
-        `SELECT id, flow_id FROM ${this.db.t.requests} WHERE id = ANY($1::text[])`,
+      const { rows: found } = await this.db.query<{ id: string; flow_id: string; received_at: number }>(
+        `SELECT id, flow_id, received_at FROM ${this.db.t.requests} WHERE id = ANY($1::text[])`,
         [unresolved],
       );
-      for (const f of found) results.set(f.id, f.flow_id === flowOf.get(f.id) ? 'duplicate' : 'conflict');
+      for (const f of found) results.set(f.id, judge(f.id, f.flow_id, f.received_at));
     }
     for (const r of rows) {
       if (!results.has(r.id)) throw new Error(`accept: no outcome for request ${r.id}`);
@@ -115,7 +123,9 @@ export class AcceptBatch {
     }
     const { requests, jobs, outbox, requestAttachments } = this.db.t;
     const record =
-      this.dispatch === 'pg-queue'
+      this.dispatch === 'none'
+        ? `SELECT 1`
+        : this.dispatch === 'pg-queue'
         ? `INSERT INTO ${jobs} (id, flow_id, request_id, state, attempts, max_attempts, run_at, enqueued_at)
            SELECT input.job_id, input.flow_id, input.id, 'ready', 0, input.max_attempts, ${NOW_MS}, ${NOW_MS}
            FROM input JOIN ins ON ins.id = input.id`
@@ -143,7 +153,10 @@ export class AcceptBatch {
   ON CONFLICT (attachment_id) DO NOTHING
 )
 SELECT input.id, ins.id IS NOT NULL AS stored,
-       CASE WHEN ins.id IS NULL THEN (SELECT r.flow_id FROM ${requests} r WHERE r.id = input.id) END AS existing
+       CASE WHEN ins.id IS NULL THEN (SELECT r.flow_id FROM ${requests} r WHERE r.id = input.id) END AS existing${
+         this.dispatch === 'none' ? `,
+       CASE WHEN ins.id IS NULL THEN (SELECT r.received_at FROM ${requests} r WHERE r.id = input.id) END AS existing_at` : ''
+       }
 FROM input LEFT JOIN ins ON ins.id = input.id`;
     this.sqlByRows.set(n, text);
     return text;

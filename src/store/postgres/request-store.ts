@@ -1,6 +1,7 @@
 import { E, HookdError, unavailable } from '../../core/errors.js';
+import { flowScopedRequestId } from '../../core/ids.js';
 import type { ReceivedMessage } from '../../core/message.js';
-import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, ReceivedRange, RequestStore, JobOfRequest } from '../contracts.js';
+import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, ReceivedRange, RequestStore, JobOfRequest, RecordOutcome } from '../contracts.js';
 import type { MessageCache } from '../message-cache.js';
 import type { OutboxJob } from './outbox.js';
 import { BatchedLookup } from '../batched-lookup.js';
@@ -29,6 +30,24 @@ export const DEFAULT_GROUP_COMMIT: GroupCommitOptions = {
   },
 };
 
+/** The statement row of a request, and the bytes it holds (for the group commit's limits). */
+function acceptRow(m: ReceivedMessage, jobId: string, maxAttempts: number): { row: AcceptRow; columns: ReturnType<typeof requestColumns>; bytes: number } {
+  const columns = requestColumns(m);
+  const row: AcceptRow = {
+    id: m.id,
+    flowId: m.flowId,
+    receivedAt: m.receivedAt,
+    method: m.method,
+    path: JSON.stringify(m.path),
+    ...columns,
+    // Sent as a binary parameter straight from the caller's buffer: never modified or detached.
+    rawBody: m.rawBody,
+    jobId,
+    maxAttempts,
+  };
+  return { row, columns, bytes: m.rawBody.length + row.headers.length + row.query.length + (columns.body?.length ?? 0) };
+}
+
 /** Called after a batch committed `count` new jobs (queue jobs or outbox rows). */
 export type CommittedListener = (count: number) => void;
 
@@ -41,6 +60,8 @@ export type CommittedListener = (count: number) => void;
 export class PgRequestStore implements RequestStore {
   private closed = false;
   private readonly committer: GroupCommit<AcceptRow, AcceptResult>;
+  /** recordCarried(): requests that jobs carried, written without a job, grouped as accept() groups. */
+  private readonly recorder: GroupCommit<AcceptRow, AcceptResult>;
   private readonly listeners = new Set<CommittedListener>();
 
   constructor(
@@ -59,6 +80,12 @@ export class PgRequestStore implements RequestStore {
       if (stored > 0) this.emit(stored);
       return outcomes;
     }, {
+      ...DEFAULT_GROUP_COMMIT,
+      ...groupCommit,
+      maxItems: Math.max(1, Math.min(MAX_BATCH_ROWS, groupCommit.maxItems ?? DEFAULT_GROUP_COMMIT.maxItems)),
+    });
+    const records = new AcceptBatch(db, 'none');
+    this.recorder = new GroupCommit<AcceptRow, AcceptResult>((rows) => records.run(rows), {
       ...DEFAULT_GROUP_COMMIT,
       ...groupCommit,
       maxItems: Math.max(1, Math.min(MAX_BATCH_ROWS, groupCommit.maxItems ?? DEFAULT_GROUP_COMMIT.maxItems)),
@@ -83,20 +110,7 @@ export class PgRequestStore implements RequestStore {
   /** accept(), also giving the job it committed (for a caller that publishes it itself). */
   async acceptWithJob(m: ReceivedMessage, options: AcceptOptions): Promise<{ outcome: AcceptOutcome; job?: OutboxJob }> {
     if (this.closed) throw storeClosed();
-    const columns = requestColumns(m);
-    const row: AcceptRow = {
-      id: m.id,
-      flowId: m.flowId,
-      receivedAt: m.receivedAt,
-      method: m.method,
-      path: JSON.stringify(m.path),
-      ...columns,
-      // Sent as a binary parameter straight from the caller's buffer: never modified or detached.
-      rawBody: m.rawBody,
-      jobId: newId(),
-      maxAttempts: options.maxAttempts,
-    };
-    const bytes = m.rawBody.length + row.headers.length + row.query.length + (columns.body?.length ?? 0);
+    const { row, columns, bytes } = acceptRow(m, newId(), options.maxAttempts);
     const result = await this.committer.submit(row, m.id, bytes);
     if (result === 'stored') {
       this.recent?.put(m, columns.body?.length ?? 0);
@@ -105,6 +119,24 @@ export class PgRequestStore implements RequestStore {
     }
     if (result === 'duplicate') return { outcome: DUPLICATE };
     throw new HookdError(E.REQUEST_ID_CONFLICT, m.id);
+  }
+
+  async recordCarried(m: ReceivedMessage): Promise<RecordOutcome> {
+    if (this.closed) throw storeClosed();
+    const record = async (message: ReceivedMessage): Promise<AcceptResult> => {
+      const { row, bytes } = acceptRow(message, '', 1);
+      return this.recorder.submit(row, message.id, bytes);
+    };
+    let result = await record(m);
+    let message = m;
+    if (result === 'conflict') {
+      // The sender's id is another flow's: this flow's own id for it, as the ingress does.
+      message = { ...m, id: flowScopedRequestId(m.flowId, m.id) };
+      result = await record(message);
+    }
+    if (result === 'stored') return { kind: 'recorded', message };
+    if (result === 'duplicate') return { kind: 'duplicate', requestId: message.id };
+    throw new HookdError(E.REQUEST_ID_CONFLICT, message.id);
   }
 
   async get(id: string): Promise<ReceivedMessage | undefined> {
@@ -247,7 +279,7 @@ export class PgRequestStore implements RequestStore {
   /** Refuse new accepts (503) and wait for the batches already submitted to commit or fail. */
   async close(): Promise<void> {
     this.closed = true;
-    await this.committer.drain();
+    await Promise.all([this.committer.drain(), this.recorder.drain()]);
   }
 
   private emit(count: number): void {
