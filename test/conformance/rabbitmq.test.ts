@@ -241,7 +241,7 @@ describe('rabbitmq: publishing', () => {
     expect([...seen].sort()).toEqual(jobs.map((j) => j.id).sort());
   });
 
-  it('sends the publishes of one tick in one socket write, every one confirmed', async () => {
+  it('sends the publishes of one event-loop turn in one socket write, every one confirmed', async () => {
     const q = await openQueue();
     await q.publish([newJob()]); // the publishing channel is open
     const socket = (q as unknown as { conn: { _socket: { _write: (...a: unknown[]) => unknown; _writev: (...a: unknown[]) => unknown } } }).conn._socket;
@@ -255,9 +255,9 @@ describe('rabbitmq: publishing', () => {
     }
     const jobs = Array.from({ length: 20 }, () => newJob());
     const published = Promise.all(jobs.map((j) => q.publish([j])));
-    // Corked for this tick, the library reads the connection as not ready; hookd does not.
+    // Corked for this turn, the library reads the connection as not ready; hookd does not.
     expect(q.connected).toBe(true);
-    await new Promise((r) => process.nextTick(r));
+    await new Promise((r) => setImmediate(r));
     expect(writes).toBe(1); // 20 publishes ≈ 14 KB: within the socket's 16 KiB buffer
     await published;
     expect((await q.stats()).ready).toBe(21);

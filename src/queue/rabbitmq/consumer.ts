@@ -11,6 +11,11 @@ import { isNotFound } from './topology.js';
 /** What a consumer needs from its queue. */
 export interface ConsumerHost {
   readonly conn: Connection;
+  /**
+   * The connection is up and not blocked: conn.ready, except while the publisher corks the socket
+   * for a turn (ConfirmPublisher.ready), which the library reads as blocked.
+   */
+  ready(): boolean;
   readonly logger: QueueLogger;
   /** The queues to consume now (every known flow's; the legacy work queue while it exists). */
   queues(): Iterable<string>;
@@ -418,7 +423,7 @@ export class RabbitConsumer implements Consumer {
     this.reattachTimer = setTimeout(() => {
       this.reattachTimer = undefined;
       // Down or blocked: look again later, quietly (reconnected() attaches at once when it is back).
-      if (!this.host.conn.ready) return this.scheduleAttach();
+      if (!this.host.ready()) return this.scheduleAttach();
       this.attach();
     }, REATTACH_MS);
     this.reattachTimer.unref();
@@ -437,8 +442,8 @@ export class RabbitConsumer implements Consumer {
     for (const d of [...this.unackedSet.keys()]) if (d.channel === ch) this.drop(d);
     this.changed();
     // Channel-only loss: attach again here. Connection lost: the queue also calls attach() after
-    // reconnecting. (conn.ready also reads false while the connection is blocked by an alarm or
-    // corked for a tick by the publisher, when no reconnect will come: so always schedule.)
+    // reconnecting. (Not ready also while the connection is blocked by an alarm, when no reconnect
+    // will come: so always schedule.)
     this.scheduleAttach();
   }
 

@@ -6,6 +6,8 @@ import type { QueueLogger } from './logger.js';
 
 export interface DeadLetterScanOptions {
   conn: Connection;
+  /** The connection is up and not blocked (ConsumerHost.ready). */
+  ready(): boolean;
   deadQueue: string;
   /** Messages looked at per scan at most. */
   scanLimit: number;
@@ -97,7 +99,7 @@ export class DeadLetterScanner {
     options: { onlyWhatWasThere?: boolean } = {},
   ): Promise<void> {
     const { conn, deadQueue, scanLimit } = this.opts;
-    if (!conn.ready) throw unavailable('queue', 'RabbitMQ is unreachable (reconnecting)');
+    if (!this.opts.ready()) throw unavailable('queue', 'RabbitMQ is unreachable (reconnecting)');
     let ch: Channel;
     try {
       ch = await conn.acquire();

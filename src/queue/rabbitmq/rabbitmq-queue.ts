@@ -220,6 +220,7 @@ export class RabbitMqQueue implements Queue {
     });
     this.scanner = new DeadLetterScanner({
       conn: this.conn,
+      ready: () => this.publisher.ready,
       deadQueue: this.topology.deadQueue,
       scanLimit: options.deadLetterScanLimit ?? 10_000,
       deliveryLimit,
@@ -227,6 +228,7 @@ export class RabbitMqQueue implements Queue {
     });
     this.consumerHost = {
       conn: this.conn,
+      ready: () => this.publisher.ready,
       logger: this.logger,
       queues: () => this.consumedQueues(),
       flowOf: (queue) => this.topology.flowOf(queue),
