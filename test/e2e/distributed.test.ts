@@ -719,21 +719,7 @@ describe.sequential('distributed mode: three instances on PostgreSQL + RabbitMQ'
   });
 
   it('broker outage under load: 503 + Retry-After while down, no acknowledged loss, back within 5 s of start_app', { timeout: 120_000 }, async () => {
-    await outageUnderLoad({
-      flowId: 'broker',
-      what: 'rabbitmqctl stop_app',
-      async stop() {
-        brokerStopped = brokerRestarted = true;
-        await rabbitmqctl('stop_app');
-      },
-      async start() {
-        if (brokerStopped) {
-          await rabbitmqctl('start_app');
-          brokerStopped = false;
-        }
-        return performance.now(); // the broker is up when start_app returns
-      },
-    });
+    await brokerOutageUnderLoad('broker');
   });
 
   it('PostgreSQL restart under load: 503 + Retry-After while down, no acknowledged loss, back within 5 s', { timeout: 120_000 }, async () => {
@@ -809,21 +795,7 @@ describe.sequential('RABBITMQ_ACCEPT=broker: the broker holds each request until
   });
 
   it('broker outage under load: 503 + Retry-After while down, no acknowledged loss, back within 5 s of start_app', { timeout: 120_000 }, async () => {
-    await outageUnderLoad({
-      flowId: 'b-broker',
-      what: 'rabbitmqctl stop_app',
-      async stop() {
-        brokerStopped = brokerRestarted = true;
-        await rabbitmqctl('stop_app');
-      },
-      async start() {
-        if (brokerStopped) {
-          await rabbitmqctl('start_app');
-          brokerStopped = false;
-        }
-        return performance.now();
-      },
-    });
+    await brokerOutageUnderLoad('b-broker');
   });
 
   it('PostgreSQL down under load: webhooks still answered 200 (the broker holds them), /readyz stays 200, and every one runs once when it is back', { timeout: 180_000 }, async () => {
@@ -915,6 +887,25 @@ async function killUnderLoad(flowId: string): Promise<void> {
   expect(survivorsFailed.length).toBeLessThanOrEqual(Math.ceil(0.01 * load.outcomes.length));
   expect(new Set(acked).size).toBe(acked.length);
   expect(await unfinished(flowId, acked)).toEqual([]);
+}
+
+/** outageUnderLoad with the broker stopped (rabbitmqctl stop_app) and started again. */
+function brokerOutageUnderLoad(flowId: string): Promise<void> {
+  return outageUnderLoad({
+    flowId,
+    what: 'rabbitmqctl stop_app',
+    async stop() {
+      brokerStopped = brokerRestarted = true;
+      await rabbitmqctl('stop_app');
+    },
+    async start() {
+      if (brokerStopped) {
+        await rabbitmqctl('start_app');
+        brokerStopped = false;
+      }
+      return performance.now(); // the broker is up when start_app returns
+    },
+  });
 }
 
 /**

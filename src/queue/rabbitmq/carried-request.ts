@@ -8,47 +8,17 @@ import type { AttachmentRef, CloudEvent, ReceivedMessage } from '../../core/mess
  * millisecond (a redelivery is told from a sender's retry by it) and the raw bytes are exact.
  * hookd's own: external consumers read `message` (docs/external-consumers.md).
  */
-export interface CarriedRequest {
-  id: string;
-  flowId: string;
-  /** Epoch ms, with its fraction. */
-  receivedAt: number;
-  method: string;
-  path: string;
-  query: Record<string, string | string[]>;
-  headers: Record<string, string | string[]>;
-  contentType: string | null;
-  body: unknown;
+export type CarriedRequest = Omit<ReceivedMessage, 'rawBody'> & {
   /** The body bytes: as text when they are UTF-8 (JSON escapes keep them exact), else base64. */
   raw: string;
   rawEncoding?: 'base64';
-  clientIp: string;
-  cloudEvent?: CloudEvent;
-  cloudEvents?: CloudEvent[];
-  attachments?: AttachmentRef[];
-  rawAttachment?: AttachmentRef;
-}
+};
 
 export function toCarried(m: ReceivedMessage): CarriedRequest {
-  const utf8 = isUtf8(m.rawBody);
-  const c: CarriedRequest = {
-    id: m.id,
-    flowId: m.flowId,
-    receivedAt: m.receivedAt,
-    method: m.method,
-    path: m.path,
-    query: m.query,
-    headers: m.headers,
-    contentType: m.contentType,
-    body: m.body,
-    raw: m.rawBody.toString(utf8 ? 'utf8' : 'base64'),
-    clientIp: m.clientIp,
-  };
+  const { rawBody, ...rest } = m;
+  const utf8 = isUtf8(rawBody);
+  const c: CarriedRequest = { ...rest, raw: rawBody.toString(utf8 ? 'utf8' : 'base64') };
   if (!utf8) c.rawEncoding = 'base64';
-  if (m.cloudEvent !== undefined) c.cloudEvent = m.cloudEvent;
-  if (m.cloudEvents !== undefined) c.cloudEvents = m.cloudEvents;
-  if (m.attachments !== undefined) c.attachments = m.attachments;
-  if (m.rawAttachment !== undefined) c.rawAttachment = m.rawAttachment;
   return c;
 }
 
