@@ -187,7 +187,7 @@ class OutboxRabbitBackend implements Backend {
     this.requests = {
       accept: async (m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> => {
         if (!queue.connected) throw unavailable('queue', new Error('RabbitMQ is not connected')).beforeAnyWrite();
-        if (this.acceptMode === 'broker' && carriable(m)) return this.acceptByBroker(m, options);
+        if (this.acceptMode === 'broker' && options.fromSender === true && carriable(m)) return this.acceptByBroker(m, options);
         const { outcome, job } = await inner.acceptWithJob(m, options);
         if (job === undefined) return outcome;
         const payload = options.includeRequest === true ? requestPayload(m, this.payloadLimit) : undefined;

@@ -318,7 +318,7 @@ export async function hookRoutes(app: FastifyInstance, deps: IngressDeps): Promi
       if (payload.cloudEvents) message.cloudEvents = payload.cloudEvents.map((e) => redactEvent(auth, e, payload.body, body));
 
       let outcome: AcceptOutcome;
-      const acceptOptions = { maxAttempts: flow.retry?.maxAttempts ?? deps.defaultMaxAttempts, includeRequest: flow.jobMessage?.includeRequest === true };
+      const acceptOptions = { maxAttempts: flow.retry?.maxAttempts ?? deps.defaultMaxAttempts, includeRequest: flow.jobMessage?.includeRequest === true, fromSender: true };
       try {
         try {
           outcome = await deps.requests.accept(message, acceptOptions);

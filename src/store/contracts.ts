@@ -59,6 +59,11 @@ export interface AcceptOptions {
   maxAttempts: number;
   /** Distributed mode: the job message carries the request too (the flow's jobMessage.includeRequest). */
   includeRequest?: boolean;
+  /**
+   * A sender's webhook (the ingress), which RABBITMQ_ACCEPT=broker answers from the broker alone.
+   * Replays are not: they are committed to the store first, readable and deduplicated at once.
+   */
+  fromSender?: boolean;
 }
 
 /** What RequestStore.recordCarried did with a request a job carried. */

@@ -783,11 +783,16 @@ describe.sequential('RABBITMQ_ACCEPT=broker: the broker holds each request until
     expect((await api(instances[1]!, 'GET', `/api/requests/${scoped}`)).body).toMatchObject({ flowId: 'b-other', body: { order: 2, total: 20 } });
     expect((await api(instances[1]!, 'GET', `/api/requests/${id}`)).body).toMatchObject({ flowId: 'b-once', body: { order: 1, total: 10 } });
 
+    // A replay (an admin's action, not a sender's webhook) goes the outbox way: readable at once.
+    const replay = await api(instances[1]!, 'POST', `/api/requests/${id}/replay`, {});
+    expect(replay.status, JSON.stringify(replay.body)).toBe(202);
+    expect((await api(instances[2]!, 'GET', `/api/requests/${replay.body.requestId as string}`)).body).toMatchObject({ flowId: 'b-once', body: { order: 1, total: 10 } });
+
     // A body over the carried limit (256 KiB) goes the outbox way: readable as soon as it is answered.
     const big = await post(instances[0]!, 'b-once', { order: 3, total: 30, pad: 'x'.repeat(300 * 1024) }, `${RUN}-big`);
     expect(big.status).toBe(200);
     expect((await api(instances[1]!, 'GET', `/api/requests/${RUN}-big`)).status).toBe(200);
-    expect(await unfinished('b-once', [id, `${RUN}-big`])).toEqual([]);
+    expect(await unfinished('b-once', [id, `${RUN}-big`, replay.body.requestId as string])).toEqual([]);
   });
 
   it('every 200 ends with exactly one completed execution when an instance is SIGKILLed under load', { timeout: 120_000 }, async () => {
