@@ -104,7 +104,9 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
     await stores.close();
     throw err;
   }
-  return new OutboxRabbitBackend(stores, queue, logger, config.jobPayloadBytes, new PgFlowOwners(stores.db, instanceExpireMs(config.flowRefreshMs)), config.rabbitmqAccept);
+  const backend = new OutboxRabbitBackend(stores, queue, logger, config.jobPayloadBytes, new PgFlowOwners(stores.db, instanceExpireMs(config.flowRefreshMs)));
+  if (config.rabbitmqAccept === 'broker') await backend.acceptByBrokerOnceUpgraded(instanceExpireMs(config.flowRefreshMs), config.flowRefreshMs);
+  return backend;
 }
 
 /**
@@ -159,6 +161,12 @@ class OutboxRabbitBackend implements Backend {
   private publishedTimer: NodeJS.Timeout | undefined;
   private deleting = new Set<Promise<unknown>>();
   private closing: Promise<void> | undefined;
+  /**
+   * RABBITMQ_ACCEPT=broker is in effect: set, and no instance of an earlier build runs on this
+   * database (one would dead-letter a carried request's job without the request: lost).
+   */
+  private byBroker = false;
+  private brokerCheck: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly stores: PostgresStores,
@@ -171,8 +179,6 @@ class OutboxRabbitBackend implements Backend {
      * as an instance counts as alive without a beat (renewed at every flow refresh).
      */
     flowOwners: FlowOwners,
-    /** RABBITMQ_ACCEPT: 'broker' answers once the broker confirmed the job carrying the request. */
-    private readonly acceptMode: 'outbox' | 'broker' = 'outbox',
   ) {
     this.flowOwners = flowOwners;
     this.flows = stores.flows;
@@ -187,7 +193,7 @@ class OutboxRabbitBackend implements Backend {
     this.requests = {
       accept: async (m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> => {
         if (!queue.connected) throw unavailable('queue', new Error('RabbitMQ is not connected')).beforeAnyWrite();
-        if (this.acceptMode === 'broker' && options.fromSender === true && carriable(m)) return this.acceptByBroker(m, options);
+        if (this.byBroker && options.fromSender === true && carriable(m)) return this.acceptByBroker(m, options);
         const { outcome, job } = await inner.acceptWithJob(m, options);
         if (job === undefined) return outcome;
         const payload = options.includeRequest === true ? requestPayload(m, this.payloadLimit) : undefined;
@@ -208,6 +214,37 @@ class OutboxRabbitBackend implements Backend {
       referencesAttachment: (id) => inner.referencesAttachment(id),
       purgeOlderThan: (before, limit) => inner.purgeOlderThan(before, limit),
     };
+  }
+
+  /**
+   * RABBITMQ_ACCEPT=broker: answer senders' webhooks from the broker alone, but only while every
+   * instance on the database runs a build that records carried requests; looked at every
+   * FLOW_REFRESH (a rolling upgrade: the outbox way until the last earlier instance is gone).
+   */
+  async acceptByBrokerOnceUpgraded(expireMs: number, everyMs: number): Promise<void> {
+    let decided = false;
+    const look = async (): Promise<void> => {
+      let earlier: number;
+      try {
+        earlier = await this.stores.instances.earlier(expireMs);
+      } catch {
+        return; // the database is away: keep what was decided (its workers wait for it anyway)
+      }
+      const byBroker = earlier === 0;
+      if (decided && byBroker === this.byBroker) return;
+      decided = true;
+      this.byBroker = byBroker;
+      if (byBroker) this.logger.info('RABBITMQ_ACCEPT=broker in effect: webhooks are answered once the broker confirmed them, and recorded by the workers');
+      else {
+        this.logger.warn(
+          { instances: earlier },
+          'RABBITMQ_ACCEPT=broker waits: instances of an earlier hookd run on this database, and would dead-letter a job without the request it carries; webhooks go the outbox way until they are upgraded',
+        );
+      }
+    };
+    await look();
+    this.brokerCheck = setInterval(() => void look(), everyMs);
+    this.brokerCheck.unref();
   }
 
   /**
@@ -250,7 +287,7 @@ class OutboxRabbitBackend implements Backend {
   async checkWritable(): Promise<void> {
     // Webhooks need the broker alone: while PostgreSQL is down they wait there, and the API and
     // the workers answer 503 or wait (docs/distributed.md).
-    if (this.acceptMode === 'broker') {
+    if (this.byBroker) {
       await checkEach([{ kind: 'queue', name: 'RabbitMQ', check: () => this.queue.checkWritable() }]);
       return;
     }
@@ -262,6 +299,7 @@ class OutboxRabbitBackend implements Backend {
 
   close(): Promise<void> {
     this.closing ??= (async () => {
+      clearInterval(this.brokerCheck);
       await this.relay.stop();
       this.deletePublished();
       await Promise.all(this.deleting);

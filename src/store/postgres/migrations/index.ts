@@ -14,6 +14,7 @@ import * as m0013 from './0013_instances_runs_flows.js';
 import * as m0014 from './0014_instances_queue.js';
 import * as m0015 from './0015_instances_schema_version.js';
 import * as m0016 from './0016_request_order_index_name.js';
+import * as m0017 from './0017_carried_requests.js';
 
 export interface Migration {
   readonly version: number;
@@ -22,4 +23,4 @@ export interface Migration {
 }
 
 /** Every migration, in order. Append only: a shipped migration is never edited. */
-export const migrations: readonly Migration[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0007, m0008, m0009, m0010, m0011, m0012, m0013, m0014, m0015, m0016];
+export const migrations: readonly Migration[] = [m0001, m0002, m0003, m0004, m0005, m0006, m0007, m0008, m0009, m0010, m0011, m0012, m0013, m0014, m0015, m0016, m0017];

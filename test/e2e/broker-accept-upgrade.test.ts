@@ -1,0 +1,55 @@
+/**
+ * RABBITMQ_ACCEPT=broker during a rolling upgrade. A job answered from the broker alone carries its
+ * request, which only this build records: an instance of an earlier hookd would find no stored
+ * request and dead-letter the job without it (a 200 lost). While such an instance beats on the
+ * database, webhooks go the outbox way; once it is gone, the broker's confirm alone.
+ */
+import pg from 'pg';
+import pino from 'pino';
+import { afterAll, expect, it } from 'vitest';
+import { waitFor } from '../conformance/helpers.js';
+import { everyBackend } from '../helpers/every-backend.js';
+import { startHookd } from '../helpers/hookd.js';
+
+const { backends, cleanUp } = everyBackend('brokeraccept');
+const env = backends.find(([name]) => name === 'PostgreSQL + RabbitMQ')![1];
+afterAll(() => cleanUp(['gated']));
+
+it('answers from the broker alone only while no instance of an earlier build runs on the database', { timeout: 30_000 }, async () => {
+  const admin = new pg.Client({ connectionString: env.DATABASE_URL });
+  await admin.connect();
+  const schema = env.DATABASE_SCHEMA!;
+  const lines: string[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+  // Workers off: a request answered from the broker alone is not in the store (no worker took it).
+  const first = await startHookd({ ...env, WORKER_CONCURRENCY: '0' });
+  await first.close();
+  let hookd: Awaited<ReturnType<typeof startHookd>> | undefined;
+  try {
+    // An instance of the earlier build (schema 16) beats on the database.
+    await admin.query(
+      `INSERT INTO "${schema}".instances (id, seen_at, runs_flows, queue, schema_version) VALUES ('instance-earlier', extract(epoch from now()) * 1000 + 600000, true, 'rabbitmq', 16)`,
+    );
+    hookd = await startHookd({ ...env, RABBITMQ_ACCEPT: 'broker', WORKER_CONCURRENCY: '0', FLOW_REFRESH: '200ms' }, { logger });
+    expect((await hookd.api('PUT', '/api/flows/gated', { steps: [{ id: 'keep', type: 'filter', expression: 'true' }] })).status).toBe(201);
+    const post = async (): Promise<string> => {
+      const res = await fetch(`${hookd!.url}/hook/gated`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' });
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { requestId: string }).requestId;
+    };
+    const stored = async (id: string): Promise<boolean> => (await hookd!.api('GET', `/api/requests/${id}`)).status === 200;
+    expect(await stored(await post())).toBe(true);
+    expect(lines.some((l) => l.includes('RABBITMQ_ACCEPT=broker waits'))).toBe(true);
+
+    // The earlier instance is gone (upgraded): the broker's confirm alone, within FLOW_REFRESH.
+    await admin.query(`DELETE FROM "${schema}".instances WHERE id = 'instance-earlier'`);
+    await waitFor(() => lines.some((l) => l.includes('RABBITMQ_ACCEPT=broker in effect')), 'broker accept in effect', 5_000);
+    const id = await post();
+    expect(await stored(id)).toBe(false);
+    const queued = await hookd.api('GET', '/api/queue');
+    expect(queued.body).toMatchObject({ ready: 2 });
+  } finally {
+    await hookd?.close();
+    await admin.end();
+  }
+});
