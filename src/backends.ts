@@ -125,8 +125,9 @@ const PUBLISHED_FLUSH_ROWS = 1_000;
 
 /**
  * RABBITMQ_ACCEPT=broker: the largest body a job message carries. Larger requests (and those with
- * files, already written to PostgreSQL's attachment store) go the outbox way: a quorum queue keeps
- * its messages in memory, and a large one costs the broker more than the commit it saves.
+ * files, already written to PostgreSQL's attachment store) go the outbox way: every message goes
+ * through a quorum queue's log on a majority of its nodes, and a large one costs the broker more
+ * than the commit it saves (and every retry's copy carries it again).
  */
 export const CARRIED_BODY_MAX = 256 * 1024;
 
