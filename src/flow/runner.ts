@@ -911,12 +911,6 @@ function holdSlot(ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /**
- * A job's first delivery, with no execution yet: the fast paths (all pure steps in one write, the
- * speculative first step) may start a fresh record. A job with an error is not: a retried dead
- * letter (attempts start at 1 again, its execution is resumed, its records kept) or a stopped
- * flow's job that waited (no execution, but rare: the regular path costs a read more).
- */
-/**
  * The delivery of a job whose request was recorded under another id (a sender's x-request-id
  * another flow's request has: RequestStore.recordCarried): the same delivery, with that id.
  */
@@ -932,6 +926,12 @@ function withRequestId(d: Delivery, requestId: string): Delivery {
   return Object.assign(same, d.exhausted !== undefined ? { exhausted: d.exhausted } : {}, d.handBack !== undefined ? { handBack: () => d.handBack!() } : {});
 }
 
+/**
+ * A job's first delivery, with no execution yet: the fast paths (all pure steps in one write, the
+ * speculative first step) may start a fresh record. A job with an error is not: a retried dead
+ * letter (attempts start at 1 again, its execution is resumed, its records kept) or a stopped
+ * flow's job that waited (no execution, but rare: the regular path costs a read more).
+ */
 function firstDelivery(job: Job): boolean {
   return job.attempts === 1 && job.lastError === undefined;
 }
