@@ -408,6 +408,7 @@ export async function createApp(config: Config, options: { logger?: Logger } = {
     },
     onStepFinished: (e) => metrics.observeStep(e.stepType, e.status, (e.finishedAt - e.startedAt) / 1000),
     onExecutionFinished: (e) => metrics.countExecution(e.status),
+    onCarriedRequest: (outcome) => metrics.countCarried(outcome),
     executionDataLimit: config.executionDataLimit,
     defaultMaxAttempts: config.maxAttempts,
     defaultBackoffMs: config.backoffMs,

@@ -96,6 +96,12 @@ export interface FlowRunnerHooks {
   onStepFinished?(event: StepFinishedEvent): void;
   /** A delivery ended the execution: completed, filtered or dead. */
   onExecutionFinished?(event: ExecutionFinishedEvent): void;
+  /**
+   * A request its job carried (RABBITMQ_ACCEPT=broker) was looked up in the store on the way in:
+   * recorded (now, or by an earlier delivery of the job), or a duplicate of another request with
+   * its id (a sender's retry: acked unrun).
+   */
+  onCarriedRequest?(outcome: 'recorded' | 'duplicate'): void;
 }
 
 export interface FlowRunnerOptions extends FlowRunnerHooks {
@@ -297,6 +303,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         // The queue was the request's only record: the store has it before anything else happens
         // to the job (a dead letter, a run), so that every execution points to a stored request.
         const recorded = await o.requests.recordCarried(job.carried);
+        hook(o.onCarriedRequest, recorded.kind);
         if (s.released) return;
         if (recorded.kind === 'duplicate') {
           o.logger.debug({ ...log, storedAs: recorded.requestId }, 'a request with this id is stored already (a sender\'s retry): its own job runs it, this one is done');

@@ -197,6 +197,12 @@ export function createMetrics(sources: MetricSources = {}) {
     labelNames: ['status'] as const,
     registers: [registry],
   });
+  const carriedRequests = new Counter({
+    name: 'hookd_carried_requests_total',
+    help: "RABBITMQ_ACCEPT=broker: requests the workers took from their jobs, by outcome: recorded in the store, or duplicate (another request of the flow has the id: a sender's retry, acked unrun)",
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
   const stepSeconds = new Histogram({
     name: 'hookd_step_duration_seconds',
     help: 'Step runs by step type and result (completed, filtered, failed)',
@@ -216,8 +222,10 @@ export function createMetrics(sources: MetricSources = {}) {
   const stepOf = bound((type: string, status: string) => stepSeconds.labels(type, status));
   const countResponse = (status: number): void => responseOf(String(status)).inc();
   const countExecution = (status: string): void => executionOf(status).inc();
+  const carriedOf = bound((outcome: string) => carriedRequests.labels(outcome));
+  const countCarried = (outcome: string): void => carriedOf(outcome).inc();
   const observeStep = (type: string, status: string, seconds: number): void => stepOf(type, status).observe(seconds);
-  return { registry, responses, countResponse, commitSeconds, confirmSeconds, walSyncSeconds, walRestarts, authFailures, instances, flowsHeld, countExecution, observeStep, queueDelaySeconds };
+  return { registry, responses, countResponse, commitSeconds, confirmSeconds, walSyncSeconds, walRestarts, authFailures, instances, flowsHeld, countExecution, countCarried, observeStep, queueDelaySeconds };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

@@ -768,6 +768,17 @@ describe.sequential('RABBITMQ_ACCEPT=broker: the broker holds each request until
     expect(stored.body).toMatchObject({ id, flowId: 'b-once', body: { order: 1, total: 10 } });
     await sleep(1_000);
     expect((await executionsOf('b-once')).get(id)).toHaveLength(1);
+    // The workers say so in their metrics: one recorded, one duplicate acked unrun.
+    const carried = async (outcome: string): Promise<number> => {
+      let n = 0;
+      for (const i of instances) {
+        const text = await (await fetch(`${urlOf(i)}/metrics`)).text();
+        n += Number(new RegExp(`^hookd_carried_requests_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+      }
+      return n;
+    };
+    expect(await carried('duplicate')).toBe(1);
+    expect(await carried('recorded')).toBeGreaterThanOrEqual(1);
 
     // The same x-request-id sent to another flow: the ingress cannot know it is taken (it answers
     // with the sender's id); the worker records the request under the flow's own id for it.
