@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
-import { isHookdError, unavailable } from './core/errors.js';
+import { E, HookdError, isHookdError, unavailable } from './core/errors.js';
 import { finishesWithin } from './core/finishes-within.js';
 import { uuidv7 } from './core/ids.js';
 import { READY_CHECK_TIMEOUT_MS } from './http/ops-routes.js';
@@ -260,6 +260,9 @@ class OutboxRabbitBackend implements Backend {
     try {
       await this.queue.publish([payload === undefined ? job : { ...job, payload }]);
     } catch (err) {
+      // Valid JSON nested thousands deep parses, but does not serialise (the stack runs out): the
+      // sender's to fix, as the outbox way says (rows.ts), not an outage to retry.
+      if (err instanceof RangeError) throw new HookdError(E.INVALID_BODY, 'JSON', 'nested too deeply to store');
       throw isHookdError(err) ? err : unavailable('queue', err);
     }
     return STORED;

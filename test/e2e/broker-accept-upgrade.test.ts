@@ -48,6 +48,13 @@ it('answers from the broker alone only while no instance of an earlier build run
     expect(await stored(id)).toBe(false);
     const queued = await hookd.api('GET', '/api/queue');
     expect(queued.body).toMatchObject({ ready: 2 });
+
+    // JSON nested too deeply to serialise is the sender's to fix (400), as the outbox way says,
+    // not an outage (503) it would retry for ever.
+    const deep = await fetch(`${hookd.url}/hook/gated`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '['.repeat(20_000) + ']'.repeat(20_000) });
+    expect(deep.status).toBe(400);
+    expect(((await deep.json()) as { message: string }).message).toMatch(/nested too deeply/);
+    expect((await hookd.api('GET', '/api/queue')).body).toMatchObject({ ready: 2 });
   } finally {
     await hookd?.close();
     await admin.end();
