@@ -73,23 +73,20 @@ export class PgRequestStore implements RequestStore {
     private readonly recent?: MessageCache,
   ) {
     const batch = new AcceptBatch(db, dispatch, outboxHoldMs);
+    const options: GroupCommitOptions = {
+      ...DEFAULT_GROUP_COMMIT,
+      ...groupCommit,
+      maxItems: Math.max(1, Math.min(MAX_BATCH_ROWS, groupCommit.maxItems ?? DEFAULT_GROUP_COMMIT.maxItems)),
+    };
     this.committer = new GroupCommit<AcceptRow, AcceptResult>(async (rows) => {
       const outcomes = await batch.run(rows);
       let stored = 0;
       for (const o of outcomes) if (o.ok && o.value === 'stored') stored++;
       if (stored > 0) this.emit(stored);
       return outcomes;
-    }, {
-      ...DEFAULT_GROUP_COMMIT,
-      ...groupCommit,
-      maxItems: Math.max(1, Math.min(MAX_BATCH_ROWS, groupCommit.maxItems ?? DEFAULT_GROUP_COMMIT.maxItems)),
-    });
+    }, options);
     const records = new AcceptBatch(db, 'none');
-    this.recorder = new GroupCommit<AcceptRow, AcceptResult>((rows) => records.run(rows), {
-      ...DEFAULT_GROUP_COMMIT,
-      ...groupCommit,
-      maxItems: Math.max(1, Math.min(MAX_BATCH_ROWS, groupCommit.maxItems ?? DEFAULT_GROUP_COMMIT.maxItems)),
-    });
+    this.recorder = new GroupCommit<AcceptRow, AcceptResult>((rows) => records.run(rows), options);
   }
 
   /** Group commit at work: batches committed and the accepts they carried. */
