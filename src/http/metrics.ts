@@ -51,14 +51,14 @@ export function createMetrics(sources: MetricSources = {}) {
   });
   const commitSeconds = new Histogram({
     name: 'hookd_ingress_commit_seconds',
-    help: 'Request received → committed (durable) and ready to answer',
+    help: 'Request received → committed (durable) and ready to answer (RABBITMQ_ACCEPT=broker: → confirmed by the broker)',
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [registry],
   });
   const confirmSeconds = sources.brokerConfirms
     ? new Histogram({
         name: 'hookd_broker_confirm_seconds',
-        help: 'A job published to RabbitMQ → its publisher confirm (an accepted request spends this within hookd_ingress_commit_seconds, after the PostgreSQL commit)',
+        help: 'A job published to RabbitMQ → its publisher confirm (an accepted request spends this within hookd_ingress_commit_seconds, after the PostgreSQL commit; with RABBITMQ_ACCEPT=broker, all of it but the publish)',
         buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
         registers: [registry],
       })
