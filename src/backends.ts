@@ -6,7 +6,7 @@ import { finishesWithin } from './core/finishes-within.js';
 import { uuidv7 } from './core/ids.js';
 import { READY_CHECK_TIMEOUT_MS } from './http/ops-routes.js';
 import type { ReceivedMessage } from './core/message.js';
-import { openRabbitMqQueue, requestPayload, type RabbitMqQueue } from './queue/rabbitmq/index.js';
+import { CarriedToDeletedFlow, openRabbitMqQueue, requestPayload, type RabbitMqQueue } from './queue/rabbitmq/index.js';
 import type { Backend, FlowOwners } from './store/backend.js';
 import { instanceExpireMs } from './store/membership.js';
 import type { MessageCache } from './store/message-cache.js';
@@ -195,16 +195,7 @@ class OutboxRabbitBackend implements Backend {
       accept: async (m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> => {
         if (!queue.connected) throw unavailable('queue', new Error('RabbitMQ is not connected')).beforeAnyWrite();
         if (this.byBroker && options.fromSender === true && carriable(m)) return this.acceptByBroker(m, options);
-        const { outcome, job } = await inner.acceptWithJob(m, options);
-        if (job === undefined) return outcome;
-        const payload = options.includeRequest === true ? requestPayload(m, this.payloadLimit) : undefined;
-        try {
-          await queue.publish([payload === undefined ? job : { ...job, payload }]);
-        } catch (err) {
-          throw isHookdError(err) ? err : unavailable('queue', err);
-        }
-        this.markPublished(job.id);
-        return outcome;
+        return this.acceptByOutbox(m, options);
       },
       recordCarried: (m) => inner.recordCarried(m),
       get: (id) => inner.get(id),
@@ -215,6 +206,20 @@ class OutboxRabbitBackend implements Backend {
       referencesAttachment: (id) => inner.referencesAttachment(id),
       purgeOlderThan: (before, limit) => inner.purgeOlderThan(before, limit),
     };
+  }
+
+  /** The transactional outbox: the request and its job committed in PostgreSQL, then the job confirmed by the broker. */
+  private async acceptByOutbox(m: ReceivedMessage, options: AcceptOptions): Promise<AcceptOutcome> {
+    const { outcome, job } = await this.stores.requests.acceptWithJob(m, options);
+    if (job === undefined) return outcome;
+    const payload = options.includeRequest === true ? requestPayload(m, this.payloadLimit) : undefined;
+    try {
+      await this.queue.publish([payload === undefined ? job : { ...job, payload }]);
+    } catch (err) {
+      throw isHookdError(err) ? err : unavailable('queue', err);
+    }
+    this.markPublished(job.id);
+    return outcome;
   }
 
   /**
@@ -260,6 +265,9 @@ class OutboxRabbitBackend implements Backend {
     try {
       await this.queue.publish([payload === undefined ? job : { ...job, payload }]);
     } catch (err) {
+      // Its flow was deleted while the request arrived: its job goes to the dead letters, and the
+      // request is stored first, so that it does not live there alone.
+      if (err instanceof CarriedToDeletedFlow) return this.acceptByOutbox(m, options);
       // Valid JSON nested thousands deep parses, but does not serialise (the stack runs out): the
       // sender's to fix, as the outbox way says (rows.ts), not an outage to retry.
       if (err instanceof RangeError) throw new HookdError(E.INVALID_BODY, 'JSON', 'nested too deeply to store');

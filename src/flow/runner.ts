@@ -291,8 +291,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
   }
 
   /** `outageSince`: the job is being handled again in place since the store went away then (a limited flow's order). */
-  async function handle(s: Session, delivery: Delivery, outageSince?: number): Promise<void> {
-    let d = delivery;
+  async function handle(s: Session, d: Delivery, outageSince?: number): Promise<void> {
     let job = d.job;
     const log = { flowId: job.flowId, requestId: job.requestId, jobId: job.id, attempt: job.attempts };
     let executionId: string | undefined;
@@ -312,7 +311,9 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
         }
         carried = recorded.message;
         if (carried.id !== job.requestId) {
-          d = withRequestId(d, carried.id);
+          // Stored under the flow's own id for the sender's: the job names it from now on.
+          if (d.renameRequest === undefined) throw new Error(`the queue cannot rename the request of job ${job.id} (${job.requestId} → ${carried.id})`);
+          d.renameRequest(carried.id);
           job = d.job;
           log.requestId = job.requestId;
         }
@@ -556,7 +557,7 @@ export function createFlowRunner(o: FlowRunnerOptions): FlowRunner {
           else repeated.warn(`${job.flowId}\0\0outage`, { ...log, err: reason }, 'store unavailable: job given back without spending an attempt');
         }
         await holdSlot(holdMs, s.controller.signal);
-        if (inPlace && !s.released && !s.stopping) return handle(s, delivery, since);
+        if (inPlace && !s.released && !s.stopping) return handle(s, d, since);
         while (!s.released && !(await d.requeue(error))) await holdSlot(holdMs, s.controller.signal);
         return;
       }
@@ -915,22 +916,6 @@ export const ORDERED_OUTAGE_HOLD_MS = 10 * 60_000;
 /** Resolves after ms, or at once when the session is stopped (the consumer then releases the job). */
 function holdSlot(ms: number, signal: AbortSignal): Promise<void> {
   return delay(ms, undefined, { signal }).catch(() => undefined);
-}
-
-/**
- * The delivery of a job whose request was recorded under another id (a sender's x-request-id
- * another flow's request has: RequestStore.recordCarried): the same delivery, with that id.
- */
-function withRequestId(d: Delivery, requestId: string): Delivery {
-  const job: Job = { ...d.job, requestId };
-  const same: Delivery = {
-    job,
-    ack: () => d.ack(),
-    nack: (options) => d.nack(options),
-    deadLetter: (error) => d.deadLetter(error),
-    requeue: (error) => d.requeue(error),
-  };
-  return Object.assign(same, d.exhausted !== undefined ? { exhausted: d.exhausted } : {}, d.handBack !== undefined ? { handBack: () => d.handBack!() } : {});
 }
 
 /**

@@ -198,8 +198,8 @@ export function createMetrics(sources: MetricSources = {}) {
     registers: [registry],
   });
   const carriedRequests = new Counter({
-    name: 'hookd_carried_requests_total',
-    help: "RABBITMQ_ACCEPT=broker: requests the workers took from their jobs, by outcome: recorded in the store, or duplicate (another request of the flow has the id: a sender's retry, acked unrun)",
+    name: 'hookd_carried_request_deliveries_total',
+    help: "RABBITMQ_ACCEPT=broker: deliveries of jobs that carry their request, by what the store said: recorded (stored now, or by an earlier delivery of the same job: every retry counts again) or duplicate (another request of the flow has the id: a sender's retry, acked unrun; counts the senders' duplicates)",
     labelNames: ['outcome'] as const,
     registers: [registry],
   });

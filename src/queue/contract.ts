@@ -45,6 +45,13 @@ export interface Delivery {
    * already and the broker counts returns towards its delivery limit): requeue() it then.
    */
   handBack?(): boolean;
+  /**
+   * Capability of queues whose jobs may carry their request (RabbitMQ, Job.carried): the request
+   * was stored under another id (RequestStore.recordCarried gave the flow's own id for a sender's
+   * id another flow's request has). From now on the job names that id: `job` here, and every copy
+   * the queue makes of it (retries, dead letters), so that none points to the other flow's request.
+   */
+  renameRequest?(requestId: string): void;
 }
 
 /**

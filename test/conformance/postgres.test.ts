@@ -459,6 +459,20 @@ describe('postgres: requests', () => {
     expect((await b.requests.recordCarried!({ ...accepted, receivedAt: accepted.receivedAt + 5 })).kind).toBe('duplicate');
   });
 
+  it('tells a redelivery from a sender\'s retry by the exact time of receipt, also where PostgreSQL rounds floats in its output (extra_float_digits=0)', async () => {
+    // Servers before PostgreSQL 12 (and any database, role or pooler that sets it) print float8
+    // with 15 digits: a time of receipt read back as text no longer equals the carried one.
+    const rounding = await openBackend({ connectionString: `${DATABASE_URL}${DATABASE_URL.includes('?') ? '&' : '?'}options=-c%20extra_float_digits%3D0` });
+    const m = makeMessage({ id: 'carried-round', flowId: 'orders', receivedAt: 1_764_900_008_162.0955 });
+    expect((await rounding.requests.recordCarried!(m)).kind).toBe('recorded');
+    expect(await rounding.requests.recordCarried!(m)).toEqual({ kind: 'recorded', message: m });
+    expect((await rounding.requests.recordCarried!({ ...m, receivedAt: m.receivedAt + 0.01 })).kind).toBe('duplicate');
+    // The same, when the first copy commits while the second waits for it (a concurrent statement).
+    const n = makeMessage({ id: 'carried-round-2', flowId: 'orders', receivedAt: 1_764_900_008_163.0955 });
+    const both = await Promise.all([rounding.requests.recordCarried!(n), (await openBackend({ connectionString: `${DATABASE_URL}${DATABASE_URL.includes('?') ? '&' : '?'}options=-c%20extra_float_digits%3D0` })).requests.recordCarried!(n)]);
+    expect(both.map((o) => o.kind)).toEqual(['recorded', 'recorded']);
+  });
+
   it('a carried request is refused a write while the database is unreachable (503), never half-recorded', async () => {
     const b = await openBackend();
     await b.close();

@@ -773,7 +773,7 @@ describe.sequential('RABBITMQ_ACCEPT=broker: the broker holds each request until
       let n = 0;
       for (const i of instances) {
         const text = await (await fetch(`${urlOf(i)}/metrics`)).text();
-        n += Number(new RegExp(`^hookd_carried_requests_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+        n += Number(new RegExp(`^hookd_carried_request_deliveries_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
       }
       return n;
     };

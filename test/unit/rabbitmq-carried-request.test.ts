@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { RabbitDelivery } from '../../src/queue/rabbitmq/delivery.js';
 import { decodeJob, encodeJob, toDeadLetter, type JobMessage } from '../../src/queue/rabbitmq/job-message.js';
 import { makeMessage } from '../conformance/helpers.js';
 
@@ -58,5 +59,44 @@ describe('job messages that carry their request (RABBITMQ_ACCEPT=broker)', () =>
   it('a job without a request stays as it was on the wire', () => {
     expect(JSON.parse(encodeJob(job).body.toString('utf8'))).toEqual(job);
     expect(overTheWire(job)).toEqual(job);
+  });
+});
+
+describe('a carried request stored under the flow’s own id (another flow has the sender’s)', () => {
+  it('renames the job and every copy the queue makes of it: retry, given back, dead letter', async () => {
+    const sent: JobMessage[] = [];
+    const host = {
+      logger: { warn: () => {}, info: () => {}, error: () => {} },
+      publishRetry: async (m: JobMessage) => void sent.push(m),
+      publishDead: async (m: JobMessage) => void sent.push(m),
+      track: () => {},
+      settled: () => {},
+      ack: () => true,
+      handBack: () => true,
+      deliveryLimit: 20,
+    } as unknown as ConstructorParameters<typeof RabbitDelivery>[3];
+    const ch = { active: true } as unknown as ConstructorParameters<typeof RabbitDelivery>[1];
+    const carried = makeMessage({ id: 'req-1', flowId: 'orders' });
+    const deliveryOf = () => new RabbitDelivery({ ...job, carried }, ch, 1, host);
+
+    const d = deliveryOf();
+    d.renameRequest('rid-scoped');
+    expect(d.job.requestId).toBe('rid-scoped');
+    expect(d.job.carried?.id).toBe('rid-scoped');
+    await d.nack({ delayMs: 1_000, error: 'boom' });
+    const d2 = deliveryOf();
+    d2.renameRequest('rid-scoped');
+    await d2.requeue('store down');
+    const d3 = deliveryOf();
+    d3.renameRequest('rid-scoped');
+    await d3.deadLetter('no');
+    expect(sent).toHaveLength(3);
+    for (const m of sent) {
+      // What the next consumer decodes (decodeJob refuses a request that is not the job's).
+      const again = overTheWire(m);
+      expect(again.requestId).toBe('rid-scoped');
+      expect(again.carried).toEqual({ ...carried, id: 'rid-scoped' });
+      expect(toDeadLetter(again, undefined, 20).requestId).toBe('rid-scoped');
+    }
   });
 });

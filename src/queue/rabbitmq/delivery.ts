@@ -38,7 +38,7 @@ type State = 'open' | 'settling' | 'settled' | 'released';
  * message: settles are ignored (logged) and the job is delivered again.
  */
 export class RabbitDelivery implements Delivery {
-  readonly job: Job;
+  private current: Job;
   /** The last delivery the queue's delivery limit allows (Delivery.exhausted): set by the consumer. */
   exhausted?: string;
   private state: State = 'open';
@@ -46,14 +46,24 @@ export class RabbitDelivery implements Delivery {
   private held = false;
 
   constructor(
-    private readonly message: JobMessage,
+    private message: JobMessage,
     private readonly ch: Channel,
     private readonly deliveryTag: number,
     private readonly host: DeliveryHost,
     /** Times the broker took this message back before (x-delivery-count; quorum queues). */
     readonly returns = 0,
   ) {
-    this.job = toJob(message);
+    this.current = toJob(message);
+  }
+
+  get job(): Job {
+    return this.current;
+  }
+
+  renameRequest(requestId: string): void {
+    const carried = this.message.carried;
+    this.message = { ...this.message, requestId, ...(carried === undefined ? {} : { carried: { ...carried, id: requestId } }) };
+    this.current = toJob(this.message);
   }
 
   get channel(): Channel {

@@ -1,5 +1,6 @@
 export {
   RabbitMqQueue,
+  CarriedToDeletedFlow,
   openRabbitMqQueue,
   type RabbitMqQueueOptions,
   type PublishableJob,

@@ -73,6 +73,17 @@ export interface RabbitMqQueueOptions {
 }
 
 /**
+ * publish() of a job that carries its request (Job.carried), for a flow that no longer exists: not
+ * sent. A job of a deleted flow goes to the dead letters, where its request would have no other
+ * record; the caller stores the request and publishes the job without it.
+ */
+export class CarriedToDeletedFlow extends Error {
+  constructor(readonly flowId: string) {
+    super(`flow ${flowId} does not exist (deleted): a job carrying its request is not published to the dead letters`);
+  }
+}
+
+/**
  * A job to publish: its id (the message id, UUIDv7), flow, request, maxAttempts and enqueuedAt;
  * attempts defaults to 1 (a first delivery); optionally not before runAt (epoch ms). Other fields
  * (e.g. an outbox row's `claims`) are ignored. PostgreSQL's OutboxJob fits as it is.
@@ -645,7 +656,13 @@ export class RabbitMqQueue implements Queue {
     // The hot path: the flow's queue is known to exist.
     if (this.declaredFlows.has(msg.flowId)) return go();
     // Queues of deleted flows are removed, never declared: their jobs go to the dead letters.
-    return this.routeOf(msg.flowId).then((route) => (route === 'queue' ? go() : this.sendDeadOfDeletedFlow(msg)));
+    return this.routeOf(msg.flowId).then((route) => {
+      if (route === 'queue') return go();
+      // Its request would be in the dead letters alone, where no worker records it (dismissed, it
+      // is gone): the caller stores it first (RABBITMQ_ACCEPT=broker: the outbox way).
+      if (msg.carried !== undefined) throw new CarriedToDeletedFlow(msg.flowId);
+      return this.sendDeadOfDeletedFlow(msg);
+    });
   }
 
   /**

@@ -80,32 +80,34 @@ export class AcceptBatch {
     for (const r of ordered) values.push(...params(r));
     // Padding rows: all NULL, filtered out by the statement.
     for (let i = values.length; i < size * PARAM_TYPES.length; i++) values.push(null);
-    const { rows: out } = await this.db.query<{ id: string; stored: boolean; existing: string | null; existing_at?: number | null }>(
+    const { rows: out } = await this.db.query<{ id: string; stored: boolean; existing: string | null; same_receipt?: boolean | null }>(
       this.sql(size),
       values,
       `hookd_accept_${this.dispatch}_${size}`,
     );
     const byId = new Map(rows.map((r) => [r.id, r]));
-    const judge = (id: string, flowId: string, receivedAt: number | null | undefined): AcceptResult => {
-      const row = byId.get(id);
-      if (flowId !== row?.flowId) return 'conflict';
-      return this.dispatch === 'none' && receivedAt === row.receivedAt ? 'stored' : 'duplicate';
+    // The time of receipt is compared by PostgreSQL, not after a round trip through its text
+    // output (extra_float_digits below 1 rounds it: a redelivery would pass for a sender's retry).
+    const judge = (id: string, flowId: string, sameReceipt: boolean | null | undefined): AcceptResult => {
+      if (flowId !== byId.get(id)?.flowId) return 'conflict';
+      return this.dispatch === 'none' && sameReceipt === true ? 'stored' : 'duplicate';
     };
     const results = new Map<string, AcceptResult>();
     const unresolved: string[] = [];
     for (const o of out) {
       if (o.stored) results.set(o.id, 'stored');
       else if (o.existing === null) unresolved.push(o.id);
-      else results.set(o.id, judge(o.id, o.existing, o.existing_at));
+      else results.set(o.id, judge(o.id, o.existing, o.same_receipt));
     }
     if (unresolved.length > 0) {
       // Inserted by a concurrent transaction that committed after this statement's snapshot was
       // taken (ON CONFLICT waited for it): a new statement sees it.
-      const { rows: found } = await this.db.query<{ id: string; flow_id: string; received_at: number }>(
-        `SELECT id, flow_id, received_at FROM ${this.db.t.requests} WHERE id = ANY($1::text[])`,
-        [unresolved],
+      const { rows: found } = await this.db.query<{ id: string; flow_id: string; same_receipt: boolean }>(
+        `SELECT r.id, r.flow_id, r.received_at = u.received_at AS same_receipt
+         FROM ${this.db.t.requests} r JOIN unnest($1::text[], $2::float8[]) AS u(id, received_at) ON u.id = r.id`,
+        [unresolved, unresolved.map((id) => byId.get(id)!.receivedAt)],
       );
-      for (const f of found) results.set(f.id, judge(f.id, f.flow_id, f.received_at));
+      for (const f of found) results.set(f.id, judge(f.id, f.flow_id, f.same_receipt));
     }
     for (const r of rows) {
       if (!results.has(r.id)) throw new Error(`accept: no outcome for request ${r.id}`);
@@ -155,7 +157,7 @@ export class AcceptBatch {
 SELECT input.id, ins.id IS NOT NULL AS stored,
        CASE WHEN ins.id IS NULL THEN (SELECT r.flow_id FROM ${requests} r WHERE r.id = input.id) END AS existing${
          this.dispatch === 'none' ? `,
-       CASE WHEN ins.id IS NULL THEN (SELECT r.received_at FROM ${requests} r WHERE r.id = input.id) END AS existing_at` : ''
+       CASE WHEN ins.id IS NULL THEN (SELECT r.received_at = input.received_at FROM ${requests} r WHERE r.id = input.id) END AS same_receipt` : ''
        }
 FROM input LEFT JOIN ins ON ins.id = input.id`;
     this.sqlByRows.set(n, text);

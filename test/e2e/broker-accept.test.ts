@@ -1,9 +1,13 @@
 /**
- * RABBITMQ_ACCEPT=broker during a rolling upgrade. A job answered from the broker alone carries its
+ * RABBITMQ_ACCEPT=broker on one instance (PostgreSQL + RabbitMQ, services left running; the
+ * three-instance tests with outages are in distributed.test.ts).
+ *
+ * During a rolling upgrade: A job answered from the broker alone carries its
  * request, which only this build records: an instance of an earlier hookd would find no stored
  * request and dead-letter the job without it (a 200 lost). While such an instance beats on the
  * database, webhooks go the outbox way; once it is gone, the broker's confirm alone.
  */
+import http from 'node:http';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, expect, it } from 'vitest';
@@ -13,7 +17,7 @@ import { startHookd } from '../helpers/hookd.js';
 
 const { backends, cleanUp } = everyBackend('brokeraccept');
 const env = backends.find(([name]) => name === 'PostgreSQL + RabbitMQ')![1];
-afterAll(() => cleanUp(['gated']));
+afterAll(() => cleanUp(['gated', 'vanishing']));
 
 it('answers from the broker alone only while no instance of an earlier build runs on the database', { timeout: 30_000 }, async () => {
   const admin = new pg.Client({ connectionString: env.DATABASE_URL });
@@ -58,5 +62,43 @@ it('answers from the broker alone only while no instance of an earlier build run
   } finally {
     await hookd?.close();
     await admin.end();
+  }
+});
+
+it('a request whose flow is deleted while it arrives is stored before its job goes to the dead letters', { timeout: 30_000 }, async () => {
+  const hookd = await startHookd({ ...env, RABBITMQ_ACCEPT: 'broker', FLOW_REFRESH: '200ms' });
+  try {
+    expect((await hookd.api('PUT', '/api/flows/vanishing', { steps: [{ id: 'keep', type: 'filter', expression: 'true' }] })).status).toBe(201);
+    await new Promise((r) => setTimeout(r, 1_000));
+    // The sender's upload begins while the flow exists; the flow is deleted before it ends.
+    const body = JSON.stringify({ order: 7 });
+    const answer = new Promise<{ status: number; requestId: string }>((resolve, reject) => {
+      const req = http.request(
+        { host: '127.0.0.1', port: Number(new URL(hookd.url).port), path: '/hook/vanishing', method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-request-id': 'vanishing-1' } },
+        (res) => {
+          let text = '';
+          res.on('data', (d) => (text += d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, requestId: (JSON.parse(text) as { requestId: string }).requestId }));
+        },
+      );
+      req.on('error', reject);
+      req.write(body.slice(0, 5));
+      setTimeout(() => req.end(body.slice(5)), 1_500);
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await hookd.api('DELETE', '/api/flows/vanishing')).status).toBe(204);
+    expect(await answer).toEqual({ status: 200, requestId: 'vanishing-1' });
+    // Its job is a dead letter, and the request is in the store: dismissing the one keeps the other.
+    let dead: { id: string; requestId: string } | undefined;
+    await waitFor(async () => {
+      const page = await hookd.api('GET', '/api/dead-letters?limit=100');
+      dead = (page.body.items as Array<{ id: string; requestId: string }>).find((d) => d.requestId === 'vanishing-1');
+      return dead !== undefined;
+    }, 'the dead letter', 10_000);
+    expect((await hookd.api('GET', '/api/requests/vanishing-1')).body).toMatchObject({ flowId: 'vanishing', body: { order: 7 } });
+    expect((await hookd.api('DELETE', `/api/dead-letters/${dead!.id}`)).status).toBe(204);
+    expect((await hookd.api('GET', '/api/requests/vanishing-1')).status).toBe(200);
+  } finally {
+    await hookd.close();
   }
 });
