@@ -198,6 +198,7 @@ class OutboxRabbitBackend implements Backend {
         return this.acceptByOutbox(m, options);
       },
       recordCarried: (m) => inner.recordCarried(m),
+      recordedLater: () => this.byBroker,
       get: (id) => inner.get(id),
       getForExecution: (id, job) => inner.getForExecution(id, job),
       list: (q) => inner.list(q),

@@ -102,7 +102,13 @@ export async function executionRoutes(
 
   app.get<{ Params: { id: string } }>('/requests/:id', { config: { doc: { summary: 'A stored request (body, raw body as base64, headers, files) with its execution id', responses: { 200: { description: 'The request', schema: RequestView }, 404: 'No such request' } } } }, async (request) => {
     const message = await deps.requests.get(request.params.id);
-    if (!message) throw new HookdError(E.NOT_FOUND, `Request ${request.params.id}`);
+    if (!message) {
+      const notFound = new HookdError(E.NOT_FOUND, `Request ${request.params.id}`);
+      if (deps.requests.recordedLater?.() !== true) throw notFound;
+      throw notFound.withDetails({
+        recordedLater: 'RABBITMQ_ACCEPT=broker: a request is stored when a worker takes its job, so one answered a moment ago, behind a backlog, or queued for a stopped flow may not be here yet',
+      });
+    }
     const execution = await deps.executions.getByRequest(message.id);
     return { ...viewFor(request, toRequestView)(message), executionId: execution?.id };
   });

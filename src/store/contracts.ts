@@ -129,6 +129,11 @@ export interface RequestStore {
    * is unavailable.
    */
   recordCarried?(message: ReceivedMessage): Promise<RecordOutcome>;
+  /**
+   * Capability of a store whose senders may be answered before it has their request (RABBITMQ_ACCEPT=broker
+   * in effect): true while so. The API then says, with a 404, that the request may not be here yet.
+   */
+  recordedLater?(): boolean;
   /** The stored request, read from the store (API, views). */
   get(id: string): Promise<ReceivedMessage | undefined>;
   /**

@@ -44,12 +44,15 @@ it('answers from the broker alone only while no instance of an earlier build run
     const stored = async (id: string): Promise<boolean> => (await hookd!.api('GET', `/api/requests/${id}`)).status === 200;
     expect(await stored(await post())).toBe(true);
     expect(lines.some((l) => l.includes('RABBITMQ_ACCEPT=broker waits'))).toBe(true);
+    expect((await hookd.api('GET', '/api/requests/no-such-request')).body).not.toHaveProperty('details');
 
     // The earlier instance is gone (upgraded): the broker's confirm alone, within FLOW_REFRESH.
     await admin.query(`DELETE FROM "${schema}".instances WHERE id = 'instance-earlier'`);
     await waitFor(() => lines.some((l) => l.includes('RABBITMQ_ACCEPT=broker in effect')), 'broker accept in effect', 5_000);
     const id = await post();
     expect(await stored(id)).toBe(false);
+    // The 404 says why it may not be there yet.
+    expect((await hookd.api('GET', `/api/requests/${id}`)).body).toMatchObject({ error: 'NOT_FOUND', details: { recordedLater: expect.stringMatching(/worker takes its job/) } });
     const queued = await hookd.api('GET', '/api/queue');
     expect(queued.body).toMatchObject({ ready: 2 });
 
