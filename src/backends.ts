@@ -99,6 +99,8 @@ export async function openBackend(config: Config, logger: Logger, messageCache: 
         before: async (requestId) => void (await stores.executions.moveStatus([requestId], 'dead', 'retrying', Date.now())),
         failed: async (requestId) => void (await stores.executions.moveStatus([requestId], 'retrying', 'dead', Date.now())),
       },
+      // A dismissed dead letter's request stays (docs/api.md): one only the dead letter held is stored first.
+      beforeDiscard: async (request) => void (await stores.requests.recordCarried(request)),
     });
   } catch (err) {
     await stores.close();

@@ -9,6 +9,9 @@
  */
 import http from 'node:http';
 import pg from 'pg';
+import { Connection } from 'rabbitmq-client';
+import { encodeJob } from '../../src/queue/rabbitmq/job-message.js';
+import { makeMessage } from '../conformance/helpers.js';
 import pino from 'pino';
 import { afterAll, expect, it } from 'vitest';
 import { waitFor } from '../conformance/helpers.js';
@@ -102,6 +105,26 @@ it('a request whose flow is deleted while it arrives is stored before its job go
     expect((await hookd.api('DELETE', `/api/dead-letters/${dead!.id}`)).status).toBe(204);
     expect((await hookd.api('GET', '/api/requests/vanishing-1')).status).toBe(200);
   } finally {
+    await hookd.close();
+  }
+});
+
+it('a dismissed dead letter whose request only it held (the broker dead-lettered the job before a worker recorded it) leaves the request stored', { timeout: 30_000 }, async () => {
+  const hookd = await startHookd({ ...env, RABBITMQ_ACCEPT: 'broker', WORKER_CONCURRENCY: '0' });
+  const conn = new Connection({ url: env.RABBITMQ_URI! });
+  const publisher = conn.createPublisher({ confirm: true });
+  try {
+    // What the broker's delivery limit makes of a job whose worker crashed on it each time.
+    const carried = makeMessage({ id: 'only-in-dead-letters', flowId: 'gated', body: { n: 9 }, rawBody: Buffer.from('{"n":9}') });
+    const { envelope, body } = encodeJob({ id: 'job-dead-1', flowId: 'gated', requestId: carried.id, attempts: 3, maxAttempts: 5, enqueuedAt: Date.now(), lastError: 'delivered 21 times', deadAt: Date.now(), carried });
+    await publisher.send({ ...envelope, exchange: env.RABBITMQ_PREFIX!, routingKey: 'dead' }, body);
+    await waitFor(async () => ((await hookd.api('GET', '/api/dead-letters?limit=10')).body.items as Array<{ id: string }>).some((d) => d.id === 'job-dead-1'), 'the dead letter', 10_000);
+    expect((await hookd.api('GET', `/api/requests/${carried.id}`)).status).toBe(404);
+    expect((await hookd.api('DELETE', '/api/dead-letters/job-dead-1')).status).toBe(204);
+    expect((await hookd.api('GET', `/api/requests/${carried.id}`)).body).toMatchObject({ id: carried.id, flowId: 'gated', body: { n: 9 } });
+  } finally {
+    await publisher.close();
+    await conn.close();
     await hookd.close();
   }
 });

@@ -8,6 +8,7 @@ import { ConfirmPublisher } from './confirm-publisher.js';
 import { RabbitConsumer, type ConsumerHost } from './consumer.js';
 import { DeadLetterScanner } from './dead-letters.js';
 import { encodeJob, type JobMessage } from './job-message.js';
+import type { ReceivedMessage } from '../../core/message.js';
 import { stderrLogger, type QueueLogger } from './logger.js';
 import {
   DEAD_KEY,
@@ -63,6 +64,12 @@ export interface RabbitMqQueueOptions {
    * the executions in the store.
    */
   onRevive?: { before(requestId: string): Promise<void>; failed(requestId: string): Promise<void> };
+  /**
+   * A dead letter that carries its request (Job.carried) is about to be discarded: the composition
+   * root stores the request, which may have no other record (a job dead-lettered by the broker's
+   * delivery limit before a worker recorded it). Rejecting keeps the dead letter.
+   */
+  beforeDiscard?(request: ReceivedMessage): Promise<void>;
   /**
    * Whether a flow exists now (the flow store): asked before the first publish of a flow's job in
    * this process, and before retrying a dead letter, since what this process knows of deleted
@@ -191,6 +198,7 @@ export class RabbitMqQueue implements Queue {
   private legacyWorkQueue = false;
 
   private readonly onRevive: RabbitMqQueueOptions['onRevive'];
+  private readonly beforeDiscard: RabbitMqQueueOptions['beforeDiscard'];
 
   constructor(options: RabbitMqQueueOptions) {
     this.logger = options.logger ?? stderrLogger;
@@ -209,6 +217,7 @@ export class RabbitMqQueue implements Queue {
     }
     this.onConfirmed = options.onConfirmed;
     this.onRevive = options.onRevive;
+    this.beforeDiscard = options.beforeDiscard;
     this.flowExists = options.flowExists;
     this.conn = new Connection({
       url: options.url,
@@ -569,7 +578,9 @@ export class RabbitMqQueue implements Queue {
 
   /** Taken from the dead-letter queue and acked: gone. */
   discardDead(jobId: string): Promise<boolean> {
-    return this.scanner.take(jobId, () => Promise.resolve());
+    return this.scanner.take(jobId, async (dead) => {
+      if (dead.carried !== undefined) await this.beforeDiscard?.(dead.carried);
+    });
   }
 
   /**
