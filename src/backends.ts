@@ -232,12 +232,18 @@ class OutboxRabbitBackend implements Backend {
    */
   async acceptByBrokerOnceUpgraded(expireMs: number, everyMs: number): Promise<void> {
     let decided = false;
+    let looking = false;
     const look = async (): Promise<void> => {
+      // A silent database holds a query up to its timeout: one look at a time, not one per tick.
+      if (looking) return;
+      looking = true;
       let earlier: number;
       try {
         earlier = await this.stores.instances.earlier(expireMs);
       } catch {
         return; // the database is away: keep what was decided (its workers wait for it anyway)
+      } finally {
+        looking = false;
       }
       const byBroker = earlier === 0;
       if (decided && byBroker === this.byBroker) return;
