@@ -5,12 +5,12 @@ import { E, HookdError, isHookdError, unavailable } from './core/errors.js';
 import { finishesWithin } from './core/finishes-within.js';
 import { uuidv7 } from './core/ids.js';
 import { READY_CHECK_TIMEOUT_MS } from './http/ops-routes.js';
-import type { ReceivedMessage } from './core/message.js';
+import { attachmentIdsOf, type ReceivedMessage } from './core/message.js';
 import { CarriedToDeletedFlow, openRabbitMqQueue, requestPayload, type RabbitMqQueue } from './queue/rabbitmq/index.js';
 import type { Backend, FlowOwners } from './store/backend.js';
 import { instanceExpireMs } from './store/membership.js';
 import type { MessageCache } from './store/message-cache.js';
-import type { AcceptOptions, AcceptOutcome, RequestStore } from './store/contracts.js';
+import { ACCEPT_STORED, type AcceptOptions, type AcceptOutcome, type RequestStore } from './store/contracts.js';
 import { openPostgresBackend, openPostgresStores, PgFlowOwners, type PostgresStores, refuseMixedQueues, startOutboxRelay } from './store/postgres/index.js';
 import { openSqliteBackend } from './store/sqlite/index.js';
 
@@ -131,13 +131,11 @@ const PUBLISHED_FLUSH_ROWS = 1_000;
  * through a quorum queue's log on a majority of its nodes, and a large one costs the broker more
  * than the commit it saves (and every retry's copy carries it again).
  */
-export const CARRIED_BODY_MAX = 256 * 1024;
-
-const STORED: AcceptOutcome = Object.freeze({ kind: 'stored' });
+const CARRIED_BODY_MAX = 256 * 1024;
 
 /** Whether a request goes to the broker alone (RABBITMQ_ACCEPT=broker): no file, a body of at most CARRIED_BODY_MAX. */
-export function carriable(m: ReceivedMessage): boolean {
-  return m.rawBody.length <= CARRIED_BODY_MAX && m.rawAttachment === undefined && (m.attachments === undefined || m.attachments.length === 0);
+function carriable(m: ReceivedMessage): boolean {
+  return m.rawBody.length <= CARRIED_BODY_MAX && attachmentIdsOf(m).length === 0;
 }
 
 /**
@@ -167,8 +165,9 @@ class OutboxRabbitBackend implements Backend {
   /**
    * RABBITMQ_ACCEPT=broker is in effect: set, and no instance of an earlier build runs on this
    * database (one would dead-letter a carried request's job without the request: lost).
+   * Undefined until the first look (acceptByBrokerOnceUpgraded), and without the setting.
    */
-  private byBroker = false;
+  private byBroker: boolean | undefined;
   private brokerCheck: NodeJS.Timeout | undefined;
 
   constructor(
@@ -200,7 +199,7 @@ class OutboxRabbitBackend implements Backend {
         return this.acceptByOutbox(m, options);
       },
       recordCarried: (m) => inner.recordCarried(m),
-      recordedLater: () => this.byBroker,
+      recordedLater: () => this.byBroker === true,
       get: (id) => inner.get(id),
       getForExecution: (id, job) => inner.getForExecution(id, job),
       list: (q) => inner.list(q),
@@ -231,7 +230,6 @@ class OutboxRabbitBackend implements Backend {
    * FLOW_REFRESH (a rolling upgrade: the outbox way until the last earlier instance is gone).
    */
   async acceptByBrokerOnceUpgraded(expireMs: number, everyMs: number): Promise<void> {
-    let decided = false;
     let looking = false;
     const look = async (): Promise<void> => {
       // A silent database holds a query up to its timeout: one look at a time, not one per tick.
@@ -246,8 +244,7 @@ class OutboxRabbitBackend implements Backend {
         looking = false;
       }
       const byBroker = earlier === 0;
-      if (decided && byBroker === this.byBroker) return;
-      decided = true;
+      if (byBroker === this.byBroker) return;
       this.byBroker = byBroker;
       if (byBroker) this.logger.info('RABBITMQ_ACCEPT=broker in effect: webhooks are answered once the broker confirmed them, and recorded by the workers');
       else {
@@ -282,7 +279,7 @@ class OutboxRabbitBackend implements Backend {
       if (err instanceof RangeError) throw new HookdError(E.INVALID_BODY, 'JSON', 'nested too deeply to store');
       throw isHookdError(err) ? err : unavailable('queue', err);
     }
-    return STORED;
+    return ACCEPT_STORED;
   }
 
   private markPublished(id: string): void {
@@ -308,14 +305,8 @@ class OutboxRabbitBackend implements Backend {
   async checkWritable(): Promise<void> {
     // Webhooks need the broker alone: while PostgreSQL is down they wait there, and the API and
     // the workers answer 503 or wait (docs/distributed.md).
-    if (this.byBroker) {
-      await checkEach([{ kind: 'queue', name: 'RabbitMQ', check: () => this.queue.checkWritable() }]);
-      return;
-    }
-    await checkEach([
-      { kind: 'store', name: 'PostgreSQL', check: () => this.stores.checkWritable() },
-      { kind: 'queue', name: 'RabbitMQ', check: () => this.queue.checkWritable() },
-    ]);
+    const broker = { kind: 'queue' as const, name: 'RabbitMQ', check: () => this.queue.checkWritable() };
+    await checkEach(this.byBroker === true ? [broker] : [{ kind: 'store', name: 'PostgreSQL', check: () => this.stores.checkWritable() }, broker]);
   }
 
   close(): Promise<void> {

@@ -54,6 +54,10 @@ export type AcceptOutcome =
   /** A message with this id was already committed for the same flow: nothing written again. */
   | { kind: 'duplicate' };
 
+/** The two outcomes, shared (accept() is the ingest hot path: no object per call). */
+export const ACCEPT_STORED: AcceptOutcome = Object.freeze({ kind: 'stored' });
+export const ACCEPT_DUPLICATE: AcceptOutcome = Object.freeze({ kind: 'duplicate' });
+
 export interface AcceptOptions {
   /** Deliveries before the job is dead-lettered. */
   maxAttempts: number;

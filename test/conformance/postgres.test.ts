@@ -473,7 +473,7 @@ describe('postgres: requests', () => {
     expect(both.map((o) => o.kind)).toEqual(['recorded', 'recorded']);
   });
 
-  it('a carried request is refused a write while the database is unreachable (503), never half-recorded', async () => {
+  it('a carried request is refused with 503 once the store is closed', async () => {
     const b = await openBackend();
     await b.close();
     await expect(b.requests.recordCarried!(makeMessage())).rejects.toMatchObject({ statusCode: 503 });

@@ -1,6 +1,6 @@
 import type { DeadLetter, Job } from '../../core/job.js';
 import { toRequestView, type ReceivedMessage } from '../../core/message.js';
-import { fromCarried, toCarried } from './carried-request.js';
+import { fromCarried, toCarried, type CarriedRequest } from './carried-request.js';
 
 /**
  * The wire format of a job message (documented for external consumers in
@@ -41,7 +41,7 @@ export interface EncodedMessage {
 }
 
 export function encodeJob(job: JobMessage): EncodedMessage {
-  const body: JobMessage = {
+  const body: JobMessage & { request?: CarriedRequest } = {
     id: job.id,
     flowId: job.flowId,
     requestId: job.requestId,
@@ -52,8 +52,7 @@ export function encodeJob(job: JobMessage): EncodedMessage {
   if (job.lastError !== undefined) body.lastError = job.lastError;
   if (job.runAt !== undefined) body.runAt = job.runAt;
   if (job.deadAt !== undefined) body.deadAt = job.deadAt;
-  const wire: JobMessage & { request?: unknown } = body;
-  if (job.carried !== undefined) wire.request = toCarried(job.carried);
+  if (job.carried !== undefined) body.request = toCarried(job.carried);
   return {
     envelope: {
       messageId: job.id,

@@ -1,7 +1,7 @@
 import { E, HookdError, unavailable } from '../../core/errors.js';
 import { flowScopedRequestId } from '../../core/ids.js';
 import type { ReceivedMessage } from '../../core/message.js';
-import type { AcceptOptions, AcceptOutcome, PurgeResult, RequestListQuery, ReceivedRange, RequestStore, JobOfRequest, RecordOutcome } from '../contracts.js';
+import { ACCEPT_DUPLICATE, ACCEPT_STORED, type AcceptOptions, type AcceptOutcome, type PurgeResult, type RequestListQuery, type ReceivedRange, type RequestStore, type JobOfRequest, type RecordOutcome } from '../contracts.js';
 import type { MessageCache } from '../message-cache.js';
 import type { OutboxJob } from './outbox.js';
 import { BatchedLookup } from '../batched-lookup.js';
@@ -12,8 +12,6 @@ import { GroupCommit, type GroupCommitOptions } from './group-commit.js';
 import { newId } from './ids.js';
 import { requestColumns, toMessage, type RequestRow } from './rows.js';
 
-const STORED: AcceptOutcome = Object.freeze({ kind: 'stored' });
-const DUPLICATE: AcceptOutcome = Object.freeze({ kind: 'duplicate' });
 
 export const DEFAULT_GROUP_COMMIT: GroupCommitOptions = {
   // 19 parameters a row: 512 rows (the largest statement size) stay far below the protocol's 65 535.
@@ -112,9 +110,9 @@ export class PgRequestStore implements RequestStore {
     if (result === 'stored') {
       this.recent?.put(m, columns.body?.length ?? 0);
       const job: OutboxJob = { id: row.jobId, flowId: m.flowId, requestId: m.id, maxAttempts: options.maxAttempts, enqueuedAt: Date.now(), claims: 0 };
-      return { outcome: STORED, job };
+      return { outcome: ACCEPT_STORED, job };
     }
-    if (result === 'duplicate') return { outcome: DUPLICATE };
+    if (result === 'duplicate') return { outcome: ACCEPT_DUPLICATE };
     throw new HookdError(E.REQUEST_ID_CONFLICT, m.id);
   }
 

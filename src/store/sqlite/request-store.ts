@@ -1,6 +1,6 @@
 import { E, HookdError } from '../../core/errors.js';
 import type { ReceivedMessage } from '../../core/message.js';
-import type { AcceptOptions, AcceptOutcome, PurgeResult, ReclaimedSpace, RequestListQuery, ReceivedRange, RequestStore, JobOfRequest } from '../contracts.js';
+import { ACCEPT_DUPLICATE, ACCEPT_STORED, type AcceptOptions, type AcceptOutcome, type PurgeResult, type ReclaimedSpace, type RequestListQuery, type ReceivedRange, type RequestStore, type JobOfRequest } from '../contracts.js';
 import type { HandoffSlot, JobHandoff } from './handoff.js';
 import { acceptRequestArgs, setLeaseOwner } from './accept-args.js';
 import type { Reader } from './reader.js';
@@ -9,8 +9,6 @@ import type { MessageCache } from '../message-cache.js';
 import { requestColumns, toMessage, type RequestRow } from '../rows.js';
 import type { WriterClient } from './writer/writer-client.js';
 
-const STORED: AcceptOutcome = Object.freeze({ kind: 'stored' });
-const DUPLICATE: AcceptOutcome = Object.freeze({ kind: 'duplicate' });
 
 /**
  * Raw bytes cross to the writer thread as their own copy: a Buffer is often a view into a shared
@@ -56,7 +54,7 @@ export class SqliteRequestStore implements RequestStore {
     if (result.kind !== 'stored') {
       slot?.cancel();
       if (result.kind === 'conflict') throw new HookdError(E.REQUEST_ID_CONFLICT, m.id);
-      return DUPLICATE;
+      return ACCEPT_DUPLICATE;
     }
     // Before the hand-off: the consumer reads the message as soon as it gets the job.
     this.recent?.put(m, columns.body?.length ?? 0);
@@ -73,7 +71,7 @@ export class SqliteRequestStore implements RequestStore {
       slot?.cancel();
       handoff?.wake();
     }
-    return STORED;
+    return ACCEPT_STORED;
   }
 
   async get(id: string): Promise<ReceivedMessage | undefined> {
